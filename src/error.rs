@@ -1,0 +1,422 @@
+//! Errors of the core layer: Kafka error codes, wire-protocol failures, and the outcome
+//! error every record can end with.
+//!
+//! One enum per concern, `#[non_exhaustive]`, so variants can be added without breaking
+//! callers. The outcome error ([`ProduceError`]) is `Clone` and cheap to clone, because one
+//! broker error fans out to every record of a batch.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::record::ProducerRecord;
+
+macro_rules! kafka_codes {
+    ($( $(#[$doc:meta])* $name:ident = $code:literal, $retriable:literal; )*) => {
+        /// A Kafka protocol error code, named as the Java client names it.
+        ///
+        /// Codes that a producer can meet are named; anything else decodes as
+        /// [`KafkaCode::Unknown`] and is treated as not retriable.
+        /// Variants are spelled as the protocol spells them so that logs and `name()` match
+        /// the Kafka documentation.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        #[allow(non_camel_case_types)]
+        pub enum KafkaCode {
+            $( $(#[$doc])* $name, )*
+            /// A code this client does not know.
+            Unknown(i16),
+        }
+
+        impl KafkaCode {
+            /// Maps a wire code; `0` (no error) maps to `None`.
+            pub fn from_code(code: i16) -> Option<KafkaCode> {
+                match code {
+                    0 => None,
+                    $( $code => Some(KafkaCode::$name), )*
+                    other => Some(KafkaCode::Unknown(other)),
+                }
+            }
+
+            /// The wire code.
+            pub fn code(self) -> i16 {
+                match self {
+                    $( KafkaCode::$name => $code, )*
+                    KafkaCode::Unknown(c) => c,
+                }
+            }
+
+            /// Whether the Java producer retries a batch that failed with this code.
+            pub fn retriable(self) -> bool {
+                match self {
+                    $( KafkaCode::$name => $retriable, )*
+                    KafkaCode::Unknown(_) => false,
+                }
+            }
+
+            /// The Java client's upper-snake-case name, e.g. `NOT_LEADER_OR_FOLLOWER`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $( KafkaCode::$name => stringify!($name), )*
+                    KafkaCode::Unknown(_) => "UNKNOWN_CODE",
+                }
+            }
+        }
+    };
+}
+
+kafka_codes! {
+    UNKNOWN_SERVER_ERROR = -1, false;
+    OFFSET_OUT_OF_RANGE = 1, false;
+    /// Not retried: a batch the broker found corrupt is resent byte for byte, so it would fail
+    /// again (the Java client retries it; librdkafka does not).
+    CORRUPT_MESSAGE = 2, false;
+    UNKNOWN_TOPIC_OR_PARTITION = 3, true;
+    INVALID_FETCH_SIZE = 4, false;
+    LEADER_NOT_AVAILABLE = 5, true;
+    NOT_LEADER_OR_FOLLOWER = 6, true;
+    REQUEST_TIMED_OUT = 7, true;
+    BROKER_NOT_AVAILABLE = 8, false;
+    REPLICA_NOT_AVAILABLE = 9, true;
+    MESSAGE_TOO_LARGE = 10, false;
+    STALE_CONTROLLER_EPOCH = 11, false;
+    OFFSET_METADATA_TOO_LARGE = 12, false;
+    NETWORK_EXCEPTION = 13, true;
+    COORDINATOR_LOAD_IN_PROGRESS = 14, true;
+    COORDINATOR_NOT_AVAILABLE = 15, true;
+    NOT_COORDINATOR = 16, true;
+    INVALID_TOPIC_EXCEPTION = 17, false;
+    RECORD_LIST_TOO_LARGE = 18, false;
+    NOT_ENOUGH_REPLICAS = 19, true;
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20, true;
+    INVALID_REQUIRED_ACKS = 21, false;
+    ILLEGAL_GENERATION = 22, false;
+    TOPIC_AUTHORIZATION_FAILED = 29, false;
+    GROUP_AUTHORIZATION_FAILED = 30, false;
+    CLUSTER_AUTHORIZATION_FAILED = 31, false;
+    INVALID_TIMESTAMP = 32, false;
+    UNSUPPORTED_SASL_MECHANISM = 33, false;
+    ILLEGAL_SASL_STATE = 34, false;
+    UNSUPPORTED_VERSION = 35, false;
+    TOPIC_ALREADY_EXISTS = 36, false;
+    INVALID_REQUEST = 42, false;
+    UNSUPPORTED_FOR_MESSAGE_FORMAT = 43, false;
+    POLICY_VIOLATION = 44, false;
+    OUT_OF_ORDER_SEQUENCE_NUMBER = 45, false;
+    DUPLICATE_SEQUENCE_NUMBER = 46, false;
+    INVALID_PRODUCER_EPOCH = 47, false;
+    INVALID_TXN_STATE = 48, false;
+    INVALID_PRODUCER_ID_MAPPING = 49, false;
+    INVALID_TRANSACTION_TIMEOUT = 50, false;
+    CONCURRENT_TRANSACTIONS = 51, true;
+    TRANSACTION_COORDINATOR_FENCED = 52, false;
+    TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53, false;
+    KAFKA_STORAGE_ERROR = 56, true;
+    SASL_AUTHENTICATION_FAILED = 58, false;
+    UNKNOWN_PRODUCER_ID = 59, false;
+    FENCED_LEADER_EPOCH = 74, true;
+    UNKNOWN_LEADER_EPOCH = 75, true;
+    UNSUPPORTED_COMPRESSION_TYPE = 76, false;
+    INVALID_RECORD = 87, false;
+    THROTTLING_QUOTA_EXCEEDED = 89, true;
+    PRODUCER_FENCED = 90, false;
+    UNKNOWN_TOPIC_ID = 100, true;
+    INCONSISTENT_TOPIC_ID = 103, true;
+    TRANSACTION_ABORTABLE = 120, false;
+}
+
+impl KafkaCode {
+    /// Whether the error means our view of partition leadership is stale, so metadata must be
+    /// refreshed before the retry.
+    pub fn needs_metadata_refresh(self) -> bool {
+        matches!(
+            self,
+            KafkaCode::NOT_LEADER_OR_FOLLOWER
+                | KafkaCode::LEADER_NOT_AVAILABLE
+                | KafkaCode::UNKNOWN_TOPIC_OR_PARTITION
+                | KafkaCode::FENCED_LEADER_EPOCH
+                | KafkaCode::UNKNOWN_LEADER_EPOCH
+                | KafkaCode::KAFKA_STORAGE_ERROR
+                | KafkaCode::UNKNOWN_TOPIC_ID
+                | KafkaCode::INCONSISTENT_TOPIC_ID
+        )
+    }
+}
+
+impl fmt::Display for KafkaCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.code())
+    }
+}
+
+/// A failure to speak the wire protocol: bytes we could not decode, or a peer we cannot talk
+/// to. The connection that meets one is dropped and rebuilt.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The input ended before the structure did.
+    #[error("truncated input: needed {needed} more bytes while decoding {context}")]
+    Truncated {
+        /// What was being decoded.
+        context: &'static str,
+        /// How many bytes were missing.
+        needed: usize,
+    },
+    /// A length or count field is impossible (negative, or larger than the input left).
+    #[error("invalid length {length} for {context}")]
+    InvalidLength {
+        /// What the length belonged to.
+        context: &'static str,
+        /// The length read from the wire.
+        length: i64,
+    },
+    /// A frame's size prefix exceeds what we accept.
+    #[error("frame of {size} bytes exceeds the limit of {max} bytes")]
+    FrameTooLarge {
+        /// Size from the prefix.
+        size: i64,
+        /// Our limit.
+        max: usize,
+    },
+    /// Structurally wrong content.
+    #[error("malformed {context}: {reason}")]
+    Malformed {
+        /// What was being decoded.
+        context: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A version we cannot encode or decode.
+    #[error("unsupported version {version} of {api}")]
+    UnsupportedVersion {
+        /// The API's name.
+        api: &'static str,
+        /// The version asked for.
+        version: i16,
+    },
+    /// The broker and this client share no version of an API we need.
+    #[error(
+        "no common version of {api}: broker supports {broker_min}..={broker_max}, \
+         herald supports {ours_min}..={ours_max}"
+    )]
+    NoCommonVersion {
+        /// The API's name.
+        api: &'static str,
+        /// Broker's range.
+        broker_min: i16,
+        /// Broker's range.
+        broker_max: i16,
+        /// Our range.
+        ours_min: i16,
+        /// Our range.
+        ours_max: i16,
+    },
+    /// The broker does not offer an API we need at all.
+    #[error("broker does not support {api}")]
+    MissingApi {
+        /// The API's name.
+        api: &'static str,
+    },
+    /// A response arrived for a request we did not send next.
+    #[error("correlation id mismatch: expected {expected}, got {actual}")]
+    CorrelationMismatch {
+        /// The head of our in-flight queue.
+        expected: i32,
+        /// What the broker sent.
+        actual: i32,
+    },
+    /// A record batch's CRC-32C does not match its content.
+    #[error("record batch CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    CrcMismatch {
+        /// CRC in the header.
+        stored: u32,
+        /// CRC over the bytes.
+        computed: u32,
+    },
+    /// Compressing or decompressing a batch failed.
+    #[error("{codec} codec failed: {reason}")]
+    Compression {
+        /// Codec name.
+        codec: &'static str,
+        /// The codec's message.
+        reason: String,
+    },
+    /// kafka-protocol refused to encode a request.
+    #[error("could not encode {api}: {reason}")]
+    Encode {
+        /// The API's name.
+        api: &'static str,
+        /// kafka-protocol's message.
+        reason: String,
+    },
+}
+
+/// What went wrong with one record. Cheap to clone: a batch failure is cloned into every
+/// record of the batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The broker answered with an error that is not retried, or retries ran out.
+    #[error("broker error {code} for {topic}-{partition}")]
+    Broker {
+        /// The broker's error.
+        code: KafkaCode,
+        /// Topic of the batch.
+        topic: Arc<str>,
+        /// Partition of the batch.
+        partition: i32,
+    },
+    /// The serialized record is larger than `max.request.size` or `buffer.memory`.
+    #[error("record of {size} bytes is larger than {limit} ({key} = {max})")]
+    RecordTooLarge {
+        /// The record's size in a batch.
+        size: usize,
+        /// The limit it broke.
+        max: usize,
+        /// Which config key set that limit.
+        key: &'static str,
+        /// Human wording of the limit.
+        limit: &'static str,
+    },
+    /// No metadata for the topic arrived within `max.block.ms`.
+    #[error("topic {topic} not present in metadata after {waited_ms} ms (max.block.ms)")]
+    MetadataTimeout {
+        /// The topic.
+        topic: Arc<str>,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// `buffer.memory` stayed exhausted for `max.block.ms`.
+    #[error("buffer.memory exhausted for {waited_ms} ms (max.block.ms)")]
+    BufferExhausted {
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// The record was not acknowledged within `delivery.timeout.ms`.
+    #[error("delivery timeout: record not acknowledged within {timeout_ms} ms ({stage})")]
+    DeliveryTimeout {
+        /// The configured timeout.
+        timeout_ms: u64,
+        /// Where the batch was when it expired.
+        stage: &'static str,
+    },
+    /// The topic name is not a legal Kafka topic name.
+    #[error("invalid topic name {topic:?}: {reason}")]
+    InvalidTopic {
+        /// The name.
+        topic: Arc<str>,
+        /// Why it is invalid.
+        reason: &'static str,
+    },
+    /// The broker says the topic does not exist (and it was not created within max.block.ms).
+    #[error("unknown topic {topic}")]
+    UnknownTopic {
+        /// The topic.
+        topic: Arc<str>,
+    },
+    /// An explicit partition that the topic does not have.
+    #[error("partition {partition} out of range for topic {topic} with {partitions} partitions")]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: Arc<str>,
+        /// Requested partition.
+        partition: i32,
+        /// How many the topic has.
+        partitions: i32,
+    },
+    /// The producer was closed before the record was accepted.
+    #[error("producer is closed")]
+    Closed,
+    /// The record was accepted but the producer was closed (without enough time to flush)
+    /// before it was acknowledged.
+    #[error("aborted: producer closed before the record was acknowledged")]
+    Aborted,
+    /// A serializer refused the key or value.
+    #[error("serialization failed: {0}")]
+    Serialization(Arc<str>),
+    /// The idempotent producer could not be initialised, or lost its producer id in a way that
+    /// cannot be repaired without reordering.
+    #[error("idempotence failure: {0}")]
+    Idempotence(Arc<str>),
+    /// Something this client got wrong talking to the broker.
+    #[error("protocol error: {0}")]
+    Protocol(Arc<ProtocolError>),
+}
+
+impl ErrorKind {
+    /// The broker code behind this outcome, if any.
+    pub fn kafka_code(&self) -> Option<KafkaCode> {
+        match self {
+            ErrorKind::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// The error outcome of one record. When the record was refused before it entered a batch,
+/// it comes back inside, so the caller loses nothing.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind}")]
+pub struct ProduceError {
+    kind: ErrorKind,
+    record: Option<Box<ProducerRecord>>,
+}
+
+impl ProduceError {
+    /// An error for a record that is already inside a batch.
+    pub fn new(kind: ErrorKind) -> Self {
+        ProduceError { kind, record: None }
+    }
+
+    /// An error that hands the refused record back.
+    pub fn refused(kind: ErrorKind, record: ProducerRecord) -> Self {
+        ProduceError {
+            kind,
+            record: Some(Box::new(record)),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The refused record, if it never entered a batch.
+    pub fn record(&self) -> Option<&ProducerRecord> {
+        self.record.as_deref()
+    }
+
+    /// Takes the refused record back.
+    pub fn into_record(self) -> Option<ProducerRecord> {
+        self.record.map(|b| *b)
+    }
+}
+
+impl From<ErrorKind> for ProduceError {
+    fn from(kind: ErrorKind) -> Self {
+        ProduceError::new(kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_classify() {
+        assert_eq!(KafkaCode::from_code(0), None);
+        let c = KafkaCode::from_code(6).unwrap();
+        assert_eq!(c, KafkaCode::NOT_LEADER_OR_FOLLOWER);
+        assert!(c.retriable());
+        assert!(c.needs_metadata_refresh());
+        assert_eq!(c.name(), "NOT_LEADER_OR_FOLLOWER");
+        for code in [5, 3, 7, 13, 19, 20, 56, 74, 75] {
+            assert!(KafkaCode::from_code(code).unwrap().retriable(), "{code}");
+        }
+        for code in [10, 18, 17, 29, 2, 87, 45, 59, 9999] {
+            assert!(!KafkaCode::from_code(code).unwrap().retriable(), "{code}");
+        }
+        assert_eq!(KafkaCode::from_code(9999), Some(KafkaCode::Unknown(9999)));
+        assert_eq!(KafkaCode::Unknown(9999).code(), 9999);
+        assert_eq!(KafkaCode::MESSAGE_TOO_LARGE.to_string(), "MESSAGE_TOO_LARGE (10)");
+    }
+}

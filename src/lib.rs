@@ -1,0 +1,31 @@
+//! Herald's core: everything a Kafka producer needs that is neither an actor nor I/O.
+//!
+//! The actor system that applications embed lives in the `herald-actors` crate; this crate is
+//! the part of it that can be tested and fuzzed without sockets, runtimes or clocks.
+//!
+//! Module map:
+//! - [`config`]: `ProducerConfig`, the Java producer's keys and defaults, and their validation.
+//! - [`record`]: the record a user produces and the metadata it is acknowledged with.
+//! - [`batch`]: the v2 record batch builder (the hot path) and a batch decoder.
+//! - [`compression`]: gzip, snappy, lz4 (Kafka's frame) and zstd for the records section.
+//! - [`protocol`]: framing and version negotiation around the `kafka-protocol` message types,
+//!   and bounded decoders for the responses a producer reads from the network.
+//! - [`partitioner`]: Java-compatible murmur2 and sticky partitioning, round-robin, and the
+//!   `Partitioner` trait for custom ones.
+//! - [`serializer`]: key and value serializers as the Java client has them.
+//! - [`error`]: Kafka error codes, protocol errors and the per-record outcome error.
+//! - [`varint`]: the zig-zag varints of the record format.
+
+pub mod batch;
+pub mod compression;
+pub mod config;
+pub mod error;
+pub mod partitioner;
+pub mod protocol;
+pub mod record;
+pub mod serializer;
+pub mod varint;
+
+pub use config::{Acks, ConfigError, ProducerConfig};
+pub use error::{ErrorKind, KafkaCode, ProduceError, ProtocolError};
+pub use record::{Header, ProducerRecord, RecordMetadata};

@@ -1,0 +1,608 @@
+//! Choosing a partition for a record: Java-compatible murmur2 key hashing, sticky
+//! partitioning for records without a key, round-robin, and the [`Partitioner`] trait for
+//! custom strategies.
+//!
+//! [`DefaultPartitioner`] follows the Java producer's default (Kafka 3.3+, the
+//! `BuiltInPartitioner` together with `KafkaProducer.partition`):
+//!
+//! - A record with a key (an empty key is still a key) goes to
+//!   `to_positive(murmur2(key)) % partition_count`, over *all* partitions, leaderless ones too.
+//!   [`murmur2`] is a port of `org.apache.kafka.common.utils.Utils.murmur2` and must match it
+//!   byte for byte: keyed ordering only works if every producer of a topic (Java clients,
+//!   librdkafka with `partitioner=murmur2_random`, Herald) sends the same key to the same
+//!   partition, and Kafka Streams and compacted topics rely on that too. Hashing all
+//!   partitions rather than the available ones keeps the mapping stable while a leader moves.
+//! - A record without a key is *sticky* (KIP-480, refined by KIP-794's strictly uniform sticky
+//!   partitioner): all of a topic's keyless records go to one partition until about
+//!   `batch.size` bytes went there and its batch is full (or `2 x batch.size` bytes
+//!   regardless), then a new partition is drawn. Filling one batch at a time gives fewer,
+//!   larger requests than spreading every record; switching by bytes rather than by batch
+//!   keeps the distribution uniform when some brokers are slower than others (KIP-794).
+//!
+//! Limitation: Java's adaptive partitioning (`partitioner.adaptive.partitioning.enable`), which
+//! weights the draw against partitions whose leaders have deep queues, is not implemented. The
+//! draw here is uniform among partitions that have a leader (among all when none has), as Java
+//! does with adaptive partitioning turned off.
+//!
+//! librdkafka's own default (`consistent_random`, CRC32) places keys differently; only its
+//! `murmur2_random` matches Java and Herald.
+
+use std::collections::HashMap;
+
+/// Partition count and leader availability of one topic, as the router knows them from
+/// metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct TopicPartitions<'a> {
+    /// Number of partitions of the topic (all of them, with or without a leader).
+    pub count: i32,
+    /// Partitions that currently have a leader. May be empty (metadata without leaders); then
+    /// partitioners choose among all `0..count`.
+    pub available: &'a [i32],
+}
+
+/// Chooses the partition of a record that does not name one.
+///
+/// Takes `&mut self` because the router actor owns its partitioner: state such as sticky
+/// partitions or round-robin counters needs no locking on the hot path.
+///
+/// The result must lie in `0..partitions.count`; the router fails the record otherwise.
+/// `key` and `value` are the *serialized* bytes (see [`crate::serializer`]).
+///
+/// # Implementing a custom partitioner
+///
+/// ```
+/// use herald::partitioner::{partition_for_key, Partitioner, TopicPartitions};
+///
+/// /// Reserves partition 0 for keys starting with `vip:`; hashes other keys over the rest.
+/// #[derive(Debug, Default)]
+/// struct VipPartitioner;
+///
+/// impl Partitioner for VipPartitioner {
+///     fn partition(
+///         &mut self,
+///         _topic: &str,
+///         key: Option<&[u8]>,
+///         _value: Option<&[u8]>,
+///         partitions: &TopicPartitions<'_>,
+///     ) -> i32 {
+///         match key {
+///             Some(key) if partitions.count > 1 && !key.starts_with(b"vip:") => {
+///                 1 + partition_for_key(key, partitions.count - 1)
+///             }
+///             _ => 0,
+///         }
+///     }
+/// }
+///
+/// let mut partitioner = VipPartitioner;
+/// let partitions = TopicPartitions { count: 4, available: &[] };
+/// assert_eq!(partitioner.partition("orders", Some(b"vip:alice"), None, &partitions), 0);
+/// assert_ne!(partitioner.partition("orders", Some(b"bob"), None, &partitions), 0);
+/// ```
+pub trait Partitioner: Send + std::fmt::Debug {
+    /// Returns the partition for a record of `topic`.
+    fn partition(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partitions: &TopicPartitions<'_>,
+    ) -> i32;
+
+    /// Called by the router after each append of a record to `partition`, so that a sticky
+    /// partitioner can decide to switch. `appended_bytes` is the record's size in the batch;
+    /// `batch_full` is true when that partition's open batch is full (or a new batch was
+    /// started for this record). The default does nothing.
+    fn on_append(&mut self, topic: &str, partition: i32, appended_bytes: usize, batch_full: bool) {
+        let _ = (topic, partition, appended_bytes, batch_full);
+    }
+}
+
+impl<P: Partitioner + ?Sized> Partitioner for Box<P> {
+    fn partition(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partitions: &TopicPartitions<'_>,
+    ) -> i32 {
+        (**self).partition(topic, key, value, partitions)
+    }
+
+    fn on_append(&mut self, topic: &str, partition: i32, appended_bytes: usize, batch_full: bool) {
+        (**self).on_append(topic, partition, appended_bytes, batch_full)
+    }
+}
+
+/// Murmur2 (32-bit) exactly as Kafka's `Utils.murmur2` computes it, returned as Java's `int`.
+///
+/// Wrapping `u32` arithmetic stands in for Java's overflowing `int`; `>>` on `u32` is Java's
+/// `>>>`. Any deviation would send keys to other partitions than Java clients do.
+pub fn murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+
+    // Java hashes an int length; keys longer than i32::MAX cannot exist there either.
+    let mut h = SEED ^ data.len() as u32;
+
+    let mut words = data.chunks_exact(4);
+    for word in &mut words {
+        let mut k = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+
+    // The tail falls through like Java's switch: 3 bytes mix in all three.
+    let tail = words.remainder();
+    if tail.len() >= 3 {
+        h ^= u32::from(tail[2]) << 16;
+    }
+    if tail.len() >= 2 {
+        h ^= u32::from(tail[1]) << 8;
+    }
+    if !tail.is_empty() {
+        h ^= u32::from(tail[0]);
+        h = h.wrapping_mul(M);
+    }
+
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// Clears the sign bit, as Kafka's `Utils.toPositive`. Not `abs`: `abs(i32::MIN)` overflows,
+/// and `abs` maps a negative hash to a different partition than Java does.
+#[inline]
+pub fn to_positive(h: i32) -> i32 {
+    h & 0x7fff_ffff
+}
+
+/// The partition Java's default partitioner chooses for a (serialized) key:
+/// `to_positive(murmur2(key)) % num_partitions`, over all partitions.
+///
+/// `num_partitions` must be positive; for a non-positive count this returns 0, which the
+/// router rejects as out of range rather than dividing by zero.
+#[inline]
+pub fn partition_for_key(key: &[u8], num_partitions: i32) -> i32 {
+    if num_partitions <= 0 {
+        return 0;
+    }
+    to_positive(murmur2(key)) % num_partitions
+}
+
+/// Sticky state of one topic.
+#[derive(Debug, Clone, Copy)]
+struct Sticky {
+    /// Partition keyless records currently go to; negative when a new one must be drawn.
+    current: i32,
+    /// The partition just switched away from, avoided by the next draw.
+    previous: i32,
+    /// Bytes appended to `current` by keyless records since it was chosen.
+    produced: usize,
+}
+
+/// Java's default partitioning (Kafka 3.3+): murmur2 for keys, strictly uniform sticky
+/// partitioning (KIP-794) for records without a key or with `partitioner.ignore.keys`.
+#[derive(Debug)]
+pub struct DefaultPartitioner {
+    batch_size: usize,
+    ignore_keys: bool,
+    rng: fastrand::Rng,
+    topics: HashMap<String, Sticky>,
+    /// Whether the latest `partition` call placed its record stickily. Java counts only the
+    /// bytes of records its sticky logic placed (keyed records and records with an explicit
+    /// partition do not move the sticky partition), so `on_append` consumes this flag.
+    last_sticky: bool,
+}
+
+impl Default for DefaultPartitioner {
+    /// `batch.size` 16384, keys honoured: the Java producer's defaults.
+    fn default() -> Self {
+        Self::new(16_384, false)
+    }
+}
+
+impl DefaultPartitioner {
+    /// A partitioner that switches sticky partitions after about `batch_size` bytes (the
+    /// producer's `batch.size`); with `ignore_keys` (`partitioner.ignore.keys`) keyed records
+    /// are placed stickily too.
+    pub fn new(batch_size: usize, ignore_keys: bool) -> Self {
+        Self::from_rng(batch_size, ignore_keys, fastrand::Rng::new())
+    }
+
+    /// As [`new`](Self::new) with a fixed seed for the partition draws, for reproducible tests.
+    pub fn with_seed(batch_size: usize, ignore_keys: bool, seed: u64) -> Self {
+        Self::from_rng(batch_size, ignore_keys, fastrand::Rng::with_seed(seed))
+    }
+
+    fn from_rng(batch_size: usize, ignore_keys: bool, rng: fastrand::Rng) -> Self {
+        Self {
+            batch_size,
+            ignore_keys,
+            rng,
+            topics: HashMap::new(),
+            last_sticky: false,
+        }
+    }
+
+    fn sticky_partition(&mut self, topic: &str, partitions: &TopicPartitions<'_>) -> i32 {
+        // Look up by &str; allocate the topic's String only the first time it is seen.
+        if let Some(state) = self.topics.get_mut(topic) {
+            return place(state, &mut self.rng, partitions);
+        }
+        let state = self.topics.entry(topic.to_owned()).or_insert(Sticky {
+            current: -1,
+            previous: -1,
+            produced: 0,
+        });
+        place(state, &mut self.rng, partitions)
+    }
+}
+
+/// Returns the topic's sticky partition, drawing a new one when needed.
+fn place(state: &mut Sticky, rng: &mut fastrand::Rng, partitions: &TopicPartitions<'_>) -> i32 {
+    if partitions.count <= 0 {
+        return 0; // Out of range: the router fails the record.
+    }
+    // Partition counts only grow in Kafka; the range check guards against inconsistent input.
+    if state.current < 0 || state.current >= partitions.count {
+        state.current = draw(rng, partitions, state.previous);
+        state.produced = 0;
+    }
+    state.current
+}
+
+/// Draws uniformly among the available partitions (all when none is), avoiding `previous`
+/// when another choice exists so that a switch really moves to another partition.
+fn draw(rng: &mut fastrand::Rng, partitions: &TopicPartitions<'_>, previous: i32) -> i32 {
+    let available = partitions.available;
+    if available.is_empty() {
+        let n = partitions.count;
+        if n > 1 && (0..n).contains(&previous) {
+            let p = rng.i32(0..n - 1);
+            return if p >= previous { p + 1 } else { p };
+        }
+        return rng.i32(0..n);
+    }
+    let n = available.len();
+    if n > 1 {
+        if let Some(skip) = available.iter().position(|&p| p == previous) {
+            let i = rng.usize(0..n - 1);
+            return available[if i >= skip { i + 1 } else { i }];
+        }
+    }
+    available[rng.usize(0..n)]
+}
+
+impl Partitioner for DefaultPartitioner {
+    fn partition(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        _value: Option<&[u8]>,
+        partitions: &TopicPartitions<'_>,
+    ) -> i32 {
+        match key {
+            Some(key) if !self.ignore_keys => {
+                self.last_sticky = false;
+                partition_for_key(key, partitions.count)
+            }
+            _ => {
+                self.last_sticky = true;
+                self.sticky_partition(topic, partitions)
+            }
+        }
+    }
+
+    /// Counts the bytes of the record placed by the immediately preceding
+    /// [`partition`](Partitioner::partition) call if it was placed stickily; switches after
+    /// `batch_size` bytes once the batch is full, or after `2 x batch_size` bytes regardless
+    /// (a partition whose batches never fill, e.g. under a long `linger.ms`, must not keep
+    /// all keyless traffic).
+    fn on_append(&mut self, topic: &str, partition: i32, appended_bytes: usize, batch_full: bool) {
+        if !std::mem::take(&mut self.last_sticky) {
+            return;
+        }
+        let Some(state) = self.topics.get_mut(topic) else {
+            return;
+        };
+        if state.current != partition {
+            return;
+        }
+        state.produced = state.produced.saturating_add(appended_bytes);
+        if (state.produced >= self.batch_size && batch_full)
+            || state.produced >= self.batch_size.saturating_mul(2)
+        {
+            state.previous = state.current;
+            state.current = -1;
+            state.produced = 0;
+        }
+    }
+}
+
+/// Java's `RoundRobinPartitioner`: every record, keyed or not, goes to the next partition of
+/// its topic in turn, among available partitions (all when none is available).
+#[derive(Debug, Default)]
+pub struct RoundRobinPartitioner {
+    /// Per-topic counter; an `i32` wrapping like Java's `AtomicInteger`.
+    counters: HashMap<String, i32>,
+}
+
+impl RoundRobinPartitioner {
+    /// A partitioner with every topic's counter at 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn next_value(&mut self, topic: &str) -> i32 {
+        let counter = match self.counters.get_mut(topic) {
+            Some(counter) => counter,
+            None => self.counters.entry(topic.to_owned()).or_insert(0),
+        };
+        let value = *counter;
+        *counter = value.wrapping_add(1);
+        value
+    }
+}
+
+impl Partitioner for RoundRobinPartitioner {
+    fn partition(
+        &mut self,
+        topic: &str,
+        _key: Option<&[u8]>,
+        _value: Option<&[u8]>,
+        partitions: &TopicPartitions<'_>,
+    ) -> i32 {
+        let next = to_positive(self.next_value(topic));
+        if !partitions.available.is_empty() {
+            partitions.available[next as usize % partitions.available.len()]
+        } else if partitions.count > 0 {
+            next % partitions.count
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: TopicPartitions<'static> = TopicPartitions {
+        count: 6,
+        available: &[],
+    };
+
+    #[test]
+    fn murmur2_matches_kafka_test_vectors() {
+        assert_eq!(murmur2(b"21"), -973_932_308);
+        assert_eq!(murmur2(b"foobar"), -790_332_482);
+        assert_eq!(murmur2(b"abc"), 479_470_107);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985_981_536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1_486_304_829);
+        assert_eq!(murmur2(b"kafka"), 0xd067_cf64_u32 as i32);
+        assert_eq!(murmur2(b""), 0x106e_08d9_u32 as i32);
+    }
+
+    #[test]
+    fn tail_lengths_all_differ() {
+        // 0..=3 tail bytes after a full word exercise every fall-through case.
+        let hashes: Vec<i32> = (4..8).map(|n| murmur2(&b"abcdefgh"[..n])).collect();
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn masks_rather_than_abs() {
+        // This 4-byte key hashes to exactly i32::MIN (found by exhaustive search): `abs`
+        // would overflow, the mask gives 0.
+        let key = [167, 214, 80, 108];
+        assert_eq!(murmur2(&key), i32::MIN);
+        assert_eq!(to_positive(i32::MIN), 0);
+        for n in [1, 3, 7, 50] {
+            assert_eq!(partition_for_key(&key, n), 0);
+        }
+        // A negative hash: the mask and abs disagree, Java uses the mask.
+        let h = murmur2(b"21");
+        assert_eq!(to_positive(h), 1_173_551_340);
+        assert_eq!(partition_for_key(b"21", 7), 1_173_551_340 % 7);
+        assert_ne!(partition_for_key(b"21", 7), h.abs() % 7);
+    }
+
+    #[test]
+    fn keyed_records_hash_over_all_partitions() {
+        let mut p = DefaultPartitioner::with_seed(100, false, 1);
+        let only_one = TopicPartitions {
+            count: 6,
+            available: &[2],
+        };
+        for key in [&b"foobar"[..], b"abc", b"", b"kafka"] {
+            assert_eq!(
+                p.partition("t", Some(key), None, &only_one),
+                partition_for_key(key, 6)
+            );
+        }
+        assert_eq!(partition_for_key(b"", 6), to_positive(0x106e_08d9) % 6);
+        assert_eq!(partition_for_key(b"x", 0), 0);
+    }
+
+    #[test]
+    fn sticky_stays_until_batch_size_and_full_batch() {
+        let mut p = DefaultPartitioner::with_seed(100, false, 7);
+        let first = p.partition("t", None, None, &ALL);
+        // 150 bytes without a full batch: stays.
+        for _ in 0..15 {
+            assert_eq!(p.partition("t", None, None, &ALL), first);
+            p.on_append("t", first, 10, false);
+        }
+        assert_eq!(p.partition("t", None, None, &ALL), first);
+        // Past batch_size and the batch is full: switches, to another partition.
+        p.on_append("t", first, 10, true);
+        let second = p.partition("t", None, None, &ALL);
+        assert_ne!(second, first);
+        // A full batch before batch_size bytes does not switch.
+        p.on_append("t", second, 10, true);
+        assert_eq!(p.partition("t", None, None, &ALL), second);
+    }
+
+    #[test]
+    fn sticky_switches_unconditionally_after_twice_batch_size() {
+        let mut p = DefaultPartitioner::with_seed(100, false, 11);
+        let first = p.partition("t", None, None, &ALL);
+        for _ in 0..19 {
+            p.on_append("t", first, 10, false);
+            assert_eq!(p.partition("t", None, None, &ALL), first);
+        }
+        p.on_append("t", first, 10, false); // 200 bytes = 2 x batch_size
+        assert_ne!(p.partition("t", None, None, &ALL), first);
+    }
+
+    #[test]
+    fn sticky_ignores_keyed_and_other_partition_appends() {
+        let mut p = DefaultPartitioner::with_seed(100, false, 3);
+        let first = p.partition("t", None, None, &ALL);
+        // A keyed record landing on the sticky partition does not count.
+        let keyed = p.partition("t", Some(b"k"), None, &ALL);
+        p.on_append("t", keyed, 1000, true);
+        // Nor does an append without a preceding partition call (explicit partition).
+        p.on_append("t", first, 1000, true);
+        assert_eq!(p.partition("t", None, None, &ALL), first);
+        // Topics are independent.
+        let other = p.partition("u", None, None, &ALL);
+        p.on_append("u", other, 1000, true);
+        assert_eq!(p.partition("t", None, None, &ALL), first);
+    }
+
+    #[test]
+    fn sticky_draws_only_among_available() {
+        let available = [1, 4];
+        let parts = TopicPartitions {
+            count: 6,
+            available: &available,
+        };
+        let mut p = DefaultPartitioner::with_seed(10, false, 5);
+        let mut seen = [false; 6];
+        for _ in 0..100 {
+            let cur = p.partition("t", None, None, &parts);
+            assert!(available.contains(&cur), "{cur} not available");
+            seen[cur as usize] = true;
+            p.on_append("t", cur, 10, true);
+            let next = p.partition("t", None, None, &parts);
+            assert_ne!(
+                next, cur,
+                "a switch must move when another partition exists"
+            );
+        }
+        assert!(seen[1] && seen[4]);
+
+        // A single available partition: switching stays there.
+        let single = TopicPartitions {
+            count: 6,
+            available: &[3],
+        };
+        let mut p = DefaultPartitioner::with_seed(10, false, 5);
+        for _ in 0..10 {
+            let cur = p.partition("s", None, None, &single);
+            assert_eq!(cur, 3);
+            p.on_append("s", cur, 10, true);
+        }
+    }
+
+    #[test]
+    fn sticky_is_roughly_uniform() {
+        let mut p = DefaultPartitioner::with_seed(10, false, 99);
+        let mut counts = [0u32; 6];
+        for _ in 0..6000 {
+            let cur = p.partition("t", None, None, &ALL);
+            counts[cur as usize] += 1;
+            p.on_append("t", cur, 10, true);
+        }
+        for c in counts {
+            assert!((800..1200).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn ignore_keys_uses_sticky() {
+        let mut p = DefaultPartitioner::with_seed(100, true, 13);
+        let first = p.partition("t", Some(b"a"), None, &ALL);
+        for key in [&b"b"[..], b"c", b"foobar", b"kafka"] {
+            assert_eq!(p.partition("t", Some(key), None, &ALL), first);
+            p.on_append("t", first, 10, false);
+        }
+        assert_eq!(p.partition("t", Some(b"d"), None, &ALL), first);
+        p.on_append("t", first, 200, false);
+        assert_ne!(p.partition("t", Some(b"a"), None, &ALL), first);
+    }
+
+    #[test]
+    fn round_robin_cycles() {
+        let mut p = RoundRobinPartitioner::new();
+        let got: Vec<i32> = (0..8)
+            .map(|_| {
+                p.partition(
+                    "t",
+                    Some(b"same"),
+                    None,
+                    &TopicPartitions {
+                        count: 3,
+                        available: &[],
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(got, [0, 1, 2, 0, 1, 2, 0, 1]);
+
+        let available = TopicPartitions {
+            count: 6,
+            available: &[1, 3, 5],
+        };
+        let got: Vec<i32> = (0..4)
+            .map(|_| p.partition("u", None, None, &available))
+            .collect();
+        assert_eq!(got, [1, 3, 5, 1]);
+
+        // Counters are per topic.
+        assert_eq!(
+            p.partition(
+                "t",
+                None,
+                None,
+                &TopicPartitions {
+                    count: 3,
+                    available: &[]
+                }
+            ),
+            2
+        );
+    }
+
+    #[test]
+    fn round_robin_wraps_like_java() {
+        let mut p = RoundRobinPartitioner::new();
+        p.counters.insert("t".to_owned(), i32::MAX);
+        let parts = TopicPartitions {
+            count: 10,
+            available: &[],
+        };
+        assert_eq!(p.partition("t", None, None, &parts), i32::MAX % 10);
+        // i32::MIN masks to 0, as Java's toPositive(Integer.MIN_VALUE).
+        assert_eq!(p.partition("t", None, None, &parts), 0);
+        assert_eq!(p.partition("t", None, None, &parts), 1);
+    }
+
+    #[test]
+    fn boxed_partitioner_delegates() {
+        let mut p: Box<dyn Partitioner> = Box::new(RoundRobinPartitioner::new());
+        assert_eq!(p.partition("t", None, None, &ALL), 0);
+        assert_eq!(p.partition("t", None, None, &ALL), 1);
+    }
+}

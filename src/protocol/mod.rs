@@ -1,0 +1,242 @@
+//! Framing and version negotiation around the `kafka-protocol` message types.
+//!
+//! Kafka frames are a 4-byte big-endian size followed by a header and a body
+//! (<https://kafka.apache.org/protocol#protocol_common>). Requests are encoded with
+//! kafka-protocol's encoders; the responses a producer reads are decoded by [`responses`],
+//! our bounded decoders, because kafka-protocol's own decoders trust wire counts for
+//! allocation. Header versions (including flexible versions, KIP-482) come from
+//! kafka-protocol's `HeaderVersion` tables.
+
+pub mod reader;
+pub mod responses;
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestHeader};
+use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+
+use crate::error::ProtocolError;
+
+/// The largest response frame we accept. Producer responses are small; metadata for a very
+/// large cluster is the biggest and stays far below this.
+pub const MAX_RESPONSE_SIZE: usize = 64 * 1024 * 1024;
+
+/// An API this client uses, with the versions it can speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiSupport {
+    /// The API.
+    pub key: ApiKey,
+    /// Display name for errors.
+    pub name: &'static str,
+    /// Lowest version we speak.
+    pub min: i16,
+    /// Highest version we speak.
+    pub max: i16,
+}
+
+/// ApiVersions: v3+ is flexible; v0 is the fallback every broker answers.
+pub const API_VERSIONS: ApiSupport = ApiSupport {
+    key: ApiKey::ApiVersions,
+    name: "ApiVersions",
+    min: 0,
+    max: 3,
+};
+/// Metadata: v4 is the lowest Kafka 4.0 still serves (KIP-896); v13 adds nothing we use.
+pub const METADATA: ApiSupport = ApiSupport {
+    key: ApiKey::Metadata,
+    name: "Metadata",
+    min: 1,
+    max: 12,
+};
+/// Produce: v3 is the first with v2 record batches and the lowest Kafka 4.0 accepts; v13
+/// addresses topics by id, which we do not track.
+pub const PRODUCE: ApiSupport = ApiSupport {
+    key: ApiKey::Produce,
+    name: "Produce",
+    min: 3,
+    max: 12,
+};
+/// InitProducerId, for idempotence.
+pub const INIT_PRODUCER_ID: ApiSupport = ApiSupport {
+    key: ApiKey::InitProducerId,
+    name: "InitProducerId",
+    min: 0,
+    max: 5,
+};
+
+/// The versions both sides speak, one per API we need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NegotiatedVersions {
+    /// Metadata version.
+    pub metadata: i16,
+    /// Produce version.
+    pub produce: i16,
+    /// InitProducerId version, `None` when the broker lacks it (idempotence then fails
+    /// with a clear error, not at connect time).
+    pub init_producer_id: Option<i16>,
+}
+
+/// Picks the highest version both sides support for `api`.
+pub fn pick_version(api: ApiSupport, broker: &ApiVersionsResponse) -> Result<i16, ProtocolError> {
+    let entry = broker
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == api.key as i16)
+        .ok_or(ProtocolError::MissingApi { api: api.name })?;
+    let high = entry.max_version.min(api.max);
+    let low = entry.min_version.max(api.min);
+    if high < low {
+        return Err(ProtocolError::NoCommonVersion {
+            api: api.name,
+            broker_min: entry.min_version,
+            broker_max: entry.max_version,
+            ours_min: api.min,
+            ours_max: api.max,
+        });
+    }
+    Ok(high)
+}
+
+/// Negotiates every API the producer uses from a broker's ApiVersions response.
+pub fn negotiate(broker: &ApiVersionsResponse) -> Result<NegotiatedVersions, ProtocolError> {
+    Ok(NegotiatedVersions {
+        metadata: pick_version(METADATA, broker)?,
+        produce: pick_version(PRODUCE, broker)?,
+        init_producer_id: pick_version(INIT_PRODUCER_ID, broker).ok(),
+    })
+}
+
+/// Appends one size-prefixed request frame to `out`.
+pub fn encode_request<R: Encodable + HeaderVersion>(
+    out: &mut BytesMut,
+    api: ApiSupport,
+    version: i16,
+    correlation_id: i32,
+    client_id: &StrBytes,
+    body: &R,
+) -> Result<(), ProtocolError> {
+    if version < api.min || version > api.max {
+        return Err(ProtocolError::UnsupportedVersion {
+            api: api.name,
+            version,
+        });
+    }
+    fn encode_err<E: std::fmt::Display>(api: ApiSupport) -> impl Fn(E) -> ProtocolError {
+        move |e| ProtocolError::Encode {
+            api: api.name,
+            reason: e.to_string(),
+        }
+    }
+    let start = out.len();
+    out.put_i32(0);
+    let header = RequestHeader::default()
+        .with_request_api_key(api.key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(client_id.clone()));
+    header
+        .encode(out, R::header_version(version))
+        .map_err(encode_err(api))?;
+    body.encode(out, version).map_err(encode_err(api))?;
+    let size = (out.len() - start - 4) as i32;
+    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    Ok(())
+}
+
+/// The response header version for `api` at `version` (ApiVersions is always v0).
+pub fn response_header_version(api: ApiKey, version: i16) -> i16 {
+    api.response_header_version(version)
+}
+
+/// Takes one complete frame (without its size prefix) off the front of `buf`, if there is
+/// one. A size prefix that is negative or over `max` is an error before any allocation.
+pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<BytesMut>, ProtocolError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if size < 0 || size as usize > max {
+        return Err(ProtocolError::FrameTooLarge {
+            size: size as i64,
+            max,
+        });
+    }
+    let size = size as usize;
+    if buf.len() < 4 + size {
+        buf.reserve(4 + size - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(size)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::MetadataRequest;
+
+    fn broker(ranges: &[(ApiKey, i16, i16)]) -> ApiVersionsResponse {
+        let mut r = ApiVersionsResponse::default();
+        for &(k, min, max) in ranges {
+            r.api_keys.push(
+                ApiVersion::default()
+                    .with_api_key(k as i16)
+                    .with_min_version(min)
+                    .with_max_version(max),
+            );
+        }
+        r
+    }
+
+    #[test]
+    fn negotiation_picks_highest_common_version() {
+        // Kafka 2.8: Produce 0..9, Metadata 0..11, InitProducerId 0..4.
+        let kafka28 = broker(&[
+            (ApiKey::Produce, 0, 9),
+            (ApiKey::Metadata, 0, 11),
+            (ApiKey::InitProducerId, 0, 4),
+        ]);
+        let v = negotiate(&kafka28).unwrap();
+        assert_eq!((v.produce, v.metadata, v.init_producer_id), (9, 11, Some(4)));
+        // Kafka 4.x: Produce 3..12 (13 with topic ids), Metadata 0..13.
+        let kafka4 = broker(&[(ApiKey::Produce, 3, 13), (ApiKey::Metadata, 0, 13)]);
+        let v = negotiate(&kafka4).unwrap();
+        assert_eq!((v.produce, v.metadata, v.init_producer_id), (12, 12, None));
+    }
+
+    #[test]
+    fn negotiation_names_the_api_that_has_no_common_version() {
+        let old = broker(&[(ApiKey::Produce, 0, 2), (ApiKey::Metadata, 0, 5)]);
+        let err = negotiate(&old).unwrap_err();
+        assert!(matches!(err, ProtocolError::NoCommonVersion { api: "Produce", .. }));
+        assert!(err.to_string().contains("Produce"), "{err}");
+        let missing = broker(&[(ApiKey::Produce, 3, 9)]);
+        assert_eq!(negotiate(&missing).unwrap_err(), ProtocolError::MissingApi { api: "Metadata" });
+    }
+
+    #[test]
+    fn frames_are_prefixed_and_split() {
+        let mut out = BytesMut::new();
+        let client = StrBytes::from_static_str("herald");
+        encode_request(&mut out, METADATA, 12, 77, &client, &MetadataRequest::default()).unwrap();
+        encode_request(&mut out, METADATA, 4, 78, &client, &MetadataRequest::default()).unwrap();
+        let first = split_frame(&mut out, 1024).unwrap().unwrap();
+        // api key, version, correlation id
+        assert_eq!(&first[..8], &[0, 3, 0, 12, 0, 0, 0, 77]);
+        let second = split_frame(&mut out, 1024).unwrap().unwrap();
+        assert_eq!(&second[..8], &[0, 3, 0, 4, 0, 0, 0, 78]);
+        assert!(out.is_empty());
+        assert!(split_frame(&mut out, 1024).unwrap().is_none());
+        assert!(encode_request(&mut out, PRODUCE, 2, 1, &client, &MetadataRequest::default()).is_err());
+    }
+
+    #[test]
+    fn oversized_or_negative_prefix_is_refused_before_allocating() {
+        let mut buf = BytesMut::from(&[0x7f, 0xff, 0xff, 0xff, 0][..]);
+        assert!(matches!(split_frame(&mut buf, MAX_RESPONSE_SIZE), Err(ProtocolError::FrameTooLarge { .. })));
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
+        assert!(split_frame(&mut buf, MAX_RESPONSE_SIZE).is_err());
+        let mut partial = BytesMut::from(&[0, 0, 0, 10, 1, 2][..]);
+        assert!(split_frame(&mut partial, 100).unwrap().is_none());
+    }
+}
