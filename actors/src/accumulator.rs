@@ -1,0 +1,788 @@
+//! One accumulator actor per topic-partition: the single owner of every record's completion
+//! from the moment the router appends it until its outcome is delivered.
+//!
+//! ```text
+//!  router ──append (lock, no message)──▶ PartitionQueue { open, full }
+//!         ──BatchStarted / BatchFilled (one message per batch)──▶ Accumulator
+//!  Accumulator: seal (compress, stamp producer id + sequence) ─▶ ready ─▶ SendBatches ─▶ leader
+//!  connection ──BatchCompleted { id, result }──▶ Accumulator: complete records, or retry
+//!             (back into `ready` in id order, i.e. at the head), or fail them
+//! ```
+//!
+//! Exactly-once accounting: a batch lives in exactly one of `PartitionQueue`, `ready` or
+//! `in_flight`, and its records' completions move with it. An answer for a batch id that is
+//! no longer in flight (already expired, aborted, or answered) is ignored, so no record is
+//! answered twice; every path that removes a batch completes its records, so none is lost.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use herald::batch::{BatchBuilder, ProducerIds};
+use herald::{ErrorKind, KafkaCode, ProduceError, RecordMetadata};
+use tokio::sync::oneshot;
+
+use crate::completion::{Completion, Outcome};
+use crate::connection::{OutgoingBatch, SendBatches};
+use crate::interceptor;
+use crate::messages::ClusterChanged;
+use crate::metadata::{self, ProducerIdState};
+use crate::metrics::Metrics;
+use crate::Shared;
+
+/// Per-record bookkeeping kept beside the encoded bytes.
+#[derive(Debug)]
+pub struct RecordSlot {
+    /// Where the outcome goes.
+    pub completion: Completion,
+    /// CreateTime of the record.
+    pub timestamp: i64,
+    /// Serialized key size, `-1` for null.
+    pub key_size: i32,
+    /// Serialized value size, `-1` for null.
+    pub value_size: i32,
+}
+
+/// A batch still accepting records (or full, waiting to be sealed).
+#[derive(Debug)]
+pub struct OpenBatch {
+    /// Per-partition id; ids grow in creation order, which is also send order.
+    pub id: u64,
+    /// The encoder.
+    pub builder: BatchBuilder,
+    /// One slot per appended record.
+    pub records: Vec<RecordSlot>,
+    /// When the first record arrived (linger and delivery timeout count from here).
+    pub created: Instant,
+    /// Bytes reserved from buffer.memory.
+    pub reserved: usize,
+}
+
+/// The part of a partition the router writes into directly (under a lock, no message).
+#[derive(Debug, Default)]
+pub struct PartitionQueue {
+    /// The batch records are appended to.
+    pub open: Option<OpenBatch>,
+    /// Batches that filled up, oldest first.
+    pub full: VecDeque<OpenBatch>,
+    /// The id the next batch gets.
+    pub next_id: u64,
+}
+
+/// Shared between the router (appends) and the accumulator (drains).
+#[derive(Debug, Default)]
+pub struct PartitionShared {
+    queue: Mutex<PartitionQueue>,
+}
+
+impl PartitionShared {
+    /// Locks the queue. A poisoned lock (a panic while holding it) is taken over: the queue's
+    /// invariants hold between statements, and losing the records would be worse.
+    pub fn lock(&self) -> MutexGuard<'_, PartitionQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A closed batch: its bytes are final (until an epoch bump restamps them).
+#[derive(Debug)]
+struct SealedBatch {
+    id: u64,
+    bytes: Bytes,
+    records: Vec<RecordSlot>,
+    created: Instant,
+    reserved: usize,
+    attempts: u32,
+    retry_at: Option<Instant>,
+    ids: ProducerIds,
+}
+
+/// How a connection answered for one batch.
+#[derive(Debug, Clone)]
+pub enum BatchResult {
+    /// The broker wrote it.
+    Written {
+        /// Offset of the first record (`-1` with acks=0).
+        base_offset: i64,
+        /// LogAppendTime, or `-1` for CreateTime topics.
+        log_append_time: i64,
+    },
+    /// The broker answered with an error.
+    Broker {
+        /// The error.
+        code: KafkaCode,
+        /// The broker's message, if any.
+        message: Option<String>,
+    },
+    /// Sent, but the connection died before the answer: it may or may not be written.
+    Lost(String),
+    /// Never left this client.
+    NotSent(String),
+}
+
+/// Connection → accumulator: the result for one batch.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BatchCompleted {
+    /// The batch.
+    pub batch_id: u64,
+    /// What happened.
+    pub result: BatchResult,
+}
+
+/// Router → accumulator: a new batch was started (arm the linger timer).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BatchStarted;
+
+/// Router → accumulator: a batch filled up; send it without waiting for linger.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct BatchFilled;
+
+/// Router → accumulator: resolve when every batch that exists now is complete.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Router → accumulator: fail everything not yet acknowledged with `Aborted` and stop.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Abort;
+
+/// Router → accumulator: stop for good (after a successful flush).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Test-only: stop as if crashed; the supervisor restarts it.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+/// The accumulator actor of one topic-partition.
+#[derive(Debug)]
+pub struct Accumulator {
+    topic: Arc<str>,
+    partition: i32,
+    shared: Arc<Shared>,
+    part: Arc<PartitionShared>,
+    /// Sealed batches waiting for a leader or a retry, in id order.
+    ready: VecDeque<SealedBatch>,
+    /// Handed to a connection, in id order.
+    in_flight: VecDeque<SealedBatch>,
+    /// Producer id and epoch the sequences below belong to.
+    epoch: Option<(i64, i16)>,
+    next_sequence: i32,
+    linger_timer: Option<(Instant, SpawnHandle)>,
+    wake_timer: Option<(Instant, SpawnHandle)>,
+    flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    terminated: bool,
+}
+
+impl Accumulator {
+    /// An accumulator for `topic`-`partition`, draining `part`.
+    pub fn new(topic: Arc<str>, partition: i32, shared: Arc<Shared>, part: Arc<PartitionShared>) -> Self {
+        Accumulator {
+            topic,
+            partition,
+            shared,
+            part,
+            ready: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            epoch: None,
+            next_sequence: 0,
+            linger_timer: None,
+            wake_timer: None,
+            flush_waiters: Vec::new(),
+            terminated: false,
+        }
+    }
+
+    fn flushing(&self) -> bool {
+        !self.flush_waiters.is_empty()
+    }
+
+    /// The producer identity batches must carry now; `Err` while it is not known.
+    fn producer_ids(&self) -> Result<Option<(i64, i16)>, Option<Arc<str>>> {
+        if !self.shared.config.enable_idempotence {
+            return Ok(None);
+        }
+        let state = self.shared.cluster.producer.read().map(|s| s.clone()).unwrap_or_default();
+        match state {
+            ProducerIdState::Ready { producer_id, epoch } => Ok(Some((producer_id, epoch))),
+            ProducerIdState::Failed(why) => Err(Some(why)),
+            _ => Err(None),
+        }
+    }
+
+    /// Moves batches from the shared queue to `ready` (sealing them) and sends what can go.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if self.terminated {
+            return;
+        }
+        let ids = match self.producer_ids() {
+            Ok(ids) => ids,
+            Err(Some(why)) => {
+                // Idempotence cannot work: fail everything rather than send unsequenced.
+                self.fail_all(ErrorKind::Idempotence(why));
+                return;
+            }
+            Err(None) => {
+                // Wait for the producer id (ClusterChanged wakes us), but keep linger timing.
+                self.arm_timers(ctx);
+                return;
+            }
+        };
+        if ids != self.epoch {
+            // A new producer id or epoch: sequences restart at 0, once nothing sent under the
+            // old epoch is still in flight (its answers decide what must be resent).
+            if !self.in_flight.is_empty() {
+                self.arm_timers(ctx);
+                return;
+            }
+            self.epoch = ids;
+            self.next_sequence = 0;
+            let batches: Vec<SealedBatch> = self.ready.drain(..).collect();
+            for mut b in batches {
+                let stamp = self.stamp_for(b.records.len());
+                match herald::batch::restamp(&b.bytes, stamp) {
+                    Ok(bytes) => {
+                        b.bytes = bytes;
+                        b.ids = stamp;
+                        self.ready.push_back(b);
+                    }
+                    Err(e) => self.complete_batch(b, Err(ErrorKind::Protocol(Arc::new(e)))),
+                }
+            }
+        }
+        let now = Instant::now();
+        let linger = self.shared.config.linger;
+        let sealable: Vec<OpenBatch> = {
+            let mut q = self.part.lock();
+            let mut out: Vec<OpenBatch> = q.full.drain(..).collect();
+            let take_open = match &q.open {
+                Some(open) => self.flushing() || now.duration_since(open.created) >= linger,
+                None => false,
+            };
+            if take_open {
+                out.extend(q.open.take());
+            }
+            out
+        };
+        for open in sealable {
+            self.seal(open);
+        }
+        self.send_ready(ctx);
+        self.arm_timers(ctx);
+    }
+
+    fn stamp_for(&mut self, records: usize) -> ProducerIds {
+        match self.epoch {
+            Some((producer_id, producer_epoch)) => {
+                let base_sequence = self.next_sequence;
+                // Sequences wrap at i32::MAX as in Java's DefaultRecordBatch.incrementSequence.
+                self.next_sequence = ((self.next_sequence as i64 + records as i64) % (i32::MAX as i64 + 1)) as i32;
+                ProducerIds {
+                    producer_id,
+                    producer_epoch,
+                    base_sequence,
+                }
+            }
+            None => ProducerIds::NONE,
+        }
+    }
+
+    fn seal(&mut self, open: OpenBatch) {
+        let OpenBatch {
+            id,
+            builder,
+            records,
+            created,
+            reserved,
+        } = open;
+        let uncompressed = builder.size_in_bytes();
+        let stamp = self.stamp_for(records.len());
+        match builder.close(stamp) {
+            Ok(bytes) => {
+                let m = &self.shared.metrics;
+                Metrics::add(&m.batch_count, 1);
+                Metrics::add(&m.batch_bytes, bytes.len() as u64);
+                Metrics::add(&m.batch_uncompressed_bytes, uncompressed as u64);
+                self.ready.push_back(SealedBatch {
+                    id,
+                    bytes,
+                    records,
+                    created,
+                    reserved,
+                    attempts: 0,
+                    retry_at: None,
+                    ids: stamp,
+                });
+            }
+            Err(e) => {
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "sealing batch failed");
+                let batch = SealedBatch {
+                    id,
+                    bytes: Bytes::new(),
+                    records,
+                    created,
+                    reserved,
+                    attempts: 0,
+                    retry_at: None,
+                    ids: stamp,
+                };
+                self.complete_batch(batch, Err(ErrorKind::Protocol(Arc::new(e))));
+            }
+        }
+    }
+
+    /// Hands every batch that may go now to the leader's connection, in order.
+    fn send_ready(&mut self, ctx: &mut Context<Self>) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let Some((_, conn)) = self.shared.cluster.leader_connection(&self.topic, self.partition) else {
+            self.shared.request_metadata_refresh();
+            return;
+        };
+        let now = Instant::now();
+        let reply = ctx.address().recipient::<BatchCompleted>();
+        let mut out = Vec::new();
+        while let Some(b) = self.ready.front() {
+            // A batch waiting out its retry backoff holds back everything behind it (order).
+            if b.retry_at.is_some_and(|at| at > now) {
+                break;
+            }
+            let b = self.ready.pop_front().expect("front exists");
+            out.push(OutgoingBatch {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                batch_id: b.id,
+                records: b.bytes.clone(),
+                record_count: b.records.len() as u32,
+                reply: reply.clone(),
+            });
+            self.in_flight.push_back(b);
+        }
+        if !out.is_empty() {
+            conn.do_send(SendBatches(out));
+        }
+    }
+
+    /// Arms the one timer this actor needs: the earliest of linger expiry of the open batch,
+    /// the end of a retry backoff, and the next delivery timeout.
+    fn arm_timers(&mut self, ctx: &mut Context<Self>) {
+        let linger = self.shared.config.linger;
+        let open_due = self.part.lock().open.as_ref().map(|o| o.created + linger);
+        if let Some(due) = open_due {
+            if self.linger_timer.as_ref().map(|(at, _)| *at) != Some(due) {
+                if let Some((_, h)) = self.linger_timer.take() {
+                    ctx.cancel_future(h);
+                }
+                let wait = due.saturating_duration_since(Instant::now());
+                let h = ctx.run_later(wait, |act, ctx| {
+                    act.linger_timer = None;
+                    act.drain(ctx);
+                });
+                self.linger_timer = Some((due, h));
+            }
+        }
+        let mut next: Option<Instant> = self.ready.front().and_then(|b| b.retry_at);
+        if let Some(expiry) = self.next_expiry() {
+            next = Some(next.map_or(expiry, |n| n.min(expiry)));
+        }
+        if let Some(due) = next {
+            if self.wake_timer.as_ref().map(|(at, _)| *at) != Some(due) {
+                if let Some((_, h)) = self.wake_timer.take() {
+                    ctx.cancel_future(h);
+                }
+                let wait = due.saturating_duration_since(Instant::now());
+                let h = ctx.run_later(wait, |act, ctx| {
+                    act.wake_timer = None;
+                    act.expire(ctx);
+                    act.drain(ctx);
+                });
+                self.wake_timer = Some((due, h));
+            }
+        }
+    }
+
+    fn delivery_timeout(&self) -> Duration {
+        self.shared.config.delivery_timeout
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        let t = self.delivery_timeout();
+        let q = self.part.lock();
+        q.full
+            .iter()
+            .chain(q.open.iter())
+            .map(|b| b.created)
+            .chain(self.ready.iter().map(|b| b.created))
+            .chain(self.in_flight.iter().map(|b| b.created))
+            .min()
+            .map(|c| c + t)
+    }
+
+    /// Fails every batch whose delivery timeout has passed, wherever it waits.
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        let timeout = self.delivery_timeout();
+        let now = Instant::now();
+        let expired = |created: Instant| now.duration_since(created) >= timeout;
+        let timeout_ms = timeout.as_millis() as u64;
+        let open_expired: Vec<OpenBatch> = {
+            let mut q = self.part.lock();
+            let mut out = Vec::new();
+            while q.full.front().is_some_and(|b| expired(b.created)) {
+                out.extend(q.full.pop_front());
+            }
+            if q.open.as_ref().is_some_and(|b| expired(b.created)) {
+                out.extend(q.open.take());
+            }
+            out
+        };
+        for b in open_expired {
+            self.fail_open(b, ErrorKind::DeliveryTimeout { timeout_ms, stage: "in the accumulator" });
+        }
+        let mut gap = false;
+        for (queue, stage) in [(true, "waiting to be sent"), (false, "in flight")] {
+            let list = if queue { &mut self.ready } else { &mut self.in_flight };
+            let (dead, live): (Vec<_>, Vec<_>) = list.drain(..).partition(|b| expired(b.created));
+            *list = live.into();
+            for b in dead {
+                gap |= b.ids.base_sequence >= 0;
+                self.complete_batch(b, Err(ErrorKind::DeliveryTimeout { timeout_ms, stage }));
+            }
+        }
+        if gap {
+            // Expired batches leave a hole in this partition's sequence: a new epoch repairs it.
+            self.request_epoch_bump();
+        }
+        self.check_flush();
+        let _ = ctx;
+    }
+
+    fn request_epoch_bump(&self) {
+        if let Some((_, epoch)) = self.epoch {
+            if let Some(m) = self.shared.metadata.get() {
+                m.do_send(metadata::BumpEpoch { failed_epoch: epoch });
+            }
+        }
+    }
+
+    fn fail_open(&mut self, b: OpenBatch, kind: ErrorKind) {
+        let batch = SealedBatch {
+            id: b.id,
+            bytes: Bytes::new(),
+            records: b.records,
+            created: b.created,
+            reserved: b.reserved,
+            attempts: 0,
+            retry_at: None,
+            ids: ProducerIds::NONE,
+        };
+        self.complete_batch(batch, Err(kind));
+    }
+
+    /// Completes every record of a batch and gives its memory back.
+    fn complete_batch(&mut self, b: SealedBatch, result: Result<(i64, i64), ErrorKind>) {
+        self.shared.memory.release(b.reserved);
+        let m = &self.shared.metrics;
+        let n = b.records.len() as u64;
+        let interceptors = self.shared.interceptors.get();
+        let mut acks = interceptors.map(|_| Vec::with_capacity(b.records.len()));
+        match result {
+            Ok((base_offset, log_append_time)) => {
+                Metrics::add(&m.record_send_total, n);
+                for (i, slot) in b.records.into_iter().enumerate() {
+                    let md = RecordMetadata {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        offset: if base_offset < 0 { -1 } else { base_offset + i as i64 },
+                        timestamp: if log_append_time >= 0 { log_append_time } else { slot.timestamp },
+                        serialized_key_size: slot.key_size,
+                        serialized_value_size: slot.value_size,
+                    };
+                    if let Some(a) = acks.as_mut() {
+                        a.push(Ok(md.clone()));
+                    }
+                    slot.completion.complete(Ok(md));
+                }
+            }
+            Err(kind) => {
+                Metrics::add(&m.record_error_total, n);
+                tracing::debug!(topic = %self.topic, partition = self.partition, records = n, error = %kind, "batch failed");
+                for slot in b.records {
+                    let outcome: Outcome = Err(ProduceError::new(kind.clone()));
+                    if let Some(a) = acks.as_mut() {
+                        a.push(outcome.clone());
+                    }
+                    slot.completion.complete(outcome);
+                }
+            }
+        }
+        if let (Some(addr), Some(outcomes)) = (interceptors, acks) {
+            addr.do_send(interceptor::Acknowledged { outcomes });
+        }
+    }
+
+    fn fail_all(&mut self, kind: ErrorKind) {
+        let open: Vec<OpenBatch> = {
+            let mut q = self.part.lock();
+            let mut out: Vec<OpenBatch> = q.full.drain(..).collect();
+            out.extend(q.open.take());
+            out
+        };
+        for b in open {
+            self.fail_open(b, kind.clone());
+        }
+        let sealed: Vec<SealedBatch> = self.ready.drain(..).chain(self.in_flight.drain(..)).collect();
+        for b in sealed {
+            self.complete_batch(b, Err(kind.clone()));
+        }
+        self.check_flush();
+    }
+
+    /// Resolves flush waiters whose batches are all complete.
+    fn check_flush(&mut self) {
+        if self.flush_waiters.is_empty() {
+            return;
+        }
+        let oldest = {
+            let q = self.part.lock();
+            q.full
+                .iter()
+                .chain(q.open.iter())
+                .map(|b| b.id)
+                .chain(self.ready.iter().map(|b| b.id))
+                .chain(self.in_flight.iter().map(|b| b.id))
+                .min()
+        };
+        let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)
+            .into_iter()
+            .partition(|(target, _)| oldest.is_none_or(|o| o > *target));
+        self.flush_waiters = keep;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+
+    fn on_result(&mut self, id: u64, result: BatchResult, ctx: &mut Context<Self>) {
+        let Some(pos) = self.in_flight.iter().position(|b| b.id == id) else {
+            // Already answered (expired or aborted): the late answer changes nothing.
+            tracing::debug!(topic = %self.topic, partition = self.partition, batch = id, "answer for unknown batch ignored");
+            return;
+        };
+        let mut b = self.in_flight.remove(pos).expect("position is valid");
+        let idempotent = b.ids.base_sequence >= 0;
+        let retry_reason: Option<(String, bool)> = match &result {
+            BatchResult::Written {
+                base_offset,
+                log_append_time,
+            } => {
+                self.complete_batch(b, Ok((*base_offset, *log_append_time)));
+                self.after_change(ctx);
+                return;
+            }
+            BatchResult::Broker { code, .. } if idempotent && *code == KafkaCode::DUPLICATE_SEQUENCE_NUMBER => {
+                // The broker already has this batch: success, offset unknown.
+                self.complete_batch(b, Ok((-1, -1)));
+                self.after_change(ctx);
+                return;
+            }
+            BatchResult::Broker { code, .. } if code.retriable() => Some((code.to_string(), code.needs_metadata_refresh())),
+            BatchResult::Broker { code, .. }
+                if idempotent
+                    && matches!(
+                        code,
+                        KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                            | KafkaCode::UNKNOWN_PRODUCER_ID
+                            | KafkaCode::INVALID_PRODUCER_EPOCH
+                    ) =>
+            {
+                let earlier_pending = self.in_flight.iter().chain(self.ready.iter()).any(|o| o.id < b.id);
+                if *code == KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER && earlier_pending {
+                    // An earlier batch of ours failed first; this one follows it on retry.
+                } else if self.epoch.is_some_and(|(_, e)| e == b.ids.producer_epoch) {
+                    // The broker lost or rejects our sequence state: a new epoch restarts
+                    // sequences at 0 without reordering (KIP-360).
+                    self.request_epoch_bump();
+                }
+                Some((code.to_string(), false))
+            }
+            BatchResult::Broker { .. } => None,
+            BatchResult::Lost(why) | BatchResult::NotSent(why) => Some((why.clone(), true)),
+        };
+        match retry_reason {
+            Some((why, refresh)) => {
+                let expired = b.created.elapsed() >= self.delivery_timeout();
+                let attempts_left = b.attempts < self.shared.config.retries;
+                if expired || !attempts_left {
+                    let kind = match (&result, expired) {
+                        (_, true) => ErrorKind::DeliveryTimeout {
+                            timeout_ms: self.delivery_timeout().as_millis() as u64,
+                            stage: "retrying",
+                        },
+                        (BatchResult::Broker { code, .. }, false) => self.broker_error(*code),
+                        _ => ErrorKind::Broker {
+                            code: KafkaCode::NETWORK_EXCEPTION,
+                            topic: self.topic.clone(),
+                            partition: self.partition,
+                        },
+                    };
+                    if idempotent {
+                        self.request_epoch_bump();
+                    }
+                    self.complete_batch(b, Err(kind));
+                } else {
+                    let config = &self.shared.config;
+                    let wait = crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts);
+                    b.attempts += 1;
+                    b.retry_at = Some(Instant::now() + wait);
+                    Metrics::add(&self.shared.metrics.record_retry_total, b.records.len() as u64);
+                    tracing::debug!(topic = %self.topic, partition = self.partition, batch = b.id, attempt = b.attempts, reason = %why, "retrying batch");
+                    if refresh {
+                        self.shared.request_metadata_refresh();
+                    }
+                    // Back to the head: ready is kept in id order, so the retry goes before any
+                    // batch created after it.
+                    let at = self.ready.iter().position(|o| o.id > b.id).unwrap_or(self.ready.len());
+                    self.ready.insert(at, b);
+                }
+            }
+            None => {
+                let BatchResult::Broker { code, message } = &result else {
+                    unreachable!("only broker errors are not retried")
+                };
+                tracing::warn!(topic = %self.topic, partition = self.partition, %code, message = message.as_deref().unwrap_or(""), "batch failed");
+                if idempotent {
+                    self.request_epoch_bump();
+                }
+                let kind = self.broker_error(*code);
+                self.complete_batch(b, Err(kind));
+            }
+        }
+        self.after_change(ctx);
+    }
+
+    fn broker_error(&self, code: KafkaCode) -> ErrorKind {
+        ErrorKind::Broker {
+            code,
+            topic: self.topic.clone(),
+            partition: self.partition,
+        }
+    }
+
+    fn after_change(&mut self, ctx: &mut Context<Self>) {
+        self.check_flush();
+        self.drain(ctx);
+    }
+}
+
+impl Actor for Accumulator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.linger_timer = None;
+        self.wake_timer = None;
+        self.drain(ctx);
+    }
+}
+
+impl Supervised for Accumulator {
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        Metrics::add(&self.shared.metrics.restarts, 1);
+        if !self.terminated {
+            tracing::warn!(topic = %self.topic, partition = self.partition, "accumulator restarted");
+        }
+        // Batches and completions live in `self`, which survives; only timers are rebuilt
+        // (in `started`).
+    }
+}
+
+impl Handler<BatchStarted> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, _: BatchStarted, ctx: &mut Context<Self>) {
+        if self.flushing() {
+            self.drain(ctx);
+        } else {
+            self.arm_timers(ctx);
+        }
+    }
+}
+
+impl Handler<BatchFilled> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, _: BatchFilled, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+    }
+}
+
+impl Handler<BatchCompleted> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, msg: BatchCompleted, ctx: &mut Context<Self>) {
+        self.on_result(msg.batch_id, msg.result, ctx);
+    }
+}
+
+impl Handler<ClusterChanged> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, _: ClusterChanged, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+    }
+}
+
+impl Handler<Flush> for Accumulator {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let target = self.part.lock().next_id.saturating_sub(1);
+        let (tx, rx) = oneshot::channel();
+        self.flush_waiters.push((target, tx));
+        self.check_flush();
+        if self.flushing() {
+            self.drain(ctx);
+        }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<Abort> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, _: Abort, ctx: &mut Context<Self>) {
+        self.fail_all(ErrorKind::Aborted);
+        self.terminated = true;
+        ctx.stop();
+    }
+}
+
+impl Handler<Shutdown> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        // Anything still here (a record routed after the flush) must not be lost.
+        self.fail_all(ErrorKind::Aborted);
+        self.terminated = true;
+        ctx.stop();
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<Crash> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!(topic = %self.topic, partition = self.partition, "accumulator crashing on request (fault injection)");
+        ctx.stop();
+    }
+}

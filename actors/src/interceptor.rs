@@ -1,0 +1,173 @@
+//! Interceptors, as Java's `ProducerInterceptor`: `on_send` sees (and may change) every record
+//! before it is partitioned; `on_acknowledgement` sees every outcome.
+//!
+//! They run in their own actor, in configured order, so that a slow or misbehaving
+//! interceptor never runs inside the router or an accumulator. A failing interceptor (an
+//! `Err` or a panic) is logged and skipped for that record, as in Java; a panic also restarts
+//! the actor under its supervisor. Records reach the interceptor actor and come back to the
+//! router through FIFO mailboxes, so their order is kept.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use actix::prelude::*;
+use herald::ProducerRecord;
+
+use crate::completion::{Completion, Outcome};
+use crate::metrics::Metrics;
+use crate::router::{Route, Router};
+use std::sync::Arc;
+
+use crate::Shared;
+
+/// A user's interceptor. Errors and panics are contained: the record goes on as it was
+/// before the failing interceptor.
+pub trait ProducerInterceptor: Send + 'static {
+    /// A name for logs.
+    fn name(&self) -> &str;
+
+    /// Sees a record before partitioning; returns the record to send.
+    fn on_send(&mut self, record: ProducerRecord) -> Result<ProducerRecord, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(record)
+    }
+
+    /// Sees the outcome of every record.
+    fn on_acknowledgement(&mut self, outcome: &Outcome) {
+        let _ = outcome;
+    }
+}
+
+/// Router → interceptors: run `on_send` for one record, then hand it back for routing.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct OnSend {
+    pub(crate) record: ProducerRecord,
+    pub(crate) completion: Completion,
+}
+
+/// Accumulator → interceptors: the outcomes of one batch.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Acknowledged {
+    /// One outcome per record of the batch.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Router → interceptors: the producer closed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Test-only: stop as if crashed; the supervisor restarts it.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+/// The actor that runs the interceptor chain.
+pub struct InterceptorChain {
+    interceptors: Vec<Box<dyn ProducerInterceptor>>,
+    router: Addr<Router>,
+    shared: Arc<Shared>,
+    panicked: bool,
+    terminated: bool,
+}
+
+impl std::fmt::Debug for InterceptorChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.interceptors.iter().map(|i| i.name()).collect();
+        f.debug_struct("InterceptorChain").field("interceptors", &names).finish()
+    }
+}
+
+impl InterceptorChain {
+    pub(crate) fn new(interceptors: Vec<Box<dyn ProducerInterceptor>>, router: Addr<Router>, shared: Arc<Shared>) -> Self {
+        InterceptorChain {
+            interceptors,
+            router,
+            shared,
+            panicked: false,
+            terminated: false,
+        }
+    }
+}
+
+impl Actor for InterceptorChain {
+    type Context = Context<Self>;
+}
+
+impl Supervised for InterceptorChain {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        Metrics::add(&self.shared.metrics.restarts, 1);
+        if !self.terminated {
+            tracing::warn!("interceptor actor restarted");
+        }
+        self.panicked = false;
+    }
+}
+
+impl Handler<OnSend> for InterceptorChain {
+    type Result = ();
+
+    fn handle(&mut self, msg: OnSend, ctx: &mut Context<Self>) {
+        let mut record = msg.record;
+        for i in self.interceptors.iter_mut() {
+            let before = record.clone();
+            match catch_unwind(AssertUnwindSafe(|| i.on_send(record))) {
+                Ok(Ok(changed)) => record = changed,
+                Ok(Err(e)) => {
+                    tracing::warn!(interceptor = i.name(), error = %e, "on_send failed; skipped");
+                    record = before;
+                }
+                Err(_) => {
+                    tracing::error!(interceptor = i.name(), "on_send panicked; skipped");
+                    record = before;
+                    self.panicked = true;
+                }
+            }
+        }
+        self.router.do_send(Route {
+            record,
+            completion: msg.completion,
+        });
+        if self.panicked {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Acknowledged> for InterceptorChain {
+    type Result = ();
+
+    fn handle(&mut self, msg: Acknowledged, ctx: &mut Context<Self>) {
+        for outcome in &msg.outcomes {
+            for i in self.interceptors.iter_mut() {
+                if catch_unwind(AssertUnwindSafe(|| i.on_acknowledgement(outcome))).is_err() {
+                    tracing::error!(interceptor = i.name(), "on_acknowledgement panicked; skipped");
+                    self.panicked = true;
+                }
+            }
+        }
+        if self.panicked {
+            ctx.stop();
+        }
+    }
+}
+
+impl Handler<Shutdown> for InterceptorChain {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.terminated = true;
+        ctx.stop();
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<Crash> for InterceptorChain {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!("interceptor actor crashing on request (fault injection)");
+        ctx.stop();
+    }
+}

@@ -1,0 +1,934 @@
+//! The router: the producer's front door. It accepts `Produce` messages, runs them past the
+//! interceptors, assigns partitions from the published cluster view, and appends each record
+//! straight into its partition's queue.
+//!
+//! Per record this costs one actix message (the user's) and one uncontended lock: the reply
+//! channel actix creates for `send()` is stored in the record's slot (see [`Accept`]), and
+//! accumulators are only messaged when a batch starts or fills.
+//!
+//! Order: records from one sender to one partition keep their order. Everything that can make
+//! a record wait (unknown topic metadata, exhausted `buffer.memory`) queues it behind the
+//! records of its topic that already wait, and a memory stall blocks the whole mailbox.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::dev::{MessageResponse, OneshotSender};
+use actix::prelude::*;
+use bytes::Bytes;
+use herald::batch::{record_size, BatchBuilder, RECORD_BATCH_OVERHEAD};
+use herald::partitioner::{Partitioner, TopicPartitions};
+use herald::serializer::Serializer;
+use herald::{ErrorKind, Header, KafkaCode, ProduceError, ProducerRecord};
+
+use crate::accumulator::{self, Accumulator, OpenBatch, PartitionShared, RecordSlot};
+use crate::completion::{BatchCollector, Completion, Delivered, Outcome};
+use crate::interceptor;
+use crate::messages::ClusterChanged;
+use crate::metadata::{self, TopicMeta};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::Shared;
+
+/// Application → router: produce one record. Resolves to its outcome once acknowledged per
+/// `acks`; with [`Produce::reply_to`] the outcome goes to that mailbox instead.
+#[derive(Debug)]
+pub struct Produce {
+    record: ProducerRecord,
+    reply_to: Option<Recipient<Delivered>>,
+    tag: u64,
+}
+
+impl Message for Produce {
+    type Result = Outcome;
+}
+
+impl Produce {
+    /// A record for `topic` with null key and value.
+    pub fn new(topic: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Produce::from_record(ProducerRecord::new(topic))
+    }
+
+    /// Wraps a record built elsewhere.
+    pub fn from_record(record: ProducerRecord) -> Self {
+        Produce {
+            record,
+            reply_to: None,
+            tag: 0,
+        }
+    }
+
+    /// Sets the serialized key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.record.key = Some(key.into());
+        self
+    }
+
+    /// Sets the serialized value.
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.record.value = Some(value.into());
+        self
+    }
+
+    /// Serializes and sets the key.
+    pub fn key_with<T: ?Sized, S: Serializer<T>>(mut self, serializer: &S, key: &T) -> Result<Self, ProduceError> {
+        self.record.key = self.serialize(serializer, key)?;
+        Ok(self)
+    }
+
+    /// Serializes and sets the value.
+    pub fn value_with<T: ?Sized, S: Serializer<T>>(mut self, serializer: &S, value: &T) -> Result<Self, ProduceError> {
+        self.record.value = self.serialize(serializer, value)?;
+        Ok(self)
+    }
+
+    fn serialize<T: ?Sized, S: Serializer<T>>(&self, s: &S, data: &T) -> Result<Option<Bytes>, ProduceError> {
+        s.serialize(&self.record.topic, data).map_err(|e| {
+            ProduceError::refused(ErrorKind::Serialization(Arc::from(e.to_string())), self.record.clone())
+        })
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, key: impl Into<std::borrow::Cow<'static, str>>, value: impl Into<Bytes>) -> Self {
+        self.record.headers.push(Header::new(key, value));
+        self
+    }
+
+    /// Sends to this partition instead of asking the partitioner.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.record.partition = Some(partition);
+        self
+    }
+
+    /// Sets the CreateTime (milliseconds since the epoch); default is when the router accepts it.
+    pub fn timestamp(mut self, millis: i64) -> Self {
+        self.record.timestamp = Some(millis);
+        self
+    }
+
+    /// Delivers the outcome as a [`Delivered`] message to `recipient` (use with `do_send`).
+    pub fn reply_to(mut self, recipient: Recipient<Delivered>) -> Self {
+        self.reply_to = Some(recipient);
+        self
+    }
+
+    /// A caller's tag echoed in [`Delivered::tag`].
+    pub fn tag(mut self, tag: u64) -> Self {
+        self.tag = tag;
+        self
+    }
+
+    /// The record.
+    pub fn record(&self) -> &ProducerRecord {
+        &self.record
+    }
+}
+
+/// Application → router: many records at once; resolves when every one has its outcome, in
+/// the order given. Cheaper than one `Produce` each: one message for all of them.
+#[derive(Debug)]
+pub struct ProduceBatch(pub Vec<Produce>);
+
+impl Message for ProduceBatch {
+    type Result = Vec<Outcome>;
+}
+
+/// Application → router: resolves when every record sent before it has its outcome.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Application → router: refuse new records, flush for at most `timeout`, then fail whatever
+/// is still unacknowledged with `Aborted` and stop the producer's actors. `Duration::ZERO`
+/// aborts at once. Resolves to `true` when everything was flushed.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct Close {
+    /// How long to flush before aborting.
+    pub timeout: Duration,
+}
+
+/// Application → router: a snapshot of the producer's metrics.
+#[derive(Debug, Message)]
+#[rtype(result = "MetricsSnapshot")]
+pub struct GetMetrics;
+
+/// Interceptor actor → router: a record after the interceptors' `on_send`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Route {
+    pub(crate) record: ProducerRecord,
+    pub(crate) completion: Completion,
+}
+
+/// Test-only: stop as if crashed; the supervisor restarts it.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+#[derive(Debug)]
+struct PartitionHandle {
+    part: Arc<PartitionShared>,
+    addr: Addr<Accumulator>,
+}
+
+#[derive(Debug)]
+struct TopicRoute {
+    meta: Arc<TopicMeta>,
+    partitions: Vec<Option<PartitionHandle>>,
+}
+
+#[derive(Debug)]
+struct Waiting {
+    record: ProducerRecord,
+    completion: Completion,
+    since: Instant,
+}
+
+/// Router state, behind `Rc<RefCell<_>>` so that [`Accept`] can reach it after the handler
+/// returned (actix hands out the reply channel only then). The actor is single-threaded and
+/// handlers never nest, so the borrow never conflicts.
+#[derive(Debug)]
+struct RouterCore {
+    shared: Arc<Shared>,
+    partitioner: Box<dyn Partitioner>,
+    routes: HashMap<Arc<str>, TopicRoute>,
+    /// Records whose topic has no metadata yet, per topic, in arrival order.
+    waiting: HashMap<Arc<str>, VecDeque<Waiting>>,
+    /// Records held while `buffer.memory` is exhausted; the head is the one waiting.
+    stalled: VecDeque<Waiting>,
+    stall_active: bool,
+    deferred_flushes: Vec<OneshotSender<()>>,
+    closed: bool,
+    metadata_timer: Option<(Instant, SpawnHandle)>,
+}
+
+/// The router actor.
+#[derive(Debug)]
+pub struct Router {
+    core: Rc<RefCell<RouterCore>>,
+}
+
+impl Router {
+    pub(crate) fn new(shared: Arc<Shared>, partitioner: Box<dyn Partitioner>) -> Self {
+        Router {
+            core: Rc::new(RefCell::new(RouterCore {
+                shared,
+                partitioner,
+                routes: HashMap::new(),
+                waiting: HashMap::new(),
+                stalled: VecDeque::new(),
+                stall_active: false,
+                deferred_flushes: Vec::new(),
+                closed: false,
+                metadata_timer: None,
+            })),
+        }
+    }
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Kafka's topic name rules (`org.apache.kafka.common.internals.Topic.validate`).
+fn validate_topic(topic: &str) -> Result<(), &'static str> {
+    if topic.is_empty() {
+        return Err("topic name is empty");
+    }
+    if topic == "." || topic == ".." {
+        return Err("topic name cannot be \".\" or \"..\"");
+    }
+    if topic.len() > 249 {
+        return Err("topic name is longer than 249 characters");
+    }
+    if !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err("topic name may contain only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+enum Appended {
+    Done,
+    /// The partition needs a new batch and buffer.memory has no room for it.
+    NeedMemory(usize),
+}
+
+impl RouterCore {
+    fn refuse(&self, kind: ErrorKind, record: ProducerRecord, completion: Completion) {
+        Metrics::add(&self.shared.metrics.record_error_total, 1);
+        completion.complete(Err(ProduceError::refused(kind, record)));
+    }
+
+    /// Entry point of every record.
+    fn accept(&mut self, record: ProducerRecord, completion: Completion, intercepted: bool, ctx: &mut Context<Router>) {
+        if self.closed {
+            return self.refuse(ErrorKind::Closed, record, completion);
+        }
+        if !intercepted {
+            if let Some(chain) = self.shared.interceptors.get() {
+                chain.do_send(interceptor::OnSend { record, completion });
+                return;
+            }
+        }
+        let config = &self.shared.config;
+        let size = RECORD_BATCH_OVERHEAD
+            + record_size(0, 0, record.key.as_deref(), record.value.as_deref(), &record.headers);
+        if size > config.max_request_size {
+            let kind = ErrorKind::RecordTooLarge {
+                size,
+                max: config.max_request_size,
+                key: "max.request.size",
+                limit: "the maximum request size",
+            };
+            return self.refuse(kind, record, completion);
+        }
+        if size > config.buffer_memory {
+            let kind = ErrorKind::RecordTooLarge {
+                size,
+                max: config.buffer_memory,
+                key: "buffer.memory",
+                limit: "the total memory buffer",
+            };
+            return self.refuse(kind, record, completion);
+        }
+        let waiting = Waiting {
+            record,
+            completion,
+            since: Instant::now(),
+        };
+        if !self.stalled.is_empty() {
+            self.stalled.push_back(waiting);
+            return;
+        }
+        if !self.waiting.is_empty() {
+            if let Some(q) = self.waiting.get_mut(waiting.record.topic.as_ref()) {
+                q.push_back(waiting);
+                return;
+            }
+        }
+        self.route(waiting, ctx);
+    }
+
+    /// Routes one record whose turn it is. Parks it if its topic or memory is not there yet.
+    fn route(&mut self, mut w: Waiting, ctx: &mut Context<Router>) {
+        let topic_name = w.record.topic.as_ref();
+        if !self.routes.contains_key(topic_name) {
+            if let Err(reason) = validate_topic(topic_name) {
+                let kind = ErrorKind::InvalidTopic {
+                    topic: Arc::from(topic_name),
+                    reason,
+                };
+                return self.refuse(kind, w.record, w.completion);
+            }
+            let known = self.shared.cluster.topics.get(topic_name).map(|m| m.value().clone());
+            match known {
+                Some(meta) if !meta.partitions.is_empty() => {
+                    let n = meta.partitions.len();
+                    self.routes.insert(
+                        meta.name.clone(),
+                        TopicRoute {
+                            meta,
+                            partitions: (0..n).map(|_| None).collect(),
+                        },
+                    );
+                }
+                _ => return self.wait_for_topic(w, ctx),
+            }
+        }
+        let route = self.routes.get_mut(topic_name).expect("inserted above");
+        let count = route.meta.partitions.len() as i32;
+        let partition = match w.record.partition {
+            Some(p) if p < 0 || p >= count => {
+                let kind = ErrorKind::PartitionOutOfRange {
+                    topic: route.meta.name.clone(),
+                    partition: p,
+                    partitions: count,
+                };
+                return self.refuse(kind, w.record, w.completion);
+            }
+            Some(p) => p,
+            None => self.partitioner.partition(
+                topic_name,
+                w.record.key.as_deref(),
+                w.record.value.as_deref(),
+                &TopicPartitions {
+                    count,
+                    available: &route.meta.available,
+                },
+            ),
+        };
+        let partition = partition.clamp(0, count - 1);
+        if route.partitions[partition as usize].is_none() {
+            let name = route.meta.name.clone();
+            let handle = self.start_accumulator(name, partition);
+            let route = self.routes.get_mut(topic_name).expect("exists");
+            route.partitions[partition as usize] = Some(handle);
+        }
+        let timestamp = *w.record.timestamp.get_or_insert_with(now_millis);
+        let route = self.routes.get(topic_name).expect("exists");
+        let handle = route.partitions[partition as usize].as_ref().expect("started above");
+        match append(&self.shared, handle, &w.record, timestamp, &mut w.completion, None) {
+            Ok((Appended::Done, bytes, batch_full)) => {
+                self.partitioner.on_append(topic_name, partition, bytes, batch_full);
+            }
+            Ok((Appended::NeedMemory(need), _, _)) => {
+                w.record.partition.get_or_insert(partition);
+                self.stalled.push_front(w);
+                self.stall(need, ctx);
+            }
+            Err(()) => unreachable!("append without reservation reports NeedMemory"),
+        }
+    }
+
+    fn start_accumulator(&self, topic: Arc<str>, partition: i32) -> PartitionHandle {
+        let part = Arc::new(PartitionShared::default());
+        let shared = self.shared.clone();
+        let p = part.clone();
+        let addr = Supervisor::start(move |_| Accumulator::new(topic, partition, shared, p));
+        if let Some(m) = self.shared.metadata.get() {
+            m.do_send(metadata::Subscribe(addr.clone().recipient()));
+        }
+        PartitionHandle { part, addr }
+    }
+
+    fn wait_for_topic(&mut self, w: Waiting, ctx: &mut Context<Router>) {
+        let topic: Arc<str> = Arc::from(w.record.topic.as_ref());
+        let q = self.waiting.entry(topic.clone()).or_default();
+        q.push_back(w);
+        if q.len() == 1 {
+            tracing::debug!(%topic, "waiting for topic metadata");
+            if let Some(m) = self.shared.metadata.get() {
+                m.do_send(metadata::AddTopics(vec![topic]));
+            }
+        }
+        self.arm_metadata_timer(ctx);
+    }
+
+    /// One timer for all waiting topics: fires when the oldest waiting record reaches
+    /// max.block.ms.
+    fn arm_metadata_timer(&mut self, ctx: &mut Context<Router>) {
+        let max_block = self.shared.config.max_block;
+        let oldest = self.waiting.values().filter_map(|q| q.front()).map(|w| w.since).min();
+        let Some(oldest) = oldest else { return };
+        let due = oldest + max_block;
+        if self.metadata_timer.as_ref().is_some_and(|(at, _)| *at <= due) {
+            return;
+        }
+        if let Some((_, h)) = self.metadata_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let wait = due.saturating_duration_since(Instant::now());
+        let h = ctx.run_later(wait, |act, ctx| {
+            let mut core = act.core.borrow_mut();
+            core.metadata_timer = None;
+            core.expire_waiting(ctx);
+        });
+        self.metadata_timer = Some((due, h));
+    }
+
+    fn expire_waiting(&mut self, ctx: &mut Context<Router>) {
+        let max_block = self.shared.config.max_block;
+        let now = Instant::now();
+        let mut failed = Vec::new();
+        for (topic, q) in self.waiting.iter_mut() {
+            while q.front().is_some_and(|w| now.duration_since(w.since) >= max_block) {
+                failed.push((topic.clone(), q.pop_front().expect("front exists")));
+            }
+        }
+        self.waiting.retain(|_, q| !q.is_empty());
+        for (topic, w) in failed {
+            let kind = ErrorKind::MetadataTimeout {
+                topic,
+                waited_ms: max_block.as_millis() as u64,
+            };
+            self.refuse(kind, w.record, w.completion);
+        }
+        self.arm_metadata_timer(ctx);
+        self.maybe_run_deferred_flushes();
+    }
+
+    /// Blocks the mailbox until `need` bytes of buffer.memory are free or max.block.ms passes.
+    fn stall(&mut self, need: usize, ctx: &mut Context<Router>) {
+        if self.stall_active {
+            return;
+        }
+        self.stall_active = true;
+        let memory = self.shared.clone();
+        let max_block = self.shared.config.max_block;
+        tracing::debug!(need, "buffer.memory exhausted, blocking");
+        let fut = async move { memory.memory.reserve(need, max_block).await };
+        ctx.wait(actix::fut::wrap_future::<_, Router>(fut).map(move |ok, act, ctx| {
+            let core = act.core.clone();
+            core.borrow_mut().unstall(ok.then_some(need), ctx);
+        }));
+    }
+
+    fn unstall(&mut self, reserved: Option<usize>, ctx: &mut Context<Router>) {
+        self.stall_active = false;
+        let Some(mut w) = self.stalled.pop_front() else {
+            if let Some(r) = reserved {
+                self.shared.memory.release(r);
+            }
+            return;
+        };
+        match reserved {
+            None => {
+                let kind = ErrorKind::BufferExhausted {
+                    waited_ms: self.shared.config.max_block.as_millis() as u64,
+                };
+                self.refuse(kind, w.record, w.completion);
+            }
+            Some(bytes) => {
+                let topic_name = w.record.topic.as_ref();
+                let partition = w.record.partition.unwrap_or(0);
+                let handle = self
+                    .routes
+                    .get(topic_name)
+                    .and_then(|r| r.partitions.get(partition as usize))
+                    .and_then(|p| p.as_ref());
+                match handle {
+                    Some(h) => {
+                        let ts = w.record.timestamp.unwrap_or_else(now_millis);
+                        match append(&self.shared, h, &w.record, ts, &mut w.completion, Some(bytes)) {
+                            Ok((_, size, full)) => self.partitioner.on_append(topic_name, partition, size, full),
+                            Err(()) => unreachable!("a reserved append always succeeds"),
+                        }
+                    }
+                    None => {
+                        self.shared.memory.release(bytes);
+                        self.route(w, ctx);
+                    }
+                }
+            }
+        }
+        // Everything that queued behind the stall goes next, in order, until one stalls again.
+        while !self.stall_active {
+            let Some(next) = self.stalled.pop_front() else { break };
+            self.route(next, ctx);
+        }
+        if !self.stall_active {
+            self.release_waiting(ctx);
+            self.maybe_run_deferred_flushes();
+        }
+    }
+
+    /// Routes the records of topics whose metadata has arrived, and fails those of topics
+    /// that failed for good.
+    fn on_cluster_changed(&mut self, note: &ClusterChanged, ctx: &mut Context<Router>) {
+        for (topic, code) in note.errors.iter() {
+            if let Some(q) = self.waiting.remove(topic) {
+                for w in q {
+                    let kind = match code {
+                        KafkaCode::INVALID_TOPIC_EXCEPTION => ErrorKind::InvalidTopic {
+                            topic: topic.clone(),
+                            reason: "the broker rejected the topic name",
+                        },
+                        code => ErrorKind::Broker {
+                            code: *code,
+                            topic: topic.clone(),
+                            partition: -1,
+                        },
+                    };
+                    self.refuse(kind, w.record, w.completion);
+                }
+            }
+        }
+        // Partition counts can grow; new partitions get accumulators on first use.
+        for (name, route) in self.routes.iter_mut() {
+            if let Some(meta) = self.shared.cluster.topics.get(name.as_ref()) {
+                if !Arc::ptr_eq(&route.meta, meta.value()) {
+                    route.meta = meta.value().clone();
+                    let n = route.meta.partitions.len();
+                    if n > route.partitions.len() {
+                        route.partitions.resize_with(n, || None);
+                    }
+                }
+            }
+        }
+        if !self.stall_active {
+            self.release_waiting(ctx);
+        }
+        self.maybe_run_deferred_flushes();
+    }
+
+    fn release_waiting(&mut self, ctx: &mut Context<Router>) {
+        let ready: Vec<Arc<str>> = self
+            .waiting
+            .keys()
+            .filter(|t| self.shared.cluster.topics.get(t.as_ref()).is_some_and(|m| !m.partitions.is_empty()))
+            .cloned()
+            .collect();
+        for topic in ready {
+            let Some(q) = self.waiting.remove(&topic) else { continue };
+            let mut q = q.into_iter();
+            while let Some(w) = q.next() {
+                if self.stall_active {
+                    // Keep order: the rest waits behind the stalled record.
+                    self.stalled.push_back(w);
+                    self.stalled.extend(q.by_ref());
+                    break;
+                }
+                self.route(w, ctx);
+            }
+        }
+    }
+
+    fn maybe_run_deferred_flushes(&mut self) {
+        if self.deferred_flushes.is_empty() || !self.waiting.is_empty() || !self.stalled.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.deferred_flushes);
+        let flush = self.flush_all();
+        actix::spawn(async move {
+            flush.await;
+            for tx in waiters {
+                let _ = tx.send(());
+            }
+        });
+    }
+
+    /// A future that resolves when every accumulator has flushed what it holds now.
+    fn flush_all(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let requests: Vec<_> = self
+            .routes
+            .values()
+            .flat_map(|r| r.partitions.iter().flatten())
+            .map(|h| h.addr.send(accumulator::Flush))
+            .collect();
+        async move {
+            futures_util::future::join_all(requests).await;
+        }
+    }
+
+    fn accumulators(&self) -> Vec<Addr<Accumulator>> {
+        self.routes
+            .values()
+            .flat_map(|r| r.partitions.iter().flatten())
+            .map(|h| h.addr.clone())
+            .collect()
+    }
+
+    fn fail_parked(&mut self, kind: ErrorKind) {
+        let parked: Vec<Waiting> = self
+            .stalled
+            .drain(..)
+            .chain(self.waiting.drain().flat_map(|(_, q)| q))
+            .collect();
+        for w in parked {
+            self.refuse(kind.clone(), w.record, w.completion);
+        }
+    }
+}
+
+/// Appends one record to its partition's open batch, starting a batch when needed. Returns
+/// the bytes it took and whether the batch is now full; `NeedMemory` when a new batch cannot
+/// reserve its memory (the record is untouched then).
+fn append(
+    shared: &Shared,
+    handle: &PartitionHandle,
+    record: &ProducerRecord,
+    timestamp: i64,
+    completion: &mut Completion,
+    reserved: Option<usize>,
+) -> Result<(Appended, usize, bool), ()> {
+    let config = &shared.config;
+    let key = record.key.as_deref();
+    let value = record.value.as_deref();
+    let slot = |completion: &mut Completion| RecordSlot {
+        completion: std::mem::replace(completion, Completion::Discard),
+        timestamp,
+        key_size: key.map_or(-1, |k| k.len() as i32),
+        value_size: value.map_or(-1, |v| v.len() as i32),
+    };
+    let mut q = handle.part.lock();
+    let mut filled = false;
+    if let Some(open) = q.open.as_mut() {
+        match open.builder.try_append(timestamp, key, value, &record.headers) {
+            Ok(size) => {
+                open.records.push(slot(completion));
+                let full = open.builder.is_full();
+                if full {
+                    let b = q.open.take().expect("open exists");
+                    q.full.push_back(b);
+                }
+                drop(q);
+                if let Some(r) = reserved {
+                    shared.memory.release(r);
+                }
+                if full {
+                    handle.addr.do_send(accumulator::BatchFilled);
+                }
+                return Ok((Appended::Done, size, full));
+            }
+            Err(_) => {
+                let b = q.open.take().expect("open exists");
+                q.full.push_back(b);
+                filled = true;
+            }
+        }
+    }
+    let size = RECORD_BATCH_OVERHEAD + record_size(0, 0, key, value, &record.headers);
+    let need = config.batch_size.max(size);
+    let reserved_now = match reserved {
+        Some(r) => r,
+        None if shared.memory.try_reserve(need) => need,
+        None => {
+            drop(q);
+            if filled {
+                handle.addr.do_send(accumulator::BatchFilled);
+            }
+            return Ok((Appended::NeedMemory(need), 0, filled));
+        }
+    };
+    let mut builder = BatchBuilder::new(reserved_now, config.compression, config.compression_level());
+    let appended = builder
+        .try_append(timestamp, key, value, &record.headers)
+        .expect("the first record always fits");
+    let full = builder.is_full();
+    let batch = OpenBatch {
+        id: q.next_id,
+        builder,
+        records: vec![slot(completion)],
+        created: Instant::now(),
+        reserved: reserved_now,
+    };
+    q.next_id += 1;
+    if full {
+        q.full.push_back(batch);
+    } else {
+        q.open = Some(batch);
+    }
+    drop(q);
+    if filled || full {
+        handle.addr.do_send(accumulator::BatchFilled);
+    }
+    if !full {
+        handle.addr.do_send(accumulator::BatchStarted);
+    }
+    Ok((Appended::Done, appended, true))
+}
+
+impl Actor for Router {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Room for many outstanding `send()`s before senders park; memory backpressure comes
+        // from buffer.memory (a stall blocks this mailbox).
+        ctx.set_mailbox_capacity(4096);
+        let core = self.core.clone();
+        let mut core = core.borrow_mut();
+        core.stall_active = false;
+        core.metadata_timer = None;
+        core.arm_metadata_timer(ctx);
+        if !core.stalled.is_empty() {
+            let size = core.stalled.front().map_or(0, |w| {
+                RECORD_BATCH_OVERHEAD + record_size(0, 0, w.record.key.as_deref(), w.record.value.as_deref(), &w.record.headers)
+            });
+            let need = core.shared.config.batch_size.max(size);
+            core.stall(need, ctx);
+        }
+    }
+}
+
+impl Supervised for Router {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        let core = self.core.borrow();
+        Metrics::add(&core.shared.metrics.restarts, 1);
+        tracing::warn!("router restarted");
+        // All state lives in `core`, which survives; `started` re-arms timers and stalls.
+    }
+}
+
+/// The reply of the `Produce` handler: routing happens in [`MessageResponse::handle`], where
+/// actix hands over the `send()` reply channel, so the channel itself becomes the record's
+/// completion. No extra channel, no spawned future per record.
+#[derive(Debug)]
+pub struct Accept {
+    core: Rc<RefCell<RouterCore>>,
+    produce: Produce,
+}
+
+impl MessageResponse<Router, Produce> for Accept {
+    fn handle(self, ctx: &mut Context<Router>, tx: Option<OneshotSender<Outcome>>) {
+        let Produce { record, reply_to, tag } = self.produce;
+        let completion = match (reply_to, tx) {
+            (Some(to), _) => Completion::Notify { to, tag },
+            (None, Some(tx)) => Completion::Reply(tx),
+            (None, None) => Completion::Discard,
+        };
+        self.core.borrow_mut().accept(record, completion, false, ctx);
+    }
+}
+
+impl Handler<Produce> for Router {
+    type Result = Accept;
+
+    fn handle(&mut self, produce: Produce, _: &mut Context<Self>) -> Accept {
+        Accept {
+            core: self.core.clone(),
+            produce,
+        }
+    }
+}
+
+/// The reply of the `ProduceBatch` handler (see [`Accept`]).
+#[derive(Debug)]
+pub struct AcceptBatch {
+    core: Rc<RefCell<RouterCore>>,
+    records: Vec<Produce>,
+}
+
+impl MessageResponse<Router, ProduceBatch> for AcceptBatch {
+    fn handle(self, ctx: &mut Context<Router>, tx: Option<OneshotSender<Vec<Outcome>>>) {
+        let collector = BatchCollector::new(self.records.len(), tx);
+        let mut core = self.core.borrow_mut();
+        for (index, p) in self.records.into_iter().enumerate() {
+            let completion = Completion::Batch {
+                collector: collector.clone(),
+                index,
+            };
+            core.accept(p.record, completion, false, ctx);
+        }
+    }
+}
+
+impl Handler<ProduceBatch> for Router {
+    type Result = AcceptBatch;
+
+    fn handle(&mut self, batch: ProduceBatch, _: &mut Context<Self>) -> AcceptBatch {
+        AcceptBatch {
+            core: self.core.clone(),
+            records: batch.0,
+        }
+    }
+}
+
+impl Handler<Route> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
+        self.core.borrow_mut().accept(msg.record, msg.completion, true, ctx);
+    }
+}
+
+impl Handler<ClusterChanged> for Router {
+    type Result = ();
+
+    fn handle(&mut self, note: ClusterChanged, ctx: &mut Context<Self>) {
+        self.core.borrow_mut().on_cluster_changed(&note, ctx);
+    }
+}
+
+impl Handler<Flush> for Router {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut core = self.core.borrow_mut();
+        core.deferred_flushes.push(tx);
+        core.maybe_run_deferred_flushes();
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<GetMetrics> for Router {
+    type Result = MessageResult<GetMetrics>;
+
+    fn handle(&mut self, _: GetMetrics, _: &mut Context<Self>) -> Self::Result {
+        let core = self.core.borrow();
+        let s = &core.shared;
+        MessageResult(s.metrics.snapshot(s.memory.available(), s.memory.limit()))
+    }
+}
+
+impl Handler<Close> for Router {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, msg: Close, _: &mut Context<Self>) -> Self::Result {
+        let mut core = self.core.borrow_mut();
+        let first = !core.closed;
+        core.closed = true;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        core.deferred_flushes.push(tx);
+        core.maybe_run_deferred_flushes();
+        let shared = core.shared.clone();
+        let accumulators = core.accumulators();
+        let core_rc = self.core.clone();
+        drop(core);
+        if !first {
+            return Box::pin(async { true });
+        }
+        tracing::info!(timeout_ms = msg.timeout.as_millis() as u64, "closing producer");
+        let timeout = msg.timeout;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        // Runs detached from the router's context so that a router restart cannot drop it.
+        actix::spawn(async move {
+            let flushed = !timeout.is_zero() && tokio::time::timeout(timeout, rx).await.is_ok();
+            if !flushed {
+                tracing::warn!("close timed out; aborting unacknowledged records");
+            }
+            for a in &accumulators {
+                if flushed {
+                    let _ = a.send(accumulator::Shutdown).await;
+                } else {
+                    let _ = a.send(accumulator::Abort).await;
+                }
+            }
+            let _ = done_tx.send(flushed);
+            drop(shared);
+        });
+        Box::pin(async move {
+            let flushed = done_rx.await.unwrap_or(false);
+            // Parked records cannot be flushed any more: they were refused with Aborted
+            // below if close timed out, or there were none.
+            let (metadata, interceptors) = {
+                let mut core = core_rc.borrow_mut();
+                core.fail_parked(ErrorKind::Aborted);
+                core.routes.clear();
+                (core.shared.metadata.get().cloned(), core.shared.interceptors.get().cloned())
+            };
+            if let Some(i) = interceptors {
+                i.do_send(interceptor::Shutdown);
+            }
+            if let Some(m) = metadata {
+                let _ = m.send(metadata::Shutdown).await;
+            }
+            flushed
+        })
+    }
+}
+
+/// Test-only: the accumulators started so far.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Addr<Accumulator>>")]
+pub struct GetAccumulators;
+
+#[cfg(feature = "fault-injection")]
+impl Handler<GetAccumulators> for Router {
+    type Result = MessageResult<GetAccumulators>;
+
+    fn handle(&mut self, _: GetAccumulators, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.core.borrow().accumulators())
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<Crash> for Router {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!("router crashing on request (fault injection)");
+        ctx.stop();
+    }
+}
+

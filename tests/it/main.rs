@@ -1,0 +1,9 @@
+//! Herald's integration tests: one binary, modules beside it, shared helpers in `support/`.
+//! Tests that need a broker start one (librdkafka's mock cluster in process, or Tansu as a
+//! separate process) and fail, never skip, when it cannot be started.
+
+mod support;
+
+mod batch_fixtures;
+mod partitioner;
+mod produce;
