@@ -184,7 +184,12 @@ pub struct Accumulator {
 
 impl Accumulator {
     /// An accumulator for `topic`-`partition`, draining `part`.
-    pub fn new(topic: Arc<str>, partition: i32, shared: Arc<Shared>, part: Arc<PartitionShared>) -> Self {
+    pub fn new(
+        topic: Arc<str>,
+        partition: i32,
+        shared: Arc<Shared>,
+        part: Arc<PartitionShared>,
+    ) -> Self {
         Accumulator {
             topic,
             partition,
@@ -210,7 +215,13 @@ impl Accumulator {
         if !self.shared.config.enable_idempotence {
             return Ok(None);
         }
-        let state = self.shared.cluster.producer.read().map(|s| s.clone()).unwrap_or_default();
+        let state = self
+            .shared
+            .cluster
+            .producer
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default();
         match state {
             ProducerIdState::Ready { producer_id, epoch } => Ok(Some((producer_id, epoch))),
             ProducerIdState::Failed(why) => Err(Some(why)),
@@ -284,7 +295,8 @@ impl Accumulator {
             Some((producer_id, producer_epoch)) => {
                 let base_sequence = self.next_sequence;
                 // Sequences wrap at i32::MAX as in Java's DefaultRecordBatch.incrementSequence.
-                self.next_sequence = ((self.next_sequence as i64 + records as i64) % (i32::MAX as i64 + 1)) as i32;
+                self.next_sequence =
+                    ((self.next_sequence as i64 + records as i64) % (i32::MAX as i64 + 1)) as i32;
                 ProducerIds {
                     producer_id,
                     producer_epoch,
@@ -344,7 +356,11 @@ impl Accumulator {
         if self.ready.is_empty() {
             return;
         }
-        let Some((_, conn)) = self.shared.cluster.leader_connection(&self.topic, self.partition) else {
+        let Some((_, conn)) = self
+            .shared
+            .cluster
+            .leader_connection(&self.topic, self.partition)
+        else {
             self.shared.request_metadata_refresh();
             return;
         };
@@ -445,11 +461,21 @@ impl Accumulator {
             out
         };
         for b in open_expired {
-            self.fail_open(b, ErrorKind::DeliveryTimeout { timeout_ms, stage: "in the accumulator" });
+            self.fail_open(
+                b,
+                ErrorKind::DeliveryTimeout {
+                    timeout_ms,
+                    stage: "in the accumulator",
+                },
+            );
         }
         let mut gap = false;
         for (queue, stage) in [(true, "waiting to be sent"), (false, "in flight")] {
-            let list = if queue { &mut self.ready } else { &mut self.in_flight };
+            let list = if queue {
+                &mut self.ready
+            } else {
+                &mut self.in_flight
+            };
             let (dead, live): (Vec<_>, Vec<_>) = list.drain(..).partition(|b| expired(b.created));
             *list = live.into();
             for b in dead {
@@ -468,7 +494,9 @@ impl Accumulator {
     fn request_epoch_bump(&self) {
         if let Some((_, epoch)) = self.epoch {
             if let Some(m) = self.shared.metadata.get() {
-                m.do_send(metadata::BumpEpoch { failed_epoch: epoch });
+                m.do_send(metadata::BumpEpoch {
+                    failed_epoch: epoch,
+                });
             }
         }
     }
@@ -501,8 +529,16 @@ impl Accumulator {
                     let md = RecordMetadata {
                         topic: self.topic.clone(),
                         partition: self.partition,
-                        offset: if base_offset < 0 { -1 } else { base_offset + i as i64 },
-                        timestamp: if log_append_time >= 0 { log_append_time } else { slot.timestamp },
+                        offset: if base_offset < 0 {
+                            -1
+                        } else {
+                            base_offset + i as i64
+                        },
+                        timestamp: if log_append_time >= 0 {
+                            log_append_time
+                        } else {
+                            slot.timestamp
+                        },
                         serialized_key_size: slot.key_size,
                         serialized_value_size: slot.value_size,
                     };
@@ -539,7 +575,11 @@ impl Accumulator {
         for b in open {
             self.fail_open(b, kind.clone());
         }
-        let sealed: Vec<SealedBatch> = self.ready.drain(..).chain(self.in_flight.drain(..)).collect();
+        let sealed: Vec<SealedBatch> = self
+            .ready
+            .drain(..)
+            .chain(self.in_flight.drain(..))
+            .collect();
         for b in sealed {
             self.complete_batch(b, Err(kind.clone()));
         }
@@ -587,13 +627,17 @@ impl Accumulator {
                 self.after_change(ctx);
                 return;
             }
-            BatchResult::Broker { code, .. } if idempotent && *code == KafkaCode::DUPLICATE_SEQUENCE_NUMBER => {
+            BatchResult::Broker { code, .. }
+                if idempotent && *code == KafkaCode::DUPLICATE_SEQUENCE_NUMBER =>
+            {
                 // The broker already has this batch: success, offset unknown.
                 self.complete_batch(b, Ok((-1, -1)));
                 self.after_change(ctx);
                 return;
             }
-            BatchResult::Broker { code, .. } if code.retriable() => Some((code.to_string(), code.needs_metadata_refresh())),
+            BatchResult::Broker { code, .. } if code.retriable() => {
+                Some((code.to_string(), code.needs_metadata_refresh()))
+            }
             BatchResult::Broker { code, .. }
                 if idempotent
                     && matches!(
@@ -603,7 +647,11 @@ impl Accumulator {
                             | KafkaCode::INVALID_PRODUCER_EPOCH
                     ) =>
             {
-                let earlier_pending = self.in_flight.iter().chain(self.ready.iter()).any(|o| o.id < b.id);
+                let earlier_pending = self
+                    .in_flight
+                    .iter()
+                    .chain(self.ready.iter())
+                    .any(|o| o.id < b.id);
                 if *code == KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER && earlier_pending {
                     // An earlier batch of ours failed first; this one follows it on retry.
                 } else if self.epoch.is_some_and(|(_, e)| e == b.ids.producer_epoch) {
@@ -639,17 +687,28 @@ impl Accumulator {
                     self.complete_batch(b, Err(kind));
                 } else {
                     let config = &self.shared.config;
-                    let wait = crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts);
+                    let wait = crate::backoff::delay(
+                        config.retry_backoff,
+                        config.retry_backoff_max,
+                        b.attempts,
+                    );
                     b.attempts += 1;
                     b.retry_at = Some(Instant::now() + wait);
-                    Metrics::add(&self.shared.metrics.record_retry_total, b.records.len() as u64);
+                    Metrics::add(
+                        &self.shared.metrics.record_retry_total,
+                        b.records.len() as u64,
+                    );
                     tracing::debug!(topic = %self.topic, partition = self.partition, batch = b.id, attempt = b.attempts, reason = %why, "retrying batch");
                     if refresh {
                         self.shared.request_metadata_refresh();
                     }
                     // Back to the head: ready is kept in id order, so the retry goes before any
                     // batch created after it.
-                    let at = self.ready.iter().position(|o| o.id > b.id).unwrap_or(self.ready.len());
+                    let at = self
+                        .ready
+                        .iter()
+                        .position(|o| o.id > b.id)
+                        .unwrap_or(self.ready.len());
                     self.ready.insert(at, b);
                 }
             }

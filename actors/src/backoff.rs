@@ -21,7 +21,7 @@ impl Backoff {
     }
 
     /// The wait before the next attempt; counts the attempt.
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let d = delay(self.base, self.max, self.attempts);
         self.attempts = self.attempts.saturating_add(1);
         d
@@ -48,12 +48,12 @@ mod tests {
     #[test]
     fn grows_and_caps_with_jitter() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
-        let first = b.next();
+        let first = b.next_delay();
         assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120));
         for _ in 0..20 {
-            assert!(b.next() <= Duration::from_millis(1000));
+            assert!(b.next_delay() <= Duration::from_millis(1000));
         }
         b.reset();
-        assert!(b.next() <= Duration::from_millis(120));
+        assert!(b.next_delay() <= Duration::from_millis(120));
     }
 }

@@ -113,7 +113,8 @@ pub struct Shutdown;
 pub struct Crash;
 
 /// A frame for the writer task. acks=0 batches ride along: they are answered by the writer
-/// once their bytes are in the socket, since no response will ever come.
+/// once their bytes are in the socket, since no response will ever come, or, when a write
+/// fails, as lost (the failed frame) or never sent (every frame still queued behind it).
 #[derive(Debug)]
 struct WriterItem {
     frame: Bytes,
@@ -280,7 +281,9 @@ impl Connection {
         let generation = self.generation;
         let frames = FramedRead::new(read, FrameCodec)
             .map(move |item| (generation, Some(item)))
-            .chain(futures_util::stream::once(async move { (generation, None) }));
+            .chain(futures_util::stream::once(
+                async move { (generation, None) },
+            ));
         self.reader = Some(ctx.add_stream(frames));
         let (tx, mut rx) = mpsc::unbounded_channel::<WriterItem>();
         let addr = ctx.address();
@@ -292,6 +295,24 @@ impl Connection {
                             batch_id: b.batch_id,
                             result: BatchResult::Lost(format!("write failed: {e}")),
                         });
+                    }
+                    // The frames queued behind the failed one will never be written. Their
+                    // acks=0 batches are owned by the queue alone (no in-flight entry), so
+                    // dropping the queue would leave them unanswered until
+                    // delivery.timeout.ms; answer them now as never sent, so the accumulators
+                    // retry them at once. (Frames that expect a response are in `in_flight`
+                    // and answered by `disconnect`.) `close` first: nothing new can be queued
+                    // while draining.
+                    rx.close();
+                    while let Ok(queued) = rx.try_recv() {
+                        for b in queued.fire_and_forget {
+                            b.reply.do_send(BatchCompleted {
+                                batch_id: b.batch_id,
+                                result: BatchResult::NotSent(format!(
+                                    "not written: an earlier write failed: {e}"
+                                )),
+                            });
+                        }
                     }
                     addr.do_send(WriteFailed {
                         generation,
@@ -321,7 +342,11 @@ impl Connection {
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("herald"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
-        let request = if version >= 3 { request } else { ApiVersionsRequest::default() };
+        let request = if version >= 3 {
+            request
+        } else {
+            ApiVersionsRequest::default()
+        };
         self.write_request(
             protocol::API_VERSIONS,
             version,
@@ -344,7 +369,14 @@ impl Connection {
         let correlation_id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
         let mut buf = BytesMut::new();
-        if let Err(e) = protocol::encode_request(&mut buf, api, version, correlation_id, &self.client_id, body) {
+        if let Err(e) = protocol::encode_request(
+            &mut buf,
+            api,
+            version,
+            correlation_id,
+            &self.client_id,
+            body,
+        ) {
             // Our own request cannot be encoded at this version: answer the requester, keep the
             // connection.
             tracing::error!(node = self.node_id, error = %e, "request encoding failed");
@@ -355,8 +387,8 @@ impl Connection {
             self.fail_kind(kind, "not connected");
             return;
         };
-        let expects_response = !matches!(kind, InFlightKind::Produce { .. })
-            || self.shared.config.acks.as_i16() != 0;
+        let expects_response =
+            !matches!(kind, InFlightKind::Produce { .. }) || self.shared.config.acks.as_i16() != 0;
         let (kind, fire_and_forget) = match kind {
             InFlightKind::Produce { batches, .. } if !expects_response => (None, batches),
             kind => (Some(kind), Vec::new()),
@@ -408,7 +440,10 @@ impl Connection {
                 }
             }
             InFlightKind::Call { reply, .. } => {
-                let _ = reply.send(Err(CallError::Connection(self.address.clone(), reason.into())));
+                let _ = reply.send(Err(CallError::Connection(
+                    self.address.clone(),
+                    reason.into(),
+                )));
             }
         }
     }
@@ -420,7 +455,9 @@ impl Connection {
             self.ensure_connected(ctx);
             return;
         }
-        let Some(versions) = self.versions else { return };
+        let Some(versions) = self.versions else {
+            return;
+        };
         let max_in_flight = self.shared.config.max_in_flight_requests_per_connection;
         while self.in_flight.len() < max_in_flight && self.state == State::Ready {
             if let Some(call) = self.calls.pop_front() {
@@ -447,9 +484,11 @@ impl Connection {
                             ctx,
                         ),
                         None => {
-                            let _ = call.reply.send(Err(CallError::Protocol(ProtocolError::MissingApi {
-                                api: "InitProducerId",
-                            })));
+                            let _ = call.reply.send(Err(CallError::Protocol(
+                                ProtocolError::MissingApi {
+                                    api: "InitProducerId",
+                                },
+                            )));
                         }
                     },
                 }
@@ -472,7 +511,9 @@ impl Connection {
             let key = (batch.topic.clone(), batch.partition);
             // One batch per partition per request, and a partition whose earlier batch stays
             // behind keeps all its later ones behind too (order).
-            if blocked.contains(&key) || (!taken.is_empty() && size + batch.records.len() > max_size) {
+            if blocked.contains(&key)
+                || (!taken.is_empty() && size + batch.records.len() > max_size)
+            {
                 blocked.insert(key);
                 rest.push_back(batch);
                 continue;
@@ -493,7 +534,11 @@ impl Connection {
             let data = PartitionProduceData::default()
                 .with_index(b.partition)
                 .with_records(Some(b.records.clone()));
-            match request.topic_data.iter_mut().find(|t| *t.name.0 == *b.topic) {
+            match request
+                .topic_data
+                .iter_mut()
+                .find(|t| *t.name.0 == *b.topic)
+            {
                 Some(t) => t.partition_data.push(data),
                 None => request.topic_data.push(
                     TopicProduceData::default()
@@ -554,13 +599,16 @@ impl Connection {
             });
         }
         for c in std::mem::take(&mut self.calls) {
-            let _ = c.reply.send(Err(CallError::Connection(self.address.clone(), reason.clone())));
+            let _ = c.reply.send(Err(CallError::Connection(
+                self.address.clone(),
+                reason.clone(),
+            )));
         }
         if !was_ready {
-            self.connect_not_before = Some(Instant::now() + self.backoff.next());
+            self.connect_not_before = Some(Instant::now() + self.backoff.next_delay());
         } else {
             self.backoff.reset();
-            self.connect_not_before = Some(Instant::now() + self.backoff.next());
+            self.connect_not_before = Some(Instant::now() + self.backoff.next_delay());
         }
         self.shared.request_metadata_refresh();
     }
@@ -572,8 +620,16 @@ impl Connection {
         if !self.unanswered.is_empty() && frame.len() >= 4 {
             let id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
             if let Some(pos) = self.unanswered.iter().position(|&u| u == id) {
-                if self.in_flight.front().is_none_or(|h| h.correlation_id != id) {
-                    tracing::trace!(node = self.node_id, correlation_id = id, "ignoring answer to an acks=0 request");
+                if self
+                    .in_flight
+                    .front()
+                    .is_none_or(|h| h.correlation_id != id)
+                {
+                    tracing::trace!(
+                        node = self.node_id,
+                        correlation_id = id,
+                        "ignoring answer to an acks=0 request"
+                    );
                     self.unanswered.drain(..=pos);
                     return;
                 }
@@ -584,10 +640,11 @@ impl Connection {
             return;
         };
         let header_version = protocol::response_header_version(head.api, head.version);
-        let (correlation_id, header_len) = match responses::decode_response_header(&frame, header_version) {
-            Ok(h) => h,
-            Err(e) => return self.disconnect(format!("bad response header: {e}"), ctx),
-        };
+        let (correlation_id, header_len) =
+            match responses::decode_response_header(&frame, header_version) {
+                Ok(h) => h,
+                Err(e) => return self.disconnect(format!("bad response header: {e}"), ctx),
+            };
         if correlation_id != head.correlation_id {
             let e = ProtocolError::CorrelationMismatch {
                 expected: head.correlation_id,
@@ -602,7 +659,10 @@ impl Connection {
             InFlightKind::Produce { batches, .. } => {
                 let metrics = &self.shared.metrics;
                 Metrics::add(&metrics.response_count, 1);
-                Metrics::add(&metrics.request_latency_us, f.sent_at.elapsed().as_micros() as u64);
+                Metrics::add(
+                    &metrics.request_latency_us,
+                    f.sent_at.elapsed().as_micros() as u64,
+                );
                 match responses::decode_produce_response(body, f.version) {
                     Ok(resp) => complete_produce(batches, &resp),
                     Err(e) => {
@@ -661,7 +721,12 @@ impl Connection {
         }
         match protocol::negotiate(&resp) {
             Ok(v) => {
-                tracing::debug!(node = self.node_id, produce = v.produce, metadata = v.metadata, "versions negotiated");
+                tracing::debug!(
+                    node = self.node_id,
+                    produce = v.produce,
+                    metadata = v.metadata,
+                    "versions negotiated"
+                );
                 self.versions = Some(v);
                 self.state = State::Ready;
                 self.backoff.reset();
@@ -786,8 +851,12 @@ impl Handler<Call> for Connection {
             self.pump(ctx);
         }
         Box::pin(async move {
-            rx.await
-                .unwrap_or_else(|_| Err(CallError::Connection(address, "connection actor stopped".into())))
+            rx.await.unwrap_or_else(|_| {
+                Err(CallError::Connection(
+                    address,
+                    "connection actor stopped".into(),
+                ))
+            })
         })
     }
 }

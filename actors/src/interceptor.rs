@@ -26,7 +26,10 @@ pub trait ProducerInterceptor: Send + 'static {
     fn name(&self) -> &str;
 
     /// Sees a record before partitioning; returns the record to send.
-    fn on_send(&mut self, record: ProducerRecord) -> Result<ProducerRecord, Box<dyn std::error::Error + Send + Sync>> {
+    fn on_send(
+        &mut self,
+        record: ProducerRecord,
+    ) -> Result<ProducerRecord, Box<dyn std::error::Error + Send + Sync>> {
         Ok(record)
     }
 
@@ -75,12 +78,18 @@ pub struct InterceptorChain {
 impl std::fmt::Debug for InterceptorChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.interceptors.iter().map(|i| i.name()).collect();
-        f.debug_struct("InterceptorChain").field("interceptors", &names).finish()
+        f.debug_struct("InterceptorChain")
+            .field("interceptors", &names)
+            .finish()
     }
 }
 
 impl InterceptorChain {
-    pub(crate) fn new(interceptors: Vec<Box<dyn ProducerInterceptor>>, router: Addr<Router>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        interceptors: Vec<Box<dyn ProducerInterceptor>>,
+        router: Addr<Router>,
+        shared: Arc<Shared>,
+    ) -> Self {
         InterceptorChain {
             interceptors,
             router,
@@ -142,7 +151,10 @@ impl Handler<Acknowledged> for InterceptorChain {
         for outcome in &msg.outcomes {
             for i in self.interceptors.iter_mut() {
                 if catch_unwind(AssertUnwindSafe(|| i.on_acknowledgement(outcome))).is_err() {
-                    tracing::error!(interceptor = i.name(), "on_acknowledgement panicked; skipped");
+                    tracing::error!(
+                        interceptor = i.name(),
+                        "on_acknowledgement panicked; skipped"
+                    );
                     self.panicked = true;
                 }
             }

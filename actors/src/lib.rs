@@ -108,9 +108,12 @@ impl ProducerBuilder {
         let config = self.config;
         config.validate_supported()?;
         let io = Arbiter::new();
-        let partitioner = self
-            .partitioner
-            .unwrap_or_else(|| Box::new(DefaultPartitioner::new(config.batch_size, config.partitioner_ignore_keys)));
+        let partitioner = self.partitioner.unwrap_or_else(|| {
+            Box::new(DefaultPartitioner::new(
+                config.batch_size,
+                config.partitioner_ignore_keys,
+            ))
+        });
         let shared = Arc::new(Shared {
             memory: MemoryPool::new(config.buffer_memory),
             config,
@@ -121,7 +124,13 @@ impl ProducerBuilder {
             interceptors: OnceLock::new(),
         });
         let s = shared.clone();
-        let router = Supervisor::start(move |_| Router::new(s, partitioner));
+        let router = Supervisor::start(move |ctx: &mut Context<Router>| {
+            // Set before the address is handed out: actix enqueues a `send()` at once only while
+            // the mailbox has room; past it the message waits inside the caller's future and
+            // is enqueued when polled, which is slow and orders records by poll, not call.
+            ctx.set_mailbox_capacity(router::MAILBOX_CAPACITY);
+            Router::new(s, partitioner)
+        });
         if !self.interceptors.is_empty() {
             let (i, r, s) = (self.interceptors, router.clone(), shared.clone());
             let chain = Supervisor::start(move |_| InterceptorChain::new(i, r, s));
@@ -201,7 +210,10 @@ impl Producer {
     pub async fn metrics(&self) -> MetricsSnapshot {
         match self.router.send(GetMetrics).await {
             Ok(m) => m,
-            Err(_) => self.shared.metrics.snapshot(self.shared.memory.available(), self.shared.memory.limit()),
+            Err(_) => self
+                .shared
+                .metrics
+                .snapshot(self.shared.memory.available(), self.shared.memory.limit()),
         }
     }
 
@@ -244,16 +256,30 @@ impl FaultInjection<'_> {
 
     /// Connection actors of the brokers known now.
     pub fn connections(&self) -> Vec<Addr<connection::Connection>> {
-        self.producer.shared.cluster.brokers.iter().map(|e| e.value().clone()).collect()
+        self.producer
+            .shared
+            .cluster
+            .brokers
+            .iter()
+            .map(|e| e.value().clone())
+            .collect()
     }
 
     /// Accumulators started so far.
     pub async fn accumulators(&self) -> Vec<Addr<accumulator::Accumulator>> {
-        self.producer.router.send(router::GetAccumulators).await.unwrap_or_default()
+        self.producer
+            .router
+            .send(router::GetAccumulators)
+            .await
+            .unwrap_or_default()
     }
 
     /// Supervised restarts so far.
     pub fn restarts(&self) -> u64 {
-        self.producer.shared.metrics.restarts.load(std::sync::atomic::Ordering::Relaxed)
+        self.producer
+            .shared
+            .metrics
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }

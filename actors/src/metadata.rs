@@ -11,7 +11,9 @@ use actix::prelude::*;
 use dashmap::DashMap;
 use herald::KafkaCode;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{InitProducerIdRequest, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, MetadataRequest, MetadataResponse, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 
 use crate::backoff::Backoff;
@@ -72,7 +74,11 @@ pub enum ProducerIdState {
 
 impl ClusterView {
     /// The connection of the leader of `topic`-`partition`, if leader and connection are known.
-    pub fn leader_connection(&self, topic: &str, partition: i32) -> Option<(i32, Addr<Connection>)> {
+    pub fn leader_connection(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(i32, Addr<Connection>)> {
         let meta = self.topics.get(topic)?;
         let leader = meta.partitions.get(partition as usize)?.leader;
         if leader < 0 {
@@ -162,7 +168,9 @@ impl Metadata {
 
     fn start_connection(&self, node_id: i32, address: String) -> Addr<Connection> {
         let shared = self.shared.clone();
-        Supervisor::start_in_arbiter(&self.shared.io, move |_| Connection::new(node_id, address, shared))
+        Supervisor::start_in_arbiter(&self.shared.io, move |_| {
+            Connection::new(node_id, address, shared)
+        })
     }
 
     /// A connection to ask: known brokers first, bootstrap entries when none is known.
@@ -198,7 +206,10 @@ impl Metadata {
         let topics = self
             .wanted
             .iter()
-            .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(t.to_string())))))
+            .map(|t| {
+                MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(t.to_string()))))
+            })
             .collect();
         let request = MetadataRequest::default()
             .with_topics(Some(topics))
@@ -212,7 +223,10 @@ impl Metadata {
                     match res {
                         Ok(Ok(CallResponse::Metadata(resp))) => {
                             Metrics::add(&act.shared.metrics.metadata_refresh_total, 1);
-                            tracing::debug!(took_ms = started.elapsed().as_millis() as u64, "metadata refreshed");
+                            tracing::debug!(
+                                took_ms = started.elapsed().as_millis() as u64,
+                                "metadata refreshed"
+                            );
                             act.backoff.reset();
                             act.apply(&resp, ctx);
                         }
@@ -220,13 +234,13 @@ impl Metadata {
                         Ok(Err(e)) => {
                             tracing::warn!(error = %e, "metadata request failed");
                             act.next_node += 1;
-                            let wait = act.backoff.next();
+                            let wait = act.backoff.next_delay();
                             act.schedule_refresh(wait, ctx);
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "metadata connection unavailable");
                             act.next_node += 1;
-                            let wait = act.backoff.next();
+                            let wait = act.backoff.next_delay();
                             act.schedule_refresh(wait, ctx);
                         }
                     }
@@ -265,14 +279,19 @@ impl Metadata {
         let mut incomplete = false;
         self.missing.clear();
         for t in &resp.topics {
-            let Some(name) = t.name.as_ref() else { continue };
+            let Some(name) = t.name.as_ref() else {
+                continue;
+            };
             let name: Arc<str> = match self.wanted.get(name.0.as_str()) {
                 Some(n) => n.clone(),
                 None => Arc::from(name.0.as_str()),
             };
             match KafkaCode::from_code(t.error_code) {
                 None => {}
-                Some(code @ (KafkaCode::UNKNOWN_TOPIC_OR_PARTITION | KafkaCode::LEADER_NOT_AVAILABLE)) => {
+                Some(
+                    code
+                    @ (KafkaCode::UNKNOWN_TOPIC_OR_PARTITION | KafkaCode::LEADER_NOT_AVAILABLE),
+                ) => {
                     tracing::debug!(topic = %name, %code, "topic not available yet");
                     self.missing.insert(name);
                     continue;
@@ -283,7 +302,13 @@ impl Metadata {
                     continue;
                 }
             }
-            let count = t.partitions.iter().map(|p| p.partition_index + 1).max().unwrap_or(0).max(0);
+            let count = t
+                .partitions
+                .iter()
+                .map(|p| p.partition_index + 1)
+                .max()
+                .unwrap_or(0)
+                .max(0);
             let mut partitions = vec![
                 PartitionMeta {
                     leader: -1,
@@ -305,7 +330,9 @@ impl Metadata {
                     leader_epoch: p.leader_epoch,
                 };
             }
-            let available: Vec<i32> = (0..count).filter(|&i| partitions[i as usize].leader >= 0).collect();
+            let available: Vec<i32> = (0..count)
+                .filter(|&i| partitions[i as usize].leader >= 0)
+                .collect();
             if available.len() < count as usize || count == 0 {
                 incomplete = true;
             }
@@ -314,7 +341,11 @@ impl Metadata {
                 partitions,
                 available,
             };
-            let changed = cluster.topics.get(&*name).map(|old| **old != meta).unwrap_or(true);
+            let changed = cluster
+                .topics
+                .get(&*name)
+                .map(|old| **old != meta)
+                .unwrap_or(true);
             if changed {
                 tracing::info!(topic = %name, partitions = count, "topic metadata updated");
                 cluster.topics.insert(name, Arc::new(meta));
@@ -340,7 +371,13 @@ impl Metadata {
         if !self.shared.config.enable_idempotence || self.init_pid_in_flight {
             return;
         }
-        let current = self.shared.cluster.producer.read().map(|s| s.clone()).unwrap_or_default();
+        let current = self
+            .shared
+            .cluster
+            .producer
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default();
         let (pid, epoch) = match current {
             ProducerIdState::Ready { .. } | ProducerIdState::Failed(_) => return,
             ProducerIdState::NotNeeded | ProducerIdState::Pending => (-1, -1),
@@ -367,39 +404,54 @@ impl Metadata {
                     let retry = |act: &mut Self, ctx: &mut Context<Self>, why: String| {
                         tracing::warn!(reason = %why, "InitProducerId failed, retrying");
                         act.next_node += 1;
-                        let wait = act.backoff.next();
-                        ctx.run_later(wait, move |act, ctx| act.request_producer_id(pid, epoch, ctx));
+                        let wait = act.backoff.next_delay();
+                        ctx.run_later(wait, move |act, ctx| {
+                            act.request_producer_id(pid, epoch, ctx)
+                        });
                     };
                     match res {
-                        Ok(Ok(CallResponse::InitProducerId(r))) => match KafkaCode::from_code(r.error_code) {
-                            None => {
-                                tracing::info!(producer_id = r.producer_id.0, epoch = r.producer_epoch, "producer id obtained");
-                                if let Ok(mut s) = act.shared.cluster.producer.write() {
-                                    *s = ProducerIdState::Ready {
-                                        producer_id: r.producer_id.0,
-                                        epoch: r.producer_epoch,
-                                    };
+                        Ok(Ok(CallResponse::InitProducerId(r))) => {
+                            match KafkaCode::from_code(r.error_code) {
+                                None => {
+                                    tracing::info!(
+                                        producer_id = r.producer_id.0,
+                                        epoch = r.producer_epoch,
+                                        "producer id obtained"
+                                    );
+                                    if let Ok(mut s) = act.shared.cluster.producer.write() {
+                                        *s = ProducerIdState::Ready {
+                                            producer_id: r.producer_id.0,
+                                            epoch: r.producer_epoch,
+                                        };
+                                    }
+                                    let note = ClusterChanged::default();
+                                    for s in &act.subscribers {
+                                        s.do_send(note.clone());
+                                    }
                                 }
-                                let note = ClusterChanged::default();
-                                for s in &act.subscribers {
-                                    s.do_send(note.clone());
+                                Some(code)
+                                    if code.retriable()
+                                        || code == KafkaCode::COORDINATOR_NOT_AVAILABLE =>
+                                {
+                                    retry(act, ctx, code.to_string())
+                                }
+                                Some(code) => {
+                                    tracing::error!(%code, "InitProducerId refused");
+                                    if let Ok(mut s) = act.shared.cluster.producer.write() {
+                                        *s = ProducerIdState::Failed(Arc::from(format!(
+                                            "InitProducerId failed: {code}"
+                                        )));
+                                    }
+                                    let note = ClusterChanged::default();
+                                    for s in &act.subscribers {
+                                        s.do_send(note.clone());
+                                    }
                                 }
                             }
-                            Some(code) if code.retriable() || code == KafkaCode::COORDINATOR_NOT_AVAILABLE => {
-                                retry(act, ctx, code.to_string())
-                            }
-                            Some(code) => {
-                                tracing::error!(%code, "InitProducerId refused");
-                                if let Ok(mut s) = act.shared.cluster.producer.write() {
-                                    *s = ProducerIdState::Failed(Arc::from(format!("InitProducerId failed: {code}")));
-                                }
-                                let note = ClusterChanged::default();
-                                for s in &act.subscribers {
-                                    s.do_send(note.clone());
-                                }
-                            }
-                        },
-                        Ok(Ok(_)) => unreachable!("InitProducerId call answered with another response"),
+                        }
+                        Ok(Ok(_)) => {
+                            unreachable!("InitProducerId call answered with another response")
+                        }
                         Ok(Err(e)) => retry(act, ctx, e.to_string()),
                         Err(e) => retry(act, ctx, e.to_string()),
                     }
@@ -481,7 +533,13 @@ impl Handler<BumpEpoch> for Metadata {
     type Result = ();
 
     fn handle(&mut self, msg: BumpEpoch, ctx: &mut Context<Self>) {
-        let current = self.shared.cluster.producer.read().map(|s| s.clone()).unwrap_or_default();
+        let current = self
+            .shared
+            .cluster
+            .producer
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_default();
         if let ProducerIdState::Ready { producer_id, epoch } = current {
             if epoch == msg.failed_epoch && !self.init_pid_in_flight {
                 tracing::warn!(producer_id, epoch, "bumping producer epoch");
@@ -497,8 +555,18 @@ impl Handler<Shutdown> for Metadata {
     /// Closes every connection gracefully and resolves when all are closed.
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.terminated = true;
-        let mut closing: Vec<_> = self.bootstrap.drain(..).map(|c| c.send(connection::Shutdown)).collect();
-        closing.extend(self.shared.cluster.brokers.iter().map(|e| e.value().send(connection::Shutdown)));
+        let mut closing: Vec<_> = self
+            .bootstrap
+            .drain(..)
+            .map(|c| c.send(connection::Shutdown))
+            .collect();
+        closing.extend(
+            self.shared
+                .cluster
+                .brokers
+                .iter()
+                .map(|e| e.value().send(connection::Shutdown)),
+        );
         self.shared.cluster.brokers.clear();
         self.subscribers.clear();
         let all = futures_util::future::join_all(closing);

@@ -35,7 +35,8 @@ impl Metrics {
             record_retry_total: l(&self.record_retry_total),
             batch_size_avg: ratio(l(&self.batch_bytes), l(&self.batch_count)),
             records_per_request_avg: ratio(l(&self.request_records), l(&self.request_count)),
-            request_latency_avg: ratio(l(&self.request_latency_us), l(&self.response_count)) / 1000.0,
+            request_latency_avg: ratio(l(&self.request_latency_us), l(&self.response_count))
+                / 1000.0,
             request_total: l(&self.request_count),
             buffer_available_bytes: buffer_available as u64,
             buffer_total_bytes: buffer_total as u64,

@@ -32,6 +32,12 @@ use crate::metadata::{self, TopicMeta};
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::Shared;
 
+/// How many messages the router's mailbox holds before `send()` callers wait. Large, because
+/// actix's path for a full mailbox is slow and orders messages by poll instead of by call;
+/// memory is still bounded by buffer.memory, because a memory stall stops the router from
+/// taking messages, and the messages it holds are the callers' records either way.
+pub const MAILBOX_CAPACITY: usize = 1 << 16;
+
 /// Application → router: produce one record. Resolves to its outcome once acknowledged per
 /// `acks`; with [`Produce::reply_to`] the outcome goes to that mailbox instead.
 #[derive(Debug)]
@@ -73,25 +79,44 @@ impl Produce {
     }
 
     /// Serializes and sets the key.
-    pub fn key_with<T: ?Sized, S: Serializer<T>>(mut self, serializer: &S, key: &T) -> Result<Self, ProduceError> {
+    pub fn key_with<T: ?Sized, S: Serializer<T>>(
+        mut self,
+        serializer: &S,
+        key: &T,
+    ) -> Result<Self, ProduceError> {
         self.record.key = self.serialize(serializer, key)?;
         Ok(self)
     }
 
     /// Serializes and sets the value.
-    pub fn value_with<T: ?Sized, S: Serializer<T>>(mut self, serializer: &S, value: &T) -> Result<Self, ProduceError> {
+    pub fn value_with<T: ?Sized, S: Serializer<T>>(
+        mut self,
+        serializer: &S,
+        value: &T,
+    ) -> Result<Self, ProduceError> {
         self.record.value = self.serialize(serializer, value)?;
         Ok(self)
     }
 
-    fn serialize<T: ?Sized, S: Serializer<T>>(&self, s: &S, data: &T) -> Result<Option<Bytes>, ProduceError> {
+    fn serialize<T: ?Sized, S: Serializer<T>>(
+        &self,
+        s: &S,
+        data: &T,
+    ) -> Result<Option<Bytes>, ProduceError> {
         s.serialize(&self.record.topic, data).map_err(|e| {
-            ProduceError::refused(ErrorKind::Serialization(Arc::from(e.to_string())), self.record.clone())
+            ProduceError::refused(
+                ErrorKind::Serialization(Arc::from(e.to_string())),
+                self.record.clone(),
+            )
         })
     }
 
     /// Adds a header.
-    pub fn header(mut self, key: impl Into<std::borrow::Cow<'static, str>>, value: impl Into<Bytes>) -> Self {
+    pub fn header(
+        mut self,
+        key: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<Bytes>,
+    ) -> Self {
         self.record.headers.push(Header::new(key, value));
         self
     }
@@ -248,7 +273,10 @@ fn validate_topic(topic: &str) -> Result<(), &'static str> {
     if topic.len() > 249 {
         return Err("topic name is longer than 249 characters");
     }
-    if !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err("topic name may contain only ASCII letters, digits, '.', '_' and '-'");
     }
     Ok(())
@@ -267,7 +295,13 @@ impl RouterCore {
     }
 
     /// Entry point of every record.
-    fn accept(&mut self, record: ProducerRecord, completion: Completion, intercepted: bool, ctx: &mut Context<Router>) {
+    fn accept(
+        &mut self,
+        record: ProducerRecord,
+        completion: Completion,
+        intercepted: bool,
+        ctx: &mut Context<Router>,
+    ) {
         if self.closed {
             return self.refuse(ErrorKind::Closed, record, completion);
         }
@@ -279,7 +313,13 @@ impl RouterCore {
         }
         let config = &self.shared.config;
         let size = RECORD_BATCH_OVERHEAD
-            + record_size(0, 0, record.key.as_deref(), record.value.as_deref(), &record.headers);
+            + record_size(
+                0,
+                0,
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &record.headers,
+            );
         if size > config.max_request_size {
             let kind = ErrorKind::RecordTooLarge {
                 size,
@@ -327,7 +367,12 @@ impl RouterCore {
                 };
                 return self.refuse(kind, w.record, w.completion);
             }
-            let known = self.shared.cluster.topics.get(topic_name).map(|m| m.value().clone());
+            let known = self
+                .shared
+                .cluster
+                .topics
+                .get(topic_name)
+                .map(|m| m.value().clone());
             match known {
                 Some(meta) if !meta.partitions.is_empty() => {
                     let n = meta.partitions.len();
@@ -373,10 +418,20 @@ impl RouterCore {
         }
         let timestamp = *w.record.timestamp.get_or_insert_with(now_millis);
         let route = self.routes.get(topic_name).expect("exists");
-        let handle = route.partitions[partition as usize].as_ref().expect("started above");
-        match append(&self.shared, handle, &w.record, timestamp, &mut w.completion, None) {
+        let handle = route.partitions[partition as usize]
+            .as_ref()
+            .expect("started above");
+        match append(
+            &self.shared,
+            handle,
+            &w.record,
+            timestamp,
+            &mut w.completion,
+            None,
+        ) {
             Ok((Appended::Done, bytes, batch_full)) => {
-                self.partitioner.on_append(topic_name, partition, bytes, batch_full);
+                self.partitioner
+                    .on_append(topic_name, partition, bytes, batch_full);
             }
             Ok((Appended::NeedMemory(need), _, _)) => {
                 w.record.partition.get_or_insert(partition);
@@ -415,10 +470,19 @@ impl RouterCore {
     /// max.block.ms.
     fn arm_metadata_timer(&mut self, ctx: &mut Context<Router>) {
         let max_block = self.shared.config.max_block;
-        let oldest = self.waiting.values().filter_map(|q| q.front()).map(|w| w.since).min();
+        let oldest = self
+            .waiting
+            .values()
+            .filter_map(|q| q.front())
+            .map(|w| w.since)
+            .min();
         let Some(oldest) = oldest else { return };
         let due = oldest + max_block;
-        if self.metadata_timer.as_ref().is_some_and(|(at, _)| *at <= due) {
+        if self
+            .metadata_timer
+            .as_ref()
+            .is_some_and(|(at, _)| *at <= due)
+        {
             return;
         }
         if let Some((_, h)) = self.metadata_timer.take() {
@@ -438,7 +502,10 @@ impl RouterCore {
         let now = Instant::now();
         let mut failed = Vec::new();
         for (topic, q) in self.waiting.iter_mut() {
-            while q.front().is_some_and(|w| now.duration_since(w.since) >= max_block) {
+            while q
+                .front()
+                .is_some_and(|w| now.duration_since(w.since) >= max_block)
+            {
                 failed.push((topic.clone(), q.pop_front().expect("front exists")));
             }
         }
@@ -464,10 +531,12 @@ impl RouterCore {
         let max_block = self.shared.config.max_block;
         tracing::debug!(need, "buffer.memory exhausted, blocking");
         let fut = async move { memory.memory.reserve(need, max_block).await };
-        ctx.wait(actix::fut::wrap_future::<_, Router>(fut).map(move |ok, act, ctx| {
-            let core = act.core.clone();
-            core.borrow_mut().unstall(ok.then_some(need), ctx);
-        }));
+        ctx.wait(
+            actix::fut::wrap_future::<_, Router>(fut).map(move |ok, act, ctx| {
+                let core = act.core.clone();
+                core.borrow_mut().unstall(ok.then_some(need), ctx);
+            }),
+        );
     }
 
     fn unstall(&mut self, reserved: Option<usize>, ctx: &mut Context<Router>) {
@@ -496,8 +565,17 @@ impl RouterCore {
                 match handle {
                     Some(h) => {
                         let ts = w.record.timestamp.unwrap_or_else(now_millis);
-                        match append(&self.shared, h, &w.record, ts, &mut w.completion, Some(bytes)) {
-                            Ok((_, size, full)) => self.partitioner.on_append(topic_name, partition, size, full),
+                        match append(
+                            &self.shared,
+                            h,
+                            &w.record,
+                            ts,
+                            &mut w.completion,
+                            Some(bytes),
+                        ) {
+                            Ok((_, size, full)) => self
+                                .partitioner
+                                .on_append(topic_name, partition, size, full),
                             Err(()) => unreachable!("a reserved append always succeeds"),
                         }
                     }
@@ -510,7 +588,9 @@ impl RouterCore {
         }
         // Everything that queued behind the stall goes next, in order, until one stalls again.
         while !self.stall_active {
-            let Some(next) = self.stalled.pop_front() else { break };
+            let Some(next) = self.stalled.pop_front() else {
+                break;
+            };
             self.route(next, ctx);
         }
         if !self.stall_active {
@@ -562,11 +642,19 @@ impl RouterCore {
         let ready: Vec<Arc<str>> = self
             .waiting
             .keys()
-            .filter(|t| self.shared.cluster.topics.get(t.as_ref()).is_some_and(|m| !m.partitions.is_empty()))
+            .filter(|t| {
+                self.shared
+                    .cluster
+                    .topics
+                    .get(t.as_ref())
+                    .is_some_and(|m| !m.partitions.is_empty())
+            })
             .cloned()
             .collect();
         for topic in ready {
-            let Some(q) = self.waiting.remove(&topic) else { continue };
+            let Some(q) = self.waiting.remove(&topic) else {
+                continue;
+            };
             let mut q = q.into_iter();
             while let Some(w) = q.next() {
                 if self.stall_active {
@@ -581,7 +669,8 @@ impl RouterCore {
     }
 
     fn maybe_run_deferred_flushes(&mut self) {
-        if self.deferred_flushes.is_empty() || !self.waiting.is_empty() || !self.stalled.is_empty() {
+        if self.deferred_flushes.is_empty() || !self.waiting.is_empty() || !self.stalled.is_empty()
+        {
             return;
         }
         let waiters = std::mem::take(&mut self.deferred_flushes);
@@ -650,7 +739,10 @@ fn append(
     let mut q = handle.part.lock();
     let mut filled = false;
     if let Some(open) = q.open.as_mut() {
-        match open.builder.try_append(timestamp, key, value, &record.headers) {
+        match open
+            .builder
+            .try_append(timestamp, key, value, &record.headers)
+        {
             Ok(size) => {
                 open.records.push(slot(completion));
                 let full = open.builder.is_full();
@@ -687,7 +779,8 @@ fn append(
             return Ok((Appended::NeedMemory(need), 0, filled));
         }
     };
-    let mut builder = BatchBuilder::new(reserved_now, config.compression, config.compression_level());
+    let mut builder =
+        BatchBuilder::new(reserved_now, config.compression, config.compression_level());
     let appended = builder
         .try_append(timestamp, key, value, &record.headers)
         .expect("the first record always fits");
@@ -719,9 +812,6 @@ impl Actor for Router {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // Room for many outstanding `send()`s before senders park; memory backpressure comes
-        // from buffer.memory (a stall blocks this mailbox).
-        ctx.set_mailbox_capacity(4096);
         let core = self.core.clone();
         let mut core = core.borrow_mut();
         core.stall_active = false;
@@ -729,7 +819,14 @@ impl Actor for Router {
         core.arm_metadata_timer(ctx);
         if !core.stalled.is_empty() {
             let size = core.stalled.front().map_or(0, |w| {
-                RECORD_BATCH_OVERHEAD + record_size(0, 0, w.record.key.as_deref(), w.record.value.as_deref(), &w.record.headers)
+                RECORD_BATCH_OVERHEAD
+                    + record_size(
+                        0,
+                        0,
+                        w.record.key.as_deref(),
+                        w.record.value.as_deref(),
+                        &w.record.headers,
+                    )
             });
             let need = core.shared.config.batch_size.max(size);
             core.stall(need, ctx);
@@ -757,13 +854,19 @@ pub struct Accept {
 
 impl MessageResponse<Router, Produce> for Accept {
     fn handle(self, ctx: &mut Context<Router>, tx: Option<OneshotSender<Outcome>>) {
-        let Produce { record, reply_to, tag } = self.produce;
+        let Produce {
+            record,
+            reply_to,
+            tag,
+        } = self.produce;
         let completion = match (reply_to, tx) {
             (Some(to), _) => Completion::Notify { to, tag },
             (None, Some(tx)) => Completion::Reply(tx),
             (None, None) => Completion::Discard,
         };
-        self.core.borrow_mut().accept(record, completion, false, ctx);
+        self.core
+            .borrow_mut()
+            .accept(record, completion, false, ctx);
     }
 }
 
@@ -814,7 +917,9 @@ impl Handler<Route> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
-        self.core.borrow_mut().accept(msg.record, msg.completion, true, ctx);
+        self.core
+            .borrow_mut()
+            .accept(msg.record, msg.completion, true, ctx);
     }
 }
 
@@ -867,7 +972,10 @@ impl Handler<Close> for Router {
         if !first {
             return Box::pin(async { true });
         }
-        tracing::info!(timeout_ms = msg.timeout.as_millis() as u64, "closing producer");
+        tracing::info!(
+            timeout_ms = msg.timeout.as_millis() as u64,
+            "closing producer"
+        );
         let timeout = msg.timeout;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         // Runs detached from the router's context so that a router restart cannot drop it.
@@ -894,7 +1002,10 @@ impl Handler<Close> for Router {
                 let mut core = core_rc.borrow_mut();
                 core.fail_parked(ErrorKind::Aborted);
                 core.routes.clear();
-                (core.shared.metadata.get().cloned(), core.shared.interceptors.get().cloned())
+                (
+                    core.shared.metadata.get().cloned(),
+                    core.shared.interceptors.get().cloned(),
+                )
             };
             if let Some(i) = interceptors {
                 i.do_send(interceptor::Shutdown);
@@ -931,4 +1042,3 @@ impl Handler<Crash> for Router {
         ctx.stop();
     }
 }
-

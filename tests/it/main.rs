@@ -5,5 +5,8 @@
 mod support;
 
 mod batch_fixtures;
+mod behaviour;
+mod examples;
+mod network_garbage;
 mod partitioner;
 mod produce;

@@ -42,7 +42,11 @@ async fn produce_and_verify(
     extra: &[(&str, &str)],
     log_append_time: Option<i64>,
 ) {
-    let mut pairs = vec![("bootstrap.servers", bootstrap), ("linger.ms", "5"), ("batch.size", "4096")];
+    let mut pairs = vec![
+        ("bootstrap.servers", bootstrap),
+        ("linger.ms", "5"),
+        ("batch.size", "4096"),
+    ];
     pairs.extend_from_slice(extra);
     let label = format!("{extra:?}");
     let producer = Producer::from_pairs(pairs).expect("valid config");
@@ -51,28 +55,55 @@ async fn produce_and_verify(
     let outcomes = futures_util::future::join_all(sends).await;
     let mut sent: Vec<(i32, i64)> = Vec::with_capacity(n);
     for (i, o) in outcomes.into_iter().enumerate() {
-        let md = o.expect("mailbox").unwrap_or_else(|e| panic!("{label}: record {i} failed: {e}"));
+        let md = o
+            .expect("mailbox")
+            .unwrap_or_else(|e| panic!("{label}: record {i} failed: {e}"));
         assert_eq!(&*md.topic, topic);
         let acks0 = extra.contains(&("acks", "0"));
         let expected_ts = match log_append_time {
             Some(t) if !acks0 => t,
             _ => BASE_TS + i as i64,
         };
-        assert_eq!(md.timestamp, expected_ts, "{label}: timestamp of record {i}");
+        assert_eq!(
+            md.timestamp, expected_ts,
+            "{label}: timestamp of record {i}"
+        );
         sent.push((md.partition, md.offset));
     }
     let metrics = producer.metrics().await;
-    assert_eq!(metrics.record_send_total, n as u64, "{label}: record-send-total");
+    assert_eq!(
+        metrics.record_send_total, n as u64,
+        "{label}: record-send-total"
+    );
     assert_eq!(metrics.record_error_total, 0, "{label}");
-    assert!(producer.close(Duration::from_secs(10)).await, "{label}: close flushed everything");
+    assert!(
+        producer.close(Duration::from_secs(10)).await,
+        "{label}: close flushed everything"
+    );
 
     let consumed = read_back(bootstrap, topic, partitions, n, Duration::from_secs(30)).await;
-    verify(&label, topic, &sent, &consumed, extra.contains(&("acks", "0")));
+    verify(
+        &label,
+        topic,
+        &sent,
+        &consumed,
+        extra.contains(&("acks", "0")),
+    );
 }
 
-fn verify(label: &str, topic: &str, sent: &[(i32, i64)], consumed: &BTreeMap<i32, Vec<Consumed>>, acks0: bool) {
+fn verify(
+    label: &str,
+    topic: &str,
+    sent: &[(i32, i64)],
+    consumed: &BTreeMap<i32, Vec<Consumed>>,
+    acks0: bool,
+) {
     let total: usize = consumed.values().map(Vec::len).sum();
-    assert_eq!(total, sent.len(), "{label}: every record exactly once ({topic})");
+    assert_eq!(
+        total,
+        sent.len(),
+        "{label}: every record exactly once ({topic})"
+    );
     // Per partition, the broker's order is the send order.
     let mut expected: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
     for (i, (p, _)) in sent.iter().enumerate() {
@@ -84,9 +115,22 @@ fn verify(label: &str, topic: &str, sent: &[(i32, i64)], consumed: &BTreeMap<i32
         for (c, &i) in got.iter().zip(indexes) {
             let want = record(topic, i);
             let r = want.record();
-            assert_eq!(c.value.as_deref(), r.value.as_deref(), "{label}: value at {p}/{}", c.offset);
-            assert_eq!(c.key.as_deref(), r.key.as_deref(), "{label}: key of record {i}");
-            assert_eq!(c.timestamp, Some(BASE_TS + i as i64), "{label}: timestamp of record {i}");
+            assert_eq!(
+                c.value.as_deref(),
+                r.value.as_deref(),
+                "{label}: value at {p}/{}",
+                c.offset
+            );
+            assert_eq!(
+                c.key.as_deref(),
+                r.key.as_deref(),
+                "{label}: key of record {i}"
+            );
+            assert_eq!(
+                c.timestamp,
+                Some(BASE_TS + i as i64),
+                "{label}: timestamp of record {i}"
+            );
             let headers: Vec<(String, Option<Vec<u8>>)> = r
                 .headers
                 .iter()
@@ -94,7 +138,10 @@ fn verify(label: &str, topic: &str, sent: &[(i32, i64)], consumed: &BTreeMap<i32
                 .collect();
             assert_eq!(c.headers, headers, "{label}: headers of record {i}");
             if !acks0 {
-                assert_eq!(sent[i].1, c.offset, "{label}: reported offset of record {i}");
+                assert_eq!(
+                    sent[i].1, c.offset,
+                    "{label}: reported offset of record {i}"
+                );
             }
         }
     }
@@ -150,7 +197,11 @@ async fn reply_to_and_batch_api_deliver_every_outcome() {
     use actix::prelude::*;
     use herald_actors::{Delivered, ProduceBatch};
 
-    struct Collector(Vec<Delivered>, usize, Option<tokio::sync::oneshot::Sender<Vec<Delivered>>>);
+    struct Collector(
+        Vec<Delivered>,
+        usize,
+        Option<tokio::sync::oneshot::Sender<Vec<Delivered>>>,
+    );
     impl Actor for Collector {
         type Context = Context<Self>;
     }
@@ -168,18 +219,25 @@ async fn reply_to_and_batch_api_deliver_every_outcome() {
     let mock = Mock::start(3);
     let topic = unique_topic("reply-to");
     mock.create_topic(&topic, 3, 1);
-    let producer = Producer::from_pairs([("bootstrap.servers", mock.bootstrap().as_str())]).unwrap();
+    let producer =
+        Producer::from_pairs([("bootstrap.servers", mock.bootstrap().as_str())]).unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let collector = Collector(Vec::new(), 500, Some(tx)).start();
     for i in 0..500u64 {
-        producer
-            .router()
-            .do_send(record(&topic, i as usize).reply_to(collector.clone().recipient()).tag(i));
+        producer.router().do_send(
+            record(&topic, i as usize)
+                .reply_to(collector.clone().recipient())
+                .tag(i),
+        );
     }
     let delivered = rx.await.unwrap();
     let mut tags: Vec<u64> = delivered.iter().map(|d| d.tag).collect();
     tags.sort_unstable();
-    assert_eq!(tags, (0..500).collect::<Vec<_>>(), "each record answered once");
+    assert_eq!(
+        tags,
+        (0..500).collect::<Vec<_>>(),
+        "each record answered once"
+    );
     assert!(delivered.iter().all(|d| d.outcome.is_ok()));
 
     let batch: Vec<Produce> = (500..1500).map(|i| record(&topic, i)).collect();

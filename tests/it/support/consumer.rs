@@ -30,9 +30,11 @@ pub async fn read_back(
     timeout: Duration,
 ) -> BTreeMap<i32, Vec<Consumed>> {
     let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || read_back_blocking(&bootstrap, &topic, partitions, expected, timeout))
-        .await
-        .expect("consumer thread")
+    tokio::task::spawn_blocking(move || {
+        read_back_blocking(&bootstrap, &topic, partitions, expected, timeout)
+    })
+    .await
+    .expect("consumer thread")
 }
 
 fn read_back_blocking(
@@ -44,7 +46,10 @@ fn read_back_blocking(
 ) -> BTreeMap<i32, Vec<Consumed>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("herald-readback-{}", std::process::id()))
+        .set(
+            "group.id",
+            format!("herald-readback-{}", std::process::id()),
+        )
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
@@ -52,7 +57,8 @@ fn read_back_blocking(
         .expect("create read-back consumer");
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).expect("assign partitions");
     let mut out: BTreeMap<i32, Vec<Consumed>> = BTreeMap::new();

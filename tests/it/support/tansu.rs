@@ -38,7 +38,11 @@ fn find_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Tansu {
@@ -48,7 +52,13 @@ impl Tansu {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
             .args(["--storage-engine", "memory://tansu/", "--silent"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -56,7 +66,10 @@ impl Tansu {
             .unwrap_or_else(|e| panic!("start tansu at {}: {e}", bin.display()));
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {port} within 20 s");
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {port} within 20 s"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Tansu { child, port, bin }
@@ -70,7 +83,13 @@ impl Tansu {
     /// Creates a topic with the tansu CLI.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
         let status = Command::new(&self.bin)
-            .args(["topic", "create", topic, "--partitions", &partitions.to_string()])
+            .args([
+                "topic",
+                "create",
+                topic,
+                "--partitions",
+                &partitions.to_string(),
+            ])
             .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
             .stdout(Stdio::null())
             .status()

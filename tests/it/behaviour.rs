@@ -1,0 +1,445 @@
+//! Producer semantics against librdkafka's mock cluster: linger and flush, batch.size,
+//! buffer.memory and max.block.ms, both kinds of close, unknown topics, oversized records,
+//! bad input, interceptors, and supervised restarts with exactly-once accounting.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald::{ErrorKind, ProducerRecord};
+use herald_actors::{Outcome, Produce, Producer, ProducerInterceptor};
+use rdkafka::types::RDKafkaRespErr;
+
+use crate::support::consumer::read_back;
+use crate::support::mock::Mock;
+use crate::support::{init_tracing, unique_topic};
+
+fn start(mock: &Mock, extra: &[(&str, &str)]) -> Producer {
+    let bootstrap = mock.bootstrap();
+    let mut pairs = vec![("bootstrap.servers", bootstrap.as_str())];
+    pairs.extend_from_slice(extra);
+    Producer::from_pairs(pairs).expect("valid config")
+}
+
+fn value(i: usize) -> String {
+    format!("{i:0>100}")
+}
+
+#[actix_rt::test]
+async fn flush_sends_without_waiting_for_linger() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("flush");
+    mock.create_topic(&topic, 1, 1);
+    // A linger far longer than the test may take: only flush can get these records out.
+    let producer = start(
+        &mock,
+        &[("linger.ms", "600000"), ("delivery.timeout.ms", "900000")],
+    );
+    let router = producer.router().clone();
+    let sends: Vec<_> = (0..50)
+        .map(|i| router.send(Produce::new(topic.clone()).value(value(i))))
+        .collect();
+    let started = Instant::now();
+    producer.flush().await;
+    for o in futures_util::future::join_all(sends).await {
+        o.unwrap().expect("delivered by flush");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "flush ignored linger.ms"
+    );
+    let m = producer.metrics().await;
+    assert_eq!(m.record_send_total, 50);
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
+
+#[actix_rt::test]
+async fn linger_gathers_records_into_one_batch() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("linger");
+    mock.create_topic(&topic, 1, 1);
+    let producer = start(&mock, &[("linger.ms", "300")]);
+    let router = producer.router().clone();
+    let started = Instant::now();
+    let sends: Vec<_> = (0..40)
+        .map(|i| router.send(Produce::new(topic.clone()).value(value(i))))
+        .collect();
+    for o in futures_util::future::join_all(sends).await {
+        o.unwrap().unwrap();
+    }
+    // The batch was held for linger.ms (a lower bound is behaviour, not performance).
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    let m = producer.metrics().await;
+    assert_eq!(m.request_total, 1, "all 40 records went in one request");
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
+
+#[actix_rt::test]
+async fn batch_size_bounds_batches() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("batch-size");
+    mock.create_topic(&topic, 1, 1);
+    let producer = start(&mock, &[("batch.size", "1024"), ("linger.ms", "50")]);
+    let router = producer.router().clone();
+    let sends: Vec<_> = (0..200)
+        .map(|i| {
+            router.send(
+                Produce::new(topic.clone())
+                    .key(format!("k{i}"))
+                    .value(value(i)),
+            )
+        })
+        .collect();
+    for o in futures_util::future::join_all(sends).await {
+        o.unwrap().unwrap();
+    }
+    let m = producer.metrics().await;
+    // ~112 bytes per record: at most 8 fit in 1024 bytes with the 61-byte header.
+    assert!(
+        m.batch_size_avg <= 1024.0,
+        "batch-size-avg {} over batch.size",
+        m.batch_size_avg
+    );
+    assert!(m.record_send_total == 200);
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 200, Duration::from_secs(20)).await;
+    assert_eq!(back[&0].len(), 200);
+}
+
+#[actix_rt::test]
+async fn full_buffer_memory_blocks_for_max_block_then_refuses_with_the_record() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("buffer");
+    mock.create_topic(&topic, 3, 1);
+    // Two batches fill buffer.memory; linger keeps them from draining; the third partition's
+    // record cannot get memory and is refused after max.block.ms.
+    let producer = start(
+        &mock,
+        &[
+            ("buffer.memory", "32768"),
+            ("batch.size", "16384"),
+            ("linger.ms", "600000"),
+            ("delivery.timeout.ms", "900000"),
+            ("max.block.ms", "400"),
+        ],
+    );
+    let router = producer.router().clone();
+    let a = router.send(Produce::new(topic.clone()).partition(0).value("a"));
+    let b = router.send(Produce::new(topic.clone()).partition(1).value("b"));
+    let started = Instant::now();
+    let c = router
+        .send(Produce::new(topic.clone()).partition(2).value("c"))
+        .await
+        .unwrap();
+    let err = c.expect_err("no memory for a third batch");
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "refused before max.block.ms"
+    );
+    assert!(
+        matches!(err.kind(), ErrorKind::BufferExhausted { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.record().and_then(|r| r.value.as_deref()),
+        Some(&b"c"[..]),
+        "record handed back"
+    );
+    assert_eq!(producer.metrics().await.buffer_available_bytes, 0);
+    producer.flush().await;
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    assert_eq!(
+        producer.metrics().await.buffer_available_bytes,
+        32768,
+        "memory released"
+    );
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
+
+#[actix_rt::test]
+async fn buffer_memory_backpressure_still_delivers_everything() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("backpressure");
+    mock.create_topic(&topic, 2, 1);
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_millis(20))
+        .unwrap();
+    let producer = start(
+        &mock,
+        &[
+            ("buffer.memory", "65536"),
+            ("batch.size", "8192"),
+            ("linger.ms", "1"),
+        ],
+    );
+    let router = producer.router().clone();
+    let sends: Vec<_> = (0..3000)
+        .map(|i| router.send(Produce::new(topic.clone()).value(value(i))))
+        .collect();
+    for o in futures_util::future::join_all(sends).await {
+        o.unwrap().expect("slow broker still gets everything");
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 2, 3000, Duration::from_secs(30)).await;
+    assert_eq!(back.values().map(Vec::len).sum::<usize>(), 3000);
+}
+
+#[actix_rt::test]
+async fn close_zero_aborts_unacknowledged_and_later_records_are_refused() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("close0");
+    mock.create_topic(&topic, 1, 1);
+    let producer = start(
+        &mock,
+        &[("linger.ms", "600000"), ("delivery.timeout.ms", "900000")],
+    );
+    let router = producer.router().clone();
+    let sends: Vec<_> = (0..20)
+        .map(|i| router.send(Produce::new(topic.clone()).value(value(i))))
+        .collect();
+    // Let the router take them in before closing.
+    producer.metrics().await;
+    assert!(
+        !producer.close(Duration::ZERO).await,
+        "close(0) cannot flush"
+    );
+    for o in futures_util::future::join_all(sends).await {
+        let err = o.unwrap().expect_err("aborted");
+        assert_eq!(err.kind(), &ErrorKind::Aborted);
+    }
+    let after = router.send(Produce::new(topic.clone()).value("late")).await;
+    match after {
+        Ok(Err(e)) => {
+            assert_eq!(e.kind(), &ErrorKind::Closed);
+            assert_eq!(
+                e.record().and_then(|r| r.value.as_deref()),
+                Some(&b"late"[..])
+            );
+        }
+        // The router may already be gone: the mailbox error is the refusal then.
+        Err(_) => {}
+        Ok(Ok(md)) => panic!("record accepted after close: {md:?}"),
+    }
+    let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(2)).await;
+    assert!(
+        back.values().all(Vec::is_empty),
+        "aborted records must not reach the broker"
+    );
+}
+
+#[actix_rt::test]
+async fn close_with_timeout_flushes_everything() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("close");
+    mock.create_topic(&topic, 2, 1);
+    let producer = start(
+        &mock,
+        &[("linger.ms", "600000"), ("delivery.timeout.ms", "900000")],
+    );
+    let router = producer.router().clone();
+    let sends: Vec<_> = (0..100)
+        .map(|i| router.send(Produce::new(topic.clone()).value(value(i))))
+        .collect();
+    producer.metrics().await;
+    assert!(producer.close(Duration::from_secs(10)).await);
+    for o in futures_util::future::join_all(sends).await {
+        o.unwrap().expect("flushed by close");
+    }
+    let back = read_back(&mock.bootstrap(), &topic, 2, 100, Duration::from_secs(20)).await;
+    assert_eq!(back.values().map(Vec::len).sum::<usize>(), 100);
+}
+
+#[actix_rt::test]
+async fn unknown_topic_fails_after_max_block_naming_the_topic() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("nosuch");
+    mock.cluster
+        .topic_error(
+            &topic,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .unwrap();
+    let producer = start(
+        &mock,
+        &[("max.block.ms", "500"), ("retry.backoff.ms", "50")],
+    );
+    let started = Instant::now();
+    let err = producer
+        .send(Produce::new(topic.clone()).value("x"))
+        .await
+        .expect_err("topic does not exist");
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    match err.kind() {
+        ErrorKind::MetadataTimeout { topic: t, .. } => assert_eq!(&**t, topic),
+        other => panic!("expected a metadata timeout, got {other}"),
+    }
+    assert!(err.to_string().contains(&topic), "{err}");
+    assert!(err.record().is_some(), "record handed back");
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
+
+#[actix_rt::test]
+async fn bad_input_gets_specific_errors_and_disturbs_nothing() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("bad-input");
+    mock.create_topic(&topic, 2, 1);
+    let producer = start(&mock, &[("max.request.size", "2000")]);
+    let router = producer.router().clone();
+    let good1 = router.send(Produce::new(topic.clone()).value("before"));
+    let too_large = router.send(Produce::new(topic.clone()).value(vec![0u8; 5000]));
+    let bad_topic = router.send(Produce::new("no spaces allowed").value("x"));
+    let bad_partition = router.send(Produce::new(topic.clone()).partition(7).value("x"));
+    let good2 = router.send(Produce::new(topic.clone()).value("after"));
+
+    let err = too_large.await.unwrap().expect_err("too large");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::RecordTooLarge {
+                key: "max.request.size",
+                max: 2000,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        err.into_record().and_then(|r| r.value).map(|v| v.len()),
+        Some(5000)
+    );
+    let err = bad_topic.await.unwrap().expect_err("invalid topic");
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidTopic { .. }),
+        "{err}"
+    );
+    let err = bad_partition
+        .await
+        .unwrap()
+        .expect_err("partition out of range");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::PartitionOutOfRange {
+                partition: 7,
+                partitions: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    good1.await.unwrap().expect("unaffected");
+    good2.await.unwrap().expect("unaffected");
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
+
+/// Adds a header to every record and counts what it sees.
+struct Tagging {
+    sent: Arc<AtomicUsize>,
+    acked: Arc<AtomicUsize>,
+}
+
+impl ProducerInterceptor for Tagging {
+    fn name(&self) -> &str {
+        "tagging"
+    }
+
+    fn on_send(
+        &mut self,
+        mut record: ProducerRecord,
+    ) -> Result<ProducerRecord, Box<dyn std::error::Error + Send + Sync>> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        record
+            .headers
+            .push(herald::Header::new("intercepted", "yes"));
+        Ok(record)
+    }
+
+    fn on_acknowledgement(&mut self, outcome: &Outcome) {
+        if outcome.is_ok() {
+            self.acked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Fails or panics on some records: must be logged and skipped.
+struct Faulty;
+
+impl ProducerInterceptor for Faulty {
+    fn name(&self) -> &str {
+        "faulty"
+    }
+
+    fn on_send(
+        &mut self,
+        mut record: ProducerRecord,
+    ) -> Result<ProducerRecord, Box<dyn std::error::Error + Send + Sync>> {
+        let v = record.value.clone().unwrap_or_default();
+        if v.ends_with(b"7") {
+            panic!("faulty interceptor panics on purpose");
+        }
+        if v.ends_with(b"3") {
+            return Err("faulty interceptor fails on purpose".into());
+        }
+        record.headers.push(herald::Header::new("faulty", "passed"));
+        Ok(record)
+    }
+}
+
+#[actix_rt::test]
+async fn interceptors_see_every_record_and_failures_are_skipped() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("interceptors");
+    mock.create_topic(&topic, 1, 1);
+    let (sent, acked) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let config =
+        herald::ProducerConfig::from_pairs([("bootstrap.servers", mock.bootstrap().as_str())])
+            .unwrap();
+    let producer = Producer::builder(config)
+        .interceptor(Tagging {
+            sent: sent.clone(),
+            acked: acked.clone(),
+        })
+        .interceptor(Faulty)
+        .start()
+        .unwrap();
+    let router = producer.router().clone();
+    let sends: Vec<_> = (0..100)
+        .map(|i| router.send(Produce::new(topic.clone()).value(format!("{i}"))))
+        .collect();
+    for o in futures_util::future::join_all(sends).await {
+        o.unwrap()
+            .expect("a failing interceptor does not fail the record");
+    }
+    assert!(producer.close(Duration::from_secs(5)).await);
+    assert_eq!(sent.load(Ordering::Relaxed), 100);
+    assert_eq!(acked.load(Ordering::Relaxed), 100);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 100, Duration::from_secs(20)).await;
+    let records = &back[&0];
+    assert_eq!(records.len(), 100);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(
+            r.value.as_deref(),
+            Some(format!("{i}").as_bytes()),
+            "order kept through interceptors"
+        );
+        let names: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        let faulty_skipped = i % 10 == 3 || i % 10 == 7;
+        let expected: &[&str] = if faulty_skipped {
+            &["intercepted"]
+        } else {
+            &["intercepted", "faulty"]
+        };
+        assert_eq!(names, expected, "headers of record {i}");
+    }
+}

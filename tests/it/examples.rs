@@ -1,0 +1,243 @@
+//! The examples, run as users run them: the built binaries, with real arguments and stdin,
+//! against librdkafka's mock cluster; what they produced is read back with librdkafka.
+//!
+//! `cargo test` builds the examples before the integration tests; the binaries sit beside
+//! this test binary's directory, in `target/<profile>/examples/`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::support::consumer::read_back;
+use crate::support::mock::Mock;
+use crate::support::{init_tracing, unique_topic};
+
+/// A record's key and value as the broker stores them.
+type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// The built example `name`. Fails (never skips) when it was not built.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    // target/<profile>/deps/it-<hash> -> target/<profile>/examples/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary in target/<profile>/deps");
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "example binary {} is missing: run `cargo test` (which builds the examples) or \
+         `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// Runs `console_producer` with `args`, feeding `stdin`.
+fn console_producer(args: &[&str], stdin: Vec<u8>) -> Output {
+    let mut child = Command::new(example("console_producer"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start console_producer");
+    let mut pipe = child.stdin.take().expect("stdin pipe");
+    // A thread, so that a child that stops reading cannot deadlock the test.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&stdin);
+    });
+    let output = child.wait_with_output().expect("wait for console_producer");
+    writer.join().expect("stdin writer");
+    output
+}
+
+/// The summary line `{"records":..}` that console_producer prints last on stderr.
+fn summary(output: &Output) -> serde_json::Value {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last stderr line is not JSON ({e}): {stderr}"))
+}
+
+#[actix_rt::test]
+async fn console_producer_keys_values_and_headers_round_trip() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("console");
+    mock.create_topic(&topic, 3, 3);
+    let bootstrap = mock.bootstrap();
+
+    // The value holds the separator too: only the first one splits.
+    let input: String = (0..1000)
+        .map(|i| format!("key-{i}:value-{i}:tail\n"))
+        .collect();
+    let output = console_producer(
+        &[
+            "-b",
+            &bootstrap,
+            "-t",
+            &topic,
+            "-K",
+            ":",
+            "-H",
+            "source=console",
+            "-H",
+            "run=42",
+            "-X",
+            "linger.ms=5",
+        ],
+        input.into_bytes(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit status {:?}; stderr: {stderr}",
+        output.status
+    );
+    let s = summary(&output);
+    assert_eq!(s["records"], 1000, "{s}");
+    assert_eq!(s["delivered"], 1000, "{s}");
+    assert_eq!(s["failed"], 0, "{s}");
+    assert!(s["elapsed_ms"].is_u64(), "{s}");
+
+    let consumed = read_back(&bootstrap, &topic, 3, 1000, Duration::from_secs(30)).await;
+    let mut seen = vec![false; 1000];
+    for c in consumed.values().flatten() {
+        let key = String::from_utf8(c.key.clone().expect("keyed record")).unwrap();
+        let i: usize = key
+            .strip_prefix("key-")
+            .and_then(|n| n.parse().ok())
+            .expect("key-N");
+        assert!(!seen[i], "record {i} arrived twice");
+        seen[i] = true;
+        assert_eq!(
+            c.value.as_deref(),
+            Some(format!("value-{i}:tail").as_bytes()),
+            "value of {i}"
+        );
+        let headers = vec![
+            ("source".to_string(), Some(b"console".to_vec())),
+            ("run".to_string(), Some(b"42".to_vec())),
+        ];
+        assert_eq!(c.headers, headers, "headers of record {i}");
+    }
+    assert!(seen.iter().all(|s| *s), "every line arrived");
+}
+
+#[actix_rt::test]
+async fn console_producer_lines_without_key_partition_and_empty_lines() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("console-plain");
+    mock.create_topic(&topic, 3, 1);
+    let bootstrap = mock.bootstrap();
+
+    // No separator: null key, whole line as value; an empty line is an empty value; the last
+    // line has no newline.
+    let output = console_producer(
+        &["-b", &bootstrap, "-t", &topic, "-K", "::", "-p", "2"],
+        b"plain line\n\nk::v\nlast".to_vec(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit status {:?}; stderr: {stderr}",
+        output.status
+    );
+    assert_eq!(summary(&output)["delivered"], 4);
+
+    let consumed = read_back(&bootstrap, &topic, 3, 4, Duration::from_secs(30)).await;
+    let got: Vec<KeyValue<'_>> = consumed[&2]
+        .iter()
+        .map(|c| (c.key.as_deref(), c.value.as_deref()))
+        .collect();
+    let want: Vec<KeyValue<'_>> = vec![
+        (None, Some(b"plain line")),
+        (None, Some(b"")),
+        (Some(b"k"), Some(b"v")),
+        (None, Some(b"last")),
+    ];
+    assert_eq!(got, want, "partition 2 holds the lines in order");
+    assert_eq!(
+        consumed.values().map(Vec::len).sum::<usize>(),
+        4,
+        "only partition 2 written"
+    );
+}
+
+#[actix_rt::test]
+async fn console_producer_reports_failed_records_and_exits_1() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("console-fail");
+    mock.create_topic(&topic, 2, 1);
+    let bootstrap = mock.bootstrap();
+
+    let output = console_producer(
+        &["-b", &bootstrap, "-t", &topic, "-p", "7"],
+        b"a\nb\nc\n".to_vec(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    let s = summary(&output);
+    assert_eq!(
+        (
+            s["records"].as_u64(),
+            s["delivered"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(3), Some(0), Some(3))
+    );
+    let failures = stderr
+        .lines()
+        .filter(|l| l.contains("partition 7 out of range"))
+        .count();
+    assert_eq!(failures, 3, "one line per failed record: {stderr}");
+}
+
+#[test]
+fn console_producer_bad_config_exits_2_naming_the_key() {
+    let output = console_producer(
+        &["-b", "127.0.0.1:9", "-t", "t", "-X", "nosuch.key=1"],
+        Vec::new(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("nosuch.key"),
+        "the message names the key: {stderr}"
+    );
+
+    let output = console_producer(
+        &["-b", "127.0.0.1:9", "-t", "t", "-X", "acks=most"],
+        Vec::new(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("acks"),
+        "the message names the key: {stderr}"
+    );
+}
+
+#[test]
+fn quickstart_with_embedded_broker() {
+    let output = Command::new(example("quickstart"))
+        .args(["--records", "2000", "--topic", "quickstart-it"])
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
+        .output()
+        .expect("run quickstart");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit status {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    assert!(stdout.contains("embedded broker"), "{stdout}");
+    assert!(stdout.contains("Read back 2000 records"), "{stdout}");
+}

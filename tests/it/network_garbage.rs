@@ -1,0 +1,1146 @@
+//! Network garbage: Herald against a broker that misbehaves on the wire, scripted with our own
+//! fake broker (`support/fake_broker.rs`). Each test makes the broker misbehave for one request
+//! (a truncated frame, a wrong correlation id, an absurd size prefix, an undecodable body, an
+//! unknown error code, a connection cut mid-response, an unsolicited frame, silence, a garbage
+//! Metadata response), then behave, and checks that Herald
+//!
+//! - neither panics nor hangs: every record gets exactly one outcome (outcomes are delivered
+//!   with `reply_to` and counted per tag, and counting goes on for a while after the last one
+//!   arrived, so a second answer for a record would be seen);
+//! - drops the connection and builds a new one (the next requests arrive on another TCP
+//!   connection of the fake broker, and `connection_creation_total` grows);
+//! - retries the batches that were in flight on it (`record_retry_total`), so that every record
+//!   ends acknowledged, at an offset where the broker really holds that very record;
+//! - duplicates only what the protocol cannot avoid without idempotence: the records of a
+//!   request that the broker appended and then answered with garbage (written, answer lost)
+//!   are held twice, every other record exactly once.
+//!
+//! The fake broker does not implement idempotence (`standard_handler` closes the connection
+//! on InitProducerId), so the producer runs with `enable.idempotence=false` and `acks=1`.
+//!
+//! Broker model ([`Scripted`], around `standard_handler`):
+//! - ApiVersions and Metadata are answered by `standard_handler`;
+//! - Produce is answered here: each partition's records are appended to a per-partition log of
+//!   record tags, and the ack carries the offset at which they were appended;
+//! - the one faulty request gets the case's actions instead; whether the broker appended its
+//!   records first is the case's choice ([`Fault::stores`]);
+//! - after the fault the connection normally goes silent ([`Fault::mute`]): later requests on
+//!   it are read and logged, but neither appended nor answered, as a Kafka broker that stopped
+//!   processing a connection. A client that did not drop the connection on its own would then
+//!   recover only through `request.timeout.ms`, which these tests set to 5 s and check was not
+//!   needed (the whole burst must complete sooner).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::{BufMut, Bytes, BytesMut};
+use herald::protocol::responses;
+use herald::{ErrorKind, KafkaCode};
+use herald_actors::{Delivered, MetricsSnapshot, Outcome, Produce, Producer};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
+
+use crate::support::fake_broker::{self, Action, FakeBroker, RequestContext};
+use crate::support::init_tracing;
+
+const TOPIC: &str = "network-garbage";
+const PARTITIONS: i32 = 2;
+/// Records sent after the warm-up record (tag 0); their tags are `1..=BURST`.
+const BURST: u64 = 40;
+/// `request.timeout.ms` of the garbage cases: far longer than recovery should take, so a test
+/// that needed it fails the elapsed-time check.
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(5000);
+/// After the last expected outcome, how long to keep counting for a second answer.
+const SETTLE: Duration = Duration::from_millis(300);
+/// The burst is sent in this many waves of `BURST / WAVES` records, [`WAVE_GAP`] apart, so
+/// that it makes several Produce requests.
+const WAVES: u64 = 4;
+const WAVE_GAP: Duration = Duration::from_millis(10);
+/// How long the broker holds the faulty Produce request before misbehaving: the waves sent
+/// meanwhile are in flight behind it when the connection breaks.
+const HOLD: Duration = Duration::from_millis(150);
+
+// ---------------------------------------------------------------------------------------------
+// The scripted broker.
+
+/// What the broker knows about a request when deciding whether it is the faulty one.
+struct Probe<'a> {
+    /// Its position among the requests of its API (over all connections, muted ones excepted),
+    /// from 0.
+    nth: usize,
+    /// For Produce: the tags of the records of each partition it carries.
+    partitions: &'a [(i32, Vec<u64>)],
+    /// How many requests were faulty before it.
+    faults: usize,
+}
+
+type When = Box<dyn Fn(&Probe<'_>) -> bool + Send + Sync>;
+type Actions = Box<dyn Fn(&RequestContext, Bytes) -> Vec<Action> + Send + Sync>;
+
+/// How the broker misbehaves.
+struct Fault {
+    /// The API of the faulty request.
+    api: ApiKey,
+    /// Whether this request (of `api`) is faulty.
+    when: When,
+    /// Produce only: whether the broker appends the request's records before misbehaving.
+    stores: bool,
+    /// Produce only: this partition is refused with this error code (and not appended).
+    refuse: Option<(i32, i16)>,
+    /// Whether the connection goes silent after the faulty request.
+    mute: bool,
+    /// What the broker does instead of answering; gets the body a healthy broker would have
+    /// sent (for Produce: acking what was appended).
+    actions: Actions,
+}
+
+impl Fault {
+    /// The `nth` (from 0) Produce request is held for [`HOLD`] (so that the batches sent
+    /// after it are in flight behind it on the same connection), then answered with
+    /// `actions`, its records appended first if `stores`; then its connection goes silent.
+    fn produce(
+        nth: usize,
+        stores: bool,
+        actions: impl Fn(&RequestContext, Bytes) -> Vec<Action> + Send + Sync + 'static,
+    ) -> Fault {
+        Fault {
+            api: ApiKey::Produce,
+            when: Box::new(move |p| p.nth == nth && p.faults == 0),
+            stores,
+            refuse: None,
+            mute: true,
+            actions: Box::new(move |ctx, valid| {
+                let mut out = vec![Action::Delay(HOLD)];
+                out.extend(actions(ctx, valid));
+                out
+            }),
+        }
+    }
+}
+
+/// One request as the scripted broker saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    api_key: i16,
+    connection: usize,
+    /// The faulty request.
+    faulty: bool,
+    /// Arrived on a muted connection (read, neither appended nor answered).
+    muted: bool,
+    /// Produce: tags per partition.
+    partitions: Vec<(i32, Vec<u64>)>,
+}
+
+#[derive(Debug, Default)]
+struct BrokerState {
+    /// Per partition, the tag of the record at each offset.
+    log: BTreeMap<i32, Vec<u64>>,
+    seen: Vec<Seen>,
+    counts: HashMap<i16, usize>,
+    muted: HashSet<usize>,
+}
+
+/// The fake broker with a [`Fault`] and a record log.
+struct Scripted {
+    fake: FakeBroker,
+    state: Arc<Mutex<BrokerState>>,
+}
+
+impl Scripted {
+    fn start(fault: Fault) -> Scripted {
+        let state = Arc::new(Mutex::new(BrokerState::default()));
+        let st = state.clone();
+        let standard = fake_broker::standard_handler(&[(TOPIC, PARTITIONS)]);
+        let fake = FakeBroker::start(move |ctx| {
+            let mut s = st.lock().unwrap();
+            let api = ctx.api();
+            let partitions = if api == Some(ApiKey::Produce) {
+                produce_tags(ctx)
+            } else {
+                Vec::new()
+            };
+            if s.muted.contains(&ctx.connection) {
+                s.seen.push(Seen {
+                    api_key: ctx.api_key,
+                    connection: ctx.connection,
+                    faulty: false,
+                    muted: true,
+                    partitions,
+                });
+                return vec![Action::NoResponse];
+            }
+            let nth = {
+                let c = s.counts.entry(ctx.api_key).or_default();
+                *c += 1;
+                *c - 1
+            };
+            let faults = s.seen.iter().filter(|x| x.faulty).count();
+            let faulty = api == Some(fault.api)
+                && (fault.when)(&Probe {
+                    nth,
+                    partitions: &partitions,
+                    faults,
+                });
+            s.seen.push(Seen {
+                api_key: ctx.api_key,
+                connection: ctx.connection,
+                faulty,
+                muted: false,
+                partitions: partitions.clone(),
+            });
+            let valid = if api == Some(ApiKey::Produce) {
+                let store = !faulty || fault.stores;
+                let refuse = if faulty { fault.refuse } else { None };
+                let mut acks = Vec::new();
+                for (p, tags) in &partitions {
+                    match refuse {
+                        Some((rp, code)) if rp == *p => acks.push((TOPIC, *p, -1, code)),
+                        _ if store => {
+                            let log = s.log.entry(*p).or_default();
+                            acks.push((TOPIC, *p, log.len() as i64, 0));
+                            log.extend(tags);
+                        }
+                        _ => acks.push((TOPIC, *p, -1, 0)),
+                    }
+                }
+                fake_broker::produce_response_with_errors(ctx.api_version, &acks)
+            } else {
+                match standard(ctx).as_slice() {
+                    [Action::Respond(body)] => body.clone(),
+                    other => return other.to_vec(),
+                }
+            };
+            if !faulty {
+                return vec![Action::Respond(valid)];
+            }
+            if fault.mute {
+                s.muted.insert(ctx.connection);
+            }
+            (fault.actions)(ctx, valid)
+        });
+        Scripted { fake, state }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    fn log(&self) -> BTreeMap<i32, Vec<u64>> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    /// The faulty request; panics unless there was exactly one.
+    fn faulty(&self) -> Seen {
+        let faulty: Vec<Seen> = self.seen().into_iter().filter(|s| s.faulty).collect();
+        assert_eq!(faulty.len(), 1, "exactly one faulty request: {faulty:?}");
+        faulty.into_iter().next().unwrap()
+    }
+}
+
+/// The record tags of a Produce request, per partition.
+fn produce_tags(ctx: &RequestContext) -> Vec<(i32, Vec<u64>)> {
+    let request: ProduceRequest = ctx.decode();
+    assert_eq!(request.acks, 1, "the tests produce with acks=1");
+    let mut out = Vec::new();
+    for topic in &request.topic_data {
+        assert_eq!(&*topic.name.0, TOPIC);
+        for partition in &topic.partition_data {
+            let records = partition.records.clone().unwrap_or_default();
+            let batches =
+                herald::batch::decode::decode_batches(&records).expect("Herald's batches decode");
+            let tags = batches
+                .iter()
+                .flat_map(|b| b.records.iter())
+                .map(|r| tag_of(r.value.as_deref().expect("records have values")))
+                .collect();
+            out.push((partition.index, tags));
+        }
+    }
+    out
+}
+
+fn value_of(tag: u64) -> String {
+    format!("rec-{tag}")
+}
+
+fn tag_of(value: &[u8]) -> u64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| v.strip_prefix("rec-"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected record value {value:?}"))
+}
+
+/// A response frame as the fake broker writes one: size prefix, response header (v0 or v1 for
+/// the request's API and version), body.
+fn frame(ctx: &RequestContext, correlation_id: i32, body: &[u8]) -> Bytes {
+    let header_version = ctx
+        .api()
+        .map(|k| k.response_header_version(ctx.api_version))
+        .unwrap_or(0);
+    let mut header = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut header, header_version)
+        .expect("encode response header");
+    let mut out = BytesMut::new();
+    out.put_i32((header.len() + body.len()) as i32);
+    out.put_slice(&header);
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// `len` pseudo-random bytes (fixed seeds, so every run sends the same bytes): those of the
+/// first seed that `undecodable` accepts. Random bytes can happen to decode (a decoder ignores
+/// trailing bytes, and a short count prefix makes a valid empty response), which would turn
+/// the case into another one; the predicate rules that out.
+fn garbage(len: usize, undecodable: impl Fn(&[u8]) -> bool) -> Bytes {
+    (1u64..10_000)
+        .map(|seed| {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            (0..len).map(|_| rng.u8(..)).collect::<Vec<u8>>()
+        })
+        .find(|b| undecodable(b))
+        .expect("some seed gives undecodable bytes")
+        .into()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client side.
+
+/// Collects `Delivered` outcomes by tag.
+struct Collector(Arc<Mutex<Vec<(u64, Outcome)>>>);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+
+impl Handler<Delivered> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push((d.tag, d.outcome));
+    }
+}
+
+struct Client {
+    producer: Producer,
+    outcomes: Arc<Mutex<Vec<(u64, Outcome)>>>,
+    inbox: Recipient<Delivered>,
+}
+
+/// What a run ended with.
+struct Finished {
+    /// Every outcome received, by tag.
+    outcomes: BTreeMap<u64, Vec<Outcome>>,
+    metrics: MetricsSnapshot,
+}
+
+impl Client {
+    /// A producer on `fake` with the tests' defaults, overridden by `extra`.
+    fn start(fake: &FakeBroker, extra: &[(&'static str, &'static str)]) -> Client {
+        let bootstrap = fake.bootstrap();
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("bootstrap.servers", bootstrap.as_str()),
+            ("enable.idempotence", "false"),
+            ("acks", "1"),
+            ("linger.ms", "0"),
+            ("retry.backoff.ms", "20"),
+            ("reconnect.backoff.ms", "20"),
+            ("request.timeout.ms", "5000"),
+            ("delivery.timeout.ms", "8000"),
+            ("max.block.ms", "5000"),
+        ];
+        for &(k, v) in extra {
+            match pairs.iter_mut().find(|(pk, _)| *pk == k) {
+                Some(p) => p.1 = v,
+                None => pairs.push((k, v)),
+            }
+        }
+        let producer = Producer::from_pairs(pairs).expect("valid config");
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let inbox = Collector(outcomes.clone()).start().recipient();
+        Client {
+            producer,
+            outcomes,
+            inbox,
+        }
+    }
+
+    /// Sends records with these tags (partition = tag % PARTITIONS) without waiting.
+    fn send(&self, tags: impl IntoIterator<Item = u64>) {
+        for tag in tags {
+            self.producer.router().do_send(
+                Produce::new(TOPIC)
+                    .value(value_of(tag))
+                    .partition((tag % PARTITIONS as u64) as i32)
+                    .tag(tag)
+                    .reply_to(self.inbox.clone()),
+            );
+        }
+    }
+
+    /// Sends records `1..=BURST` in [`WAVES`] waves.
+    async fn send_waves(&self) {
+        let per_wave = BURST / WAVES;
+        for w in 0..WAVES {
+            self.send(1 + w * per_wave..=(w + 1) * per_wave);
+            tokio::time::sleep(WAVE_GAP).await;
+        }
+    }
+
+    /// Waits until `n` outcomes have arrived; false if `within` passes first.
+    async fn wait_for(&self, n: usize, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.outcomes.lock().unwrap().len() >= n {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Keeps counting for [`SETTLE`] (a second answer would show), then closes the producer.
+    async fn finish(self) -> Finished {
+        tokio::time::sleep(SETTLE).await;
+        let metrics = self.producer.metrics().await;
+        let closed = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.producer.close(Duration::from_secs(2)),
+        )
+        .await;
+        assert!(closed.is_ok(), "close returned");
+        let mut outcomes: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
+        for (tag, o) in self.outcomes.lock().unwrap().drain(..) {
+            outcomes.entry(tag).or_default().push(o);
+        }
+        Finished { outcomes, metrics }
+    }
+}
+
+impl Finished {
+    /// The one outcome of `tag`; panics unless there is exactly one.
+    fn one(&self, tag: u64) -> &Outcome {
+        let got = self
+            .outcomes
+            .get(&tag)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert_eq!(
+            got.len(),
+            1,
+            "record {tag} must have exactly one outcome, has {}: {got:?}",
+            got.len()
+        );
+        &got[0]
+    }
+
+    /// Records `0..n`, and no others, have exactly one outcome each; no batch kept its
+    /// `buffer.memory` reservation; no actor was restarted.
+    fn assert_tags(&self, n: u64) {
+        let unexpected: Vec<u64> = self.outcomes.keys().copied().filter(|t| *t >= n).collect();
+        assert!(
+            unexpected.is_empty(),
+            "outcomes for unknown tags {unexpected:?}"
+        );
+        for tag in 0..n {
+            self.one(tag);
+        }
+        let m = &self.metrics;
+        assert_eq!(
+            m.buffer_available_bytes, m.buffer_total_bytes,
+            "every batch gave its memory back: {m:?}"
+        );
+        assert_eq!(m.actor_restart_total, 0, "no actor restarted: {m:?}");
+    }
+}
+
+/// How many copies of each record the broker holds.
+fn copies(log: &BTreeMap<i32, Vec<u64>>) -> HashMap<u64, usize> {
+    let mut out = HashMap::new();
+    for tags in log.values() {
+        for &t in tags {
+            *out.entry(t).or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Checks that the ack of `tag` names an offset where the broker holds that very record.
+fn assert_acked_where_stored(tag: u64, outcome: &Outcome, log: &BTreeMap<i32, Vec<u64>>) {
+    let md = outcome
+        .as_ref()
+        .unwrap_or_else(|e| panic!("record {tag} failed: {e}"));
+    assert_eq!(
+        md.partition,
+        (tag % PARTITIONS as u64) as i32,
+        "record {tag}: partition"
+    );
+    let at = log
+        .get(&md.partition)
+        .and_then(|l| l.get(md.offset as usize))
+        .copied();
+    assert_eq!(
+        at,
+        Some(tag),
+        "record {tag}: acknowledged at {}/{}, broker holds {at:?} there",
+        md.partition,
+        md.offset
+    );
+}
+
+/// The standard scenario: warm-up record 0 (Produce #0, answered), then records `1..=BURST`
+/// at once; the broker misbehaves as `fault` says. Returns the run's end state and how long
+/// the burst took.
+async fn run(
+    fault: Fault,
+    extra: &[(&'static str, &'static str)],
+) -> (Scripted, Finished, Duration) {
+    init_tracing();
+    let broker = Scripted::start(fault);
+    let client = Client::start(&broker.fake, extra);
+    client.send([0]);
+    assert!(
+        client.wait_for(1, Duration::from_secs(5)).await,
+        "warm-up record answered"
+    );
+    let burst = Instant::now();
+    client.send_waves().await;
+    let all = client
+        .wait_for(BURST as usize + 1, Duration::from_secs(9))
+        .await;
+    let elapsed = burst.elapsed();
+    let finished = client.finish().await;
+    assert!(
+        all,
+        "every record answered within 9 s: got {} tags",
+        finished.outcomes.len()
+    );
+    (broker, finished, elapsed)
+}
+
+/// The assertions of every "connection must be dropped" case. `stores`: the broker appended
+/// the faulty request's records before misbehaving, so exactly those are held twice (request
+/// written, answer lost: at-least-once without idempotence); every other record exactly once.
+fn assert_recovered(broker: &Scripted, run: &Finished, stores: bool) {
+    let faulty = broker.faulty();
+    let faulted: HashSet<u64> = faulty
+        .partitions
+        .iter()
+        .flat_map(|(_, t)| t.iter().copied())
+        .collect();
+    assert!(!faulted.is_empty(), "the faulty request carried records");
+    let log = broker.log();
+    run.assert_tags(BURST + 1);
+    for tag in 0..=BURST {
+        assert_acked_where_stored(tag, run.one(tag), &log);
+    }
+    let copies = copies(&log);
+    for tag in 0..=BURST {
+        let want = if stores && faulted.contains(&tag) {
+            2
+        } else {
+            1
+        };
+        assert_eq!(
+            copies.get(&tag).copied().unwrap_or(0),
+            want,
+            "record {tag}: copies held by the broker (faulty request held {faulted:?}, appended: {stores})"
+        );
+    }
+    let m = &run.metrics;
+    assert_eq!(m.record_send_total, BURST + 1, "record-send-total: {m:?}");
+    assert_eq!(m.record_error_total, 0, "record-error-total: {m:?}");
+    // The faulty request's records, and those of the batches in flight behind it (held up
+    // by HOLD), were retried.
+    assert!(
+        m.record_retry_total > faulted.len() as u64,
+        "the faulty request's {} records and the batches behind it were retried: {m:?}",
+        faulted.len()
+    );
+    // Bootstrap connection + broker 1's first connection + at least one rebuilt.
+    assert!(
+        m.connection_creation_total >= 3,
+        "connection rebuilt: {m:?}"
+    );
+    let seen = broker.seen();
+    assert!(
+        seen.iter().any(|s| s.api_key == ApiKey::Produce as i16
+            && s.connection > faulty.connection
+            && !s.muted),
+        "Produce requests went on over a new connection (faulty one: {})",
+        faulty.connection
+    );
+}
+
+fn produce_cfg() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("request.timeout.ms", "5000"),
+        ("delivery.timeout.ms", "8000"),
+    ]
+}
+
+/// The garbage was detected as garbage, not by the request timeout.
+fn assert_no_timeout_needed(elapsed: Duration) {
+    assert!(
+        elapsed < REQUEST_TIMEOUT,
+        "recovery took {elapsed:?}: the connection was not dropped on the garbage itself (request.timeout.ms = {REQUEST_TIMEOUT:?})"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+
+/// 1. The broker appends the first burst request, writes a response frame whose size prefix
+/// promises 100 bytes more than follow, then closes: the frame is cut mid-way. Herald sees the
+/// end of the stream inside a frame, drops the connection and resends everything in flight;
+/// the faulty request's records are held twice (appended, answer lost).
+#[actix_rt::test]
+async fn truncated_frame_then_close() {
+    let fault = Fault::produce(1, true, |ctx, valid| {
+        let full = frame(ctx, ctx.correlation_id, &valid);
+        let mut cut = BytesMut::from(&full[..]);
+        let promised = (full.len() - 4 + 100) as i32;
+        cut[..4].copy_from_slice(&promised.to_be_bytes());
+        vec![Action::Raw(cut.freeze()), Action::Close]
+    });
+    let (broker, run, elapsed) = run(fault, &produce_cfg()).await;
+    assert_recovered(&broker, &run, true);
+    assert_no_timeout_needed(elapsed);
+}
+
+/// 2. The broker appends the first burst request and answers it (valid body) with a
+/// correlation id 1000 above the right one, and keeps its side of the connection open. Herald
+/// must refuse the answer (it cannot tell which request it belongs to), drop the connection
+/// and resend; the faulty request's records are held twice.
+#[actix_rt::test]
+async fn wrong_correlation_id() {
+    let fault = Fault::produce(1, true, |ctx, valid| {
+        vec![Action::RespondWithCorrelation(
+            ctx.correlation_id.wrapping_add(1000),
+            valid,
+        )]
+    });
+    let (broker, run, elapsed) = run(fault, &produce_cfg()).await;
+    assert_recovered(&broker, &run, true);
+    assert_no_timeout_needed(elapsed);
+}
+
+/// 3. Instead of answering (and without appending), the broker writes a size prefix of
+/// 0x7fff_ffff and a few bytes, and keeps the connection open. The frame decoder refuses any
+/// prefix above 64 MiB before allocating or waiting for the body; had it waited for 2 GiB,
+/// only the request timeout (5 s) would have freed the connection, which the elapsed-time
+/// check rules out. Nothing was appended, so every record is held once.
+#[actix_rt::test]
+async fn oversized_length_prefix() {
+    let fault = Fault::produce(1, false, |ctx, _| {
+        let mut raw = BytesMut::new();
+        raw.put_i32(0x7fff_ffff);
+        raw.put_i32(ctx.correlation_id);
+        raw.put_slice(&[0u8; 24]);
+        vec![Action::Raw(raw.freeze())]
+    });
+    let (broker, run, elapsed) = run(fault, &produce_cfg()).await;
+    assert_recovered(&broker, &run, false);
+    assert_no_timeout_needed(elapsed);
+}
+
+/// 4. The broker appends the first burst request and answers with a correctly framed response
+/// (right correlation id) whose body is 48 pseudo-random bytes that do not decode as a
+/// ProduceResponse of the request's version. Herald answers the batches as lost, drops the
+/// connection and resends; the faulty request's records are held twice.
+#[actix_rt::test]
+async fn garbage_produce_body() {
+    let fault = Fault::produce(1, true, |ctx, _| {
+        let version = ctx.api_version;
+        let body = garbage(48, |b| {
+            responses::decode_produce_response(b, version).is_err()
+        });
+        vec![Action::Raw(frame(ctx, ctx.correlation_id, &body))]
+    });
+    let (broker, run, elapsed) = run(fault, &produce_cfg()).await;
+    assert_recovered(&broker, &run, true);
+    assert_no_timeout_needed(elapsed);
+}
+
+/// 5. The first burst request that carries partition 0 is answered with error code 9999 (a
+/// code no Kafka version defines) for partition 0 and normally for partition 1. That is a
+/// well-formed answer: the connection stays, the partition-0 batch fails with that code named
+/// in the error (unknown codes are not retriable: no retry), and every other batch, in the
+/// same request or not, is acknowledged once.
+#[actix_rt::test]
+async fn unknown_error_code_fails_only_that_batch() {
+    let fault = Fault {
+        api: ApiKey::Produce,
+        when: Box::new(|p| {
+            p.nth >= 1 && p.faults == 0 && p.partitions.iter().any(|(part, _)| *part == 0)
+        }),
+        stores: true,
+        refuse: Some((0, 9999)),
+        mute: false,
+        actions: Box::new(|_, valid| vec![Action::Respond(valid)]),
+    };
+    let (broker, run, _) = run(fault, &produce_cfg()).await;
+    let faulty = broker.faulty();
+    let refused: HashSet<u64> = faulty
+        .partitions
+        .iter()
+        .filter(|(p, _)| *p == 0)
+        .flat_map(|(_, t)| t.iter().copied())
+        .collect();
+    assert!(!refused.is_empty());
+    let log = broker.log();
+    let copies = copies(&log);
+    run.assert_tags(BURST + 1);
+    for tag in 0..=BURST {
+        let outcome = run.one(tag);
+        if refused.contains(&tag) {
+            let e = outcome.as_ref().expect_err("refused record fails");
+            match e.kind() {
+                ErrorKind::Broker {
+                    code, partition, ..
+                } => {
+                    assert_eq!(*code, KafkaCode::Unknown(9999), "record {tag}");
+                    assert_eq!(*partition, 0);
+                }
+                other => panic!("record {tag}: expected the broker's error, got {other}"),
+            }
+            assert!(
+                e.to_string().contains("9999"),
+                "the error names the code: {e}"
+            );
+            assert_eq!(copies.get(&tag), None, "refused record {tag} is not held");
+        } else {
+            assert_acked_where_stored(tag, outcome, &log);
+            assert_eq!(copies.get(&tag), Some(&1), "record {tag} held once");
+        }
+    }
+    let m = &run.metrics;
+    assert_eq!(
+        m.record_retry_total, 0,
+        "unknown codes are not retried: {m:?}"
+    );
+    assert_eq!(m.record_error_total, refused.len() as u64, "{m:?}");
+    assert_eq!(
+        m.record_send_total,
+        BURST + 1 - refused.len() as u64,
+        "{m:?}"
+    );
+    assert_eq!(
+        m.connection_creation_total, 2,
+        "bootstrap + broker 1, never rebuilt: {m:?}"
+    );
+    let produce_connections: HashSet<usize> = broker
+        .seen()
+        .iter()
+        .filter(|s| s.api_key == ApiKey::Produce as i16)
+        .map(|s| s.connection)
+        .collect();
+    assert_eq!(
+        produce_connections.len(),
+        1,
+        "every Produce on one connection"
+    );
+}
+
+/// 6. The broker appends the first burst request, writes the first half of the valid response
+/// frame, and closes the connection (FIN): the answer is cut mid-body. Herald drops the
+/// connection and resends; the faulty request's records are held twice.
+#[actix_rt::test]
+async fn connection_closed_mid_response() {
+    let fault = Fault::produce(1, true, |ctx, valid| {
+        let full = frame(ctx, ctx.correlation_id, &valid);
+        vec![Action::Raw(full.slice(..full.len() / 2)), Action::Close]
+    });
+    let (broker, run, elapsed) = run(fault, &produce_cfg()).await;
+    assert_recovered(&broker, &run, true);
+    assert_no_timeout_needed(elapsed);
+}
+
+/// 6b. As 6, but the broker keeps the connection open and says nothing more: the rest of the
+/// frame never comes. Only the request timeout (500 ms here) can free the connection; Herald
+/// must not wait for the frame forever. The faulty request's records are held twice.
+#[actix_rt::test]
+async fn half_response_then_silence() {
+    let fault = Fault::produce(1, true, |ctx, valid| {
+        let full = frame(ctx, ctx.correlation_id, &valid);
+        vec![Action::Raw(full.slice(..full.len() / 2))]
+    });
+    let (broker, run, elapsed) = run(
+        fault,
+        &[
+            ("request.timeout.ms", "500"),
+            ("delivery.timeout.ms", "3000"),
+        ],
+    )
+    .await;
+    assert_recovered(&broker, &run, true);
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "recovered through the request timeout: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(3000),
+        "within the delivery timeout: {elapsed:?}"
+    );
+}
+
+/// 6c. acks=0: the connection is reset while Produce requests are still queued for the
+/// socket. With acks=0 no request waits for an answer, so every batch the connection took is
+/// either written or sits in the writer's queue; a broker that stops reading (the socket
+/// buffers fill up, the writer blocks) and then closes with unread data (the kernel answers
+/// with a reset) makes the blocked write fail with requests still queued behind it. Every one
+/// of those batches must still be answered at once (never written: retried on the new
+/// connection), not left to `delivery.timeout.ms`.
+///
+/// acks=0 cannot tell a batch that reached the broker from one that only reached our socket
+/// buffer: batches written before the reset are reported written though the broker never read
+/// them (acks=0 loses them by design), so this test checks outcomes and timing only.
+#[actix_rt::test]
+async fn acks0_reset_with_writes_queued() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    init_tracing();
+    let first = AtomicBool::new(true);
+    let standard = fake_broker::standard_handler(&[(TOPIC, PARTITIONS)]);
+    let fake = FakeBroker::start(move |ctx| {
+        if ctx.api() == Some(ApiKey::Produce) && first.swap(false, Ordering::SeqCst) {
+            // Stop reading while the client fills the socket, then close with unread data.
+            return vec![Action::Delay(Duration::from_millis(300)), Action::Close];
+        }
+        standard(ctx)
+    });
+    let client = Client::start(
+        &fake,
+        &[
+            ("acks", "0"),
+            ("request.timeout.ms", "1000"),
+            ("delivery.timeout.ms", "5000"),
+            ("batch.size", "300000"),
+        ],
+    );
+    // 96 records of 256 KiB (24 MiB): far more than loopback socket buffers hold.
+    const N: u64 = 96;
+    let value = vec![b'x'; 256 * 1024];
+    let start = Instant::now();
+    for tag in 0..N {
+        client.producer.router().do_send(
+            Produce::new(TOPIC)
+                .value(value.clone())
+                .partition((tag % PARTITIONS as u64) as i32)
+                .tag(tag)
+                .reply_to(client.inbox.clone()),
+        );
+    }
+    let all = client.wait_for(N as usize, Duration::from_secs(8)).await;
+    let elapsed = start.elapsed();
+    let run = client.finish().await;
+    assert!(all, "every record answered: got {}", run.outcomes.len());
+    run.assert_tags(N);
+    for tag in 0..N {
+        if let Err(e) = run.one(tag) {
+            panic!("record {tag} failed although the broker came back at once: {e}");
+        }
+    }
+    assert!(
+        elapsed < Duration::from_millis(4000),
+        "answered without waiting for the delivery timeout: {elapsed:?}"
+    );
+    let m = &run.metrics;
+    assert!(
+        m.record_retry_total > 0,
+        "batches not written were retried: {m:?}"
+    );
+    assert!(
+        m.connection_creation_total >= 3,
+        "connection rebuilt: {m:?}"
+    );
+}
+
+/// 7. The broker answers the warm-up request correctly, then, 100 ms later, when nothing is in
+/// flight, writes a second Produce response with a correlation id Herald never used. Herald
+/// must drop the connection (its stream can no longer be trusted): the metadata refresh that
+/// a drop triggers shows up on a new connection, and the burst goes there, all answered once.
+/// Nothing was in flight when the stray frame came, so nothing is retried.
+#[actix_rt::test]
+async fn response_for_request_never_sent() {
+    const STRAY: i32 = 0x5EED_0000;
+    init_tracing();
+    let fault = Fault::produce(0, true, |ctx, valid| {
+        vec![
+            Action::Respond(valid.clone()),
+            Action::Delay(Duration::from_millis(100)),
+            Action::Raw(frame(ctx, STRAY, &valid)),
+        ]
+    });
+    let broker = Scripted::start(fault);
+    let client = Client::start(&broker.fake, &produce_cfg());
+    client.send([0]);
+    assert!(
+        client.wait_for(1, Duration::from_secs(5)).await,
+        "warm-up record answered"
+    );
+    let faulty_connection = broker.faulty().connection;
+    // The drop asks for a metadata refresh; it goes to broker 1's (new) connection.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !broker
+        .seen()
+        .iter()
+        .any(|s| s.connection > faulty_connection)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no new connection 3 s after a response for a request never sent"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    client.send_waves().await;
+    let all = client
+        .wait_for(BURST as usize + 1, Duration::from_secs(9))
+        .await;
+    let run = client.finish().await;
+    assert!(all, "every record answered");
+    run.assert_tags(BURST + 1);
+    let log = broker.log();
+    let copies = copies(&log);
+    for tag in 0..=BURST {
+        assert_acked_where_stored(tag, run.one(tag), &log);
+        assert_eq!(copies.get(&tag), Some(&1), "record {tag} held once");
+    }
+    let m = &run.metrics;
+    assert_eq!(m.record_send_total, BURST + 1, "{m:?}");
+    assert_eq!(m.record_retry_total, 0, "nothing was in flight: {m:?}");
+    assert!(
+        m.connection_creation_total >= 3,
+        "connection rebuilt: {m:?}"
+    );
+    let seen = broker.seen();
+    assert!(
+        !seen.iter().any(|s| s.muted),
+        "nothing was sent on the connection after the stray frame: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .filter(|s| s.api_key == ApiKey::Produce as i16 && !s.faulty)
+            .all(|s| s.connection > faulty_connection),
+        "the burst went over the new connection"
+    );
+}
+
+/// 8a. A broker that stalls: it reads the first burst request and never answers it (nor
+/// anything after it on that connection; it does not append it either). With
+/// `request.timeout.ms=500` Herald gives up on the connection after 500 ms, resends on a new
+/// one, where the broker answers: every record succeeds, each held once.
+#[actix_rt::test]
+async fn silent_broker_then_recovers() {
+    let fault = Fault::produce(1, false, |_, _| vec![Action::NoResponse]);
+    let (broker, run, elapsed) = run(
+        fault,
+        &[
+            ("request.timeout.ms", "500"),
+            ("delivery.timeout.ms", "3000"),
+        ],
+    )
+    .await;
+    assert_recovered(&broker, &run, false);
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "recovered through the request timeout: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(3000),
+        "within the delivery timeout: {elapsed:?}"
+    );
+}
+
+/// 8b. A broker that answers ApiVersions and Metadata but never a Produce request (each one
+/// silences its connection). Every attempt times out after `request.timeout.ms=500` and is
+/// retried on a new connection until `delivery.timeout.ms=3000`: every record fails, once,
+/// with a delivery timeout, and none was appended.
+#[actix_rt::test]
+async fn silent_broker_delivery_timeout() {
+    init_tracing();
+    let fault = Fault {
+        api: ApiKey::Produce,
+        when: Box::new(|_| true),
+        stores: false,
+        refuse: None,
+        mute: true,
+        actions: Box::new(|_, _| vec![Action::NoResponse]),
+    };
+    let broker = Scripted::start(fault);
+    let client = Client::start(
+        &broker.fake,
+        &[
+            ("request.timeout.ms", "500"),
+            ("delivery.timeout.ms", "3000"),
+        ],
+    );
+    const N: u64 = 10;
+    let start = Instant::now();
+    client.send(0..N);
+    let all = client.wait_for(N as usize, Duration::from_secs(8)).await;
+    let elapsed = start.elapsed();
+    let run = client.finish().await;
+    assert!(all, "every record answered");
+    run.assert_tags(N);
+    for tag in 0..N {
+        match run.one(tag) {
+            Err(e) => assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::DeliveryTimeout {
+                        timeout_ms: 3000,
+                        ..
+                    }
+                ),
+                "record {tag}: {e}"
+            ),
+            Ok(md) => panic!("record {tag} acknowledged by a broker that never answers: {md:?}"),
+        }
+    }
+    assert!(broker.log().values().all(Vec::is_empty), "nothing appended");
+    assert!(
+        elapsed >= Duration::from_millis(2900),
+        "failed at the delivery timeout, not before: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(6000),
+        "failed soon after the delivery timeout: {elapsed:?}"
+    );
+    let m = &run.metrics;
+    assert_eq!(m.record_error_total, N, "{m:?}");
+    assert_eq!(m.record_send_total, 0, "{m:?}");
+    assert!(
+        m.record_retry_total > 0,
+        "timed-out attempts were retried: {m:?}"
+    );
+    assert!(
+        m.connection_creation_total >= 4,
+        "a new connection after each timeout: {m:?}"
+    );
+    let produce_connections: HashSet<usize> = broker
+        .seen()
+        .iter()
+        .filter(|s| s.api_key == ApiKey::Produce as i16)
+        .map(|s| s.connection)
+        .collect();
+    assert!(
+        produce_connections.len() >= 2,
+        "Produce retried over new connections: {produce_connections:?}"
+    );
+}
+
+/// 8c. A broker that accepts TCP connections and never answers anything, not even
+/// ApiVersions. Version negotiation times out after `request.timeout.ms` and the connection is
+/// rebuilt; records wait for metadata and fail, once, with a metadata timeout after
+/// `max.block.ms`. Close does not hang.
+#[actix_rt::test]
+async fn mute_broker_metadata_timeout() {
+    init_tracing();
+    let fake = FakeBroker::start(|_| vec![Action::NoResponse]);
+    let client = Client::start(
+        &fake,
+        &[
+            ("request.timeout.ms", "300"),
+            ("delivery.timeout.ms", "3000"),
+            ("max.block.ms", "1000"),
+        ],
+    );
+    const N: u64 = 5;
+    let start = Instant::now();
+    client.send(0..N);
+    let all = client.wait_for(N as usize, Duration::from_secs(5)).await;
+    let elapsed = start.elapsed();
+    let run = client.finish().await;
+    assert!(all, "every record answered");
+    run.assert_tags(N);
+    for tag in 0..N {
+        match run.one(tag) {
+            Err(e) => assert!(
+                matches!(e.kind(), ErrorKind::MetadataTimeout { .. }),
+                "record {tag}: {e}"
+            ),
+            Ok(md) => panic!("record {tag} acknowledged by a mute broker: {md:?}"),
+        }
+    }
+    assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(4000), "{elapsed:?}");
+    assert!(
+        run.metrics.connection_creation_total >= 2,
+        "negotiation timed out, connection rebuilt: {:?}",
+        run.metrics
+    );
+    let connections: HashSet<usize> = fake.requests().iter().map(|r| r.connection).collect();
+    assert!(
+        connections.len() >= 2,
+        "ApiVersions asked again on a new connection: {connections:?}"
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .all(|r| r.api() == Some(ApiKey::ApiVersions)),
+        "nothing but ApiVersions before negotiation"
+    );
+}
+
+/// 9. The first Metadata request (on the bootstrap connection) is answered with a correctly
+/// framed response whose body is pseudo-random bytes that do not decode as a MetadataResponse
+/// of the request's version. The metadata request fails, the connection is dropped and
+/// rebuilt, the retried Metadata request is answered, and every record is then produced once.
+/// No record had been sent, so none is retried.
+#[actix_rt::test]
+async fn garbage_metadata_response() {
+    let fault = Fault {
+        api: ApiKey::Metadata,
+        when: Box::new(|p| p.nth == 0),
+        stores: false,
+        refuse: None,
+        mute: true,
+        actions: Box::new(|ctx, _| {
+            let version = ctx.api_version;
+            let body = garbage(64, |b| {
+                responses::decode_metadata_response(b, version).is_err()
+            });
+            vec![Action::Raw(frame(ctx, ctx.correlation_id, &body))]
+        }),
+    };
+    init_tracing();
+    let broker = Scripted::start(fault);
+    let client = Client::start(&broker.fake, &produce_cfg());
+    let start = Instant::now();
+    client.send(0..=BURST);
+    let all = client
+        .wait_for(BURST as usize + 1, Duration::from_secs(9))
+        .await;
+    let elapsed = start.elapsed();
+    let run = client.finish().await;
+    assert!(all, "every record answered");
+    run.assert_tags(BURST + 1);
+    let log = broker.log();
+    let copies = copies(&log);
+    for tag in 0..=BURST {
+        assert_acked_where_stored(tag, run.one(tag), &log);
+        assert_eq!(copies.get(&tag), Some(&1), "record {tag} held once");
+    }
+    let m = &run.metrics;
+    assert_eq!(m.record_send_total, BURST + 1, "{m:?}");
+    assert_eq!(m.record_retry_total, 0, "no record was in flight: {m:?}");
+    assert!(
+        m.connection_creation_total >= 3,
+        "connection rebuilt: {m:?}"
+    );
+    let faulty = broker.faulty();
+    let seen = broker.seen();
+    assert!(
+        seen.iter().any(|s| s.api_key == ApiKey::Metadata as i16
+            && s.connection > faulty.connection
+            && !s.muted),
+        "Metadata asked again on a new connection"
+    );
+    assert_no_timeout_needed(elapsed);
+}
