@@ -5,7 +5,7 @@
 //!                                  │         partition per request)──▶ writer task ─▶ TCP
 //!  metadata ──Call──▶ calls ───────┘
 //!                                in_flight (≤ max.in.flight, request order)
-//!  TCP ─▶ FramedRead ─▶ StreamHandler: correlation id must match the head of in_flight
+//!  TCP ─▶ reader task ─Received─▶ connection: correlation id must match the head of in_flight
 //!                        ─▶ BatchCompleted to each batch's accumulator / Call reply
 //! ```
 //!
@@ -177,7 +177,10 @@ pub struct Connection {
     /// Bumped on every connect; events from older sockets are ignored.
     generation: u64,
     writer: Option<mpsc::UnboundedSender<WriterItem>>,
-    reader: Option<SpawnHandle>,
+    /// The reader task: detached from this actor's context so that a supervised restart of
+    /// the actor does not cut a healthy socket (responses to in-flight requests keep coming,
+    /// and the in-flight queue lives in `self`, which survives the restart).
+    reader: Option<tokio::task::JoinHandle<()>>,
     in_flight: VecDeque<InFlight>,
     /// Correlation ids of recent acks=0 produce requests: some brokers (Tansu) answer them
     /// although Kafka brokers do not, and such an answer must not cost the connection.
@@ -269,7 +272,7 @@ impl Connection {
             }
             match res {
                 Ok(stream) => act.connected(stream, ctx),
-                Err(e) => act.disconnect(format!("connect failed: {e}"), ctx),
+                Err(e) => act.disconnect(format!("connect failed: {e}")),
             }
         }));
     }
@@ -279,14 +282,26 @@ impl Connection {
         Metrics::add(&self.shared.metrics.connection_creation_total, 1);
         let (read, mut write) = stream.into_split();
         let generation = self.generation;
-        let frames = FramedRead::new(read, FrameCodec)
-            .map(move |item| (generation, Some(item)))
-            .chain(futures_util::stream::once(
-                async move { (generation, None) },
-            ));
-        self.reader = Some(ctx.add_stream(frames));
-        let (tx, mut rx) = mpsc::unbounded_channel::<WriterItem>();
         let addr = ctx.address();
+        let reader_addr = addr.clone();
+        self.reader = Some(actix::spawn(async move {
+            let mut frames = FramedRead::new(read, FrameCodec);
+            while let Some(item) = frames.next().await {
+                let failed = item.is_err();
+                reader_addr.do_send(Received {
+                    generation,
+                    item: Some(item),
+                });
+                if failed {
+                    return;
+                }
+            }
+            reader_addr.do_send(Received {
+                generation,
+                item: None,
+            });
+        }));
+        let (tx, mut rx) = mpsc::unbounded_channel::<WriterItem>();
         actix::spawn(async move {
             while let Some(item) = rx.recv().await {
                 if let Err(e) = write.write_all(&item.frame).await {
@@ -335,10 +350,10 @@ impl Connection {
         self.writer = Some(tx);
         self.state = State::Negotiating;
         tracing::debug!(node = self.node_id, address = %self.address, "connected, negotiating versions");
-        self.send_api_versions(3, ctx);
+        self.send_api_versions(3);
     }
 
-    fn send_api_versions(&mut self, version: i16, ctx: &mut Context<Self>) {
+    fn send_api_versions(&mut self, version: i16) {
         let request = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("herald"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
@@ -352,7 +367,6 @@ impl Connection {
             version,
             &request,
             InFlightKind::ApiVersions { version },
-            ctx,
         );
     }
 
@@ -362,7 +376,6 @@ impl Connection {
         version: i16,
         body: &R,
         kind: InFlightKind,
-        ctx: &mut Context<Self>,
     ) where
         R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
     {
@@ -407,7 +420,7 @@ impl Connection {
             if let Some(kind) = kind {
                 self.fail_kind(kind, "writer stopped");
             }
-            self.disconnect("writer stopped".into(), ctx);
+            self.disconnect("writer stopped".into());
             return;
         }
         match kind {
@@ -470,7 +483,6 @@ impl Connection {
                             api: ApiKey::Metadata,
                             reply: call.reply,
                         },
-                        ctx,
                     ),
                     CallRequest::InitProducerId(req) => match versions.init_producer_id {
                         Some(v) => self.write_request(
@@ -481,7 +493,6 @@ impl Connection {
                                 api: ApiKey::InitProducerId,
                                 reply: call.reply,
                             },
-                            ctx,
                         ),
                         None => {
                             let _ = call.reply.send(Err(CallError::Protocol(
@@ -497,11 +508,11 @@ impl Connection {
             if self.pending.is_empty() {
                 break;
             }
-            self.send_produce(versions.produce, ctx);
+            self.send_produce(versions.produce);
         }
     }
 
-    fn send_produce(&mut self, version: i16, ctx: &mut Context<Self>) {
+    fn send_produce(&mut self, version: i16) {
         let max_size = self.shared.config.max_request_size;
         let mut taken = Vec::new();
         let mut size = 0usize;
@@ -555,13 +566,12 @@ impl Connection {
             version,
             &request,
             InFlightKind::Produce { batches: taken },
-            ctx,
         );
     }
 
     /// Drops the socket and answers everything that was in flight or waiting: batches go back
     /// to their accumulators (which retry or fail them), calls fail.
-    fn disconnect(&mut self, reason: String, ctx: &mut Context<Self>) {
+    fn disconnect(&mut self, reason: String) {
         if self.state == State::Idle && self.in_flight.is_empty() && !self.has_work() {
             return;
         }
@@ -571,7 +581,7 @@ impl Connection {
             tracing::warn!(node = self.node_id, address = %self.address, %reason, "connection lost");
         }
         if let Some(h) = self.reader.take() {
-            ctx.cancel_future(h);
+            h.abort();
         }
         self.writer = None;
         let was_ready = self.state == State::Ready;
@@ -636,21 +646,21 @@ impl Connection {
             }
         }
         let Some(head) = self.in_flight.front() else {
-            self.disconnect("response with no request in flight".into(), ctx);
+            self.disconnect("response with no request in flight".into());
             return;
         };
         let header_version = protocol::response_header_version(head.api, head.version);
         let (correlation_id, header_len) =
             match responses::decode_response_header(&frame, header_version) {
                 Ok(h) => h,
-                Err(e) => return self.disconnect(format!("bad response header: {e}"), ctx),
+                Err(e) => return self.disconnect(format!("bad response header: {e}")),
             };
         if correlation_id != head.correlation_id {
             let e = ProtocolError::CorrelationMismatch {
                 expected: head.correlation_id,
                 actual: correlation_id,
             };
-            return self.disconnect(e.to_string(), ctx);
+            return self.disconnect(e.to_string());
         }
         let f = self.in_flight.pop_front().expect("head exists");
         let body = &frame[header_len..];
@@ -675,7 +685,7 @@ impl Connection {
                                 result: BatchResult::Lost(reason.clone()),
                             });
                         }
-                        return self.disconnect(reason, ctx);
+                        return self.disconnect(reason);
                     }
                 }
             }
@@ -692,7 +702,7 @@ impl Connection {
                     }
                     Err(e) => {
                         let _ = reply.send(Err(CallError::Protocol(e.clone())));
-                        return self.disconnect(format!("undecodable response: {e}"), ctx);
+                        return self.disconnect(format!("undecodable response: {e}"));
                     }
                 }
             }
@@ -706,9 +716,9 @@ impl Connection {
             Err(e) if version > 0 => {
                 // Some brokers answer an unknown ApiVersions version in v0 format.
                 tracing::debug!(node = self.node_id, error = %e, "ApiVersions v{version} undecodable, retrying v0");
-                return self.send_api_versions(0, ctx);
+                return self.send_api_versions(0);
             }
-            Err(e) => return self.disconnect(format!("bad ApiVersions response: {e}"), ctx),
+            Err(e) => return self.disconnect(format!("bad ApiVersions response: {e}")),
         };
         if resp.error_code == KafkaCode::UNSUPPORTED_VERSION.code() && version > 0 {
             let v = resp
@@ -717,7 +727,7 @@ impl Connection {
                 .find(|k| k.api_key == ApiKey::ApiVersions as i16)
                 .map(|k| k.max_version.min(protocol::API_VERSIONS.max))
                 .unwrap_or(0);
-            return self.send_api_versions(if v < version { v } else { 0 }, ctx);
+            return self.send_api_versions(if v < version { v } else { 0 });
         }
         match protocol::negotiate(&resp) {
             Ok(v) => {
@@ -739,23 +749,23 @@ impl Connection {
                 for c in std::mem::take(&mut self.calls) {
                     let _ = c.reply.send(Err(CallError::Protocol(e.clone())));
                 }
-                self.disconnect(e.to_string(), ctx);
+                self.disconnect(e.to_string());
             }
         }
     }
 
-    fn tick(&mut self, ctx: &mut Context<Self>) {
+    fn tick(&mut self) {
         let timeout = self.shared.config.request_timeout;
         if let Some(head) = self.in_flight.front() {
             if head.sent_at.elapsed() > timeout {
                 let reason = format!("request timed out after {} ms", timeout.as_millis());
-                return self.disconnect(reason, ctx);
+                return self.disconnect(reason);
             }
         }
         if matches!(self.state, State::Negotiating) {
             if let Some(started) = self.connect_started {
                 if started.elapsed() > timeout {
-                    self.disconnect("version negotiation timed out".into(), ctx);
+                    self.disconnect("version negotiation timed out".into());
                 }
             }
         }
@@ -796,7 +806,7 @@ impl Actor for Connection {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
-        ctx.run_interval(TICK, |act, ctx| act.tick(ctx));
+        ctx.run_interval(TICK, |act, _| act.tick());
     }
 }
 
@@ -807,13 +817,17 @@ impl Supervised for Connection {
             return;
         }
         tracing::warn!(node = self.node_id, "connection actor restarted");
-        // The old socket's tasks died with the context: answer what was in flight as lost so
-        // the accumulators retry it, then reconnect on demand.
-        self.reader = None;
+        // The socket's reader and writer tasks are detached and survive, and so do the
+        // in-flight queue and pending batches in `self`: the connection carries on. Only work
+        // tied to the old context is gone: timers (re-armed in `started`) and a connect in
+        // progress, which is started again.
         self.connect_timer = None;
-        self.state = State::Negotiating; // so disconnect() does its work
-        self.disconnect("connection actor restarted".into(), ctx);
-        self.connect_not_before = None;
+        if self.state == State::Connecting {
+            self.state = State::Idle;
+            self.generation += 1;
+            self.connect_not_before = None;
+        }
+        self.pump(ctx);
     }
 }
 
@@ -881,7 +895,7 @@ impl Handler<Shutdown> for Connection {
         };
         Box::pin(wait.into_actor(self).map(|_, act, ctx| {
             act.closing = None;
-            act.disconnect("producer closed".into(), ctx);
+            act.disconnect("producer closed".into());
             ctx.stop();
         }))
     }
@@ -900,34 +914,38 @@ impl Handler<Crash> for Connection {
 impl Handler<WriteFailed> for Connection {
     type Result = ();
 
-    fn handle(&mut self, msg: WriteFailed, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: WriteFailed, _: &mut Context<Self>) {
         if msg.generation == self.generation {
-            self.disconnect(format!("write failed: {}", msg.error), ctx);
+            self.disconnect(format!("write failed: {}", msg.error));
         }
     }
 }
 
-type FrameItem = (u64, Option<Result<BytesMut, ReadError>>);
+/// Reader task → connection: one frame from the socket, or its end (`None`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Received {
+    generation: u64,
+    item: Option<Result<BytesMut, ReadError>>,
+}
 
-impl StreamHandler<FrameItem> for Connection {
-    fn handle(&mut self, (generation, item): FrameItem, ctx: &mut Context<Self>) {
-        if generation != self.generation {
+impl Handler<Received> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Received, ctx: &mut Context<Self>) {
+        if msg.generation != self.generation {
             return;
         }
-        match item {
+        match msg.item {
             Some(Ok(frame)) => self.on_frame(frame, ctx),
-            Some(Err(e)) => self.disconnect(e.to_string(), ctx),
+            Some(Err(e)) => self.disconnect(e.to_string()),
             None if self.closing.is_some() => {
                 if let Some(tx) = self.closing.take() {
                     let _ = tx.send(());
                 }
             }
-            None => self.disconnect("connection closed by broker".into(), ctx),
+            None => self.disconnect("connection closed by broker".into()),
         }
-    }
-
-    fn finished(&mut self, _ctx: &mut Context<Self>) {
-        // End of a socket is handled as the `None` item above; the actor lives on.
     }
 }
 

@@ -10,3 +10,4 @@ mod examples;
 mod network_garbage;
 mod partitioner;
 mod produce;
+mod supervision;

@@ -1,0 +1,171 @@
+//! Supervision: actors killed on purpose mid-stream (the test-only `Crash` messages of the
+//! `fault-injection` feature) are restarted by their supervisors, and the exactly-once
+//! accounting holds: every record gets one outcome, and with idempotence (the default) every
+//! record that reported success is in the partition once, in send order.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use herald_actors::{accumulator, connection, interceptor, metadata, router, Produce, Producer, ProducerInterceptor};
+
+use crate::support::consumer::read_back;
+use crate::support::mock::Mock;
+use crate::support::{init_tracing, unique_topic};
+
+/// Which actors to crash, and after how many records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    Router,
+    Metadata,
+    Accumulators,
+    Connections,
+    Interceptors,
+}
+
+struct PassThrough;
+
+impl ProducerInterceptor for PassThrough {
+    fn name(&self) -> &str {
+        "pass-through"
+    }
+}
+
+/// Produces `n` keyed records, crashing `victims` at the given record indexes, and checks the
+/// exactly-once accounting against what the broker holds.
+async fn produce_with_crashes(n: usize, crashes: &[(usize, Victim)]) {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("supervision");
+    let partitions = 6;
+    mock.create_topic(&topic, partitions, 3);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "2"),
+        ("batch.size", "4096"),
+        ("retry.backoff.ms", "20"),
+    ])
+    .unwrap();
+    assert!(config.enable_idempotence, "idempotence is on by default");
+    let with_interceptors = crashes.iter().any(|(_, v)| *v == Victim::Interceptors);
+    let mut builder = Producer::builder(config);
+    if with_interceptors {
+        builder = builder.interceptor(PassThrough);
+    }
+    let producer = builder.start().unwrap();
+    let router = producer.router().clone();
+    let fi = producer.fault_injection();
+
+    let mut outstanding = VecDeque::new();
+    let mut outcomes = Vec::with_capacity(n);
+    let mut crashed = 0u64;
+    for i in 0..n {
+        for (at, victim) in crashes {
+            if *at == i {
+                crashed += match victim {
+                    Victim::Router => {
+                        router.do_send(router::Crash);
+                        1
+                    }
+                    Victim::Metadata => {
+                        fi.metadata().unwrap().do_send(metadata::Crash);
+                        1
+                    }
+                    Victim::Accumulators => {
+                        let all = fi.accumulators().await;
+                        assert!(!all.is_empty(), "accumulators exist by now");
+                        for a in &all {
+                            a.do_send(accumulator::Crash);
+                        }
+                        all.len() as u64
+                    }
+                    Victim::Connections => {
+                        let all = fi.connections();
+                        assert!(!all.is_empty(), "connections exist by now");
+                        for c in &all {
+                            c.do_send(connection::Crash);
+                        }
+                        all.len() as u64
+                    }
+                    Victim::Interceptors => {
+                        fi.interceptors().unwrap().do_send(interceptor::Crash);
+                        1
+                    }
+                };
+            }
+        }
+        let p = Produce::new(topic.clone())
+            .key(format!("key-{}", i % 97))
+            .value(format!("{i}"));
+        outstanding.push_back(router.send(p));
+        if outstanding.len() >= 2000 {
+            outcomes.push(outstanding.pop_front().unwrap().await);
+        }
+    }
+    while let Some(f) = outstanding.pop_front() {
+        outcomes.push(f.await);
+    }
+    let mut sent: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let md = o
+            .expect("the router answered")
+            .unwrap_or_else(|e| panic!("record {i} failed: {e}"));
+        sent.entry(md.partition).or_default().push(i);
+    }
+    let restarts = fi.restarts();
+    assert_eq!(restarts, crashed, "every crash was followed by exactly one restart");
+    let metrics = producer.metrics().await;
+    assert_eq!(metrics.actor_restart_total, crashed);
+    assert_eq!(metrics.record_send_total, n as u64);
+    assert!(producer.close(Duration::from_secs(10)).await);
+
+    let back = read_back(&mock.bootstrap(), &topic, partitions, n, Duration::from_secs(60)).await;
+    for (p, indexes) in &sent {
+        let got: Vec<usize> = back
+            .get(p)
+            .map(|v| v.iter().map(|c| String::from_utf8_lossy(c.value.as_deref().unwrap()).parse().unwrap()).collect())
+            .unwrap_or_default();
+        assert_eq!(&got, indexes, "partition {p}: each record once, in send order");
+    }
+    assert_eq!(back.values().map(Vec::len).sum::<usize>(), n, "nothing extra in the topic");
+}
+
+#[actix_rt::test]
+async fn router_crash_loses_nothing() {
+    produce_with_crashes(20_000, &[(5_000, Victim::Router), (12_000, Victim::Router)]).await;
+}
+
+#[actix_rt::test]
+async fn metadata_crash_loses_nothing() {
+    produce_with_crashes(20_000, &[(5_000, Victim::Metadata), (12_000, Victim::Metadata)]).await;
+}
+
+#[actix_rt::test]
+async fn accumulator_crash_loses_nothing() {
+    produce_with_crashes(20_000, &[(5_000, Victim::Accumulators), (12_000, Victim::Accumulators)]).await;
+}
+
+#[actix_rt::test]
+async fn connection_crash_loses_nothing_and_duplicates_nothing() {
+    produce_with_crashes(20_000, &[(5_000, Victim::Connections), (12_000, Victim::Connections)]).await;
+}
+
+#[actix_rt::test]
+async fn interceptor_crash_loses_nothing() {
+    produce_with_crashes(20_000, &[(5_000, Victim::Interceptors), (12_000, Victim::Interceptors)]).await;
+}
+
+#[actix_rt::test]
+async fn every_actor_crashing_in_one_run() {
+    produce_with_crashes(
+        30_000,
+        &[
+            (3_000, Victim::Connections),
+            (6_000, Victim::Accumulators),
+            (9_000, Victim::Router),
+            (12_000, Victim::Metadata),
+            (15_000, Victim::Interceptors),
+            (18_000, Victim::Connections),
+        ],
+    )
+    .await;
+}
