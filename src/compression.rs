@@ -131,9 +131,10 @@ pub fn compress(
         }
         Compression::Zstd => {
             let level = level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL);
-            let mut enc =
-                zstd::stream::write::Encoder::new(out.writer(), level).map_err(|e| codec_error(codec, e))?;
-            enc.include_checksum(false).map_err(|e| codec_error(codec, e))?;
+            let mut enc = zstd::stream::write::Encoder::new(out.writer(), level)
+                .map_err(|e| codec_error(codec, e))?;
+            enc.include_checksum(false)
+                .map_err(|e| codec_error(codec, e))?;
             enc.set_pledged_src_size(Some(input.len() as u64))
                 .map_err(|e| codec_error(codec, e))?;
             enc.write_all(input).map_err(|e| codec_error(codec, e))?;
@@ -147,7 +148,11 @@ pub fn compress(
 const XERIAL_MAGIC: &[u8] = &[0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 
 /// Decompresses a records section, refusing to produce more than `max_len` bytes.
-pub fn decompress(codec: Compression, input: &[u8], max_len: usize) -> Result<Vec<u8>, ProtocolError> {
+pub fn decompress(
+    codec: Compression,
+    input: &[u8],
+    max_len: usize,
+) -> Result<Vec<u8>, ProtocolError> {
     let too_large = || ProtocolError::Compression {
         codec: codec.name(),
         reason: format!("decompressed size exceeds {max_len} bytes"),
@@ -173,7 +178,8 @@ pub fn decompress(codec: Compression, input: &[u8], max_len: usize) -> Result<Ve
         Compression::Gzip => read_bounded(&mut flate2::read::GzDecoder::new(input)),
         Compression::Lz4 => read_bounded(&mut lz4_flex::frame::FrameDecoder::new(input)),
         Compression::Zstd => {
-            let mut dec = zstd::stream::read::Decoder::new(input).map_err(|e| codec_error(codec, e))?;
+            let mut dec =
+                zstd::stream::read::Decoder::new(input).map_err(|e| codec_error(codec, e))?;
             read_bounded(&mut dec)
         }
         Compression::Snappy => {
@@ -244,9 +250,19 @@ mod tests {
         for codec in ALL {
             let mut out = BytesMut::new();
             compress(codec, None, &input, &mut out).unwrap();
-            assert_eq!(decompress(codec, &out, input.len()).unwrap(), input, "{codec:?}");
-            assert!(decompress(codec, &out, input.len() - 1).is_err(), "{codec:?} bound");
-            assert_eq!(Compression::from_attributes(codec.attribute_bits()).unwrap(), codec);
+            assert_eq!(
+                decompress(codec, &out, input.len()).unwrap(),
+                input,
+                "{codec:?}"
+            );
+            assert!(
+                decompress(codec, &out, input.len() - 1).is_err(),
+                "{codec:?} bound"
+            );
+            assert_eq!(
+                Compression::from_attributes(codec.attribute_bits()).unwrap(),
+                codec
+            );
             assert_eq!(Compression::from_name(codec.name()), Some(codec));
         }
     }
@@ -254,7 +270,11 @@ mod tests {
     #[test]
     fn levels_are_honoured() {
         let input = vec![7u8; 100_000];
-        for (codec, level) in [(Compression::Gzip, 1), (Compression::Gzip, 9), (Compression::Zstd, 19)] {
+        for (codec, level) in [
+            (Compression::Gzip, 1),
+            (Compression::Gzip, 9),
+            (Compression::Zstd, 19),
+        ] {
             let mut out = BytesMut::new();
             compress(codec, Some(level), &input, &mut out).unwrap();
             assert_eq!(decompress(codec, &out, input.len()).unwrap(), input);

@@ -417,6 +417,9 @@ mod tests {
         }
         assert_eq!(KafkaCode::from_code(9999), Some(KafkaCode::Unknown(9999)));
         assert_eq!(KafkaCode::Unknown(9999).code(), 9999);
-        assert_eq!(KafkaCode::MESSAGE_TOO_LARGE.to_string(), "MESSAGE_TOO_LARGE (10)");
+        assert_eq!(
+            KafkaCode::MESSAGE_TOO_LARGE.to_string(),
+            "MESSAGE_TOO_LARGE (10)"
+        );
     }
 }

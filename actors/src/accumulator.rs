@@ -173,6 +173,8 @@ pub struct Accumulator {
     ready: VecDeque<SealedBatch>,
     /// Handed to a connection, in id order.
     in_flight: VecDeque<SealedBatch>,
+    /// The broker whose connection holds `in_flight`.
+    in_flight_leader: Option<i32>,
     /// Producer id and epoch the sequences below belong to.
     epoch: Option<(i64, i16)>,
     next_sequence: i32,
@@ -197,6 +199,7 @@ impl Accumulator {
             part,
             ready: VecDeque::new(),
             in_flight: VecDeque::new(),
+            in_flight_leader: None,
             epoch: None,
             next_sequence: 0,
             linger_timer: None,
@@ -356,7 +359,7 @@ impl Accumulator {
         if self.ready.is_empty() {
             return;
         }
-        let Some((_, conn)) = self
+        let Some((leader, conn)) = self
             .shared
             .cluster
             .leader_connection(&self.topic, self.partition)
@@ -364,10 +367,26 @@ impl Accumulator {
             self.shared.request_metadata_refresh();
             return;
         };
+        // Never have batches of one partition in flight on two connections: after a leader
+        // change, the old leader's answers come first, so a retry cannot land behind a
+        // younger batch written by the new leader.
+        if !self.in_flight.is_empty() && self.in_flight_leader != Some(leader) {
+            return;
+        }
+        // Java's per-partition limit: max.in.flight batches, and with max.in.flight=1 the
+        // partition is muted while its batch is out, which keeps order on any broker.
+        let limit = self
+            .shared
+            .config
+            .max_in_flight_requests_per_connection
+            .max(1);
         let now = Instant::now();
         let reply = ctx.address().recipient::<BatchCompleted>();
         let mut out = Vec::new();
         while let Some(b) = self.ready.front() {
+            if self.in_flight.len() >= limit {
+                break;
+            }
             // A batch waiting out its retry backoff holds back everything behind it (order).
             if b.retry_at.is_some_and(|at| at > now) {
                 break;
@@ -383,6 +402,7 @@ impl Accumulator {
             });
             self.in_flight.push_back(b);
         }
+        self.in_flight_leader = Some(leader);
         if !out.is_empty() {
             conn.do_send(SendBatches(out));
         }
@@ -698,6 +718,10 @@ impl Accumulator {
                         &self.shared.metrics.record_retry_total,
                         b.records.len() as u64,
                     );
+                    if matches!(result, BatchResult::Lost(_)) {
+                        let m = &self.shared.metrics.record_resend_unknown_total;
+                        Metrics::add(m, b.records.len() as u64);
+                    }
                     tracing::debug!(topic = %self.topic, partition = self.partition, batch = b.id, attempt = b.attempts, reason = %why, "retrying batch");
                     if refresh {
                         self.shared.request_metadata_refresh();

@@ -18,6 +18,22 @@
 //!                                          └────────── BatchCompleted ◀────────┘
 //! ```
 //!
+//! ```no_run
+//! use std::time::Duration;
+//! use herald_actors::{Produce, Producer};
+//!
+//! #[actix_rt::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let producer = Producer::from_pairs([("bootstrap.servers", "localhost:9092")])?;
+//!     let md = producer
+//!         .send(Produce::new("events").key("user-42").value("hello"))
+//!         .await?;
+//!     println!("{}-{} @ {}", md.topic, md.partition, md.offset);
+//!     producer.close(Duration::from_secs(10)).await;
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Module map: [`router`] (front door, partitioning), [`accumulator`] (batches, retries,
 //! completions), [`connection`] (sockets, in-flight queue), [`metadata`] (cluster view,
 //! producer id), [`interceptor`], [`completion`] (outcome sinks), [`memory`]

@@ -435,6 +435,13 @@ impl Metadata {
                                 {
                                     retry(act, ctx, code.to_string())
                                 }
+                                Some(code) if pid >= 0 => {
+                                    // The broker cannot bump this id's epoch (before KIP-360,
+                                    // or it lost the id): a fresh producer id restarts
+                                    // sequences just as well; the Java client falls back alike.
+                                    tracing::warn!(%code, "epoch bump refused; requesting a new producer id");
+                                    act.request_producer_id(-1, -1, ctx);
+                                }
                                 Some(code) => {
                                     tracing::error!(%code, "InitProducerId refused");
                                     if let Ok(mut s) = act.shared.cluster.producer.write() {

@@ -9,6 +9,7 @@ pub struct Metrics {
     pub(crate) record_send_total: AtomicU64,
     pub(crate) record_error_total: AtomicU64,
     pub(crate) record_retry_total: AtomicU64,
+    pub(crate) record_resend_unknown_total: AtomicU64,
     pub(crate) batch_count: AtomicU64,
     pub(crate) batch_bytes: AtomicU64,
     pub(crate) batch_uncompressed_bytes: AtomicU64,
@@ -33,6 +34,7 @@ impl Metrics {
             record_send_total: l(&self.record_send_total),
             record_error_total: l(&self.record_error_total),
             record_retry_total: l(&self.record_retry_total),
+            record_resend_unknown_total: l(&self.record_resend_unknown_total),
             batch_size_avg: ratio(l(&self.batch_bytes), l(&self.batch_count)),
             records_per_request_avg: ratio(l(&self.request_records), l(&self.request_count)),
             request_latency_avg: ratio(l(&self.request_latency_us), l(&self.response_count))
@@ -57,6 +59,10 @@ pub struct MetricsSnapshot {
     pub record_error_total: u64,
     /// Record sends that were retried (counted per record of each retried batch).
     pub record_retry_total: u64,
+    /// Records sent again after their request was lost with its connection, so the broker
+    /// may have them already (Herald-specific). With idempotence a deduplicating broker
+    /// drops the copy; without, this bounds the duplicates a run can have.
+    pub record_resend_unknown_total: u64,
     /// Average bytes per batch sent (after compression).
     pub batch_size_avg: f64,
     /// Average records per ProduceRequest.

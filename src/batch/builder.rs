@@ -100,7 +100,12 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// A builder whose buffer is pre-sized to `batch_size`.
     pub fn new(batch_size: usize, compression: Compression, level: Option<i32>) -> Self {
-        Self::with_buffer(BytesMut::with_capacity(batch_size), batch_size, compression, level)
+        Self::with_buffer(
+            BytesMut::with_capacity(batch_size),
+            batch_size,
+            compression,
+            level,
+        )
     }
 
     /// A builder on a recycled buffer (cleared first), so a pool can avoid allocation.
@@ -237,7 +242,11 @@ impl BatchBuilder {
             compression::compress(compression, level, records, &mut out)?;
             out
         };
-        let max_timestamp = if count == 0 { base_timestamp } else { max_timestamp };
+        let max_timestamp = if count == 0 {
+            base_timestamp
+        } else {
+            max_timestamp
+        };
         let mut attributes = compression.attribute_bits();
         if transactional {
             attributes |= TRANSACTIONAL_FLAG;
@@ -305,16 +314,22 @@ mod tests {
 
     #[test]
     fn record_size_matches_what_is_written() {
-        let headers = vec![Header::new("h", &b"v"[..]), Header {
-            key: "n".into(),
-            value: None,
-        }];
+        let headers = vec![
+            Header::new("h", &b"v"[..]),
+            Header {
+                key: "n".into(),
+                value: None,
+            },
+        ];
         let mut b = BatchBuilder::new(1 << 20, Compression::None, None);
         let mut expected = RECORD_BATCH_OVERHEAD;
         for i in 0..100i64 {
             let key = vec![1u8; i as usize];
             let size = record_size(i * 7, i as i32, Some(&key), None, &headers);
-            assert_eq!(b.try_append(1_000 + i * 7, Some(&key), None, &headers), Ok(size));
+            assert_eq!(
+                b.try_append(1_000 + i * 7, Some(&key), None, &headers),
+                Ok(size)
+            );
             expected += size;
             assert_eq!(b.size_in_bytes(), expected);
         }
@@ -343,7 +358,10 @@ mod tests {
         };
         let bytes = b.close(ids).unwrap();
         assert_eq!(&bytes[0..8], &[0; 8]);
-        assert_eq!(i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize, bytes.len() - 12);
+        assert_eq!(
+            i32::from_be_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            bytes.len() - 12
+        );
         assert_eq!(bytes[16], 2);
         assert_eq!(i32::from_be_bytes(bytes[23..27].try_into().unwrap()), 1);
         assert_eq!(i64::from_be_bytes(bytes[27..35].try_into().unwrap()), 1000);
@@ -353,8 +371,18 @@ mod tests {
         assert_eq!(i32::from_be_bytes(bytes[57..61].try_into().unwrap()), 2);
         let crc = u32::from_be_bytes(bytes[17..21].try_into().unwrap());
         assert_eq!(crc, crc32c::crc32c(&bytes[21..]));
-        let again = restamp(&bytes, ProducerIds { base_sequence: 5, ..ids }).unwrap();
+        let again = restamp(
+            &bytes,
+            ProducerIds {
+                base_sequence: 5,
+                ..ids
+            },
+        )
+        .unwrap();
         assert_eq!(i32::from_be_bytes(again[53..57].try_into().unwrap()), 5);
-        assert_eq!(u32::from_be_bytes(again[17..21].try_into().unwrap()), crc32c::crc32c(&again[21..]));
+        assert_eq!(
+            u32::from_be_bytes(again[17..21].try_into().unwrap()),
+            crc32c::crc32c(&again[21..])
+        );
     }
 }

@@ -197,7 +197,10 @@ mod tests {
             (ApiKey::InitProducerId, 0, 4),
         ]);
         let v = negotiate(&kafka28).unwrap();
-        assert_eq!((v.produce, v.metadata, v.init_producer_id), (9, 11, Some(4)));
+        assert_eq!(
+            (v.produce, v.metadata, v.init_producer_id),
+            (9, 11, Some(4))
+        );
         // Kafka 4.x: Produce 3..12 (13 with topic ids), Metadata 0..13.
         let kafka4 = broker(&[(ApiKey::Produce, 3, 13), (ApiKey::Metadata, 0, 13)]);
         let v = negotiate(&kafka4).unwrap();
@@ -208,18 +211,40 @@ mod tests {
     fn negotiation_names_the_api_that_has_no_common_version() {
         let old = broker(&[(ApiKey::Produce, 0, 2), (ApiKey::Metadata, 0, 5)]);
         let err = negotiate(&old).unwrap_err();
-        assert!(matches!(err, ProtocolError::NoCommonVersion { api: "Produce", .. }));
+        assert!(matches!(
+            err,
+            ProtocolError::NoCommonVersion { api: "Produce", .. }
+        ));
         assert!(err.to_string().contains("Produce"), "{err}");
         let missing = broker(&[(ApiKey::Produce, 3, 9)]);
-        assert_eq!(negotiate(&missing).unwrap_err(), ProtocolError::MissingApi { api: "Metadata" });
+        assert_eq!(
+            negotiate(&missing).unwrap_err(),
+            ProtocolError::MissingApi { api: "Metadata" }
+        );
     }
 
     #[test]
     fn frames_are_prefixed_and_split() {
         let mut out = BytesMut::new();
         let client = StrBytes::from_static_str("herald");
-        encode_request(&mut out, METADATA, 12, 77, &client, &MetadataRequest::default()).unwrap();
-        encode_request(&mut out, METADATA, 4, 78, &client, &MetadataRequest::default()).unwrap();
+        encode_request(
+            &mut out,
+            METADATA,
+            12,
+            77,
+            &client,
+            &MetadataRequest::default(),
+        )
+        .unwrap();
+        encode_request(
+            &mut out,
+            METADATA,
+            4,
+            78,
+            &client,
+            &MetadataRequest::default(),
+        )
+        .unwrap();
         let first = split_frame(&mut out, 1024).unwrap().unwrap();
         // api key, version, correlation id
         assert_eq!(&first[..8], &[0, 3, 0, 12, 0, 0, 0, 77]);
@@ -227,13 +252,24 @@ mod tests {
         assert_eq!(&second[..8], &[0, 3, 0, 4, 0, 0, 0, 78]);
         assert!(out.is_empty());
         assert!(split_frame(&mut out, 1024).unwrap().is_none());
-        assert!(encode_request(&mut out, PRODUCE, 2, 1, &client, &MetadataRequest::default()).is_err());
+        assert!(encode_request(
+            &mut out,
+            PRODUCE,
+            2,
+            1,
+            &client,
+            &MetadataRequest::default()
+        )
+        .is_err());
     }
 
     #[test]
     fn oversized_or_negative_prefix_is_refused_before_allocating() {
         let mut buf = BytesMut::from(&[0x7f, 0xff, 0xff, 0xff, 0][..]);
-        assert!(matches!(split_frame(&mut buf, MAX_RESPONSE_SIZE), Err(ProtocolError::FrameTooLarge { .. })));
+        assert!(matches!(
+            split_frame(&mut buf, MAX_RESPONSE_SIZE),
+            Err(ProtocolError::FrameTooLarge { .. })
+        ));
         let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0xff][..]);
         assert!(split_frame(&mut buf, MAX_RESPONSE_SIZE).is_err());
         let mut partial = BytesMut::from(&[0, 0, 0, 10, 1, 2][..]);

@@ -7,6 +7,7 @@ mod support;
 mod batch_fixtures;
 mod behaviour;
 mod examples;
+mod faults;
 mod network_garbage;
 mod partitioner;
 mod produce;

@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use herald_actors::{accumulator, connection, interceptor, metadata, router, Produce, Producer, ProducerInterceptor};
+use herald_actors::{
+    accumulator, connection, interceptor, metadata, router, Produce, Producer, ProducerInterceptor,
+};
 
 use crate::support::consumer::read_back;
 use crate::support::mock::Mock;
@@ -112,21 +114,46 @@ async fn produce_with_crashes(n: usize, crashes: &[(usize, Victim)]) {
         sent.entry(md.partition).or_default().push(i);
     }
     let restarts = fi.restarts();
-    assert_eq!(restarts, crashed, "every crash was followed by exactly one restart");
+    assert_eq!(
+        restarts, crashed,
+        "every crash was followed by exactly one restart"
+    );
     let metrics = producer.metrics().await;
     assert_eq!(metrics.actor_restart_total, crashed);
     assert_eq!(metrics.record_send_total, n as u64);
     assert!(producer.close(Duration::from_secs(10)).await);
 
-    let back = read_back(&mock.bootstrap(), &topic, partitions, n, Duration::from_secs(60)).await;
+    let back = read_back(
+        &mock.bootstrap(),
+        &topic,
+        partitions,
+        n,
+        Duration::from_secs(60),
+    )
+    .await;
     for (p, indexes) in &sent {
         let got: Vec<usize> = back
             .get(p)
-            .map(|v| v.iter().map(|c| String::from_utf8_lossy(c.value.as_deref().unwrap()).parse().unwrap()).collect())
+            .map(|v| {
+                v.iter()
+                    .map(|c| {
+                        String::from_utf8_lossy(c.value.as_deref().unwrap())
+                            .parse()
+                            .unwrap()
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
-        assert_eq!(&got, indexes, "partition {p}: each record once, in send order");
+        assert_eq!(
+            &got, indexes,
+            "partition {p}: each record once, in send order"
+        );
     }
-    assert_eq!(back.values().map(Vec::len).sum::<usize>(), n, "nothing extra in the topic");
+    assert_eq!(
+        back.values().map(Vec::len).sum::<usize>(),
+        n,
+        "nothing extra in the topic"
+    );
 }
 
 #[actix_rt::test]
@@ -136,22 +163,44 @@ async fn router_crash_loses_nothing() {
 
 #[actix_rt::test]
 async fn metadata_crash_loses_nothing() {
-    produce_with_crashes(20_000, &[(5_000, Victim::Metadata), (12_000, Victim::Metadata)]).await;
+    produce_with_crashes(
+        20_000,
+        &[(5_000, Victim::Metadata), (12_000, Victim::Metadata)],
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn accumulator_crash_loses_nothing() {
-    produce_with_crashes(20_000, &[(5_000, Victim::Accumulators), (12_000, Victim::Accumulators)]).await;
+    produce_with_crashes(
+        20_000,
+        &[
+            (5_000, Victim::Accumulators),
+            (12_000, Victim::Accumulators),
+        ],
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn connection_crash_loses_nothing_and_duplicates_nothing() {
-    produce_with_crashes(20_000, &[(5_000, Victim::Connections), (12_000, Victim::Connections)]).await;
+    produce_with_crashes(
+        20_000,
+        &[(5_000, Victim::Connections), (12_000, Victim::Connections)],
+    )
+    .await;
 }
 
 #[actix_rt::test]
 async fn interceptor_crash_loses_nothing() {
-    produce_with_crashes(20_000, &[(5_000, Victim::Interceptors), (12_000, Victim::Interceptors)]).await;
+    produce_with_crashes(
+        20_000,
+        &[
+            (5_000, Victim::Interceptors),
+            (12_000, Victim::Interceptors),
+        ],
+    )
+    .await;
 }
 
 #[actix_rt::test]
