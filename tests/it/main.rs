@@ -12,3 +12,4 @@ mod network_garbage;
 mod partitioner;
 mod produce;
 mod supervision;
+mod tansu_faults;

@@ -75,6 +75,16 @@ impl Tansu {
         Tansu { child, port, bin }
     }
 
+    /// Freezes (SIGSTOP) or resumes (SIGCONT) the broker process: requests already written
+    /// to it are neither answered nor lost, the fate of a request on a hung broker.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {sig} tansu");
+    }
+
     /// `127.0.0.1:port`.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
