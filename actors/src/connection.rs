@@ -197,12 +197,15 @@ pub struct Connection {
     /// Set while shutting down gracefully: fired when the broker closes its side.
     closing: Option<oneshot::Sender<()>>,
     terminated: bool,
+    /// Every event of this connection carries its broker id and address.
+    span: tracing::Span,
 }
 
 impl Connection {
     /// A connection to `address` (`host:port`) for broker `node_id` (negative for bootstrap
     /// entries whose id is not known yet).
     pub fn new(node_id: i32, address: String, shared: Arc<Shared>) -> Self {
+        let span = tracing::info_span!("connection", node = node_id, address = %address);
         let config = &shared.config;
         let backoff = Backoff::new(config.reconnect_backoff, config.reconnect_backoff_max);
         Connection {
@@ -226,6 +229,7 @@ impl Connection {
             connect_timer: None,
             closing: None,
             terminated: false,
+            span,
         }
     }
 
@@ -812,6 +816,7 @@ impl Actor for Connection {
 
 impl Supervised for Connection {
     fn restarting(&mut self, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
         Metrics::add(&self.shared.metrics.restarts, 1);
         if self.terminated {
             return;
@@ -835,6 +840,7 @@ impl Handler<SendBatches> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: SendBatches, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
         if self.terminated {
             for b in msg.0 {
                 b.reply.do_send(BatchCompleted {
@@ -853,6 +859,7 @@ impl Handler<Call> for Connection {
     type Result = ResponseFuture<Result<CallResponse, CallError>>;
 
     fn handle(&mut self, msg: Call, ctx: &mut Context<Self>) -> Self::Result {
+        let _span = self.span.clone().entered();
         let (tx, rx) = oneshot::channel();
         let address = self.address.clone();
         if self.terminated {
@@ -883,6 +890,7 @@ impl Handler<Shutdown> for Connection {
     /// reads every request sent before our FIN, so acks=0 records written before close are not
     /// cut off by the close itself.
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        let _span = self.span.clone().entered();
         self.terminated = true;
         let (tx, rx) = oneshot::channel();
         if self.writer.take().is_some() && self.reader.is_some() {
@@ -906,6 +914,7 @@ impl Handler<Crash> for Connection {
     type Result = ();
 
     fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
         tracing::warn!(node = self.node_id, "crashing on request (fault injection)");
         ctx.stop();
     }
@@ -915,6 +924,7 @@ impl Handler<WriteFailed> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: WriteFailed, _: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
         if msg.generation == self.generation {
             self.disconnect(format!("write failed: {}", msg.error));
         }
@@ -933,6 +943,7 @@ impl Handler<Received> for Connection {
     type Result = ();
 
     fn handle(&mut self, msg: Received, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
         if msg.generation != self.generation {
             return;
         }

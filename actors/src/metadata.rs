@@ -262,6 +262,12 @@ impl Metadata {
     }
 
     fn apply(&mut self, resp: &MetadataResponse, ctx: &mut Context<Self>) {
+        let _span = tracing::info_span!(
+            "metadata_update",
+            brokers = resp.brokers.len(),
+            topics = resp.topics.len()
+        )
+        .entered();
         let cluster = &self.shared.cluster;
         for b in &resp.brokers {
             let id = b.node_id.0;
