@@ -96,6 +96,10 @@ struct SealedBatch {
     attempts: u32,
     retry_at: Option<Instant>,
     ids: ProducerIds,
+    /// An attempt was lost with its connection: the broker may hold this batch under `ids`.
+    /// Such a batch keeps its identity across an epoch change until resolved, so a
+    /// deduplicating broker can recognise it.
+    maybe_written: bool,
 }
 
 /// How a connection answered for one batch.
@@ -252,8 +256,16 @@ impl Accumulator {
         };
         if ids != self.epoch {
             // A new producer id or epoch: sequences restart at 0, once nothing sent under the
-            // old epoch is still in flight (its answers decide what must be resent).
+            // old identity is unresolved (as the Java client does). First every answer to what
+            // is in flight; then batches that may already be written go again under their old
+            // identity, so the broker recognises them as duplicates; only then the rest is
+            // restamped.
             if !self.in_flight.is_empty() {
+                self.arm_timers(ctx);
+                return;
+            }
+            if let Some(last) = self.ready.iter().rposition(|b| b.maybe_written) {
+                self.send_ready(ctx, Some(last + 1));
                 self.arm_timers(ctx);
                 return;
             }
@@ -289,7 +301,7 @@ impl Accumulator {
         for open in sealable {
             self.seal(open);
         }
-        self.send_ready(ctx);
+        self.send_ready(ctx, None);
         self.arm_timers(ctx);
     }
 
@@ -335,6 +347,7 @@ impl Accumulator {
                     attempts: 0,
                     retry_at: None,
                     ids: stamp,
+                    maybe_written: false,
                 });
             }
             Err(e) => {
@@ -348,6 +361,7 @@ impl Accumulator {
                     attempts: 0,
                     retry_at: None,
                     ids: stamp,
+                    maybe_written: false,
                 };
                 self.complete_batch(batch, Err(ErrorKind::Protocol(Arc::new(e))));
             }
@@ -355,7 +369,9 @@ impl Accumulator {
     }
 
     /// Hands every batch that may go now to the leader's connection, in order.
-    fn send_ready(&mut self, ctx: &mut Context<Self>) {
+    /// `only`: send at most this many batches from the front (the unresolved ones during an
+    /// epoch change).
+    fn send_ready(&mut self, ctx: &mut Context<Self>, only: Option<usize>) {
         if self.ready.is_empty() {
             return;
         }
@@ -380,6 +396,7 @@ impl Accumulator {
             .config
             .max_in_flight_requests_per_connection
             .max(1);
+        let limit = only.map_or(limit, |n| n.min(limit));
         let now = Instant::now();
         let reply = ctx.address().recipient::<BatchCompleted>();
         let mut out = Vec::new();
@@ -489,7 +506,7 @@ impl Accumulator {
                 },
             );
         }
-        let mut gap = false;
+        let mut gap: Option<ProducerIds> = None;
         for (queue, stage) in [(true, "waiting to be sent"), (false, "in flight")] {
             let list = if queue {
                 &mut self.ready
@@ -499,25 +516,31 @@ impl Accumulator {
             let (dead, live): (Vec<_>, Vec<_>) = list.drain(..).partition(|b| expired(b.created));
             *list = live.into();
             for b in dead {
-                gap |= b.ids.base_sequence >= 0;
+                if b.ids.base_sequence >= 0 {
+                    gap = Some(b.ids);
+                }
                 self.complete_batch(b, Err(ErrorKind::DeliveryTimeout { timeout_ms, stage }));
             }
         }
-        if gap {
+        if let Some(ids) = gap {
             // Expired batches leave a hole in this partition's sequence: a new epoch repairs it.
-            self.request_epoch_bump();
+            self.request_epoch_bump(ids);
         }
         self.check_flush();
         let _ = ctx;
     }
 
-    fn request_epoch_bump(&self) {
-        if let Some((_, epoch)) = self.epoch {
-            if let Some(m) = self.shared.metadata.get() {
-                m.do_send(metadata::BumpEpoch {
-                    failed_epoch: epoch,
-                });
-            }
+    /// Asks for a new epoch because something sent under `ids` failed in a way that leaves a
+    /// gap or a lost producer state.
+    fn request_epoch_bump(&self, ids: ProducerIds) {
+        if ids.producer_id < 0 {
+            return;
+        }
+        if let Some(m) = self.shared.metadata.get() {
+            m.do_send(metadata::BumpEpoch {
+                producer_id: ids.producer_id,
+                failed_epoch: ids.producer_epoch,
+            });
         }
     }
 
@@ -531,6 +554,7 @@ impl Accumulator {
             attempts: 0,
             retry_at: None,
             ids: ProducerIds::NONE,
+            maybe_written: false,
         };
         self.complete_batch(batch, Err(kind));
     }
@@ -674,10 +698,32 @@ impl Accumulator {
                     .any(|o| o.id < b.id);
                 if *code == KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER && earlier_pending {
                     // An earlier batch of ours failed first; this one follows it on retry.
-                } else if self.epoch.is_some_and(|(_, e)| e == b.ids.producer_epoch) {
+                } else {
                     // The broker lost or rejects our sequence state: a new epoch restarts
-                    // sequences at 0 without reordering (KIP-360).
-                    self.request_epoch_bump();
+                    // sequences at 0 without reordering (KIP-360). A failure under an identity
+                    // already replaced is ignored by the metadata actor.
+                    self.request_epoch_bump(b.ids);
+                }
+                let current = self.current_stamp_identity();
+                let replaced = (b.ids.producer_id, b.ids.producer_epoch)
+                    != (current.producer_id, current.producer_epoch);
+                if b.maybe_written && replaced {
+                    if *code == KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER {
+                        // The broker's sequence is below this batch's: the lost attempt was not
+                        // written, so the batch may take the new identity.
+                        b.maybe_written = false;
+                    } else {
+                        // The old identity is gone (fenced or forgotten): whether the lost
+                        // attempt was written cannot be learnt. Say so rather than risk writing
+                        // it twice.
+                        let kind = ErrorKind::Idempotence(Arc::from(format!(
+                            "outcome unknown: an attempt was lost with its connection and the \
+                             producer identity changed before it could be resolved ({code})"
+                        )));
+                        self.complete_batch(b, Err(kind));
+                        self.after_change(ctx);
+                        return;
+                    }
                 }
                 Some((code.to_string(), false))
             }
@@ -702,7 +748,7 @@ impl Accumulator {
                         },
                     };
                     if idempotent {
-                        self.request_epoch_bump();
+                        self.request_epoch_bump(b.ids);
                     }
                     self.complete_batch(b, Err(kind));
                 } else {
@@ -721,6 +767,7 @@ impl Accumulator {
                     if matches!(result, BatchResult::Lost(_)) {
                         let m = &self.shared.metrics.record_resend_unknown_total;
                         Metrics::add(m, b.records.len() as u64);
+                        b.maybe_written = idempotent;
                     }
                     tracing::debug!(topic = %self.topic, partition = self.partition, batch = b.id, attempt = b.attempts, reason = %why, "retrying batch");
                     if refresh {
@@ -742,13 +789,26 @@ impl Accumulator {
                 };
                 tracing::warn!(topic = %self.topic, partition = self.partition, %code, message = message.as_deref().unwrap_or(""), "batch failed");
                 if idempotent {
-                    self.request_epoch_bump();
+                    self.request_epoch_bump(b.ids);
                 }
                 let kind = self.broker_error(*code);
                 self.complete_batch(b, Err(kind));
             }
         }
         self.after_change(ctx);
+    }
+
+    /// The producer id and epoch new batches would be stamped with now, as `ProducerIds`
+    /// with the batch's own sequence ignored (compared on id and epoch only).
+    fn current_stamp_identity(&self) -> ProducerIds {
+        match self.producer_ids() {
+            Ok(Some((producer_id, producer_epoch))) => ProducerIds {
+                producer_id,
+                producer_epoch,
+                base_sequence: -1,
+            },
+            _ => ProducerIds::NONE,
+        }
     }
 
     fn broker_error(&self, code: KafkaCode) -> ErrorKind {

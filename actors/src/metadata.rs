@@ -109,7 +109,10 @@ pub struct Subscribe(pub Recipient<ClusterChanged>);
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct BumpEpoch {
-    /// The epoch the caller saw fail; a bump already past it is not repeated.
+    /// The producer id the caller saw fail.
+    pub producer_id: i64,
+    /// The epoch the caller saw fail. A failure under an identity the producer has already
+    /// replaced (another id, or an older epoch) bumps nothing.
     pub failed_epoch: i16,
 }
 
@@ -554,7 +557,9 @@ impl Handler<BumpEpoch> for Metadata {
             .map(|s| s.clone())
             .unwrap_or_default();
         if let ProducerIdState::Ready { producer_id, epoch } = current {
-            if epoch == msg.failed_epoch && !self.init_pid_in_flight {
+            if (producer_id, epoch) == (msg.producer_id, msg.failed_epoch)
+                && !self.init_pid_in_flight
+            {
                 tracing::warn!(producer_id, epoch, "bumping producer epoch");
                 self.request_producer_id(producer_id, epoch, ctx);
             }

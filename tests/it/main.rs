@@ -4,10 +4,12 @@
 
 mod support;
 
+mod availability;
 mod batch_fixtures;
 mod behaviour;
 mod examples;
 mod faults;
+mod idempotence;
 mod network_garbage;
 mod partitioner;
 mod produce;

@@ -33,7 +33,9 @@ use kafka_protocol::messages::produce_request::ProduceRequest;
 use kafka_protocol::messages::produce_response::{
     PartitionProduceResponse, ProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ApiKey, BrokerId, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, InitProducerIdResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -373,28 +375,52 @@ pub fn metadata_response(
     port: u16,
     topics: &[(&str, i32)],
 ) -> Bytes {
+    let topics: Vec<(&str, Vec<i32>)> = topics
+        .iter()
+        .map(|&(name, partitions)| (name, vec![node_id; partitions.max(0) as usize]))
+        .collect();
+    metadata_response_with_leaders(version, &[(node_id, host, port)], &topics)
+}
+
+/// A Metadata response body naming `brokers` (`(node id, host, port)`; the first is the
+/// controller) and, for each of `topics`, the leader of each partition (`leaders[p]`, also
+/// its only replica).
+pub fn metadata_response_with_leaders(
+    version: i16,
+    brokers: &[(i32, &str, u16)],
+    topics: &[(&str, Vec<i32>)],
+) -> Bytes {
     let response = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node_id))
-            .with_host(StrBytes::from_string(host.to_owned()))
-            .with_port(port.into())])
+        .with_brokers(
+            brokers
+                .iter()
+                .map(|&(node_id, host, port)| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(node_id))
+                        .with_host(StrBytes::from_string(host.to_owned()))
+                        .with_port(port.into())
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(StrBytes::from_static_str("herald-fake-broker")))
-        .with_controller_id(BrokerId(node_id))
+        .with_controller_id(BrokerId(brokers.first().map_or(-1, |b| b.0)))
         .with_topics(
             topics
                 .iter()
-                .map(|&(name, partitions)| {
+                .map(|(name, leaders)| {
                     MetadataResponseTopic::default()
-                        .with_name(Some(TopicName(StrBytes::from_string(name.to_owned()))))
+                        .with_name(Some(TopicName(StrBytes::from_string((*name).to_owned()))))
                         .with_partitions(
-                            (0..partitions)
-                                .map(|p| {
+                            leaders
+                                .iter()
+                                .enumerate()
+                                .map(|(p, &leader)| {
                                     MetadataResponsePartition::default()
-                                        .with_partition_index(p)
-                                        .with_leader_id(BrokerId(node_id))
+                                        .with_partition_index(p as i32)
+                                        .with_leader_id(BrokerId(leader))
                                         .with_leader_epoch(0)
-                                        .with_replica_nodes(vec![BrokerId(node_id)])
-                                        .with_isr_nodes(vec![BrokerId(node_id)])
+                                        .with_replica_nodes(vec![BrokerId(leader)])
+                                        .with_isr_nodes(vec![BrokerId(leader)])
                                 })
                                 .collect(),
                         )
@@ -437,6 +463,71 @@ pub fn produce_response_with_errors(version: i16, partitions: &[(&str, i32, i64,
         );
     }
     encode(&ProduceResponse::default().with_responses(topics), version)
+}
+
+/// An InitProducerId response body: `error_code` (0 for none), and the producer id and epoch
+/// handed out (`-1`/`-1` with an error, as a broker answers).
+pub fn init_producer_id_response(
+    version: i16,
+    error_code: i16,
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Bytes {
+    let (producer_id, producer_epoch) = if error_code == 0 {
+        (producer_id, producer_epoch)
+    } else {
+        (-1, -1)
+    };
+    let response = InitProducerIdResponse::default()
+        .with_error_code(error_code)
+        .with_producer_id(ProducerId(producer_id))
+        .with_producer_epoch(producer_epoch);
+    encode(&response, version)
+}
+
+/// The record batches of one partition of a Produce request.
+#[derive(Debug, Clone)]
+pub struct ProducedPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The batches, decoded one by one with `herald::batch::decode::decode_batch`; `Err` when
+    /// the records do not decode (what a broker refuses with CORRUPT_MESSAGE).
+    pub batches: Result<Vec<herald::batch::decode::DecodedBatch>, String>,
+}
+
+/// Decodes every partition's record batches of a Produce request (`ctx` must be one).
+pub fn produce_request_batches(ctx: &RequestContext) -> Vec<ProducedPartition> {
+    let request: ProduceRequest = ctx.decode();
+    let mut out = Vec::new();
+    for topic in &request.topic_data {
+        for partition in &topic.partition_data {
+            let records = partition.records.clone().unwrap_or_default();
+            let mut rest: &[u8] = &records;
+            let mut batches = Ok(Vec::new());
+            while !rest.is_empty() {
+                match herald::batch::decode::decode_batch(rest) {
+                    Ok((batch, used)) => {
+                        if let Ok(b) = batches.as_mut() {
+                            b.push(batch);
+                        }
+                        rest = &rest[used..];
+                    }
+                    Err(e) => {
+                        batches = Err(e.to_string());
+                        break;
+                    }
+                }
+            }
+            out.push(ProducedPartition {
+                topic: topic.name.to_string(),
+                partition: partition.index,
+                batches,
+            });
+        }
+    }
+    out
 }
 
 /// A handler that behaves like a healthy single broker (node id 1) hosting `topics`:

@@ -1,0 +1,350 @@
+//! Availability: one bad broker must not hold back the partitions the others lead, and a
+//! broker that comes back is used again. librdkafka's mock cluster (3 brokers), a topic with 6
+//! partitions and replication factor 1, so that each broker leads some partitions and a stuck
+//! leader cannot be replaced.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use herald::ErrorKind;
+use herald_actors::{Delivered, Outcome, Produce, Producer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use crate::support::mock::Mock;
+use crate::support::{init_tracing, unique_topic};
+
+const BROKERS: i32 = 3;
+const PARTITIONS: i32 = 6;
+/// Records sent to each partition in a burst.
+const PER_PARTITION: u64 = 20;
+
+/// The leader of each partition of `topic`, as the cluster's metadata says (asked with
+/// librdkafka, on a blocking thread).
+async fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
+    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("metadata client");
+        let md = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(10))
+            .expect("fetch metadata");
+        let t = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .expect("topic in metadata");
+        let mut out = vec![-1; PARTITIONS as usize];
+        for p in t.partitions() {
+            out[p.id() as usize] = p.leader();
+        }
+        out
+    })
+    .await
+    .expect("metadata thread")
+}
+
+/// Collects `Delivered` outcomes by tag, with their arrival time.
+struct Collector(Arc<Mutex<Vec<(u64, Outcome, Instant)>>>);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+
+impl Handler<Delivered> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((d.tag, d.outcome, Instant::now()));
+    }
+}
+
+/// A producer with an outcome collector.
+struct Client {
+    producer: Producer,
+    outcomes: Arc<Mutex<Vec<(u64, Outcome, Instant)>>>,
+    inbox: Recipient<Delivered>,
+    topic: String,
+}
+
+impl Client {
+    fn start(mock: &Mock, topic: &str, extra: &[(&'static str, &'static str)]) -> Client {
+        let bootstrap = mock.bootstrap();
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("bootstrap.servers", bootstrap.as_str()),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("retry.backoff.ms", "50"),
+            ("retry.backoff.max.ms", "200"),
+            ("reconnect.backoff.ms", "50"),
+            ("reconnect.backoff.max.ms", "200"),
+        ];
+        for &(k, v) in extra {
+            match pairs.iter_mut().find(|(pk, _)| *pk == k) {
+                Some(p) => p.1 = v,
+                None => pairs.push((k, v)),
+            }
+        }
+        let producer = Producer::from_pairs(pairs).expect("valid config");
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let inbox = Collector(outcomes.clone()).start().recipient();
+        Client {
+            producer,
+            outcomes,
+            inbox,
+            topic: topic.to_string(),
+        }
+    }
+
+    /// One record to each partition, each acknowledged (connections and metadata are warm).
+    async fn probe_all(&self) {
+        for p in 0..PARTITIONS {
+            let md = self
+                .producer
+                .send(Produce::new(self.topic.clone()).value("probe").partition(p))
+                .await
+                .unwrap_or_else(|e| panic!("probe of partition {p} failed: {e}"));
+            assert_eq!(md.partition, p);
+        }
+    }
+
+    /// Sends record `tag` to partition `tag / 1000` without waiting.
+    fn send(&self, tag: u64) {
+        self.producer.router().do_send(
+            Produce::new(self.topic.clone())
+                .value(format!("record-{tag}"))
+                .partition((tag / 1000) as i32)
+                .tag(tag)
+                .reply_to(self.inbox.clone()),
+        );
+    }
+
+    /// Waits until `n` outcomes arrived (panics after `within`); returns them by tag.
+    async fn wait_for(&self, n: usize, within: Duration) -> BTreeMap<u64, (Outcome, Instant)> {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.outcomes.lock().unwrap().len();
+            if got >= n {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{got} of {n} outcomes after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut out = BTreeMap::new();
+        for (tag, o, at) in self.outcomes.lock().unwrap().drain(..) {
+            assert!(
+                out.insert(tag, (o, at)).is_none(),
+                "record {tag} answered twice"
+            );
+        }
+        out
+    }
+}
+
+/// A leader that stops answering (30 s round trip) holds back only its own partitions: with
+/// request.timeout.ms=1000 and delivery.timeout.ms=3000, every record for the other brokers'
+/// partitions is acknowledged before the first record of the stuck broker's partitions fails,
+/// and those fail with a delivery timeout that names the stage the batch was in.
+#[actix_rt::test]
+async fn stuck_broker_holds_back_only_its_partitions() {
+    init_tracing();
+    let mock = Mock::start(BROKERS);
+    let topic = unique_topic("availability-stuck");
+    mock.create_topic(&topic, PARTITIONS, 1);
+    let leaders = leaders(&mock.bootstrap(), &topic).await;
+    let client = Client::start(
+        &mock,
+        &topic,
+        &[
+            ("request.timeout.ms", "1000"),
+            ("delivery.timeout.ms", "3000"),
+        ],
+    );
+    client.probe_all().await;
+
+    let stuck_broker = leaders[0];
+    let stuck: Vec<i32> = (0..PARTITIONS)
+        .filter(|&p| leaders[p as usize] == stuck_broker)
+        .collect();
+    let healthy: Vec<i32> = (0..PARTITIONS)
+        .filter(|&p| leaders[p as usize] != stuck_broker)
+        .collect();
+    assert!(
+        !healthy.is_empty(),
+        "leaders are spread over the brokers: {leaders:?}"
+    );
+    mock.cluster
+        .broker_round_trip_time(stuck_broker, Duration::from_secs(30))
+        .unwrap();
+
+    let sent_at = Instant::now();
+    // Interleaved, so that records for healthy partitions come after stuck ones too.
+    for i in 0..PER_PARTITION {
+        for p in 0..PARTITIONS {
+            client.send(p as u64 * 1000 + i);
+        }
+    }
+    // A second wave for the healthy partitions only, while the stuck broker's connection is
+    // timing out (request.timeout.ms) and being rebuilt, and metadata is being refreshed.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..PER_PARTITION {
+        for &p in &healthy {
+            client.send(p as u64 * 1000 + 500 + i);
+        }
+    }
+    let total = (PER_PARTITION * (PARTITIONS as usize + healthy.len()) as u64) as usize;
+    let outcomes = client.wait_for(total, Duration::from_secs(20)).await;
+    mock.cluster
+        .broker_round_trip_time(stuck_broker, Duration::ZERO)
+        .unwrap();
+
+    let mut stages = std::collections::BTreeSet::new();
+    let mut last_healthy_ack: Option<Instant> = None;
+    let mut first_stuck_failure: Option<Instant> = None;
+    for (&tag, (outcome, at)) in &outcomes {
+        let p = (tag / 1000) as i32;
+        if healthy.contains(&p) {
+            let md = outcome
+                .as_ref()
+                .unwrap_or_else(|e| panic!("record {tag} (healthy partition {p}) failed: {e}"));
+            assert_eq!(md.partition, p);
+            last_healthy_ack = Some(last_healthy_ack.map_or(*at, |l| l.max(*at)));
+        } else {
+            let e = match outcome {
+                Ok(md) => panic!("record {tag} (partition {p} of stuck broker {stuck_broker}) acknowledged: {md:?}"),
+                Err(e) => e,
+            };
+            match e.kind() {
+                ErrorKind::DeliveryTimeout { timeout_ms, stage } => {
+                    assert_eq!(*timeout_ms, 3000);
+                    assert!(!stage.is_empty());
+                    stages.insert(*stage);
+                    assert!(
+                        e.to_string().contains(stage),
+                        "the error names the stage: {e}"
+                    );
+                }
+                other => panic!("record {tag}: expected a delivery timeout, got {other:?}"),
+            }
+            first_stuck_failure = Some(first_stuck_failure.map_or(*at, |f| f.min(*at)));
+        }
+    }
+    let (last_healthy_ack, first_stuck_failure) = (
+        last_healthy_ack.expect("healthy outcomes"),
+        first_stuck_failure.expect("stuck outcomes"),
+    );
+    println!(
+        "leaders {leaders:?}; broker {stuck_broker} stuck; last healthy ack after {:?}, first stuck failure after {:?} ({stages:?})",
+        last_healthy_ack.duration_since(sent_at),
+        first_stuck_failure.duration_since(sent_at),
+    );
+    assert!(
+        last_healthy_ack < first_stuck_failure,
+        "every healthy partition's record ({healthy:?}) was acknowledged before the first record of the stuck broker's partitions ({stuck:?}) failed; the last ack came {:?} after that failure",
+        last_healthy_ack.duration_since(first_stuck_failure)
+    );
+    assert!(client.producer.close(Duration::from_secs(5)).await);
+}
+
+/// A broker that goes down and comes back is used again: a record sent while it is down waits
+/// (its partition has no other replica) and records sent after it is up are acknowledged on
+/// its partitions, over a new connection.
+#[actix_rt::test]
+async fn broker_back_up_is_used_again() {
+    init_tracing();
+    let mock = Mock::start(BROKERS);
+    let topic = unique_topic("availability-down-up");
+    mock.create_topic(&topic, PARTITIONS, 1);
+    let leaders = leaders(&mock.bootstrap(), &topic).await;
+    let client = Client::start(
+        &mock,
+        &topic,
+        &[
+            ("request.timeout.ms", "2000"),
+            ("delivery.timeout.ms", "30000"),
+        ],
+    );
+    client.probe_all().await;
+
+    let broker = leaders[0];
+    let its: Vec<i32> = (0..PARTITIONS)
+        .filter(|&p| leaders[p as usize] == broker)
+        .collect();
+    mock.cluster.broker_down(broker).unwrap();
+    // While it is down: records for its partitions wait, the others' go through.
+    for &p in &its {
+        client.send(p as u64 * 1000);
+    }
+    let others: Vec<i32> = (0..PARTITIONS).filter(|p| !its.contains(p)).collect();
+    for &p in &others {
+        client.send(p as u64 * 1000);
+    }
+    let during = client.wait_for(others.len(), Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let late: Vec<u64> = client
+        .outcomes
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(t, _, _)| *t)
+        .collect();
+    for (&tag, (o, _)) in &during {
+        let p = (tag / 1000) as i32;
+        assert!(
+            others.contains(&p),
+            "record {tag} of down broker {broker} has an outcome while it is down: {o:?}"
+        );
+        o.as_ref()
+            .unwrap_or_else(|e| panic!("record {tag} (partition {p}) failed: {e}"));
+    }
+    assert!(
+        late.is_empty(),
+        "records of the down broker's partitions answered while it is down: {late:?}"
+    );
+    let connections_before = client.producer.metrics().await.connection_creation_total;
+
+    mock.cluster.broker_up(broker).unwrap();
+    // The record sent while it was down is delivered now, and new ones too.
+    for &p in &its {
+        for i in 1..=PER_PARTITION {
+            client.send(p as u64 * 1000 + i);
+        }
+    }
+    let n = its.len() * (1 + PER_PARTITION as usize);
+    let after = client.wait_for(n, Duration::from_secs(20)).await;
+    for (&tag, (o, _)) in &after {
+        let p = (tag / 1000) as i32;
+        assert!(its.contains(&p));
+        let md = o
+            .as_ref()
+            .unwrap_or_else(|e| panic!("record {tag} (partition {p}, broker back up) failed: {e}"));
+        assert_eq!(md.partition, p);
+        assert!(md.offset >= 1, "after the probe at offset 0: {md:?}");
+    }
+    // Offsets per partition follow send order.
+    for &p in &its {
+        let offsets: Vec<i64> = (0..=PER_PARTITION)
+            .map(|i| after[&(p as u64 * 1000 + i)].0.as_ref().unwrap().offset)
+            .collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "partition {p}: offsets in send order: {offsets:?}"
+        );
+    }
+    let m = client.producer.metrics().await;
+    assert!(
+        m.connection_creation_total > connections_before,
+        "a new connection to the broker that came back: {m:?}"
+    );
+    assert!(client.producer.close(Duration::from_secs(5)).await);
+}

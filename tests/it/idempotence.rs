@@ -1,0 +1,1119 @@
+//! The idempotent producer against a broker that enforces sequences as Kafka does.
+//!
+//! librdkafka's mock cluster checks sequence numbers only for transactional producers, so
+//! these tests use our scripted fake broker (`support/fake_broker.rs`) with a small model of a
+//! Kafka partition leader's producer state ([`Broker`]):
+//!
+//! - InitProducerId with `-1`/`-1` hands out a new producer id (first [`FIRST_PID`] at epoch
+//!   [`FIRST_EPOCH`], then [`SECOND_PID`] at epoch 0); with a producer id and its current epoch
+//!   it bumps the epoch (KIP-360), unless the case makes it refuse bumps with
+//!   INVALID_PRODUCER_ID_MAPPING.
+//! - Produce: each partition's batch (decoded with `herald::batch::decode::decode_batch`) is
+//!   checked as Kafka's `ProducerAppendInfo` does: an unknown producer must start at sequence
+//!   0 (else UNKNOWN_PRODUCER_ID), an older epoch is fenced (INVALID_PRODUCER_EPOCH), a newer
+//!   epoch must start at sequence 0, within an epoch a batch must follow the last one
+//!   (else OUT_OF_ORDER_SEQUENCE_NUMBER) unless it repeats one of the last five, which is a
+//!   duplicate: answered with the offset it was written at and not written again.
+//! - A case injects one fault for one batch ([`Inject`]), chosen by partition, position and
+//!   attempt ([`BatchView`]); everything else follows from the model. Requests on a connection
+//!   are handled in order, as a broker does, and a fault can hold its answer back so that the
+//!   batches sent after it are in flight behind it.
+//!
+//! Every test checks the same end state ([`Run::assert_exactly_once_in_order`]): every record
+//! has exactly one outcome, a success; each partition's log holds every record once, in send
+//! order; each success names the offset where the log holds that record; whatever was written
+//! under one producer id and epoch carries sequences 0, n0, n0+n1, ...; and a batch sent again
+//! under the same sequence carries the same records.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use herald_actors::{Delivered, MetricsSnapshot, Outcome, Produce, Producer};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest};
+
+use crate::support::fake_broker::{self, Action, FakeBroker, RequestContext};
+use crate::support::init_tracing;
+
+const TOPIC: &str = "idempotence";
+const PARTITIONS: i32 = 2;
+/// The producer id the broker hands out first, and its epoch.
+const FIRST_PID: i64 = 4242;
+const FIRST_EPOCH: i16 = 3;
+/// The producer id handed out second (epoch 0).
+const SECOND_PID: i64 = 5353;
+/// How long a faulty batch's answer is held, so that the batches after it are in flight.
+const HOLD: Duration = Duration::from_millis(150);
+/// After the last expected outcome, how long to keep counting for a second answer.
+const SETTLE: Duration = Duration::from_millis(300);
+
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+const UNKNOWN_PRODUCER_ID: i16 = 59;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
+const INVALID_RECORD: i16 = 87;
+
+// ---------------------------------------------------------------------------------------------
+// The broker model.
+
+/// What a fault hook sees of a batch before the broker handles it.
+#[derive(Debug, Clone, Copy)]
+struct BatchView {
+    partition: i32,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    /// Position among all batches of this partition the broker received, from 0.
+    nth: usize,
+    /// How often this partition received this producer id, epoch and sequence before.
+    attempt: usize,
+}
+
+/// A fault for one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Inject {
+    /// Answer this error code without writing the batch (sequence state unchanged).
+    Refuse(i16),
+    /// Forget this producer's state on this partition first (as after retention removed
+    /// it), then handle the batch as usual.
+    ForgetProducer,
+    /// Write the batch, but answer DUPLICATE_SEQUENCE_NUMBER (as an older broker that found it
+    /// already written).
+    WriteAnswerDuplicate,
+    /// Write the batch, then close the connection without answering (the answer is lost).
+    WriteThenClose,
+    /// As `Refuse`, but hold the answer three times longer.
+    RefuseLate(i16),
+}
+
+type Hook = Box<dyn FnMut(&BatchView) -> Option<Inject> + Send>;
+
+/// One batch as the broker received it, and what it answered.
+#[derive(Debug, Clone)]
+struct BatchSeen {
+    partition: i32,
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    tags: Vec<u64>,
+    /// 0 when written (or a duplicate answered with its offset), else the error code.
+    answer: i16,
+    /// Whether this copy was appended to the log.
+    written: bool,
+    /// The offset answered (-1 with an error).
+    base_offset: i64,
+}
+
+/// One InitProducerId request and the answer `(error, producer id, epoch)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InitSeen {
+    producer_id: i64,
+    epoch: i16,
+    answer: (i16, i64, i16),
+}
+
+/// A partition leader's state for one producer id.
+#[derive(Debug, Clone)]
+struct ProducerState {
+    epoch: i16,
+    last_sequence: i32,
+    /// `(first sequence, last sequence, base offset)` of the last five batches written.
+    recent: VecDeque<(i32, i32, i64)>,
+}
+
+enum Check {
+    Append,
+    Duplicate(i64),
+    Refuse(i16),
+}
+
+struct BrokerState {
+    hook: Hook,
+    refuse_bumps: bool,
+    /// Producer ids still to hand out, with their first epoch.
+    fresh_ids: VecDeque<(i64, i16)>,
+    /// The coordinator's current epoch per producer id.
+    epochs: HashMap<i64, i16>,
+    producers: HashMap<(i64, i32), ProducerState>,
+    /// Per partition, the tag of the record at each offset.
+    log: BTreeMap<i32, Vec<u64>>,
+    batches: Vec<BatchSeen>,
+    inits: Vec<InitSeen>,
+    /// Things a Kafka broker would refuse outright (e.g. two batches of a partition in one
+    /// request); a test fails when this is not empty.
+    violations: Vec<String>,
+}
+
+impl BrokerState {
+    fn check(&self, partition: i32, b: &BatchView, last: i32) -> Check {
+        let Some(s) = self.producers.get(&(b.producer_id, partition)) else {
+            return if b.base_sequence == 0 {
+                Check::Append
+            } else {
+                Check::Refuse(UNKNOWN_PRODUCER_ID)
+            };
+        };
+        if b.epoch < s.epoch {
+            return Check::Refuse(INVALID_PRODUCER_EPOCH);
+        }
+        if b.epoch > s.epoch {
+            return if b.base_sequence == 0 {
+                Check::Append
+            } else {
+                Check::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)
+            };
+        }
+        if let Some(&(_, _, offset)) = s
+            .recent
+            .iter()
+            .find(|(first, l, _)| *first == b.base_sequence && *l == last)
+        {
+            return Check::Duplicate(offset);
+        }
+        if b.base_sequence != s.last_sequence.wrapping_add(1) {
+            return Check::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER);
+        }
+        Check::Append
+    }
+
+    /// Appends the batch; returns its base offset.
+    fn append(&mut self, partition: i32, b: &BatchView, last: i32, tags: &[u64]) -> i64 {
+        let log = self.log.entry(partition).or_default();
+        let base_offset = log.len() as i64;
+        log.extend_from_slice(tags);
+        let s = self
+            .producers
+            .entry((b.producer_id, partition))
+            .or_insert(ProducerState {
+                epoch: b.epoch,
+                last_sequence: -1,
+                recent: VecDeque::new(),
+            });
+        if s.epoch != b.epoch {
+            s.epoch = b.epoch;
+            s.recent.clear();
+        }
+        s.last_sequence = last;
+        s.recent.push_back((b.base_sequence, last, base_offset));
+        if s.recent.len() > 5 {
+            s.recent.pop_front();
+        }
+        base_offset
+    }
+
+    fn init_producer_id(&mut self, ctx: &RequestContext) -> Vec<Action> {
+        let request: InitProducerIdRequest = ctx.decode();
+        let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
+        let answer = if pid < 0 {
+            // Past the ids a case chose: 9000, 9001, ... at epoch 0.
+            let (new, e) = self
+                .fresh_ids
+                .pop_front()
+                .unwrap_or((9000 + self.inits.len() as i64, 0));
+            self.epochs.insert(new, e);
+            (0, new, e)
+        } else if self.refuse_bumps {
+            (INVALID_PRODUCER_ID_MAPPING, -1, -1)
+        } else {
+            match self.epochs.get_mut(&pid) {
+                Some(current) if *current == epoch => {
+                    *current += 1;
+                    (0, pid, *current)
+                }
+                Some(_) => (INVALID_PRODUCER_EPOCH, -1, -1),
+                None => (INVALID_PRODUCER_ID_MAPPING, -1, -1),
+            }
+        };
+        self.inits.push(InitSeen {
+            producer_id: pid,
+            epoch,
+            answer,
+        });
+        vec![Action::Respond(fake_broker::init_producer_id_response(
+            ctx.api_version,
+            answer.0,
+            answer.1,
+            answer.2,
+        ))]
+    }
+
+    fn produce(&mut self, ctx: &RequestContext) -> Vec<Action> {
+        let mut acks: Vec<(i32, i64, i16)> = Vec::new();
+        let mut hold = Duration::ZERO;
+        let mut close = false;
+        for part in fake_broker::produce_request_batches(ctx) {
+            let p = part.partition;
+            let batches = match part.batches {
+                Ok(b) if b.len() == 1 && part.topic == TOPIC => b,
+                other => {
+                    self.violations.push(format!(
+                        "{}-{p}: not exactly one decodable batch: {other:?}",
+                        part.topic
+                    ));
+                    acks.push((p, -1, INVALID_RECORD));
+                    continue;
+                }
+            };
+            let batch = &batches[0];
+            let tags: Vec<u64> = batch
+                .records
+                .iter()
+                .map(|r| tag_of(r.value.as_deref().unwrap_or_default()))
+                .collect();
+            let last = batch
+                .base_sequence
+                .wrapping_add(tags.len() as i32)
+                .wrapping_sub(1);
+            let view = BatchView {
+                partition: p,
+                producer_id: batch.producer_id,
+                epoch: batch.producer_epoch,
+                base_sequence: batch.base_sequence,
+                nth: self.batches.iter().filter(|s| s.partition == p).count(),
+                attempt: self
+                    .batches
+                    .iter()
+                    .filter(|s| {
+                        s.partition == p
+                            && s.producer_id == batch.producer_id
+                            && s.epoch == batch.producer_epoch
+                            && s.base_sequence == batch.base_sequence
+                    })
+                    .count(),
+            };
+            let inject = (self.hook)(&view);
+            hold = hold.max(match inject {
+                None => Duration::ZERO,
+                Some(Inject::RefuseLate(_)) => HOLD * 3,
+                Some(_) => HOLD,
+            });
+            if inject == Some(Inject::ForgetProducer) {
+                self.producers.remove(&(view.producer_id, p));
+            }
+            let (answer, written, base_offset) = match inject {
+                Some(Inject::Refuse(code) | Inject::RefuseLate(code)) => (code, false, -1),
+                Some(Inject::WriteAnswerDuplicate) => {
+                    self.append(p, &view, last, &tags);
+                    (DUPLICATE_SEQUENCE_NUMBER, true, -1)
+                }
+                Some(Inject::WriteThenClose) => {
+                    close = true;
+                    let offset = self.append(p, &view, last, &tags);
+                    (0, true, offset)
+                }
+                Some(Inject::ForgetProducer) | None => match self.check(p, &view, last) {
+                    Check::Append => (0, true, self.append(p, &view, last, &tags)),
+                    Check::Duplicate(offset) => (0, false, offset),
+                    Check::Refuse(code) => (code, false, -1),
+                },
+            };
+            self.batches.push(BatchSeen {
+                partition: p,
+                producer_id: view.producer_id,
+                epoch: view.epoch,
+                base_sequence: view.base_sequence,
+                tags,
+                answer,
+                written,
+                base_offset,
+            });
+            acks.push((p, base_offset, answer));
+        }
+        let mut actions = Vec::new();
+        if hold > Duration::ZERO {
+            actions.push(Action::Delay(hold));
+        }
+        if close {
+            actions.push(Action::Close);
+            return actions;
+        }
+        let acks: Vec<(&str, i32, i64, i16)> =
+            acks.iter().map(|&(p, o, e)| (TOPIC, p, o, e)).collect();
+        actions.push(Action::Respond(fake_broker::produce_response_with_errors(
+            ctx.api_version,
+            &acks,
+        )));
+        actions
+    }
+}
+
+/// The fake broker(s) running the model: node ids 1, 2, ...; partition `p` is led by node
+/// `p % brokers + 1`.
+struct Broker {
+    fakes: Vec<FakeBroker>,
+    state: Arc<Mutex<BrokerState>>,
+}
+
+impl Broker {
+    /// One broker whose faults come from `hook`; `refuse_bumps` makes InitProducerId with a
+    /// producer id fail with INVALID_PRODUCER_ID_MAPPING.
+    fn start(
+        refuse_bumps: bool,
+        hook: impl FnMut(&BatchView) -> Option<Inject> + Send + 'static,
+    ) -> Broker {
+        Broker::start_cluster(1, refuse_bumps, hook)
+    }
+
+    /// `brokers` brokers sharing one model (the partitions' states are independent anyway).
+    fn start_cluster(
+        brokers: usize,
+        refuse_bumps: bool,
+        hook: impl FnMut(&BatchView) -> Option<Inject> + Send + 'static,
+    ) -> Broker {
+        let state = Arc::new(Mutex::new(BrokerState {
+            hook: Box::new(hook),
+            refuse_bumps,
+            fresh_ids: VecDeque::from([(FIRST_PID, FIRST_EPOCH), (SECOND_PID, 0)]),
+            epochs: HashMap::new(),
+            producers: HashMap::new(),
+            log: BTreeMap::new(),
+            batches: Vec::new(),
+            inits: Vec::new(),
+            violations: Vec::new(),
+        }));
+        let addresses: Arc<OnceLock<Vec<SocketAddr>>> = Arc::new(OnceLock::new());
+        let fakes: Vec<FakeBroker> = (0..brokers)
+            .map(|_| {
+                let st = state.clone();
+                let addresses = addresses.clone();
+                FakeBroker::start(move |ctx| match ctx.api() {
+                    Some(ApiKey::ApiVersions) => vec![Action::Respond(
+                        fake_broker::api_versions_response(ctx.api_version),
+                    )],
+                    Some(ApiKey::Metadata) => {
+                        let addrs = addresses.get().expect("addresses are set");
+                        let hosts: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+                        let nodes: Vec<(i32, &str, u16)> = addrs
+                            .iter()
+                            .zip(&hosts)
+                            .enumerate()
+                            .map(|(i, (a, h))| (i as i32 + 1, h.as_str(), a.port()))
+                            .collect();
+                        let leaders: Vec<i32> = (0..PARTITIONS)
+                            .map(|p| p % addrs.len() as i32 + 1)
+                            .collect();
+                        vec![Action::Respond(
+                            fake_broker::metadata_response_with_leaders(
+                                ctx.api_version,
+                                &nodes,
+                                &[(TOPIC, leaders)],
+                            ),
+                        )]
+                    }
+                    Some(ApiKey::InitProducerId) => st.lock().unwrap().init_producer_id(ctx),
+                    Some(ApiKey::Produce) => st.lock().unwrap().produce(ctx),
+                    _ => vec![Action::Close],
+                })
+            })
+            .collect();
+        let _ = addresses.set(fakes.iter().map(|f| f.addr).collect());
+        Broker { fakes, state }
+    }
+
+    fn batches(&self) -> Vec<BatchSeen> {
+        self.state.lock().unwrap().batches.clone()
+    }
+
+    fn inits(&self) -> Vec<InitSeen> {
+        self.state.lock().unwrap().inits.clone()
+    }
+
+    /// The batches of `partition` the broker received, in arrival order.
+    fn partition_batches(&self, partition: i32) -> Vec<BatchSeen> {
+        self.batches()
+            .into_iter()
+            .filter(|b| b.partition == partition)
+            .collect()
+    }
+
+    /// The answers the broker gave with this error code.
+    fn answered(&self, code: i16) -> Vec<BatchSeen> {
+        self.batches()
+            .into_iter()
+            .filter(|b| b.answer == code)
+            .collect()
+    }
+}
+
+fn value_of(tag: u64) -> String {
+    // Padded so that a small batch.size holds only a few records.
+    format!("record-{tag:06}-{}", "x".repeat(40))
+}
+
+fn tag_of(value: &[u8]) -> u64 {
+    let s = std::str::from_utf8(value).expect("utf-8 value");
+    s.strip_prefix("record-")
+        .and_then(|s| s.get(..6))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a test record: {s:?}"))
+}
+
+fn partition_of(tag: u64) -> i32 {
+    (tag % PARTITIONS as u64) as i32
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client side.
+
+/// Collects `Delivered` outcomes by tag.
+struct Collector(Arc<Mutex<Vec<(u64, Outcome)>>>);
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+
+impl Handler<Delivered> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
+        self.0.lock().unwrap().push((d.tag, d.outcome));
+    }
+}
+
+struct Client {
+    producer: Producer,
+    outcomes: Arc<Mutex<Vec<(u64, Outcome)>>>,
+    inbox: Recipient<Delivered>,
+    sent: u64,
+}
+
+/// What a run ended with.
+struct Run {
+    outcomes: BTreeMap<u64, Vec<Outcome>>,
+    metrics: MetricsSnapshot,
+    sent: u64,
+}
+
+impl Client {
+    /// An idempotent producer (acks=all) on `broker`, with `extra` overriding the defaults.
+    fn start(broker: &Broker, extra: &[(&'static str, &'static str)]) -> Client {
+        init_tracing();
+        let bootstrap = broker.fakes[0].bootstrap();
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("bootstrap.servers", bootstrap.as_str()),
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("max.in.flight.requests.per.connection", "5"),
+            ("linger.ms", "50"),
+            ("retry.backoff.ms", "20"),
+            ("retry.backoff.max.ms", "100"),
+            ("reconnect.backoff.ms", "20"),
+            ("reconnect.backoff.max.ms", "100"),
+            ("request.timeout.ms", "5000"),
+            ("delivery.timeout.ms", "20000"),
+            ("max.block.ms", "5000"),
+        ];
+        for &(k, v) in extra {
+            match pairs.iter_mut().find(|(pk, _)| *pk == k) {
+                Some(p) => p.1 = v,
+                None => pairs.push((k, v)),
+            }
+        }
+        let producer = Producer::from_pairs(pairs).expect("valid config");
+        assert!(producer.config().enable_idempotence);
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let inbox = Collector(outcomes.clone()).start().recipient();
+        Client {
+            producer,
+            outcomes,
+            inbox,
+            sent: 0,
+        }
+    }
+
+    /// Sends the next `n` records (tags count up from 0; partition = tag % PARTITIONS)
+    /// without waiting.
+    fn send(&mut self, n: u64) {
+        for tag in self.sent..self.sent + n {
+            self.producer.router().do_send(
+                Produce::new(TOPIC)
+                    .value(value_of(tag))
+                    .partition(partition_of(tag))
+                    .tag(tag)
+                    .reply_to(self.inbox.clone()),
+            );
+        }
+        self.sent += n;
+    }
+
+    /// Sends `n` records and waits until every record sent so far has an outcome.
+    async fn send_and_wait(&mut self, n: u64) {
+        self.send(n);
+        self.wait_all().await;
+    }
+
+    /// Waits until every record sent so far has an outcome (panics after 15 s).
+    async fn wait_all(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.outcomes.lock().unwrap().len() as u64;
+            if got >= self.sent {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {got} of {} records have an outcome after 15 s",
+                self.sent
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Waits for every outcome, keeps counting for [`SETTLE`] (a second answer would show),
+    /// then closes the producer.
+    async fn finish(self) -> Run {
+        self.wait_all().await;
+        tokio::time::sleep(SETTLE).await;
+        let metrics = self.producer.metrics().await;
+        let closed = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.producer.close(Duration::from_secs(2)),
+        )
+        .await;
+        assert!(closed.is_ok(), "close returned");
+        let mut outcomes: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
+        for (tag, o) in self.outcomes.lock().unwrap().drain(..) {
+            outcomes.entry(tag).or_default().push(o);
+        }
+        Run {
+            outcomes,
+            metrics,
+            sent: self.sent,
+        }
+    }
+}
+
+impl Run {
+    /// The end state every case must reach; see the module documentation.
+    fn assert_exactly_once_in_order(&self, broker: &Broker) {
+        let state = broker.state.lock().unwrap();
+        assert!(
+            state.violations.is_empty(),
+            "requests a Kafka broker refuses: {:?}",
+            state.violations
+        );
+        // Every record: exactly one outcome, a success.
+        let unknown: Vec<u64> = self
+            .outcomes
+            .keys()
+            .copied()
+            .filter(|t| *t >= self.sent)
+            .collect();
+        assert!(unknown.is_empty(), "outcomes for unknown tags {unknown:?}");
+        for tag in 0..self.sent {
+            let got = self.outcomes.get(&tag).map(Vec::as_slice).unwrap_or(&[]);
+            assert_eq!(
+                got.len(),
+                1,
+                "record {tag} must have exactly one outcome, has {got:?}"
+            );
+            let md = got[0]
+                .as_ref()
+                .unwrap_or_else(|e| panic!("record {tag} failed: {e}"));
+            assert_eq!(md.partition, partition_of(tag), "record {tag}: partition");
+            if md.offset >= 0 {
+                let at = state
+                    .log
+                    .get(&md.partition)
+                    .and_then(|l| l.get(md.offset as usize));
+                assert_eq!(
+                    at,
+                    Some(&tag),
+                    "record {tag} acknowledged at offset {}, the log holds {at:?} there",
+                    md.offset
+                );
+            } else {
+                // Offset -1 only for a batch the broker answered DUPLICATE_SEQUENCE_NUMBER.
+                assert!(
+                    state
+                        .batches
+                        .iter()
+                        .any(|b| b.answer == DUPLICATE_SEQUENCE_NUMBER && b.tags.contains(&tag)),
+                    "record {tag} acknowledged without an offset"
+                );
+            }
+        }
+        // Every partition's log: every record once, in send order.
+        for p in 0..PARTITIONS {
+            let expected: Vec<u64> = (0..self.sent).filter(|t| partition_of(*t) == p).collect();
+            let log = state.log.get(&p).cloned().unwrap_or_default();
+            assert_eq!(log, expected, "partition {p}: log differs from send order");
+        }
+        // Whatever was written under one producer id and epoch is numbered 0, n0, n0+n1, ...
+        for p in 0..PARTITIONS {
+            let mut next: HashMap<(i64, i16), i32> = HashMap::new();
+            for b in state
+                .batches
+                .iter()
+                .filter(|b| b.partition == p && b.written)
+            {
+                let expect = next.entry((b.producer_id, b.epoch)).or_insert(0);
+                assert_eq!(
+                    b.base_sequence, *expect,
+                    "partition {p}: batch {b:?} written out of sequence"
+                );
+                *expect += b.tags.len() as i32;
+            }
+        }
+        // The same sequence always carries the same records.
+        let mut by_sequence: HashMap<(i32, i64, i16, i32), &Vec<u64>> = HashMap::new();
+        for b in &state.batches {
+            let key = (b.partition, b.producer_id, b.epoch, b.base_sequence);
+            if let Some(first) = by_sequence.insert(key, &b.tags) {
+                assert_eq!(
+                    first, &b.tags,
+                    "partition {}: sequence {} sent again with other records",
+                    b.partition, b.base_sequence
+                );
+            }
+        }
+        let m = &self.metrics;
+        assert_eq!(
+            m.buffer_available_bytes, m.buffer_total_bytes,
+            "every batch gave its memory back: {m:?}"
+        );
+        assert_eq!(m.record_error_total, 0, "no record failed: {m:?}");
+        assert_eq!(m.actor_restart_total, 0, "no actor restarted: {m:?}");
+    }
+}
+
+/// The batches of `partition` under `producer_id` and `epoch`, in arrival order.
+fn epoch_batches(broker: &Broker, partition: i32, producer_id: i64, epoch: i16) -> Vec<BatchSeen> {
+    broker
+        .partition_batches(partition)
+        .into_iter()
+        .filter(|b| b.producer_id == producer_id && b.epoch == epoch)
+        .collect()
+}
+
+/// Scenario shared by the repair cases: a first wave (acknowledged) so that the partitions
+/// have a sequence state, then a burst of small batches, several in flight per partition; the
+/// fault hits partition 0's second batch (the lowest unacknowledged one once the first wave is
+/// done) on its first attempt.
+async fn repair_run(broker: &Broker) -> Run {
+    let mut client = Client::start(broker, &[("batch.size", "200"), ("linger.ms", "5")]);
+    client.send_and_wait(4).await;
+    client.send(60);
+    client.finish().await
+}
+
+/// The fault for [`repair_run`]: partition 0's second batch, first attempt, first epoch.
+fn second_batch_of_p0(inject: Inject) -> impl FnMut(&BatchView) -> Option<Inject> + Send {
+    move |b| {
+        (b.partition == 0
+            && b.nth == 1
+            && b.attempt == 0
+            && b.producer_id == FIRST_PID
+            && b.epoch == FIRST_EPOCH)
+            .then_some(inject)
+    }
+}
+
+/// After a repair of partition 0 under `(pid, epoch)`: the batch that hit the fault was sent
+/// again first, under the new identity at sequence 0, and the new identity's batches hold the
+/// rest of partition 0's records in send order, from that batch's first record on.
+fn assert_resent_from_zero(broker: &Broker, faulty: &BatchSeen, pid: i64, epoch: i16) {
+    let after = epoch_batches(broker, 0, pid, epoch);
+    let first = after
+        .first()
+        .unwrap_or_else(|| panic!("no batch of partition 0 under {pid}/{epoch}"));
+    assert_eq!(first.base_sequence, 0, "the repair restarts sequences at 0");
+    assert_eq!(
+        first.tags.first(),
+        faulty.tags.first(),
+        "the refused batch goes first under the new identity: {first:?} vs {faulty:?}"
+    );
+    let resent: Vec<u64> = after
+        .iter()
+        .filter(|b| b.written)
+        .flat_map(|b| b.tags.iter().copied())
+        .collect();
+    let from = faulty.tags[0];
+    let expected: Vec<u64> = (from..)
+        .step_by(PARTITIONS as usize)
+        .take(resent.len())
+        .collect();
+    assert_eq!(resent, expected, "resent in the original order");
+    // Nothing of partition 0 was written under the old identity after the fault.
+    let all = broker.partition_batches(0);
+    let at = all
+        .iter()
+        .position(|b| b.tags == faulty.tags)
+        .expect("the faulty batch was received");
+    let stale: Vec<&BatchSeen> = all[at + 1..]
+        .iter()
+        .filter(|b| b.written && (b.producer_id, b.epoch) != (pid, epoch))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "written under the old identity after the fault: {stale:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases.
+
+/// (a) The producer obtains a producer id, and its batches carry it with sequences 0, n0,
+/// n0+n1, ... per partition.
+#[actix_rt::test]
+async fn batches_carry_producer_id_and_running_sequences() {
+    let broker = Broker::start(false, |_| None);
+    let mut client = Client::start(&broker, &[]);
+    // One batch per partition per wave (linger.ms=50, flush after each wave): partition 0
+    // gets 3, 1, 5, 2 records, partition 1 as many.
+    for per_partition in [3u64, 1, 5, 2] {
+        client.send(per_partition * PARTITIONS as u64);
+        client.producer.flush().await;
+    }
+    let run = client.finish().await;
+    run.assert_exactly_once_in_order(&broker);
+
+    assert_eq!(
+        broker.inits(),
+        vec![InitSeen {
+            producer_id: -1,
+            epoch: -1,
+            answer: (0, FIRST_PID, FIRST_EPOCH)
+        }],
+        "one InitProducerId, asking for a new id"
+    );
+    for p in 0..PARTITIONS {
+        let got: Vec<(i64, i16, i32, usize)> = broker
+            .partition_batches(p)
+            .iter()
+            .map(|b| (b.producer_id, b.epoch, b.base_sequence, b.tags.len()))
+            .collect();
+        let expected: Vec<(i64, i16, i32, usize)> = [(0, 3), (3, 1), (4, 5), (9, 2)]
+            .iter()
+            .map(|&(seq, n)| (FIRST_PID, FIRST_EPOCH, seq, n))
+            .collect();
+        assert_eq!(
+            got, expected,
+            "partition {p}: (pid, epoch, sequence, records)"
+        );
+    }
+    assert_eq!(run.metrics.record_retry_total, 0);
+}
+
+/// The InitProducerId exchanges of a run that obtained [`FIRST_PID`] and then asked for one
+/// bump of its first epoch, answered with `bump_answer`.
+fn init_then_bump(bump_answer: (i16, i64, i16)) -> Vec<InitSeen> {
+    vec![
+        InitSeen {
+            producer_id: -1,
+            epoch: -1,
+            answer: (0, FIRST_PID, FIRST_EPOCH),
+        },
+        InitSeen {
+            producer_id: FIRST_PID,
+            epoch: FIRST_EPOCH,
+            answer: bump_answer,
+        },
+    ]
+}
+
+/// The one batch the broker answered with `code` first (the injected fault).
+fn first_answered(broker: &Broker, code: i16) -> BatchSeen {
+    broker
+        .answered(code)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("the broker never answered error {code}"))
+}
+
+/// (b) OUT_OF_ORDER_SEQUENCE_NUMBER for the lowest unacknowledged batch of a partition: the
+/// producer bumps its epoch (InitProducerId with its producer id and epoch) and sends the same
+/// records again under the new epoch from sequence 0, in the original order. The batches in
+/// flight behind the refused one (answered OUT_OF_ORDER_SEQUENCE_NUMBER as well, since their
+/// predecessor is missing) follow it; no record fails, none is answered twice.
+#[actix_rt::test]
+async fn out_of_order_sequence_bumps_epoch_and_resends_in_order() {
+    let broker = Broker::start(
+        false,
+        second_batch_of_p0(Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)),
+    );
+    let run = repair_run(&broker).await;
+    run.assert_exactly_once_in_order(&broker);
+
+    let faulty = first_answered(&broker, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_eq!((faulty.partition, faulty.epoch), (0, FIRST_EPOCH));
+    assert!(
+        broker.answered(OUT_OF_ORDER_SEQUENCE_NUMBER).len() >= 2,
+        "batches were in flight behind the refused one: {:?}",
+        broker.partition_batches(0)
+    );
+    assert_eq!(
+        broker.inits(),
+        init_then_bump((0, FIRST_PID, FIRST_EPOCH + 1)),
+        "one epoch bump carrying the current producer id and epoch"
+    );
+    assert_resent_from_zero(&broker, &faulty, FIRST_PID, FIRST_EPOCH + 1);
+    assert!(run.metrics.record_retry_total > 0);
+}
+
+/// (c) UNKNOWN_PRODUCER_ID (the broker lost the producer's state for a partition, as after
+/// retention removed it; it then refuses every batch of that producer whose sequence is not
+/// 0): the same repair.
+#[actix_rt::test]
+async fn unknown_producer_id_bumps_epoch_and_resends_in_order() {
+    let broker = Broker::start(false, second_batch_of_p0(Inject::ForgetProducer));
+    let run = repair_run(&broker).await;
+    run.assert_exactly_once_in_order(&broker);
+
+    let faulty = first_answered(&broker, UNKNOWN_PRODUCER_ID);
+    assert_eq!((faulty.partition, faulty.epoch), (0, FIRST_EPOCH));
+    assert_eq!(
+        broker.inits(),
+        init_then_bump((0, FIRST_PID, FIRST_EPOCH + 1)),
+        "one epoch bump carrying the current producer id and epoch"
+    );
+    assert_resent_from_zero(&broker, &faulty, FIRST_PID, FIRST_EPOCH + 1);
+}
+
+/// (d) The broker refuses the bump (INVALID_PRODUCER_ID_MAPPING for an InitProducerId that
+/// carries a producer id): the producer takes a new producer id (InitProducerId with -1/-1)
+/// and sends again from sequence 0 under it.
+#[actix_rt::test]
+async fn refused_bump_takes_a_new_producer_id() {
+    let broker = Broker::start(
+        true,
+        second_batch_of_p0(Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)),
+    );
+    let run = repair_run(&broker).await;
+    run.assert_exactly_once_in_order(&broker);
+
+    let faulty = first_answered(&broker, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    let mut expected = init_then_bump((INVALID_PRODUCER_ID_MAPPING, -1, -1));
+    expected.push(InitSeen {
+        producer_id: -1,
+        epoch: -1,
+        answer: (0, SECOND_PID, 0),
+    });
+    assert_eq!(
+        broker.inits(),
+        expected,
+        "bump refused, then a new producer id"
+    );
+    assert_resent_from_zero(&broker, &faulty, SECOND_PID, 0);
+    // Partition 1 moved to the new producer id too (from sequence 0: checked by
+    // assert_exactly_once_in_order) for what it sent after the switch.
+    let p1 = epoch_batches(&broker, 1, SECOND_PID, 0);
+    assert!(
+        !p1.is_empty() && p1.iter().all(|b| b.written),
+        "partition 1 under the new producer id: {p1:?}"
+    );
+}
+
+/// (e) DUPLICATE_SEQUENCE_NUMBER for a batch (the broker has it already): a success, without
+/// offsets, and no retry.
+#[actix_rt::test]
+async fn duplicate_sequence_is_success_without_retry() {
+    let broker = Broker::start(false, second_batch_of_p0(Inject::WriteAnswerDuplicate));
+    let run = repair_run(&broker).await;
+    run.assert_exactly_once_in_order(&broker);
+
+    let dup = first_answered(&broker, DUPLICATE_SEQUENCE_NUMBER);
+    for tag in &dup.tags {
+        let md = run.outcomes[tag][0].as_ref().expect("a success");
+        assert_eq!(
+            md.offset, -1,
+            "record {tag}: offset unknown for a duplicate"
+        );
+    }
+    let copies = broker
+        .partition_batches(0)
+        .iter()
+        .filter(|b| b.base_sequence == dup.base_sequence && b.epoch == dup.epoch)
+        .count();
+    assert_eq!(copies, 1, "the duplicate batch was not sent again");
+    assert_eq!(run.metrics.record_retry_total, 0, "no retry");
+    assert_eq!(broker.inits().len(), 1, "no epoch bump");
+}
+
+/// (e, as it happens) A request is written but its answer is lost with the connection: the
+/// producer sends the batch again under the same sequence, and the broker recognises the
+/// duplicate (answering with the offset it was written at) instead of writing it twice.
+#[actix_rt::test]
+async fn lost_answer_resent_with_same_sequence_is_not_written_twice() {
+    let broker = Broker::start(false, second_batch_of_p0(Inject::WriteThenClose));
+    let run = repair_run(&broker).await;
+    run.assert_exactly_once_in_order(&broker);
+
+    let p0 = broker.partition_batches(0);
+    let first = p0[1].clone();
+    assert!(first.written, "the first copy was written: {first:?}");
+    let again: Vec<&BatchSeen> = p0[2..]
+        .iter()
+        .filter(|b| (b.epoch, b.base_sequence) == (first.epoch, first.base_sequence))
+        .collect();
+    assert!(
+        !again.is_empty()
+            && again
+                .iter()
+                .all(|b| !b.written && b.answer == 0 && b.base_offset == first.base_offset),
+        "sent again under the same sequence, answered as a duplicate with its offset: {again:?}"
+    );
+    assert!(run.metrics.record_resend_unknown_total > 0);
+    assert_eq!(broker.inits().len(), 1, "no epoch bump");
+}
+
+/// (f) A retriable error (NOT_ENOUGH_REPLICAS) for batch N while N+1 is in flight: the broker,
+/// missing N, answers N+1 with OUT_OF_ORDER_SEQUENCE_NUMBER. The producer retries N, then N+1,
+/// with their original sequences (no epoch bump), and the log holds N before N+1.
+#[actix_rt::test]
+async fn retriable_error_then_out_of_order_keeps_sequences() {
+    let broker = Broker::start(
+        false,
+        second_batch_of_p0(Inject::Refuse(NOT_ENOUGH_REPLICAS)),
+    );
+    let run = repair_run(&broker).await;
+    run.assert_exactly_once_in_order(&broker);
+
+    let n = first_answered(&broker, NOT_ENOUGH_REPLICAS);
+    let next = first_answered(&broker, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_eq!(next.partition, 0);
+    assert_eq!(
+        next.base_sequence,
+        n.base_sequence + n.tags.len() as i32,
+        "N+1 was in flight behind N and refused as out of order"
+    );
+    assert_eq!(
+        broker.inits().len(),
+        1,
+        "no epoch bump: {:?}",
+        broker.inits()
+    );
+    assert!(
+        broker
+            .batches()
+            .iter()
+            .all(|b| (b.producer_id, b.epoch) == (FIRST_PID, FIRST_EPOCH)),
+        "every batch under the first producer id and epoch"
+    );
+    // N and N+1 were written later with their original sequences, N first.
+    let written: Vec<i32> = broker
+        .partition_batches(0)
+        .iter()
+        .filter(|b| b.written)
+        .map(|b| b.base_sequence)
+        .collect();
+    let at_n = written.iter().position(|s| *s == n.base_sequence);
+    let at_next = written.iter().position(|s| *s == next.base_sequence);
+    assert!(
+        matches!((at_n, at_next), (Some(a), Some(b)) if a < b),
+        "N (sequence {}) written before N+1 (sequence {}): {written:?}",
+        n.base_sequence,
+        next.base_sequence
+    );
+    assert!(run.metrics.record_retry_total > 0);
+}
+
+/// An epoch bump must not give a new sequence to a batch that may already be written. Two
+/// brokers: partition 0 on node 1, partition 1 on node 2. Partition 1's batch M is written,
+/// but its answer is lost with the connection, so the producer will send it again (after
+/// retry.backoff.ms); meanwhile partition 0 gets OUT_OF_ORDER_SEQUENCE_NUMBER and the producer
+/// bumps its epoch. M must go again under its original producer id, epoch and sequence (as the
+/// Java client does: a batch that has a sequence keeps it, and a partition moves to the new
+/// epoch only once nothing sent under the old one is unresolved), so that the broker
+/// recognises it as a duplicate. Restamped under the new epoch at sequence 0, it is a new
+/// batch to the broker and is written twice.
+#[actix_rt::test]
+async fn epoch_bump_keeps_sequences_of_batches_that_may_be_written() {
+    let broker = Broker::start_cluster(2, false, |b| {
+        if b.nth != 1 || b.attempt != 0 || (b.producer_id, b.epoch) != (FIRST_PID, FIRST_EPOCH) {
+            return None;
+        }
+        match b.partition {
+            0 => Some(Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)),
+            _ => Some(Inject::WriteThenClose),
+        }
+    });
+    let mut client = Client::start(
+        &broker,
+        &[
+            ("batch.size", "200"),
+            ("linger.ms", "5"),
+            // M's resend comes well after the bump.
+            ("retry.backoff.ms", "600"),
+            ("retry.backoff.max.ms", "600"),
+        ],
+    );
+    client.send_and_wait(4).await;
+    client.send(60);
+    let run = client.finish().await;
+
+    let bumped = broker.inits();
+    assert_eq!(
+        bumped,
+        init_then_bump((0, FIRST_PID, FIRST_EPOCH + 1)),
+        "partition 0's fault bumped the epoch"
+    );
+    let p1 = broker.partition_batches(1);
+    let m = p1[1].clone();
+    assert!(m.written, "M was written the first time: {m:?}");
+    let again: Vec<&BatchSeen> = p1[2..].iter().filter(|b| b.tags == m.tags).collect();
+    assert!(
+        again
+            .iter()
+            .all(|b| (b.producer_id, b.epoch, b.base_sequence)
+                == (m.producer_id, m.epoch, m.base_sequence)),
+        "M sent again under its original identity and sequence: first {m:?}, again {again:?}"
+    );
+    run.assert_exactly_once_in_order(&broker);
+}
+
+/// A failure reported for a batch sent under a producer id the producer has already replaced
+/// must not bump the new one. Two brokers; the broker refuses bumps, and the second producer id
+/// it hands out has the same epoch as the first. Partition 0 gets OUT_OF_ORDER_SEQUENCE_NUMBER:
+/// the bump is refused, the producer takes the new producer id. Partition 1's batch, sent
+/// under the old id, is answered OUT_OF_ORDER_SEQUENCE_NUMBER only after that: it is resent
+/// under the new id anyway, so nothing needs a further bump. (`metadata::BumpEpoch` carries only
+/// the failed epoch, and the accumulator compares only epochs, so the new id, having the same
+/// epoch, is bumped for nothing.)
+#[actix_rt::test]
+async fn stale_failure_does_not_bump_a_new_producer_id() {
+    let broker = Broker::start_cluster(2, true, |b| {
+        if b.nth != 1 || b.attempt != 0 || (b.producer_id, b.epoch) != (FIRST_PID, 0) {
+            return None;
+        }
+        match b.partition {
+            0 => Some(Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)),
+            _ => Some(Inject::RefuseLate(OUT_OF_ORDER_SEQUENCE_NUMBER)),
+        }
+    });
+    broker.state.lock().unwrap().fresh_ids = VecDeque::from([(FIRST_PID, 0), (SECOND_PID, 0)]);
+    let run = repair_run(&broker).await;
+    run.assert_exactly_once_in_order(&broker);
+    let p1_refused = broker
+        .answered(OUT_OF_ORDER_SEQUENCE_NUMBER)
+        .into_iter()
+        .find(|b| b.partition == 1)
+        .expect("partition 1 was refused");
+    assert_eq!(p1_refused.producer_id, FIRST_PID);
+    let expected = vec![
+        InitSeen {
+            producer_id: -1,
+            epoch: -1,
+            answer: (0, FIRST_PID, 0),
+        },
+        InitSeen {
+            producer_id: FIRST_PID,
+            epoch: 0,
+            answer: (INVALID_PRODUCER_ID_MAPPING, -1, -1),
+        },
+        InitSeen {
+            producer_id: -1,
+            epoch: -1,
+            answer: (0, SECOND_PID, 0),
+        },
+    ];
+    assert_eq!(
+        broker.inits(),
+        expected,
+        "one refused bump, one new producer id, nothing more"
+    );
+}
