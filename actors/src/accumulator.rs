@@ -222,13 +222,7 @@ impl Accumulator {
         if !self.shared.config.enable_idempotence {
             return Ok(None);
         }
-        let state = self
-            .shared
-            .cluster
-            .producer
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let state = self.shared.cluster.producer_state();
         match state {
             ProducerIdState::Ready { producer_id, epoch } => Ok(Some((producer_id, epoch))),
             ProducerIdState::Failed(why) => Err(Some(why)),
@@ -425,42 +419,51 @@ impl Accumulator {
         }
     }
 
-    /// Arms the one timer this actor needs: the earliest of linger expiry of the open batch,
-    /// the end of a retry backoff, and the next delivery timeout.
+    /// Arms the timers this actor needs: linger expiry of the open batch, and one wake-up
+    /// for the earliest of the end of a retry backoff and the next delivery timeout.
     fn arm_timers(&mut self, ctx: &mut Context<Self>) {
         let linger = self.shared.config.linger;
         let open_due = self.part.lock().open.as_ref().map(|o| o.created + linger);
         if let Some(due) = open_due {
-            if self.linger_timer.as_ref().map(|(at, _)| *at) != Some(due) {
-                if let Some((_, h)) = self.linger_timer.take() {
-                    ctx.cancel_future(h);
-                }
-                let wait = due.saturating_duration_since(Instant::now());
-                let h = ctx.run_later(wait, |act, ctx| {
-                    act.linger_timer = None;
-                    act.drain(ctx);
-                });
-                self.linger_timer = Some((due, h));
-            }
+            self.arm(ctx, due, |a| &mut a.linger_timer, |a, ctx| a.drain(ctx));
         }
         let mut next: Option<Instant> = self.ready.front().and_then(|b| b.retry_at);
         if let Some(expiry) = self.next_expiry() {
             next = Some(next.map_or(expiry, |n| n.min(expiry)));
         }
         if let Some(due) = next {
-            if self.wake_timer.as_ref().map(|(at, _)| *at) != Some(due) {
-                if let Some((_, h)) = self.wake_timer.take() {
-                    ctx.cancel_future(h);
-                }
-                let wait = due.saturating_duration_since(Instant::now());
-                let h = ctx.run_later(wait, |act, ctx| {
-                    act.wake_timer = None;
-                    act.expire(ctx);
-                    act.drain(ctx);
-                });
-                self.wake_timer = Some((due, h));
-            }
+            self.arm(
+                ctx,
+                due,
+                |a| &mut a.wake_timer,
+                |a, ctx| {
+                    a.expire(ctx);
+                    a.drain(ctx);
+                },
+            );
         }
+    }
+
+    /// (Re)arms the timer in `slot` for `due`, unless it is already set for that instant.
+    fn arm(
+        &mut self,
+        ctx: &mut Context<Self>,
+        due: Instant,
+        slot: fn(&mut Self) -> &mut Option<(Instant, SpawnHandle)>,
+        fire: fn(&mut Self, &mut Context<Self>),
+    ) {
+        if slot(self).as_ref().map(|(at, _)| *at) == Some(due) {
+            return;
+        }
+        if let Some((_, h)) = slot(self).take() {
+            ctx.cancel_future(h);
+        }
+        let wait = due.saturating_duration_since(Instant::now());
+        let h = ctx.run_later(wait, move |act, ctx| {
+            *slot(act) = None;
+            fire(act, ctx);
+        });
+        *slot(self) = Some((due, h));
     }
 
     fn delivery_timeout(&self) -> Duration {

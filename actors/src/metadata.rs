@@ -73,6 +73,14 @@ pub enum ProducerIdState {
 }
 
 impl ClusterView {
+    /// The producer id state now. A poisoned lock is read through: the state is a plain value.
+    pub fn producer_state(&self) -> ProducerIdState {
+        match self.producer.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
     /// The connection of the leader of `topic`-`partition`, if leader and connection are known.
     pub fn leader_connection(
         &self,
@@ -380,13 +388,7 @@ impl Metadata {
         if !self.shared.config.enable_idempotence || self.init_pid_in_flight {
             return;
         }
-        let current = self
-            .shared
-            .cluster
-            .producer
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let current = self.shared.cluster.producer_state();
         let (pid, epoch) = match current {
             ProducerIdState::Ready { .. } | ProducerIdState::Failed(_) => return,
             ProducerIdState::NotNeeded | ProducerIdState::Pending => (-1, -1),
@@ -549,13 +551,7 @@ impl Handler<BumpEpoch> for Metadata {
     type Result = ();
 
     fn handle(&mut self, msg: BumpEpoch, ctx: &mut Context<Self>) {
-        let current = self
-            .shared
-            .cluster
-            .producer
-            .read()
-            .map(|s| s.clone())
-            .unwrap_or_default();
+        let current = self.shared.cluster.producer_state();
         if let ProducerIdState::Ready { producer_id, epoch } = current {
             if (producer_id, epoch) == (msg.producer_id, msg.failed_epoch)
                 && !self.init_pid_in_flight
