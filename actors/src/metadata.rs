@@ -142,6 +142,10 @@ pub struct Metadata {
     bootstrap: Vec<Addr<Connection>>,
     addresses: HashMap<i32, String>,
     wanted: BTreeSet<Arc<str>>,
+    /// When each topic was last asked for by the router; a topic the cluster does not have is
+    /// forgotten once nobody has asked for it for max.block.ms (its records have failed by
+    /// then), so it is not polled for ever.
+    requested: HashMap<Arc<str>, Instant>,
     subscribers: Vec<Recipient<ClusterChanged>>,
     refreshing: bool,
     again: bool,
@@ -165,6 +169,7 @@ impl Metadata {
             bootstrap: Vec::new(),
             addresses: HashMap::new(),
             wanted: BTreeSet::new(),
+            requested: HashMap::new(),
             subscribers: Vec::new(),
             refreshing: false,
             again: false,
@@ -368,6 +373,23 @@ impl Metadata {
                 cluster.topics.insert(name, Arc::new(meta));
             }
         }
+        let max_block = self.shared.config.max_block;
+        let stale: Vec<Arc<str>> = self
+            .missing
+            .iter()
+            .filter(|t| {
+                self.requested
+                    .get(*t)
+                    .is_none_or(|at| at.elapsed() >= max_block)
+            })
+            .cloned()
+            .collect();
+        for t in stale {
+            tracing::debug!(topic = %t, "forgetting a topic the cluster does not have");
+            self.missing.remove(&t);
+            self.wanted.remove(&t);
+            self.requested.remove(&t);
+        }
         self.ensure_producer_id(ctx);
         let note = ClusterChanged {
             errors: Arc::new(errors),
@@ -517,7 +539,9 @@ impl Handler<AddTopics> for Metadata {
 
     fn handle(&mut self, msg: AddTopics, ctx: &mut Context<Self>) {
         let mut new = false;
+        let now = Instant::now();
         for t in msg.0 {
+            self.requested.insert(t.clone(), now);
             new |= self.wanted.insert(t);
         }
         if new || !self.missing.is_empty() {

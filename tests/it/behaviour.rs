@@ -284,6 +284,16 @@ async fn unknown_topic_fails_after_max_block_naming_the_topic() {
     }
     assert!(err.to_string().contains(&topic), "{err}");
     assert!(err.record().is_some(), "record handed back");
+    // Nobody waits for the topic any more: the metadata actor stops asking for it (before
+    // the fix it refreshed every retry.backoff.ms, 50 ms here, for ever).
+    actix_rt::time::sleep(Duration::from_millis(200)).await;
+    let before = producer.metrics().await.metadata_refresh_total;
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    let after = producer.metrics().await.metadata_refresh_total;
+    assert!(
+        after - before <= 1,
+        "still polling for a topic nobody wants: {before} -> {after}"
+    );
     assert!(producer.close(Duration::from_secs(5)).await);
 }
 
