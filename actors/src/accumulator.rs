@@ -472,15 +472,24 @@ impl Accumulator {
 
     fn next_expiry(&self) -> Option<Instant> {
         let t = self.delivery_timeout();
+        self.min_over_batches(|b| b.created, |b| b.created)
+            .map(|c| c + t)
+    }
+
+    /// The least of `open(b)` / `sealed(b)` over every batch this partition holds, wherever
+    /// it waits: in the shared queue, ready, or in flight.
+    fn min_over_batches<T: Ord>(
+        &self,
+        open: fn(&OpenBatch) -> T,
+        sealed: fn(&SealedBatch) -> T,
+    ) -> Option<T> {
         let q = self.part.lock();
         q.full
             .iter()
             .chain(q.open.iter())
-            .map(|b| b.created)
-            .chain(self.ready.iter().map(|b| b.created))
-            .chain(self.in_flight.iter().map(|b| b.created))
+            .map(open)
+            .chain(self.ready.iter().chain(self.in_flight.iter()).map(sealed))
             .min()
-            .map(|c| c + t)
     }
 
     /// Fails every batch whose delivery timeout has passed, wherever it waits.
@@ -638,16 +647,7 @@ impl Accumulator {
         if self.flush_waiters.is_empty() {
             return;
         }
-        let oldest = {
-            let q = self.part.lock();
-            q.full
-                .iter()
-                .chain(q.open.iter())
-                .map(|b| b.id)
-                .chain(self.ready.iter().map(|b| b.id))
-                .chain(self.in_flight.iter().map(|b| b.id))
-                .min()
-        };
+        let oldest = self.min_over_batches(|b| b.id, |b| b.id);
         let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)
             .into_iter()
             .partition(|(target, _)| oldest.is_none_or(|o| o > *target));
