@@ -4,7 +4,6 @@
 //! leader cannot be replaced.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -14,6 +13,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
 use crate::support::mock::Mock;
+use crate::support::outcomes::Outcomes;
+use crate::support::producer::start_producer;
 use crate::support::{init_tracing, unique_topic};
 
 const BROKERS: i32 = 3;
@@ -48,53 +49,29 @@ async fn leaders(bootstrap: &str, topic: &str) -> Vec<i32> {
     .expect("metadata thread")
 }
 
-/// Collects `Delivered` outcomes by tag, with their arrival time.
-struct Collector(Arc<Mutex<Vec<(u64, Outcome, Instant)>>>);
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-
-impl Handler<Delivered> for Collector {
-    type Result = ();
-
-    fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
-        self.0
-            .lock()
-            .unwrap()
-            .push((d.tag, d.outcome, Instant::now()));
-    }
-}
-
 /// A producer with an outcome collector.
 struct Client {
     producer: Producer,
-    outcomes: Arc<Mutex<Vec<(u64, Outcome, Instant)>>>,
+    outcomes: Outcomes,
     inbox: Recipient<Delivered>,
     topic: String,
 }
 
 impl Client {
     fn start(mock: &Mock, topic: &str, extra: &[(&'static str, &'static str)]) -> Client {
-        let bootstrap = mock.bootstrap();
-        let mut pairs: Vec<(&str, &str)> = vec![
-            ("bootstrap.servers", bootstrap.as_str()),
-            ("acks", "all"),
-            ("linger.ms", "5"),
-            ("retry.backoff.ms", "50"),
-            ("retry.backoff.max.ms", "200"),
-            ("reconnect.backoff.ms", "50"),
-            ("reconnect.backoff.max.ms", "200"),
-        ];
-        for &(k, v) in extra {
-            match pairs.iter_mut().find(|(pk, _)| *pk == k) {
-                Some(p) => p.1 = v,
-                None => pairs.push((k, v)),
-            }
-        }
-        let producer = Producer::from_pairs(pairs).expect("valid config");
-        let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let inbox = Collector(outcomes.clone()).start().recipient();
+        let producer = start_producer(
+            &mock.bootstrap(),
+            &[
+                ("acks", "all"),
+                ("linger.ms", "5"),
+                ("retry.backoff.ms", "50"),
+                ("retry.backoff.max.ms", "200"),
+                ("reconnect.backoff.ms", "50"),
+                ("reconnect.backoff.max.ms", "200"),
+            ],
+            extra,
+        );
+        let (outcomes, inbox) = Outcomes::start();
         Client {
             producer,
             outcomes,
@@ -128,27 +105,28 @@ impl Client {
 
     /// Waits until `n` outcomes arrived (panics after `within`); returns them by tag.
     async fn wait_for(&self, n: usize, within: Duration) -> BTreeMap<u64, (Outcome, Instant)> {
-        let deadline = Instant::now() + within;
-        loop {
-            let got = self.outcomes.lock().unwrap().len();
-            if got >= n {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{got} of {n} outcomes after {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let mut out = BTreeMap::new();
-        for (tag, o, at) in self.outcomes.lock().unwrap().drain(..) {
-            assert!(
-                out.insert(tag, (o, at)).is_none(),
-                "record {tag} answered twice"
-            );
-        }
-        out
+        let all = self.outcomes.wait_for(n, within).await;
+        let got = self.outcomes.count();
+        assert!(all, "{got} of {n} outcomes after {within:?}");
+        self.outcomes.drain_once()
     }
+}
+
+/// The cluster, a new topic (named from `prefix`) and its partitions' leaders, and a client
+/// (with `extra` settings) that has produced to every partition once, so that faults hit a
+/// warm producer.
+async fn warm_client(
+    prefix: &str,
+    extra: &[(&'static str, &'static str)],
+) -> (Mock, Vec<i32>, Client) {
+    init_tracing();
+    let mock = Mock::start(BROKERS);
+    let topic = unique_topic(prefix);
+    mock.create_topic(&topic, PARTITIONS, 1);
+    let leaders = leaders(&mock.bootstrap(), &topic).await;
+    let client = Client::start(&mock, &topic, extra);
+    client.probe_all().await;
+    (mock, leaders, client)
 }
 
 /// A leader that stops answering (30 s round trip) holds back only its own partitions: with
@@ -157,20 +135,14 @@ impl Client {
 /// and those fail with a delivery timeout that names the stage the batch was in.
 #[actix_rt::test]
 async fn stuck_broker_holds_back_only_its_partitions() {
-    init_tracing();
-    let mock = Mock::start(BROKERS);
-    let topic = unique_topic("availability-stuck");
-    mock.create_topic(&topic, PARTITIONS, 1);
-    let leaders = leaders(&mock.bootstrap(), &topic).await;
-    let client = Client::start(
-        &mock,
-        &topic,
+    let (mock, leaders, client) = warm_client(
+        "availability-stuck",
         &[
             ("request.timeout.ms", "1000"),
             ("delivery.timeout.ms", "3000"),
         ],
-    );
-    client.probe_all().await;
+    )
+    .await;
 
     let stuck_broker = leaders[0];
     let stuck: Vec<i32> = (0..PARTITIONS)
@@ -261,20 +233,14 @@ async fn stuck_broker_holds_back_only_its_partitions() {
 /// its partitions, over a new connection.
 #[actix_rt::test]
 async fn broker_back_up_is_used_again() {
-    init_tracing();
-    let mock = Mock::start(BROKERS);
-    let topic = unique_topic("availability-down-up");
-    mock.create_topic(&topic, PARTITIONS, 1);
-    let leaders = leaders(&mock.bootstrap(), &topic).await;
-    let client = Client::start(
-        &mock,
-        &topic,
+    let (mock, leaders, client) = warm_client(
+        "availability-down-up",
         &[
             ("request.timeout.ms", "2000"),
             ("delivery.timeout.ms", "30000"),
         ],
-    );
-    client.probe_all().await;
+    )
+    .await;
 
     let broker = leaders[0];
     let its: Vec<i32> = (0..PARTITIONS)
@@ -291,13 +257,7 @@ async fn broker_back_up_is_used_again() {
     }
     let during = client.wait_for(others.len(), Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let late: Vec<u64> = client
-        .outcomes
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(t, _, _)| *t)
-        .collect();
+    let late: Vec<u64> = client.outcomes.tags();
     for (&tag, (o, _)) in &during {
         let p = (tag / 1000) as i32;
         assert!(

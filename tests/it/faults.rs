@@ -22,7 +22,7 @@ use herald::ErrorKind;
 use herald_actors::{Produce, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-use crate::support::consumer::read_back;
+use crate::support::consumer::{read_back, read_indexes};
 use crate::support::mock::Mock;
 use crate::support::{init_tracing, unique_topic};
 
@@ -214,18 +214,7 @@ async fn run(seed: u64) {
     .await;
     let mut duplicates = 0u64;
     for (p, indexes) in &sent {
-        let got: Vec<usize> = back
-            .get(p)
-            .map(|v| {
-                v.iter()
-                    .map(|c| {
-                        String::from_utf8_lossy(c.value.as_deref().unwrap())
-                            .parse()
-                            .unwrap()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let got: Vec<usize> = read_indexes(&back, *p);
         let mut seen: HashMap<usize, u32> = HashMap::new();
         let mut first: Vec<usize> = Vec::new();
         for &i in &got {

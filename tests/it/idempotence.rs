@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use herald_actors::{Delivered, MetricsSnapshot, Outcome, Produce, Producer};
@@ -36,6 +36,8 @@ use kafka_protocol::messages::{ApiKey, InitProducerIdRequest};
 
 use crate::support::fake_broker::{self, Action, FakeBroker, RequestContext};
 use crate::support::init_tracing;
+use crate::support::outcomes::{assert_no_tags_from, one_outcome, settle_and_close, Outcomes};
+use crate::support::producer::start_producer;
 
 const TOPIC: &str = "idempotence";
 const PARTITIONS: i32 = 2;
@@ -459,24 +461,9 @@ fn partition_of(tag: u64) -> i32 {
 // ---------------------------------------------------------------------------------------------
 // The client side.
 
-/// Collects `Delivered` outcomes by tag.
-struct Collector(Arc<Mutex<Vec<(u64, Outcome)>>>);
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-
-impl Handler<Delivered> for Collector {
-    type Result = ();
-
-    fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
-        self.0.lock().unwrap().push((d.tag, d.outcome));
-    }
-}
-
 struct Client {
     producer: Producer,
-    outcomes: Arc<Mutex<Vec<(u64, Outcome)>>>,
+    outcomes: Outcomes,
     inbox: Recipient<Delivered>,
     sent: u64,
 }
@@ -492,31 +479,25 @@ impl Client {
     /// An idempotent producer (acks=all) on `broker`, with `extra` overriding the defaults.
     fn start(broker: &Broker, extra: &[(&'static str, &'static str)]) -> Client {
         init_tracing();
-        let bootstrap = broker.fakes[0].bootstrap();
-        let mut pairs: Vec<(&str, &str)> = vec![
-            ("bootstrap.servers", bootstrap.as_str()),
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("max.in.flight.requests.per.connection", "5"),
-            ("linger.ms", "50"),
-            ("retry.backoff.ms", "20"),
-            ("retry.backoff.max.ms", "100"),
-            ("reconnect.backoff.ms", "20"),
-            ("reconnect.backoff.max.ms", "100"),
-            ("request.timeout.ms", "5000"),
-            ("delivery.timeout.ms", "20000"),
-            ("max.block.ms", "5000"),
-        ];
-        for &(k, v) in extra {
-            match pairs.iter_mut().find(|(pk, _)| *pk == k) {
-                Some(p) => p.1 = v,
-                None => pairs.push((k, v)),
-            }
-        }
-        let producer = Producer::from_pairs(pairs).expect("valid config");
+        let producer = start_producer(
+            &broker.fakes[0].bootstrap(),
+            &[
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("max.in.flight.requests.per.connection", "5"),
+                ("linger.ms", "50"),
+                ("retry.backoff.ms", "20"),
+                ("retry.backoff.max.ms", "100"),
+                ("reconnect.backoff.ms", "20"),
+                ("reconnect.backoff.max.ms", "100"),
+                ("request.timeout.ms", "5000"),
+                ("delivery.timeout.ms", "20000"),
+                ("max.block.ms", "5000"),
+            ],
+            extra,
+        );
         assert!(producer.config().enable_idempotence);
-        let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let inbox = Collector(outcomes.clone()).start().recipient();
+        let (outcomes, inbox) = Outcomes::start();
         Client {
             producer,
             outcomes,
@@ -548,39 +529,25 @@ impl Client {
 
     /// Waits until every record sent so far has an outcome (panics after 15 s).
     async fn wait_all(&self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let got = self.outcomes.lock().unwrap().len() as u64;
-            if got >= self.sent {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {got} of {} records have an outcome after 15 s",
-                self.sent
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let all = self
+            .outcomes
+            .wait_for(self.sent as usize, Duration::from_secs(15))
+            .await;
+        assert!(
+            all,
+            "only {} of {} records have an outcome after 15 s",
+            self.outcomes.count(),
+            self.sent
+        );
     }
 
     /// Waits for every outcome, keeps counting for [`SETTLE`] (a second answer would show),
     /// then closes the producer.
     async fn finish(self) -> Run {
         self.wait_all().await;
-        tokio::time::sleep(SETTLE).await;
-        let metrics = self.producer.metrics().await;
-        let closed = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.producer.close(Duration::from_secs(2)),
-        )
-        .await;
-        assert!(closed.is_ok(), "close returned");
-        let mut outcomes: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
-        for (tag, o) in self.outcomes.lock().unwrap().drain(..) {
-            outcomes.entry(tag).or_default().push(o);
-        }
+        let metrics = settle_and_close(self.producer, SETTLE).await;
         Run {
-            outcomes,
+            outcomes: self.outcomes.drain_by_tag(),
             metrics,
             sent: self.sent,
         }
@@ -597,21 +564,9 @@ impl Run {
             state.violations
         );
         // Every record: exactly one outcome, a success.
-        let unknown: Vec<u64> = self
-            .outcomes
-            .keys()
-            .copied()
-            .filter(|t| *t >= self.sent)
-            .collect();
-        assert!(unknown.is_empty(), "outcomes for unknown tags {unknown:?}");
+        assert_no_tags_from(&self.outcomes, self.sent);
         for tag in 0..self.sent {
-            let got = self.outcomes.get(&tag).map(Vec::as_slice).unwrap_or(&[]);
-            assert_eq!(
-                got.len(),
-                1,
-                "record {tag} must have exactly one outcome, has {got:?}"
-            );
-            let md = got[0]
+            let md = one_outcome(&self.outcomes, tag)
                 .as_ref()
                 .unwrap_or_else(|e| panic!("record {tag} failed: {e}"));
             assert_eq!(md.partition, partition_of(tag), "record {tag}: partition");
@@ -699,6 +654,16 @@ async fn repair_run(broker: &Broker) -> Run {
     client.send_and_wait(4).await;
     client.send(60);
     client.finish().await
+}
+
+/// A repair case: one broker (`refuse_bumps` as in [`Broker::start`]) that injects `inject`
+/// into partition 0's second batch, a [`repair_run`] on it, and the end state every case must
+/// reach.
+async fn repair_case(refuse_bumps: bool, inject: Inject) -> (Broker, Run) {
+    let broker = Broker::start(refuse_bumps, second_batch_of_p0(inject));
+    let run = repair_run(&broker).await;
+    run.assert_exactly_once_in_order(&broker);
+    (broker, run)
 }
 
 /// The fault for [`repair_run`]: partition 0's second batch, first attempt, first epoch.
@@ -832,12 +797,7 @@ fn first_answered(broker: &Broker, code: i16) -> BatchSeen {
 /// predecessor is missing) follow it; no record fails, none is answered twice.
 #[actix_rt::test]
 async fn out_of_order_sequence_bumps_epoch_and_resends_in_order() {
-    let broker = Broker::start(
-        false,
-        second_batch_of_p0(Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)),
-    );
-    let run = repair_run(&broker).await;
-    run.assert_exactly_once_in_order(&broker);
+    let (broker, run) = repair_case(false, Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)).await;
 
     let faulty = first_answered(&broker, OUT_OF_ORDER_SEQUENCE_NUMBER);
     assert_eq!((faulty.partition, faulty.epoch), (0, FIRST_EPOCH));
@@ -860,9 +820,7 @@ async fn out_of_order_sequence_bumps_epoch_and_resends_in_order() {
 /// 0): the same repair.
 #[actix_rt::test]
 async fn unknown_producer_id_bumps_epoch_and_resends_in_order() {
-    let broker = Broker::start(false, second_batch_of_p0(Inject::ForgetProducer));
-    let run = repair_run(&broker).await;
-    run.assert_exactly_once_in_order(&broker);
+    let (broker, _run) = repair_case(false, Inject::ForgetProducer).await;
 
     let faulty = first_answered(&broker, UNKNOWN_PRODUCER_ID);
     assert_eq!((faulty.partition, faulty.epoch), (0, FIRST_EPOCH));
@@ -879,12 +837,7 @@ async fn unknown_producer_id_bumps_epoch_and_resends_in_order() {
 /// and sends again from sequence 0 under it.
 #[actix_rt::test]
 async fn refused_bump_takes_a_new_producer_id() {
-    let broker = Broker::start(
-        true,
-        second_batch_of_p0(Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)),
-    );
-    let run = repair_run(&broker).await;
-    run.assert_exactly_once_in_order(&broker);
+    let (broker, _run) = repair_case(true, Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)).await;
 
     let faulty = first_answered(&broker, OUT_OF_ORDER_SEQUENCE_NUMBER);
     let mut expected = init_then_bump((INVALID_PRODUCER_ID_MAPPING, -1, -1));
@@ -912,9 +865,7 @@ async fn refused_bump_takes_a_new_producer_id() {
 /// offsets, and no retry.
 #[actix_rt::test]
 async fn duplicate_sequence_is_success_without_retry() {
-    let broker = Broker::start(false, second_batch_of_p0(Inject::WriteAnswerDuplicate));
-    let run = repair_run(&broker).await;
-    run.assert_exactly_once_in_order(&broker);
+    let (broker, run) = repair_case(false, Inject::WriteAnswerDuplicate).await;
 
     let dup = first_answered(&broker, DUPLICATE_SEQUENCE_NUMBER);
     for tag in &dup.tags {
@@ -939,9 +890,7 @@ async fn duplicate_sequence_is_success_without_retry() {
 /// duplicate (answering with the offset it was written at) instead of writing it twice.
 #[actix_rt::test]
 async fn lost_answer_resent_with_same_sequence_is_not_written_twice() {
-    let broker = Broker::start(false, second_batch_of_p0(Inject::WriteThenClose));
-    let run = repair_run(&broker).await;
-    run.assert_exactly_once_in_order(&broker);
+    let (broker, run) = repair_case(false, Inject::WriteThenClose).await;
 
     let p0 = broker.partition_batches(0);
     let first = p0[1].clone();
@@ -966,12 +915,7 @@ async fn lost_answer_resent_with_same_sequence_is_not_written_twice() {
 /// with their original sequences (no epoch bump), and the log holds N before N+1.
 #[actix_rt::test]
 async fn retriable_error_then_out_of_order_keeps_sequences() {
-    let broker = Broker::start(
-        false,
-        second_batch_of_p0(Inject::Refuse(NOT_ENOUGH_REPLICAS)),
-    );
-    let run = repair_run(&broker).await;
-    run.assert_exactly_once_in_order(&broker);
+    let (broker, run) = repair_case(false, Inject::Refuse(NOT_ENOUGH_REPLICAS)).await;
 
     let n = first_answered(&broker, NOT_ENOUGH_REPLICAS);
     let next = first_answered(&broker, OUT_OF_ORDER_SEQUENCE_NUMBER);

@@ -37,13 +37,14 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use herald::protocol::responses;
-use herald::{ErrorKind, KafkaCode};
+use herald::{ErrorKind, KafkaCode, ProduceError};
 use herald_actors::{Delivered, MetricsSnapshot, Outcome, Produce, Producer};
-use kafka_protocol::messages::{ApiKey, ProduceRequest, ResponseHeader};
-use kafka_protocol::protocol::Encodable;
+use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
 use crate::support::fake_broker::{self, Action, FakeBroker, RequestContext};
 use crate::support::init_tracing;
+use crate::support::outcomes::{assert_one_outcome_each, one_outcome, settle_and_close, Outcomes};
+use crate::support::producer::start_producer;
 
 const TOPIC: &str = "network-garbage";
 const PARTITIONS: i32 = 2;
@@ -116,6 +117,23 @@ impl Fault {
                 out.extend(actions(ctx, valid));
                 out
             }),
+        }
+    }
+
+    /// Every request of `api` that `when` picks gets `actions` instead of an answer (nothing
+    /// appended); then its connection goes silent.
+    fn muting(
+        api: ApiKey,
+        when: impl Fn(&Probe<'_>) -> bool + Send + Sync + 'static,
+        actions: impl Fn(&RequestContext, Bytes) -> Vec<Action> + Send + Sync + 'static,
+    ) -> Fault {
+        Fault {
+            api,
+            when: Box::new(when),
+            stores: false,
+            refuse: None,
+            mute: true,
+            actions: Box::new(actions),
         }
     }
 }
@@ -273,25 +291,6 @@ fn tag_of(value: &[u8]) -> u64 {
         .unwrap_or_else(|| panic!("unexpected record value {value:?}"))
 }
 
-/// A response frame as the fake broker writes one: size prefix, response header (v0 or v1 for
-/// the request's API and version), body.
-fn frame(ctx: &RequestContext, correlation_id: i32, body: &[u8]) -> Bytes {
-    let header_version = ctx
-        .api()
-        .map(|k| k.response_header_version(ctx.api_version))
-        .unwrap_or(0);
-    let mut header = BytesMut::new();
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut header, header_version)
-        .expect("encode response header");
-    let mut out = BytesMut::new();
-    out.put_i32((header.len() + body.len()) as i32);
-    out.put_slice(&header);
-    out.put_slice(body);
-    out.freeze()
-}
-
 /// `len` pseudo-random bytes (fixed seeds, so every run sends the same bytes): those of the
 /// first seed that `undecodable` accepts. Random bytes can happen to decode (a decoder ignores
 /// trailing bytes, and a short count prefix makes a valid empty response), which would turn
@@ -310,24 +309,9 @@ fn garbage(len: usize, undecodable: impl Fn(&[u8]) -> bool) -> Bytes {
 // ---------------------------------------------------------------------------------------------
 // The client side.
 
-/// Collects `Delivered` outcomes by tag.
-struct Collector(Arc<Mutex<Vec<(u64, Outcome)>>>);
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-
-impl Handler<Delivered> for Collector {
-    type Result = ();
-
-    fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
-        self.0.lock().unwrap().push((d.tag, d.outcome));
-    }
-}
-
 struct Client {
     producer: Producer,
-    outcomes: Arc<Mutex<Vec<(u64, Outcome)>>>,
+    outcomes: Outcomes,
     inbox: Recipient<Delivered>,
 }
 
@@ -341,27 +325,21 @@ struct Finished {
 impl Client {
     /// A producer on `fake` with the tests' defaults, overridden by `extra`.
     fn start(fake: &FakeBroker, extra: &[(&'static str, &'static str)]) -> Client {
-        let bootstrap = fake.bootstrap();
-        let mut pairs: Vec<(&str, &str)> = vec![
-            ("bootstrap.servers", bootstrap.as_str()),
-            ("enable.idempotence", "false"),
-            ("acks", "1"),
-            ("linger.ms", "0"),
-            ("retry.backoff.ms", "20"),
-            ("reconnect.backoff.ms", "20"),
-            ("request.timeout.ms", "5000"),
-            ("delivery.timeout.ms", "8000"),
-            ("max.block.ms", "5000"),
-        ];
-        for &(k, v) in extra {
-            match pairs.iter_mut().find(|(pk, _)| *pk == k) {
-                Some(p) => p.1 = v,
-                None => pairs.push((k, v)),
-            }
-        }
-        let producer = Producer::from_pairs(pairs).expect("valid config");
-        let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let inbox = Collector(outcomes.clone()).start().recipient();
+        let producer = start_producer(
+            &fake.bootstrap(),
+            &[
+                ("enable.idempotence", "false"),
+                ("acks", "1"),
+                ("linger.ms", "0"),
+                ("retry.backoff.ms", "20"),
+                ("reconnect.backoff.ms", "20"),
+                ("request.timeout.ms", "5000"),
+                ("delivery.timeout.ms", "8000"),
+                ("max.block.ms", "5000"),
+            ],
+            extra,
+        );
+        let (outcomes, inbox) = Outcomes::start();
         Client {
             producer,
             outcomes,
@@ -391,34 +369,28 @@ impl Client {
         }
     }
 
+    /// Sends records `0..n` at once, waits up to `within` for their outcomes and finishes; checks
+    /// that every record was answered, once. Returns the run and how long the answers took.
+    async fn send_all(self, n: u64, within: Duration) -> (Finished, Duration) {
+        let start = Instant::now();
+        self.send(0..n);
+        let all = self.wait_for(n as usize, within).await;
+        let elapsed = start.elapsed();
+        let run = self.finish().await;
+        assert!(all, "every record answered");
+        run.assert_tags(n);
+        (run, elapsed)
+    }
+
     /// Waits until `n` outcomes have arrived; false if `within` passes first.
     async fn wait_for(&self, n: usize, within: Duration) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.outcomes.lock().unwrap().len() >= n {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        self.outcomes.wait_for(n, within).await
     }
 
     /// Keeps counting for [`SETTLE`] (a second answer would show), then closes the producer.
     async fn finish(self) -> Finished {
-        tokio::time::sleep(SETTLE).await;
-        let metrics = self.producer.metrics().await;
-        let closed = tokio::time::timeout(
-            Duration::from_secs(5),
-            self.producer.close(Duration::from_secs(2)),
-        )
-        .await;
-        assert!(closed.is_ok(), "close returned");
-        let mut outcomes: BTreeMap<u64, Vec<Outcome>> = BTreeMap::new();
-        for (tag, o) in self.outcomes.lock().unwrap().drain(..) {
-            outcomes.entry(tag).or_default().push(o);
-        }
+        let metrics = settle_and_close(self.producer, SETTLE).await;
+        let outcomes = self.outcomes.drain_by_tag();
         Finished { outcomes, metrics }
     }
 }
@@ -426,31 +398,21 @@ impl Client {
 impl Finished {
     /// The one outcome of `tag`; panics unless there is exactly one.
     fn one(&self, tag: u64) -> &Outcome {
-        let got = self
-            .outcomes
-            .get(&tag)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        assert_eq!(
-            got.len(),
-            1,
-            "record {tag} must have exactly one outcome, has {}: {got:?}",
-            got.len()
-        );
-        &got[0]
+        one_outcome(&self.outcomes, tag)
+    }
+
+    /// The error of `tag`, which must have failed: success is impossible with `broker`.
+    fn failure(&self, tag: u64, broker: &str) -> &ProduceError {
+        match self.one(tag) {
+            Err(e) => e,
+            Ok(md) => panic!("record {tag} acknowledged by {broker}: {md:?}"),
+        }
     }
 
     /// Records `0..n`, and no others, have exactly one outcome each; no batch kept its
     /// `buffer.memory` reservation; no actor was restarted.
     fn assert_tags(&self, n: u64) {
-        let unexpected: Vec<u64> = self.outcomes.keys().copied().filter(|t| *t >= n).collect();
-        assert!(
-            unexpected.is_empty(),
-            "outcomes for unknown tags {unexpected:?}"
-        );
-        for tag in 0..n {
-            self.one(tag);
-        }
+        assert_one_outcome_each(&self.outcomes, n);
         let m = &self.metrics;
         assert_eq!(
             m.buffer_available_bytes, m.buffer_total_bytes,
@@ -578,11 +540,49 @@ fn assert_recovered(broker: &Scripted, run: &Finished, stores: bool) {
     );
 }
 
+/// The end state when nothing was in flight as the connection broke (`why`): every record
+/// acknowledged where the broker holds it, held once, none retried; the connection rebuilt.
+fn assert_held_once_without_retry(broker: &Scripted, run: &Finished, why: &str) {
+    let log = broker.log();
+    let copies = copies(&log);
+    for tag in 0..=BURST {
+        assert_acked_where_stored(tag, run.one(tag), &log);
+        assert_eq!(copies.get(&tag), Some(&1), "record {tag} held once");
+    }
+    let m = &run.metrics;
+    assert_eq!(m.record_send_total, BURST + 1, "{m:?}");
+    assert_eq!(m.record_retry_total, 0, "{why}: {m:?}");
+    assert!(
+        m.connection_creation_total >= 3,
+        "connection rebuilt: {m:?}"
+    );
+}
+
 fn produce_cfg() -> Vec<(&'static str, &'static str)> {
     vec![
         ("request.timeout.ms", "5000"),
         ("delivery.timeout.ms", "8000"),
     ]
+}
+
+/// `request.timeout.ms` 500 and `delivery.timeout.ms` 3000: for the cases that only the request
+/// timeout can free.
+const SHORT_TIMEOUTS: &[(&str, &str)] = &[
+    ("request.timeout.ms", "500"),
+    ("delivery.timeout.ms", "3000"),
+];
+
+/// With [`SHORT_TIMEOUTS`]: the connection was freed by the request timeout, and the records
+/// recovered before the delivery timeout.
+fn assert_recovered_by_request_timeout(elapsed: Duration) {
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "recovered through the request timeout: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(3000),
+        "within the delivery timeout: {elapsed:?}"
+    );
 }
 
 /// The garbage was detected as garbage, not by the request timeout.
@@ -603,7 +603,7 @@ fn assert_no_timeout_needed(elapsed: Duration) {
 #[actix_rt::test]
 async fn truncated_frame_then_close() {
     let fault = Fault::produce(1, true, |ctx, valid| {
-        let full = frame(ctx, ctx.correlation_id, &valid);
+        let full = fake_broker::frame_response(ctx, ctx.correlation_id, &valid);
         let mut cut = BytesMut::from(&full[..]);
         let promised = (full.len() - 4 + 100) as i32;
         cut[..4].copy_from_slice(&promised.to_be_bytes());
@@ -661,7 +661,11 @@ async fn garbage_produce_body() {
         let body = garbage(48, |b| {
             responses::decode_produce_response(b, version).is_err()
         });
-        vec![Action::Raw(frame(ctx, ctx.correlation_id, &body))]
+        vec![Action::Raw(fake_broker::frame_response(
+            ctx,
+            ctx.correlation_id,
+            &body,
+        ))]
     });
     let (broker, run, elapsed) = run(fault, &produce_cfg()).await;
     assert_recovered(&broker, &run, true);
@@ -754,7 +758,7 @@ async fn unknown_error_code_fails_only_that_batch() {
 #[actix_rt::test]
 async fn connection_closed_mid_response() {
     let fault = Fault::produce(1, true, |ctx, valid| {
-        let full = frame(ctx, ctx.correlation_id, &valid);
+        let full = fake_broker::frame_response(ctx, ctx.correlation_id, &valid);
         vec![Action::Raw(full.slice(..full.len() / 2)), Action::Close]
     });
     let (broker, run, elapsed) = run(fault, &produce_cfg()).await;
@@ -768,26 +772,12 @@ async fn connection_closed_mid_response() {
 #[actix_rt::test]
 async fn half_response_then_silence() {
     let fault = Fault::produce(1, true, |ctx, valid| {
-        let full = frame(ctx, ctx.correlation_id, &valid);
+        let full = fake_broker::frame_response(ctx, ctx.correlation_id, &valid);
         vec![Action::Raw(full.slice(..full.len() / 2))]
     });
-    let (broker, run, elapsed) = run(
-        fault,
-        &[
-            ("request.timeout.ms", "500"),
-            ("delivery.timeout.ms", "3000"),
-        ],
-    )
-    .await;
+    let (broker, run, elapsed) = run(fault, SHORT_TIMEOUTS).await;
     assert_recovered(&broker, &run, true);
-    assert!(
-        elapsed >= Duration::from_millis(500),
-        "recovered through the request timeout: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_millis(3000),
-        "within the delivery timeout: {elapsed:?}"
-    );
+    assert_recovered_by_request_timeout(elapsed);
 }
 
 /// 6c. acks=0: the connection is reset while Produce requests are still queued for the
@@ -874,7 +864,7 @@ async fn response_for_request_never_sent() {
         vec![
             Action::Respond(valid.clone()),
             Action::Delay(Duration::from_millis(100)),
-            Action::Raw(frame(ctx, STRAY, &valid)),
+            Action::Raw(fake_broker::frame_response(ctx, STRAY, &valid)),
         ]
     });
     let broker = Scripted::start(fault);
@@ -905,19 +895,7 @@ async fn response_for_request_never_sent() {
     let run = client.finish().await;
     assert!(all, "every record answered");
     run.assert_tags(BURST + 1);
-    let log = broker.log();
-    let copies = copies(&log);
-    for tag in 0..=BURST {
-        assert_acked_where_stored(tag, run.one(tag), &log);
-        assert_eq!(copies.get(&tag), Some(&1), "record {tag} held once");
-    }
-    let m = &run.metrics;
-    assert_eq!(m.record_send_total, BURST + 1, "{m:?}");
-    assert_eq!(m.record_retry_total, 0, "nothing was in flight: {m:?}");
-    assert!(
-        m.connection_creation_total >= 3,
-        "connection rebuilt: {m:?}"
-    );
+    assert_held_once_without_retry(&broker, &run, "nothing was in flight");
     let seen = broker.seen();
     assert!(
         !seen.iter().any(|s| s.muted),
@@ -938,23 +916,9 @@ async fn response_for_request_never_sent() {
 #[actix_rt::test]
 async fn silent_broker_then_recovers() {
     let fault = Fault::produce(1, false, |_, _| vec![Action::NoResponse]);
-    let (broker, run, elapsed) = run(
-        fault,
-        &[
-            ("request.timeout.ms", "500"),
-            ("delivery.timeout.ms", "3000"),
-        ],
-    )
-    .await;
+    let (broker, run, elapsed) = run(fault, SHORT_TIMEOUTS).await;
     assert_recovered(&broker, &run, false);
-    assert!(
-        elapsed >= Duration::from_millis(500),
-        "recovered through the request timeout: {elapsed:?}"
-    );
-    assert!(
-        elapsed < Duration::from_millis(3000),
-        "within the delivery timeout: {elapsed:?}"
-    );
+    assert_recovered_by_request_timeout(elapsed);
 }
 
 /// 8b. A broker that answers ApiVersions and Metadata but never a Produce request (each one
@@ -964,44 +928,23 @@ async fn silent_broker_then_recovers() {
 #[actix_rt::test]
 async fn silent_broker_delivery_timeout() {
     init_tracing();
-    let fault = Fault {
-        api: ApiKey::Produce,
-        when: Box::new(|_| true),
-        stores: false,
-        refuse: None,
-        mute: true,
-        actions: Box::new(|_, _| vec![Action::NoResponse]),
-    };
+    let fault = Fault::muting(ApiKey::Produce, |_| true, |_, _| vec![Action::NoResponse]);
     let broker = Scripted::start(fault);
-    let client = Client::start(
-        &broker.fake,
-        &[
-            ("request.timeout.ms", "500"),
-            ("delivery.timeout.ms", "3000"),
-        ],
-    );
+    let client = Client::start(&broker.fake, SHORT_TIMEOUTS);
     const N: u64 = 10;
-    let start = Instant::now();
-    client.send(0..N);
-    let all = client.wait_for(N as usize, Duration::from_secs(8)).await;
-    let elapsed = start.elapsed();
-    let run = client.finish().await;
-    assert!(all, "every record answered");
-    run.assert_tags(N);
+    let (run, elapsed) = client.send_all(N, Duration::from_secs(8)).await;
     for tag in 0..N {
-        match run.one(tag) {
-            Err(e) => assert!(
-                matches!(
-                    e.kind(),
-                    ErrorKind::DeliveryTimeout {
-                        timeout_ms: 3000,
-                        ..
-                    }
-                ),
-                "record {tag}: {e}"
+        let e = run.failure(tag, "a broker that never answers");
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::DeliveryTimeout {
+                    timeout_ms: 3000,
+                    ..
+                }
             ),
-            Ok(md) => panic!("record {tag} acknowledged by a broker that never answers: {md:?}"),
-        }
+            "record {tag}: {e}"
+        );
     }
     assert!(broker.log().values().all(Vec::is_empty), "nothing appended");
     assert!(
@@ -1052,21 +995,13 @@ async fn mute_broker_metadata_timeout() {
         ],
     );
     const N: u64 = 5;
-    let start = Instant::now();
-    client.send(0..N);
-    let all = client.wait_for(N as usize, Duration::from_secs(5)).await;
-    let elapsed = start.elapsed();
-    let run = client.finish().await;
-    assert!(all, "every record answered");
-    run.assert_tags(N);
+    let (run, elapsed) = client.send_all(N, Duration::from_secs(5)).await;
     for tag in 0..N {
-        match run.one(tag) {
-            Err(e) => assert!(
-                matches!(e.kind(), ErrorKind::MetadataTimeout { .. }),
-                "record {tag}: {e}"
-            ),
-            Ok(md) => panic!("record {tag} acknowledged by a mute broker: {md:?}"),
-        }
+        let e = run.failure(tag, "a mute broker");
+        assert!(
+            matches!(e.kind(), ErrorKind::MetadataTimeout { .. }),
+            "record {tag}: {e}"
+        );
     }
     assert!(elapsed >= Duration::from_millis(950), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(4000), "{elapsed:?}");
@@ -1095,45 +1030,26 @@ async fn mute_broker_metadata_timeout() {
 /// No record had been sent, so none is retried.
 #[actix_rt::test]
 async fn garbage_metadata_response() {
-    let fault = Fault {
-        api: ApiKey::Metadata,
-        when: Box::new(|p| p.nth == 0),
-        stores: false,
-        refuse: None,
-        mute: true,
-        actions: Box::new(|ctx, _| {
+    let fault = Fault::muting(
+        ApiKey::Metadata,
+        |p| p.nth == 0,
+        |ctx, _| {
             let version = ctx.api_version;
             let body = garbage(64, |b| {
                 responses::decode_metadata_response(b, version).is_err()
             });
-            vec![Action::Raw(frame(ctx, ctx.correlation_id, &body))]
-        }),
-    };
+            vec![Action::Raw(fake_broker::frame_response(
+                ctx,
+                ctx.correlation_id,
+                &body,
+            ))]
+        },
+    );
     init_tracing();
     let broker = Scripted::start(fault);
     let client = Client::start(&broker.fake, &produce_cfg());
-    let start = Instant::now();
-    client.send(0..=BURST);
-    let all = client
-        .wait_for(BURST as usize + 1, Duration::from_secs(9))
-        .await;
-    let elapsed = start.elapsed();
-    let run = client.finish().await;
-    assert!(all, "every record answered");
-    run.assert_tags(BURST + 1);
-    let log = broker.log();
-    let copies = copies(&log);
-    for tag in 0..=BURST {
-        assert_acked_where_stored(tag, run.one(tag), &log);
-        assert_eq!(copies.get(&tag), Some(&1), "record {tag} held once");
-    }
-    let m = &run.metrics;
-    assert_eq!(m.record_send_total, BURST + 1, "{m:?}");
-    assert_eq!(m.record_retry_total, 0, "no record was in flight: {m:?}");
-    assert!(
-        m.connection_creation_total >= 3,
-        "connection rebuilt: {m:?}"
-    );
+    let (run, elapsed) = client.send_all(BURST + 1, Duration::from_secs(9)).await;
+    assert_held_once_without_retry(&broker, &run, "no record was in flight");
     let faulty = broker.faulty();
     let seen = broker.seen();
     assert!(

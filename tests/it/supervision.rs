@@ -10,7 +10,7 @@ use herald_actors::{
     accumulator, connection, interceptor, metadata, router, Produce, Producer, ProducerInterceptor,
 };
 
-use crate::support::consumer::read_back;
+use crate::support::consumer::{read_back, read_indexes};
 use crate::support::mock::Mock;
 use crate::support::{init_tracing, unique_topic};
 
@@ -132,18 +132,7 @@ async fn produce_with_crashes(n: usize, crashes: &[(usize, Victim)]) {
     )
     .await;
     for (p, indexes) in &sent {
-        let got: Vec<usize> = back
-            .get(p)
-            .map(|v| {
-                v.iter()
-                    .map(|c| {
-                        String::from_utf8_lossy(c.value.as_deref().unwrap())
-                            .parse()
-                            .unwrap()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let got: Vec<usize> = read_indexes(&back, *p);
         assert_eq!(
             &got, indexes,
             "partition {p}: each record once, in send order"

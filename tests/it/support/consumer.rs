@@ -37,6 +37,22 @@ pub async fn read_back(
     .expect("consumer thread")
 }
 
+/// Partition `p` as read back, each value parsed as the record index the tests send as value
+/// (no records if `p` is absent), to compare with the indexes sent there.
+pub fn read_indexes(back: &BTreeMap<i32, Vec<Consumed>>, p: i32) -> Vec<usize> {
+    back.get(&p)
+        .map(|v| {
+            v.iter()
+                .map(|c| {
+                    String::from_utf8_lossy(c.value.as_deref().unwrap())
+                        .parse()
+                        .unwrap()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn read_back_blocking(
     bootstrap: &str,
     topic: &str,

@@ -297,8 +297,9 @@ fn parse_request(
     })
 }
 
-/// Size prefix, response header (v0 or v1 per the request's API and version), body.
-fn frame_response(ctx: &RequestContext, correlation_id: i32, body: &[u8]) -> Bytes {
+/// Size prefix, response header (v0 or v1 per the request's API and version), body: a response
+/// frame as the broker writes one, for tests that write raw (and possibly wrong) frames.
+pub fn frame_response(ctx: &RequestContext, correlation_id: i32, body: &[u8]) -> Bytes {
     let header_version = ctx
         .api()
         .map(|k| k.response_header_version(ctx.api_version))

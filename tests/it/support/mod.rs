@@ -5,6 +5,8 @@
 pub mod consumer;
 pub mod fake_broker;
 pub mod mock;
+pub mod outcomes;
+pub mod producer;
 pub mod tansu;
 
 use std::sync::Once;
