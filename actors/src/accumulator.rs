@@ -102,6 +102,28 @@ struct SealedBatch {
     maybe_written: bool,
 }
 
+impl SealedBatch {
+    /// A sealed batch from an open one's parts, not yet sent.
+    fn new(open: OpenBatchParts, bytes: Bytes, ids: ProducerIds) -> Self {
+        let (id, records, created, reserved) = open;
+        SealedBatch {
+            id,
+            bytes,
+            records,
+            created,
+            reserved,
+            attempts: 0,
+            retry_at: None,
+            ids,
+            maybe_written: false,
+        }
+    }
+}
+
+/// What an open batch keeps besides its builder: id, record slots, creation time, reserved
+/// memory.
+type OpenBatchParts = (u64, Vec<RecordSlot>, Instant, usize);
+
 /// How a connection answered for one batch.
 #[derive(Debug, Clone)]
 pub enum BatchResult {
@@ -326,37 +348,18 @@ impl Accumulator {
         } = open;
         let uncompressed = builder.size_in_bytes();
         let stamp = self.stamp_for(records.len());
+        let parts = (id, records, created, reserved);
         match builder.close(stamp) {
             Ok(bytes) => {
                 let m = &self.shared.metrics;
                 Metrics::add(&m.batch_count, 1);
                 Metrics::add(&m.batch_bytes, bytes.len() as u64);
                 Metrics::add(&m.batch_uncompressed_bytes, uncompressed as u64);
-                self.ready.push_back(SealedBatch {
-                    id,
-                    bytes,
-                    records,
-                    created,
-                    reserved,
-                    attempts: 0,
-                    retry_at: None,
-                    ids: stamp,
-                    maybe_written: false,
-                });
+                self.ready.push_back(SealedBatch::new(parts, bytes, stamp));
             }
             Err(e) => {
                 tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "sealing batch failed");
-                let batch = SealedBatch {
-                    id,
-                    bytes: Bytes::new(),
-                    records,
-                    created,
-                    reserved,
-                    attempts: 0,
-                    retry_at: None,
-                    ids: stamp,
-                    maybe_written: false,
-                };
+                let batch = SealedBatch::new(parts, Bytes::new(), stamp);
                 self.complete_batch(batch, Err(ErrorKind::Protocol(Arc::new(e))));
             }
         }
@@ -557,18 +560,11 @@ impl Accumulator {
     }
 
     fn fail_open(&mut self, b: OpenBatch, kind: ErrorKind) {
-        let batch = SealedBatch {
-            id: b.id,
-            bytes: Bytes::new(),
-            records: b.records,
-            created: b.created,
-            reserved: b.reserved,
-            attempts: 0,
-            retry_at: None,
-            ids: ProducerIds::NONE,
-            maybe_written: false,
-        };
-        self.complete_batch(batch, Err(kind));
+        let parts = (b.id, b.records, b.created, b.reserved);
+        self.complete_batch(
+            SealedBatch::new(parts, Bytes::new(), ProducerIds::NONE),
+            Err(kind),
+        );
     }
 
     /// Completes every record of a batch and gives its memory back.

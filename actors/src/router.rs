@@ -322,21 +322,24 @@ impl RouterCore {
                 record.value.as_deref(),
                 &record.headers,
             );
-        if size > config.max_request_size {
+        let limits = [
+            (
+                config.max_request_size,
+                "max.request.size",
+                "the maximum request size",
+            ),
+            (
+                config.buffer_memory,
+                "buffer.memory",
+                "the total memory buffer",
+            ),
+        ];
+        if let Some(&(max, key, limit)) = limits.iter().find(|(max, ..)| size > *max) {
             let kind = ErrorKind::RecordTooLarge {
                 size,
-                max: config.max_request_size,
-                key: "max.request.size",
-                limit: "the maximum request size",
-            };
-            return self.refuse(kind, record, completion);
-        }
-        if size > config.buffer_memory {
-            let kind = ErrorKind::RecordTooLarge {
-                size,
-                max: config.buffer_memory,
-                key: "buffer.memory",
-                limit: "the total memory buffer",
+                max,
+                key,
+                limit,
             };
             return self.refuse(kind, record, completion);
         }
