@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Clients: `herald-send` (`router.send(Produce)` with a window of outstanding futures),
-//! `herald-do-send` (`do_send` with `reply_to` a collector actor), `herald-batch`
+//! `herald-do-send` (`do_send` with `notify`: outcomes to a collector actor, one message per batch), `herald-batch`
 //! (`ProduceBatch`), `rdkafka-future` (`FutureProducer::send_result`), `rdkafka-base`
 //! (`BaseProducer::send`, a delivery-callback context and a polling thread).
 //! Modes: `max` (as fast as the client goes) and `rate` (`--rate` records/s, paced by a timer).
@@ -1088,7 +1088,7 @@ mod herald_client {
     use actix::prelude::*;
     use bytes::Bytes;
     use futures_util::stream::{FuturesUnordered, StreamExt};
-    use herald_actors::{Delivered, Outcome, Produce, ProduceBatch, Producer, Router};
+    use herald_actors::{Deliveries, Notifier, Outcome, Produce, ProduceBatch, Producer, Router};
 
     use super::worker::{Measured, RunCtx};
     use super::*;
@@ -1220,7 +1220,7 @@ mod herald_client {
         error: Option<String>,
     }
 
-    /// Receives the `Delivered` outcomes of `do_send` records.
+    /// Receives the outcomes of `do_send` records, one `Deliveries` message per batch.
     struct Collector {
         state: Rc<RefCell<DoSendState>>,
         wake: Rc<tokio::sync::Notify>,
@@ -1230,39 +1230,41 @@ mod herald_client {
         type Context = Context<Self>;
     }
 
-    impl Handler<Delivered> for Collector {
+    impl Handler<Deliveries> for Collector {
         type Result = ();
 
-        fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
+        fn handle(&mut self, batch: Deliveries, _: &mut Context<Self>) {
             let mut s = self.state.borrow_mut();
-            let slot = s.slots.get_mut(d.tag as usize).and_then(Option::take);
-            if slot.is_some() {
-                s.free.push(d.tag as usize);
+            for d in batch.0 {
+                let slot = s.slots.get_mut(d.tag as usize).and_then(Option::take);
+                if slot.is_some() {
+                    s.free.push(d.tag as usize);
+                }
+                match (slot, d.outcome) {
+                    (Some((_, t0)), Ok(md)) => {
+                        s.stats.record(t0.elapsed(), md.partition, md.offset);
+                    }
+                    (_, Err(e)) => {
+                        s.error
+                            .get_or_insert_with(|| format!("herald: record {} failed: {e}", d.tag));
+                    }
+                    (None, Ok(md)) => {
+                        s.error.get_or_insert_with(|| {
+                            format!(
+                                "herald: unexpected or repeated outcome ({md:?}), tag {}",
+                                d.tag
+                            )
+                        });
+                    }
+                }
+                s.done += 1;
             }
-            match (slot, d.outcome) {
-                (Some((_, t0)), Ok(md)) => {
-                    s.stats.record(t0.elapsed(), md.partition, md.offset);
-                }
-                (_, Err(e)) => {
-                    s.error
-                        .get_or_insert_with(|| format!("herald: record {} failed: {e}", d.tag));
-                }
-                (None, Ok(md)) => {
-                    s.error.get_or_insert_with(|| {
-                        format!(
-                            "herald: unexpected or repeated outcome ({md:?}), tag {}",
-                            d.tag
-                        )
-                    });
-                }
-            }
-            s.done += 1;
             drop(s);
             self.wake.notify_one();
         }
     }
 
-    /// `do_send` with `reply_to` a collector actor and a tag; the tag is a slot of a table of
+    /// `do_send` with `notify` (a `Notifier` of a collector actor) and a tag; the tag is a slot of a table of
     /// `window` slots that holds the enqueue time (outcomes come back out of order across
     /// partitions, so slots are recycled through a free list). `do_send` ignores mailbox
     /// capacity, so the window is the backpressure.
@@ -1282,12 +1284,14 @@ mod herald_client {
             error: None,
         }));
         let wake = Rc::new(tokio::sync::Notify::new());
-        let collector = Collector {
-            state: state.clone(),
-            wake: wake.clone(),
-        }
-        .start()
-        .recipient::<Delivered>();
+        let collector = Notifier::new(
+            Collector {
+                state: state.clone(),
+                wake: wake.clone(),
+            }
+            .start()
+            .recipient::<Deliveries>(),
+        );
         let mut next = 0u64;
         loop {
             let due = pacer.due();
@@ -1301,7 +1305,7 @@ mod herald_client {
                     s.slots[slot] = Some((next, Instant::now()));
                     router.do_send(
                         produce(ctx, next, &mut key_buf)
-                            .reply_to(collector.clone())
+                            .notify(collector.clone())
                             .tag(slot as u64),
                     );
                     next += 1;

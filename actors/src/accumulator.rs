@@ -24,7 +24,7 @@ use herald::batch::{BatchBuilder, ProducerIds};
 use herald::{ErrorKind, KafkaCode, ProduceError, RecordMetadata};
 use tokio::sync::oneshot;
 
-use crate::completion::{Completion, Outcome};
+use crate::completion::{Completer, Completion, Outcome};
 use crate::connection::{OutgoingBatch, SendBatches};
 use crate::interceptor;
 use crate::messages::ClusterChanged;
@@ -574,6 +574,7 @@ impl Accumulator {
         let n = b.records.len() as u64;
         let interceptors = self.shared.interceptors.get();
         let mut acks = interceptors.map(|_| Vec::with_capacity(b.records.len()));
+        let mut completer = Completer::default();
         match result {
             Ok((base_offset, log_append_time)) => {
                 Metrics::add(&m.record_send_total, n);
@@ -597,7 +598,7 @@ impl Accumulator {
                     if let Some(a) = acks.as_mut() {
                         a.push(Ok(md.clone()));
                     }
-                    slot.completion.complete(Ok(md));
+                    completer.complete(slot.completion, Ok(md));
                 }
             }
             Err(kind) => {
@@ -608,10 +609,11 @@ impl Accumulator {
                     if let Some(a) = acks.as_mut() {
                         a.push(outcome.clone());
                     }
-                    slot.completion.complete(outcome);
+                    completer.complete(slot.completion, outcome);
                 }
             }
         }
+        drop(completer);
         if let (Some(addr), Some(outcomes)) = (interceptors, acks) {
             addr.do_send(interceptor::Acknowledged { outcomes });
         }

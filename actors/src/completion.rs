@@ -21,6 +21,34 @@ pub struct Delivered {
     pub tag: u64,
 }
 
+/// Outcomes of several records for one [`Notifier`], in the order each partition
+/// acknowledged them: one message per batch rather than one per record.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Deliveries(pub Vec<Delivered>);
+
+/// A requester's mailbox for outcomes delivered per batch (see [`Deliveries`]).
+///
+/// Clone it per record: a clone is one reference count, where cloning a `Recipient` allocates.
+/// Records of one batch that name the same notifier share one message.
+#[derive(Debug, Clone)]
+pub struct Notifier(Arc<Recipient<Deliveries>>);
+
+impl Notifier {
+    /// Outcomes go to `recipient`.
+    pub fn new(recipient: Recipient<Deliveries>) -> Self {
+        Notifier(Arc::new(recipient))
+    }
+
+    fn same(&self, other: &Notifier) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    fn send(&self, outcomes: Vec<Delivered>) {
+        self.0.do_send(Deliveries(outcomes));
+    }
+}
+
 /// The sink of one record's outcome.
 #[derive(Debug)]
 pub enum Completion {
@@ -31,6 +59,13 @@ pub enum Completion {
     Notify {
         /// Requester.
         to: Recipient<Delivered>,
+        /// Caller's tag.
+        tag: u64,
+    },
+    /// Part of a [`Deliveries`] message to a [`Notifier`].
+    NotifyBatched {
+        /// Requester.
+        to: Notifier,
         /// Caller's tag.
         tag: u64,
     },
@@ -53,8 +88,60 @@ impl Completion {
                 let _ = tx.send(outcome);
             }
             Completion::Notify { to, tag } => to.do_send(Delivered { outcome, tag }),
-            Completion::Batch { collector, index } => collector.set(index, outcome),
+            Completion::NotifyBatched { to, tag } => to.send(vec![Delivered { outcome, tag }]),
+            Completion::Batch { collector, index } => collector.set_many(vec![(index, outcome)]),
             Completion::Discard => {}
+        }
+    }
+}
+
+/// Completes the records of one batch, answering records that share a sink together: the
+/// records of one [`Notifier`] become one [`Deliveries`] message (in batch order), the slots
+/// of one `ProduceBatch` call are filled under one lock. Whatever is gathered goes out when
+/// the completer is dropped, so nothing is lost. A batch names few sinks, so a linear search
+/// finds a record's group.
+#[derive(Debug, Default)]
+pub struct Completer {
+    notify: Vec<(Notifier, Vec<Delivered>)>,
+    batch: Vec<(Arc<BatchCollector>, Slots)>,
+}
+
+/// `(index in the call, outcome)` of some records of one `ProduceBatch` call.
+type Slots = Vec<(usize, Outcome)>;
+
+impl Completer {
+    /// Delivers (or gathers) one record's outcome.
+    pub fn complete(&mut self, completion: Completion, outcome: Outcome) {
+        match completion {
+            Completion::NotifyBatched { to, tag } => {
+                let d = Delivered { outcome, tag };
+                match self.notify.iter_mut().find(|(n, _)| n.same(&to)) {
+                    Some((_, v)) => v.push(d),
+                    None => self.notify.push((to, vec![d])),
+                }
+            }
+            Completion::Batch { collector, index } => {
+                match self
+                    .batch
+                    .iter_mut()
+                    .find(|(c, _)| Arc::ptr_eq(c, &collector))
+                {
+                    Some((_, v)) => v.push((index, outcome)),
+                    None => self.batch.push((collector, vec![(index, outcome)])),
+                }
+            }
+            other => other.complete(outcome),
+        }
+    }
+}
+
+impl Drop for Completer {
+    fn drop(&mut self) {
+        for (to, outcomes) in self.notify.drain(..) {
+            to.send(outcomes);
+        }
+        for (collector, outcomes) in self.batch.drain(..) {
+            collector.set_many(outcomes);
         }
     }
 }
@@ -88,9 +175,9 @@ impl BatchCollector {
         collector
     }
 
-    fn set(&self, index: usize, outcome: Outcome) {
-        {
-            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    fn set_many(&self, outcomes: Slots) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for (index, outcome) in outcomes {
             let slot = &mut s.outcomes[index];
             debug_assert!(slot.is_none(), "record {index} answered twice");
             if slot.is_none() {
@@ -98,11 +185,14 @@ impl BatchCollector {
                 s.missing -= 1;
             }
         }
-        self.finish_if_done();
+        Self::finish_locked(&mut s);
     }
 
     fn finish_if_done(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Self::finish_locked(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn finish_locked(s: &mut CollectorState) {
         if s.missing == 0 {
             if let Some(tx) = s.tx.take() {
                 let outcomes = std::mem::take(&mut s.outcomes)

@@ -2,7 +2,8 @@
 //!
 //! Start a [`Producer`] inside a running actix system and send [`router::Produce`] messages
 //! to its router; every record comes back with exactly one outcome, either as the reply to
-//! `send()` or as a [`Delivered`] message to the mailbox named with `reply_to`.
+//! `send()`, as a [`Delivered`] message to the mailbox named with `reply_to`, or inside a
+//! [`Deliveries`] message to a [`Notifier`] (one message per batch, the cheapest per-record path).
 //!
 //! ```text
 //!              Produce / ProduceBatch
@@ -57,7 +58,7 @@ use actix::prelude::*;
 use herald::partitioner::{DefaultPartitioner, Partitioner};
 use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
 
-pub use completion::{Delivered, Outcome};
+pub use completion::{Delivered, Deliveries, Notifier, Outcome};
 pub use interceptor::ProducerInterceptor;
 pub use metrics::MetricsSnapshot;
 pub use router::{Close, Flush, GetMetrics, Produce, ProduceBatch, Router};

@@ -248,3 +248,113 @@ async fn reply_to_and_batch_api_deliver_every_outcome() {
     let consumed = read_back(&mock.bootstrap(), &topic, 3, 1500, Duration::from_secs(30)).await;
     assert_eq!(consumed.values().map(Vec::len).sum::<usize>(), 1500);
 }
+
+/// `notify`: one `Deliveries` message per batch and notifier, every record answered once,
+/// even when records of one batch name different sinks (two notifiers, `reply_to`, `send()`)
+/// and when a record is refused before it reaches a batch.
+#[actix_rt::test]
+async fn notifier_answers_each_record_once_in_one_message_per_batch() {
+    use std::sync::{Arc, Mutex};
+
+    use actix::prelude::*;
+    use herald::ErrorKind;
+    use herald_actors::{Deliveries, Notifier};
+
+    type Seen = Arc<Mutex<Vec<Vec<(u64, herald_actors::Outcome)>>>>;
+    struct Inbox(Seen);
+    impl Actor for Inbox {
+        type Context = Context<Self>;
+    }
+    impl Handler<Deliveries> for Inbox {
+        type Result = ();
+        fn handle(&mut self, d: Deliveries, _: &mut Context<Self>) {
+            let msg = d.0.into_iter().map(|d| (d.tag, d.outcome)).collect();
+            self.0.lock().unwrap().push(msg);
+        }
+    }
+
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("notify");
+    mock.create_topic(&topic, 3, 1);
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "20"),
+        ("max.request.size", "4000"),
+    ])
+    .unwrap();
+    let (seen_a, seen_b): (Seen, Seen) = Default::default();
+    let a = Notifier::new(Inbox(seen_a.clone()).start().recipient());
+    let b = Notifier::new(Inbox(seen_b.clone()).start().recipient());
+    let (outcomes, inbox) = crate::support::outcomes::Outcomes::start();
+    let mut replies = Vec::new();
+    const N: u64 = 3000;
+    for i in 0..N {
+        let mut p = record(&topic, i as usize).tag(i);
+        if i == 7 {
+            p = p.value(vec![0u8; 10_000]); // over max.request.size: refused at once
+        }
+        match i % 10 {
+            0..=5 => producer.router().do_send(p.notify(a.clone())),
+            6 | 7 => producer.router().do_send(p.notify(b.clone())),
+            8 => producer.router().do_send(p.reply_to(inbox.clone())),
+            _ => replies.push(producer.router().send(p)),
+        }
+    }
+    for r in replies {
+        assert!(r.await.unwrap().is_ok());
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert!(outcomes.wait_for(300, Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_millis(200)).await; // anything answered twice shows
+
+    let mut answered = BTreeMap::new();
+    for (seen, digits) in [(&seen_a, 0..=5), (&seen_b, 6..=7)] {
+        let messages = seen.lock().unwrap().clone();
+        let records: usize = messages.iter().map(Vec::len).sum();
+        assert!(
+            messages.len() * 10 < records,
+            "{} messages for {records} records: not grouped per batch",
+            messages.len()
+        );
+        for (tag, outcome) in messages.into_iter().flatten() {
+            assert!(
+                digits.contains(&(tag % 10)),
+                "record {tag} went to the wrong notifier"
+            );
+            assert!(
+                answered.insert(tag, outcome).is_none(),
+                "record {tag} answered twice"
+            );
+        }
+    }
+    for (tag, mut o) in outcomes.drain_by_tag() {
+        assert_eq!(o.len(), 1, "record {tag} answered twice");
+        assert!(answered.insert(tag, o.pop().unwrap()).is_none());
+    }
+    let expected: Vec<u64> = (0..N).filter(|i| i % 10 != 9).collect();
+    assert_eq!(answered.keys().copied().collect::<Vec<_>>(), expected);
+    match &answered[&7] {
+        Err(e) => assert!(
+            matches!(e.kind(), ErrorKind::RecordTooLarge { .. }),
+            "record 7: {e}"
+        ),
+        Ok(md) => panic!("oversized record 7 was written: {md:?}"),
+    }
+    assert!(answered
+        .iter()
+        .filter(|(t, _)| **t != 7)
+        .all(|(_, o)| o.is_ok()));
+    let consumed = read_back(
+        &mock.bootstrap(),
+        &topic,
+        3,
+        N as usize - 1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(
+        consumed.values().map(Vec::len).sum::<usize>(),
+        N as usize - 1
+    );
+}
