@@ -24,6 +24,7 @@ use herald::batch::{BatchBuilder, ProducerIds};
 use herald::{ErrorKind, KafkaCode, ProduceError, RecordMetadata};
 use tokio::sync::oneshot;
 
+use crate::clock::{Alarm, LingerDue};
 use crate::completion::{Completer, Completion, Outcome};
 use crate::connection::{OutgoingBatch, SendBatches};
 use crate::interceptor;
@@ -157,6 +158,10 @@ pub struct BatchCompleted {
     pub result: BatchResult,
 }
 
+/// How long before a linger deadline the accumulator hands the wait from tokio's timer (which
+/// fires up to about 2 ms late) to the clock thread.
+const LINGER_LEAD: Duration = Duration::from_millis(3);
+
 /// Router → accumulator: a new batch was started (arm the linger timer).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -204,7 +209,10 @@ pub struct Accumulator {
     /// Producer id and epoch the sequences below belong to.
     epoch: Option<(i64, i16)>,
     next_sequence: i32,
+    /// First stage of the linger wait (tokio's timer, see `arm_timers`).
     linger_timer: Option<(Instant, SpawnHandle)>,
+    /// Second stage: the producer's clock thread.
+    linger: Alarm,
     wake_timer: Option<(Instant, SpawnHandle)>,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     terminated: bool,
@@ -229,6 +237,7 @@ impl Accumulator {
             epoch: None,
             next_sequence: 0,
             linger_timer: None,
+            linger: Alarm::default(),
             wake_timer: None,
             flush_waiters: Vec::new(),
             terminated: false,
@@ -422,13 +431,32 @@ impl Accumulator {
         }
     }
 
-    /// Arms the timers this actor needs: linger expiry of the open batch, and one wake-up
+    /// Arms the timers this actor needs: linger expiry of the open batch (on the producer's
+    /// [`Clock`](crate::clock::Clock), precise to a fraction of a millisecond), and one wake-up
     /// for the earliest of the end of a retry backoff and the next delivery timeout.
     fn arm_timers(&mut self, ctx: &mut Context<Self>) {
         let linger = self.shared.config.linger;
         let open_due = self.part.lock().open.as_ref().map(|o| o.created + linger);
-        if let Some(due) = open_due {
-            self.arm(ctx, due, |a| &mut a.linger_timer, |a, ctx| a.drain(ctx));
+        // Two stages: tokio's timer until shortly before the deadline, then the clock thread.
+        // Most batches of a busy partition fill up before the first stage ends and never cost
+        // the clock thread a wake-up (one per batch measured ~100 ns per record at 1M rec/s).
+        let coarse = open_due
+            .and_then(|due| due.checked_sub(LINGER_LEAD))
+            .filter(|at| *at > Instant::now());
+        match (open_due, coarse) {
+            (Some(_), Some(at)) => {
+                self.linger.cancel();
+                self.arm(ctx, at, |a| &mut a.linger_timer, |a, ctx| a.drain(ctx));
+            }
+            (Some(due), None) => {
+                self.cancel_timer(ctx, |a| &mut a.linger_timer);
+                self.linger
+                    .set(&self.shared.clock, due, || ctx.address().recipient());
+            }
+            (None, _) => {
+                self.cancel_timer(ctx, |a| &mut a.linger_timer);
+                self.linger.cancel();
+            }
         }
         let mut next: Option<Instant> = self.ready.front().and_then(|b| b.retry_at);
         if let Some(expiry) = self.next_expiry() {
@@ -444,6 +472,16 @@ impl Accumulator {
                     a.drain(ctx);
                 },
             );
+        }
+    }
+
+    fn cancel_timer(
+        &mut self,
+        ctx: &mut Context<Self>,
+        slot: fn(&mut Self) -> &mut Option<(Instant, SpawnHandle)>,
+    ) {
+        if let Some((_, h)) = slot(self).take() {
+            ctx.cancel_future(h);
         }
     }
 
@@ -831,6 +869,7 @@ impl Actor for Accumulator {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.linger_timer = None;
+        self.linger.cancel();
         self.wake_timer = None;
         self.drain(ctx);
     }
@@ -844,6 +883,16 @@ impl Supervised for Accumulator {
         }
         // Batches and completions live in `self`, which survives; only timers are rebuilt
         // (in `started`).
+    }
+}
+
+impl Handler<LingerDue> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, due: LingerDue, ctx: &mut Context<Self>) {
+        if self.linger.fired(due.generation) {
+            self.drain(ctx);
+        }
     }
 }
 

@@ -42,6 +42,7 @@
 
 pub mod accumulator;
 pub mod backoff;
+pub mod clock;
 pub mod completion;
 pub mod connection;
 pub mod interceptor;
@@ -75,6 +76,8 @@ pub struct Shared {
     pub(crate) cluster: ClusterView,
     pub(crate) memory: MemoryPool,
     pub(crate) metrics: metrics::Metrics,
+    /// Linger deadlines (a thread of its own; see [`clock`]).
+    pub(crate) clock: clock::Clock,
     /// The arbiter (thread) that runs connection actors, away from the application's.
     pub(crate) io: ArbiterHandle,
     pub(crate) metadata: OnceLock<Addr<Metadata>>,
@@ -119,12 +122,14 @@ impl ProducerBuilder {
         self
     }
 
-    /// Starts the producer's actors on the current actix arbiter (connections get their own).
-    /// Must be called inside a running actix system.
+    /// Starts the producer's actors on the current actix arbiter (connections get their own
+    /// arbiter, linger deadlines a thread). Must be called inside a running actix system.
     pub fn start(self) -> Result<Producer, ConfigError> {
         let config = self.config;
         config.validate_supported()?;
         let io = Arbiter::new();
+        // Like `Arbiter::new`, a thread the OS refuses is a panic, not a config error.
+        let clock = clock::Clock::start().expect("cannot spawn the herald-linger thread");
         let partitioner = self.partitioner.unwrap_or_else(|| {
             Box::new(DefaultPartitioner::new(
                 config.batch_size,
@@ -136,6 +141,7 @@ impl ProducerBuilder {
             config,
             cluster: ClusterView::default(),
             metrics: metrics::Metrics::default(),
+            clock,
             io: io.handle(),
             metadata: OnceLock::new(),
             interceptors: OnceLock::new(),

@@ -147,7 +147,7 @@ impl Produce {
         self
     }
 
-    /// Delivers the outcome inside a [`Deliveries`] message to `notifier`, together with the
+    /// Delivers the outcome inside a [`Deliveries`](crate::Deliveries) message to `notifier`, together with the
     /// outcomes of the other records of its batch that name the same notifier (use with
     /// `do_send`). The cheapest per-record path: one message per batch instead of one per
     /// record, and a clone of the notifier costs no allocation.
