@@ -939,6 +939,63 @@ impl Pacer {
     }
 }
 
+/// Wakes an async sending loop every millisecond of the `rate` mode. tokio's timer fires up to
+/// about 2 ms late on a runtime with little else to do (millisecond ticks, and the poller
+/// rounds its wait up again), and how late depended on how often the client under test woke
+/// that runtime: the offered bursts came every 1.1 ms for one client and every 2.3 ms for
+/// another. A thread that sleeps with the kernel's resolution paces every client alike (the
+/// BaseProducer loop sleeps the same way on its own thread).
+struct Ticker {
+    notify: Arc<tokio::sync::Notify>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    /// Ticks while the pacer has a rate; none for full speed.
+    fn start(pacer: &Pacer) -> Option<Ticker> {
+        pacer.rate?;
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (n, st) = (notify.clone(), stop.clone());
+        let start = pacer.start;
+        let thread = std::thread::Builder::new()
+            .name("pacer".into())
+            .spawn(move || {
+                let mut k = 1u32;
+                while !st.load(Ordering::Relaxed) {
+                    let at = start + Duration::from_millis(1) * k;
+                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
+                    n.notify_one();
+                    k += 1;
+                }
+            })
+            .expect("pacer thread");
+        Some(Ticker {
+            notify,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next tick (at once if one passed since the last call); never, without a ticker.
+    async fn tick(ticker: &Option<Ticker>) {
+        match ticker {
+            Some(t) => t.notify.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Key and value bytes of record `i`: values are windows into a text-like buffer (so
 /// compression has something realistic to do), keys are `i`'s little-endian bytes repeated.
 struct Payload {
@@ -1184,6 +1241,7 @@ mod herald_client {
         pacer: Pacer,
         stats: &mut Stats,
     ) -> Result<()> {
+        let ticker = Ticker::start(&pacer);
         let window = ctx.args.window;
         let mut key_buf = vec![0u8; ctx.args.key_size];
         let mut inflight = FuturesUnordered::new();
@@ -1206,7 +1264,7 @@ mod herald_client {
                     let md = check(r.map_err(|e| format!("herald: mailbox: {e}"))?, "record")?;
                     stats.record(t0.elapsed(), md.partition, md.offset);
                 }
-                _ = tokio::time::sleep_until(pacer.wake_at(next).into()), if paced => {}
+                _ = Ticker::tick(&ticker), if paced => {}
             }
         }
     }
@@ -1274,6 +1332,7 @@ mod herald_client {
         pacer: Pacer,
         stats: Stats,
     ) -> Result<Stats> {
+        let ticker = Ticker::start(&pacer);
         let window = ctx.args.window;
         let mut key_buf = vec![0u8; ctx.args.key_size];
         let state = Rc::new(RefCell::new(DoSendState {
@@ -1319,7 +1378,7 @@ mod herald_client {
             tokio::select! {
                 biased;
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep_until(pacer.wake_at(next).into()), if paced => {}
+                _ = Ticker::tick(&ticker), if paced => {}
             }
         }
         let mut s = state.borrow_mut();
@@ -1340,6 +1399,7 @@ mod herald_client {
         pacer: Pacer,
         stats: &mut Stats,
     ) -> Result<()> {
+        let ticker = Ticker::start(&pacer);
         let window = ctx.args.window as u64;
         let per_batch = ctx.args.batch_records as u64;
         let mut key_buf = vec![0u8; ctx.args.key_size];
@@ -1376,7 +1436,7 @@ mod herald_client {
                         stats.record(latency, md.partition, md.offset);
                     }
                 }
-                _ = tokio::time::sleep_until(pacer.wake_at(next).into()), if paced => {}
+                _ = Ticker::tick(&ticker), if paced => {}
             }
         }
     }
@@ -1473,6 +1533,7 @@ mod rdkafka_client {
             let mut stats = Stats::new(ctx.progress.clone());
             let meter = Meter::start();
             let pacer = Pacer::new(ctx.rate, a.records);
+            let ticker = Ticker::start(&pacer);
             let window = a.window;
             let mut inflight = FuturesUnordered::new();
             let mut next = 0u64;
@@ -1498,12 +1559,7 @@ mod rdkafka_client {
                 if next == pacer.n && inflight.is_empty() {
                     break;
                 }
-                let paced = next < pacer.n && inflight.len() < window;
-                let pause = if queue_full {
-                    Instant::now() + Duration::from_millis(1)
-                } else {
-                    pacer.wake_at(next)
-                };
+                let paced = next < pacer.n && inflight.len() < window && !queue_full;
                 tokio::select! {
                     biased;
                     Some((t0, r)) = inflight.next() => {
@@ -1512,7 +1568,8 @@ mod rdkafka_client {
                             .map_err(|(e, _)| format!("rdkafka: record failed: {e}"))?;
                         stats.record(t0.elapsed(), d.partition, d.offset);
                     }
-                    _ = tokio::time::sleep_until(pause.into()), if paced || queue_full => {}
+                    _ = Ticker::tick(&ticker), if paced => {}
+                    _ = tokio::time::sleep(Duration::from_millis(1)), if queue_full => {}
                 }
             }
             let metered = meter.stop();
