@@ -127,14 +127,22 @@ pub fn encode_request<R: Encodable + HeaderVersion>(
         }
     }
     let start = out.len();
-    out.put_i32(0);
     let header = RequestHeader::default()
         .with_request_api_key(api.key as i16)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
         .with_client_id(Some(client_id.clone()));
+    let header_version = R::header_version(version);
+    // One allocation for the whole frame: grown by doubling, a ProduceRequest of a few
+    // batches was copied several times over and left the allocator consolidating.
+    let size = header
+        .compute_size(header_version)
+        .and_then(|h| Ok(h + body.compute_size(version)?))
+        .map_err(encode_err(api))?;
+    out.reserve(4 + size);
+    out.put_i32(0);
     header
-        .encode(out, R::header_version(version))
+        .encode(out, header_version)
         .map_err(encode_err(api))?;
     body.encode(out, version).map_err(encode_err(api))?;
     let size = (out.len() - start - 4) as i32;
