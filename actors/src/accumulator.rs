@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use herald::batch::{BatchBuilder, ProducerIds};
-use herald::{ErrorKind, KafkaCode, ProduceError, RecordMetadata};
+use herald::{ErrorKind, KafkaCode, ProduceError, ProtocolError, RecordMetadata};
 use tokio::sync::oneshot;
 
 use crate::clock::{Alarm, LingerDue};
@@ -31,6 +31,7 @@ use crate::interceptor;
 use crate::messages::ClusterChanged;
 use crate::metadata::{self, ProducerIdState};
 use crate::metrics::Metrics;
+use crate::sealer::{Seal, Sealed};
 use crate::Shared;
 
 /// Per-record bookkeeping kept beside the encoded bytes.
@@ -101,6 +102,8 @@ struct SealedBatch {
     /// Such a batch keeps its identity across an epoch change until resolved, so a
     /// deduplicating broker can recognise it.
     maybe_written: bool,
+    /// Its bytes are still being compressed by the sealer (`bytes` is empty until then).
+    sealing: bool,
 }
 
 impl SealedBatch {
@@ -117,6 +120,7 @@ impl SealedBatch {
             retry_at: None,
             ids,
             maybe_written: false,
+            sealing: false,
         }
     }
 }
@@ -285,7 +289,9 @@ impl Accumulator {
             // is in flight; then batches that may already be written go again under their old
             // identity, so the broker recognises them as duplicates; only then the rest is
             // restamped.
-            if !self.in_flight.is_empty() {
+            // (A batch still with the sealer carries the old identity too; it is restamped
+            // once its bytes are back.)
+            if !self.in_flight.is_empty() || self.ready.iter().any(|b| b.sealing) {
                 self.arm_timers(ctx);
                 return;
             }
@@ -324,7 +330,7 @@ impl Accumulator {
             out
         };
         for open in sealable {
-            self.seal(open);
+            self.seal(open, ctx);
         }
         self.send_ready(ctx, None);
         self.arm_timers(ctx);
@@ -347,7 +353,7 @@ impl Accumulator {
         }
     }
 
-    fn seal(&mut self, open: OpenBatch) {
+    fn seal(&mut self, open: OpenBatch, ctx: &mut Context<Self>) {
         let OpenBatch {
             id,
             builder,
@@ -358,17 +364,45 @@ impl Accumulator {
         let uncompressed = builder.size_in_bytes();
         let stamp = self.stamp_for(records.len());
         let parts = (id, records, created, reserved);
-        match builder.close(stamp) {
+        if let Some(sealer) = &self.shared.sealer {
+            // Compression runs on the sealer's thread; the batch keeps its place in `ready`
+            // and nothing behind it goes out before its bytes are back.
+            let mut batch = SealedBatch::new(parts, Bytes::new(), stamp);
+            batch.sealing = true;
+            self.ready.push_back(batch);
+            sealer.do_send(Seal {
+                batch_id: id,
+                builder,
+                ids: stamp,
+                reply: ctx.address().recipient(),
+            });
+            return;
+        }
+        let result = builder.close(stamp);
+        self.ready
+            .push_back(SealedBatch::new(parts, Bytes::new(), stamp));
+        self.on_sealed(id, uncompressed, result);
+    }
+
+    /// Puts a batch's final bytes in place (or fails the batch if it could not be closed).
+    fn on_sealed(&mut self, id: u64, uncompressed: usize, result: Result<Bytes, ProtocolError>) {
+        // Not found: the batch expired or was aborted while the sealer had it.
+        let Some(at) = self.ready.iter().rposition(|b| b.id == id) else {
+            return;
+        };
+        match result {
             Ok(bytes) => {
                 let m = &self.shared.metrics;
                 Metrics::add(&m.batch_count, 1);
                 Metrics::add(&m.batch_bytes, bytes.len() as u64);
                 Metrics::add(&m.batch_uncompressed_bytes, uncompressed as u64);
-                self.ready.push_back(SealedBatch::new(parts, bytes, stamp));
+                let b = &mut self.ready[at];
+                b.bytes = bytes;
+                b.sealing = false;
             }
             Err(e) => {
                 tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "sealing batch failed");
-                let batch = SealedBatch::new(parts, Bytes::new(), stamp);
+                let batch = self.ready.remove(at).expect("position found");
                 self.complete_batch(batch, Err(ErrorKind::Protocol(Arc::new(e))));
             }
         }
@@ -411,7 +445,7 @@ impl Accumulator {
                 break;
             }
             // A batch waiting out its retry backoff holds back everything behind it (order).
-            if b.retry_at.is_some_and(|at| at > now) {
+            if b.retry_at.is_some_and(|at| at > now) || b.sealing {
                 break;
             }
             let b = self.ready.pop_front().expect("front exists");
@@ -912,6 +946,15 @@ impl Handler<BatchFilled> for Accumulator {
     type Result = ();
 
     fn handle(&mut self, _: BatchFilled, ctx: &mut Context<Self>) {
+        self.drain(ctx);
+    }
+}
+
+impl Handler<Sealed> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Sealed, ctx: &mut Context<Self>) {
+        self.on_sealed(msg.batch_id, msg.uncompressed, msg.result);
         self.drain(ctx);
     }
 }

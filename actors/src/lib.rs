@@ -51,6 +51,7 @@ pub mod messages;
 pub mod metadata;
 pub mod metrics;
 pub mod router;
+pub mod sealer;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -80,6 +81,8 @@ pub struct Shared {
     pub(crate) clock: clock::Clock,
     /// The arbiter (thread) that runs connection actors, away from the application's.
     pub(crate) io: ArbiterHandle,
+    /// Compresses batches on a thread of its own; none without compression.
+    pub(crate) sealer: Option<Addr<sealer::Sealer>>,
     pub(crate) metadata: OnceLock<Addr<Metadata>>,
     pub(crate) interceptors: OnceLock<Addr<InterceptorChain>>,
 }
@@ -123,11 +126,14 @@ impl ProducerBuilder {
     }
 
     /// Starts the producer's actors on the current actix arbiter (connections get their own
-    /// arbiter, linger deadlines a thread). Must be called inside a running actix system.
+    /// arbiter, compression another, linger deadlines a thread). Must be called inside a
+    /// running actix system.
     pub fn start(self) -> Result<Producer, ConfigError> {
         let config = self.config;
         config.validate_supported()?;
         let io = Arbiter::new();
+        let compress =
+            (config.compression != herald::compression::Compression::None).then(Arbiter::new);
         // Like `Arbiter::new`, a thread the OS refuses is a panic, not a config error.
         let clock = clock::Clock::start().expect("cannot spawn the herald-linger thread");
         let partitioner = self.partitioner.unwrap_or_else(|| {
@@ -143,6 +149,9 @@ impl ProducerBuilder {
             metrics: metrics::Metrics::default(),
             clock,
             io: io.handle(),
+            sealer: compress
+                .as_ref()
+                .map(|a| sealer::Sealer::start_in_arbiter(&a.handle(), |_| sealer::Sealer)),
             metadata: OnceLock::new(),
             interceptors: OnceLock::new(),
         });
@@ -168,6 +177,7 @@ impl ProducerBuilder {
             router,
             shared,
             io: Some(io),
+            compress,
         })
     }
 }
@@ -179,6 +189,8 @@ pub struct Producer {
     router: Addr<Router>,
     shared: Arc<Shared>,
     io: Option<Arbiter>,
+    /// The sealer's arbiter (with compression only).
+    compress: Option<Arbiter>,
 }
 
 impl Producer {
@@ -248,6 +260,9 @@ impl Producer {
             // Connections have closed gracefully by now (Close waits for them).
             io.stop();
         }
+        if let Some(compress) = self.compress.take() {
+            compress.stop();
+        }
         flushed
     }
 
@@ -286,6 +301,11 @@ impl FaultInjection<'_> {
             .iter()
             .map(|e| e.value().clone())
             .collect()
+    }
+
+    /// The sealer, if the producer compresses.
+    pub fn sealer(&self) -> Option<Addr<sealer::Sealer>> {
+        self.producer.shared.sealer.clone()
     }
 
     /// Accumulators started so far.

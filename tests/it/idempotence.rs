@@ -649,8 +649,10 @@ fn epoch_batches(broker: &Broker, partition: i32, producer_id: i64, epoch: i16) 
 /// have a sequence state, then a burst of small batches, several in flight per partition; the
 /// fault hits partition 0's second batch (the lowest unacknowledged one once the first wave is
 /// done) on its first attempt.
-async fn repair_run(broker: &Broker) -> Run {
-    let mut client = Client::start(broker, &[("batch.size", "200"), ("linger.ms", "5")]);
+async fn repair_run(broker: &Broker, extra: &[(&'static str, &'static str)]) -> Run {
+    let mut config = vec![("batch.size", "200"), ("linger.ms", "5")];
+    config.extend_from_slice(extra);
+    let mut client = Client::start(broker, &config);
     client.send_and_wait(4).await;
     client.send(60);
     client.finish().await
@@ -660,8 +662,17 @@ async fn repair_run(broker: &Broker) -> Run {
 /// into partition 0's second batch, a [`repair_run`] on it, and the end state every case must
 /// reach.
 async fn repair_case(refuse_bumps: bool, inject: Inject) -> (Broker, Run) {
+    repair_case_with(refuse_bumps, inject, &[]).await
+}
+
+/// [`repair_case`] with extra producer config.
+async fn repair_case_with(
+    refuse_bumps: bool,
+    inject: Inject,
+    extra: &[(&'static str, &'static str)],
+) -> (Broker, Run) {
     let broker = Broker::start(refuse_bumps, second_batch_of_p0(inject));
-    let run = repair_run(&broker).await;
+    let run = repair_run(&broker, extra).await;
     run.assert_exactly_once_in_order(&broker);
     (broker, run)
 }
@@ -813,6 +824,70 @@ async fn out_of_order_sequence_bumps_epoch_and_resends_in_order() {
     );
     assert_resent_from_zero(&broker, &faulty, FIRST_PID, FIRST_EPOCH + 1);
     assert!(run.metrics.record_retry_total > 0);
+}
+
+/// (b') The same repair with compression: compressed batches are closed on the sealer's
+/// thread, so the repair must wait for batches still being compressed under the old identity
+/// and restamp them once their bytes are back.
+#[actix_rt::test]
+async fn compressed_batches_are_repaired_like_uncompressed_ones() {
+    for codec in ["lz4", "zstd", "gzip"] {
+        for inject in [
+            Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER),
+            Inject::ForgetProducer,
+        ] {
+            let (broker, _run) =
+                repair_case_with(false, inject, &[("compression.type", codec)]).await;
+            let code = match inject {
+                Inject::ForgetProducer => UNKNOWN_PRODUCER_ID,
+                _ => OUT_OF_ORDER_SEQUENCE_NUMBER,
+            };
+            let faulty = first_answered(&broker, code);
+            assert_eq!(
+                broker.inits(),
+                init_then_bump((0, FIRST_PID, FIRST_EPOCH + 1)),
+                "{codec}: one epoch bump"
+            );
+            assert_resent_from_zero(&broker, &faulty, FIRST_PID, FIRST_EPOCH + 1);
+        }
+    }
+}
+
+/// (b'') An epoch change while batches are with the sealer: they were closed under the old
+/// identity, so they must neither go out nor be restamped before their bytes are back. The
+/// sealer is stalled while the refused batch's answer is held, and records sent meanwhile
+/// wait there across the repair.
+#[actix_rt::test]
+async fn epoch_change_waits_for_batches_being_compressed() {
+    let broker = Broker::start(
+        false,
+        second_batch_of_p0(Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)),
+    );
+    let mut client = Client::start(
+        &broker,
+        &[
+            ("batch.size", "200"),
+            ("linger.ms", "5"),
+            ("compression.type", "lz4"),
+        ],
+    );
+    client.send_and_wait(4).await;
+    client.send(60);
+    tokio::time::sleep(HOLD / 3).await; // the refused batch's answer is held for HOLD
+    let sealer = client
+        .producer
+        .fault_injection()
+        .sealer()
+        .expect("a sealer");
+    sealer.do_send(herald_actors::sealer::Stall(HOLD * 2));
+    client.send(60);
+    let run = client.finish().await;
+    run.assert_exactly_once_in_order(&broker);
+    assert_eq!(
+        broker.inits(),
+        init_then_bump((0, FIRST_PID, FIRST_EPOCH + 1)),
+        "one epoch bump"
+    );
 }
 
 /// (c) UNKNOWN_PRODUCER_ID (the broker lost the producer's state for a partition, as after
@@ -1030,7 +1105,7 @@ async fn stale_failure_does_not_bump_a_new_producer_id() {
         }
     });
     broker.state.lock().unwrap().fresh_ids = VecDeque::from([(FIRST_PID, 0), (SECOND_PID, 0)]);
-    let run = repair_run(&broker).await;
+    let run = repair_run(&broker, &[]).await;
     run.assert_exactly_once_in_order(&broker);
     let p1_refused = broker
         .answered(OUT_OF_ORDER_SEQUENCE_NUMBER)
