@@ -16,7 +16,9 @@
 //! ```
 //!
 //! Clients: `herald-send` (`router.send(Produce)` with a window of outstanding futures),
-//! `herald-do-send` (`do_send` with `notify`: outcomes to a collector actor, one message per batch), `herald-batch`
+//! `herald-do-send` (`do_send` with `notify`: outcomes to a collector actor, one message per
+//! batch), `herald-reply-to` (`do_send` with `reply_to`: one `Delivered` message per record),
+//! `herald-batch`
 //! (`ProduceBatch`), `rdkafka-future` (`FutureProducer::send_result`), `rdkafka-base`
 //! (`BaseProducer::send`, a delivery-callback context and a polling thread).
 //! Modes: `max` (as fast as the client goes) and `rate` (`--rate` records/s, paced by a timer).
@@ -103,7 +105,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "herald-send,herald-do-send,herald-batch,rdkafka-future,rdkafka-base"
+        default_value = "herald-send,herald-do-send,herald-reply-to,herald-batch,rdkafka-future,rdkafka-base"
     )]
     clients: Vec<Api>,
     /// Write the results as JSON here.
@@ -153,6 +155,7 @@ enum Mode {
 enum Api {
     HeraldSend,
     HeraldDoSend,
+    HeraldReplyTo,
     HeraldBatch,
     RdkafkaFuture,
     RdkafkaBase,
@@ -161,7 +164,7 @@ enum Api {
 impl Api {
     fn client(self) -> &'static str {
         match self {
-            Api::HeraldSend | Api::HeraldDoSend | Api::HeraldBatch => "herald",
+            Api::HeraldSend | Api::HeraldDoSend | Api::HeraldReplyTo | Api::HeraldBatch => "herald",
             Api::RdkafkaFuture | Api::RdkafkaBase => "rdkafka",
         }
     }
@@ -170,6 +173,7 @@ impl Api {
         match self {
             Api::HeraldSend => "send",
             Api::HeraldDoSend => "do_send",
+            Api::HeraldReplyTo => "reply_to",
             Api::HeraldBatch => "batch",
             Api::RdkafkaFuture => "future",
             Api::RdkafkaBase => "base",
@@ -180,6 +184,7 @@ impl Api {
         match self {
             Api::HeraldSend => "herald-send",
             Api::HeraldDoSend => "herald-do-send",
+            Api::HeraldReplyTo => "herald-reply-to",
             Api::HeraldBatch => "herald-batch",
             Api::RdkafkaFuture => "rdkafka-future",
             Api::RdkafkaBase => "rdkafka-base",
@@ -1089,7 +1094,7 @@ mod worker {
             progress,
         };
         let measured = match api {
-            Api::HeraldSend | Api::HeraldDoSend | Api::HeraldBatch => {
+            Api::HeraldSend | Api::HeraldDoSend | Api::HeraldReplyTo | Api::HeraldBatch => {
                 herald_client::run(&ctx, api)?
             }
             Api::RdkafkaFuture => rdkafka_client::run_future(&ctx)?,
@@ -1145,7 +1150,9 @@ mod herald_client {
     use actix::prelude::*;
     use bytes::Bytes;
     use futures_util::stream::{FuturesUnordered, StreamExt};
-    use herald_actors::{Deliveries, Notifier, Outcome, Produce, ProduceBatch, Producer, Router};
+    use herald_actors::{
+        Delivered, Deliveries, Notifier, Outcome, Produce, ProduceBatch, Producer, Router,
+    };
 
     use super::worker::{Measured, RunCtx};
     use super::*;
@@ -1199,7 +1206,8 @@ mod herald_client {
         let pacer = Pacer::new(ctx.rate, a.records);
         match api {
             Api::HeraldSend => send(ctx, &router, pacer, &mut stats).await?,
-            Api::HeraldDoSend => stats = do_send(ctx, &router, pacer, stats).await?,
+            Api::HeraldDoSend => stats = do_send(ctx, &router, pacer, stats, true).await?,
+            Api::HeraldReplyTo => stats = do_send(ctx, &router, pacer, stats, false).await?,
             Api::HeraldBatch => batch(ctx, &router, pacer, &mut stats).await?,
             _ => unreachable!("not a herald client"),
         }
@@ -1278,7 +1286,8 @@ mod herald_client {
         error: Option<String>,
     }
 
-    /// Receives the outcomes of `do_send` records, one `Deliveries` message per batch.
+    /// Receives the outcomes of `do_send` records: one `Deliveries` message per batch
+    /// (`notify`) or one `Delivered` per record (`reply_to`).
     struct Collector {
         state: Rc<RefCell<DoSendState>>,
         wake: Rc<tokio::sync::Notify>,
@@ -1288,41 +1297,57 @@ mod herald_client {
         type Context = Context<Self>;
     }
 
+    impl DoSendState {
+        fn take(&mut self, d: Delivered) {
+            let slot = self.slots.get_mut(d.tag as usize).and_then(Option::take);
+            if slot.is_some() {
+                self.free.push(d.tag as usize);
+            }
+            match (slot, d.outcome) {
+                (Some((_, t0)), Ok(md)) => {
+                    self.stats.record(t0.elapsed(), md.partition, md.offset);
+                }
+                (_, Err(e)) => {
+                    self.error
+                        .get_or_insert_with(|| format!("herald: record {} failed: {e}", d.tag));
+                }
+                (None, Ok(md)) => {
+                    self.error.get_or_insert_with(|| {
+                        format!(
+                            "herald: unexpected or repeated outcome ({md:?}), tag {}",
+                            d.tag
+                        )
+                    });
+                }
+            }
+            self.done += 1;
+        }
+    }
+
     impl Handler<Deliveries> for Collector {
         type Result = ();
 
         fn handle(&mut self, batch: Deliveries, _: &mut Context<Self>) {
             let mut s = self.state.borrow_mut();
             for d in batch.0 {
-                let slot = s.slots.get_mut(d.tag as usize).and_then(Option::take);
-                if slot.is_some() {
-                    s.free.push(d.tag as usize);
-                }
-                match (slot, d.outcome) {
-                    (Some((_, t0)), Ok(md)) => {
-                        s.stats.record(t0.elapsed(), md.partition, md.offset);
-                    }
-                    (_, Err(e)) => {
-                        s.error
-                            .get_or_insert_with(|| format!("herald: record {} failed: {e}", d.tag));
-                    }
-                    (None, Ok(md)) => {
-                        s.error.get_or_insert_with(|| {
-                            format!(
-                                "herald: unexpected or repeated outcome ({md:?}), tag {}",
-                                d.tag
-                            )
-                        });
-                    }
-                }
-                s.done += 1;
+                s.take(d);
             }
             drop(s);
             self.wake.notify_one();
         }
     }
 
-    /// `do_send` with `notify` (a `Notifier` of a collector actor) and a tag; the tag is a slot of a table of
+    impl Handler<Delivered> for Collector {
+        type Result = ();
+
+        fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
+            self.state.borrow_mut().take(d);
+            self.wake.notify_one();
+        }
+    }
+
+    /// `do_send` with `notify` (`batched`: a `Notifier` of a collector actor) or `reply_to`
+    /// (the collector's `Recipient<Delivered>`), and a tag; the tag is a slot of a table of
     /// `window` slots that holds the enqueue time (outcomes come back out of order across
     /// partitions, so slots are recycled through a free list). `do_send` ignores mailbox
     /// capacity, so the window is the backpressure.
@@ -1331,6 +1356,7 @@ mod herald_client {
         router: &Addr<Router>,
         pacer: Pacer,
         stats: Stats,
+        batched: bool,
     ) -> Result<Stats> {
         let ticker = Ticker::start(&pacer);
         let window = ctx.args.window;
@@ -1343,14 +1369,13 @@ mod herald_client {
             error: None,
         }));
         let wake = Rc::new(tokio::sync::Notify::new());
-        let collector = Notifier::new(
-            Collector {
-                state: state.clone(),
-                wake: wake.clone(),
-            }
-            .start()
-            .recipient::<Deliveries>(),
-        );
+        let collector = Collector {
+            state: state.clone(),
+            wake: wake.clone(),
+        }
+        .start();
+        let notifier = Notifier::new(collector.clone().recipient::<Deliveries>());
+        let recipient = collector.recipient::<Delivered>();
         let mut next = 0u64;
         loop {
             let due = pacer.due();
@@ -1362,11 +1387,12 @@ mod herald_client {
                 while next < due && next - s.done < window as u64 {
                     let slot = s.free.pop().expect("a free slot while under the window");
                     s.slots[slot] = Some((next, Instant::now()));
-                    router.do_send(
-                        produce(ctx, next, &mut key_buf)
-                            .notify(collector.clone())
-                            .tag(slot as u64),
-                    );
+                    let p = produce(ctx, next, &mut key_buf).tag(slot as u64);
+                    router.do_send(if batched {
+                        p.notify(notifier.clone())
+                    } else {
+                        p.reply_to(recipient.clone())
+                    });
                     next += 1;
                 }
                 s.done

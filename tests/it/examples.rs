@@ -241,3 +241,66 @@ fn quickstart_with_embedded_broker() {
     assert!(stdout.contains("embedded broker"), "{stdout}");
     assert!(stdout.contains("Read back 2000 records"), "{stdout}");
 }
+
+/// The benchmark, small: every client in both modes, each against its own mock_broker
+/// process, and the JSON issue 5 asks for (one run object per client and mode with the
+/// settings and figures, offsets verified, ratios Herald / librdkafka).
+#[test]
+fn bench_runs_every_client_and_writes_its_json() {
+    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("bench.json");
+    let output = Command::new(example("bench"))
+        .args(["--records", "3000", "--warmup", "100", "--rate", "20000"])
+        .args(["--compression", "lz4", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run bench");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).unwrap();
+    let runs = doc["runs"].as_array().expect("runs");
+    let mut seen = Vec::new();
+    for r in runs {
+        for key in [
+            "records_per_sec",
+            "mb_per_sec",
+            "cpu_ns_per_record",
+            "peak_rss_bytes",
+        ] {
+            assert!(r[key].as_f64().is_some_and(|v| v >= 0.0), "{key} in {r}");
+        }
+        for q in ["p50", "p99", "p999"] {
+            assert!(
+                r["latency_ms"][q].as_f64().is_some_and(|v| v > 0.0),
+                "{q} in {r}"
+            );
+        }
+        assert_eq!(r["records"], 3000);
+        assert_eq!(r["settings"]["compression"], "lz4");
+        assert_eq!(r["offsets_verified"], true, "{r}");
+        seen.push(format!("{}-{}-{}", r["client"], r["api"], r["mode"]).replace('"', ""));
+    }
+    seen.sort();
+    let mut expected: Vec<String> = [
+        "herald-send",
+        "herald-do_send",
+        "herald-reply_to",
+        "herald-batch",
+        "rdkafka-future",
+        "rdkafka-base",
+    ]
+    .iter()
+    .flat_map(|c| ["max", "rate"].map(|m| format!("{c}-{m}")))
+    .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert!(doc["ratios"]["max"]["do_send/future"]["records_per_sec"]
+        .as_f64()
+        .is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}
