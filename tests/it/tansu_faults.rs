@@ -58,9 +58,11 @@ async fn frozen_mid_stream(max_in_flight: &str) {
             ),
         );
         if i == 3_000 {
-            // Let batches reach the socket, then freeze past request.timeout.ms so the
-            // requests in flight are given up and sent again.
-            actix_rt::time::sleep(Duration::from_millis(5)).await;
+            // Freeze before the router has taken these records in: their batches are written
+            // to the frozen broker during the freeze, time out after request.timeout.ms and
+            // are sent again. (Freezing a few milliseconds after sending raced with linger:
+            // once linger.ms was kept precisely, the first 3,000 records were often
+            // acknowledged before the freeze, and nothing was in flight during it.)
             tansu.signal("-STOP");
             actix_rt::time::sleep(Duration::from_millis(1_500)).await;
             tansu.signal("-CONT");
