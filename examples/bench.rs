@@ -746,15 +746,20 @@ impl Meter {
     }
 }
 
-fn page_size() -> u64 {
-    std::fs::read_to_string("/proc/self/smaps")
+/// A `Name: N kB` field of a /proc file, in bytes.
+fn proc_kb_field(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v = text.lines().find_map(|l| l.strip_prefix(field))?;
+    v.trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("KernelPageSize:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(4096, |kb| kb * 1024)
+        .map(|kb| kb * 1024)
+}
+
+fn page_size() -> u64 {
+    proc_kb_field("/proc/self/smaps", "KernelPageSize:").unwrap_or(4096)
 }
 
 fn rss_bytes(page: u64) -> u64 {
@@ -769,14 +774,7 @@ fn rss_bytes(page: u64) -> u64 {
 }
 
 fn vm_hwm_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    proc_kb_field("/proc/self/status", "VmHWM:").unwrap_or(0)
 }
 
 /// Samples RSS every 10 ms and reports progress every 100 ms on stdout.

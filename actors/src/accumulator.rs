@@ -186,16 +186,9 @@ pub struct Flush;
 #[rtype(result = "()")]
 pub struct Abort;
 
-/// Router → accumulator: stop for good (after a successful flush).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-/// Test-only: stop as if crashed; the supervisor restarts it.
 #[cfg(feature = "fault-injection")]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Crash;
+pub use crate::messages::Crash;
+pub use crate::messages::Shutdown;
 
 /// The accumulator actor of one topic-partition.
 #[derive(Debug)]

@@ -101,16 +101,9 @@ pub enum CallError {
 #[rtype(result = "Result<CallResponse, CallError>")]
 pub struct Call(pub CallRequest);
 
-/// Anyone → connection: stop for good (producer closing).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-/// Test-only: stop as if the actor had crashed; the supervisor restarts it.
 #[cfg(feature = "fault-injection")]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Crash;
+pub use crate::messages::Crash;
+pub use crate::messages::Shutdown;
 
 /// A frame for the writer task. acks=0 batches ride along: they are answered by the writer
 /// once their bytes are in the socket, since no response will ever come, or, when a write

@@ -55,16 +55,9 @@ pub struct Acknowledged {
     pub outcomes: Vec<Outcome>,
 }
 
-/// Router → interceptors: the producer closed.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-/// Test-only: stop as if crashed; the supervisor restarts it.
 #[cfg(feature = "fault-injection")]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Crash;
+pub use crate::messages::Crash;
+pub use crate::messages::Shutdown;
 
 /// The actor that runs the interceptor chain.
 pub struct InterceptorChain {

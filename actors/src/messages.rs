@@ -14,3 +14,15 @@ pub struct ClusterChanged {
     /// Topics whose metadata request failed with an error that waiting will not fix.
     pub errors: Arc<HashMap<Arc<str>, KafkaCode>>,
 }
+
+/// Router (at close) or metadata → any actor of the producer: stop for good. Accumulators
+/// first fail whatever is still in them with `Aborted`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Test-only, to any actor of the producer: stop as if crashed; its supervisor restarts it.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Crash;

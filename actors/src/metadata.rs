@@ -124,16 +124,9 @@ pub struct BumpEpoch {
     pub failed_epoch: i16,
 }
 
-/// Producer → metadata: stop for good.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
-
-/// Test-only: stop as if crashed; the supervisor restarts it.
 #[cfg(feature = "fault-injection")]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Crash;
+pub use crate::messages::Crash;
+pub use crate::messages::Shutdown;
 
 /// The metadata actor.
 #[derive(Debug)]

@@ -205,11 +205,8 @@ pub struct Route {
     pub(crate) completion: Completion,
 }
 
-/// Test-only: stop as if crashed; the supervisor restarts it.
 #[cfg(feature = "fault-injection")]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Crash;
+pub use crate::messages::Crash;
 
 #[derive(Debug)]
 struct PartitionHandle {
