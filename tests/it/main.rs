@@ -10,6 +10,7 @@ mod behaviour;
 mod examples;
 mod faults;
 mod idempotence;
+mod kafka;
 mod network_garbage;
 mod partitioner;
 mod produce;

@@ -34,7 +34,7 @@ fn record(topic: &str, i: usize) -> Produce {
 /// `log_append_time` is the LogAppendTime the broker reports for CreateTime topics: real Kafka
 /// and Tansu send -1 (so the record's CreateTime is reported, as in Java), librdkafka's mock
 /// always sends 1234 (`rdkafka_mock_handlers.c`), which Java and librdkafka report as is.
-async fn produce_and_verify(
+pub(crate) async fn produce_and_verify(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
@@ -85,6 +85,7 @@ async fn produce_and_verify(
     verify(
         &label,
         topic,
+        partitions,
         &sent,
         &consumed,
         extra.contains(&("acks", "0")),
@@ -94,6 +95,7 @@ async fn produce_and_verify(
 fn verify(
     label: &str,
     topic: &str,
+    partitions: i32,
     sent: &[(i32, i64)],
     consumed: &BTreeMap<i32, Vec<Consumed>>,
     acks0: bool,
@@ -126,6 +128,13 @@ fn verify(
                 r.key.as_deref(),
                 "{label}: key of record {i}"
             );
+            if let Some(key) = &r.key {
+                assert_eq!(
+                    *p,
+                    herald::partitioner::partition_for_key(key, partitions),
+                    "{label}: record {i} is in the partition Java's murmur2 picks for its key"
+                );
+            }
             assert_eq!(
                 c.timestamp,
                 Some(BASE_TS + i as i64),
@@ -147,8 +156,8 @@ fn verify(
     }
 }
 
-const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
-const ACKS: [&str; 3] = ["all", "1", "0"];
+pub(crate) const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
+pub(crate) const ACKS: [&str; 3] = ["all", "1", "0"];
 
 #[actix_rt::test]
 async fn mock_cluster_every_codec_and_acks() {

@@ -1,0 +1,334 @@
+//! Exactly once and in order per partition on Apache Kafka, with the producer's default
+//! delivery settings (acks=all, idempotence, 5 requests in flight), while brokers fail: the
+//! leader killed and restarted, a rolling restart, a leader moved, a broker frozen past
+//! request.timeout.ms, and a producer whose state the broker expired. Kafka enforces
+//! idempotent sequences, so a duplicate or a gap here is Herald's.
+//!
+//! Each test prints how many records were retried, how many were sent again after a request
+//! was lost, and how long the stream stalled (the longest gap between two outcomes).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use herald_actors::{Outcome, Produce, Producer};
+
+use crate::support::consumer::read_back;
+use crate::support::kafka::{cluster, Kafka, Options};
+use crate::support::outcomes::Outcomes;
+use crate::support::producer::start_producer;
+use crate::support::{init_tracing, unique_topic};
+
+const PARTITIONS: i32 = 6;
+
+/// What a stream of keyed records went through.
+#[derive(Debug)]
+struct Report {
+    /// Per partition, the record indexes in send order.
+    sent: BTreeMap<i32, Vec<u64>>,
+    /// Reported offset of each record.
+    offsets: BTreeMap<u64, (i32, i64)>,
+    stall: Duration,
+    retried: u64,
+    resent: u64,
+}
+
+/// Sends records `tags` (keyed, value = index) through `do_send` at about `rate` records/s
+/// while `disturb` runs, waits for every outcome, and fails the test on any error. Records go
+/// to the partitions that Java's murmur2 picks for their keys.
+async fn stream<F: Future<Output = ()>>(
+    producer: &Producer,
+    topic: &str,
+    tags: Range<u64>,
+    rate: u64,
+    disturb: F,
+) -> Report {
+    let n = tags.end - tags.start;
+    let (outcomes, inbox) = Outcomes::start();
+    let router = producer.router().clone();
+    let topic_owned = topic.to_string();
+    let per_tick = (rate / 100).max(1);
+    let sender = actix_rt::spawn(async move {
+        let mut next = tags.start;
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        while next < tags.end {
+            tick.tick().await;
+            for i in next..(next + per_tick).min(tags.end) {
+                router.do_send(
+                    Produce::new(topic_owned.clone())
+                        .key(format!("key-{}", i % 97))
+                        .value(i.to_string())
+                        .tag(i)
+                        .reply_to(inbox.clone()),
+                );
+            }
+            next = (next + per_tick).min(tags.end);
+        }
+    });
+    disturb.await;
+    sender.await.expect("sender task");
+    let all = outcomes
+        .wait_for(n as usize, Duration::from_secs(180))
+        .await;
+    assert!(all, "{} of {n} outcomes within 180 s", outcomes.count());
+    let answered = outcomes.drain_once();
+    let mut sent: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
+    let mut offsets = BTreeMap::new();
+    let mut arrivals: Vec<Instant> = Vec::with_capacity(n as usize);
+    for (tag, (outcome, at)) in &answered {
+        let md = match outcome {
+            Outcome::Ok(md) => md,
+            Outcome::Err(e) => panic!("record {tag} failed: {e}"),
+        };
+        sent.entry(md.partition).or_default().push(*tag);
+        offsets.insert(*tag, (md.partition, md.offset));
+        arrivals.push(*at);
+    }
+    assert_eq!(answered.len() as u64, n, "one outcome per record");
+    arrivals.sort_unstable();
+    let stall = arrivals
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    let metrics = producer.metrics().await;
+    Report {
+        sent,
+        offsets,
+        stall,
+        retried: metrics.record_retry_total,
+        resent: metrics.record_resend_unknown_total,
+    }
+}
+
+/// Reads `topic` back with librdkafka's consumer: every record exactly once, each partition in
+/// send order, at the offset Herald reported (the warm-up records before them aside). Prints
+/// the report's figures under `label`.
+async fn verify(label: &str, bootstrap: &str, topic: &str, report: Report) {
+    let n = report.offsets.len();
+    let expected = n + PARTITIONS as usize;
+    let back = read_back(
+        bootstrap,
+        topic,
+        PARTITIONS,
+        expected,
+        Duration::from_secs(60),
+    )
+    .await;
+    let total: usize = back.values().map(Vec::len).sum();
+    let mut duplicates = 0usize;
+    for (p, tags) in &report.sent {
+        let got: Vec<(u64, i64)> = back
+            .get(p)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|c| c.value.as_deref() != Some(WARM_UP.as_bytes()))
+            .map(|c| {
+                let v = String::from_utf8_lossy(c.value.as_deref().unwrap());
+                (v.parse().unwrap(), c.offset)
+            })
+            .collect();
+        let values: Vec<u64> = got.iter().map(|(v, _)| *v).collect();
+        let mut seen = std::collections::HashSet::new();
+        duplicates += values.iter().filter(|v| !seen.insert(**v)).count();
+        assert_eq!(
+            &values, tags,
+            "{label}: partition {p} holds every record once, in send order"
+        );
+        for (tag, offset) in got {
+            assert_eq!(
+                report.offsets[&tag],
+                (*p, offset),
+                "{label}: reported offset of record {tag}"
+            );
+        }
+    }
+    assert_eq!(total, expected, "{label}: no record that was not sent");
+    println!(
+        "{label}: {n} records exactly once and in order; {} retried, {} sent again after a \
+         lost request, longest stall {} ms, {duplicates} duplicates",
+        report.retried,
+        report.resent,
+        report.stall.as_millis()
+    );
+}
+
+const WARM_UP: &str = "warm-up";
+
+/// A producer with Herald's defaults (acks=all, idempotence, 5 in flight), quick reconnects,
+/// and `extra`; it has written to every partition of `topic` once.
+async fn warm_producer(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> Producer {
+    let producer = start_producer(
+        bootstrap,
+        &[
+            ("reconnect.backoff.max.ms", "200"),
+            ("retry.backoff.max.ms", "200"),
+        ],
+        extra,
+    );
+    for p in 0..PARTITIONS {
+        producer
+            .send(Produce::new(topic.to_string()).value(WARM_UP).partition(p))
+            .await
+            .unwrap_or_else(|e| panic!("warm-up of partition {p}: {e}"));
+    }
+    producer
+}
+
+#[actix_rt::test]
+async fn kafka_leader_killed_mid_stream_then_restarted() {
+    init_tracing();
+    let mut kafka = cluster().await;
+    let topic = unique_topic("kill-leader");
+    kafka.create_topic(&topic, PARTITIONS, 3).await;
+    let producer = warm_producer(&kafka.bootstrap(), &topic, &[]).await;
+    let victim = kafka.leader(&topic, 0).await;
+    let bootstrap = kafka.bootstrap();
+    let report = stream(&producer, &topic, 0..60_000, 10_000, async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        kafka.kill(victim);
+        println!("killed node {victim} (leader of partition 0)");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        kafka.restart(victim).await;
+        kafka.wait_in_sync(&topic, Duration::from_secs(60)).await;
+    })
+    .await;
+    assert!(producer.close(Duration::from_secs(10)).await);
+    verify("leader killed", &bootstrap, &topic, report).await;
+}
+
+#[actix_rt::test]
+async fn kafka_rolling_restart_of_every_broker() {
+    init_tracing();
+    let mut kafka = cluster().await;
+    let topic = unique_topic("rolling");
+    kafka.create_topic(&topic, PARTITIONS, 3).await;
+    let producer = warm_producer(&kafka.bootstrap(), &topic, &[]).await;
+    let bootstrap = kafka.bootstrap();
+    let report = stream(&producer, &topic, 0..200_000, 5_000, async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for id in kafka.ids() {
+            kafka.stop(id).await;
+            println!("stopped node {id}");
+            kafka.restart(id).await;
+            kafka.wait_in_sync(&topic, Duration::from_secs(60)).await;
+        }
+    })
+    .await;
+    assert!(producer.close(Duration::from_secs(10)).await);
+    verify("rolling restart", &bootstrap, &topic, report).await;
+}
+
+/// The leader moves while records flow, and the periodic metadata refresh is 10 minutes away
+/// while records may wait at most 30 s: they reach the new leader only if Herald learns of it
+/// from the old leader's answer.
+#[actix_rt::test]
+async fn kafka_leader_moved_while_records_flow() {
+    init_tracing();
+    let kafka = cluster().await;
+    let topic = unique_topic("move-leader");
+    kafka.create_topic(&topic, PARTITIONS, 3).await;
+    let producer = warm_producer(
+        &kafka.bootstrap(),
+        &topic,
+        &[
+            ("metadata.max.age.ms", "600000"),
+            ("delivery.timeout.ms", "30000"),
+            ("request.timeout.ms", "10000"),
+        ],
+    )
+    .await;
+    let bootstrap = kafka.bootstrap();
+    // 20 s of records: the moves (a few seconds each) happen while they flow.
+    let report = stream(&producer, &topic, 0..100_000, 5_000, async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for p in [0, 1] {
+            let state = kafka.partitions(&topic).await[p as usize].clone();
+            let to = *state.replicas.iter().find(|r| **r != state.leader).unwrap();
+            kafka.move_leader(&topic, p, to).await;
+            println!(
+                "moved the leader of partition {p} from {} to {to}",
+                state.leader
+            );
+        }
+    })
+    .await;
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert!(
+        report.retried > 0,
+        "the old leaders refused batches (otherwise nothing moved mid-stream)"
+    );
+    verify("leader moved", &bootstrap, &topic, report).await;
+}
+
+/// The Tansu freeze test on Kafka: a single broker frozen (SIGSTOP) for 3 s, past
+/// request.timeout.ms, with records in flight. Herald times the requests out and sends them
+/// again; after the thaw Kafka processes both copies and writes each record once.
+#[actix_rt::test]
+async fn kafka_frozen_past_request_timeout() {
+    init_tracing();
+    let mut kafka = Kafka::start(Options::single());
+    let topic = unique_topic("frozen");
+    kafka.create_topic(&topic, PARTITIONS, 1).await;
+    let producer = warm_producer(
+        &kafka.bootstrap(),
+        &topic,
+        &[("request.timeout.ms", "800"), ("retry.backoff.ms", "50")],
+    )
+    .await;
+    let bootstrap = kafka.bootstrap();
+    let report = stream(&producer, &topic, 0..30_000, 10_000, async {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        kafka.freeze(1);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        kafka.thaw(1);
+    })
+    .await;
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert!(report.retried > 0, "the freeze made requests time out");
+    assert!(report.resent > 0, "some requests were lost in flight");
+    verify("frozen broker", &bootstrap, &topic, report).await;
+}
+
+/// The broker forgets the producer's state (producer.id.expiration.ms of 2 s, checked every
+/// 200 ms) during a pause; the records after it go on without an error, duplicate or gap.
+#[actix_rt::test]
+async fn kafka_producer_state_expired_by_the_broker() {
+    init_tracing();
+    let kafka = Kafka::start(
+        Options::single()
+            .prop("producer.id.expiration.ms", "2000")
+            .prop("producer.id.expiration.check.interval.ms", "200"),
+    );
+    let topic = unique_topic("expired");
+    kafka.create_topic(&topic, PARTITIONS, 1).await;
+    let producer = warm_producer(&kafka.bootstrap(), &topic, &[]).await;
+    let bootstrap = kafka.bootstrap();
+    let first = stream(&producer, &topic, 0..10_000, 10_000, async {}).await;
+    assert_eq!(
+        kafka.active_producers(&topic, 0).await,
+        1,
+        "the broker knows the producer"
+    );
+    // Longer than producer.id.expiration.ms plus its check interval: the broker has forgotten
+    // the producer's id and sequences when the next records arrive.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        kafka.active_producers(&topic, 0).await,
+        0,
+        "the broker expired the producer's state"
+    );
+    let second = stream(&producer, &topic, 10_000..20_000, 10_000, async {}).await;
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let mut merged = first;
+    for (p, tags) in second.sent {
+        merged.sent.entry(p).or_default().extend(tags);
+    }
+    merged.offsets.extend(second.offsets);
+    merged.retried = second.retried;
+    merged.resent = second.resent;
+    merged.stall = merged.stall.max(second.stall);
+    verify("producer state expired", &bootstrap, &topic, merged).await;
+}
