@@ -1866,6 +1866,17 @@ metrics.recording.level=DEBUG
     }
 
     #[test]
+    fn every_key_is_listed_once() {
+        let names: Vec<&str> = KEYS
+            .iter()
+            .map(|k| k.name)
+            .chain(ACCEPTED.iter().map(|(name, _)| *name))
+            .collect();
+        let unique: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "a key twice: {names:?}");
+    }
+
+    #[test]
     fn readme_table_matches_the_key_table() {
         let table = readme_table();
         assert!(
