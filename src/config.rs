@@ -9,11 +9,37 @@
 //! request.timeout.ms` unless set explicitly, backoff bases capped by their maximums, and the
 //! `producer-N` client id.
 //!
-//! Accepted but not used (validated and kept in [`ProducerConfig::extra`], so copied Java
-//! configs still load): `send.buffer.bytes`, `receive.buffer.bytes`,
-//! `socket.connection.setup.timeout.ms`, `socket.connection.setup.timeout.max.ms`,
-//! `partitioner.availability.timeout.ms`, `client.dns.lookup`, `metrics.sample.window.ms`,
-//! `metrics.num.samples`, `metrics.recording.level`, `key.serializer`, `value.serializer`.
+//! # One table of keys
+//!
+//! Each key is written once, as a row of the `keys!` table below:
+//!
+//! ```text
+//! /// backoff before the first reconnection; set alone, the backoff is constant
+//! "reconnect.backoff.ms" reconnect_backoff(Duration) = ms(50), Millis::LONG;
+//!  └ Java name           └ field and setter (argument) └ default └ kind
+//! ```
+//!
+//! From the rows come the typed setter (documented by the row's doc line), the Java defaults,
+//! `set("key", "text")`, the range checks of `build`, [`ProducerConfig::to_pairs`] (in row
+//! order), the suggestion for a misspelt key, and the README's configuration table (a test
+//! compares them). The kind (`Millis`, `Bytes`, `Count`, `Flag`, `Choice`, `Level`, ...)
+//! parses, range-checks and prints a value; its errors say what was expected, and the table
+//! adds the key, so every error names its key. Rules across keys (idempotence, delivery
+//! timeout, backoffs, client id) stay in `finish`, after the per-key checks.
+//!
+//! Java keys accepted but not used yet are rows of `ACCEPTED`: validated with the Java rule and
+//! kept in [`ProducerConfig::extra`], so copied Java configs still load.
+//!
+//! ## Adding a key
+//!
+//! 1. Add the field to [`ProducerConfig`] (the defaults are built from the table, so the
+//!    compiler asks for the row).
+//! 2. Add the row where `to_pairs` should list the key, with a one-line doc. The setter takes
+//!    the field's type unless the row converts, as in `client_id(impl Into<String> =>
+//!    Into::into)`. Use an existing kind or write one: a type implementing `Kind`. A key that
+//!    was in `ACCEPTED` leaves it.
+//! 3. A rule that involves other keys goes into `finish`.
+//! 4. `cargo test -p herald --lib config`: on failure, the README test prints the table to paste.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -26,64 +52,12 @@ use crate::compression::Compression;
 /// Numbers the default client ids `producer-1`, `producer-2`, ... as the Java client does.
 static CLIENT_ID_SEQUENCE: AtomicU64 = AtomicU64::new(1);
 
-/// The keys Herald uses, in the order [`ProducerConfig::to_pairs`] lists them.
-const KEYS: &[&str] = &[
-    "bootstrap.servers",
-    "client.id",
-    "acks",
-    "linger.ms",
-    "batch.size",
-    "buffer.memory",
-    "max.block.ms",
-    "max.request.size",
-    "request.timeout.ms",
-    "delivery.timeout.ms",
-    "retries",
-    "retry.backoff.ms",
-    "retry.backoff.max.ms",
-    "reconnect.backoff.ms",
-    "reconnect.backoff.max.ms",
-    "max.in.flight.requests.per.connection",
-    "enable.idempotence",
-    "compression.type",
-    "compression.gzip.level",
-    "compression.lz4.level",
-    "compression.zstd.level",
-    "partitioner.ignore.keys",
-    "partitioner.adaptive.partitioning.enable",
-    "metadata.max.age.ms",
-    "metadata.max.idle.ms",
-    "connections.max.idle.ms",
-    "transactional.id",
-    "transaction.timeout.ms",
-    "security.protocol",
-];
-
-/// Java keys that are accepted and validated but not used by Herald yet.
-const EXTRA_KEYS: &[&str] = &[
-    "send.buffer.bytes",
-    "receive.buffer.bytes",
-    "socket.connection.setup.timeout.ms",
-    "socket.connection.setup.timeout.max.ms",
-    "partitioner.availability.timeout.ms",
-    "client.dns.lookup",
-    "metrics.sample.window.ms",
-    "metrics.num.samples",
-    "metrics.recording.level",
-    "key.serializer",
-    "value.serializer",
-];
-
 /// Largest value of a Java `int` setting.
 const JAVA_INT_MAX: u128 = i32::MAX as u128;
 /// Largest value of a Java `long` setting.
 const JAVA_LONG_MAX: u128 = i64::MAX as u128;
 /// Java's `MAX_IN_FLIGHT_REQUESTS_PER_CONNECTION_FOR_IDEMPOTENCE`: more would break ordering.
 const MAX_IN_FLIGHT_FOR_IDEMPOTENCE: usize = 5;
-/// Java's default levels; a level equal to one of these is stored as `None`.
-const GZIP_DEFAULT_LEVEL: i32 = -1;
-const LZ4_DEFAULT_LEVEL: i32 = 9;
-const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
 /// How many replicas must have a batch before the broker acknowledges it (`acks`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -411,109 +385,19 @@ impl ProducerConfig {
     /// and for feeding back into [`ProducerConfig::from_pairs`]. `transactional.id` is
     /// listed only when set.
     pub fn to_pairs(&self) -> Vec<(String, String)> {
-        let ms = |d: Duration| d.as_millis().to_string();
-        let level = |l: Option<i32>, default: i32| l.unwrap_or(default).to_string();
-        let mut pairs: Vec<(&str, String)> = vec![
-            ("bootstrap.servers", self.bootstrap_servers.join(",")),
-            ("client.id", self.client_id.clone()),
-            ("acks", self.acks.name().to_string()),
-            ("linger.ms", ms(self.linger)),
-            ("batch.size", self.batch_size.to_string()),
-            ("buffer.memory", self.buffer_memory.to_string()),
-            ("max.block.ms", ms(self.max_block)),
-            ("max.request.size", self.max_request_size.to_string()),
-            ("request.timeout.ms", ms(self.request_timeout)),
-            ("delivery.timeout.ms", ms(self.delivery_timeout)),
-            ("retries", self.retries.to_string()),
-            ("retry.backoff.ms", ms(self.retry_backoff)),
-            ("retry.backoff.max.ms", ms(self.retry_backoff_max)),
-            ("reconnect.backoff.ms", ms(self.reconnect_backoff)),
-            ("reconnect.backoff.max.ms", ms(self.reconnect_backoff_max)),
-            (
-                "max.in.flight.requests.per.connection",
-                self.max_in_flight_requests_per_connection.to_string(),
-            ),
-            ("enable.idempotence", self.enable_idempotence.to_string()),
-            ("compression.type", self.compression.name().to_string()),
-            (
-                "compression.gzip.level",
-                level(self.compression_gzip_level, GZIP_DEFAULT_LEVEL),
-            ),
-            (
-                "compression.lz4.level",
-                level(self.compression_lz4_level, LZ4_DEFAULT_LEVEL),
-            ),
-            (
-                "compression.zstd.level",
-                level(self.compression_zstd_level, ZSTD_DEFAULT_LEVEL),
-            ),
-            (
-                "partitioner.ignore.keys",
-                self.partitioner_ignore_keys.to_string(),
-            ),
-            (
-                "partitioner.adaptive.partitioning.enable",
-                self.partitioner_adaptive_partitioning_enable.to_string(),
-            ),
-            ("metadata.max.age.ms", ms(self.metadata_max_age)),
-            ("metadata.max.idle.ms", ms(self.metadata_max_idle)),
-            ("connections.max.idle.ms", ms(self.connections_max_idle)),
-        ];
-        if let Some(id) = &self.transactional_id {
-            pairs.push(("transactional.id", id.clone()));
-        }
-        pairs.push(("transaction.timeout.ms", ms(self.transaction_timeout)));
-        pairs.push((
-            "security.protocol",
-            self.security_protocol.name().to_string(),
-        ));
-        pairs
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
+        KEYS.iter()
+            .filter_map(|key| Some((key.name.to_string(), (key.get)(self)?)))
             .chain(self.extra.iter().map(|(k, v)| (k.clone(), v.clone())))
             .collect()
-    }
-
-    /// The Java defaults, before validation; `bootstrap_servers` and `client_id` empty.
-    fn java_defaults() -> Self {
-        ProducerConfig {
-            bootstrap_servers: Vec::new(),
-            client_id: String::new(),
-            acks: Acks::All,
-            linger: Duration::from_millis(5),
-            batch_size: 16_384,
-            buffer_memory: 33_554_432,
-            max_block: Duration::from_millis(60_000),
-            max_request_size: 1_048_576,
-            request_timeout: Duration::from_millis(30_000),
-            delivery_timeout: Duration::from_millis(120_000),
-            retries: i32::MAX as u32,
-            retry_backoff: Duration::from_millis(100),
-            retry_backoff_max: Duration::from_millis(1_000),
-            reconnect_backoff: Duration::from_millis(50),
-            reconnect_backoff_max: Duration::from_millis(1_000),
-            max_in_flight_requests_per_connection: 5,
-            enable_idempotence: true,
-            compression: Compression::None,
-            compression_gzip_level: None,
-            compression_lz4_level: None,
-            compression_zstd_level: None,
-            partitioner_ignore_keys: false,
-            partitioner_adaptive_partitioning_enable: true,
-            metadata_max_age: Duration::from_millis(300_000),
-            metadata_max_idle: Duration::from_millis(300_000),
-            connections_max_idle: Duration::from_millis(540_000),
-            transactional_id: None,
-            transaction_timeout: Duration::from_millis(60_000),
-            security_protocol: SecurityProtocol::Plaintext,
-            extra: BTreeMap::new(),
-        }
     }
 }
 
 /// Collects settings, typed or as Java key/value strings, and validates them all in
 /// [`ProducerConfigBuilder::build`]. It remembers which keys were set explicitly, because
 /// the Java rules (idempotence, delivery timeout, reconnect backoff, client id) depend on it.
+///
+/// Besides [`set`](ProducerConfigBuilder::set), it has one typed setter per key, named after
+/// the [`ProducerConfig`] field.
 #[derive(Debug, Clone)]
 pub struct ProducerConfigBuilder {
     draft: ProducerConfig,
@@ -532,19 +416,6 @@ impl Default for ProducerConfigBuilder {
     }
 }
 
-macro_rules! typed_setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty => $key:literal;)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, value: $ty) -> Self {
-                self.draft.$name = value;
-                self.mark($key);
-                self
-            }
-        )*
-    };
-}
-
 impl ProducerConfigBuilder {
     /// Sets a key by its Java name, e.g. `.set("linger.ms", "10")`. Errors (unknown key,
     /// malformed value) surface from [`ProducerConfigBuilder::build`].
@@ -555,100 +426,6 @@ impl ProducerConfigBuilder {
             self.errors.push(e);
         }
         self
-    }
-
-    /// `bootstrap.servers` as the Java client takes it: `host:port` entries separated by commas.
-    pub fn bootstrap_servers(self, servers: impl AsRef<str>) -> Self {
-        self.set("bootstrap.servers", servers)
-    }
-
-    /// `client.id`.
-    pub fn client_id(mut self, id: impl Into<String>) -> Self {
-        self.draft.client_id = id.into();
-        self.mark("client.id");
-        self
-    }
-
-    /// `transactional.id`.
-    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
-        self.draft.transactional_id = Some(id.into());
-        self.mark("transactional.id");
-        self
-    }
-
-    /// `compression.type`.
-    pub fn compression(mut self, codec: Compression) -> Self {
-        self.draft.compression = codec;
-        self.mark("compression.type");
-        self
-    }
-
-    /// `compression.gzip.level`: 1..=9, or -1 for the default.
-    pub fn compression_gzip_level(mut self, level: i32) -> Self {
-        self.draft.compression_gzip_level = Some(level);
-        self.mark("compression.gzip.level");
-        self
-    }
-
-    /// `compression.lz4.level`: 1..=17.
-    pub fn compression_lz4_level(mut self, level: i32) -> Self {
-        self.draft.compression_lz4_level = Some(level);
-        self.mark("compression.lz4.level");
-        self
-    }
-
-    /// `compression.zstd.level`: -131072..=22.
-    pub fn compression_zstd_level(mut self, level: i32) -> Self {
-        self.draft.compression_zstd_level = Some(level);
-        self.mark("compression.zstd.level");
-        self
-    }
-
-    typed_setters! {
-        /// `acks`.
-        acks: Acks => "acks";
-        /// `linger.ms`.
-        linger: Duration => "linger.ms";
-        /// `batch.size`.
-        batch_size: usize => "batch.size";
-        /// `buffer.memory`.
-        buffer_memory: usize => "buffer.memory";
-        /// `max.block.ms`.
-        max_block: Duration => "max.block.ms";
-        /// `max.request.size`.
-        max_request_size: usize => "max.request.size";
-        /// `request.timeout.ms`.
-        request_timeout: Duration => "request.timeout.ms";
-        /// `delivery.timeout.ms`.
-        delivery_timeout: Duration => "delivery.timeout.ms";
-        /// `retries`.
-        retries: u32 => "retries";
-        /// `retry.backoff.ms`.
-        retry_backoff: Duration => "retry.backoff.ms";
-        /// `retry.backoff.max.ms`.
-        retry_backoff_max: Duration => "retry.backoff.max.ms";
-        /// `reconnect.backoff.ms`.
-        reconnect_backoff: Duration => "reconnect.backoff.ms";
-        /// `reconnect.backoff.max.ms`.
-        reconnect_backoff_max: Duration => "reconnect.backoff.max.ms";
-        /// `max.in.flight.requests.per.connection`.
-        max_in_flight_requests_per_connection: usize => "max.in.flight.requests.per.connection";
-        /// `enable.idempotence`; setting it (even to `true`) turns conflicts into errors.
-        enable_idempotence: bool => "enable.idempotence";
-        /// `partitioner.ignore.keys`.
-        partitioner_ignore_keys: bool => "partitioner.ignore.keys";
-        /// `partitioner.adaptive.partitioning.enable`.
-        partitioner_adaptive_partitioning_enable: bool => "partitioner.adaptive.partitioning.enable";
-        /// `metadata.max.age.ms`.
-        metadata_max_age: Duration => "metadata.max.age.ms";
-        /// `metadata.max.idle.ms`.
-        metadata_max_idle: Duration => "metadata.max.idle.ms";
-        /// `connections.max.idle.ms`.
-        connections_max_idle: Duration => "connections.max.idle.ms";
-        /// `transaction.timeout.ms`.
-        transaction_timeout: Duration => "transaction.timeout.ms";
-        /// `security.protocol`.
-        security_protocol: SecurityProtocol => "security.protocol";
     }
 
     /// Validates everything and applies the Java post-processing rules.
@@ -665,173 +442,608 @@ impl ProducerConfigBuilder {
     }
 
     fn apply(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
-        let Some(&k) = KEYS.iter().find(|k| **k == key) else {
-            if let Some(&x) = EXTRA_KEYS.iter().find(|k| **k == key) {
-                check_extra(x, value)?;
-                self.draft
-                    .extra
-                    .insert(x.to_string(), value.trim().to_string());
-                self.errors.retain(|e| e.key() != Some(x));
-                return Ok(());
-            }
-            return Err(ConfigError::UnknownKey {
-                key: key.to_string(),
-                suggestion: suggest(key),
-            });
-        };
         let value = value.trim();
-        let d = &mut self.draft;
-        match k {
-            "bootstrap.servers" => {
-                d.bootstrap_servers = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect();
-            }
-            "client.id" => d.client_id = value.to_string(),
-            "acks" => {
-                d.acks = Acks::parse(value)
-                    .ok_or_else(|| invalid(k, value, "expected all, -1, 0 or 1"))?;
-            }
-            "linger.ms" => d.linger = parse_ms(k, value)?,
-            "batch.size" => d.batch_size = parse_bytes(k, value)?,
-            "buffer.memory" => d.buffer_memory = parse_bytes(k, value)?,
-            "max.block.ms" => d.max_block = parse_ms(k, value)?,
-            "max.request.size" => d.max_request_size = parse_bytes(k, value)?,
-            "request.timeout.ms" => d.request_timeout = parse_ms(k, value)?,
-            "delivery.timeout.ms" => d.delivery_timeout = parse_ms(k, value)?,
-            "retries" => {
-                d.retries = value
-                    .parse::<i32>()
-                    .ok()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .ok_or_else(|| invalid(k, value, "expected an integer from 0 to 2147483647"))?;
-            }
-            "retry.backoff.ms" => d.retry_backoff = parse_ms(k, value)?,
-            "retry.backoff.max.ms" => d.retry_backoff_max = parse_ms(k, value)?,
-            "reconnect.backoff.ms" => d.reconnect_backoff = parse_ms(k, value)?,
-            "reconnect.backoff.max.ms" => d.reconnect_backoff_max = parse_ms(k, value)?,
-            "max.in.flight.requests.per.connection" => {
-                d.max_in_flight_requests_per_connection = value
-                    .parse::<i32>()
-                    .ok()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .ok_or_else(|| invalid(k, value, "expected a positive integer"))?;
-            }
-            "enable.idempotence" => d.enable_idempotence = parse_bool(k, value)?,
-            "compression.type" => {
-                d.compression = Compression::from_name(&value.to_ascii_lowercase())
-                    .ok_or_else(|| invalid(k, value, "expected none, gzip, snappy, lz4 or zstd"))?;
-            }
-            "compression.gzip.level" => d.compression_gzip_level = Some(parse_i32(k, value)?),
-            "compression.lz4.level" => d.compression_lz4_level = Some(parse_i32(k, value)?),
-            "compression.zstd.level" => d.compression_zstd_level = Some(parse_i32(k, value)?),
-            "partitioner.ignore.keys" => d.partitioner_ignore_keys = parse_bool(k, value)?,
-            "partitioner.adaptive.partitioning.enable" => {
-                d.partitioner_adaptive_partitioning_enable = parse_bool(k, value)?;
-            }
-            "metadata.max.age.ms" => d.metadata_max_age = parse_ms(k, value)?,
-            "metadata.max.idle.ms" => d.metadata_max_idle = parse_ms(k, value)?,
-            "connections.max.idle.ms" => d.connections_max_idle = parse_ms(k, value)?,
-            "transactional.id" => d.transactional_id = Some(value.to_string()),
-            "transaction.timeout.ms" => d.transaction_timeout = parse_ms(k, value)?,
-            "security.protocol" => {
-                d.security_protocol = SecurityProtocol::from_name(value).ok_or_else(|| {
-                    invalid(
-                        k,
-                        value,
-                        "expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL",
-                    )
-                })?;
-            }
-            _ => {
-                return Err(ConfigError::UnknownKey {
-                    key: key.to_string(),
-                    suggestion: None,
-                })
+        if let Some(k) = KEYS.iter().find(|k| k.name == key) {
+            (k.set)(&mut self.draft, value)?;
+            self.mark(k.name);
+            return Ok(());
+        }
+        if let Some((name, rule)) = ACCEPTED.iter().find(|(name, _)| *name == key) {
+            rule.check(value)
+                .map_err(|reason| invalid(name, value, reason))?;
+            self.draft.extra.insert(name.to_string(), value.to_string());
+            self.errors.retain(|e| e.key() != Some(name));
+            return Ok(());
+        }
+        Err(ConfigError::UnknownKey {
+            key: key.to_string(),
+            suggestion: suggest(key),
+        })
+    }
+}
+
+/// One row of the key table, as `keys!` makes it from the row's field and kind. Errors get
+/// their key here, so a kind never needs to know which key it serves.
+struct Key {
+    /// The Java name.
+    name: &'static str,
+    /// One line: the typed setter's documentation and the README table's notes.
+    #[cfg_attr(not(test), allow(dead_code))] // read at run time only by the README test
+    doc: &'static str,
+    /// The default as the README shows it, where printing the default value would mislead.
+    #[cfg_attr(not(test), allow(dead_code))]
+    shown: Option<&'static str>,
+    /// Parses a trimmed text value into the field.
+    set: fn(&mut ProducerConfig, &str) -> Result<(), ConfigError>,
+    /// Range-checks (and normalises) the field, however it was set; run by `finish`.
+    check: fn(&mut ProducerConfig) -> Result<(), ConfigError>,
+    /// The field as `to_pairs` lists it; `None` leaves the key out.
+    get: fn(&ProducerConfig) -> Option<String>,
+}
+
+/// Declares the keys: `KEYS`, `ProducerConfig::java_defaults` and the typed setters of
+/// [`ProducerConfigBuilder`]. The module documentation describes a row.
+macro_rules! keys {
+    (@convert $value:ident) => { $value };
+    (@convert $value:ident $convert:path) => { $convert($value) };
+    (@shown) => { None };
+    (@shown $shown:literal) => { Some($shown) };
+    ($(
+        #[doc = $doc:literal]
+        $key:literal $field:ident($argument:ty $(=> $convert:path)?) = $default:expr,
+            $kind:expr $(, shown $shown:literal)?;
+    )*) => {
+        /// The keys Herald uses, in the order [`ProducerConfig::to_pairs`] lists them.
+        static KEYS: &[Key] = &[$(
+            Key {
+                name: $key,
+                doc: $doc,
+                shown: keys!(@shown $($shown)?),
+                set: |config, text| {
+                    config.$field =
+                        Kind::parse(&$kind, text).map_err(|reason| invalid($key, text, reason))?;
+                    Ok(())
+                },
+                check: |config| {
+                    Kind::check(&$kind, &mut config.$field).map_err(|r| r.naming($key))
+                },
+                get: |config| Kind::print(&$kind, &config.$field),
+            },
+        )*];
+
+        impl ProducerConfig {
+            /// The Java defaults, before validation; `bootstrap_servers` and `client_id` empty.
+            fn java_defaults() -> Self {
+                ProducerConfig {
+                    $($field: $default,)*
+                    extra: BTreeMap::new(),
+                }
             }
         }
-        self.mark(k);
-        Ok(())
-    }
+
+        impl ProducerConfigBuilder {
+            $(
+                #[doc = concat!("`", $key, "`:", $doc)]
+                pub fn $field(mut self, value: $argument) -> Self {
+                    self.draft.$field = keys!(@convert value $($convert)?);
+                    self.mark($key);
+                    self
+                }
+            )*
+        }
+    };
 }
 
-fn parse_ms(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    value
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| u64::try_from(n).ok())
-        .map(Duration::from_millis)
-        .ok_or_else(|| invalid(key, value, "expected a non-negative integer (milliseconds)"))
+keys! {
+    /// `host:port` entries separated by commas; any subset of the cluster is enough
+    "bootstrap.servers" bootstrap_servers(impl AsRef<str> => split_servers) = Vec::new(),
+        Servers, shown "(required)";
+    /// sent with every request, for broker logs and quotas
+    "client.id" client_id(impl Into<String> => Into::into) = String::new(),
+        Text, shown "producer-N";
+    /// 0 (no response), 1 (the leader wrote it), all or -1 (every in-sync replica has it)
+    "acks" acks(Acks) = Acks::All,
+        Choice(Acks::parse, Acks::name, "expected all, -1, 0 or 1");
+    /// how long a partition's batch waits for more records before it is sent
+    "linger.ms" linger(Duration) = ms(5), Millis::LONG;
+    /// uncompressed bytes per partition batch
+    "batch.size" batch_size(usize) = 16_384, Bytes::INT;
+    /// shared by all partitions; a full buffer blocks sending up to max.block.ms
+    "buffer.memory" buffer_memory(usize) = 33_554_432, Bytes::LONG;
+    /// how long sending may block on a full buffer or on a topic's metadata
+    "max.block.ms" max_block(Duration) = ms(60_000), Millis::LONG;
+    /// larger records fail with RecordTooLarge
+    "max.request.size" max_request_size(usize) = 1_048_576, Bytes::INT;
+    /// how long a request waits for its response before it is retried
+    "request.timeout.ms" request_timeout(Duration) = ms(30_000), Millis::INT;
+    /// a record's outcome is due within this; at least linger.ms + request.timeout.ms
+    "delivery.timeout.ms" delivery_timeout(Duration) = ms(120_000), Millis::INT;
+    /// how often a failed batch is sent again, within delivery.timeout.ms
+    "retries" retries(u32) = i32::MAX as u32, NonNegativeInt;
+    /// backoff before the first retry; exponential with jitter up to retry.backoff.max.ms
+    "retry.backoff.ms" retry_backoff(Duration) = ms(100), Millis::LONG;
+    /// the longest backoff before a retry
+    "retry.backoff.max.ms" retry_backoff_max(Duration) = ms(1_000), Millis::LONG;
+    /// backoff before the first reconnection; set alone, the backoff is constant
+    "reconnect.backoff.ms" reconnect_backoff(Duration) = ms(50), Millis::LONG;
+    /// the longest backoff before a reconnection
+    "reconnect.backoff.max.ms" reconnect_backoff_max(Duration) = ms(1_000), Millis::LONG;
+    /// 1 guarantees order on any broker; at most 5 with idempotence
+    "max.in.flight.requests.per.connection" max_in_flight_requests_per_connection(usize) = 5,
+        Count;
+    /// silently off with acks≠all, retries=0 or max.in.flight>5 unless set explicitly
+    "enable.idempotence" enable_idempotence(bool) = true, Flag;
+    /// none, gzip, snappy, lz4 or zstd
+    "compression.type" compression(Compression) = Compression::None,
+        Choice(lowercase_compression, Compression::name, "expected none, gzip, snappy, lz4 or zstd");
+    /// 1 to 9, or -1 for the codec's default
+    "compression.gzip.level" compression_gzip_level(i32 => Some) = None, Level::GZIP;
+    /// 1 to 17
+    "compression.lz4.level" compression_lz4_level(i32 => Some) = None, Level::LZ4;
+    /// -131072 to 22
+    "compression.zstd.level" compression_zstd_level(i32 => Some) = None, Level::ZSTD;
+    /// partition keyed records as if they had no key
+    "partitioner.ignore.keys" partitioner_ignore_keys(bool) = false, Flag;
+    /// accepted, not used yet
+    "partitioner.adaptive.partitioning.enable" partitioner_adaptive_partitioning_enable(bool) =
+        true, Flag;
+    /// metadata is refreshed at least this often
+    "metadata.max.age.ms" metadata_max_age(Duration) = ms(300_000), Millis::LONG;
+    /// at least 5000; accepted, not used yet
+    "metadata.max.idle.ms" metadata_max_idle(Duration) = ms(300_000),
+        Millis::LONG.at_least(5_000);
+    /// accepted, not used yet
+    "connections.max.idle.ms" connections_max_idle(Duration) = ms(540_000), Millis::LONG;
+    /// transactions are not supported yet: a producer with one does not start
+    "transactional.id" transactional_id(impl Into<String> => some_string) = None,
+        OptionalText, shown "(none)";
+    /// sent to the broker when the producer id is requested
+    "transaction.timeout.ms" transaction_timeout(Duration) = ms(60_000), Millis::INT;
+    /// PLAINTEXT; SSL, SASL_PLAINTEXT and SASL_SSL parse, but a producer with them does not start
+    "security.protocol" security_protocol(SecurityProtocol) = SecurityProtocol::Plaintext,
+        Choice(
+            SecurityProtocol::from_name,
+            SecurityProtocol::name,
+            "expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+        );
 }
 
-fn parse_bytes(key: &str, value: &str) -> Result<usize, ConfigError> {
-    value
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| usize::try_from(n).ok())
-        .ok_or_else(|| invalid(key, value, "expected a non-negative integer (bytes)"))
-}
-
-fn parse_i32(key: &str, value: &str) -> Result<i32, ConfigError> {
-    value
-        .parse::<i32>()
-        .map_err(|_| invalid(key, value, "expected an integer"))
-}
-
-fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
-    if value.eq_ignore_ascii_case("true") {
-        Ok(true)
-    } else if value.eq_ignore_ascii_case("false") {
-        Ok(false)
-    } else {
-        Err(invalid(key, value, "expected true or false"))
-    }
-}
-
-/// Validates an accepted-but-unused key with the Java rule for it.
-fn check_extra(key: &str, value: &str) -> Result<(), ConfigError> {
-    let value = value.trim();
-    let long_at_least = |min: i64| value.parse::<i64>().is_ok_and(|n| n >= min);
-    let int_at_least = |min: i32| value.parse::<i32>().is_ok_and(|n| n >= min);
-    let (ok, expected) = match key {
-        "send.buffer.bytes" | "receive.buffer.bytes" => (
-            int_at_least(-1),
-            "expected an integer >= -1 (-1: OS default)",
-        ),
-        "metrics.num.samples" => (int_at_least(1), "expected a positive integer"),
-        "client.dns.lookup" => (
-            [
+/// Java keys that are accepted and validated (with the Java rule) but not used by Herald yet;
+/// the values are kept in [`ProducerConfig::extra`].
+const ACCEPTED: &[(&str, Accept)] = &[
+    ("send.buffer.bytes", Accept::BUFFER_BYTES),
+    ("receive.buffer.bytes", Accept::BUFFER_BYTES),
+    ("socket.connection.setup.timeout.ms", Accept::MILLIS),
+    ("socket.connection.setup.timeout.max.ms", Accept::MILLIS),
+    ("partitioner.availability.timeout.ms", Accept::MILLIS),
+    (
+        "client.dns.lookup",
+        Accept::OneOf(
+            &[
                 "use_all_dns_ips",
                 "resolve_canonical_bootstrap_servers_only",
-            ]
-            .contains(&value),
+            ],
             "expected use_all_dns_ips or resolve_canonical_bootstrap_servers_only",
         ),
-        "metrics.recording.level" => (
-            ["INFO", "DEBUG", "TRACE"].contains(&value),
-            "expected INFO, DEBUG or TRACE",
-        ),
-        "key.serializer" | "value.serializer" => (!value.is_empty(), "expected a class name"),
-        _ => (
-            long_at_least(0),
-            "expected a non-negative integer (milliseconds)",
-        ),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(key, value, expected))
+    ),
+    ("metrics.sample.window.ms", Accept::MILLIS),
+    (
+        "metrics.num.samples",
+        Accept::IntAtLeast(1, "expected a positive integer"),
+    ),
+    (
+        "metrics.recording.level",
+        Accept::OneOf(&["INFO", "DEBUG", "TRACE"], "expected INFO, DEBUG or TRACE"),
+    ),
+    ("key.serializer", Accept::NonEmpty("expected a class name")),
+    (
+        "value.serializer",
+        Accept::NonEmpty("expected a class name"),
+    ),
+];
+
+/// The Java rule for an accepted-but-unused key, with what the error says was expected.
+enum Accept {
+    /// A Java `int` at least this.
+    IntAtLeast(i32, &'static str),
+    /// A Java `long` at least this.
+    LongAtLeast(i64, &'static str),
+    /// One of these names, exactly.
+    OneOf(&'static [&'static str], &'static str),
+    /// Anything but nothing.
+    NonEmpty(&'static str),
+}
+
+impl Accept {
+    const MILLIS: Accept = Accept::LongAtLeast(0, "expected a non-negative integer (milliseconds)");
+    const BUFFER_BYTES: Accept =
+        Accept::IntAtLeast(-1, "expected an integer >= -1 (-1: OS default)");
+
+    fn check(&self, value: &str) -> Result<(), &'static str> {
+        let (ok, expected) = match *self {
+            Accept::IntAtLeast(min, expected) => {
+                (value.parse::<i32>().is_ok_and(|n| n >= min), expected)
+            }
+            Accept::LongAtLeast(min, expected) => {
+                (value.parse::<i64>().is_ok_and(|n| n >= min), expected)
+            }
+            Accept::OneOf(names, expected) => (names.contains(&value), expected),
+            Accept::NonEmpty(expected) => (!value.is_empty(), expected),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(expected)
+        }
     }
+}
+
+/// How one kind of value is read from text, range-checked and printed back. Its errors say
+/// what was expected; the table adds the key.
+trait Kind {
+    /// The field's type.
+    type Value;
+
+    /// Parses a trimmed text value; on failure, what was expected.
+    fn parse(&self, text: &str) -> Result<Self::Value, &'static str>;
+
+    /// Range-checks a value however it was set (typed setters skip `parse`), and normalises
+    /// it where Java has two spellings of one setting.
+    fn check(&self, _value: &mut Self::Value) -> Result<(), Rejection> {
+        Ok(())
+    }
+
+    /// The value as `to_pairs` lists it and `parse` reads it back; `None`: not listed.
+    fn print(&self, value: &Self::Value) -> Option<String>;
+}
+
+/// Why [`Kind::check`] refused a value.
+enum Rejection {
+    /// Out of range: the value, printed, and the rule it breaks.
+    Invalid { value: String, reason: String },
+    /// A required value is absent.
+    Missing,
+}
+
+impl Rejection {
+    fn invalid(value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        Rejection::Invalid {
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn naming(self, key: &str) -> ConfigError {
+        match self {
+            Rejection::Invalid { value, reason } => invalid(key, value, reason),
+            Rejection::Missing => ConfigError::Missing {
+                key: key.to_string(),
+            },
+        }
+    }
+}
+
+/// `host:port` entries separated by commas, at least one, no duplicates.
+struct Servers;
+
+impl Kind for Servers {
+    type Value = Vec<String>;
+
+    fn parse(&self, text: &str) -> Result<Vec<String>, &'static str> {
+        Ok(split_servers(text))
+    }
+
+    fn check(&self, servers: &mut Vec<String>) -> Result<(), Rejection> {
+        if servers.is_empty() {
+            return Err(Rejection::Missing);
+        }
+        let mut seen = BTreeSet::new();
+        for entry in servers.iter() {
+            check_host_port(entry).map_err(|reason| Rejection::invalid(entry, reason))?;
+            if !seen.insert(entry.as_str()) {
+                return Err(Rejection::invalid(entry, "duplicate entry"));
+            }
+        }
+        Ok(())
+    }
+
+    fn print(&self, servers: &Vec<String>) -> Option<String> {
+        Some(servers.join(","))
+    }
+}
+
+/// Any text.
+struct Text;
+
+impl Kind for Text {
+    type Value = String;
+
+    fn parse(&self, text: &str) -> Result<String, &'static str> {
+        Ok(text.to_string())
+    }
+
+    fn print(&self, text: &String) -> Option<String> {
+        Some(text.clone())
+    }
+}
+
+/// Text that may be absent, but not blank; listed only when present.
+struct OptionalText;
+
+impl Kind for OptionalText {
+    type Value = Option<String>;
+
+    fn parse(&self, text: &str) -> Result<Option<String>, &'static str> {
+        Ok(Some(text.to_string()))
+    }
+
+    fn check(&self, text: &mut Option<String>) -> Result<(), Rejection> {
+        match text {
+            Some(t) if t.trim().is_empty() => Err(Rejection::invalid(t, "must not be empty")),
+            _ => Ok(()),
+        }
+    }
+
+    fn print(&self, text: &Option<String>) -> Option<String> {
+        text.clone()
+    }
+}
+
+/// One of an enum's names: its parser, its canonical name, and what the error expects.
+struct Choice<T>(fn(&str) -> Option<T>, fn(T) -> &'static str, &'static str);
+
+impl<T: Copy> Kind for Choice<T> {
+    type Value = T;
+
+    fn parse(&self, text: &str) -> Result<T, &'static str> {
+        (self.0)(text).ok_or(self.2)
+    }
+
+    fn print(&self, value: &T) -> Option<String> {
+        Some((self.1)(*value).to_string())
+    }
+}
+
+/// `true` or `false`, in any case.
+struct Flag;
+
+impl Kind for Flag {
+    type Value = bool;
+
+    fn parse(&self, text: &str) -> Result<bool, &'static str> {
+        if text.eq_ignore_ascii_case("true") {
+            Ok(true)
+        } else if text.eq_ignore_ascii_case("false") {
+            Ok(false)
+        } else {
+            Err("expected true or false")
+        }
+    }
+
+    fn print(&self, value: &bool) -> Option<String> {
+        Some(value.to_string())
+    }
+}
+
+/// Milliseconds: a Java `int` or `long` setting, possibly with a floor.
+struct Millis {
+    min: u64,
+    max: u128,
+}
+
+impl Millis {
+    const INT: Millis = Millis {
+        min: 0,
+        max: JAVA_INT_MAX,
+    };
+    const LONG: Millis = Millis {
+        min: 0,
+        max: JAVA_LONG_MAX,
+    };
+
+    const fn at_least(self, min: u64) -> Millis {
+        Millis { min, ..self }
+    }
+}
+
+impl Kind for Millis {
+    type Value = Duration;
+
+    fn parse(&self, text: &str) -> Result<Duration, &'static str> {
+        text.parse::<i64>()
+            .ok()
+            .and_then(|n| u64::try_from(n).ok())
+            .map(Duration::from_millis)
+            .ok_or("expected a non-negative integer (milliseconds)")
+    }
+
+    fn check(&self, value: &mut Duration) -> Result<(), Rejection> {
+        let ms = value.as_millis();
+        if ms > self.max {
+            let reason = format!("must be at most {} milliseconds", self.max);
+            return Err(Rejection::invalid(ms, reason));
+        }
+        if ms < u128::from(self.min) {
+            let reason = format!("must be at least {} milliseconds", self.min);
+            return Err(Rejection::invalid(ms, reason));
+        }
+        Ok(())
+    }
+
+    fn print(&self, value: &Duration) -> Option<String> {
+        Some(value.as_millis().to_string())
+    }
+}
+
+/// A positive number of bytes, read as a Java `long`, at most `max`.
+struct Bytes {
+    max: u128,
+}
+
+impl Bytes {
+    const INT: Bytes = Bytes { max: JAVA_INT_MAX };
+    const LONG: Bytes = Bytes { max: JAVA_LONG_MAX };
+}
+
+impl Kind for Bytes {
+    type Value = usize;
+
+    fn parse(&self, text: &str) -> Result<usize, &'static str> {
+        text.parse::<i64>()
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or("expected a non-negative integer (bytes)")
+    }
+
+    fn check(&self, value: &mut usize) -> Result<(), Rejection> {
+        check_positive(*value, self.max)
+    }
+
+    fn print(&self, value: &usize) -> Option<String> {
+        Some(value.to_string())
+    }
+}
+
+/// A positive Java `int`.
+struct Count;
+
+impl Kind for Count {
+    type Value = usize;
+
+    fn parse(&self, text: &str) -> Result<usize, &'static str> {
+        text.parse::<i32>()
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or("expected a positive integer")
+    }
+
+    fn check(&self, value: &mut usize) -> Result<(), Rejection> {
+        check_positive(*value, JAVA_INT_MAX)
+    }
+
+    fn print(&self, value: &usize) -> Option<String> {
+        Some(value.to_string())
+    }
+}
+
+fn check_positive(n: usize, max: u128) -> Result<(), Rejection> {
+    if n < 1 || n as u128 > max {
+        return Err(Rejection::invalid(
+            n,
+            format!("must be greater than 0 and at most {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A non-negative Java `int`.
+struct NonNegativeInt;
+
+impl Kind for NonNegativeInt {
+    type Value = u32;
+
+    fn parse(&self, text: &str) -> Result<u32, &'static str> {
+        text.parse::<i32>()
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or("expected an integer from 0 to 2147483647")
+    }
+
+    fn check(&self, value: &mut u32) -> Result<(), Rejection> {
+        if u128::from(*value) > JAVA_INT_MAX {
+            let reason = format!("must be at most {JAVA_INT_MAX}");
+            return Err(Rejection::invalid(*value, reason));
+        }
+        Ok(())
+    }
+
+    fn print(&self, value: &u32) -> Option<String> {
+        Some(value.to_string())
+    }
+}
+
+/// A compression level: `None` is the codec's default, which Java spells as a number.
+struct Level {
+    /// Java's default level; set explicitly, it is stored as `None`.
+    default: i32,
+    min: i32,
+    max: i32,
+    expected: &'static str,
+}
+
+impl Level {
+    const GZIP: Level = Level {
+        default: -1,
+        min: 1,
+        max: 9,
+        expected: "expected 1 to 9, or -1 for the default",
+    };
+    const LZ4: Level = Level {
+        default: 9,
+        min: 1,
+        max: 17,
+        expected: "expected 1 to 17",
+    };
+    const ZSTD: Level = Level {
+        default: 3,
+        min: -131_072,
+        max: 22,
+        expected: "expected -131072 to 22",
+    };
+}
+
+impl Kind for Level {
+    type Value = Option<i32>;
+
+    fn parse(&self, text: &str) -> Result<Option<i32>, &'static str> {
+        text.parse::<i32>()
+            .map(Some)
+            .map_err(|_| "expected an integer")
+    }
+
+    fn check(&self, level: &mut Option<i32>) -> Result<(), Rejection> {
+        match *level {
+            Some(l) if l == self.default => *level = None,
+            Some(l) if (self.min..=self.max).contains(&l) => {}
+            Some(l) => return Err(Rejection::invalid(l, self.expected)),
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn print(&self, level: &Option<i32>) -> Option<String> {
+        Some(level.unwrap_or(self.default).to_string())
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// `bootstrap.servers` text to entries: split at commas, trimmed, empty ones dropped.
+fn split_servers(text: impl AsRef<str>) -> Vec<String> {
+    text.as_ref()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn some_string(text: impl Into<String>) -> Option<String> {
+    Some(text.into())
+}
+
+fn lowercase_compression(name: &str) -> Option<Compression> {
+    Compression::from_name(&name.to_ascii_lowercase())
 }
 
 /// The known key closest to `key`, if within edit distance 2.
 fn suggest(key: &str) -> Option<String> {
     KEYS.iter()
-        .chain(EXTRA_KEYS)
-        .map(|k| (edit_distance(key, k), *k))
+        .map(|k| k.name)
+        .chain(ACCEPTED.iter().map(|(name, _)| *name))
+        .map(|k| (edit_distance(key, k), k))
         .filter(|(d, _)| *d <= 2)
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k.to_string())
@@ -871,142 +1083,14 @@ fn check_host_port(entry: &str) -> Result<(), &'static str> {
     }
 }
 
-fn check_millis(key: &str, d: Duration, max: u128) -> Result<(), ConfigError> {
-    if d.as_millis() > max {
-        return Err(invalid(
-            key,
-            d.as_millis(),
-            format!("must be at most {max} milliseconds"),
-        ));
-    }
-    Ok(())
-}
-
-fn check_count(key: &str, n: usize, min: usize, max: u128) -> Result<(), ConfigError> {
-    if n < min || n as u128 > max {
-        let reason = if min == 1 {
-            format!("must be greater than 0 and at most {max}")
-        } else {
-            format!("must be at most {max}")
-        };
-        return Err(invalid(key, n, reason));
-    }
-    Ok(())
-}
-
-/// Checks a compression level and stores the Java default level as `None`.
-fn check_level(
-    key: &str,
-    level: Option<i32>,
-    ok: impl Fn(i32) -> bool,
-    default: i32,
-    expected: &str,
-) -> Result<Option<i32>, ConfigError> {
-    match level {
-        Some(l) if l == default => Ok(None),
-        Some(l) if ok(l) => Ok(Some(l)),
-        Some(l) => Err(invalid(key, l, expected)),
-        None => Ok(None),
-    }
-}
-
-/// The one validation path: range checks, then the Java post-processing rules.
+/// The one validation path: every key's own check, in table order, then the Java
+/// post-processing rules that involve several keys.
 fn finish(
     mut c: ProducerConfig,
     explicit: &BTreeSet<&'static str>,
 ) -> Result<ProducerConfig, ConfigError> {
-    const SERVERS: &str = "bootstrap.servers";
-    if c.bootstrap_servers.is_empty() {
-        return Err(ConfigError::Missing {
-            key: SERVERS.into(),
-        });
-    }
-    let mut seen = BTreeSet::new();
-    for entry in &c.bootstrap_servers {
-        check_host_port(entry).map_err(|reason| invalid(SERVERS, entry, reason))?;
-        if !seen.insert(entry.as_str()) {
-            return Err(invalid(SERVERS, entry, "duplicate entry"));
-        }
-    }
-
-    check_count("batch.size", c.batch_size, 1, JAVA_INT_MAX)?;
-    check_count("buffer.memory", c.buffer_memory, 1, JAVA_LONG_MAX)?;
-    check_count("max.request.size", c.max_request_size, 1, JAVA_INT_MAX)?;
-    check_count(
-        "max.in.flight.requests.per.connection",
-        c.max_in_flight_requests_per_connection,
-        1,
-        JAVA_INT_MAX,
-    )?;
-    if c.retries as u128 > JAVA_INT_MAX {
-        return Err(invalid(
-            "retries",
-            c.retries,
-            format!("must be at most {JAVA_INT_MAX}"),
-        ));
-    }
-    for (key, d, max) in [
-        ("linger.ms", c.linger, JAVA_LONG_MAX),
-        ("max.block.ms", c.max_block, JAVA_LONG_MAX),
-        ("request.timeout.ms", c.request_timeout, JAVA_INT_MAX),
-        ("delivery.timeout.ms", c.delivery_timeout, JAVA_INT_MAX),
-        ("retry.backoff.ms", c.retry_backoff, JAVA_LONG_MAX),
-        ("retry.backoff.max.ms", c.retry_backoff_max, JAVA_LONG_MAX),
-        ("reconnect.backoff.ms", c.reconnect_backoff, JAVA_LONG_MAX),
-        (
-            "reconnect.backoff.max.ms",
-            c.reconnect_backoff_max,
-            JAVA_LONG_MAX,
-        ),
-        ("metadata.max.age.ms", c.metadata_max_age, JAVA_LONG_MAX),
-        ("metadata.max.idle.ms", c.metadata_max_idle, JAVA_LONG_MAX),
-        (
-            "connections.max.idle.ms",
-            c.connections_max_idle,
-            JAVA_LONG_MAX,
-        ),
-        (
-            "transaction.timeout.ms",
-            c.transaction_timeout,
-            JAVA_INT_MAX,
-        ),
-    ] {
-        check_millis(key, d, max)?;
-    }
-    if c.metadata_max_idle < Duration::from_millis(5_000) {
-        return Err(invalid(
-            "metadata.max.idle.ms",
-            c.metadata_max_idle.as_millis(),
-            "must be at least 5000 milliseconds",
-        ));
-    }
-
-    c.compression_gzip_level = check_level(
-        "compression.gzip.level",
-        c.compression_gzip_level,
-        |l| (1..=9).contains(&l),
-        GZIP_DEFAULT_LEVEL,
-        "expected 1 to 9, or -1 for the default",
-    )?;
-    c.compression_lz4_level = check_level(
-        "compression.lz4.level",
-        c.compression_lz4_level,
-        |l| (1..=17).contains(&l),
-        LZ4_DEFAULT_LEVEL,
-        "expected 1 to 17",
-    )?;
-    c.compression_zstd_level = check_level(
-        "compression.zstd.level",
-        c.compression_zstd_level,
-        |l| (-131_072..=22).contains(&l),
-        ZSTD_DEFAULT_LEVEL,
-        "expected -131072 to 22",
-    )?;
-
-    if let Some(id) = &c.transactional_id {
-        if id.trim().is_empty() {
-            return Err(invalid("transactional.id", id, "must not be empty"));
-        }
+    for key in KEYS {
+        (key.check)(&mut c)?;
     }
 
     // Java: reconnect.backoff.ms alone means a constant reconnect backoff.
@@ -1747,15 +1831,59 @@ metrics.recording.level=DEBUG
         for c in configs {
             let pairs = c.to_pairs();
             let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-            for k in KEYS {
+            for k in KEYS.iter().map(|k| k.name) {
                 assert!(
-                    keys.contains(k) || (*k == "transactional.id" && c.transactional_id.is_none()),
+                    keys.contains(&k) || (k == "transactional.id" && c.transactional_id.is_none()),
                     "{k} missing from to_pairs"
                 );
             }
             let back = ProducerConfig::from_pairs(pairs.clone()).unwrap();
             assert_eq!(back, c, "{pairs:?}");
         }
+    }
+
+    /// The README's configuration table, as the key table makes it.
+    fn readme_table() -> String {
+        let defaults = ProducerConfig::java_defaults();
+        let mut table = String::from("| key | default | notes |\n|---|---|---|\n");
+        for key in KEYS {
+            let default = key
+                .shown
+                .map(String::from)
+                .or_else(|| (key.get)(&defaults))
+                .unwrap_or_default();
+            table += &format!("| {} | {default} | {} |\n", key.name, key.doc.trim());
+        }
+        let accepted: Vec<String> = ACCEPTED
+            .iter()
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        table += &format!(
+            "\nAccepted so that Java configs load, validated, not used yet: {}.\n",
+            accepted.join(", ")
+        );
+        table
+    }
+
+    #[test]
+    fn every_key_is_listed_once() {
+        let names: Vec<&str> = KEYS
+            .iter()
+            .map(|k| k.name)
+            .chain(ACCEPTED.iter().map(|(name, _)| *name))
+            .collect();
+        let unique: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "a key twice: {names:?}");
+    }
+
+    #[test]
+    fn readme_table_matches_the_key_table() {
+        let table = readme_table();
+        assert!(
+            include_str!("../README.md").contains(&table),
+            "README.md's configuration table differs from the key table in src/config.rs; \
+             replace it with:\n\n{table}"
+        );
     }
 
     #[test]

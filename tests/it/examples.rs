@@ -224,6 +224,62 @@ fn console_producer_bad_config_exits_2_naming_the_key() {
     );
 }
 
+/// The README opens with examples/hello.rs: its first code block is the file, byte for byte.
+#[test]
+fn readme_first_code_block_is_hello() {
+    let readme = include_str!("../../README.md");
+    let hello = include_str!("../../examples/hello.rs");
+    let start = readme.find("```").expect("README has a code block");
+    let block = readme[start..]
+        .strip_prefix("```rust\n")
+        .expect("README's first code block is a ```rust block");
+    let end = block.find("\n```\n").expect("the block ends") + 1;
+    assert_eq!(
+        &block[..end],
+        hello,
+        "README.md's first code block differs from examples/hello.rs"
+    );
+}
+
+/// hello, as the README shows it, against a broker: four records written, four outcomes
+/// printed, and the records are in the topic.
+#[actix_rt::test]
+async fn hello_produces_and_prints_outcomes() {
+    init_tracing();
+    let mock = Mock::start(1);
+    mock.create_topic("hello", 2, 1);
+    let bootstrap = mock.bootstrap();
+    let output = Command::new(example("hello"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .output()
+        .expect("run hello");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "exit status {:?}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "one outcome per record: {stdout}");
+    for line in &lines {
+        assert!(
+            line.starts_with("hello-") && line.contains(" at offset "),
+            "{stdout}"
+        );
+    }
+
+    let consumed = read_back(&bootstrap, "hello", 2, 4, Duration::from_secs(30)).await;
+    let mut values: Vec<&[u8]> = consumed
+        .values()
+        .flatten()
+        .filter_map(|c| c.value.as_deref())
+        .collect();
+    values.sort();
+    let want: [&[u8]; 4] = [b"hello, world", b"record 1", b"record 2", b"record 3"];
+    assert_eq!(values, want);
+}
+
 #[test]
 fn quickstart_with_embedded_broker() {
     let output = Command::new(example("quickstart"))

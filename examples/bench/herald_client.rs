@@ -1,0 +1,335 @@
+//! Herald through the actor API: a `Producer` started from Java-style pairs, then one of
+//! four ways to hand it records and collect their outcomes:
+//!
+//! - `send`: `router.send(Produce)` per record, a window of futures outstanding.
+//! - `do_send`: `router.do_send(Produce::...notify(notifier).tag(slot))`: outcomes arrive at
+//!   a collector actor as one `Deliveries` message per batch (the fastest per-record path),
+//!   or with `reply_to` as one `Delivered` message per record.
+//! - `batch`: `router.send(ProduceBatch(records))`, one message for many records.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use herald_actors::{
+    Delivered, Deliveries, Notifier, Outcome, Produce, ProduceBatch, Producer, Router,
+};
+
+use std::time::{Duration, Instant};
+
+use crate::measure::{Meter, Stats};
+use crate::pace::{Pacer, Ticker};
+use crate::worker::{Measured, RunCtx};
+use crate::{Api, Result, MAX_IN_FLIGHT};
+
+pub(crate) fn run(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
+    actix::System::new().block_on(run_in_system(ctx, api))
+}
+
+fn produce(ctx: &RunCtx<'_>, i: u64, key_buf: &mut [u8]) -> Produce {
+    // Owned buffers per record, as a serializer hands them over.
+    let mut p = Produce::new(ctx.topic).value(Bytes::copy_from_slice(ctx.payload.value(i)));
+    if let Some(k) = ctx.payload.key(i, key_buf) {
+        p = p.key(Bytes::copy_from_slice(k));
+    }
+    p
+}
+
+fn check(outcome: Outcome, what: &str) -> Result<herald::RecordMetadata> {
+    outcome.map_err(|e| format!("herald: {what} failed: {e}").into())
+}
+
+async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
+    let a = ctx.args;
+    let pairs = [
+        ("bootstrap.servers", ctx.bootstrap.to_string()),
+        ("acks", a.acks.clone()),
+        ("linger.ms", a.linger_ms.to_string()),
+        ("batch.size", a.batch_size.to_string()),
+        ("compression.type", a.compression.clone()),
+        ("enable.idempotence", a.idempotence.to_string()),
+        ("buffer.memory", a.buffer_memory.to_string()),
+        (
+            "max.in.flight.requests.per.connection",
+            MAX_IN_FLIGHT.to_string(),
+        ),
+    ];
+    let producer = Producer::from_pairs(pairs).map_err(|e| format!("herald config: {e}"))?;
+    let router = producer.router().clone();
+    let mut key_buf = vec![0u8; a.key_size];
+
+    // Warm-up: metadata, connections, producer id, every partition's accumulator.
+    let warm: Vec<Produce> = (0..a.warmup)
+        .map(|i| produce(ctx, u64::MAX - i, &mut key_buf))
+        .collect();
+    for o in router.send(ProduceBatch(warm)).await? {
+        check(o, "warm-up record")?;
+    }
+
+    let mut stats = Stats::new(ctx.progress.clone());
+    let meter = Meter::start();
+    let pacer = Pacer::new(ctx.rate, a.records);
+    match api {
+        Api::HeraldSend => send(ctx, &router, pacer, &mut stats).await?,
+        Api::HeraldDoSend => stats = do_send(ctx, &router, pacer, stats, true).await?,
+        Api::HeraldReplyTo => stats = do_send(ctx, &router, pacer, stats, false).await?,
+        Api::HeraldBatch => batch(ctx, &router, pacer, &mut stats).await?,
+        _ => unreachable!("not a herald client"),
+    }
+    let metered = meter.stop();
+
+    let m = producer.metrics().await;
+    let expected = a.records + a.warmup;
+    if m.record_error_total != 0 || m.record_send_total != expected {
+        return Err(format!(
+            "herald metrics: {} sent, {} errors; expected {expected} sent",
+            m.record_send_total, m.record_error_total
+        )
+        .into());
+    }
+    let client_metrics = serde_json::json!({
+        "batch_size_avg": m.batch_size_avg,
+        "records_per_request_avg": m.records_per_request_avg,
+        "request_total": m.request_total,
+        "request_latency_avg_ms": m.request_latency_avg,
+        "compression_rate_avg": m.compression_rate_avg,
+    });
+    if !producer.close(Duration::from_secs(30)).await {
+        return Err("herald: close did not flush everything".into());
+    }
+    Ok(Measured {
+        metered,
+        stats,
+        client_metrics: Some(client_metrics),
+    })
+}
+
+/// `router.send()` per record, at most `window` futures outstanding in a
+/// `FuturesUnordered` polled by this task. A spawned task per record measured about half
+/// the throughput (a task allocation and a scheduler round per record); the outcomes
+/// arrive on actix's own reply channel either way.
+async fn send(
+    ctx: &RunCtx<'_>,
+    router: &Addr<Router>,
+    pacer: Pacer,
+    stats: &mut Stats,
+) -> Result<()> {
+    let ticker = Ticker::start(&pacer);
+    let window = ctx.args.window;
+    let mut key_buf = vec![0u8; ctx.args.key_size];
+    let mut inflight = FuturesUnordered::new();
+    let mut next = 0u64;
+    loop {
+        let due = pacer.due();
+        while next < due && inflight.len() < window {
+            let t0 = Instant::now();
+            let req = router.send(produce(ctx, next, &mut key_buf));
+            inflight.push(async move { (t0, req.await) });
+            next += 1;
+        }
+        if next == pacer.n && inflight.is_empty() {
+            return Ok(());
+        }
+        let paced = next < pacer.n && inflight.len() < window;
+        tokio::select! {
+            biased;
+            Some((t0, r)) = inflight.next() => {
+                let md = check(r.map_err(|e| format!("herald: mailbox: {e}"))?, "record")?;
+                stats.record(t0.elapsed(), md.partition, md.offset);
+            }
+            _ = Ticker::tick(&ticker), if paced => {}
+        }
+    }
+}
+
+struct DoSendState {
+    stats: Stats,
+    /// `(record, enqueued)` of each outstanding record; the record's tag is its slot.
+    slots: Vec<Option<(u64, Instant)>>,
+    free: Vec<usize>,
+    done: u64,
+    error: Option<String>,
+}
+
+/// Receives the outcomes of `do_send` records: one `Deliveries` message per batch
+/// (`notify`) or one `Delivered` per record (`reply_to`).
+struct Collector {
+    state: Rc<RefCell<DoSendState>>,
+    wake: Rc<tokio::sync::Notify>,
+}
+
+impl Actor for Collector {
+    type Context = Context<Self>;
+}
+
+impl DoSendState {
+    fn take(&mut self, d: Delivered) {
+        let slot = self.slots.get_mut(d.tag as usize).and_then(Option::take);
+        if slot.is_some() {
+            self.free.push(d.tag as usize);
+        }
+        match (slot, d.outcome) {
+            (Some((_, t0)), Ok(md)) => {
+                self.stats.record(t0.elapsed(), md.partition, md.offset);
+            }
+            (_, Err(e)) => {
+                self.error
+                    .get_or_insert_with(|| format!("herald: record {} failed: {e}", d.tag));
+            }
+            (None, Ok(md)) => {
+                self.error.get_or_insert_with(|| {
+                    format!(
+                        "herald: unexpected or repeated outcome ({md:?}), tag {}",
+                        d.tag
+                    )
+                });
+            }
+        }
+        self.done += 1;
+    }
+}
+
+impl Handler<Deliveries> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, batch: Deliveries, _: &mut Context<Self>) {
+        let mut s = self.state.borrow_mut();
+        for d in batch.0 {
+            s.take(d);
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+}
+
+impl Handler<Delivered> for Collector {
+    type Result = ();
+
+    fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
+        self.state.borrow_mut().take(d);
+        self.wake.notify_one();
+    }
+}
+
+/// `do_send` with `notify` (`batched`: a `Notifier` of a collector actor) or `reply_to`
+/// (the collector's `Recipient<Delivered>`), and a tag; the tag is a slot of a table of
+/// `window` slots that holds the enqueue time (outcomes come back out of order across
+/// partitions, so slots are recycled through a free list). `do_send` ignores mailbox
+/// capacity, so the window is the backpressure.
+async fn do_send(
+    ctx: &RunCtx<'_>,
+    router: &Addr<Router>,
+    pacer: Pacer,
+    stats: Stats,
+    batched: bool,
+) -> Result<Stats> {
+    let ticker = Ticker::start(&pacer);
+    let window = ctx.args.window;
+    let mut key_buf = vec![0u8; ctx.args.key_size];
+    let state = Rc::new(RefCell::new(DoSendState {
+        stats,
+        slots: vec![None; window],
+        free: (0..window).rev().collect(),
+        done: 0,
+        error: None,
+    }));
+    let wake = Rc::new(tokio::sync::Notify::new());
+    let collector = Collector {
+        state: state.clone(),
+        wake: wake.clone(),
+    }
+    .start();
+    let notifier = Notifier::new(collector.clone().recipient::<Deliveries>());
+    let recipient = collector.recipient::<Delivered>();
+    let mut next = 0u64;
+    loop {
+        let due = pacer.due();
+        let done = {
+            let mut s = state.borrow_mut();
+            if let Some(e) = s.error.take() {
+                return Err(e.into());
+            }
+            while next < due && next - s.done < window as u64 {
+                let slot = s.free.pop().expect("a free slot while under the window");
+                s.slots[slot] = Some((next, Instant::now()));
+                let p = produce(ctx, next, &mut key_buf).tag(slot as u64);
+                router.do_send(if batched {
+                    p.notify(notifier.clone())
+                } else {
+                    p.reply_to(recipient.clone())
+                });
+                next += 1;
+            }
+            s.done
+        };
+        if done == pacer.n {
+            break;
+        }
+        let paced = next < pacer.n && next - done < window as u64;
+        tokio::select! {
+            biased;
+            _ = wake.notified() => {}
+            _ = Ticker::tick(&ticker), if paced => {}
+        }
+    }
+    let mut s = state.borrow_mut();
+    if let Some(e) = s.error.take() {
+        return Err(e.into());
+    }
+    Ok(std::mem::replace(
+        &mut s.stats,
+        Stats::new(ctx.progress.clone()),
+    ))
+}
+
+/// `ProduceBatch` of `batch_records` records (full speed) or of the records due at each
+/// timer tick (rate), at most `window` records outstanding.
+async fn batch(
+    ctx: &RunCtx<'_>,
+    router: &Addr<Router>,
+    pacer: Pacer,
+    stats: &mut Stats,
+) -> Result<()> {
+    let ticker = Ticker::start(&pacer);
+    let window = ctx.args.window as u64;
+    let per_batch = ctx.args.batch_records as u64;
+    let mut key_buf = vec![0u8; ctx.args.key_size];
+    let mut inflight = FuturesUnordered::new();
+    let mut outstanding = 0u64;
+    let mut next = 0u64;
+    loop {
+        let due = pacer.due();
+        while next < due
+            && (outstanding == 0 || outstanding + (due - next).min(per_batch) <= window)
+        {
+            let k = (due - next).min(per_batch);
+            let records: Vec<Produce> = (next..next + k)
+                .map(|i| produce(ctx, i, &mut key_buf))
+                .collect();
+            let t0 = Instant::now();
+            let req = router.send(ProduceBatch(records));
+            inflight.push(async move { (t0, req.await) });
+            next += k;
+            outstanding += k;
+        }
+        if next == pacer.n && inflight.is_empty() {
+            return Ok(());
+        }
+        let paced = next < pacer.n && outstanding < window;
+        tokio::select! {
+            biased;
+            Some((t0, r)) = inflight.next() => {
+                let outcomes = r.map_err(|e| format!("herald: mailbox: {e}"))?;
+                let latency = t0.elapsed();
+                outstanding -= outcomes.len() as u64;
+                for o in outcomes {
+                    let md = check(o, "record")?;
+                    stats.record(latency, md.partition, md.offset);
+                }
+            }
+            _ = Ticker::tick(&ticker), if paced => {}
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Herald against librdkafka, same broker, same settings, one invocation.
+//!
+//! Every client run goes to a fresh worker process (this executable with hidden `--worker`
+//! flags) and, unless `--bootstrap-servers` is given, to a fresh broker process
+//! (`mock_broker`: librdkafka's mock cluster) with a fresh topic. So the CPU time and memory
+//! of one run are those of one client alone: the broker is another process, and no run
+//! inherits the heap or the threads of the one before.
+//!
+//! ```text
+//!   bench (orchestrator: progress bar, table, JSON, PNG)
+//!     │ per client and mode
+//!     ├── spawns mock_broker ──▶ prints bootstrap servers, runs until its stdin closes
+//!     └── spawns bench --worker ──▶ warm-up, measured run ──▶ "progress N" / "result {json}"
+//!                 │ samples /proc/self/statm every 10 ms (RSS peak), /proc CPU times around
+//!                 └ the measured run, hdrhistogram of enqueue → outcome latency
+//! ```
+//!
+//! Clients: `herald-send` (`router.send(Produce)` with a window of outstanding futures),
+//! `herald-do-send` (`do_send` with `notify`: outcomes to a collector actor, one message per
+//! batch), `herald-reply-to` (`do_send` with `reply_to`: one `Delivered` message per record),
+//! `herald-batch`
+//! (`ProduceBatch`), `rdkafka-future` (`FutureProducer::send_result`), `rdkafka-base`
+//! (`BaseProducer::send`, a delivery-callback context and a polling thread).
+//! Modes: `max` (as fast as the client goes) and `rate` (`--rate` records/s, paced by a timer).
+//!
+//! ```text
+//! cargo build --release --examples
+//! ./target/release/examples/bench --records 200000 --json /tmp/bench.json --plot /tmp/bench.png
+//! ```
+//!
+//! MB/s counts key + value bytes (10^6 bytes). CPU is user + system time of the worker
+//! process over the measured run (the sum of its threads' run time from
+//! `/proc/self/task/*/schedstat`, ns resolution; the user/system split comes from
+//! `/proc/self/stat`, the same accounting `getrusage(RUSAGE_SELF)` reads). Workspace lints
+//! forbid `unsafe`, so `/proc` stands in for `libc::getrusage`.
+
+//! The files of this example, in the order a run goes through them:
+//!
+//! - `main.rs`: the command line, and the run settings and results both processes share.
+//! - `orchestrator.rs`: starts a broker and a worker process per client and mode.
+//! - `worker.rs`: one client, one mode, in one process; reports its result as JSON.
+//! - `herald_client.rs`: Herald through the actor API (`send`, `do_send` with `notify` or
+//!   `reply_to`, `ProduceBatch`). The part to read to learn the API's fast paths.
+//! - `rdkafka_client.rs`: librdkafka through the rdkafka crate (`FutureProducer`,
+//!   `BaseProducer`).
+//! - `pace.rs`: when records are due in the `rate` mode, and a timer thread to wake senders.
+//! - `measure.rs`: CPU time, RSS, latency histogram and the offsets check.
+//! - `report.rs`: the table, the Herald / librdkafka ratios and the JSON.
+//! - `plot.rs`: the PNG chart.
+
+#[path = "../common/payload.rs"]
+mod payload;
+
+mod herald_client;
+mod measure;
+mod orchestrator;
+mod pace;
+mod plot;
+mod rdkafka_client;
+mod report;
+mod worker;
+
+use std::error::Error;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+/// Herald vs librdkafka: throughput, CPU per record, memory and delivery latency.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    after_help = "Without --bootstrap-servers each run starts its own mock_broker process \
+                        (build it with `cargo build --release --examples`)."
+)]
+struct Args {
+    /// Brokers to use instead of starting mock_broker; the topic must exist or be auto-created.
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Topic (default: a fresh topic per run).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Records per run.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Key size in bytes; 0 = no key (sticky partitioning).
+    #[arg(long, default_value_t = 8)]
+    key_size: usize,
+    /// acks: all, 1 or 0.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// compression.type: none, gzip, snappy, lz4, zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// linger.ms.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// batch.size in bytes.
+    #[arg(long, default_value_t = 16384)]
+    batch_size: usize,
+    /// Partitions of the topic (when the benchmark creates it).
+    #[arg(long, default_value_t = 6)]
+    partitions: i32,
+    /// enable.idempotence (`--idempotence false` to turn off).
+    #[arg(long, default_value_t = true, action = ArgAction::Set)]
+    idempotence: bool,
+    /// Offered rate of the `rate` mode, records/s (0 skips that mode).
+    #[arg(long, default_value_t = 50_000)]
+    rate: u64,
+    /// Modes to run, in order: max (full speed), rate (`--rate`).
+    #[arg(long, value_delimiter = ',', default_value = "max,rate")]
+    modes: Vec<Mode>,
+    /// Clients to run, in order.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "herald-send,herald-do-send,herald-reply-to,herald-batch,rdkafka-future,rdkafka-base"
+    )]
+    clients: Vec<Api>,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Draw throughput and latency as a PNG here.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Brokers of the mock cluster.
+    #[arg(long, default_value_t = 3)]
+    brokers: i32,
+    /// buffer.memory of Herald; librdkafka gets the same as queue.buffering.max.kbytes.
+    #[arg(long, default_value_t = 32 << 20)]
+    buffer_memory: usize,
+    /// Records outstanding at most (herald send/do_send/batch, rdkafka future).
+    #[arg(long, default_value_t = 10_000)]
+    window: usize,
+    /// Records per ProduceBatch (herald-batch, full speed).
+    #[arg(long, default_value_t = 1_000)]
+    batch_records: usize,
+    /// Records sent and acknowledged before measuring (connections, metadata, producer id).
+    #[arg(long, default_value_t = 1_000)]
+    warmup: u64,
+    /// TrueType font for the chart; without it the chart has no text.
+    #[arg(long, default_value = DEFAULT_FONT)]
+    font: PathBuf,
+    #[arg(long, hide = true)]
+    worker: Option<Api>,
+    #[arg(long, hide = true, default_value = "max")]
+    worker_mode: Mode,
+    #[arg(long, hide = true)]
+    worker_bootstrap: Option<String>,
+    #[arg(long, hide = true)]
+    worker_topic: Option<String>,
+    #[arg(long, hide = true)]
+    worker_owned_broker: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Mode {
+    Max,
+    Rate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Api {
+    HeraldSend,
+    HeraldDoSend,
+    HeraldReplyTo,
+    HeraldBatch,
+    RdkafkaFuture,
+    RdkafkaBase,
+}
+
+impl Api {
+    fn client(self) -> &'static str {
+        match self {
+            Api::HeraldSend | Api::HeraldDoSend | Api::HeraldReplyTo | Api::HeraldBatch => "herald",
+            Api::RdkafkaFuture | Api::RdkafkaBase => "rdkafka",
+        }
+    }
+
+    fn api(self) -> &'static str {
+        match self {
+            Api::HeraldSend => "send",
+            Api::HeraldDoSend => "do_send",
+            Api::HeraldReplyTo => "reply_to",
+            Api::HeraldBatch => "batch",
+            Api::RdkafkaFuture => "future",
+            Api::RdkafkaBase => "base",
+        }
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            Api::HeraldSend => "herald-send",
+            Api::HeraldDoSend => "herald-do-send",
+            Api::HeraldReplyTo => "herald-reply-to",
+            Api::HeraldBatch => "herald-batch",
+            Api::RdkafkaFuture => "rdkafka-future",
+            Api::RdkafkaBase => "rdkafka-base",
+        }
+    }
+}
+
+/// The settings of a run, as both clients got them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Settings {
+    bootstrap: String,
+    records: u64,
+    record_size: usize,
+    key_size: usize,
+    acks: String,
+    compression: String,
+    linger_ms: u64,
+    batch_size: usize,
+    partitions: i32,
+    idempotence: bool,
+    buffer_memory: usize,
+    max_in_flight: u32,
+    window: usize,
+    batch_records: usize,
+    warmup: u64,
+    rate: u64,
+}
+
+impl Settings {
+    fn of(args: &Args) -> Settings {
+        Settings {
+            bootstrap: match &args.bootstrap_servers {
+                Some(b) => b.clone(),
+                None => format!("mock_broker ({} brokers, own process)", args.brokers),
+            },
+            records: args.records,
+            record_size: args.record_size,
+            key_size: args.key_size,
+            acks: args.acks.clone(),
+            compression: args.compression.clone(),
+            linger_ms: args.linger_ms,
+            batch_size: args.batch_size,
+            partitions: args.partitions,
+            idempotence: args.idempotence,
+            buffer_memory: args.buffer_memory,
+            max_in_flight: MAX_IN_FLIGHT,
+            window: args.window,
+            batch_records: args.batch_records,
+            warmup: args.warmup,
+            rate: args.rate,
+        }
+    }
+}
+
+/// In-flight requests per connection for both clients (the idempotent maximum).
+const MAX_IN_FLIGHT: u32 = 5;
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    mean: f64,
+}
+
+/// One client run, as the worker reports it and the JSON holds it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunResult {
+    client: String,
+    api: String,
+    mode: Mode,
+    offered_rate: Option<u64>,
+    records: u64,
+    elapsed_s: f64,
+    records_per_sec: f64,
+    mb_per_sec: f64,
+    cpu_s: f64,
+    cpu_user_s: f64,
+    cpu_sys_s: f64,
+    cpu_ns_per_record: f64,
+    /// CPU seconds per wall-clock second: the cores the client kept busy.
+    cpu_cores: f64,
+    /// Peak RSS during the run minus RSS before the client was created.
+    peak_rss_bytes: u64,
+    baseline_rss_bytes: u64,
+    /// VmHWM of the worker process (lifetime peak, baseline included).
+    vm_hwm_bytes: u64,
+    latency_ms: Latency,
+    partitions_written: usize,
+    /// Each partition's offsets form one gap-free range holding exactly this run's records.
+    offsets_verified: bool,
+    client_metrics: Option<serde_json::Value>,
+    settings: Settings,
+}
+
+impl RunResult {
+    fn label(&self) -> String {
+        format!("{}-{}", self.client, self.api.replace('_', "-"))
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let outcome = match args.worker {
+        Some(api) => worker::main(&args, api),
+        None => orchestrator::run(&args),
+    };
+    if let Err(e) = outcome {
+        eprintln!("bench: error: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,203 @@
+//! The orchestrator: for each client and mode, a fresh broker process (unless
+//! `--bootstrap-servers` is given) and a fresh worker process; then the report.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::report::{mode_label, print_report, ratios, ratios_json};
+use crate::{plot, Api, Args, Mode, Result, RunResult, Settings};
+
+/// The mock cluster in its own process; stopped by closing its stdin.
+struct BrokerProcess {
+    child: Child,
+    bootstrap: String,
+}
+
+impl BrokerProcess {
+    fn start(exe: &Path, brokers: i32, topic: &str, partitions: i32) -> Result<BrokerProcess> {
+        let mut child = Command::new(exe)
+            .args(["--brokers", &brokers.to_string(), "--topic", topic])
+            .args(["--partitions", &partitions.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("mock_broker stdout")?;
+        BufReader::new(stdout).read_line(&mut line)?;
+        let bootstrap = line.trim().to_string();
+        if bootstrap.is_empty() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("mock_broker exited without printing its bootstrap servers".into());
+        }
+        Ok(BrokerProcess { child, bootstrap })
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn run(args: &Args) -> Result<()> {
+    validate(args)?;
+    let exe = std::env::current_exe()?;
+    let broker_exe = exe.with_file_name("mock_broker");
+    if args.bootstrap_servers.is_none() && !broker_exe.exists() {
+        return Err(format!(
+            "{} not found; build it with `cargo build --release --examples` (or pass --bootstrap-servers)",
+            broker_exe.display()
+        )
+        .into());
+    }
+    let modes: Vec<Mode> = args
+        .modes
+        .iter()
+        .copied()
+        .filter(|m| *m == Mode::Max || args.rate > 0)
+        .collect();
+    let plan: Vec<(Mode, Api)> = modes
+        .iter()
+        .flat_map(|m| args.clients.iter().map(move |c| (*m, *c)))
+        .collect();
+    if plan.is_empty() {
+        return Err("nothing to run (check --modes, --clients and --rate)".into());
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+
+    let total = args.records * plan.len() as u64;
+    let pb = indicatif::ProgressBar::new(total);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {human_pos}/{human_len} records {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    pb.enable_steady_tick(Duration::from_millis(200));
+
+    let mut results = Vec::new();
+    for (i, (mode, api)) in plan.iter().enumerate() {
+        let done_before = args.records * i as u64;
+        pb.set_position(done_before);
+        pb.set_message(format!("{} {}", api.flag(), mode_label(*mode, args.rate)));
+        let topic = match &args.topic {
+            Some(t) if args.bootstrap_servers.is_some() => t.clone(),
+            Some(t) => format!("{t}-{}-{:?}", api.flag(), mode).to_lowercase(),
+            None => format!("herald-bench-{}-{:?}-{stamp}", api.flag(), mode).to_lowercase(),
+        };
+        let broker = match &args.bootstrap_servers {
+            Some(_) => None,
+            None => Some(BrokerProcess::start(
+                &broker_exe,
+                args.brokers,
+                &topic,
+                args.partitions,
+            )?),
+        };
+        let bootstrap = match (&broker, &args.bootstrap_servers) {
+            (Some(b), _) => b.bootstrap.clone(),
+            (None, Some(b)) => b.clone(),
+            (None, None) => unreachable!("one of them is set"),
+        };
+        let mut cmd = Command::new(&exe);
+        cmd.args(std::env::args_os().skip(1))
+            .args(["--worker", api.flag(), "--worker-mode"])
+            .arg(format!("{mode:?}").to_lowercase())
+            .args(["--worker-bootstrap", &bootstrap, "--worker-topic", &topic]);
+        if broker.is_some() {
+            cmd.arg("--worker-owned-broker");
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("worker stdout")?;
+        let mut result = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            if let Some(n) = line.strip_prefix("progress ") {
+                if let Ok(n) = n.parse::<u64>() {
+                    pb.set_position(done_before + n.min(args.records));
+                }
+            } else if let Some(json) = line.strip_prefix("result ") {
+                result = Some(serde_json::from_str::<RunResult>(json)?);
+            }
+        }
+        let status = child.wait()?;
+        drop(broker);
+        match result {
+            Some(r) if status.success() => results.push(r),
+            _ => {
+                pb.abandon_with_message(format!(
+                    "{} {} failed",
+                    api.flag(),
+                    mode_label(*mode, args.rate)
+                ));
+                return Err(
+                    format!("worker for {} ({:?}) failed: {status}", api.flag(), mode).into(),
+                );
+            }
+        }
+    }
+    pb.finish_and_clear();
+
+    let settings = Settings::of(args);
+    let ratios = ratios(&results);
+    print_report(&settings, &results, &ratios);
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "settings": settings,
+            "runs": results,
+            "ratios": ratios_json(&ratios),
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;
+        println!("\nJSON written to {}", path.display());
+    }
+    if let Some(path) = &args.plot {
+        plot::draw(path, &args.font, &settings, &results).map_err(|e| format!("plot: {e}"))?;
+        println!("chart written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn validate(args: &Args) -> Result<()> {
+    if args.records == 0 {
+        return Err("--records must be at least 1".into());
+    }
+    if args.window == 0 || args.batch_records == 0 {
+        return Err("--window and --batch-records must be at least 1".into());
+    }
+    if args.partitions < 1 || args.brokers < 1 {
+        return Err("--partitions and --brokers must be at least 1".into());
+    }
+    if !["all", "-1", "1", "0"].contains(&args.acks.as_str()) {
+        return Err(format!("--acks {}: use all, 1 or 0", args.acks).into());
+    }
+    if args.idempotence && !["all", "-1"].contains(&args.acks.as_str()) {
+        return Err("idempotence needs --acks all (or pass --idempotence false)".into());
+    }
+    if herald::compression::Compression::from_name(&args.compression).is_none() {
+        return Err(format!(
+            "--compression {}: use none, gzip, snappy, lz4 or zstd",
+            args.compression
+        )
+        .into());
+    }
+    Ok(())
+}

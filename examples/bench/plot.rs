@@ -1,0 +1,274 @@
+//! The chart: throughput per client and mode, and latency percentiles, as a PNG.
+
+use std::path::Path;
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use crate::{Mode, Result, RunResult, Settings};
+
+const HERALD: RGBColor = RGBColor(0xE0, 0x6C, 0x1F);
+const RDKAFKA: RGBColor = RGBColor(0x2B, 0x6C, 0xB0);
+const PCT: [(&str, RGBColor); 3] = [
+    ("p50", RGBColor(0x7F, 0xB8, 0x00)),
+    ("p99", RGBColor(0xF0, 0xA2, 0x02)),
+    ("p99.9", RGBColor(0xC0, 0x39, 0x2B)),
+];
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, Shift>;
+
+/// Registers the font; `false` (draw no text) when it cannot be read.
+fn load_font(path: &Path) -> bool {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn draw(path: &Path, font: &Path, s: &Settings, runs: &[RunResult]) -> Result<()> {
+    let text = load_font(font);
+    if !text {
+        eprintln!(
+            "bench: font {} unavailable; the chart has no text",
+            font.display()
+        );
+    }
+    let root = BitMapBackend::new(path, (1800, 760)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let body = if text {
+        let (title, body) = root.split_vertically(56);
+        let key = if s.key_size == 0 {
+            "no key".into()
+        } else {
+            format!("{} B key", s.key_size)
+        };
+        title.draw(&Text::new(
+            format!(
+                "Herald vs librdkafka: {} records of {} B, {key}, acks={}, linger.ms={}, batch.size={}, \
+                 compression={}, idempotence={}, {} partitions",
+                s.records, s.record_size, s.acks, s.linger_ms, s.batch_size, s.compression, s.idempotence, s.partitions
+            ),
+            (900, 30),
+            ("sans-serif", 22).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center)),
+        ))?;
+        body
+    } else {
+        root.clone()
+    };
+    let max: Vec<&RunResult> = runs.iter().filter(|r| r.mode == Mode::Max).collect();
+    let rate: Vec<&RunResult> = runs.iter().filter(|r| r.mode == Mode::Rate).collect();
+    let mut lat: Vec<(String, &[&RunResult])> = Vec::new();
+    if !max.is_empty() {
+        lat.push(("Latency at full speed (ms, log scale)".into(), &max));
+    }
+    if !rate.is_empty() {
+        lat.push((
+            format!("Latency at {} records/s (ms, log scale)", s.rate),
+            &rate,
+        ));
+    }
+    // Throughput takes 28% of the width, the latency panels share the rest.
+    let w = body.dim_in_pixel().0 as i32;
+    let tw = if lat.is_empty() { w } else { w * 28 / 100 };
+    let breaks: Vec<i32> = (0..lat.len())
+        .map(|i| tw + (w - tw) * i as i32 / lat.len() as i32)
+        .collect();
+    let panels = body.split_by_breakpoints(breaks, Vec::<i32>::new());
+    let tput = if max.is_empty() { &rate } else { &max };
+    throughput(&root, &panels[0], tput, text)?;
+    for (i, (title, runs)) in lat.iter().enumerate() {
+        latency(&root, &panels[i + 1], title, runs, text)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Client names under the x axis, on two lines.
+fn x_names(root: &Area<'_>, at: impl Fn(usize) -> (i32, i32), runs: &[&RunResult]) -> Result<()> {
+    let style = ("sans-serif", 15)
+        .into_font()
+        .color(&BLACK)
+        .pos(Pos::new(HPos::Center, VPos::Top));
+    for (i, r) in runs.iter().enumerate() {
+        let (x, y) = at(i);
+        root.draw(&Text::new(r.client.clone(), (x, y + 8), style.clone()))?;
+        root.draw(&Text::new(r.api.clone(), (x, y + 26), style.clone()))?;
+    }
+    Ok(())
+}
+
+fn color(r: &RunResult) -> RGBColor {
+    if r.client == "herald" {
+        HERALD
+    } else {
+        RDKAFKA
+    }
+}
+
+fn throughput(root: &Area<'_>, area: &Area<'_>, runs: &[&RunResult], text: bool) -> Result<()> {
+    let n = runs.len().max(1) as f64;
+    let top = runs.iter().map(|r| r.records_per_sec).fold(1.0, f64::max) * 1.15;
+    let mut b = ChartBuilder::on(area);
+    b.margin(18)
+        .x_label_area_size(if text { 50 } else { 5 })
+        .y_label_area_size(if text { 70 } else { 5 });
+    if text {
+        let title = match runs.first().map(|r| r.mode) {
+            Some(Mode::Rate) => "Throughput at the offered rate (records/s)",
+            _ => "Throughput at full speed (records/s)",
+        };
+        b.caption(title, ("sans-serif", 20));
+    }
+    let mut chart = b.build_cartesian_2d(0f64..n, 0f64..top)?;
+    if text {
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_label_formatter(&|v| si(*v))
+            .y_label_style(("sans-serif", 14))
+            .draw()?;
+    } else {
+        axes(&mut chart, n, 0.0, top)?;
+    }
+    chart.draw_series(runs.iter().enumerate().map(|(i, r)| {
+        let x = i as f64;
+        Rectangle::new(
+            [(x + 0.2, 0.0), (x + 0.8, r.records_per_sec)],
+            color(r).filled(),
+        )
+    }))?;
+    if text {
+        let label = ("sans-serif", 14)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        chart.draw_series(runs.iter().enumerate().map(|(i, r)| {
+            Text::new(
+                si(r.records_per_sec),
+                (i as f64 + 0.5, r.records_per_sec * 1.01),
+                label.clone(),
+            )
+        }))?;
+        x_names(root, |i| chart.backend_coord(&(i as f64 + 0.5, 0.0)), runs)?;
+    }
+    Ok(())
+}
+
+fn latency(
+    root: &Area<'_>,
+    area: &Area<'_>,
+    title: &str,
+    runs: &[&RunResult],
+    text: bool,
+) -> Result<()> {
+    let n = runs.len().max(1) as f64;
+    let values = |r: &RunResult| [r.latency_ms.p50, r.latency_ms.p99, r.latency_ms.p999];
+    let all: Vec<f64> = runs
+        .iter()
+        .flat_map(|r| values(r))
+        .filter(|v| *v > 0.0)
+        .collect();
+    let top = all.iter().copied().fold(1.0, f64::max) * 2.0;
+    let bottom = (all.iter().copied().fold(f64::INFINITY, f64::min) / 2.0).clamp(0.001, 1.0);
+    let mut b = ChartBuilder::on(area);
+    b.margin(18)
+        .x_label_area_size(if text { 50 } else { 5 })
+        .y_label_area_size(if text { 70 } else { 5 });
+    if text {
+        b.caption(title, ("sans-serif", 20));
+    }
+    let mut chart = b.build_cartesian_2d(0f64..n, (bottom..top).log_scale())?;
+    if text {
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_label_formatter(&|v| format!("{v}"))
+            .y_label_style(("sans-serif", 14))
+            .draw()?;
+    } else {
+        axes(&mut chart, n, bottom, top)?;
+    }
+    let width = 0.22;
+    for (j, (name, c)) in PCT.iter().enumerate() {
+        let series = chart.draw_series(runs.iter().enumerate().map(|(i, r)| {
+            let x = i as f64 + 0.17 + j as f64 * width;
+            let v = values(r)[j].max(bottom);
+            Rectangle::new([(x, bottom), (x + width * 0.9, v)], c.filled())
+        }))?;
+        if text {
+            series
+                .label(*name)
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 14, y + 6)], c.filled()));
+        }
+    }
+    if text {
+        let label = ("sans-serif", 10)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        for j in 0..PCT.len() {
+            chart.draw_series(runs.iter().enumerate().map(|(i, r)| {
+                let x = i as f64 + 0.17 + j as f64 * width + width * 0.45;
+                let v = values(r)[j].max(bottom);
+                Text::new(short(v), (x, v * 1.05), label.clone())
+            }))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 14))
+            .draw()?;
+        x_names(
+            root,
+            |i| chart.backend_coord(&(i as f64 + 0.5, bottom)),
+            runs,
+        )?;
+    }
+    Ok(())
+}
+
+/// The two axes as plain lines: a mesh draws labels, which need a font.
+fn axes<Y>(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<RangedCoordf64, Y>>,
+    n: f64,
+    bottom: f64,
+    top: f64,
+) -> Result<()>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    chart.draw_series([
+        PathElement::new(vec![(0.0, bottom), (n, bottom)], BLACK),
+        PathElement::new(vec![(0.0, bottom), (0.0, top)], BLACK),
+    ])?;
+    Ok(())
+}
+
+fn si(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn short(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 10.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
