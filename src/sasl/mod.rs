@@ -1,0 +1,252 @@
+//! SASL authentication, the I/O-free half: the client side of each mechanism as a state
+//! machine, and the parser of `sasl.jaas.config`.
+//!
+//! On a new connection the connection actor sends SaslHandshake (key 17) naming
+//! [`Mechanism::name`], then one SaslAuthenticate (key 36) per message of the mechanism until
+//! the client says [`Step::Done`]:
+//!
+//! ```text
+//!   SaslClient                      connection actor                    broker
+//!   initial_response() ──bytes──▶   SaslAuthenticate(auth_bytes) ──▶
+//!                                   ◀── response: error 0, auth_bytes
+//!   step(auth_bytes) ──Send(bytes)─▶ SaslAuthenticate(auth_bytes) ──▶   (SCRAM: client-final)
+//!                                   ◀── response: error 0, auth_bytes
+//!   step(auth_bytes) ──Done──────▶   authenticated: other APIs may flow
+//!
+//!   any response with an error code ──▶ rejected(code, message) ──▶ SaslError (fatal for
+//!                                       this connection attempt)
+//! ```
+//!
+//! Specifications followed:
+//! - PLAIN: RFC 4616 (`authzid NUL authcid NUL passwd`, authzid left empty as Kafka does).
+//! - SCRAM-SHA-256 and SCRAM-SHA-512: RFC 5802 and RFC 7677, as Kafka adopted them in
+//!   KIP-84 (minimum of 4096 iterations; no SASLprep, as the Java client does none).
+//! - OAUTHBEARER: RFC 7628, as KIP-255 brought it to Kafka, including the error exchange
+//!   (the broker answers a bad token with a JSON status, the client answers `0x01`, the broker
+//!   then fails the request).
+//! - `sasl.jaas.config`: the grammar of the Java client's `JaasConfig` (KIP-85).
+//!
+//! Why the state machines are ours rather than a SASL crate's: each is a few dozen lines over
+//! RustCrypto primitives (`hmac`, `sha2`, `pbkdf2`), Kafka's dialect differs from the RFCs in
+//! small ways a general crate does not follow (no SASLprep, Kafka's iteration minimum,
+//! OAUTHBEARER's Kafka-specific extensions and error exchange), and the general crates we
+//! know bring their own I/O model or callback traits, where the connection actor needs plain
+//! "bytes in, bytes out" it can drive from its own mailbox. Keeping them here also keeps them
+//! free of I/O, so they are tested against RFC vectors and fuzzed like every other parser of
+//! broker bytes.
+//!
+//! Every password and token is held in a [`Secret`], whose `Debug` prints `[hidden]`; no
+//! error carries a credential.
+
+use std::fmt;
+
+use crate::error::KafkaCode;
+
+pub mod plain;
+mod secret;
+
+pub use plain::PlainClient;
+pub use secret::{AuthBytes, Secret};
+
+/// A SASL mechanism Herald speaks, named on the wire as Kafka names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mechanism {
+    /// `PLAIN`: username and password in clear (use it over TLS only).
+    Plain,
+    /// `SCRAM-SHA-256`.
+    ScramSha256,
+    /// `SCRAM-SHA-512`.
+    ScramSha512,
+    /// `OAUTHBEARER`: a bearer token.
+    OAuthBearer,
+}
+
+impl Mechanism {
+    /// The name sent in SaslHandshake and written in `sasl.mechanism`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::ScramSha256 => "SCRAM-SHA-256",
+            Mechanism::ScramSha512 => "SCRAM-SHA-512",
+            Mechanism::OAuthBearer => "OAUTHBEARER",
+        }
+    }
+
+    /// The mechanism of a `sasl.mechanism` value. Names are case-sensitive, as in Java.
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        match name {
+            "PLAIN" => Some(Mechanism::Plain),
+            "SCRAM-SHA-256" => Some(Mechanism::ScramSha256),
+            "SCRAM-SHA-512" => Some(Mechanism::ScramSha512),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What the connection does after the client has read the broker's `auth_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Step {
+    /// Send these bytes in the next SaslAuthenticate request.
+    Send(AuthBytes),
+    /// Authenticated: the connection may carry other requests.
+    Done,
+}
+
+/// The client side of one SASL exchange, for one connection attempt.
+///
+/// The driver calls [`initial_response`](SaslClient::initial_response) once, then
+/// [`step`](SaslClient::step) with the `auth_bytes` of every SaslAuthenticate response whose
+/// error code is 0, until it returns [`Step::Done`] or an error. A response with an error code
+/// goes to [`rejected`](SaslClient::rejected) instead, which ends the exchange.
+/// A client is not reused: re-authentication (KIP-368) starts a new one.
+pub trait SaslClient: fmt::Debug + Send {
+    /// The mechanism, to name in SaslHandshake.
+    fn mechanism(&self) -> Mechanism;
+
+    /// The bytes of the first SaslAuthenticate request.
+    fn initial_response(&mut self) -> Result<AuthBytes, SaslError>;
+
+    /// Reads the broker's `auth_bytes` from a successful SaslAuthenticate response.
+    fn step(&mut self, auth_bytes: &[u8]) -> Result<Step, SaslError>;
+
+    /// Turns a SaslAuthenticate response with a non-zero error code into the error the
+    /// exchange ends with. Mechanisms that learned something earlier in the exchange (the
+    /// OAUTHBEARER status) add it.
+    fn rejected(&mut self, error_code: i16, error_message: Option<&str>) -> SaslError {
+        SaslError::rejected(self.mechanism(), error_code, error_message)
+    }
+}
+
+/// Why a SASL exchange failed. None of the variants carries a password or a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SaslError {
+    /// The broker answered SaslAuthenticate with an error code (usually
+    /// `SASL_AUTHENTICATION_FAILED`).
+    #[error("{mechanism} authentication rejected by the broker: {code}{}", fmt_message(.message))]
+    Rejected {
+        /// The mechanism used.
+        mechanism: Mechanism,
+        /// The error code of the response.
+        code: KafkaCode,
+        /// The broker's error message, if it sent one.
+        message: Option<String>,
+    },
+    /// The broker sent bytes that do not parse as the mechanism's next message.
+    #[error("malformed {context} from the broker: {reason}")]
+    Malformed {
+        /// Which message was being read.
+        context: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// SCRAM: the server nonce does not start with the client nonce, or adds nothing to it.
+    #[error("SCRAM server nonce does not extend the client nonce")]
+    NonceMismatch,
+    /// SCRAM: the broker asked for fewer iterations than Kafka's minimum, or more than the
+    /// work we agree to do.
+    #[error("SCRAM iteration count {iterations} outside the accepted {minimum}..={maximum}")]
+    IterationCount {
+        /// The count the broker sent.
+        iterations: u32,
+        /// The least we accept.
+        minimum: u32,
+        /// The most we accept.
+        maximum: u32,
+    },
+    /// SCRAM: the server signature in server-final is wrong, so the broker did not prove it
+    /// knows the credential.
+    #[error("SCRAM server signature does not match: the broker did not prove knowledge of the credential")]
+    ServerSignatureMismatch,
+    /// SCRAM: server-final carried `e=`.
+    #[error("SCRAM authentication failed on the broker: {0}")]
+    ScramServerError(String),
+    /// OAUTHBEARER: the broker refused the token with a JSON status (RFC 7628 section 3.2.2).
+    #[error("OAUTHBEARER token rejected by the broker: status {status}{}", fmt_message(.message))]
+    TokenRejected {
+        /// The `status` of the broker's JSON error, e.g. `invalid_token`.
+        status: String,
+        /// The broker's error message on the final response, if any.
+        message: Option<String>,
+    },
+    /// The credentials cannot be put on the wire (e.g. a NUL in a PLAIN username, a character
+    /// a bearer token may not hold). The reason never quotes the value.
+    #[error("invalid {mechanism} credentials: {reason}")]
+    InvalidCredentials {
+        /// The mechanism.
+        mechanism: Mechanism,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The driver called the client out of order (e.g. `step` after `Done`).
+    #[error("{mechanism} client called out of order: {reason}")]
+    OutOfOrder {
+        /// The mechanism.
+        mechanism: Mechanism,
+        /// What was asked in which state.
+        reason: &'static str,
+    },
+    /// The operating system's random source failed while drawing a nonce.
+    #[error("could not draw a random nonce: {0}")]
+    Random(String),
+}
+
+impl SaslError {
+    /// The error for a SaslAuthenticate response with `error_code`.
+    pub fn rejected(
+        mechanism: Mechanism,
+        error_code: i16,
+        error_message: Option<&str>,
+    ) -> SaslError {
+        SaslError::Rejected {
+            mechanism,
+            code: KafkaCode::from_code(error_code).unwrap_or(KafkaCode::SASL_AUTHENTICATION_FAILED),
+            message: error_message.map(str::to_owned),
+        }
+    }
+}
+
+fn fmt_message(message: &Option<String>) -> String {
+    match message {
+        Some(m) => format!(": {m}"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mechanism_names_round_trip() {
+        for m in [
+            Mechanism::Plain,
+            Mechanism::ScramSha256,
+            Mechanism::ScramSha512,
+            Mechanism::OAuthBearer,
+        ] {
+            assert_eq!(Mechanism::from_name(m.name()), Some(m));
+        }
+        assert_eq!(Mechanism::from_name("plain"), None);
+        assert_eq!(Mechanism::from_name("GSSAPI"), None);
+    }
+
+    #[test]
+    fn rejected_names_the_code_and_message() {
+        let e = SaslError::rejected(Mechanism::Plain, 58, Some("Invalid username or password"));
+        assert_eq!(
+            e.to_string(),
+            "PLAIN authentication rejected by the broker: SASL_AUTHENTICATION_FAILED (58): \
+             Invalid username or password"
+        );
+    }
+}
