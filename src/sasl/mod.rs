@@ -43,9 +43,11 @@ use std::fmt;
 use crate::error::KafkaCode;
 
 pub mod plain;
+pub mod scram;
 mod secret;
 
 pub use plain::PlainClient;
+pub use scram::{ScramClient, ScramHash};
 pub use secret::{AuthBytes, Secret};
 
 /// A SASL mechanism Herald speaks, named on the wire as Kafka names it.
