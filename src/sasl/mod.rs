@@ -42,10 +42,12 @@ use std::fmt;
 
 use crate::error::KafkaCode;
 
+pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 mod secret;
 
+pub use oauthbearer::{OAuthBearerClient, Token, UnsecuredJws};
 pub use plain::PlainClient;
 pub use scram::{ScramClient, ScramHash};
 pub use secret::{AuthBytes, Secret};
