@@ -39,14 +39,17 @@
 //! error carries a credential.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use crate::error::KafkaCode;
 
+pub mod jaas;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 mod secret;
 
+pub use jaas::{ControlFlag, JaasConfig, JaasError, Login, LoginModule};
 pub use oauthbearer::{OAuthBearerClient, Token, UnsecuredJws};
 pub use plain::PlainClient;
 pub use scram::{ScramClient, ScramHash};
@@ -219,6 +222,52 @@ impl SaslError {
     }
 }
 
+/// The client for `mechanism` (from `sasl.mechanism`) with the credentials of `login` (from
+/// `sasl.jaas.config`), for one connection attempt. An unsecured JWS is issued at `now`.
+///
+/// As in the Java client, a username and password serve PLAIN and both SCRAM mechanisms
+/// whichever of their login modules named them. OAuth client credentials cannot be used here:
+/// the token endpoint is called by the actors crate, which then builds an
+/// [`OAuthBearerClient`] from the token it got.
+pub fn client_for(
+    mechanism: Mechanism,
+    login: &Login,
+    now: SystemTime,
+) -> Result<Box<dyn SaslClient>, SaslError> {
+    let mismatch = |reason| SaslError::InvalidCredentials { mechanism, reason };
+    match (mechanism, login) {
+        (Mechanism::Plain, Login::Password { username, password }) => Ok(Box::new(
+            PlainClient::new(username.clone(), password.clone())?,
+        )),
+        (
+            Mechanism::ScramSha256 | Mechanism::ScramSha512,
+            Login::Password { username, password },
+        ) => {
+            let hash = ScramHash::from_mechanism(mechanism).expect("a SCRAM mechanism");
+            Ok(Box::new(ScramClient::new(
+                hash,
+                username.clone(),
+                password.clone(),
+            )?))
+        }
+        (Mechanism::OAuthBearer, Login::StaticToken { token, extensions }) => Ok(Box::new(
+            OAuthBearerClient::with_extensions(token.clone(), extensions.clone())?,
+        )),
+        (Mechanism::OAuthBearer, Login::UnsecuredJws { jws, extensions }) => Ok(Box::new(
+            OAuthBearerClient::with_extensions(jws.build(now)?, extensions.clone())?,
+        )),
+        (Mechanism::OAuthBearer, Login::ClientCredentials { .. }) => Err(mismatch(
+            "OAuth client credentials need a token from the token endpoint first",
+        )),
+        (Mechanism::OAuthBearer, _) => Err(mismatch(
+            "sasl.jaas.config names a username and password, not a token",
+        )),
+        (_, _) => Err(mismatch(
+            "sasl.jaas.config names a token, not a username and password",
+        )),
+    }
+}
+
 fn fmt_message(message: &Option<String>) -> String {
     match message {
         Some(m) => format!(": {m}"),
@@ -242,6 +291,48 @@ mod tests {
         }
         assert_eq!(Mechanism::from_name("plain"), None);
         assert_eq!(Mechanism::from_name("GSSAPI"), None);
+    }
+
+    fn login(config: &str) -> Login {
+        JaasConfig::parse(config).unwrap().login().unwrap()
+    }
+
+    #[test]
+    fn client_for_pairs_mechanisms_with_logins() {
+        let now = SystemTime::UNIX_EPOCH;
+        let password = login(
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required
+               username="alice" password="hunter2";"#,
+        );
+        let unsecured = login(
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+             unsecuredLoginStringClaim_sub=admin;",
+        );
+        let credentials = login(
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+             clientId=app clientSecret=hunter2;",
+        );
+        for (mechanism, login) in [
+            (Mechanism::Plain, &password),
+            (Mechanism::ScramSha256, &password),
+            (Mechanism::ScramSha512, &password),
+            (Mechanism::OAuthBearer, &unsecured),
+        ] {
+            let mut client = client_for(mechanism, login, now).unwrap();
+            assert_eq!(client.mechanism(), mechanism);
+            assert!(!client.initial_response().unwrap().is_empty());
+            assert!(!format!("{client:?}").contains("hunter2"));
+        }
+        for (mechanism, login) in [
+            (Mechanism::OAuthBearer, &password),
+            (Mechanism::OAuthBearer, &credentials),
+            (Mechanism::Plain, &unsecured),
+            (Mechanism::ScramSha256, &credentials),
+        ] {
+            let e = client_for(mechanism, login, now).unwrap_err();
+            assert!(matches!(e, SaslError::InvalidCredentials { .. }), "{e:?}");
+            assert!(!format!("{e:?}{e}").contains("hunter2"));
+        }
     }
 
     #[test]
