@@ -197,7 +197,11 @@ impl JaasConfig {
                 count: entries.len(),
             });
         }
-        let (class, flag, options) = entries.pop().expect("one entry");
+        let Entry {
+            class,
+            flag,
+            options,
+        } = entries.pop().expect("one entry");
         let module = LoginModule::from_class_name(&class).ok_or_else(|| unsupported(&class))?;
         Ok(JaasConfig {
             module,
@@ -390,7 +394,12 @@ fn unsupported(class: &str) -> JaasError {
     }
 }
 
-type Entry = (String, ControlFlag, BTreeMap<String, Secret>);
+/// One login module entry as written, before its class is looked up.
+struct Entry {
+    class: String,
+    flag: ControlFlag,
+    options: BTreeMap<String, Secret>,
+}
 
 /// One entry, from its first token to its `;`.
 fn parse_entry(lexer: &mut Lexer<'_>, first: Lexed) -> Result<Entry, JaasError> {
@@ -420,7 +429,13 @@ fn parse_entry(lexer: &mut Lexer<'_>, first: Lexed) -> Result<Entry, JaasError> 
     loop {
         let key = lexer.next_token()?;
         match key.kind {
-            Kind::Semicolon => return Ok((class, flag, options)),
+            Kind::Semicolon => {
+                return Ok(Entry {
+                    class,
+                    flag,
+                    options,
+                })
+            }
             Kind::Eof => {
                 return Err(JaasError::Syntax {
                     reason: "entry not terminated by ';'",

@@ -33,7 +33,7 @@
 //! know bring their own I/O model or callback traits, where the connection actor needs plain
 //! "bytes in, bytes out" it can drive from its own mailbox. Keeping them here also keeps them
 //! free of I/O, so they are tested against RFC vectors and fuzzed like every other parser of
-//! broker bytes.
+//! broker bytes (`fuzz/fuzz_targets/sasl.rs`).
 //!
 //! Every password and token is held in a [`Secret`], whose `Debug` prints `[hidden]`; no
 //! error carries a credential.
@@ -208,7 +208,8 @@ pub enum SaslError {
 }
 
 impl SaslError {
-    /// The error for a SaslAuthenticate response with `error_code`.
+    /// The error for a SaslAuthenticate response with `error_code` (a code of 0, which is no
+    /// error, is reported as `SASL_AUTHENTICATION_FAILED`: the caller said it failed).
     pub fn rejected(
         mechanism: Mechanism,
         error_code: i16,
