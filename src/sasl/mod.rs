@@ -27,13 +27,13 @@
 //! - `sasl.jaas.config`: the grammar of the Java client's `JaasConfig` (KIP-85).
 //!
 //! Why the state machines are ours rather than a SASL crate's: each is a few dozen lines over
-//! RustCrypto primitives (`hmac`, `sha2`, `pbkdf2`), Kafka's dialect differs from the RFCs in
-//! small ways a general crate does not follow (no SASLprep, Kafka's iteration minimum,
-//! OAUTHBEARER's Kafka-specific extensions and error exchange), and the general crates we
-//! know bring their own I/O model or callback traits, where the connection actor needs plain
-//! "bytes in, bytes out" it can drive from its own mailbox. Keeping them here also keeps them
-//! free of I/O, so they are tested against RFC vectors and fuzzed like every other parser of
-//! broker bytes (`fuzz/fuzz_targets/sasl.rs`).
+//! RustCrypto primitives (`hmac`, `sha2`, `pbkdf2`); Kafka's dialect differs from the RFCs in
+//! small ways a general crate does not follow (no SASLprep, Kafka's iteration minimum, Kafka's
+//! rules for OAUTHBEARER extensions); and the general crates we know (such as `rsasl`) bring
+//! their own session and callback model, where the connection actor needs plain "bytes in,
+//! bytes out" it can drive from its own mailbox, with typed errors it can report.
+//! Keeping them here also keeps them free of I/O, so they are tested against RFC vectors and
+//! fuzzed like every other parser of broker bytes (`fuzz/fuzz_targets/sasl.rs`).
 //!
 //! Every password and token is held in a [`Secret`], whose `Debug` prints `[hidden]`; no
 //! error carries a credential.

@@ -169,7 +169,7 @@ impl ScramClient {
     ) -> Result<ScramClient, SaslError> {
         let mut random = [0u8; NONCE_BYTES];
         getrandom::fill(&mut random).map_err(|e| SaslError::Random(e.to_string()))?;
-        ScramClient::with_nonce(
+        ScramClient::with_any_nonce(
             hash,
             username.into(),
             password,
@@ -177,8 +177,18 @@ impl ScramClient {
         )
     }
 
-    /// A client with a given nonce: for the RFC test vectors, never for a connection.
-    pub(crate) fn with_nonce(
+    /// A client with a chosen nonce, for the RFC test vectors.
+    #[cfg(test)]
+    fn with_nonce(
+        hash: ScramHash,
+        username: String,
+        password: Secret,
+        client_nonce: String,
+    ) -> Result<ScramClient, SaslError> {
+        ScramClient::with_any_nonce(hash, username, password, client_nonce)
+    }
+
+    fn with_any_nonce(
         hash: ScramHash,
         username: String,
         password: Secret,
