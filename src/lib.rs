@@ -12,6 +12,8 @@
 //!   and bounded decoders for the responses a producer reads from the network.
 //! - [`partitioner`]: Java-compatible murmur2 and sticky partitioning, round-robin, and the
 //!   `Partitioner` trait for custom ones.
+//! - [`sasl`]: the client side of SASL PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER as I/O-free
+//!   state machines, and the parser of `sasl.jaas.config`.
 //! - [`serializer`]: key and value serializers as the Java client has them.
 //! - [`error`]: Kafka error codes, protocol errors and the per-record outcome error.
 //! - [`varint`]: the zig-zag varints of the record format.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod partitioner;
 pub mod protocol;
 pub mod record;
+pub mod sasl;
 pub mod serializer;
 pub mod varint;
 
