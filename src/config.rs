@@ -48,6 +48,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::compression::Compression;
+use crate::sasl::Secret;
 
 /// Numbers the default client ids `producer-1`, `producer-2`, ... as the Java client does.
 static CLIENT_ID_SEQUENCE: AtomicU64 = AtomicU64::new(1);
@@ -154,6 +155,90 @@ impl SecurityProtocol {
 impl fmt::Display for SecurityProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// The format of a truststore or keystore file (`ssl.truststore.type`, `ssl.keystore.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreType {
+    /// PEM text: certificates, and for a keystore a PKCS#8 private key.
+    Pem,
+    /// PKCS#12, protected by the store's password.
+    Pkcs12,
+    /// Java's own keystore format: named so the error can say how to convert it.
+    Jks,
+}
+
+impl StoreType {
+    /// The Java name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreType::Pem => "PEM",
+            StoreType::Pkcs12 => "PKCS12",
+            StoreType::Jks => "JKS",
+        }
+    }
+
+    /// Parses a Java name, case-insensitively.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [StoreType::Pem, StoreType::Pkcs12, StoreType::Jks]
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name.trim()))
+    }
+}
+
+/// `ssl.endpoint.identification.algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EndpointIdentification {
+    /// `https`: the broker's certificate must name the host (or IP address) connected to.
+    #[default]
+    Https,
+    /// Empty: any name is accepted (the certificate must still chain to a trusted CA).
+    None,
+}
+
+impl EndpointIdentification {
+    /// The Java value: `https` or the empty string.
+    pub fn name(self) -> &'static str {
+        match self {
+            EndpointIdentification::Https => "https",
+            EndpointIdentification::None => "",
+        }
+    }
+
+    /// Parses the Java value (case-insensitively).
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.trim() {
+            "" => Some(EndpointIdentification::None),
+            n if n.eq_ignore_ascii_case("https") => Some(EndpointIdentification::Https),
+            _ => None,
+        }
+    }
+}
+
+/// A TLS version of `ssl.enabled.protocols`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    /// `TLSv1.2`.
+    V1_2,
+    /// `TLSv1.3`.
+    V1_3,
+}
+
+impl TlsVersion {
+    /// The Java name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsVersion::V1_2 => "TLSv1.2",
+            TlsVersion::V1_3 => "TLSv1.3",
+        }
+    }
+
+    /// Parses a Java name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [TlsVersion::V1_2, TlsVersion::V1_3]
+            .into_iter()
+            .find(|v| v.name().eq_ignore_ascii_case(name.trim()))
     }
 }
 
@@ -311,6 +396,46 @@ pub struct ProducerConfig {
     pub transaction_timeout: Duration,
     /// `security.protocol`.
     pub security_protocol: SecurityProtocol,
+    /// `sasl.mechanism`; unset means Java's default, GSSAPI (Kerberos), which Herald lacks.
+    pub sasl_mechanism: Option<String>,
+    /// `sasl.mechanisms`, librdkafka's name for `sasl.mechanism` (used when that is unset).
+    pub sasl_mechanisms: Option<String>,
+    /// `sasl.jaas.config`: the login module and its options, credentials included.
+    pub sasl_jaas_config: Option<Secret>,
+    /// `sasl.username` (librdkafka's): PLAIN and SCRAM user when there is no JAAS config.
+    pub sasl_username: Option<String>,
+    /// `sasl.password` (librdkafka's).
+    pub sasl_password: Option<Secret>,
+    /// `ssl.truststore.type`: PEM or PKCS12 (JKS is refused); unset: read from the file.
+    pub ssl_truststore_type: Option<StoreType>,
+    /// `ssl.truststore.location`: a file of trusted certificates.
+    pub ssl_truststore_location: Option<String>,
+    /// `ssl.truststore.password`: a PKCS12 truststore's password.
+    pub ssl_truststore_password: Option<Secret>,
+    /// `ssl.truststore.certificates`: trusted certificates inline, in PEM.
+    pub ssl_truststore_certificates: Option<String>,
+    /// `ssl.keystore.type`: PEM or PKCS12 (JKS is refused); unset: read from the file.
+    pub ssl_keystore_type: Option<StoreType>,
+    /// `ssl.keystore.location`: the client's certificate chain and key.
+    pub ssl_keystore_location: Option<String>,
+    /// `ssl.keystore.password`: a PKCS12 keystore's password.
+    pub ssl_keystore_password: Option<Secret>,
+    /// `ssl.keystore.certificate.chain`: the client's certificate chain inline, in PEM.
+    pub ssl_keystore_certificate_chain: Option<String>,
+    /// `ssl.keystore.key`: the client's private key inline, in PEM (PKCS#8).
+    pub ssl_keystore_key: Option<Secret>,
+    /// `ssl.key.password`: the password of an encrypted private key.
+    pub ssl_key_password: Option<Secret>,
+    /// `ssl.endpoint.identification.algorithm`: `https` verifies the broker's host name.
+    pub ssl_endpoint_identification_algorithm: EndpointIdentification,
+    /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
+    pub ssl_enabled_protocols: Vec<TlsVersion>,
+    /// `ssl.ca.location` (librdkafka's): trusted CA certificates, a PEM file.
+    pub ssl_ca_location: Option<String>,
+    /// `ssl.certificate.location` (librdkafka's): the client's certificate, a PEM file.
+    pub ssl_certificate_location: Option<String>,
+    /// `ssl.key.location` (librdkafka's): the client's private key, a PEM file.
+    pub ssl_key_location: Option<String>,
     /// The accepted-but-unused Java keys that were set, as given (trimmed).
     pub extra: BTreeMap<String, String>,
 }
@@ -606,6 +731,61 @@ keys! {
             SecurityProtocol::name,
             "expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
         );
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER (Java's default GSSAPI is not supported)
+    "sasl.mechanism" sasl_mechanism(impl Into<String> => some_string) = None,
+        OptionalText, shown "GSSAPI";
+    /// librdkafka's name for sasl.mechanism, used when that is unset
+    "sasl.mechanisms" sasl_mechanisms(impl Into<String> => some_string) = None, OptionalText;
+    /// the login module and its options, e.g. `...PlainLoginModule required username="u" password="p";`
+    "sasl.jaas.config" sasl_jaas_config(impl Into<Secret> => some_secret) = None, SecretText;
+    /// librdkafka's: the PLAIN or SCRAM user when sasl.jaas.config is unset
+    "sasl.username" sasl_username(impl Into<String> => some_string) = None, OptionalText;
+    /// librdkafka's: that user's password
+    "sasl.password" sasl_password(impl Into<Secret> => some_secret) = None, SecretText;
+    /// PEM or PKCS12 (JKS is refused: convert it with keytool); unset: read from the file
+    "ssl.truststore.type" ssl_truststore_type(StoreType => Some) = None, StoreTypeKind;
+    /// a file of trusted CA certificates; unset (and no certificates inline): the system's roots
+    "ssl.truststore.location" ssl_truststore_location(impl Into<String> => some_string) = None,
+        OptionalText;
+    /// the password of a PKCS12 truststore
+    "ssl.truststore.password" ssl_truststore_password(impl Into<Secret> => some_secret) = None,
+        SecretText;
+    /// trusted CA certificates inline, in PEM
+    "ssl.truststore.certificates" ssl_truststore_certificates(impl Into<String> => some_string)
+        = None, OptionalText;
+    /// PEM or PKCS12 (JKS is refused); unset: read from the file
+    "ssl.keystore.type" ssl_keystore_type(StoreType => Some) = None, StoreTypeKind;
+    /// the client's certificate chain and private key, for brokers that require one
+    "ssl.keystore.location" ssl_keystore_location(impl Into<String> => some_string) = None,
+        OptionalText;
+    /// the password of a PKCS12 keystore
+    "ssl.keystore.password" ssl_keystore_password(impl Into<Secret> => some_secret) = None,
+        SecretText;
+    /// the client's certificate chain inline, in PEM
+    "ssl.keystore.certificate.chain" ssl_keystore_certificate_chain(
+        impl Into<String> => some_string) = None, OptionalText;
+    /// the client's private key inline, in PEM (PKCS#8, encrypted with ssl.key.password or not)
+    "ssl.keystore.key" ssl_keystore_key(impl Into<Secret> => some_secret) = None, SecretText;
+    /// the password of an encrypted private key
+    "ssl.key.password" ssl_key_password(impl Into<Secret> => some_secret) = None, SecretText;
+    /// https: the broker's certificate must name the host connected to; empty: not checked
+    "ssl.endpoint.identification.algorithm" ssl_endpoint_identification_algorithm(
+        EndpointIdentification) = EndpointIdentification::Https,
+        Choice(
+            EndpointIdentification::from_name,
+            EndpointIdentification::name,
+            "expected https or an empty value"
+        );
+    /// TLS versions offered, comma-separated: TLSv1.2, TLSv1.3
+    "ssl.enabled.protocols" ssl_enabled_protocols(Vec<TlsVersion>) =
+        vec![TlsVersion::V1_2, TlsVersion::V1_3], TlsVersions;
+    /// librdkafka's: trusted CA certificates, a PEM file (as ssl.truststore.location with PEM)
+    "ssl.ca.location" ssl_ca_location(impl Into<String> => some_string) = None, OptionalText;
+    /// librdkafka's: the client's certificate (chain), a PEM file
+    "ssl.certificate.location" ssl_certificate_location(impl Into<String> => some_string) = None,
+        OptionalText;
+    /// librdkafka's: the client's private key, a PEM file
+    "ssl.key.location" ssl_key_location(impl Into<String> => some_string) = None, OptionalText;
 }
 
 /// Java keys that are accepted and validated (with the Java rule) but not used by Herald yet;
@@ -786,6 +966,82 @@ impl Kind for OptionalText {
 
     fn print(&self, text: &Option<String>) -> Option<String> {
         text.clone()
+    }
+}
+
+/// A password, token, private key or JAAS config: may be absent, never printed. `to_pairs`
+/// leaves it out, so its output can be logged; errors never quote it.
+struct SecretText;
+
+impl Kind for SecretText {
+    type Value = Option<Secret>;
+
+    fn parse(&self, text: &str) -> Result<Option<Secret>, &'static str> {
+        Ok(Some(Secret::new(text)))
+    }
+
+    fn check(&self, text: &mut Option<Secret>) -> Result<(), Rejection> {
+        match text {
+            Some(t) if t.expose().trim().is_empty() => {
+                Err(Rejection::invalid("", "must not be empty"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn print(&self, _: &Option<Secret>) -> Option<String> {
+        None
+    }
+}
+
+/// `ssl.truststore.type` and `ssl.keystore.type`: absent, or one of [`StoreType`]'s names.
+struct StoreTypeKind;
+
+impl Kind for StoreTypeKind {
+    type Value = Option<StoreType>;
+
+    fn parse(&self, text: &str) -> Result<Option<StoreType>, &'static str> {
+        StoreType::from_name(text)
+            .map(Some)
+            .ok_or("expected PEM, PKCS12 or JKS")
+    }
+
+    fn print(&self, value: &Option<StoreType>) -> Option<String> {
+        value.map(|t| t.name().to_string())
+    }
+}
+
+/// `ssl.enabled.protocols`: TLS versions, comma-separated, at least one.
+struct TlsVersions;
+
+impl Kind for TlsVersions {
+    type Value = Vec<TlsVersion>;
+
+    fn parse(&self, text: &str) -> Result<Vec<TlsVersion>, &'static str> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| TlsVersion::from_name(v).ok_or("expected TLSv1.2 and/or TLSv1.3"))
+            .collect()
+    }
+
+    fn check(&self, versions: &mut Vec<TlsVersion>) -> Result<(), Rejection> {
+        if versions.is_empty() {
+            return Err(Rejection::invalid("", "expected TLSv1.2 and/or TLSv1.3"));
+        }
+        versions.sort_unstable();
+        versions.dedup();
+        Ok(())
+    }
+
+    fn print(&self, versions: &Vec<TlsVersion>) -> Option<String> {
+        Some(
+            versions
+                .iter()
+                .map(|v| v.name())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
     }
 }
 
@@ -1031,6 +1287,10 @@ fn split_servers(text: impl AsRef<str>) -> Vec<String> {
 }
 
 fn some_string(text: impl Into<String>) -> Option<String> {
+    Some(text.into())
+}
+
+fn some_secret(text: impl Into<Secret>) -> Option<Secret> {
     Some(text.into())
 }
 
@@ -1831,15 +2091,72 @@ metrics.recording.level=DEBUG
         for c in configs {
             let pairs = c.to_pairs();
             let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-            for k in KEYS.iter().map(|k| k.name) {
+            for k in KEYS {
+                // Only an unset optional key (or a secret) is left out.
                 assert!(
-                    keys.contains(&k) || (k == "transactional.id" && c.transactional_id.is_none()),
-                    "{k} missing from to_pairs"
+                    keys.contains(&k.name) || (k.get)(&c).is_none(),
+                    "{} missing from to_pairs",
+                    k.name
                 );
             }
             let back = ProducerConfig::from_pairs(pairs.clone()).unwrap();
             assert_eq!(back, c, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_errors_and_pairs() {
+        let c = ProducerConfig::from_pairs([
+            ("bootstrap.servers", "a:1"),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            (
+                "sasl.jaas.config",
+                "org.apache.kafka.common.security.scram.ScramLoginModule required \
+                 username=\"u\" password=\"hunter2-jaas\";",
+            ),
+            ("sasl.password", "hunter2-rd"),
+            ("ssl.truststore.password", "hunter2-ts"),
+            ("ssl.keystore.password", "hunter2-ks"),
+            ("ssl.keystore.key", "-----BEGIN PRIVATE KEY-----hunter2-key"),
+            ("ssl.key.password", "hunter2-kp"),
+        ])
+        .unwrap();
+        let shown = format!("{c:?} {c:#?} {:?}", c.to_pairs());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(c.sasl_password.as_ref().unwrap().expose(), "hunter2-rd");
+        let e = ProducerConfig::from_pairs([("bootstrap.servers", "a:1"), ("sasl.password", " ")])
+            .unwrap_err();
+        assert_eq!(e.key(), Some("sasl.password"));
+    }
+
+    #[test]
+    fn tls_keys() {
+        let c = pairs_ok(&[
+            ("ssl.truststore.type", "pkcs12"),
+            ("ssl.keystore.type", "PEM"),
+            ("ssl.endpoint.identification.algorithm", ""),
+            ("ssl.enabled.protocols", "TLSv1.3"),
+            ("ssl.ca.location", "/etc/ca.pem"),
+        ]);
+        assert_eq!(c.ssl_truststore_type, Some(StoreType::Pkcs12));
+        assert_eq!(c.ssl_keystore_type, Some(StoreType::Pem));
+        assert_eq!(
+            c.ssl_endpoint_identification_algorithm,
+            EndpointIdentification::None
+        );
+        assert_eq!(c.ssl_enabled_protocols, vec![TlsVersion::V1_3]);
+        assert_eq!(
+            pairs_ok(&[]).ssl_enabled_protocols,
+            vec![TlsVersion::V1_2, TlsVersion::V1_3]
+        );
+        assert_invalid(&[("ssl.enabled.protocols", "SSLv3")], "ssl.enabled.protocols");
+        assert_invalid(&[("ssl.enabled.protocols", ",")], "ssl.enabled.protocols");
+        assert_invalid(&[("ssl.truststore.type", "BKS")], "ssl.truststore.type");
+        assert_invalid(
+            &[("ssl.endpoint.identification.algorithm", "http")],
+            "ssl.endpoint.identification.algorithm",
+        );
     }
 
     /// The README's configuration table, as the key table makes it.

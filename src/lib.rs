@@ -29,6 +29,6 @@ pub mod sasl;
 pub mod serializer;
 pub mod varint;
 
-pub use config::{Acks, ConfigError, ProducerConfig};
+pub use config::{Acks, ConfigError, ProducerConfig, SecurityProtocol};
 pub use error::{ErrorKind, KafkaCode, ProduceError, ProtocolError};
 pub use record::{Header, ProducerRecord, RecordMetadata};
