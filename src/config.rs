@@ -286,6 +286,15 @@ pub enum ConfigError {
         /// The I/O error, printed.
         reason: String,
     },
+    /// A setting whose value parses but whose target cannot be used: a file that cannot be
+    /// read, a certificate store that does not open. The reason never quotes a secret.
+    #[error("{key}: {reason}")]
+    Unusable {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A valid setting that Herald cannot honour yet.
     #[error("unsupported {key}: {reason}")]
     Unsupported {
@@ -311,6 +320,7 @@ impl ConfigError {
             | ConfigError::InvalidValue { key, .. }
             | ConfigError::Conflict { key, .. }
             | ConfigError::Missing { key }
+            | ConfigError::Unusable { key, .. }
             | ConfigError::Unsupported { key, .. } => Some(key),
             ConfigError::Io { .. } => None,
         }

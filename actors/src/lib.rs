@@ -52,6 +52,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod router;
 pub mod sealer;
+mod tls;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

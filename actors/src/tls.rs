@@ -1,0 +1,483 @@
+//! TLS for `security.protocol` SSL and SASL_SSL: the rustls client configuration built once,
+//! at producer start, from the Java client's keys (and librdkafka's aliases), so a missing
+//! file, a wrong store password or a JKS store fails `start` with an error naming the key
+//! instead of failing every connection later.
+//!
+//! Crypto comes from rustls' `ring` provider: it builds with a C compiler alone (no cmake, Go
+//! or prebuilt binaries, which `aws-lc-rs` may need), and is the provider the Rust ecosystem
+//! has run longest. ring's primitives are C and assembly from BoringSSL: with TLS on, that is
+//! the one place C is in the way (zstd is the other, with zstd compression).
+//!
+//! - Trust: `ssl.truststore.certificates` (PEM inline), `ssl.truststore.location` (PEM or
+//!   PKCS12 with `ssl.truststore.password`), librdkafka's `ssl.ca.location` (PEM); none of
+//!   them: the system's roots.
+//! - Client certificate (mutual TLS): `ssl.keystore.location` (PEM or PKCS12 with
+//!   `ssl.keystore.password`), `ssl.keystore.certificate.chain` + `ssl.keystore.key`, or
+//!   librdkafka's `ssl.certificate.location` + `ssl.key.location`; an encrypted PKCS#8 key is
+//!   opened with `ssl.key.password`.
+//! - JKS stores are refused with the `keytool` command that converts them.
+//! - `ssl.endpoint.identification.algorithm=https` (the default) checks the broker's host name
+//!   (or IP address) against its certificate; empty skips only that check.
+
+// Wired into the connection's transport in the change that lets SSL and SASL_SSL start.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use herald::config::{EndpointIdentification, StoreType, TlsVersion};
+use herald::sasl::Secret;
+use herald::{ConfigError, ProducerConfig, SecurityProtocol};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// The TLS side of a connection: rustls' client configuration, shared by every connection of
+/// one producer.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    /// The TLS configuration `config` asks for; `None` for PLAINTEXT and SASL_PLAINTEXT.
+    pub(crate) fn from_config(config: &ProducerConfig) -> Result<Option<Tls>, ConfigError> {
+        if !matches!(
+            config.security_protocol,
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+        ) {
+            return Ok(None);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let versions: Vec<&'static rustls::SupportedProtocolVersion> = config
+            .ssl_enabled_protocols
+            .iter()
+            .map(|v| match v {
+                TlsVersion::V1_2 => &rustls::version::TLS12,
+                TlsVersion::V1_3 => &rustls::version::TLS13,
+            })
+            .collect();
+        let roots = Arc::new(roots(config)?);
+        let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| invalid("ssl.truststore.location", format!("no usable CA: {e}")))?;
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&versions)
+            .map_err(|e| invalid("ssl.enabled.protocols", e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Verifier {
+                inner: verifier,
+                check_name: config.ssl_endpoint_identification_algorithm
+                    == EndpointIdentification::Https,
+            }));
+        let client = match identity(config)? {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| invalid("ssl.keystore.location", format!("unusable key: {e}")))?,
+            None => builder.with_no_client_auth(),
+        };
+        Ok(Some(Tls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        }))
+    }
+
+    /// Runs the TLS handshake over `stream` to `host`, the name the certificate must carry.
+    pub(crate) async fn connect<S>(
+        &self,
+        host: &str,
+        stream: S,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<S>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    {
+        let name = ServerName::try_from(host.to_string()).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{host} is not a valid TLS server name"),
+            )
+        })?;
+        self.connector.connect(name, stream).await
+    }
+}
+
+/// The certificate verifier: webpki's, with the host-name check optional as Java has it.
+#[derive(Debug)]
+struct Verifier {
+    inner: Arc<WebPkiServerVerifier>,
+    check_name: bool,
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Unusable {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn read(key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))
+}
+
+/// JKS and JCEKS stores start with these magic numbers.
+fn is_jks(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0xFE, 0xED, 0xFE, 0xED]) || bytes.starts_with(&[0xCE, 0xCE, 0xCE, 0xCE])
+}
+
+fn jks_refused(key: &str, path: &str) -> ConfigError {
+    invalid(
+        key,
+        format!(
+            "JKS stores are not supported; convert {path} to PKCS12 with \
+             `keytool -importkeystore -srckeystore {path} -destkeystore {path}.p12 \
+             -deststoretype PKCS12` (or export PEM) and set the type to PKCS12 or PEM"
+        ),
+    )
+}
+
+/// The store's format: as configured, else read from its first bytes.
+fn store_type(
+    type_key: &str,
+    configured: Option<StoreType>,
+    location_key: &str,
+    path: &str,
+    bytes: &[u8],
+) -> Result<StoreType, ConfigError> {
+    let kind = configured.unwrap_or(if is_jks(bytes) {
+        StoreType::Jks
+    } else if bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        StoreType::Pem
+    } else {
+        StoreType::Pkcs12
+    });
+    if kind == StoreType::Jks || is_jks(bytes) {
+        let _ = type_key;
+        return Err(jks_refused(location_key, path));
+    }
+    Ok(kind)
+}
+
+fn pem_certs(key: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(key, format!("bad PEM certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(key, "no certificate found"));
+    }
+    Ok(certs)
+}
+
+fn roots(config: &ProducerConfig) -> Result<RootCertStore, ConfigError> {
+    let mut certs: Vec<(&str, CertificateDer<'static>)> = Vec::new();
+    if let Some(pem) = &config.ssl_truststore_certificates {
+        for c in pem_certs("ssl.truststore.certificates", pem.as_bytes())? {
+            certs.push(("ssl.truststore.certificates", c));
+        }
+    }
+    if let Some(path) = &config.ssl_truststore_location {
+        let key = "ssl.truststore.location";
+        let bytes = read(key, path)?;
+        match store_type(
+            "ssl.truststore.type",
+            config.ssl_truststore_type,
+            key,
+            path,
+            &bytes,
+        )? {
+            StoreType::Pem => {
+                for c in pem_certs(key, &bytes)? {
+                    certs.push((key, c));
+                }
+            }
+            _ => {
+                let store = pkcs12(
+                    key,
+                    &bytes,
+                    config.ssl_truststore_password.as_ref(),
+                    "ssl.truststore.password",
+                )?;
+                let mut any = false;
+                for (_, entry) in store.entries() {
+                    match entry {
+                        p12_keystore::KeyStoreEntry::Certificate(c) => {
+                            certs.push((key, CertificateDer::from(c.as_der().to_vec())));
+                            any = true;
+                        }
+                        p12_keystore::KeyStoreEntry::PrivateKeyChain(chain) => {
+                            for c in chain.chain() {
+                                certs.push((key, CertificateDer::from(c.as_der().to_vec())));
+                                any = true;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                if !any {
+                    return Err(invalid(key, "the PKCS12 store holds no certificate"));
+                }
+            }
+        }
+    }
+    if let Some(path) = &config.ssl_ca_location {
+        let key = "ssl.ca.location";
+        for c in pem_certs(key, &read(key, path)?)? {
+            certs.push((key, c));
+        }
+    }
+    let mut store = RootCertStore::empty();
+    if certs.is_empty() {
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = store.add_parsable_certificates(native.certs);
+        if added == 0 {
+            return Err(invalid(
+                "ssl.truststore.location",
+                "no truststore configured and no system CA certificates found",
+            ));
+        }
+        return Ok(store);
+    }
+    for (key, c) in certs {
+        store
+            .add(c)
+            .map_err(|e| invalid(key, format!("unusable CA certificate: {e}")))?;
+    }
+    Ok(store)
+}
+
+fn pkcs12(
+    key: &str,
+    bytes: &[u8],
+    password: Option<&Secret>,
+    password_key: &str,
+) -> Result<p12_keystore::KeyStore, ConfigError> {
+    let password = password.map(Secret::expose).unwrap_or("");
+    p12_keystore::KeyStore::from_pkcs12(bytes, password).map_err(|_| {
+        invalid(
+            key,
+            format!("cannot open the PKCS12 store: not PKCS12, or {password_key} is wrong"),
+        )
+    })
+}
+
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The client's certificate chain and key, if any is configured.
+fn identity(config: &ProducerConfig) -> Result<Option<Identity>, ConfigError> {
+    if let Some(path) = &config.ssl_keystore_location {
+        let key = "ssl.keystore.location";
+        let bytes = read(key, path)?;
+        return match store_type(
+            "ssl.keystore.type",
+            config.ssl_keystore_type,
+            key,
+            path,
+            &bytes,
+        )? {
+            StoreType::Pem => Ok(Some((
+                pem_certs(key, &bytes)?,
+                private_key(key, &bytes, config.ssl_key_password.as_ref())?,
+            ))),
+            _ => {
+                let store = pkcs12(
+                    key,
+                    &bytes,
+                    config.ssl_keystore_password.as_ref(),
+                    "ssl.keystore.password",
+                )?;
+                let (_, chain) = store
+                    .private_key_chain()
+                    .ok_or_else(|| invalid(key, "the PKCS12 store holds no private key"))?;
+                let certs = chain
+                    .chain()
+                    .iter()
+                    .map(|c| CertificateDer::from(c.as_der().to_vec()))
+                    .collect();
+                let pkcs8 = PrivatePkcs8KeyDer::from(chain.key().to_vec());
+                Ok(Some((certs, PrivateKeyDer::Pkcs8(pkcs8))))
+            }
+        };
+    }
+    if let Some(chain) = &config.ssl_keystore_certificate_chain {
+        let key = config.ssl_keystore_key.as_ref().ok_or(ConfigError::Missing {
+            key: "ssl.keystore.key".into(),
+        })?;
+        return Ok(Some((
+            pem_certs("ssl.keystore.certificate.chain", chain.as_bytes())?,
+            private_key(
+                "ssl.keystore.key",
+                key.expose().as_bytes(),
+                config.ssl_key_password.as_ref(),
+            )?,
+        )));
+    }
+    if let Some(path) = &config.ssl_certificate_location {
+        let key_path = config
+            .ssl_key_location
+            .as_ref()
+            .ok_or(ConfigError::Missing {
+                key: "ssl.key.location".into(),
+            })?;
+        let certs = pem_certs(
+            "ssl.certificate.location",
+            &read("ssl.certificate.location", path)?,
+        )?;
+        let pem = read("ssl.key.location", key_path)?;
+        return Ok(Some((
+            certs,
+            private_key("ssl.key.location", &pem, config.ssl_key_password.as_ref())?,
+        )));
+    }
+    Ok(None)
+}
+
+/// A PEM private key: PKCS#8 (encrypted with `password`, or plain), PKCS#1 or SEC1.
+fn private_key(
+    key: &str,
+    pem: &[u8],
+    password: Option<&Secret>,
+) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        let password = password.ok_or(ConfigError::Missing {
+            key: "ssl.key.password".into(),
+        })?;
+        use pkcs8::der::Decode;
+        let start = text
+            .find("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+            .unwrap_or_default();
+        let end = text[start..]
+            .find("-----END ENCRYPTED PRIVATE KEY-----")
+            .map(|e| start + e + "-----END ENCRYPTED PRIVATE KEY-----".len())
+            .ok_or_else(|| invalid(key, "unterminated encrypted private key"))?;
+        let (_, der) = pkcs8::der::pem::decode_vec(text[start..end].as_bytes())
+            .map_err(|_| invalid(key, "bad PEM encrypted private key"))?;
+        let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&der)
+            .map_err(|_| invalid(key, "bad encrypted private key"))?;
+        let plain = info.decrypt(password.expose()).map_err(|_| {
+            invalid(
+                key,
+                "cannot decrypt the private key: ssl.key.password is wrong or the cipher is \
+                 unsupported (PBES2 with AES is)",
+            )
+        })?;
+        return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            plain.as_bytes().to_vec(),
+        )));
+    }
+    PrivateKeyDer::from_pem_slice(pem).map_err(|_| invalid(key, "no usable PEM private key found"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> ProducerConfig {
+        let mut all = vec![("bootstrap.servers", "b:1"), ("security.protocol", "SSL")];
+        all.extend_from_slice(pairs);
+        ProducerConfig::from_pairs(all).unwrap()
+    }
+
+    fn error(pairs: &[(&str, &str)]) -> ConfigError {
+        Tls::from_config(&config(pairs)).unwrap_err()
+    }
+
+    #[test]
+    fn plaintext_needs_none() {
+        let c = ProducerConfig::from_pairs([("bootstrap.servers", "b:1")]).unwrap();
+        assert!(Tls::from_config(&c).unwrap().is_none());
+    }
+
+    #[test]
+    fn jks_is_refused_with_the_conversion() {
+        let dir = std::env::temp_dir().join(format!("herald-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let jks = dir.join("store.jks");
+        std::fs::write(&jks, [0xFE, 0xED, 0xFE, 0xED, 0, 0, 0, 2]).unwrap();
+        let e = error(&[("ssl.truststore.location", jks.to_str().unwrap())]);
+        assert_eq!(e.key(), Some("ssl.truststore.location"));
+        assert!(e.to_string().contains("keytool -importkeystore"), "{e}");
+        let e = error(&[
+            ("ssl.keystore.type", "JKS"),
+            ("ssl.keystore.location", jks.to_str().unwrap()),
+        ]);
+        assert!(e.to_string().contains("PKCS12"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_bad_files_name_their_key() {
+        let e = error(&[("ssl.ca.location", "/nonexistent/ca.pem")]);
+        assert_eq!(e.key(), Some("ssl.ca.location"));
+        let e = error(&[("ssl.truststore.certificates", "not a certificate")]);
+        assert_eq!(e.key(), Some("ssl.truststore.certificates"));
+        let e = error(&[("ssl.keystore.certificate.chain", "x")]);
+        assert_eq!(e.key(), Some("ssl.keystore.key"));
+    }
+
+    #[test]
+    fn a_wrong_store_password_is_named_but_not_shown() {
+        let dir = std::env::temp_dir().join(format!("herald-tls-p12-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p12 = dir.join("store.p12");
+        std::fs::write(&p12, b"\x30\x82\x01\x00 not really pkcs12").unwrap();
+        let e = error(&[
+            ("ssl.truststore.location", p12.to_str().unwrap()),
+            ("ssl.truststore.type", "PKCS12"),
+            ("ssl.truststore.password", "sw0rdfish-secret"),
+        ]);
+        assert_eq!(e.key(), Some("ssl.truststore.location"));
+        assert!(e.to_string().contains("ssl.truststore.password"), "{e}");
+        assert!(!format!("{e} {e:?}").contains("sw0rdfish"), "{e}");
+    }
+}
