@@ -63,6 +63,22 @@ pub const INIT_PRODUCER_ID: ApiSupport = ApiSupport {
     max: 5,
 };
 
+/// SaslHandshake (KIP-43): v1 is the one after which SaslAuthenticate requests carry the
+/// mechanism's bytes (KIP-152); Kafka 4.0 serves only v1.
+pub const SASL_HANDSHAKE: ApiSupport = ApiSupport {
+    key: ApiKey::SaslHandshake,
+    name: "SaslHandshake",
+    min: 1,
+    max: 1,
+};
+/// SaslAuthenticate: v1 adds the session lifetime (KIP-368), v2 is flexible.
+pub const SASL_AUTHENTICATE: ApiSupport = ApiSupport {
+    key: ApiKey::SaslAuthenticate,
+    name: "SaslAuthenticate",
+    min: 0,
+    max: 2,
+};
+
 /// The versions both sides speak, one per API we need.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NegotiatedVersions {

@@ -1,5 +1,5 @@
-//! Bounded decoders for the four responses a producer reads: ApiVersions, Metadata, Produce
-//! and InitProducerId, plus the response header.
+//! Bounded decoders for the responses a producer reads: ApiVersions, Metadata, Produce
+//! and InitProducerId, SaslHandshake and SaslAuthenticate, plus the response header.
 //!
 //! We keep `kafka-protocol`'s message types and its request encoders, but not its response
 //! decoders: they reserve `Vec` capacity from counts read off the wire, so a corrupt or
@@ -30,8 +30,10 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, InitProducerIdResponse, MetadataResponse, ProduceResponse,
+    SaslAuthenticateResponse, SaslHandshakeResponse,
     TopicName,
 };
+use bytes::Bytes;
 use kafka_protocol::protocol::StrBytes;
 
 use super::reader::Reader;
@@ -388,6 +390,49 @@ pub fn decode_init_producer_id_response(
     if version >= 2 {
         m.unknown_tagged_fields =
             r.unknown_tagged_fields("InitProducerIdResponse tagged fields")?;
+    }
+    Ok(m)
+}
+
+/// Decodes a SaslHandshake response body, versions 0 and 1 (KIP-43, KIP-152).
+pub fn decode_sasl_handshake_response(
+    body: &[u8],
+    version: i16,
+) -> Result<SaslHandshakeResponse, ProtocolError> {
+    check_version("SaslHandshakeResponse", version, 0, 1)?;
+    let mut r = Reader::new(body);
+    let mut m = SaslHandshakeResponse::default();
+    m.error_code = r.i16("SaslHandshakeResponse.error_code")?;
+    let context = "SaslHandshakeResponse.mechanisms";
+    m.mechanisms = r.array_of(false, 2, context, |r| Ok(str_bytes(r.string(context)?)))?;
+    Ok(m)
+}
+
+/// Decodes a SaslAuthenticate response body, versions 0 to 2 (flexible from 2; v1 adds the
+/// session lifetime of KIP-368).
+pub fn decode_sasl_authenticate_response(
+    body: &[u8],
+    version: i16,
+) -> Result<SaslAuthenticateResponse, ProtocolError> {
+    check_version("SaslAuthenticateResponse", version, 0, 2)?;
+    let flexible = version >= 2;
+    let mut r = Reader::new(body);
+    let mut m = SaslAuthenticateResponse::default();
+    m.error_code = r.i16("SaslAuthenticateResponse.error_code")?;
+    m.error_message = nullable_string(&mut r, flexible, "SaslAuthenticateResponse.error_message")?
+        .map(str_bytes);
+    let context = "SaslAuthenticateResponse.auth_bytes";
+    m.auth_bytes = Bytes::copy_from_slice(if flexible {
+        r.compact_bytes(context)?
+    } else {
+        r.bytes(context)?
+    });
+    if version >= 1 {
+        m.session_lifetime_ms = r.i64("SaslAuthenticateResponse.session_lifetime_ms")?;
+    }
+    if flexible {
+        m.unknown_tagged_fields =
+            r.unknown_tagged_fields("SaslAuthenticateResponse tagged fields")?;
     }
     Ok(m)
 }
@@ -971,6 +1016,60 @@ mod tests {
             })
     }
 
+    fn enc_sasl_handshake(m: &SaslHandshakeResponse, _v: i16) -> Vec<u8> {
+        let mut b = Vec::new();
+        put(&mut b, m.error_code.to_be_bytes());
+        array(&mut b, false, &m.mechanisms, |b, s| string(b, false, s));
+        b
+    }
+
+    fn enc_sasl_authenticate(m: &SaslAuthenticateResponse, v: i16) -> Vec<u8> {
+        let flex = v >= 2;
+        let mut b = Vec::new();
+        put(&mut b, m.error_code.to_be_bytes());
+        nullable_string(&mut b, flex, m.error_message.as_ref());
+        if flex {
+            uvarint(&mut b, m.auth_bytes.len() as u32 + 1);
+        } else {
+            put(&mut b, (m.auth_bytes.len() as i32).to_be_bytes());
+        }
+        b.extend_from_slice(&m.auth_bytes);
+        if v >= 1 {
+            put(&mut b, m.session_lifetime_ms.to_be_bytes());
+        }
+        if flex {
+            tags(&mut b, vec![], &m.unknown_tagged_fields);
+        }
+        b
+    }
+
+    fn sasl_handshake() -> impl Strategy<Value = SaslHandshakeResponse> {
+        (any::<i16>(), vec(text(), 0..4)).prop_map(|(e, mechanisms)| {
+            let mut m = SaslHandshakeResponse::default();
+            m.error_code = e;
+            m.mechanisms = mechanisms;
+            m
+        })
+    }
+
+    fn sasl_authenticate() -> impl Strategy<Value = SaslAuthenticateResponse> {
+        (
+            any::<(i16, i64)>(),
+            opt_text(),
+            vec(any::<u8>(), 0..64),
+            unknown_tags(0),
+        )
+            .prop_map(|((e, lifetime), message, auth, t)| {
+                let mut m = SaslAuthenticateResponse::default();
+                m.error_code = e;
+                m.error_message = message;
+                m.auth_bytes = Bytes::from(auth);
+                m.session_lifetime_ms = lifetime;
+                m.unknown_tagged_fields = t;
+                m
+            })
+    }
+
     fn init_producer_id() -> impl Strategy<Value = InitProducerIdResponse> {
         (any::<(i32, i16, i64, i16, i64, i16)>(), unknown_tags(0)).prop_map(
             |((th, e, pid, epoch, opid, oepoch), t)| {
@@ -1098,6 +1197,24 @@ mod tests {
         }
 
         #[test]
+        fn sasl_responses_match_kafka_protocol(
+            h in sasl_handshake(),
+            a in sasl_authenticate(),
+            ed in edits(),
+        ) {
+            for v in 0..=1 {
+                let body = enc_sasl_handshake(&h, v);
+                check_valid(&body, v, decode_sasl_handshake_response);
+                check_any(&mutate(&body, &ed), v, decode_sasl_handshake_response);
+            }
+            for v in 0..=2 {
+                let body = enc_sasl_authenticate(&a, v);
+                check_valid(&body, v, decode_sasl_authenticate_response);
+                check_any(&mutate(&body, &ed), v, decode_sasl_authenticate_response);
+            }
+        }
+
+        #[test]
         fn garbage_never_panics(body in prop_oneof![
             vec(any::<u8>(), 0..64),
             vec(prop_oneof![Just(0u8), Just(1), Just(0x7f), Just(0x80), Just(0xff)], 0..256),
@@ -1113,6 +1230,12 @@ mod tests {
             }
             for v in 0..=6 {
                 check_any(&body, v, decode_init_producer_id_response);
+            }
+            for v in 0..=1 {
+                check_any(&body, v, decode_sasl_handshake_response);
+            }
+            for v in 0..=2 {
+                check_any(&body, v, decode_sasl_authenticate_response);
             }
             for hv in 0..=1 {
                 let _ = decode_response_header(&body, hv);
