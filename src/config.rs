@@ -2160,7 +2160,10 @@ metrics.recording.level=DEBUG
             pairs_ok(&[]).ssl_enabled_protocols,
             vec![TlsVersion::V1_2, TlsVersion::V1_3]
         );
-        assert_invalid(&[("ssl.enabled.protocols", "SSLv3")], "ssl.enabled.protocols");
+        assert_invalid(
+            &[("ssl.enabled.protocols", "SSLv3")],
+            "ssl.enabled.protocols",
+        );
         assert_invalid(&[("ssl.enabled.protocols", ",")], "ssl.enabled.protocols");
         assert_invalid(&[("ssl.truststore.type", "BKS")], "ssl.truststore.type");
         assert_invalid(

@@ -350,9 +350,12 @@ fn identity(config: &ProducerConfig) -> Result<Option<Identity>, ConfigError> {
         };
     }
     if let Some(chain) = &config.ssl_keystore_certificate_chain {
-        let key = config.ssl_keystore_key.as_ref().ok_or(ConfigError::Missing {
-            key: "ssl.keystore.key".into(),
-        })?;
+        let key = config
+            .ssl_keystore_key
+            .as_ref()
+            .ok_or(ConfigError::Missing {
+                key: "ssl.keystore.key".into(),
+            })?;
         return Ok(Some((
             pem_certs("ssl.keystore.certificate.chain", chain.as_bytes())?,
             private_key(

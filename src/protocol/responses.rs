@@ -18,6 +18,7 @@
 //! `body` is always the bytes after the response header; bytes left over after a complete
 //! body are ignored, as `kafka-protocol` ignores them.
 
+use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
 };
@@ -30,10 +31,8 @@ use kafka_protocol::messages::produce_response::{
 };
 use kafka_protocol::messages::{
     ApiVersionsResponse, BrokerId, InitProducerIdResponse, MetadataResponse, ProduceResponse,
-    SaslAuthenticateResponse, SaslHandshakeResponse,
-    TopicName,
+    SaslAuthenticateResponse, SaslHandshakeResponse, TopicName,
 };
-use bytes::Bytes;
 use kafka_protocol::protocol::StrBytes;
 
 use super::reader::Reader;
@@ -419,8 +418,8 @@ pub fn decode_sasl_authenticate_response(
     let mut r = Reader::new(body);
     let mut m = SaslAuthenticateResponse::default();
     m.error_code = r.i16("SaslAuthenticateResponse.error_code")?;
-    m.error_message = nullable_string(&mut r, flexible, "SaslAuthenticateResponse.error_message")?
-        .map(str_bytes);
+    m.error_message =
+        nullable_string(&mut r, flexible, "SaslAuthenticateResponse.error_message")?.map(str_bytes);
     let context = "SaslAuthenticateResponse.auth_bytes";
     m.auth_bytes = Bytes::copy_from_slice(if flexible {
         r.compact_bytes(context)?
