@@ -65,3 +65,6 @@ pub use producer::FaultInjection;
 pub use producer::{Producer, ProducerBuilder};
 pub use router::Router;
 
+
+#[cfg(test)]
+mod module_graph;
