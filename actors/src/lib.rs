@@ -65,6 +65,5 @@ pub use producer::FaultInjection;
 pub use producer::{Producer, ProducerBuilder};
 pub use router::Router;
 
-
 #[cfg(test)]
 mod module_graph;

@@ -1,5 +1,5 @@
 //! The metadata actor: bootstraps from `bootstrap.servers`, keeps the cluster view fresh and
-//! publishes it in [`ClusterView`], which the router and accumulators read without a message
+//! publishes it in [`ClusterView`](crate::cluster::ClusterView), which the router and accumulators read without a message
 //! round trip. It also starts the connection actors for the brokers it learns, and obtains the
 //! producer id for idempotence.
 

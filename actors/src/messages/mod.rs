@@ -1,6 +1,6 @@
 //! Messages that cross between actors, grouped by conversation. Nothing here knows an actor
 //! type: a message that needs an answer either is answered as the reply to `send()` or
-//! carries a [`Recipient`](actix::Recipient) for it, so actor modules depend on these modules
+//! carries a [`Recipient`] for it, so actor modules depend on these modules
 //! and never on each other for a message.
 //!
 //! - [`application`]: application → router (the public API: `Produce`, `Flush`, ...).
