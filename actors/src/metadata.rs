@@ -1,7 +1,8 @@
 //! The metadata actor: bootstraps from `bootstrap.servers`, keeps the cluster view fresh and
-//! publishes it in [`ClusterView`](crate::cluster::ClusterView), which the router and accumulators read without a message
-//! round trip. It also starts the connection actors for the brokers it learns, and obtains the
-//! producer id for idempotence.
+//! publishes it in [`ClusterView`](crate::cluster::ClusterView), which the router and
+//! accumulators read without a message round trip. It also starts the connection actors for
+//! the brokers it learns (and publishes a [`BrokerLink`] to each), and obtains the producer
+//! id for idempotence.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;

@@ -6,6 +6,9 @@
 //! channel actix creates for `send()` is stored in the record's slot (see [`Accept`]), and
 //! accumulators are only messaged when a batch starts or fills.
 //!
+//! The router starts the partitions' accumulators and the interceptor chain, and keeps their
+//! typed addresses: the record path has no dynamic dispatch.
+//!
 //! Order: records from one sender to one partition keep their order. Everything that can make
 //! a record wait (unknown topic metadata, exhausted `buffer.memory`) queues it behind the
 //! records of its topic that already wait, and a memory stall blocks the whole mailbox.
