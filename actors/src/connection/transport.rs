@@ -90,3 +90,44 @@ impl AsyncWrite for WriteHalf {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn plain_halves_carry_bytes_both_ways() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let (transport, accepted) = tokio::join!(
+            Transport::connect(&address, Duration::from_secs(5)),
+            listener.accept()
+        );
+        let (mut broker, _) = accepted.unwrap();
+        let (mut read, mut write) = transport.unwrap().into_split();
+        write.write_all(b"request").await.unwrap();
+        let mut got = [0u8; 7];
+        broker.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"request");
+        broker.write_all(b"response").await.unwrap();
+        let mut got = [0u8; 8];
+        read.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"response");
+        // Our FIN reaches the broker as the end of its stream.
+        write.shutdown().await.unwrap();
+        assert_eq!(broker.read(&mut got).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_an_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        assert!(Transport::connect(&address, Duration::from_secs(5))
+            .await
+            .is_err());
+    }
+}
