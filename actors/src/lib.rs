@@ -66,4 +66,4 @@ pub use producer::{Producer, ProducerBuilder};
 pub use router::Router;
 
 #[cfg(test)]
-mod module_graph;
+mod architecture;
