@@ -7,7 +7,7 @@
 //! accumulators are only messaged when a batch starts or fills.
 //!
 //! The router starts the partitions' accumulators and the interceptor chain, and keeps their
-//! typed addresses: the record path has no dynamic dispatch.
+//! typed addresses: its messages to them on the record path need no dynamic dispatch.
 //!
 //! Order: records from one sender to one partition keep their order. Everything that can make
 //! a record wait (unknown topic metadata, exhausted `buffer.memory`) queues it behind the
