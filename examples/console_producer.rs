@@ -30,7 +30,8 @@ use herald_actors::{Produce, Producer};
 
 /// Records waiting for their acknowledgement at most. This bounds memory however large the
 /// input is: when it is reached, reading stdin pauses. Keep it below the router's mailbox
-/// capacity (4,096), past which actix parks senders and throughput drops.
+/// capacity (`Router::MAILBOX_CAPACITY`), past which actix parks senders and throughput
+/// drops.
 const MAX_IN_FLIGHT: usize = 2_048;
 
 /// How long `close` may take to deliver what is left at EOF.

@@ -31,8 +31,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 /// How many records may await their acknowledgement at once. About 750 fill a 16 KiB batch on
 /// each of the 6 partitions, so no batch waits for `linger.ms`; more keeps the brokers busy
-/// while acknowledgements travel. Stay well below the router's mailbox capacity (4,096):
-/// sends beyond it park inside actix and throughput drops sharply.
+/// while acknowledgements travel. Stay well below the router's mailbox capacity
+/// (`Router::MAILBOX_CAPACITY`): sends beyond it park inside actix and throughput drops
+/// sharply.
 const MAX_IN_FLIGHT: usize = 2_048;
 
 /// Each record's value: about 100 bytes, starting with the record's number.

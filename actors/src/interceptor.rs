@@ -8,16 +8,18 @@
 //! router through FIFO mailboxes, so their order is kept.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use herald::ProducerRecord;
 
-use crate::completion::{Completion, Outcome};
+use crate::completion::Outcome;
+#[cfg(feature = "fault-injection")]
+use crate::fault_injection::Crash;
+use crate::messages::intercept::{Acknowledged, OnSend, Route};
+use crate::messages::Shutdown;
 use crate::metrics::Metrics;
-use crate::router::{Route, Router};
-use std::sync::Arc;
-
-use crate::Shared;
+use crate::shared::Shared;
 
 /// A user's interceptor. Errors and panics are contained: the record goes on as it was
 /// before the failing interceptor.
@@ -39,36 +41,23 @@ pub trait ProducerInterceptor: Send + 'static {
     }
 }
 
-/// Router → interceptors: run `on_send` for one record, then hand it back for routing.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct OnSend {
-    pub(crate) record: ProducerRecord,
-    pub(crate) completion: Completion,
-}
+/// The actor records go back to after `on_send` (the router).
+pub(crate) trait Downstream: Actor<Context = Context<Self>> + Handler<Route> {}
 
-/// Accumulator → interceptors: the outcomes of one batch.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Acknowledged {
-    /// One outcome per record of the batch.
-    pub outcomes: Vec<Outcome>,
-}
+impl<R: Actor<Context = Context<R>> + Handler<Route>> Downstream for R {}
 
-#[cfg(feature = "fault-injection")]
-pub use crate::messages::Crash;
-pub use crate::messages::Shutdown;
-
-/// The actor that runs the interceptor chain.
-pub struct InterceptorChain {
+/// The actor that runs the interceptor chain. Records go back as [`Route`] to `R` (the
+/// router that started the chain), whose address is typed: no dynamic dispatch per record
+/// beyond the interceptors' own.
+pub(crate) struct InterceptorChain<R: Actor> {
     interceptors: Vec<Box<dyn ProducerInterceptor>>,
-    router: Addr<Router>,
+    router: Addr<R>,
     shared: Arc<Shared>,
     panicked: bool,
     terminated: bool,
 }
 
-impl std::fmt::Debug for InterceptorChain {
+impl<R: Actor> std::fmt::Debug for InterceptorChain<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.interceptors.iter().map(|i| i.name()).collect();
         f.debug_struct("InterceptorChain")
@@ -77,10 +66,10 @@ impl std::fmt::Debug for InterceptorChain {
     }
 }
 
-impl InterceptorChain {
+impl<R: Actor> InterceptorChain<R> {
     pub(crate) fn new(
         interceptors: Vec<Box<dyn ProducerInterceptor>>,
-        router: Addr<Router>,
+        router: Addr<R>,
         shared: Arc<Shared>,
     ) -> Self {
         InterceptorChain {
@@ -93,11 +82,11 @@ impl InterceptorChain {
     }
 }
 
-impl Actor for InterceptorChain {
+impl<R: Downstream> Actor for InterceptorChain<R> {
     type Context = Context<Self>;
 }
 
-impl Supervised for InterceptorChain {
+impl<R: Downstream> Supervised for InterceptorChain<R> {
     fn restarting(&mut self, _: &mut Context<Self>) {
         Metrics::add(&self.shared.metrics.restarts, 1);
         if !self.terminated {
@@ -107,7 +96,7 @@ impl Supervised for InterceptorChain {
     }
 }
 
-impl Handler<OnSend> for InterceptorChain {
+impl<R: Downstream> Handler<OnSend> for InterceptorChain<R> {
     type Result = ();
 
     fn handle(&mut self, msg: OnSend, ctx: &mut Context<Self>) {
@@ -137,7 +126,7 @@ impl Handler<OnSend> for InterceptorChain {
     }
 }
 
-impl Handler<Acknowledged> for InterceptorChain {
+impl<R: Downstream> Handler<Acknowledged> for InterceptorChain<R> {
     type Result = ();
 
     fn handle(&mut self, msg: Acknowledged, ctx: &mut Context<Self>) {
@@ -158,7 +147,7 @@ impl Handler<Acknowledged> for InterceptorChain {
     }
 }
 
-impl Handler<Shutdown> for InterceptorChain {
+impl<R: Downstream> Handler<Shutdown> for InterceptorChain<R> {
     type Result = ();
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
@@ -168,7 +157,7 @@ impl Handler<Shutdown> for InterceptorChain {
 }
 
 #[cfg(feature = "fault-injection")]
-impl Handler<Crash> for InterceptorChain {
+impl<R: Downstream> Handler<Crash> for InterceptorChain<R> {
     type Result = ();
 
     fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {

@@ -1,139 +1,49 @@
 //! The metadata actor: bootstraps from `bootstrap.servers`, keeps the cluster view fresh and
-//! publishes it in [`ClusterView`], which the router and accumulators read without a message
-//! round trip. It also starts the connection actors for the brokers it learns, and obtains the
-//! producer id for idempotence.
+//! publishes it in [`ClusterView`](crate::cluster::ClusterView), which the router and
+//! accumulators read without a message round trip. It also starts the connection actors for
+//! the brokers it learns (and publishes a [`BrokerLink`] to each), and obtains the producer
+//! id for idempotence.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use dashmap::DashMap;
 use herald::KafkaCode;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    InitProducerIdRequest, MetadataRequest, MetadataResponse, TopicName,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
 use crate::backoff::Backoff;
-use crate::connection::{self, Call, CallRequest, CallResponse, Connection};
-use crate::messages::ClusterChanged;
-use crate::metrics::Metrics;
-use crate::Shared;
-
-/// Leadership of one partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PartitionMeta {
-    /// Leader's broker id, `-1` when there is none.
-    pub leader: i32,
-    /// Leader epoch, `-1` when unknown.
-    pub leader_epoch: i32,
-}
-
-/// What the cluster says about one topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicMeta {
-    /// The topic's name, shared with every record's metadata.
-    pub name: Arc<str>,
-    /// Indexed by partition id.
-    pub partitions: Vec<PartitionMeta>,
-    /// Partitions with a leader, for sticky partitioning.
-    pub available: Vec<i32>,
-}
-
-/// The published cluster view: written by the metadata actor only, read by everyone.
-#[derive(Debug, Default)]
-pub struct ClusterView {
-    /// Known topics.
-    pub topics: DashMap<Arc<str>, Arc<TopicMeta>>,
-    /// Connection actors by broker id.
-    pub brokers: DashMap<i32, Addr<Connection>>,
-    /// Producer id and epoch, once obtained (idempotence only).
-    pub producer: RwLock<ProducerIdState>,
-}
-
-/// Where the idempotent producer's identity stands.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum ProducerIdState {
-    /// Idempotence off, or not asked yet.
-    #[default]
-    NotNeeded,
-    /// InitProducerId is under way.
-    Pending,
-    /// Obtained.
-    Ready {
-        /// Producer id.
-        producer_id: i64,
-        /// Epoch.
-        epoch: i16,
-    },
-    /// The broker refused for good (e.g. authorization); batches fail with this reason.
-    Failed(Arc<str>),
-}
-
-impl ClusterView {
-    /// The producer id state now. A poisoned lock is read through: the state is a plain value.
-    pub fn producer_state(&self) -> ProducerIdState {
-        match self.producer.read() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// The connection of the leader of `topic`-`partition`, if leader and connection are known.
-    pub fn leader_connection(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Option<(i32, Addr<Connection>)> {
-        let meta = self.topics.get(topic)?;
-        let leader = meta.partitions.get(partition as usize)?.leader;
-        if leader < 0 {
-            return None;
-        }
-        let conn = self.brokers.get(&leader)?;
-        Some((leader, conn.clone()))
-    }
-}
-
-/// Router → metadata: these topics are wanted; fetch them now.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct AddTopics(pub Vec<Arc<str>>);
-
-/// Anyone → metadata: leadership looks stale; refresh soon (coalesced).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Refresh;
-
-/// Router → metadata: send `ClusterChanged` to this recipient after every refresh.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Subscribe(pub Recipient<ClusterChanged>);
-
-/// Accumulator → metadata: the broker rejected our producer id or sequence in a way that
-/// needs a new epoch (KIP-360); obtain one.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct BumpEpoch {
-    /// The producer id the caller saw fail.
-    pub producer_id: i64,
-    /// The epoch the caller saw fail. A failure under an identity the producer has already
-    /// replaced (another id, or an older epoch) bumps nothing.
-    pub failed_epoch: i16,
-}
-
+use crate::cluster::{BrokerLink, PartitionMeta, ProducerIdState, TopicMeta};
+use crate::connection::Connection;
 #[cfg(feature = "fault-injection")]
-pub use crate::messages::Crash;
-pub use crate::messages::Shutdown;
+use crate::fault_injection::Crash;
+use crate::messages::cluster::{AddTopics, BumpEpoch, ClusterChanged, Refresh, Subscribe};
+use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
+use crate::messages::Shutdown;
+use crate::metrics::Metrics;
+use crate::shared::Shared;
+
+/// A broker learnt from metadata, and the connection this actor started for it.
+#[derive(Debug)]
+struct Broker {
+    address: String,
+    connection: Addr<Connection>,
+}
+
+/// What a request to a connection came back with.
+type Answered<T> = Result<Result<T, RequestError>, MailboxError>;
 
 /// The metadata actor.
 #[derive(Debug)]
-pub struct Metadata {
+pub(crate) struct Metadata {
     shared: Arc<Shared>,
     bootstrap: Vec<Addr<Connection>>,
-    addresses: HashMap<i32, String>,
+    /// Known brokers by id (their links are published in the cluster view).
+    brokers: BTreeMap<i32, Broker>,
     wanted: BTreeSet<Arc<str>>,
     /// When each topic was last asked for by the router; a topic the cluster does not have is
     /// forgotten once nobody has asked for it for max.block.ms (its records have failed by
@@ -154,13 +64,13 @@ pub struct Metadata {
 
 impl Metadata {
     /// A metadata actor for the producer's shared state.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         let config = &shared.config;
         let backoff = Backoff::new(config.retry_backoff, config.retry_backoff_max);
         Metadata {
             shared,
             bootstrap: Vec::new(),
-            addresses: HashMap::new(),
+            brokers: BTreeMap::new(),
             wanted: BTreeSet::new(),
             requested: HashMap::new(),
             subscribers: Vec::new(),
@@ -182,23 +92,26 @@ impl Metadata {
         })
     }
 
-    /// A connection to ask: known brokers first, bootstrap entries when none is known.
-    fn pick_node(&mut self) -> Option<Addr<Connection>> {
-        let mut nodes: Vec<(i32, Addr<Connection>)> = self
-            .shared
-            .cluster
-            .brokers
-            .iter()
-            .map(|e| (*e.key(), e.value().clone()))
-            .collect();
-        nodes.sort_by_key(|(id, _)| *id);
-        let mut candidates: Vec<Addr<Connection>> = nodes.into_iter().map(|(_, a)| a).collect();
-        candidates.extend(self.bootstrap.iter().cloned());
-        if candidates.is_empty() {
+    /// A connection to ask: known brokers (by id) first, then the bootstrap entries; the
+    /// rotation (`next_node`) moves on after a failure.
+    fn pick_node(&self) -> Option<Addr<Connection>> {
+        let candidates = self.brokers.len() + self.bootstrap.len();
+        if candidates == 0 {
             return None;
         }
-        let pick = candidates[self.next_node % candidates.len()].clone();
-        Some(pick)
+        let i = self.next_node % candidates;
+        let pick = match self.brokers.values().nth(i) {
+            Some(b) => &b.connection,
+            None => &self.bootstrap[i - self.brokers.len()],
+        };
+        Some(pick.clone())
+    }
+
+    /// Tells every subscriber (router, accumulators) that the cluster view changed.
+    fn broadcast(&self, note: ClusterChanged) {
+        for s in &self.subscribers {
+            s.do_send(note.clone());
+        }
     }
 
     fn refresh(&mut self, ctx: &mut Context<Self>) {
@@ -225,39 +138,45 @@ impl Metadata {
             .with_allow_auto_topic_creation(true);
         let started = Instant::now();
         ctx.spawn(
-            conn.send(Call(CallRequest::Metadata(request)))
+            conn.send(GetMetadata(request))
                 .into_actor(self)
-                .map(move |res, act, ctx| {
-                    act.refreshing = false;
-                    match res {
-                        Ok(Ok(CallResponse::Metadata(resp))) => {
-                            Metrics::add(&act.shared.metrics.metadata_refresh_total, 1);
-                            tracing::debug!(
-                                took_ms = started.elapsed().as_millis() as u64,
-                                "metadata refreshed"
-                            );
-                            act.backoff.reset();
-                            act.apply(&resp, ctx);
-                        }
-                        Ok(Ok(_)) => unreachable!("metadata call answered with another response"),
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %e, "metadata request failed");
-                            act.next_node += 1;
-                            let wait = act.backoff.next_delay();
-                            act.schedule_refresh(wait, ctx);
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "metadata connection unavailable");
-                            act.next_node += 1;
-                            let wait = act.backoff.next_delay();
-                            act.schedule_refresh(wait, ctx);
-                        }
-                    }
-                    if act.again {
-                        act.refresh(ctx);
-                    }
-                }),
+                .map(move |res, act, ctx| act.on_metadata(res, started, ctx)),
         );
+    }
+
+    fn on_metadata(
+        &mut self,
+        res: Answered<MetadataResponse>,
+        started: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        self.refreshing = false;
+        match res {
+            Ok(Ok(resp)) => {
+                Metrics::add(&self.shared.metrics.metadata_refresh_total, 1);
+                tracing::debug!(
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "metadata refreshed"
+                );
+                self.backoff.reset();
+                self.apply(&resp, ctx);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "metadata request failed");
+                self.next_node += 1;
+                let wait = self.backoff.next_delay();
+                self.schedule_refresh(wait, ctx);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "metadata connection unavailable");
+                self.next_node += 1;
+                let wait = self.backoff.next_delay();
+                self.schedule_refresh(wait, ctx);
+            }
+        }
+        if self.again {
+            self.refresh(ctx);
+        }
     }
 
     fn schedule_refresh(&mut self, after: Duration, ctx: &mut Context<Self>) {
@@ -281,13 +200,17 @@ impl Metadata {
         for b in &resp.brokers {
             let id = b.node_id.0;
             let address = format!("{}:{}", b.host.as_str(), b.port);
-            if self.addresses.get(&id) != Some(&address) {
+            if self.brokers.get(&id).map(|b| &b.address) != Some(&address) {
                 tracing::info!(broker = id, %address, "broker learned");
-                let conn = self.start_connection(id, address.clone());
-                if let Some(old) = cluster.brokers.insert(id, conn) {
-                    old.do_send(connection::Shutdown);
+                let connection = self.start_connection(id, address.clone());
+                cluster.brokers.insert(id, link(&connection));
+                let new = Broker {
+                    address,
+                    connection,
+                };
+                if let Some(old) = self.brokers.insert(id, new) {
+                    old.connection.do_send(Shutdown);
                 }
-                self.addresses.insert(id, address);
             }
         }
         let mut errors = HashMap::new();
@@ -384,12 +307,9 @@ impl Metadata {
             self.requested.remove(&t);
         }
         self.ensure_producer_id(ctx);
-        let note = ClusterChanged {
+        self.broadcast(ClusterChanged {
             errors: Arc::new(errors),
-        };
-        for s in &self.subscribers {
-            s.do_send(note.clone());
-        }
+        });
         let retry = self.shared.config.retry_backoff;
         if incomplete || !self.missing.is_empty() {
             self.schedule_refresh(retry, ctx);
@@ -411,86 +331,91 @@ impl Metadata {
         self.request_producer_id(pid, epoch, ctx);
     }
 
+    /// Asks for a producer id (`pid` -1), or a new epoch of `pid` after `epoch` (KIP-360).
     fn request_producer_id(&mut self, pid: i64, epoch: i16, ctx: &mut Context<Self>) {
         let Some(conn) = self.pick_node() else { return };
         self.init_pid_in_flight = true;
-        if let Ok(mut s) = self.shared.cluster.producer.write() {
-            *s = ProducerIdState::Pending;
-        }
+        self.shared
+            .cluster
+            .set_producer_state(ProducerIdState::Pending);
         let request = InitProducerIdRequest::default()
             .with_transactional_id(None)
             .with_transaction_timeout_ms(self.shared.config.transaction_timeout.as_millis() as i32)
             .with_producer_id(pid.into())
             .with_producer_epoch(epoch);
         ctx.spawn(
-            conn.send(Call(CallRequest::InitProducerId(request)))
+            conn.send(InitProducerId(request))
                 .into_actor(self)
-                .map(move |res, act, ctx| {
-                    act.init_pid_in_flight = false;
-                    let retry = |act: &mut Self, ctx: &mut Context<Self>, why: String| {
-                        tracing::warn!(reason = %why, "InitProducerId failed, retrying");
-                        act.next_node += 1;
-                        let wait = act.backoff.next_delay();
-                        ctx.run_later(wait, move |act, ctx| {
-                            act.request_producer_id(pid, epoch, ctx)
-                        });
-                    };
-                    match res {
-                        Ok(Ok(CallResponse::InitProducerId(r))) => {
-                            match KafkaCode::from_code(r.error_code) {
-                                None => {
-                                    tracing::info!(
-                                        producer_id = r.producer_id.0,
-                                        epoch = r.producer_epoch,
-                                        "producer id obtained"
-                                    );
-                                    if let Ok(mut s) = act.shared.cluster.producer.write() {
-                                        *s = ProducerIdState::Ready {
-                                            producer_id: r.producer_id.0,
-                                            epoch: r.producer_epoch,
-                                        };
-                                    }
-                                    let note = ClusterChanged::default();
-                                    for s in &act.subscribers {
-                                        s.do_send(note.clone());
-                                    }
-                                }
-                                Some(code)
-                                    if code.retriable()
-                                        || code == KafkaCode::COORDINATOR_NOT_AVAILABLE =>
-                                {
-                                    retry(act, ctx, code.to_string())
-                                }
-                                Some(code) if pid >= 0 => {
-                                    // The broker cannot bump this id's epoch (before KIP-360,
-                                    // or it lost the id): a fresh producer id restarts
-                                    // sequences just as well; the Java client falls back alike.
-                                    tracing::warn!(%code, "epoch bump refused; requesting a new producer id");
-                                    act.request_producer_id(-1, -1, ctx);
-                                }
-                                Some(code) => {
-                                    tracing::error!(%code, "InitProducerId refused");
-                                    if let Ok(mut s) = act.shared.cluster.producer.write() {
-                                        *s = ProducerIdState::Failed(Arc::from(format!(
-                                            "InitProducerId failed: {code}"
-                                        )));
-                                    }
-                                    let note = ClusterChanged::default();
-                                    for s in &act.subscribers {
-                                        s.do_send(note.clone());
-                                    }
-                                }
-                            }
-                        }
-                        Ok(Ok(_)) => {
-                            unreachable!("InitProducerId call answered with another response")
-                        }
-                        Ok(Err(e)) => retry(act, ctx, e.to_string()),
-                        Err(e) => retry(act, ctx, e.to_string()),
-                    }
-                }),
+                .map(move |res, act, ctx| act.on_producer_id(pid, epoch, res, ctx)),
         );
     }
+
+    fn on_producer_id(
+        &mut self,
+        pid: i64,
+        epoch: i16,
+        res: Answered<InitProducerIdResponse>,
+        ctx: &mut Context<Self>,
+    ) {
+        self.init_pid_in_flight = false;
+        let r = match res {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return self.retry_producer_id(pid, epoch, e.to_string(), ctx),
+            Err(e) => return self.retry_producer_id(pid, epoch, e.to_string(), ctx),
+        };
+        match KafkaCode::from_code(r.error_code) {
+            None => {
+                tracing::info!(
+                    producer_id = r.producer_id.0,
+                    epoch = r.producer_epoch,
+                    "producer id obtained"
+                );
+                self.publish_producer_state(ProducerIdState::Ready {
+                    producer_id: r.producer_id.0,
+                    epoch: r.producer_epoch,
+                });
+            }
+            Some(code) if code.retriable() || code == KafkaCode::COORDINATOR_NOT_AVAILABLE => {
+                self.retry_producer_id(pid, epoch, code.to_string(), ctx)
+            }
+            Some(code) if pid >= 0 => {
+                // The broker cannot bump this id's epoch (before KIP-360, or it lost the id):
+                // a fresh producer id restarts sequences just as well; the Java client falls
+                // back alike.
+                tracing::warn!(%code, "epoch bump refused; requesting a new producer id");
+                self.request_producer_id(-1, -1, ctx);
+            }
+            Some(code) => {
+                tracing::error!(%code, "InitProducerId refused");
+                let why = Arc::from(format!("InitProducerId failed: {code}"));
+                self.publish_producer_state(ProducerIdState::Failed(why));
+            }
+        }
+    }
+
+    fn retry_producer_id(&mut self, pid: i64, epoch: i16, why: String, ctx: &mut Context<Self>) {
+        tracing::warn!(reason = %why, "InitProducerId failed, retrying");
+        self.next_node += 1;
+        let wait = self.backoff.next_delay();
+        ctx.run_later(wait, move |act, ctx| {
+            act.request_producer_id(pid, epoch, ctx)
+        });
+    }
+
+    /// Publishes the producer id state and tells the subscribers.
+    fn publish_producer_state(&self, state: ProducerIdState) {
+        self.shared.cluster.set_producer_state(state);
+        self.broadcast(ClusterChanged::default());
+    }
+}
+
+/// How other actors reach a connection this actor started.
+fn link(connection: &Addr<Connection>) -> BrokerLink {
+    BrokerLink::new(
+        connection.clone().recipient(),
+        #[cfg(feature = "fault-injection")]
+        connection.clone().recipient(),
+    )
 }
 
 impl Actor for Metadata {
@@ -519,11 +444,7 @@ impl Supervised for Metadata {
         self.refreshing = false;
         self.init_pid_in_flight = false;
         self.refresh_timer = None;
-        if let Ok(mut s) = self.shared.cluster.producer.write() {
-            if *s == ProducerIdState::Pending {
-                *s = ProducerIdState::NotNeeded;
-            }
-        }
+        self.shared.cluster.forget_pending_producer_id();
     }
 }
 
@@ -586,18 +507,13 @@ impl Handler<Shutdown> for Metadata {
     /// Closes every connection gracefully and resolves when all are closed.
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.terminated = true;
-        let mut closing: Vec<_> = self
+        let brokers = std::mem::take(&mut self.brokers);
+        let closing: Vec<_> = self
             .bootstrap
             .drain(..)
-            .map(|c| c.send(connection::Shutdown))
+            .chain(brokers.into_values().map(|b| b.connection))
+            .map(|c| c.send(Shutdown))
             .collect();
-        closing.extend(
-            self.shared
-                .cluster
-                .brokers
-                .iter()
-                .map(|e| e.value().send(connection::Shutdown)),
-        );
         self.shared.cluster.brokers.clear();
         self.subscribers.clear();
         let all = futures_util::future::join_all(closing);

@@ -6,6 +6,9 @@
 //! channel actix creates for `send()` is stored in the record's slot (see [`Accept`]), and
 //! accumulators are only messaged when a batch starts or fills.
 //!
+//! The router starts the partitions' accumulators and the interceptor chain, and keeps their
+//! typed addresses: its messages to them on the record path need no dynamic dispatch.
+//!
 //! Order: records from one sender to one partition keep their order. Everything that can make
 //! a record wait (unknown topic metadata, exhausted `buffer.memory`) queues it behind the
 //! records of its topic that already wait, and a memory stall blocks the whole mailbox.
@@ -14,199 +17,28 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
-use bytes::Bytes;
 use herald::batch::{record_size, BatchBuilder, RECORD_BATCH_OVERHEAD};
 use herald::partitioner::{Partitioner, TopicPartitions};
-use herald::serializer::Serializer;
-use herald::{ErrorKind, Header, KafkaCode, ProduceError, ProducerRecord};
+use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord};
 
-use crate::accumulator::{self, Accumulator, OpenBatch, PartitionShared, RecordSlot};
-use crate::completion::{BatchCollector, Completion, Delivered, Notifier, Outcome};
-use crate::interceptor;
-use crate::messages::ClusterChanged;
-use crate::metadata::{self, TopicMeta};
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::Shared;
-
-/// How many messages the router's mailbox holds before `send()` callers wait. Large, because
-/// actix's path for a full mailbox is slow and orders messages by poll instead of by call;
-/// memory is still bounded by buffer.memory, because a memory stall stops the router from
-/// taking messages, and the messages it holds are the callers' records either way.
-pub const MAILBOX_CAPACITY: usize = 1 << 16;
-
-/// Application → router: produce one record. Resolves to its outcome once acknowledged per
-/// `acks`; with [`Produce::reply_to`] the outcome goes to that mailbox instead.
-#[derive(Debug)]
-pub struct Produce {
-    record: ProducerRecord,
-    reply_to: ReplyTo,
-    tag: u64,
-}
-
-/// Where a `Produce` outcome goes besides the `send()` reply.
-#[derive(Debug)]
-enum ReplyTo {
-    Reply,
-    Recipient(Recipient<Delivered>),
-    Notifier(Notifier),
-}
-
-impl Message for Produce {
-    type Result = Outcome;
-}
-
-impl Produce {
-    /// A record for `topic` with null key and value.
-    pub fn new(topic: impl Into<std::borrow::Cow<'static, str>>) -> Self {
-        Produce::from_record(ProducerRecord::new(topic))
-    }
-
-    /// Wraps a record built elsewhere.
-    pub fn from_record(record: ProducerRecord) -> Self {
-        Produce {
-            record,
-            reply_to: ReplyTo::Reply,
-            tag: 0,
-        }
-    }
-
-    /// Sets the serialized key.
-    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
-        self.record.key = Some(key.into());
-        self
-    }
-
-    /// Sets the serialized value.
-    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
-        self.record.value = Some(value.into());
-        self
-    }
-
-    /// Serializes and sets the key.
-    pub fn key_with<T: ?Sized, S: Serializer<T>>(
-        mut self,
-        serializer: &S,
-        key: &T,
-    ) -> Result<Self, ProduceError> {
-        self.record.key = self.serialize(serializer, key)?;
-        Ok(self)
-    }
-
-    /// Serializes and sets the value.
-    pub fn value_with<T: ?Sized, S: Serializer<T>>(
-        mut self,
-        serializer: &S,
-        value: &T,
-    ) -> Result<Self, ProduceError> {
-        self.record.value = self.serialize(serializer, value)?;
-        Ok(self)
-    }
-
-    fn serialize<T: ?Sized, S: Serializer<T>>(
-        &self,
-        s: &S,
-        data: &T,
-    ) -> Result<Option<Bytes>, ProduceError> {
-        s.serialize(&self.record.topic, data).map_err(|e| {
-            ProduceError::refused(
-                ErrorKind::Serialization(Arc::from(e.to_string())),
-                self.record.clone(),
-            )
-        })
-    }
-
-    /// Adds a header.
-    pub fn header(
-        mut self,
-        key: impl Into<std::borrow::Cow<'static, str>>,
-        value: impl Into<Bytes>,
-    ) -> Self {
-        self.record.headers.push(Header::new(key, value));
-        self
-    }
-
-    /// Sends to this partition instead of asking the partitioner.
-    pub fn partition(mut self, partition: i32) -> Self {
-        self.record.partition = Some(partition);
-        self
-    }
-
-    /// Sets the CreateTime (milliseconds since the epoch); default is when the router accepts it.
-    pub fn timestamp(mut self, millis: i64) -> Self {
-        self.record.timestamp = Some(millis);
-        self
-    }
-
-    /// Delivers the outcome as a [`Delivered`] message to `recipient` (use with `do_send`).
-    pub fn reply_to(mut self, recipient: Recipient<Delivered>) -> Self {
-        self.reply_to = ReplyTo::Recipient(recipient);
-        self
-    }
-
-    /// Delivers the outcome inside a [`Deliveries`](crate::Deliveries) message to `notifier`, together with the
-    /// outcomes of the other records of its batch that name the same notifier (use with
-    /// `do_send`). The cheapest per-record path: one message per batch instead of one per
-    /// record, and a clone of the notifier costs no allocation.
-    pub fn notify(mut self, notifier: Notifier) -> Self {
-        self.reply_to = ReplyTo::Notifier(notifier);
-        self
-    }
-
-    /// A caller's tag echoed in [`Delivered::tag`].
-    pub fn tag(mut self, tag: u64) -> Self {
-        self.tag = tag;
-        self
-    }
-
-    /// The record.
-    pub fn record(&self) -> &ProducerRecord {
-        &self.record
-    }
-}
-
-/// Application → router: many records at once; resolves when every one has its outcome, in
-/// the order given. Cheaper than one `Produce` each: one message for all of them.
-#[derive(Debug)]
-pub struct ProduceBatch(pub Vec<Produce>);
-
-impl Message for ProduceBatch {
-    type Result = Vec<Outcome>;
-}
-
-/// Application → router: resolves when every record sent before it has its outcome.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Flush;
-
-/// Application → router: refuse new records, flush for at most `timeout`, then fail whatever
-/// is still unacknowledged with `Aborted` and stop the producer's actors. `Duration::ZERO`
-/// aborts at once. Resolves to `true` when everything was flushed.
-#[derive(Debug, Message)]
-#[rtype(result = "bool")]
-pub struct Close {
-    /// How long to flush before aborting.
-    pub timeout: Duration,
-}
-
-/// Application → router: a snapshot of the producer's metrics.
-#[derive(Debug, Message)]
-#[rtype(result = "MetricsSnapshot")]
-pub struct GetMetrics;
-
-/// Interceptor actor → router: a record after the interceptors' `on_send`.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Route {
-    pub(crate) record: ProducerRecord,
-    pub(crate) completion: Completion,
-}
-
+use crate::accumulator::Accumulator;
+use crate::cluster::TopicMeta;
+use crate::completion::{BatchCollector, Completion, Outcome};
 #[cfg(feature = "fault-injection")]
-pub use crate::messages::Crash;
+use crate::fault_injection::{Crash, GetAccumulators};
+use crate::interceptor::{InterceptorChain, ProducerInterceptor};
+use crate::messages::application::{Close, Flush, GetMetrics, Produce, ProduceBatch, ReplyTo};
+use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition};
+use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
+use crate::messages::intercept::{Acknowledged, OnSend, Route};
+use crate::messages::Shutdown;
+use crate::metrics::Metrics;
+use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
+use crate::shared::Shared;
 
 #[derive(Debug)]
 struct PartitionHandle {
@@ -236,6 +68,8 @@ struct Waiting {
 struct RouterCore {
     shared: Arc<Shared>,
     partitioner: Box<dyn Partitioner>,
+    /// The interceptor chain this router started, if interceptors are configured.
+    interceptors: Option<Addr<InterceptorChain<Router>>>,
     routes: HashMap<Arc<str>, TopicRoute>,
     /// Records whose topic has no metadata yet, per topic, in arrival order.
     waiting: HashMap<Arc<str>, VecDeque<Waiting>>,
@@ -247,18 +81,41 @@ struct RouterCore {
     metadata_timer: Option<(Instant, SpawnHandle)>,
 }
 
-/// The router actor.
+/// The router actor: the producer's front door. Send it [`Produce`], [`ProduceBatch`],
+/// [`Flush`], [`Close`] and [`GetMetrics`] (its address is [`Producer::router`](crate::Producer::router)).
 #[derive(Debug)]
 pub struct Router {
     core: Rc<RefCell<RouterCore>>,
 }
 
 impl Router {
-    pub(crate) fn new(shared: Arc<Shared>, partitioner: Box<dyn Partitioner>) -> Self {
+    /// How many messages the router's mailbox holds before `send()` callers wait. Large,
+    /// because actix's path for a full mailbox is slow and orders messages by poll instead of
+    /// by call; memory is still bounded by buffer.memory, because a memory stall stops the
+    /// router from taking messages, and the messages it holds are the callers' records
+    /// either way. Keep the `send()`s an application has outstanding below it.
+    pub const MAILBOX_CAPACITY: usize = 1 << 16;
+
+    /// A router for a producer's shared state, in the context it will run in; starts the
+    /// interceptor chain when there are interceptors.
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        partitioner: Box<dyn Partitioner>,
+        interceptors: Vec<Box<dyn ProducerInterceptor>>,
+        ctx: &mut Context<Router>,
+    ) -> Self {
+        let interceptors = (!interceptors.is_empty()).then(|| {
+            let (router, s) = (ctx.address(), shared.clone());
+            let chain = Supervisor::start(move |_| InterceptorChain::new(interceptors, router, s));
+            #[cfg(feature = "fault-injection")]
+            let _ = shared.victims.interceptors.set(chain.clone().recipient());
+            chain
+        });
         Router {
             core: Rc::new(RefCell::new(RouterCore {
                 shared,
                 partitioner,
+                interceptors,
                 routes: HashMap::new(),
                 waiting: HashMap::new(),
                 stalled: VecDeque::new(),
@@ -298,10 +155,20 @@ fn validate_topic(topic: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// What [`append`] did with a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Appended {
-    Done,
-    /// The partition needs a new batch and buffer.memory has no room for it.
-    NeedMemory(usize),
+    /// The record is in its partition's queue.
+    Added {
+        /// The record's size in the batch.
+        bytes: usize,
+        /// The batch it went into is full, or was started for it (what the partitioner's
+        /// `on_append` calls `batch_full`).
+        batch_full: bool,
+    },
+    /// The partition needs a new batch and buffer.memory has no room for `need` bytes; the
+    /// record was not taken.
+    NeedMemory { need: usize },
 }
 
 impl RouterCore {
@@ -322,8 +189,8 @@ impl RouterCore {
             return self.refuse(ErrorKind::Closed, record, completion);
         }
         if !intercepted {
-            if let Some(chain) = self.shared.interceptors.get() {
-                chain.do_send(interceptor::OnSend { record, completion });
+            if let Some(chain) = &self.interceptors {
+                chain.do_send(OnSend { record, completion });
                 return;
             }
         }
@@ -433,7 +300,12 @@ impl RouterCore {
         let partition = partition.clamp(0, count - 1);
         let slot = &mut route.partitions[partition as usize];
         let handle = slot.get_or_insert_with(|| {
-            start_accumulator(&self.shared, route.meta.name.clone(), partition)
+            start_accumulator(
+                &self.shared,
+                self.interceptors.as_ref(),
+                route.meta.name.clone(),
+                partition,
+            )
         });
         let timestamp = *w.record.timestamp.get_or_insert_with(now_millis);
         match append(
@@ -444,16 +316,15 @@ impl RouterCore {
             &mut w.completion,
             None,
         ) {
-            Ok((Appended::Done, bytes, batch_full)) => {
+            Appended::Added { bytes, batch_full } => {
                 self.partitioner
                     .on_append(topic_name, partition, bytes, batch_full);
             }
-            Ok((Appended::NeedMemory(need), _, _)) => {
+            Appended::NeedMemory { need } => {
                 w.record.partition.get_or_insert(partition);
                 self.stalled.push_front(w);
                 self.stall(need, ctx);
             }
-            Err(()) => unreachable!("append without reservation reports NeedMemory"),
         }
     }
 
@@ -465,7 +336,7 @@ impl RouterCore {
         if q.len() == 1 {
             tracing::debug!(%topic, "waiting for topic metadata");
             if let Some(m) = self.shared.metadata.get() {
-                m.do_send(metadata::AddTopics(vec![topic]));
+                m.add_topics.do_send(AddTopics(vec![topic]));
             }
         }
         self.arm_metadata_timer(ctx);
@@ -570,18 +441,18 @@ impl RouterCore {
                 match handle {
                     Some(h) => {
                         let ts = w.record.timestamp.unwrap_or_else(now_millis);
-                        match append(
+                        let appended = append(
                             &self.shared,
                             h,
                             &w.record,
                             ts,
                             &mut w.completion,
                             Some(bytes),
-                        ) {
-                            Ok((_, size, full)) => self
-                                .partitioner
-                                .on_append(topic_name, partition, size, full),
-                            Err(()) => unreachable!("a reserved append always succeeds"),
+                        );
+                        // With memory reserved, a record is always taken.
+                        if let Appended::Added { bytes, batch_full } = appended {
+                            self.partitioner
+                                .on_append(topic_name, partition, bytes, batch_full);
                         }
                     }
                     None => {
@@ -694,7 +565,7 @@ impl RouterCore {
             .routes
             .values()
             .flat_map(|r| r.partitions.iter().flatten())
-            .map(|h| h.addr.send(accumulator::Flush))
+            .map(|h| h.addr.send(FlushPartition))
             .collect();
         async move {
             futures_util::future::join_all(requests).await;
@@ -721,23 +592,31 @@ impl RouterCore {
     }
 }
 
-fn start_accumulator(shared: &Arc<Shared>, topic: Arc<str>, partition: i32) -> PartitionHandle {
+fn start_accumulator(
+    shared: &Arc<Shared>,
+    interceptors: Option<&Addr<InterceptorChain<Router>>>,
+    topic: Arc<str>,
+    partition: i32,
+) -> PartitionHandle {
     let part = Arc::new(PartitionShared::default());
     let shared_for_actor = shared.clone();
     let p = part.clone();
+    let acknowledged = interceptors.map(|c| c.clone().recipient::<Acknowledged>());
     // Accumulators stay on the router's arbiter: they complete records, and a completion
     // across threads costs a cross-thread wake per record (measured: send() 0.85x -> 0.51x
     // of rdkafka's FutureProducer when accumulators ran on the I/O arbiter).
-    let addr = Supervisor::start(move |_| Accumulator::new(topic, partition, shared_for_actor, p));
+    let addr = Supervisor::start(move |_| {
+        Accumulator::new(topic, partition, shared_for_actor, p, acknowledged)
+    });
     if let Some(m) = shared.metadata.get() {
-        m.do_send(metadata::Subscribe(addr.clone().recipient()));
+        m.subscribe.do_send(Subscribe(addr.clone().recipient()));
     }
     PartitionHandle { part, addr }
 }
 
-/// Appends one record to its partition's open batch, starting a batch when needed. Returns
-/// the bytes it took and whether the batch is now full; `NeedMemory` when a new batch cannot
-/// reserve its memory (the record is untouched then).
+/// Appends one record to its partition's open batch, starting a batch when needed (with the
+/// memory `reserved` for it, if the caller holds that). `NeedMemory` when a new batch cannot
+/// reserve its memory: the record is untouched then.
 fn append(
     shared: &Shared,
     handle: &PartitionHandle,
@@ -745,7 +624,7 @@ fn append(
     timestamp: i64,
     completion: &mut Completion,
     reserved: Option<usize>,
-) -> Result<(Appended, usize, bool), ()> {
+) -> Appended {
     let config = &shared.config;
     let key = record.key.as_deref();
     let value = record.value.as_deref();
@@ -774,9 +653,12 @@ fn append(
                     shared.memory.release(r);
                 }
                 if full {
-                    handle.addr.do_send(accumulator::BatchFilled);
+                    handle.addr.do_send(BatchFilled);
                 }
-                return Ok((Appended::Done, size, full));
+                return Appended::Added {
+                    bytes: size,
+                    batch_full: full,
+                };
             }
             Err(_) => {
                 let b = q.open.take().expect("open exists");
@@ -793,9 +675,9 @@ fn append(
         None => {
             drop(q);
             if filled {
-                handle.addr.do_send(accumulator::BatchFilled);
+                handle.addr.do_send(BatchFilled);
             }
-            return Ok((Appended::NeedMemory(need), 0, filled));
+            return Appended::NeedMemory { need };
         }
     };
     let mut builder =
@@ -824,12 +706,16 @@ fn append(
     }
     drop(q);
     if filled || full {
-        handle.addr.do_send(accumulator::BatchFilled);
+        handle.addr.do_send(BatchFilled);
     }
     if !full {
-        handle.addr.do_send(accumulator::BatchStarted);
+        handle.addr.do_send(BatchStarted);
     }
-    Ok((Appended::Done, appended, true))
+    // A new batch was started for this record.
+    Appended::Added {
+        bytes: appended,
+        batch_full: true,
+    }
 }
 
 impl Actor for Router {
@@ -1011,9 +897,9 @@ impl Handler<Close> for Router {
             }
             for a in &accumulators {
                 if flushed {
-                    let _ = a.send(accumulator::Shutdown).await;
+                    let _ = a.send(Shutdown).await;
                 } else {
-                    let _ = a.send(accumulator::Abort).await;
+                    let _ = a.send(Abort).await;
                 }
             }
             let _ = done_tx.send(flushed);
@@ -1028,33 +914,28 @@ impl Handler<Close> for Router {
                 core.fail_parked(ErrorKind::Aborted);
                 core.routes.clear();
                 (
-                    core.shared.metadata.get().cloned(),
-                    core.shared.interceptors.get().cloned(),
+                    core.shared.metadata.get().map(|m| m.shutdown.clone()),
+                    core.interceptors.clone(),
                 )
             };
             if let Some(i) = interceptors {
-                i.do_send(interceptor::Shutdown);
+                i.do_send(Shutdown);
             }
             if let Some(m) = metadata {
-                let _ = m.send(metadata::Shutdown).await;
+                let _ = m.send(Shutdown).await;
             }
             flushed
         })
     }
 }
 
-/// Test-only: the accumulators started so far.
-#[cfg(feature = "fault-injection")]
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<Addr<Accumulator>>")]
-pub struct GetAccumulators;
-
 #[cfg(feature = "fault-injection")]
 impl Handler<GetAccumulators> for Router {
     type Result = MessageResult<GetAccumulators>;
 
     fn handle(&mut self, _: GetAccumulators, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.core.borrow().accumulators())
+        let all = self.core.borrow().accumulators();
+        MessageResult(all.into_iter().map(|a| a.recipient()).collect())
     }
 }
 

@@ -9,39 +9,14 @@
 //! the batch costs less than the hop).
 
 use actix::prelude::*;
-use bytes::Bytes;
-use herald::batch::{BatchBuilder, ProducerIds};
-use herald::ProtocolError;
 
-/// Accumulator → sealer: compress and close this batch under `ids`.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Seal {
-    /// The accumulator's id of the batch.
-    pub batch_id: u64,
-    /// The batch's records.
-    pub builder: BatchBuilder,
-    /// Producer id, epoch and base sequence to write into the header.
-    pub ids: ProducerIds,
-    /// Where the bytes go.
-    pub reply: Recipient<Sealed>,
-}
-
-/// Sealer → accumulator: the closed batch, or why it could not be closed.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Sealed {
-    /// The accumulator's id of the batch.
-    pub batch_id: u64,
-    /// Size of the records before compression.
-    pub uncompressed: usize,
-    /// The batch's bytes.
-    pub result: Result<Bytes, ProtocolError>,
-}
+#[cfg(feature = "fault-injection")]
+use crate::fault_injection::Stall;
+use crate::messages::seal::{Seal, Sealed};
 
 /// The sealer actor: stateless, one per producer that compresses.
 #[derive(Debug, Default)]
-pub struct Sealer;
+pub(crate) struct Sealer;
 
 impl Actor for Sealer {
     type Context = Context<Self>;
@@ -59,12 +34,6 @@ impl Handler<Seal> for Sealer {
         });
     }
 }
-
-/// Test-only: block the sealer's thread for a while, as a slow codec would.
-#[cfg(feature = "fault-injection")]
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Stall(pub std::time::Duration);
 
 #[cfg(feature = "fault-injection")]
 impl Handler<Stall> for Sealer {

@@ -879,7 +879,7 @@ async fn epoch_change_waits_for_batches_being_compressed() {
         .fault_injection()
         .sealer()
         .expect("a sealer");
-    sealer.do_send(herald_actors::sealer::Stall(HOLD * 2));
+    sealer.do_send(herald_actors::fault_injection::Stall(HOLD * 2));
     client.send(60);
     let run = client.finish().await;
     run.assert_exactly_once_in_order(&broker);
@@ -1090,7 +1090,7 @@ async fn epoch_bump_keeps_sequences_of_batches_that_may_be_written() {
 /// it hands out has the same epoch as the first. Partition 0 gets OUT_OF_ORDER_SEQUENCE_NUMBER:
 /// the bump is refused, the producer takes the new producer id. Partition 1's batch, sent
 /// under the old id, is answered OUT_OF_ORDER_SEQUENCE_NUMBER only after that: it is resent
-/// under the new id anyway, so nothing needs a further bump. (`metadata::BumpEpoch` carries only
+/// under the new id anyway, so nothing needs a further bump. (`BumpEpoch` carries only
 /// the failed epoch, and the accumulator compares only epochs, so the new id, having the same
 /// epoch, is bumped for nothing.)
 #[actix_rt::test]

@@ -6,9 +6,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use herald_actors::{
-    accumulator, connection, interceptor, metadata, router, Produce, Producer, ProducerInterceptor,
-};
+use herald_actors::fault_injection::Crash;
+use herald_actors::{Produce, Producer, ProducerInterceptor};
 
 use crate::support::consumer::{read_back, read_indexes};
 use crate::support::mock::Mock;
@@ -65,18 +64,18 @@ async fn produce_with_crashes(n: usize, crashes: &[(usize, Victim)]) {
             if *at == i {
                 crashed += match victim {
                     Victim::Router => {
-                        router.do_send(router::Crash);
+                        router.do_send(Crash);
                         1
                     }
                     Victim::Metadata => {
-                        fi.metadata().unwrap().do_send(metadata::Crash);
+                        fi.metadata().unwrap().do_send(Crash);
                         1
                     }
                     Victim::Accumulators => {
                         let all = fi.accumulators().await;
                         assert!(!all.is_empty(), "accumulators exist by now");
                         for a in &all {
-                            a.do_send(accumulator::Crash);
+                            a.do_send(Crash);
                         }
                         all.len() as u64
                     }
@@ -84,12 +83,12 @@ async fn produce_with_crashes(n: usize, crashes: &[(usize, Victim)]) {
                         let all = fi.connections();
                         assert!(!all.is_empty(), "connections exist by now");
                         for c in &all {
-                            c.do_send(connection::Crash);
+                            c.do_send(Crash);
                         }
                         all.len() as u64
                     }
                     Victim::Interceptors => {
-                        fi.interceptors().unwrap().do_send(interceptor::Crash);
+                        fi.interceptors().unwrap().do_send(Crash);
                         1
                     }
                 };

@@ -1,20 +1,29 @@
 //! One actor per broker: the only place that touches sockets.
 //!
 //! ```text
-//!  accumulators ──SendBatches──▶ pending ──coalesce (≤ max.request.size, one batch per
-//!                                  │         partition per request)──▶ writer task ─▶ TCP
-//!  metadata ──Call──▶ calls ───────┘
-//!                                in_flight (≤ max.in.flight, request order)
-//!  TCP ─▶ reader task ─Received─▶ connection: correlation id must match the head of in_flight
-//!                        ─▶ BatchCompleted to each batch's accumulator / Call reply
+//!  accumulators ──SendBatches──▶ Coalescer ──(≤ max.request.size, one batch per partition
+//!                                  │          per request)──▶ writer task ─▶ Transport
+//!  metadata ──GetMetadata / InitProducerId──▶ requests ──┘
+//!                                InFlightQueue (≤ max.in.flight, request order)
+//!  Transport ─▶ reader task ─Received─▶ connection: correlation id must match the head
+//!                        ─▶ BatchCompleted to each batch's accumulator / the request's reply
 //! ```
+//!
+//! Three parts the actor drives: [`transport`] (the byte stream: plain TCP today, TLS and
+//! SASL later), [`in_flight`] (the ordered queue of requests awaiting a response) and
+//! [`coalesce`] (batches waiting to be written, and how they become ProduceRequests). The
+//! latter two are plain structs, tested without a socket.
 //!
 //! The connection owns no record: it holds batch ids and bytes, and every batch it was given
 //! is answered with exactly one `BatchCompleted` (written, broker error, lost with the
 //! connection, or never sent). Whatever goes wrong with the socket or the bytes on it, the
 //! connection is dropped and rebuilt with reconnect backoff; nothing here panics on input.
 
-use std::collections::{HashSet, VecDeque};
+mod coalesce;
+mod in_flight;
+mod transport;
+
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,85 +34,32 @@ use futures_util::StreamExt;
 use herald::protocol::{self, responses, NegotiatedVersions};
 use herald::{KafkaCode, ProtocolError};
 use kafka_protocol::messages::{
-    produce_request::{PartitionProduceData, TopicProduceData},
     ApiKey, ApiVersionsRequest, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, TopicName,
+    MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Decoder, FramedRead};
 
-use crate::accumulator::{BatchCompleted, BatchResult};
 use crate::backoff::Backoff;
+#[cfg(feature = "fault-injection")]
+use crate::fault_injection::Crash;
+use crate::messages::delivery::{BatchResult, OutgoingBatch, SendBatches};
+use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
+use crate::messages::Shutdown;
 use crate::metrics::Metrics;
-use crate::Shared;
+use crate::shared::Shared;
+use coalesce::Coalescer;
+use in_flight::{Answer, InFlightQueue};
+use transport::Transport;
 
 /// How long a TCP connect may take (Java's `socket.connection.setup.timeout.ms`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often deadlines of in-flight requests are checked.
 const TICK: Duration = Duration::from_millis(50);
-
-/// A closed batch on its way to the broker.
-#[derive(Debug, Clone)]
-pub struct OutgoingBatch {
-    /// Topic of the batch.
-    pub topic: Arc<str>,
-    /// Partition of the batch.
-    pub partition: i32,
-    /// The accumulator's id for the batch.
-    pub batch_id: u64,
-    /// The encoded record batch.
-    pub records: Bytes,
-    /// Records in the batch (for metrics).
-    pub record_count: u32,
-    /// Where the result goes.
-    pub reply: Recipient<BatchCompleted>,
-}
-
-/// Accumulator → connection: batches ready for this broker, in the order they must be sent.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct SendBatches(pub Vec<OutgoingBatch>);
-
-/// A request other than Produce, made by the metadata actor.
-#[derive(Debug)]
-pub enum CallRequest {
-    /// Cluster metadata.
-    Metadata(MetadataRequest),
-    /// A producer id for idempotence.
-    InitProducerId(InitProducerIdRequest),
-}
-
-/// The answer to a [`CallRequest`].
-#[derive(Debug)]
-pub enum CallResponse {
-    /// Cluster metadata.
-    Metadata(Box<MetadataResponse>),
-    /// A producer id.
-    InitProducerId(InitProducerIdResponse),
-}
-
-/// Why a call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CallError {
-    /// The connection could not be made or was lost.
-    #[error("connection to {0} failed: {1}")]
-    Connection(String, String),
-    /// The broker lacks a version of the API.
-    #[error(transparent)]
-    Protocol(#[from] ProtocolError),
-}
-
-/// Metadata actor → connection: send one request and answer with its response.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<CallResponse, CallError>")]
-pub struct Call(pub CallRequest);
-
-#[cfg(feature = "fault-injection")]
-pub use crate::messages::Crash;
-pub use crate::messages::Shutdown;
+/// The connection's mailbox (batches and requests waiting for the actor).
+const MAILBOX_CAPACITY: usize = 1024;
 
 /// A frame for the writer task. acks=0 batches ride along: they are answered by the writer
 /// once their bytes are in the socket, since no response will ever come, or, when a write
@@ -122,6 +78,10 @@ struct WriteFailed {
     error: String,
 }
 
+/// Where the answer to a request goes.
+type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
+
+/// What a request on the wire awaits.
 #[derive(Debug)]
 enum InFlightKind {
     ApiVersions {
@@ -130,25 +90,63 @@ enum InFlightKind {
     Produce {
         batches: Vec<OutgoingBatch>,
     },
-    Call {
-        api: ApiKey,
-        reply: oneshot::Sender<Result<CallResponse, CallError>>,
+    Metadata {
+        reply: Reply<MetadataResponse>,
+    },
+    InitProducerId {
+        reply: Reply<InitProducerIdResponse>,
     },
 }
 
-#[derive(Debug)]
-struct InFlight {
-    correlation_id: i32,
-    api: ApiKey,
-    version: i16,
-    sent_at: Instant,
-    kind: InFlightKind,
+impl InFlightKind {
+    /// Answers a request that got no response (never written, or its connection is gone).
+    fn fail(self, address: &str, reason: &str, lost: bool) {
+        let error = || RequestError::Connection(address.to_string(), reason.to_string());
+        match self {
+            InFlightKind::ApiVersions { .. } => {}
+            InFlightKind::Produce { batches } => {
+                for b in batches {
+                    b.answer(if lost {
+                        BatchResult::Lost(reason.into())
+                    } else {
+                        BatchResult::NotSent(reason.into())
+                    });
+                }
+            }
+            InFlightKind::Metadata { reply } => {
+                let _ = reply.send(Err(error()));
+            }
+            InFlightKind::InitProducerId { reply } => {
+                let _ = reply.send(Err(error()));
+            }
+        }
+    }
 }
 
+/// A request other than Produce waiting to be written, oldest first (before any batch).
 #[derive(Debug)]
-struct PendingCall {
-    request: CallRequest,
-    reply: oneshot::Sender<Result<CallResponse, CallError>>,
+enum PendingRequest {
+    Metadata {
+        request: MetadataRequest,
+        reply: Reply<MetadataResponse>,
+    },
+    InitProducerId {
+        request: InitProducerIdRequest,
+        reply: Reply<InitProducerIdResponse>,
+    },
+}
+
+impl PendingRequest {
+    fn fail(self, error: RequestError) {
+        match self {
+            PendingRequest::Metadata { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            PendingRequest::InitProducerId { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +159,7 @@ enum State {
 
 /// The broker connection actor.
 #[derive(Debug)]
-pub struct Connection {
+pub(crate) struct Connection {
     node_id: i32,
     address: String,
     shared: Arc<Shared>,
@@ -174,14 +172,12 @@ pub struct Connection {
     /// the actor does not cut a healthy socket (responses to in-flight requests keep coming,
     /// and the in-flight queue lives in `self`, which survives the restart).
     reader: Option<tokio::task::JoinHandle<()>>,
-    in_flight: VecDeque<InFlight>,
-    /// Correlation ids of recent acks=0 produce requests: some brokers (Tansu) answer them
-    /// although Kafka brokers do not, and such an answer must not cost the connection.
-    unanswered: VecDeque<i32>,
-    pending: VecDeque<OutgoingBatch>,
-    calls: VecDeque<PendingCall>,
+    in_flight: InFlightQueue<InFlightKind>,
+    /// Batches waiting to be written.
+    pending: Coalescer<OutgoingBatch>,
+    /// Requests other than Produce waiting to be written.
+    requests: VecDeque<PendingRequest>,
     versions: Option<NegotiatedVersions>,
-    next_correlation_id: i32,
     backoff: Backoff,
     /// No connect attempt before this instant (reconnect backoff).
     connect_not_before: Option<Instant>,
@@ -197,7 +193,7 @@ pub struct Connection {
 impl Connection {
     /// A connection to `address` (`host:port`) for broker `node_id` (negative for bootstrap
     /// entries whose id is not known yet).
-    pub fn new(node_id: i32, address: String, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(node_id: i32, address: String, shared: Arc<Shared>) -> Self {
         let span = tracing::info_span!("connection", node = node_id, address = %address);
         let config = &shared.config;
         let backoff = Backoff::new(config.reconnect_backoff, config.reconnect_backoff_max);
@@ -210,12 +206,10 @@ impl Connection {
             generation: 0,
             writer: None,
             reader: None,
-            in_flight: VecDeque::new(),
-            unanswered: VecDeque::new(),
-            pending: VecDeque::new(),
-            calls: VecDeque::new(),
+            in_flight: InFlightQueue::default(),
+            pending: Coalescer::default(),
+            requests: VecDeque::new(),
             versions: None,
-            next_correlation_id: 0,
             backoff,
             connect_not_before: None,
             connect_started: None,
@@ -227,7 +221,7 @@ impl Connection {
     }
 
     fn has_work(&self) -> bool {
-        !self.pending.is_empty() || !self.calls.is_empty()
+        !self.pending.is_empty() || !self.requests.is_empty()
     }
 
     /// Connects now, or schedules the connect for when the reconnect backoff allows it.
@@ -258,11 +252,7 @@ impl Connection {
         let generation = self.generation;
         let address = self.address.clone();
         tracing::debug!(node = self.node_id, %address, "connecting");
-        let fut = async move {
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&address))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))?
-        };
+        let fut = async move { Transport::connect(&address, CONNECT_TIMEOUT).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if act.generation != generation || act.state != State::Connecting {
                 return;
@@ -274,8 +264,7 @@ impl Connection {
         }));
     }
 
-    fn connected(&mut self, stream: TcpStream, ctx: &mut Context<Self>) {
-        let _ = stream.set_nodelay(true);
+    fn connected(&mut self, stream: Transport, ctx: &mut Context<Self>) {
         Metrics::add(&self.shared.metrics.connection_creation_total, 1);
         let (read, mut write) = stream.into_split();
         let generation = self.generation;
@@ -303,10 +292,7 @@ impl Connection {
             while let Some(item) = rx.recv().await {
                 if let Err(e) = write.write_all(&item.frame).await {
                     for b in item.fire_and_forget {
-                        b.reply.do_send(BatchCompleted {
-                            batch_id: b.batch_id,
-                            result: BatchResult::Lost(format!("write failed: {e}")),
-                        });
+                        b.answer(BatchResult::Lost(format!("write failed: {e}")));
                     }
                     // The frames queued behind the failed one will never be written. Their
                     // acks=0 batches are owned by the queue alone (no in-flight entry), so
@@ -318,12 +304,9 @@ impl Connection {
                     rx.close();
                     while let Ok(queued) = rx.try_recv() {
                         for b in queued.fire_and_forget {
-                            b.reply.do_send(BatchCompleted {
-                                batch_id: b.batch_id,
-                                result: BatchResult::NotSent(format!(
-                                    "not written: an earlier write failed: {e}"
-                                )),
-                            });
+                            b.answer(BatchResult::NotSent(format!(
+                                "not written: an earlier write failed: {e}"
+                            )));
                         }
                     }
                     addr.do_send(WriteFailed {
@@ -333,12 +316,9 @@ impl Connection {
                     return;
                 }
                 for b in item.fire_and_forget {
-                    b.reply.do_send(BatchCompleted {
-                        batch_id: b.batch_id,
-                        result: BatchResult::Written {
-                            base_offset: -1,
-                            log_append_time: -1,
-                        },
+                    b.answer(BatchResult::Written {
+                        base_offset: -1,
+                        log_append_time: -1,
                     });
                 }
             }
@@ -376,8 +356,7 @@ impl Connection {
     ) where
         R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
     {
-        let correlation_id = self.next_correlation_id;
-        self.next_correlation_id = self.next_correlation_id.wrapping_add(1);
+        let correlation_id = self.in_flight.next_correlation_id();
         let mut buf = BytesMut::new();
         if let Err(e) = protocol::encode_request(
             &mut buf,
@@ -409,10 +388,7 @@ impl Connection {
         };
         if let Err(mpsc::error::SendError(item)) = writer.send(item) {
             for b in item.fire_and_forget {
-                b.reply.do_send(BatchCompleted {
-                    batch_id: b.batch_id,
-                    result: BatchResult::NotSent("writer stopped".into()),
-                });
+                b.answer(BatchResult::NotSent("writer stopped".into()));
             }
             if let Some(kind) = kind {
                 self.fail_kind(kind, "writer stopped");
@@ -421,44 +397,17 @@ impl Connection {
             return;
         }
         match kind {
-            Some(kind) => self.in_flight.push_back(InFlight {
-                correlation_id,
-                api: api.key,
-                version,
-                sent_at: Instant::now(),
-                kind,
-            }),
-            None => {
-                if self.unanswered.len() == 64 {
-                    self.unanswered.pop_front();
-                }
-                self.unanswered.push_back(correlation_id);
-            }
+            Some(kind) => self.in_flight.push(correlation_id, api.key, version, kind),
+            None => self.in_flight.push_unanswered(correlation_id),
         }
     }
 
     /// Answers a request that never reached the wire.
     fn fail_kind(&mut self, kind: InFlightKind, reason: &str) {
-        match kind {
-            InFlightKind::ApiVersions { .. } => {}
-            InFlightKind::Produce { batches, .. } => {
-                for b in batches {
-                    b.reply.do_send(BatchCompleted {
-                        batch_id: b.batch_id,
-                        result: BatchResult::NotSent(reason.into()),
-                    });
-                }
-            }
-            InFlightKind::Call { reply, .. } => {
-                let _ = reply.send(Err(CallError::Connection(
-                    self.address.clone(),
-                    reason.into(),
-                )));
-            }
-        }
+        kind.fail(&self.address, reason, false);
     }
 
-    /// Sends whatever the in-flight limit allows: calls first (metadata unblocks batches), then
+    /// Sends whatever the in-flight limit allows: requests first (metadata unblocks batches), then
     /// batches coalesced into ProduceRequests.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if self.state != State::Ready {
@@ -470,36 +419,8 @@ impl Connection {
         };
         let max_in_flight = self.shared.config.max_in_flight_requests_per_connection;
         while self.in_flight.len() < max_in_flight && self.state == State::Ready {
-            if let Some(call) = self.calls.pop_front() {
-                match call.request {
-                    CallRequest::Metadata(req) => self.write_request(
-                        protocol::METADATA,
-                        versions.metadata,
-                        &req,
-                        InFlightKind::Call {
-                            api: ApiKey::Metadata,
-                            reply: call.reply,
-                        },
-                    ),
-                    CallRequest::InitProducerId(req) => match versions.init_producer_id {
-                        Some(v) => self.write_request(
-                            protocol::INIT_PRODUCER_ID,
-                            v,
-                            &req,
-                            InFlightKind::Call {
-                                api: ApiKey::InitProducerId,
-                                reply: call.reply,
-                            },
-                        ),
-                        None => {
-                            let _ = call.reply.send(Err(CallError::Protocol(
-                                ProtocolError::MissingApi {
-                                    api: "InitProducerId",
-                                },
-                            )));
-                        }
-                    },
-                }
+            if let Some(request) = self.requests.pop_front() {
+                self.write_pending_request(request, versions);
                 continue;
             }
             if self.pending.is_empty() {
@@ -509,52 +430,39 @@ impl Connection {
         }
     }
 
-    fn send_produce(&mut self, version: i16) {
-        let max_size = self.shared.config.max_request_size;
-        let mut taken = Vec::new();
-        let mut size = 0usize;
-        let mut blocked: HashSet<(Arc<str>, i32)> = HashSet::new();
-        let mut rest = VecDeque::with_capacity(self.pending.len());
-        while let Some(batch) = self.pending.pop_front() {
-            let key = (batch.topic.clone(), batch.partition);
-            // One batch per partition per request, and a partition whose earlier batch stays
-            // behind keeps all its later ones behind too (order).
-            if blocked.contains(&key)
-                || (!taken.is_empty() && size + batch.records.len() > max_size)
-            {
-                blocked.insert(key);
-                rest.push_back(batch);
-                continue;
-            }
-            size += batch.records.len();
-            blocked.insert(key);
-            taken.push(batch);
-        }
-        self.pending = rest;
-
-        let config = &self.shared.config;
-        let mut request = ProduceRequest::default()
-            .with_acks(config.acks.as_i16())
-            .with_timeout_ms(config.request_timeout.as_millis().min(i32::MAX as u128) as i32);
-        let mut records = 0u64;
-        for b in &taken {
-            records += b.record_count as u64;
-            let data = PartitionProduceData::default()
-                .with_index(b.partition)
-                .with_records(Some(b.records.clone()));
-            match request
-                .topic_data
-                .iter_mut()
-                .find(|t| *t.name.0 == *b.topic)
-            {
-                Some(t) => t.partition_data.push(data),
-                None => request.topic_data.push(
-                    TopicProduceData::default()
-                        .with_name(TopicName(StrBytes::from_string(b.topic.to_string())))
-                        .with_partition_data(vec![data]),
+    fn write_pending_request(&mut self, request: PendingRequest, versions: NegotiatedVersions) {
+        match request {
+            PendingRequest::Metadata { request, reply } => self.write_request(
+                protocol::METADATA,
+                versions.metadata,
+                &request,
+                InFlightKind::Metadata { reply },
+            ),
+            PendingRequest::InitProducerId { request, reply } => match versions.init_producer_id {
+                Some(v) => self.write_request(
+                    protocol::INIT_PRODUCER_ID,
+                    v,
+                    &request,
+                    InFlightKind::InitProducerId { reply },
                 ),
-            }
+                None => {
+                    let missing = ProtocolError::MissingApi {
+                        api: "InitProducerId",
+                    };
+                    let _ = reply.send(Err(RequestError::Protocol(missing)));
+                }
+            },
         }
+    }
+
+    fn send_produce(&mut self, version: i16) {
+        let config = &self.shared.config;
+        let batches = self.pending.next_request(config.max_request_size);
+        let (request, records) = coalesce::produce_request(
+            &batches,
+            config.acks.as_i16(),
+            config.request_timeout.as_millis().min(i32::MAX as u128) as i32,
+        );
         let metrics = &self.shared.metrics;
         Metrics::add(&metrics.request_count, 1);
         Metrics::add(&metrics.request_records, records);
@@ -562,12 +470,12 @@ impl Connection {
             protocol::PRODUCE,
             version,
             &request,
-            InFlightKind::Produce { batches: taken },
+            InFlightKind::Produce { batches },
         );
     }
 
     /// Drops the socket and answers everything that was in flight or waiting: batches go back
-    /// to their accumulators (which retry or fail them), calls fail.
+    /// to their accumulators (which retry or fail them), requests fail.
     fn disconnect(&mut self, reason: String) {
         if self.state == State::Idle && self.in_flight.is_empty() && !self.has_work() {
             return;
@@ -584,32 +492,19 @@ impl Connection {
         let was_ready = self.state == State::Ready;
         self.state = State::Idle;
         self.versions = None;
-        self.unanswered.clear();
         self.generation += 1;
-        for f in std::mem::take(&mut self.in_flight) {
-            match f.kind {
-                InFlightKind::Produce { batches, .. } => {
-                    for b in batches {
-                        b.reply.do_send(BatchCompleted {
-                            batch_id: b.batch_id,
-                            result: BatchResult::Lost(reason.clone()),
-                        });
-                    }
-                }
-                kind => self.fail_kind(kind, &reason),
-            }
+        for f in self.in_flight.take_all() {
+            // Written, maybe read: lost. (Requests other than Produce just fail.)
+            f.kind.fail(&self.address, &reason, true);
         }
-        for b in std::mem::take(&mut self.pending) {
-            b.reply.do_send(BatchCompleted {
-                batch_id: b.batch_id,
-                result: BatchResult::NotSent(reason.clone()),
-            });
+        for b in self.pending.take_all() {
+            b.answer(BatchResult::NotSent(reason.clone()));
         }
-        for c in std::mem::take(&mut self.calls) {
-            let _ = c.reply.send(Err(CallError::Connection(
+        for r in std::mem::take(&mut self.requests) {
+            r.fail(RequestError::Connection(
                 self.address.clone(),
                 reason.clone(),
-            )));
+            ));
         }
         if !was_ready {
             self.connect_not_before = Some(Instant::now() + self.backoff.next_delay());
@@ -624,46 +519,22 @@ impl Connection {
     const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
     fn on_frame(&mut self, frame: BytesMut, ctx: &mut Context<Self>) {
-        if !self.unanswered.is_empty() && frame.len() >= 4 {
-            let id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
-            if let Some(pos) = self.unanswered.iter().position(|&u| u == id) {
-                if self
-                    .in_flight
-                    .front()
-                    .is_none_or(|h| h.correlation_id != id)
-                {
-                    tracing::trace!(
-                        node = self.node_id,
-                        correlation_id = id,
-                        "ignoring answer to an acks=0 request"
-                    );
-                    self.unanswered.drain(..=pos);
-                    return;
-                }
+        let (f, body_at) = match self.in_flight.answer(&frame) {
+            Answer::Response { request, body_at } => (request, body_at),
+            Answer::Ignored { correlation_id } => {
+                tracing::trace!(
+                    node = self.node_id,
+                    correlation_id,
+                    "ignoring answer to an acks=0 request"
+                );
+                return;
             }
-        }
-        let Some(head) = self.in_flight.front() else {
-            self.disconnect("response with no request in flight".into());
-            return;
+            Answer::Broken(reason) => return self.disconnect(reason),
         };
-        let header_version = protocol::response_header_version(head.api, head.version);
-        let (correlation_id, header_len) =
-            match responses::decode_response_header(&frame, header_version) {
-                Ok(h) => h,
-                Err(e) => return self.disconnect(format!("bad response header: {e}")),
-            };
-        if correlation_id != head.correlation_id {
-            let e = ProtocolError::CorrelationMismatch {
-                expected: head.correlation_id,
-                actual: correlation_id,
-            };
-            return self.disconnect(e.to_string());
-        }
-        let f = self.in_flight.pop_front().expect("head exists");
-        let body = &frame[header_len..];
+        let body = &frame[body_at..];
         match f.kind {
             InFlightKind::ApiVersions { version } => self.on_api_versions(body, version, ctx),
-            InFlightKind::Produce { batches, .. } => {
+            InFlightKind::Produce { batches } => {
                 let metrics = &self.shared.metrics;
                 Metrics::add(&metrics.response_count, 1);
                 Metrics::add(
@@ -677,34 +548,42 @@ impl Connection {
                         // rebuild the connection.
                         let reason = format!("undecodable produce response: {e}");
                         for b in batches {
-                            b.reply.do_send(BatchCompleted {
-                                batch_id: b.batch_id,
-                                result: BatchResult::Lost(reason.clone()),
-                            });
+                            b.answer(BatchResult::Lost(reason.clone()));
                         }
                         return self.disconnect(reason);
                     }
                 }
             }
-            InFlightKind::Call { api, reply } => {
-                let result = match api {
-                    ApiKey::Metadata => responses::decode_metadata_response(body, f.version)
-                        .map(|r| CallResponse::Metadata(Box::new(r))),
-                    _ => responses::decode_init_producer_id_response(body, f.version)
-                        .map(CallResponse::InitProducerId),
-                };
-                match result {
-                    Ok(r) => {
-                        let _ = reply.send(Ok(r));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(CallError::Protocol(e.clone())));
-                        return self.disconnect(format!("undecodable response: {e}"));
-                    }
+            InFlightKind::Metadata { reply } => {
+                let decoded = responses::decode_metadata_response(body, f.version);
+                if !self.reply(reply, decoded) {
+                    return;
+                }
+            }
+            InFlightKind::InitProducerId { reply } => {
+                let decoded = responses::decode_init_producer_id_response(body, f.version);
+                if !self.reply(reply, decoded) {
+                    return;
                 }
             }
         }
         self.pump(ctx);
+    }
+
+    /// Answers a request with its decoded response. An undecodable response also drops the
+    /// connection (the stream cannot be trusted); returns whether the connection is kept.
+    fn reply<T>(&mut self, reply: Reply<T>, decoded: Result<T, ProtocolError>) -> bool {
+        match decoded {
+            Ok(r) => {
+                let _ = reply.send(Ok(r));
+                true
+            }
+            Err(e) => {
+                let _ = reply.send(Err(RequestError::Protocol(e.clone())));
+                self.disconnect(format!("undecodable response: {e}"));
+                false
+            }
+        }
     }
 
     fn on_api_versions(&mut self, body: &[u8], version: i16, ctx: &mut Context<Self>) {
@@ -742,9 +621,9 @@ impl Connection {
             }
             Err(e) => {
                 tracing::error!(node = self.node_id, error = %e, "version negotiation failed");
-                // Answer the calls with the reason; batches go back to their accumulators.
-                for c in std::mem::take(&mut self.calls) {
-                    let _ = c.reply.send(Err(CallError::Protocol(e.clone())));
+                // Answer the requests with the reason; batches go back to their accumulators.
+                for r in std::mem::take(&mut self.requests) {
+                    r.fail(RequestError::Protocol(e.clone()));
                 }
                 self.disconnect(e.to_string());
             }
@@ -753,11 +632,9 @@ impl Connection {
 
     fn tick(&mut self) {
         let timeout = self.shared.config.request_timeout;
-        if let Some(head) = self.in_flight.front() {
-            if head.sent_at.elapsed() > timeout {
-                let reason = format!("request timed out after {} ms", timeout.as_millis());
-                return self.disconnect(reason);
-            }
+        if self.in_flight.head_timed_out(timeout, Instant::now()) {
+            let reason = format!("request timed out after {} ms", timeout.as_millis());
+            return self.disconnect(reason);
         }
         if matches!(self.state, State::Negotiating) {
             if let Some(started) = self.connect_started {
@@ -791,10 +668,7 @@ fn complete_produce(batches: Vec<OutgoingBatch>, resp: &kafka_protocol::messages
                 },
             },
         };
-        b.reply.do_send(BatchCompleted {
-            batch_id: b.batch_id,
-            result,
-        });
+        b.answer(result);
     }
 }
 
@@ -802,7 +676,7 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(1024);
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         ctx.run_interval(TICK, |act, _| act.tick());
     }
 }
@@ -836,10 +710,7 @@ impl Handler<SendBatches> for Connection {
         let _span = self.span.clone().entered();
         if self.terminated {
             for b in msg.0 {
-                b.reply.do_send(BatchCompleted {
-                    batch_id: b.batch_id,
-                    result: BatchResult::NotSent("producer closed".into()),
-                });
+                b.answer(BatchResult::NotSent("producer closed".into()));
             }
             return;
         }
@@ -848,30 +719,61 @@ impl Handler<SendBatches> for Connection {
     }
 }
 
-impl Handler<Call> for Connection {
-    type Result = ResponseFuture<Result<CallResponse, CallError>>;
-
-    fn handle(&mut self, msg: Call, ctx: &mut Context<Self>) -> Self::Result {
+impl Connection {
+    /// Queues a request other than Produce; the future resolves with its answer.
+    fn enqueue<T: Send + 'static>(
+        &mut self,
+        request: impl FnOnce(Reply<T>) -> PendingRequest,
+        ctx: &mut Context<Self>,
+    ) -> ResponseFuture<Result<T, RequestError>> {
         let _span = self.span.clone().entered();
         let (tx, rx) = oneshot::channel();
         let address = self.address.clone();
         if self.terminated {
-            let _ = tx.send(Err(CallError::Connection(address.clone(), "closed".into())));
+            let _ = tx.send(Err(RequestError::Connection(
+                address.clone(),
+                "closed".into(),
+            )));
         } else {
-            self.calls.push_back(PendingCall {
-                request: msg.0,
-                reply: tx,
-            });
+            self.requests.push_back(request(tx));
             self.pump(ctx);
         }
         Box::pin(async move {
             rx.await.unwrap_or_else(|_| {
-                Err(CallError::Connection(
+                Err(RequestError::Connection(
                     address,
                     "connection actor stopped".into(),
                 ))
             })
         })
+    }
+}
+
+impl Handler<GetMetadata> for Connection {
+    type Result = ResponseFuture<Result<MetadataResponse, RequestError>>;
+
+    fn handle(&mut self, msg: GetMetadata, ctx: &mut Context<Self>) -> Self::Result {
+        self.enqueue(
+            |reply| PendingRequest::Metadata {
+                request: msg.0,
+                reply,
+            },
+            ctx,
+        )
+    }
+}
+
+impl Handler<InitProducerId> for Connection {
+    type Result = ResponseFuture<Result<InitProducerIdResponse, RequestError>>;
+
+    fn handle(&mut self, msg: InitProducerId, ctx: &mut Context<Self>) -> Self::Result {
+        self.enqueue(
+            |reply| PendingRequest::InitProducerId {
+                request: msg.0,
+                reply,
+            },
+            ctx,
+        )
     }
 }
 

@@ -14,78 +14,33 @@
 //! no longer in flight (already expired, aborted, or answered) is ignored, so no record is
 //! answered twice; every path that removes a batch completes its records, so none is lost.
 
+mod decision;
+
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use herald::batch::{BatchBuilder, ProducerIds};
-use herald::{ErrorKind, KafkaCode, ProduceError, ProtocolError, RecordMetadata};
+use herald::batch::ProducerIds;
+use herald::{ErrorKind, ProduceError, ProtocolError, RecordMetadata};
 use tokio::sync::oneshot;
 
 use crate::clock::{Alarm, LingerDue};
-use crate::completion::{Completer, Completion, Outcome};
-use crate::connection::{OutgoingBatch, SendBatches};
-use crate::interceptor;
-use crate::messages::ClusterChanged;
-use crate::metadata::{self, ProducerIdState};
+use crate::cluster::ProducerIdState;
+use crate::completion::{Completer, Outcome};
+#[cfg(feature = "fault-injection")]
+use crate::fault_injection::Crash;
+use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition};
+use crate::messages::cluster::{BumpEpoch, ClusterChanged};
+use crate::messages::delivery::{BatchCompleted, BatchResult, OutgoingBatch, SendBatches};
+use crate::messages::intercept::Acknowledged;
+use crate::messages::seal::{Seal, Sealed};
+use crate::messages::Shutdown;
 use crate::metrics::Metrics;
-use crate::sealer::{Seal, Sealed};
-use crate::Shared;
-
-/// Per-record bookkeeping kept beside the encoded bytes.
-#[derive(Debug)]
-pub struct RecordSlot {
-    /// Where the outcome goes.
-    pub completion: Completion,
-    /// CreateTime of the record.
-    pub timestamp: i64,
-    /// Serialized key size, `-1` for null.
-    pub key_size: i32,
-    /// Serialized value size, `-1` for null.
-    pub value_size: i32,
-}
-
-/// A batch still accepting records (or full, waiting to be sealed).
-#[derive(Debug)]
-pub struct OpenBatch {
-    /// Per-partition id; ids grow in creation order, which is also send order.
-    pub id: u64,
-    /// The encoder.
-    pub builder: BatchBuilder,
-    /// One slot per appended record.
-    pub records: Vec<RecordSlot>,
-    /// When the first record arrived (linger and delivery timeout count from here).
-    pub created: Instant,
-    /// Bytes reserved from buffer.memory.
-    pub reserved: usize,
-}
-
-/// The part of a partition the router writes into directly (under a lock, no message).
-#[derive(Debug, Default)]
-pub struct PartitionQueue {
-    /// The batch records are appended to.
-    pub open: Option<OpenBatch>,
-    /// Batches that filled up, oldest first.
-    pub full: VecDeque<OpenBatch>,
-    /// The id the next batch gets.
-    pub next_id: u64,
-}
-
-/// Shared between the router (appends) and the accumulator (drains).
-#[derive(Debug, Default)]
-pub struct PartitionShared {
-    queue: Mutex<PartitionQueue>,
-}
-
-impl PartitionShared {
-    /// Locks the queue. A poisoned lock (a panic while holding it) is taken over: the queue's
-    /// invariants hold between statements, and losing the records would be worse.
-    pub fn lock(&self) -> MutexGuard<'_, PartitionQueue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
+use crate::shared::Shared;
+use decision::{classify, Attempt, Cause, Decision, State};
 
 /// A closed batch: its bytes are final (until an epoch bump restamps them).
 #[derive(Debug)]
@@ -125,78 +80,36 @@ impl SealedBatch {
     }
 }
 
+/// The producer identity batches must carry now.
+#[derive(Debug)]
+enum Identity {
+    /// Idempotence is off: batches carry no producer id.
+    Off,
+    /// This producer id and epoch.
+    Ready { producer_id: i64, epoch: i16 },
+    /// Not known yet (InitProducerId is under way).
+    Pending,
+    /// The broker refused a producer id for good.
+    Failed(Arc<str>),
+}
+
 /// What an open batch keeps besides its builder: id, record slots, creation time, reserved
 /// memory.
 type OpenBatchParts = (u64, Vec<RecordSlot>, Instant, usize);
-
-/// How a connection answered for one batch.
-#[derive(Debug, Clone)]
-pub enum BatchResult {
-    /// The broker wrote it.
-    Written {
-        /// Offset of the first record (`-1` with acks=0).
-        base_offset: i64,
-        /// LogAppendTime, or `-1` for CreateTime topics.
-        log_append_time: i64,
-    },
-    /// The broker answered with an error.
-    Broker {
-        /// The error.
-        code: KafkaCode,
-        /// The broker's message, if any.
-        message: Option<String>,
-    },
-    /// Sent, but the connection died before the answer: it may or may not be written.
-    Lost(String),
-    /// Never left this client.
-    NotSent(String),
-}
-
-/// Connection → accumulator: the result for one batch.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct BatchCompleted {
-    /// The batch.
-    pub batch_id: u64,
-    /// What happened.
-    pub result: BatchResult,
-}
 
 /// How long before a linger deadline the accumulator hands the wait from tokio's timer (which
 /// fires up to about 2 ms late) to the clock thread.
 const LINGER_LEAD: Duration = Duration::from_millis(3);
 
-/// Router → accumulator: a new batch was started (arm the linger timer).
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct BatchStarted;
-
-/// Router → accumulator: a batch filled up; send it without waiting for linger.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct BatchFilled;
-
-/// Router → accumulator: resolve when every batch that exists now is complete.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Flush;
-
-/// Router → accumulator: fail everything not yet acknowledged with `Aborted` and stop.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub struct Abort;
-
-#[cfg(feature = "fault-injection")]
-pub use crate::messages::Crash;
-pub use crate::messages::Shutdown;
-
 /// The accumulator actor of one topic-partition.
 #[derive(Debug)]
-pub struct Accumulator {
+pub(crate) struct Accumulator {
     topic: Arc<str>,
     partition: i32,
     shared: Arc<Shared>,
     part: Arc<PartitionShared>,
+    /// The interceptor chain, if interceptors are configured: every outcome goes there too.
+    acknowledged: Option<Recipient<Acknowledged>>,
     /// Sealed batches waiting for a leader or a retry, in id order.
     ready: VecDeque<SealedBatch>,
     /// Handed to a connection, in id order.
@@ -217,17 +130,19 @@ pub struct Accumulator {
 
 impl Accumulator {
     /// An accumulator for `topic`-`partition`, draining `part`.
-    pub fn new(
+    pub(crate) fn new(
         topic: Arc<str>,
         partition: i32,
         shared: Arc<Shared>,
         part: Arc<PartitionShared>,
+        acknowledged: Option<Recipient<Acknowledged>>,
     ) -> Self {
         Accumulator {
             topic,
             partition,
             shared,
             part,
+            acknowledged,
             ready: VecDeque::new(),
             in_flight: VecDeque::new(),
             in_flight_leader: None,
@@ -245,16 +160,15 @@ impl Accumulator {
         !self.flush_waiters.is_empty()
     }
 
-    /// The producer identity batches must carry now; `Err` while it is not known.
-    fn producer_ids(&self) -> Result<Option<(i64, i16)>, Option<Arc<str>>> {
+    /// The producer identity batches must carry now.
+    fn identity(&self) -> Identity {
         if !self.shared.config.enable_idempotence {
-            return Ok(None);
+            return Identity::Off;
         }
-        let state = self.shared.cluster.producer_state();
-        match state {
-            ProducerIdState::Ready { producer_id, epoch } => Ok(Some((producer_id, epoch))),
-            ProducerIdState::Failed(why) => Err(Some(why)),
-            _ => Err(None),
+        match self.shared.cluster.producer_state() {
+            ProducerIdState::Ready { producer_id, epoch } => Identity::Ready { producer_id, epoch },
+            ProducerIdState::Failed(why) => Identity::Failed(why),
+            ProducerIdState::NotNeeded | ProducerIdState::Pending => Identity::Pending,
         }
     }
 
@@ -263,14 +177,15 @@ impl Accumulator {
         if self.terminated {
             return;
         }
-        let ids = match self.producer_ids() {
-            Ok(ids) => ids,
-            Err(Some(why)) => {
+        let ids = match self.identity() {
+            Identity::Off => None,
+            Identity::Ready { producer_id, epoch } => Some((producer_id, epoch)),
+            Identity::Failed(why) => {
                 // Idempotence cannot work: fail everything rather than send unsequenced.
                 self.fail_all(ErrorKind::Idempotence(why));
                 return;
             }
-            Err(None) => {
+            Identity::Pending => {
                 // Wait for the producer id (ClusterChanged wakes us), but keep linger timing.
                 self.arm_timers(ctx);
                 return;
@@ -454,7 +369,7 @@ impl Accumulator {
         }
         self.in_flight_leader = Some(leader);
         if !out.is_empty() {
-            conn.do_send(SendBatches(out));
+            conn.send(SendBatches(out));
         }
     }
 
@@ -617,7 +532,7 @@ impl Accumulator {
             return;
         }
         if let Some(m) = self.shared.metadata.get() {
-            m.do_send(metadata::BumpEpoch {
+            m.bump_epoch.do_send(BumpEpoch {
                 producer_id: ids.producer_id,
                 failed_epoch: ids.producer_epoch,
             });
@@ -637,7 +552,7 @@ impl Accumulator {
         self.shared.memory.release(b.reserved);
         let m = &self.shared.metrics;
         let n = b.records.len() as u64;
-        let interceptors = self.shared.interceptors.get();
+        let interceptors = self.acknowledged.as_ref();
         let mut acks = interceptors.map(|_| Vec::with_capacity(b.records.len()));
         let mut completer = Completer::default();
         match result {
@@ -679,8 +594,8 @@ impl Accumulator {
             }
         }
         drop(completer);
-        if let (Some(addr), Some(outcomes)) = (interceptors, acks) {
-            addr.do_send(interceptor::Acknowledged { outcomes });
+        if let (Some(to), Some(outcomes)) = (interceptors, acks) {
+            to.do_send(Acknowledged { outcomes });
         }
     }
 
@@ -720,169 +635,101 @@ impl Accumulator {
         }
     }
 
+    /// An answer for a batch: decide what it means ([`classify`]), then carry it out.
     fn on_result(&mut self, id: u64, result: BatchResult, ctx: &mut Context<Self>) {
         let Some(pos) = self.in_flight.iter().position(|b| b.id == id) else {
             // Already answered (expired or aborted): the late answer changes nothing.
             tracing::debug!(topic = %self.topic, partition = self.partition, batch = id, "answer for unknown batch ignored");
             return;
         };
-        let mut b = self.in_flight.remove(pos).expect("position is valid");
-        let idempotent = b.ids.base_sequence >= 0;
-        let retry_reason: Option<(String, bool)> = match &result {
-            BatchResult::Written {
+        let b = self.in_flight.remove(pos).expect("position is valid");
+        let config = &self.shared.config;
+        let state = State {
+            topic: &self.topic,
+            partition: self.partition,
+            in_flight: &self.in_flight,
+            ready: &self.ready,
+            identity: match self.identity() {
+                Identity::Ready { producer_id, epoch } => (producer_id, epoch),
+                _ => (
+                    ProducerIds::NONE.producer_id,
+                    ProducerIds::NONE.producer_epoch,
+                ),
+            },
+            retries: config.retries,
+            delivery_timeout: config.delivery_timeout,
+            now: Instant::now(),
+        };
+        let decision = classify(&b, &result, &state);
+        match decision {
+            Decision::Complete {
                 base_offset,
                 log_append_time,
+            } => self.complete_batch(b, Ok((base_offset, log_append_time))),
+            Decision::Fail {
+                error,
+                bump_epoch,
+                cause,
             } => {
-                self.complete_batch(b, Ok((*base_offset, *log_append_time)));
-                self.after_change(ctx);
-                return;
-            }
-            BatchResult::Broker { code, .. }
-                if idempotent && *code == KafkaCode::DUPLICATE_SEQUENCE_NUMBER =>
-            {
-                // The broker already has this batch: success, offset unknown.
-                self.complete_batch(b, Ok((-1, -1)));
-                self.after_change(ctx);
-                return;
-            }
-            BatchResult::Broker { code, .. } if code.retriable() => {
-                Some((code.to_string(), code.needs_metadata_refresh()))
-            }
-            BatchResult::Broker { code, .. }
-                if idempotent
-                    && matches!(
-                        code,
-                        KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER
-                            | KafkaCode::UNKNOWN_PRODUCER_ID
-                            | KafkaCode::INVALID_PRODUCER_EPOCH
-                    ) =>
-            {
-                let earlier_pending = self
-                    .in_flight
-                    .iter()
-                    .chain(self.ready.iter())
-                    .any(|o| o.id < b.id);
-                if *code == KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER && earlier_pending {
-                    // An earlier batch of ours failed first; this one follows it on retry.
-                } else {
-                    // The broker lost or rejects our sequence state: a new epoch restarts
-                    // sequences at 0 without reordering (KIP-360). A failure under an identity
-                    // already replaced is ignored by the metadata actor.
+                if let (Cause::Refused, BatchResult::Broker { code, message }) = (cause, &result) {
+                    tracing::warn!(topic = %self.topic, partition = self.partition, %code, message = message.as_deref().unwrap_or(""), "batch failed");
+                }
+                if bump_epoch {
                     self.request_epoch_bump(b.ids);
                 }
-                let current = self.current_stamp_identity();
-                let replaced = (b.ids.producer_id, b.ids.producer_epoch)
-                    != (current.producer_id, current.producer_epoch);
-                if b.maybe_written && replaced {
-                    if *code == KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER {
-                        // The broker's sequence is below this batch's: the lost attempt was not
-                        // written, so the batch may take the new identity.
-                        b.maybe_written = false;
-                    } else {
-                        // The old identity is gone (fenced or forgotten): whether the lost
-                        // attempt was written cannot be learnt. Say so rather than risk writing
-                        // it twice.
-                        let kind = ErrorKind::Idempotence(Arc::from(format!(
-                            "outcome unknown: an attempt was lost with its connection and the \
-                             producer identity changed before it could be resolved ({code})"
-                        )));
-                        self.complete_batch(b, Err(kind));
-                        self.after_change(ctx);
-                        return;
-                    }
-                }
-                Some((code.to_string(), false))
+                self.complete_batch(b, Err(error));
             }
-            BatchResult::Broker { .. } => None,
-            BatchResult::Lost(why) | BatchResult::NotSent(why) => Some((why.clone(), true)),
-        };
-        match retry_reason {
-            Some((why, refresh)) => {
-                let expired = b.created.elapsed() >= self.delivery_timeout();
-                let attempts_left = b.attempts < self.shared.config.retries;
-                if expired || !attempts_left {
-                    let kind = match (&result, expired) {
-                        (_, true) => ErrorKind::DeliveryTimeout {
-                            timeout_ms: self.delivery_timeout().as_millis() as u64,
-                            stage: "retrying",
-                        },
-                        (BatchResult::Broker { code, .. }, false) => self.broker_error(*code),
-                        _ => ErrorKind::Broker {
-                            code: KafkaCode::NETWORK_EXCEPTION,
-                            topic: self.topic.clone(),
-                            partition: self.partition,
-                        },
-                    };
-                    if idempotent {
-                        self.request_epoch_bump(b.ids);
-                    }
-                    self.complete_batch(b, Err(kind));
-                } else {
-                    let config = &self.shared.config;
-                    let wait = crate::backoff::delay(
-                        config.retry_backoff,
-                        config.retry_backoff_max,
-                        b.attempts,
-                    );
-                    b.attempts += 1;
-                    b.retry_at = Some(Instant::now() + wait);
-                    Metrics::add(
-                        &self.shared.metrics.record_retry_total,
-                        b.records.len() as u64,
-                    );
-                    if matches!(result, BatchResult::Lost(_)) {
-                        let m = &self.shared.metrics.record_resend_unknown_total;
-                        Metrics::add(m, b.records.len() as u64);
-                        b.maybe_written = idempotent;
-                    }
-                    tracing::debug!(topic = %self.topic, partition = self.partition, batch = b.id, attempt = b.attempts, reason = %why, "retrying batch");
-                    if refresh {
-                        self.shared.request_metadata_refresh();
-                    }
-                    // Back to the head: ready is kept in id order, so the retry goes before any
-                    // batch created after it.
-                    let at = self
-                        .ready
-                        .iter()
-                        .position(|o| o.id > b.id)
-                        .unwrap_or(self.ready.len());
-                    self.ready.insert(at, b);
-                }
-            }
-            None => {
-                let BatchResult::Broker { code, message } = &result else {
-                    unreachable!("only broker errors are not retried")
-                };
-                tracing::warn!(topic = %self.topic, partition = self.partition, %code, message = message.as_deref().unwrap_or(""), "batch failed");
-                if idempotent {
+            Decision::Retry {
+                reason,
+                refresh_metadata,
+                bump_epoch,
+                attempt,
+            } => {
+                if bump_epoch {
                     self.request_epoch_bump(b.ids);
                 }
-                let kind = self.broker_error(*code);
-                self.complete_batch(b, Err(kind));
+                self.retry(b, &reason, refresh_metadata, attempt);
             }
         }
         self.after_change(ctx);
     }
 
-    /// The producer id and epoch new batches would be stamped with now, as `ProducerIds`
-    /// with the batch's own sequence ignored (compared on id and epoch only).
-    fn current_stamp_identity(&self) -> ProducerIds {
-        match self.producer_ids() {
-            Ok(Some((producer_id, producer_epoch))) => ProducerIds {
-                producer_id,
-                producer_epoch,
-                base_sequence: -1,
-            },
-            _ => ProducerIds::NONE,
+    /// Puts a batch back into `ready` to go again once its backoff has passed.
+    fn retry(
+        &mut self,
+        mut b: SealedBatch,
+        reason: &str,
+        refresh_metadata: bool,
+        attempt: Attempt,
+    ) {
+        let config = &self.shared.config;
+        let wait =
+            crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts);
+        b.attempts += 1;
+        b.retry_at = Some(Instant::now() + wait);
+        let records = b.records.len() as u64;
+        Metrics::add(&self.shared.metrics.record_retry_total, records);
+        match attempt {
+            Attempt::Unchanged => {}
+            Attempt::Lost => {
+                Metrics::add(&self.shared.metrics.record_resend_unknown_total, records);
+                // Only a deduplicating (idempotent) send can be resolved later.
+                b.maybe_written = b.ids.base_sequence >= 0;
+            }
+            Attempt::NotWritten => b.maybe_written = false,
         }
-    }
-
-    fn broker_error(&self, code: KafkaCode) -> ErrorKind {
-        ErrorKind::Broker {
-            code,
-            topic: self.topic.clone(),
-            partition: self.partition,
+        tracing::debug!(topic = %self.topic, partition = self.partition, batch = b.id, attempt = b.attempts, %reason, "retrying batch");
+        if refresh_metadata {
+            self.shared.request_metadata_refresh();
         }
+        // Back to the head: ready is kept in id order, so the retry goes before any batch
+        // created after it.
+        let at = self
+            .ready
+            .iter()
+            .position(|o| o.id > b.id)
+            .unwrap_or(self.ready.len());
+        self.ready.insert(at, b);
     }
 
     fn after_change(&mut self, ctx: &mut Context<Self>) {
@@ -968,10 +815,10 @@ impl Handler<ClusterChanged> for Accumulator {
     }
 }
 
-impl Handler<Flush> for Accumulator {
+impl Handler<FlushPartition> for Accumulator {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: FlushPartition, ctx: &mut Context<Self>) -> Self::Result {
         let target = self.part.lock().next_id.saturating_sub(1);
         let (tx, rx) = oneshot::channel();
         self.flush_waiters.push((target, tx));

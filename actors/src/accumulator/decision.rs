@@ -1,0 +1,503 @@
+//! What an answer for a batch means. [`classify`] is a pure function of the batch, the answer
+//! and the partition's state; the accumulator carries its [`Decision`] out in a second step
+//! (`Accumulator::on_result`). Every class of answer is decided here and tested below.
+//!
+//! The rules, as Java's `Sender` and `TransactionManager` keep them for an idempotent
+//! producer (KIP-98, KIP-360):
+//! - written, or `DUPLICATE_SEQUENCE_NUMBER` under idempotence: done;
+//! - a retriable broker error, or an attempt lost with its connection or never sent: retry
+//!   while retries and the delivery timeout allow;
+//! - `OUT_OF_ORDER_SEQUENCE_NUMBER`, `UNKNOWN_PRODUCER_ID`, `INVALID_PRODUCER_EPOCH` under
+//!   idempotence: a new epoch, then retry (unless an earlier batch failed first, which the
+//!   bump already repairs); an attempt that may have been written under an identity that is
+//!   gone cannot be resolved and fails with "outcome unknown";
+//! - any other broker error: fail.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald::{ErrorKind, KafkaCode};
+
+use super::SealedBatch;
+use crate::messages::delivery::BatchResult;
+
+/// What the accumulator knows besides the batch and its answer.
+#[derive(Debug)]
+pub(super) struct State<'a> {
+    pub(super) topic: &'a Arc<str>,
+    pub(super) partition: i32,
+    /// The partition's other batches handed to a connection.
+    pub(super) in_flight: &'a VecDeque<SealedBatch>,
+    /// The partition's batches waiting to be sent.
+    pub(super) ready: &'a VecDeque<SealedBatch>,
+    /// Producer id and epoch new batches would be stamped with now; `(-1, -1)` when none.
+    pub(super) identity: (i64, i16),
+    /// `retries`.
+    pub(super) retries: u32,
+    /// `delivery.timeout.ms`.
+    pub(super) delivery_timeout: Duration,
+    pub(super) now: Instant,
+}
+
+impl State<'_> {
+    /// Whether a batch older than `id` is still unresolved.
+    fn earlier_pending(&self, id: u64) -> bool {
+        self.in_flight
+            .iter()
+            .chain(self.ready.iter())
+            .any(|o| o.id < id)
+    }
+
+    fn broker_error(&self, code: KafkaCode) -> ErrorKind {
+        ErrorKind::Broker {
+            code,
+            topic: self.topic.clone(),
+            partition: self.partition,
+        }
+    }
+}
+
+/// What to do with an answered batch.
+#[derive(Debug, PartialEq)]
+pub(super) enum Decision {
+    /// The broker has the batch: complete its records (offsets from `base_offset`; `-1`
+    /// when unknown).
+    Complete {
+        base_offset: i64,
+        log_append_time: i64,
+    },
+    /// Send the batch again after a backoff.
+    Retry {
+        /// Why, for the log.
+        reason: String,
+        /// Leadership may have moved: ask for fresh metadata.
+        refresh_metadata: bool,
+        /// The broker lost or rejects the producer's sequence state: ask for a new epoch.
+        bump_epoch: bool,
+        /// What the failed attempt says about whether the broker holds the batch.
+        attempt: Attempt,
+    },
+    /// Fail the batch's records with `error`.
+    Fail {
+        error: ErrorKind,
+        /// Ask for a new epoch: the failed batch leaves a gap in the partition's sequence.
+        bump_epoch: bool,
+        cause: Cause,
+    },
+}
+
+/// What a failed attempt says about whether the broker may already hold the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Attempt {
+    /// Nothing new.
+    Unchanged,
+    /// Lost with its connection: the broker may have written it.
+    Lost,
+    /// The broker's sequence is below the batch's: an earlier lost attempt was not written,
+    /// so the batch may take a new identity.
+    NotWritten,
+}
+
+/// Why a batch fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cause {
+    /// The broker refused it with an error that no retry fixes.
+    Refused,
+    /// Retries ran out, or the delivery timeout passed, while retrying.
+    GaveUp,
+    /// An attempt was lost and the identity it went under is gone: whether it was written
+    /// cannot be learnt.
+    OutcomeUnknown,
+}
+
+/// Decides what `answer` means for `batch`.
+pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<'_>) -> Decision {
+    let idempotent = batch.ids.base_sequence >= 0;
+    let (reason, refresh_metadata, bump_epoch, attempt) = match answer {
+        BatchResult::Written {
+            base_offset,
+            log_append_time,
+        } => {
+            return Decision::Complete {
+                base_offset: *base_offset,
+                log_append_time: *log_append_time,
+            }
+        }
+        BatchResult::Broker { code, .. }
+            if idempotent && *code == KafkaCode::DUPLICATE_SEQUENCE_NUMBER =>
+        {
+            // The broker already has this batch: success, offset unknown.
+            return Decision::Complete {
+                base_offset: -1,
+                log_append_time: -1,
+            };
+        }
+        BatchResult::Broker { code, .. } if code.retriable() => (
+            code.to_string(),
+            code.needs_metadata_refresh(),
+            false,
+            Attempt::Unchanged,
+        ),
+        BatchResult::Broker { code, .. }
+            if idempotent
+                && matches!(
+                    code,
+                    KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                        | KafkaCode::UNKNOWN_PRODUCER_ID
+                        | KafkaCode::INVALID_PRODUCER_EPOCH
+                ) =>
+        {
+            let out_of_order = *code == KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER;
+            // An earlier batch of ours failed first: this one follows it on retry. Otherwise
+            // the broker lost or rejects our sequence state: a new epoch restarts sequences
+            // at 0 without reordering (KIP-360). A failure under an identity already replaced
+            // is ignored by the metadata actor.
+            let bump_epoch = !(out_of_order && state.earlier_pending(batch.id));
+            let replaced = (batch.ids.producer_id, batch.ids.producer_epoch) != state.identity;
+            let mut attempt = Attempt::Unchanged;
+            if batch.maybe_written && replaced {
+                if !out_of_order {
+                    // The old identity is gone (fenced or forgotten): whether the lost attempt
+                    // was written cannot be learnt. Say so rather than risk writing it twice.
+                    let error = ErrorKind::Idempotence(Arc::from(format!(
+                        "outcome unknown: an attempt was lost with its connection and the \
+                         producer identity changed before it could be resolved ({code})"
+                    )));
+                    return Decision::Fail {
+                        error,
+                        bump_epoch,
+                        cause: Cause::OutcomeUnknown,
+                    };
+                }
+                // The broker's sequence is below this batch's: the lost attempt was not
+                // written, so the batch may take the new identity.
+                attempt = Attempt::NotWritten;
+            }
+            (code.to_string(), false, bump_epoch, attempt)
+        }
+        BatchResult::Broker { code, .. } => {
+            return Decision::Fail {
+                error: state.broker_error(*code),
+                bump_epoch: idempotent,
+                cause: Cause::Refused,
+            }
+        }
+        BatchResult::Lost(why) => (why.clone(), true, false, Attempt::Lost),
+        BatchResult::NotSent(why) => (why.clone(), true, false, Attempt::Unchanged),
+    };
+    let expired = state.now.saturating_duration_since(batch.created) >= state.delivery_timeout;
+    if expired || batch.attempts >= state.retries {
+        let error = match answer {
+            _ if expired => ErrorKind::DeliveryTimeout {
+                timeout_ms: state.delivery_timeout.as_millis() as u64,
+                stage: "retrying",
+            },
+            BatchResult::Broker { code, .. } => state.broker_error(*code),
+            _ => state.broker_error(KafkaCode::NETWORK_EXCEPTION),
+        };
+        return Decision::Fail {
+            error,
+            bump_epoch: bump_epoch || idempotent,
+            cause: Cause::GaveUp,
+        };
+    }
+    Decision::Retry {
+        reason,
+        refresh_metadata,
+        bump_epoch,
+        attempt,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use herald::batch::ProducerIds;
+
+    use super::*;
+
+    const PID: i64 = 7;
+    const EPOCH: i16 = 3;
+    const TIMEOUT: Duration = Duration::from_secs(120);
+
+    fn batch(id: u64, ids: ProducerIds) -> SealedBatch {
+        SealedBatch::new((id, Vec::new(), Instant::now(), 0), Bytes::new(), ids)
+    }
+
+    fn idempotent(id: u64) -> SealedBatch {
+        batch(
+            id,
+            ProducerIds {
+                producer_id: PID,
+                producer_epoch: EPOCH,
+                base_sequence: 10,
+            },
+        )
+    }
+
+    fn plain(id: u64) -> SealedBatch {
+        batch(id, ProducerIds::NONE)
+    }
+
+    /// Decides with no other batch pending, the batch's own identity current, retries left.
+    fn decide(b: &SealedBatch, answer: BatchResult) -> Decision {
+        decide_with(b, answer, &VecDeque::new(), (PID, EPOCH), 5)
+    }
+
+    fn decide_with(
+        b: &SealedBatch,
+        answer: BatchResult,
+        pending: &VecDeque<SealedBatch>,
+        identity: (i64, i16),
+        retries: u32,
+    ) -> Decision {
+        let topic: Arc<str> = Arc::from("t");
+        let empty = VecDeque::new();
+        let state = State {
+            topic: &topic,
+            partition: 2,
+            in_flight: pending,
+            ready: &empty,
+            identity,
+            retries,
+            delivery_timeout: TIMEOUT,
+            now: Instant::now(),
+        };
+        classify(b, &answer, &state)
+    }
+
+    fn broker(code: KafkaCode) -> BatchResult {
+        BatchResult::Broker {
+            code,
+            message: None,
+        }
+    }
+
+    fn broker_error(code: KafkaCode) -> ErrorKind {
+        ErrorKind::Broker {
+            code,
+            topic: Arc::from("t"),
+            partition: 2,
+        }
+    }
+
+    fn retry(reason: String, refresh: bool, bump: bool, attempt: Attempt) -> Decision {
+        Decision::Retry {
+            reason,
+            refresh_metadata: refresh,
+            bump_epoch: bump,
+            attempt,
+        }
+    }
+
+    #[test]
+    fn written_completes_with_the_offsets() {
+        let answer = BatchResult::Written {
+            base_offset: 42,
+            log_append_time: 1000,
+        };
+        let expected = Decision::Complete {
+            base_offset: 42,
+            log_append_time: 1000,
+        };
+        assert_eq!(decide(&idempotent(1), answer.clone()), expected);
+        assert_eq!(decide(&plain(1), answer), expected);
+    }
+
+    #[test]
+    fn duplicate_sequence_is_success_only_under_idempotence() {
+        let dup = broker(KafkaCode::DUPLICATE_SEQUENCE_NUMBER);
+        assert_eq!(
+            decide(&idempotent(1), dup.clone()),
+            Decision::Complete {
+                base_offset: -1,
+                log_append_time: -1
+            }
+        );
+        assert_eq!(
+            decide(&plain(1), dup),
+            Decision::Fail {
+                error: broker_error(KafkaCode::DUPLICATE_SEQUENCE_NUMBER),
+                bump_epoch: false,
+                cause: Cause::Refused,
+            }
+        );
+    }
+
+    #[test]
+    fn retriable_broker_errors_retry_and_refresh_metadata_when_leadership_moved() {
+        let code = KafkaCode::NOT_LEADER_OR_FOLLOWER;
+        assert_eq!(
+            decide(&idempotent(1), broker(code)),
+            retry(code.to_string(), true, false, Attempt::Unchanged)
+        );
+        let code = KafkaCode::REQUEST_TIMED_OUT;
+        assert_eq!(
+            decide(&plain(1), broker(code)),
+            retry(code.to_string(), false, false, Attempt::Unchanged)
+        );
+    }
+
+    #[test]
+    fn retries_exhausted_fail_with_the_last_error_and_bump_under_idempotence() {
+        let code = KafkaCode::NOT_LEADER_OR_FOLLOWER;
+        let mut b = idempotent(1);
+        b.attempts = 3;
+        assert_eq!(
+            decide_with(&b, broker(code), &VecDeque::new(), (PID, EPOCH), 3),
+            Decision::Fail {
+                error: broker_error(code),
+                bump_epoch: true,
+                cause: Cause::GaveUp,
+            }
+        );
+        let mut b = plain(1);
+        b.attempts = 3;
+        let lost = BatchResult::Lost("connection reset".into());
+        assert_eq!(
+            decide_with(&b, lost, &VecDeque::new(), (PID, EPOCH), 3),
+            Decision::Fail {
+                error: broker_error(KafkaCode::NETWORK_EXCEPTION),
+                bump_epoch: false,
+                cause: Cause::GaveUp,
+            }
+        );
+    }
+
+    #[test]
+    fn delivery_timeout_while_retrying_fails_the_batch() {
+        let mut b = plain(1);
+        b.created = Instant::now() - TIMEOUT;
+        assert_eq!(
+            decide(&b, BatchResult::NotSent("not connected".into())),
+            Decision::Fail {
+                error: ErrorKind::DeliveryTimeout {
+                    timeout_ms: TIMEOUT.as_millis() as u64,
+                    stage: "retrying",
+                },
+                bump_epoch: false,
+                cause: Cause::GaveUp,
+            }
+        );
+    }
+
+    #[test]
+    fn lost_and_not_sent_retry_with_a_metadata_refresh() {
+        assert_eq!(
+            decide(&idempotent(1), BatchResult::Lost("reset".into())),
+            retry("reset".into(), true, false, Attempt::Lost)
+        );
+        assert_eq!(
+            decide(&plain(1), BatchResult::NotSent("closed".into())),
+            retry("closed".into(), true, false, Attempt::Unchanged)
+        );
+    }
+
+    #[test]
+    fn sequence_state_errors_bump_the_epoch_and_retry() {
+        for code in [
+            KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            KafkaCode::UNKNOWN_PRODUCER_ID,
+            KafkaCode::INVALID_PRODUCER_EPOCH,
+        ] {
+            assert_eq!(
+                decide(&idempotent(1), broker(code)),
+                retry(code.to_string(), false, true, Attempt::Unchanged),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn out_of_order_behind_an_earlier_pending_batch_follows_it_without_a_bump() {
+        let code = KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER;
+        let earlier: VecDeque<_> = [idempotent(1)].into();
+        assert_eq!(
+            decide_with(&idempotent(2), broker(code), &earlier, (PID, EPOCH), 5),
+            retry(code.to_string(), false, false, Attempt::Unchanged)
+        );
+        // A younger pending batch does not hold the bump back.
+        let later: VecDeque<_> = [idempotent(3)].into();
+        assert_eq!(
+            decide_with(&idempotent(2), broker(code), &later, (PID, EPOCH), 5),
+            retry(code.to_string(), false, true, Attempt::Unchanged)
+        );
+        // Other sequence errors bump regardless.
+        let code = KafkaCode::UNKNOWN_PRODUCER_ID;
+        assert_eq!(
+            decide_with(&idempotent(2), broker(code), &earlier, (PID, EPOCH), 5),
+            retry(code.to_string(), false, true, Attempt::Unchanged)
+        );
+    }
+
+    #[test]
+    fn a_maybe_written_batch_under_a_replaced_identity() {
+        let mut b = idempotent(1);
+        b.maybe_written = true;
+        let new_identity = (PID, EPOCH + 1);
+        let none = VecDeque::new();
+        // Out of order: the broker's sequence shows the lost attempt was not written.
+        let code = KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER;
+        assert_eq!(
+            decide_with(&b, broker(code), &none, new_identity, 5),
+            retry(code.to_string(), false, true, Attempt::NotWritten)
+        );
+        // Fenced or forgotten: the outcome cannot be learnt.
+        for code in [
+            KafkaCode::UNKNOWN_PRODUCER_ID,
+            KafkaCode::INVALID_PRODUCER_EPOCH,
+        ] {
+            let Decision::Fail {
+                error: ErrorKind::Idempotence(why),
+                bump_epoch: true,
+                cause: Cause::OutcomeUnknown,
+            } = decide_with(&b, broker(code), &none, new_identity, 5)
+            else {
+                panic!("{code}: not an outcome-unknown failure");
+            };
+            assert!(why.starts_with("outcome unknown"), "{why}");
+        }
+        // Under its own (current) identity it is simply retried.
+        let code = KafkaCode::UNKNOWN_PRODUCER_ID;
+        assert_eq!(
+            decide_with(&b, broker(code), &none, (PID, EPOCH), 5),
+            retry(code.to_string(), false, true, Attempt::Unchanged)
+        );
+    }
+
+    #[test]
+    fn sequence_errors_without_idempotence_are_refusals() {
+        let code = KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER;
+        assert_eq!(
+            decide(&plain(1), broker(code)),
+            Decision::Fail {
+                error: broker_error(code),
+                bump_epoch: false,
+                cause: Cause::Refused,
+            }
+        );
+    }
+
+    #[test]
+    fn other_broker_errors_fail_and_bump_under_idempotence() {
+        for code in [KafkaCode::MESSAGE_TOO_LARGE, KafkaCode::CORRUPT_MESSAGE] {
+            assert_eq!(
+                decide(&idempotent(1), broker(code)),
+                Decision::Fail {
+                    error: broker_error(code),
+                    bump_epoch: true,
+                    cause: Cause::Refused,
+                }
+            );
+            assert_eq!(
+                decide(&plain(1), broker(code)),
+                Decision::Fail {
+                    error: broker_error(code),
+                    bump_epoch: false,
+                    cause: Cause::Refused,
+                }
+            );
+        }
+    }
+}

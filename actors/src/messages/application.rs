@@ -1,0 +1,176 @@
+//! Application → router: the messages an application sends to a producer's router, and the
+//! only messages of the crate that are public.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use herald::serializer::Serializer;
+use herald::{ErrorKind, Header, ProduceError, ProducerRecord};
+
+use crate::completion::{Delivered, Notifier, Outcome};
+use crate::metrics::MetricsSnapshot;
+
+/// Application → router: produce one record. Resolves to its outcome once acknowledged per
+/// `acks`; with [`Produce::reply_to`] the outcome goes to that mailbox instead.
+#[derive(Debug)]
+pub struct Produce {
+    pub(crate) record: ProducerRecord,
+    pub(crate) reply_to: ReplyTo,
+    pub(crate) tag: u64,
+}
+
+/// Where a `Produce` outcome goes besides the `send()` reply.
+#[derive(Debug)]
+pub(crate) enum ReplyTo {
+    /// The reply to `send()` (nothing with `do_send`).
+    Reply,
+    /// A [`Delivered`] message.
+    Recipient(Recipient<Delivered>),
+    /// Part of a [`Deliveries`](crate::Deliveries) message.
+    Notifier(Notifier),
+}
+
+impl Message for Produce {
+    type Result = Outcome;
+}
+
+impl Produce {
+    /// A record for `topic` with null key and value.
+    pub fn new(topic: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Produce::from_record(ProducerRecord::new(topic))
+    }
+
+    /// Wraps a record built elsewhere.
+    pub fn from_record(record: ProducerRecord) -> Self {
+        Produce {
+            record,
+            reply_to: ReplyTo::Reply,
+            tag: 0,
+        }
+    }
+
+    /// Sets the serialized key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Self {
+        self.record.key = Some(key.into());
+        self
+    }
+
+    /// Sets the serialized value.
+    pub fn value(mut self, value: impl Into<Bytes>) -> Self {
+        self.record.value = Some(value.into());
+        self
+    }
+
+    /// Serializes and sets the key.
+    pub fn key_with<T: ?Sized, S: Serializer<T>>(
+        mut self,
+        serializer: &S,
+        key: &T,
+    ) -> Result<Self, ProduceError> {
+        self.record.key = self.serialize(serializer, key)?;
+        Ok(self)
+    }
+
+    /// Serializes and sets the value.
+    pub fn value_with<T: ?Sized, S: Serializer<T>>(
+        mut self,
+        serializer: &S,
+        value: &T,
+    ) -> Result<Self, ProduceError> {
+        self.record.value = self.serialize(serializer, value)?;
+        Ok(self)
+    }
+
+    fn serialize<T: ?Sized, S: Serializer<T>>(
+        &self,
+        s: &S,
+        data: &T,
+    ) -> Result<Option<Bytes>, ProduceError> {
+        s.serialize(&self.record.topic, data).map_err(|e| {
+            ProduceError::refused(
+                ErrorKind::Serialization(Arc::from(e.to_string())),
+                self.record.clone(),
+            )
+        })
+    }
+
+    /// Adds a header.
+    pub fn header(
+        mut self,
+        key: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<Bytes>,
+    ) -> Self {
+        self.record.headers.push(Header::new(key, value));
+        self
+    }
+
+    /// Sends to this partition instead of asking the partitioner.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.record.partition = Some(partition);
+        self
+    }
+
+    /// Sets the CreateTime (milliseconds since the epoch); default is when the router accepts it.
+    pub fn timestamp(mut self, millis: i64) -> Self {
+        self.record.timestamp = Some(millis);
+        self
+    }
+
+    /// Delivers the outcome as a [`Delivered`] message to `recipient` (use with `do_send`).
+    pub fn reply_to(mut self, recipient: Recipient<Delivered>) -> Self {
+        self.reply_to = ReplyTo::Recipient(recipient);
+        self
+    }
+
+    /// Delivers the outcome inside a [`Deliveries`](crate::Deliveries) message to `notifier`, together with the
+    /// outcomes of the other records of its batch that name the same notifier (use with
+    /// `do_send`). The cheapest per-record path: one message per batch instead of one per
+    /// record, and a clone of the notifier costs no allocation.
+    pub fn notify(mut self, notifier: Notifier) -> Self {
+        self.reply_to = ReplyTo::Notifier(notifier);
+        self
+    }
+
+    /// A caller's tag echoed in [`Delivered::tag`].
+    pub fn tag(mut self, tag: u64) -> Self {
+        self.tag = tag;
+        self
+    }
+
+    /// The record.
+    pub fn record(&self) -> &ProducerRecord {
+        &self.record
+    }
+}
+
+/// Application → router: many records at once; resolves when every one has its outcome, in
+/// the order given. Cheaper than one `Produce` each: one message for all of them.
+#[derive(Debug)]
+pub struct ProduceBatch(pub Vec<Produce>);
+
+impl Message for ProduceBatch {
+    type Result = Vec<Outcome>;
+}
+
+/// Application → router: resolves when every record sent before it has its outcome.
+/// (Not the accumulators' `FlushPartition`, which the router sends each of them then.)
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Flush;
+
+/// Application → router: refuse new records, flush for at most `timeout`, then fail whatever
+/// is still unacknowledged with `Aborted` and stop the producer's actors. `Duration::ZERO`
+/// aborts at once. Resolves to `true` when everything was flushed.
+#[derive(Debug, Message)]
+#[rtype(result = "bool")]
+pub struct Close {
+    /// How long to flush before aborting.
+    pub timeout: Duration,
+}
+
+/// Application → router: a snapshot of the producer's metrics.
+#[derive(Debug, Message)]
+#[rtype(result = "MetricsSnapshot")]
+pub struct GetMetrics;

@@ -1,0 +1,45 @@
+//! Metadata ↔ everyone: the published cluster view changed, and requests to refresh it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use herald::KafkaCode;
+
+/// Metadata → router and accumulators (every subscriber): the cluster view was refreshed
+/// (leaders may have moved, topics appeared, the producer id arrived). Carries the topics
+/// that failed for good.
+#[derive(Debug, Clone, Default, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ClusterChanged {
+    /// Topics whose metadata request failed with an error that waiting will not fix.
+    pub(crate) errors: Arc<HashMap<Arc<str>, KafkaCode>>,
+}
+
+/// Producer (for the router) and router (for each accumulator) → metadata: send
+/// `ClusterChanged` to this recipient after every refresh.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Subscribe(pub(crate) Recipient<ClusterChanged>);
+
+/// Router → metadata: these topics are wanted; fetch them now.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct AddTopics(pub(crate) Vec<Arc<str>>);
+
+/// Accumulator or connection → metadata: leadership looks stale; refresh soon (coalesced).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Refresh;
+
+/// Accumulator → metadata: the broker rejected our producer id or sequence in a way that
+/// needs a new epoch (KIP-360); obtain one.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct BumpEpoch {
+    /// The producer id the caller saw fail.
+    pub(crate) producer_id: i64,
+    /// The epoch the caller saw fail. A failure under an identity the producer has already
+    /// replaced (another id, or an older epoch) bumps nothing.
+    pub(crate) failed_epoch: i16,
+}

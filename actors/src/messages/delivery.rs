@@ -1,0 +1,73 @@
+//! Accumulator ↔ connection: sealed batches out to the leader's connection, and exactly one
+//! [`BatchCompleted`] back for every batch handed over.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use bytes::Bytes;
+use herald::KafkaCode;
+
+/// A closed batch on its way to the broker.
+#[derive(Debug, Clone)]
+pub(crate) struct OutgoingBatch {
+    /// Topic of the batch.
+    pub(crate) topic: Arc<str>,
+    /// Partition of the batch.
+    pub(crate) partition: i32,
+    /// The accumulator's id for the batch.
+    pub(crate) batch_id: u64,
+    /// The encoded record batch.
+    pub(crate) records: Bytes,
+    /// Records in the batch (for metrics).
+    pub(crate) record_count: u32,
+    /// Where the result goes.
+    pub(crate) reply: Recipient<BatchCompleted>,
+}
+
+impl OutgoingBatch {
+    /// Answers for this batch.
+    pub(crate) fn answer(&self, result: BatchResult) {
+        self.reply.do_send(BatchCompleted {
+            batch_id: self.batch_id,
+            result,
+        });
+    }
+}
+
+/// Accumulator → connection: batches ready for this broker, in the order they must be sent.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct SendBatches(pub(crate) Vec<OutgoingBatch>);
+
+/// How a connection answered for one batch.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum BatchResult {
+    /// The broker wrote it.
+    Written {
+        /// Offset of the first record (`-1` with acks=0).
+        base_offset: i64,
+        /// LogAppendTime, or `-1` for CreateTime topics.
+        log_append_time: i64,
+    },
+    /// The broker answered with an error.
+    Broker {
+        /// The error.
+        code: KafkaCode,
+        /// The broker's message, if any.
+        message: Option<String>,
+    },
+    /// Sent, but the connection died before the answer: it may or may not be written.
+    Lost(String),
+    /// Never left this client.
+    NotSent(String),
+}
+
+/// Connection → accumulator: the result for one batch.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct BatchCompleted {
+    /// The batch.
+    pub(crate) batch_id: u64,
+    /// What happened.
+    pub(crate) result: BatchResult,
+}

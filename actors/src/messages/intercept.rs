@@ -1,0 +1,31 @@
+//! Router ↔ interceptor chain, and accumulator → interceptor chain: records on their way to
+//! partitioning, and outcomes on their way back.
+
+use actix::prelude::*;
+use herald::ProducerRecord;
+
+use crate::completion::{Completion, Outcome};
+
+/// Router → interceptor chain: run `on_send` for one record, then hand it back for routing.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct OnSend {
+    pub(crate) record: ProducerRecord,
+    pub(crate) completion: Completion,
+}
+
+/// Interceptor chain → router: a record after the interceptors' `on_send`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Route {
+    pub(crate) record: ProducerRecord,
+    pub(crate) completion: Completion,
+}
+
+/// Accumulator → interceptor chain: the outcomes of one batch, for `on_acknowledgement`.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Acknowledged {
+    /// One outcome per record of the batch.
+    pub(crate) outcomes: Vec<Outcome>,
+}

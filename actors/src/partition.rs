@@ -1,0 +1,64 @@
+//! A partition's queue of open and full batches: the one piece of state the router and the
+//! partition's accumulator share. The router appends records under its lock (no message per
+//! record); the accumulator drains full batches and seals them.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use herald::batch::BatchBuilder;
+
+use crate::completion::Completion;
+
+/// Per-record bookkeeping kept beside the encoded bytes.
+#[derive(Debug)]
+pub(crate) struct RecordSlot {
+    /// Where the outcome goes.
+    pub(crate) completion: Completion,
+    /// CreateTime of the record.
+    pub(crate) timestamp: i64,
+    /// Serialized key size, `-1` for null.
+    pub(crate) key_size: i32,
+    /// Serialized value size, `-1` for null.
+    pub(crate) value_size: i32,
+}
+
+/// A batch still accepting records (or full, waiting to be sealed).
+#[derive(Debug)]
+pub(crate) struct OpenBatch {
+    /// Per-partition id; ids grow in creation order, which is also send order.
+    pub(crate) id: u64,
+    /// The encoder.
+    pub(crate) builder: BatchBuilder,
+    /// One slot per appended record.
+    pub(crate) records: Vec<RecordSlot>,
+    /// When the first record arrived (linger and delivery timeout count from here).
+    pub(crate) created: Instant,
+    /// Bytes reserved from buffer.memory.
+    pub(crate) reserved: usize,
+}
+
+/// The part of a partition the router writes into directly (under a lock, no message).
+#[derive(Debug, Default)]
+pub(crate) struct PartitionQueue {
+    /// The batch records are appended to.
+    pub(crate) open: Option<OpenBatch>,
+    /// Batches that filled up, oldest first.
+    pub(crate) full: VecDeque<OpenBatch>,
+    /// The id the next batch gets.
+    pub(crate) next_id: u64,
+}
+
+/// Shared between the router (appends) and the accumulator (drains).
+#[derive(Debug, Default)]
+pub(crate) struct PartitionShared {
+    queue: Mutex<PartitionQueue>,
+}
+
+impl PartitionShared {
+    /// Locks the queue. A poisoned lock (a panic while holding it) is taken over: the queue's
+    /// invariants hold between statements, and losing the records would be worse.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, PartitionQueue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

@@ -1,0 +1,263 @@
+//! The producer: [`Producer`] and [`ProducerBuilder`], which start a producer's actors and
+//! wire them together. The only module that starts the router, the metadata actor and the
+//! sealer (the router starts accumulators and the interceptor chain, the metadata actor
+//! starts connections).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use actix::prelude::*;
+use herald::partitioner::{DefaultPartitioner, Partitioner};
+use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
+
+use crate::clock::Clock;
+use crate::cluster::ClusterView;
+use crate::completion::Outcome;
+#[cfg(feature = "fault-injection")]
+use crate::fault_injection::{Crash, GetAccumulators, Stall};
+use crate::interceptor::ProducerInterceptor;
+use crate::memory::MemoryPool;
+use crate::messages::application::{Close, Flush, GetMetrics, Produce};
+use crate::messages::cluster::Subscribe;
+use crate::metadata::Metadata;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::router::Router;
+use crate::sealer::Sealer;
+use crate::shared::{MetadataLink, Shared};
+
+/// Options beyond the Java config keys: a custom partitioner and interceptors.
+pub struct ProducerBuilder {
+    config: ProducerConfig,
+    partitioner: Option<Box<dyn Partitioner>>,
+    interceptors: Vec<Box<dyn ProducerInterceptor>>,
+}
+
+impl std::fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerBuilder")
+            .field("config", &self.config)
+            .field("partitioner", &self.partitioner)
+            .field("interceptors", &self.interceptors.len())
+            .finish()
+    }
+}
+
+impl ProducerBuilder {
+    /// Replaces the default (Java-compatible) partitioner.
+    pub fn partitioner(mut self, partitioner: impl Partitioner + 'static) -> Self {
+        self.partitioner = Some(Box::new(partitioner));
+        self
+    }
+
+    /// Adds an interceptor; interceptors run in the order added.
+    pub fn interceptor(mut self, interceptor: impl ProducerInterceptor) -> Self {
+        self.interceptors.push(Box::new(interceptor));
+        self
+    }
+
+    /// Starts the producer's actors on the current actix arbiter (connections get their own
+    /// arbiter, compression another, linger deadlines a thread). Must be called inside a
+    /// running actix system.
+    pub fn start(self) -> Result<Producer, ConfigError> {
+        let config = self.config;
+        config.validate_supported()?;
+        let io = Arbiter::new();
+        let compress =
+            (config.compression != herald::compression::Compression::None).then(Arbiter::new);
+        // Like `Arbiter::new`, a thread the OS refuses is a panic, not a config error.
+        let clock = Clock::start().expect("cannot spawn the herald-linger thread");
+        let partitioner = self.partitioner.unwrap_or_else(|| {
+            Box::new(DefaultPartitioner::new(
+                config.batch_size,
+                config.partitioner_ignore_keys,
+            ))
+        });
+        let sealer = compress
+            .as_ref()
+            .map(|a| Sealer::start_in_arbiter(&a.handle(), |_| Sealer));
+        let shared = Arc::new(Shared {
+            memory: MemoryPool::new(config.buffer_memory),
+            config,
+            cluster: ClusterView::default(),
+            metrics: Metrics::default(),
+            clock,
+            io: io.handle(),
+            sealer: sealer.as_ref().map(|s| s.clone().recipient()),
+            metadata: OnceLock::new(),
+            #[cfg(feature = "fault-injection")]
+            victims: Default::default(),
+        });
+        #[cfg(feature = "fault-injection")]
+        if let Some(s) = &sealer {
+            let _ = shared.victims.sealer.set(s.clone().recipient());
+        }
+        let (s, interceptors) = (shared.clone(), self.interceptors);
+        let router = Supervisor::start(move |ctx: &mut Context<Router>| {
+            // Set before the address is handed out: actix enqueues a `send()` at once only while
+            // the mailbox has room; past it the message waits inside the caller's future and
+            // is enqueued when polled, which is slow and orders records by poll, not call.
+            ctx.set_mailbox_capacity(Router::MAILBOX_CAPACITY);
+            Router::new(s, partitioner, interceptors, ctx)
+        });
+        let s = shared.clone();
+        let metadata = Supervisor::start(move |_| Metadata::new(s));
+        metadata.do_send(Subscribe(router.clone().recipient()));
+        #[cfg(feature = "fault-injection")]
+        let _ = shared.victims.metadata.set(metadata.clone().recipient());
+        let _ = shared.metadata.set(MetadataLink {
+            add_topics: metadata.clone().recipient(),
+            subscribe: metadata.clone().recipient(),
+            refresh: metadata.clone().recipient(),
+            bump_epoch: metadata.clone().recipient(),
+            shutdown: metadata.recipient(),
+        });
+        tracing::info!(client_id = %shared.config.client_id, "producer started");
+        Ok(Producer {
+            router,
+            shared,
+            io: Some(io),
+            compress,
+        })
+    }
+}
+
+/// A running producer: a handle on its router. Dropping it does not flush; call
+/// [`Producer::close`].
+#[derive(Debug)]
+pub struct Producer {
+    router: Addr<Router>,
+    shared: Arc<Shared>,
+    io: Option<Arbiter>,
+    /// The sealer's arbiter (with compression only).
+    compress: Option<Arbiter>,
+}
+
+impl Producer {
+    /// Starts a producer with default partitioner and no interceptors.
+    pub fn start(config: ProducerConfig) -> Result<Producer, ConfigError> {
+        Self::builder(config).start()
+    }
+
+    /// Starts a producer from Java-style `(key, value)` config pairs.
+    pub fn from_pairs<I, K, V>(pairs: I) -> Result<Producer, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        Self::start(ProducerConfig::from_pairs(pairs)?)
+    }
+
+    /// A builder for a producer with custom partitioner or interceptors.
+    pub fn builder(config: ProducerConfig) -> ProducerBuilder {
+        ProducerBuilder {
+            config,
+            partitioner: None,
+            interceptors: Vec::new(),
+        }
+    }
+
+    /// The router's address: send `Produce`, `ProduceBatch`, `Flush`, `Close`, `GetMetrics`.
+    pub fn router(&self) -> &Addr<Router> {
+        &self.router
+    }
+
+    /// The effective configuration.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.shared.config
+    }
+
+    /// Produces one record and waits for its outcome.
+    pub async fn send(&self, produce: Produce) -> Outcome {
+        self.router
+            .send(produce)
+            .await
+            .unwrap_or_else(|_| Err(ProduceError::new(ErrorKind::Closed)))
+    }
+
+    /// Waits until every record sent before the call has its outcome.
+    pub async fn flush(&self) {
+        let _ = self.router.send(Flush).await;
+    }
+
+    /// A snapshot of the metrics.
+    pub async fn metrics(&self) -> MetricsSnapshot {
+        match self.router.send(GetMetrics).await {
+            Ok(m) => m,
+            Err(_) => self
+                .shared
+                .metrics
+                .snapshot(self.shared.memory.available(), self.shared.memory.limit()),
+        }
+    }
+
+    /// Flushes for at most `timeout`, fails what remains with `Aborted`, and stops every actor
+    /// of this producer. Returns `true` when everything was flushed.
+    pub async fn close(mut self, timeout: Duration) -> bool {
+        let flushed = self.router.send(Close { timeout }).await.unwrap_or(false);
+        if let Some(io) = self.io.take() {
+            // Connections have closed gracefully by now (Close waits for them).
+            io.stop();
+        }
+        if let Some(compress) = self.compress.take() {
+            compress.stop();
+        }
+        flushed
+    }
+
+    /// Test-only handles on the producer's actors, to crash them on purpose.
+    #[cfg(feature = "fault-injection")]
+    pub fn fault_injection(&self) -> FaultInjection<'_> {
+        FaultInjection { producer: self }
+    }
+}
+
+/// Access to the producer's actors for fault-injection tests: each as the recipient of the
+/// [`fault_injection`](crate::fault_injection) message it takes.
+#[cfg(feature = "fault-injection")]
+#[derive(Debug)]
+pub struct FaultInjection<'a> {
+    producer: &'a Producer,
+}
+
+#[cfg(feature = "fault-injection")]
+impl FaultInjection<'_> {
+    /// The metadata actor.
+    pub fn metadata(&self) -> Option<Recipient<Crash>> {
+        self.producer.shared.victims.metadata.get().cloned()
+    }
+
+    /// The interceptor actor, if interceptors are configured.
+    pub fn interceptors(&self) -> Option<Recipient<Crash>> {
+        self.producer.shared.victims.interceptors.get().cloned()
+    }
+
+    /// Connection actors of the brokers known now.
+    pub fn connections(&self) -> Vec<Recipient<Crash>> {
+        let brokers = &self.producer.shared.cluster.brokers;
+        brokers.iter().map(|e| e.value().crash()).collect()
+    }
+
+    /// The sealer, if the producer compresses.
+    pub fn sealer(&self) -> Option<Recipient<Stall>> {
+        self.producer.shared.victims.sealer.get().cloned()
+    }
+
+    /// Accumulators started so far.
+    pub async fn accumulators(&self) -> Vec<Recipient<Crash>> {
+        self.producer
+            .router
+            .send(GetAccumulators)
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Supervised restarts so far.
+    pub fn restarts(&self) -> u64 {
+        self.producer
+            .shared
+            .metrics
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,63 @@
+//! [`Shared`]: the state every actor of one producer shares, and the links through which
+//! actors reach the ones they did not start (as [`Recipient`]s: nothing here knows an actor
+//! type).
+
+use std::sync::OnceLock;
+
+use actix::prelude::*;
+use herald::ProducerConfig;
+
+use crate::clock::Clock;
+use crate::cluster::ClusterView;
+#[cfg(feature = "fault-injection")]
+use crate::fault_injection::Victims;
+use crate::memory::MemoryPool;
+use crate::messages::cluster::{AddTopics, BumpEpoch, Refresh, Subscribe};
+use crate::messages::seal::Seal;
+use crate::messages::Shutdown;
+use crate::metrics::Metrics;
+
+/// State every actor of one producer shares. Only the named pieces are shared and mutable:
+/// the cluster view (written by the metadata actor), the memory budget and the metrics.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: ProducerConfig,
+    pub(crate) cluster: ClusterView,
+    pub(crate) memory: MemoryPool,
+    pub(crate) metrics: Metrics,
+    /// Linger deadlines (a thread of its own; see [`clock`](crate::clock)).
+    pub(crate) clock: Clock,
+    /// The arbiter (thread) that runs connection actors, away from the application's.
+    pub(crate) io: ArbiterHandle,
+    /// Compresses batches on a thread of its own; none without compression.
+    pub(crate) sealer: Option<Recipient<Seal>>,
+    /// The metadata actor, set once it is started.
+    pub(crate) metadata: OnceLock<MetadataLink>,
+    /// Actors for fault-injection tests.
+    #[cfg(feature = "fault-injection")]
+    pub(crate) victims: Victims,
+}
+
+impl Shared {
+    /// Asks the metadata actor for a refresh soon (it coalesces bursts).
+    pub(crate) fn request_metadata_refresh(&self) {
+        if let Some(m) = self.metadata.get() {
+            m.refresh.do_send(Refresh);
+        }
+    }
+}
+
+/// The metadata actor's mailbox, as the actors that did not start it reach it.
+#[derive(Debug)]
+pub(crate) struct MetadataLink {
+    /// Router → metadata.
+    pub(crate) add_topics: Recipient<AddTopics>,
+    /// Router → metadata, for each accumulator it starts.
+    pub(crate) subscribe: Recipient<Subscribe>,
+    /// Accumulators and connections → metadata (through [`Shared::request_metadata_refresh`]).
+    pub(crate) refresh: Recipient<Refresh>,
+    /// Accumulators → metadata.
+    pub(crate) bump_epoch: Recipient<BumpEpoch>,
+    /// Router → metadata, at close.
+    pub(crate) shutdown: Recipient<Shutdown>,
+}
