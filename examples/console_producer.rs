@@ -58,12 +58,13 @@
 use std::borrow::Cow;
 use std::io::Read;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Addr, MailboxError};
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use herald::{Header, ProducerRecord};
 use herald_actors::{Outcome, Produce, ProduceBatch, Producer, Router};
 
 /// How much of stdin is read at once. One block becomes one `ProduceBatch` message.
@@ -141,42 +142,53 @@ impl LineFormat {
     }
 
     /// One line (without its newline) as a record, split into key and value if asked to.
-    fn record(&self, line: Bytes) -> Produce {
-        let mut record = Produce::new(Cow::Borrowed(self.topic));
+    /// Built as one struct literal: `Produce`'s builder methods move the whole record at
+    /// every step, which cost more than the rest of this function.
+    fn record(&self, line: Bytes, timestamp: i64) -> Produce {
         let split = self
             .key_delimiter
             .as_ref()
             .and_then(|sep| sep.find(&line).map(|at| (at, sep.needle().len())));
-        record = match split {
+        let (key, value) = match split {
             // Slices of the block: key and value share its allocation.
-            Some((at, sep_len)) => record
-                .key(line.slice(..at))
-                .value(line.slice(at + sep_len..)),
-            None => record.value(line),
+            Some((at, sep_len)) => (Some(line.slice(..at)), line.slice(at + sep_len..)),
+            None => (None, line),
         };
-        for (k, v) in &self.headers {
-            record = record.header(*k, v.clone());
-        }
-        if let Some(p) = self.partition {
-            record = record.partition(p);
-        }
-        record
+        Produce::from_record(ProducerRecord {
+            topic: Cow::Borrowed(self.topic),
+            partition: self.partition,
+            key,
+            value: Some(value),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| Header::new(*k, v.clone()))
+                .collect(),
+            timestamp: Some(timestamp),
+        })
     }
 
     /// The records of `lines`, newline-separated lines; a last line without a newline is a
-    /// record too, and an empty `lines` has none.
-    fn records(&self, lines: &Bytes) -> Vec<Produce> {
+    /// record too, and an empty `lines` has none. All get `timestamp` as their CreateTime.
+    fn records(&self, lines: &Bytes, timestamp: i64) -> Vec<Produce> {
         let mut records = Vec::with_capacity(lines.len() / 64 + 1);
         let mut start = 0;
         for end in memchr::memchr_iter(b'\n', lines) {
-            records.push(self.record(lines.slice(start..end)));
+            records.push(self.record(lines.slice(start..end), timestamp));
             start = end + 1;
         }
         if start < lines.len() {
-            records.push(self.record(lines.slice(start..)));
+            records.push(self.record(lines.slice(start..), timestamp));
         }
         records
     }
+}
+
+/// Milliseconds since the epoch, now.
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Reader thread → main task: the records of one block of stdin, whole lines only.
@@ -218,7 +230,8 @@ fn read_blocks(
             }
         };
         if !lines.is_empty() {
-            let records = format.records(&lines);
+            // One clock read per block: a line's CreateTime is when its block was read.
+            let records = format.records(&lines, now_millis());
             let block = Block {
                 first_line,
                 bytes: lines.len(),
