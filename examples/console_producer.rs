@@ -57,6 +57,7 @@
 
 use std::borrow::Cow;
 use std::io::Read;
+use std::ops::Range;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -115,9 +116,20 @@ fn key_value(s: &str) -> Result<(String, String), String> {
 struct LineFormat {
     /// Leaked once at start, so that records name the topic without an allocation each.
     topic: &'static str,
-    key_delimiter: Option<memchr::memmem::Finder<'static>>,
+    key_delimiter: KeyDelimiter,
     headers: Vec<(&'static str, Bytes)>,
     partition: Option<i32>,
+}
+
+/// What `-K` asked for.
+#[derive(Debug, Clone)]
+enum KeyDelimiter {
+    /// No `-K` (or an empty one): every line is all value.
+    None,
+    /// One byte, the common case: found in the same pass over a block as the newlines.
+    Byte(u8),
+    /// Several bytes: searched for in each line.
+    Bytes(memchr::memmem::Finder<'static>),
 }
 
 impl LineFormat {
@@ -125,13 +137,14 @@ impl LineFormat {
         fn leak(s: &str) -> &'static str {
             Box::leak(s.to_owned().into_boxed_str())
         }
+        let key_delimiter = match args.key_delimiter.as_deref().map(str::as_bytes) {
+            None | Some([]) => KeyDelimiter::None,
+            Some(&[byte]) => KeyDelimiter::Byte(byte),
+            Some(sep) => KeyDelimiter::Bytes(memchr::memmem::Finder::new(sep).into_owned()),
+        };
         LineFormat {
             topic: leak(&args.topic),
-            key_delimiter: args
-                .key_delimiter
-                .as_deref()
-                .filter(|sep| !sep.is_empty())
-                .map(|sep| memchr::memmem::Finder::new(sep.as_bytes()).into_owned()),
+            key_delimiter,
             headers: args
                 .headers
                 .iter()
@@ -141,18 +154,68 @@ impl LineFormat {
         }
     }
 
-    /// One line (without its newline) as a record, split into key and value if asked to.
-    /// Built as one struct literal: `Produce`'s builder methods move the whole record at
-    /// every step, which cost more than the rest of this function.
-    fn record(&self, line: Bytes, timestamp: i64) -> Produce {
-        let split = self
-            .key_delimiter
-            .as_ref()
-            .and_then(|sep| sep.find(&line).map(|at| (at, sep.needle().len())));
-        let (key, value) = match split {
-            // Slices of the block: key and value share its allocation.
-            Some((at, sep_len)) => (Some(line.slice(..at)), line.slice(at + sep_len..)),
-            None => (None, line),
+    /// The records of `lines`, newline-separated lines; a last line without a newline is a
+    /// record too, and an empty `lines` has none. All get `timestamp` as their CreateTime.
+    fn records(&self, lines: &Bytes, timestamp: i64) -> Vec<Produce> {
+        let mut records = Vec::with_capacity(lines.len() / 64 + 1);
+        let mut push = |line: Range<usize>, separator: Option<Range<usize>>| {
+            records.push(self.record(lines, line, separator, timestamp));
+        };
+        let mut start = 0;
+        match &self.key_delimiter {
+            // One pass over the block for newlines and separators together; a line's key ends
+            // at the first separator after its start.
+            &KeyDelimiter::Byte(sep) if sep != b'\n' => {
+                let mut separator = None;
+                for at in memchr::memchr2_iter(b'\n', sep, lines) {
+                    if lines[at] == b'\n' {
+                        push(start..at, separator.take());
+                        start = at + 1;
+                    } else if separator.is_none() {
+                        separator = Some(at..at + 1);
+                    }
+                }
+                if start < lines.len() {
+                    push(start..lines.len(), separator);
+                }
+            }
+            delimiter => {
+                let find = |line: Range<usize>| match delimiter {
+                    KeyDelimiter::Bytes(finder) => finder
+                        .find(&lines[line.clone()])
+                        .map(|at| line.start + at..line.start + at + finder.needle().len()),
+                    // A newline as separator never splits a line.
+                    KeyDelimiter::Byte(_) | KeyDelimiter::None => None,
+                };
+                for end in memchr::memchr_iter(b'\n', lines) {
+                    push(start..end, find(start..end));
+                    start = end + 1;
+                }
+                if start < lines.len() {
+                    push(start..lines.len(), find(start..lines.len()));
+                }
+            }
+        }
+        records
+    }
+
+    /// The record of `lines[line]` (without its newline): the key before `separator`, the
+    /// value after it, or all value without one. Key and value are slices of `lines`, sharing
+    /// its allocation. Built as one struct literal: `Produce`'s builder methods move the whole
+    /// record at every step, which cost more than the rest of this function.
+    fn record(
+        &self,
+        lines: &Bytes,
+        line: Range<usize>,
+        separator: Option<Range<usize>>,
+        timestamp: i64,
+    ) -> Produce {
+        let (key, value) = match separator {
+            Some(sep) => (
+                Some(lines.slice(line.start..sep.start)),
+                lines.slice(sep.end..line.end),
+            ),
+            None => (None, lines.slice(line)),
         };
         Produce::from_record(ProducerRecord {
             topic: Cow::Borrowed(self.topic),
@@ -166,21 +229,6 @@ impl LineFormat {
                 .collect(),
             timestamp: Some(timestamp),
         })
-    }
-
-    /// The records of `lines`, newline-separated lines; a last line without a newline is a
-    /// record too, and an empty `lines` has none. All get `timestamp` as their CreateTime.
-    fn records(&self, lines: &Bytes, timestamp: i64) -> Vec<Produce> {
-        let mut records = Vec::with_capacity(lines.len() / 64 + 1);
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', lines) {
-            records.push(self.record(lines.slice(start..end), timestamp));
-            start = end + 1;
-        }
-        if start < lines.len() {
-            records.push(self.record(lines.slice(start..), timestamp));
-        }
-        records
     }
 }
 
