@@ -54,6 +54,9 @@ struct Args {
     /// An extra `-X key=value` for kcat only (repeatable).
     #[arg(long, value_name = "KEY=VALUE")]
     kcat_x: Vec<String>,
+    /// The console_producer binary (default: the one beside this one).
+    #[arg(long)]
+    console_producer: Option<PathBuf>,
     /// The input file; generated there (in the temp directory if not given) unless it exists.
     #[arg(long)]
     input: Option<PathBuf>,
@@ -96,7 +99,10 @@ fn main() {
 fn run(args: &Args) -> Result<()> {
     let exe = std::env::current_exe()?;
     let broker_exe = exe.with_file_name("mock_broker");
-    let herald_exe = exe.with_file_name("console_producer");
+    let herald_exe = args
+        .console_producer
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("console_producer"));
     for p in [&broker_exe, &herald_exe] {
         if !p.exists() {
             return Err(format!(

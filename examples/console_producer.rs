@@ -68,13 +68,15 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald::{Header, ProducerRecord};
 use herald_actors::{Outcome, Produce, ProduceBatch, Producer, Router};
 
-/// How much of stdin is read at once. One block becomes one `ProduceBatch` message.
+/// How much of stdin is read at once.
 const BLOCK_SIZE: usize = 1 << 20;
 
-/// Blocks read ahead of the producer: the reader fills the next ones while the main task
-/// sends. Memory read from stdin is at most buffer.memory plus this many blocks, plus the one
-/// being read.
-const READ_AHEAD: usize = 2;
+/// Records per `ProduceBatch` message.
+const CHUNK_RECORDS: usize = 1024;
+
+/// Chunks read ahead of the producer: the reader fills the next ones while the main task
+/// sends.
+const READ_AHEAD: usize = 16;
 
 /// The console producer's own defaults, applied before `-b` and `-X` (see the module docs).
 const CONSOLE_DEFAULTS: [(&str, &str); 1] = [("batch.size", "1000000")];
@@ -154,12 +156,13 @@ impl LineFormat {
         }
     }
 
-    /// The records of `lines`, newline-separated lines; a last line without a newline is a
-    /// record too, and an empty `lines` has none. All get `timestamp` as their CreateTime.
-    fn records(&self, lines: &Bytes, timestamp: i64) -> Vec<Produce> {
-        let mut records = Vec::with_capacity(lines.len() / 64 + 1);
+    /// Hands each record of `lines` (newline-separated lines) to `sink` with the bytes of
+    /// stdin it took (its newline included); a last line without a newline is a record too,
+    /// and an empty `lines` has none. All get `timestamp` as their CreateTime.
+    fn for_each_record(&self, lines: &Bytes, timestamp: i64, mut sink: impl FnMut(Produce, usize)) {
         let mut push = |line: Range<usize>, separator: Option<Range<usize>>| {
-            records.push(self.record(lines, line, separator, timestamp));
+            let taken = (line.end + 1).min(lines.len()) - line.start;
+            sink(self.record(lines, line, separator, timestamp), taken);
         };
         let mut start = 0;
         match &self.key_delimiter {
@@ -196,7 +199,6 @@ impl LineFormat {
                 }
             }
         }
-        records
     }
 
     /// The record of `lines[line]` (without its newline): the key before `separator`, the
@@ -239,26 +241,40 @@ fn now_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Reader thread → main task: the records of one block of stdin, whole lines only.
+/// Reader thread → main task: the records of consecutive lines, at most [`CHUNK_RECORDS`].
 #[derive(Debug)]
-struct Block {
-    /// Number of the block's first line, counted from 0.
+struct Lines {
+    /// Number of the first line, counted from 0.
     first_line: u64,
-    /// Bytes of stdin the block holds, counted against buffer.memory.
+    /// Bytes of stdin the lines took, counted against buffer.memory.
     bytes: usize,
     records: Vec<Produce>,
 }
 
-/// Reads `input` in blocks of `block_size` and sends each block's whole lines on; the part of
-/// the last line a block cuts is copied to the start of the next one. Stops at EOF or when
-/// the receiver is gone.
+impl Lines {
+    fn new(first_line: u64) -> Lines {
+        Lines {
+            first_line,
+            bytes: 0,
+            records: Vec::with_capacity(CHUNK_RECORDS),
+        }
+    }
+}
+
+/// Reads `input` in blocks of `block_size` and sends their whole lines on, in chunks of
+/// [`CHUNK_RECORDS`] records; the part of the last line a block cuts is copied to the start
+/// of the next block. Stops at EOF or when the receiver is gone.
 fn read_blocks(
     mut input: impl Read,
     format: &LineFormat,
     block_size: usize,
-    tx: &tokio::sync::mpsc::Sender<Block>,
+    tx: &tokio::sync::mpsc::Sender<Lines>,
 ) -> std::io::Result<()> {
-    let mut first_line = 0u64;
+    let mut chunk = Lines::new(0);
+    // An error means the receiver is gone; the loop below sees that.
+    let send = |chunk: Lines| {
+        let _ = tx.blocking_send(chunk);
+    };
     let mut carry = Bytes::new();
     loop {
         let mut buf = Vec::with_capacity(carry.len() + block_size);
@@ -277,26 +293,27 @@ fn read_blocks(
                 None => std::mem::take(&mut lines),
             }
         };
-        if !lines.is_empty() {
-            // One clock read per block: a line's CreateTime is when its block was read.
-            let records = format.records(&lines, now_millis());
-            let block = Block {
-                first_line,
-                bytes: lines.len(),
-                records,
-            };
-            first_line += block.records.len() as u64;
-            if tx.blocking_send(block).is_err() {
-                return Ok(());
+        // One clock read per block: a line's CreateTime is when its block was read.
+        format.for_each_record(&lines, now_millis(), |record, taken| {
+            chunk.records.push(record);
+            chunk.bytes += taken;
+            if chunk.records.len() == CHUNK_RECORDS {
+                let next = Lines::new(chunk.first_line + CHUNK_RECORDS as u64);
+                send(std::mem::replace(&mut chunk, next));
             }
+        });
+        if eof && !chunk.records.is_empty() {
+            send(chunk);
+            return Ok(());
         }
-        if eof {
+        if eof || tx.is_closed() {
             return Ok(());
         }
     }
 }
 
-/// The answer to one block: an outcome per record in line order, or actix's error for all.
+/// The answer to one chunk of lines: an outcome per record in line order, or actix's error
+/// for all of them.
 #[derive(Debug)]
 struct Answer {
     first_line: u64,
@@ -305,13 +322,13 @@ struct Answer {
     outcomes: Result<Vec<Outcome>, MailboxError>,
 }
 
-/// Sends a block's records as one `ProduceBatch` and waits for all their outcomes.
-async fn produce_block(router: Addr<Router>, block: Block) -> Answer {
-    let records = block.records.len() as u64;
-    let outcomes = router.send(ProduceBatch(block.records)).await;
+/// Sends a chunk's records as one `ProduceBatch` and waits for all their outcomes.
+async fn produce_lines(router: Addr<Router>, lines: Lines) -> Answer {
+    let records = lines.records.len() as u64;
+    let outcomes = router.send(ProduceBatch(lines.records)).await;
     Answer {
-        first_line: block.first_line,
-        bytes: block.bytes,
+        first_line: lines.first_line,
+        bytes: lines.bytes,
         records,
         outcomes,
     }
@@ -389,7 +406,7 @@ async fn main() -> ExitCode {
     let started = Instant::now();
     let max_outstanding = producer.config().buffer_memory;
 
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Block>(READ_AHEAD);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Lines>(READ_AHEAD);
     let format = LineFormat::new(&args);
     let reader =
         std::thread::spawn(move || read_blocks(std::io::stdin().lock(), &format, BLOCK_SIZE, &tx));
@@ -407,10 +424,10 @@ async fn main() -> ExitCode {
                 outstanding -= bytes;
                 tally.answer(answer);
             }
-            block = rx.recv(), if !input_done && room => match block {
-                Some(block) => {
-                    outstanding += block.bytes;
-                    in_flight.push(produce_block(router.clone(), block));
+            lines = rx.recv(), if !input_done && room => match lines {
+                Some(lines) => {
+                    outstanding += lines.bytes;
+                    in_flight.push(produce_lines(router.clone(), lines));
                 }
                 None => input_done = true,
             },
