@@ -22,38 +22,42 @@
 //! # How lines travel
 //!
 //! ```text
-//!  stdin ──read 1 MiB blocks──▶ reader thread ──Block (records sliced from the block)──▶ main task
-//!                               (stops while the channel is full)     │ one ProduceBatch per block
-//!                                                                     ▼
-//!                  outcomes of a whole block ◀── router.send(ProduceBatch) ── Router
+//!  stdin ──blocks──▶ reader thread ──Lines (records sliced from a block)──▶ main task
+//!                    (waits while the channel is full)                        │ ProduceBatch
+//!                                                                             ▼
+//!                    outcomes of the chunk, in line order ◀────────────── Router
 //! ```
 //!
-//! - stdin is read in blocks of [`BLOCK_SIZE`] on a thread of its own (reading blocks). Each
-//!   line's key and value are `Bytes::slice`s of its block: no allocation and no copy per line
-//!   (only a line cut by the block's end is copied, into the next block).
-//! - A block's records go to the router as one `ProduceBatch` message, and their outcomes come
-//!   back as one reply: one actix message and one reply per block, not per line.
-//! - Backpressure follows `buffer.memory`: the bytes of the blocks sent and not yet answered
-//!   stay at most `buffer.memory` (at least one block is always allowed). While the bound is
-//!   reached the main task takes no block, the channel fills and the reader stops reading
-//!   stdin; answers resume it. This is kcat's queue bound (`queue.buffering.max.kbytes`) in
-//!   the Java producer's name, so `-X buffer.memory=...` moves both together.
+//! - stdin is read in blocks of [`BLOCK_SIZE`] on a thread of its own (reading blocks), and
+//!   split into lines with `memchr` (a one-byte `-K` is found in the same pass). Each line's
+//!   key and value are `Bytes::slice`s of its block: no allocation and no copy per line (only
+//!   a line cut by the block's end is copied, into the next block). A block gets one
+//!   CreateTime, read when it was read.
+//! - Records go to the router as `ProduceBatch` messages of [`CHUNK_RECORDS`] lines, and their
+//!   outcomes come back as one reply per message: no actix message and no reply per line.
+//! - Backpressure follows `buffer.memory`: the bytes of stdin sent and not yet answered stay
+//!   at most `buffer.memory` (one chunk is always allowed). While the bound is reached the
+//!   main task takes no chunk, the channel fills and the reader stops reading stdin; answers
+//!   resume it. This is kcat's queue bound (`queue.buffering.max.kbytes`) under the Java
+//!   producer's name, so `-X buffer.memory=...` moves the producer's buffer and the bound
+//!   together.
 //!
 //! # Defaults
 //!
-//! Herald's own defaults are the Java producer's, made for many small sends from an
-//! application. A console producer is fed a stream, so it starts from these instead (each can
-//! be overridden with `-X`):
+//! Herald's defaults are the Java producer's, made for many small sends from an application.
+//! A console producer is fed a stream, so it changes one (`-X` overrides it):
 //!
-//! - `batch.size=1000000`: librdkafka's (and so kcat's) default batch size. With the Java
-//!   default of 16 KiB a partition's batch holds about 150 lines of 100 bytes, and the cost
-//!   per batch (a reservation of buffer.memory, a request slot, an acknowledgement) is paid
-//!   every 150 lines instead of every few thousand.
-//! - Everything else is Herald's default, which matches kcat's where it matters for speed:
-//!   `linger.ms=5` (kcat: 5), `acks=all` (kcat: all), `buffer.memory=32 MiB` as the bound of
-//!   unanswered input (kcat: a 1 GiB or 100,000-message queue; 32 MiB keeps more than 300,000
-//!   lines of 100 bytes in flight, more than a round trip needs at any speed reached here).
-//!   Herald enables idempotence by default; kcat does not.
+//! - `batch.size` is librdkafka's (and so kcat's) default, 1,000,000 bytes, but at most a
+//!   32nd of `buffer.memory` ([`BATCHES_PER_BUFFER`]), so that a smaller buffer still holds
+//!   a batch per partition and the batches in flight. With the Java default of 16 KiB a
+//!   batch holds about 150 lines of 100 bytes and the cost per batch (a buffer reservation, a
+//!   request slot, an acknowledgement) comes every 150 lines instead of every few thousand:
+//!   measured with `console_bench`, about 30% more CPU.
+//! - Everything else is Herald's default, which is kcat's where it matters for speed:
+//!   `linger.ms=5` (kcat: 5), `acks=all` (kcat: all), `buffer.memory` 32 MiB as the bound of
+//!   unanswered input (kcat: a queue of 1 GiB or 100,000 messages; 32 MiB are about 300,000
+//!   lines of 100 bytes, more than are in flight at the speeds measured here). Herald enables
+//!   idempotence by default; kcat does not.
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -65,7 +69,7 @@ use actix::{Addr, MailboxError};
 use bytes::Bytes;
 use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use herald::{Header, ProducerRecord};
+use herald::{ConfigError, Header, ProducerConfig, ProducerRecord};
 use herald_actors::{Outcome, Produce, ProduceBatch, Producer, Router};
 
 /// How much of stdin is read at once.
@@ -78,8 +82,12 @@ const CHUNK_RECORDS: usize = 1024;
 /// sends.
 const READ_AHEAD: usize = 16;
 
-/// The console producer's own defaults, applied before `-b` and `-X` (see the module docs).
-const CONSOLE_DEFAULTS: [(&str, &str); 1] = [("batch.size", "1000000")];
+/// `batch.size` unless `-X` sets it: librdkafka's default (see the module docs)...
+const BATCH_SIZE: usize = 1_000_000;
+
+/// ...but at most this share of `buffer.memory`: every partition's open batch reserves
+/// `batch.size` of it, and batches in flight keep theirs until acknowledged.
+const BATCHES_PER_BUFFER: usize = 32;
 
 /// How long `close` may take to deliver what is left at EOF.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -201,6 +209,18 @@ impl LineFormat {
         }
     }
 
+    /// The `-H` headers of a record; without any, skips `collect`, which costs more than an
+    /// empty `Vec` on the path of every line.
+    fn headers(&self) -> Vec<Header> {
+        if self.headers.is_empty() {
+            return Vec::new();
+        }
+        self.headers
+            .iter()
+            .map(|(k, v)| Header::new(*k, v.clone()))
+            .collect()
+    }
+
     /// The record of `lines[line]` (without its newline): the key before `separator`, the
     /// value after it, or all value without one. Key and value are slices of `lines`, sharing
     /// its allocation. Built as one struct literal: `Produce`'s builder methods move the whole
@@ -224,11 +244,7 @@ impl LineFormat {
             partition: self.partition,
             key,
             value: Some(value),
-            headers: self
-                .headers
-                .iter()
-                .map(|(k, v)| Header::new(*k, v.clone()))
-                .collect(),
+            headers: self.headers(),
             timestamp: Some(timestamp),
         })
     }
@@ -374,6 +390,23 @@ impl Tally {
     }
 }
 
+/// The producer's config: `-b`, then every `-X` in order (later settings win), and the
+/// console's `batch.size` unless `-X` set one.
+fn config(args: &Args) -> Result<ProducerConfig, ConfigError> {
+    let pairs = || {
+        std::iter::once(("bootstrap.servers".to_string(), args.brokers.clone()))
+            .chain(args.config.iter().cloned())
+    };
+    let config = ProducerConfig::from_pairs(pairs())?;
+    if args.config.iter().any(|(k, _)| k == "batch.size") {
+        return Ok(config);
+    }
+    let batch_size = (config.buffer_memory / BATCHES_PER_BUFFER).clamp(1, BATCH_SIZE);
+    ProducerConfig::from_pairs(
+        std::iter::once(("batch.size".to_string(), batch_size.to_string())).chain(pairs()),
+    )
+}
+
 #[actix_rt::main]
 async fn main() -> ExitCode {
     // clap exits with 2 on bad arguments, like a bad config below.
@@ -385,17 +418,7 @@ async fn main() -> ExitCode {
             .init();
     }
 
-    // The console defaults, then -b, then every -X in order: later settings win, so -X can
-    // override anything.
-    let pairs = CONSOLE_DEFAULTS
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .chain(std::iter::once((
-            "bootstrap.servers".to_string(),
-            args.brokers.clone(),
-        )))
-        .chain(args.config.clone());
-    let producer = match Producer::from_pairs(pairs) {
+    let producer = match config(&args).and_then(Producer::start) {
         Ok(p) => p,
         Err(e) => {
             // ConfigError's message names the offending key.
