@@ -139,7 +139,7 @@ enum KeyDelimiter {
     /// One byte, the common case: found in the same pass over a block as the newlines.
     Byte(u8),
     /// Several bytes: searched for in each line.
-    Bytes(memchr::memmem::Finder<'static>),
+    Bytes(Box<memchr::memmem::Finder<'static>>),
 }
 
 impl LineFormat {
@@ -150,7 +150,9 @@ impl LineFormat {
         let key_delimiter = match args.key_delimiter.as_deref().map(str::as_bytes) {
             None | Some([]) => KeyDelimiter::None,
             Some(&[byte]) => KeyDelimiter::Byte(byte),
-            Some(sep) => KeyDelimiter::Bytes(memchr::memmem::Finder::new(sep).into_owned()),
+            Some(sep) => {
+                KeyDelimiter::Bytes(Box::new(memchr::memmem::Finder::new(sep).into_owned()))
+            }
         };
         LineFormat {
             topic: leak(&args.topic),
