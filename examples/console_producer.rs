@@ -281,7 +281,8 @@ impl Lines {
 
 /// Reads `input` in blocks of `block_size` and sends their whole lines on, in chunks of
 /// [`CHUNK_RECORDS`] records; the part of the last line a block cuts is copied to the start
-/// of the next block. Stops at EOF or when the receiver is gone.
+/// of the next block. Stops at EOF, at a read error (after sending what was read) or when
+/// the receiver is gone.
 fn read_blocks(
     mut input: impl Read,
     format: &LineFormat,
@@ -298,9 +299,13 @@ fn read_blocks(
         let mut buf = Vec::with_capacity(carry.len() + block_size);
         buf.extend_from_slice(&carry);
         // `read_to_end` on `take` fills the block (several reads from a pipe) without zeroing
-        // it first, and stops at the block's end or at EOF.
-        let read = (&mut input).take(block_size as u64).read_to_end(&mut buf)?;
-        let eof = read < block_size;
+        // it first, and stops at the block's end or at EOF. On an error, what was read
+        // before it is kept and produced, as at EOF, and the error returned after it.
+        let (read, error) = match (&mut input).take(block_size as u64).read_to_end(&mut buf) {
+            Ok(read) => (read, None),
+            Err(e) => (buf.len() - carry.len(), Some(e)),
+        };
+        let eof = error.is_some() || read < block_size;
         let mut lines = Bytes::from(buf);
         carry = if eof {
             Bytes::new()
@@ -320,11 +325,13 @@ fn read_blocks(
                 send(std::mem::replace(&mut chunk, next));
             }
         });
-        if eof && !chunk.records.is_empty() {
-            send(chunk);
-            return Ok(());
+        if eof {
+            if !chunk.records.is_empty() {
+                send(chunk);
+            }
+            return error.map_or(Ok(()), Err);
         }
-        if eof || tx.is_closed() {
+        if tx.is_closed() {
             return Ok(());
         }
     }
@@ -361,7 +368,7 @@ struct Tally {
 }
 
 impl Tally {
-    /// Counts the outcomes of a block, one stderr line per failed record.
+    /// Counts the outcomes of a chunk, one stderr line per failed record.
     fn answer(&mut self, answer: Answer) {
         match answer.outcomes {
             Ok(outcomes) => {
