@@ -397,7 +397,13 @@ impl Metadata {
         tracing::warn!(reason = %why, "InitProducerId failed, retrying");
         self.next_node += 1;
         let wait = self.backoff.next_delay();
+        // The request counts as in flight while it waits: a metadata update meanwhile must
+        // not start a second one. (Two answered requests are two producer ids; batches
+        // stamped with the first are then restamped. Seen on Apache Kafka, whose coordinator
+        // answers COORDINATOR_LOAD_IN_PROGRESS right after it starts.)
+        self.init_pid_in_flight = true;
         ctx.run_later(wait, move |act, ctx| {
+            act.init_pid_in_flight = false;
             act.request_producer_id(pid, epoch, ctx)
         });
     }

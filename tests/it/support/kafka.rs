@@ -776,9 +776,9 @@ impl Kafka {
         .await;
     }
 
-    /// How many producers the leader of `topic`-`partition` keeps state for (Kafka's own
-    /// `kafka-transactions describe-producers`).
-    pub async fn active_producers(&self, topic: &str, partition: i32) -> usize {
+    /// The producers (ids) the leader of `topic`-`partition` keeps state for, with the tool's
+    /// table for messages (Kafka's own `kafka-transactions describe-producers`).
+    pub async fn active_producers(&self, topic: &str, partition: i32) -> (Vec<i64>, String) {
         let mut cmd = self.nodes[0].java("org.apache.kafka.tools.TransactionsCommand");
         cmd.args([
             "--bootstrap-server",
@@ -792,17 +792,16 @@ impl Kafka {
         let out = blocking(move || cmd.output().expect("run kafka-transactions")).await;
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(
-            out.status.success(),
+            out.status.success() && text.contains("ProducerId"),
             "describe-producers: {text}{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        // A header line, then one line per producer.
-        let rows: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert!(
-            rows.first().is_some_and(|h| h.contains("ProducerId")),
-            "describe-producers printed no table: {text}"
-        );
-        rows.len() - 1
+        // A header line, then one line per producer, its id first.
+        let ids = text
+            .lines()
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect();
+        (ids, text)
     }
 
     /// librdkafka client settings for listener `l` (what the read-back consumer or a
