@@ -416,8 +416,14 @@ pub(crate) fn draw(path: &Path, font: &Path, s: &Settings, runs: &[ChaosRun]) ->
         let style = ("sans-serif", 16).into_font().color(&BLACK);
         title.draw(&Text::new(
             format!(
-                "Records acknowledged over time: {} records, a fault every {} ms",
-                s.records, s.fault_interval_ms
+                "Records acknowledged over time: {} records, a fault every {} ms, {}",
+                s.records,
+                s.fault_interval_ms,
+                if s.offered_rate == 0 {
+                    "full speed".to_string()
+                } else {
+                    format!("{} records/s offered", s.offered_rate)
+                }
             ),
             (15, 8),
             style.clone(),
