@@ -1,4 +1,5 @@
-//! Herald against librdkafka, same broker, same settings, one invocation.
+//! Herald against librdkafka and the Java producer, same broker, same settings, one
+//! invocation.
 //!
 //! Every client run goes to a fresh worker process (this executable with hidden `--worker`
 //! flags) and, unless `--bootstrap-servers` is given, to a fresh broker process
@@ -26,6 +27,12 @@
 //! ```text
 //! cargo build --release --examples
 //! ./target/release/examples/bench --records 200000 --json /tmp/bench.json --plot /tmp/bench.png
+//! # With the Java producer, on Apache Kafka (java and mvn needed, see scripts/kafka/install.sh):
+//! ./target/release/examples/bench --broker kafka --records 500000 --modes max \
+//!     --clients herald-do-send,herald-batch,rdkafka-future,rdkafka-base,java
+//! # Under faults on the mock cluster, each fault kind alone and all together, three seeds:
+//! ./target/release/examples/bench --modes chaos --seeds 1,2,3 \
+//!     --faults down --faults leader --faults errors --faults latency --faults all
 //! ```
 //!
 //! MB/s counts key + value bytes (10^6 bytes). CPU is user + system time of the worker
@@ -47,11 +54,29 @@
 //! - `measure.rs`: CPU time, RSS, latency histogram and the offsets check.
 //! - `report.rs`: the table, the Herald / librdkafka ratios and the JSON.
 //! - `plot.rs`: the PNG chart.
+//! - `java_client.rs`: the Java producer (Kafka's `ProducerPerformance` tool) in a JVM of
+//!   its own, measured from `/proc` by the worker.
+//! - `chaos.rs`, `chaos_client.rs`, `chaos_report.rs`: the `chaos` mode (Herald and
+//!   librdkafka under one seeded fault schedule on the mock cluster).
+//!
+//! Brokers: `--broker mock` (default; librdkafka's mock cluster, a `mock_broker` process per
+//! run), `--broker kafka` (one Apache Kafka node started through the test harness,
+//! `tests/it/support/kafka.rs`, a fresh topic per run; needed by the `java` client, which does
+//! not get past start-up against the mock cluster), or `--bootstrap-servers` (a broker you run).
 
 #[path = "../common/payload.rs"]
 mod payload;
 
+// The Apache Kafka the integration tests start, shared rather than copied.
+#[allow(dead_code)]
+#[path = "../../tests/it/support/kafka.rs"]
+mod kafka;
+
+mod chaos;
+mod chaos_client;
+mod chaos_report;
 mod herald_client;
+mod java_client;
 mod measure;
 mod orchestrator;
 mod pace;
@@ -63,7 +88,8 @@ mod worker;
 use std::error::Error;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -75,22 +101,29 @@ const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 #[derive(Debug, Clone, Parser)]
 #[command(
     after_help = "Without --bootstrap-servers each run starts its own mock_broker process \
-                        (build it with `cargo build --release --examples`)."
+                        (build it with `cargo build --release --examples`); with --broker kafka \
+                        one Apache Kafka node serves every run."
 )]
 struct Args {
-    /// Brokers to use instead of starting mock_broker; the topic must exist or be auto-created.
+    /// Brokers to use instead of starting one; the topic must exist or be auto-created.
     #[arg(long)]
     bootstrap_servers: Option<String>,
+    /// The broker the benchmark starts: mock (librdkafka's mock cluster, a process per run) or
+    /// kafka (one Apache Kafka node through the test harness; jars from
+    /// scripts/kafka/install.sh or HERALD_KAFKA_LIBS).
+    #[arg(long, default_value = "mock")]
+    broker: BrokerKind,
     /// Topic (default: a fresh topic per run).
     #[arg(long)]
     topic: Option<String>,
-    /// Records per run.
+    /// Records per run (chaos mode: 100,000 unless given).
     #[arg(long, default_value_t = 1_000_000)]
     records: u64,
     /// Value size in bytes.
     #[arg(long, default_value_t = 100)]
     record_size: usize,
-    /// Key size in bytes; 0 = no key (sticky partitioning).
+    /// Key size in bytes; 0 = no key (sticky partitioning). With --broker kafka 0 unless
+    /// given: the java client (ProducerPerformance) sends no keys.
     #[arg(long, default_value_t = 8)]
     key_size: usize,
     /// acks: all, 1 or 0.
@@ -114,10 +147,12 @@ struct Args {
     /// Offered rate of the `rate` mode, records/s (0 skips that mode).
     #[arg(long, default_value_t = 50_000)]
     rate: u64,
-    /// Modes to run, in order: max (full speed), rate (`--rate`).
+    /// Modes to run, in order: max (full speed), rate (`--rate`); or chaos alone (Herald and
+    /// librdkafka under a seeded fault schedule on the mock cluster).
     #[arg(long, value_delimiter = ',', default_value = "max,rate")]
     modes: Vec<Mode>,
-    /// Clients to run, in order.
+    /// Clients to run, in order (`java`: the Java producer, needs --broker kafka; the chaos
+    /// mode runs herald-do-send and rdkafka-base unless given).
     #[arg(
         long,
         value_delimiter = ',',
@@ -148,6 +183,36 @@ struct Args {
     /// TrueType font for the chart; without it the chart has no text.
     #[arg(long, default_value = DEFAULT_FONT)]
     font: PathBuf,
+    /// Chaos: the fault kinds of one scenario, comma-separated: down (a broker down for 0.8 s),
+    /// leader (a partition's leader moved), errors (1-3 Produce requests answered with an
+    /// error or a cut connection), latency (a broker's round-trip time set to 0-300 ms), all,
+    /// none. Repeat the flag for several scenarios.
+    #[arg(long, default_value = "all")]
+    faults: Vec<String>,
+    /// Chaos: the seed of the fault schedule and of the records.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Chaos: several seeds, each run in turn; the report gives medians (overrides --seed).
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
+    /// Chaos: one fault every this many milliseconds.
+    #[arg(long, default_value_t = 200)]
+    fault_interval_ms: u64,
+    /// Chaos: a client that has not had every outcome after this many seconds is stopped
+    /// and reported as unfinished.
+    #[arg(long, default_value_t = 120)]
+    cap_s: u64,
+    /// Chaos: records offered per second (0: as fast as each client goes). A client that
+    /// finishes in well under a second meets few faults at full speed; a rate keeps both
+    /// under the schedule for records / rate seconds.
+    #[arg(long, default_value_t = 0)]
+    chaos_rate: u64,
+    /// Chaos: request.timeout.ms of both clients.
+    #[arg(long, default_value_t = 5_000)]
+    request_timeout_ms: u64,
+    /// Chaos: delivery.timeout.ms of both clients.
+    #[arg(long, default_value_t = 60_000)]
+    delivery_timeout_ms: u64,
     #[arg(long, hide = true)]
     worker: Option<Api>,
     #[arg(long, hide = true, default_value = "max")]
@@ -158,6 +223,34 @@ struct Args {
     worker_topic: Option<String>,
     #[arg(long, hide = true)]
     worker_owned_broker: bool,
+    #[arg(long, hide = true)]
+    worker_chaos_seed: Option<u64>,
+}
+
+impl Args {
+    /// Parses the command line, then applies the defaults that depend on other flags:
+    /// 100,000 records in chaos mode, no keys with `--broker kafka` (the Java tool sends none).
+    fn parse_resolved() -> Args {
+        let matches = Args::command().get_matches();
+        let mut args = Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let defaulted = |id: &str| matches.value_source(id) == Some(ValueSource::DefaultValue);
+        if args.modes.contains(&Mode::Chaos) && defaulted("records") {
+            args.records = 100_000;
+        }
+        if args.broker == BrokerKind::Kafka && defaulted("key_size") {
+            args.key_size = 0;
+        }
+        if args.modes.contains(&Mode::Chaos) && defaulted("clients") {
+            args.clients = vec![Api::HeraldDoSend, Api::RdkafkaBase];
+        }
+        args
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BrokerKind {
+    Mock,
+    Kafka,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -165,6 +258,7 @@ struct Args {
 enum Mode {
     Max,
     Rate,
+    Chaos,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +269,8 @@ enum Api {
     HeraldBatch,
     RdkafkaFuture,
     RdkafkaBase,
+    /// The Java producer: Kafka's `ProducerPerformance` tool in a JVM of its own.
+    Java,
 }
 
 impl Api {
@@ -182,6 +278,7 @@ impl Api {
         match self {
             Api::HeraldSend | Api::HeraldDoSend | Api::HeraldReplyTo | Api::HeraldBatch => "herald",
             Api::RdkafkaFuture | Api::RdkafkaBase => "rdkafka",
+            Api::Java => "java",
         }
     }
 
@@ -193,6 +290,7 @@ impl Api {
             Api::HeraldBatch => "batch",
             Api::RdkafkaFuture => "future",
             Api::RdkafkaBase => "base",
+            Api::Java => "perf",
         }
     }
 
@@ -204,6 +302,7 @@ impl Api {
             Api::HeraldBatch => "herald-batch",
             Api::RdkafkaFuture => "rdkafka-future",
             Api::RdkafkaBase => "rdkafka-base",
+            Api::Java => "java",
         }
     }
 }
@@ -232,9 +331,15 @@ struct Settings {
 impl Settings {
     fn of(args: &Args) -> Settings {
         Settings {
-            bootstrap: match &args.bootstrap_servers {
-                Some(b) => b.clone(),
-                None => format!("mock_broker ({} brokers, own process)", args.brokers),
+            bootstrap: match (&args.bootstrap_servers, args.broker) {
+                (Some(b), _) => b.clone(),
+                (None, BrokerKind::Mock) => {
+                    format!("mock_broker ({} brokers, own process)", args.brokers)
+                }
+                (None, BrokerKind::Kafka) => format!(
+                    "Apache Kafka {} (1 node, own JVM, test harness)",
+                    java_client::kafka_version()
+                ),
             },
             records: args.records,
             record_size: args.record_size,
@@ -304,10 +409,12 @@ impl RunResult {
 }
 
 fn main() {
-    let args = Args::parse();
-    let outcome = match args.worker {
-        Some(api) => worker::main(&args, api),
-        None => orchestrator::run(&args),
+    let args = Args::parse_resolved();
+    let outcome = match (args.worker, args.worker_chaos_seed) {
+        (Some(api), Some(seed)) => chaos_client::main(&args, api, seed),
+        (Some(api), None) => worker::main(&args, api),
+        (None, _) if args.modes.contains(&Mode::Chaos) => chaos::run(&args),
+        (None, _) => orchestrator::run(&args),
     };
     if let Err(e) = outcome {
         eprintln!("bench: error: {e}");

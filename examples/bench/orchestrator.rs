@@ -1,13 +1,15 @@
-//! The orchestrator: for each client and mode, a fresh broker process (unless
-//! `--bootstrap-servers` is given) and a fresh worker process; then the report.
+//! The orchestrator: for each client and mode, a fresh worker process and a fresh topic: on a
+//! fresh mock_broker process (`--broker mock`), on the one Apache Kafka node this process
+//! started (`--broker kafka`), or on `--bootstrap-servers`; then the report.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::kafka::{Kafka, Options};
 use crate::report::{mode_label, print_report, ratios, ratios_json};
-use crate::{plot, Api, Args, Mode, Result, RunResult, Settings};
+use crate::{kafka, plot, Api, Args, BrokerKind, Mode, Result, RunResult, Settings};
 
 /// The mock cluster in its own process; stopped by closing its stdin.
 struct BrokerProcess {
@@ -53,11 +55,58 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// One Apache Kafka node for every run (its JVM dies with this process), a tokio runtime for
+/// the harness's admin calls; its data, logs and certificates are removed at the end.
+struct KafkaBroker {
+    kafka: Option<Kafka>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl KafkaBroker {
+    fn start() -> Result<KafkaBroker> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        // The harness panics when Kafka cannot start; its message says why.
+        let kafka = std::panic::catch_unwind(|| Kafka::start(Options::single()))
+            .map_err(|_| "Apache Kafka did not start (see above)")?;
+        Ok(KafkaBroker {
+            kafka: Some(kafka),
+            rt,
+        })
+    }
+
+    fn create_topic(&self, topic: &str, partitions: i32) {
+        if let Some(k) = &self.kafka {
+            self.rt.block_on(k.create_topic(topic, partitions, 1));
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.kafka
+            .as_ref()
+            .map(Kafka::bootstrap)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for KafkaBroker {
+    fn drop(&mut self) {
+        if let Some(k) = self.kafka.take() {
+            let dir = k.dir().to_path_buf();
+            drop(k);
+            let _ = std::fs::remove_dir_all(dir);
+            let _ = std::fs::remove_dir_all(&kafka::certs().dir);
+        }
+    }
+}
+
 pub(crate) fn run(args: &Args) -> Result<()> {
     validate(args)?;
     let exe = std::env::current_exe()?;
     let broker_exe = exe.with_file_name("mock_broker");
-    if args.bootstrap_servers.is_none() && !broker_exe.exists() {
+    let own_mock = args.bootstrap_servers.is_none() && args.broker == BrokerKind::Mock;
+    if own_mock && !broker_exe.exists() {
         return Err(format!(
             "{} not found; build it with `cargo build --release --examples` (or pass --bootstrap-servers)",
             broker_exe.display()
@@ -80,6 +129,15 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
+    let kafka = match (&args.bootstrap_servers, args.broker) {
+        (None, BrokerKind::Kafka) => Some(KafkaBroker::start()?),
+        _ => None,
+    };
+    let java_libs = if args.clients.contains(&Api::Java) {
+        Some(kafka::libs().to_path_buf())
+    } else {
+        None
+    };
 
     let total = args.records * plan.len() as u64;
     let pb = indicatif::ProgressBar::new(total);
@@ -101,27 +159,35 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             Some(t) => format!("{t}-{}-{:?}", api.flag(), mode).to_lowercase(),
             None => format!("herald-bench-{}-{:?}-{stamp}", api.flag(), mode).to_lowercase(),
         };
-        let broker = match &args.bootstrap_servers {
-            Some(_) => None,
-            None => Some(BrokerProcess::start(
+        let broker = if own_mock {
+            Some(BrokerProcess::start(
                 &broker_exe,
                 args.brokers,
                 &topic,
                 args.partitions,
-            )?),
+            )?)
+        } else {
+            None
         };
-        let bootstrap = match (&broker, &args.bootstrap_servers) {
-            (Some(b), _) => b.bootstrap.clone(),
-            (None, Some(b)) => b.clone(),
-            (None, None) => unreachable!("one of them is set"),
+        if let Some(k) = &kafka {
+            k.create_topic(&topic, args.partitions);
+        }
+        let bootstrap = match (&broker, &kafka, &args.bootstrap_servers) {
+            (Some(b), _, _) => b.bootstrap.clone(),
+            (None, Some(k), _) => k.bootstrap(),
+            (None, None, Some(b)) => b.clone(),
+            (None, None, None) => unreachable!("one of them is set"),
         };
         let mut cmd = Command::new(&exe);
         cmd.args(std::env::args_os().skip(1))
             .args(["--worker", api.flag(), "--worker-mode"])
             .arg(format!("{mode:?}").to_lowercase())
             .args(["--worker-bootstrap", &bootstrap, "--worker-topic", &topic]);
-        if broker.is_some() {
+        if broker.is_some() || kafka.is_some() {
             cmd.arg("--worker-owned-broker");
+        }
+        if let Some(libs) = &java_libs {
+            cmd.env("HERALD_KAFKA_LIBS", libs);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -156,6 +222,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
     }
     pb.finish_and_clear();
+    drop(kafka);
 
     let settings = Settings::of(args);
     let ratios = ratios(&results);
@@ -177,6 +244,23 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 }
 
 fn validate(args: &Args) -> Result<()> {
+    if args.clients.contains(&Api::Java)
+        && args.broker == BrokerKind::Mock
+        && args.bootstrap_servers.is_none()
+    {
+        return Err(
+            "the java client needs Apache Kafka: pass --broker kafka (the Java producer \
+                    does not get past start-up against librdkafka's mock cluster)"
+                .into(),
+        );
+    }
+    if args.clients.contains(&Api::Java) && args.key_size > 0 {
+        eprintln!(
+            "bench: note: the java client (ProducerPerformance) sends no keys; the others send \
+             {} B keys (--key-size 0 for the same records)",
+            args.key_size
+        );
+    }
     if args.records == 0 {
         return Err("--records must be at least 1".into());
     }

@@ -11,6 +11,7 @@ use crate::{Mode, Result, RunResult, Settings};
 
 const HERALD: RGBColor = RGBColor(0xE0, 0x6C, 0x1F);
 const RDKAFKA: RGBColor = RGBColor(0x2B, 0x6C, 0xB0);
+const JAVA: RGBColor = RGBColor(0x6A, 0x3D, 0x9A);
 const PCT: [(&str, RGBColor); 3] = [
     ("p50", RGBColor(0x7F, 0xB8, 0x00)),
     ("p99", RGBColor(0xF0, 0xA2, 0x02)),
@@ -47,14 +48,29 @@ pub(crate) fn draw(path: &Path, font: &Path, s: &Settings, runs: &[RunResult]) -
         } else {
             format!("{} B key", s.key_size)
         };
+        let vs = if runs.iter().any(|r| r.client == "java") {
+            "Herald vs librdkafka vs Java"
+        } else {
+            "Herald vs librdkafka"
+        };
         title.draw(&Text::new(
             format!(
-                "Herald vs librdkafka: {} records of {} B, {key}, acks={}, linger.ms={}, batch.size={}, \
+                "{vs}: {} records of {} B, {key}, acks={}, linger.ms={}, batch.size={}, \
                  compression={}, idempotence={}, {} partitions",
-                s.records, s.record_size, s.acks, s.linger_ms, s.batch_size, s.compression, s.idempotence, s.partitions
+                s.records,
+                s.record_size,
+                s.acks,
+                s.linger_ms,
+                s.batch_size,
+                s.compression,
+                s.idempotence,
+                s.partitions
             ),
             (900, 30),
-            ("sans-serif", 22).into_font().color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center)),
+            ("sans-serif", 22)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Center)),
         ))?;
         body
     } else {
@@ -103,10 +119,10 @@ fn x_names(root: &Area<'_>, at: impl Fn(usize) -> (i32, i32), runs: &[&RunResult
 }
 
 fn color(r: &RunResult) -> RGBColor {
-    if r.client == "herald" {
-        HERALD
-    } else {
-        RDKAFKA
+    match r.client.as_str() {
+        "herald" => HERALD,
+        "java" => JAVA,
+        _ => RDKAFKA,
     }
 }
 

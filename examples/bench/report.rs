@@ -8,10 +8,11 @@ pub(crate) fn mode_label(mode: Mode, rate: u64) -> String {
     match mode {
         Mode::Max => "max".to_string(),
         Mode::Rate => format!("rate {rate}/s"),
+        Mode::Chaos => "chaos".to_string(),
     }
 }
 
-/// Herald / librdkafka for one pair of APIs in one mode.
+/// Herald / librdkafka (or Herald / Java) for one pair of APIs in one mode.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Ratio {
     #[serde(skip)]
@@ -26,7 +27,8 @@ pub(crate) struct Ratio {
     latency_p999: f64,
 }
 
-/// Herald / librdkafka for every pair of APIs, per mode, in the order the runs were made.
+/// Herald / librdkafka, then Herald / Java, for every pair of APIs, per mode, in the order the
+/// runs were made. The Java pairs are named `<herald api>/java`.
 pub(crate) fn ratios(results: &[RunResult]) -> Vec<Ratio> {
     let mut out = Vec::new();
     for mode in [Mode::Max, Mode::Rate] {
@@ -36,12 +38,15 @@ pub(crate) fn ratios(results: &[RunResult]) -> Vec<Ratio> {
                 .filter(|r| r.mode == mode && r.client == client)
                 .collect()
         };
+        let others = of("rdkafka").into_iter().chain(of("java"));
+        let others: Vec<&RunResult> = others.collect();
         for h in of("herald") {
-            for k in of("rdkafka") {
+            for k in &others {
                 let q = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+                let other = if k.client == "java" { "java" } else { &k.api };
                 out.push(Ratio {
                     mode,
-                    pair: format!("{}/{}", h.api, k.api),
+                    pair: format!("{}/{other}", h.api),
                     records_per_sec: q(h.records_per_sec, k.records_per_sec),
                     cpu_ns_per_record: q(h.cpu_ns_per_record, k.cpu_ns_per_record),
                     peak_rss_bytes: q(h.peak_rss_bytes as f64, k.peak_rss_bytes as f64),
@@ -75,8 +80,13 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
     } else {
         format!("{} B keys", s.key_size)
     };
+    let vs = if results.iter().any(|r| r.client == "java") {
+        "Herald vs librdkafka vs Java"
+    } else {
+        "Herald vs librdkafka"
+    };
     println!(
-        "Herald vs librdkafka: {} records of {} B ({key}), acks={}, linger.ms={}, batch.size={}, \
+        "{vs}: {} records of {} B ({key}), acks={}, linger.ms={}, batch.size={}, \
          compression={}, idempotence={}, {} partitions, buffer {} MiB, broker: {}",
         s.records,
         s.record_size,
@@ -132,7 +142,8 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
     }
     println!();
     println!(
-        "Herald / librdkafka (rec/s above 1: Herald faster; cpu, RSS+, latency below 1: Herald better)"
+        "Herald / librdkafka and Herald / Java (rec/s above 1: Herald faster; cpu, RSS+, \
+         latency below 1: Herald better)"
     );
     println!(
         "{:<13} {:<15} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7}",
@@ -149,6 +160,15 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
             r.latency_p50,
             r.latency_p99,
             r.latency_p999
+        );
+    }
+    if results.iter().any(|r| r.client == "java") {
+        println!();
+        println!(
+            "java-perf is Kafka's ProducerPerformance in its own JVM: records without keys and one \
+             random payload for every record; rec/s and latencies are the tool's own figures \
+             (latencies in whole ms); cpu is the JVM's whole life (start-up, JIT and GC \
+             included); RSS+ is the JVM's peak RSS."
         );
     }
 }

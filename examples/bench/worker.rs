@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::measure::{page_size, rss_bytes, vm_hwm_bytes, Metered, Sampler, Stats};
 use crate::payload::payload_template;
-use crate::{herald_client, rdkafka_client, Api, Args, Mode, Result, RunResult, Settings};
+use crate::{
+    herald_client, java_client, rdkafka_client, Api, Args, Mode, Result, RunResult, Settings,
+};
 
 /// What one run needs to know.
 pub(crate) struct RunCtx<'a> {
@@ -37,13 +39,20 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
             .ok_or("--worker needs --worker-topic")?
             .into_boxed_str(),
     );
+    if api == Api::Java {
+        let result = java_client::run(args, &bootstrap, topic)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "result {}", serde_json::to_string(&result)?)?;
+        out.flush()?;
+        return Ok(());
+    }
     let payload = Payload::new(args.record_size, args.key_size);
     let progress = Arc::new(AtomicU64::new(0));
     let baseline = rss_bytes(page_size());
     let sampler = Sampler::start(progress.clone());
     let mode = args.worker_mode;
     let rate = match mode {
-        Mode::Max => None,
+        Mode::Max | Mode::Chaos => None,
         Mode::Rate => Some(args.rate as f64),
     };
     let ctx = RunCtx {
@@ -60,6 +69,7 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
         }
         Api::RdkafkaFuture => rdkafka_client::run_future(&ctx)?,
         Api::RdkafkaBase => rdkafka_client::run_base(&ctx)?,
+        Api::Java => unreachable!("the java client returned above"),
     };
     let peak = sampler.stop();
     let acks0 = args.acks == "0";

@@ -360,3 +360,59 @@ fn bench_runs_every_client_and_writes_its_json() {
         .is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The benchmark's chaos mode, small: both clients under one seeded fault schedule on the
+/// mock cluster, and the JSON issue 12 asks for (per run: time to deliver, records/s under
+/// faults, retries, failures, duplicates and order violations read back, delivered records
+/// over time; medians per scenario and client).
+#[test]
+fn bench_chaos_runs_both_clients_and_writes_its_json() {
+    let dir = std::env::temp_dir().join(format!("herald-bench-chaos-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("chaos.json");
+    let output = Command::new(example("bench"))
+        .args(["--modes", "chaos", "--records", "3000", "--seed", "7"])
+        .args(["--delivery-timeout-ms", "20000", "--cap-s", "30", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run bench --modes chaos");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).unwrap();
+    let runs = doc["runs"].as_array().expect("runs");
+    let clients: Vec<&str> = runs.iter().filter_map(|r| r["client"].as_str()).collect();
+    assert_eq!(clients, ["herald", "rdkafka"]);
+    for r in runs {
+        assert_eq!(r["seed"], 7);
+        assert_eq!(r["scenario"], "all");
+        assert_eq!(r["records"], 3000);
+        assert!(r["finished"].is_boolean(), "{r}");
+        for key in [
+            "acknowledged",
+            "failed",
+            "pending",
+            "duplicates",
+            "order_violations",
+            "lost",
+            "in_log",
+        ] {
+            assert!(r[key].as_u64().is_some(), "{key} in {r}");
+        }
+        assert!(r["records_per_sec_under_faults"].as_f64().is_some(), "{r}");
+        assert!(r["elapsed_s"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+        assert!(r["records_sent_again"].is_u64() || r["records_sent_again"].is_null());
+        assert!(
+            r["timeline"].as_array().is_some_and(|t| !t.is_empty()),
+            "{r}"
+        );
+        assert!(r["faults"].is_array(), "{r}");
+    }
+    let medians = doc["medians"].as_array().expect("medians");
+    assert_eq!(medians.len(), 2);
+    assert!(doc["settings"]["batch_size"].as_u64().is_some());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -236,7 +236,7 @@ pub fn certs() -> &'static Certs {
 }
 
 /// Where the Kafka jars are: `HERALD_KAFKA_LIBS`, or what `scripts/kafka/install.sh` resolves.
-fn libs() -> &'static Path {
+pub fn libs() -> &'static Path {
     static LIBS: OnceLock<PathBuf> = OnceLock::new();
     LIBS.get_or_init(|| {
         if let Ok(p) = std::env::var("HERALD_KAFKA_LIBS") {
@@ -258,10 +258,13 @@ fn libs() -> &'static Path {
 }
 
 /// A fresh folder under the target directory's scratch space (scripts/test.sh empties it).
+/// Cargo names that space for integration tests only; an example that includes this file
+/// (the benchmark) gets the system's temporary folder instead.
 fn scratch_dir(what: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+    let base = option_env!("CARGO_TARGET_TMPDIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let dir = base.join(format!(
         "herald-kafka-{}-{what}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
@@ -272,7 +275,7 @@ fn scratch_dir(what: &str) -> PathBuf {
 }
 
 /// A running JVM and the watchdog that kills it when this process goes away.
-struct Jvm {
+pub struct Jvm {
     child: Child,
     /// Closing it (on drop, or by this process ending) makes the watchdog kill the JVM.
     _watchdog_pipe: ChildStdin,
@@ -280,7 +283,8 @@ struct Jvm {
 }
 
 impl Jvm {
-    fn spawn(mut cmd: Command, log: &Path) -> Jvm {
+    /// Starts `cmd` (a `java` command line) with stdout and stderr to `log`, and its watchdog.
+    pub fn spawn(mut cmd: Command, log: &Path) -> Jvm {
         let out = std::fs::File::create(log).unwrap();
         let child = cmd
             .stdin(Stdio::null())
@@ -306,7 +310,7 @@ impl Jvm {
         }
     }
 
-    fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
@@ -318,8 +322,13 @@ impl Jvm {
         assert!(status.success(), "kill {sig} {}", self.pid());
     }
 
-    fn exited(&mut self) -> bool {
+    pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits for the JVM to exit; its exit status.
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait()
     }
 }
 
@@ -544,6 +553,11 @@ impl Kafka {
             node.id,
             node.log().display()
         );
+    }
+
+    /// The folder of the nodes' data and logs (kept after drop).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The node ids.
