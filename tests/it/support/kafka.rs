@@ -483,8 +483,9 @@ impl Kafka {
                 let cluster_id = &cluster_id;
                 s.spawn(move || {
                     let mut cmd = node.java("kafka.tools.StorageTool");
-                    cmd.args(["format", "--ignore-formatted", "-t", cluster_id, "-c"])
-                        .arg(node.config());
+                    cmd.args(["format", "--ignore-formatted", "-c"])
+                        .arg(node.config())
+                        .arg(format!("--cluster-id={cluster_id}"));
                     for m in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
                         cmd.arg("--add-scram")
                             .arg(format!("{m}=[name={USER},password={PASSWORD}]"));
@@ -504,7 +505,8 @@ impl Kafka {
             node.launch();
         }
         let kafka = Kafka { nodes, dir };
-        let deadline = Instant::now() + Duration::from_secs(90);
+        // Generous: three JVMs starting at once on two loaded cores take minutes.
+        let deadline = Instant::now() + Duration::from_secs(240);
         for node in &kafka.nodes {
             while !node.listens() {
                 kafka.check_alive(node, deadline);
@@ -584,7 +586,9 @@ impl Kafka {
         self.nodes.iter().map(Node::log).collect()
     }
 
-    /// Creates `topic`; waits until every partition has a leader.
+    /// Creates `topic`; waits until every partition has a leader that serves it. (The
+    /// cluster's metadata names a leader before that broker has created the partition's log;
+    /// a write in between is refused and retried, which without idempotence may reorder.)
     pub async fn create_topic(&self, topic: &str, partitions: i32, replication: i32) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
@@ -611,7 +615,20 @@ impl Kafka {
                                 .all(|p| p.leader >= 0 && p.isr.len() == replication as usize)
                     })
                 },
-            )
+            );
+            // ListOffsets goes to each leader, which answers once the partition is its own.
+            let client = metadata_client(&bootstrap);
+            wait_until(
+                Instant::now() + Duration::from_secs(30),
+                "partitions served by their leaders",
+                || {
+                    (0..partitions).all(|p| {
+                        client
+                            .fetch_watermarks(&topic, p, Duration::from_secs(2))
+                            .is_ok()
+                    })
+                },
+            );
         })
         .await;
     }
@@ -702,7 +719,7 @@ impl Kafka {
     pub async fn restart(&mut self, id: i32) {
         let started = Instant::now();
         self.node_mut(id).launch();
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(240);
         while !self.node(id).listens() {
             self.check_alive(self.node(id), deadline);
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -912,6 +929,11 @@ fn broker_properties(
         ("num.io.threads", "4".to_string()),
         // A killed broker is fenced, and its partitions led elsewhere, after 4 s rather than 9.
         ("broker.session.timeout.ms", "4000".to_string()),
+        // A loaded machine can take longer than the default minute to bring a quorum up.
+        (
+            "initial.broker.registration.timeout.ms",
+            "240000".to_string(),
+        ),
         ("broker.heartbeat.interval.ms", "500".to_string()),
         // TLS: the brokers' certificate, and the test CA for client certificates.
         ("ssl.keystore.type", "PKCS12".to_string()),
@@ -982,25 +1004,31 @@ fn log4j2_properties(log: &Path) -> String {
     )
 }
 
-/// A KRaft cluster id: 16 random bytes, base64url without padding.
+/// A KRaft cluster id: 16 random bytes, base64url without padding, drawn again when it
+/// starts with `-` (as Kafka's own `Uuid.randomUuid` does), which a command line would read
+/// as an option.
 fn cluster_id() -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes: Vec<u8> = (0..16).map(|_| fastrand::u8(..)).collect();
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = String::new();
-    for b in bytes {
-        bits = (bits << 8) | u32::from(b);
-        n += 8;
-        while n >= 6 {
-            n -= 6;
-            out.push(A[((bits >> n) & 63) as usize] as char);
+    loop {
+        let bytes: Vec<u8> = (0..16).map(|_| fastrand::u8(..)).collect();
+        let mut bits = 0u32;
+        let mut n = 0;
+        let mut out = String::new();
+        for b in bytes {
+            bits = (bits << 8) | u32::from(b);
+            n += 8;
+            while n >= 6 {
+                n -= 6;
+                out.push(A[((bits >> n) & 63) as usize] as char);
+            }
+        }
+        if n > 0 {
+            out.push(A[((bits << (6 - n)) & 63) as usize] as char);
+        }
+        if !out.starts_with('-') {
+            return out;
         }
     }
-    if n > 0 {
-        out.push(A[((bits << (6 - n)) & 63) as usize] as char);
-    }
-    out
 }
 
 fn metadata_client(bootstrap: &str) -> BaseConsumer {
