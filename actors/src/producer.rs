@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use herald::partitioner::{DefaultPartitioner, Partitioner};
+use herald::sasl::SaslSettings;
 use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
 
 use crate::clock::Clock;
@@ -24,6 +25,7 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::router::Router;
 use crate::sealer::Sealer;
 use crate::shared::{MetadataLink, Shared};
+use crate::tls::Tls;
 
 /// Options beyond the Java config keys: a custom partitioner and interceptors.
 pub struct ProducerBuilder {
@@ -61,6 +63,8 @@ impl ProducerBuilder {
     pub fn start(self) -> Result<Producer, ConfigError> {
         let config = self.config;
         config.validate_supported()?;
+        let tls = Tls::from_config(&config)?;
+        let sasl = SaslSettings::from_config(&config)?;
         let io = Arbiter::new();
         let compress =
             (config.compression != herald::compression::Compression::None).then(Arbiter::new);
@@ -80,6 +84,8 @@ impl ProducerBuilder {
             config,
             cluster: ClusterView::default(),
             metrics: Metrics::default(),
+            tls,
+            sasl,
             clock,
             io: io.handle(),
             sealer: sealer.as_ref().map(|s| s.clone().recipient()),
