@@ -498,9 +498,18 @@ impl ProducerConfig {
     /// (GSSAPI, transactions). Separate from validation so that such configs still load
     /// and print.
     pub fn validate_supported(&self) -> Result<(), ConfigError> {
+        self.validate_supported_for(crate::sasl::OAuthTokens::FromConfig)
+    }
+
+    /// [`ProducerConfig::validate_supported`], for a producer whose OAUTHBEARER tokens come
+    /// from `tokens` (with tokens from the application, `sasl.jaas.config` is not needed).
+    pub fn validate_supported_for(
+        &self,
+        tokens: crate::sasl::OAuthTokens,
+    ) -> Result<(), ConfigError> {
         // Every protocol works; SASL's mechanism and credentials are checked here (TLS's
         // stores are opened by the actors crate when it starts the producer).
-        crate::sasl::SaslSettings::from_config(self)?;
+        crate::sasl::SaslSettings::from_config(self, tokens)?;
         if self.transactional_id.is_some() {
             return Err(ConfigError::Unsupported {
                 key: "transactional.id".into(),
@@ -2024,6 +2033,18 @@ metrics.recording.level=DEBUG
             assert_eq!(e.key(), Some("sasl.jaas.config"), "{e}");
             assert!(!format!("{e}{e:?}{c:?}").contains("hunter2"), "{e}");
         }
+        // OAUTHBEARER needs a token in sasl.jaas.config, unless the application supplies
+        // them.
+        let c = pairs_ok(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+        ]);
+        assert_eq!(
+            c.validate_supported().unwrap_err().key(),
+            Some("sasl.jaas.config")
+        );
+        c.validate_supported_for(crate::sasl::OAuthTokens::FromApplication)
+            .unwrap();
         // Both ways of giving a password work.
         for extra in [
             (

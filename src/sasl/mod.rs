@@ -55,7 +55,7 @@ pub use oauthbearer::{OAuthBearerClient, Token, UnsecuredJws};
 pub use plain::PlainClient;
 pub use scram::{ScramClient, ScramHash};
 pub use secret::{AuthBytes, Secret};
-pub use settings::SaslSettings;
+pub use settings::{OAuthTokens, SaslSettings};
 
 /// A SASL mechanism Herald speaks, named on the wire as Kafka names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,25 +5,40 @@
 
 use std::time::SystemTime;
 
-use super::{client_for, JaasConfig, Login, Mechanism, SaslClient, SaslError};
+use super::{
+    client_for, JaasConfig, Login, Mechanism, OAuthBearerClient, SaslClient, SaslError, Token,
+};
 use crate::config::{ConfigError, ProducerConfig, SecurityProtocol};
 
 /// The mechanisms that work, for error messages.
 const WORKING: &str = "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER";
+
+/// Where OAUTHBEARER tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OAuthTokens {
+    /// From `sasl.jaas.config` (a static token, or an unsecured JWS built at each login).
+    FromConfig,
+    /// From the application (the actors crate's `TokenProvider`): with OAUTHBEARER,
+    /// `sasl.jaas.config` is not needed.
+    FromApplication,
+}
 
 /// What a SASL connection authenticates with.
 #[derive(Debug, Clone)]
 pub struct SaslSettings {
     /// The mechanism named in SaslHandshake.
     pub mechanism: Mechanism,
-    /// The credentials.
-    pub login: Login,
+    /// The credentials; `None` when the application supplies OAUTHBEARER tokens.
+    pub login: Option<Login>,
 }
 
 impl SaslSettings {
     /// The settings `config` asks for; `None` unless `security.protocol` is SASL_PLAINTEXT
     /// or SASL_SSL.
-    pub fn from_config(config: &ProducerConfig) -> Result<Option<SaslSettings>, ConfigError> {
+    pub fn from_config(
+        config: &ProducerConfig,
+        tokens: OAuthTokens,
+    ) -> Result<Option<SaslSettings>, ConfigError> {
         if !matches!(
             config.security_protocol,
             SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
@@ -49,6 +64,12 @@ impl SaslSettings {
                 ),
             }
         })?;
+        if mechanism == Mechanism::OAuthBearer && tokens == OAuthTokens::FromApplication {
+            return Ok(Some(SaslSettings {
+                mechanism,
+                login: None,
+            }));
+        }
         let login = match (&config.sasl_jaas_config, &config.sasl_username) {
             (Some(jaas), _) => JaasConfig::parse(jaas.expose())
                 .and_then(|j| j.login())
@@ -72,7 +93,10 @@ impl SaslSettings {
                 })
             }
         };
-        let settings = SaslSettings { mechanism, login };
+        let settings = SaslSettings {
+            mechanism,
+            login: Some(login),
+        };
         // A pairing that cannot work (a token for SCRAM, client credentials, a NUL in a PLAIN
         // username) fails here rather than on every connection.
         settings
@@ -84,8 +108,26 @@ impl SaslSettings {
         Ok(Some(settings))
     }
 
-    /// A client for one exchange (a connection, or a re-authentication).
+    /// A client for one exchange (a connection, or a re-authentication), with the
+    /// credentials of the config. For tokens from the application, see
+    /// [`SaslSettings::client_with_token`].
     pub fn client(&self, now: SystemTime) -> Result<Box<dyn SaslClient>, SaslError> {
-        client_for(self.mechanism, &self.login, now)
+        match &self.login {
+            Some(login) => client_for(self.mechanism, login, now),
+            None => Err(SaslError::InvalidCredentials {
+                mechanism: self.mechanism,
+                reason: "the application supplies the tokens",
+            }),
+        }
+    }
+
+    /// Whether each exchange needs a token from the application first.
+    pub fn needs_application_token(&self) -> bool {
+        self.login.is_none()
+    }
+
+    /// An OAUTHBEARER client presenting `token` (from the application).
+    pub fn client_with_token(&self, token: Token) -> Box<dyn SaslClient> {
+        Box::new(OAuthBearerClient::new(token))
     }
 }
