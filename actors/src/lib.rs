@@ -33,7 +33,8 @@
 //!   published cluster view), `shared` (what every actor of a producer shares), `partition`
 //!   (a partition's queue, shared by router and accumulator), `completion` (outcome sinks),
 //!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics`, `backoff`, `tls`
-//!   (the rustls configuration built at start).
+//!   (the rustls configuration built at start), `token` ([`TokenProvider`]: OAUTHBEARER
+//!   tokens from the application).
 //! - `fault_injection` (feature `fault-injection`): test-only messages.
 
 #![warn(missing_docs)]
@@ -57,6 +58,7 @@ mod router;
 mod sealer;
 mod shared;
 mod tls;
+mod token;
 
 pub use completion::{Delivered, Deliveries, Notifier, Outcome};
 pub use interceptor::ProducerInterceptor;
@@ -66,6 +68,7 @@ pub use metrics::MetricsSnapshot;
 pub use producer::FaultInjection;
 pub use producer::{Producer, ProducerBuilder};
 pub use router::Router;
+pub use token::{TokenError, TokenProvider};
 
 #[cfg(test)]
 mod architecture;

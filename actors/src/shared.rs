@@ -18,6 +18,7 @@ use crate::messages::seal::Seal;
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
 use crate::tls::Tls;
+use crate::token::TokenSource;
 
 /// State every actor of one producer shares. Only the named pieces are shared and mutable:
 /// the cluster view (written by the metadata actor), the memory budget and the metrics.
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<Tls>,
     /// SASL mechanism and credentials (SASL_PLAINTEXT, SASL_SSL), checked once at start.
     pub(crate) sasl: Option<SaslSettings>,
+    /// OAUTHBEARER tokens from the application's provider, if it set one.
+    pub(crate) tokens: Option<TokenSource>,
     /// Linger deadlines (a thread of its own; see [`clock`](crate::clock)).
     pub(crate) clock: Clock,
     /// The arbiter (thread) that runs connection actors, away from the application's.

@@ -652,7 +652,7 @@ impl Connection {
                 );
                 self.versions = Some(v);
                 if self.shared.sasl.is_some() {
-                    self.start_sasl(&resp, State::Authenticating);
+                    self.start_sasl(&resp, ctx);
                 } else {
                     self.ready(ctx);
                 }
@@ -678,7 +678,7 @@ impl Connection {
 
     /// Starts a SASL exchange: the first on a new connection (`Authenticating`, with the
     /// broker's ApiVersions answer) or a re-authentication (`Reauthenticating`).
-    fn start_sasl(&mut self, api_versions: &ApiVersionsResponse, state: State) {
+    fn start_sasl(&mut self, api_versions: &ApiVersionsResponse, ctx: &mut Context<Self>) {
         let handshake = protocol::pick_version(protocol::SASL_HANDSHAKE, api_versions);
         let authenticate = protocol::pick_version(protocol::SASL_AUTHENTICATE, api_versions);
         let (handshake, authenticate) = match (handshake, authenticate) {
@@ -691,28 +691,62 @@ impl Connection {
             }
         };
         self.sasl_authenticate_version = authenticate;
-        self.begin_sasl_exchange(handshake, state);
+        self.begin_sasl_exchange(handshake, State::Authenticating, ctx);
     }
 
-    fn begin_sasl_exchange(&mut self, handshake_version: i16, state: State) {
-        let Some(settings) = &self.shared.sasl else {
+    /// Makes the exchange's client (first fetching a token from the application's provider,
+    /// in a future of its own, when it supplies them) and sends SaslHandshake. In `state`
+    /// meanwhile, so nothing else is written.
+    fn begin_sasl_exchange(
+        &mut self,
+        handshake_version: i16,
+        state: State,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(settings) = self.shared.sasl.clone() else {
             return;
         };
-        let client = match settings.client(SystemTime::now()) {
-            Ok(c) => c,
+        self.state = state;
+        let source = self.shared.tokens.clone();
+        if let (true, Some(source)) = (settings.needs_application_token(), source) {
+            let generation = self.generation;
+            let fetch = async move { source.token().await.map_err(|e| e.to_string()) };
+            ctx.spawn(fetch.into_actor(self).map(move |res, act, _| {
+                if act.generation != generation || act.state != state {
+                    return;
+                }
+                let _span = act.span.clone().entered();
+                match res {
+                    Ok(token) => act
+                        .send_sasl_handshake(settings.client_with_token(token), handshake_version),
+                    Err(e) => {
+                        let reason = format!(
+                            "OAUTHBEARER token for broker {}: the token provider failed: {e}",
+                            act.address
+                        );
+                        act.authentication_failed(reason);
+                    }
+                }
+            }));
+            return;
+        }
+        match settings.client(SystemTime::now()) {
+            Ok(client) => self.send_sasl_handshake(client, handshake_version),
             Err(e) => {
                 let reason = format!(
                     "{} login for broker {}: {e}",
                     settings.mechanism, self.address
                 );
-                return self.authentication_failed(reason);
+                self.authentication_failed(reason)
             }
-        };
+        }
+    }
+
+    fn send_sasl_handshake(&mut self, client: Box<dyn SaslClient>, handshake_version: i16) {
         tracing::debug!(node = self.node_id, mechanism = %client.mechanism(), "SASL handshake");
         let request = SaslHandshakeRequest::default()
             .with_mechanism(StrBytes::from_static_str(client.mechanism().name()));
         self.sasl = Some(client);
-        self.state = state;
         self.write_request(
             protocol::SASL_HANDSHAKE,
             handshake_version,
@@ -812,7 +846,7 @@ impl Connection {
             tracing::debug!(node = act.node_id, "re-authenticating");
             // The handshake requests queue behind those in flight, and time out as any
             // request does (at the head of the queue).
-            act.begin_sasl_exchange(protocol::SASL_HANDSHAKE.max, State::Reauthenticating);
+            act.begin_sasl_exchange(protocol::SASL_HANDSHAKE.max, State::Reauthenticating, ctx);
             act.pump(ctx);
         });
     }
@@ -823,6 +857,10 @@ impl Connection {
     fn authentication_failed(&mut self, reason: String) {
         tracing::error!(node = self.node_id, address = %self.address, %reason, "authentication failed");
         let why: Arc<str> = Arc::from(reason.as_str());
+        if let Some(source) = self.shared.tokens.clone() {
+            // The broker may have refused the token: the next attempt asks for a new one.
+            actix::spawn(async move { source.forget().await });
+        }
         for b in self.pending.take_all() {
             b.answer(BatchResult::AuthenticationFailed(why.clone()));
         }
