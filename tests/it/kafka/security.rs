@@ -7,8 +7,15 @@
 
 use std::time::Duration;
 
-use herald::ErrorKind;
-use herald_actors::{Produce, Producer};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use herald::sasl::{Token, UnsecuredJws};
+use herald::{ErrorKind, ProducerConfig};
+use herald_actors::{Produce, Producer, TokenError, TokenProvider};
 use rdkafka::config::ClientConfig;
 
 use crate::produce::{produce_and_verify_with, CODECS};
@@ -52,6 +59,11 @@ async fn expect_authentication_failure(pairs: &[(&str, &str)], records: usize) -
         ("request.timeout.ms", "30000"),
     ]);
     let producer = Producer::from_pairs(pairs).expect("valid config");
+    expect_refused(producer, records).await
+}
+
+/// [`expect_authentication_failure`] with a producer already started.
+async fn expect_refused(producer: Producer, records: usize) -> Vec<String> {
     let topic = unique_topic("refused");
     let sends: Vec<_> = (0..records)
         .map(|i| {
@@ -292,6 +304,174 @@ async fn oauthbearer_unsecured_jws() {
     }
 }
 
+/// A static token in `sasl.jaas.config` (Herald's `token` option): here an unsecured JWS
+/// made by the test, which Kafka's default validator accepts.
+#[actix_rt::test]
+async fn oauthbearer_static_token_from_jaas() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let token = UnsecuredJws::new(OAUTH_PRINCIPAL)
+        .lifetime(Duration::from_secs(3600))
+        .build(SystemTime::now())
+        .unwrap();
+    let jaas = format!(
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+         token=\"{}\";",
+        token.value().expose()
+    );
+    let topic = unique_topic("oauth-static");
+    kafka.create_topic(&topic, 1, 1).await;
+    let mut read = ClientConfig::new();
+    read.set("bootstrap.servers", kafka.bootstrap());
+    produce_and_verify_with(
+        &kafka.bootstrap_on(Listener::SaslPlaintext),
+        read,
+        &topic,
+        1,
+        50,
+        &[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.jaas.config", &jaas),
+        ],
+        None,
+    )
+    .await;
+}
+
+/// An application's token provider: unsecured JWSs for [`OAUTH_PRINCIPAL`] valid for
+/// `lifetime`, counting the calls; or failing when `lifetime` is `None`.
+struct Jws {
+    calls: Arc<AtomicU32>,
+    lifetime: Option<Duration>,
+}
+
+impl TokenProvider for Jws {
+    fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let lifetime = self.lifetime;
+        Box::pin(async move {
+            let lifetime = lifetime.ok_or("identity provider unreachable")?;
+            Ok(UnsecuredJws::new(OAUTH_PRINCIPAL)
+                .lifetime(lifetime)
+                .build(SystemTime::now())?)
+        })
+    }
+}
+
+fn token_producer(bootstrap: &str, provider: Jws, extra: &[(&str, &str)]) -> Producer {
+    let mut pairs = vec![
+        ("bootstrap.servers", bootstrap),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "OAUTHBEARER"),
+        ("linger.ms", "2"),
+    ];
+    pairs.extend_from_slice(extra);
+    let config = ProducerConfig::from_pairs(pairs).expect("valid config");
+    Producer::builder(config)
+        .token_provider(provider)
+        .start()
+        .expect("starts without sasl.jaas.config")
+}
+
+/// Sends `rounds` rounds of 20 records 100 ms apart; every one must succeed.
+async fn flow(producer: &Producer, topic: &str, rounds: usize) -> usize {
+    let mut sent = 0;
+    for _ in 0..rounds {
+        let sends: Vec<_> = (sent..sent + 20)
+            .map(|i| {
+                producer.router().send(
+                    Produce::new(topic.to_string())
+                        .key(format!("k{}", i % 7))
+                        .value(i.to_string()),
+                )
+            })
+            .collect();
+        for (i, o) in futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            o.expect("mailbox")
+                .unwrap_or_else(|e| panic!("record {} failed: {e}", sent + i));
+        }
+        sent += 20;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sent
+}
+
+/// Reads `topic` back: every record of `0..sent` once, in send order per partition.
+async fn assert_once_in_order(kafka: &Kafka, topic: &str, partitions: i32, sent: usize) {
+    let back = read_back(
+        &kafka.bootstrap(),
+        topic,
+        partitions,
+        sent,
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut all: Vec<usize> = Vec::new();
+    for p in 0..partitions {
+        let got = read_indexes(&back, p);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(got, sorted, "partition {p} out of send order");
+        all.extend(got);
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..sent).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
+}
+
+/// Tokens from the application's provider, without sasl.jaas.config; a provider that fails
+/// fails the records at once with its reason.
+#[actix_rt::test]
+async fn oauthbearer_token_provider() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("oauth-provider");
+    kafka.create_topic(&topic, 2, 1).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let sasl = kafka.bootstrap_on(Listener::SaslPlaintext);
+    let producer = token_producer(
+        &sasl,
+        Jws {
+            calls: calls.clone(),
+            lifetime: Some(Duration::from_secs(3600)),
+        },
+        &[],
+    );
+    let sent = flow(&producer, &topic, 5).await;
+    assert!(producer.close(Duration::from_secs(10)).await);
+    // One token serves every connection while it is fresh.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_once_in_order(kafka, &topic, 2, sent).await;
+
+    let failing = token_producer(
+        &sasl,
+        Jws {
+            calls: Arc::default(),
+            lifetime: None,
+        },
+        &[
+            ("max.block.ms", LONG_WAIT_MS),
+            ("delivery.timeout.ms", LONG_WAIT_MS),
+        ],
+    );
+    for e in expect_refused(failing, 2).await {
+        assert!(
+            e.contains("token provider failed: identity provider unreachable"),
+            "{e}"
+        );
+    }
+}
+
 /// Every codec once over SASL_SSL with SCRAM-SHA-512, read back by librdkafka over SASL_SSL.
 #[actix_rt::test]
 async fn sasl_ssl_scram_sha_512_every_codec() {
@@ -427,8 +607,10 @@ async fn console_producer_exits_1_when_authentication_fails() {
 
 /// KIP-368: with `connections.max.reauth.ms` of 3 s, the broker gives each session that
 /// lifetime and closes connections that let it lapse. Records keep flowing for several
-/// lifetimes: none fails, none is written twice, order per partition holds. The same private
-/// broker enables only SCRAM-SHA-512 and OAUTHBEARER: PLAIN is refused as a mechanism.
+/// lifetimes, with SCRAM and with OAUTHBEARER tokens from a provider (refreshed as they near
+/// expiry): none fails, none is retried or written twice, order per partition holds. The
+/// same private broker enables only SCRAM-SHA-512 and OAUTHBEARER: PLAIN is refused as a
+/// mechanism.
 #[actix_rt::test]
 async fn reauthentication_keeps_records_flowing_and_a_disabled_mechanism_is_refused() {
     init_tracing();
@@ -450,30 +632,7 @@ async fn reauthentication_keeps_records_flowing_and_a_disabled_mechanism_is_refu
         ("metadata.max.age.ms", "1000"),
     ])
     .expect("valid config");
-    let rounds = 100;
-    let per_round = 20;
-    let mut sent = 0;
-    for _ in 0..rounds {
-        let sends: Vec<_> = (sent..sent + per_round)
-            .map(|i| {
-                producer.router().send(
-                    Produce::new(topic.clone())
-                        .key(format!("k{}", i % 7))
-                        .value(i.to_string()),
-                )
-            })
-            .collect();
-        for (i, o) in futures_util::future::join_all(sends)
-            .await
-            .into_iter()
-            .enumerate()
-        {
-            o.expect("mailbox")
-                .unwrap_or_else(|e| panic!("record {} failed: {e}", sent + i));
-        }
-        sent += per_round;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sent = flow(&producer, &topic, 100).await;
     let metrics = producer.metrics().await;
     assert_eq!(metrics.record_error_total, 0);
     // Without re-authentication the broker would close each connection after 3 s, and the
@@ -485,21 +644,31 @@ async fn reauthentication_keeps_records_flowing_and_a_disabled_mechanism_is_refu
     assert_eq!(metrics.record_retry_total, 0, "{metrics:?}");
     println!("re-authentication: {metrics:?}");
     assert!(producer.close(Duration::from_secs(10)).await);
-    let back = read_back(&kafka.bootstrap(), &topic, 2, sent, Duration::from_secs(30)).await;
-    let mut all: Vec<usize> = Vec::new();
-    for p in 0..2 {
-        let got = read_indexes(&back, p);
-        let mut sorted = got.clone();
-        sorted.sort_unstable();
-        assert_eq!(got, sorted, "partition {p} out of send order");
-        all.extend(got);
-    }
-    all.sort_unstable();
-    assert_eq!(
-        all,
-        (0..sent).collect::<Vec<_>>(),
-        "every record exactly once"
+    assert_once_in_order(&kafka, &topic, 2, sent).await;
+
+    // OAUTHBEARER tokens from a provider, valid for 4 s: each re-authentication (within 3 s)
+    // after 80% of a token's lifetime takes a new one, before the old one expires.
+    let topic = unique_topic("reauth-oauth");
+    kafka.create_topic(&topic, 2, 1).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let producer = token_producer(
+        &sasl,
+        Jws {
+            calls: calls.clone(),
+            lifetime: Some(Duration::from_secs(4)),
+        },
+        &[("metadata.max.age.ms", "1000")],
     );
+    let sent = flow(&producer, &topic, 70).await;
+    let metrics = producer.metrics().await;
+    assert!(
+        metrics.successful_reauthentication_total >= 2,
+        "{metrics:?}"
+    );
+    assert_eq!(metrics.record_retry_total, 0, "{metrics:?}");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert!(calls.load(Ordering::SeqCst) >= 2, "tokens were refreshed");
+    assert_once_in_order(&kafka, &topic, 2, sent).await;
 
     for e in expect_authentication_failure(
         &[
