@@ -1084,9 +1084,13 @@ impl Handler<Received> for Connection {
         }
         match msg.item {
             Some(Ok(frame)) => self.on_frame(frame, ctx),
-            Some(Err(ReadError::Io(e))) if transport::tls_failure(&e).is_some() => {
-                // A TLS alert, e.g. the broker refusing our (missing) client certificate,
-                // which TLS 1.3 reports only after the client's side of the handshake.
+            Some(Err(ReadError::Io(e)))
+                if matches!(self.state, State::Negotiating | State::Authenticating)
+                    && transport::tls_failure(&e).is_some() =>
+            {
+                // A TLS alert before the connection was ever ready, e.g. the broker refusing
+                // our (missing) client certificate, which TLS 1.3 reports only after the
+                // client's side of the handshake. (Later, a TLS error is a lost connection.)
                 let reason = transport::tls_failure(&e).unwrap_or_default();
                 self.authentication_failed(format!("TLS with broker {}: {reason}", self.address))
             }
