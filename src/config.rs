@@ -112,8 +112,8 @@ impl fmt::Display for Acks {
     }
 }
 
-/// `security.protocol`. Only `PLAINTEXT` works today; the others parse so that Java configs
-/// load, and [`ProducerConfig::validate_supported`] rejects them at start.
+/// `security.protocol`: TLS for `SSL` and `SASL_SSL`, SASL (PLAIN, SCRAM, OAUTHBEARER) for
+/// `SASL_PLAINTEXT` and `SASL_SSL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum SecurityProtocol {
     /// `PLAINTEXT`.
@@ -495,18 +495,21 @@ impl ProducerConfig {
     }
 
     /// Rejects settings that are valid Kafka configuration but that Herald cannot honour yet
-    /// (TLS/SASL, transactions). Separate from validation so that such configs still load
+    /// (GSSAPI, transactions). Separate from validation so that such configs still load
     /// and print.
     pub fn validate_supported(&self) -> Result<(), ConfigError> {
-        if self.security_protocol != SecurityProtocol::Plaintext {
-            return Err(ConfigError::Unsupported {
-                key: "security.protocol".into(),
-                reason: format!(
-                    "{}: TLS and SASL are not supported yet, only PLAINTEXT",
-                    self.security_protocol
-                ),
-            });
-        }
+        self.validate_supported_for(crate::sasl::OAuthTokens::FromConfig)
+    }
+
+    /// [`ProducerConfig::validate_supported`], for a producer whose OAUTHBEARER tokens come
+    /// from `tokens` (with tokens from the application, `sasl.jaas.config` is not needed).
+    pub fn validate_supported_for(
+        &self,
+        tokens: crate::sasl::OAuthTokens,
+    ) -> Result<(), ConfigError> {
+        // Every protocol works; SASL's mechanism and credentials are checked here (TLS's
+        // stores are opened by the actors crate when it starts the producer).
+        crate::sasl::SaslSettings::from_config(self, tokens)?;
         if self.transactional_id.is_some() {
             return Err(ConfigError::Unsupported {
                 key: "transactional.id".into(),
@@ -734,7 +737,7 @@ keys! {
         OptionalText, shown "(none)";
     /// sent to the broker when the producer id is requested
     "transaction.timeout.ms" transaction_timeout(Duration) = ms(60_000), Millis::INT;
-    /// PLAINTEXT; SSL, SASL_PLAINTEXT and SASL_SSL parse, but a producer with them does not start
+    /// PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS); see the README's security section
     "security.protocol" security_protocol(SecurityProtocol) = SecurityProtocol::Plaintext,
         Choice(
             SecurityProtocol::from_name,
@@ -1968,15 +1971,98 @@ metrics.recording.level=DEBUG
     }
 
     #[test]
-    fn security_protocol_unsupported_at_start() {
+    fn sasl_settings_are_checked_at_start() {
+        // Plain protocols and TLS need no SASL settings.
+        for p in ["PLAINTEXT", "SSL"] {
+            pairs_ok(&[("security.protocol", p)])
+                .validate_supported()
+                .unwrap();
+        }
+        // Java's default mechanism, GSSAPI, is refused with the ones that work.
         let c = pairs_ok(&[("security.protocol", "SASL_SSL")]);
         assert_eq!(c.security_protocol, SecurityProtocol::SaslSsl);
         let e = c.validate_supported().unwrap_err();
-        assert_eq!(e.key(), Some("security.protocol"));
+        assert_eq!(e.key(), Some("sasl.mechanism"));
+        let msg = e.to_string();
         assert!(
-            e.to_string().contains("TLS and SASL are not supported yet"),
-            "{e}"
+            msg.contains("GSSAPI (Java's default when unset) is not supported"),
+            "{msg}"
         );
+        assert!(
+            msg.contains("PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER"),
+            "{msg}"
+        );
+        // librdkafka's alias names the key it came from.
+        let e = pairs_ok(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanisms", "GSSAPI"),
+        ])
+        .validate_supported()
+        .unwrap_err();
+        assert_eq!(e.key(), Some("sasl.mechanisms"));
+        // No credentials at all.
+        let e = pairs_ok(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+        ])
+        .validate_supported()
+        .unwrap_err();
+        assert_eq!(e.key(), Some("sasl.jaas.config"));
+        // A username without its password.
+        let e = pairs_ok(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanisms", "SCRAM-SHA-256"),
+            ("sasl.username", "alice"),
+        ])
+        .validate_supported()
+        .unwrap_err();
+        assert_eq!(e.key(), Some("sasl.password"));
+        // A JAAS config that does not parse, or names a token for SCRAM: the key, never the
+        // password.
+        for jaas in [
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required password="hunter2""#,
+            r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required token="hunter2";"#,
+            r#"com.sun.security.auth.module.Krb5LoginModule required password="hunter2";"#,
+        ] {
+            let c = pairs_ok(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.jaas.config", jaas),
+            ]);
+            let e = c.validate_supported().unwrap_err();
+            assert_eq!(e.key(), Some("sasl.jaas.config"), "{e}");
+            assert!(!format!("{e}{e:?}{c:?}").contains("hunter2"), "{e}");
+        }
+        // OAUTHBEARER needs a token in sasl.jaas.config, unless the application supplies
+        // them.
+        let c = pairs_ok(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+        ]);
+        assert_eq!(
+            c.validate_supported().unwrap_err().key(),
+            Some("sasl.jaas.config")
+        );
+        c.validate_supported_for(crate::sasl::OAuthTokens::FromApplication)
+            .unwrap();
+        // Both ways of giving a password work.
+        for extra in [
+            (
+                "sasl.jaas.config",
+                r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="alice" password="hunter2";"#,
+            ),
+            ("sasl.username", "alice"),
+        ] {
+            let c = pairs_ok(&[
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.password", "hunter2"),
+                extra,
+            ]);
+            c.validate_supported().unwrap();
+            assert!(!format!("{c:?}").contains("hunter2"));
+            assert!(!format!("{:?}", c.to_pairs()).contains("hunter2"));
+        }
     }
 
     #[test]

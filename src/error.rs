@@ -340,6 +340,12 @@ pub enum ErrorKind {
     /// Something this client got wrong talking to the broker.
     #[error("protocol error: {0}")]
     Protocol(Arc<ProtocolError>),
+    /// The broker refused to authenticate this client (SASL), or the TLS handshake failed (an
+    /// untrusted or expired certificate, a host-name mismatch, a missing client certificate).
+    /// Not retried, as Java's `AuthenticationException`. The text names the broker and the
+    /// mechanism or the TLS reason, never a credential.
+    #[error("authentication failed: {0}")]
+    Authentication(Arc<str>),
 }
 
 impl ErrorKind {

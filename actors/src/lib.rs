@@ -26,13 +26,15 @@
 //! Module map (all but `fault_injection` internal):
 //! - `producer`: [`Producer`], [`ProducerBuilder`]; starts and wires the actors.
 //! - Actors: `router` (front door, partitioning), `accumulator` (one per partition: batches,
-//!   retries, completions), `connection` (one per broker: transport, in-flight queue,
-//!   coalescing), `metadata` (cluster view, producer id), `interceptor` (the
+//!   retries, completions), `connection` (one per broker: transport (TCP or TLS), SASL
+//!   exchange and re-authentication, in-flight queue, coalescing), `metadata` (cluster view, producer id), `interceptor` (the
 //!   [`ProducerInterceptor`] chain), `sealer` (compression on its own thread).
 //! - State and messages no actor owns: `messages` (grouped by conversation), `cluster` (the
 //!   published cluster view), `shared` (what every actor of a producer shares), `partition`
 //!   (a partition's queue, shared by router and accumulator), `completion` (outcome sinks),
-//!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics`, `backoff`.
+//!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics`, `backoff`, `tls`
+//!   (the rustls configuration built at start), `token` ([`TokenProvider`]: OAUTHBEARER
+//!   tokens from the application).
 //! - `fault_injection` (feature `fault-injection`): test-only messages.
 
 #![warn(missing_docs)]
@@ -56,6 +58,7 @@ mod router;
 mod sealer;
 mod shared;
 mod tls;
+mod token;
 
 pub use completion::{Delivered, Deliveries, Notifier, Outcome};
 pub use interceptor::ProducerInterceptor;
@@ -65,6 +68,7 @@ pub use metrics::MetricsSnapshot;
 pub use producer::FaultInjection;
 pub use producer::{Producer, ProducerBuilder};
 pub use router::Router;
+pub use token::{TokenError, TokenProvider};
 
 #[cfg(test)]
 mod architecture;

@@ -161,6 +161,18 @@ impl Metadata {
                 self.backoff.reset();
                 self.apply(&resp, ctx);
             }
+            Ok(Err(RequestError::Authentication(why))) => {
+                // Waiting will not fix it: records waiting for metadata fail now. Refreshes go
+                // on (with backoff), so a fixed credential or certificate is picked up.
+                tracing::error!(error = %why, "metadata request failed: authentication");
+                self.broadcast(ClusterChanged {
+                    errors: Arc::default(),
+                    authentication: Some(why),
+                });
+                self.next_node += 1;
+                let wait = self.backoff.next_delay();
+                self.schedule_refresh(wait, ctx);
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "metadata request failed");
                 self.next_node += 1;
@@ -309,6 +321,7 @@ impl Metadata {
         self.ensure_producer_id(ctx);
         self.broadcast(ClusterChanged {
             errors: Arc::new(errors),
+            authentication: None,
         });
         let retry = self.shared.config.retry_backoff;
         if incomplete || !self.missing.is_empty() {

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub(crate) restarts: AtomicU64,
     pub(crate) connection_creation_total: AtomicU64,
     pub(crate) metadata_refresh_total: AtomicU64,
+    pub(crate) successful_reauthentication_total: AtomicU64,
 }
 
 impl Metrics {
@@ -46,6 +47,7 @@ impl Metrics {
             actor_restart_total: l(&self.restarts),
             connection_creation_total: l(&self.connection_creation_total),
             metadata_refresh_total: l(&self.metadata_refresh_total),
+            successful_reauthentication_total: l(&self.successful_reauthentication_total),
         }
     }
 }
@@ -83,4 +85,6 @@ pub struct MetricsSnapshot {
     pub connection_creation_total: u64,
     /// Metadata requests completed.
     pub metadata_refresh_total: u64,
+    /// SASL re-authentications completed on open connections (KIP-368).
+    pub successful_reauthentication_total: u64,
 }

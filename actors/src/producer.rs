@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use herald::partitioner::{DefaultPartitioner, Partitioner};
+use herald::sasl::{OAuthTokens, SaslSettings};
 use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
 
 use crate::clock::Clock;
@@ -24,12 +25,15 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::router::Router;
 use crate::sealer::Sealer;
 use crate::shared::{MetadataLink, Shared};
+use crate::tls::Tls;
+use crate::token::{TokenProvider, TokenSource};
 
 /// Options beyond the Java config keys: a custom partitioner and interceptors.
 pub struct ProducerBuilder {
     config: ProducerConfig,
     partitioner: Option<Box<dyn Partitioner>>,
     interceptors: Vec<Box<dyn ProducerInterceptor>>,
+    token_provider: Option<Arc<dyn TokenProvider>>,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("config", &self.config)
             .field("partitioner", &self.partitioner)
             .field("interceptors", &self.interceptors.len())
+            .field("token_provider", &self.token_provider.is_some())
             .finish()
     }
 }
@@ -46,6 +51,14 @@ impl ProducerBuilder {
     /// Replaces the default (Java-compatible) partitioner.
     pub fn partitioner(mut self, partitioner: impl Partitioner + 'static) -> Self {
         self.partitioner = Some(Box::new(partitioner));
+        self
+    }
+
+    /// Supplies OAUTHBEARER tokens (with `sasl.mechanism=OAUTHBEARER`, instead of
+    /// `sasl.jaas.config`). Each connection asks for a token when it authenticates, from a
+    /// future of its own; a token is reused until 80% of its lifetime has passed.
+    pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
+        self.token_provider = Some(Arc::new(provider));
         self
     }
 
@@ -60,7 +73,14 @@ impl ProducerBuilder {
     /// running actix system.
     pub fn start(self) -> Result<Producer, ConfigError> {
         let config = self.config;
-        config.validate_supported()?;
+        let tokens = match self.token_provider {
+            Some(_) => OAuthTokens::FromApplication,
+            None => OAuthTokens::FromConfig,
+        };
+        config.validate_supported_for(tokens)?;
+        let tls = Tls::from_config(&config)?;
+        let sasl = SaslSettings::from_config(&config, tokens)?;
+        let tokens = self.token_provider.map(TokenSource::new);
         let io = Arbiter::new();
         let compress =
             (config.compression != herald::compression::Compression::None).then(Arbiter::new);
@@ -80,6 +100,9 @@ impl ProducerBuilder {
             config,
             cluster: ClusterView::default(),
             metrics: Metrics::default(),
+            tls,
+            sasl,
+            tokens,
             clock,
             io: io.handle(),
             sealer: sealer.as_ref().map(|s| s.clone().recipient()),
@@ -154,6 +177,7 @@ impl Producer {
             config,
             partitioner: None,
             interceptors: Vec::new(),
+            token_provider: None,
         }
     }
 

@@ -478,6 +478,15 @@ impl RouterCore {
     /// Routes the records of topics whose metadata has arrived, and fails those of topics
     /// that failed for good.
     fn on_cluster_changed(&mut self, note: &ClusterChanged, ctx: &mut Context<Router>) {
+        if let Some(why) = &note.authentication {
+            for w in std::mem::take(&mut self.waiting).into_values().flatten() {
+                self.refuse(
+                    ErrorKind::Authentication(why.clone()),
+                    w.record,
+                    w.completion,
+                );
+            }
+        }
         for (topic, code) in note.errors.iter() {
             if let Some(q) = self.waiting.remove(topic) {
                 for w in q {

@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use actix::prelude::*;
+use herald::sasl::SaslSettings;
 use herald::ProducerConfig;
 
 use crate::clock::Clock;
@@ -16,6 +17,8 @@ use crate::messages::cluster::{AddTopics, BumpEpoch, Refresh, Subscribe};
 use crate::messages::seal::Seal;
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
+use crate::tls::Tls;
+use crate::token::TokenSource;
 
 /// State every actor of one producer shares. Only the named pieces are shared and mutable:
 /// the cluster view (written by the metadata actor), the memory budget and the metrics.
@@ -25,6 +28,12 @@ pub(crate) struct Shared {
     pub(crate) cluster: ClusterView,
     pub(crate) memory: MemoryPool,
     pub(crate) metrics: Metrics,
+    /// TLS for every connection (SSL, SASL_SSL), built once at start.
+    pub(crate) tls: Option<Tls>,
+    /// SASL mechanism and credentials (SASL_PLAINTEXT, SASL_SSL), checked once at start.
+    pub(crate) sasl: Option<SaslSettings>,
+    /// OAUTHBEARER tokens from the application's provider, if it set one.
+    pub(crate) tokens: Option<TokenSource>,
     /// Linger deadlines (a thread of its own; see [`clock`](crate::clock)).
     pub(crate) clock: Clock,
     /// The arbiter (thread) that runs connection actors, away from the application's.

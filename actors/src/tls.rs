@@ -19,9 +19,6 @@
 //! - `ssl.endpoint.identification.algorithm=https` (the default) checks the broker's host name
 //!   (or IP address) against its certificate; empty skips only that check.
 
-// Wired into the connection's transport in the change that lets SSL and SASL_SSL start.
-#![allow(dead_code)]
-
 use std::sync::Arc;
 
 use herald::config::{EndpointIdentification, StoreType, TlsVersion};

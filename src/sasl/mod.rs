@@ -48,12 +48,14 @@ pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 mod secret;
+pub mod settings;
 
 pub use jaas::{ControlFlag, JaasConfig, JaasError, Login, LoginModule};
 pub use oauthbearer::{OAuthBearerClient, Token, UnsecuredJws};
 pub use plain::PlainClient;
 pub use scram::{ScramClient, ScramHash};
 pub use secret::{AuthBytes, Secret};
+pub use settings::{OAuthTokens, SaslSettings};
 
 /// A SASL mechanism Herald speaks, named on the wire as Kafka names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

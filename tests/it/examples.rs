@@ -37,7 +37,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 /// Runs `console_producer` with `args`, feeding `stdin`.
-fn console_producer(args: &[&str], stdin: Vec<u8>) -> Output {
+pub(crate) fn console_producer(args: &[&str], stdin: Vec<u8>) -> Output {
     let mut child = Command::new(example("console_producer"))
         .args(args)
         .stdin(Stdio::piped())

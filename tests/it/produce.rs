@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use herald_actors::{Produce, Producer};
+use rdkafka::config::ClientConfig;
 
-use crate::support::consumer::{read_back, Consumed};
+use crate::support::consumer::{read_back, read_back_with, Consumed};
 use crate::support::mock::Mock;
 use crate::support::tansu::Tansu;
 use crate::support::{init_tracing, unique_topic};
@@ -36,6 +37,31 @@ fn record(topic: &str, i: usize) -> Produce {
 /// always sends 1234 (`rdkafka_mock_handlers.c`), which Java and librdkafka report as is.
 pub(crate) async fn produce_and_verify(
     bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    extra: &[(&str, &str)],
+    log_append_time: Option<i64>,
+) {
+    let mut read_back = ClientConfig::new();
+    read_back.set("bootstrap.servers", bootstrap);
+    produce_and_verify_with(
+        bootstrap,
+        read_back,
+        topic,
+        partitions,
+        n,
+        extra,
+        log_append_time,
+    )
+    .await
+}
+
+/// [`produce_and_verify`], reading back with a consumer built from `read_back` (another
+/// listener, or librdkafka's security settings).
+pub(crate) async fn produce_and_verify_with(
+    bootstrap: &str,
+    read_back: ClientConfig,
     topic: &str,
     partitions: i32,
     n: usize,
@@ -81,7 +107,7 @@ pub(crate) async fn produce_and_verify(
         "{label}: close flushed everything"
     );
 
-    let consumed = read_back(bootstrap, topic, partitions, n, Duration::from_secs(30)).await;
+    let consumed = read_back_with(read_back, topic, partitions, n, Duration::from_secs(30)).await;
     verify(
         &label,
         topic,

@@ -185,6 +185,15 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
         }
         BatchResult::Lost(why) => (why.clone(), true, false, Attempt::Lost),
         BatchResult::NotSent(why) => (why.clone(), true, false, Attempt::Unchanged),
+        BatchResult::AuthenticationFailed(why) => {
+            return Decision::Fail {
+                error: ErrorKind::Authentication(why.clone()),
+                // As for a refused batch: its sequence was never written, so the ones after
+                // it need a new epoch.
+                bump_epoch: idempotent,
+                cause: Cause::Refused,
+            };
+        }
     };
     let expired = state.now.saturating_duration_since(batch.created) >= state.delivery_timeout;
     if expired || batch.attempts >= state.retries {

@@ -9,8 +9,19 @@
 //!                        ─▶ BatchCompleted to each batch's accumulator / the request's reply
 //! ```
 //!
-//! Three parts the actor drives: [`transport`] (the byte stream: plain TCP today, TLS and
-//! SASL later), [`in_flight`] (the ordered queue of requests awaiting a response) and
+//! Steps of a new connection: TCP, the TLS handshake (SSL, SASL_SSL; in [`transport`]),
+//! ApiVersions, then with SASL: SaslHandshake v1 naming the mechanism and SaslAuthenticate
+//! requests carrying the mechanism's bytes until it is done (KIP-43, KIP-152). Only then is
+//! the connection ready for other requests. When the broker gives the session a lifetime
+//! (KIP-368), the same exchange runs again on the same connection at a random point between
+//! 85% and 95% of it: new requests wait, requests in flight are answered as usual (the
+//! handshake requests queue behind them in the ordered in-flight queue).
+//! A refusal (a SASL error code, a TLS certificate or alert) is no reason to retry: waiting
+//! batches and requests fail at once with the reason ([`BatchResult::AuthenticationFailed`],
+//! [`RequestError::Authentication`]), as Java fails the send with an AuthenticationException.
+//!
+//! Three parts the actor drives: [`transport`] (the byte stream: plain TCP or TLS),
+//! [`in_flight`] (the ordered queue of requests awaiting a response) and
 //! [`coalesce`] (batches waiting to be written, and how they become ProduceRequests). The
 //! latter two are plain structs, tested without a socket.
 //!
@@ -26,16 +37,17 @@ mod transport;
 use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use herald::protocol::{self, responses, NegotiatedVersions};
+use herald::sasl::{SaslClient, Step};
 use herald::{KafkaCode, ProtocolError};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::AsyncWriteExt;
@@ -52,7 +64,7 @@ use crate::metrics::Metrics;
 use crate::shared::Shared;
 use coalesce::Coalescer;
 use in_flight::{Answer, InFlightQueue};
-use transport::Transport;
+use transport::{ConnectError, Transport};
 
 /// How long a TCP connect may take (Java's `socket.connection.setup.timeout.ms`).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -87,6 +99,8 @@ enum InFlightKind {
     ApiVersions {
         version: i16,
     },
+    SaslHandshake,
+    SaslAuthenticate,
     Produce {
         batches: Vec<OutgoingBatch>,
     },
@@ -103,7 +117,9 @@ impl InFlightKind {
     fn fail(self, address: &str, reason: &str, lost: bool) {
         let error = || RequestError::Connection(address.to_string(), reason.to_string());
         match self {
-            InFlightKind::ApiVersions { .. } => {}
+            InFlightKind::ApiVersions { .. }
+            | InFlightKind::SaslHandshake
+            | InFlightKind::SaslAuthenticate => {}
             InFlightKind::Produce { batches } => {
                 for b in batches {
                     b.answer(if lost {
@@ -154,7 +170,11 @@ enum State {
     Idle,
     Connecting,
     Negotiating,
+    /// The SASL exchange of a new connection.
+    Authenticating,
     Ready,
+    /// Re-authenticating (KIP-368): requests in flight are answered, new ones wait.
+    Reauthenticating,
 }
 
 /// The broker connection actor.
@@ -178,6 +198,10 @@ pub(crate) struct Connection {
     /// Requests other than Produce waiting to be written.
     requests: VecDeque<PendingRequest>,
     versions: Option<NegotiatedVersions>,
+    /// The SaslAuthenticate version negotiated on this connection.
+    sasl_authenticate_version: i16,
+    /// The SASL exchange under way, if any.
+    sasl: Option<Box<dyn SaslClient>>,
     backoff: Backoff,
     /// No connect attempt before this instant (reconnect backoff).
     connect_not_before: Option<Instant>,
@@ -210,6 +234,8 @@ impl Connection {
             pending: Coalescer::default(),
             requests: VecDeque::new(),
             versions: None,
+            sasl_authenticate_version: 0,
+            sasl: None,
             backoff,
             connect_not_before: None,
             connect_started: None,
@@ -252,14 +278,19 @@ impl Connection {
         let generation = self.generation;
         let address = self.address.clone();
         tracing::debug!(node = self.node_id, %address, "connecting");
-        let fut = async move { Transport::connect(&address, CONNECT_TIMEOUT).await };
+        let tls = self.shared.tls.clone();
+        let fut = async move { Transport::connect(&address, CONNECT_TIMEOUT, tls).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if act.generation != generation || act.state != State::Connecting {
                 return;
             }
             match res {
                 Ok(stream) => act.connected(stream, ctx),
-                Err(e) => act.disconnect(format!("connect failed: {e}")),
+                Err(ConnectError::Tls(reason)) => act.authentication_failed(format!(
+                    "TLS handshake with broker {} failed: {reason}",
+                    act.address
+                )),
+                Err(e @ ConnectError::Io(_)) => act.disconnect(e.to_string()),
             }
         }));
     }
@@ -489,9 +520,11 @@ impl Connection {
             h.abort();
         }
         self.writer = None;
-        let was_ready = self.state == State::Ready;
+        let was_ready = matches!(self.state, State::Ready | State::Reauthenticating);
         self.state = State::Idle;
         self.versions = None;
+        // A re-authentication timer of this socket sees the new generation and does nothing.
+        self.sasl = None;
         self.generation += 1;
         for f in self.in_flight.take_all() {
             // Written, maybe read: lost. (Requests other than Produce just fail.)
@@ -534,6 +567,10 @@ impl Connection {
         let body = &frame[body_at..];
         match f.kind {
             InFlightKind::ApiVersions { version } => self.on_api_versions(body, version, ctx),
+            InFlightKind::SaslHandshake => return self.on_sasl_handshake(body, f.version),
+            InFlightKind::SaslAuthenticate => {
+                return self.on_sasl_authenticate(body, f.version, ctx)
+            }
             InFlightKind::Produce { batches } => {
                 let metrics = &self.shared.metrics;
                 Metrics::add(&metrics.response_count, 1);
@@ -614,10 +651,11 @@ impl Connection {
                     "versions negotiated"
                 );
                 self.versions = Some(v);
-                self.state = State::Ready;
-                self.backoff.reset();
-                self.connect_started = None;
-                self.pump(ctx);
+                if self.shared.sasl.is_some() {
+                    self.start_sasl(&resp, ctx);
+                } else {
+                    self.ready(ctx);
+                }
             }
             Err(e) => {
                 tracing::error!(node = self.node_id, error = %e, "version negotiation failed");
@@ -630,16 +668,218 @@ impl Connection {
         }
     }
 
+    /// The connection may carry requests.
+    fn ready(&mut self, ctx: &mut Context<Self>) {
+        self.state = State::Ready;
+        self.backoff.reset();
+        self.connect_started = None;
+        self.pump(ctx);
+    }
+
+    /// Starts a SASL exchange: the first on a new connection (`Authenticating`, with the
+    /// broker's ApiVersions answer) or a re-authentication (`Reauthenticating`).
+    fn start_sasl(&mut self, api_versions: &ApiVersionsResponse, ctx: &mut Context<Self>) {
+        let handshake = protocol::pick_version(protocol::SASL_HANDSHAKE, api_versions);
+        let authenticate = protocol::pick_version(protocol::SASL_AUTHENTICATE, api_versions);
+        let (handshake, authenticate) = match (handshake, authenticate) {
+            (Ok(h), Ok(a)) => (h, a),
+            (Err(e), _) | (_, Err(e)) => {
+                return self.authentication_failed(format!(
+                    "broker {} cannot authenticate with SASL: {e}",
+                    self.address
+                ))
+            }
+        };
+        self.sasl_authenticate_version = authenticate;
+        self.begin_sasl_exchange(handshake, State::Authenticating, ctx);
+    }
+
+    /// Makes the exchange's client (first fetching a token from the application's provider,
+    /// in a future of its own, when it supplies them) and sends SaslHandshake. In `state`
+    /// meanwhile, so nothing else is written.
+    fn begin_sasl_exchange(
+        &mut self,
+        handshake_version: i16,
+        state: State,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(settings) = self.shared.sasl.clone() else {
+            return;
+        };
+        self.state = state;
+        let source = self.shared.tokens.clone();
+        if let (true, Some(source)) = (settings.needs_application_token(), source) {
+            let generation = self.generation;
+            let fetch = async move { source.token().await.map_err(|e| e.to_string()) };
+            ctx.spawn(fetch.into_actor(self).map(move |res, act, _| {
+                if act.generation != generation || act.state != state {
+                    return;
+                }
+                let _span = act.span.clone().entered();
+                match res {
+                    Ok(token) => act
+                        .send_sasl_handshake(settings.client_with_token(token), handshake_version),
+                    Err(e) => {
+                        let reason = format!(
+                            "OAUTHBEARER token for broker {}: the token provider failed: {e}",
+                            act.address
+                        );
+                        act.authentication_failed(reason);
+                    }
+                }
+            }));
+            return;
+        }
+        match settings.client(SystemTime::now()) {
+            Ok(client) => self.send_sasl_handshake(client, handshake_version),
+            Err(e) => {
+                let reason = format!(
+                    "{} login for broker {}: {e}",
+                    settings.mechanism, self.address
+                );
+                self.authentication_failed(reason)
+            }
+        }
+    }
+
+    fn send_sasl_handshake(&mut self, client: Box<dyn SaslClient>, handshake_version: i16) {
+        tracing::debug!(node = self.node_id, mechanism = %client.mechanism(), "SASL handshake");
+        let request = SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str(client.mechanism().name()));
+        self.sasl = Some(client);
+        self.write_request(
+            protocol::SASL_HANDSHAKE,
+            handshake_version,
+            &request,
+            InFlightKind::SaslHandshake,
+        );
+    }
+
+    fn on_sasl_handshake(&mut self, body: &[u8], version: i16) {
+        let resp = match responses::decode_sasl_handshake_response(body, version) {
+            Ok(r) => r,
+            Err(e) => return self.disconnect(format!("bad SaslHandshake response: {e}")),
+        };
+        let Some(client) = self.sasl.as_mut() else {
+            return self.disconnect("SaslHandshake response without an exchange".into());
+        };
+        let mechanism = client.mechanism();
+        if let Some(code) = KafkaCode::from_code(resp.error_code) {
+            let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
+            let reason = format!(
+                "broker {} refused SASL mechanism {mechanism}: {code} (it enables: {})",
+                self.address,
+                enabled.join(", ")
+            );
+            return self.authentication_failed(reason);
+        }
+        match client.initial_response() {
+            Ok(bytes) => self.send_sasl_authenticate(bytes.into_vec()),
+            Err(e) => {
+                let reason = format!("{mechanism} with broker {}: {e}", self.address);
+                self.authentication_failed(reason)
+            }
+        }
+    }
+
+    fn send_sasl_authenticate(&mut self, auth_bytes: Vec<u8>) {
+        let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(auth_bytes));
+        self.write_request(
+            protocol::SASL_AUTHENTICATE,
+            self.sasl_authenticate_version,
+            &request,
+            InFlightKind::SaslAuthenticate,
+        );
+    }
+
+    fn on_sasl_authenticate(&mut self, body: &[u8], version: i16, ctx: &mut Context<Self>) {
+        let resp = match responses::decode_sasl_authenticate_response(body, version) {
+            Ok(r) => r,
+            Err(e) => return self.disconnect(format!("bad SaslAuthenticate response: {e}")),
+        };
+        let Some(client) = self.sasl.as_mut() else {
+            return self.disconnect("SaslAuthenticate response without an exchange".into());
+        };
+        let step = if resp.error_code != 0 {
+            Err(client.rejected(resp.error_code, resp.error_message.as_deref()))
+        } else {
+            client.step(&resp.auth_bytes)
+        };
+        match step {
+            Ok(Step::Send(bytes)) => self.send_sasl_authenticate(bytes.into_vec()),
+            Ok(Step::Done) => {
+                let reauth = self.state == State::Reauthenticating;
+                if reauth {
+                    let metrics = &self.shared.metrics;
+                    Metrics::add(&metrics.successful_reauthentication_total, 1);
+                }
+                self.sasl = None;
+                tracing::debug!(
+                    node = self.node_id,
+                    session_lifetime_ms = resp.session_lifetime_ms,
+                    reauth,
+                    "authenticated"
+                );
+                self.schedule_reauthentication(resp.session_lifetime_ms, ctx);
+                self.ready(ctx);
+            }
+            Err(e) => {
+                let reason = format!("broker {}: {e}", self.address);
+                self.authentication_failed(reason)
+            }
+        }
+    }
+
+    /// Arms re-authentication at a random point between 85% and 95% of the session's
+    /// lifetime, as the Java client does (KIP-368); nothing for a lifetime of 0.
+    fn schedule_reauthentication(&mut self, lifetime_ms: i64, ctx: &mut Context<Self>) {
+        if lifetime_ms <= 0 {
+            return;
+        }
+        let at = Duration::from_millis(lifetime_ms as u64).mul_f64(0.85 + 0.10 * fastrand::f64());
+        let generation = self.generation;
+        ctx.run_later(at, move |act, ctx| {
+            if act.generation != generation || act.state != State::Ready {
+                return;
+            }
+            let _span = act.span.clone().entered();
+            tracing::debug!(node = act.node_id, "re-authenticating");
+            // The handshake requests queue behind those in flight, and time out as any
+            // request does (at the head of the queue).
+            act.begin_sasl_exchange(protocol::SASL_HANDSHAKE.max, State::Reauthenticating, ctx);
+            act.pump(ctx);
+        });
+    }
+
+    /// The broker refused this client (SASL, or the TLS handshake): what waits for this
+    /// connection fails now instead of retrying until its timeout, then the connection is
+    /// dropped (and tried again, with backoff, when new work arrives).
+    fn authentication_failed(&mut self, reason: String) {
+        tracing::error!(node = self.node_id, address = %self.address, %reason, "authentication failed");
+        let why: Arc<str> = Arc::from(reason.as_str());
+        if let Some(source) = self.shared.tokens.clone() {
+            // The broker may have refused the token: the next attempt asks for a new one.
+            actix::spawn(async move { source.forget().await });
+        }
+        for b in self.pending.take_all() {
+            b.answer(BatchResult::AuthenticationFailed(why.clone()));
+        }
+        for r in std::mem::take(&mut self.requests) {
+            r.fail(RequestError::Authentication(why.clone()));
+        }
+        self.disconnect(reason);
+    }
+
     fn tick(&mut self) {
         let timeout = self.shared.config.request_timeout;
         if self.in_flight.head_timed_out(timeout, Instant::now()) {
             let reason = format!("request timed out after {} ms", timeout.as_millis());
             return self.disconnect(reason);
         }
-        if matches!(self.state, State::Negotiating) {
+        if matches!(self.state, State::Negotiating | State::Authenticating) {
             if let Some(started) = self.connect_started {
                 if started.elapsed() > timeout {
-                    self.disconnect("version negotiation timed out".into());
+                    self.disconnect(format!("{:?} timed out", self.state));
                 }
             }
         }
@@ -844,6 +1084,16 @@ impl Handler<Received> for Connection {
         }
         match msg.item {
             Some(Ok(frame)) => self.on_frame(frame, ctx),
+            Some(Err(ReadError::Io(e)))
+                if matches!(self.state, State::Negotiating | State::Authenticating)
+                    && transport::tls_failure(&e).is_some() =>
+            {
+                // A TLS alert before the connection was ever ready, e.g. the broker refusing
+                // our (missing) client certificate, which TLS 1.3 reports only after the
+                // client's side of the handshake. (Later, a TLS error is a lost connection.)
+                let reason = transport::tls_failure(&e).unwrap_or_default();
+                self.authentication_failed(format!("TLS with broker {}: {reason}", self.address))
+            }
             Some(Err(e)) => self.disconnect(e.to_string()),
             None if self.closing.is_some() => {
                 if let Some(tx) = self.closing.take() {

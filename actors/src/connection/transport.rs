@@ -1,6 +1,7 @@
-//! The byte stream to one broker. Today a plain TCP stream; TLS and the SASL handshake
-//! (KIP-43, KIP-152) extend this type, its `connect` and its halves, not the connection's
-//! in-flight queue or coalescer, which never see the stream.
+//! The byte stream to one broker: plain TCP, or TLS over it (`security.protocol` SSL and
+//! SASL_SSL, through [`Tls`]). The SASL exchange (KIP-43, KIP-152) is ordinary requests on
+//! this stream, driven by the connection actor; the in-flight queue and the coalescer never
+//! see the stream.
 
 use std::io;
 use std::pin::Pin;
@@ -10,24 +11,78 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use crate::tls::Tls;
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// TCP failed or timed out: worth retrying.
+    #[error("connect failed: {0}")]
+    Io(io::Error),
+    /// The TLS handshake failed on a certificate or an alert: retrying will not help
+    /// (Java's `SslAuthenticationException`).
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+}
+
+/// The TLS reason inside an I/O error of a TLS stream (a certificate refused by either side,
+/// an alert), if that is what it is.
+pub(crate) fn tls_failure(e: &io::Error) -> Option<String> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map(|tls| tls.to_string())
+}
+
+/// The host of `host:port` (brackets of an IPv6 literal removed): the name a broker's
+/// certificate must carry.
+pub(crate) fn host_of(address: &str) -> &str {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
 
 /// A connected stream to a broker.
 #[derive(Debug)]
 pub(crate) enum Transport {
-    /// Plaintext TCP (`security.protocol=PLAINTEXT`).
+    /// Plaintext TCP (`security.protocol` PLAINTEXT and SASL_PLAINTEXT).
     Plain(TcpStream),
+    /// TLS over TCP (SSL and SASL_SSL).
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl Transport {
     /// Connects to `address` (`host:port`) within `timeout` (Java's
-    /// `socket.connection.setup.timeout.ms`).
-    pub(crate) async fn connect(address: &str, timeout: Duration) -> io::Result<Transport> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(address))
+    /// `socket.connection.setup.timeout.ms`), TCP and TLS handshake together; with `tls`, the
+    /// broker's certificate must name the host of `address`.
+    pub(crate) async fn connect(
+        address: &str,
+        timeout: Duration,
+        tls: Option<Tls>,
+    ) -> Result<Transport, ConnectError> {
+        let timed_out =
+            || ConnectError::Io(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(address))
             .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            .map_err(|_| timed_out())?
+            .map_err(ConnectError::Io)?;
         // Requests are written whole; Nagle would only hold the last segment back.
         let _ = stream.set_nodelay(true);
-        Ok(Transport::Plain(stream))
+        let Some(tls) = tls else {
+            return Ok(Transport::Plain(stream));
+        };
+        match tokio::time::timeout_at(deadline, tls.connect(host_of(address), stream)).await {
+            Err(_) => Err(timed_out()),
+            Ok(Ok(stream)) => Ok(Transport::Tls(Box::new(stream))),
+            Ok(Err(e)) => Err(match tls_failure(&e) {
+                Some(reason) => ConnectError::Tls(reason),
+                None if e.kind() == io::ErrorKind::InvalidInput => ConnectError::Tls(e.to_string()),
+                None => ConnectError::Io(e),
+            }),
+        }
     }
 
     /// Splits the stream for a reader task and a writer task.
@@ -36,6 +91,10 @@ impl Transport {
             Transport::Plain(stream) => {
                 let (read, write) = stream.into_split();
                 (ReadHalf::Plain(read), WriteHalf::Plain(write))
+            }
+            Transport::Tls(stream) => {
+                let (read, write) = tokio::io::split(*stream);
+                (ReadHalf::Tls(read), WriteHalf::Tls(write))
             }
         }
     }
@@ -46,6 +105,8 @@ impl Transport {
 pub(crate) enum ReadHalf {
     /// Plaintext TCP.
     Plain(OwnedReadHalf),
+    /// TLS.
+    Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
 }
 
 /// The writing half of a [`Transport`].
@@ -53,6 +114,8 @@ pub(crate) enum ReadHalf {
 pub(crate) enum WriteHalf {
     /// Plaintext TCP.
     Plain(OwnedWriteHalf),
+    /// TLS.
+    Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for ReadHalf {
@@ -63,6 +126,7 @@ impl AsyncRead for ReadHalf {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             ReadHalf::Plain(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Tls(r) => Pin::new(r).poll_read(cx, buf),
         }
     }
 }
@@ -75,18 +139,21 @@ impl AsyncWrite for WriteHalf {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WriteHalf::Plain(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Tls(w) => Pin::new(w).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Tls(w) => Pin::new(w).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WriteHalf::Plain(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Tls(w) => Pin::new(w).poll_shutdown(cx),
         }
     }
 }
@@ -103,7 +170,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (transport, accepted) = tokio::join!(
-            Transport::connect(&address, Duration::from_secs(5)),
+            Transport::connect(&address, Duration::from_secs(5), None),
             listener.accept()
         );
         let (mut broker, _) = accepted.unwrap();
@@ -126,8 +193,16 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
-        assert!(Transport::connect(&address, Duration::from_secs(5))
+        assert!(Transport::connect(&address, Duration::from_secs(5), None)
             .await
             .is_err());
+    }
+
+    #[test]
+    fn the_certificate_name_is_the_host_of_the_address() {
+        assert_eq!(host_of("broker-1.example.com:9093"), "broker-1.example.com");
+        assert_eq!(host_of("127.0.0.1:9093"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:9093"), "::1");
+        assert_eq!(host_of("localhost"), "localhost");
     }
 }

@@ -14,6 +14,10 @@ use herald::KafkaCode;
 pub(crate) struct ClusterChanged {
     /// Topics whose metadata request failed with an error that waiting will not fix.
     pub(crate) errors: Arc<HashMap<Arc<str>, KafkaCode>>,
+    /// Set when the metadata request failed because the broker refused to authenticate
+    /// this client: records waiting for metadata fail with it instead of waiting out
+    /// max.block.ms.
+    pub(crate) authentication: Option<Arc<str>>,
 }
 
 /// Producer (for the router) and router (for each accumulator) → metadata: send

@@ -60,6 +60,9 @@ pub(crate) enum BatchResult {
     Lost(String),
     /// Never left this client.
     NotSent(String),
+    /// Never left this client: the broker refused to authenticate it (SASL or TLS). Not
+    /// retried.
+    AuthenticationFailed(Arc<str>),
 }
 
 /// Connection → accumulator: the result for one batch.

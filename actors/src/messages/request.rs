@@ -23,6 +23,10 @@ pub(crate) enum RequestError {
     /// The connection could not be made or was lost.
     #[error("connection to {0} failed: {1}")]
     Connection(String, String),
+    /// The broker refused to authenticate this client (SASL or TLS); the text names the
+    /// broker and the mechanism or the TLS reason.
+    #[error("{0}")]
+    Authentication(std::sync::Arc<str>),
     /// The broker lacks a version of the API, or its response could not be decoded.
     #[error(transparent)]
     Protocol(#[from] ProtocolError),

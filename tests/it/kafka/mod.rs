@@ -7,3 +7,4 @@
 mod exactly_once;
 mod listeners;
 mod produce;
+mod security;

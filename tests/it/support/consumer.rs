@@ -29,9 +29,23 @@ pub async fn read_back(
     expected: usize,
     timeout: Duration,
 ) -> BTreeMap<i32, Vec<Consumed>> {
-    let (bootstrap, topic) = (bootstrap.to_string(), topic.to_string());
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    read_back_with(config, topic, partitions, expected, timeout).await
+}
+
+/// [`read_back`] with a consumer built from `config` (bootstrap servers and security
+/// settings, e.g. `Kafka::rdkafka_config`).
+pub async fn read_back_with(
+    config: ClientConfig,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+    timeout: Duration,
+) -> BTreeMap<i32, Vec<Consumed>> {
+    let topic = topic.to_string();
     tokio::task::spawn_blocking(move || {
-        read_back_blocking(&bootstrap, &topic, partitions, expected, timeout)
+        read_back_blocking(config, &topic, partitions, expected, timeout)
     })
     .await
     .expect("consumer thread")
@@ -54,14 +68,13 @@ pub fn read_indexes(back: &BTreeMap<i32, Vec<Consumed>>, p: i32) -> Vec<usize> {
 }
 
 fn read_back_blocking(
-    bootstrap: &str,
+    mut config: ClientConfig,
     topic: &str,
     partitions: i32,
     expected: usize,
     timeout: Duration,
 ) -> BTreeMap<i32, Vec<Consumed>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer = config
         .set(
             "group.id",
             format!("herald-readback-{}", std::process::id()),

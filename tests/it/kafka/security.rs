@@ -1,0 +1,707 @@
+//! TLS and SASL against Apache Kafka's own listeners (`support::kafka`): Herald produces
+//! through each listener and mechanism, librdkafka's consumer reads back what the broker
+//! holds (over PLAINTEXT of the same broker, or over SASL_SSL where the test is about it).
+//! Refusals (wrong password, untrusted CA, ...) must fail the records at once with an
+//! authentication error naming the broker and the mechanism or the TLS reason, never the
+//! password, instead of retrying until max.block.ms or delivery.timeout.ms.
+
+use std::time::Duration;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use herald::sasl::{Token, UnsecuredJws};
+use herald::{ErrorKind, ProducerConfig};
+use herald_actors::{Produce, Producer, TokenError, TokenProvider};
+use rdkafka::config::ClientConfig;
+
+use crate::produce::{produce_and_verify_with, CODECS};
+use crate::support::consumer::{read_back, read_indexes};
+use crate::support::kafka::{
+    certs, shared, Kafka, Listener, Options, SharedLogsOnFailure, OAUTH_PRINCIPAL, PASSWORD,
+    STORE_PASSWORD, USER,
+};
+use crate::support::{init_tracing, unique_topic};
+
+/// Far above how long any refusal may take: a record that fails with an authentication
+/// error before these passed did not just time out.
+const LONG_WAIT_MS: &str = "120000";
+
+fn path(p: std::path::PathBuf) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+fn jaas(module: &str, user: &str, password: &str) -> String {
+    format!(
+        "org.apache.kafka.common.security.{module} required username=\"{user}\" \
+         password=\"{password}\";"
+    )
+}
+
+fn plain_jaas(user: &str, password: &str) -> String {
+    jaas("plain.PlainLoginModule", user, password)
+}
+
+fn scram_jaas(user: &str, password: &str) -> String {
+    jaas("scram.ScramLoginModule", user, password)
+}
+
+/// Produces `records` (values "0", "1", ...) with `pairs`, and returns each outcome's error
+/// text, panicking on a success or on anything but an authentication error.
+async fn expect_authentication_failure(pairs: &[(&str, &str)], records: usize) -> Vec<String> {
+    let mut pairs = pairs.to_vec();
+    pairs.extend([
+        ("max.block.ms", LONG_WAIT_MS),
+        ("delivery.timeout.ms", LONG_WAIT_MS),
+        ("request.timeout.ms", "30000"),
+    ]);
+    let producer = Producer::from_pairs(pairs).expect("valid config");
+    expect_refused(producer, records).await
+}
+
+/// [`expect_authentication_failure`] with a producer already started.
+async fn expect_refused(producer: Producer, records: usize) -> Vec<String> {
+    let topic = unique_topic("refused");
+    let sends: Vec<_> = (0..records)
+        .map(|i| {
+            producer
+                .router()
+                .send(Produce::new(topic.clone()).value(i.to_string()))
+        })
+        .collect();
+    // Well below max.block.ms: a hang or a silent retry fails here.
+    let outcomes = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures_util::future::join_all(sends),
+    )
+    .await
+    .expect("refused records must fail promptly, not wait for max.block.ms");
+    let errors = outcomes
+        .into_iter()
+        .map(|o| {
+            let e = o
+                .expect("mailbox")
+                .expect_err("the broker refused this client");
+            assert!(
+                matches!(e.kind(), ErrorKind::Authentication(_)),
+                "not an authentication error: {e:?}"
+            );
+            let text = format!("{e} {e:?}");
+            assert!(!text.contains(PASSWORD), "the password leaked: {text}");
+            assert!(
+                !text.contains("wrong-secret"),
+                "the password leaked: {text}"
+            );
+            text
+        })
+        .collect();
+    producer.close(Duration::from_secs(5)).await;
+    errors
+}
+
+#[actix_rt::test]
+async fn tls_server_authentication_with_pem_truststores_and_librdkafka_alias() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let ca = path(certs().ca());
+    let ca_pem = std::fs::read_to_string(certs().ca()).unwrap();
+    let ssl = kafka.bootstrap_on(Listener::Ssl);
+    let cases: [&[(&str, &str)]; 3] = [
+        &[
+            ("ssl.truststore.type", "PEM"),
+            ("ssl.truststore.location", &ca),
+        ],
+        &[("ssl.ca.location", &ca)],
+        &[
+            ("ssl.truststore.type", "PEM"),
+            ("ssl.truststore.certificates", &ca_pem),
+        ],
+    ];
+    for trust in cases {
+        let topic = unique_topic("tls");
+        kafka.create_topic(&topic, 3, 1).await;
+        let mut extra = vec![("security.protocol", "SSL")];
+        extra.extend_from_slice(trust);
+        let mut read = ClientConfig::new();
+        read.set("bootstrap.servers", kafka.bootstrap());
+        produce_and_verify_with(&ssl, read, &topic, 3, 200, &extra, None).await;
+    }
+}
+
+#[actix_rt::test]
+async fn mutual_tls_with_pem_keys_pkcs12_and_librdkafka_aliases() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let c = certs();
+    let (ca, cert, key, p12) = (
+        path(c.ca()),
+        path(c.client_cert()),
+        path(c.client_key()),
+        path(c.client_p12()),
+    );
+    let cert_pem = std::fs::read_to_string(c.client_cert()).unwrap();
+    let key_pem = std::fs::read_to_string(c.client_key()).unwrap();
+    let mtls = kafka.bootstrap_on(Listener::Mtls);
+    let cases: [&[(&str, &str)]; 3] = [
+        &[
+            ("ssl.keystore.type", "PEM"),
+            ("ssl.keystore.certificate.chain", &cert_pem),
+            ("ssl.keystore.key", &key_pem),
+        ],
+        &[
+            ("ssl.keystore.type", "PKCS12"),
+            ("ssl.keystore.location", &p12),
+            ("ssl.keystore.password", STORE_PASSWORD),
+        ],
+        &[
+            ("ssl.certificate.location", &cert),
+            ("ssl.key.location", &key),
+        ],
+    ];
+    for identity in cases {
+        let topic = unique_topic("mtls");
+        kafka.create_topic(&topic, 2, 1).await;
+        let mut extra = vec![
+            ("security.protocol", "SSL"),
+            ("ssl.truststore.type", "PEM"),
+            ("ssl.truststore.location", &ca),
+        ];
+        extra.extend_from_slice(identity);
+        let mut read = ClientConfig::new();
+        read.set("bootstrap.servers", kafka.bootstrap());
+        produce_and_verify_with(&mtls, read, &topic, 2, 100, &extra, None).await;
+    }
+    // Without a client certificate the MTLS listener refuses the handshake.
+    let errors = expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &mtls),
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", &ca),
+        ],
+        3,
+    )
+    .await;
+    for e in errors {
+        assert!(e.contains("TLS"), "{e}");
+        assert!(e.contains(&mtls), "names the broker: {e}");
+    }
+}
+
+/// The brokers' certificate names 127.0.0.1 and localhost. The same broker reached as
+/// `::ffff:127.0.0.1` (the IPv4-mapped IPv6 address: same socket, another name) must be
+/// refused while host-name verification is on (the default), and accepted with it off.
+#[actix_rt::test]
+async fn host_name_verification_on_by_default_and_off_when_empty() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let ca = path(certs().ca());
+    let ssl = kafka.bootstrap_on(Listener::Ssl);
+    let port = ssl.rsplit_once(':').unwrap().1;
+    let mapped = format!("[::ffff:127.0.0.1]:{port}");
+    let errors = expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &mapped),
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", &ca),
+        ],
+        2,
+    )
+    .await;
+    for e in errors {
+        assert!(e.contains("TLS") && e.contains("not valid for name"), "{e}");
+    }
+    // Off: the same address works (the brokers it learns from metadata are 127.0.0.1).
+    let topic = unique_topic("no-hostname-check");
+    kafka.create_topic(&topic, 1, 1).await;
+    let mut read = ClientConfig::new();
+    read.set("bootstrap.servers", kafka.bootstrap());
+    produce_and_verify_with(
+        &mapped,
+        read,
+        &topic,
+        1,
+        50,
+        &[
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", &ca),
+            ("ssl.endpoint.identification.algorithm", ""),
+        ],
+        None,
+    )
+    .await;
+}
+
+#[actix_rt::test]
+async fn sasl_plaintext_every_mechanism_with_java_keys_and_librdkafka_aliases() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let sasl = kafka.bootstrap_on(Listener::SaslPlaintext);
+    for (mechanism, jaas) in [
+        ("PLAIN", plain_jaas(USER, PASSWORD)),
+        ("SCRAM-SHA-256", scram_jaas(USER, PASSWORD)),
+        ("SCRAM-SHA-512", scram_jaas(USER, PASSWORD)),
+    ] {
+        let java: &[(&str, &str)] = &[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", mechanism),
+            ("sasl.jaas.config", &jaas),
+        ];
+        let librdkafka: &[(&str, &str)] = &[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanisms", mechanism),
+            ("sasl.username", USER),
+            ("sasl.password", PASSWORD),
+        ];
+        for extra in [java, librdkafka] {
+            let topic = unique_topic("sasl");
+            kafka.create_topic(&topic, 2, 1).await;
+            let mut read = ClientConfig::new();
+            read.set("bootstrap.servers", kafka.bootstrap());
+            produce_and_verify_with(&sasl, read, &topic, 2, 100, extra, None).await;
+        }
+    }
+}
+
+/// OAUTHBEARER with an unsecured JWS built by Herald from the JAAS options, checked by
+/// Kafka's default (unsecured) validator.
+#[actix_rt::test]
+async fn oauthbearer_unsecured_jws() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let jaas = format!(
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+         unsecuredLoginStringClaim_sub=\"{OAUTH_PRINCIPAL}\";"
+    );
+    for listener in [Listener::SaslPlaintext, Listener::SaslSsl] {
+        let topic = unique_topic("oauth");
+        kafka.create_topic(&topic, 1, 1).await;
+        let ca = path(certs().ca());
+        let mut read = ClientConfig::new();
+        read.set("bootstrap.servers", kafka.bootstrap());
+        produce_and_verify_with(
+            &kafka.bootstrap_on(listener),
+            read,
+            &topic,
+            1,
+            50,
+            &[
+                ("security.protocol", listener.security_protocol()),
+                ("ssl.ca.location", &ca),
+                ("sasl.mechanism", "OAUTHBEARER"),
+                ("sasl.jaas.config", &jaas),
+            ],
+            None,
+        )
+        .await;
+    }
+}
+
+/// A static token in `sasl.jaas.config` (Herald's `token` option): here an unsecured JWS
+/// made by the test, which Kafka's default validator accepts.
+#[actix_rt::test]
+async fn oauthbearer_static_token_from_jaas() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let token = UnsecuredJws::new(OAUTH_PRINCIPAL)
+        .lifetime(Duration::from_secs(3600))
+        .build(SystemTime::now())
+        .unwrap();
+    let jaas = format!(
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+         token=\"{}\";",
+        token.value().expose()
+    );
+    let topic = unique_topic("oauth-static");
+    kafka.create_topic(&topic, 1, 1).await;
+    let mut read = ClientConfig::new();
+    read.set("bootstrap.servers", kafka.bootstrap());
+    produce_and_verify_with(
+        &kafka.bootstrap_on(Listener::SaslPlaintext),
+        read,
+        &topic,
+        1,
+        50,
+        &[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.jaas.config", &jaas),
+        ],
+        None,
+    )
+    .await;
+}
+
+/// An application's token provider: unsecured JWSs for [`OAUTH_PRINCIPAL`] valid for
+/// `lifetime`, counting the calls; or failing when `lifetime` is `None`.
+struct Jws {
+    calls: Arc<AtomicU32>,
+    lifetime: Option<Duration>,
+}
+
+impl TokenProvider for Jws {
+    fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let lifetime = self.lifetime;
+        Box::pin(async move {
+            let lifetime = lifetime.ok_or("identity provider unreachable")?;
+            Ok(UnsecuredJws::new(OAUTH_PRINCIPAL)
+                .lifetime(lifetime)
+                .build(SystemTime::now())?)
+        })
+    }
+}
+
+fn token_producer(bootstrap: &str, provider: Jws, extra: &[(&str, &str)]) -> Producer {
+    let mut pairs = vec![
+        ("bootstrap.servers", bootstrap),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "OAUTHBEARER"),
+        ("linger.ms", "2"),
+    ];
+    pairs.extend_from_slice(extra);
+    let config = ProducerConfig::from_pairs(pairs).expect("valid config");
+    Producer::builder(config)
+        .token_provider(provider)
+        .start()
+        .expect("starts without sasl.jaas.config")
+}
+
+/// Sends `rounds` rounds of 20 records 100 ms apart; every one must succeed.
+async fn flow(producer: &Producer, topic: &str, rounds: usize) -> usize {
+    let mut sent = 0;
+    for _ in 0..rounds {
+        let sends: Vec<_> = (sent..sent + 20)
+            .map(|i| {
+                producer.router().send(
+                    Produce::new(topic.to_string())
+                        .key(format!("k{}", i % 7))
+                        .value(i.to_string()),
+                )
+            })
+            .collect();
+        for (i, o) in futures_util::future::join_all(sends)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            o.expect("mailbox")
+                .unwrap_or_else(|e| panic!("record {} failed: {e}", sent + i));
+        }
+        sent += 20;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sent
+}
+
+/// Reads `topic` back: every record of `0..sent` once, in send order per partition.
+async fn assert_once_in_order(kafka: &Kafka, topic: &str, partitions: i32, sent: usize) {
+    let back = read_back(
+        &kafka.bootstrap(),
+        topic,
+        partitions,
+        sent,
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut all: Vec<usize> = Vec::new();
+    for p in 0..partitions {
+        let got = read_indexes(&back, p);
+        let mut sorted = got.clone();
+        sorted.sort_unstable();
+        assert_eq!(got, sorted, "partition {p} out of send order");
+        all.extend(got);
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..sent).collect::<Vec<_>>(),
+        "every record exactly once"
+    );
+}
+
+/// Tokens from the application's provider, without sasl.jaas.config; a provider that fails
+/// fails the records at once with its reason.
+#[actix_rt::test]
+async fn oauthbearer_token_provider() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("oauth-provider");
+    kafka.create_topic(&topic, 2, 1).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let sasl = kafka.bootstrap_on(Listener::SaslPlaintext);
+    let producer = token_producer(
+        &sasl,
+        Jws {
+            calls: calls.clone(),
+            lifetime: Some(Duration::from_secs(3600)),
+        },
+        &[],
+    );
+    let sent = flow(&producer, &topic, 5).await;
+    assert!(producer.close(Duration::from_secs(10)).await);
+    // One token serves every connection while it is fresh.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_once_in_order(kafka, &topic, 2, sent).await;
+
+    let failing = token_producer(
+        &sasl,
+        Jws {
+            calls: Arc::default(),
+            lifetime: None,
+        },
+        &[
+            ("max.block.ms", LONG_WAIT_MS),
+            ("delivery.timeout.ms", LONG_WAIT_MS),
+        ],
+    );
+    for e in expect_refused(failing, 2).await {
+        assert!(
+            e.contains("token provider failed: identity provider unreachable"),
+            "{e}"
+        );
+    }
+}
+
+/// Every codec once over SASL_SSL with SCRAM-SHA-512, read back by librdkafka over SASL_SSL.
+#[actix_rt::test]
+async fn sasl_ssl_scram_sha_512_every_codec() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let ca = path(certs().ca());
+    let jaas = scram_jaas(USER, PASSWORD);
+    let bootstrap = kafka.bootstrap_on(Listener::SaslSsl);
+    for codec in CODECS {
+        let topic = unique_topic(&format!("sasl-ssl-{codec}"));
+        kafka.create_topic(&topic, 3, 1).await;
+        produce_and_verify_with(
+            &bootstrap,
+            kafka.rdkafka_config(Listener::SaslSsl, "SCRAM-SHA-512"),
+            &topic,
+            3,
+            300,
+            &[
+                ("security.protocol", "SASL_SSL"),
+                ("ssl.truststore.location", &ca),
+                ("sasl.mechanism", "SCRAM-SHA-512"),
+                ("sasl.jaas.config", &jaas),
+                ("compression.type", codec),
+            ],
+            None,
+        )
+        .await;
+    }
+}
+
+#[actix_rt::test]
+async fn refusals_fail_records_promptly_with_the_reason() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let ca = path(certs().ca());
+    let untrusted = path(certs().untrusted_ca());
+    let sasl = kafka.bootstrap_on(Listener::SaslPlaintext);
+    let sasl_ssl = kafka.bootstrap_on(Listener::SaslSsl);
+    let wrong = scram_jaas(USER, "wrong-secret");
+    let unknown = plain_jaas("mallory", "wrong-secret");
+
+    // A wrong password: SCRAM over SASL_PLAINTEXT, with the Java key.
+    for e in expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &sasl),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.jaas.config", &wrong),
+        ],
+        3,
+    )
+    .await
+    {
+        assert!(e.contains(&sasl), "names the broker: {e}");
+        assert!(e.contains("SCRAM-SHA-512"), "names the mechanism: {e}");
+        assert!(e.contains("SASL_AUTHENTICATION_FAILED"), "{e}");
+    }
+    // An unknown user: PLAIN over SASL_SSL, with librdkafka's aliases for the password.
+    let e = expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &sasl_ssl),
+            ("security.protocol", "SASL_SSL"),
+            ("ssl.ca.location", &ca),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.jaas.config", &unknown),
+        ],
+        1,
+    )
+    .await;
+    assert!(e[0].contains("PLAIN") && e[0].contains(&sasl_ssl), "{e:?}");
+    let e = expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &sasl_ssl),
+            ("security.protocol", "SASL_SSL"),
+            ("ssl.ca.location", &ca),
+            ("sasl.mechanisms", "SCRAM-SHA-256"),
+            ("sasl.username", USER),
+            ("sasl.password", "wrong-secret"),
+        ],
+        1,
+    )
+    .await;
+    assert!(e[0].contains("SCRAM-SHA-256"), "{e:?}");
+    // A CA that did not sign the broker's certificate.
+    for e in expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &kafka.bootstrap_on(Listener::Ssl)),
+            ("security.protocol", "SSL"),
+            ("ssl.truststore.location", &untrusted),
+        ],
+        2,
+    )
+    .await
+    {
+        assert!(e.contains("TLS") && e.contains("UnknownIssuer"), "{e}");
+    }
+}
+
+/// The console producer exits 1 and prints why when the broker refuses it.
+#[actix_rt::test]
+async fn console_producer_exits_1_when_authentication_fails() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let wrong = scram_jaas(USER, "wrong-secret");
+    let output = crate::examples::console_producer(
+        &[
+            "-b",
+            &kafka.bootstrap_on(Listener::SaslPlaintext),
+            "-t",
+            &unique_topic("console-refused"),
+            "-X",
+            "security.protocol=SASL_PLAINTEXT",
+            "-X",
+            "sasl.mechanism=SCRAM-SHA-256",
+            "-X",
+            &format!("sasl.jaas.config={wrong}"),
+            "-X",
+            &format!("max.block.ms={LONG_WAIT_MS}"),
+        ],
+        b"a\nb\n".to_vec(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("authentication failed") && stderr.contains("SCRAM-SHA-256"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-secret"), "{stderr}");
+}
+
+/// KIP-368: with `connections.max.reauth.ms` of 3 s, the broker gives each session that
+/// lifetime and closes connections that let it lapse. Records keep flowing for several
+/// lifetimes, with SCRAM and with OAUTHBEARER tokens from a provider (refreshed as they near
+/// expiry): none fails, none is retried or written twice, order per partition holds. The
+/// same private broker enables only SCRAM-SHA-512 and OAUTHBEARER: PLAIN is refused as a
+/// mechanism.
+#[actix_rt::test]
+async fn reauthentication_keeps_records_flowing_and_a_disabled_mechanism_is_refused() {
+    init_tracing();
+    let kafka = Kafka::start(
+        Options::single()
+            .prop("connections.max.reauth.ms", "3000")
+            .prop("sasl.enabled.mechanisms", "SCRAM-SHA-512,OAUTHBEARER"),
+    );
+    let topic = unique_topic("reauth");
+    kafka.create_topic(&topic, 2, 1).await;
+    let jaas = scram_jaas(USER, PASSWORD);
+    let sasl = kafka.bootstrap_on(Listener::SaslPlaintext);
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", sasl.as_str()),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.jaas.config", &jaas),
+        ("linger.ms", "2"),
+        ("metadata.max.age.ms", "1000"),
+    ])
+    .expect("valid config");
+    let sent = flow(&producer, &topic, 100).await;
+    let metrics = producer.metrics().await;
+    assert_eq!(metrics.record_error_total, 0);
+    // Without re-authentication the broker would close each connection after 3 s, and the
+    // batches in flight would be retried.
+    assert!(
+        metrics.successful_reauthentication_total >= 2,
+        "{metrics:?}"
+    );
+    assert_eq!(metrics.record_retry_total, 0, "{metrics:?}");
+    println!("re-authentication: {metrics:?}");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert_once_in_order(&kafka, &topic, 2, sent).await;
+
+    // OAUTHBEARER tokens from a provider, valid for 4 s: each re-authentication (within 3 s)
+    // after 80% of a token's lifetime takes a new one, before the old one expires.
+    let topic = unique_topic("reauth-oauth");
+    kafka.create_topic(&topic, 2, 1).await;
+    let calls = Arc::new(AtomicU32::new(0));
+    let producer = token_producer(
+        &sasl,
+        Jws {
+            calls: calls.clone(),
+            lifetime: Some(Duration::from_secs(4)),
+        },
+        &[("metadata.max.age.ms", "1000")],
+    );
+    let sent = flow(&producer, &topic, 70).await;
+    let metrics = producer.metrics().await;
+    assert!(
+        metrics.successful_reauthentication_total >= 2,
+        "{metrics:?}"
+    );
+    assert_eq!(metrics.record_retry_total, 0, "{metrics:?}");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert!(calls.load(Ordering::SeqCst) >= 2, "tokens were refreshed");
+    assert_once_in_order(&kafka, &topic, 2, sent).await;
+
+    for e in expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &sasl),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.jaas.config", &plain_jaas(USER, PASSWORD)),
+        ],
+        2,
+    )
+    .await
+    {
+        assert!(
+            e.contains("UNSUPPORTED_SASL_MECHANISM") && e.contains("SCRAM-SHA-512"),
+            "names the mechanisms the broker enables: {e}"
+        );
+    }
+}
+
+/// The formatted config of a SASL producer holds no password.
+#[test]
+fn formatted_security_config_hides_secrets() {
+    let jaas = scram_jaas(USER, PASSWORD);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", "127.0.0.1:9092"),
+        ("security.protocol", "SASL_SSL"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.jaas.config", jaas.as_str()),
+        ("sasl.password", PASSWORD),
+        ("ssl.keystore.password", STORE_PASSWORD),
+    ])
+    .unwrap();
+    let text = format!("{config:?} {:?}", config.to_pairs());
+    assert!(!text.contains(PASSWORD), "{text}");
+    assert!(!text.contains(STORE_PASSWORD), "{text}");
+}
