@@ -107,7 +107,7 @@ pub(crate) async fn produce_and_verify_with(
         "{label}: close flushed everything"
     );
 
-    let consumed = read_back_with(read_back, topic, partitions, n, Duration::from_secs(30)).await;
+    let consumed = read_back_with(read_back, topic, partitions, n, Duration::from_secs(120)).await;
     verify(
         &label,
         topic,

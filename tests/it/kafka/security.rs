@@ -409,7 +409,7 @@ async fn assert_once_in_order(kafka: &Kafka, topic: &str, partitions: i32, sent:
         topic,
         partitions,
         sent,
-        Duration::from_secs(30),
+        Duration::from_secs(120),
     )
     .await;
     let mut all: Vec<usize> = Vec::new();
