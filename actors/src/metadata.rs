@@ -17,11 +17,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::backoff::Backoff;
-use crate::cluster::{BrokerLink, PartitionMeta, ProducerIdState, TopicMeta};
+use crate::cluster::{
+    available, merge_partition, BrokerLink, PartitionMeta, ProducerIdState, TopicMeta,
+};
 use crate::connection::Connection;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
-use crate::messages::cluster::{AddTopics, BumpEpoch, ClusterChanged, Refresh, Subscribe};
+use crate::messages::cluster::{
+    AddTopics, BrokerNamed, BumpEpoch, ClusterChanged, Refresh, Subscribe,
+};
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
@@ -254,6 +258,7 @@ impl Metadata {
                 };
                 count as usize
             ];
+            let known = cluster.topics.get(&*name).map(|m| Arc::clone(&m));
             for p in &t.partitions {
                 if p.partition_index < 0 {
                     continue;
@@ -263,14 +268,15 @@ impl Metadata {
                 } else {
                     p.leader_id.0
                 };
-                partitions[p.partition_index as usize] = PartitionMeta {
+                let i = p.partition_index as usize;
+                let was = known.as_ref().and_then(|k| k.partitions.get(i).copied());
+                let fetched = PartitionMeta {
                     leader,
                     leader_epoch: p.leader_epoch,
                 };
+                partitions[i] = merge_partition(was, fetched);
             }
-            let available: Vec<i32> = (0..count)
-                .filter(|&i| partitions[i as usize].leader >= 0)
-                .collect();
+            let available = available(&partitions);
             if available.len() < count as usize || count == 0 {
                 incomplete = true;
             }
@@ -482,6 +488,33 @@ impl Handler<Subscribe> for Metadata {
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
         self.subscribers.push(msg.0);
+    }
+}
+
+impl Handler<BrokerNamed> for Metadata {
+    type Result = ();
+
+    /// A new leader a Produce response named (KIP-951) that metadata has not shown yet:
+    /// connect to it now, so the partition's batches need not wait for a refresh. A later
+    /// refresh that lists it at the same address keeps this connection.
+    fn handle(&mut self, msg: BrokerNamed, _: &mut Context<Self>) {
+        if self.terminated || self.brokers.contains_key(&msg.node_id) {
+            return;
+        }
+        tracing::info!(broker = msg.node_id, address = %msg.address, "broker learned from a produce response");
+        let connection = self.start_connection(msg.node_id, msg.address.clone());
+        self.shared
+            .cluster
+            .brokers
+            .insert(msg.node_id, link(&connection));
+        self.brokers.insert(
+            msg.node_id,
+            Broker {
+                address: msg.address,
+                connection,
+            },
+        );
+        self.broadcast(ClusterChanged::default());
     }
 }
 

@@ -20,6 +20,7 @@ pub struct Metrics {
     pub(crate) restarts: AtomicU64,
     pub(crate) connection_creation_total: AtomicU64,
     pub(crate) metadata_refresh_total: AtomicU64,
+    pub(crate) leader_hint_total: AtomicU64,
 }
 
 impl Metrics {
@@ -46,6 +47,7 @@ impl Metrics {
             actor_restart_total: l(&self.restarts),
             connection_creation_total: l(&self.connection_creation_total),
             metadata_refresh_total: l(&self.metadata_refresh_total),
+            leader_hint_total: l(&self.leader_hint_total),
         }
     }
 }
@@ -83,4 +85,7 @@ pub struct MetricsSnapshot {
     pub connection_creation_total: u64,
     /// Metadata requests completed.
     pub metadata_refresh_total: u64,
+    /// Partitions moved to a new leader that a Produce response named (KIP-951), before any
+    /// metadata refresh did (Herald-specific).
+    pub leader_hint_total: u64,
 }

@@ -32,8 +32,10 @@ use crate::completion::{Completer, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition};
-use crate::messages::cluster::{BumpEpoch, ClusterChanged};
-use crate::messages::delivery::{BatchCompleted, BatchResult, OutgoingBatch, SendBatches};
+use crate::messages::cluster::{BrokerNamed, BumpEpoch, ClusterChanged};
+use crate::messages::delivery::{
+    BatchCompleted, BatchResult, LeaderHint, OutgoingBatch, SendBatches,
+};
 use crate::messages::intercept::Acknowledged;
 use crate::messages::seal::{Seal, Sealed};
 use crate::messages::Shutdown;
@@ -649,6 +651,7 @@ impl Accumulator {
             partition: self.partition,
             in_flight: &self.in_flight,
             ready: &self.ready,
+            sent_to: self.in_flight_leader,
             identity: match self.identity() {
                 Identity::Ready { producer_id, epoch } => (producer_id, epoch),
                 _ => (
@@ -671,7 +674,9 @@ impl Accumulator {
                 bump_epoch,
                 cause,
             } => {
-                if let (Cause::Refused, BatchResult::Broker { code, message }) = (cause, &result) {
+                if let (Cause::Refused, BatchResult::Broker { code, message, .. }) =
+                    (cause, &result)
+                {
                     tracing::warn!(topic = %self.topic, partition = self.partition, %code, message = message.as_deref().unwrap_or(""), "batch failed");
                 }
                 if bump_epoch {
@@ -684,27 +689,59 @@ impl Accumulator {
                 refresh_metadata,
                 bump_epoch,
                 attempt,
+                new_leader,
             } => {
                 if bump_epoch {
                     self.request_epoch_bump(b.ids);
                 }
-                self.retry(b, &reason, refresh_metadata, attempt);
+                let moved = new_leader.is_some_and(|hint| self.follow_leader(hint));
+                self.retry(b, &reason, refresh_metadata, attempt, moved);
             }
         }
         self.after_change(ctx);
     }
 
-    /// Puts a batch back into `ready` to go again once its backoff has passed.
+    /// Records the leader a refusal named (KIP-951) in the cluster view, and asks the
+    /// metadata actor to connect to it if it is a broker not known yet. Returns whether the
+    /// partition now has a leader other than the broker that refused the batch, so the
+    /// retry need not wait out a backoff (Java skips it alike when the leader changed).
+    fn follow_leader(&mut self, hint: LeaderHint) -> bool {
+        let cluster = &self.shared.cluster;
+        if cluster.learn_leader(&self.topic, self.partition, hint.leader, hint.leader_epoch) {
+            Metrics::add(&self.shared.metrics.leader_hint_total, 1);
+            tracing::debug!(topic = %self.topic, partition = self.partition, leader = hint.leader, epoch = hint.leader_epoch, "leader learned from a produce response");
+        }
+        if !cluster.brokers.contains_key(&hint.leader) {
+            if let (Some(address), Some(m)) = (hint.address, self.shared.metadata.get()) {
+                m.broker_named.do_send(BrokerNamed {
+                    node_id: hint.leader,
+                    address,
+                });
+            }
+        }
+        let now = cluster
+            .topics
+            .get(&*self.topic)
+            .and_then(|t| t.partitions.get(self.partition as usize).map(|p| p.leader));
+        now == Some(hint.leader)
+    }
+
+    /// Puts a batch back into `ready` to go again once its backoff has passed (at once when
+    /// `moved`: the partition's leader changed since the attempt).
     fn retry(
         &mut self,
         mut b: SealedBatch,
         reason: &str,
         refresh_metadata: bool,
         attempt: Attempt,
+        moved: bool,
     ) {
         let config = &self.shared.config;
-        let wait =
-            crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts);
+        let wait = if moved {
+            Duration::ZERO
+        } else {
+            crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts)
+        };
         b.attempts += 1;
         b.retry_at = Some(Instant::now() + wait);
         let records = b.records.len() as u64;

@@ -45,7 +45,7 @@ use tokio_util::codec::{Decoder, FramedRead};
 use crate::backoff::Backoff;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
-use crate::messages::delivery::{BatchResult, OutgoingBatch, SendBatches};
+use crate::messages::delivery::{BatchResult, LeaderHint, OutgoingBatch, SendBatches};
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
@@ -665,11 +665,42 @@ fn complete_produce(batches: Vec<OutgoingBatch>, resp: &kafka_protocol::messages
                 Some(code) => BatchResult::Broker {
                     code,
                     message: p.error_message.as_ref().map(|m| m.to_string()),
+                    leader: leader_hint(code, p, resp),
                 },
             },
         };
         b.answer(result);
     }
+}
+
+/// The new leader a refusal names (KIP-951): only with NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH, and only a leader the response actually names (id and epoch set; an
+/// older broker or an unknown leader leaves them at -1).
+fn leader_hint(
+    code: KafkaCode,
+    p: &kafka_protocol::messages::produce_response::PartitionProduceResponse,
+    resp: &kafka_protocol::messages::ProduceResponse,
+) -> Option<LeaderHint> {
+    if !matches!(
+        code,
+        KafkaCode::NOT_LEADER_OR_FOLLOWER | KafkaCode::FENCED_LEADER_EPOCH
+    ) {
+        return None;
+    }
+    let l = &p.current_leader;
+    if l.leader_id.0 < 0 || l.leader_epoch < 0 {
+        return None;
+    }
+    let address = resp
+        .node_endpoints
+        .iter()
+        .find(|n| n.node_id == l.leader_id)
+        .map(|n| format!("{}:{}", n.host.as_str(), n.port));
+    Some(LeaderHint {
+        leader: l.leader_id.0,
+        leader_epoch: l.leader_epoch,
+        address,
+    })
 }
 
 impl Actor for Connection {
