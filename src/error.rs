@@ -278,12 +278,18 @@ pub enum ErrorKind {
         limit: &'static str,
     },
     /// No metadata for the topic arrived within `max.block.ms`.
-    #[error("topic {topic} not present in metadata after {waited_ms} ms (max.block.ms)")]
+    #[error(
+        "topic {topic} not present in metadata after {waited_ms} ms (max.block.ms){}",
+        cause.as_deref().map(|c| format!("; {c}")).unwrap_or_default()
+    )]
     MetadataTimeout {
         /// The topic.
         topic: Arc<str>,
         /// How long we waited.
         waited_ms: u64,
+        /// The last connection errors behind the wait, when brokers could not be reached
+        /// (e.g. `bootstrap 127.0.0.1:1 unreachable: connect failed: Connection refused`).
+        cause: Option<Arc<str>>,
     },
     /// `buffer.memory` stayed exhausted for `max.block.ms`.
     #[error("buffer.memory exhausted for {waited_ms} ms (max.block.ms)")]

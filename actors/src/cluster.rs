@@ -100,6 +100,9 @@ pub(crate) struct ClusterView {
     pub(crate) brokers: DashMap<i32, BrokerLink>,
     /// Producer id and epoch, once obtained (idempotence only).
     producer: RwLock<ProducerIdState>,
+    /// The connection errors of the metadata requests that failed since the last one that
+    /// succeeded, one line per address, for the error of a record whose topic never arrived.
+    unreachable: RwLock<Option<Arc<str>>>,
 }
 
 /// Where the idempotent producer's identity stands.
@@ -139,6 +142,19 @@ impl ClusterView {
         if *s == ProducerIdState::Pending {
             *s = ProducerIdState::NotNeeded;
         }
+    }
+
+    /// Why brokers could not be asked for metadata lately, if they could not.
+    pub(crate) fn unreachable(&self) -> Option<Arc<str>> {
+        self.unreachable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the reason of [`unreachable`](Self::unreachable) (the metadata actor only).
+    pub(crate) fn set_unreachable(&self, why: Option<Arc<str>>) {
+        *self.unreachable.write().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
     // One rule for a poisoned lock, reading or writing: it is taken over. The state is a plain

@@ -64,6 +64,9 @@ pub(crate) struct Metadata {
     refresh_timer: Option<SpawnHandle>,
     init_pid_in_flight: bool,
     terminated: bool,
+    /// The last connection error of each node asked since the last successful metadata
+    /// request, by address (published as `ClusterView::unreachable`).
+    unreachable: BTreeMap<String, String>,
 }
 
 impl Metadata {
@@ -86,6 +89,7 @@ impl Metadata {
             refresh_timer: None,
             init_pid_in_flight: false,
             terminated: false,
+            unreachable: BTreeMap::new(),
         }
     }
 
@@ -163,10 +167,17 @@ impl Metadata {
                     "metadata refreshed"
                 );
                 self.backoff.reset();
+                if !self.unreachable.is_empty() {
+                    self.unreachable.clear();
+                    self.shared.cluster.set_unreachable(None);
+                }
                 self.apply(&resp, ctx);
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "metadata request failed");
+                if let RequestError::Connection(address, reason) = &e {
+                    self.note_unreachable(address, reason);
+                }
                 self.next_node += 1;
                 let wait = self.backoff.next_delay();
                 self.schedule_refresh(wait, ctx);
@@ -181,6 +192,21 @@ impl Metadata {
         if self.again {
             self.refresh(ctx);
         }
+    }
+
+    /// Remembers why `address` could not be asked, and publishes every such reason so that
+    /// a record whose topic never arrives says why.
+    fn note_unreachable(&mut self, address: &str, reason: &str) {
+        let bootstrap = !self.brokers.values().any(|b| b.address == address);
+        let role = if bootstrap { "bootstrap" } else { "broker" };
+        self.unreachable.insert(
+            address.to_string(),
+            format!("{role} {address} unreachable: {reason}"),
+        );
+        let all: Vec<&str> = self.unreachable.values().map(String::as_str).collect();
+        self.shared
+            .cluster
+            .set_unreachable(Some(Arc::from(all.join("; "))));
     }
 
     fn schedule_refresh(&mut self, after: Duration, ctx: &mut Context<Self>) {
