@@ -365,7 +365,10 @@ impl Metadata {
 
     /// Asks for a producer id (`pid` -1), or a new epoch of `pid` after `epoch` (KIP-360).
     fn request_producer_id(&mut self, pid: i64, epoch: i16, ctx: &mut Context<Self>) {
-        let Some(conn) = self.pick_node() else { return };
+        let Some(conn) = self.pick_node() else {
+            self.init_pid_in_flight = false;
+            return;
+        };
         self.init_pid_in_flight = true;
         self.shared
             .cluster
@@ -428,6 +431,9 @@ impl Metadata {
     fn retry_producer_id(&mut self, pid: i64, epoch: i16, why: String, ctx: &mut Context<Self>) {
         tracing::warn!(reason = %why, "InitProducerId failed, retrying");
         self.next_node += 1;
+        // Still under way: a refresh meanwhile must not start a second InitProducerId (two
+        // answers would switch the producer id twice, restamping batches for nothing).
+        self.init_pid_in_flight = true;
         let wait = self.backoff.next_delay();
         ctx.run_later(wait, move |act, ctx| {
             act.request_producer_id(pid, epoch, ctx)

@@ -12,6 +12,8 @@
 //!   idempotence: a new epoch, then retry (unless an earlier batch failed first, which the
 //!   bump already repairs); an attempt that may have been written under an identity that is
 //!   gone cannot be resolved and fails with "outcome unknown";
+//! - `MESSAGE_TOO_LARGE`: split a batch of several records in two (Java's
+//!   `splitAndReenqueue`); a record alone in its batch fails with `RecordTooLarge`;
 //! - any other broker error: fail.
 
 use std::collections::VecDeque;
@@ -84,6 +86,9 @@ pub(super) enum Decision {
         /// cluster view and send there without waiting out a backoff.
         new_leader: Option<LeaderHint>,
     },
+    /// The broker refused the batch as too large: split it into smaller batches that take
+    /// its place (and its sequence numbers).
+    Split,
     /// Fail the batch's records with `error`.
     Fail {
         error: ErrorKind,
@@ -190,6 +195,21 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
             }
             (code.to_string(), false, bump_epoch, attempt)
         }
+        BatchResult::Broker { code, .. } if *code == KafkaCode::MESSAGE_TOO_LARGE => {
+            if batch.records.len() > 1 && batch.span > 1 {
+                return Decision::Split;
+            }
+            return Decision::Fail {
+                error: ErrorKind::RecordTooLarge {
+                    size: batch.bytes.len(),
+                    max: 0,
+                    key: "max.message.bytes",
+                    limit: "what the broker accepts for the topic",
+                },
+                bump_epoch: idempotent,
+                cause: Cause::Refused,
+            };
+        }
         BatchResult::Broker { code, .. } => {
             return Decision::Fail {
                 error: state.broker_error(*code),
@@ -249,6 +269,17 @@ mod tests {
                 base_sequence: 10,
             },
         )
+    }
+
+    /// A record slot whose outcome nobody awaits.
+    fn slot() -> crate::partition::RecordSlot {
+        let (tx, _) = tokio::sync::oneshot::channel();
+        crate::partition::RecordSlot {
+            completion: crate::completion::Completion::Reply(tx),
+            timestamp: 0,
+            key_size: -1,
+            value_size: -1,
+        }
     }
 
     fn plain(id: u64) -> SealedBatch {
@@ -562,8 +593,48 @@ mod tests {
     }
 
     #[test]
+    fn message_too_large_splits_a_batch_of_several_records() {
+        let mut b = idempotent(1);
+        b.records = (0..3).map(|_| slot()).collect();
+        let too_large = broker(KafkaCode::MESSAGE_TOO_LARGE);
+        assert_eq!(decide(&b, too_large.clone()), Decision::Split);
+        b.ids = ProducerIds::NONE;
+        assert_eq!(decide(&b, too_large.clone()), Decision::Split);
+        // Out of ids to give the pieces: refused as it stands.
+        b.span = 1;
+        assert!(matches!(
+            decide(&b, too_large),
+            Decision::Fail {
+                error: ErrorKind::Broker { .. } | ErrorKind::RecordTooLarge { .. },
+                cause: Cause::Refused,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn message_too_large_fails_a_single_record_as_too_large() {
+        let mut b = idempotent(1);
+        b.records = vec![slot()];
+        b.bytes = Bytes::from(vec![0u8; 5000]);
+        assert_eq!(
+            decide(&b, broker(KafkaCode::MESSAGE_TOO_LARGE)),
+            Decision::Fail {
+                error: ErrorKind::RecordTooLarge {
+                    size: 5000,
+                    max: 0,
+                    key: "max.message.bytes",
+                    limit: "what the broker accepts for the topic",
+                },
+                bump_epoch: true,
+                cause: Cause::Refused,
+            }
+        );
+    }
+
+    #[test]
     fn other_broker_errors_fail_and_bump_under_idempotence() {
-        for code in [KafkaCode::MESSAGE_TOO_LARGE, KafkaCode::CORRUPT_MESSAGE] {
+        for code in [KafkaCode::RECORD_LIST_TOO_LARGE, KafkaCode::CORRUPT_MESSAGE] {
             assert_eq!(
                 decide(&idempotent(1), broker(code)),
                 Decision::Fail {

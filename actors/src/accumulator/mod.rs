@@ -61,6 +61,22 @@ struct SealedBatch {
     maybe_written: bool,
     /// Its bytes are still being compressed by the sealer (`bytes` is empty until then).
     sealing: bool,
+    /// Ids `id .. id + span` belong to this batch: the pieces it is split into take them, so
+    /// they sort before every younger batch (see [`sealed_id`]).
+    span: u64,
+    /// A piece of a batch split after MESSAGE_TOO_LARGE.
+    piece: bool,
+}
+
+/// Bits of a sealed batch's id below the router's id of its open batch: room for the pieces
+/// of a batch split after MESSAGE_TOO_LARGE, each split halving the span, so a batch can be
+/// halved this many times (down to single records for batches of up to 2^20 records).
+const SPLIT_BITS: u32 = 20;
+
+/// The sealed id of the router's batch `open_id`: ids keep their order, and the ids between
+/// two of them are free for the pieces of a split.
+fn sealed_id(open_id: u64) -> u64 {
+    open_id << SPLIT_BITS
 }
 
 impl SealedBatch {
@@ -78,6 +94,8 @@ impl SealedBatch {
             ids,
             maybe_written: false,
             sealing: false,
+            span: 1 << SPLIT_BITS,
+            piece: false,
         }
     }
 }
@@ -127,6 +145,10 @@ pub(crate) struct Accumulator {
     linger: Alarm,
     wake_timer: Option<(Instant, SpawnHandle)>,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    /// Pieces of split batches not yet complete. While there are any, one batch at a time
+    /// is in flight: a piece that still is too large must not let the next one be written
+    /// first (a broker that holds no state for this producer yet takes any sequence).
+    pieces: usize,
     terminated: bool,
 }
 
@@ -154,6 +176,7 @@ impl Accumulator {
             linger: Alarm::default(),
             wake_timer: None,
             flush_waiters: Vec::new(),
+            pieces: 0,
             terminated: false,
         }
     }
@@ -271,6 +294,7 @@ impl Accumulator {
             created,
             reserved,
         } = open;
+        let id = sealed_id(id);
         let uncompressed = builder.size_in_bytes();
         let stamp = self.stamp_for(records.len());
         let parts = (id, records, created, reserved);
@@ -346,6 +370,7 @@ impl Accumulator {
             .config
             .max_in_flight_requests_per_connection
             .max(1);
+        let limit = if self.pieces > 0 { 1 } else { limit };
         let limit = only.map_or(limit, |n| n.min(limit));
         let now = Instant::now();
         let reply = ctx.address().recipient::<BatchCompleted>();
@@ -542,7 +567,7 @@ impl Accumulator {
     }
 
     fn fail_open(&mut self, b: OpenBatch, kind: ErrorKind) {
-        let parts = (b.id, b.records, b.created, b.reserved);
+        let parts = (sealed_id(b.id), b.records, b.created, b.reserved);
         self.complete_batch(
             SealedBatch::new(parts, Bytes::new(), ProducerIds::NONE),
             Err(kind),
@@ -551,6 +576,9 @@ impl Accumulator {
 
     /// Completes every record of a batch and gives its memory back.
     fn complete_batch(&mut self, b: SealedBatch, result: Result<(i64, i64), ErrorKind>) {
+        if b.piece {
+            self.pieces -= 1;
+        }
         self.shared.memory.release(b.reserved);
         let m = &self.shared.metrics;
         let n = b.records.len() as u64;
@@ -627,7 +655,7 @@ impl Accumulator {
         if self.flush_waiters.is_empty() {
             return;
         }
-        let oldest = self.min_over_batches(|b| b.id, |b| b.id);
+        let oldest = self.min_over_batches(|b| sealed_id(b.id), |b| b.id);
         let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)
             .into_iter()
             .partition(|(target, _)| oldest.is_none_or(|o| o > *target));
@@ -684,6 +712,7 @@ impl Accumulator {
                 }
                 self.complete_batch(b, Err(error));
             }
+            Decision::Split => self.split(b),
             Decision::Retry {
                 reason,
                 refresh_metadata,
@@ -699,6 +728,52 @@ impl Accumulator {
             }
         }
         self.after_change(ctx);
+    }
+
+    /// Splits a batch the broker refused as too large into two halves (Java's
+    /// `splitAndReenqueue`), which go back at the head of `ready`, ahead of every younger
+    /// batch. Their sequences are the refused batch's own, so the batches after it keep
+    /// theirs (those the broker refused as out of order meanwhile are retried behind them).
+    fn split(&mut self, b: SealedBatch) {
+        let n = b.records.len();
+        let level = self.shared.config.compression_level();
+        let pieces = match herald::batch::split_batch(&b.bytes, n.div_ceil(2), level) {
+            Ok(p) => p,
+            Err(e) => return self.complete_batch(b, Err(ErrorKind::Protocol(Arc::new(e)))),
+        };
+        tracing::info!(topic = %self.topic, partition = self.partition, batch = b.id, records = n, pieces = pieces.len(), "batch too large for the broker, split");
+        if b.piece {
+            self.pieces -= 1;
+        }
+        self.pieces += pieces.len();
+        let step = b.span / pieces.len() as u64;
+        let mut records = b.records.into_iter();
+        let mut reserved_left = b.reserved;
+        let count = pieces.len();
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let reserved = if i + 1 == count {
+                reserved_left
+            } else {
+                b.reserved * piece.records / n
+            };
+            reserved_left -= reserved;
+            let parts = (
+                b.id + i as u64 * step,
+                records.by_ref().take(piece.records).collect(),
+                b.created,
+                reserved,
+            );
+            let mut half = SealedBatch::new(parts, piece.bytes, piece.ids);
+            half.span = step;
+            half.piece = true;
+            half.attempts = b.attempts;
+            let at = self
+                .ready
+                .iter()
+                .position(|o| o.id > half.id)
+                .unwrap_or(self.ready.len());
+            self.ready.insert(at, half);
+        }
     }
 
     /// Records the leader a refusal named (KIP-951) in the cluster view, and asks the
@@ -856,7 +931,7 @@ impl Handler<FlushPartition> for Accumulator {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: FlushPartition, ctx: &mut Context<Self>) -> Self::Result {
-        let target = self.part.lock().next_id.saturating_sub(1);
+        let target = sealed_id(self.part.lock().next_id).saturating_sub(1);
         let (tx, rx) = oneshot::channel();
         self.flush_waiters.push((target, tx));
         self.check_flush();

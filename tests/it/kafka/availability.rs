@@ -1,12 +1,15 @@
 //! Availability under faults on Apache Kafka (issue 12): a new leader learnt from the old
-//! leader's refusal (KIP-951), read back with librdkafka's consumer.
+//! leader's refusal (KIP-951), batches too large for the topic split and sent again; read
+//! back with librdkafka's consumer.
 
 use std::time::Duration;
 
-use herald_actors::Produce;
+use herald::ErrorKind;
+use herald_actors::{Outcome, Produce};
 
 use crate::support::consumer::{read_back, read_indexes};
-use crate::support::kafka::cluster;
+use crate::support::kafka::{cluster, shared, SharedLogsOnFailure};
+use crate::support::outcomes::Outcomes;
 use crate::support::producer::start_producer;
 use crate::support::{init_tracing, unique_topic};
 
@@ -55,6 +58,83 @@ async fn kafka_leader_named_in_a_refusal_is_followed() {
     assert_eq!(
         read_indexes(&back, 0),
         vec![0, 1],
+        "each record once, in order"
+    );
+}
+
+/// The topic takes batches of at most 4 KiB (`max.message.bytes`) while the producer fills
+/// batches of 64 KiB: the broker refuses them with MESSAGE_TOO_LARGE, and Herald splits them
+/// (halving until they fit, as Java does) with their own sequence numbers, so every record
+/// arrives once and in order under idempotence with 5 requests in flight. A record too large
+/// alone fails with RecordTooLarge, and the records after it are written.
+#[actix_rt::test]
+async fn kafka_batches_too_large_for_the_topic_are_split() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("split");
+    kafka
+        .create_topic_with(&topic, 1, 1, &[("max.message.bytes", "4096")])
+        .await;
+    let producer = start_producer(
+        &kafka.bootstrap(),
+        &[],
+        &[("batch.size", "65536"), ("linger.ms", "50")],
+    );
+    const N: u64 = 2000;
+    // 200-byte values that parse as their index.
+    let value = |i: u64| format!("{i:0>200}");
+    let (outcomes, inbox) = Outcomes::start();
+    for i in 0..N {
+        producer.router().do_send(
+            Produce::new(topic.clone())
+                .value(value(i))
+                .partition(0)
+                .tag(i)
+                .reply_to(inbox.clone()),
+        );
+    }
+    assert!(
+        outcomes.wait_for(N as usize, Duration::from_secs(60)).await,
+        "{} of {N} outcomes",
+        outcomes.count()
+    );
+    for (tag, (outcome, _)) in outcomes.drain_once() {
+        match outcome {
+            Outcome::Ok(md) => assert_eq!(md.offset, tag as i64, "offset of record {tag}: {md:?}"),
+            Outcome::Err(e) => panic!("record {tag} failed: {e}"),
+        }
+    }
+    let err = producer
+        .send(
+            Produce::new(topic.clone())
+                .value("x".repeat(10_000))
+                .partition(0),
+        )
+        .await
+        .expect_err("a record larger than max.message.bytes");
+    assert!(
+        matches!(err.kind(), ErrorKind::RecordTooLarge { .. }),
+        "expected RecordTooLarge, got {err}"
+    );
+    let last = producer
+        .send(Produce::new(topic.clone()).value(value(N)).partition(0))
+        .await
+        .expect("the record after the refused one");
+    assert_eq!(last.offset, N as i64);
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(
+        &kafka.bootstrap(),
+        &topic,
+        1,
+        N as usize + 1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let expected: Vec<usize> = (0..=N as usize).collect();
+    assert_eq!(
+        read_indexes(&back, 0),
+        expected,
         "each record once, in order"
     );
 }
