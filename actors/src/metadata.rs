@@ -45,7 +45,8 @@ type Answered<T> = Result<Result<T, RequestError>, MailboxError>;
 #[derive(Debug)]
 pub(crate) struct Metadata {
     shared: Arc<Shared>,
-    bootstrap: Vec<Addr<Connection>>,
+    /// Connections to the `bootstrap.servers` entries, with their addresses.
+    bootstrap: Vec<(String, Addr<Connection>)>,
     /// Known brokers by id (their links are published in the cluster view).
     brokers: BTreeMap<i32, Broker>,
     wanted: BTreeSet<Arc<str>>,
@@ -62,11 +63,18 @@ pub(crate) struct Metadata {
     /// Topics some record waits for that the cluster does not have (yet).
     missing: BTreeSet<Arc<str>>,
     refresh_timer: Option<SpawnHandle>,
+    /// When `refresh_timer` fires.
+    refresh_due: Option<Instant>,
     init_pid_in_flight: bool,
     terminated: bool,
     /// The last connection error of each node asked since the last successful metadata
     /// request, by address (published as `ClusterView::unreachable`).
     unreachable: BTreeMap<String, String>,
+    /// Nodes whose last metadata request failed to connect, by address: not asked again
+    /// before the instant given while another node may be up.
+    down: HashMap<String, Instant>,
+    /// When the last metadata request was sent: refreshes are paced by retry.backoff.ms.
+    last_sent: Option<Instant>,
 }
 
 impl Metadata {
@@ -87,9 +95,12 @@ impl Metadata {
             backoff,
             missing: BTreeSet::new(),
             refresh_timer: None,
+            refresh_due: None,
             init_pid_in_flight: false,
             terminated: false,
             unreachable: BTreeMap::new(),
+            down: HashMap::new(),
+            last_sent: None,
         }
     }
 
@@ -100,19 +111,22 @@ impl Metadata {
         })
     }
 
-    /// A connection to ask: known brokers (by id) first, then the bootstrap entries; the
-    /// rotation (`next_node`) moves on after a failure.
+    /// A connection to ask: known brokers (by id) first, then the bootstrap entries, from
+    /// the rotation (`next_node`, moved on after a failure), skipping nodes known to be down
+    /// (see [`pick`]).
     fn pick_node(&self) -> Option<Addr<Connection>> {
-        let candidates = self.brokers.len() + self.bootstrap.len();
-        if candidates == 0 {
-            return None;
-        }
-        let i = self.next_node % candidates;
-        let pick = match self.brokers.values().nth(i) {
-            Some(b) => &b.connection,
-            None => &self.bootstrap[i - self.brokers.len()],
-        };
-        Some(pick.clone())
+        let candidates: Vec<(&str, &Addr<Connection>)> = self
+            .brokers
+            .values()
+            .map(|b| (b.address.as_str(), &b.connection))
+            .chain(self.bootstrap.iter().map(|(a, c)| (a.as_str(), c)))
+            .collect();
+        let down: Vec<Option<Instant>> = candidates
+            .iter()
+            .map(|(address, _)| self.down.get(*address).copied())
+            .collect();
+        let i = pick(&down, self.next_node, Instant::now())?;
+        Some(candidates[i].1.clone())
     }
 
     /// Tells every subscriber (router, accumulators) that the cluster view changed.
@@ -130,9 +144,15 @@ impl Metadata {
             self.again = true;
             return;
         }
+        let now = Instant::now();
+        if let Some(at) = self.paced_until(now) {
+            self.schedule_refresh_by(at - now, ctx);
+            return;
+        }
         let Some(conn) = self.pick_node() else { return };
         self.refreshing = true;
         self.again = false;
+        self.last_sent = Some(now);
         let topics = self
             .wanted
             .iter()
@@ -171,12 +191,15 @@ impl Metadata {
                     self.unreachable.clear();
                     self.shared.cluster.set_unreachable(None);
                 }
+                self.down.clear();
                 self.apply(&resp, ctx);
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "metadata request failed");
                 if let RequestError::Connection(address, reason) = &e {
                     self.note_unreachable(address, reason);
+                    let until = Instant::now() + self.shared.config.reconnect_backoff_max;
+                    self.down.insert(address.clone(), until);
                 }
                 self.next_node += 1;
                 let wait = self.backoff.next_delay();
@@ -209,12 +232,32 @@ impl Metadata {
             .set_unreachable(Some(Arc::from(all.join("; "))));
     }
 
+    /// Until when a refresh must wait: retry.backoff.ms after the last request was sent
+    /// (Java's `refreshBackoffMs`), so bursts of requests for a refresh become one request
+    /// per backoff. `None`: it may go now.
+    fn paced_until(&self, now: Instant) -> Option<Instant> {
+        let at = self.last_sent? + self.shared.config.retry_backoff;
+        (at > now).then_some(at)
+    }
+
+    /// Schedules a refresh in `after` unless one is already due sooner: a stream of refresh
+    /// requests must not keep pushing the refresh back.
+    fn schedule_refresh_by(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        let due = Instant::now() + after;
+        if self.refresh_due.is_some_and(|d| d <= due) && self.refresh_timer.is_some() {
+            return;
+        }
+        self.schedule_refresh(after, ctx);
+    }
+
     fn schedule_refresh(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        self.refresh_due = Some(Instant::now() + after);
         if let Some(h) = self.refresh_timer.take() {
             ctx.cancel_future(h);
         }
         self.refresh_timer = Some(ctx.run_later(after, |act, ctx| {
             act.refresh_timer = None;
+            act.refresh_due = None;
             act.refresh(ctx);
         }));
     }
@@ -447,6 +490,21 @@ impl Metadata {
     }
 }
 
+/// Which of the candidates (their `down` instants, `None` when not known to be down) to ask:
+/// the first from `start` (rotating) that is not down at `now`; when all are, the one that
+/// comes back first. `None` without candidates.
+fn pick(down: &[Option<Instant>], start: usize, now: Instant) -> Option<usize> {
+    let n = down.len();
+    if n == 0 {
+        return None;
+    }
+    let order = (0..n).map(|k| (start + k) % n);
+    let up = order
+        .clone()
+        .find(|&i| down[i].is_none_or(|until| until <= now));
+    up.or_else(|| order.min_by_key(|&i| down[i]))
+}
+
 /// How other actors reach a connection this actor started.
 fn link(connection: &Addr<Connection>) -> BrokerLink {
     BrokerLink::new(
@@ -463,8 +521,8 @@ impl Actor for Metadata {
         if self.bootstrap.is_empty() {
             let servers = self.shared.config.bootstrap_servers.clone();
             for (i, address) in servers.into_iter().enumerate() {
-                let conn = self.start_connection(-1 - i as i32, address);
-                self.bootstrap.push(conn);
+                let conn = self.start_connection(-1 - i as i32, address.clone());
+                self.bootstrap.push((address, conn));
             }
         }
         self.refresh(ctx);
@@ -482,6 +540,7 @@ impl Supervised for Metadata {
         self.refreshing = false;
         self.init_pid_in_flight = false;
         self.refresh_timer = None;
+        self.refresh_due = None;
         self.shared.cluster.forget_pending_producer_id();
     }
 }
@@ -496,6 +555,11 @@ impl Handler<AddTopics> for Metadata {
             self.requested.insert(t.clone(), now);
             new |= self.wanted.insert(t);
         }
+        if new {
+            // A topic nobody asked for yet goes out at once, not after the pacing (as Java's
+            // requestUpdateForNewTopics).
+            self.last_sent = None;
+        }
         if new || !self.missing.is_empty() {
             self.refresh(ctx);
         }
@@ -506,12 +570,15 @@ impl Handler<Refresh> for Metadata {
     type Result = ();
 
     fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
-        // Coalesce bursts (a broker failure makes every partition ask): at most one refresh
-        // per retry.backoff.ms unless one is already scheduled sooner.
-        if self.refresh_timer.is_none() || !self.refreshing {
-            let backoff = self.shared.config.retry_backoff;
-            self.schedule_refresh(backoff.min(Duration::from_millis(50)), ctx);
+        // Coalesce bursts (a broker failure makes every partition ask): one refresh soon,
+        // unless one is due sooner or under way (then `again` runs one after it); `refresh`
+        // paces them by retry.backoff.ms.
+        if self.refreshing {
+            self.again = true;
+            return;
         }
+        let backoff = self.shared.config.retry_backoff;
+        self.schedule_refresh_by(backoff.min(Duration::from_millis(50)), ctx);
     }
 }
 
@@ -576,6 +643,7 @@ impl Handler<Shutdown> for Metadata {
         let closing: Vec<_> = self
             .bootstrap
             .drain(..)
+            .map(|(_, c)| c)
             .chain(brokers.into_values().map(|b| b.connection))
             .map(|c| c.send(Shutdown))
             .collect();
@@ -593,5 +661,27 @@ impl Handler<Crash> for Metadata {
     fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
         tracing::warn!("metadata actor crashing on request (fault injection)");
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_skips_nodes_known_to_be_down() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let much_later = now + Duration::from_secs(2);
+        assert_eq!(pick(&[], 0, now), None);
+        assert_eq!(pick(&[None, None, None], 4, now), Some(1), "rotation");
+        assert_eq!(pick(&[Some(later), None, None], 0, now), Some(1));
+        assert_eq!(pick(&[None, Some(later), Some(later)], 1, now), Some(0));
+        assert_eq!(pick(&[Some(now), Some(later)], 1, now), Some(0), "back up");
+        assert_eq!(
+            pick(&[Some(much_later), Some(later)], 0, now),
+            Some(1),
+            "all down: the first to come back"
+        );
     }
 }
