@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herald::KafkaCode;
+use herald::{KafkaCode, MetadataRecoveryStrategy};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, TopicName,
@@ -111,21 +111,36 @@ impl Metadata {
         })
     }
 
-    /// A connection to ask: known brokers (by id) first, then the bootstrap entries, from
+    /// A connection to ask: one of the known brokers, or of the `bootstrap.servers` entries
+    /// before any broker is known and, with `metadata.recovery.strategy=rebootstrap`
+    /// (KIP-899), while every known broker is down ([`use_bootstrap`]); within the list, from
     /// the rotation (`next_node`, moved on after a failure), skipping nodes known to be down
-    /// (see [`pick`]).
+    /// ([`pick`]).
     fn pick_node(&self) -> Option<Addr<Connection>> {
-        let candidates: Vec<(&str, &Addr<Connection>)> = self
+        let now = Instant::now();
+        let brokers: Vec<(&str, &Addr<Connection>)> = self
             .brokers
             .values()
             .map(|b| (b.address.as_str(), &b.connection))
-            .chain(self.bootstrap.iter().map(|(a, c)| (a.as_str(), c)))
             .collect();
-        let down: Vec<Option<Instant>> = candidates
-            .iter()
-            .map(|(address, _)| self.down.get(*address).copied())
-            .collect();
-        let i = pick(&down, self.next_node, Instant::now())?;
+        let down_of = |list: &[(&str, &Addr<Connection>)]| -> Vec<Option<Instant>> {
+            list.iter()
+                .map(|(address, _)| self.down.get(*address).copied())
+                .collect()
+        };
+        let strategy = self.shared.config.metadata_recovery_strategy;
+        let candidates = if use_bootstrap(&down_of(&brokers), strategy, now) {
+            if !brokers.is_empty() {
+                tracing::info!("every known broker is unreachable: rebootstrapping");
+            }
+            self.bootstrap
+                .iter()
+                .map(|(a, c)| (a.as_str(), c))
+                .collect()
+        } else {
+            brokers
+        };
+        let i = pick(&down_of(&candidates), self.next_node, now)?;
         Some(candidates[i].1.clone())
     }
 
@@ -490,6 +505,21 @@ impl Metadata {
     }
 }
 
+/// Whether to ask the `bootstrap.servers` entries rather than the known brokers (their
+/// `down` instants given): when none is known, and with `rebootstrap` when every known one is
+/// down at `now` (KIP-899).
+fn use_bootstrap(
+    known_down: &[Option<Instant>],
+    strategy: MetadataRecoveryStrategy,
+    now: Instant,
+) -> bool {
+    known_down.is_empty()
+        || (strategy == MetadataRecoveryStrategy::Rebootstrap
+            && known_down
+                .iter()
+                .all(|d| d.is_some_and(|until| until > now)))
+}
+
 /// Which of the candidates (their `down` instants, `None` when not known to be down) to ask:
 /// the first from `start` (rotating) that is not down at `now`; when all are, the one that
 /// comes back first. `None` without candidates.
@@ -667,6 +697,27 @@ impl Handler<Crash> for Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bootstrap_is_asked_before_any_broker_is_known_and_to_rebootstrap() {
+        let now = Instant::now();
+        let later = Some(now + Duration::from_secs(1));
+        let re = MetadataRecoveryStrategy::Rebootstrap;
+        let none = MetadataRecoveryStrategy::None;
+        for strategy in [re, none] {
+            assert!(use_bootstrap(&[], strategy, now), "nothing known yet");
+            assert!(!use_bootstrap(&[None, later], strategy, now), "one is up");
+            assert!(
+                !use_bootstrap(&[Some(now), later], strategy, now),
+                "one is back"
+            );
+        }
+        assert!(
+            use_bootstrap(&[later, later], re, now),
+            "every known broker down"
+        );
+        assert!(!use_bootstrap(&[later, later], none, now), "no rebootstrap");
+    }
 
     #[test]
     fn pick_skips_nodes_known_to_be_down() {
