@@ -908,3 +908,62 @@ impl Decoder for FrameCodec {
         Ok(protocol::split_frame(src, protocol::MAX_RESPONSE_SIZE)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::produce_response::{
+        LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse,
+    };
+    use kafka_protocol::messages::BrokerId;
+
+    use super::*;
+
+    fn response(leader: i32, epoch: i32) -> (PartitionProduceResponse, ProduceResponse) {
+        let p = PartitionProduceResponse::default()
+            .with_error_code(KafkaCode::NOT_LEADER_OR_FOLLOWER.code())
+            .with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch),
+            );
+        let resp = ProduceResponse::default().with_node_endpoints(vec![NodeEndpoint::default()
+            .with_node_id(BrokerId(2))
+            .with_host(StrBytes::from_static_str("b2"))
+            .with_port(9093)]);
+        (p, resp)
+    }
+
+    #[test]
+    fn a_refusal_names_the_new_leader_and_its_endpoint() {
+        let (p, resp) = response(2, 7);
+        assert_eq!(
+            leader_hint(KafkaCode::NOT_LEADER_OR_FOLLOWER, &p, &resp),
+            Some(LeaderHint {
+                leader: 2,
+                leader_epoch: 7,
+                address: Some("b2:9093".into()),
+            })
+        );
+        assert_eq!(
+            leader_hint(KafkaCode::FENCED_LEADER_EPOCH, &p, &resp).map(|h| h.leader),
+            Some(2)
+        );
+        // A leader without an endpoint in the response: known by id only.
+        let (p, resp) = response(3, 7);
+        assert_eq!(
+            leader_hint(KafkaCode::NOT_LEADER_OR_FOLLOWER, &p, &resp).and_then(|h| h.address),
+            None
+        );
+    }
+
+    #[test]
+    fn no_hint_without_a_named_leader_or_for_other_errors() {
+        let (p, resp) = response(-1, -1);
+        assert_eq!(
+            leader_hint(KafkaCode::NOT_LEADER_OR_FOLLOWER, &p, &resp),
+            None
+        );
+        let (p, resp) = response(2, 7);
+        assert_eq!(leader_hint(KafkaCode::REQUEST_TIMED_OUT, &p, &resp), None);
+    }
+}
