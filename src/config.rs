@@ -152,6 +152,39 @@ impl SecurityProtocol {
     }
 }
 
+/// `metadata.recovery.strategy` (KIP-899): what the producer does when every broker it
+/// knows is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MetadataRecoveryStrategy {
+    /// `rebootstrap` (Kafka 4.x's default): ask the `bootstrap.servers` entries again, which
+    /// may now resolve to other brokers.
+    #[default]
+    Rebootstrap,
+    /// `none`: keep asking the brokers it knows.
+    None,
+}
+
+impl MetadataRecoveryStrategy {
+    /// The Java name.
+    pub fn name(self) -> &'static str {
+        match self {
+            MetadataRecoveryStrategy::Rebootstrap => "rebootstrap",
+            MetadataRecoveryStrategy::None => "none",
+        }
+    }
+
+    /// Parses a Java name, case-insensitively as Java does.
+    pub fn from_name(name: &str) -> Option<Self> {
+        let name = name.trim();
+        [
+            MetadataRecoveryStrategy::Rebootstrap,
+            MetadataRecoveryStrategy::None,
+        ]
+        .into_iter()
+        .find(|p| p.name().eq_ignore_ascii_case(name))
+    }
+}
+
 impl fmt::Display for SecurityProtocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -398,6 +431,8 @@ pub struct ProducerConfig {
     pub metadata_max_age: Duration,
     /// `metadata.max.idle.ms`.
     pub metadata_max_idle: Duration,
+    /// `metadata.recovery.strategy`: what to do when every known broker is unreachable.
+    pub metadata_recovery_strategy: MetadataRecoveryStrategy,
     /// `connections.max.idle.ms`.
     pub connections_max_idle: Duration,
     /// `transactional.id`.
@@ -730,6 +765,14 @@ keys! {
     /// at least 5000; accepted, not used yet
     "metadata.max.idle.ms" metadata_max_idle(Duration) = ms(300_000),
         Millis::LONG.at_least(5_000);
+    /// rebootstrap (ask bootstrap.servers again when every known broker is unreachable) or none
+    "metadata.recovery.strategy" metadata_recovery_strategy(MetadataRecoveryStrategy) =
+        MetadataRecoveryStrategy::Rebootstrap,
+        Choice(
+            MetadataRecoveryStrategy::from_name,
+            MetadataRecoveryStrategy::name,
+            "expected rebootstrap or none"
+        );
     /// accepted, not used yet
     "connections.max.idle.ms" connections_max_idle(Duration) = ms(540_000), Millis::LONG;
     /// transactions are not supported yet: a producer with one does not start

@@ -265,12 +265,17 @@ pub enum ErrorKind {
         /// Partition of the batch.
         partition: i32,
     },
-    /// The serialized record is larger than `max.request.size` or `buffer.memory`.
-    #[error("record of {size} bytes is larger than {limit} ({key} = {max})")]
+    /// The serialized record is larger than `max.request.size` or `buffer.memory`, or the
+    /// broker refused it alone in its batch with MESSAGE_TOO_LARGE (then `max` is 0: the
+    /// broker does not say its limit, the topic's `max.message.bytes`).
+    #[error(
+        "record of {size} bytes is larger than {limit} ({key}{})",
+        if *max > 0 { format!(" = {max}") } else { String::new() }
+    )]
     RecordTooLarge {
         /// The record's size in a batch.
         size: usize,
-        /// The limit it broke.
+        /// The limit it broke; 0 when the broker did not say.
         max: usize,
         /// Which config key set that limit.
         key: &'static str,
@@ -278,12 +283,18 @@ pub enum ErrorKind {
         limit: &'static str,
     },
     /// No metadata for the topic arrived within `max.block.ms`.
-    #[error("topic {topic} not present in metadata after {waited_ms} ms (max.block.ms)")]
+    #[error(
+        "topic {topic} not present in metadata after {waited_ms} ms (max.block.ms){}",
+        cause.as_deref().map(|c| format!("; {c}")).unwrap_or_default()
+    )]
     MetadataTimeout {
         /// The topic.
         topic: Arc<str>,
         /// How long we waited.
         waited_ms: u64,
+        /// The last connection errors behind the wait, when brokers could not be reached
+        /// (e.g. `bootstrap 127.0.0.1:1 unreachable: connect failed: Connection refused`).
+        cause: Option<Arc<str>>,
     },
     /// `buffer.memory` stayed exhausted for `max.block.ms`.
     #[error("buffer.memory exhausted for {waited_ms} ms (max.block.ms)")]

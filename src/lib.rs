@@ -29,6 +29,6 @@ pub mod sasl;
 pub mod serializer;
 pub mod varint;
 
-pub use config::{Acks, ConfigError, ProducerConfig, SecurityProtocol};
+pub use config::{Acks, ConfigError, MetadataRecoveryStrategy, ProducerConfig, SecurityProtocol};
 pub use error::{ErrorKind, KafkaCode, ProduceError, ProtocolError};
 pub use record::{Header, ProducerRecord, RecordMetadata};

@@ -1,5 +1,8 @@
 //! The published cluster view: what the metadata actor learnt, read by the router and the
-//! accumulators without a message round trip. Written by the metadata actor only.
+//! accumulators without a message round trip. Written by the metadata actor, except one
+//! narrow path: an accumulator that a broker told of a newer leader for its partition
+//! (KIP-951) records it with [`ClusterView::learn_leader`], which only ever moves a
+//! partition to a higher leader epoch (and the metadata actor never moves one back).
 
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -28,6 +31,27 @@ pub(crate) struct TopicMeta {
     pub(crate) partitions: Vec<PartitionMeta>,
     /// Partitions with a leader, for sticky partitioning.
     pub(crate) available: Vec<i32>,
+}
+
+/// The partitions that have a leader, in order.
+pub(crate) fn available(partitions: &[PartitionMeta]) -> Vec<i32> {
+    (0..partitions.len() as i32)
+        .filter(|&i| partitions[i as usize].leader >= 0)
+        .collect()
+}
+
+/// Merges a metadata response's view of a partition with what is known: a response that
+/// names an older leader epoch than one already learnt (from a Produce response's hint,
+/// KIP-951, or from another broker's fresher metadata) is stale for that partition, and the
+/// known leader stays, as in Java's `Metadata.updateLatestMetadata`.
+pub(crate) fn merge_partition(
+    known: Option<PartitionMeta>,
+    fetched: PartitionMeta,
+) -> PartitionMeta {
+    match known {
+        Some(k) if fetched.leader_epoch >= 0 && k.leader_epoch > fetched.leader_epoch => k,
+        _ => fetched,
+    }
 }
 
 /// How an accumulator reaches one broker's connection actor without knowing its type. A
@@ -76,6 +100,9 @@ pub(crate) struct ClusterView {
     pub(crate) brokers: DashMap<i32, BrokerLink>,
     /// Producer id and epoch, once obtained (idempotence only).
     producer: RwLock<ProducerIdState>,
+    /// The connection errors of the metadata requests that failed since the last one that
+    /// succeeded, one line per address, for the error of a record whose topic never arrived.
+    unreachable: RwLock<Option<Arc<str>>>,
 }
 
 /// Where the idempotent producer's identity stands.
@@ -117,6 +144,19 @@ impl ClusterView {
         }
     }
 
+    /// Why brokers could not be asked for metadata lately, if they could not.
+    pub(crate) fn unreachable(&self) -> Option<Arc<str>> {
+        self.unreachable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the reason of [`unreachable`](Self::unreachable) (the metadata actor only).
+    pub(crate) fn set_unreachable(&self, why: Option<Arc<str>>) {
+        *self.unreachable.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
     // One rule for a poisoned lock, reading or writing: it is taken over. The state is a plain
     // value replaced in one assignment, so a panic elsewhere cannot leave it half written.
     fn read_producer(&self) -> RwLockReadGuard<'_, ProducerIdState> {
@@ -125,6 +165,36 @@ impl ClusterView {
 
     fn write_producer(&self) -> RwLockWriteGuard<'_, ProducerIdState> {
         self.producer.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a newer leader for `topic`-`partition`, as a Produce response named it
+    /// (KIP-951). Applied only when `leader_epoch` is above the known one, so a stale hint
+    /// never undoes a newer fact; returns whether the view changed.
+    pub(crate) fn learn_leader(
+        &self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+    ) -> bool {
+        let Some(mut entry) = self.topics.get_mut(topic) else {
+            return false;
+        };
+        let Ok(i) = usize::try_from(partition) else {
+            return false;
+        };
+        match entry.partitions.get(i) {
+            Some(p) if leader >= 0 && leader_epoch > p.leader_epoch => {}
+            _ => return false,
+        }
+        let mut meta = TopicMeta::clone(&entry);
+        meta.partitions[i] = PartitionMeta {
+            leader,
+            leader_epoch,
+        };
+        meta.available = available(&meta.partitions);
+        *entry = Arc::new(meta);
+        true
     }
 
     /// The leader of `topic`-`partition` and its connection, if both are known.
@@ -140,5 +210,84 @@ impl ClusterView {
         }
         let conn = self.brokers.get(&leader)?;
         Some((leader, conn.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(leader: i32, leader_epoch: i32) -> ClusterView {
+        let view = ClusterView::default();
+        let p = PartitionMeta {
+            leader,
+            leader_epoch,
+        };
+        let meta = TopicMeta {
+            name: Arc::from("t"),
+            partitions: vec![p, p],
+            available: vec![0, 1],
+        };
+        view.topics.insert(Arc::from("t"), Arc::new(meta));
+        view
+    }
+
+    fn partition(view: &ClusterView, i: usize) -> PartitionMeta {
+        view.topics.get("t").unwrap().partitions[i]
+    }
+
+    #[test]
+    fn a_newer_leader_hint_moves_only_its_partition() {
+        let v = view(1, 5);
+        assert!(v.learn_leader("t", 0, 2, 6));
+        assert_eq!(
+            partition(&v, 0),
+            PartitionMeta {
+                leader: 2,
+                leader_epoch: 6
+            }
+        );
+        assert_eq!(
+            partition(&v, 1),
+            PartitionMeta {
+                leader: 1,
+                leader_epoch: 5
+            }
+        );
+    }
+
+    #[test]
+    fn a_stale_or_unusable_hint_changes_nothing() {
+        let v = view(1, 5);
+        assert!(!v.learn_leader("t", 0, 2, 5), "same epoch");
+        assert!(!v.learn_leader("t", 0, 2, 4), "older epoch");
+        assert!(!v.learn_leader("t", 0, -1, 9), "no leader");
+        assert!(!v.learn_leader("t", 7, 2, 9), "no such partition");
+        assert!(!v.learn_leader("u", 0, 2, 9), "no such topic");
+        assert_eq!(partition(&v, 0).leader, 1);
+    }
+
+    #[test]
+    fn a_metadata_response_older_than_a_learnt_leader_keeps_the_leader() {
+        let known = PartitionMeta {
+            leader: 2,
+            leader_epoch: 6,
+        };
+        let stale = PartitionMeta {
+            leader: 1,
+            leader_epoch: 5,
+        };
+        let fresh = PartitionMeta {
+            leader: 3,
+            leader_epoch: 7,
+        };
+        let unknown_epoch = PartitionMeta {
+            leader: 3,
+            leader_epoch: -1,
+        };
+        assert_eq!(merge_partition(Some(known), stale), known);
+        assert_eq!(merge_partition(Some(known), fresh), fresh);
+        assert_eq!(merge_partition(Some(known), unknown_epoch), unknown_epoch);
+        assert_eq!(merge_partition(None, stale), stale);
     }
 }

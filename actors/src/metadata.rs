@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herald::KafkaCode;
+use herald::{KafkaCode, MetadataRecoveryStrategy};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, TopicName,
@@ -17,11 +17,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::backoff::Backoff;
-use crate::cluster::{BrokerLink, PartitionMeta, ProducerIdState, TopicMeta};
+use crate::cluster::{
+    available, merge_partition, BrokerLink, PartitionMeta, ProducerIdState, TopicMeta,
+};
 use crate::connection::Connection;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
-use crate::messages::cluster::{AddTopics, BumpEpoch, ClusterChanged, Refresh, Subscribe};
+use crate::messages::cluster::{
+    AddTopics, BrokerNamed, BumpEpoch, ClusterChanged, Refresh, Subscribe,
+};
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
@@ -41,7 +45,8 @@ type Answered<T> = Result<Result<T, RequestError>, MailboxError>;
 #[derive(Debug)]
 pub(crate) struct Metadata {
     shared: Arc<Shared>,
-    bootstrap: Vec<Addr<Connection>>,
+    /// Connections to the `bootstrap.servers` entries, with their addresses.
+    bootstrap: Vec<(String, Addr<Connection>)>,
     /// Known brokers by id (their links are published in the cluster view).
     brokers: BTreeMap<i32, Broker>,
     wanted: BTreeSet<Arc<str>>,
@@ -58,8 +63,18 @@ pub(crate) struct Metadata {
     /// Topics some record waits for that the cluster does not have (yet).
     missing: BTreeSet<Arc<str>>,
     refresh_timer: Option<SpawnHandle>,
+    /// When `refresh_timer` fires.
+    refresh_due: Option<Instant>,
     init_pid_in_flight: bool,
     terminated: bool,
+    /// The last connection error of each node asked since the last successful metadata
+    /// request, by address (published as `ClusterView::unreachable`).
+    unreachable: BTreeMap<String, String>,
+    /// Nodes whose last metadata request failed to connect, by address: not asked again
+    /// before the instant given while another node may be up.
+    down: HashMap<String, Instant>,
+    /// When the last metadata request was sent: refreshes are paced by retry.backoff.ms.
+    last_sent: Option<Instant>,
 }
 
 impl Metadata {
@@ -80,8 +95,12 @@ impl Metadata {
             backoff,
             missing: BTreeSet::new(),
             refresh_timer: None,
+            refresh_due: None,
             init_pid_in_flight: false,
             terminated: false,
+            unreachable: BTreeMap::new(),
+            down: HashMap::new(),
+            last_sent: None,
         }
     }
 
@@ -92,19 +111,37 @@ impl Metadata {
         })
     }
 
-    /// A connection to ask: known brokers (by id) first, then the bootstrap entries; the
-    /// rotation (`next_node`) moves on after a failure.
+    /// A connection to ask: one of the known brokers, or of the `bootstrap.servers` entries
+    /// before any broker is known and, with `metadata.recovery.strategy=rebootstrap`
+    /// (KIP-899), while every known broker is down ([`use_bootstrap`]); within the list, from
+    /// the rotation (`next_node`, moved on after a failure), skipping nodes known to be down
+    /// ([`pick`]).
     fn pick_node(&self) -> Option<Addr<Connection>> {
-        let candidates = self.brokers.len() + self.bootstrap.len();
-        if candidates == 0 {
-            return None;
-        }
-        let i = self.next_node % candidates;
-        let pick = match self.brokers.values().nth(i) {
-            Some(b) => &b.connection,
-            None => &self.bootstrap[i - self.brokers.len()],
+        let now = Instant::now();
+        let brokers: Vec<(&str, &Addr<Connection>)> = self
+            .brokers
+            .values()
+            .map(|b| (b.address.as_str(), &b.connection))
+            .collect();
+        let down_of = |list: &[(&str, &Addr<Connection>)]| -> Vec<Option<Instant>> {
+            list.iter()
+                .map(|(address, _)| self.down.get(*address).copied())
+                .collect()
         };
-        Some(pick.clone())
+        let strategy = self.shared.config.metadata_recovery_strategy;
+        let candidates = if use_bootstrap(&down_of(&brokers), strategy, now) {
+            if !brokers.is_empty() {
+                tracing::info!("every known broker is unreachable: rebootstrapping");
+            }
+            self.bootstrap
+                .iter()
+                .map(|(a, c)| (a.as_str(), c))
+                .collect()
+        } else {
+            brokers
+        };
+        let i = pick(&down_of(&candidates), self.next_node, now)?;
+        Some(candidates[i].1.clone())
     }
 
     /// Tells every subscriber (router, accumulators) that the cluster view changed.
@@ -122,9 +159,15 @@ impl Metadata {
             self.again = true;
             return;
         }
+        let now = Instant::now();
+        if let Some(at) = self.paced_until(now) {
+            self.schedule_refresh_by(at - now, ctx);
+            return;
+        }
         let Some(conn) = self.pick_node() else { return };
         self.refreshing = true;
         self.again = false;
+        self.last_sent = Some(now);
         let topics = self
             .wanted
             .iter()
@@ -159,6 +202,11 @@ impl Metadata {
                     "metadata refreshed"
                 );
                 self.backoff.reset();
+                if !self.unreachable.is_empty() {
+                    self.unreachable.clear();
+                    self.shared.cluster.set_unreachable(None);
+                }
+                self.down.clear();
                 self.apply(&resp, ctx);
             }
             Ok(Err(RequestError::Authentication(why))) => {
@@ -175,6 +223,11 @@ impl Metadata {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "metadata request failed");
+                if let RequestError::Connection(address, reason) = &e {
+                    self.note_unreachable(address, reason);
+                    let until = Instant::now() + self.shared.config.reconnect_backoff_max;
+                    self.down.insert(address.clone(), until);
+                }
                 self.next_node += 1;
                 let wait = self.backoff.next_delay();
                 self.schedule_refresh(wait, ctx);
@@ -191,12 +244,47 @@ impl Metadata {
         }
     }
 
+    /// Remembers why `address` could not be asked, and publishes every such reason so that
+    /// a record whose topic never arrives says why.
+    fn note_unreachable(&mut self, address: &str, reason: &str) {
+        let bootstrap = !self.brokers.values().any(|b| b.address == address);
+        let role = if bootstrap { "bootstrap" } else { "broker" };
+        self.unreachable.insert(
+            address.to_string(),
+            format!("{role} {address} unreachable: {reason}"),
+        );
+        let all: Vec<&str> = self.unreachable.values().map(String::as_str).collect();
+        self.shared
+            .cluster
+            .set_unreachable(Some(Arc::from(all.join("; "))));
+    }
+
+    /// Until when a refresh must wait: retry.backoff.ms after the last request was sent
+    /// (Java's `refreshBackoffMs`), so bursts of requests for a refresh become one request
+    /// per backoff. `None`: it may go now.
+    fn paced_until(&self, now: Instant) -> Option<Instant> {
+        let at = self.last_sent? + self.shared.config.retry_backoff;
+        (at > now).then_some(at)
+    }
+
+    /// Schedules a refresh in `after` unless one is already due sooner: a stream of refresh
+    /// requests must not keep pushing the refresh back.
+    fn schedule_refresh_by(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        let due = Instant::now() + after;
+        if self.refresh_due.is_some_and(|d| d <= due) && self.refresh_timer.is_some() {
+            return;
+        }
+        self.schedule_refresh(after, ctx);
+    }
+
     fn schedule_refresh(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        self.refresh_due = Some(Instant::now() + after);
         if let Some(h) = self.refresh_timer.take() {
             ctx.cancel_future(h);
         }
         self.refresh_timer = Some(ctx.run_later(after, |act, ctx| {
             act.refresh_timer = None;
+            act.refresh_due = None;
             act.refresh(ctx);
         }));
     }
@@ -266,6 +354,7 @@ impl Metadata {
                 };
                 count as usize
             ];
+            let known = cluster.topics.get(&*name).map(|m| Arc::clone(&m));
             for p in &t.partitions {
                 if p.partition_index < 0 {
                     continue;
@@ -275,14 +364,15 @@ impl Metadata {
                 } else {
                     p.leader_id.0
                 };
-                partitions[p.partition_index as usize] = PartitionMeta {
+                let i = p.partition_index as usize;
+                let was = known.as_ref().and_then(|k| k.partitions.get(i).copied());
+                let fetched = PartitionMeta {
                     leader,
                     leader_epoch: p.leader_epoch,
                 };
+                partitions[i] = merge_partition(was, fetched);
             }
-            let available: Vec<i32> = (0..count)
-                .filter(|&i| partitions[i as usize].leader >= 0)
-                .collect();
+            let available = available(&partitions);
             if available.len() < count as usize || count == 0 {
                 incomplete = true;
             }
@@ -346,7 +436,10 @@ impl Metadata {
 
     /// Asks for a producer id (`pid` -1), or a new epoch of `pid` after `epoch` (KIP-360).
     fn request_producer_id(&mut self, pid: i64, epoch: i16, ctx: &mut Context<Self>) {
-        let Some(conn) = self.pick_node() else { return };
+        let Some(conn) = self.pick_node() else {
+            self.init_pid_in_flight = false;
+            return;
+        };
         self.init_pid_in_flight = true;
         self.shared
             .cluster
@@ -428,6 +521,36 @@ impl Metadata {
     }
 }
 
+/// Whether to ask the `bootstrap.servers` entries rather than the known brokers (their
+/// `down` instants given): when none is known, and with `rebootstrap` when every known one is
+/// down at `now` (KIP-899).
+fn use_bootstrap(
+    known_down: &[Option<Instant>],
+    strategy: MetadataRecoveryStrategy,
+    now: Instant,
+) -> bool {
+    known_down.is_empty()
+        || (strategy == MetadataRecoveryStrategy::Rebootstrap
+            && known_down
+                .iter()
+                .all(|d| d.is_some_and(|until| until > now)))
+}
+
+/// Which of the candidates (their `down` instants, `None` when not known to be down) to ask:
+/// the first from `start` (rotating) that is not down at `now`; when all are, the one that
+/// comes back first. `None` without candidates.
+fn pick(down: &[Option<Instant>], start: usize, now: Instant) -> Option<usize> {
+    let n = down.len();
+    if n == 0 {
+        return None;
+    }
+    let order = (0..n).map(|k| (start + k) % n);
+    let up = order
+        .clone()
+        .find(|&i| down[i].is_none_or(|until| until <= now));
+    up.or_else(|| order.min_by_key(|&i| down[i]))
+}
+
 /// How other actors reach a connection this actor started.
 fn link(connection: &Addr<Connection>) -> BrokerLink {
     BrokerLink::new(
@@ -444,8 +567,8 @@ impl Actor for Metadata {
         if self.bootstrap.is_empty() {
             let servers = self.shared.config.bootstrap_servers.clone();
             for (i, address) in servers.into_iter().enumerate() {
-                let conn = self.start_connection(-1 - i as i32, address);
-                self.bootstrap.push(conn);
+                let conn = self.start_connection(-1 - i as i32, address.clone());
+                self.bootstrap.push((address, conn));
             }
         }
         self.refresh(ctx);
@@ -463,6 +586,7 @@ impl Supervised for Metadata {
         self.refreshing = false;
         self.init_pid_in_flight = false;
         self.refresh_timer = None;
+        self.refresh_due = None;
         self.shared.cluster.forget_pending_producer_id();
     }
 }
@@ -477,6 +601,11 @@ impl Handler<AddTopics> for Metadata {
             self.requested.insert(t.clone(), now);
             new |= self.wanted.insert(t);
         }
+        if new {
+            // A topic nobody asked for yet goes out at once, not after the pacing (as Java's
+            // requestUpdateForNewTopics).
+            self.last_sent = None;
+        }
         if new || !self.missing.is_empty() {
             self.refresh(ctx);
         }
@@ -487,12 +616,15 @@ impl Handler<Refresh> for Metadata {
     type Result = ();
 
     fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
-        // Coalesce bursts (a broker failure makes every partition ask): at most one refresh
-        // per retry.backoff.ms unless one is already scheduled sooner.
-        if self.refresh_timer.is_none() || !self.refreshing {
-            let backoff = self.shared.config.retry_backoff;
-            self.schedule_refresh(backoff.min(Duration::from_millis(50)), ctx);
+        // Coalesce bursts (a broker failure makes every partition ask): one refresh soon,
+        // unless one is due sooner or under way (then `again` runs one after it); `refresh`
+        // paces them by retry.backoff.ms.
+        if self.refreshing {
+            self.again = true;
+            return;
         }
+        let backoff = self.shared.config.retry_backoff;
+        self.schedule_refresh_by(backoff.min(Duration::from_millis(50)), ctx);
     }
 }
 
@@ -501,6 +633,33 @@ impl Handler<Subscribe> for Metadata {
 
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
         self.subscribers.push(msg.0);
+    }
+}
+
+impl Handler<BrokerNamed> for Metadata {
+    type Result = ();
+
+    /// A new leader a Produce response named (KIP-951) that metadata has not shown yet:
+    /// connect to it now, so the partition's batches need not wait for a refresh. A later
+    /// refresh that lists it at the same address keeps this connection.
+    fn handle(&mut self, msg: BrokerNamed, _: &mut Context<Self>) {
+        if self.terminated || self.brokers.contains_key(&msg.node_id) {
+            return;
+        }
+        tracing::info!(broker = msg.node_id, address = %msg.address, "broker learned from a produce response");
+        let connection = self.start_connection(msg.node_id, msg.address.clone());
+        self.shared
+            .cluster
+            .brokers
+            .insert(msg.node_id, link(&connection));
+        self.brokers.insert(
+            msg.node_id,
+            Broker {
+                address: msg.address,
+                connection,
+            },
+        );
+        self.broadcast(ClusterChanged::default());
     }
 }
 
@@ -530,6 +689,7 @@ impl Handler<Shutdown> for Metadata {
         let closing: Vec<_> = self
             .bootstrap
             .drain(..)
+            .map(|(_, c)| c)
             .chain(brokers.into_values().map(|b| b.connection))
             .map(|c| c.send(Shutdown))
             .collect();
@@ -547,5 +707,48 @@ impl Handler<Crash> for Metadata {
     fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
         tracing::warn!("metadata actor crashing on request (fault injection)");
         ctx.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_is_asked_before_any_broker_is_known_and_to_rebootstrap() {
+        let now = Instant::now();
+        let later = Some(now + Duration::from_secs(1));
+        let re = MetadataRecoveryStrategy::Rebootstrap;
+        let none = MetadataRecoveryStrategy::None;
+        for strategy in [re, none] {
+            assert!(use_bootstrap(&[], strategy, now), "nothing known yet");
+            assert!(!use_bootstrap(&[None, later], strategy, now), "one is up");
+            assert!(
+                !use_bootstrap(&[Some(now), later], strategy, now),
+                "one is back"
+            );
+        }
+        assert!(
+            use_bootstrap(&[later, later], re, now),
+            "every known broker down"
+        );
+        assert!(!use_bootstrap(&[later, later], none, now), "no rebootstrap");
+    }
+
+    #[test]
+    fn pick_skips_nodes_known_to_be_down() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let much_later = now + Duration::from_secs(2);
+        assert_eq!(pick(&[], 0, now), None);
+        assert_eq!(pick(&[None, None, None], 4, now), Some(1), "rotation");
+        assert_eq!(pick(&[Some(later), None, None], 0, now), Some(1));
+        assert_eq!(pick(&[None, Some(later), Some(later)], 1, now), Some(0));
+        assert_eq!(pick(&[Some(now), Some(later)], 1, now), Some(0), "back up");
+        assert_eq!(
+            pick(&[Some(much_later), Some(later)], 0, now),
+            Some(1),
+            "all down: the first to come back"
+        );
     }
 }

@@ -21,6 +21,7 @@ pub struct Metrics {
     pub(crate) connection_creation_total: AtomicU64,
     pub(crate) metadata_refresh_total: AtomicU64,
     pub(crate) successful_reauthentication_total: AtomicU64,
+    pub(crate) leader_hint_total: AtomicU64,
 }
 
 impl Metrics {
@@ -48,6 +49,7 @@ impl Metrics {
             connection_creation_total: l(&self.connection_creation_total),
             metadata_refresh_total: l(&self.metadata_refresh_total),
             successful_reauthentication_total: l(&self.successful_reauthentication_total),
+            leader_hint_total: l(&self.leader_hint_total),
         }
     }
 }
@@ -87,4 +89,7 @@ pub struct MetricsSnapshot {
     pub metadata_refresh_total: u64,
     /// SASL re-authentications completed on open connections (KIP-368).
     pub successful_reauthentication_total: u64,
+    /// Partitions moved to a new leader that a Produce response named (KIP-951), before any
+    /// metadata refresh did (Herald-specific).
+    pub leader_hint_total: u64,
 }

@@ -132,6 +132,7 @@ impl ProducerBuilder {
             subscribe: metadata.clone().recipient(),
             refresh: metadata.clone().recipient(),
             bump_epoch: metadata.clone().recipient(),
+            broker_named: metadata.clone().recipient(),
             shutdown: metadata.recipient(),
         });
         tracing::info!(client_id = %shared.config.client_id, "producer started");

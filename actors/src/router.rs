@@ -390,6 +390,7 @@ impl RouterCore {
             let kind = ErrorKind::MetadataTimeout {
                 topic,
                 waited_ms: max_block.as_millis() as u64,
+                cause: self.shared.cluster.unreachable(),
             };
             self.refuse(kind, w.record, w.completion);
         }

@@ -13,7 +13,7 @@ use crate::cluster::ClusterView;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Victims;
 use crate::memory::MemoryPool;
-use crate::messages::cluster::{AddTopics, BumpEpoch, Refresh, Subscribe};
+use crate::messages::cluster::{AddTopics, BrokerNamed, BumpEpoch, Refresh, Subscribe};
 use crate::messages::seal::Seal;
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
@@ -67,6 +67,8 @@ pub(crate) struct MetadataLink {
     pub(crate) refresh: Recipient<Refresh>,
     /// Accumulators → metadata.
     pub(crate) bump_epoch: Recipient<BumpEpoch>,
+    /// Accumulators → metadata, when a Produce response names a broker as a new leader.
+    pub(crate) broker_named: Recipient<BrokerNamed>,
     /// Router → metadata, at close.
     pub(crate) shutdown: Recipient<Shutdown>,
 }

@@ -20,12 +20,15 @@
 //! ```
 //!
 //! [`BatchBuilder`] writes records straight into one pre-sized buffer; [`decode`] reads
-//! batches back (tests, validation, fuzzing).
+//! batches back (tests, validation, fuzzing); [`split_batch`] cuts a batch the broker refused
+//! as too large into smaller ones.
 
 mod builder;
 pub mod decode;
+mod split;
 
 pub use builder::{record_size, restamp, BatchBuilder, BatchFull, ProducerIds};
+pub use split::{split_batch, Piece};
 
 /// Bytes of the batch header before the first record.
 pub const RECORD_BATCH_OVERHEAD: usize = 61;

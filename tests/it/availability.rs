@@ -308,3 +308,69 @@ async fn broker_back_up_is_used_again() {
     );
     assert!(client.producer.close(Duration::from_secs(5)).await);
 }
+
+/// A fake broker whose first Metadata answer names broker 1 at an address where nothing
+/// listens (a broker that moved), and every later one at its own address.
+fn moved_broker(dead: String) -> crate::support::fake_broker::FakeBroker {
+    use crate::support::fake_broker::{metadata_response, standard_handler, Action, FakeBroker};
+    use kafka_protocol::messages::ApiKey;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let standard = standard_handler(&[("t", 1)]);
+    let metadata_answered = AtomicUsize::new(0);
+    FakeBroker::start(move |ctx| {
+        if ctx.api() == Some(ApiKey::Metadata)
+            && metadata_answered.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            let (host, port) = dead.rsplit_once(':').unwrap();
+            return vec![Action::Respond(metadata_response(
+                ctx.api_version,
+                1,
+                host,
+                port.parse().unwrap(),
+                &[("t", 1)],
+            ))];
+        }
+        standard(ctx)
+    })
+}
+
+/// KIP-899: the only broker the producer knows is unreachable (it moved); with
+/// `metadata.recovery.strategy=rebootstrap` (the default) the producer asks
+/// `bootstrap.servers` again, learns the new address and delivers; with `none` it keeps
+/// asking the dead address and the record times out.
+#[actix_rt::test]
+async fn rebootstrap_finds_a_broker_that_moved() {
+    init_tracing();
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    for strategy in ["rebootstrap", "none"] {
+        let broker = moved_broker(dead.clone());
+        let producer = start_producer(
+            &broker.bootstrap(),
+            &[
+                ("retry.backoff.ms", "50"),
+                ("retry.backoff.max.ms", "100"),
+                ("reconnect.backoff.ms", "50"),
+                ("reconnect.backoff.max.ms", "100"),
+                ("linger.ms", "0"),
+                ("request.timeout.ms", "1000"),
+                ("delivery.timeout.ms", "3000"),
+                // The fake broker's standard handler answers no InitProducerId.
+                ("enable.idempotence", "false"),
+            ],
+            &[("metadata.recovery.strategy", strategy)],
+        );
+        let outcome = producer.send(Produce::new("t").value("x")).await;
+        match (strategy, outcome) {
+            ("rebootstrap", Ok(md)) => assert_eq!(md.offset, 0),
+            ("none", Err(e)) => assert!(
+                matches!(e.kind(), ErrorKind::DeliveryTimeout { .. }),
+                "none: {e}"
+            ),
+            (s, other) => panic!("{s}: unexpected outcome {other:?}"),
+        }
+        assert!(producer.close(Duration::from_secs(5)).await);
+    }
+}

@@ -279,7 +279,12 @@ async fn unknown_topic_fails_after_max_block_naming_the_topic() {
         .expect_err("topic does not exist");
     assert!(started.elapsed() >= Duration::from_millis(500));
     match err.kind() {
-        ErrorKind::MetadataTimeout { topic: t, .. } => assert_eq!(&**t, topic),
+        ErrorKind::MetadataTimeout {
+            topic: t, cause, ..
+        } => {
+            assert_eq!(&**t, topic);
+            assert_eq!(cause, &None, "the broker was reachable");
+        }
         other => panic!("expected a metadata timeout, got {other}"),
     }
     assert!(err.to_string().contains(&topic), "{err}");
@@ -294,6 +299,45 @@ async fn unknown_topic_fails_after_max_block_naming_the_topic() {
         after - before <= 1,
         "still polling for a topic nobody wants: {before} -> {after}"
     );
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
+
+/// Nothing listens at the bootstrap address: the metadata wait fails naming the refused
+/// connections behind it, not only the missing topic.
+#[actix_rt::test]
+async fn unreachable_bootstrap_is_named_in_the_metadata_timeout() {
+    init_tracing();
+    let address = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", address.as_str()),
+        ("max.block.ms", "1000"),
+        ("reconnect.backoff.ms", "20"),
+        ("reconnect.backoff.max.ms", "50"),
+    ])
+    .unwrap();
+    let err = producer
+        .send(Produce::new("t").value("x"))
+        .await
+        .expect_err("nothing is reachable");
+    let ErrorKind::MetadataTimeout {
+        cause: Some(cause), ..
+    } = err.kind()
+    else {
+        panic!("expected a metadata timeout with a cause, got {err}");
+    };
+    let expected = format!("bootstrap {address} unreachable: ");
+    assert!(cause.starts_with(&expected), "{cause}");
+    assert!(cause.to_lowercase().contains("refused"), "{cause}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("topic t not present in metadata after 1000 ms"),
+        "{text}"
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(err.record().is_some(), "record handed back");
     assert!(producer.close(Duration::from_secs(5)).await);
 }
 

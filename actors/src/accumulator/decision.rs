@@ -6,11 +6,14 @@
 //! producer (KIP-98, KIP-360):
 //! - written, or `DUPLICATE_SEQUENCE_NUMBER` under idempotence: done;
 //! - a retriable broker error, or an attempt lost with its connection or never sent: retry
-//!   while retries and the delivery timeout allow;
+//!   while retries and the delivery timeout allow; when the refusal names another broker as
+//!   the partition's leader (KIP-951), retry there at once, without backoff;
 //! - `OUT_OF_ORDER_SEQUENCE_NUMBER`, `UNKNOWN_PRODUCER_ID`, `INVALID_PRODUCER_EPOCH` under
 //!   idempotence: a new epoch, then retry (unless an earlier batch failed first, which the
 //!   bump already repairs); an attempt that may have been written under an identity that is
 //!   gone cannot be resolved and fails with "outcome unknown";
+//! - `MESSAGE_TOO_LARGE`: split a batch of several records in two (Java's
+//!   `splitAndReenqueue`); a record alone in its batch fails with `RecordTooLarge`;
 //! - any other broker error: fail.
 
 use std::collections::VecDeque;
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 use herald::{ErrorKind, KafkaCode};
 
 use super::SealedBatch;
-use crate::messages::delivery::BatchResult;
+use crate::messages::delivery::{BatchResult, LeaderHint};
 
 /// What the accumulator knows besides the batch and its answer.
 #[derive(Debug)]
@@ -31,6 +34,8 @@ pub(super) struct State<'a> {
     pub(super) in_flight: &'a VecDeque<SealedBatch>,
     /// The partition's batches waiting to be sent.
     pub(super) ready: &'a VecDeque<SealedBatch>,
+    /// The broker the batch was sent to (the partition's in-flight leader).
+    pub(super) sent_to: Option<i32>,
     /// Producer id and epoch new batches would be stamped with now; `(-1, -1)` when none.
     pub(super) identity: (i64, i16),
     /// `retries`.
@@ -77,7 +82,13 @@ pub(super) enum Decision {
         bump_epoch: bool,
         /// What the failed attempt says about whether the broker holds the batch.
         attempt: Attempt,
+        /// The refusal named another broker as the leader (KIP-951): record it in the
+        /// cluster view and send there without waiting out a backoff.
+        new_leader: Option<LeaderHint>,
     },
+    /// The broker refused the batch as too large: split it into smaller batches that take
+    /// its place (and its sequence numbers).
+    Split,
     /// Fail the batch's records with `error`.
     Fail {
         error: ErrorKind,
@@ -114,6 +125,14 @@ pub(super) enum Cause {
 /// Decides what `answer` means for `batch`.
 pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<'_>) -> Decision {
     let idempotent = batch.ids.base_sequence >= 0;
+    let new_leader = match answer {
+        BatchResult::Broker {
+            code,
+            leader: Some(hint),
+            ..
+        } if code.retriable() && Some(hint.leader) != state.sent_to => Some(hint.clone()),
+        _ => None,
+    };
     let (reason, refresh_metadata, bump_epoch, attempt) = match answer {
         BatchResult::Written {
             base_offset,
@@ -176,6 +195,21 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
             }
             (code.to_string(), false, bump_epoch, attempt)
         }
+        BatchResult::Broker { code, .. } if *code == KafkaCode::MESSAGE_TOO_LARGE => {
+            if batch.records.len() > 1 && batch.span > 1 {
+                return Decision::Split;
+            }
+            return Decision::Fail {
+                error: ErrorKind::RecordTooLarge {
+                    size: batch.bytes.len(),
+                    max: 0,
+                    key: "max.message.bytes",
+                    limit: "what the broker accepts for the topic",
+                },
+                bump_epoch: idempotent,
+                cause: Cause::Refused,
+            };
+        }
         BatchResult::Broker { code, .. } => {
             return Decision::Fail {
                 error: state.broker_error(*code),
@@ -216,6 +250,7 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
         refresh_metadata,
         bump_epoch,
         attempt,
+        new_leader,
     }
 }
 
@@ -245,6 +280,17 @@ mod tests {
         )
     }
 
+    /// A record slot whose outcome nobody awaits.
+    fn slot() -> crate::partition::RecordSlot {
+        let (tx, _) = tokio::sync::oneshot::channel();
+        crate::partition::RecordSlot {
+            completion: crate::completion::Completion::Reply(tx),
+            timestamp: 0,
+            key_size: -1,
+            value_size: -1,
+        }
+    }
+
     fn plain(id: u64) -> SealedBatch {
         batch(id, ProducerIds::NONE)
     }
@@ -268,6 +314,7 @@ mod tests {
             partition: 2,
             in_flight: pending,
             ready: &empty,
+            sent_to: Some(1),
             identity,
             retries,
             delivery_timeout: TIMEOUT,
@@ -280,6 +327,7 @@ mod tests {
         BatchResult::Broker {
             code,
             message: None,
+            leader: None,
         }
     }
 
@@ -297,6 +345,7 @@ mod tests {
             refresh_metadata: refresh,
             bump_epoch: bump,
             attempt,
+            new_leader: None,
         }
     }
 
@@ -346,6 +395,70 @@ mod tests {
             decide(&plain(1), broker(code)),
             retry(code.to_string(), false, false, Attempt::Unchanged)
         );
+    }
+
+    #[test]
+    fn a_refusal_naming_another_leader_retries_there_at_once() {
+        // Sent to broker 1 (see `decide_with`); broker 1 names broker 2 at epoch 9.
+        let hint = LeaderHint {
+            leader: 2,
+            leader_epoch: 9,
+            address: Some("b2:9092".into()),
+        };
+        for code in [
+            KafkaCode::NOT_LEADER_OR_FOLLOWER,
+            KafkaCode::FENCED_LEADER_EPOCH,
+        ] {
+            let answer = BatchResult::Broker {
+                code,
+                message: None,
+                leader: Some(hint.clone()),
+            };
+            assert_eq!(
+                decide(&idempotent(1), answer),
+                Decision::Retry {
+                    reason: code.to_string(),
+                    refresh_metadata: true,
+                    bump_epoch: false,
+                    attempt: Attempt::Unchanged,
+                    new_leader: Some(hint.clone()),
+                },
+                "{code}"
+            );
+        }
+        // A hint naming the broker that refused moves nothing: an ordinary retry.
+        let same = BatchResult::Broker {
+            code: KafkaCode::NOT_LEADER_OR_FOLLOWER,
+            message: None,
+            leader: Some(LeaderHint {
+                leader: 1,
+                ..hint.clone()
+            }),
+        };
+        assert_eq!(
+            decide(&plain(1), same),
+            retry(
+                KafkaCode::NOT_LEADER_OR_FOLLOWER.to_string(),
+                true,
+                false,
+                Attempt::Unchanged
+            )
+        );
+        // Out of retries, a hint does not keep the batch alive.
+        let mut b = plain(1);
+        b.attempts = 5;
+        let answer = BatchResult::Broker {
+            code: KafkaCode::NOT_LEADER_OR_FOLLOWER,
+            message: None,
+            leader: Some(hint),
+        };
+        assert!(matches!(
+            decide(&b, answer),
+            Decision::Fail {
+                cause: Cause::GaveUp,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -489,8 +602,48 @@ mod tests {
     }
 
     #[test]
+    fn message_too_large_splits_a_batch_of_several_records() {
+        let mut b = idempotent(1);
+        b.records = (0..3).map(|_| slot()).collect();
+        let too_large = broker(KafkaCode::MESSAGE_TOO_LARGE);
+        assert_eq!(decide(&b, too_large.clone()), Decision::Split);
+        b.ids = ProducerIds::NONE;
+        assert_eq!(decide(&b, too_large.clone()), Decision::Split);
+        // Out of ids to give the pieces: refused as it stands.
+        b.span = 1;
+        assert!(matches!(
+            decide(&b, too_large),
+            Decision::Fail {
+                error: ErrorKind::Broker { .. } | ErrorKind::RecordTooLarge { .. },
+                cause: Cause::Refused,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn message_too_large_fails_a_single_record_as_too_large() {
+        let mut b = idempotent(1);
+        b.records = vec![slot()];
+        b.bytes = Bytes::from(vec![0u8; 5000]);
+        assert_eq!(
+            decide(&b, broker(KafkaCode::MESSAGE_TOO_LARGE)),
+            Decision::Fail {
+                error: ErrorKind::RecordTooLarge {
+                    size: 5000,
+                    max: 0,
+                    key: "max.message.bytes",
+                    limit: "what the broker accepts for the topic",
+                },
+                bump_epoch: true,
+                cause: Cause::Refused,
+            }
+        );
+    }
+
+    #[test]
     fn other_broker_errors_fail_and_bump_under_idempotence() {
-        for code in [KafkaCode::MESSAGE_TOO_LARGE, KafkaCode::CORRUPT_MESSAGE] {
+        for code in [KafkaCode::RECORD_LIST_TOO_LARGE, KafkaCode::CORRUPT_MESSAGE] {
             assert_eq!(
                 decide(&idempotent(1), broker(code)),
                 Decision::Fail {

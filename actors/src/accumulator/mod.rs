@@ -32,8 +32,10 @@ use crate::completion::{Completer, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition};
-use crate::messages::cluster::{BumpEpoch, ClusterChanged};
-use crate::messages::delivery::{BatchCompleted, BatchResult, OutgoingBatch, SendBatches};
+use crate::messages::cluster::{BrokerNamed, BumpEpoch, ClusterChanged};
+use crate::messages::delivery::{
+    BatchCompleted, BatchResult, LeaderHint, OutgoingBatch, SendBatches,
+};
 use crate::messages::intercept::Acknowledged;
 use crate::messages::seal::{Seal, Sealed};
 use crate::messages::Shutdown;
@@ -59,6 +61,22 @@ struct SealedBatch {
     maybe_written: bool,
     /// Its bytes are still being compressed by the sealer (`bytes` is empty until then).
     sealing: bool,
+    /// Ids `id .. id + span` belong to this batch: the pieces it is split into take them, so
+    /// they sort before every younger batch (see [`sealed_id`]).
+    span: u64,
+    /// A piece of a batch split after MESSAGE_TOO_LARGE.
+    piece: bool,
+}
+
+/// Bits of a sealed batch's id below the router's id of its open batch: room for the pieces
+/// of a batch split after MESSAGE_TOO_LARGE, each split halving the span, so a batch can be
+/// halved this many times (down to single records for batches of up to 2^20 records).
+const SPLIT_BITS: u32 = 20;
+
+/// The sealed id of the router's batch `open_id`: ids keep their order, and the ids between
+/// two of them are free for the pieces of a split.
+fn sealed_id(open_id: u64) -> u64 {
+    open_id << SPLIT_BITS
 }
 
 impl SealedBatch {
@@ -76,6 +94,8 @@ impl SealedBatch {
             ids,
             maybe_written: false,
             sealing: false,
+            span: 1 << SPLIT_BITS,
+            piece: false,
         }
     }
 }
@@ -125,6 +145,10 @@ pub(crate) struct Accumulator {
     linger: Alarm,
     wake_timer: Option<(Instant, SpawnHandle)>,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    /// Pieces of split batches not yet complete. While there are any, one batch at a time
+    /// is in flight: a piece that still is too large must not let the next one be written
+    /// first (a broker that holds no state for this producer yet takes any sequence).
+    pieces: usize,
     terminated: bool,
 }
 
@@ -152,6 +176,7 @@ impl Accumulator {
             linger: Alarm::default(),
             wake_timer: None,
             flush_waiters: Vec::new(),
+            pieces: 0,
             terminated: false,
         }
     }
@@ -269,6 +294,7 @@ impl Accumulator {
             created,
             reserved,
         } = open;
+        let id = sealed_id(id);
         let uncompressed = builder.size_in_bytes();
         let stamp = self.stamp_for(records.len());
         let parts = (id, records, created, reserved);
@@ -344,6 +370,7 @@ impl Accumulator {
             .config
             .max_in_flight_requests_per_connection
             .max(1);
+        let limit = if self.pieces > 0 { 1 } else { limit };
         let limit = only.map_or(limit, |n| n.min(limit));
         let now = Instant::now();
         let reply = ctx.address().recipient::<BatchCompleted>();
@@ -540,7 +567,7 @@ impl Accumulator {
     }
 
     fn fail_open(&mut self, b: OpenBatch, kind: ErrorKind) {
-        let parts = (b.id, b.records, b.created, b.reserved);
+        let parts = (sealed_id(b.id), b.records, b.created, b.reserved);
         self.complete_batch(
             SealedBatch::new(parts, Bytes::new(), ProducerIds::NONE),
             Err(kind),
@@ -549,6 +576,9 @@ impl Accumulator {
 
     /// Completes every record of a batch and gives its memory back.
     fn complete_batch(&mut self, b: SealedBatch, result: Result<(i64, i64), ErrorKind>) {
+        if b.piece {
+            self.pieces -= 1;
+        }
         self.shared.memory.release(b.reserved);
         let m = &self.shared.metrics;
         let n = b.records.len() as u64;
@@ -625,7 +655,7 @@ impl Accumulator {
         if self.flush_waiters.is_empty() {
             return;
         }
-        let oldest = self.min_over_batches(|b| b.id, |b| b.id);
+        let oldest = self.min_over_batches(|b| sealed_id(b.id), |b| b.id);
         let (done, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.flush_waiters)
             .into_iter()
             .partition(|(target, _)| oldest.is_none_or(|o| o > *target));
@@ -649,6 +679,7 @@ impl Accumulator {
             partition: self.partition,
             in_flight: &self.in_flight,
             ready: &self.ready,
+            sent_to: self.in_flight_leader,
             identity: match self.identity() {
                 Identity::Ready { producer_id, epoch } => (producer_id, epoch),
                 _ => (
@@ -671,7 +702,9 @@ impl Accumulator {
                 bump_epoch,
                 cause,
             } => {
-                if let (Cause::Refused, BatchResult::Broker { code, message }) = (cause, &result) {
+                if let (Cause::Refused, BatchResult::Broker { code, message, .. }) =
+                    (cause, &result)
+                {
                     tracing::warn!(topic = %self.topic, partition = self.partition, %code, message = message.as_deref().unwrap_or(""), "batch failed");
                 }
                 if bump_epoch {
@@ -679,32 +712,111 @@ impl Accumulator {
                 }
                 self.complete_batch(b, Err(error));
             }
+            Decision::Split => self.split(b),
             Decision::Retry {
                 reason,
                 refresh_metadata,
                 bump_epoch,
                 attempt,
+                new_leader,
             } => {
                 if bump_epoch {
                     self.request_epoch_bump(b.ids);
                 }
-                self.retry(b, &reason, refresh_metadata, attempt);
+                let moved = new_leader.is_some_and(|hint| self.follow_leader(hint));
+                self.retry(b, &reason, refresh_metadata, attempt, moved);
             }
         }
         self.after_change(ctx);
     }
 
-    /// Puts a batch back into `ready` to go again once its backoff has passed.
+    /// Splits a batch the broker refused as too large into two halves (Java's
+    /// `splitAndReenqueue`), which go back at the head of `ready`, ahead of every younger
+    /// batch. Their sequences are the refused batch's own, so the batches after it keep
+    /// theirs (those the broker refused as out of order meanwhile are retried behind them).
+    fn split(&mut self, b: SealedBatch) {
+        let n = b.records.len();
+        let level = self.shared.config.compression_level();
+        let pieces = match herald::batch::split_batch(&b.bytes, n.div_ceil(2), level) {
+            Ok(p) => p,
+            Err(e) => return self.complete_batch(b, Err(ErrorKind::Protocol(Arc::new(e)))),
+        };
+        tracing::info!(topic = %self.topic, partition = self.partition, batch = b.id, records = n, pieces = pieces.len(), "batch too large for the broker, split");
+        if b.piece {
+            self.pieces -= 1;
+        }
+        self.pieces += pieces.len();
+        let step = b.span / pieces.len() as u64;
+        let mut records = b.records.into_iter();
+        let mut reserved_left = b.reserved;
+        let count = pieces.len();
+        for (i, piece) in pieces.into_iter().enumerate() {
+            let reserved = if i + 1 == count {
+                reserved_left
+            } else {
+                b.reserved * piece.records / n
+            };
+            reserved_left -= reserved;
+            let parts = (
+                b.id + i as u64 * step,
+                records.by_ref().take(piece.records).collect(),
+                b.created,
+                reserved,
+            );
+            let mut half = SealedBatch::new(parts, piece.bytes, piece.ids);
+            half.span = step;
+            half.piece = true;
+            half.attempts = b.attempts;
+            let at = self
+                .ready
+                .iter()
+                .position(|o| o.id > half.id)
+                .unwrap_or(self.ready.len());
+            self.ready.insert(at, half);
+        }
+    }
+
+    /// Records the leader a refusal named (KIP-951) in the cluster view, and asks the
+    /// metadata actor to connect to it if it is a broker not known yet. Returns whether the
+    /// partition now has a leader other than the broker that refused the batch, so the
+    /// retry need not wait out a backoff (Java skips it alike when the leader changed).
+    fn follow_leader(&mut self, hint: LeaderHint) -> bool {
+        let cluster = &self.shared.cluster;
+        if cluster.learn_leader(&self.topic, self.partition, hint.leader, hint.leader_epoch) {
+            Metrics::add(&self.shared.metrics.leader_hint_total, 1);
+            tracing::debug!(topic = %self.topic, partition = self.partition, leader = hint.leader, epoch = hint.leader_epoch, "leader learned from a produce response");
+        }
+        if !cluster.brokers.contains_key(&hint.leader) {
+            if let (Some(address), Some(m)) = (hint.address, self.shared.metadata.get()) {
+                m.broker_named.do_send(BrokerNamed {
+                    node_id: hint.leader,
+                    address,
+                });
+            }
+        }
+        let now = cluster
+            .topics
+            .get(&*self.topic)
+            .and_then(|t| t.partitions.get(self.partition as usize).map(|p| p.leader));
+        now == Some(hint.leader)
+    }
+
+    /// Puts a batch back into `ready` to go again once its backoff has passed (at once when
+    /// `moved`: the partition's leader changed since the attempt).
     fn retry(
         &mut self,
         mut b: SealedBatch,
         reason: &str,
         refresh_metadata: bool,
         attempt: Attempt,
+        moved: bool,
     ) {
         let config = &self.shared.config;
-        let wait =
-            crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts);
+        let wait = if moved {
+            Duration::ZERO
+        } else {
+            crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts)
+        };
         b.attempts += 1;
         b.retry_at = Some(Instant::now() + wait);
         let records = b.records.len() as u64;
@@ -819,7 +931,7 @@ impl Handler<FlushPartition> for Accumulator {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: FlushPartition, ctx: &mut Context<Self>) -> Self::Result {
-        let target = self.part.lock().next_id.saturating_sub(1);
+        let target = sealed_id(self.part.lock().next_id).saturating_sub(1);
         let (tx, rx) = oneshot::channel();
         self.flush_waiters.push((target, tx));
         self.check_flush();

@@ -57,7 +57,7 @@ use tokio_util::codec::{Decoder, FramedRead};
 use crate::backoff::Backoff;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
-use crate::messages::delivery::{BatchResult, OutgoingBatch, SendBatches};
+use crate::messages::delivery::{BatchResult, LeaderHint, OutgoingBatch, SendBatches};
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
@@ -905,11 +905,42 @@ fn complete_produce(batches: Vec<OutgoingBatch>, resp: &kafka_protocol::messages
                 Some(code) => BatchResult::Broker {
                     code,
                     message: p.error_message.as_ref().map(|m| m.to_string()),
+                    leader: leader_hint(code, p, resp),
                 },
             },
         };
         b.answer(result);
     }
+}
+
+/// The new leader a refusal names (KIP-951): only with NOT_LEADER_OR_FOLLOWER or
+/// FENCED_LEADER_EPOCH, and only a leader the response actually names (id and epoch set; an
+/// older broker or an unknown leader leaves them at -1).
+fn leader_hint(
+    code: KafkaCode,
+    p: &kafka_protocol::messages::produce_response::PartitionProduceResponse,
+    resp: &kafka_protocol::messages::ProduceResponse,
+) -> Option<LeaderHint> {
+    if !matches!(
+        code,
+        KafkaCode::NOT_LEADER_OR_FOLLOWER | KafkaCode::FENCED_LEADER_EPOCH
+    ) {
+        return None;
+    }
+    let l = &p.current_leader;
+    if l.leader_id.0 < 0 || l.leader_epoch < 0 {
+        return None;
+    }
+    let address = resp
+        .node_endpoints
+        .iter()
+        .find(|n| n.node_id == l.leader_id)
+        .map(|n| format!("{}:{}", n.host.as_str(), n.port));
+    Some(LeaderHint {
+        leader: l.leader_id.0,
+        leader_epoch: l.leader_epoch,
+        address,
+    })
 }
 
 impl Actor for Connection {
@@ -1125,5 +1156,64 @@ impl Decoder for FrameCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>, ReadError> {
         Ok(protocol::split_frame(src, protocol::MAX_RESPONSE_SIZE)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::produce_response::{
+        LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, ProduceResponse,
+    };
+    use kafka_protocol::messages::BrokerId;
+
+    use super::*;
+
+    fn response(leader: i32, epoch: i32) -> (PartitionProduceResponse, ProduceResponse) {
+        let p = PartitionProduceResponse::default()
+            .with_error_code(KafkaCode::NOT_LEADER_OR_FOLLOWER.code())
+            .with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch),
+            );
+        let resp = ProduceResponse::default().with_node_endpoints(vec![NodeEndpoint::default()
+            .with_node_id(BrokerId(2))
+            .with_host(StrBytes::from_static_str("b2"))
+            .with_port(9093)]);
+        (p, resp)
+    }
+
+    #[test]
+    fn a_refusal_names_the_new_leader_and_its_endpoint() {
+        let (p, resp) = response(2, 7);
+        assert_eq!(
+            leader_hint(KafkaCode::NOT_LEADER_OR_FOLLOWER, &p, &resp),
+            Some(LeaderHint {
+                leader: 2,
+                leader_epoch: 7,
+                address: Some("b2:9093".into()),
+            })
+        );
+        assert_eq!(
+            leader_hint(KafkaCode::FENCED_LEADER_EPOCH, &p, &resp).map(|h| h.leader),
+            Some(2)
+        );
+        // A leader without an endpoint in the response: known by id only.
+        let (p, resp) = response(3, 7);
+        assert_eq!(
+            leader_hint(KafkaCode::NOT_LEADER_OR_FOLLOWER, &p, &resp).and_then(|h| h.address),
+            None
+        );
+    }
+
+    #[test]
+    fn no_hint_without_a_named_leader_or_for_other_errors() {
+        let (p, resp) = response(-1, -1);
+        assert_eq!(
+            leader_hint(KafkaCode::NOT_LEADER_OR_FOLLOWER, &p, &resp),
+            None
+        );
+        let (p, resp) = response(2, 7);
+        assert_eq!(leader_hint(KafkaCode::REQUEST_TIMED_OUT, &p, &resp), None);
     }
 }

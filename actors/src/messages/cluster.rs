@@ -36,6 +36,17 @@ pub(crate) struct AddTopics(pub(crate) Vec<Arc<str>>);
 #[rtype(result = "()")]
 pub(crate) struct Refresh;
 
+/// Accumulator → metadata: a Produce response named broker `node_id` at `address` as a
+/// partition's new leader (KIP-951); start a connection to it unless it is known.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct BrokerNamed {
+    /// The broker's id.
+    pub(crate) node_id: i32,
+    /// Its `host:port`.
+    pub(crate) address: String,
+}
+
 /// Accumulator → metadata: the broker rejected our producer id or sequence in a way that
 /// needs a new epoch (KIP-360); obtain one.
 #[derive(Debug, Message)]

@@ -55,6 +55,8 @@ pub(crate) enum BatchResult {
         code: KafkaCode,
         /// The broker's message, if any.
         message: Option<String>,
+        /// The leader the broker names in its refusal (KIP-951), if any.
+        leader: Option<LeaderHint>,
     },
     /// Sent, but the connection died before the answer: it may or may not be written.
     Lost(String),
@@ -63,6 +65,19 @@ pub(crate) enum BatchResult {
     /// Never left this client: the broker refused to authenticate it (SASL or TLS). Not
     /// retried.
     AuthenticationFailed(Arc<str>),
+}
+
+/// A partition's current leader as a broker named it in a Produce response (KIP-951,
+/// Produce v10+): with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH the old leader says who
+/// leads now, and where that broker listens when the client may not know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LeaderHint {
+    /// The new leader's broker id.
+    pub(crate) leader: i32,
+    /// Its leader epoch.
+    pub(crate) leader_epoch: i32,
+    /// `host:port` of the new leader, from the response's `node_endpoints`.
+    pub(crate) address: Option<String>,
 }
 
 /// Connection → accumulator: the result for one batch.

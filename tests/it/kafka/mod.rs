@@ -4,6 +4,7 @@
 //!
 //! `cargo test --test it kafka::` runs exactly these.
 
+mod availability;
 mod exactly_once;
 mod listeners;
 mod produce;

@@ -590,11 +590,27 @@ impl Kafka {
     /// cluster's metadata names a leader before that broker has created the partition's log;
     /// a write in between is refused and retried, which without idempotence may reorder.)
     pub async fn create_topic(&self, topic: &str, partitions: i32, replication: i32) {
+        self.create_topic_with(topic, partitions, replication, &[])
+            .await
+    }
+
+    /// [`create_topic`](Self::create_topic) with topic configs, e.g.
+    /// `("max.message.bytes", "4096")`.
+    pub async fn create_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: i32,
+        config: &[(&str, &str)],
+    ) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap())
             .create()
             .expect("admin client");
-        let t = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+        for (k, v) in config {
+            t = t.set(k, v);
+        }
         let res = admin
             .create_topics([&t], &AdminOptions::new())
             .await

@@ -1,0 +1,140 @@
+//! Availability under faults on Apache Kafka (issue 12): a new leader learnt from the old
+//! leader's refusal (KIP-951), batches too large for the topic split and sent again; read
+//! back with librdkafka's consumer.
+
+use std::time::Duration;
+
+use herald::ErrorKind;
+use herald_actors::{Outcome, Produce};
+
+use crate::support::consumer::{read_back, read_indexes};
+use crate::support::kafka::{cluster, shared, SharedLogsOnFailure};
+use crate::support::outcomes::Outcomes;
+use crate::support::producer::start_producer;
+use crate::support::{init_tracing, unique_topic};
+
+/// The leader moves while the producer knows the old one, with the periodic refresh 10
+/// minutes away and a retry backoff of 20 s. The old leader's NOT_LEADER_OR_FOLLOWER names
+/// the new leader (Produce v10+, KIP-951): Herald records it and sends there at once, before
+/// any metadata refresh could have told it (`leader_hint_total` counts exactly that).
+#[actix_rt::test]
+async fn kafka_leader_named_in_a_refusal_is_followed() {
+    init_tracing();
+    let kafka = cluster().await;
+    let topic = unique_topic("leader-hint");
+    kafka.create_topic(&topic, 1, 3).await;
+    let producer = start_producer(
+        &kafka.bootstrap(),
+        &[],
+        &[
+            ("metadata.max.age.ms", "600000"),
+            ("retry.backoff.ms", "20000"),
+            ("retry.backoff.max.ms", "20000"),
+        ],
+    );
+    let first = producer
+        .send(Produce::new(topic.clone()).value("0"))
+        .await
+        .expect("record before the move");
+    let state = kafka.partitions(&topic).await[0].clone();
+    let to = *state.replicas.iter().find(|r| **r != state.leader).unwrap();
+    kafka.move_leader(&topic, 0, to).await;
+    let second = producer
+        .send(Produce::new(topic.clone()).value("1"))
+        .await
+        .expect("record after the move");
+    let m = producer.metrics().await;
+    assert!(
+        m.record_retry_total >= 1,
+        "the old leader refused the batch"
+    );
+    assert_eq!(
+        m.leader_hint_total, 1,
+        "the partition moved to the leader the refusal named"
+    );
+    assert_eq!(second.offset, first.offset + 1);
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&kafka.bootstrap(), &topic, 1, 2, Duration::from_secs(30)).await;
+    assert_eq!(
+        read_indexes(&back, 0),
+        vec![0, 1],
+        "each record once, in order"
+    );
+}
+
+/// The topic takes batches of at most 4 KiB (`max.message.bytes`) while the producer fills
+/// batches of 64 KiB: the broker refuses them with MESSAGE_TOO_LARGE, and Herald splits them
+/// (halving until they fit, as Java does) with their own sequence numbers, so every record
+/// arrives once and in order under idempotence with 5 requests in flight. A record too large
+/// alone fails with RecordTooLarge, and the records after it are written.
+#[actix_rt::test]
+async fn kafka_batches_too_large_for_the_topic_are_split() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("split");
+    kafka
+        .create_topic_with(&topic, 1, 1, &[("max.message.bytes", "4096")])
+        .await;
+    let producer = start_producer(
+        &kafka.bootstrap(),
+        &[],
+        &[("batch.size", "65536"), ("linger.ms", "50")],
+    );
+    const N: u64 = 2000;
+    // 200-byte values that parse as their index.
+    let value = |i: u64| format!("{i:0>200}");
+    let (outcomes, inbox) = Outcomes::start();
+    for i in 0..N {
+        producer.router().do_send(
+            Produce::new(topic.clone())
+                .value(value(i))
+                .partition(0)
+                .tag(i)
+                .reply_to(inbox.clone()),
+        );
+    }
+    assert!(
+        outcomes.wait_for(N as usize, Duration::from_secs(60)).await,
+        "{} of {N} outcomes",
+        outcomes.count()
+    );
+    for (tag, (outcome, _)) in outcomes.drain_once() {
+        match outcome {
+            Outcome::Ok(md) => assert_eq!(md.offset, tag as i64, "offset of record {tag}: {md:?}"),
+            Outcome::Err(e) => panic!("record {tag} failed: {e}"),
+        }
+    }
+    let err = producer
+        .send(
+            Produce::new(topic.clone())
+                .value("x".repeat(10_000))
+                .partition(0),
+        )
+        .await
+        .expect_err("a record larger than max.message.bytes");
+    assert!(
+        matches!(err.kind(), ErrorKind::RecordTooLarge { .. }),
+        "expected RecordTooLarge, got {err}"
+    );
+    let last = producer
+        .send(Produce::new(topic.clone()).value(value(N)).partition(0))
+        .await
+        .expect("the record after the refused one");
+    assert_eq!(last.offset, N as i64);
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(
+        &kafka.bootstrap(),
+        &topic,
+        1,
+        N as usize + 1,
+        Duration::from_secs(30),
+    )
+    .await;
+    let expected: Vec<usize> = (0..=N as usize).collect();
+    assert_eq!(
+        read_indexes(&back, 0),
+        expected,
+        "each record once, in order"
+    );
+}
