@@ -219,9 +219,8 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             Some(r) if status.success() => results.push(r),
             _ => {
                 let run = format!("{} {}", api.flag(), mode_label(*mode, args.rate));
-                pb.println(format!(
-                    "bench: {run} failed ({status}), error above; skipped"
-                ));
+                // Not pb.println: it prints nothing when stderr is not a terminal.
+                pb.suspend(|| eprintln!("bench: {run} failed ({status}), error above; skipped"));
                 failed.push(run);
             }
         }
