@@ -347,6 +347,13 @@ fn validate(args: &Args) -> Result<Vec<Scenario>> {
     if args.modes.len() != 1 {
         return Err("--modes chaos runs alone (not with max or rate)".into());
     }
+    if args.security != crate::security::Security::Plaintext {
+        return Err(
+            "the chaos mode runs on the mock cluster, which speaks PLAINTEXT only: \
+                    drop --security"
+                .into(),
+        );
+    }
     if args.bootstrap_servers.is_some() || args.broker != crate::BrokerKind::Mock {
         return Err(
             "the chaos mode injects faults into the mock cluster it starts itself: \

@@ -43,7 +43,7 @@ fn check(outcome: Outcome, what: &str) -> Result<herald::RecordMetadata> {
 
 async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
     let a = ctx.args;
-    let pairs = [
+    let mut pairs = vec![
         ("bootstrap.servers", ctx.bootstrap.to_string()),
         ("acks", a.acks.clone()),
         ("linger.ms", a.linger_ms.to_string()),
@@ -56,6 +56,7 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
             MAX_IN_FLIGHT.to_string(),
         ),
     ];
+    pairs.extend(ctx.security.java_pairs());
     let producer = Producer::from_pairs(pairs).map_err(|e| format!("herald config: {e}"))?;
     let router = producer.router().clone();
     let mut key_buf = vec![0u8; a.key_size];

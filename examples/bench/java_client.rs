@@ -13,7 +13,7 @@
 //! every record; it has no warm-up.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::kafka::{libs, Jvm};
 use crate::measure::clock_ticks_per_sec;
+use crate::security::ClientSecurity;
 use crate::{Args, Latency, Mode, Result, RunResult, Settings, MAX_IN_FLIGHT};
 
 /// The Kafka version of the jars in use (from `kafka-clients-<version>.jar`).
@@ -41,8 +42,10 @@ pub(crate) fn kafka_version() -> String {
 
 /// The `java` command line: the JVM options `kafka-producer-perf-test.sh` runs the tool with
 /// (`-Xmx512M` and `kafka-run-class.sh`'s G1 settings), then the tool's arguments with the
-/// same producer settings as the other clients.
-fn command(args: &Args, bootstrap: &str, topic: &str) -> Command {
+/// same producer settings as the other clients; the security settings, if any, from the
+/// `--producer.config` file `security_file` (`--producer-props` splits each pair at every `=`,
+/// and a JAAS line holds several).
+fn command(args: &Args, bootstrap: &str, topic: &str, security_file: Option<&Path>) -> Command {
     let mut cmd = Command::new("java");
     cmd.args([
         "-Xmx512M",
@@ -77,7 +80,19 @@ fn command(args: &Args, bootstrap: &str, topic: &str) -> Command {
         .arg(format!(
             "max.in.flight.requests.per.connection={MAX_IN_FLIGHT}"
         ));
+    if let Some(file) = security_file {
+        cmd.arg("--producer.config").arg(file);
+    }
     cmd
+}
+
+/// `pairs` as a Java properties file (backslashes escaped; values may hold `=`, `"` and
+/// spaces as they are).
+fn properties(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}\n", v.replace('\\', "\\\\")))
+        .collect()
 }
 
 /// What `/proc/<pid>` says about the JVM.
@@ -157,13 +172,29 @@ fn parse_line(line: &str) -> Option<Line> {
 }
 
 /// Runs the tool once, measures its JVM, and reads its summary.
-pub(crate) fn run(args: &Args, bootstrap: &str, topic: &str) -> Result<RunResult> {
+pub(crate) fn run(
+    args: &Args,
+    bootstrap: &str,
+    topic: &str,
+    security: &ClientSecurity,
+) -> Result<RunResult> {
     let log: PathBuf = std::env::temp_dir().join(format!(
         "herald-bench-java-{}-{topic}.log",
         std::process::id()
     ));
+    let pairs = security.java_pairs();
+    let security_file = if pairs.is_empty() {
+        None
+    } else {
+        let file = log.with_extension("properties");
+        std::fs::write(&file, properties(&pairs))?;
+        Some(file)
+    };
     let started = Instant::now();
-    let mut jvm = Jvm::spawn(command(args, bootstrap, topic), &log);
+    let mut jvm = Jvm::spawn(
+        command(args, bootstrap, topic, security_file.as_deref()),
+        &log,
+    );
     let pid = jvm.pid();
     let mut last = ProcSample::default();
     let mut peak_rss = 0u64;
@@ -205,6 +236,9 @@ pub(crate) fn run(args: &Args, bootstrap: &str, topic: &str) -> Result<RunResult
     };
     let status = jvm.wait()?;
     drop(jvm);
+    if let Some(file) = &security_file {
+        let _ = std::fs::remove_file(file);
+    }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     let summary = text
@@ -241,7 +275,7 @@ pub(crate) fn run(args: &Args, bootstrap: &str, topic: &str) -> Result<RunResult
     let cpu_s = user_s + sys_s;
     let n = args.records;
     let secs = n as f64 / summary.records_per_sec;
-    let (partitions_written, log_records) = log_end(bootstrap, topic, args.partitions)?;
+    let (partitions_written, log_records) = log_end(bootstrap, topic, args.partitions, security)?;
     Ok(RunResult {
         client: "java".into(),
         api: "perf".into(),
@@ -284,11 +318,18 @@ pub(crate) fn run(args: &Args, bootstrap: &str, topic: &str) -> Result<RunResult
 
 /// Partitions of `topic` that hold records, and how many records they hold together (high
 /// watermarks minus low watermarks).
-fn log_end(bootstrap: &str, topic: &str, partitions: i32) -> Result<(usize, u64)> {
-    let consumer: BaseConsumer = ClientConfig::new()
+fn log_end(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    security: &ClientSecurity,
+) -> Result<(usize, u64)> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
-        .set("log_level", "3")
-        .create()?;
+        .set("log_level", "3");
+    security.apply_rdkafka(&mut config);
+    let consumer: BaseConsumer = config.create()?;
     let mut written = 0;
     let mut total = 0u64;
     for p in 0..partitions {

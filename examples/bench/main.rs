@@ -54,6 +54,7 @@
 //! - `measure.rs`: CPU time, RSS, latency histogram and the offsets check.
 //! - `report.rs`: the table, the Herald / librdkafka ratios and the JSON.
 //! - `plot.rs`: the PNG chart.
+//! - `security.rs`: `--security`, in each client's dialect.
 //! - `java_client.rs`: the Java producer (Kafka's `ProducerPerformance` tool) in a JVM of
 //!   its own, measured from `/proc` by the worker.
 //! - `chaos.rs`, `chaos_client.rs`, `chaos_report.rs`: the `chaos` mode (Herald and
@@ -63,6 +64,8 @@
 //! run), `--broker kafka` (one Apache Kafka node started through the test harness,
 //! `tests/it/support/kafka.rs`, a fresh topic per run; needed by the `java` client, which does
 //! not get past start-up against the mock cluster), or `--bootstrap-servers` (a broker you run).
+//! `--security SSL|SASL_SSL` (with `--broker kafka`) puts every client on that node's TLS or
+//! SASL_SSL listener (`security.rs`).
 
 #[path = "../common/payload.rs"]
 mod payload;
@@ -83,6 +86,7 @@ mod pace;
 mod plot;
 mod rdkafka_client;
 mod report;
+mod security;
 mod worker;
 
 use std::error::Error;
@@ -91,6 +95,8 @@ use std::path::PathBuf;
 use clap::parser::ValueSource;
 use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use serde::{Deserialize, Serialize};
+
+use crate::security::Security;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -113,6 +119,10 @@ struct Args {
     /// scripts/kafka/install.sh or HERALD_KAFKA_LIBS).
     #[arg(long, default_value = "mock")]
     broker: BrokerKind,
+    /// Security protocol of every client: PLAINTEXT, SSL (TLS, the test CA) or SASL_SSL
+    /// (SCRAM-SHA-512 over TLS); other than PLAINTEXT only with --broker kafka.
+    #[arg(long, default_value = "PLAINTEXT", ignore_case = true)]
+    security: Security,
     /// Topic (default: a fresh topic per run).
     #[arg(long)]
     topic: Option<String>,
@@ -224,6 +234,8 @@ struct Args {
     #[arg(long, hide = true)]
     worker_owned_broker: bool,
     #[arg(long, hide = true)]
+    worker_ca: Option<PathBuf>,
+    #[arg(long, hide = true)]
     worker_chaos_seed: Option<u64>,
 }
 
@@ -311,6 +323,8 @@ impl Api {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Settings {
     bootstrap: String,
+    /// `security.protocol` of every client.
+    security: Security,
     records: u64,
     record_size: usize,
     key_size: usize,
@@ -341,6 +355,7 @@ impl Settings {
                     java_client::kafka_version()
                 ),
             },
+            security: args.security,
             records: args.records,
             record_size: args.record_size,
             key_size: args.key_size,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::kafka::{Kafka, Options};
 use crate::report::{mode_label, print_report, ratios, ratios_json};
+use crate::security::{self, Security};
 use crate::{kafka, plot, Api, Args, BrokerKind, Mode, Result, RunResult, Settings};
 
 /// The mock cluster in its own process; stopped by closing its stdin.
@@ -82,10 +83,11 @@ impl KafkaBroker {
         }
     }
 
-    fn bootstrap(&self) -> String {
+    /// The bootstrap servers of the listener that speaks `security`.
+    fn bootstrap(&self, security: Security) -> String {
         self.kafka
             .as_ref()
-            .map(Kafka::bootstrap)
+            .map(|k| k.bootstrap_on(security.listener()))
             .unwrap_or_default()
     }
 }
@@ -150,6 +152,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     pb.enable_steady_tick(Duration::from_millis(200));
 
     let mut results = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     for (i, (mode, api)) in plan.iter().enumerate() {
         let done_before = args.records * i as u64;
         pb.set_position(done_before);
@@ -174,7 +177,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
         let bootstrap = match (&broker, &kafka, &args.bootstrap_servers) {
             (Some(b), _, _) => b.bootstrap.clone(),
-            (None, Some(k), _) => k.bootstrap(),
+            (None, Some(k), _) => k.bootstrap(args.security),
             (None, None, Some(b)) => b.clone(),
             (None, None, None) => unreachable!("one of them is set"),
         };
@@ -185,6 +188,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             .args(["--worker-bootstrap", &bootstrap, "--worker-topic", &topic]);
         if broker.is_some() || kafka.is_some() {
             cmd.arg("--worker-owned-broker");
+        }
+        if kafka.is_some() && args.security != Security::Plaintext {
+            cmd.arg("--worker-ca").arg(kafka::certs().ca());
         }
         if let Some(libs) = &java_libs {
             cmd.env("HERALD_KAFKA_LIBS", libs);
@@ -207,22 +213,23 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         }
         let status = child.wait()?;
         drop(broker);
+        // A client that fails (a setting it refuses, a broker it cannot reach) is reported
+        // by its worker on stderr and skipped: the other clients still run and are reported.
         match result {
             Some(r) if status.success() => results.push(r),
             _ => {
-                pb.abandon_with_message(format!(
-                    "{} {} failed",
-                    api.flag(),
-                    mode_label(*mode, args.rate)
-                ));
-                return Err(
-                    format!("worker for {} ({:?}) failed: {status}", api.flag(), mode).into(),
-                );
+                let run = format!("{} {}", api.flag(), mode_label(*mode, args.rate));
+                // Not pb.println: it prints nothing when stderr is not a terminal.
+                pb.suspend(|| eprintln!("bench: {run} failed ({status}), error above; skipped"));
+                failed.push(run);
             }
         }
     }
     pb.finish_and_clear();
     drop(kafka);
+    if results.is_empty() {
+        return Err(format!("every run failed: {}", failed.join(", ")).into());
+    }
 
     let settings = Settings::of(args);
     let ratios = ratios(&results);
@@ -240,10 +247,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         plot::draw(path, &args.font, &settings, &results).map_err(|e| format!("plot: {e}"))?;
         println!("chart written to {}", path.display());
     }
+    if !failed.is_empty() {
+        return Err(format!("failed, not in the report: {}", failed.join(", ")).into());
+    }
     Ok(())
 }
 
 fn validate(args: &Args) -> Result<()> {
+    security::validate(args)?;
     if args.clients.contains(&Api::Java)
         && args.broker == BrokerKind::Mock
         && args.bootstrap_servers.is_none()

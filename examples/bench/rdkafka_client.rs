@@ -45,6 +45,7 @@ fn config(ctx: &RunCtx<'_>) -> ClientConfig {
                 .clamp(100_000, i32::MAX as u64)
                 .to_string(),
         );
+    ctx.security.apply_rdkafka(&mut c);
     c
 }
 

@@ -87,7 +87,8 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
     };
     println!(
         "{vs}: {} records of {} B ({key}), acks={}, linger.ms={}, batch.size={}, \
-         compression={}, idempotence={}, {} partitions, buffer {} MiB, broker: {}",
+         compression={}, idempotence={}, {} partitions, buffer {} MiB, security.protocol={}, \
+         broker: {}",
         s.records,
         s.record_size,
         s.acks,
@@ -97,6 +98,7 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
         s.idempotence,
         s.partitions,
         s.buffer_memory >> 20,
+        s.security.protocol(),
         s.bootstrap
     );
     println!();

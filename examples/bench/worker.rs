@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::measure::{page_size, rss_bytes, vm_hwm_bytes, Metered, Sampler, Stats};
 use crate::payload::payload_template;
+use crate::security::ClientSecurity;
 use crate::{
     herald_client, java_client, rdkafka_client, Api, Args, Mode, Result, RunResult, Settings,
 };
@@ -19,6 +20,8 @@ pub(crate) struct RunCtx<'a> {
     pub(crate) payload: &'a Payload,
     pub(crate) rate: Option<f64>,
     pub(crate) progress: Arc<AtomicU64>,
+    /// `--security` in each client's dialect.
+    pub(crate) security: &'a ClientSecurity,
 }
 
 /// What a client run hands back.
@@ -39,8 +42,9 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
             .ok_or("--worker needs --worker-topic")?
             .into_boxed_str(),
     );
+    let security = ClientSecurity::of(args)?;
     if api == Api::Java {
-        let result = java_client::run(args, &bootstrap, topic)?;
+        let result = java_client::run(args, &bootstrap, topic, &security)?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "result {}", serde_json::to_string(&result)?)?;
         out.flush()?;
@@ -62,6 +66,7 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
         payload: &payload,
         rate,
         progress,
+        security: &security,
     };
     let measured = match api {
         Api::HeraldSend | Api::HeraldDoSend | Api::HeraldReplyTo | Api::HeraldBatch => {
