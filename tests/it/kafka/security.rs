@@ -103,17 +103,23 @@ async fn expect_refused(producer: Producer, records: usize) -> Vec<String> {
 }
 
 #[actix_rt::test]
-async fn tls_server_authentication_with_pem_truststores_and_librdkafka_alias() {
+async fn tls_server_authentication_with_pem_and_pkcs12_truststores_and_librdkafka_alias() {
     init_tracing();
     let _logs = SharedLogsOnFailure;
     let kafka = shared();
     let ca = path(certs().ca());
     let ca_pem = std::fs::read_to_string(certs().ca()).unwrap();
+    let truststore = path(certs().truststore_p12());
     let ssl = kafka.bootstrap_on(Listener::Ssl);
-    let cases: [&[(&str, &str)]; 3] = [
+    let cases: [&[(&str, &str)]; 4] = [
         &[
             ("ssl.truststore.type", "PEM"),
             ("ssl.truststore.location", &ca),
+        ],
+        &[
+            ("ssl.truststore.type", "PKCS12"),
+            ("ssl.truststore.location", &truststore),
+            ("ssl.truststore.password", STORE_PASSWORD),
         ],
         &[("ssl.ca.location", &ca)],
         &[

@@ -139,6 +139,11 @@ impl Certs {
     pub fn client_p12(&self) -> PathBuf {
         self.dir.join("client.p12")
     }
+    /// The CA as a Java truststore: PKCS#12 made by `keytool -importcert` (a trusted
+    /// certificate entry), [`STORE_PASSWORD`].
+    pub fn truststore_p12(&self) -> PathBuf {
+        self.dir.join("truststore.p12")
+    }
 }
 
 /// The test certificates of this process.
@@ -231,6 +236,33 @@ pub fn certs() -> &'static Certs {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
         );
         leaf("client", "herald-client", "extendedKeyUsage=clientAuth\n");
+        // What a Java user's truststore is: keytool marks the entry trusted, which openssl's
+        // PKCS#12 export does not.
+        let out = Command::new("keytool")
+            .args([
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "herald-test-ca",
+                "-file",
+                "ca.pem",
+            ])
+            .args([
+                "-storetype",
+                "PKCS12",
+                "-keystore",
+                "truststore.p12",
+                "-storepass",
+            ])
+            .arg(STORE_PASSWORD)
+            .current_dir(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("run keytool (part of the JDK the Kafka tests need): {e}"));
+        assert!(
+            out.status.success(),
+            "keytool -importcert: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Certs { dir }
     })
 }
