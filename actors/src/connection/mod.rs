@@ -177,6 +177,8 @@ pub(crate) struct Connection {
     pending: Coalescer<OutgoingBatch>,
     /// Requests other than Produce waiting to be written.
     requests: VecDeque<PendingRequest>,
+    /// A pump is due at the end of the current mailbox burst (see `schedule_pump`).
+    pump_scheduled: bool,
     versions: Option<NegotiatedVersions>,
     backoff: Backoff,
     /// No connect attempt before this instant (reconnect backoff).
@@ -209,6 +211,7 @@ impl Connection {
             in_flight: InFlightQueue::default(),
             pending: Coalescer::default(),
             requests: VecDeque::new(),
+            pump_scheduled: false,
             versions: None,
             backoff,
             connect_not_before: None,
@@ -430,6 +433,23 @@ impl Connection {
         }
     }
 
+    /// Pumps once the actor has handled every message already in its mailbox, rather than
+    /// now: actix polls the futures spawned on a context after draining the mailbox, so the
+    /// `SendBatches` of all partitions that arrived together (several accumulators sealed
+    /// batches while this thread was busy) are coalesced into one ProduceRequest instead of
+    /// going out as one request each. Nothing waits for a timer: the pump runs in the same
+    /// wake-up.
+    fn schedule_pump(&mut self, ctx: &mut Context<Self>) {
+        if self.pump_scheduled {
+            return;
+        }
+        self.pump_scheduled = true;
+        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
+            act.pump_scheduled = false;
+            act.pump(ctx);
+        }));
+    }
+
     fn write_pending_request(&mut self, request: PendingRequest, versions: NegotiatedVersions) {
         match request {
             PendingRequest::Metadata { request, reply } => self.write_request(
@@ -567,7 +587,8 @@ impl Connection {
                 }
             }
         }
-        self.pump(ctx);
+        // Other responses and batches may be next in the mailbox: coalesce them first.
+        self.schedule_pump(ctx);
     }
 
     /// Answers a request with its decoded response. An undecodable response also drops the
@@ -692,8 +713,9 @@ impl Supervised for Connection {
         // The socket's reader and writer tasks are detached and survive, and so do the
         // in-flight queue and pending batches in `self`: the connection carries on. Only work
         // tied to the old context is gone: timers (re-armed in `started`) and a connect in
-        // progress, which is started again.
+        // progress, which is started again, and a scheduled pump (run below).
         self.connect_timer = None;
+        self.pump_scheduled = false;
         if self.state == State::Connecting {
             self.state = State::Idle;
             self.generation += 1;
@@ -715,7 +737,7 @@ impl Handler<SendBatches> for Connection {
             return;
         }
         self.pending.extend(msg.0);
-        self.pump(ctx);
+        self.schedule_pump(ctx);
     }
 }
 
