@@ -3,21 +3,24 @@
 //! sealer (the router starts accumulators and the interceptor chain, the metadata actor
 //! starts connections).
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures_util::future::{Either, FutureExt};
 use herald::partitioner::{DefaultPartitioner, Partitioner};
 use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
 
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
-use crate::completion::Outcome;
+use crate::completion::{slot, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators, Stall};
+use crate::intake::{Appended, Intake};
 use crate::interceptor::ProducerInterceptor;
 use crate::memory::MemoryPool;
-use crate::messages::application::{Close, Flush, GetMetrics, Produce};
+use crate::messages::application::{Close, DrainIntake, Flush, GetMetrics, Produce, ReplyTo};
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, MetricsSnapshot};
@@ -80,6 +83,7 @@ impl ProducerBuilder {
             config,
             cluster: ClusterView::default(),
             metrics: Metrics::default(),
+            intake: Intake::new(Router::MAILBOX_CAPACITY),
             clock,
             io: io.handle(),
             sealer: sealer.as_ref().map(|s| s.clone().recipient()),
@@ -167,12 +171,37 @@ impl Producer {
         &self.shared.config
     }
 
-    /// Produces one record and waits for its outcome.
-    pub async fn send(&self, produce: Produce) -> Outcome {
-        self.router
-            .send(produce)
-            .await
-            .unwrap_or_else(|_| Err(ProduceError::new(ErrorKind::Closed)))
+    /// Produces one record; the future resolves to its outcome.
+    ///
+    /// The record is handed over when `send` is called, not when the future is first polled,
+    /// so records keep the order of the calls, and a later [`flush`](Self::flush) or
+    /// [`close`](Self::close) covers them. It goes into the producer's intake, which the
+    /// router drains in bulk (one message per wake-up rather than one actix request per
+    /// record); a full intake (the router is stalled on buffer.memory or a topic's metadata)
+    /// sends it through the router's mailbox instead, as `router().send(produce)` does. A
+    /// record with `reply_to` or `notify` always takes the mailbox.
+    pub fn send(&self, produce: Produce) -> impl Future<Output = Outcome> + Send + 'static {
+        let produce = match produce.reply_to {
+            ReplyTo::Reply => {
+                let (tx, rx) = slot();
+                let router = &self.router;
+                let queue_drain = || match router.try_send(DrainIntake) {
+                    Ok(()) => true,
+                    // `do_send` ignores the mailbox's capacity; the drain must be queued.
+                    Err(SendError::Full(m)) => {
+                        router.do_send(m);
+                        true
+                    }
+                    Err(SendError::Closed(_)) => false,
+                };
+                match self.shared.intake.append(produce.record, tx, queue_drain) {
+                    Appended::Queued | Appended::Refused => return Either::Left(rx),
+                    Appended::Full(record) => Produce::from_record(record),
+                }
+            }
+            _ => produce,
+        };
+        Either::Right(self.router.send(produce).map(closed))
     }
 
     /// Waits until every record sent before the call has its outcome.
@@ -210,6 +239,11 @@ impl Producer {
     pub fn fault_injection(&self) -> FaultInjection<'_> {
         FaultInjection { producer: self }
     }
+}
+
+/// The outcome of a reply channel, or `Closed` when the router dropped it unanswered.
+fn closed<E>(reply: Result<Outcome, E>) -> Outcome {
+    reply.unwrap_or_else(|_| Err(ProduceError::new(ErrorKind::Closed)))
 }
 
 /// Access to the producer's actors for fault-injection tests: each as the recipient of the
