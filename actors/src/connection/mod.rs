@@ -806,8 +806,13 @@ impl Handler<Shutdown> for Connection {
     /// until the broker closes its side or `CLOSE_LINGER` passes, then drop everything. A broker
     /// reads every request sent before our FIN, so acks=0 records written before close are not
     /// cut off by the close itself.
-    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         let _span = self.span.clone().entered();
+        // Batches that arrived in this burst are written before the FIN, as they were before
+        // pumps were deferred to the end of the burst.
+        if self.pump_scheduled {
+            self.pump(ctx);
+        }
         self.terminated = true;
         let (tx, rx) = oneshot::channel();
         if self.writer.take().is_some() && self.reader.is_some() {
