@@ -8,16 +8,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::{Either, FutureExt};
 use herald::partitioner::{DefaultPartitioner, Partitioner};
-use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
+use herald::{ConfigError, ProducerConfig};
 
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
-use crate::completion::{slot, Outcome};
+use crate::completion::{slot, Completion, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators, Stall};
-use crate::intake::{Appended, Intake};
+use crate::intake::Intake;
 use crate::interceptor::ProducerInterceptor;
 use crate::memory::MemoryPool;
 use crate::messages::application::{Close, DrainIntake, Flush, GetMetrics, Produce, ReplyTo};
@@ -83,7 +82,7 @@ impl ProducerBuilder {
             config,
             cluster: ClusterView::default(),
             metrics: Metrics::default(),
-            intake: Intake::new(Router::MAILBOX_CAPACITY),
+            intake: Intake::default(),
             clock,
             io: io.handle(),
             sealer: sealer.as_ref().map(|s| s.clone().recipient()),
@@ -173,35 +172,40 @@ impl Producer {
 
     /// Produces one record; the future resolves to its outcome.
     ///
-    /// The record is handed over when `send` is called, not when the future is first polled,
-    /// so records keep the order of the calls, and a later [`flush`](Self::flush) or
+    /// The record is handed over when `send` is called, not when the future is first polled:
+    /// records keep the order of the calls, and a later [`flush`](Self::flush) or
     /// [`close`](Self::close) covers them. It goes into the producer's intake, which the
     /// router drains in bulk (one message per wake-up rather than one actix request per
-    /// record); a full intake (the router is stalled on buffer.memory or a topic's metadata)
-    /// sends it through the router's mailbox instead, as `router().send(produce)` does. A
-    /// record with `reply_to` or `notify` always takes the mailbox.
+    /// record). Like `do_send`, the intake takes every record: bound what you have
+    /// outstanding (buffer.memory and max.block.ms apply once the router takes them).
+    /// With [`Produce::reply_to`] or [`Produce::notify`] the outcome goes there and the
+    /// future resolves to `Closed` at once, as `router().send` of such a record does once
+    /// routed. Records sent with `router().send` are not ordered against records sent here
+    /// later unless a flush comes between.
     pub fn send(&self, produce: Produce) -> impl Future<Output = Outcome> + Send + 'static {
-        let produce = match produce.reply_to {
-            ReplyTo::Reply => {
-                let (tx, rx) = slot();
-                let router = &self.router;
-                let queue_drain = || match router.try_send(DrainIntake) {
-                    Ok(()) => true,
-                    // `do_send` ignores the mailbox's capacity; the drain must be queued.
-                    Err(SendError::Full(m)) => {
-                        router.do_send(m);
-                        true
-                    }
-                    Err(SendError::Closed(_)) => false,
-                };
-                match self.shared.intake.append(produce.record, tx, queue_drain) {
-                    Appended::Queued | Appended::Refused => return Either::Left(rx),
-                    Appended::Full(record) => Produce::from_record(record),
-                }
-            }
-            _ => produce,
+        let Produce {
+            record,
+            reply_to,
+            tag,
+        } = produce;
+        let (tx, rx) = slot();
+        let completion = match reply_to {
+            ReplyTo::Reply => Completion::Slot(tx),
+            ReplyTo::Recipient(to) => Completion::Notify { to, tag },
+            ReplyTo::Notifier(to) => Completion::NotifyBatched { to, tag },
         };
-        Either::Right(self.router.send(produce).map(closed))
+        let router = &self.router;
+        let queue_drain = || match router.try_send(DrainIntake) {
+            Ok(()) => true,
+            // `do_send` ignores the mailbox's capacity; the drain must be queued.
+            Err(SendError::Full(m)) => {
+                router.do_send(m);
+                true
+            }
+            Err(SendError::Closed(_)) => false,
+        };
+        self.shared.intake.append(record, completion, queue_drain);
+        rx
     }
 
     /// Waits until every record sent before the call has its outcome.
@@ -239,11 +243,6 @@ impl Producer {
     pub fn fault_injection(&self) -> FaultInjection<'_> {
         FaultInjection { producer: self }
     }
-}
-
-/// The outcome of a reply channel, or `Closed` when the router dropped it unanswered.
-fn closed<E>(reply: Result<Outcome, E>) -> Outcome {
-    reply.unwrap_or_else(|_| Err(ProduceError::new(ErrorKind::Closed)))
 }
 
 /// Access to the producer's actors for fault-injection tests: each as the recipient of the

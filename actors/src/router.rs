@@ -839,8 +839,8 @@ impl Handler<DrainIntake> for Router {
         let mut core = self.core.borrow_mut();
         let mut records = std::mem::take(&mut core.intake_spare);
         core.shared.clone().intake.drain(&mut records);
-        for (record, reply) in records.drain(..) {
-            core.accept(record, Completion::Slot(reply), false, ctx);
+        for (record, completion) in records.drain(..) {
+            core.accept(record, completion, false, ctx);
         }
         core.intake_spare = records;
     }
