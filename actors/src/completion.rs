@@ -1,11 +1,14 @@
 //! Where a record's outcome goes: every accepted record carries exactly one [`Completion`],
 //! and completing consumes it, so an outcome cannot be delivered twice by construction.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use actix::dev::OneshotSender;
 use actix::prelude::*;
-use herald::{ProduceError, RecordMetadata};
+use herald::{ErrorKind, ProduceError, RecordMetadata};
 
 /// The outcome of one record.
 pub type Outcome = Result<RecordMetadata, ProduceError>;
@@ -76,6 +79,8 @@ pub enum Completion {
         /// Index of the record in the call.
         index: usize,
     },
+    /// The future returned by `Producer::send` (see [`slot`]).
+    Slot(SlotSender),
     /// `do_send` without `reply_to`: the outcome is only counted in metrics.
     Discard,
 }
@@ -90,6 +95,7 @@ impl Completion {
             Completion::Notify { to, tag } => to.do_send(Delivered { outcome, tag }),
             Completion::NotifyBatched { to, tag } => to.send(vec![Delivered { outcome, tag }]),
             Completion::Batch { collector, index } => collector.set_many(vec![(index, outcome)]),
+            Completion::Slot(slot) => slot.send(outcome),
             Completion::Discard => {}
         }
     }
@@ -202,5 +208,141 @@ impl BatchCollector {
                 let _ = tx.send(outcomes);
             }
         }
+    }
+}
+
+/// A one-record reply channel for `Producer::send`: its receiver is a plain future that does
+/// not take part in tokio's cooperative budget. tokio's `oneshot` (actix's reply channel) does,
+/// and an application that polls thousands of outcomes from one `FuturesUnordered` exhausts
+/// the budget after 128 of them: every further ready receiver answers `Pending`, wakes itself
+/// again and is polled again, which cost several times the work of producing the record
+/// (measured with `examples/send_bench.rs`). librdkafka's `DeliveryFuture` (a futures-channel
+/// oneshot) has no budget either.
+pub(crate) fn slot() -> (SlotSender, SlotReceiver) {
+    let slot = Arc::new(Slot {
+        state: Mutex::new(SlotState::Waiting(None)),
+    });
+    (SlotSender(Some(slot.clone())), SlotReceiver(slot))
+}
+
+#[derive(Debug)]
+struct Slot {
+    state: Mutex<SlotState>,
+}
+
+#[derive(Debug)]
+enum SlotState {
+    /// No outcome yet; the receiver's waker, once polled.
+    Waiting(Option<Waker>),
+    Done(Outcome),
+    /// The sender was dropped without an outcome (the router is gone).
+    Dropped,
+    /// The receiver took the outcome.
+    Taken,
+}
+
+impl Slot {
+    /// Settles the slot (once: a settled slot keeps its state) and wakes the receiver.
+    fn settle(&self, to: SlotState) {
+        let waker = {
+            let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match &mut *s {
+                SlotState::Waiting(w) => {
+                    let w = w.take();
+                    *s = to;
+                    w
+                }
+                _ => None,
+            }
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+/// The sending half of [`slot`]; sending consumes it, dropping it unsent answers `Closed`.
+#[derive(Debug)]
+pub struct SlotSender(Option<Arc<Slot>>);
+
+impl SlotSender {
+    fn send(mut self, outcome: Outcome) {
+        if let Some(slot) = self.0.take() {
+            slot.settle(SlotState::Done(outcome));
+        }
+    }
+}
+
+impl Drop for SlotSender {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            slot.settle(SlotState::Dropped);
+        }
+    }
+}
+
+/// The receiving half of [`slot`]: resolves to the record's outcome.
+#[derive(Debug)]
+pub(crate) struct SlotReceiver(Arc<Slot>);
+
+impl Future for SlotReceiver {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut s = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *s, SlotState::Taken) {
+            SlotState::Waiting(w) => {
+                let waker = match w {
+                    Some(w) if w.will_wake(cx.waker()) => w,
+                    _ => cx.waker().clone(),
+                };
+                *s = SlotState::Waiting(Some(waker));
+                Poll::Pending
+            }
+            SlotState::Done(outcome) => Poll::Ready(outcome),
+            SlotState::Dropped => Poll::Ready(Err(ProduceError::new(ErrorKind::Closed))),
+            SlotState::Taken => panic!("SlotReceiver polled after it resolved"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+    use herald::RecordMetadata;
+
+    fn metadata(offset: i64) -> RecordMetadata {
+        RecordMetadata {
+            topic: Arc::from("t"),
+            partition: 0,
+            offset,
+            timestamp: 0,
+            serialized_key_size: -1,
+            serialized_value_size: -1,
+        }
+    }
+
+    #[test]
+    fn a_slot_resolves_to_the_outcome_sent_before_or_after_the_first_poll() {
+        let (tx, rx) = slot();
+        tx.send(Ok(metadata(7)));
+        assert_eq!(rx.now_or_never().expect("ready").expect("ok").offset, 7);
+
+        let (tx, mut rx) = slot();
+        assert!(
+            (&mut rx).now_or_never().is_none(),
+            "pending before the outcome"
+        );
+        Completion::Slot(tx).complete(Ok(metadata(8)));
+        assert_eq!(rx.now_or_never().expect("ready").expect("ok").offset, 8);
+    }
+
+    #[test]
+    fn a_slot_whose_sender_is_dropped_answers_closed() {
+        let (tx, rx) = slot();
+        drop(tx);
+        let err = rx.now_or_never().expect("ready").expect_err("closed");
+        assert!(matches!(err.kind(), ErrorKind::Closed));
     }
 }

@@ -47,6 +47,7 @@ mod completion;
 mod connection;
 #[cfg(feature = "fault-injection")]
 pub mod fault_injection;
+mod intake;
 mod interceptor;
 mod memory;
 mod messages;

@@ -3,22 +3,24 @@
 //! sealer (the router starts accumulators and the interceptor chain, the metadata actor
 //! starts connections).
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
 use herald::partitioner::{DefaultPartitioner, Partitioner};
 use herald::sasl::{OAuthTokens, SaslSettings};
-use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
+use herald::{ConfigError, ProducerConfig};
 
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
-use crate::completion::Outcome;
+use crate::completion::{slot, Completion, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators, Stall};
+use crate::intake::Intake;
 use crate::interceptor::ProducerInterceptor;
 use crate::memory::MemoryPool;
-use crate::messages::application::{Close, Flush, GetMetrics, Produce};
+use crate::messages::application::{Close, DrainIntake, Flush, GetMetrics, Produce, ReplyTo};
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, MetricsSnapshot};
@@ -103,6 +105,7 @@ impl ProducerBuilder {
             tls,
             sasl,
             tokens,
+            intake: Intake::default(),
             clock,
             io: io.handle(),
             sealer: sealer.as_ref().map(|s| s.clone().recipient()),
@@ -192,12 +195,42 @@ impl Producer {
         &self.shared.config
     }
 
-    /// Produces one record and waits for its outcome.
-    pub async fn send(&self, produce: Produce) -> Outcome {
-        self.router
-            .send(produce)
-            .await
-            .unwrap_or_else(|_| Err(ProduceError::new(ErrorKind::Closed)))
+    /// Produces one record; the future resolves to its outcome.
+    ///
+    /// The record is handed over when `send` is called, not when the future is first polled:
+    /// records keep the order of the calls, and a later [`flush`](Self::flush) or
+    /// [`close`](Self::close) covers them. It goes into the producer's intake, which the
+    /// router drains in bulk (one message per wake-up rather than one actix request per
+    /// record). Like `do_send`, the intake takes every record: bound what you have
+    /// outstanding (buffer.memory and max.block.ms apply once the router takes them).
+    /// With [`Produce::reply_to`] or [`Produce::notify`] the outcome goes there and the
+    /// future resolves to `Closed` at once, as `router().send` of such a record does once
+    /// routed. Records sent with `router().send` are not ordered against records sent here
+    /// later unless a flush comes between.
+    pub fn send(&self, produce: Produce) -> impl Future<Output = Outcome> + Send + 'static {
+        let Produce {
+            record,
+            reply_to,
+            tag,
+        } = produce;
+        let (tx, rx) = slot();
+        let completion = match reply_to {
+            ReplyTo::Reply => Completion::Slot(tx),
+            ReplyTo::Recipient(to) => Completion::Notify { to, tag },
+            ReplyTo::Notifier(to) => Completion::NotifyBatched { to, tag },
+        };
+        let router = &self.router;
+        let queue_drain = || match router.try_send(DrainIntake) {
+            Ok(()) => true,
+            // `do_send` ignores the mailbox's capacity; the drain must be queued.
+            Err(SendError::Full(m)) => {
+                router.do_send(m);
+                true
+            }
+            Err(SendError::Closed(_)) => false,
+        };
+        self.shared.intake.append(record, completion, queue_drain);
+        rx
     }
 
     /// Waits until every record sent before the call has its outcome.

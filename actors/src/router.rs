@@ -30,8 +30,11 @@ use crate::cluster::TopicMeta;
 use crate::completion::{BatchCollector, Completion, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators};
+use crate::intake::Entry as IntakeEntry;
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
-use crate::messages::application::{Close, Flush, GetMetrics, Produce, ProduceBatch, ReplyTo};
+use crate::messages::application::{
+    Close, DrainIntake, Flush, GetMetrics, Produce, ProduceBatch, ReplyTo,
+};
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition};
 use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
 use crate::messages::intercept::{Acknowledged, OnSend, Route};
@@ -79,6 +82,8 @@ struct RouterCore {
     deferred_flushes: Vec<OneshotSender<()>>,
     closed: bool,
     metadata_timer: Option<(Instant, SpawnHandle)>,
+    /// The intake's second buffer (see the `DrainIntake` handler).
+    intake_spare: Vec<IntakeEntry>,
 }
 
 /// The router actor: the producer's front door. Send it [`Produce`], [`ProduceBatch`],
@@ -123,6 +128,7 @@ impl Router {
                 deferred_flushes: Vec::new(),
                 closed: false,
                 metadata_timer: None,
+                intake_spare: Vec::new(),
             })),
         }
     }
@@ -831,6 +837,22 @@ impl Handler<ProduceBatch> for Router {
             core: self.core.clone(),
             records: batch.0,
         }
+    }
+}
+
+impl Handler<DrainIntake> for Router {
+    type Result = ();
+
+    /// Routes every record appended to the intake since the last drain, in order. The two
+    /// buffers swap places, so draining allocates nothing once they have grown.
+    fn handle(&mut self, _: DrainIntake, ctx: &mut Context<Self>) {
+        let mut core = self.core.borrow_mut();
+        let mut records = std::mem::take(&mut core.intake_spare);
+        core.shared.clone().intake.drain(&mut records);
+        for (record, completion) in records.drain(..) {
+            core.accept(record, completion, false, ctx);
+        }
+        core.intake_spare = records;
     }
 }
 

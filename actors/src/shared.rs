@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::cluster::ClusterView;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Victims;
+use crate::intake::Intake;
 use crate::memory::MemoryPool;
 use crate::messages::cluster::{AddTopics, BrokerNamed, BumpEpoch, Refresh, Subscribe};
 use crate::messages::seal::Seal;
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
     pub(crate) sasl: Option<SaslSettings>,
     /// OAUTHBEARER tokens from the application's provider, if it set one.
     pub(crate) tokens: Option<TokenSource>,
+    /// Records of `Producer::send` waiting for the router (see [`intake`](crate::intake)).
+    pub(crate) intake: Intake,
     /// Linger deadlines (a thread of its own; see [`clock`](crate::clock)).
     pub(crate) clock: Clock,
     /// The arbiter (thread) that runs connection actors, away from the application's.

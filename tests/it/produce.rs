@@ -206,6 +206,42 @@ async fn mock_cluster_every_codec_and_acks() {
     }
 }
 
+/// `Producer::send` goes through the intake: records are handed over when `send` is called
+/// (a `flush` before any future is polled covers them all), every record gets exactly one
+/// outcome, and the broker holds them once each, in call order per partition, at the offsets
+/// reported.
+#[actix_rt::test]
+async fn producer_send_hands_records_over_at_the_call_in_order() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("intake");
+    mock.create_topic(&topic, 4, 3);
+    let bootstrap = mock.bootstrap();
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("linger.ms", "5"),
+        ("batch.size", "4096"),
+    ])
+    .expect("valid config");
+    let n = 3_000;
+    let pending: Vec<_> = (0..n).map(|i| producer.send(record(&topic, i))).collect();
+    producer.flush().await;
+    let mut sent: Vec<(i32, i64)> = Vec::with_capacity(n);
+    for (i, p) in pending.into_iter().enumerate() {
+        // Polled once: after the flush every outcome must be there.
+        let outcome = futures_util::FutureExt::now_or_never(p)
+            .unwrap_or_else(|| panic!("record {i} has no outcome after flush"));
+        let md = outcome.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
+        sent.push((md.partition, md.offset));
+    }
+    let metrics = producer.metrics().await;
+    assert_eq!(metrics.record_send_total, n as u64, "record-send-total");
+    assert_eq!(metrics.record_error_total, 0);
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let consumed = read_back(&bootstrap, &topic, 4, n, Duration::from_secs(30)).await;
+    verify("intake", &topic, 4, &sent, &consumed, false);
+}
+
 #[actix_rt::test]
 async fn tansu_every_codec_and_acks() {
     init_tracing();

@@ -197,6 +197,8 @@ pub(crate) struct Connection {
     pending: Coalescer<OutgoingBatch>,
     /// Requests other than Produce waiting to be written.
     requests: VecDeque<PendingRequest>,
+    /// A pump is due at the end of the current mailbox burst (see `schedule_pump`).
+    pump_scheduled: bool,
     versions: Option<NegotiatedVersions>,
     /// The SaslAuthenticate version negotiated on this connection.
     sasl_authenticate_version: i16,
@@ -233,6 +235,7 @@ impl Connection {
             in_flight: InFlightQueue::default(),
             pending: Coalescer::default(),
             requests: VecDeque::new(),
+            pump_scheduled: false,
             versions: None,
             sasl_authenticate_version: 0,
             sasl: None,
@@ -461,6 +464,23 @@ impl Connection {
         }
     }
 
+    /// Pumps once the actor has handled every message already in its mailbox, rather than
+    /// now: actix polls the futures spawned on a context after draining the mailbox, so the
+    /// `SendBatches` of all partitions that arrived together (several accumulators sealed
+    /// batches while this thread was busy) are coalesced into one ProduceRequest instead of
+    /// going out as one request each. Nothing waits for a timer: the pump runs in the same
+    /// wake-up.
+    fn schedule_pump(&mut self, ctx: &mut Context<Self>) {
+        if self.pump_scheduled {
+            return;
+        }
+        self.pump_scheduled = true;
+        ctx.spawn(fut::ready(()).map(|_, act: &mut Self, ctx| {
+            act.pump_scheduled = false;
+            act.pump(ctx);
+        }));
+    }
+
     fn write_pending_request(&mut self, request: PendingRequest, versions: NegotiatedVersions) {
         match request {
             PendingRequest::Metadata { request, reply } => self.write_request(
@@ -604,7 +624,8 @@ impl Connection {
                 }
             }
         }
-        self.pump(ctx);
+        // Other responses and batches may be next in the mailbox: coalesce them first.
+        self.schedule_pump(ctx);
     }
 
     /// Answers a request with its decoded response. An undecodable response also drops the
@@ -963,8 +984,9 @@ impl Supervised for Connection {
         // The socket's reader and writer tasks are detached and survive, and so do the
         // in-flight queue and pending batches in `self`: the connection carries on. Only work
         // tied to the old context is gone: timers (re-armed in `started`) and a connect in
-        // progress, which is started again.
+        // progress, which is started again, and a scheduled pump (run below).
         self.connect_timer = None;
+        self.pump_scheduled = false;
         if self.state == State::Connecting {
             self.state = State::Idle;
             self.generation += 1;
@@ -986,7 +1008,7 @@ impl Handler<SendBatches> for Connection {
             return;
         }
         self.pending.extend(msg.0);
-        self.pump(ctx);
+        self.schedule_pump(ctx);
     }
 }
 
@@ -1055,8 +1077,13 @@ impl Handler<Shutdown> for Connection {
     /// until the broker closes its side or `CLOSE_LINGER` passes, then drop everything. A broker
     /// reads every request sent before our FIN, so acks=0 records written before close are not
     /// cut off by the close itself.
-    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {
         let _span = self.span.clone().entered();
+        // Batches that arrived in this burst are written before the FIN, as they were before
+        // pumps were deferred to the end of the burst.
+        if self.pump_scheduled {
+            self.pump(ctx);
+        }
         self.terminated = true;
         let (tx, rx) = oneshot::channel();
         if self.writer.take().is_some() && self.reader.is_some() {

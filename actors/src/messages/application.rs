@@ -154,6 +154,12 @@ impl Message for ProduceBatch {
     type Result = Vec<Outcome>;
 }
 
+/// Producer (`Producer::send`) → router: take the records waiting in the producer's intake
+/// ([`intake`](crate::intake)); one such message is queued whenever the intake is not empty.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct DrainIntake;
+
 /// Application → router: resolves when every record sent before it has its outcome.
 /// (Not the accumulators' `FlushPartition`, which the router sends each of them then.)
 #[derive(Debug, Message)]
