@@ -35,6 +35,16 @@ struct Args {
     /// Address to serve HTTP on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: String,
+    /// A producer setting (repeatable, Java's names or librdkafka's aliases), e.g.
+    /// `-X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512`.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value)]
+    config: Vec<(String, String)>,
+}
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got \"{s}\""))
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,7 +114,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // One producer for the whole service, started on the main actix system. Its actors batch
     // the records of every worker together.
-    let producer = Producer::from_pairs([("bootstrap.servers", bootstrap.as_str())])?;
+    let settings = std::iter::once(("bootstrap.servers".to_string(), bootstrap)).chain(args.config);
+    let producer = Producer::from_pairs(settings)?;
     let router = web::Data::new(producer.router().clone());
     // Accept bodies up to the producer's max.request.size; Herald rejects larger records.
     let max_body = producer.config().max_request_size;

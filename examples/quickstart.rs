@@ -52,7 +52,33 @@ struct Args {
     /// How many records to produce.
     #[arg(long, default_value_t = 100_000)]
     records: usize,
+    /// A producer setting (repeatable), e.g. `-X security.protocol=SASL_SSL`. Settings that
+    /// librdkafka also knows by that name (security.protocol, ssl.ca.location,
+    /// ssl.certificate.location, ssl.key.location, ssl.key.password, sasl.mechanisms,
+    /// sasl.username, sasl.password, ssl.endpoint.identification.algorithm) are passed to the
+    /// read-back consumer too, so the librdkafka names reach a secured cluster with both.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value)]
+    config: Vec<(String, String)>,
 }
+
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected key=value, got \"{s}\""))
+}
+
+/// The `-X` keys that mean the same to Herald and to librdkafka's read-back consumer.
+const SHARED_KEYS: [&str; 9] = [
+    "security.protocol",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.key.password",
+    "sasl.mechanisms",
+    "sasl.username",
+    "sasl.password",
+    "ssl.endpoint.identification.algorithm",
+];
 
 // `actix_rt::main` runs `main` inside an actix system: Herald's actors need one.
 #[actix_rt::main]
@@ -90,16 +116,25 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
 
     // Where each partition ends before we produce, so that only this run's records are read
     // back even when the topic already holds records.
-    let (b, t) = (bootstrap.clone(), args.topic.clone());
-    let start = blocking(move || ReadBack::new(&b, &t)?.end_offsets()).await?;
+    let shared: Vec<(String, String)> = args
+        .config
+        .iter()
+        .filter(|(k, _)| SHARED_KEYS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let (b, t, c) = (bootstrap.clone(), args.topic.clone(), shared.clone());
+    let start = blocking(move || ReadBack::new(&b, &t, &c)?.end_offsets()).await?;
 
-    // The Java producer's keys and defaults: any key the Java client accepts can go here.
-    let producer = Producer::from_pairs([
-        ("bootstrap.servers", bootstrap.as_str()),
-        ("client.id", "herald-quickstart"),
+    // The Java producer's keys and defaults: any key the Java client accepts can go here,
+    // and -X adds or overrides any of them.
+    let mut pairs = vec![
+        ("bootstrap.servers".to_string(), bootstrap.clone()),
+        ("client.id".to_string(), "herald-quickstart".to_string()),
         // How long a batch that is not full waits for more records (5 ms is the default).
-        ("linger.ms", "5"),
-    ])?;
+        ("linger.ms".to_string(), "5".to_string()),
+    ];
+    pairs.extend(args.config.iter().cloned());
+    let producer = Producer::from_pairs(pairs)?;
     println!("Producing {} records to {} ...", args.records, args.topic);
 
     let progress = ProgressBar::new(args.records as u64).with_style(ProgressStyle::with_template(
@@ -167,7 +202,8 @@ async fn run(args: Args) -> Result<bool, Box<dyn std::error::Error>> {
 
     // Read back on a blocking thread: librdkafka's consumer blocks, the actix thread must not.
     let (b, t) = (bootstrap.clone(), args.topic.clone());
-    let arrived = blocking(move || ReadBack::new(&b, &t)?.read_since(&start)).await?;
+    let c = shared.clone();
+    let arrived = blocking(move || ReadBack::new(&b, &t, &c)?.read_since(&start)).await?;
     let total: u64 = arrived.values().map(|p| p.count).sum();
     println!("Read back {total} records from {}:", args.topic);
     for (partition, p) in &arrived {
@@ -211,13 +247,17 @@ struct ReadBack {
 impl ReadBack {
     const TIMEOUT: Duration = Duration::from_secs(30);
 
-    fn new(bootstrap: &str, topic: &str) -> KafkaResult<ReadBack> {
-        let consumer = ClientConfig::new()
+    fn new(bootstrap: &str, topic: &str, extra: &[(String, String)]) -> KafkaResult<ReadBack> {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", bootstrap)
             .set("group.id", "herald-quickstart-readback")
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .create()?;
+            .set("enable.partition.eof", "false");
+        for (k, v) in extra {
+            config.set(k, v);
+        }
+        let consumer = config.create()?;
         Ok(ReadBack {
             consumer,
             topic: topic.to_string(),

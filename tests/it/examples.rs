@@ -17,7 +17,7 @@ use crate::support::{init_tracing, unique_topic};
 type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
 /// The built example `name`. Fails (never skips) when it was not built.
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("path of the test binary");
     // target/<profile>/deps/it-<hash> -> target/<profile>/examples/<name>
     let profile_dir = exe

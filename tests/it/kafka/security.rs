@@ -711,3 +711,54 @@ fn formatted_security_config_hides_secrets() {
     assert!(!text.contains(PASSWORD), "{text}");
     assert!(!text.contains(STORE_PASSWORD), "{text}");
 }
+
+/// The quickstart example over SASL_SSL with librdkafka's names, which both Herald and the
+/// example's librdkafka read-back take: the examples reach a secured cluster as they are.
+#[actix_rt::test]
+async fn quickstart_over_sasl_ssl_with_librdkafka_names() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("quickstart-sasl-ssl");
+    kafka.create_topic(&topic, 3, 1).await;
+    let ca = path(certs().ca());
+    let settings = [
+        "security.protocol=SASL_SSL".to_string(),
+        format!("ssl.ca.location={ca}"),
+        "sasl.mechanisms=SCRAM-SHA-512".to_string(),
+        format!("sasl.username={USER}"),
+        format!("sasl.password={PASSWORD}"),
+    ];
+    let mut args = vec![
+        "--bootstrap-servers".to_string(),
+        kafka.bootstrap_on(Listener::SaslSsl),
+        "--topic".to_string(),
+        topic.clone(),
+        "--records".to_string(),
+        "2000".to_string(),
+    ];
+    for s in settings {
+        args.push("-X".to_string());
+        args.push(s);
+    }
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(crate::examples::example("quickstart"))
+            .args(&args)
+            .output()
+            .expect("run quickstart")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "exit status {:?}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    assert!(stdout.contains("Read back 2000 records"), "{stdout}");
+    assert!(
+        !format!("{stdout}{stderr}").contains(PASSWORD),
+        "no password in the output"
+    );
+}
