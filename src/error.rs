@@ -38,7 +38,7 @@ macro_rules! kafka_codes {
             }
 
             /// The wire code.
-            pub fn code(self) -> i16 {
+            pub const fn code(self) -> i16 {
                 match self {
                     $( KafkaCode::$name => $code, )*
                     KafkaCode::Unknown(c) => c,

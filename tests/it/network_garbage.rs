@@ -43,7 +43,9 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
 use crate::support::fake_broker::{self, Action, FakeBroker, RequestContext};
 use crate::support::init_tracing;
-use crate::support::outcomes::{assert_one_outcome_each, one_outcome, settle_and_close, Outcomes};
+use crate::support::outcomes::{
+    assert_one_outcome_each, one_outcome, settle_and_close, Outcomes, SETTLE,
+};
 use crate::support::producer::start_producer;
 
 const TOPIC: &str = "network-garbage";
@@ -54,7 +56,6 @@ const BURST: u64 = 40;
 /// that needed it fails the elapsed-time check.
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(5000);
 /// After the last expected outcome, how long to keep counting for a second answer.
-const SETTLE: Duration = Duration::from_millis(300);
 /// The burst is sent in this many waves of `BURST / WAVES` records, [`WAVE_GAP`] apart, so
 /// that it makes several Produce requests.
 const WAVES: u64 = 4;

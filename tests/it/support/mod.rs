@@ -4,6 +4,7 @@
 
 pub mod consumer;
 pub mod fake_broker;
+pub mod idempotent_broker;
 pub mod kafka;
 pub mod mock;
 pub mod outcomes;

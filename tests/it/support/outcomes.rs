@@ -84,6 +84,9 @@ impl Outcomes {
     }
 }
 
+/// After the last expected outcome, how long tests keep counting for a second answer.
+pub const SETTLE: Duration = Duration::from_millis(300);
+
 /// Waits `settle` (a late second answer would arrive meanwhile), takes the metrics, and checks
 /// that closing the producer returns within 5 s.
 pub async fn settle_and_close(producer: Producer, settle: Duration) -> MetricsSnapshot {
