@@ -18,12 +18,16 @@
 //! reaped children, in 10 ms ticks) read around each producer's wait: the broker is reaped
 //! only after the producer, so it is not counted.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+#[path = "common/mock_broker_process.rs"]
+mod mock_broker_process;
+use mock_broker_process::MockBrokerProcess;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -201,7 +205,8 @@ fn run_once(
     broker_exe: &Path,
     input: &Path,
 ) -> Result<Run> {
-    let broker = Broker::start(broker_exe, args.brokers, args.partitions)?;
+    let broker = MockBrokerProcess::start(broker_exe, args.brokers, TOPIC, args.partitions)
+        .map_err(|e| e.to_string())?;
     let mut cmd = match client {
         Client::Kcat => {
             let mut c = Command::new(&args.kcat);
@@ -268,48 +273,4 @@ fn children_cpu() -> Result<Duration> {
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
-}
-
-/// The mock cluster in its own process; stopped (and reaped) by closing its stdin.
-struct Broker {
-    child: Child,
-    bootstrap: String,
-}
-
-impl Broker {
-    fn start(exe: &Path, brokers: i32, partitions: i32) -> Result<Broker> {
-        let mut child = Command::new(exe)
-            .args(["--brokers", &brokers.to_string(), "--topic", TOPIC])
-            .args(["--partitions", &partitions.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().ok_or("mock_broker stdout")?;
-        BufReader::new(stdout).read_line(&mut line)?;
-        let bootstrap = line.trim().to_string();
-        if bootstrap.is_empty() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("mock_broker exited without printing its bootstrap servers".into());
-        }
-        Ok(Broker { child, bootstrap })
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -67,6 +67,8 @@
 //! `--security SSL|SASL_SSL` (with `--broker kafka`) puts every client on that node's TLS or
 //! SASL_SSL listener (`security.rs`).
 
+#[path = "../common/mock_broker_process.rs"]
+mod mock_broker_process;
 #[path = "../common/payload.rs"]
 mod payload;
 

@@ -3,58 +3,14 @@
 //! started (`--broker kafka`), or on `--bootstrap-servers`; then the report.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::kafka::{Kafka, Options};
+use crate::mock_broker_process::MockBrokerProcess;
 use crate::report::{mode_label, print_report, ratios, ratios_json};
 use crate::security::{self, Security};
 use crate::{kafka, plot, Api, Args, BrokerKind, Mode, Result, RunResult, Settings};
-
-/// The mock cluster in its own process; stopped by closing its stdin.
-struct BrokerProcess {
-    child: Child,
-    bootstrap: String,
-}
-
-impl BrokerProcess {
-    fn start(exe: &Path, brokers: i32, topic: &str, partitions: i32) -> Result<BrokerProcess> {
-        let mut child = Command::new(exe)
-            .args(["--brokers", &brokers.to_string(), "--topic", topic])
-            .args(["--partitions", &partitions.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().ok_or("mock_broker stdout")?;
-        BufReader::new(stdout).read_line(&mut line)?;
-        let bootstrap = line.trim().to_string();
-        if bootstrap.is_empty() {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err("mock_broker exited without printing its bootstrap servers".into());
-        }
-        Ok(BrokerProcess { child, bootstrap })
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One Apache Kafka node for every run (its JVM dies with this process), a tokio runtime for
 /// the harness's admin calls; its data, logs and certificates are removed at the end.
@@ -163,7 +119,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             None => format!("herald-bench-{}-{:?}-{stamp}", api.flag(), mode).to_lowercase(),
         };
         let broker = if own_mock {
-            Some(BrokerProcess::start(
+            Some(MockBrokerProcess::start(
                 &broker_exe,
                 args.brokers,
                 &topic,
