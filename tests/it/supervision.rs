@@ -211,37 +211,24 @@ async fn interceptor_crash_loses_nothing() {
     .await;
 }
 
+/// Every actor kind crashed once in one run of 30,000 records (connections twice).
+const EVERY_ACTOR: [(usize, Victim); 6] = [
+    (3_000, Victim::Connections),
+    (6_000, Victim::Accumulators),
+    (9_000, Victim::Router),
+    (12_000, Victim::Metadata),
+    (15_000, Victim::Interceptors),
+    (18_000, Victim::Connections),
+];
+
 #[actix_rt::test]
 async fn every_actor_crashing_in_one_run() {
-    produce_with_crashes(
-        30_000,
-        &[
-            (3_000, Victim::Connections),
-            (6_000, Victim::Accumulators),
-            (9_000, Victim::Router),
-            (12_000, Victim::Metadata),
-            (15_000, Victim::Interceptors),
-            (18_000, Victim::Connections),
-        ],
-    )
-    .await;
+    produce_with_crashes(30_000, &EVERY_ACTOR).await;
 }
 
 /// The same on Apache Kafka: every actor kind crashed mid-stream, and Kafka's own sequence
 /// checks find each record once, in send order.
 #[actix_rt::test]
 async fn kafka_every_actor_crashing_in_one_run() {
-    produce_with_crashes_on(
-        Broker::Kafka,
-        30_000,
-        &[
-            (3_000, Victim::Connections),
-            (6_000, Victim::Accumulators),
-            (9_000, Victim::Router),
-            (12_000, Victim::Metadata),
-            (15_000, Victim::Interceptors),
-            (18_000, Victim::Connections),
-        ],
-    )
-    .await;
+    produce_with_crashes_on(Broker::Kafka, 30_000, &EVERY_ACTOR).await;
 }
