@@ -280,20 +280,49 @@ async fn hello_produces_and_prints_outcomes() {
     assert_eq!(values, want);
 }
 
-#[test]
-fn quickstart_with_embedded_broker() {
+/// Runs the quickstart example with `args` and no KAFKA_BOOTSTRAP_SERVERS; fails the test
+/// unless it exits 0. Returns its stdout and stderr.
+pub(crate) fn quickstart<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (String, String) {
     let output = Command::new(example("quickstart"))
-        .args(["--records", "2000", "--topic", "quickstart-it"])
+        .args(args)
         .env_remove("KAFKA_BOOTSTRAP_SERVERS")
         .output()
         .expect("run quickstart");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.success(),
         "exit status {:?}\nstdout: {stdout}\nstderr: {stderr}",
         output.status
     );
+    (stdout, stderr)
+}
+
+/// Runs the benchmark with `args` plus `--json FILE`; fails the test unless it exits 0.
+/// Returns the JSON it wrote.
+fn bench_json(name: &str, args: &[&str]) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("herald-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join(format!("{name}.json"));
+    let output = Command::new(example("bench"))
+        .args(args)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run bench");
+    assert!(
+        output.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let doc = serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    doc
+}
+
+#[test]
+fn quickstart_with_embedded_broker() {
+    let (stdout, _) = quickstart(&["--records", "2000", "--topic", "quickstart-it"]);
     assert!(stdout.contains("embedded broker"), "{stdout}");
     assert!(stdout.contains("Read back 2000 records"), "{stdout}");
 }
@@ -303,22 +332,19 @@ fn quickstart_with_embedded_broker() {
 /// settings and figures, offsets verified, ratios Herald / librdkafka).
 #[test]
 fn bench_runs_every_client_and_writes_its_json() {
-    let dir = std::env::temp_dir().join(format!("herald-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("bench.json");
-    let output = Command::new(example("bench"))
-        .args(["--records", "3000", "--warmup", "100", "--rate", "20000"])
-        .args(["--compression", "lz4", "--json"])
-        .arg(&json)
-        .output()
-        .expect("run bench");
-    assert!(
-        output.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let doc = bench_json(
+        "bench",
+        &[
+            "--records",
+            "3000",
+            "--warmup",
+            "100",
+            "--rate",
+            "20000",
+            "--compression",
+            "lz4",
+        ],
     );
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).unwrap();
     let runs = doc["runs"].as_array().expect("runs");
     let mut seen = Vec::new();
     for r in runs {
@@ -358,7 +384,6 @@ fn bench_runs_every_client_and_writes_its_json() {
     assert!(doc["ratios"]["max"]["do_send/future"]["records_per_sec"]
         .as_f64()
         .is_some());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The benchmark's chaos mode, small: both clients under one seeded fault schedule on the
@@ -367,22 +392,21 @@ fn bench_runs_every_client_and_writes_its_json() {
 /// over time; medians per scenario and client).
 #[test]
 fn bench_chaos_runs_both_clients_and_writes_its_json() {
-    let dir = std::env::temp_dir().join(format!("herald-bench-chaos-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("chaos.json");
-    let output = Command::new(example("bench"))
-        .args(["--modes", "chaos", "--records", "3000", "--seed", "7"])
-        .args(["--delivery-timeout-ms", "20000", "--cap-s", "30", "--json"])
-        .arg(&json)
-        .output()
-        .expect("run bench --modes chaos");
-    assert!(
-        output.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let doc = bench_json(
+        "bench-chaos",
+        &[
+            "--modes",
+            "chaos",
+            "--records",
+            "3000",
+            "--seed",
+            "7",
+            "--delivery-timeout-ms",
+            "20000",
+            "--cap-s",
+            "30",
+        ],
     );
-    let doc: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).unwrap();
     let runs = doc["runs"].as_array().expect("runs");
     let clients: Vec<&str> = runs.iter().filter_map(|r| r["client"].as_str()).collect();
     assert_eq!(clients, ["herald", "rdkafka"]);
@@ -414,5 +438,4 @@ fn bench_chaos_runs_both_clients_and_writes_its_json() {
     let medians = doc["medians"].as_array().expect("medians");
     assert_eq!(medians.len(), 2);
     assert!(doc["settings"]["batch_size"].as_u64().is_some());
-    let _ = std::fs::remove_dir_all(&dir);
 }

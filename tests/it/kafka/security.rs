@@ -741,21 +741,9 @@ async fn quickstart_over_sasl_ssl_with_librdkafka_names() {
         args.push("-X".to_string());
         args.push(s);
     }
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(crate::examples::example("quickstart"))
-            .args(&args)
-            .output()
-            .expect("run quickstart")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "exit status {:?}\nstdout: {stdout}\nstderr: {stderr}",
-        output.status
-    );
+    let (stdout, stderr) = tokio::task::spawn_blocking(move || crate::examples::quickstart(&args))
+        .await
+        .unwrap();
     assert!(stdout.contains("Read back 2000 records"), "{stdout}");
     assert!(
         !format!("{stdout}{stderr}").contains(PASSWORD),
