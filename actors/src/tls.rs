@@ -186,7 +186,6 @@ fn jks_refused(key: &str, path: &str) -> ConfigError {
 
 /// The store's format: as configured, else read from its first bytes.
 fn store_type(
-    type_key: &str,
     configured: Option<StoreType>,
     location_key: &str,
     path: &str,
@@ -200,7 +199,6 @@ fn store_type(
         StoreType::Pkcs12
     });
     if kind == StoreType::Jks || is_jks(bytes) {
-        let _ = type_key;
         return Err(jks_refused(location_key, path));
     }
     Ok(kind)
@@ -226,13 +224,7 @@ fn roots(config: &ProducerConfig) -> Result<RootCertStore, ConfigError> {
     if let Some(path) = &config.ssl_truststore_location {
         let key = "ssl.truststore.location";
         let bytes = read(key, path)?;
-        match store_type(
-            "ssl.truststore.type",
-            config.ssl_truststore_type,
-            key,
-            path,
-            &bytes,
-        )? {
+        match store_type(config.ssl_truststore_type, key, path, &bytes)? {
             StoreType::Pem => {
                 for c in pem_certs(key, &bytes)? {
                     certs.push((key, c));
@@ -315,13 +307,7 @@ fn identity(config: &ProducerConfig) -> Result<Option<Identity>, ConfigError> {
     if let Some(path) = &config.ssl_keystore_location {
         let key = "ssl.keystore.location";
         let bytes = read(key, path)?;
-        return match store_type(
-            "ssl.keystore.type",
-            config.ssl_keystore_type,
-            key,
-            path,
-            &bytes,
-        )? {
+        return match store_type(config.ssl_keystore_type, key, path, &bytes)? {
             StoreType::Pem => Ok(Some((
                 pem_certs(key, &bytes)?,
                 private_key(key, &bytes, config.ssl_key_password.as_ref())?,
