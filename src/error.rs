@@ -357,6 +357,31 @@ pub enum ErrorKind {
     /// mechanism or the TLS reason, never a credential.
     #[error("authentication failed: {0}")]
     Authentication(Arc<str>),
+    /// Code that runs inside the producer panicked while it held the record: one of the
+    /// producer's actors (which its supervisor then restarts), or application code called
+    /// there (a partitioner). Whether the record was written is unknown when it was already
+    /// in a request.
+    #[error("the producer's {place} panicked while holding the record: {message}")]
+    Panicked {
+        /// Where: the actor kind (`router`, `accumulator`, ...) or `partitioner`.
+        place: &'static str,
+        /// The panic's message.
+        message: Arc<str>,
+    },
+    /// An actor of the producer panicked again and again, past the restart limit: the
+    /// producer stopped restarting it and fails every record instead of spinning. Close it
+    /// and start a new one.
+    #[error("producer broken: its {actor} actor panicked {panics} times within {window_s} s (last: {message})")]
+    Broken {
+        /// The actor kind that kept panicking.
+        actor: &'static str,
+        /// Panics counted within the window.
+        panics: u32,
+        /// The window, in seconds.
+        window_s: u64,
+        /// The last panic's message.
+        message: Arc<str>,
+    },
 }
 
 impl ErrorKind {

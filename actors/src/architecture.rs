@@ -166,9 +166,16 @@ fn messages() -> BTreeMap<String, String> {
             {
                 let name = rest.trim_end_matches(" {");
                 found.insert(name.to_string(), module.clone());
-            } else if line.starts_with("pub") || line.starts_with("struct") {
+            } else if line.starts_with("pub")
+                || line.starts_with("struct")
+                || line.starts_with("enum")
+            {
                 if derives_message {
-                    let after = line.split("struct ").nth(1).expect("a struct name");
+                    let after = line
+                        .split("struct ")
+                        .nth(1)
+                        .or_else(|| line.split("enum ").nth(1))
+                        .expect("a struct or enum name");
                     let name: String = after
                         .chars()
                         .take_while(|c| c.is_alphanumeric() || *c == '_')

@@ -1,6 +1,7 @@
 //! Where a record's outcome goes: every accepted record carries exactly one [`Completion`],
 //! and completing consumes it, so an outcome cannot be delivered twice by construction.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -52,9 +53,16 @@ impl Notifier {
     }
 }
 
-/// The sink of one record's outcome.
+/// The sink of one record's outcome. Completing consumes it, so an outcome cannot be delivered
+/// twice; dropping it unanswered (only a panic unwinding through the actor that held it does,
+/// or dropping a broken actor) still answers it, with the error the supervisor names (see
+/// [`supervisor`](crate::supervisor)), so no record is left without an outcome.
 #[derive(Debug)]
-pub enum Completion {
+pub struct Completion(Option<Sink>);
+
+/// Where the outcome goes.
+#[derive(Debug)]
+pub(crate) enum Sink {
     /// The reply to `router.send(Produce)`: actix's own response channel, stored without an
     /// extra channel or spawned future.
     Reply(OneshotSender<Outcome>),
@@ -86,19 +94,110 @@ pub enum Completion {
 }
 
 impl Completion {
+    /// The reply to `router.send(Produce)`.
+    pub(crate) fn reply(tx: OneshotSender<Outcome>) -> Self {
+        Completion(Some(Sink::Reply(tx)))
+    }
+
+    /// A `Delivered` message to `to`.
+    pub(crate) fn notify(to: Recipient<Delivered>, tag: u64) -> Self {
+        Completion(Some(Sink::Notify { to, tag }))
+    }
+
+    /// Part of a `Deliveries` message to `to`.
+    pub(crate) fn notify_batched(to: Notifier, tag: u64) -> Self {
+        Completion(Some(Sink::NotifyBatched { to, tag }))
+    }
+
+    /// Slot `index` of a `ProduceBatch` reply.
+    pub(crate) fn batch(collector: Arc<BatchCollector>, index: usize) -> Self {
+        Completion(Some(Sink::Batch { collector, index }))
+    }
+
+    /// The future of `Producer::send`.
+    pub(crate) fn slot(tx: SlotSender) -> Self {
+        Completion(Some(Sink::Slot(tx)))
+    }
+
+    /// Nobody waits for the outcome.
+    pub(crate) fn discard() -> Self {
+        Completion(Some(Sink::Discard))
+    }
+
     /// Delivers the outcome. Consumes `self`: a record is answered exactly once.
-    pub fn complete(self, outcome: Outcome) {
-        match self {
-            Completion::Reply(tx) => {
-                let _ = tx.send(outcome);
-            }
-            Completion::Notify { to, tag } => to.do_send(Delivered { outcome, tag }),
-            Completion::NotifyBatched { to, tag } => to.send(vec![Delivered { outcome, tag }]),
-            Completion::Batch { collector, index } => collector.set_many(vec![(index, outcome)]),
-            Completion::Slot(slot) => slot.send(outcome),
-            Completion::Discard => {}
+    pub fn complete(mut self, outcome: Outcome) {
+        if let Some(sink) = self.0.take() {
+            sink.complete(outcome);
         }
     }
+
+    fn take(mut self) -> Sink {
+        self.0.take().unwrap_or(Sink::Discard)
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        match self.0.take() {
+            None | Some(Sink::Discard) => {}
+            Some(sink) => orphaned(sink),
+        }
+    }
+}
+
+impl Sink {
+    pub(crate) fn complete(self, outcome: Outcome) {
+        match self {
+            Sink::Reply(tx) => {
+                let _ = tx.send(outcome);
+            }
+            Sink::Notify { to, tag } => to.do_send(Delivered { outcome, tag }),
+            Sink::NotifyBatched { to, tag } => to.send(vec![Delivered { outcome, tag }]),
+            Sink::Batch { collector, index } => collector.set_many(vec![(index, outcome)]),
+            Sink::Slot(slot) => slot.send(outcome),
+            Sink::Discard => {}
+        }
+    }
+}
+
+thread_local! {
+    /// Completions dropped unanswered while a supervised actor runs on this thread.
+    static ORPHANS: RefCell<Option<Vec<Sink>>> = const { RefCell::new(None) };
+}
+
+/// A completion was dropped without an outcome. Inside a supervised actor (a panic unwinding,
+/// or the actor dropped after a restart storm) it waits for the supervisor, which knows why;
+/// anywhere else the producer is going away, and the record is answered as closed.
+pub(crate) fn orphaned(sink: Sink) {
+    let sink = ORPHANS.with(|o| match o.try_borrow_mut() {
+        Ok(mut o) => match o.as_mut() {
+            Some(v) => {
+                v.push(sink);
+                None
+            }
+            None => Some(sink),
+        },
+        Err(_) => Some(sink),
+    });
+    if let Some(sink) = sink {
+        sink.complete(Err(ProduceError::new(ErrorKind::Closed)));
+    }
+}
+
+/// Runs `f` collecting the completions it drops, and answers them with `why` (the supervisor
+/// runs each poll of an actor so, see [`supervisor`](crate::supervisor)).
+pub(crate) fn collecting<R>(f: impl FnOnce() -> R, why: impl FnOnce(&R) -> ErrorKind) -> R {
+    let outer = ORPHANS.with(|o| o.borrow_mut().replace(Vec::new()));
+    let r = f();
+    let dropped = ORPHANS.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer));
+    let dropped = dropped.unwrap_or_default();
+    if !dropped.is_empty() {
+        let kind = why(&r);
+        for sink in dropped {
+            sink.complete(Err(ProduceError::new(kind.clone())));
+        }
+    }
+    r
 }
 
 /// Completes the records of one batch, answering records that share a sink together: the
@@ -118,15 +217,15 @@ type Slots = Vec<(usize, Outcome)>;
 impl Completer {
     /// Delivers (or gathers) one record's outcome.
     pub fn complete(&mut self, completion: Completion, outcome: Outcome) {
-        match completion {
-            Completion::NotifyBatched { to, tag } => {
+        match completion.take() {
+            Sink::NotifyBatched { to, tag } => {
                 let d = Delivered { outcome, tag };
                 match self.notify.iter_mut().find(|(n, _)| n.same(&to)) {
                     Some((_, v)) => v.push(d),
                     None => self.notify.push((to, vec![d])),
                 }
             }
-            Completion::Batch { collector, index } => {
+            Sink::Batch { collector, index } => {
                 match self
                     .batch
                     .iter_mut()
@@ -334,7 +433,7 @@ mod tests {
             (&mut rx).now_or_never().is_none(),
             "pending before the outcome"
         );
-        Completion::Slot(tx).complete(Ok(metadata(8)));
+        Completion::slot(tx).complete(Ok(metadata(8)));
         assert_eq!(rx.now_or_never().expect("ready").expect("ok").offset, 8);
     }
 

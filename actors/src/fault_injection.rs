@@ -2,15 +2,51 @@
 //! prove supervision and ordering under stress, and the registry of the actors they go to.
 //! Reach the actors through [`Producer::fault_injection`](crate::Producer::fault_injection).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use actix::prelude::*;
 
-/// Test-only, to any actor of the producer: stop as if crashed; its supervisor restarts it.
-#[derive(Debug, Message)]
+use crate::supervisor::ActorKind;
+
+/// Test-only, to any actor of the producer: fail as a bug would; its supervisor restarts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
-pub struct Crash;
+pub enum Crash {
+    /// Stop (as `ctx.stop()`).
+    Stop,
+    /// Panic in the handler of this message.
+    Panic,
+    /// Panic at the next place where the actor holds records on its stack: the router
+    /// routing a record, an accumulator completing a batch, the interceptor chain passing a
+    /// record on, the sealer compressing a batch. Those records are answered with
+    /// `ErrorKind::Panicked`. The metadata actor and connections hold no record's outcome, so
+    /// for them this is `Panic`.
+    PanicWhileHolding,
+}
+
+impl Crash {
+    /// Carries the crash out in the handler of an actor of kind `kind`.
+    pub(crate) fn apply<A>(self, kind: ActorKind, victims: &Victims, ctx: &mut Context<A>)
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        match self {
+            Crash::Stop => {
+                tracing::warn!(actor = kind.name(), "stopping on request (fault injection)");
+                ctx.stop();
+            }
+            Crash::Panic => panic!("fault injection: the {} panics", kind.name()),
+            Crash::PanicWhileHolding => match kind {
+                ActorKind::Metadata | ActorKind::Connection => {
+                    panic!("fault injection: the {} panics", kind.name())
+                }
+                _ => victims.armed[kind as usize].store(true, Ordering::Relaxed),
+            },
+        }
+    }
+}
 
 /// Test-only, to the sealer: block its thread for a while, as a slow codec would.
 #[derive(Debug, Message)]
@@ -28,4 +64,19 @@ pub(crate) struct Victims {
     pub(crate) metadata: OnceLock<Recipient<Crash>>,
     pub(crate) interceptors: OnceLock<Recipient<Crash>>,
     pub(crate) sealer: OnceLock<Recipient<Stall>>,
+    pub(crate) sealer_crash: OnceLock<Recipient<Crash>>,
+    /// Per actor kind: panic at the next place where it holds records (`PanicWhileHolding`).
+    pub(crate) armed: [AtomicBool; 6],
+}
+
+impl Victims {
+    /// Panics if `kind` was armed with [`Crash::PanicWhileHolding`] (once).
+    pub(crate) fn trip(&self, kind: ActorKind) {
+        if self.armed[kind as usize].swap(false, Ordering::Relaxed) {
+            panic!(
+                "fault injection: the {} panics while holding records",
+                kind.name()
+            );
+        }
+    }
 }

@@ -104,7 +104,7 @@ mod tests {
         for i in 0..3 {
             let (tx, rx) = slot();
             receivers.push(rx);
-            intake.append(record(i), Completion::Slot(tx), queue);
+            intake.append(record(i), Completion::slot(tx), queue);
         }
         assert_eq!(queued.get(), 1, "one drain for the three records");
         let mut taken = Vec::new();
@@ -112,7 +112,7 @@ mod tests {
         let values: Vec<u8> = taken.iter().map(|(r, _)| value(r)).collect();
         assert_eq!(values, [0, 1, 2]);
         let (tx, _rx) = slot();
-        intake.append(record(3), Completion::Slot(tx), queue);
+        intake.append(record(3), Completion::slot(tx), queue);
         assert_eq!(
             queued.get(),
             2,
@@ -128,7 +128,7 @@ mod tests {
     fn a_record_the_router_cannot_take_is_refused_with_its_record() {
         let intake = Intake::default();
         let (tx, rx) = slot();
-        intake.append(record(9), Completion::Slot(tx), || false);
+        intake.append(record(9), Completion::slot(tx), || false);
         let err = futures_util::FutureExt::now_or_never(rx)
             .expect("answered")
             .expect_err("refused");

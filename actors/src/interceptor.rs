@@ -18,8 +18,9 @@ use crate::completion::Outcome;
 use crate::fault_injection::Crash;
 use crate::messages::intercept::{Acknowledged, OnSend, Route};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
 use crate::shared::Shared;
+#[cfg(feature = "fault-injection")]
+use crate::supervisor::ActorKind;
 
 /// A user's interceptor. Errors and panics are contained: the record goes on as it was
 /// before the failing interceptor.
@@ -88,7 +89,6 @@ impl<R: Downstream> Actor for InterceptorChain<R> {
 
 impl<R: Downstream> Supervised for InterceptorChain<R> {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        Metrics::add(&self.shared.metrics.restarts, 1);
         if !self.terminated {
             tracing::warn!("interceptor actor restarted");
         }
@@ -100,6 +100,8 @@ impl<R: Downstream> Handler<OnSend> for InterceptorChain<R> {
     type Result = ();
 
     fn handle(&mut self, msg: OnSend, ctx: &mut Context<Self>) {
+        #[cfg(feature = "fault-injection")]
+        self.shared.victims.trip(ActorKind::Interceptors);
         let mut record = msg.record;
         for i in self.interceptors.iter_mut() {
             let before = record.clone();
@@ -160,8 +162,8 @@ impl<R: Downstream> Handler<Shutdown> for InterceptorChain<R> {
 impl<R: Downstream> Handler<Crash> for InterceptorChain<R> {
     type Result = ();
 
-    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
-        tracing::warn!("interceptor actor crashing on request (fault injection)");
-        ctx.stop();
+    fn handle(&mut self, crash: Crash, ctx: &mut Context<Self>) {
+        let shared = self.shared.clone();
+        crash.apply(ActorKind::Interceptors, &shared.victims, ctx);
     }
 }

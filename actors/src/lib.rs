@@ -32,7 +32,8 @@
 //! - State and messages no actor owns: `messages` (grouped by conversation), `cluster` (the
 //!   published cluster view), `shared` (what every actor of a producer shares), `partition`
 //!   (a partition's queue, shared by router and accumulator), `completion` (outcome sinks),
-//!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics`, `backoff`, `tls`
+//!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics`, `supervisor` (runs
+//!   every actor: restarts after a stop or a panic, the restart-storm limit), `backoff`, `tls`
 //!   (the rustls configuration built at start), `token` ([`TokenProvider`]: OAUTHBEARER
 //!   tokens from the application).
 //! - `fault_injection` (feature `fault-injection`): test-only messages.
@@ -58,6 +59,7 @@ mod producer;
 mod router;
 mod sealer;
 mod shared;
+mod supervisor;
 mod tls;
 mod token;
 

@@ -30,6 +30,7 @@ use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
+use crate::supervisor::{ActorKind, Supervisor};
 
 /// A broker learnt from metadata, and the connection this actor started for it.
 #[derive(Debug)]
@@ -106,9 +107,12 @@ impl Metadata {
 
     fn start_connection(&self, node_id: i32, address: String) -> Addr<Connection> {
         let shared = self.shared.clone();
-        Supervisor::start_in_arbiter(&self.shared.io, move |_| {
-            Connection::new(node_id, address, shared)
-        })
+        Supervisor::start_in_arbiter(
+            &self.shared.io,
+            ActorKind::Connection,
+            self.shared.supervision.clone(),
+            move |_| Connection::new(node_id, address, shared),
+        )
     }
 
     /// A connection to ask: one of the known brokers, or of the `bootstrap.servers` entries
@@ -577,7 +581,6 @@ impl Actor for Metadata {
 
 impl Supervised for Metadata {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        Metrics::add(&self.shared.metrics.restarts, 1);
         if self.terminated {
             return;
         }
@@ -704,9 +707,9 @@ impl Handler<Shutdown> for Metadata {
 impl Handler<Crash> for Metadata {
     type Result = ();
 
-    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
-        tracing::warn!("metadata actor crashing on request (fault injection)");
-        ctx.stop();
+    fn handle(&mut self, crash: Crash, ctx: &mut Context<Self>) {
+        let shared = self.shared.clone();
+        crash.apply(ActorKind::Metadata, &shared.victims, ctx);
     }
 }
 

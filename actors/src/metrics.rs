@@ -17,7 +17,6 @@ pub struct Metrics {
     pub(crate) request_records: AtomicU64,
     pub(crate) request_latency_us: AtomicU64,
     pub(crate) response_count: AtomicU64,
-    pub(crate) restarts: AtomicU64,
     pub(crate) connection_creation_total: AtomicU64,
     pub(crate) metadata_refresh_total: AtomicU64,
     pub(crate) successful_reauthentication_total: AtomicU64,
@@ -45,7 +44,8 @@ impl Metrics {
             buffer_available_bytes: buffer_available as u64,
             buffer_total_bytes: buffer_total as u64,
             compression_rate_avg: ratio(l(&self.batch_bytes), l(&self.batch_uncompressed_bytes)),
-            actor_restart_total: l(&self.restarts),
+            actor_restart_total: 0,
+            actor_panic_total: 0,
             connection_creation_total: l(&self.connection_creation_total),
             metadata_refresh_total: l(&self.metadata_refresh_total),
             successful_reauthentication_total: l(&self.successful_reauthentication_total),
@@ -83,6 +83,8 @@ pub struct MetricsSnapshot {
     pub compression_rate_avg: f64,
     /// Supervised actor restarts.
     pub actor_restart_total: u64,
+    /// Panics caught in the producer's actors (each restarted the actor, until the limit).
+    pub actor_panic_total: u64,
     /// TCP connections opened.
     pub connection_creation_total: u64,
     /// Metadata requests completed.

@@ -8,9 +8,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::prelude::*;
+
+use crate::supervisor::{ActorKind, Supervision, Supervisor};
 use herald::partitioner::{DefaultPartitioner, Partitioner};
 use herald::sasl::{OAuthTokens, SaslSettings};
-use herald::{ConfigError, ProducerConfig};
+use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
 
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
@@ -94,9 +96,15 @@ impl ProducerBuilder {
                 config.partitioner_ignore_keys,
             ))
         });
-        let sealer = compress
-            .as_ref()
-            .map(|a| Sealer::start_in_arbiter(&a.handle(), |_| Sealer));
+        let supervision = Arc::new(Supervision::default());
+        let sealer = compress.as_ref().map(|a| {
+            Supervisor::start_in_arbiter(
+                &a.handle(),
+                ActorKind::Sealer,
+                supervision.clone(),
+                |_| Sealer::default(),
+            )
+        });
         let shared = Arc::new(Shared {
             memory: MemoryPool::new(config.buffer_memory),
             config,
@@ -109,6 +117,7 @@ impl ProducerBuilder {
             clock,
             io: io.handle(),
             sealer: sealer.as_ref().map(|s| s.clone().recipient()),
+            supervision,
             metadata: OnceLock::new(),
             #[cfg(feature = "fault-injection")]
             victims: Default::default(),
@@ -116,17 +125,26 @@ impl ProducerBuilder {
         #[cfg(feature = "fault-injection")]
         if let Some(s) = &sealer {
             let _ = shared.victims.sealer.set(s.clone().recipient());
+            let _ = shared.victims.sealer_crash.set(s.clone().recipient());
         }
         let (s, interceptors) = (shared.clone(), self.interceptors);
-        let router = Supervisor::start(move |ctx: &mut Context<Router>| {
-            // Set before the address is handed out: actix enqueues a `send()` at once only while
-            // the mailbox has room; past it the message waits inside the caller's future and
-            // is enqueued when polled, which is slow and orders records by poll, not call.
-            ctx.set_mailbox_capacity(Router::MAILBOX_CAPACITY);
-            Router::new(s, partitioner, interceptors, ctx)
-        });
+        let router = Supervisor::start(
+            ActorKind::Router,
+            shared.supervision.clone(),
+            move |ctx: &mut Context<Router>| {
+                // Set before the address is handed out: actix enqueues a `send()` at once only while
+                // the mailbox has room; past it the message waits inside the caller's future and
+                // is enqueued when polled, which is slow and orders records by poll, not call.
+                ctx.set_mailbox_capacity(Router::MAILBOX_CAPACITY);
+                Router::new(s, partitioner, interceptors, ctx)
+            },
+        );
+        let _ = shared.supervision.router.set(router.clone().recipient());
         let s = shared.clone();
-        let metadata = Supervisor::start(move |_| Metadata::new(s));
+        let metadata =
+            Supervisor::start(ActorKind::Metadata, shared.supervision.clone(), move |_| {
+                Metadata::new(s)
+            });
         metadata.do_send(Subscribe(router.clone().recipient()));
         #[cfg(feature = "fault-injection")]
         let _ = shared.victims.metadata.set(metadata.clone().recipient());
@@ -214,10 +232,14 @@ impl Producer {
             tag,
         } = produce;
         let (tx, rx) = slot();
+        if let Some(why) = self.shared.supervision.broken() {
+            Completion::slot(tx).complete(Err(ProduceError::refused(why.clone(), record)));
+            return rx;
+        }
         let completion = match reply_to {
-            ReplyTo::Reply => Completion::Slot(tx),
-            ReplyTo::Recipient(to) => Completion::Notify { to, tag },
-            ReplyTo::Notifier(to) => Completion::NotifyBatched { to, tag },
+            ReplyTo::Reply => Completion::slot(tx),
+            ReplyTo::Recipient(to) => Completion::notify(to, tag),
+            ReplyTo::Notifier(to) => Completion::notify_batched(to, tag),
         };
         let router = &self.router;
         let queue_drain = || match router.try_send(DrainIntake) {
@@ -231,6 +253,12 @@ impl Producer {
         };
         self.shared.intake.append(record, completion, queue_drain);
         rx
+    }
+
+    /// Why the producer is broken, if one of its actors panicked past the restart limit
+    /// (then every record is refused with this error; close the producer and start another).
+    pub fn broken(&self) -> Option<ErrorKind> {
+        self.shared.supervision.broken().cloned()
     }
 
     /// Waits until every record sent before the call has its outcome.
@@ -301,6 +329,16 @@ impl FaultInjection<'_> {
         self.producer.shared.victims.sealer.get().cloned()
     }
 
+    /// The sealer, for crashes, if the producer compresses.
+    pub fn sealer_crash(&self) -> Option<Recipient<Crash>> {
+        self.producer.shared.victims.sealer_crash.get().cloned()
+    }
+
+    /// Panics caught so far in the producer's actors.
+    pub fn panics(&self) -> u64 {
+        self.producer.shared.supervision.panics_total()
+    }
+
     /// Accumulators started so far.
     pub async fn accumulators(&self) -> Vec<Recipient<Crash>> {
         self.producer
@@ -312,10 +350,6 @@ impl FaultInjection<'_> {
 
     /// Supervised restarts so far.
     pub fn restarts(&self) -> u64 {
-        self.producer
-            .shared
-            .metrics
-            .restarts
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.producer.shared.supervision.restarts_total()
     }
 }

@@ -8,30 +8,71 @@
 //! CRC, and sends the bytes back; uncompressed batches are still sealed in place (a CRC over
 //! the batch costs less than the hop).
 
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
 use actix::prelude::*;
+use herald::ProtocolError;
 
 #[cfg(feature = "fault-injection")]
-use crate::fault_injection::Stall;
+use crate::fault_injection::{Crash, Stall};
 use crate::messages::seal::{Seal, Sealed};
 
-/// The sealer actor: stateless, one per producer that compresses.
+/// The sealer actor: one per producer that compresses; no state but a test's trap.
 #[derive(Debug, Default)]
-pub(crate) struct Sealer;
+pub(crate) struct Sealer {
+    /// Panic while sealing the next batch (`Crash::PanicWhileHolding`).
+    #[cfg(feature = "fault-injection")]
+    armed: bool,
+}
 
 impl Actor for Sealer {
     type Context = Context<Self>;
+}
+
+/// Stateless: a restart (after a panic while compressing) changes nothing.
+impl Supervised for Sealer {}
+
+impl Sealer {
+    fn seal(&mut self, s: Seal) {
+        let uncompressed = s.builder.size_in_bytes();
+        #[cfg(feature = "fault-injection")]
+        let armed = std::mem::take(&mut self.armed);
+        let (builder, ids) = (s.builder, s.ids);
+        let sealed = catch_unwind(AssertUnwindSafe(move || {
+            #[cfg(feature = "fault-injection")]
+            if armed {
+                panic!("fault injection: the sealer panics while holding records");
+            }
+            builder.close(ids)
+        }));
+        let (result, panic) = match sealed {
+            Ok(result) => (result, None),
+            // The accumulator waits for this batch: answer it (it fails the batch), then let
+            // the panic go on to the supervisor, which restarts the sealer and counts it.
+            Err(payload) => (
+                Err(ProtocolError::Compression {
+                    codec: "sealer",
+                    reason: "the sealer panicked while compressing the batch".into(),
+                }),
+                Some(payload),
+            ),
+        };
+        s.reply.do_send(Sealed {
+            batch_id: s.batch_id,
+            uncompressed,
+            result,
+        });
+        if let Some(payload) = panic {
+            resume_unwind(payload);
+        }
+    }
 }
 
 impl Handler<Seal> for Sealer {
     type Result = ();
 
     fn handle(&mut self, s: Seal, _: &mut Context<Self>) {
-        let uncompressed = s.builder.size_in_bytes();
-        s.reply.do_send(Sealed {
-            batch_id: s.batch_id,
-            uncompressed,
-            result: s.builder.close(s.ids),
-        });
+        self.seal(s);
     }
 }
 
@@ -41,5 +82,18 @@ impl Handler<Stall> for Sealer {
 
     fn handle(&mut self, s: Stall, _: &mut Context<Self>) {
         std::thread::sleep(s.0);
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<Crash> for Sealer {
+    type Result = ();
+
+    fn handle(&mut self, crash: Crash, ctx: &mut Context<Self>) {
+        match crash {
+            Crash::PanicWhileHolding => self.armed = true,
+            Crash::Stop => ctx.stop(),
+            Crash::Panic => panic!("fault injection: the sealer panics"),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! actors reach the ones they did not start (as [`Recipient`]s: nothing here knows an actor
 //! type).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 use herald::sasl::SaslSettings;
@@ -18,6 +18,7 @@ use crate::messages::cluster::{AddTopics, BrokerNamed, BumpEpoch, Refresh, Subsc
 use crate::messages::seal::Seal;
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
+use crate::supervisor::Supervision;
 use crate::tls::Tls;
 use crate::token::TokenSource;
 
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
     pub(crate) io: ArbiterHandle,
     /// Compresses batches on a thread of its own; none without compression.
     pub(crate) sealer: Option<Recipient<Seal>>,
+    /// Panics caught per actor kind, and whether a restart storm broke the producer.
+    pub(crate) supervision: Arc<Supervision>,
     /// The metadata actor, set once it is started.
     pub(crate) metadata: OnceLock<MetadataLink>,
     /// Actors for fault-injection tests.

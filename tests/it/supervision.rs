@@ -22,6 +22,8 @@ enum Victim {
     Accumulators,
     Connections,
     Interceptors,
+    /// Needs compression: the producer then compresses with lz4.
+    Sealer,
 }
 
 struct PassThrough;
@@ -45,10 +47,20 @@ enum Broker {
 /// Produces `n` keyed records to the mock cluster, crashing `victims` at the given record
 /// indexes, and checks the exactly-once accounting against what the broker holds.
 async fn produce_with_crashes(n: usize, crashes: &[(usize, Victim)]) {
-    produce_with_crashes_on(Broker::Mock, n, crashes).await;
+    produce_with_crashes_on(Broker::Mock, Crash::Stop, n, crashes).await;
 }
 
-async fn produce_with_crashes_on(broker: Broker, n: usize, crashes: &[(usize, Victim)]) {
+/// Produces `n` keyed records to `broker`, crashing `victims` with `how` at the given record
+/// indexes. Every record gets one outcome: success, or (only for `PanicWhileHolding`, for the
+/// records the panicking handler held) `ErrorKind::Panicked`. Successful records are in the
+/// partition once each, in send order; a record that failed with `Panicked` at most once
+/// (it may have been written before the accumulator panicked completing it).
+async fn produce_with_crashes_on(
+    broker: Broker,
+    how: Crash,
+    n: usize,
+    crashes: &[(usize, Victim)],
+) {
     init_tracing();
     let _logs = (broker == Broker::Kafka).then_some(SharedLogsOnFailure);
     let topic = unique_topic("supervision");
@@ -66,11 +78,13 @@ async fn produce_with_crashes_on(broker: Broker, n: usize, crashes: &[(usize, Vi
             kafka.bootstrap()
         }
     };
+    let with_sealer = crashes.iter().any(|(_, v)| *v == Victim::Sealer);
     let config = herald::ProducerConfig::from_pairs([
         ("bootstrap.servers", bootstrap.as_str()),
         ("linger.ms", "2"),
         ("batch.size", "4096"),
         ("retry.backoff.ms", "20"),
+        ("compression.type", if with_sealer { "lz4" } else { "none" }),
     ])
     .unwrap();
     assert!(config.enable_idempotence, "idempotence is on by default");
@@ -86,39 +100,47 @@ async fn produce_with_crashes_on(broker: Broker, n: usize, crashes: &[(usize, Vi
     let mut outstanding = VecDeque::new();
     let mut outcomes = Vec::with_capacity(n);
     let mut crashed = 0u64;
+    let mut armed = std::collections::BTreeSet::new();
     for i in 0..n {
         for (at, victim) in crashes {
             if *at == i {
-                crashed += match victim {
-                    Victim::Router => {
-                        router.do_send(Crash);
-                        1
-                    }
-                    Victim::Metadata => {
-                        fi.metadata().unwrap().do_send(Crash);
-                        1
-                    }
+                let mut targets = match victim {
+                    Victim::Router => vec![router.clone().recipient()],
+                    Victim::Metadata => vec![fi.metadata().unwrap()],
                     Victim::Accumulators => {
                         let all = fi.accumulators().await;
                         assert!(!all.is_empty(), "accumulators exist by now");
-                        for a in &all {
-                            a.do_send(Crash);
-                        }
-                        all.len() as u64
+                        all
                     }
                     Victim::Connections => {
                         let all = fi.connections();
                         assert!(!all.is_empty(), "connections exist by now");
-                        for c in &all {
-                            c.do_send(Crash);
-                        }
-                        all.len() as u64
+                        all
                     }
-                    Victim::Interceptors => {
-                        fi.interceptors().unwrap().do_send(Crash);
-                        1
-                    }
+                    Victim::Interceptors => vec![fi.interceptors().unwrap()],
+                    Victim::Sealer => vec![fi.sealer_crash().unwrap()],
                 };
+                // A trap set with `PanicWhileHolding` is one per actor kind and fires once,
+                // in whichever actor of the kind holds records first; the metadata actor and
+                // connections panic at once.
+                let traps = matches!(
+                    victim,
+                    Victim::Router | Victim::Accumulators | Victim::Interceptors | Victim::Sealer
+                );
+                if how == Crash::PanicWhileHolding && traps {
+                    // One trap per kind: arming it from several actors could re-arm it after
+                    // it fired.
+                    targets.truncate(1);
+                }
+                crashed += match how {
+                    Crash::PanicWhileHolding if traps => {
+                        u64::from(armed.insert((i, *victim as u8)))
+                    }
+                    _ => targets.len() as u64,
+                };
+                for t in &targets {
+                    t.do_send(how);
+                }
             }
         }
         let p = Produce::new(topic.clone())
@@ -133,11 +155,26 @@ async fn produce_with_crashes_on(broker: Broker, n: usize, crashes: &[(usize, Vi
         outcomes.push(f.await);
     }
     let mut sent: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+    let mut panicked = std::collections::HashSet::new();
     for (i, o) in outcomes.into_iter().enumerate() {
-        let md = o
-            .expect("the router answered")
-            .unwrap_or_else(|e| panic!("record {i} failed: {e}"));
-        sent.entry(md.partition).or_default().push(i);
+        match o.expect("the router answered") {
+            Ok(md) => sent.entry(md.partition).or_default().push(i),
+            Err(e) if how == Crash::PanicWhileHolding => {
+                assert!(
+                    matches!(e.kind(), herald::ErrorKind::Panicked { .. })
+                        || e.to_string().contains("sealer panicked"),
+                    "record {i} failed with something else than the panic: {e}"
+                );
+                panicked.insert(i);
+            }
+            Err(e) => panic!("record {i} failed: {e}"),
+        }
+    }
+    if how == Crash::PanicWhileHolding {
+        assert!(
+            !panicked.is_empty(),
+            "a handler that panics while holding records fails them"
+        );
     }
     let restarts = fi.restarts();
     assert_eq!(
@@ -146,20 +183,45 @@ async fn produce_with_crashes_on(broker: Broker, n: usize, crashes: &[(usize, Vi
     );
     let metrics = producer.metrics().await;
     assert_eq!(metrics.actor_restart_total, crashed);
-    assert_eq!(metrics.record_send_total, n as u64);
+    assert_eq!(metrics.record_send_total, (n - panicked.len()) as u64);
+    let panics = if how == Crash::Stop { 0 } else { crashed };
+    assert_eq!(fi.panics(), panics, "panics caught");
+    assert_eq!(metrics.actor_panic_total, panics);
+    assert!(producer.broken().is_none(), "a few panics do not break it");
     assert!(producer.close(Duration::from_secs(10)).await);
 
-    let back = read_back(&bootstrap, &topic, partitions, n, Duration::from_secs(60)).await;
-    for (p, indexes) in &sent {
-        let got: Vec<usize> = read_indexes(&back, *p);
+    let expect = n - panicked.len();
+    let back = read_back(
+        &bootstrap,
+        &topic,
+        partitions,
+        expect,
+        Duration::from_secs(60),
+    )
+    .await;
+    let mut extra = 0;
+    for p in 0..partitions {
+        let got: Vec<usize> = read_indexes(&back, p);
+        let mut seen = std::collections::HashSet::new();
+        for i in &got {
+            assert!(seen.insert(*i), "partition {p}: record {i} twice");
+        }
+        // What the panics failed may be there (written before the panic) or not.
+        let delivered: Vec<usize> = got
+            .iter()
+            .copied()
+            .filter(|i| !panicked.contains(i))
+            .collect();
+        extra += got.len() - delivered.len();
         assert_eq!(
-            &got, indexes,
-            "partition {p}: each record once, in send order"
+            delivered,
+            sent.get(&p).cloned().unwrap_or_default(),
+            "partition {p}: each delivered record once, in send order"
         );
     }
     assert_eq!(
         back.values().map(Vec::len).sum::<usize>(),
-        n,
+        expect + extra,
         "nothing extra in the topic"
     );
 }
@@ -230,5 +292,189 @@ async fn every_actor_crashing_in_one_run() {
 /// checks find each record once, in send order.
 #[actix_rt::test]
 async fn kafka_every_actor_crashing_in_one_run() {
-    produce_with_crashes_on(Broker::Kafka, 30_000, &EVERY_ACTOR).await;
+    produce_with_crashes_on(Broker::Kafka, Crash::Stop, 30_000, &EVERY_ACTOR).await;
+}
+
+/// Every actor kind, the sealer too (the producer compresses), panicking mid-stream.
+const EVERY_ACTOR_AND_SEALER: [(usize, Victim); 7] = [
+    (3_000, Victim::Connections),
+    (6_000, Victim::Accumulators),
+    (9_000, Victim::Router),
+    (12_000, Victim::Metadata),
+    (15_000, Victim::Interceptors),
+    (18_000, Victim::Sealer),
+    (21_000, Victim::Connections),
+];
+
+/// A panic in a handler restarts the actor like a stop does: nothing it holds in its state is
+/// lost, every record is delivered once, in order.
+#[actix_rt::test]
+async fn every_actor_panicking_in_one_run() {
+    produce_with_crashes_on(Broker::Mock, Crash::Panic, 30_000, &EVERY_ACTOR_AND_SEALER).await;
+}
+
+/// A handler that panics while records are on its stack: those records fail with
+/// `ErrorKind::Panicked` (one outcome each), the rest are delivered once, in order.
+#[actix_rt::test]
+async fn every_actor_panicking_while_holding_records() {
+    produce_with_crashes_on(
+        Broker::Mock,
+        Crash::PanicWhileHolding,
+        30_000,
+        &EVERY_ACTOR_AND_SEALER,
+    )
+    .await;
+}
+
+/// The same on Apache Kafka, whose sequence checks decide exactly-once.
+#[actix_rt::test]
+async fn kafka_every_actor_panicking_while_holding_records() {
+    produce_with_crashes_on(
+        Broker::Kafka,
+        Crash::PanicWhileHolding,
+        30_000,
+        &EVERY_ACTOR_AND_SEALER,
+    )
+    .await;
+}
+
+/// An actor that keeps panicking breaks the producer instead of spinning: the records it
+/// held and every later one fail with `ErrorKind::Broken`, each exactly once.
+#[actix_rt::test]
+async fn a_restart_storm_breaks_the_producer() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("storm");
+    mock.create_topic(&topic, 3, 1);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "50"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config).start().unwrap();
+    let router = producer.router().clone();
+    // One record delivered first, so that the topic's metadata is in and accumulators exist.
+    producer
+        .send(Produce::new(topic.clone()).key("k0").value("v"))
+        .await
+        .expect("delivered");
+    // Records waiting in open batches (linger.ms=50) when the storm comes.
+    let mut waiting = Vec::new();
+    for i in 0..100 {
+        waiting.push(router.send(Produce::new(topic.clone()).key(format!("k{i}")).value("v")));
+    }
+    let fi = producer.fault_injection();
+    let accumulators = fi.accumulators().await;
+    assert!(!accumulators.is_empty());
+    // One accumulator panics past the limit (11 within the window).
+    for _ in 0..11 {
+        accumulators[0].do_send(Crash::Panic);
+    }
+    let mut broken = 0;
+    for w in waiting {
+        match w.await.expect("the router answered") {
+            Ok(_) => {}
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        herald::ErrorKind::Broken {
+                            actor: "accumulator",
+                            panics: 11,
+                            ..
+                        }
+                    ),
+                    "{e}"
+                );
+                broken += 1;
+            }
+        }
+    }
+    let why = producer.broken().expect("the producer says it is broken");
+    assert!(
+        why.to_string()
+            .contains("accumulator actor panicked 11 times"),
+        "{why}"
+    );
+    assert!(broken > 0, "the broken accumulator's records failed");
+    // Later records are refused at once, with the record handed back.
+    let refused = producer
+        .send(Produce::new(topic.clone()).value("after"))
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(refused.kind(), herald::ErrorKind::Broken { .. }),
+        "{refused}"
+    );
+    assert!(
+        refused.into_record().is_some(),
+        "the refused record comes back"
+    );
+    let refused = router
+        .send(Produce::new(topic.clone()).value("after"))
+        .await
+        .expect("the router answered")
+        .expect_err("refused");
+    assert!(
+        matches!(refused.kind(), herald::ErrorKind::Broken { .. }),
+        "{refused}"
+    );
+    assert_eq!(fi.panics(), 11);
+    producer.close(Duration::from_secs(5)).await;
+}
+
+/// A partitioner (application code run by the router) that panics fails only the record it
+/// was partitioning, with the record handed back; the producer goes on.
+#[actix_rt::test]
+async fn a_panicking_partitioner_fails_only_its_record() {
+    use herald::partitioner::{Partitioner, TopicPartitions};
+    #[derive(Debug)]
+    struct Boom;
+    impl Partitioner for Boom {
+        fn partition(
+            &mut self,
+            _topic: &str,
+            key: Option<&[u8]>,
+            _value: Option<&[u8]>,
+            partitions: &TopicPartitions<'_>,
+        ) -> i32 {
+            assert!(key != Some(b"boom"), "this partitioner cannot handle boom");
+            partitions.count - 1
+        }
+    }
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("partitioner-panic");
+    mock.create_topic(&topic, 2, 1);
+    let config =
+        herald::ProducerConfig::from_pairs([("bootstrap.servers", mock.bootstrap().as_str())])
+            .unwrap();
+    let producer = Producer::builder(config).partitioner(Boom).start().unwrap();
+    let ok = producer.send(Produce::new(topic.clone()).key("a").value("1"));
+    let bad = producer.send(Produce::new(topic.clone()).key("boom").value("2"));
+    let ok2 = producer.send(Produce::new(topic.clone()).key("b").value("3"));
+    assert_eq!(ok.await.expect("delivered").partition, 1);
+    let err = bad.await.expect_err("refused");
+    assert!(
+        matches!(
+            err.kind(),
+            herald::ErrorKind::Panicked {
+                place: "partitioner",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cannot handle boom"), "{err}");
+    assert_eq!(
+        err.into_record().expect("record back").value.as_deref(),
+        Some(&b"2"[..])
+    );
+    assert_eq!(ok2.await.expect("delivered").partition, 1);
+    assert_eq!(
+        producer.metrics().await.actor_panic_total,
+        0,
+        "no actor panicked"
+    );
+    producer.close(Duration::from_secs(5)).await;
 }

@@ -284,7 +284,7 @@ mod tests {
     fn slot() -> crate::partition::RecordSlot {
         let (tx, _) = tokio::sync::oneshot::channel();
         crate::partition::RecordSlot {
-            completion: crate::completion::Completion::Reply(tx),
+            completion: crate::completion::Completion::reply(tx),
             timestamp: 0,
             key_size: -1,
             value_size: -1,

@@ -42,6 +42,8 @@ use crate::messages::Shutdown;
 use crate::metrics::Metrics;
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
+#[cfg(feature = "fault-injection")]
+use crate::supervisor::ActorKind;
 use decision::{classify, Attempt, Cause, Decision, State};
 
 /// A closed batch: its bytes are final (until an epoch bump restamps them).
@@ -580,6 +582,8 @@ impl Accumulator {
             self.pieces -= 1;
         }
         self.shared.memory.release(b.reserved);
+        #[cfg(feature = "fault-injection")]
+        self.shared.victims.trip(ActorKind::Accumulator);
         let m = &self.shared.metrics;
         let n = b.records.len() as u64;
         let interceptors = self.acknowledged.as_ref();
@@ -863,12 +867,12 @@ impl Actor for Accumulator {
 
 impl Supervised for Accumulator {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        Metrics::add(&self.shared.metrics.restarts, 1);
         if !self.terminated {
             tracing::warn!(topic = %self.topic, partition = self.partition, "accumulator restarted");
         }
         // Batches and completions live in `self`, which survives; only timers are rebuilt
-        // (in `started`).
+        // (in `started`). A panic may have taken a batch that a flush waits for.
+        self.check_flush();
     }
 }
 
@@ -948,7 +952,8 @@ impl Handler<Abort> for Accumulator {
     type Result = ();
 
     fn handle(&mut self, _: Abort, ctx: &mut Context<Self>) {
-        self.fail_all(ErrorKind::Aborted);
+        let why = self.shared.supervision.broken().cloned();
+        self.fail_all(why.unwrap_or(ErrorKind::Aborted));
         self.terminated = true;
         ctx.stop();
     }
@@ -969,8 +974,9 @@ impl Handler<Shutdown> for Accumulator {
 impl Handler<Crash> for Accumulator {
     type Result = ();
 
-    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
-        tracing::warn!(topic = %self.topic, partition = self.partition, "accumulator crashing on request (fault injection)");
-        ctx.stop();
+    fn handle(&mut self, crash: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!(topic = %self.topic, partition = self.partition, ?crash, "fault injection");
+        let shared = self.shared.clone();
+        crash.apply(ActorKind::Accumulator, &shared.victims, ctx);
     }
 }

@@ -62,6 +62,8 @@ use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
+#[cfg(feature = "fault-injection")]
+use crate::supervisor::ActorKind;
 use coalesce::Coalescer;
 use in_flight::{Answer, InFlightQueue};
 use transport::{ConnectError, Transport};
@@ -976,7 +978,6 @@ impl Actor for Connection {
 impl Supervised for Connection {
     fn restarting(&mut self, ctx: &mut Context<Self>) {
         let _span = self.span.clone().entered();
-        Metrics::add(&self.shared.metrics.restarts, 1);
         if self.terminated {
             return;
         }
@@ -1106,10 +1107,10 @@ impl Handler<Shutdown> for Connection {
 impl Handler<Crash> for Connection {
     type Result = ();
 
-    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+    fn handle(&mut self, crash: Crash, ctx: &mut Context<Self>) {
         let _span = self.span.clone().entered();
-        tracing::warn!(node = self.node_id, "crashing on request (fault injection)");
-        ctx.stop();
+        let shared = self.shared.clone();
+        crash.apply(ActorKind::Connection, &shared.victims, ctx);
     }
 }
 

@@ -29,3 +29,9 @@ use actix::prelude::*;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Shutdown;
+
+/// Supervisor of any actor → router: an actor went past the restart limit, so the producer is
+/// broken; the router fails what it holds and refuses every later record with this error.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ProducerBroken(pub(crate) herald::ErrorKind);

@@ -1,0 +1,279 @@
+//! Supervision that also survives panics.
+//!
+//! actix's `Supervisor` restarts an actor that stops, but a panic inside a handler unwinds
+//! through the actor's future, and the task that runs it is dropped with the actor, its mailbox
+//! and every record it held. Here the future is polled under `catch_unwind`: a panic restarts
+//! the actor exactly as a stop does (`Supervised::restarting`, then `started`, with the actor's
+//! struct and mailbox kept), so the records in its state carry on; the records the handler
+//! held on its stack are dropped by the unwinding, and their [`Completion`]s come here
+//! ([`orphaned`]) to be answered with the panic's message ([`ErrorKind::Panicked`]).
+//!
+//! A restart storm is bounded: an actor that panics more than [`MAX_PANICS`] times within
+//! [`PANIC_WINDOW`] is not restarted again. The producer is then broken
+//! ([`Supervision::broken`]): the actor is dropped (each record it held answered with
+//! [`ErrorKind::Broken`]), the router is told ([`ProducerBroken`]) and fails what it holds,
+//! and every later record is refused with that error.
+//!
+//! [`Completion`]: crate::completion::Completion
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use actix::dev::channel::channel;
+use actix::dev::ContextFut;
+use actix::prelude::*;
+use herald::ErrorKind;
+
+use crate::completion::collecting;
+use crate::messages::ProducerBroken;
+
+/// More panics than this within [`PANIC_WINDOW`] break the producer.
+pub(crate) const MAX_PANICS: u32 = 10;
+/// The window of [`MAX_PANICS`].
+pub(crate) const PANIC_WINDOW: Duration = Duration::from_secs(30);
+
+/// The kinds of actor a producer runs, for restart counts and error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ActorKind {
+    Router,
+    Metadata,
+    Accumulator,
+    Connection,
+    Interceptors,
+    Sealer,
+}
+
+impl ActorKind {
+    pub(crate) const ALL: [ActorKind; 6] = [
+        ActorKind::Router,
+        ActorKind::Metadata,
+        ActorKind::Accumulator,
+        ActorKind::Connection,
+        ActorKind::Interceptors,
+        ActorKind::Sealer,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ActorKind::Router => "router",
+            ActorKind::Metadata => "metadata",
+            ActorKind::Accumulator => "accumulator",
+            ActorKind::Connection => "connection",
+            ActorKind::Interceptors => "interceptor chain",
+            ActorKind::Sealer => "sealer",
+        }
+    }
+}
+
+/// A producer's supervision state, shared by the supervisors of all its actors.
+#[derive(Debug, Default)]
+pub(crate) struct Supervision {
+    restarts: [AtomicU64; 6],
+    panics: [AtomicU64; 6],
+    broken: OnceLock<ErrorKind>,
+    /// The router's mailbox for [`ProducerBroken`], set when the router starts.
+    pub(crate) router: OnceLock<Recipient<ProducerBroken>>,
+}
+
+impl Supervision {
+    /// Panics caught so far, per actor kind (each one a restart, until the limit).
+    pub(crate) fn panics(&self, kind: ActorKind) -> u64 {
+        self.panics[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Restarts so far (after a stop or a panic), in all actors.
+    pub(crate) fn restarts_total(&self) -> u64 {
+        self.restarts
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn restarted(&self, kind: ActorKind) {
+        self.restarts[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Panics caught so far in all actors.
+    pub(crate) fn panics_total(&self) -> u64 {
+        ActorKind::ALL.iter().map(|k| self.panics(*k)).sum()
+    }
+
+    /// Why the producer is broken, once an actor went past the restart limit.
+    pub(crate) fn broken(&self) -> Option<&ErrorKind> {
+        self.broken.get()
+    }
+
+    fn panicked(&self, kind: ActorKind) {
+        self.panics[kind as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn break_down(&self, why: ErrorKind) {
+        if self.broken.set(why.clone()).is_ok() {
+            tracing::error!(error = %why, "producer broken: failing its records");
+            if let Some(r) = self.router.get() {
+                r.do_send(ProducerBroken(why));
+            }
+        }
+    }
+}
+
+/// Runs `f`, answering the completions it drops with `why`.
+pub(crate) fn answer_dropped(why: ErrorKind, f: impl FnOnce()) {
+    collecting(f, |_| why);
+}
+
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        Arc::from(*s)
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        Arc::from(s.as_str())
+    } else {
+        Arc::from("(a panic without a message)")
+    }
+}
+
+/// Runs an actor under supervision: restarts after a stop (as actix's `Supervisor`) and after
+/// a panic, until a restart storm breaks the producer.
+pub(crate) struct Supervisor<A>
+where
+    A: Supervised + Actor<Context = Context<A>>,
+{
+    fut: Option<ContextFut<A, Context<A>>>,
+    kind: ActorKind,
+    state: Arc<Supervision>,
+    recent: VecDeque<Instant>,
+}
+
+impl<A> Supervisor<A>
+where
+    A: Supervised + Actor<Context = Context<A>>,
+    ContextFut<A, Context<A>>: Unpin,
+{
+    /// Starts the actor on the current arbiter.
+    pub(crate) fn start(
+        kind: ActorKind,
+        state: Arc<Supervision>,
+        f: impl FnOnce(&mut Context<A>) -> A,
+    ) -> Addr<A> {
+        let ctx = Context::new();
+        let addr = ctx.address();
+        Self::run(ctx, kind, state, f);
+        addr
+    }
+
+    /// Builds the actor in `ctx` and runs it under supervision on the current arbiter.
+    fn run(
+        mut ctx: Context<A>,
+        kind: ActorKind,
+        state: Arc<Supervision>,
+        f: impl FnOnce(&mut Context<A>) -> A,
+    ) {
+        let act = f(&mut ctx);
+        actix::spawn(Supervisor {
+            fut: Some(ctx.into_future(act)),
+            kind,
+            state,
+            recent: VecDeque::new(),
+        });
+    }
+
+    /// Starts the actor on another arbiter (thread).
+    pub(crate) fn start_in_arbiter(
+        arbiter: &ArbiterHandle,
+        kind: ActorKind,
+        state: Arc<Supervision>,
+        f: impl FnOnce(&mut Context<A>) -> A + Send + 'static,
+    ) -> Addr<A> {
+        // actix's own default mailbox capacity, as `Supervisor::start_in_arbiter` uses.
+        let (tx, rx) = channel(16);
+        arbiter.spawn_fn(move || Self::run(Context::with_receiver(rx), kind, state, f));
+        Addr::new(tx)
+    }
+
+    /// Counts a panic; past the limit, breaks the producer and says so.
+    fn storm(
+        recent: &mut VecDeque<Instant>,
+        kind: ActorKind,
+        message: &Arc<str>,
+    ) -> Option<ErrorKind> {
+        let now = Instant::now();
+        recent.push_back(now);
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > PANIC_WINDOW)
+        {
+            recent.pop_front();
+        }
+        let panics = recent.len() as u32;
+        (panics > MAX_PANICS).then(|| ErrorKind::Broken {
+            actor: kind.name(),
+            panics,
+            window_s: PANIC_WINDOW.as_secs(),
+            message: message.clone(),
+        })
+    }
+}
+
+impl<A> Future for Supervisor<A>
+where
+    A: Supervised + Actor<Context = Context<A>>,
+    ContextFut<A, Context<A>>: Unpin,
+{
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let place = this.kind.name();
+        loop {
+            let Some(fut) = this.fut.as_mut() else {
+                return Poll::Ready(());
+            };
+            let polled = collecting(
+                || catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *fut).poll(cx))),
+                |r| match r {
+                    Err(payload) => ErrorKind::Panicked {
+                        place,
+                        message: panic_message(payload.as_ref()),
+                    },
+                    // Dropped without a panic: a bug; the record must still be answered.
+                    Ok(_) => ErrorKind::Panicked {
+                        place,
+                        message: Arc::from("record dropped without an outcome"),
+                    },
+                },
+            );
+            match polled {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(())) => {
+                    // Stopped: restart unless nobody can reach the actor any more.
+                    if !fut.restart() {
+                        return Poll::Ready(());
+                    }
+                    this.state.restarted(this.kind);
+                }
+                Err(payload) => {
+                    let message = panic_message(payload.as_ref());
+                    this.state.panicked(this.kind);
+                    tracing::error!(actor = place, panic = %message, "actor panicked; restarting it");
+                    if let Some(why) = Self::storm(&mut this.recent, this.kind, &message) {
+                        this.state.break_down(why.clone());
+                        // Drop the actor here, so the records it held are answered with why.
+                        let fut = this.fut.take();
+                        collecting(|| drop(fut), |_| why);
+                        return Poll::Ready(());
+                    }
+                    if !fut.restart() {
+                        return Poll::Ready(());
+                    }
+                    this.state.restarted(this.kind);
+                }
+            }
+        }
+    }
+}
