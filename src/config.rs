@@ -433,6 +433,9 @@ pub struct ProducerConfig {
     pub metadata_max_idle: Duration,
     /// `metadata.recovery.strategy`: what to do when every known broker is unreachable.
     pub metadata_recovery_strategy: MetadataRecoveryStrategy,
+    /// `metadata.recovery.rebootstrap.trigger.ms` (KIP-1102): with `rebootstrap`, how long
+    /// metadata requests may keep failing before the bootstrap servers are asked again.
+    pub metadata_recovery_rebootstrap_trigger: Duration,
     /// `connections.max.idle.ms`.
     pub connections_max_idle: Duration,
     /// `transactional.id`.
@@ -773,6 +776,9 @@ keys! {
             MetadataRecoveryStrategy::name,
             "expected rebootstrap or none"
         );
+    /// with rebootstrap: ask bootstrap.servers again after metadata requests failed this long
+    "metadata.recovery.rebootstrap.trigger.ms" metadata_recovery_rebootstrap_trigger(Duration) =
+        ms(300_000), Millis::LONG;
     /// accepted, not used yet
     "connections.max.idle.ms" connections_max_idle(Duration) = ms(540_000), Millis::LONG;
     /// transactions are not supported yet: a producer with one does not start

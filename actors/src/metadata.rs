@@ -76,6 +76,9 @@ pub(crate) struct Metadata {
     down: HashMap<String, Instant>,
     /// When the last metadata request was sent: refreshes are paced by retry.backoff.ms.
     last_sent: Option<Instant>,
+    /// Since when metadata requests have failed without a success between (KIP-1102's
+    /// rebootstrap trigger counts from here).
+    failing_since: Option<Instant>,
 }
 
 impl Metadata {
@@ -102,6 +105,7 @@ impl Metadata {
             unreachable: BTreeMap::new(),
             down: HashMap::new(),
             last_sent: None,
+            failing_since: None,
         }
     }
 
@@ -132,10 +136,18 @@ impl Metadata {
                 .map(|(address, _)| self.down.get(*address).copied())
                 .collect()
         };
-        let strategy = self.shared.config.metadata_recovery_strategy;
-        let candidates = if use_bootstrap(&down_of(&brokers), strategy, now) {
+        let config = &self.shared.config;
+        let recovery = Recovery {
+            strategy: config.metadata_recovery_strategy,
+            failing_since: self.failing_since,
+            trigger: config.metadata_recovery_rebootstrap_trigger,
+        };
+        let candidates = if use_bootstrap(&down_of(&brokers), recovery, now) {
             if !brokers.is_empty() {
-                tracing::info!("every known broker is unreachable: rebootstrapping");
+                tracing::info!(
+                    "every known broker is unreachable, or metadata requests failed for \
+                     metadata.recovery.rebootstrap.trigger.ms: rebootstrapping"
+                );
             }
             self.bootstrap
                 .iter()
@@ -198,6 +210,9 @@ impl Metadata {
         ctx: &mut Context<Self>,
     ) {
         self.refreshing = false;
+        if !matches!(res, Ok(Ok(_))) {
+            self.failing_since.get_or_insert_with(Instant::now);
+        }
         match res {
             Ok(Ok(resp)) => {
                 Metrics::add(&self.shared.metrics.metadata_refresh_total, 1);
@@ -206,6 +221,7 @@ impl Metadata {
                     "metadata refreshed"
                 );
                 self.backoff.reset();
+                self.failing_since = None;
                 if !self.unreachable.is_empty() {
                     self.unreachable.clear();
                     self.shared.cluster.set_unreachable(None);
@@ -525,19 +541,31 @@ impl Metadata {
     }
 }
 
+/// What [`use_bootstrap`] needs of the config and the history of metadata requests.
+#[derive(Debug, Clone, Copy)]
+struct Recovery {
+    strategy: MetadataRecoveryStrategy,
+    /// Since when metadata requests have failed, none succeeding.
+    failing_since: Option<Instant>,
+    /// `metadata.recovery.rebootstrap.trigger.ms`.
+    trigger: Duration,
+}
+
 /// Whether to ask the `bootstrap.servers` entries rather than the known brokers (their
 /// `down` instants given): when none is known, and with `rebootstrap` when every known one is
-/// down at `now` (KIP-899).
-fn use_bootstrap(
-    known_down: &[Option<Instant>],
-    strategy: MetadataRecoveryStrategy,
-    now: Instant,
-) -> bool {
+/// down at `now` (KIP-899) or metadata requests have failed for the trigger time, e.g.
+/// brokers that accept connections but no longer answer for the cluster (KIP-1102).
+fn use_bootstrap(known_down: &[Option<Instant>], recovery: Recovery, now: Instant) -> bool {
+    let rebootstrap = recovery.strategy == MetadataRecoveryStrategy::Rebootstrap;
     known_down.is_empty()
-        || (strategy == MetadataRecoveryStrategy::Rebootstrap
+        || (rebootstrap
             && known_down
                 .iter()
                 .all(|d| d.is_some_and(|until| until > now)))
+        || (rebootstrap
+            && recovery
+                .failing_since
+                .is_some_and(|since| now.saturating_duration_since(since) >= recovery.trigger))
 }
 
 /// Which of the candidates (their `down` instants, `None` when not known to be down) to ask:
@@ -717,12 +745,20 @@ impl Handler<Crash> for Metadata {
 mod tests {
     use super::*;
 
+    fn recovery(strategy: MetadataRecoveryStrategy) -> Recovery {
+        Recovery {
+            strategy,
+            failing_since: None,
+            trigger: Duration::from_secs(300),
+        }
+    }
+
     #[test]
     fn bootstrap_is_asked_before_any_broker_is_known_and_to_rebootstrap() {
         let now = Instant::now();
         let later = Some(now + Duration::from_secs(1));
-        let re = MetadataRecoveryStrategy::Rebootstrap;
-        let none = MetadataRecoveryStrategy::None;
+        let re = recovery(MetadataRecoveryStrategy::Rebootstrap);
+        let none = recovery(MetadataRecoveryStrategy::None);
         for strategy in [re, none] {
             assert!(use_bootstrap(&[], strategy, now), "nothing known yet");
             assert!(!use_bootstrap(&[None, later], strategy, now), "one is up");
@@ -736,6 +772,29 @@ mod tests {
             "every known broker down"
         );
         assert!(!use_bootstrap(&[later, later], none, now), "no rebootstrap");
+    }
+
+    #[test]
+    fn metadata_failing_for_the_trigger_time_rebootstraps_though_brokers_seem_up() {
+        let start = Instant::now();
+        let up = [None, None];
+        let failing = |strategy| Recovery {
+            failing_since: Some(start),
+            ..recovery(strategy)
+        };
+        let re = failing(MetadataRecoveryStrategy::Rebootstrap);
+        let just_before = start + Duration::from_millis(299_999);
+        let at = start + Duration::from_secs(300);
+        assert!(!use_bootstrap(&up, re, just_before), "not yet");
+        assert!(use_bootstrap(&up, re, at), "failing for trigger.ms");
+        assert!(
+            !use_bootstrap(&up, failing(MetadataRecoveryStrategy::None), at),
+            "no rebootstrap with none"
+        );
+        assert!(
+            !use_bootstrap(&up, recovery(MetadataRecoveryStrategy::Rebootstrap), at),
+            "nothing failing"
+        );
     }
 
     #[test]
