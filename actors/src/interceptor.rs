@@ -53,6 +53,8 @@ impl<R: Actor<Context = Context<R>> + Handler<Route>> Downstream for R {}
 pub(crate) struct InterceptorChain<R: Actor> {
     interceptors: Vec<Box<dyn ProducerInterceptor>>,
     router: Addr<R>,
+    /// The producer's shared state (its fault-injection traps, in tests).
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
     shared: Arc<Shared>,
     panicked: bool,
     terminated: bool,
