@@ -249,6 +249,12 @@ fn apply(cluster: &Cluster, topic: &str, step: &Step) -> Result<()> {
                 .iter()
                 .filter_map(|e| PRODUCE_ERRORS.iter().find(|(n, _)| n == e).map(|(_, c)| *c))
                 .collect();
+            // The next one to three requests, not one to three more behind those of earlier
+            // faults: the mock's error queue is consumed one per Produce request, so queued
+            // errors would pile up against a client that sends fewer requests than faults
+            // arrive (one request per broker per round, or a retry per backoff) and cut or
+            // refuse every request it sends from then on.
+            cluster.clear_request_errors(RDKafkaApiKey::Produce);
             cluster.request_errors(RDKafkaApiKey::Produce, &codes);
         }
         Some(Fault::RoundTrip { broker, ms }) => {

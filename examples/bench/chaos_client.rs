@@ -30,7 +30,7 @@ use rdkafka::ClientContext;
 use serde::{Deserialize, Serialize};
 
 use crate::pace::Pacer;
-use crate::{Api, Args, Result, MAX_IN_FLIGHT};
+use crate::{Api, Args, Result};
 
 /// The records of a seed: keyed (`key-0000` to `key-4999`), values of 10 to 110 bytes that
 /// start with the record's index as 10 decimal digits (the read-back parses it).
@@ -220,7 +220,7 @@ fn settings(args: &Args, bootstrap: &str) -> Vec<(&'static str, String)> {
         ("enable.idempotence", args.idempotence.to_string()),
         (
             "max.in.flight.requests.per.connection",
-            MAX_IN_FLIGHT.to_string(),
+            args.chaos_max_in_flight.to_string(),
         ),
         ("linger.ms", args.linger_ms.to_string()),
         ("batch.size", args.batch_size.to_string()),
@@ -236,7 +236,7 @@ fn settings(args: &Args, bootstrap: &str) -> Vec<(&'static str, String)> {
 
 /// The settings every chaos run uses besides the command line's, for the report.
 pub(crate) const FIXED_SETTINGS: &str = "retry.backoff.ms=100, retry.backoff.max.ms=1000, \
-     reconnect.backoff.ms=50, reconnect.backoff.max.ms=1000, max.in.flight=5";
+     reconnect.backoff.ms=50, reconnect.backoff.max.ms=1000";
 
 /// When records are due: all at once, or `--chaos-rate` per second from now.
 fn pacer(args: &Args) -> Pacer {
@@ -252,6 +252,12 @@ fn say(line: &str) -> Result<()> {
 }
 
 pub(crate) fn main(args: &Args, api: Api, seed: u64) -> Result<()> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let bootstrap = args
         .worker_bootstrap
         .clone()

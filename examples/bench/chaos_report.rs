@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::chaos::{Applied, Scenario};
 use crate::chaos_client::{ClientReport, FIXED_SETTINGS, VALUE_MAX, VALUE_MIN};
-use crate::{Args, Result, MAX_IN_FLIGHT};
+use crate::{Args, Result};
 
 /// The settings of a chaos run, as both clients got them.
 #[derive(Debug, Clone, Serialize)]
@@ -47,7 +47,7 @@ impl Settings {
             replication_factor: a.brokers.min(3),
             acks: a.acks.clone(),
             idempotence: a.idempotence,
-            max_in_flight: MAX_IN_FLIGHT,
+            max_in_flight: a.chaos_max_in_flight,
             linger_ms: a.linger_ms,
             batch_size: a.batch_size,
             compression: a.compression.clone(),
@@ -279,7 +279,8 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
     println!(
         "Herald vs librdkafka under faults: {} keyed records of {} B, {} brokers, {} partitions, \
          RF {}, acks={}, idempotence={}, linger.ms={}, batch.size={}, compression={}, \
-         buffer.memory={} MiB, request.timeout.ms={}, delivery.timeout.ms={}, {}; one fault \
+         buffer.memory={} MiB, request.timeout.ms={}, delivery.timeout.ms={}, {}, \
+         max.in.flight={}; one fault \
          every {} ms; {}; cap {} s per client",
         s.records,
         s.value_bytes,
@@ -295,6 +296,7 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
         s.request_timeout_ms,
         s.delivery_timeout_ms,
         s.also,
+        s.max_in_flight,
         s.fault_interval_ms,
         if s.offered_rate == 0 {
             "records offered as fast as each client takes them".to_string()

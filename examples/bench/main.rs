@@ -219,6 +219,12 @@ struct Args {
     /// under the schedule for records / rate seconds.
     #[arg(long, default_value_t = 0)]
     chaos_rate: u64,
+    /// Chaos: max.in.flight.requests.per.connection for both clients. With 1, a partition has
+    /// one batch in flight in either client, and order holds on a broker that does not check
+    /// idempotent sequences (the mock); librdkafka with idempotence already sends no second
+    /// request for a partition while 5 or more of its messages are in flight.
+    #[arg(long, default_value_t = MAX_IN_FLIGHT)]
+    chaos_max_in_flight: u32,
     /// Chaos: request.timeout.ms of both clients.
     #[arg(long, default_value_t = 5_000)]
     request_timeout_ms: u64,
