@@ -108,6 +108,10 @@ pub(super) enum Attempt {
     /// The broker's sequence is below the batch's: an earlier lost attempt was not written,
     /// so the batch may take a new identity.
     NotWritten,
+    /// Never sent: the connection could not be made. Not an attempt (as in Java, where a
+    /// batch waits in the accumulator until its node is ready): it neither counts against
+    /// `retries` nor lengthens the backoff.
+    NotSent,
 }
 
 /// Why a batch fails.
@@ -218,7 +222,7 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
             }
         }
         BatchResult::Lost(why) => (why.clone(), true, false, Attempt::Lost),
-        BatchResult::NotSent(why) => (why.clone(), true, false, Attempt::Unchanged),
+        BatchResult::NotSent(why) => (why.clone(), true, false, Attempt::NotSent),
         BatchResult::AuthenticationFailed(why) => {
             return Decision::Fail {
                 error: ErrorKind::Authentication(why.clone()),
@@ -230,7 +234,9 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
         }
     };
     let expired = state.now.saturating_duration_since(batch.created) >= state.delivery_timeout;
-    if expired || batch.attempts >= state.retries {
+    // A batch never sent has used no retry; only delivery.timeout.ms bounds its wait.
+    let gave_up = attempt != Attempt::NotSent && batch.attempts >= state.retries;
+    if expired || gave_up {
         let error = match answer {
             _ if expired => ErrorKind::DeliveryTimeout {
                 timeout_ms: state.delivery_timeout.as_millis() as u64,
@@ -505,6 +511,16 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_never_sent_has_used_no_retry() {
+        let mut b = plain(1);
+        b.attempts = 1_000;
+        assert_eq!(
+            decide(&b, BatchResult::NotSent("connect failed".into())),
+            retry("connect failed".into(), true, false, Attempt::NotSent)
+        );
+    }
+
+    #[test]
     fn lost_and_not_sent_retry_with_a_metadata_refresh() {
         assert_eq!(
             decide(&idempotent(1), BatchResult::Lost("reset".into())),
@@ -512,7 +528,7 @@ mod tests {
         );
         assert_eq!(
             decide(&plain(1), BatchResult::NotSent("closed".into())),
-            retry("closed".into(), true, false, Attempt::Unchanged)
+            retry("closed".into(), true, false, Attempt::NotSent)
         );
     }
 

@@ -847,17 +847,29 @@ impl Accumulator {
         moved: bool,
     ) {
         let config = &self.shared.config;
-        let wait = if moved {
-            Duration::ZERO
-        } else {
-            crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts)
+        let sent = attempt != Attempt::NotSent;
+        let wait = match (moved, sent) {
+            (true, _) => Duration::ZERO,
+            // Back to the connection after the base backoff: it reconnects with its own
+            // (exponential) backoff, and this batch goes as soon as it is up.
+            (false, false) => {
+                crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, 0)
+            }
+            (false, true) => {
+                crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts)
+            }
         };
-        b.attempts += 1;
+        if sent {
+            b.attempts += 1;
+            Metrics::add(
+                &self.shared.metrics.record_retry_total,
+                b.records.len() as u64,
+            );
+        }
         b.retry_at = Some(Instant::now() + wait);
         let records = b.records.len() as u64;
-        Metrics::add(&self.shared.metrics.record_retry_total, records);
         match attempt {
-            Attempt::Unchanged => {}
+            Attempt::Unchanged | Attempt::NotSent => {}
             Attempt::Lost => {
                 Metrics::add(&self.shared.metrics.record_resend_unknown_total, records);
                 // Only a deduplicating (idempotent) send can be resolved later.
