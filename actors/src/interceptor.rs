@@ -18,7 +18,7 @@ use crate::completion::Outcome;
 use crate::fault_injection::Crash;
 use crate::messages::intercept::{Acknowledged, OnSend, Route};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
+use crate::metrics::ActorKind;
 use crate::shared::Shared;
 
 /// A user's interceptor. Errors and panics are contained: the record goes on as it was
@@ -88,7 +88,7 @@ impl<R: Downstream> Actor for InterceptorChain<R> {
 
 impl<R: Downstream> Supervised for InterceptorChain<R> {
     fn restarting(&mut self, _: &mut Context<Self>) {
-        Metrics::add(&self.shared.metrics.restarts, 1);
+        self.shared.metrics.restarted(ActorKind::Interceptor);
         if !self.terminated {
             tracing::warn!("interceptor actor restarted");
         }

@@ -32,7 +32,8 @@
 //! - State and messages no actor owns: `messages` (grouped by conversation), `cluster` (the
 //!   published cluster view), `shared` (what every actor of a producer shares), `partition`
 //!   (a partition's queue, shared by router and accumulator), `completion` (outcome sinks),
-//!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics`, `backoff`, `tls`
+//!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics` (counters and windowed
+//!   sensors), `publisher` (copies them to the `metrics` facade), `backoff`, `tls`
 //!   (the rustls configuration built at start), `token` ([`TokenProvider`]: OAUTHBEARER
 //!   tokens from the application).
 //! - `fault_injection` (feature `fault-injection`): test-only messages.
@@ -55,6 +56,7 @@ mod metadata;
 mod metrics;
 mod partition;
 mod producer;
+mod publisher;
 mod router;
 mod sealer;
 mod shared;

@@ -28,7 +28,7 @@ use crate::messages::cluster::{
 };
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
+use crate::metrics::{ActorKind, Metrics};
 use crate::shared::Shared;
 
 /// A broker learnt from metadata, and the connection this actor started for it.
@@ -577,7 +577,7 @@ impl Actor for Metadata {
 
 impl Supervised for Metadata {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        Metrics::add(&self.shared.metrics.restarts, 1);
+        self.shared.metrics.restarted(ActorKind::Metadata);
         if self.terminated {
             return;
         }

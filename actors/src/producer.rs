@@ -24,6 +24,7 @@ use crate::messages::application::{Close, DrainIntake, Flush, GetMetrics, Produc
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::publisher;
 use crate::router::Router;
 use crate::sealer::Sealer;
 use crate::shared::{MetadataLink, Shared};
@@ -97,11 +98,12 @@ impl ProducerBuilder {
         let sealer = compress
             .as_ref()
             .map(|a| Sealer::start_in_arbiter(&a.handle(), |_| Sealer));
+        let metrics = Metrics::new(&config);
         let shared = Arc::new(Shared {
             memory: MemoryPool::new(config.buffer_memory),
             config,
             cluster: ClusterView::default(),
-            metrics: Metrics::default(),
+            metrics,
             tls,
             sasl,
             tokens,
@@ -138,6 +140,7 @@ impl ProducerBuilder {
             broker_named: metadata.clone().recipient(),
             shutdown: metadata.recipient(),
         });
+        publisher::start(Arc::downgrade(&shared), &shared.io);
         tracing::info!(client_id = %shared.config.client_id, "producer started");
         Ok(Producer {
             router,
@@ -253,6 +256,8 @@ impl Producer {
     /// of this producer. Returns `true` when everything was flushed.
     pub async fn close(mut self, timeout: Duration) -> bool {
         let flushed = self.router.send(Close { timeout }).await.unwrap_or(false);
+        // The last figures, as the periodic publisher stops with the I/O arbiter.
+        publisher::publish(&self.shared);
         if let Some(io) = self.io.take() {
             // Connections have closed gracefully by now (Close waits for them).
             io.stop();

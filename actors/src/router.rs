@@ -16,6 +16,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,7 +40,7 @@ use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition
 use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
 use crate::messages::intercept::{Acknowledged, OnSend, Route};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
+use crate::metrics::{ActorKind, Metrics};
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
 
@@ -79,6 +80,8 @@ struct RouterCore {
     /// Records held while `buffer.memory` is exhausted; the head is the one waiting.
     stalled: VecDeque<Waiting>,
     stall_active: bool,
+    /// When the current buffer.memory stall began (for `bufferpool-wait-time-ns-total`).
+    stall_since: Option<Instant>,
     deferred_flushes: Vec<OneshotSender<()>>,
     closed: bool,
     metadata_timer: Option<(Instant, SpawnHandle)>,
@@ -125,6 +128,7 @@ impl Router {
                 waiting: HashMap::new(),
                 stalled: VecDeque::new(),
                 stall_active: false,
+                stall_since: None,
                 deferred_flushes: Vec::new(),
                 closed: false,
                 metadata_timer: None,
@@ -179,8 +183,24 @@ enum Appended {
 
 impl RouterCore {
     fn refuse(&self, kind: ErrorKind, record: ProducerRecord, completion: Completion) {
-        Metrics::add(&self.shared.metrics.record_error_total, 1);
+        let m = &self.shared.metrics;
+        Metrics::add(&m.record_error_total, 1);
+        let now = m.now_ms();
+        m.sensors.record_error.record(1.0, now);
+        if matches!(kind, ErrorKind::BufferExhausted { .. }) {
+            m.sensors.buffer_exhausted.record(1.0, now);
+        }
         completion.complete(Err(ProduceError::refused(kind, record)));
+    }
+
+    /// Publishes how many records wait for metadata and for memory. Called where those queues
+    /// change, which a record on the common path never does.
+    fn note_waiting(&self) {
+        let m = &self.shared.metrics;
+        let metadata = self.waiting.values().map(VecDeque::len).sum();
+        m.records_waiting_metadata.store(metadata, Relaxed);
+        m.records_waiting_memory.store(self.stalled.len(), Relaxed);
+        m.router_stalled.store(self.stall_active, Relaxed);
     }
 
     /// Entry point of every record.
@@ -237,6 +257,7 @@ impl RouterCore {
         };
         if !self.stalled.is_empty() {
             self.stalled.push_back(waiting);
+            self.note_waiting();
             return;
         }
         if !self.waiting.is_empty() {
@@ -244,6 +265,7 @@ impl RouterCore {
                 let mut waiting = waiting;
                 waiting.since = Some(Instant::now());
                 q.push_back(waiting);
+                self.note_waiting();
                 return;
             }
         }
@@ -330,6 +352,7 @@ impl RouterCore {
                 w.record.partition.get_or_insert(partition);
                 self.stalled.push_front(w);
                 self.stall(need, ctx);
+                self.note_waiting();
             }
         }
     }
@@ -345,6 +368,7 @@ impl RouterCore {
                 m.add_topics.do_send(AddTopics(vec![topic]));
             }
         }
+        self.note_waiting();
         self.arm_metadata_timer(ctx);
     }
 
@@ -392,6 +416,7 @@ impl RouterCore {
             }
         }
         self.waiting.retain(|_, q| !q.is_empty());
+        self.note_waiting();
         for (topic, w) in failed {
             let kind = ErrorKind::MetadataTimeout {
                 topic,
@@ -410,6 +435,7 @@ impl RouterCore {
             return;
         }
         self.stall_active = true;
+        self.stall_since = Some(Instant::now());
         let memory = self.shared.clone();
         let max_block = self.shared.config.max_block;
         tracing::debug!(need, "buffer.memory exhausted, blocking");
@@ -424,6 +450,11 @@ impl RouterCore {
 
     fn unstall(&mut self, reserved: Option<usize>, ctx: &mut Context<Router>) {
         self.stall_active = false;
+        if let Some(since) = self.stall_since.take() {
+            let m = &self.shared.metrics;
+            let waited = since.elapsed().as_nanos() as f64;
+            m.sensors.bufferpool_wait.record(waited, m.now_ms());
+        }
         let Some(mut w) = self.stalled.pop_front() else {
             if let Some(r) = reserved {
                 self.shared.memory.release(r);
@@ -480,6 +511,7 @@ impl RouterCore {
             self.release_waiting(ctx);
             self.maybe_run_deferred_flushes();
         }
+        self.note_waiting();
     }
 
     /// Routes the records of topics whose metadata has arrived, and fails those of topics
@@ -527,6 +559,7 @@ impl RouterCore {
         if !self.stall_active {
             self.release_waiting(ctx);
         }
+        self.note_waiting();
         self.maybe_run_deferred_flushes();
     }
 
@@ -605,6 +638,7 @@ impl RouterCore {
         for w in parked {
             self.refuse(kind.clone(), w.record, w.completion);
         }
+        self.note_waiting();
     }
 }
 
@@ -741,6 +775,7 @@ impl Actor for Router {
         let core = self.core.clone();
         let mut core = core.borrow_mut();
         core.stall_active = false;
+        core.stall_since = None;
         core.metadata_timer = None;
         core.arm_metadata_timer(ctx);
         if !core.stalled.is_empty() {
@@ -763,7 +798,7 @@ impl Actor for Router {
 impl Supervised for Router {
     fn restarting(&mut self, _: &mut Context<Self>) {
         let core = self.core.borrow();
-        Metrics::add(&core.shared.metrics.restarts, 1);
+        core.shared.metrics.restarted(ActorKind::Router);
         tracing::warn!("router restarted");
         // All state lives in `core`, which survives; `started` re-arms timers and stalls.
     }

@@ -39,7 +39,7 @@ use crate::messages::delivery::{
 use crate::messages::intercept::Acknowledged;
 use crate::messages::seal::{Seal, Sealed};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
+use crate::metrics::{ActorKind, Metrics, TopicSensors};
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
 use decision::{classify, Attempt, Cause, Decision, State};
@@ -128,6 +128,8 @@ pub(crate) struct Accumulator {
     partition: i32,
     shared: Arc<Shared>,
     part: Arc<PartitionShared>,
+    /// The topic's windowed metrics, shared with the topic's other partitions.
+    sensors: Arc<TopicSensors>,
     /// The interceptor chain, if interceptors are configured: every outcome goes there too.
     acknowledged: Option<Recipient<Acknowledged>>,
     /// Sealed batches waiting for a leader or a retry, in id order.
@@ -162,6 +164,7 @@ impl Accumulator {
         acknowledged: Option<Recipient<Acknowledged>>,
     ) -> Self {
         Accumulator {
+            sensors: shared.metrics.topic(&topic),
             topic,
             partition,
             shared,
@@ -330,6 +333,16 @@ impl Accumulator {
                 Metrics::add(&m.batch_count, 1);
                 Metrics::add(&m.batch_bytes, bytes.len() as u64);
                 Metrics::add(&m.batch_uncompressed_bytes, uncompressed as u64);
+                let (now, size) = (m.now_ms(), bytes.len() as f64);
+                let ratio = if uncompressed == 0 {
+                    1.0
+                } else {
+                    size / uncompressed as f64
+                };
+                m.sensors.batch_size.record(size, now);
+                m.sensors.compression_rate.record(ratio, now);
+                self.sensors.bytes.record(size, now);
+                self.sensors.compression_rate.record(ratio, now);
                 let b = &mut self.ready[at];
                 b.bytes = bytes;
                 b.sealing = false;
@@ -374,6 +387,8 @@ impl Accumulator {
         let limit = only.map_or(limit, |n| n.min(limit));
         let now = Instant::now();
         let reply = ctx.address().recipient::<BatchCompleted>();
+        let metrics = &self.shared.metrics;
+        let now_ms = metrics.now_ms();
         let mut out = Vec::new();
         while let Some(b) = self.ready.front() {
             if self.in_flight.len() >= limit {
@@ -384,6 +399,10 @@ impl Accumulator {
                 break;
             }
             let b = self.ready.pop_front().expect("front exists");
+            if b.attempts == 0 && !b.piece {
+                let queued = now.saturating_duration_since(b.created).as_secs_f64() * 1000.0;
+                metrics.sensors.record_queue_time.record(queued, now_ms);
+            }
             out.push(OutgoingBatch {
                 topic: self.topic.clone(),
                 partition: self.partition,
@@ -588,6 +607,9 @@ impl Accumulator {
         match result {
             Ok((base_offset, log_append_time)) => {
                 Metrics::add(&m.record_send_total, n);
+                let now = m.now_ms();
+                m.sensors.record_send.record(n as f64, now);
+                self.sensors.record_send.record(n as f64, now);
                 for (i, slot) in b.records.into_iter().enumerate() {
                     let md = RecordMetadata {
                         topic: self.topic.clone(),
@@ -613,6 +635,9 @@ impl Accumulator {
             }
             Err(kind) => {
                 Metrics::add(&m.record_error_total, n);
+                let now = m.now_ms();
+                m.sensors.record_error.record(n as f64, now);
+                self.sensors.record_error.record(n as f64, now);
                 tracing::debug!(topic = %self.topic, partition = self.partition, records = n, error = %kind, "batch failed");
                 for slot in b.records {
                     let outcome: Outcome = Err(ProduceError::new(kind.clone()));
@@ -820,7 +845,11 @@ impl Accumulator {
         b.attempts += 1;
         b.retry_at = Some(Instant::now() + wait);
         let records = b.records.len() as u64;
-        Metrics::add(&self.shared.metrics.record_retry_total, records);
+        let m = &self.shared.metrics;
+        Metrics::add(&m.record_retry_total, records);
+        let now = m.now_ms();
+        m.sensors.record_retry.record(records as f64, now);
+        self.sensors.record_retry.record(records as f64, now);
         match attempt {
             Attempt::Unchanged => {}
             Attempt::Lost => {
@@ -863,7 +892,7 @@ impl Actor for Accumulator {
 
 impl Supervised for Accumulator {
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
-        Metrics::add(&self.shared.metrics.restarts, 1);
+        self.shared.metrics.restarted(ActorKind::Accumulator);
         if !self.terminated {
             tracing::warn!(topic = %self.topic, partition = self.partition, "accumulator restarted");
         }

@@ -60,7 +60,7 @@ use crate::fault_injection::Crash;
 use crate::messages::delivery::{BatchResult, LeaderHint, OutgoingBatch, SendBatches};
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
+use crate::metrics::{ActorKind, Metrics, NodeSensors};
 use crate::shared::Shared;
 use coalesce::Coalescer;
 use in_flight::{Answer, InFlightQueue};
@@ -183,6 +183,8 @@ pub(crate) struct Connection {
     node_id: i32,
     address: String,
     shared: Arc<Shared>,
+    /// This broker's windowed metrics.
+    sensors: Arc<NodeSensors>,
     client_id: StrBytes,
     state: State,
     /// Bumped on every connect; events from older sockets are ignored.
@@ -224,6 +226,7 @@ impl Connection {
         let config = &shared.config;
         let backoff = Backoff::new(config.reconnect_backoff, config.reconnect_backoff_max);
         Connection {
+            sensors: shared.metrics.node(node_id),
             node_id,
             address,
             client_id: StrBytes::from_string(config.client_id.clone()),
@@ -299,7 +302,9 @@ impl Connection {
     }
 
     fn connected(&mut self, stream: Transport, ctx: &mut Context<Self>) {
-        Metrics::add(&self.shared.metrics.connection_creation_total, 1);
+        let m = &self.shared.metrics;
+        Metrics::add(&m.connection_creation_total, 1);
+        m.sensors.connection_creation.record(1.0, m.now_ms());
         let (read, mut write) = stream.into_split();
         let generation = self.generation;
         let addr = ctx.address();
@@ -416,6 +421,7 @@ impl Connection {
             InFlightKind::Produce { batches, .. } if !expects_response => (None, batches),
             kind => (Some(kind), Vec::new()),
         };
+        let bytes = buf.len() as f64;
         let item = WriterItem {
             frame: buf.freeze(),
             fire_and_forget,
@@ -434,6 +440,18 @@ impl Connection {
             Some(kind) => self.in_flight.push(correlation_id, api.key, version, kind),
             None => self.in_flight.push_unanswered(correlation_id),
         }
+        let m = &self.shared.metrics;
+        let now = m.now_ms();
+        m.sensors.request.record(bytes, now);
+        self.sensors.request.record(bytes, now);
+        self.note_in_flight();
+    }
+
+    /// Publishes the number of requests awaiting a response on this connection.
+    fn note_in_flight(&self) {
+        self.sensors
+            .in_flight
+            .store(self.in_flight.len(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Answers a request that never reached the wire.
@@ -517,6 +535,8 @@ impl Connection {
         let metrics = &self.shared.metrics;
         Metrics::add(&metrics.request_count, 1);
         Metrics::add(&metrics.request_records, records);
+        let per_request = &metrics.sensors.records_per_request;
+        per_request.record(records as f64, metrics.now_ms());
         self.write_request(
             protocol::PRODUCE,
             version,
@@ -550,6 +570,7 @@ impl Connection {
             // Written, maybe read: lost. (Requests other than Produce just fail.)
             f.kind.fail(&self.address, &reason, true);
         }
+        self.note_in_flight();
         for b in self.pending.take_all() {
             b.answer(BatchResult::NotSent(reason.clone()));
         }
@@ -584,6 +605,13 @@ impl Connection {
             }
             Answer::Broken(reason) => return self.disconnect(reason),
         };
+        self.note_in_flight();
+        let m = &self.shared.metrics;
+        let now = m.now_ms();
+        // The frame without its 4-byte size prefix, which counts as received bytes too.
+        let bytes = (frame.len() + 4) as f64;
+        m.sensors.response.record(bytes, now);
+        self.sensors.response.record(bytes, now);
         let body = &frame[body_at..];
         match f.kind {
             InFlightKind::ApiVersions { version } => self.on_api_versions(body, version, ctx),
@@ -594,12 +622,17 @@ impl Connection {
             InFlightKind::Produce { batches } => {
                 let metrics = &self.shared.metrics;
                 Metrics::add(&metrics.response_count, 1);
-                Metrics::add(
-                    &metrics.request_latency_us,
-                    f.sent_at.elapsed().as_micros() as u64,
-                );
+                let latency = f.sent_at.elapsed();
+                Metrics::add(&metrics.request_latency_us, latency.as_micros() as u64);
+                let latency_ms = latency.as_secs_f64() * 1000.0;
+                metrics.sensors.request_latency.record(latency_ms, now);
+                self.sensors.request_latency.record(latency_ms, now);
                 match responses::decode_produce_response(body, f.version) {
-                    Ok(resp) => complete_produce(batches, &resp),
+                    Ok(resp) => {
+                        let throttle = f64::from(resp.throttle_time_ms.max(0));
+                        metrics.sensors.produce_throttle_time.record(throttle, now);
+                        complete_produce(batches, &resp)
+                    }
                     Err(e) => {
                         // The request may have been written; answer its batches as lost, then
                         // rebuild the connection.
@@ -976,7 +1009,7 @@ impl Actor for Connection {
 impl Supervised for Connection {
     fn restarting(&mut self, ctx: &mut Context<Self>) {
         let _span = self.span.clone().entered();
-        Metrics::add(&self.shared.metrics.restarts, 1);
+        self.shared.metrics.restarted(ActorKind::Connection);
         if self.terminated {
             return;
         }
