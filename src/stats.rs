@@ -121,7 +121,8 @@ impl SampledWindow {
     /// `WindowedSum`: `record-send-rate`, `outgoing-byte-rate`).
     pub fn rate(&mut self, now_ms: u64) -> f64 {
         let elapsed = self.elapsed_ms(now_ms);
-        let sum: f64 = self.samples.iter().map(|s| s.sum).sum();
+        // A fold from +0.0: `Sum` for floats starts at -0.0, which exporters print as "-0".
+        let sum = self.samples.iter().fold(0.0, |acc, s| acc + s.sum);
         sum * 1000.0 / elapsed as f64
     }
 
@@ -167,6 +168,7 @@ mod tests {
     fn nothing_recorded_reads_as_zero_rates_and_nan_averages() {
         let mut w = java_default();
         assert_eq!(w.rate(5_000), 0.0);
+        assert!(w.rate(5_000).is_sign_positive(), "+0, not -0");
         assert_eq!(w.event_rate(5_000), 0.0);
         assert!(w.avg(5_000).is_nan());
         assert!(w.max(5_000).is_nan());

@@ -11,6 +11,7 @@ mod examples;
 mod faults;
 mod idempotence;
 mod kafka;
+mod metrics;
 mod network_garbage;
 mod partitioner;
 mod produce;
