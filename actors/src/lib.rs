@@ -33,7 +33,8 @@
 //!   published cluster view), `shared` (what every actor of a producer shares), `partition`
 //!   (a partition's queue, shared by router and accumulator), `completion` (outcome sinks),
 //!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics` (counters and windowed
-//!   sensors), `publisher` (copies them to the `metrics` facade), `backoff`, `tls`
+//!   sensors), `publisher` (copies them to the `metrics` facade), `otel` (feature
+//!   `opentelemetry`: trace context in record headers, spans), `backoff`, `tls`
 //!   (the rustls configuration built at start), `token` ([`TokenProvider`]: OAUTHBEARER
 //!   tokens from the application).
 //! - `fault_injection` (feature `fault-injection`): test-only messages.
@@ -54,6 +55,7 @@ mod memory;
 mod messages;
 mod metadata;
 mod metrics;
+mod otel;
 mod partition;
 mod producer;
 mod publisher;

@@ -816,9 +816,10 @@ pub struct Accept {
 impl MessageResponse<Router, Produce> for Accept {
     fn handle(self, ctx: &mut Context<Router>, tx: Option<OneshotSender<Outcome>>) {
         let Produce {
-            record,
+            mut record,
             reply_to,
             tag,
+            trace,
         } = self.produce;
         let completion = match (reply_to, tx) {
             (ReplyTo::Recipient(to), _) => Completion::Notify { to, tag },
@@ -826,9 +827,9 @@ impl MessageResponse<Router, Produce> for Accept {
             (ReplyTo::Reply, Some(tx)) => Completion::Reply(tx),
             (ReplyTo::Reply, None) => Completion::Discard,
         };
-        self.core
-            .borrow_mut()
-            .accept(record, completion, false, ctx);
+        let mut core = self.core.borrow_mut();
+        core.shared.tracing.inject(&mut record, trace);
+        core.accept(record, completion, false, ctx);
     }
 }
 
@@ -859,7 +860,9 @@ impl MessageResponse<Router, ProduceBatch> for AcceptBatch {
                 collector: collector.clone(),
                 index,
             };
-            core.accept(p.record, completion, false, ctx);
+            let mut record = p.record;
+            core.shared.tracing.inject(&mut record, p.trace);
+            core.accept(record, completion, false, ctx);
         }
     }
 }

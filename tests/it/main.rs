@@ -17,3 +17,4 @@ mod partitioner;
 mod produce;
 mod supervision;
 mod tansu_faults;
+mod tracing;

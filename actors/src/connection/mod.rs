@@ -61,6 +61,7 @@ use crate::messages::delivery::{BatchResult, LeaderHint, OutgoingBatch, SendBatc
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
 use crate::metrics::{ActorKind, Metrics, NodeSensors};
+use crate::otel::{Answered, SendSpans, Sent};
 use crate::shared::Shared;
 use coalesce::Coalescer;
 use in_flight::{Answer, InFlightQueue};
@@ -103,6 +104,8 @@ enum InFlightKind {
     SaslAuthenticate,
     Produce {
         batches: Vec<OutgoingBatch>,
+        /// Their `send` spans (feature `opentelemetry`).
+        spans: SendSpans,
     },
     Metadata {
         reply: Reply<MetadataResponse>,
@@ -120,7 +123,7 @@ impl InFlightKind {
             InFlightKind::ApiVersions { .. }
             | InFlightKind::SaslHandshake
             | InFlightKind::SaslAuthenticate => {}
-            InFlightKind::Produce { batches } => {
+            InFlightKind::Produce { batches, spans } => {
                 for b in batches {
                     b.answer(if lost {
                         BatchResult::Lost(reason.into())
@@ -128,6 +131,7 @@ impl InFlightKind {
                         BatchResult::NotSent(reason.into())
                     });
                 }
+                spans.fail(reason);
             }
             InFlightKind::Metadata { reply } => {
                 let _ = reply.send(Err(error()));
@@ -527,6 +531,12 @@ impl Connection {
     fn send_produce(&mut self, version: i16) {
         let config = &self.shared.config;
         let batches = self.pending.next_request(config.max_request_size);
+        let sent = batches.iter().map(|b| Sent {
+            topic: &b.topic,
+            partition: b.partition,
+            record_count: b.record_count,
+        });
+        let spans = self.shared.tracing.send_spans(sent, &self.address);
         let (request, records) = coalesce::produce_request(
             &batches,
             config.acks.as_i16(),
@@ -541,7 +551,7 @@ impl Connection {
             protocol::PRODUCE,
             version,
             &request,
-            InFlightKind::Produce { batches },
+            InFlightKind::Produce { batches, spans },
         );
     }
 
@@ -619,7 +629,7 @@ impl Connection {
             InFlightKind::SaslAuthenticate => {
                 return self.on_sasl_authenticate(body, f.version, ctx)
             }
-            InFlightKind::Produce { batches } => {
+            InFlightKind::Produce { batches, spans } => {
                 let metrics = &self.shared.metrics;
                 Metrics::add(&metrics.response_count, 1);
                 let latency = f.sent_at.elapsed();
@@ -631,7 +641,7 @@ impl Connection {
                     Ok(resp) => {
                         let throttle = f64::from(resp.throttle_time_ms.max(0));
                         metrics.sensors.produce_throttle_time.record(throttle, now);
-                        complete_produce(batches, &resp)
+                        complete_produce(batches, &resp, spans)
                     }
                     Err(e) => {
                         // The request may have been written; answer its batches as lost, then
@@ -640,6 +650,7 @@ impl Connection {
                         for b in batches {
                             b.answer(BatchResult::Lost(reason.clone()));
                         }
+                        spans.fail(&reason);
                         return self.disconnect(reason);
                     }
                 }
@@ -941,8 +952,12 @@ impl Connection {
 }
 
 /// Answers every batch of a produce request from its response.
-fn complete_produce(batches: Vec<OutgoingBatch>, resp: &kafka_protocol::messages::ProduceResponse) {
-    for b in batches {
+fn complete_produce(
+    batches: Vec<OutgoingBatch>,
+    resp: &kafka_protocol::messages::ProduceResponse,
+    mut spans: SendSpans,
+) {
+    for (i, b) in batches.into_iter().enumerate() {
         let part = resp
             .responses
             .iter()
@@ -963,7 +978,24 @@ fn complete_produce(batches: Vec<OutgoingBatch>, resp: &kafka_protocol::messages
                 },
             },
         };
+        spans.answer(i, span_answer(&result));
         b.answer(result);
+    }
+}
+
+/// How a batch's `send` span ends (feature `opentelemetry`).
+fn span_answer(result: &BatchResult) -> Answered {
+    let failed = |error_type: &str, message: String| Answered::Failed {
+        error_type: error_type.to_string(),
+        message,
+    };
+    match result {
+        BatchResult::Written { base_offset, .. } => Answered::Written {
+            base_offset: *base_offset,
+        },
+        BatchResult::Broker { code, .. } => failed(&code.to_string(), code.to_string()),
+        BatchResult::Lost(why) | BatchResult::NotSent(why) => failed("connection", why.clone()),
+        BatchResult::AuthenticationFailed(why) => failed("authentication", why.to_string()),
     }
 }
 

@@ -1,0 +1,276 @@
+//! OpenTelemetry tracing (feature `opentelemetry`), as the OpenTelemetry semantic conventions
+//! for messaging describe it for Kafka:
+//!
+//! - **Context propagation.** A [`Produce`](crate::Produce) captures the trace context current
+//!   where it is made ([`Captured`]); when the producer takes the record, the context goes
+//!   into its headers as W3C Trace Context (`traceparent`, and `tracestate` when set), so a
+//!   consumer continues the trace. A record that already has a `traceparent` keeps it.
+//! - **A `create` span per record**, only when asked for
+//!   ([`ProducerBuilder::record_spans`](crate::ProducerBuilder::record_spans)): a child of the
+//!   captured context, whose own context then goes into the headers, so every record has a
+//!   context of its own even when many are sent from one span (it costs a span per record).
+//! - **A `send` span per partition of every Produce request** ([`SendSpans`]), from the
+//!   request's write to its answer, with `messaging.system=kafka`, the destination topic and
+//!   partition, and the batch's record count; its status is an error when the batch failed.
+//!   They are roots: a request carries records of many traces, and linking each record's
+//!   context would cost per record.
+//!
+//! Where the context comes from: the current `tracing` span's OpenTelemetry context (through
+//! `tracing-opentelemetry`), since Herald and most actix applications instrument with
+//! `tracing`; if that span carries no valid context (no OpenTelemetry layer, or no span),
+//! `opentelemetry::Context::current()`, for applications that use the OpenTelemetry API
+//! directly. Spans go to the global tracer provider as it is when the producer starts.
+//!
+//! Without the feature every type here is empty and every function does nothing.
+
+#[cfg(feature = "opentelemetry")]
+pub(crate) use enabled::*;
+
+/// A batch of a Produce request, as its `send` span names it. (Plain values: this module
+/// knows no message type, since `Produce` holds a [`Captured`].)
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))] // read by the spans only
+pub(crate) struct Sent<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: i32,
+    pub(crate) record_count: u32,
+}
+
+/// How a batch was answered, as its `send` span ends.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "opentelemetry"), allow(dead_code))] // read by the spans only
+pub(crate) enum Answered {
+    /// Written at `base_offset` (-1 when unknown, acks=0).
+    Written { base_offset: i64 },
+    /// Failed: `error_type` as the conventions' `error.type`, and why.
+    Failed { error_type: String, message: String },
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+pub(crate) use disabled::*;
+
+#[cfg(feature = "opentelemetry")]
+mod enabled {
+    use bytes::Bytes;
+    use herald::{Header, ProducerRecord};
+    use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
+    use opentelemetry::{global, Context, KeyValue};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::{Answered, Sent};
+
+    /// The W3C Trace Context headers (the messaging conventions' carrier for Kafka).
+    const TRACEPARENT: &str = "traceparent";
+    const TRACESTATE: &str = "tracestate";
+
+    /// The trace context where a record was made.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Captured(Context);
+
+    impl Captured {
+        /// The current `tracing` span's OpenTelemetry context, or else the OpenTelemetry API's
+        /// current context.
+        pub(crate) fn now() -> Captured {
+            let from_tracing = tracing::Span::current().context();
+            if from_tracing.span().span_context().is_valid() {
+                return Captured(from_tracing);
+            }
+            Captured(Context::current())
+        }
+    }
+
+    /// A producer's tracing: its tracer, and whether each record gets a span.
+    #[derive(Debug)]
+    pub(crate) struct Tracing {
+        tracer: global::BoxedTracer,
+        record_spans: bool,
+        client_id: String,
+    }
+
+    impl Tracing {
+        pub(crate) fn new(record_spans: bool, client_id: &str) -> Tracing {
+            let scope = opentelemetry::InstrumentationScope::builder("herald")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build();
+            Tracing {
+                tracer: global::tracer_with_scope(scope),
+                record_spans,
+                client_id: client_id.to_string(),
+            }
+        }
+
+        /// Puts the record's context into its headers (after a `create` span with record
+        /// spans on). Nothing for a record without a valid context or with a `traceparent`.
+        pub(crate) fn inject(&self, record: &mut ProducerRecord, captured: Captured) {
+            let parent = captured.0;
+            if !parent.span().span_context().is_valid()
+                || record.headers.iter().any(|h| h.key == TRACEPARENT)
+            {
+                return;
+            }
+            let context = if self.record_spans {
+                let topic = record.topic.to_string();
+                let span = self
+                    .tracer
+                    .span_builder(format!("create {topic}"))
+                    .with_kind(SpanKind::Producer)
+                    .with_attributes([
+                        KeyValue::new("messaging.system", "kafka"),
+                        KeyValue::new("messaging.operation.type", "create"),
+                        KeyValue::new("messaging.operation.name", "create"),
+                        KeyValue::new("messaging.destination.name", topic),
+                        KeyValue::new("messaging.client.id", self.client_id.clone()),
+                    ])
+                    .start_with_context(&self.tracer, &parent);
+                // Ends when the context is dropped below: the span covers the record's creation.
+                parent.with_span(span)
+            } else {
+                parent
+            };
+            let span = context.span();
+            let sc = span.span_context();
+            let traceparent = format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            );
+            record
+                .headers
+                .push(Header::new(TRACEPARENT, Bytes::from(traceparent)));
+            let state = sc.trace_state().header();
+            if !state.is_empty() {
+                record
+                    .headers
+                    .push(Header::new(TRACESTATE, Bytes::from(state)));
+            }
+        }
+
+        /// Starts a `send` span for each batch of a Produce request to `server` (`host:port`).
+        pub(crate) fn send_spans<'a>(
+            &self,
+            batches: impl Iterator<Item = Sent<'a>>,
+            server: &str,
+        ) -> SendSpans {
+            let (host, port) = server.rsplit_once(':').unwrap_or((server, ""));
+            let port: i64 = port.parse().unwrap_or(-1);
+            let spans = batches
+                .map(|b| {
+                    let topic = b.topic.to_string();
+                    let mut attributes = vec![
+                        KeyValue::new("messaging.system", "kafka"),
+                        KeyValue::new("messaging.operation.type", "send"),
+                        KeyValue::new("messaging.operation.name", "send"),
+                        KeyValue::new("messaging.destination.name", topic.clone()),
+                        KeyValue::new(
+                            "messaging.destination.partition.id",
+                            b.partition.to_string(),
+                        ),
+                        KeyValue::new(
+                            "messaging.kafka.destination.partition",
+                            i64::from(b.partition),
+                        ),
+                        KeyValue::new("messaging.batch.message_count", i64::from(b.record_count)),
+                        KeyValue::new("messaging.client.id", self.client_id.clone()),
+                        KeyValue::new("server.address", host.to_string()),
+                    ];
+                    if port >= 0 {
+                        attributes.push(KeyValue::new("server.port", port));
+                    }
+                    self.tracer
+                        .span_builder(format!("send {topic}"))
+                        .with_kind(SpanKind::Producer)
+                        .with_attributes(attributes)
+                        .start_with_context(&self.tracer, &Context::new())
+                })
+                .collect();
+            SendSpans(spans)
+        }
+    }
+
+    /// The `send` spans of one Produce request, in the order of its batches.
+    #[derive(Debug, Default)]
+    pub(crate) struct SendSpans(Vec<global::BoxedSpan>);
+
+    impl SendSpans {
+        /// Ends the span of batch `index` with its answer.
+        pub(crate) fn answer(&mut self, index: usize, answer: Answered) {
+            let Some(span) = self.0.get_mut(index) else {
+                return;
+            };
+            match answer {
+                Answered::Written { base_offset } => {
+                    if base_offset >= 0 {
+                        span.set_attribute(KeyValue::new("messaging.kafka.offset", base_offset));
+                    }
+                }
+                Answered::Failed {
+                    error_type,
+                    message,
+                } => {
+                    span.set_attribute(KeyValue::new("error.type", error_type));
+                    span.set_status(Status::error(message));
+                }
+            }
+            span.end();
+        }
+
+        /// Ends every span not answered yet as failed for `reason`.
+        pub(crate) fn fail(mut self, reason: &str) {
+            for span in &mut self.0 {
+                if span.is_recording() {
+                    span.set_attribute(KeyValue::new("error.type", "connection"));
+                    span.set_status(Status::error(reason.to_string()));
+                    span.end();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "opentelemetry"))]
+mod disabled {
+    use herald::ProducerRecord;
+
+    use super::{Answered, Sent};
+
+    /// Nothing without the feature.
+    #[derive(Debug, Clone)]
+    pub(crate) struct Captured;
+
+    impl Captured {
+        pub(crate) fn now() -> Captured {
+            Captured
+        }
+    }
+
+    /// Nothing without the feature.
+    #[derive(Debug)]
+    pub(crate) struct Tracing;
+
+    impl Tracing {
+        pub(crate) fn new(_record_spans: bool, _client_id: &str) -> Tracing {
+            Tracing
+        }
+
+        pub(crate) fn inject(&self, _record: &mut ProducerRecord, _captured: Captured) {}
+
+        pub(crate) fn send_spans<'a>(
+            &self,
+            _batches: impl Iterator<Item = Sent<'a>>,
+            _server: &str,
+        ) -> SendSpans {
+            SendSpans
+        }
+    }
+
+    /// Nothing without the feature.
+    #[derive(Debug, Default)]
+    pub(crate) struct SendSpans;
+
+    impl SendSpans {
+        pub(crate) fn answer(&mut self, _index: usize, _answer: Answered) {}
+
+        pub(crate) fn fail(self, _reason: &str) {}
+    }
+}
