@@ -23,6 +23,8 @@ use crate::memory::MemoryPool;
 use crate::messages::application::{Close, DrainIntake, Flush, GetMetrics, Produce, ReplyTo};
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
+#[cfg(feature = "fault-injection")]
+use crate::metrics::ActorKind;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::otel::Tracing;
 use crate::publisher;
@@ -332,6 +334,15 @@ impl FaultInjection<'_> {
             .send(GetAccumulators)
             .await
             .unwrap_or_default()
+    }
+
+    /// Supervised restarts so far of the actors of one kind, named as the `kind` label of
+    /// `herald_actor_restarts_total` (`router`, `accumulator`, `connection`, `metadata`,
+    /// `interceptor`); `None` for another name.
+    pub fn restarts_of(&self, kind: &str) -> Option<u64> {
+        let metrics = &self.producer.shared.metrics;
+        let at = ActorKind::ALL.iter().position(|k| k.name() == kind)?;
+        Some(metrics.restarts_by_kind[at].load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Supervised restarts so far.

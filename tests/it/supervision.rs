@@ -86,9 +86,18 @@ async fn produce_with_crashes_on(broker: Broker, n: usize, crashes: &[(usize, Vi
     let mut outstanding = VecDeque::new();
     let mut outcomes = Vec::with_capacity(n);
     let mut crashed = 0u64;
+    let mut crashed_by_kind: BTreeMap<&str, u64> = BTreeMap::new();
     for i in 0..n {
         for (at, victim) in crashes {
             if *at == i {
+                let kind = match victim {
+                    Victim::Router => "router",
+                    Victim::Metadata => "metadata",
+                    Victim::Accumulators => "accumulator",
+                    Victim::Connections => "connection",
+                    Victim::Interceptors => "interceptor",
+                };
+                let before = crashed;
                 crashed += match victim {
                     Victim::Router => {
                         router.do_send(Crash);
@@ -119,6 +128,7 @@ async fn produce_with_crashes_on(broker: Broker, n: usize, crashes: &[(usize, Vi
                         1
                     }
                 };
+                *crashed_by_kind.entry(kind).or_default() += crashed - before;
             }
         }
         let p = Produce::new(topic.clone())
@@ -144,6 +154,20 @@ async fn produce_with_crashes_on(broker: Broker, n: usize, crashes: &[(usize, Vi
         restarts, crashed,
         "every crash was followed by exactly one restart"
     );
+    for kind in [
+        "router",
+        "metadata",
+        "accumulator",
+        "connection",
+        "interceptor",
+    ] {
+        let expected = crashed_by_kind.get(kind).copied().unwrap_or(0);
+        assert_eq!(
+            fi.restarts_of(kind),
+            Some(expected),
+            "restarts of the {kind} actors (herald_actor_restarts_total)"
+        );
+    }
     let metrics = producer.metrics().await;
     assert_eq!(metrics.actor_restart_total, crashed);
     assert_eq!(metrics.record_send_total, n as u64);
