@@ -23,6 +23,13 @@
 //! }
 //! ```
 //!
+//! Observability: every producer publishes the Java producer's metrics (windowed rates,
+//! averages and maxima, per producer, topic and broker) and Herald's own through the
+//! [`metrics`](https://docs.rs/metrics) facade, for whatever recorder the application installs;
+//! [`GetMetrics`] answers with lifetime figures. With the feature `opentelemetry`, records carry
+//! the W3C trace context of the span they were made in, and Produce requests get spans. The
+//! README lists every metric and span attribute.
+//!
 //! Module map (all but `fault_injection` internal):
 //! - `producer`: [`Producer`], [`ProducerBuilder`]; starts and wires the actors.
 //! - Actors: `router` (front door, partitioning), `accumulator` (one per partition: batches,

@@ -71,9 +71,14 @@ mod enabled {
         /// The current `tracing` span's OpenTelemetry context, or else the OpenTelemetry API's
         /// current context.
         pub(crate) fn now() -> Captured {
-            let from_tracing = tracing::Span::current().context();
-            if from_tracing.span().span_context().is_valid() {
-                return Captured(from_tracing);
+            // Every record pays this with the feature on: a disabled span (no subscriber
+            // wants it) is skipped without asking the subscriber for its context.
+            let span = tracing::Span::current();
+            if !span.is_disabled() {
+                let from_tracing = span.context();
+                if from_tracing.span().span_context().is_valid() {
+                    return Captured(from_tracing);
+                }
             }
             Captured(Context::current())
         }
