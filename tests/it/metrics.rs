@@ -242,3 +242,140 @@ fn actix_web_example_serves_prometheus_metrics_after_producing() {
     assert_eq!(get("herald_records_waiting_memory", &[client]), 0.0);
     drop(server);
 }
+
+/// A Prometheus recorder for this test process, installed once (a process has one global
+/// recorder; only the tests of this module read it, each through its own `client_id`).
+fn recorder() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder of the test process")
+    })
+}
+
+/// Scrapes until `done` holds for the scrape (the publisher refreshes once a second).
+async fn scrape_until(
+    what: &str,
+    done: impl Fn(&BTreeMap<String, f64>) -> bool,
+) -> BTreeMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = recorder().render();
+        let scrape = parse(&text);
+        if done(&scrape) {
+            return scrape;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} never seen; last scrape:\n{text}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Herald's own gauges while records wait: for a topic's metadata (no broker answers) and
+/// for buffer.memory (one batch holds all of it while the broker is slow), then the wait
+/// time and the errors once it is over.
+#[actix_rt::test]
+async fn waiting_records_show_in_the_herald_gauges() {
+    use herald_actors::{Produce, Producer};
+
+    recorder();
+    // Metadata: nothing listens on the discard port, so records wait for max.block.ms.
+    let client = ("client_id", "waiting-metadata-it");
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", "127.0.0.1:9"),
+        ("client.id", client.1),
+        ("max.block.ms", "3000"),
+    ])
+    .expect("producer");
+    let outcomes: Vec<_> = (0..5)
+        .map(|i| producer.send(Produce::new("waiting-topic").value(format!("{i}"))))
+        .collect();
+    scrape_until("5 records waiting for metadata", |s| {
+        value(s, "herald_records_waiting_metadata", &[client]) == Some(5.0)
+    })
+    .await;
+    for outcome in futures_util::future::join_all(outcomes).await {
+        assert!(outcome.is_err(), "no broker: the record times out");
+    }
+    let after = scrape_until("the wait over", |s| {
+        value(s, "herald_records_waiting_metadata", &[client]) == Some(0.0)
+    })
+    .await;
+    assert_eq!(
+        value(&after, "kafka_producer_record_error_total", &[client]),
+        Some(5.0)
+    );
+    producer.close(Duration::from_secs(5)).await;
+
+    // Memory: buffer.memory is one batch; each record needs a batch of its own, and the
+    // broker takes 1.5 s per request.
+    let mock = Mock::start(1);
+    let topic = unique_topic("waiting-memory");
+    mock.create_topic(&topic, 1, 1);
+    let client = ("client_id", "waiting-memory-it");
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("client.id", client.1),
+        ("batch.size", "16384"),
+        ("buffer.memory", "16384"),
+        ("linger.ms", "0"),
+    ])
+    .expect("producer");
+    // Metadata first, at full speed.
+    producer
+        .send(Produce::new(topic.clone()).value("warm-up"))
+        .await
+        .expect("warm-up record");
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_millis(1500))
+        .expect("a slow broker");
+    let value_of_12k = vec![b'x'; 12_000];
+    let outcomes: Vec<_> = (0..3)
+        .map(|_| producer.send(Produce::new(topic.clone()).value(value_of_12k.clone())))
+        .collect();
+    let stalled = scrape_until("the router waiting for memory", |s| {
+        value(s, "kafka_producer_waiting_threads", &[client]) == Some(1.0)
+    })
+    .await;
+    let waiting = value(&stalled, "herald_records_waiting_memory", &[client]).unwrap_or(0.0)
+        + value(&stalled, "herald_intake_records", &[client]).unwrap_or(0.0);
+    assert!(
+        waiting >= 1.0,
+        "records held while memory is short: {waiting}"
+    );
+    assert_eq!(
+        value(&stalled, "kafka_producer_buffer_available_bytes", &[client]),
+        Some(0.0),
+        "one batch holds all of buffer.memory"
+    );
+    for outcome in futures_util::future::join_all(outcomes).await {
+        outcome.expect("delivered once memory came back");
+    }
+    let done = scrape_until("every record acknowledged", |s| {
+        value(s, "kafka_producer_record_send_total", &[client]) == Some(4.0)
+    })
+    .await;
+    assert_eq!(
+        value(&done, "kafka_producer_waiting_threads", &[client]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&done, "herald_records_waiting_memory", &[client]),
+        Some(0.0)
+    );
+    let waited = value(
+        &done,
+        "kafka_producer_bufferpool_wait_time_ns_total",
+        &[client],
+    );
+    // At least one stall lasted about a round trip of the slow broker.
+    assert!(
+        waited.is_some_and(|ns| ns >= 1e9),
+        "bufferpool wait {waited:?} ns"
+    );
+    assert!(producer.close(Duration::from_secs(10)).await);
+}
