@@ -53,7 +53,8 @@ impl SampledWindow {
         SampledWindow {
             window_ms: (window.as_millis() as u64).max(1),
             samples_max: samples.max(1),
-            samples: Vec::with_capacity(samples.max(1)),
+            // Grown as windows start, not preallocated: `samples` may be any Java int.
+            samples: Vec::new(),
             current: 0,
         }
     }
@@ -89,7 +90,7 @@ impl SampledWindow {
     /// Resets samples that started `samples * window_ms` or more before `now_ms` (Java's
     /// `purgeObsoleteSamples`): what they hold is outside every window now.
     fn purge(&mut self, now_ms: u64) {
-        let expire = self.samples_max as u64 * self.window_ms;
+        let expire = (self.samples_max as u64).saturating_mul(self.window_ms);
         for s in &mut self.samples {
             if now_ms.saturating_sub(s.start_ms) >= expire {
                 *s = Sample::new(now_ms);
@@ -112,7 +113,7 @@ impl SampledWindow {
         let full = elapsed / self.window_ms;
         let min_full = self.samples_max as u64 - 1;
         if full < min_full {
-            elapsed += (min_full - full) * self.window_ms;
+            elapsed = elapsed.saturating_add((min_full - full).saturating_mul(self.window_ms));
         }
         elapsed.max(1)
     }
@@ -237,6 +238,16 @@ mod tests {
             "{}",
             w.rate(3_500)
         );
+    }
+
+    #[test]
+    fn extreme_settings_neither_allocate_nor_overflow() {
+        // metrics.num.samples and metrics.sample.window.ms at Java's maxima.
+        let mut w = SampledWindow::new(Duration::from_millis(i64::MAX as u64), i32::MAX as usize);
+        w.record(3.0, 10);
+        assert_eq!(w.max(20), 3.0);
+        assert!(w.rate(20) >= 0.0);
+        assert_eq!(w.avg(u64::MAX), 3.0);
     }
 
     #[test]
