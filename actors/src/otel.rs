@@ -12,8 +12,9 @@
 //! - **A `send` span per partition of every Produce request** ([`SendSpans`]), from the
 //!   request's write to its answer, with `messaging.system=kafka`, the destination topic and
 //!   partition, and the batch's record count; its status is an error when the batch failed.
-//!   They are roots: a request carries records of many traces, and linking each record's
-//!   context would cost per record.
+//!   They are roots (a request carries records of many traces) with a link to each
+//!   distinct context among the batch's records ([`RecordTrace`], [`BatchLinks`]), as the
+//!   conventions ask of a batch send.
 //!
 //! Where the context comes from: the current `tracing` span's OpenTelemetry context (through
 //! `tracing-opentelemetry`), since Herald and most actix applications instrument with
@@ -34,7 +35,22 @@ pub(crate) struct Sent<'a> {
     pub(crate) topic: &'a str,
     pub(crate) partition: i32,
     pub(crate) record_count: u32,
+    pub(crate) links: &'a BatchLinks,
 }
+
+/// The context a record carries in its `traceparent` header, kept beside the record (in its
+/// `RecordSlot`) for the link from its batch's `send` span. Empty without the feature.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct RecordTrace(
+    #[cfg(feature = "opentelemetry")] Option<opentelemetry::trace::SpanContext>,
+);
+
+/// The distinct contexts of a batch's records, for its `send` span's links. Empty without
+/// the feature.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct BatchLinks(
+    #[cfg(feature = "opentelemetry")] Vec<opentelemetry::trace::SpanContext>,
+);
 
 /// How a batch was answered, as its `send` span ends.
 #[derive(Debug)]
@@ -53,11 +69,14 @@ pub(crate) use disabled::*;
 mod enabled {
     use bytes::Bytes;
     use herald::{Header, ProducerRecord};
-    use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
+    use opentelemetry::trace::{
+        Link, Span, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+        TraceState, Tracer,
+    };
     use opentelemetry::{global, Context, KeyValue};
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-    use super::{Answered, Sent};
+    use super::{Answered, BatchLinks, RecordTrace, Sent};
 
     /// The W3C Trace Context headers (the messaging conventions' carrier for Kafka).
     const TRACEPARENT: &str = "traceparent";
@@ -82,6 +101,55 @@ mod enabled {
             }
             Captured(Context::current())
         }
+    }
+
+    /// Most links a `send` span gets (the SDK's default limit per span).
+    const MAX_LINKS: usize = 128;
+
+    impl RecordTrace {
+        /// The context in a record's `traceparent` header, if it has a valid one.
+        pub(crate) fn of(headers: &[Header]) -> RecordTrace {
+            let parsed = headers
+                .iter()
+                .find(|h| h.key == TRACEPARENT)
+                .and_then(|h| h.value.as_deref())
+                .and_then(parse_traceparent);
+            RecordTrace(parsed)
+        }
+    }
+
+    impl BatchLinks {
+        /// The distinct contexts of `records`, in order (records made in one span, the
+        /// common case, are one link), at most [`MAX_LINKS`]. The check for a context seen
+        /// before scans the links so far: at most `MAX_LINKS` comparisons per record.
+        pub(crate) fn of<'a>(records: impl Iterator<Item = &'a RecordTrace>) -> BatchLinks {
+            let mut links: Vec<SpanContext> = Vec::new();
+            for sc in records.filter_map(|r| r.0.as_ref()) {
+                if links.len() == MAX_LINKS {
+                    break;
+                }
+                if !links.contains(sc) {
+                    links.push(sc.clone());
+                }
+            }
+            BatchLinks(links)
+        }
+    }
+
+    /// A W3C `traceparent` (version 00) as a remote span context.
+    fn parse_traceparent(value: &[u8]) -> Option<SpanContext> {
+        let text = std::str::from_utf8(value).ok()?;
+        let mut parts = text.split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if version != "00" || parts.next().is_some() || trace.len() != 32 || span.len() != 16 {
+            return None;
+        }
+        let trace_id = TraceId::from_hex(trace).ok()?;
+        let span_id = SpanId::from_hex(span).ok()?;
+        let flags = TraceFlags::new(u8::from_str_radix(flags, 16).ok()?);
+        let sc = SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
+        sc.is_valid().then_some(sc)
     }
 
     /// A producer's tracing: its tracer, and whether each record gets a span.
@@ -182,10 +250,12 @@ mod enabled {
                     if port >= 0 {
                         attributes.push(KeyValue::new("server.port", port));
                     }
+                    let links = b.links.0.iter().map(|sc| Link::with_context(sc.clone()));
                     self.tracer
                         .span_builder(format!("send {topic}"))
                         .with_kind(SpanKind::Producer)
                         .with_attributes(attributes)
+                        .with_links(links.collect())
                         .start_with_context(&self.tracer, &Context::new())
                 })
                 .collect();
@@ -235,9 +305,21 @@ mod enabled {
 
 #[cfg(not(feature = "opentelemetry"))]
 mod disabled {
-    use herald::ProducerRecord;
+    use herald::{Header, ProducerRecord};
 
-    use super::{Answered, Sent};
+    use super::{Answered, BatchLinks, RecordTrace, Sent};
+
+    impl RecordTrace {
+        pub(crate) fn of(_headers: &[Header]) -> RecordTrace {
+            RecordTrace()
+        }
+    }
+
+    impl BatchLinks {
+        pub(crate) fn of<'a>(_records: impl Iterator<Item = &'a RecordTrace>) -> BatchLinks {
+            BatchLinks()
+        }
+    }
 
     /// Nothing without the feature.
     #[derive(Debug, Clone)]
@@ -277,5 +359,53 @@ mod disabled {
         pub(crate) fn answer(&mut self, _index: usize, _answer: Answered) {}
 
         pub(crate) fn fail(self, _reason: &str) {}
+    }
+}
+
+#[cfg(all(test, feature = "opentelemetry"))]
+mod tests {
+    use bytes::Bytes;
+    use herald::Header;
+
+    use super::{BatchLinks, RecordTrace};
+
+    fn record(traceparent: &str) -> RecordTrace {
+        RecordTrace::of(&[
+            Header::new("other", Bytes::from_static(b"x")),
+            Header::new("traceparent", Bytes::from(traceparent.to_string())),
+        ])
+    }
+
+    #[test]
+    fn traceparent_headers_parse_and_garbage_does_not() {
+        let good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let sc = record(good).0.expect("a valid traceparent");
+        assert_eq!(
+            sc.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(sc.is_sampled() && sc.is_remote());
+        for bad in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+            "not a traceparent",
+        ] {
+            assert_eq!(record(bad), RecordTrace(None), "{bad}");
+        }
+        assert_eq!(RecordTrace::of(&[]), RecordTrace(None));
+    }
+
+    #[test]
+    fn a_batch_links_each_distinct_context_once_in_order() {
+        let a = record("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let b = record("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01");
+        let none = RecordTrace(None);
+        let links = BatchLinks::of([&a, &a, &none, &b, &a].into_iter());
+        let spans: Vec<String> = links.0.iter().map(|sc| sc.span_id().to_string()).collect();
+        assert_eq!(spans, ["00f067aa0ba902b7", "00f067aa0ba902b8"]);
     }
 }

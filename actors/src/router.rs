@@ -41,6 +41,7 @@ use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
 use crate::messages::intercept::{Acknowledged, OnSend, Route};
 use crate::messages::Shutdown;
 use crate::metrics::{ActorKind, Metrics};
+use crate::otel::RecordTrace;
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
 
@@ -683,6 +684,7 @@ fn append(
         timestamp,
         key_size: key.map_or(-1, |k| k.len() as i32),
         value_size: value.map_or(-1, |v| v.len() as i32),
+        trace: RecordTrace::of(&record.headers),
     };
     let mut q = handle.part.lock();
     let mut filled = false;

@@ -1,7 +1,7 @@
 //! OpenTelemetry tracing (feature `opentelemetry`, on for the test suite): the trace context
 //! of the span a record is produced in reaches an independent consumer (librdkafka's) in the
 //! record's `traceparent` header, and the spans Herald exports carry the messaging
-//! attributes. Spans are collected by the SDK's in-memory exporter.
+//! attributes and link the records' contexts. Spans are collected by the SDK's in-memory exporter.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -206,5 +206,31 @@ async fn trace_context_reaches_a_consumer_and_spans_carry_messaging_attributes()
             );
         }
         assert_eq!(counted, N, "the send spans' record counts add up");
+        // Each send span links the distinct contexts of its batch's records: the producing
+        // span once per batch, or with record spans every record's create span.
+        let mut linked: Vec<SpanId> = Vec::new();
+        for s in &sends {
+            assert!(
+                !s.links.links.is_empty(),
+                "a send span links its records' contexts"
+            );
+            for link in &s.links.links {
+                assert_eq!(link.span_context.trace_id(), trace_id);
+                linked.push(link.span_context.span_id());
+            }
+        }
+        if record_spans {
+            let mut want: Vec<String> = parents.iter().map(|p| p.to_string()).collect();
+            let mut got: Vec<String> = linked.iter().map(|p| p.to_string()).collect();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "one link per record, to its create span");
+        } else {
+            assert_eq!(linked.len(), sends.len(), "one link per batch: {linked:?}");
+            assert!(
+                linked.iter().all(|l| *l == span_id),
+                "to the producing span"
+            );
+        }
     }
 }

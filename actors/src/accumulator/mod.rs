@@ -40,6 +40,7 @@ use crate::messages::intercept::Acknowledged;
 use crate::messages::seal::{Seal, Sealed};
 use crate::messages::Shutdown;
 use crate::metrics::{ActorKind, Metrics, TopicSensors};
+use crate::otel::BatchLinks;
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
 use decision::{classify, Attempt, Cause, Decision, State};
@@ -409,6 +410,7 @@ impl Accumulator {
                 batch_id: b.id,
                 records: b.bytes.clone(),
                 record_count: b.records.len() as u32,
+                links: BatchLinks::of(b.records.iter().map(|r| &r.trace)),
                 reply: reply.clone(),
             });
             self.in_flight.push_back(b);

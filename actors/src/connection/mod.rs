@@ -535,6 +535,7 @@ impl Connection {
             topic: &b.topic,
             partition: b.partition,
             record_count: b.record_count,
+            links: &b.links,
         });
         let spans = self.shared.tracing.send_spans(sent, &self.address);
         let (request, records) = coalesce::produce_request(
