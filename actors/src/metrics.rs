@@ -333,6 +333,8 @@ pub(crate) struct ProducerSensors {
     pub(crate) buffer_exhausted: Sensor,
     /// Connections established.
     pub(crate) connection_creation: Sensor,
+    /// Connections closed (lost or shut down).
+    pub(crate) connection_close: Sensor,
 }
 
 impl ProducerSensors {
@@ -353,6 +355,7 @@ impl ProducerSensors {
             bufferpool_wait: s(),
             buffer_exhausted: s(),
             connection_creation: s(),
+            connection_close: s(),
         }
     }
 }
@@ -395,6 +398,8 @@ pub(crate) struct NodeSensors {
     pub(crate) request_latency: Sensor,
     /// Requests awaiting their response now.
     pub(crate) in_flight: AtomicUsize,
+    /// The connection has a socket now.
+    pub(crate) connected: AtomicBool,
 }
 
 impl NodeSensors {
@@ -406,6 +411,7 @@ impl NodeSensors {
             response: s(),
             request_latency: s(),
             in_flight: AtomicUsize::new(0),
+            connected: AtomicBool::new(false),
         }
     }
 }

@@ -109,6 +109,9 @@ defs! {
     "kafka_producer_waiting_threads" Gauge Producer Count "1 while the router (the one appender) waits for buffer.memory, else 0";
     "kafka_producer_connection_creation_rate" Gauge Producer CountPerSecond "connections established per second";
     "kafka_producer_connection_creation_total" Counter Producer Count "connections established";
+    "kafka_producer_connection_close_rate" Gauge Producer CountPerSecond "connections closed (lost or shut down) per second";
+    "kafka_producer_connection_close_total" Counter Producer Count "connections closed (lost or shut down)";
+    "kafka_producer_connection_count" Gauge Producer Count "connections open now";
     "kafka_producer_topic_record_send_rate" Gauge Topic CountPerSecond "records of the topic acknowledged per second";
     "kafka_producer_topic_record_send_total" Counter Topic Count "records of the topic acknowledged";
     "kafka_producer_topic_record_error_rate" Gauge Topic CountPerSecond "records of the topic failed per second (after routing)";
@@ -220,6 +223,11 @@ pub(crate) fn collect(
     );
     let connections = p.connection_creation.read(now_ms);
     out.rate_total("kafka_producer_connection_creation", connections);
+    let closed = p.connection_close.read(now_ms);
+    out.rate_total("kafka_producer_connection_close", closed);
+    let nodes = metrics.nodes();
+    let open = nodes.iter().filter(|n| n.connected.load(Relaxed)).count();
+    out.gauge("kafka_producer_connection_count", open as f64);
 
     for t in metrics.topics() {
         let mut topic = out.with(("topic", t.topic.to_string()));
@@ -240,7 +248,7 @@ pub(crate) fn collect(
         topic.gauge("kafka_producer_topic_compression_rate", compression.avg);
         out.samples.append(&mut topic.samples);
     }
-    for n in metrics.nodes() {
+    for n in nodes {
         let mut node = out.with(("node_id", n.node_id.to_string()));
         let (request, response) = (n.request.read(now_ms), n.response.read(now_ms));
         node.requests("kafka_producer_node", request, response);

@@ -228,6 +228,11 @@ fn actix_web_example_serves_prometheus_metrics_after_producing() {
     assert!(get("kafka_producer_node_request_total", &node) >= 1.0);
     assert!(get("kafka_producer_node_request_latency_avg", &node) > 0.0);
     assert_eq!(get("herald_in_flight_requests", &node), 0.0);
+    let open = get("kafka_producer_connection_count", &[client]);
+    let created = get("kafka_producer_connection_creation_total", &[client]);
+    let closed = get("kafka_producer_connection_close_total", &[client]);
+    assert!(open >= 1.0, "the leader's connection is open");
+    assert_eq!(open, created - closed, "open = established - closed");
     for kind in [
         "router",
         "accumulator",
@@ -378,4 +383,21 @@ async fn waiting_records_show_in_the_herald_gauges() {
         "bufferpool wait {waited:?} ns"
     );
     assert!(producer.close(Duration::from_secs(10)).await);
+    // Close publishes once more, after the connections have closed.
+    let closed = parse(&recorder().render());
+    assert_eq!(
+        value(&closed, "kafka_producer_connection_count", &[client]),
+        Some(0.0)
+    );
+    let created = value(
+        &closed,
+        "kafka_producer_connection_creation_total",
+        &[client],
+    );
+    assert!(created.is_some_and(|n| n >= 1.0), "{created:?}");
+    assert_eq!(
+        value(&closed, "kafka_producer_connection_close_total", &[client]),
+        created,
+        "every connection established was closed"
+    );
 }

@@ -36,6 +36,7 @@ mod transport;
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -309,6 +310,7 @@ impl Connection {
         let m = &self.shared.metrics;
         Metrics::add(&m.connection_creation_total, 1);
         m.sensors.connection_creation.record(1.0, m.now_ms());
+        self.sensors.connected.store(true, Relaxed);
         let (read, mut write) = stream.into_split();
         let generation = self.generation;
         let addr = ctx.address();
@@ -451,11 +453,17 @@ impl Connection {
         self.note_in_flight();
     }
 
+    /// Counts the socket this connection just gave up (`connection-close-*`,
+    /// `connection-count`).
+    fn closed_socket(&self) {
+        let m = &self.shared.metrics;
+        m.sensors.connection_close.record(1.0, m.now_ms());
+        self.sensors.connected.store(false, Relaxed);
+    }
+
     /// Publishes the number of requests awaiting a response on this connection.
     fn note_in_flight(&self) {
-        self.sensors
-            .in_flight
-            .store(self.in_flight.len(), std::sync::atomic::Ordering::Relaxed);
+        self.sensors.in_flight.store(self.in_flight.len(), Relaxed);
     }
 
     /// Answers a request that never reached the wire.
@@ -570,7 +578,9 @@ impl Connection {
         if let Some(h) = self.reader.take() {
             h.abort();
         }
-        self.writer = None;
+        if self.writer.take().is_some() {
+            self.closed_socket();
+        }
         let was_ready = matches!(self.state, State::Ready | State::Reauthenticating);
         self.state = State::Idle;
         self.versions = None;
@@ -1152,7 +1162,11 @@ impl Handler<Shutdown> for Connection {
         }
         self.terminated = true;
         let (tx, rx) = oneshot::channel();
-        if self.writer.take().is_some() && self.reader.is_some() {
+        let had_socket = self.writer.take().is_some();
+        if had_socket {
+            self.closed_socket();
+        }
+        if had_socket && self.reader.is_some() {
             self.closing = Some(tx);
         } else {
             let _ = tx.send(());
