@@ -401,3 +401,72 @@ async fn waiting_records_show_in_the_herald_gauges() {
         "every connection established was closed"
     );
 }
+
+/// The throttle time a broker asks for in its Produce responses (a quota) reaches
+/// `produce-throttle-time-avg` / `-max`. A scripted broker answers every Produce with 250 ms.
+#[actix_rt::test]
+async fn produce_throttle_time_from_the_broker_is_published() {
+    use herald_actors::{Produce, Producer};
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+
+    use crate::support::fake_broker::{self, Action, FakeBroker};
+
+    recorder();
+    let standard = fake_broker::standard_handler(&[("throttled", 1)]);
+    let fake = FakeBroker::start(move |ctx| {
+        if ctx.api() != Some(ApiKey::Produce) {
+            return standard(ctx);
+        }
+        let request: ProduceRequest = ctx.decode();
+        let topics = request
+            .topic_data
+            .iter()
+            .map(|t| {
+                let partitions = t.partition_data.iter().map(|p| {
+                    PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_base_offset(0)
+                        .with_log_append_time_ms(-1)
+                });
+                TopicProduceResponse::default()
+                    .with_name(t.name.clone())
+                    .with_partition_responses(partitions.collect())
+            })
+            .collect();
+        let response = ProduceResponse::default()
+            .with_responses(topics)
+            .with_throttle_time_ms(250);
+        vec![Action::Respond(fake_broker::encode(
+            &response,
+            ctx.api_version,
+        ))]
+    });
+    let client = ("client_id", "throttle-it");
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", fake.bootstrap().as_str()),
+        ("client.id", client.1),
+        // The scripted broker does not hand out producer ids.
+        ("enable.idempotence", "false"),
+    ])
+    .expect("producer");
+    for i in 0..3 {
+        let record = Produce::new("throttled").value(format!("{i}"));
+        producer.send(record).await.expect("acknowledged");
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    // Close published the final figures.
+    let scrape = parse(&recorder().render());
+    let get = |name: &str| value(&scrape, name, &[client]);
+    assert_eq!(get("kafka_producer_produce_throttle_time_max"), Some(250.0));
+    assert_eq!(get("kafka_producer_produce_throttle_time_avg"), Some(250.0));
+    assert_eq!(get("kafka_producer_record_send_total"), Some(3.0));
+    let per_request = get("kafka_producer_records_per_request_avg");
+    assert_eq!(
+        per_request,
+        Some(1.0),
+        "one record per request, each awaited"
+    );
+}
