@@ -293,7 +293,8 @@ async fn waiting_records_show_in_the_herald_gauges() {
     let producer = Producer::from_pairs([
         ("bootstrap.servers", "127.0.0.1:9"),
         ("client.id", client.1),
-        ("max.block.ms", "3000"),
+        // Long enough for a publish (every second) to see them even on a loaded machine.
+        ("max.block.ms", "6000"),
     ])
     .expect("producer");
     let outcomes: Vec<_> = (0..5)
@@ -317,7 +318,7 @@ async fn waiting_records_show_in_the_herald_gauges() {
     producer.close(Duration::from_secs(5)).await;
 
     // Memory: buffer.memory is one batch; each record needs a batch of its own, and the
-    // broker takes 1.5 s per request.
+    // broker takes 2 s per request, so each stall spans at least one publish.
     let mock = Mock::start(1);
     let topic = unique_topic("waiting-memory");
     mock.create_topic(&topic, 1, 1);
@@ -336,7 +337,7 @@ async fn waiting_records_show_in_the_herald_gauges() {
         .await
         .expect("warm-up record");
     mock.cluster
-        .broker_round_trip_time(1, Duration::from_millis(1500))
+        .broker_round_trip_time(1, Duration::from_millis(2000))
         .expect("a slow broker");
     let value_of_12k = vec![b'x'; 12_000];
     let outcomes: Vec<_> = (0..3)
