@@ -47,6 +47,8 @@ pub struct Metrics {
     /// The router is blocked on buffer.memory (Java's `waiting-threads`: the router is the
     /// one appender that can wait).
     pub(crate) router_stalled: AtomicBool,
+    /// When metadata was last refreshed, on the sensors' clock ([`NEVER`] before the first).
+    pub(crate) metadata_updated_ms: AtomicU64,
     /// Windowed statistics of the whole producer.
     pub(crate) sensors: ProducerSensors,
     topics: Mutex<HashMap<Arc<str>, Arc<TopicSensors>>>,
@@ -56,6 +58,9 @@ pub struct Metrics {
     /// Time zero of the sensors' millisecond clock.
     epoch: Instant,
 }
+
+/// `metadata_updated_ms` before any refresh.
+pub(crate) const NEVER: u64 = u64::MAX;
 
 /// The kinds of supervised actors, as the `kind` label of `herald_actor_restarts_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +118,7 @@ impl Metrics {
             records_waiting_metadata: AtomicUsize::new(0),
             records_waiting_memory: AtomicUsize::new(0),
             router_stalled: AtomicBool::new(false),
+            metadata_updated_ms: AtomicU64::new(NEVER),
             sensors: ProducerSensors::new(window, samples),
             topics: Mutex::default(),
             nodes: Mutex::default(),
@@ -335,6 +341,8 @@ pub(crate) struct ProducerSensors {
     pub(crate) connection_creation: Sensor,
     /// Connections closed (lost or shut down).
     pub(crate) connection_close: Sensor,
+    /// Batches split after MESSAGE_TOO_LARGE.
+    pub(crate) batch_split: Sensor,
 }
 
 impl ProducerSensors {
@@ -356,6 +364,7 @@ impl ProducerSensors {
             buffer_exhausted: s(),
             connection_creation: s(),
             connection_close: s(),
+            batch_split: s(),
         }
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use metrics::{Label, Unit};
 
-use crate::metrics::{ActorKind, Metrics, Reading};
+use crate::metrics::{ActorKind, Metrics, Reading, NEVER};
 use crate::shared::Shared;
 
 /// How often the facade's values are refreshed.
@@ -112,6 +112,10 @@ defs! {
     "kafka_producer_connection_close_rate" Gauge Producer CountPerSecond "connections closed (lost or shut down) per second";
     "kafka_producer_connection_close_total" Counter Producer Count "connections closed (lost or shut down)";
     "kafka_producer_connection_count" Gauge Producer Count "connections open now";
+    "kafka_producer_requests_in_flight" Gauge Producer Count "requests awaiting their response, over every connection";
+    "kafka_producer_metadata_age" Gauge Producer Seconds "seconds since metadata was last refreshed (NaN before the first)";
+    "kafka_producer_batch_split_rate" Gauge Producer CountPerSecond "batches split after MESSAGE_TOO_LARGE per second";
+    "kafka_producer_batch_split_total" Counter Producer Count "batches split after MESSAGE_TOO_LARGE";
     "kafka_producer_topic_record_send_rate" Gauge Topic CountPerSecond "records of the topic acknowledged per second";
     "kafka_producer_topic_record_send_total" Counter Topic Count "records of the topic acknowledged";
     "kafka_producer_topic_record_error_rate" Gauge Topic CountPerSecond "records of the topic failed per second (after routing)";
@@ -228,6 +232,16 @@ pub(crate) fn collect(
     let nodes = metrics.nodes();
     let open = nodes.iter().filter(|n| n.connected.load(Relaxed)).count();
     out.gauge("kafka_producer_connection_count", open as f64);
+    let in_flight: usize = nodes.iter().map(|n| n.in_flight.load(Relaxed)).sum();
+    out.gauge("kafka_producer_requests_in_flight", in_flight as f64);
+    let updated = metrics.metadata_updated_ms.load(Relaxed);
+    let age = if updated == NEVER {
+        f64::NAN
+    } else {
+        now_ms.saturating_sub(updated) as f64 / 1000.0
+    };
+    out.gauge("kafka_producer_metadata_age", age);
+    out.rate_total("kafka_producer_batch_split", p.batch_split.read(now_ms));
 
     for t in metrics.topics() {
         let mut topic = out.with(("topic", t.topic.to_string()));
@@ -499,7 +513,17 @@ mod tests {
         node.in_flight.store(2, Relaxed);
         m.restarted(ActorKind::Connection);
         m.records_waiting_metadata.store(7, Relaxed);
+        let before = collect(&m, "app-1", OUTSIDE, 2_000);
+        let Value::Gauge(age) = find(&before, "kafka_producer_metadata_age", None) else {
+            panic!("a gauge")
+        };
+        assert!(age.is_nan(), "no metadata yet: {age}");
+        m.metadata_updated_ms.store(500, Relaxed);
         let s = collect(&m, "app-1", OUTSIDE, 2_000);
+        let age = find(&s, "kafka_producer_metadata_age", None);
+        assert_eq!(*age, Value::Gauge(1.5));
+        let in_flight = find(&s, "kafka_producer_requests_in_flight", None);
+        assert_eq!(*in_flight, Value::Gauge(2.0), "the sum over connections");
         let send_total = find(&s, "kafka_producer_record_send_total", None);
         assert_eq!(*send_total, Value::Counter(40));
         // Java's default windows (2 x 30 s): 40 records over the 2 s elapsed plus the floor

@@ -233,6 +233,13 @@ fn actix_web_example_serves_prometheus_metrics_after_producing() {
     let closed = get("kafka_producer_connection_close_total", &[client]);
     assert!(open >= 1.0, "the leader's connection is open");
     assert_eq!(open, created - closed, "open = established - closed");
+    assert_eq!(get("kafka_producer_requests_in_flight", &[client]), 0.0);
+    assert_eq!(get("kafka_producer_batch_split_total", &[client]), 0.0);
+    let age = get("kafka_producer_metadata_age", &[client]);
+    assert!(
+        (0.0..60.0).contains(&age),
+        "metadata refreshed at start: {age} s ago"
+    );
     for kind in [
         "router",
         "accumulator",

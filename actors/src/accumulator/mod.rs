@@ -769,6 +769,8 @@ impl Accumulator {
             Err(e) => return self.complete_batch(b, Err(ErrorKind::Protocol(Arc::new(e)))),
         };
         tracing::info!(topic = %self.topic, partition = self.partition, batch = b.id, records = n, pieces = pieces.len(), "batch too large for the broker, split");
+        let m = &self.shared.metrics;
+        m.sensors.batch_split.record(1.0, m.now_ms());
         if b.piece {
             self.pieces -= 1;
         }
