@@ -478,3 +478,69 @@ async fn produce_throttle_time_from_the_broker_is_published() {
         "one record per request, each awaited"
     );
 }
+
+/// A batch the broker refuses as too large is split until it fits, and each split counts in
+/// `batch-split-total`: a scripted broker takes one record per batch, so a batch of four is
+/// split three times (4 into 2 + 2, each 2 into 1 + 1).
+#[actix_rt::test]
+async fn batches_split_after_message_too_large_are_counted() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use herald_actors::{Produce, Producer};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest};
+
+    use crate::support::fake_broker::{self, Action, FakeBroker};
+
+    recorder();
+    let standard = fake_broker::standard_handler(&[("split", 1)]);
+    let next_offset = AtomicI64::new(0);
+    let fake = FakeBroker::start(move |ctx| {
+        if ctx.api() != Some(ApiKey::Produce) {
+            return standard(ctx);
+        }
+        let request: ProduceRequest = ctx.decode();
+        let mut answers = Vec::new();
+        for t in &request.topic_data {
+            for p in &t.partition_data {
+                let records = p.records.clone().unwrap_or_default();
+                let batches = herald::batch::decode::decode_batches(&records).expect("a batch");
+                let count: usize = batches.iter().map(|b| b.records.len()).sum();
+                let answer = if count > 1 {
+                    (-1, 10) // MESSAGE_TOO_LARGE
+                } else {
+                    (next_offset.fetch_add(1, Ordering::Relaxed), 0)
+                };
+                answers.push((t.name.to_string(), p.index, answer.0, answer.1));
+            }
+        }
+        let answers: Vec<(&str, i32, i64, i16)> = answers
+            .iter()
+            .map(|(t, p, o, e)| (t.as_str(), *p, *o, *e))
+            .collect();
+        vec![Action::Respond(fake_broker::produce_response_with_errors(
+            ctx.api_version,
+            &answers,
+        ))]
+    });
+    let client = ("client_id", "split-it");
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", fake.bootstrap().as_str()),
+        ("client.id", client.1),
+        ("enable.idempotence", "false"),
+        // The four records wait for one another in one batch.
+        ("linger.ms", "200"),
+    ])
+    .expect("producer");
+    let sends: Vec<_> = (0..4)
+        .map(|i| producer.send(Produce::new("split").partition(0).value(format!("{i}"))))
+        .collect();
+    for outcome in futures_util::future::join_all(sends).await {
+        outcome.expect("delivered once split to one record per batch");
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let scrape = parse(&recorder().render());
+    let get = |name: &str| value(&scrape, name, &[client]);
+    assert_eq!(get("kafka_producer_batch_split_total"), Some(3.0));
+    assert_eq!(get("kafka_producer_record_send_total"), Some(4.0));
+    assert_eq!(get("kafka_producer_record_error_total"), Some(0.0));
+}
