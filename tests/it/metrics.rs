@@ -544,3 +544,81 @@ async fn batches_split_after_message_too_large_are_counted() {
     assert_eq!(get("kafka_producer_record_send_total"), Some(4.0));
     assert_eq!(get("kafka_producer_record_error_total"), Some(0.0));
 }
+
+/// A retriable refusal counts the batch's records in `record-retry-total`, for the producer
+/// and for the topic: a scripted broker answers the first Produce with NOT_ENOUGH_REPLICAS.
+#[actix_rt::test]
+async fn retried_records_are_counted_for_the_producer_and_the_topic() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use herald_actors::{Produce, ProduceBatch, Producer};
+    use kafka_protocol::messages::{ApiKey, ProduceRequest};
+
+    use crate::support::fake_broker::{self, Action, FakeBroker};
+
+    recorder();
+    let standard = fake_broker::standard_handler(&[("retried", 1)]);
+    let produces = AtomicUsize::new(0);
+    let fake = FakeBroker::start(move |ctx| {
+        if ctx.api() != Some(ApiKey::Produce) || produces.fetch_add(1, Ordering::Relaxed) > 0 {
+            return standard(ctx);
+        }
+        let request: ProduceRequest = ctx.decode();
+        let refused: Vec<(String, i32)> = request
+            .topic_data
+            .iter()
+            .flat_map(|t| {
+                t.partition_data
+                    .iter()
+                    .map(|p| (t.name.to_string(), p.index))
+            })
+            .collect();
+        let refused: Vec<(&str, i32, i64, i16)> = refused
+            .iter()
+            .map(|(t, p)| (t.as_str(), *p, -1, 19)) // NOT_ENOUGH_REPLICAS
+            .collect();
+        vec![Action::Respond(fake_broker::produce_response_with_errors(
+            ctx.api_version,
+            &refused,
+        ))]
+    });
+    let client = ("client_id", "retry-it");
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", fake.bootstrap().as_str()),
+        ("client.id", client.1),
+        ("enable.idempotence", "false"),
+        ("retry.backoff.ms", "10"),
+    ])
+    .expect("producer");
+    // Five records in one batch: the first request carries them all.
+    let batch = (0..5)
+        .map(|i| Produce::new("retried").partition(0).value(format!("{i}")))
+        .collect();
+    for outcome in producer
+        .router()
+        .send(ProduceBatch(batch))
+        .await
+        .expect("router")
+    {
+        outcome.expect("delivered on the retry");
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let scrape = parse(&recorder().render());
+    let topic = [client, ("topic", "retried")];
+    assert_eq!(
+        value(&scrape, "kafka_producer_record_retry_total", &[client]),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(&scrape, "kafka_producer_topic_record_retry_total", &topic),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(&scrape, "kafka_producer_topic_record_send_total", &topic),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(&scrape, "kafka_producer_topic_record_error_total", &topic),
+        Some(0.0)
+    );
+}
