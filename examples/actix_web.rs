@@ -1,15 +1,21 @@
-//! Herald inside an actix-web service: an HTTP endpoint that produces its request body.
+//! Herald inside an actix-web service: an HTTP endpoint that produces its request body, and
+//! the producer's metrics for Prometheus.
 //!
 //! ```text
 //! cargo run --example actix_web -- --bootstrap-servers localhost:9092 --listen 127.0.0.1:8080
 //! curl -d 'hello' 'http://127.0.0.1:8080/topics/greetings?key=user-1'
 //! {"offset":0,"partition":2,"topic":"greetings"}
+//! curl http://127.0.0.1:8080/metrics
 //! ```
 //!
 //! `POST /topics/{topic}` produces the body as the value, with the optional `?key=` as the
 //! key, and answers once the broker acknowledged it (per `acks`): 200 with the record's
 //! topic, partition and offset; 400 when the record itself is at fault (bad topic name, too
 //! large); 500 for everything else (broker errors, timeouts).
+//!
+//! `GET /metrics` answers in Prometheus' text format: Herald publishes through the `metrics`
+//! facade, and this service installs `metrics-exporter-prometheus` as the recorder (before
+//! the producer starts, so the metrics' descriptions reach it) and renders it per request.
 //!
 //! The broker comes from `--bootstrap-servers` or `KAFKA_BOOTSTRAP_SERVERS`; with neither, an
 //! embedded one starts (librdkafka's mock cluster, which creates topics on first use).
@@ -18,10 +24,11 @@
 use std::time::Duration;
 
 use actix::Addr;
-use actix_web::{post, web, App, HttpResponse, HttpServer};
+use actix_web::{get, post, web, App, HttpResponse, HttpServer};
 use clap::Parser;
 use herald::ErrorKind;
 use herald_actors::{Produce, Producer, Router};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rdkafka::mocking::MockCluster;
 use serde::Deserialize;
 
@@ -89,6 +96,14 @@ async fn produce(
     }
 }
 
+/// Every metric of the process in Prometheus' text exposition format.
+#[get("/metrics")]
+async fn metrics(prometheus: web::Data<PrometheusHandle>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(prometheus.render())
+}
+
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -112,6 +127,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
+    let prometheus = web::Data::new(PrometheusBuilder::new().install_recorder()?);
+
     // One producer for the whole service, started on the main actix system. Its actors batch
     // the records of every worker together.
     let settings = std::iter::once(("bootstrap.servers".to_string(), bootstrap)).chain(args.config);
@@ -124,8 +141,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     HttpServer::new(move || {
         App::new()
             .app_data(router.clone())
+            .app_data(prometheus.clone())
             .app_data(web::PayloadConfig::new(max_body))
             .service(produce)
+            .service(metrics)
     })
     .bind(&args.listen)?
     .run()

@@ -438,6 +438,10 @@ pub struct ProducerConfig {
     pub metadata_recovery_rebootstrap_trigger: Duration,
     /// `connections.max.idle.ms`.
     pub connections_max_idle: Duration,
+    /// `metrics.sample.window.ms`: the span of one sample of the windowed metrics.
+    pub metrics_sample_window: Duration,
+    /// `metrics.num.samples`: how many samples the windowed metrics keep.
+    pub metrics_num_samples: usize,
     /// `transactional.id`.
     pub transactional_id: Option<String>,
     /// `transaction.timeout.ms`.
@@ -781,6 +785,11 @@ keys! {
         ms(300_000), Millis::LONG;
     /// accepted, not used yet
     "connections.max.idle.ms" connections_max_idle(Duration) = ms(540_000), Millis::LONG;
+    /// the windowed metrics (rates, averages, maxima) keep samples this long each; at least 1
+    "metrics.sample.window.ms" metrics_sample_window(Duration) = ms(30_000),
+        Millis::LONG.at_least(1);
+    /// how many samples the windowed metrics keep
+    "metrics.num.samples" metrics_num_samples(usize) = 2, Count;
     /// transactions are not supported yet: a producer with one does not start
     "transactional.id" transactional_id(impl Into<String> => some_string) = None,
         OptionalText, shown "(none)";
@@ -867,11 +876,6 @@ const ACCEPTED: &[(&str, Accept)] = &[
             ],
             "expected use_all_dns_ips or resolve_canonical_bootstrap_servers_only",
         ),
-    ),
-    ("metrics.sample.window.ms", Accept::MILLIS),
-    (
-        "metrics.num.samples",
-        Accept::IntAtLeast(1, "expected a positive integer"),
     ),
     (
         "metrics.recording.level",

@@ -15,6 +15,7 @@
 //! - [`sasl`]: the client side of SASL PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER as I/O-free
 //!   state machines, and the parser of `sasl.jaas.config`.
 //! - [`serializer`]: key and value serializers as the Java client has them.
+//! - [`stats`]: windowed rates, averages and maxima with the Java client's sample semantics.
 //! - [`error`]: Kafka error codes, protocol errors and the per-record outcome error.
 //! - [`varint`]: the zig-zag varints of the record format.
 
@@ -27,6 +28,7 @@ pub mod protocol;
 pub mod record;
 pub mod sasl;
 pub mod serializer;
+pub mod stats;
 pub mod varint;
 
 pub use config::{Acks, ConfigError, MetadataRecoveryStrategy, ProducerConfig, SecurityProtocol};

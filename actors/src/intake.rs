@@ -66,6 +66,11 @@ impl Intake {
         s.records.push((record, completion));
     }
 
+    /// Records waiting for the router now.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().records.len()
+    }
+
     /// Takes every waiting record, in the order appended, leaving `spare` (emptied) in their
     /// place so the two buffers are reused. The next append queues a new drain.
     pub(crate) fn drain(&self, spare: &mut Vec<Entry>) {

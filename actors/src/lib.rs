@@ -23,6 +23,13 @@
 //! }
 //! ```
 //!
+//! Observability: every producer publishes the Java producer's metrics (windowed rates,
+//! averages and maxima, per producer, topic and broker) and Herald's own through the
+//! [`metrics`](https://docs.rs/metrics) facade, for whatever recorder the application installs;
+//! [`GetMetrics`] answers with lifetime figures. With the feature `opentelemetry`, records carry
+//! the W3C trace context of the span they were made in, and Produce requests get spans. The
+//! README lists every metric and span attribute.
+//!
 //! Module map (all but `fault_injection` internal):
 //! - `producer`: [`Producer`], [`ProducerBuilder`]; starts and wires the actors.
 //! - Actors: `router` (front door, partitioning), `accumulator` (one per partition: batches,
@@ -32,8 +39,10 @@
 //! - State and messages no actor owns: `messages` (grouped by conversation), `cluster` (the
 //!   published cluster view), `shared` (what every actor of a producer shares), `partition`
 //!   (a partition's queue, shared by router and accumulator), `completion` (outcome sinks),
-//!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics`, `supervisor` (runs
-//!   every actor: restarts after a stop or a panic, the restart-storm limit), `backoff`, `tls`
+//!   `clock` (linger deadlines), `memory` (`buffer.memory`), `metrics` (counters and windowed
+//!   sensors), `publisher` (copies them to the `metrics` facade), `otel` (feature
+//!   `opentelemetry`: trace context in record headers, spans), `supervisor` (runs every
+//!   actor: restarts after a stop or a panic, the restart-storm limit), `backoff`, `tls`
 //!   (the rustls configuration built at start), `token` ([`TokenProvider`]: OAUTHBEARER
 //!   tokens from the application).
 //! - `fault_injection` (feature `fault-injection`): test-only messages.
@@ -54,8 +63,10 @@ mod memory;
 mod messages;
 mod metadata;
 mod metrics;
+mod otel;
 mod partition;
 mod producer;
+mod publisher;
 mod router;
 mod sealer;
 mod shared;

@@ -215,7 +215,10 @@ impl Metadata {
         }
         match res {
             Ok(Ok(resp)) => {
-                Metrics::add(&self.shared.metrics.metadata_refresh_total, 1);
+                let m = &self.shared.metrics;
+                Metrics::add(&m.metadata_refresh_total, 1);
+                m.metadata_updated_ms
+                    .store(m.now_ms(), std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(
                     took_ms = started.elapsed().as_millis() as u64,
                     "metadata refreshed"

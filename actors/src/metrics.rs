@@ -1,10 +1,26 @@
-//! Producer metrics, named as the Java producer names them. Plain atomics: every actor
-//! updates them in place, `GetMetrics` reads a snapshot.
+//! Producer metrics, named as the Java producer names them, in two layers:
+//!
+//! - Lifetime counters (plain atomics in [`Metrics`]) that `GetMetrics` answers with.
+//! - [`Sensor`]s: windowed statistics with Java's sample semantics
+//!   ([`herald::stats::SampledWindow`]) plus a cumulative total, per producer
+//!   ([`ProducerSensors`]), per topic ([`TopicSensors`]) and per broker ([`NodeSensors`]).
+//!   Actors record into them once per batch, request or response, never per record; the
+//!   [`publisher`](crate::publisher) copies them to the `metrics` facade once a second.
+//!
+//! A sensor's lock is taken once per event by one actor at a time in practice (a topic's
+//! sensors by its partitions' accumulators, which share the router's thread; a node's by its
+//! connection), and once a second by the publisher.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald::stats::SampledWindow;
+use herald::ProducerConfig;
 
 /// Counters shared by all actors of one producer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     pub(crate) record_send_total: AtomicU64,
     pub(crate) record_error_total: AtomicU64,
@@ -21,11 +37,101 @@ pub struct Metrics {
     pub(crate) metadata_refresh_total: AtomicU64,
     pub(crate) successful_reauthentication_total: AtomicU64,
     pub(crate) leader_hint_total: AtomicU64,
+    /// Records the router holds until their topic's metadata arrives.
+    pub(crate) records_waiting_metadata: AtomicUsize,
+    /// Records the router holds while buffer.memory is exhausted.
+    pub(crate) records_waiting_memory: AtomicUsize,
+    /// The router is blocked on buffer.memory (Java's `waiting-threads`: the router is the
+    /// one appender that can wait).
+    pub(crate) router_stalled: AtomicBool,
+    /// When metadata was last refreshed, on the sensors' clock ([`NEVER`] before the first).
+    pub(crate) metadata_updated_ms: AtomicU64,
+    /// Windowed statistics of the whole producer.
+    pub(crate) sensors: ProducerSensors,
+    topics: Mutex<HashMap<Arc<str>, Arc<TopicSensors>>>,
+    nodes: Mutex<HashMap<i32, Arc<NodeSensors>>>,
+    window: Duration,
+    samples: usize,
+    /// Time zero of the sensors' millisecond clock.
+    epoch: Instant,
 }
 
+/// `metadata_updated_ms` before any refresh.
+pub(crate) const NEVER: u64 = u64::MAX;
+
 impl Metrics {
+    /// Metrics for a producer with `config`'s sample windows.
+    pub(crate) fn new(config: &ProducerConfig) -> Metrics {
+        let window = config.metrics_sample_window;
+        let samples = config.metrics_num_samples;
+        Metrics {
+            record_send_total: AtomicU64::new(0),
+            record_error_total: AtomicU64::new(0),
+            record_retry_total: AtomicU64::new(0),
+            record_resend_unknown_total: AtomicU64::new(0),
+            batch_count: AtomicU64::new(0),
+            batch_bytes: AtomicU64::new(0),
+            batch_uncompressed_bytes: AtomicU64::new(0),
+            request_count: AtomicU64::new(0),
+            request_records: AtomicU64::new(0),
+            request_latency_us: AtomicU64::new(0),
+            response_count: AtomicU64::new(0),
+            connection_creation_total: AtomicU64::new(0),
+            metadata_refresh_total: AtomicU64::new(0),
+            successful_reauthentication_total: AtomicU64::new(0),
+            leader_hint_total: AtomicU64::new(0),
+            records_waiting_metadata: AtomicUsize::new(0),
+            records_waiting_memory: AtomicUsize::new(0),
+            router_stalled: AtomicBool::new(false),
+            metadata_updated_ms: AtomicU64::new(NEVER),
+            sensors: ProducerSensors::new(window, samples),
+            topics: Mutex::default(),
+            nodes: Mutex::default(),
+            window,
+            samples,
+            epoch: Instant::now(),
+        }
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
+    }
+
+    /// Milliseconds on the sensors' clock.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// The sensors of `topic`, made on first use. Actors keep the `Arc`: no lookup per event.
+    pub(crate) fn topic(&self, topic: &Arc<str>) -> Arc<TopicSensors> {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        topics
+            .entry(topic.clone())
+            .or_insert_with(|| {
+                Arc::new(TopicSensors::new(topic.clone(), self.window, self.samples))
+            })
+            .clone()
+    }
+
+    /// The sensors of broker `node_id` (negative for a bootstrap entry), made on first use.
+    pub(crate) fn node(&self, node_id: i32) -> Arc<NodeSensors> {
+        let mut nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes
+            .entry(node_id)
+            .or_insert_with(|| Arc::new(NodeSensors::new(node_id, self.window, self.samples)))
+            .clone()
+    }
+
+    /// Every topic's sensors so far.
+    pub(crate) fn topics(&self) -> Vec<Arc<TopicSensors>> {
+        let topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        topics.values().cloned().collect()
+    }
+
+    /// Every node's sensors so far.
+    pub(crate) fn nodes(&self) -> Vec<Arc<NodeSensors>> {
+        let nodes = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        nodes.values().cloned().collect()
     }
 
     pub(crate) fn snapshot(&self, buffer_available: usize, buffer_total: usize) -> MetricsSnapshot {
@@ -94,4 +200,188 @@ pub struct MetricsSnapshot {
     /// Partitions moved to a new leader that a Produce response named (KIP-951), before any
     /// metadata refresh did (Herald-specific).
     pub leader_hint_total: u64,
+}
+
+/// A Java `Sensor`: one kind of event (a value each time), read as a windowed rate of the
+/// values, a windowed rate of the events, a windowed average and maximum, and lifetime totals.
+#[derive(Debug)]
+pub(crate) struct Sensor {
+    state: Mutex<SensorState>,
+}
+
+#[derive(Debug)]
+struct SensorState {
+    window: SampledWindow,
+    total: f64,
+    events: u64,
+}
+
+/// What a [`Sensor`] reads at one instant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Reading {
+    /// Sum of the values per second over the live windows.
+    pub(crate) rate: f64,
+    /// Events per second over the live windows.
+    pub(crate) event_rate: f64,
+    /// Mean value over the live windows (NaN without events).
+    pub(crate) avg: f64,
+    /// Largest value over the live windows (NaN without events).
+    pub(crate) max: f64,
+    /// Sum of every value recorded.
+    pub(crate) total: f64,
+    /// Events recorded.
+    pub(crate) events: u64,
+}
+
+impl Sensor {
+    pub(crate) fn new(window: Duration, samples: usize) -> Sensor {
+        Sensor {
+            state: Mutex::new(SensorState {
+                window: SampledWindow::new(window, samples),
+                total: 0.0,
+                events: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SensorState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One event of `value` at `now_ms` (see [`Metrics::now_ms`]).
+    pub(crate) fn record(&self, value: f64, now_ms: u64) {
+        let mut s = self.lock();
+        s.window.record(value, now_ms);
+        s.total += value;
+        s.events += 1;
+    }
+
+    pub(crate) fn read(&self, now_ms: u64) -> Reading {
+        let mut s = self.lock();
+        Reading {
+            rate: s.window.rate(now_ms),
+            event_rate: s.window.event_rate(now_ms),
+            avg: s.window.avg(now_ms),
+            max: s.window.max(now_ms),
+            total: s.total,
+            events: s.events,
+        }
+    }
+}
+
+/// The producer-wide sensors (Java's `producer-metrics` group).
+#[derive(Debug)]
+pub(crate) struct ProducerSensors {
+    /// Records acknowledged, per completed batch.
+    pub(crate) record_send: Sensor,
+    /// Records failed: per failed batch, and per record the router refuses.
+    pub(crate) record_error: Sensor,
+    /// Records of retried batches, per retry.
+    pub(crate) record_retry: Sensor,
+    /// Bytes of each sealed batch (after compression).
+    pub(crate) batch_size: Sensor,
+    /// Compressed / uncompressed size of each sealed batch.
+    pub(crate) compression_rate: Sensor,
+    /// Milliseconds from a batch's first record to its first hand-over to a connection.
+    pub(crate) record_queue_time: Sensor,
+    /// Records per ProduceRequest.
+    pub(crate) records_per_request: Sensor,
+    /// Milliseconds from writing a ProduceRequest to reading its response.
+    pub(crate) request_latency: Sensor,
+    /// Throttle time a Produce response asks for, in milliseconds.
+    pub(crate) produce_throttle_time: Sensor,
+    /// Bytes of every request written, to any broker.
+    pub(crate) request: Sensor,
+    /// Bytes of every response read, from any broker.
+    pub(crate) response: Sensor,
+    /// Nanoseconds the router was blocked on buffer.memory, per stall.
+    pub(crate) bufferpool_wait: Sensor,
+    /// Records refused because buffer.memory stayed full for max.block.ms.
+    pub(crate) buffer_exhausted: Sensor,
+    /// Connections established.
+    pub(crate) connection_creation: Sensor,
+    /// Connections closed (lost or shut down).
+    pub(crate) connection_close: Sensor,
+    /// Batches split after MESSAGE_TOO_LARGE.
+    pub(crate) batch_split: Sensor,
+}
+
+impl ProducerSensors {
+    fn new(window: Duration, samples: usize) -> ProducerSensors {
+        let s = || Sensor::new(window, samples);
+        ProducerSensors {
+            record_send: s(),
+            record_error: s(),
+            record_retry: s(),
+            batch_size: s(),
+            compression_rate: s(),
+            record_queue_time: s(),
+            records_per_request: s(),
+            request_latency: s(),
+            produce_throttle_time: s(),
+            request: s(),
+            response: s(),
+            bufferpool_wait: s(),
+            buffer_exhausted: s(),
+            connection_creation: s(),
+            connection_close: s(),
+            batch_split: s(),
+        }
+    }
+}
+
+/// One topic's sensors (Java's `producer-topic-metrics`).
+#[derive(Debug)]
+pub(crate) struct TopicSensors {
+    pub(crate) topic: Arc<str>,
+    pub(crate) record_send: Sensor,
+    pub(crate) record_error: Sensor,
+    pub(crate) record_retry: Sensor,
+    /// Bytes of each sealed batch of the topic.
+    pub(crate) bytes: Sensor,
+    pub(crate) compression_rate: Sensor,
+}
+
+impl TopicSensors {
+    fn new(topic: Arc<str>, window: Duration, samples: usize) -> TopicSensors {
+        let s = || Sensor::new(window, samples);
+        TopicSensors {
+            topic,
+            record_send: s(),
+            record_error: s(),
+            record_retry: s(),
+            bytes: s(),
+            compression_rate: s(),
+        }
+    }
+}
+
+/// One broker connection's sensors (Java's `producer-node-metrics`).
+#[derive(Debug)]
+pub(crate) struct NodeSensors {
+    pub(crate) node_id: i32,
+    /// Bytes of each request written.
+    pub(crate) request: Sensor,
+    /// Bytes of each response read.
+    pub(crate) response: Sensor,
+    /// Produce round trips in milliseconds.
+    pub(crate) request_latency: Sensor,
+    /// Requests awaiting their response now.
+    pub(crate) in_flight: AtomicUsize,
+    /// The connection has a socket now.
+    pub(crate) connected: AtomicBool,
+}
+
+impl NodeSensors {
+    fn new(node_id: i32, window: Duration, samples: usize) -> NodeSensors {
+        let s = || Sensor::new(window, samples);
+        NodeSensors {
+            node_id,
+            request: s(),
+            response: s(),
+            request_latency: s(),
+            in_flight: AtomicUsize::new(0),
+            connected: AtomicBool::new(false),
+        }
+    }
 }

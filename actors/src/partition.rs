@@ -9,6 +9,7 @@ use std::time::Instant;
 use herald::batch::BatchBuilder;
 
 use crate::completion::Completion;
+use crate::otel::RecordTrace;
 
 /// Per-record bookkeeping kept beside the encoded bytes.
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub(crate) struct RecordSlot {
     pub(crate) key_size: i32,
     /// Serialized value size, `-1` for null.
     pub(crate) value_size: i32,
+    /// The trace context in its headers (feature `opentelemetry`; empty without it).
+    pub(crate) trace: RecordTrace,
 }
 
 /// A batch still accepting records (or full, waiting to be sealed).

@@ -26,6 +26,8 @@ use crate::messages::application::{Close, DrainIntake, Flush, GetMetrics, Produc
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::otel::Tracing;
+use crate::publisher;
 use crate::router::Router;
 use crate::sealer::Sealer;
 use crate::shared::{MetadataLink, Shared};
@@ -38,6 +40,8 @@ pub struct ProducerBuilder {
     partitioner: Option<Box<dyn Partitioner>>,
     interceptors: Vec<Box<dyn ProducerInterceptor>>,
     token_provider: Option<Arc<dyn TokenProvider>>,
+    /// A `create` span per record (feature `opentelemetry`).
+    record_spans: bool,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("partitioner", &self.partitioner)
             .field("interceptors", &self.interceptors.len())
             .field("token_provider", &self.token_provider.is_some())
+            .field("record_spans", &self.record_spans)
             .finish()
     }
 }
@@ -63,6 +68,16 @@ impl ProducerBuilder {
     /// future of its own; a token is reused until 80% of its lifetime has passed.
     pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
         self.token_provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// Gives every record an OpenTelemetry `create` span of its own, a child of the context
+    /// it was made in, whose context goes into the record's headers instead (by default the
+    /// headers carry the context the record was made in, and no span per record is made: a
+    /// span per record costs). Feature `opentelemetry`.
+    #[cfg(feature = "opentelemetry")]
+    pub fn record_spans(mut self, on: bool) -> Self {
+        self.record_spans = on;
         self
     }
 
@@ -105,11 +120,14 @@ impl ProducerBuilder {
                 |_| Sealer::default(),
             )
         });
+        let metrics = Metrics::new(&config);
+        let tracing = Tracing::new(self.record_spans, &config.client_id);
         let shared = Arc::new(Shared {
             memory: MemoryPool::new(config.buffer_memory),
             config,
             cluster: ClusterView::default(),
-            metrics: Metrics::default(),
+            metrics,
+            tracing,
             tls,
             sasl,
             tokens,
@@ -156,6 +174,7 @@ impl ProducerBuilder {
             broker_named: metadata.clone().recipient(),
             shutdown: metadata.recipient(),
         });
+        publisher::start(Arc::downgrade(&shared), &shared.io);
         tracing::info!(client_id = %shared.config.client_id, "producer started");
         Ok(Producer {
             router,
@@ -200,6 +219,7 @@ impl Producer {
             partitioner: None,
             interceptors: Vec::new(),
             token_provider: None,
+            record_spans: false,
         }
     }
 
@@ -227,10 +247,12 @@ impl Producer {
     /// later unless a flush comes between.
     pub fn send(&self, produce: Produce) -> impl Future<Output = Outcome> + Send + 'static {
         let Produce {
-            record,
+            mut record,
             reply_to,
             tag,
+            trace,
         } = produce;
+        self.shared.tracing.inject(&mut record, trace);
         let (tx, rx) = slot();
         if let Some(why) = self.shared.supervision.broken() {
             Completion::slot(tx).complete(Err(ProduceError::refused(why.clone(), record)));
@@ -281,6 +303,8 @@ impl Producer {
     /// of this producer. Returns `true` when everything was flushed.
     pub async fn close(mut self, timeout: Duration) -> bool {
         let flushed = self.router.send(Close { timeout }).await.unwrap_or(false);
+        // The last figures, as the periodic publisher stops with the I/O arbiter.
+        publisher::publish(&self.shared);
         if let Some(io) = self.io.take() {
             // Connections have closed gracefully by now (Close waits for them).
             io.stop();
@@ -346,6 +370,14 @@ impl FaultInjection<'_> {
             .send(GetAccumulators)
             .await
             .unwrap_or_default()
+    }
+
+    /// Supervised restarts so far of the actors of one kind, named as the `kind` label of
+    /// `herald_actor_restarts_total` (`router`, `accumulator`, `connection`, `metadata`,
+    /// `interceptor`, `sealer`); `None` for another name.
+    pub fn restarts_of(&self, kind: &str) -> Option<u64> {
+        let kind = ActorKind::ALL.into_iter().find(|k| k.name() == kind)?;
+        Some(self.producer.shared.supervision.restarts(kind))
     }
 
     /// Supervised restarts so far.

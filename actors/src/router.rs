@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -41,6 +42,7 @@ use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
 use crate::messages::intercept::{Acknowledged, OnSend, Route};
 use crate::messages::{ProducerBroken, Shutdown};
 use crate::metrics::Metrics;
+use crate::otel::RecordTrace;
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
 use crate::supervisor::{self, ActorKind, Supervisor};
@@ -81,6 +83,8 @@ struct RouterCore {
     /// Records held while `buffer.memory` is exhausted; the head is the one waiting.
     stalled: VecDeque<Waiting>,
     stall_active: bool,
+    /// When the current buffer.memory stall began (for `bufferpool-wait-time-ns-total`).
+    stall_since: Option<Instant>,
     deferred_flushes: Vec<OneshotSender<()>>,
     closed: bool,
     metadata_timer: Option<(Instant, SpawnHandle)>,
@@ -131,6 +135,7 @@ impl Router {
                 waiting: HashMap::new(),
                 stalled: VecDeque::new(),
                 stall_active: false,
+                stall_since: None,
                 deferred_flushes: Vec::new(),
                 closed: false,
                 metadata_timer: None,
@@ -185,8 +190,24 @@ enum Appended {
 
 impl RouterCore {
     fn refuse(&self, kind: ErrorKind, record: ProducerRecord, completion: Completion) {
-        Metrics::add(&self.shared.metrics.record_error_total, 1);
+        let m = &self.shared.metrics;
+        Metrics::add(&m.record_error_total, 1);
+        let now = m.now_ms();
+        m.sensors.record_error.record(1.0, now);
+        if matches!(kind, ErrorKind::BufferExhausted { .. }) {
+            m.sensors.buffer_exhausted.record(1.0, now);
+        }
         completion.complete(Err(ProduceError::refused(kind, record)));
+    }
+
+    /// Publishes how many records wait for metadata and for memory. Called where those queues
+    /// change, which a record on the common path never does.
+    fn note_waiting(&self) {
+        let m = &self.shared.metrics;
+        let metadata = self.waiting.values().map(VecDeque::len).sum();
+        m.records_waiting_metadata.store(metadata, Relaxed);
+        m.records_waiting_memory.store(self.stalled.len(), Relaxed);
+        m.router_stalled.store(self.stall_active, Relaxed);
     }
 
     /// Entry point of every record.
@@ -248,6 +269,7 @@ impl RouterCore {
         };
         if !self.stalled.is_empty() {
             self.stalled.push_back(waiting);
+            self.note_waiting();
             return;
         }
         if !self.waiting.is_empty() {
@@ -255,6 +277,7 @@ impl RouterCore {
                 let mut waiting = waiting;
                 waiting.since = Some(Instant::now());
                 q.push_back(waiting);
+                self.note_waiting();
                 return;
             }
         }
@@ -357,6 +380,7 @@ impl RouterCore {
                 w.record.partition.get_or_insert(partition);
                 self.stalled.push_front(w);
                 self.stall(need, ctx);
+                self.note_waiting();
             }
         }
     }
@@ -372,6 +396,7 @@ impl RouterCore {
                 m.add_topics.do_send(AddTopics(vec![topic]));
             }
         }
+        self.note_waiting();
         self.arm_metadata_timer(ctx);
     }
 
@@ -419,6 +444,7 @@ impl RouterCore {
             }
         }
         self.waiting.retain(|_, q| !q.is_empty());
+        self.note_waiting();
         for (topic, w) in failed {
             let kind = ErrorKind::MetadataTimeout {
                 topic,
@@ -437,6 +463,7 @@ impl RouterCore {
             return;
         }
         self.stall_active = true;
+        self.stall_since = Some(Instant::now());
         let memory = self.shared.clone();
         let max_block = self.shared.config.max_block;
         tracing::debug!(need, "buffer.memory exhausted, blocking");
@@ -451,6 +478,11 @@ impl RouterCore {
 
     fn unstall(&mut self, reserved: Option<usize>, ctx: &mut Context<Router>) {
         self.stall_active = false;
+        if let Some(since) = self.stall_since.take() {
+            let m = &self.shared.metrics;
+            let waited = since.elapsed().as_nanos() as f64;
+            m.sensors.bufferpool_wait.record(waited, m.now_ms());
+        }
         let Some(mut w) = self.stalled.pop_front() else {
             if let Some(r) = reserved {
                 self.shared.memory.release(r);
@@ -507,6 +539,7 @@ impl RouterCore {
             self.release_waiting(ctx);
             self.maybe_run_deferred_flushes();
         }
+        self.note_waiting();
     }
 
     /// Routes the records of topics whose metadata has arrived, and fails those of topics
@@ -554,6 +587,7 @@ impl RouterCore {
         if !self.stall_active {
             self.release_waiting(ctx);
         }
+        self.note_waiting();
         self.maybe_run_deferred_flushes();
     }
 
@@ -632,6 +666,7 @@ impl RouterCore {
         for w in parked {
             self.refuse(kind.clone(), w.record, w.completion);
         }
+        self.note_waiting();
     }
 }
 
@@ -678,6 +713,7 @@ fn append(
         timestamp,
         key_size: key.map_or(-1, |k| k.len() as i32),
         value_size: value.map_or(-1, |v| v.len() as i32),
+        trace: RecordTrace::of(&record.headers),
     };
     let mut q = handle.part.lock();
     let mut filled = false;
@@ -770,6 +806,7 @@ impl Actor for Router {
         let core = self.core.clone();
         let mut core = core.borrow_mut();
         core.stall_active = false;
+        core.stall_since = None;
         core.metadata_timer = None;
         core.arm_metadata_timer(ctx);
         if !core.stalled.is_empty() {
@@ -808,9 +845,10 @@ pub struct Accept {
 impl MessageResponse<Router, Produce> for Accept {
     fn handle(self, ctx: &mut Context<Router>, tx: Option<OneshotSender<Outcome>>) {
         let Produce {
-            record,
+            mut record,
             reply_to,
             tag,
+            trace,
         } = self.produce;
         let completion = match (reply_to, tx) {
             (ReplyTo::Recipient(to), _) => Completion::notify(to, tag),
@@ -818,9 +856,9 @@ impl MessageResponse<Router, Produce> for Accept {
             (ReplyTo::Reply, Some(tx)) => Completion::reply(tx),
             (ReplyTo::Reply, None) => Completion::discard(),
         };
-        self.core
-            .borrow_mut()
-            .accept(record, completion, false, ctx);
+        let mut core = self.core.borrow_mut();
+        core.shared.tracing.inject(&mut record, trace);
+        core.accept(record, completion, false, ctx);
     }
 }
 
@@ -848,7 +886,9 @@ impl MessageResponse<Router, ProduceBatch> for AcceptBatch {
         let mut core = self.core.borrow_mut();
         for (index, p) in self.records.into_iter().enumerate() {
             let completion = Completion::batch(collector.clone(), index);
-            core.accept(p.record, completion, false, ctx);
+            let mut record = p.record;
+            core.shared.tracing.inject(&mut record, p.trace);
+            core.accept(record, completion, false, ctx);
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::messages::cluster::{AddTopics, BrokerNamed, BumpEpoch, Refresh, Subsc
 use crate::messages::seal::Seal;
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
+use crate::otel::Tracing;
 use crate::supervisor::Supervision;
 use crate::tls::Tls;
 use crate::token::TokenSource;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) cluster: ClusterView,
     pub(crate) memory: MemoryPool,
     pub(crate) metrics: Metrics,
+    /// Trace context propagation and spans (feature `opentelemetry`; nothing without it).
+    pub(crate) tracing: Tracing,
     /// TLS for every connection (SSL, SASL_SSL), built once at start.
     pub(crate) tls: Option<Tls>,
     /// SASL mechanism and credentials (SASL_PLAINTEXT, SASL_SSL), checked once at start.

@@ -38,7 +38,8 @@ pub(crate) const MAX_PANICS: u32 = 10;
 /// The window of [`MAX_PANICS`].
 pub(crate) const PANIC_WINDOW: Duration = Duration::from_secs(30);
 
-/// The kinds of actor a producer runs, for restart counts and error messages.
+/// The kinds of actor a producer runs, for restart counts (the `kind` label of
+/// `herald_actor_restarts_total`) and error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ActorKind {
     Router,
@@ -65,7 +66,7 @@ impl ActorKind {
             ActorKind::Metadata => "metadata",
             ActorKind::Accumulator => "accumulator",
             ActorKind::Connection => "connection",
-            ActorKind::Interceptors => "interceptor chain",
+            ActorKind::Interceptors => "interceptor",
             ActorKind::Sealer => "sealer",
         }
     }
@@ -85,6 +86,11 @@ impl Supervision {
     /// Panics caught so far, per actor kind (each one a restart, until the limit).
     pub(crate) fn panics(&self, kind: ActorKind) -> u64 {
         self.panics[kind as usize].load(Ordering::Relaxed)
+    }
+
+    /// Restarts so far (after a stop or a panic) of actors of `kind`.
+    pub(crate) fn restarts(&self, kind: ActorKind) -> u64 {
+        self.restarts[kind as usize].load(Ordering::Relaxed)
     }
 
     /// Restarts so far (after a stop or a panic), in all actors.

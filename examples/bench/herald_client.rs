@@ -16,13 +16,14 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald_actors::{
     Delivered, Deliveries, Notifier, Outcome, Produce, ProduceBatch, Producer, Router,
 };
+use tracing::Instrument;
 
 use std::time::{Duration, Instant};
 
 use crate::measure::{Meter, Stats};
 use crate::pace::{Pacer, Ticker};
 use crate::worker::{Measured, RunCtx};
-use crate::{Api, Result, MAX_IN_FLIGHT};
+use crate::{Api, Observe, Result, MAX_IN_FLIGHT};
 
 pub(crate) fn run(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
     actix::System::new().block_on(run_in_system(ctx, api))
@@ -57,6 +58,9 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
         ),
     ];
     pairs.extend(ctx.security.java_pairs());
+    // Before the producer starts: it takes the global tracer provider and describes its
+    // metrics to the recorder installed then.
+    let observed = Observed::install(a.observe)?;
     let producer = Producer::from_pairs(pairs).map_err(|e| format!("herald config: {e}"))?;
     let router = producer.router().clone();
     let mut key_buf = vec![0u8; a.key_size];
@@ -72,13 +76,19 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
     let mut stats = Stats::new(ctx.progress.clone());
     let meter = Meter::start();
     let pacer = Pacer::new(ctx.rate, a.records);
-    match api {
-        Api::HeraldSend => send(ctx, &router, pacer, &mut stats).await?,
-        Api::HeraldDoSend => stats = do_send(ctx, &router, pacer, stats, true).await?,
-        Api::HeraldReplyTo => stats = do_send(ctx, &router, pacer, stats, false).await?,
-        Api::HeraldBatch => batch(ctx, &router, pacer, &mut stats).await?,
-        _ => unreachable!("not a herald client"),
-    }
+    let run = async {
+        match api {
+            Api::HeraldSend => send(ctx, &router, pacer, &mut stats).await?,
+            Api::HeraldDoSend => stats = do_send(ctx, &router, pacer, stats, true).await?,
+            Api::HeraldReplyTo => stats = do_send(ctx, &router, pacer, stats, false).await?,
+            Api::HeraldBatch => batch(ctx, &router, pacer, &mut stats).await?,
+            _ => unreachable!("not a herald client"),
+        }
+        Ok::<Stats, crate::BoxError>(stats)
+    };
+    // With tracing, every record is made inside this span (its context goes into the
+    // headers).
+    let stats = run.instrument(observed.span()).await?;
     let metered = meter.stop();
 
     let m = producer.metrics().await;
@@ -90,7 +100,7 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
         )
         .into());
     }
-    let client_metrics = serde_json::json!({
+    let mut client_metrics = serde_json::json!({
         "batch_size_avg": m.batch_size_avg,
         "records_per_request_avg": m.records_per_request_avg,
         "request_total": m.request_total,
@@ -100,6 +110,7 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
     if !producer.close(Duration::from_secs(30)).await {
         return Err("herald: close did not flush everything".into());
     }
+    observed.report(&mut client_metrics, expected)?;
     Ok(Measured {
         metered,
         stats,
@@ -332,5 +343,77 @@ async fn batch(
             }
             _ = Ticker::tick(&ticker), if paced => {}
         }
+    }
+}
+
+/// What `--observe` installed for this worker: a Prometheus recorder, and OpenTelemetry
+/// tracing (the global tracer provider with an in-memory exporter, and a `tracing`
+/// subscriber that gives `tracing` spans their OpenTelemetry context).
+struct Observed {
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    spans: Option<opentelemetry_sdk::trace::InMemorySpanExporter>,
+}
+
+impl Observed {
+    fn install(observe: Observe) -> Result<Observed> {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt;
+
+        let prometheus = if observe.metrics() {
+            let builder = metrics_exporter_prometheus::PrometheusBuilder::new();
+            Some(builder.install_recorder()?)
+        } else {
+            None
+        };
+        let spans = if observe.tracing() {
+            let exporter = opentelemetry_sdk::trace::InMemorySpanExporter::default();
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_simple_exporter(exporter.clone())
+                .build();
+            opentelemetry::global::set_tracer_provider(provider.clone());
+            let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"));
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer))?;
+            Some(exporter)
+        } else {
+            None
+        };
+        Ok(Observed { prometheus, spans })
+    }
+
+    /// The span the records are made in (a disabled span without tracing).
+    fn span(&self) -> tracing::Span {
+        if self.spans.is_some() {
+            tracing::info_span!("bench")
+        } else {
+            tracing::Span::none()
+        }
+    }
+
+    /// Checks what the observers saw and adds it to the client's figures: the scraped
+    /// `record-send-total` must be every record, and every record batch must have a span.
+    fn report(&self, figures: &mut serde_json::Value, expected: u64) -> Result<()> {
+        if let Some(prometheus) = &self.prometheus {
+            let scrape = prometheus.render();
+            let sent = scrape
+                .lines()
+                .find(|l| l.starts_with("kafka_producer_record_send_total{"))
+                .and_then(|l| l.rsplit_once(' '))
+                .and_then(|(_, v)| v.parse::<u64>().ok());
+            if sent != Some(expected) {
+                return Err(
+                    format!("scraped record_send_total {sent:?}, expected {expected}").into(),
+                );
+            }
+            figures["scraped_record_send_total"] = serde_json::json!(sent);
+        }
+        if let Some(exporter) = &self.spans {
+            let spans = exporter.get_finished_spans()?;
+            let send_spans = spans.iter().filter(|s| s.name.starts_with("send ")).count();
+            if send_spans == 0 {
+                return Err("tracing on, but no send span was exported".into());
+            }
+            figures["send_spans"] = serde_json::json!(send_spans);
+        }
+        Ok(())
     }
 }

@@ -171,6 +171,13 @@ struct Args {
         default_value = "herald-send,herald-do-send,herald-reply-to,herald-batch,rdkafka-future,rdkafka-base"
     )]
     clients: Vec<Api>,
+    /// What Herald's clients run with besides producing: none; metrics (a Prometheus recorder
+    /// installed, so the producer's metrics reach an exporter every second); tracing
+    /// (OpenTelemetry: every record made inside a span, its context injected into the
+    /// headers, a span per batch of each request, exported to memory); both. Compare runs
+    /// with and without to see the cost.
+    #[arg(long, default_value = "none")]
+    observe: Observe,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -264,6 +271,24 @@ impl Args {
             args.clients = vec![Api::HeraldDoSend, Api::RdkafkaBase];
         }
         args
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Observe {
+    None,
+    Metrics,
+    Tracing,
+    Both,
+}
+
+impl Observe {
+    fn metrics(self) -> bool {
+        matches!(self, Observe::Metrics | Observe::Both)
+    }
+
+    fn tracing(self) -> bool {
+        matches!(self, Observe::Tracing | Observe::Both)
     }
 }
 

@@ -386,6 +386,36 @@ fn bench_runs_every_client_and_writes_its_json() {
         .is_some());
 }
 
+/// The benchmark with metrics and tracing on (`--observe both`): each Herald client's worker
+/// scraped its Prometheus recorder (`record_send_total` = every record, warm-up included) and
+/// exported `send` spans.
+#[test]
+fn bench_observe_both_scrapes_metrics_and_exports_spans() {
+    let doc = bench_json(
+        "bench-observe",
+        &[
+            "--records",
+            "3000",
+            "--warmup",
+            "100",
+            "--modes",
+            "max",
+            "--clients",
+            "herald-send,herald-do-send",
+            "--observe",
+            "both",
+        ],
+    );
+    let runs = doc["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        let m = &r["client_metrics"];
+        assert_eq!(m["scraped_record_send_total"], 3100, "{r}");
+        assert!(m["send_spans"].as_u64().is_some_and(|n| n >= 1), "{r}");
+        assert_eq!(r["offsets_verified"], true, "{r}");
+    }
+}
+
 /// The benchmark's chaos mode, small: both clients under one seeded fault schedule on the
 /// mock cluster, and the JSON issue 12 asks for (per run: time to deliver, records/s under
 /// faults, retries, failures, duplicates and order violations read back, delivered records

@@ -101,9 +101,19 @@ async fn produce_with_crashes_on(
     let mut outcomes = Vec::with_capacity(n);
     let mut crashed = 0u64;
     let mut armed = std::collections::BTreeSet::new();
+    let mut crashed_by_kind: BTreeMap<&str, u64> = BTreeMap::new();
     for i in 0..n {
         for (at, victim) in crashes {
             if *at == i {
+                let kind = match victim {
+                    Victim::Router => "router",
+                    Victim::Metadata => "metadata",
+                    Victim::Accumulators => "accumulator",
+                    Victim::Connections => "connection",
+                    Victim::Interceptors => "interceptor",
+                    Victim::Sealer => "sealer",
+                };
+                let before = crashed;
                 let mut targets = match victim {
                     Victim::Router => vec![router.clone().recipient()],
                     Victim::Metadata => vec![fi.metadata().unwrap()],
@@ -141,6 +151,7 @@ async fn produce_with_crashes_on(
                 for t in &targets {
                     t.do_send(how);
                 }
+                *crashed_by_kind.entry(kind).or_default() += crashed - before;
             }
         }
         let p = Produce::new(topic.clone())
@@ -181,6 +192,21 @@ async fn produce_with_crashes_on(
         restarts, crashed,
         "every crash was followed by exactly one restart"
     );
+    for kind in [
+        "router",
+        "metadata",
+        "accumulator",
+        "connection",
+        "interceptor",
+        "sealer",
+    ] {
+        let expected = crashed_by_kind.get(kind).copied().unwrap_or(0);
+        assert_eq!(
+            fi.restarts_of(kind),
+            Some(expected),
+            "restarts of the {kind} actors (herald_actor_restarts_total)"
+        );
+    }
     let metrics = producer.metrics().await;
     assert_eq!(metrics.actor_restart_total, crashed);
     assert_eq!(metrics.record_send_total, (n - panicked.len()) as u64);

@@ -294,6 +294,7 @@ mod tests {
             timestamp: 0,
             key_size: -1,
             value_size: -1,
+            trace: Default::default(),
         }
     }
 

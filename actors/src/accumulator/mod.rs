@@ -39,7 +39,8 @@ use crate::messages::delivery::{
 use crate::messages::intercept::Acknowledged;
 use crate::messages::seal::{Seal, Sealed};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TopicSensors};
+use crate::otel::BatchLinks;
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
 #[cfg(feature = "fault-injection")]
@@ -130,6 +131,8 @@ pub(crate) struct Accumulator {
     partition: i32,
     shared: Arc<Shared>,
     part: Arc<PartitionShared>,
+    /// The topic's windowed metrics, shared with the topic's other partitions.
+    sensors: Arc<TopicSensors>,
     /// The interceptor chain, if interceptors are configured: every outcome goes there too.
     acknowledged: Option<Recipient<Acknowledged>>,
     /// Sealed batches waiting for a leader or a retry, in id order.
@@ -164,6 +167,7 @@ impl Accumulator {
         acknowledged: Option<Recipient<Acknowledged>>,
     ) -> Self {
         Accumulator {
+            sensors: shared.metrics.topic(&topic),
             topic,
             partition,
             shared,
@@ -364,6 +368,16 @@ impl Accumulator {
                 Metrics::add(&m.batch_count, 1);
                 Metrics::add(&m.batch_bytes, bytes.len() as u64);
                 Metrics::add(&m.batch_uncompressed_bytes, uncompressed as u64);
+                let (now, size) = (m.now_ms(), bytes.len() as f64);
+                let ratio = if uncompressed == 0 {
+                    1.0
+                } else {
+                    size / uncompressed as f64
+                };
+                m.sensors.batch_size.record(size, now);
+                m.sensors.compression_rate.record(ratio, now);
+                self.sensors.bytes.record(size, now);
+                self.sensors.compression_rate.record(ratio, now);
                 let b = &mut self.ready[at];
                 b.bytes = bytes;
                 b.sealing = false;
@@ -401,6 +415,8 @@ impl Accumulator {
         let limit = only.map_or(limit, |n| n.min(limit));
         let now = Instant::now();
         let reply = ctx.address().recipient::<BatchCompleted>();
+        let metrics = &self.shared.metrics;
+        let now_ms = metrics.now_ms();
         let mut out = Vec::new();
         while let Some(b) = self.ready.front() {
             if self.in_flight.len() >= limit {
@@ -411,12 +427,17 @@ impl Accumulator {
                 break;
             }
             let b = self.ready.pop_front().expect("front exists");
+            if b.attempts == 0 && !b.piece {
+                let queued = now.saturating_duration_since(b.created).as_secs_f64() * 1000.0;
+                metrics.sensors.record_queue_time.record(queued, now_ms);
+            }
             out.push(OutgoingBatch {
                 topic: self.topic.clone(),
                 partition: self.partition,
                 batch_id: b.id,
                 records: b.bytes.clone(),
                 record_count: b.records.len() as u32,
+                links: BatchLinks::of(b.records.iter().map(|r| &r.trace)),
                 reply: reply.clone(),
             });
             self.in_flight.push_back(b);
@@ -623,6 +644,9 @@ impl Accumulator {
         match result {
             Ok((base_offset, log_append_time)) => {
                 Metrics::add(&m.record_send_total, n);
+                let now = m.now_ms();
+                m.sensors.record_send.record(n as f64, now);
+                self.sensors.record_send.record(n as f64, now);
                 for (i, slot) in b.records.into_iter().enumerate() {
                     let md = RecordMetadata {
                         topic: self.topic.clone(),
@@ -648,6 +672,9 @@ impl Accumulator {
             }
             Err(kind) => {
                 Metrics::add(&m.record_error_total, n);
+                let now = m.now_ms();
+                m.sensors.record_error.record(n as f64, now);
+                self.sensors.record_error.record(n as f64, now);
                 tracing::debug!(topic = %self.topic, partition = self.partition, records = n, error = %kind, "batch failed");
                 for slot in b.records {
                     let outcome: Outcome = Err(ProduceError::new(kind.clone()));
@@ -777,6 +804,8 @@ impl Accumulator {
             Err(e) => return self.complete_batch(b, Err(ErrorKind::Protocol(Arc::new(e)))),
         };
         tracing::info!(topic = %self.topic, partition = self.partition, batch = b.id, records = n, pieces = pieces.len(), "batch too large for the broker, split");
+        let m = &self.shared.metrics;
+        m.sensors.batch_split.record(1.0, m.now_ms());
         if b.piece {
             self.pieces -= 1;
         }
@@ -859,15 +888,16 @@ impl Accumulator {
                 crate::backoff::delay(config.retry_backoff, config.retry_backoff_max, b.attempts)
             }
         };
-        if sent {
-            b.attempts += 1;
-            Metrics::add(
-                &self.shared.metrics.record_retry_total,
-                b.records.len() as u64,
-            );
-        }
         b.retry_at = Some(Instant::now() + wait);
         let records = b.records.len() as u64;
+        if sent {
+            b.attempts += 1;
+            let m = &self.shared.metrics;
+            Metrics::add(&m.record_retry_total, records);
+            let now = m.now_ms();
+            m.sensors.record_retry.record(records as f64, now);
+            self.sensors.record_retry.record(records as f64, now);
+        }
         match attempt {
             Attempt::Unchanged | Attempt::NotSent => {}
             Attempt::Lost => {

@@ -36,6 +36,7 @@ mod transport;
 
 use std::collections::VecDeque;
 use std::io;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -60,7 +61,8 @@ use crate::fault_injection::Crash;
 use crate::messages::delivery::{BatchResult, LeaderHint, OutgoingBatch, SendBatches};
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, NodeSensors};
+use crate::otel::{Answered, SendSpans, Sent};
 use crate::shared::Shared;
 #[cfg(feature = "fault-injection")]
 use crate::supervisor::ActorKind;
@@ -105,6 +107,8 @@ enum InFlightKind {
     SaslAuthenticate,
     Produce {
         batches: Vec<OutgoingBatch>,
+        /// Their `send` spans (feature `opentelemetry`).
+        spans: SendSpans,
     },
     Metadata {
         reply: Reply<MetadataResponse>,
@@ -122,7 +126,7 @@ impl InFlightKind {
             InFlightKind::ApiVersions { .. }
             | InFlightKind::SaslHandshake
             | InFlightKind::SaslAuthenticate => {}
-            InFlightKind::Produce { batches } => {
+            InFlightKind::Produce { batches, spans } => {
                 for b in batches {
                     b.answer(if lost {
                         BatchResult::Lost(reason.into())
@@ -130,6 +134,7 @@ impl InFlightKind {
                         BatchResult::NotSent(reason.into())
                     });
                 }
+                spans.fail(reason);
             }
             InFlightKind::Metadata { reply } => {
                 let _ = reply.send(Err(error()));
@@ -185,6 +190,8 @@ pub(crate) struct Connection {
     node_id: i32,
     address: String,
     shared: Arc<Shared>,
+    /// This broker's windowed metrics.
+    sensors: Arc<NodeSensors>,
     client_id: StrBytes,
     state: State,
     /// Bumped on every connect; events from older sockets are ignored.
@@ -226,6 +233,7 @@ impl Connection {
         let config = &shared.config;
         let backoff = Backoff::new(config.reconnect_backoff, config.reconnect_backoff_max);
         Connection {
+            sensors: shared.metrics.node(node_id),
             node_id,
             address,
             client_id: StrBytes::from_string(config.client_id.clone()),
@@ -301,7 +309,10 @@ impl Connection {
     }
 
     fn connected(&mut self, stream: Transport, ctx: &mut Context<Self>) {
-        Metrics::add(&self.shared.metrics.connection_creation_total, 1);
+        let m = &self.shared.metrics;
+        Metrics::add(&m.connection_creation_total, 1);
+        m.sensors.connection_creation.record(1.0, m.now_ms());
+        self.sensors.connected.store(true, Relaxed);
         let (read, mut write) = stream.into_split();
         let generation = self.generation;
         let addr = ctx.address();
@@ -418,6 +429,7 @@ impl Connection {
             InFlightKind::Produce { batches, .. } if !expects_response => (None, batches),
             kind => (Some(kind), Vec::new()),
         };
+        let bytes = buf.len() as f64;
         let item = WriterItem {
             frame: buf.freeze(),
             fire_and_forget,
@@ -436,6 +448,24 @@ impl Connection {
             Some(kind) => self.in_flight.push(correlation_id, api.key, version, kind),
             None => self.in_flight.push_unanswered(correlation_id),
         }
+        let m = &self.shared.metrics;
+        let now = m.now_ms();
+        m.sensors.request.record(bytes, now);
+        self.sensors.request.record(bytes, now);
+        self.note_in_flight();
+    }
+
+    /// Counts the socket this connection just gave up (`connection-close-*`,
+    /// `connection-count`).
+    fn closed_socket(&self) {
+        let m = &self.shared.metrics;
+        m.sensors.connection_close.record(1.0, m.now_ms());
+        self.sensors.connected.store(false, Relaxed);
+    }
+
+    /// Publishes the number of requests awaiting a response on this connection.
+    fn note_in_flight(&self) {
+        self.sensors.in_flight.store(self.in_flight.len(), Relaxed);
     }
 
     /// Answers a request that never reached the wire.
@@ -511,6 +541,13 @@ impl Connection {
     fn send_produce(&mut self, version: i16) {
         let config = &self.shared.config;
         let batches = self.pending.next_request(config.max_request_size);
+        let sent = batches.iter().map(|b| Sent {
+            topic: &b.topic,
+            partition: b.partition,
+            record_count: b.record_count,
+            links: &b.links,
+        });
+        let spans = self.shared.tracing.send_spans(sent, &self.address);
         let (request, records) = coalesce::produce_request(
             &batches,
             config.acks.as_i16(),
@@ -519,11 +556,13 @@ impl Connection {
         let metrics = &self.shared.metrics;
         Metrics::add(&metrics.request_count, 1);
         Metrics::add(&metrics.request_records, records);
+        let per_request = &metrics.sensors.records_per_request;
+        per_request.record(records as f64, metrics.now_ms());
         self.write_request(
             protocol::PRODUCE,
             version,
             &request,
-            InFlightKind::Produce { batches },
+            InFlightKind::Produce { batches, spans },
         );
     }
 
@@ -541,7 +580,9 @@ impl Connection {
         if let Some(h) = self.reader.take() {
             h.abort();
         }
-        self.writer = None;
+        if self.writer.take().is_some() {
+            self.closed_socket();
+        }
         let was_ready = matches!(self.state, State::Ready | State::Reauthenticating);
         self.state = State::Idle;
         self.versions = None;
@@ -552,6 +593,7 @@ impl Connection {
             // Written, maybe read: lost. (Requests other than Produce just fail.)
             f.kind.fail(&self.address, &reason, true);
         }
+        self.note_in_flight();
         for b in self.pending.take_all() {
             b.answer(BatchResult::NotSent(reason.clone()));
         }
@@ -586,6 +628,13 @@ impl Connection {
             }
             Answer::Broken(reason) => return self.disconnect(reason),
         };
+        self.note_in_flight();
+        let m = &self.shared.metrics;
+        let now = m.now_ms();
+        // The frame without its 4-byte size prefix, which counts as received bytes too.
+        let bytes = (frame.len() + 4) as f64;
+        m.sensors.response.record(bytes, now);
+        self.sensors.response.record(bytes, now);
         let body = &frame[body_at..];
         match f.kind {
             InFlightKind::ApiVersions { version } => self.on_api_versions(body, version, ctx),
@@ -593,15 +642,20 @@ impl Connection {
             InFlightKind::SaslAuthenticate => {
                 return self.on_sasl_authenticate(body, f.version, ctx)
             }
-            InFlightKind::Produce { batches } => {
+            InFlightKind::Produce { batches, spans } => {
                 let metrics = &self.shared.metrics;
                 Metrics::add(&metrics.response_count, 1);
-                Metrics::add(
-                    &metrics.request_latency_us,
-                    f.sent_at.elapsed().as_micros() as u64,
-                );
+                let latency = f.sent_at.elapsed();
+                Metrics::add(&metrics.request_latency_us, latency.as_micros() as u64);
+                let latency_ms = latency.as_secs_f64() * 1000.0;
+                metrics.sensors.request_latency.record(latency_ms, now);
+                self.sensors.request_latency.record(latency_ms, now);
                 match responses::decode_produce_response(body, f.version) {
-                    Ok(resp) => complete_produce(batches, &resp),
+                    Ok(resp) => {
+                        let throttle = f64::from(resp.throttle_time_ms.max(0));
+                        metrics.sensors.produce_throttle_time.record(throttle, now);
+                        complete_produce(batches, &resp, spans)
+                    }
                     Err(e) => {
                         // The request may have been written; answer its batches as lost, then
                         // rebuild the connection.
@@ -609,6 +663,7 @@ impl Connection {
                         for b in batches {
                             b.answer(BatchResult::Lost(reason.clone()));
                         }
+                        spans.fail(&reason);
                         return self.disconnect(reason);
                     }
                 }
@@ -910,8 +965,12 @@ impl Connection {
 }
 
 /// Answers every batch of a produce request from its response.
-fn complete_produce(batches: Vec<OutgoingBatch>, resp: &kafka_protocol::messages::ProduceResponse) {
-    for b in batches {
+fn complete_produce(
+    batches: Vec<OutgoingBatch>,
+    resp: &kafka_protocol::messages::ProduceResponse,
+    mut spans: SendSpans,
+) {
+    for (i, b) in batches.into_iter().enumerate() {
         let part = resp
             .responses
             .iter()
@@ -932,7 +991,24 @@ fn complete_produce(batches: Vec<OutgoingBatch>, resp: &kafka_protocol::messages
                 },
             },
         };
+        spans.answer(i, span_answer(&result));
         b.answer(result);
+    }
+}
+
+/// How a batch's `send` span ends (feature `opentelemetry`).
+fn span_answer(result: &BatchResult) -> Answered {
+    let failed = |error_type: &str, message: String| Answered::Failed {
+        error_type: error_type.to_string(),
+        message,
+    };
+    match result {
+        BatchResult::Written { base_offset, .. } => Answered::Written {
+            base_offset: *base_offset,
+        },
+        BatchResult::Broker { code, .. } => failed(&code.to_string(), code.to_string()),
+        BatchResult::Lost(why) | BatchResult::NotSent(why) => failed("connection", why.clone()),
+        BatchResult::AuthenticationFailed(why) => failed("authentication", why.to_string()),
     }
 }
 
@@ -1087,7 +1163,11 @@ impl Handler<Shutdown> for Connection {
         }
         self.terminated = true;
         let (tx, rx) = oneshot::channel();
-        if self.writer.take().is_some() && self.reader.is_some() {
+        let had_socket = self.writer.take().is_some();
+        if had_socket {
+            self.closed_socket();
+        }
+        if had_socket && self.reader.is_some() {
             self.closing = Some(tx);
         } else {
             let _ = tx.send(());

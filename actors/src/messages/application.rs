@@ -11,6 +11,7 @@ use herald::{ErrorKind, Header, ProduceError, ProducerRecord};
 
 use crate::completion::{Delivered, Notifier, Outcome};
 use crate::metrics::MetricsSnapshot;
+use crate::otel::Captured;
 
 /// Application → router: produce one record. Resolves to its outcome once acknowledged per
 /// `acks`; with [`Produce::reply_to`] the outcome goes to that mailbox instead.
@@ -19,6 +20,9 @@ pub struct Produce {
     pub(crate) record: ProducerRecord,
     pub(crate) reply_to: ReplyTo,
     pub(crate) tag: u64,
+    /// The trace context where the record was made (feature `opentelemetry`; nothing
+    /// without it), injected into its headers when the producer takes it.
+    pub(crate) trace: Captured,
 }
 
 /// Where a `Produce` outcome goes besides the `send()` reply.
@@ -48,6 +52,7 @@ impl Produce {
             record,
             reply_to: ReplyTo::Reply,
             tag: 0,
+            trace: Captured::now(),
         }
     }
 

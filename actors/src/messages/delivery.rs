@@ -7,6 +7,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use herald::KafkaCode;
 
+use crate::otel::BatchLinks;
+
 /// A closed batch on its way to the broker.
 #[derive(Debug, Clone)]
 pub(crate) struct OutgoingBatch {
@@ -20,6 +22,9 @@ pub(crate) struct OutgoingBatch {
     pub(crate) records: Bytes,
     /// Records in the batch (for metrics).
     pub(crate) record_count: u32,
+    /// The records' distinct trace contexts, for the `send` span's links (feature
+    /// `opentelemetry`).
+    pub(crate) links: BatchLinks,
     /// Where the result goes.
     pub(crate) reply: Recipient<BatchCompleted>,
 }
