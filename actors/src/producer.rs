@@ -20,15 +20,22 @@ use crate::fault_injection::{Crash, GetAccumulators, Stall};
 use crate::intake::Intake;
 use crate::interceptor::ProducerInterceptor;
 use crate::memory::MemoryPool;
-use crate::messages::application::{Close, DrainIntake, Flush, GetMetrics, Produce, ReplyTo};
+use crate::messages::application::{
+    AbortTransaction, BeginTransaction, Close, CommitTransaction, ConsumerGroupMetadata,
+    DrainIntake, Flush, GetMetrics, InitTransactions, Produce, ReplyTo, SendOffsetsToTransaction,
+    TopicPartitionOffset, TransactionResult,
+};
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::router::Router;
 use crate::sealer::Sealer;
-use crate::shared::{MetadataLink, Shared};
+use crate::shared::{MetadataLink, Shared, TransactionLink};
 use crate::tls::Tls;
 use crate::token::{TokenProvider, TokenSource};
+use crate::transaction::TransactionManager;
+use crate::txn_status::TxnStatus;
+use herald::TransactionError;
 
 /// Options beyond the Java config keys: a custom partitioner and interceptors.
 pub struct ProducerBuilder {
@@ -97,7 +104,10 @@ impl ProducerBuilder {
         let sealer = compress
             .as_ref()
             .map(|a| Sealer::start_in_arbiter(&a.handle(), |_| Sealer));
+        let txn = config.transactional_id.is_some().then(TxnStatus::default);
         let shared = Arc::new(Shared {
+            txn,
+            transaction: OnceLock::new(),
             memory: MemoryPool::new(config.buffer_memory),
             config,
             cluster: ClusterView::default(),
@@ -138,6 +148,18 @@ impl ProducerBuilder {
             broker_named: metadata.clone().recipient(),
             shutdown: metadata.recipient(),
         });
+        if shared.txn.is_some() {
+            let s = shared.clone();
+            let manager = TransactionManager::new(s).start();
+            let _ = shared.transaction.set(TransactionLink {
+                init: manager.clone().recipient(),
+                begin: manager.clone().recipient(),
+                send_offsets: manager.clone().recipient(),
+                end: manager.clone().recipient(),
+                add_partition: manager.clone().recipient(),
+                shutdown: manager.recipient(),
+            });
+        }
         tracing::info!(client_id = %shared.config.client_id, "producer started");
         Ok(Producer {
             router,
@@ -185,7 +207,8 @@ impl Producer {
         }
     }
 
-    /// The router's address: send `Produce`, `ProduceBatch`, `Flush`, `Close`, `GetMetrics`.
+    /// The router's address: send `Produce`, `ProduceBatch`, `Flush`, `Close`, `GetMetrics`,
+    /// and the transaction messages (`InitTransactions`, `BeginTransaction`, ...).
     pub fn router(&self) -> &Addr<Router> {
         &self.router
     }
@@ -231,6 +254,55 @@ impl Producer {
         };
         self.shared.intake.append(record, completion, queue_drain);
         rx
+    }
+
+    /// Obtains the producer id for `transactional.id`, fencing any older producer with the
+    /// same id and aborting what it left open. Call once before the first transaction.
+    pub async fn init_transactions(&self) -> TransactionResult {
+        self.transact(InitTransactions).await
+    }
+
+    /// Opens a transaction: records sent from now until the commit or abort belong to it.
+    pub async fn begin_transaction(&self) -> TransactionResult {
+        self.transact(BeginTransaction).await
+    }
+
+    /// Flushes the transaction's records, then commits it. An abortable error means the
+    /// transaction must be aborted; see [`TransactionError::class`].
+    pub async fn commit_transaction(&self) -> TransactionResult {
+        self.transact(CommitTransaction).await
+    }
+
+    /// Aborts the transaction: records not yet sent fail with
+    /// [`TransactionError::Aborted`], none of the transaction becomes visible to
+    /// read_committed consumers.
+    pub async fn abort_transaction(&self) -> TransactionResult {
+        self.transact(AbortTransaction).await
+    }
+
+    /// Commits a consumer group's offsets with the open transaction (consume-transform-
+    /// produce): they move only if the transaction commits.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: Vec<TopicPartitionOffset>,
+        group_metadata: ConsumerGroupMetadata,
+    ) -> TransactionResult {
+        self.transact(SendOffsetsToTransaction {
+            offsets,
+            group_metadata,
+        })
+        .await
+    }
+
+    async fn transact<M>(&self, msg: M) -> TransactionResult
+    where
+        M: Message<Result = TransactionResult> + Send + 'static,
+        Router: Handler<M>,
+    {
+        self.router
+            .send(msg)
+            .await
+            .unwrap_or(Err(TransactionError::Closed))
     }
 
     /// Waits until every record sent before the call has its outcome.

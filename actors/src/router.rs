@@ -23,7 +23,7 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use herald::batch::{record_size, BatchBuilder, RECORD_BATCH_OVERHEAD};
 use herald::partitioner::{Partitioner, TopicPartitions};
-use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord};
+use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord, TransactionError};
 
 use crate::accumulator::Accumulator;
 use crate::cluster::TopicMeta;
@@ -33,11 +33,13 @@ use crate::fault_injection::{Crash, GetAccumulators};
 use crate::intake::Entry as IntakeEntry;
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
 use crate::messages::application::{
-    Close, DrainIntake, Flush, GetMetrics, Produce, ProduceBatch, ReplyTo,
+    AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Flush, GetMetrics,
+    InitTransactions, Produce, ProduceBatch, ReplyTo, SendOffsetsToTransaction, TransactionResult,
 };
-use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition};
+use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
 use crate::messages::intercept::{Acknowledged, OnSend, Route};
+use crate::messages::transaction::EndTransaction;
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
@@ -84,6 +86,10 @@ struct RouterCore {
     metadata_timer: Option<(Instant, SpawnHandle)>,
     /// The intake's second buffer (see the `DrainIntake` handler).
     intake_spare: Vec<IntakeEntry>,
+    /// Transactional producers: a transaction is open and records are taken. Set when the
+    /// transaction manager confirmed a begin, cleared the moment a commit or abort arrives,
+    /// so a record sent after either is refused rather than slipping into the transaction.
+    in_txn: bool,
 }
 
 /// The router actor: the producer's front door. Send it [`Produce`], [`ProduceBatch`],
@@ -129,6 +135,7 @@ impl Router {
                 closed: false,
                 metadata_timer: None,
                 intake_spare: Vec::new(),
+                in_txn: false,
             })),
         }
     }
@@ -180,6 +187,14 @@ enum Appended {
 impl RouterCore {
     fn refuse(&self, kind: ErrorKind, record: ProducerRecord, completion: Completion) {
         Metrics::add(&self.shared.metrics.record_error_total, 1);
+        if let (Some(status), true) = (&self.shared.txn, self.in_txn) {
+            // A record of the open transaction is lost to it: the transaction cannot commit
+            // (Java's `maybeTransitionToErrorState`).
+            if !matches!(kind, ErrorKind::Transaction(_)) {
+                let why = format!("a record of the transaction was refused: {kind}");
+                status.fail(TransactionError::Abortable(Arc::from(why)));
+            }
+        }
         completion.complete(Err(ProduceError::refused(kind, record)));
     }
 
@@ -193,6 +208,18 @@ impl RouterCore {
     ) {
         if self.closed {
             return self.refuse(ErrorKind::Closed, record, completion);
+        }
+        if let Some(status) = &self.shared.txn {
+            // Checked again when an interceptor hands the record back: a commit or abort
+            // may have come between.
+            let refusal = if self.in_txn {
+                status.failure()
+            } else {
+                Some(TransactionError::NotInTransaction)
+            };
+            if let Some(e) = refusal {
+                return self.refuse(ErrorKind::Transaction(e), record, completion);
+            }
         }
         if !intercepted {
             if let Some(chain) = &self.interceptors {
@@ -698,6 +725,7 @@ fn append(
     };
     let mut builder =
         BatchBuilder::new(reserved_now, config.compression, config.compression_level());
+    builder.set_transactional(shared.txn.is_some());
     let appended = builder
         .try_append(timestamp, key, value, &record.headers)
         .expect("the first record always fits");
@@ -941,22 +969,138 @@ impl Handler<Close> for Router {
             let flushed = done_rx.await.unwrap_or(false);
             // Parked records cannot be flushed any more: they were refused with Aborted
             // below if close timed out, or there were none.
-            let (metadata, interceptors) = {
+            let (metadata, interceptors, transaction) = {
                 let mut core = core_rc.borrow_mut();
                 core.fail_parked(ErrorKind::Aborted);
                 core.routes.clear();
                 (
                     core.shared.metadata.get().map(|m| m.shutdown.clone()),
                     core.interceptors.clone(),
+                    core.shared.transaction.get().map(|t| t.shutdown.clone()),
                 )
             };
             if let Some(i) = interceptors {
                 i.do_send(Shutdown);
             }
+            if let Some(t) = transaction {
+                t.do_send(Shutdown);
+            }
             if let Some(m) = metadata {
                 let _ = m.send(Shutdown).await;
             }
             flushed
+        })
+    }
+}
+
+impl RouterCore {
+    /// The transaction manager, or the answer for a producer without one.
+    fn transaction(&self) -> Result<&crate::shared::TransactionLink, TransactionError> {
+        if self.closed {
+            return Err(TransactionError::Closed);
+        }
+        self.shared
+            .transaction
+            .get()
+            .ok_or(TransactionError::NotTransactional)
+    }
+}
+
+/// What a transaction manager's answer comes to when its mailbox is gone.
+fn answered(r: Result<TransactionResult, MailboxError>) -> TransactionResult {
+    r.unwrap_or(Err(TransactionError::Closed))
+}
+
+impl Handler<InitTransactions> for Router {
+    type Result = ResponseFuture<TransactionResult>;
+
+    fn handle(&mut self, msg: InitTransactions, _: &mut Context<Self>) -> Self::Result {
+        let to = self.core.borrow().transaction().map(|t| t.init.clone());
+        Box::pin(async move { answered(to?.send(msg).await) })
+    }
+}
+
+impl Handler<BeginTransaction> for Router {
+    type Result = ResponseActFuture<Self, TransactionResult>;
+
+    fn handle(&mut self, msg: BeginTransaction, _: &mut Context<Self>) -> Self::Result {
+        let to = match self.core.borrow().transaction() {
+            Ok(t) => t.begin.clone(),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        // Records are taken from the moment the answer is here, before the application
+        // sees it: whatever it sends after `begin` resolved belongs to the transaction.
+        Box::pin(
+            async move { answered(to.send(msg).await) }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    if res.is_ok() {
+                        act.core.borrow_mut().in_txn = true;
+                    }
+                    res
+                }),
+        )
+    }
+}
+
+impl Handler<SendOffsetsToTransaction> for Router {
+    type Result = ResponseFuture<TransactionResult>;
+
+    fn handle(&mut self, msg: SendOffsetsToTransaction, _: &mut Context<Self>) -> Self::Result {
+        let to = self
+            .core
+            .borrow()
+            .transaction()
+            .map(|t| t.send_offsets.clone());
+        Box::pin(async move { answered(to?.send(msg).await) })
+    }
+}
+
+impl Handler<CommitTransaction> for Router {
+    type Result = ResponseFuture<TransactionResult>;
+
+    /// Stops taking records, flushes every record of the transaction (as `Flush`), then has
+    /// the transaction manager commit. A record that failed meanwhile makes the transaction
+    /// abortable, which the commit then reports.
+    fn handle(&mut self, _: CommitTransaction, _: &mut Context<Self>) -> Self::Result {
+        let mut core = self.core.borrow_mut();
+        let to = match core.transaction() {
+            Ok(t) => t.end.clone(),
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        core.in_txn = false;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        core.deferred_flushes.push(tx);
+        core.maybe_run_deferred_flushes();
+        Box::pin(async move {
+            let _ = rx.await;
+            answered(to.send(EndTransaction { commit: true }).await)
+        })
+    }
+}
+
+impl Handler<AbortTransaction> for Router {
+    type Result = ResponseFuture<TransactionResult>;
+
+    /// Stops taking records, fails the transaction's records not yet sent (parked here or
+    /// unsent in an accumulator) with "transaction aborted", waits for the batches in flight,
+    /// then has the transaction manager abort.
+    fn handle(&mut self, _: AbortTransaction, _: &mut Context<Self>) -> Self::Result {
+        let mut core = self.core.borrow_mut();
+        let to = match core.transaction() {
+            Ok(t) => t.end.clone(),
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        core.in_txn = false;
+        core.fail_parked(ErrorKind::Transaction(TransactionError::Aborted));
+        let discards: Vec<_> = core
+            .accumulators()
+            .into_iter()
+            .map(|a| a.send(DiscardUnsent))
+            .collect();
+        Box::pin(async move {
+            futures_util::future::join_all(discards).await;
+            answered(to.send(EndTransaction { commit: false }).await)
         })
     }
 }

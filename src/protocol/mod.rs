@@ -63,6 +63,51 @@ pub const INIT_PRODUCER_ID: ApiSupport = ApiSupport {
     max: 5,
 };
 
+/// FindCoordinator, for the transaction coordinator (key type 1) and a consumer group's
+/// (key type 0). v4 batches keys (KIP-699), which one coordinator at a time does not need;
+/// Kafka 4.0 dropped v0 (KIP-896).
+pub const FIND_COORDINATOR: ApiSupport = ApiSupport {
+    key: ApiKey::FindCoordinator,
+    name: "FindCoordinator",
+    min: 1,
+    max: 3,
+};
+/// AddPartitionsToTxn (KIP-98): v3 is the last a client sends; v4+ is the brokers' own
+/// batched form (KIP-890).
+pub const ADD_PARTITIONS_TO_TXN: ApiSupport = ApiSupport {
+    key: ApiKey::AddPartitionsToTxn,
+    name: "AddPartitionsToTxn",
+    min: 1,
+    max: 3,
+};
+/// AddOffsetsToTxn (KIP-98); v4 only adds TRANSACTION_ABORTABLE to the errors.
+pub const ADD_OFFSETS_TO_TXN: ApiSupport = ApiSupport {
+    key: ApiKey::AddOffsetsToTxn,
+    name: "AddOffsetsToTxn",
+    min: 1,
+    max: 4,
+};
+/// TxnOffsetCommit: v3 carries the group's generation and member (KIP-447), so a zombie
+/// member's offsets are fenced; v5 is for transaction version 2.
+pub const TXN_OFFSET_COMMIT: ApiSupport = ApiSupport {
+    key: ApiKey::TxnOffsetCommit,
+    name: "TxnOffsetCommit",
+    min: 1,
+    max: 4,
+};
+/// EndTxn (KIP-98); v5 bumps the epoch at every end (transaction version 2, KIP-890), which
+/// Herald does not use yet.
+pub const END_TXN: ApiSupport = ApiSupport {
+    key: ApiKey::EndTxn,
+    name: "EndTxn",
+    min: 1,
+    max: 4,
+};
+/// The last Produce version of transaction version 1: v12 lets the broker add partitions to
+/// a transaction implicitly (KIP-890), which the explicit AddPartitionsToTxn of version 1
+/// must not be mixed with (Java caps it alike).
+pub const PRODUCE_MAX_TRANSACTION_V1: i16 = 11;
+
 /// SaslHandshake (KIP-43): v1 is the one after which SaslAuthenticate requests carry the
 /// mechanism's bytes (KIP-152); Kafka 4.0 serves only v1.
 pub const SASL_HANDSHAKE: ApiSupport = ApiSupport {
@@ -89,6 +134,24 @@ pub struct NegotiatedVersions {
     /// InitProducerId version, `None` when the broker lacks it (idempotence then fails
     /// with a clear error, not at connect time).
     pub init_producer_id: Option<i16>,
+    /// The transactional APIs, each `None` when the broker lacks a common version (a
+    /// transactional request then fails with that reason, not the connection).
+    pub transactions: TransactionVersions,
+}
+
+/// The negotiated versions of the transactional APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TransactionVersions {
+    /// FindCoordinator.
+    pub find_coordinator: Option<i16>,
+    /// AddPartitionsToTxn.
+    pub add_partitions_to_txn: Option<i16>,
+    /// AddOffsetsToTxn.
+    pub add_offsets_to_txn: Option<i16>,
+    /// TxnOffsetCommit.
+    pub txn_offset_commit: Option<i16>,
+    /// EndTxn.
+    pub end_txn: Option<i16>,
 }
 
 /// Picks the highest version both sides support for `api`.
@@ -118,6 +181,13 @@ pub fn negotiate(broker: &ApiVersionsResponse) -> Result<NegotiatedVersions, Pro
         metadata: pick_version(METADATA, broker)?,
         produce: pick_version(PRODUCE, broker)?,
         init_producer_id: pick_version(INIT_PRODUCER_ID, broker).ok(),
+        transactions: TransactionVersions {
+            find_coordinator: pick_version(FIND_COORDINATOR, broker).ok(),
+            add_partitions_to_txn: pick_version(ADD_PARTITIONS_TO_TXN, broker).ok(),
+            add_offsets_to_txn: pick_version(ADD_OFFSETS_TO_TXN, broker).ok(),
+            txn_offset_commit: pick_version(TXN_OFFSET_COMMIT, broker).ok(),
+            end_txn: pick_version(END_TXN, broker).ok(),
+        },
     })
 }
 
@@ -229,6 +299,28 @@ mod tests {
         let kafka4 = broker(&[(ApiKey::Produce, 3, 13), (ApiKey::Metadata, 0, 13)]);
         let v = negotiate(&kafka4).unwrap();
         assert_eq!((v.produce, v.metadata, v.init_producer_id), (12, 12, None));
+        assert_eq!(v.transactions, TransactionVersions::default());
+        // Kafka 4.1's transactional APIs.
+        let kafka41 = broker(&[
+            (ApiKey::Produce, 3, 13),
+            (ApiKey::Metadata, 0, 13),
+            (ApiKey::FindCoordinator, 0, 6),
+            (ApiKey::AddPartitionsToTxn, 0, 5),
+            (ApiKey::AddOffsetsToTxn, 0, 4),
+            (ApiKey::TxnOffsetCommit, 0, 5),
+            (ApiKey::EndTxn, 0, 5),
+        ]);
+        let t = negotiate(&kafka41).unwrap().transactions;
+        assert_eq!(
+            t,
+            TransactionVersions {
+                find_coordinator: Some(3),
+                add_partitions_to_txn: Some(3),
+                add_offsets_to_txn: Some(4),
+                txn_offset_commit: Some(4),
+                end_txn: Some(4),
+            }
+        );
     }
 
     #[test]

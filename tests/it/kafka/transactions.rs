@@ -1,0 +1,414 @@
+//! Transactions on Apache Kafka (transaction protocol version 1: explicit
+//! AddPartitionsToTxn), read back by librdkafka's consumer with `isolation.level`
+//! read_committed (what a transaction promises) and read_uncommitted (to prove the aborted
+//! records really reached the log, so their invisibility is the broker's markers at work,
+//! not records that were never sent).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use herald::{ErrorClass, ErrorKind, KafkaCode, TransactionError};
+use herald_actors::{ConsumerGroupMetadata, Produce, Producer, TopicPartitionOffset};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::support::consumer::{read_back_with, read_indexes, Consumed};
+use crate::support::kafka::{shared, SharedLogsOnFailure};
+use crate::support::{init_tracing, unique_topic};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn transactional(bootstrap: &str, id: &str, extra: &[(&str, &str)]) -> Producer {
+    let mut pairs = vec![
+        ("bootstrap.servers", bootstrap),
+        ("transactional.id", id),
+        ("linger.ms", "2"),
+    ];
+    pairs.extend_from_slice(extra);
+    Producer::from_pairs(pairs).expect("a transactional producer starts")
+}
+
+fn consumer_config(bootstrap: &str, isolation: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("isolation.level", isolation);
+    c
+}
+
+/// Reads `topic` with the given isolation until `expected` records arrived (plus a grace
+/// period for any that should not be there).
+async fn read(
+    bootstrap: &str,
+    isolation: &str,
+    topic: &str,
+    partitions: i32,
+    expected: usize,
+) -> BTreeMap<i32, Vec<Consumed>> {
+    let config = consumer_config(bootstrap, isolation);
+    read_back_with(config, topic, partitions, expected, WAIT).await
+}
+
+/// Sends record `i` (value = `i`) to `topic`-`partition`; the future resolves to its outcome.
+fn send(
+    p: &Producer,
+    topic: &str,
+    partition: i32,
+    i: usize,
+) -> impl std::future::Future<Output = herald_actors::Outcome> {
+    p.send(
+        Produce::new(topic.to_string())
+            .partition(partition)
+            .value(i.to_string()),
+    )
+}
+
+/// Every value read back, per partition, in offset order.
+fn per_partition(back: &BTreeMap<i32, Vec<Consumed>>, partitions: i32) -> Vec<Vec<usize>> {
+    (0..partitions).map(|p| read_indexes(back, p)).collect()
+}
+
+fn total(back: &BTreeMap<i32, Vec<Consumed>>) -> usize {
+    back.values().map(Vec::len).sum()
+}
+
+#[actix_rt::test]
+async fn kafka_committed_visible_once_in_order_aborted_never() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let (a, b) = (unique_topic("txn-a"), unique_topic("txn-b"));
+    kafka.create_topic(&a, 3, 1).await;
+    kafka.create_topic(&b, 2, 1).await;
+    let p = transactional(&bootstrap, &unique_topic("txn-id"), &[]);
+
+    // Before init and outside a transaction a record is refused, and comes back.
+    let refused = send(&p, &a, 0, 9999).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        &ErrorKind::Transaction(TransactionError::NotInTransaction)
+    );
+    assert_eq!(refused.record().and_then(|r| r.partition), Some(0));
+    assert!(matches!(
+        p.begin_transaction().await,
+        Err(TransactionError::InvalidState { .. })
+    ));
+    p.init_transactions().await.expect("init_transactions");
+
+    // Committed: 300 records over both topics, five partitions.
+    p.begin_transaction().await.unwrap();
+    let mut outcomes = Vec::new();
+    for i in 0..300 {
+        let (topic, partition) = if i % 2 == 0 {
+            (&a, (i / 2 % 3) as i32)
+        } else {
+            (&b, (i / 2 % 2) as i32)
+        };
+        outcomes.push(send(&p, topic, partition, i));
+    }
+    p.commit_transaction().await.expect("commit");
+    for o in outcomes {
+        o.await.expect("a committed record is written");
+    }
+
+    // Aborted: written to the log first (flush), then aborted.
+    p.begin_transaction().await.unwrap();
+    let mut aborted = Vec::new();
+    for i in 1000..1100 {
+        aborted.push(send(
+            &p,
+            if i % 2 == 0 { &a } else { &b },
+            (i % 2) as i32,
+            i,
+        ));
+    }
+    p.flush().await;
+    for o in aborted {
+        o.await.expect("flushed before the abort: written");
+    }
+    // Sent just before the abort: it belongs to the transaction. Waiting for linger, it
+    // fails as aborted, or it was written before the abort reached its partition; either
+    // way it never becomes visible.
+    let unsent = send(&p, &a, 1, 1500);
+    p.abort_transaction().await.expect("abort");
+    match unsent.await {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), &ErrorKind::Transaction(TransactionError::Aborted)),
+    }
+    // Between transactions a record is refused, not slipped into the next one.
+    let between = send(&p, &a, 0, 1999).await.unwrap_err();
+    assert_eq!(
+        between.kind(),
+        &ErrorKind::Transaction(TransactionError::NotInTransaction)
+    );
+    assert!(matches!(
+        p.commit_transaction().await,
+        Err(TransactionError::InvalidState { .. })
+    ));
+
+    // Committed after the aborts.
+    p.begin_transaction().await.unwrap();
+    let mut outcomes = Vec::new();
+    for i in 2000..2100 {
+        outcomes.push(send(
+            &p,
+            if i % 2 == 0 { &a } else { &b },
+            (i % 2) as i32,
+            i,
+        ));
+    }
+    p.commit_transaction().await.expect("commit after abort");
+    for o in outcomes {
+        o.await.expect("written");
+    }
+    assert!(p.close(Duration::from_secs(10)).await);
+
+    let committed = |i: usize| !(1000..2000).contains(&i);
+    for (topic, partitions) in [(&a, 3), (&b, 2)] {
+        // What was sent to each partition, in order, committed ones only.
+        let mut expected = vec![Vec::new(); partitions as usize];
+        for i in (0..300).chain(2000..2100) {
+            let (t, partition) = if i < 300 {
+                if i % 2 == 0 {
+                    (&a, i / 2 % 3)
+                } else {
+                    (&b, i / 2 % 2)
+                }
+            } else {
+                (if i % 2 == 0 { &a } else { &b }, i % 2)
+            };
+            if t == topic {
+                expected[partition].push(i);
+            }
+        }
+        let n: usize = expected.iter().map(Vec::len).sum();
+        let back = read(&bootstrap, "read_committed", topic, partitions, n).await;
+        assert_eq!(
+            per_partition(&back, partitions),
+            expected,
+            "read_committed {topic}: every committed record once, in order, nothing aborted"
+        );
+        let uncommitted = read(&bootstrap, "read_uncommitted", topic, partitions, n + 50).await;
+        let seen: Vec<usize> = per_partition(&uncommitted, partitions)
+            .into_iter()
+            .flatten()
+            .collect();
+        assert!(
+            seen.iter().any(|&i| !committed(i)),
+            "read_uncommitted {topic} sees the aborted records that reached the log"
+        );
+        assert_eq!(total(&uncommitted), seen.len());
+    }
+}
+
+#[actix_rt::test]
+async fn kafka_a_second_producer_fences_the_first() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("txn-fence");
+    kafka.create_topic(&topic, 2, 1).await;
+    let id = unique_topic("txn-fence-id");
+
+    let first = transactional(&bootstrap, &id, &[]);
+    first.init_transactions().await.unwrap();
+    first.begin_transaction().await.unwrap();
+    for i in 0..20 {
+        send(&first, &topic, (i % 2) as i32, i).await.unwrap();
+    }
+    first.commit_transaction().await.unwrap();
+
+    // The first opens a transaction and writes into it; then the second starts.
+    first.begin_transaction().await.unwrap();
+    for i in 100..110 {
+        send(&first, &topic, (i % 2) as i32, i).await.unwrap();
+    }
+    let second = transactional(&bootstrap, &id, &[]);
+    second
+        .init_transactions()
+        .await
+        .expect("the second takes over");
+
+    // The first's next operation fails as fenced, for good.
+    // (Partition 0 is in the transaction already: the broker itself refuses the batch.)
+    let fenced = send(&first, &topic, 0, 200).await.unwrap_err();
+    match fenced.kind() {
+        ErrorKind::Broker { code, .. } => assert!(
+            matches!(
+                code,
+                KafkaCode::INVALID_PRODUCER_EPOCH | KafkaCode::PRODUCER_FENCED
+            ),
+            "{fenced}"
+        ),
+        ErrorKind::Transaction(e) => assert!(e.is_fenced(), "{e}"),
+        other => panic!("a fenced producer's record: {other}"),
+    }
+    // A partition new to the transaction: AddPartitionsToTxn is refused as fenced.
+    let fenced = send(&first, &topic, 1, 201).await.unwrap_err();
+    let ErrorKind::Transaction(e) = fenced.kind() else {
+        panic!("a fenced producer's record fails with a transaction error: {fenced}")
+    };
+    assert!(e.is_fenced(), "{e}");
+    assert_eq!(e.class(), ErrorClass::Fatal, "{e}");
+    let commit = first.commit_transaction().await.unwrap_err();
+    assert!(commit.is_fenced(), "commit of a fenced producer: {commit}");
+    assert_eq!(commit.class(), ErrorClass::Fatal);
+    assert!(first.abort_transaction().await.unwrap_err().is_fenced());
+    assert!(first.begin_transaction().await.unwrap_err().is_fenced());
+
+    second.begin_transaction().await.unwrap();
+    for i in 300..320 {
+        send(&second, &topic, (i % 2) as i32, i).await.unwrap();
+    }
+    second.commit_transaction().await.unwrap();
+    first.close(Duration::from_secs(5)).await;
+    second.close(Duration::from_secs(5)).await;
+
+    let back = read(&bootstrap, "read_committed", &topic, 2, 40).await;
+    let mut expected = vec![Vec::new(), Vec::new()];
+    for i in (0..20).chain(300..320) {
+        expected[i % 2].push(i);
+    }
+    assert_eq!(
+        per_partition(&back, 2),
+        expected,
+        "the fenced producer's open transaction was aborted by the second's init"
+    );
+}
+
+/// The group's committed offset of `topic`-0, as an rdkafka consumer of the group reads it
+/// (`None` when the group has none).
+async fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> Option<i64> {
+    let (bootstrap, group, topic) = (bootstrap.to_string(), group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&topic, 0);
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        match committed.elements()[0].offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_rt::test]
+async fn kafka_consume_transform_produce_moves_offsets_only_on_commit() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let (input, output) = (unique_topic("ctp-in"), unique_topic("ctp-out"));
+    kafka.create_topic(&input, 1, 1).await;
+    kafka.create_topic(&output, 1, 1).await;
+    let group = unique_topic("ctp-group");
+
+    // The input, written by a plain (idempotent) producer.
+    let plain = Producer::from_pairs([("bootstrap.servers", bootstrap.as_str())]).unwrap();
+    for i in 0..20 {
+        send(&plain, &input, 0, i).await.unwrap();
+    }
+    plain.close(Duration::from_secs(5)).await;
+    let records = read(&bootstrap, "read_committed", &input, 1, 20).await;
+    let records = &records[&0];
+
+    let p = transactional(&bootstrap, &unique_topic("ctp-id"), &[]);
+    p.init_transactions().await.unwrap();
+    let transform = |c: &Consumed| -> usize {
+        String::from_utf8_lossy(c.value.as_deref().unwrap())
+            .parse::<usize>()
+            .unwrap()
+            + 1000
+    };
+
+    // The first ten, transformed, with their offsets: aborted.
+    p.begin_transaction().await.unwrap();
+    for c in &records[..10] {
+        send(&p, &output, 0, transform(c)).await.unwrap();
+    }
+    let offsets = vec![TopicPartitionOffset::new(&input, 0, records[9].offset + 1)];
+    p.send_offsets_to_transaction(offsets, ConsumerGroupMetadata::new(&group))
+        .await
+        .expect("send offsets");
+    p.abort_transaction().await.unwrap();
+    assert_eq!(
+        committed_offset(&bootstrap, &group, &input).await,
+        None,
+        "an aborted transaction commits no offset"
+    );
+
+    // Processed again, and all twenty: committed.
+    p.begin_transaction().await.unwrap();
+    for c in records {
+        send(&p, &output, 0, transform(c)).await.unwrap();
+    }
+    let next = records[19].offset + 1;
+    let offsets = vec![TopicPartitionOffset::new(&input, 0, next)];
+    p.send_offsets_to_transaction(offsets, ConsumerGroupMetadata::new(&group))
+        .await
+        .unwrap();
+    p.commit_transaction().await.unwrap();
+    assert_eq!(
+        committed_offset(&bootstrap, &group, &input).await,
+        Some(next),
+        "the commit moved the group's offset"
+    );
+    p.close(Duration::from_secs(5)).await;
+
+    let back = read(&bootstrap, "read_committed", &output, 1, 20).await;
+    assert_eq!(read_indexes(&back, 0), (1000..1020).collect::<Vec<_>>());
+}
+
+#[actix_rt::test]
+async fn kafka_transaction_timeout_aborts_and_the_producer_goes_on() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("txn-timeout");
+    kafka.create_topic(&topic, 1, 1).await;
+    let p = transactional(
+        &bootstrap,
+        &unique_topic("txn-timeout-id"),
+        &[("transaction.timeout.ms", "1000")],
+    );
+    p.init_transactions().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    for i in 0..10 {
+        send(&p, &topic, 0, i).await.unwrap();
+    }
+    // The broker looks for expired transactions every 10 s
+    // (transaction.abort.timed.out.transaction.cleanup.interval.ms).
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    let e = p
+        .commit_transaction()
+        .await
+        .expect_err("the coordinator aborted the transaction");
+    println!("commit after the timeout: {e}");
+    assert_eq!(e.class(), ErrorClass::Abortable, "{e}");
+    assert!(e.to_string().contains("transaction.timeout.ms"), "{e}");
+    p.abort_transaction()
+        .await
+        .expect("abort after the timeout");
+
+    p.begin_transaction().await.expect("a new transaction");
+    for i in 100..110 {
+        send(&p, &topic, 0, i).await.unwrap();
+    }
+    p.commit_transaction().await.expect("commit after recovery");
+    p.close(Duration::from_secs(5)).await;
+
+    let back = read(&bootstrap, "read_committed", &topic, 1, 10).await;
+    assert_eq!(read_indexes(&back, 0), (100..110).collect::<Vec<_>>());
+}
