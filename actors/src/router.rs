@@ -212,10 +212,11 @@ impl RouterCore {
         if let Some(status) = &self.shared.txn {
             // Checked again when an interceptor hands the record back: a commit or abort
             // may have come between.
-            let refusal = if self.in_txn {
-                status.failure()
-            } else {
-                Some(TransactionError::NotInTransaction)
+            // A fatal error says more than "not in a transaction": the producer is done.
+            let refusal = match status.failure() {
+                Some(e) if e.class() == herald::ErrorClass::Fatal => Some(e),
+                failure if self.in_txn => failure,
+                _ => Some(TransactionError::NotInTransaction),
             };
             if let Some(e) = refusal {
                 return self.refuse(ErrorKind::Transaction(e), record, completion);

@@ -16,3 +16,4 @@ mod partitioner;
 mod produce;
 mod supervision;
 mod tansu_faults;
+mod transactions_mock;
