@@ -56,7 +56,7 @@ pub(crate) fn console_producer(args: &[&str], stdin: Vec<u8>) -> Output {
 }
 
 /// The summary line `{"records":..}` that console_producer prints last on stderr.
-fn summary(output: &Output) -> serde_json::Value {
+pub(crate) fn summary(output: &Output) -> serde_json::Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     serde_json::from_str(last)

@@ -13,6 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::examples::{console_producer, summary};
 use crate::support::consumer::{read_back_with, read_indexes, Consumed};
 use crate::support::kafka::{shared, SharedLogsOnFailure};
 use crate::support::{init_tracing, unique_topic};
@@ -411,4 +412,79 @@ async fn kafka_transaction_timeout_aborts_and_the_producer_goes_on() {
 
     let back = read(&bootstrap, "read_committed", &topic, 1, 10).await;
     assert_eq!(read_indexes(&back, 0), (100..110).collect::<Vec<_>>());
+}
+
+#[actix_rt::test]
+async fn kafka_console_producer_commits_every_n_records() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("console-txn");
+    kafka.create_topic(&topic, 1, 1).await;
+    let id = unique_topic("console-txn-id");
+    let input: String = (0..25).map(|i| format!("{i}\n")).collect();
+    let output = console_producer(
+        &[
+            "-b",
+            &bootstrap,
+            "-t",
+            &topic,
+            "-X",
+            &format!("transactional.id={id}"),
+            "--txn-records",
+            "10",
+        ],
+        input.into_bytes(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    let s = summary(&output);
+    assert_eq!(
+        (
+            s["records"].as_u64(),
+            s["committed"].as_u64(),
+            s["transactions"].as_u64()
+        ),
+        (Some(25), Some(25), Some(3)),
+        "10 + 10 + 5 at EOF: {stderr}"
+    );
+    let back = read(&bootstrap, "read_committed", &topic, 1, 25).await;
+    assert_eq!(read_indexes(&back, 0), (0..25).collect::<Vec<_>>());
+}
+
+#[actix_rt::test]
+async fn kafka_console_producer_aborts_on_a_failed_record_and_exits_1() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("console-txn-fail");
+    kafka.create_topic(&topic, 2, 1).await;
+    let id = unique_topic("console-txn-fail-id");
+    // Partition 7 does not exist: every record is refused, which dooms the transaction.
+    let output = console_producer(
+        &[
+            "-b",
+            &bootstrap,
+            "-t",
+            &topic,
+            "-p",
+            "7",
+            "-X",
+            &format!("transactional.id={id}"),
+        ],
+        b"a\nb\nc\n".to_vec(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("transaction aborted"), "{stderr}");
+    let s = summary(&output);
+    assert_eq!(
+        (s["committed"].as_u64(), s["transactions"].as_u64()),
+        (Some(0), Some(0)),
+        "{stderr}"
+    );
+    let back = read(&bootstrap, "read_uncommitted", &topic, 2, 0).await;
+    assert_eq!(total(&back), 0, "nothing reached the log");
 }
