@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::examples::{console_producer, summary};
 use crate::support::consumer::{read_back_with, read_indexes, Consumed};
-use crate::support::kafka::{shared, SharedLogsOnFailure};
+use crate::support::kafka::{cluster, shared, SharedLogsOnFailure};
 use crate::support::{init_tracing, unique_topic};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -487,4 +487,85 @@ async fn kafka_console_producer_aborts_on_a_failed_record_and_exits_1() {
     );
     let back = read(&bootstrap, "read_uncommitted", &topic, 2, 0).await;
     assert_eq!(total(&back), 0, "nothing reached the log");
+}
+
+/// The partition of `__transaction_state` that holds `transactional_id` (Kafka's
+/// `Utils.abs(transactionalId.hashCode) % transaction.state.log.num.partitions`), whose
+/// leader is the transaction coordinator.
+fn transaction_state_partition(transactional_id: &str, partitions: i32) -> i32 {
+    let hash = transactional_id
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs % partitions
+}
+
+#[actix_rt::test]
+async fn kafka_coordinator_killed_mid_transaction_is_never_half_visible() {
+    init_tracing();
+    let mut kafka = cluster().await;
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("txn-coordinator-kill");
+    kafka.create_topic(&topic, 3, 3).await;
+    let id = unique_topic("txn-coordinator-kill-id");
+    let p = transactional(&bootstrap, &id, &[]);
+    p.init_transactions().await.unwrap();
+
+    p.begin_transaction().await.unwrap();
+    let mut outcomes = Vec::new();
+    for i in 0..300 {
+        outcomes.push(send(&p, &topic, (i % 3) as i32, i));
+    }
+    for o in outcomes {
+        o.await.expect("written before the kill");
+    }
+    // The harness starts the cluster with five transaction log partitions.
+    let state = transaction_state_partition(&id, 5);
+    let coordinator = kafka.leader("__transaction_state", state).await;
+    println!("killing the transaction coordinator, node {coordinator}");
+    kafka.kill(coordinator);
+    let committed = match p.commit_transaction().await {
+        Ok(()) => true,
+        Err(e) => {
+            println!("commit with the coordinator killed: {e}");
+            assert_ne!(e.class(), ErrorClass::Fatal, "{e}");
+            p.abort_transaction().await.expect("abort");
+            false
+        }
+    };
+    println!(
+        "the transaction was {}",
+        if committed { "committed" } else { "aborted" }
+    );
+
+    // The producer goes on with the new coordinator.
+    p.begin_transaction().await.unwrap();
+    let mut outcomes = Vec::new();
+    for i in 1000..1030 {
+        outcomes.push(send(&p, &topic, (i % 3) as i32, i));
+    }
+    p.commit_transaction()
+        .await
+        .expect("commit with the new coordinator");
+    for o in outcomes {
+        o.await.unwrap();
+    }
+    p.close(Duration::from_secs(10)).await;
+
+    let first: Vec<usize> = if committed {
+        (0..300).collect()
+    } else {
+        Vec::new()
+    };
+    let mut expected = vec![Vec::new(); 3];
+    for i in first.into_iter().chain(1000..1030) {
+        expected[i % 3].push(i);
+    }
+    let n: usize = expected.iter().map(Vec::len).sum();
+    let back = read(&bootstrap, "read_committed", &topic, 3, n).await;
+    assert_eq!(
+        per_partition(&back, 3),
+        expected,
+        "all of the transaction or none of it, never part"
+    );
 }
