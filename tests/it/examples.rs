@@ -241,6 +241,17 @@ fn readme_first_code_block_is_hello() {
     );
 }
 
+/// The README's Transactions section shows examples/transactional.rs, byte for byte.
+#[test]
+fn readme_transactions_block_is_the_transactional_example() {
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../../examples/transactional.rs");
+    assert!(
+        readme.contains(&format!("```rust\n{example}```\n")),
+        "README.md's Transactions section differs from examples/transactional.rs"
+    );
+}
+
 /// hello, as the README shows it, against a broker: four records written, four outcomes
 /// printed, and the records are in the topic.
 #[actix_rt::test]

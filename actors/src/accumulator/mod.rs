@@ -1050,9 +1050,9 @@ impl Handler<DiscardUnsent> for Accumulator {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: DiscardUnsent, _: &mut Context<Self>) -> Self::Result {
+        // `txn_added` stays: a batch in flight that comes back to be retried still belongs
+        // to this transaction (the next begin changes the generation anyway).
         self.fail_unsent(ErrorKind::Transaction(TransactionError::Aborted));
-        self.txn_added = None;
-        self.txn_asked = None;
         // What is left is in flight: resolve once it is answered.
         let target = sealed_id(self.part.lock().next_id).saturating_sub(1);
         let (tx, rx) = oneshot::channel();

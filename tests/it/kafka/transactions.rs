@@ -13,7 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::examples::{console_producer, summary};
+use crate::examples::{console_producer, example, summary};
 use crate::support::consumer::{read_back_with, read_indexes, Consumed};
 use crate::support::kafka::{cluster, shared, SharedLogsOnFailure};
 use crate::support::{init_tracing, unique_topic};
@@ -567,5 +567,37 @@ async fn kafka_coordinator_killed_mid_transaction_is_never_half_visible() {
         per_partition(&back, 3),
         expected,
         "all of the transaction or none of it, never part"
+    );
+}
+
+/// examples/transactional.rs, which the README shows, against Apache Kafka: it commits its
+/// two records and the group's offset.
+#[actix_rt::test]
+async fn kafka_the_transactional_example_commits() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    // The example's own names (this test is the only one that uses them).
+    for topic in ["orders", "enriched", "audit"] {
+        kafka.create_topic(topic, 1, 1).await;
+    }
+    let run = std::process::Command::new(example("transactional"))
+        .env("KAFKA_BOOTSTRAP_SERVERS", &bootstrap)
+        .output()
+        .expect("run the transactional example");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.starts_with("committed: "),
+        "stdout: {stdout} stderr: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for topic in ["enriched", "audit"] {
+        let back = read(&bootstrap, "read_committed", topic, 1, 1).await;
+        assert_eq!(total(&back), 1, "{topic}");
+    }
+    assert_eq!(
+        committed_offset(&bootstrap, "enricher", "orders").await,
+        Some(42)
     );
 }
