@@ -110,6 +110,10 @@ pub enum TransactionError {
     /// The producer cannot go on; close it.
     #[error("fatal transaction error: {0}; the producer must be closed")]
     Fatal(Arc<str>),
+    /// Another producer with the same `transactional.id` took over (PRODUCER_FENCED, or
+    /// INVALID_PRODUCER_EPOCH): fatal, close this producer.
+    #[error("fenced: another producer with this transactional.id took over ({0}); the producer must be closed")]
+    Fenced(Arc<str>),
     /// Retriable errors went on for `max.block.ms`; the operation may be called again.
     #[error("{operation} timed out after {waited_ms} ms (max.block.ms): {last}")]
     TimedOut {
@@ -133,6 +137,7 @@ impl TransactionError {
         match self {
             TransactionError::TimedOut { .. } => ErrorClass::Retriable,
             TransactionError::Fatal(_)
+            | TransactionError::Fenced(_)
             | TransactionError::NotTransactional
             | TransactionError::Closed => ErrorClass::Fatal,
             TransactionError::InvalidState { .. }
@@ -144,11 +149,18 @@ impl TransactionError {
 
     /// Whether another producer with the same `transactional.id` fenced this one.
     pub fn is_fenced(&self) -> bool {
-        match self {
-            TransactionError::Fatal(why) => {
-                why.contains("PRODUCER_FENCED") || why.contains("INVALID_PRODUCER_EPOCH")
+        matches!(self, TransactionError::Fenced(_))
+    }
+
+    /// The error of a code that [`classify`] does not retry: fenced, fatal or abortable,
+    /// with `why` as its text.
+    pub fn from_code(code: KafkaCode, why: Arc<str>) -> TransactionError {
+        match (code, classify(code)) {
+            (KafkaCode::PRODUCER_FENCED | KafkaCode::INVALID_PRODUCER_EPOCH, _) => {
+                TransactionError::Fenced(why)
             }
-            _ => false,
+            (_, Handling::Fail(ErrorClass::Fatal)) => TransactionError::Fatal(why),
+            _ => TransactionError::Abortable(why),
         }
     }
 }
@@ -210,10 +222,20 @@ mod tests {
 
     #[test]
     fn errors_carry_their_class() {
-        let fenced = TransactionError::Fatal(Arc::from("EndTxn: PRODUCER_FENCED (90)"));
+        let why = || Arc::from("EndTxn: PRODUCER_FENCED (90)");
+        let fenced = TransactionError::from_code(KafkaCode::PRODUCER_FENCED, why());
+        assert_eq!(fenced, TransactionError::Fenced(why()));
         assert_eq!(fenced.class(), ErrorClass::Fatal);
         assert!(fenced.is_fenced());
-        assert!(fenced.to_string().contains("fatal"), "{fenced}");
+        assert!(fenced.to_string().contains("fenced"), "{fenced}");
+        let epoch = TransactionError::from_code(KafkaCode::INVALID_PRODUCER_EPOCH, why());
+        assert!(epoch.is_fenced());
+        let unauthorized =
+            TransactionError::from_code(KafkaCode::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, why());
+        assert_eq!(unauthorized, TransactionError::Fatal(why()));
+        assert!(!unauthorized.is_fenced());
+        let topic = TransactionError::from_code(KafkaCode::TOPIC_AUTHORIZATION_FAILED, why());
+        assert_eq!(topic, TransactionError::Abortable(why()));
         let abortable = TransactionError::Abortable(Arc::from("a record failed"));
         assert_eq!(abortable.class(), ErrorClass::Abortable);
         assert!(!abortable.is_fenced());

@@ -43,6 +43,9 @@ pub struct ProducerBuilder {
     partitioner: Option<Box<dyn Partitioner>>,
     interceptors: Vec<Box<dyn ProducerInterceptor>>,
     token_provider: Option<Arc<dyn TokenProvider>>,
+    /// Transaction protocol version 2 may be used where brokers offer it (see
+    /// `max_transaction_version`).
+    transaction_v2: bool,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -68,6 +71,14 @@ impl ProducerBuilder {
     /// future of its own; a token is reused until 80% of its lifetime has passed.
     pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
         self.token_provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// Test-only: the highest transaction protocol version to use (1 or 2), so version 1 can
+    /// be tested on brokers that offer version 2 (KIP-890).
+    #[cfg(feature = "fault-injection")]
+    pub fn max_transaction_version(mut self, version: i16) -> Self {
+        self.transaction_v2 = version >= 2;
         self
     }
 
@@ -104,7 +115,10 @@ impl ProducerBuilder {
         let sealer = compress
             .as_ref()
             .map(|a| Sealer::start_in_arbiter(&a.handle(), |_| Sealer));
-        let txn = config.transactional_id.is_some().then(TxnStatus::default);
+        let txn = config
+            .transactional_id
+            .is_some()
+            .then(|| TxnStatus::new(self.transaction_v2));
         let shared = Arc::new(Shared {
             txn,
             transaction: OnceLock::new(),
@@ -204,6 +218,7 @@ impl Producer {
             partitioner: None,
             interceptors: Vec::new(),
             token_provider: None,
+            transaction_v2: true,
         }
     }
 
@@ -380,6 +395,13 @@ impl FaultInjection<'_> {
             .send(GetAccumulators)
             .await
             .unwrap_or_default()
+    }
+
+    /// The transaction protocol version of the open (or last) transaction: `None` without
+    /// `transactional.id` or before the first begin.
+    pub fn transaction_version(&self) -> Option<i16> {
+        let status = self.producer.shared.txn.as_ref()?;
+        (status.generation() > 0).then(|| if status.v2() { 2 } else { 1 })
     }
 
     /// Supervised restarts so far.

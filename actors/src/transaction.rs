@@ -1,8 +1,16 @@
 //! The transaction manager: one actor per transactional producer that speaks to the
 //! transaction coordinator (and, for offsets, to the group coordinator), with the Java
-//! client's state machine (`TransactionManager.State`). Transaction protocol version 1
-//! (KIP-98, KIP-447): partitions are added explicitly with AddPartitionsToTxn before their
-//! first batch is sent, and Produce stays at v11 (see `herald::protocol::PRODUCE_MAX_TRANSACTION_V1`).
+//! client's state machine (`TransactionManager.State`).
+//!
+//! Two transaction protocols, chosen at every begin (`TxnStatus::set_v2`):
+//! - version 2 (KIP-890) when the brokers finalized `transaction.version` 2 (Kafka 4.x):
+//!   Produce v12 adds a partition to the transaction implicitly and TxnOffsetCommit v5 the
+//!   group, so no AddPartitionsToTxn or AddOffsetsToTxn is sent; EndTxn v5 ends the
+//!   transaction with a new epoch, which the producer takes.
+//! - version 1 (KIP-98, KIP-447) otherwise: partitions are added with AddPartitionsToTxn
+//!   before their first batch is sent, the group with AddOffsetsToTxn, and Produce,
+//!   TxnOffsetCommit and EndTxn stay below the versions of version 2
+//!   (`herald::protocol::transaction_version_cap`).
 //!
 //! ```text
 //!  UNINITIALIZED ─init─▶ INITIALIZING ─InitProducerId─▶ READY ─begin─▶ IN_TRANSACTION
@@ -264,6 +272,17 @@ impl TransactionManager {
         if self.adding || self.pending.is_empty() {
             return;
         }
+        if self.status().v2() && check(Operation::Send, &self.state).is_ok() {
+            // Version 2: the partition joins the transaction with its first Produce.
+            for p in self.pending.drain(..) {
+                self.added.insert((p.topic.clone(), p.partition));
+                p.reply.do_send(PartitionAdded {
+                    generation: p.generation,
+                    result: Ok(()),
+                });
+            }
+            return;
+        }
         if let Err(e) = check(Operation::Send, &self.state) {
             for p in self.pending.drain(..) {
                 p.reply.do_send(PartitionAdded {
@@ -395,6 +414,7 @@ impl TransactionManager {
             .with_producer_epoch(epoch)
             .with_committed(commit);
         let rejoin = self.init_request(Some((pid, epoch)));
+        let v2 = self.status().v2();
         let caller = self.caller.clone();
         let key = self.transaction_key();
         let work = async move {
@@ -413,22 +433,40 @@ impl TransactionManager {
             };
             if needs_end_txn {
                 let end = caller
-                    .call(operation, &key, TxnCall::EndTxn(end), end_txn_error)
+                    .call(
+                        operation,
+                        &key,
+                        TxnCall::EndTxn(end),
+                        end_txn_error_but_state,
+                    )
                     .await;
+                let already_ended = match &end {
+                    Ok(answer) => end_txn_code(answer) == Some(KafkaCode::INVALID_TXN_STATE),
+                    Err(e) => e.is_fenced(),
+                };
                 match end {
-                    Ok(_) => {}
                     // Another producer took the id, or the coordinator aborted this
                     // transaction itself when it outlived transaction.timeout.ms and bumped
-                    // the epoch (KIP-588). InitProducerId with our epoch tells them apart:
-                    // the coordinator refuses it as fenced only in the first case.
-                    Err(e) if e.is_fenced() => {
+                    // the epoch (KIP-588): the epoch is then refused as fenced (version 1)
+                    // or the end as INVALID_TXN_STATE (version 2, where the epoch moves at
+                    // every end). InitProducerId with our epoch tells them apart: the
+                    // coordinator refuses it as fenced only when another producer took over.
+                    _ if already_ended => {
                         let ids = init(caller, key, rejoin).await?;
                         return Ok(Ended::AbortedByCoordinator(ids));
                     }
+                    // Version 2: the end came with the producer's next epoch.
+                    Ok(answer) if v2 => {
+                        if let Some(ids) = end_txn_ids(&answer) {
+                            return Ok(Ended::Done(Some(ids)));
+                        }
+                    }
+                    Ok(_) => {}
                     Err(e) => return Err(e),
                 }
             }
-            if commit {
+            // (A version-2 EndTxn that named no epoch falls through to ask for one.)
+            if commit && !(v2 && needs_end_txn) {
                 return Ok(Ended::Done(None));
             }
             Ok(Ended::Done(Some(init(caller, key, rejoin).await?)))
@@ -455,8 +493,8 @@ impl TransactionManager {
                         act.offsets_added = false;
                         if commit {
                             let e = TransactionError::Abortable(Arc::from(
-                                "the transaction coordinator aborted the transaction: it was \
-                                 open longer than transaction.timeout.ms",
+                                "the transaction coordinator had already aborted the \
+                                 transaction (it was open longer than transaction.timeout.ms)",
                             ));
                             act.enter_failure(e.clone());
                             Err(e)
@@ -567,8 +605,15 @@ impl Handler<BeginTransaction> for TransactionManager {
         check(Operation::Begin, &self.state)?;
         self.added.clear();
         self.offsets_added = false;
+        // Nothing of an earlier transaction is in flight: the protocol may change here.
+        let v2 = self.status().v2_available();
+        self.status().set_v2(v2);
         let generation = self.status().begin();
-        tracing::debug!(generation, "transaction begun");
+        tracing::debug!(
+            generation,
+            protocol = if v2 { 2 } else { 1 },
+            "transaction begun"
+        );
         self.state = TxnState::InTransaction;
         Ok(())
     }
@@ -660,12 +705,16 @@ impl Handler<SendOffsetsToTransaction> for TransactionManager {
             key: group.group_id,
         };
         let op = Operation::SendOffsets;
+        let v2 = self.status().v2();
         // Two steps: whether the first succeeded matters even when the second fails (the
-        // coordinator then holds the group in the transaction, which must be ended).
+        // coordinator then holds the group in the transaction, which must be ended). In
+        // version 2 TxnOffsetCommit v5 adds the group itself.
         let work = async move {
-            caller
-                .call(op, &txn_key, TxnCall::AddOffsets(add), add_offsets_error)
-                .await?;
+            if !v2 {
+                caller
+                    .call(op, &txn_key, TxnCall::AddOffsets(add), add_offsets_error)
+                    .await?;
+            }
             let second = caller
                 .call(
                     op,
@@ -676,11 +725,11 @@ impl Handler<SendOffsetsToTransaction> for TransactionManager {
                 .await;
             Ok::<_, TransactionError>(second.map(|_| ()))
         };
-        Box::pin(work.into_actor(self).map(|res, act, _| {
+        Box::pin(work.into_actor(self).map(move |res, act, _| {
             act.busy = false;
             let res = match res {
                 Ok(second) => {
-                    act.offsets_added = true;
+                    act.offsets_added |= !v2 || second.is_ok();
                     second
                 }
                 Err(e) => Err(e),
@@ -904,8 +953,7 @@ fn miss(operation: Operation, code: KafkaCode) -> Miss {
             why,
             refind: refind_coordinator,
         },
-        Handling::Fail(ErrorClass::Fatal) => Miss::Fail(TransactionError::Fatal(Arc::from(why))),
-        Handling::Fail(_) => Miss::Fail(TransactionError::Abortable(Arc::from(why))),
+        Handling::Fail(_) => Miss::Fail(TransactionError::from_code(code, Arc::from(why))),
     }
 }
 
@@ -963,10 +1011,27 @@ fn commit_offsets_error(a: &TxnAnswer) -> Option<KafkaCode> {
         .find_map(|p| KafkaCode::from_code(p.error_code))
 }
 
-fn end_txn_error(a: &TxnAnswer) -> Option<KafkaCode> {
+fn end_txn_code(a: &TxnAnswer) -> Option<KafkaCode> {
     match a {
         TxnAnswer::EndTxn(r) => KafkaCode::from_code(r.error_code),
         _ => Some(KafkaCode::UNKNOWN_SERVER_ERROR),
+    }
+}
+
+/// EndTxn's error, except INVALID_TXN_STATE, which the end itself looks into (it can mean
+/// that the coordinator already aborted the transaction).
+fn end_txn_error_but_state(a: &TxnAnswer) -> Option<KafkaCode> {
+    end_txn_code(a).filter(|c| *c != KafkaCode::INVALID_TXN_STATE)
+}
+
+/// The producer id and epoch an EndTxn v5 answer carries (transaction version 2); `None`
+/// before v5.
+fn end_txn_ids(a: &TxnAnswer) -> Option<(i64, i16)> {
+    match a {
+        TxnAnswer::EndTxn(r) if r.producer_id.0 >= 0 && r.producer_epoch >= 0 => {
+            Some((r.producer_id.0, r.producer_epoch))
+        }
+        _ => None,
     }
 }
 
@@ -1039,7 +1104,7 @@ mod tests {
 
     #[test]
     fn a_fatal_state_refuses_everything_with_its_error() {
-        let fenced = TransactionError::Fatal(Arc::from("PRODUCER_FENCED (90)"));
+        let fenced = TransactionError::Fenced(Arc::from("PRODUCER_FENCED (90)"));
         let s = TxnState::FatalError(fenced.clone());
         for o in [
             Operation::Init,
@@ -1079,7 +1144,7 @@ mod tests {
         assert_eq!(add_partitions_error(&fine), None);
         assert!(matches!(
             miss(Operation::Commit, KafkaCode::PRODUCER_FENCED),
-            Miss::Fail(TransactionError::Fatal(_))
+            Miss::Fail(TransactionError::Fenced(_))
         ));
         assert!(matches!(
             miss(Operation::Commit, KafkaCode::NOT_COORDINATOR),

@@ -3,12 +3,18 @@
 //! generation, so an accumulator knows whether its partition was added to this one), and
 //! whether it has failed (so the router refuses records and the accumulators stop sending).
 //!
-//! Written by the transaction manager, except one narrow path: an accumulator whose batch
+//! It also says which transaction protocol the open transaction uses (KIP-890's version 2,
+//! or version 1), which connections need to pick Produce, TxnOffsetCommit and EndTxn
+//! versions, and the broker's finalized `transaction.version` that connections learn from
+//! ApiVersions.
+//!
+//! Written by the transaction manager, except two narrow paths: connections record the
+//! feature level brokers advertise, and an accumulator whose batch
 //! failed marks the transaction failed ([`TxnStatus::fail`]), which only ever makes it worse
 //! (open → abortable → fatal); only the transaction manager clears an abortable failure,
 //! once the transaction is aborted.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI16, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use herald::{ErrorClass, TransactionError};
@@ -16,6 +22,13 @@ use herald::{ErrorClass, TransactionError};
 /// The shared status of a transactional producer's transaction.
 #[derive(Debug, Default)]
 pub(crate) struct TxnStatus {
+    /// Transaction protocol version 2 may be used when brokers offer it (tests turn it off
+    /// to exercise version 1 on brokers that offer both).
+    allow_v2: bool,
+    /// The highest `transaction.version` a broker finalized, from ApiVersions.
+    advertised: AtomicI16,
+    /// The open transaction uses version 2.
+    v2: AtomicBool,
     /// Counts transactions begun; 0 before the first.
     generation: AtomicU64,
     /// `failure` is set: lets the record path skip the lock.
@@ -24,6 +37,36 @@ pub(crate) struct TxnStatus {
 }
 
 impl TxnStatus {
+    /// The status of a producer that may use transaction protocol version 2 (`allow_v2`)
+    /// when the brokers offer it.
+    pub(crate) fn new(allow_v2: bool) -> Self {
+        TxnStatus {
+            allow_v2,
+            ..TxnStatus::default()
+        }
+    }
+
+    /// A connection's broker finalized `transaction.version` at `level`.
+    pub(crate) fn note_broker_level(&self, level: i16) {
+        self.advertised.fetch_max(level, Ordering::AcqRel);
+    }
+
+    /// Whether the next transaction may use version 2: allowed, and offered by the brokers.
+    pub(crate) fn v2_available(&self) -> bool {
+        self.allow_v2 && self.advertised.load(Ordering::Acquire) >= 2
+    }
+
+    /// Whether the open transaction uses version 2.
+    pub(crate) fn v2(&self) -> bool {
+        self.v2.load(Ordering::Acquire)
+    }
+
+    /// Sets the protocol version of the transaction about to begin (the transaction manager
+    /// only, while no batch is in flight).
+    pub(crate) fn set_v2(&self, v2: bool) {
+        self.v2.store(v2, Ordering::Release);
+    }
+
     /// The transaction open now (or the last one).
     pub(crate) fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)

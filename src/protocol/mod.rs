@@ -88,25 +88,48 @@ pub const ADD_OFFSETS_TO_TXN: ApiSupport = ApiSupport {
     max: 4,
 };
 /// TxnOffsetCommit: v3 carries the group's generation and member (KIP-447), so a zombie
-/// member's offsets are fenced; v5 is for transaction version 2.
+/// member's offsets are fenced; v5 adds the group to the transaction implicitly
+/// (transaction version 2, KIP-890).
 pub const TXN_OFFSET_COMMIT: ApiSupport = ApiSupport {
     key: ApiKey::TxnOffsetCommit,
     name: "TxnOffsetCommit",
     min: 1,
-    max: 4,
+    max: 5,
 };
-/// EndTxn (KIP-98); v5 bumps the epoch at every end (transaction version 2, KIP-890), which
-/// Herald does not use yet.
+/// EndTxn (KIP-98); v5 bumps the epoch at every end and returns it (transaction version 2,
+/// KIP-890).
 pub const END_TXN: ApiSupport = ApiSupport {
     key: ApiKey::EndTxn,
     name: "EndTxn",
     min: 1,
-    max: 4,
+    max: 5,
 };
-/// The last Produce version of transaction version 1: v12 lets the broker add partitions to
-/// a transaction implicitly (KIP-890), which the explicit AddPartitionsToTxn of version 1
-/// must not be mixed with (Java caps it alike).
-pub const PRODUCE_MAX_TRANSACTION_V1: i16 = 11;
+
+/// The highest version of `api` a transactional producer may use under transaction
+/// protocol version 1 or 2 (KIP-890). Version 2 starts at Produce v12 (partitions added
+/// implicitly), TxnOffsetCommit v5 (the group added implicitly) and EndTxn v5 (a new epoch
+/// at every end); a version-1 transaction must not use them, or the broker mixes the two
+/// protocols (Java caps them alike). `None`: no cap.
+pub fn transaction_version_cap(api: ApiKey, transaction_v2: bool) -> Option<i16> {
+    match (api, transaction_v2) {
+        (ApiKey::Produce, false) => Some(11),
+        (ApiKey::TxnOffsetCommit, false) => Some(4),
+        (ApiKey::EndTxn, false) => Some(4),
+        // Version 2 needs these versions at least; the broker that finalized
+        // transaction.version 2 has them.
+        _ => None,
+    }
+}
+
+/// The finalized `transaction.version` feature level a broker advertises in ApiVersions
+/// (KIP-890; 0 when it names none, as brokers before 4.0 do).
+pub fn transaction_version(broker: &ApiVersionsResponse) -> i16 {
+    broker
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map_or(0, |f| f.max_version_level)
+}
 
 /// SaslHandshake (KIP-43): v1 is the one after which SaslAuthenticate requests carry the
 /// mechanism's bytes (KIP-152); Kafka 4.0 serves only v1.
@@ -137,6 +160,8 @@ pub struct NegotiatedVersions {
     /// The transactional APIs, each `None` when the broker lacks a common version (a
     /// transactional request then fails with that reason, not the connection).
     pub transactions: TransactionVersions,
+    /// The broker's finalized `transaction.version` feature level (0: none).
+    pub transaction_version: i16,
 }
 
 /// The negotiated versions of the transactional APIs.
@@ -188,6 +213,7 @@ pub fn negotiate(broker: &ApiVersionsResponse) -> Result<NegotiatedVersions, Pro
             txn_offset_commit: pick_version(TXN_OFFSET_COMMIT, broker).ok(),
             end_txn: pick_version(END_TXN, broker).ok(),
         },
+        transaction_version: transaction_version(broker),
     })
 }
 
@@ -310,17 +336,39 @@ mod tests {
             (ApiKey::TxnOffsetCommit, 0, 5),
             (ApiKey::EndTxn, 0, 5),
         ]);
-        let t = negotiate(&kafka41).unwrap().transactions;
+        let mut kafka41 = kafka41;
+        kafka41.finalized_features.push(
+            kafka_protocol::messages::api_versions_response::FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str("transaction.version"))
+                .with_min_version_level(0)
+                .with_max_version_level(2),
+        );
+        let v = negotiate(&kafka41).unwrap();
         assert_eq!(
-            t,
+            v.transactions,
             TransactionVersions {
                 find_coordinator: Some(3),
                 add_partitions_to_txn: Some(3),
                 add_offsets_to_txn: Some(4),
-                txn_offset_commit: Some(4),
-                end_txn: Some(4),
+                txn_offset_commit: Some(5),
+                end_txn: Some(5),
             }
         );
+        assert_eq!(v.transaction_version, 2);
+        assert_eq!(negotiate(&kafka28).unwrap().transaction_version, 0);
+    }
+
+    #[test]
+    fn transaction_version_1_caps_the_apis_version_2_changed() {
+        for (api, v1) in [
+            (ApiKey::Produce, 11),
+            (ApiKey::TxnOffsetCommit, 4),
+            (ApiKey::EndTxn, 4),
+        ] {
+            assert_eq!(transaction_version_cap(api, false), Some(v1), "{api:?}");
+            assert_eq!(transaction_version_cap(api, true), None, "{api:?}");
+        }
+        assert_eq!(transaction_version_cap(ApiKey::Metadata, false), None);
     }
 
     #[test]

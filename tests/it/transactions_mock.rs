@@ -2,7 +2,7 @@
 //! next requests of an API (`request_errors`) and move a coordinator: retriable EndTxn
 //! errors are retried, a moved coordinator is found again, an abortable AddPartitionsToTxn
 //! error fails the records and leaves the producer able to abort and go on, and a fatal
-//! error fails the producer. (What needs the real coordinator's state, fencing and
+//! error fails the producer. The mock offers transaction protocol version 1 only. (What needs the real coordinator's state, fencing and
 //! timeouts, is tested on Apache Kafka: `kafka::transactions`.)
 
 use std::time::Duration;
@@ -175,7 +175,7 @@ async fn mock_fatal_errors_fail_the_producer_for_good() {
     assert_eq!(send_all(&p, &topic, 6).await, 6);
     mock.cluster.request_errors(
         RDKafkaApiKey::EndTxn,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE],
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED],
     );
     let e = p.commit_transaction().await.unwrap_err();
     assert_eq!(e.class(), ErrorClass::Fatal, "{e}");

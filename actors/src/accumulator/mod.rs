@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use herald::batch::ProducerIds;
-use herald::transaction::{self, ErrorClass, Handling};
+use herald::transaction::{self, Handling};
 use herald::{ErrorKind, ProduceError, ProtocolError, RecordMetadata, TransactionError};
 use tokio::sync::oneshot;
 
@@ -468,8 +468,9 @@ impl Accumulator {
                     self.topic, self.partition
                 ));
                 match transaction::classify(*code) {
-                    Handling::Fail(ErrorClass::Fatal) => TransactionError::Fatal(why),
-                    _ => TransactionError::Abortable(why),
+                    // A retriable code reached here because retries ran out.
+                    Handling::Retry { .. } => TransactionError::Abortable(why),
+                    Handling::Fail(_) => TransactionError::from_code(*code, why),
                 }
             }
             other => TransactionError::Abortable(Arc::from(format!(

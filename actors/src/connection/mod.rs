@@ -143,7 +143,11 @@ impl TxnKind {
     }
 
     /// The API and its negotiated version, or why the broker cannot take it.
-    fn version(self, v: &NegotiatedVersions) -> Result<(protocol::ApiSupport, i16), ProtocolError> {
+    fn version(
+        self,
+        v: &NegotiatedVersions,
+        transaction_v2: bool,
+    ) -> Result<(protocol::ApiSupport, i16), ProtocolError> {
         let t = &v.transactions;
         let (api, version) = match self {
             TxnKind::FindCoordinator => (protocol::FIND_COORDINATOR, t.find_coordinator),
@@ -154,6 +158,10 @@ impl TxnKind {
             TxnKind::EndTxn => (protocol::END_TXN, t.end_txn),
         };
         let version = version.ok_or(ProtocolError::MissingApi { api: api.name })?;
+        let version = match protocol::transaction_version_cap(api.key, transaction_v2) {
+            Some(cap) => version.min(cap),
+            None => version,
+        };
         Ok((api, version))
     }
 
@@ -545,11 +553,12 @@ impl Connection {
             if self.pending.is_empty() {
                 break;
             }
-            let produce = if self.shared.config.transactional_id.is_some() {
-                versions.produce.min(protocol::PRODUCE_MAX_TRANSACTION_V1)
-            } else {
-                versions.produce
-            };
+            let cap = self
+                .shared
+                .txn
+                .as_ref()
+                .and_then(|t| protocol::transaction_version_cap(ApiKey::Produce, t.v2()));
+            let produce = cap.map_or(versions.produce, |c| versions.produce.min(c));
             self.send_produce(produce);
         }
     }
@@ -595,7 +604,8 @@ impl Connection {
             },
             PendingRequest::Transact { call, reply } => {
                 let kind = TxnKind::of(&call);
-                let (api, version) = match kind.version(&versions) {
+                let v2 = self.shared.txn.as_ref().is_some_and(|t| t.v2());
+                let (api, version) = match kind.version(&versions, v2) {
                     Ok(v) => v,
                     Err(e) => {
                         let _ = reply.send(Err(RequestError::Protocol(e)));
@@ -789,6 +799,9 @@ impl Connection {
                     "versions negotiated"
                 );
                 self.versions = Some(v);
+                if let Some(t) = &self.shared.txn {
+                    t.note_broker_level(v.transaction_version);
+                }
                 if self.shared.sasl.is_some() {
                     self.start_sasl(&resp, ctx);
                 } else {

@@ -1,5 +1,7 @@
-//! Transactions on Apache Kafka (transaction protocol version 1: explicit
-//! AddPartitionsToTxn), read back by librdkafka's consumer with `isolation.level`
+//! Transactions on Apache Kafka 4.1.2, which finalizes `transaction.version` 2: Herald uses
+//! protocol version 2 there (KIP-890) unless a test caps it at 1 (explicit
+//! AddPartitionsToTxn); the tests that differ between the two run with both. Read back by
+//! librdkafka's consumer with `isolation.level`
 //! read_committed (what a transaction promises) and read_uncommitted (to prove the aborted
 //! records really reached the log, so their invisibility is the broker's markers at work,
 //! not records that were never sent).
@@ -7,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald::{ErrorClass, ErrorKind, KafkaCode, TransactionError};
+use herald::{ErrorClass, ErrorKind, KafkaCode, ProducerConfig, TransactionError};
 use herald_actors::{ConsumerGroupMetadata, Produce, Producer, TopicPartitionOffset};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -21,13 +23,22 @@ use crate::support::{init_tracing, unique_topic};
 const WAIT: Duration = Duration::from_secs(30);
 
 fn transactional(bootstrap: &str, id: &str, extra: &[(&str, &str)]) -> Producer {
+    transactional_v(bootstrap, id, extra, 2)
+}
+
+/// A transactional producer that uses at most transaction protocol `version`.
+fn transactional_v(bootstrap: &str, id: &str, extra: &[(&str, &str)], version: i16) -> Producer {
     let mut pairs = vec![
         ("bootstrap.servers", bootstrap),
         ("transactional.id", id),
         ("linger.ms", "2"),
     ];
     pairs.extend_from_slice(extra);
-    Producer::from_pairs(pairs).expect("a transactional producer starts")
+    let config = ProducerConfig::from_pairs(pairs).expect("a valid config");
+    Producer::builder(config)
+        .max_transaction_version(version)
+        .start()
+        .expect("a transactional producer starts")
 }
 
 fn consumer_config(bootstrap: &str, isolation: &str) -> ClientConfig {
@@ -74,7 +85,16 @@ fn total(back: &BTreeMap<i32, Vec<Consumed>>) -> usize {
 }
 
 #[actix_rt::test]
-async fn kafka_committed_visible_once_in_order_aborted_never() {
+async fn kafka_committed_visible_once_in_order_aborted_never_v2() {
+    committed_visible_aborted_never(2).await;
+}
+
+#[actix_rt::test]
+async fn kafka_committed_visible_once_in_order_aborted_never_v1() {
+    committed_visible_aborted_never(1).await;
+}
+
+async fn committed_visible_aborted_never(version: i16) {
     init_tracing();
     let _logs = SharedLogsOnFailure;
     let kafka = shared();
@@ -82,7 +102,7 @@ async fn kafka_committed_visible_once_in_order_aborted_never() {
     let (a, b) = (unique_topic("txn-a"), unique_topic("txn-b"));
     kafka.create_topic(&a, 3, 1).await;
     kafka.create_topic(&b, 2, 1).await;
-    let p = transactional(&bootstrap, &unique_topic("txn-id"), &[]);
+    let p = transactional_v(&bootstrap, &unique_topic("txn-id"), &[], version);
 
     // Before init and outside a transaction a record is refused, and comes back.
     let refused = send(&p, &a, 0, 9999).await.unwrap_err();
@@ -112,6 +132,11 @@ async fn kafka_committed_visible_once_in_order_aborted_never() {
     for o in outcomes {
         o.await.expect("a committed record is written");
     }
+    assert_eq!(
+        p.fault_injection().transaction_version(),
+        Some(version),
+        "Kafka 4.1.2 offers transaction protocol version 2"
+    );
 
     // Aborted: written to the log first (flush), then aborted.
     p.begin_transaction().await.unwrap();
@@ -305,7 +330,16 @@ async fn committed_offset(bootstrap: &str, group: &str, topic: &str) -> Option<i
 }
 
 #[actix_rt::test]
-async fn kafka_consume_transform_produce_moves_offsets_only_on_commit() {
+async fn kafka_consume_transform_produce_moves_offsets_only_on_commit_v2() {
+    consume_transform_produce(2).await;
+}
+
+#[actix_rt::test]
+async fn kafka_consume_transform_produce_moves_offsets_only_on_commit_v1() {
+    consume_transform_produce(1).await;
+}
+
+async fn consume_transform_produce(version: i16) {
     init_tracing();
     let _logs = SharedLogsOnFailure;
     let kafka = shared();
@@ -324,7 +358,7 @@ async fn kafka_consume_transform_produce_moves_offsets_only_on_commit() {
     let records = read(&bootstrap, "read_committed", &input, 1, 20).await;
     let records = &records[&0];
 
-    let p = transactional(&bootstrap, &unique_topic("ctp-id"), &[]);
+    let p = transactional_v(&bootstrap, &unique_topic("ctp-id"), &[], version);
     p.init_transactions().await.unwrap();
     let transform = |c: &Consumed| -> usize {
         String::from_utf8_lossy(c.value.as_deref().unwrap())
@@ -372,17 +406,27 @@ async fn kafka_consume_transform_produce_moves_offsets_only_on_commit() {
 }
 
 #[actix_rt::test]
-async fn kafka_transaction_timeout_aborts_and_the_producer_goes_on() {
+async fn kafka_transaction_timeout_aborts_and_the_producer_goes_on_v2() {
+    transaction_timeout(2).await;
+}
+
+#[actix_rt::test]
+async fn kafka_transaction_timeout_aborts_and_the_producer_goes_on_v1() {
+    transaction_timeout(1).await;
+}
+
+async fn transaction_timeout(version: i16) {
     init_tracing();
     let _logs = SharedLogsOnFailure;
     let kafka = shared();
     let bootstrap = kafka.bootstrap();
     let topic = unique_topic("txn-timeout");
     kafka.create_topic(&topic, 1, 1).await;
-    let p = transactional(
+    let p = transactional_v(
         &bootstrap,
         &unique_topic("txn-timeout-id"),
         &[("transaction.timeout.ms", "1000")],
+        version,
     );
     p.init_transactions().await.unwrap();
     p.begin_transaction().await.unwrap();
@@ -551,6 +595,8 @@ async fn kafka_coordinator_killed_mid_transaction_is_never_half_visible() {
         o.await.unwrap();
     }
     p.close(Duration::from_secs(10)).await;
+    // The read-back consumer takes a dead broker's transport errors for failures.
+    kafka.restart(coordinator).await;
 
     let first: Vec<usize> = if committed {
         (0..300).collect()
