@@ -647,3 +647,104 @@ async fn kafka_the_transactional_example_commits() {
         Some(42)
     );
 }
+
+#[actix_rt::test]
+async fn kafka_abort_while_records_are_in_flight_v2() {
+    abort_in_flight(2).await;
+}
+
+#[actix_rt::test]
+async fn kafka_abort_while_records_are_in_flight_v1() {
+    abort_in_flight(1).await;
+}
+
+/// An abort called while thousands of records are queued, sealed and in flight: every
+/// record gets exactly one outcome (written, or failed as aborted), the ones reported
+/// written are exactly the ones read_uncommitted finds, and read_committed finds none.
+async fn abort_in_flight(version: i16) {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("txn-abort-in-flight");
+    kafka.create_topic(&topic, 3, 1).await;
+    let p = transactional_v(
+        &bootstrap,
+        &unique_topic("txn-abort-in-flight-id"),
+        &[("batch.size", "2000")],
+        version,
+    );
+    p.init_transactions().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    let n = 20_000;
+    // The first record of each partition is awaited: metadata is in, the partitions are
+    // in the transaction, and the rest flows without waiting for either.
+    let mut written = Vec::new();
+    for i in 0..3 {
+        let md = send(&p, &topic, i as i32, i).await.unwrap();
+        written.push((md.partition, md.offset, i));
+    }
+    let outcomes: Vec<_> = (3..n)
+        .map(|i| send(&p, &topic, (i % 3) as i32, i))
+        .collect();
+    // Let some of it reach the broker, then abort with the rest queued or in flight.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    p.abort_transaction().await.expect("abort");
+    let mut aborted = 0;
+    for (i, o) in (3..).zip(outcomes) {
+        match o.await {
+            Ok(md) => written.push((md.partition, md.offset, i)),
+            Err(e) => {
+                assert_eq!(
+                    e.kind(),
+                    &ErrorKind::Transaction(TransactionError::Aborted),
+                    "record {i}"
+                );
+                aborted += 1;
+            }
+        }
+    }
+    println!(
+        "protocol v{version}: {} written before the abort, {aborted} failed as aborted",
+        written.len()
+    );
+    assert_eq!(written.len() + aborted, n);
+    assert!(
+        written.len() > 3,
+        "records were in flight when the abort came"
+    );
+    assert!(aborted > 0, "records were still unsent when the abort came");
+
+    // A committed transaction after it, to know when read_committed has seen everything.
+    p.begin_transaction().await.unwrap();
+    for i in 0..3 {
+        send(&p, &topic, i, 100_000 + i as usize).await.unwrap();
+    }
+    p.commit_transaction().await.unwrap();
+    p.close(Duration::from_secs(10)).await;
+
+    let committed = read(&bootstrap, "read_committed", &topic, 3, 3).await;
+    assert_eq!(
+        per_partition(&committed, 3),
+        vec![vec![100_000], vec![100_001], vec![100_002]],
+        "nothing of the aborted transaction is visible"
+    );
+    let uncommitted = read(&bootstrap, "read_uncommitted", &topic, 3, written.len() + 3).await;
+    let mut seen: Vec<(i32, i64, usize)> = uncommitted
+        .values()
+        .flatten()
+        .map(|c| {
+            let i = String::from_utf8_lossy(c.value.as_deref().unwrap())
+                .parse()
+                .unwrap();
+            (c.partition, c.offset, i)
+        })
+        .filter(|&(_, _, i)| i < n)
+        .collect();
+    seen.sort();
+    written.sort();
+    assert_eq!(
+        seen, written,
+        "the records reported written are in the log at their offsets, and no others"
+    );
+}
