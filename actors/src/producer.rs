@@ -244,7 +244,9 @@ impl Producer {
     /// With [`Produce::reply_to`] or [`Produce::notify`] the outcome goes there and the
     /// future resolves to `Closed` at once, as `router().send` of such a record does once
     /// routed. Records sent with `router().send` are not ordered against records sent here
-    /// later unless a flush comes between.
+    /// later unless a flush comes between. A transactional producer takes records only
+    /// between [`begin_transaction`](Self::begin_transaction) and the commit or abort; the
+    /// record's transaction is the one open when `send` is called.
     pub fn send(&self, produce: Produce) -> impl Future<Output = Outcome> + Send + 'static {
         let Produce {
             record,

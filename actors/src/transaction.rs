@@ -272,22 +272,22 @@ impl TransactionManager {
         if self.adding || self.pending.is_empty() {
             return;
         }
-        if self.status().v2() && check(Operation::Send, &self.state).is_ok() {
+        if let Err(e) = check(Operation::Send, &self.state) {
+            for p in self.pending.drain(..) {
+                p.reply.do_send(PartitionAdded {
+                    generation: p.generation,
+                    result: Err(e.clone()),
+                });
+            }
+            return;
+        }
+        if self.status().v2() {
             // Version 2: the partition joins the transaction with its first Produce.
             for p in self.pending.drain(..) {
                 self.added.insert((p.topic.clone(), p.partition));
                 p.reply.do_send(PartitionAdded {
                     generation: p.generation,
                     result: Ok(()),
-                });
-            }
-            return;
-        }
-        if let Err(e) = check(Operation::Send, &self.state) {
-            for p in self.pending.drain(..) {
-                p.reply.do_send(PartitionAdded {
-                    generation: p.generation,
-                    result: Err(e.clone()),
                 });
             }
             return;
