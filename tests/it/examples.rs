@@ -397,6 +397,43 @@ fn bench_runs_every_client_and_writes_its_json() {
         .is_some());
 }
 
+/// The benchmark's transactional mode, small, on the mock cluster (which speaks transaction
+/// protocol version 1): Herald's and librdkafka's transactional producers commit every 100
+/// records, every record is acknowledged, and the run says it was transactional.
+#[test]
+fn bench_transactional_mode_runs_both_clients() {
+    let doc = bench_json(
+        "bench-txn",
+        &[
+            "--records",
+            "1000",
+            "--warmup",
+            "100",
+            "--modes",
+            "max",
+            "--txn-records",
+            "100",
+            "--clients",
+            "herald-batch,rdkafka-future",
+        ],
+    );
+    let runs = doc["runs"].as_array().expect("runs");
+    let mut seen: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r["records"], 1000, "{r}");
+            assert_eq!(r["settings"]["txn_records"], 100, "{r}");
+            assert!(
+                r["records_per_sec"].as_f64().is_some_and(|v| v > 0.0),
+                "{r}"
+            );
+            format!("{}-{}", r["client"], r["api"]).replace('"', "")
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["herald-batch", "rdkafka-future"]);
+}
+
 /// The benchmark's chaos mode, small: both clients under one seeded fault schedule on the
 /// mock cluster, and the JSON issue 12 asks for (per run: time to deliver, records/s under
 /// faults, retries, failures, duplicates and order violations read back, delivered records
