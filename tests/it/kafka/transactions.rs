@@ -545,14 +545,23 @@ fn transaction_state_partition(transactional_id: &str, partitions: i32) -> i32 {
 }
 
 #[actix_rt::test]
-async fn kafka_coordinator_killed_mid_transaction_is_never_half_visible() {
+async fn kafka_coordinator_killed_mid_transaction_is_never_half_visible_v2() {
+    coordinator_killed(2).await;
+}
+
+#[actix_rt::test]
+async fn kafka_coordinator_killed_mid_transaction_is_never_half_visible_v1() {
+    coordinator_killed(1).await;
+}
+
+async fn coordinator_killed(version: i16) {
     init_tracing();
     let mut kafka = cluster().await;
     let bootstrap = kafka.bootstrap();
     let topic = unique_topic("txn-coordinator-kill");
     kafka.create_topic(&topic, 3, 3).await;
     let id = unique_topic("txn-coordinator-kill-id");
-    let p = transactional(&bootstrap, &id, &[]);
+    let p = transactional_v(&bootstrap, &id, &[], version);
     p.init_transactions().await.unwrap();
 
     p.begin_transaction().await.unwrap();
