@@ -272,15 +272,25 @@ impl TransactionManager {
         if self.adding || self.pending.is_empty() {
             return;
         }
-        if let Err(e) = check(Operation::Send, &self.state) {
-            for p in self.pending.drain(..) {
-                p.reply.do_send(PartitionAdded {
-                    generation: p.generation,
-                    result: Err(e.clone()),
-                });
+        // IN_TRANSACTION implies a producer id; its absence is answered as an error too.
+        let ids = check(Operation::Send, &self.state).and_then(|()| {
+            self.producer.ok_or(TransactionError::InvalidState {
+                operation: Operation::Send.name(),
+                state: self.state.name(),
+            })
+        });
+        let (pid, epoch) = match ids {
+            Ok(ids) => ids,
+            Err(e) => {
+                for p in self.pending.drain(..) {
+                    p.reply.do_send(PartitionAdded {
+                        generation: p.generation,
+                        result: Err(e.clone()),
+                    });
+                }
+                return;
             }
-            return;
-        }
+        };
         if self.status().v2() {
             // Version 2: the partition joins the transaction with its first Produce.
             for p in self.pending.drain(..) {
@@ -292,9 +302,6 @@ impl TransactionManager {
             }
             return;
         }
-        let Some((pid, epoch)) = self.producer else {
-            return;
-        };
         let asked = std::mem::take(&mut self.pending);
         let mut topics: BTreeMap<Arc<str>, BTreeSet<i32>> = BTreeMap::new();
         for p in &asked {

@@ -144,6 +144,23 @@ mod tests {
     }
 
     #[test]
+    fn version_2_needs_both_the_brokers_and_the_producer() {
+        let s = TxnStatus::new(true);
+        assert!(!s.v2_available(), "no broker heard from yet");
+        s.note_broker_level(1);
+        assert!(!s.v2_available());
+        s.note_broker_level(2);
+        s.note_broker_level(0);
+        assert!(s.v2_available(), "the highest level any broker finalized");
+        let capped = TxnStatus::new(false);
+        capped.note_broker_level(2);
+        assert!(!capped.v2_available(), "capped at version 1");
+        assert!(!s.v2());
+        s.set_v2(true);
+        assert!(s.v2());
+    }
+
+    #[test]
     fn generations_count_transactions() {
         let s = TxnStatus::default();
         assert_eq!(s.generation(), 0);
