@@ -939,6 +939,13 @@ impl Handler<Close> for Router {
         core.maybe_run_deferred_flushes();
         let shared = core.shared.clone();
         let accumulators = core.accumulators();
+        // A transaction left open is aborted once its records are settled (as Java's
+        // producer does at close), so read_committed consumers need not wait for
+        // transaction.timeout.ms; close(0) leaves it to the coordinator.
+        let open_txn = first && std::mem::take(&mut core.in_txn) && !msg.timeout.is_zero();
+        let abort_txn = open_txn
+            .then(|| core.shared.transaction.get().map(|t| t.end.clone()))
+            .flatten();
         let core_rc = self.core.clone();
         drop(core);
         if !first {
@@ -968,6 +975,16 @@ impl Handler<Close> for Router {
         });
         Box::pin(async move {
             let flushed = done_rx.await.unwrap_or(false);
+            if let Some(end) = abort_txn {
+                let abort = end.send(EndTransaction { commit: false });
+                match tokio::time::timeout(timeout, abort).await {
+                    Ok(Ok(Ok(()))) => tracing::info!("open transaction aborted at close"),
+                    Ok(Ok(Err(e))) => {
+                        tracing::warn!(error = %e, "aborting the open transaction at close failed")
+                    }
+                    _ => tracing::warn!("aborting the open transaction at close did not finish"),
+                }
+            }
             // Parked records cannot be flushed any more: they were refused with Aborted
             // below if close timed out, or there were none.
             let (metadata, interceptors, transaction) = {

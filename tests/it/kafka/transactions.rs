@@ -757,3 +757,31 @@ async fn abort_in_flight(version: i16) {
         "the records reported written are in the log at their offsets, and no others"
     );
 }
+
+#[actix_rt::test]
+async fn kafka_close_aborts_an_open_transaction() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("txn-close");
+    kafka.create_topic(&topic, 1, 1).await;
+    let p = transactional(&bootstrap, &unique_topic("txn-close-id"), &[]);
+    p.init_transactions().await.unwrap();
+    p.begin_transaction().await.unwrap();
+    for i in 0..10 {
+        send(&p, &topic, 0, i).await.unwrap();
+    }
+    assert!(p.close(Duration::from_secs(10)).await);
+
+    // Records of a plain producer after the transaction: a read_committed consumer reads
+    // past the transaction's records only once it is over (the last stable offset), which
+    // without the abort at close would take transaction.timeout.ms (60 s).
+    let plain = Producer::from_pairs([("bootstrap.servers", bootstrap.as_str())]).unwrap();
+    for i in 100..105 {
+        send(&plain, &topic, 0, i).await.unwrap();
+    }
+    plain.close(Duration::from_secs(5)).await;
+    let back = read(&bootstrap, "read_committed", &topic, 1, 5).await;
+    assert_eq!(read_indexes(&back, 0), (100..105).collect::<Vec<_>>());
+}
