@@ -90,6 +90,13 @@ struct RouterCore {
     /// transaction manager confirmed a begin, cleared the moment a commit or abort arrives,
     /// so a record sent after either is refused rather than slipping into the transaction.
     in_txn: bool,
+    /// A commit (`Some(true)`) or abort (`Some(false)`) is under way: records of the
+    /// transaction that come back from the interceptors still join it while it commits,
+    /// and fail as aborted while it aborts.
+    txn_ending: Option<bool>,
+    /// Records handed to the interceptor chain and not back yet; flushes (and so commits)
+    /// wait for them.
+    intercepting: usize,
 }
 
 /// The router actor: the producer's front door. Send it [`Produce`], [`ProduceBatch`],
@@ -136,6 +143,8 @@ impl Router {
                 metadata_timer: None,
                 intake_spare: Vec::new(),
                 in_txn: false,
+                txn_ending: None,
+                intercepting: 0,
             })),
         }
     }
@@ -199,32 +208,30 @@ impl RouterCore {
     }
 
     /// Entry point of every record.
+    /// `intercepted`: the record comes back from the interceptors, taken into transaction
+    /// `txn` when it was sent (`None` without `transactional.id`).
     fn accept(
         &mut self,
         record: ProducerRecord,
         completion: Completion,
-        intercepted: bool,
+        intercepted: Option<Option<u64>>,
         ctx: &mut Context<Router>,
     ) {
         if self.closed {
             return self.refuse(ErrorKind::Closed, record, completion);
         }
-        if let Some(status) = &self.shared.txn {
-            // Checked again when an interceptor hands the record back: a commit or abort
-            // may have come between.
-            // A fatal error says more than "not in a transaction": the producer is done.
-            let refusal = match status.failure() {
-                Some(e) if e.class() == herald::ErrorClass::Fatal => Some(e),
-                failure if self.in_txn => failure,
-                _ => Some(TransactionError::NotInTransaction),
-            };
-            if let Some(e) = refusal {
-                return self.refuse(ErrorKind::Transaction(e), record, completion);
-            }
-        }
-        if !intercepted {
+        let txn = match self.transaction_of(intercepted) {
+            Ok(txn) => txn,
+            Err(e) => return self.refuse(ErrorKind::Transaction(e), record, completion),
+        };
+        if intercepted.is_none() {
             if let Some(chain) = &self.interceptors {
-                chain.do_send(OnSend { record, completion });
+                self.intercepting += 1;
+                chain.do_send(OnSend {
+                    record,
+                    completion,
+                    txn,
+                });
                 return;
             }
         }
@@ -589,7 +596,10 @@ impl RouterCore {
     }
 
     fn maybe_run_deferred_flushes(&mut self) {
-        if self.deferred_flushes.is_empty() || !self.waiting.is_empty() || !self.stalled.is_empty()
+        if self.deferred_flushes.is_empty()
+            || !self.waiting.is_empty()
+            || !self.stalled.is_empty()
+            || self.intercepting > 0
         {
             return;
         }
@@ -820,9 +830,7 @@ impl MessageResponse<Router, Produce> for Accept {
             (ReplyTo::Reply, Some(tx)) => Completion::Reply(tx),
             (ReplyTo::Reply, None) => Completion::Discard,
         };
-        self.core
-            .borrow_mut()
-            .accept(record, completion, false, ctx);
+        self.core.borrow_mut().accept(record, completion, None, ctx);
     }
 }
 
@@ -853,7 +861,7 @@ impl MessageResponse<Router, ProduceBatch> for AcceptBatch {
                 collector: collector.clone(),
                 index,
             };
-            core.accept(p.record, completion, false, ctx);
+            core.accept(p.record, completion, None, ctx);
         }
     }
 }
@@ -879,7 +887,7 @@ impl Handler<DrainIntake> for Router {
         let mut records = std::mem::take(&mut core.intake_spare);
         core.shared.clone().intake.drain(&mut records);
         for (record, completion) in records.drain(..) {
-            core.accept(record, completion, false, ctx);
+            core.accept(record, completion, None, ctx);
         }
         core.intake_spare = records;
     }
@@ -889,9 +897,11 @@ impl Handler<Route> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
-        self.core
-            .borrow_mut()
-            .accept(msg.record, msg.completion, true, ctx);
+        let mut core = self.core.borrow_mut();
+        core.intercepting -= 1;
+        core.accept(msg.record, msg.completion, Some(msg.txn), ctx);
+        // A flush (or a commit) may have waited for this record.
+        core.maybe_run_deferred_flushes();
     }
 }
 
@@ -1012,6 +1022,43 @@ impl Handler<Close> for Router {
 }
 
 impl RouterCore {
+    /// The transaction a record joins (its generation; `None` without `transactional.id`),
+    /// or why it is refused. A record back from the interceptors (`intercepted`, with the
+    /// transaction it was taken into) joins that one while it is open or committing; a
+    /// fresh record joins only an open transaction. A fatal error says more than "not in a
+    /// transaction": the producer is done.
+    fn transaction_of(
+        &self,
+        intercepted: Option<Option<u64>>,
+    ) -> Result<Option<u64>, TransactionError> {
+        let Some(status) = &self.shared.txn else {
+            return Ok(None);
+        };
+        let generation = status.generation();
+        let failure = status.failure();
+        if let Some(e) = failure
+            .as_ref()
+            .filter(|e| e.class() == herald::ErrorClass::Fatal)
+        {
+            return Err(e.clone());
+        }
+        let joins = match intercepted {
+            None => self.in_txn,
+            Some(taken) => {
+                let current = taken == Some(generation);
+                if !(current && (self.in_txn || self.txn_ending == Some(true))) {
+                    return Err(TransactionError::Aborted);
+                }
+                true
+            }
+        };
+        match (joins, failure) {
+            (false, _) => Err(TransactionError::NotInTransaction),
+            (true, Some(e)) => Err(e),
+            (true, None) => Ok(Some(generation)),
+        }
+    }
+
     /// The transaction manager, or the answer for a producer without one.
     fn transaction(&self) -> Result<&crate::shared::TransactionLink, TransactionError> {
         if self.closed {
@@ -1087,12 +1134,16 @@ impl Handler<CommitTransaction> for Router {
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         core.in_txn = false;
+        core.txn_ending = Some(true);
         let (tx, rx) = tokio::sync::oneshot::channel();
         core.deferred_flushes.push(tx);
         core.maybe_run_deferred_flushes();
+        let core_rc = self.core.clone();
         Box::pin(async move {
             let _ = rx.await;
-            answered(to.send(EndTransaction { commit: true }).await)
+            let result = answered(to.send(EndTransaction { commit: true }).await);
+            core_rc.borrow_mut().txn_ending = None;
+            result
         })
     }
 }
@@ -1110,15 +1161,19 @@ impl Handler<AbortTransaction> for Router {
             Err(e) => return Box::pin(async move { Err(e) }),
         };
         core.in_txn = false;
+        core.txn_ending = Some(false);
         core.fail_parked(ErrorKind::Transaction(TransactionError::Aborted));
         let discards: Vec<_> = core
             .accumulators()
             .into_iter()
             .map(|a| a.send(DiscardUnsent))
             .collect();
+        let core_rc = self.core.clone();
         Box::pin(async move {
             futures_util::future::join_all(discards).await;
-            answered(to.send(EndTransaction { commit: false }).await)
+            let result = answered(to.send(EndTransaction { commit: false }).await);
+            core_rc.borrow_mut().txn_ending = None;
+            result
         })
     }
 }

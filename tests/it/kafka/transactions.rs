@@ -785,3 +785,80 @@ async fn kafka_close_aborts_an_open_transaction() {
     let back = read(&bootstrap, "read_committed", &topic, 1, 5).await;
     assert_eq!(read_indexes(&back, 0), (100..105).collect::<Vec<_>>());
 }
+
+/// An interceptor that only counts what it sees.
+struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl herald_actors::ProducerInterceptor for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+
+    fn on_send(
+        &mut self,
+        record: herald::ProducerRecord,
+    ) -> Result<herald::ProducerRecord, Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(record)
+    }
+}
+
+/// With interceptors, records take a detour through the interceptor chain before they are
+/// routed: a commit (or abort) called right after them must still cover them.
+#[actix_rt::test]
+async fn kafka_commit_and_abort_cover_records_still_in_the_interceptors() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("txn-interceptors");
+    kafka.create_topic(&topic, 3, 1).await;
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let config = ProducerConfig::from_pairs([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("transactional.id", &unique_topic("txn-interceptors-id")),
+    ])
+    .unwrap();
+    let p = Producer::builder(config)
+        .interceptor(Counting(seen.clone()))
+        .start()
+        .unwrap();
+    p.init_transactions().await.unwrap();
+    for round in 0..5usize {
+        // Committed, with the commit asked for at once.
+        p.begin_transaction().await.unwrap();
+        let base = round * 10_000;
+        let outcomes: Vec<_> = (0..1000)
+            .map(|i| send(&p, &topic, (i % 3) as i32, base + i))
+            .collect();
+        p.commit_transaction().await.expect("commit");
+        for (i, o) in outcomes.into_iter().enumerate() {
+            o.await
+                .unwrap_or_else(|e| panic!("record {i} of round {round}: {e}"));
+        }
+        // Aborted, with the abort asked for at once: every record fails as aborted or was
+        // written (and is aborted by the broker).
+        p.begin_transaction().await.unwrap();
+        let outcomes: Vec<_> = (0..1000)
+            .map(|i| send(&p, &topic, (i % 3) as i32, base + 5000 + i))
+            .collect();
+        p.abort_transaction().await.expect("abort");
+        for o in outcomes {
+            if let Err(e) = o.await {
+                assert_eq!(e.kind(), &ErrorKind::Transaction(TransactionError::Aborted));
+            }
+        }
+    }
+    p.close(Duration::from_secs(10)).await;
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 10_000);
+    let back = read(&bootstrap, "read_committed", &topic, 3, 5000).await;
+    let mut got: Vec<usize> = per_partition(&back, 3).into_iter().flatten().collect();
+    got.sort_unstable();
+    let expected: Vec<usize> = (0..5)
+        .flat_map(|r| (r * 10_000)..(r * 10_000 + 1000))
+        .collect();
+    assert_eq!(
+        got, expected,
+        "every committed record, once; no aborted one"
+    );
+}
