@@ -862,3 +862,48 @@ async fn kafka_commit_and_abort_cover_records_still_in_the_interceptors() {
         "every committed record, once; no aborted one"
     );
 }
+
+/// Compressed transactional batches (closed on the sealer's thread): the transactional
+/// attribute and the codec share the batch header.
+#[actix_rt::test]
+async fn kafka_compressed_transactions() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = unique_topic(&format!("txn-{codec}"));
+        kafka.create_topic(&topic, 3, 1).await;
+        let p = transactional(
+            &bootstrap,
+            &unique_topic("txn-codec-id"),
+            &[("compression.type", codec)],
+        );
+        p.init_transactions().await.unwrap();
+        p.begin_transaction().await.unwrap();
+        let aborted: Vec<_> = (0..300)
+            .map(|i| send(&p, &topic, (i % 3) as i32, 10_000 + i))
+            .collect();
+        p.abort_transaction().await.unwrap();
+        for o in aborted {
+            if let Err(e) = o.await {
+                assert_eq!(e.kind(), &ErrorKind::Transaction(TransactionError::Aborted));
+            }
+        }
+        p.begin_transaction().await.unwrap();
+        let outcomes: Vec<_> = (0..300)
+            .map(|i| send(&p, &topic, (i % 3) as i32, i))
+            .collect();
+        p.commit_transaction().await.expect("commit");
+        for o in outcomes {
+            o.await.unwrap();
+        }
+        p.close(Duration::from_secs(10)).await;
+        let back = read(&bootstrap, "read_committed", &topic, 3, 300).await;
+        let mut expected = vec![Vec::new(); 3];
+        for i in 0..300 {
+            expected[i % 3].push(i);
+        }
+        assert_eq!(per_partition(&back, 3), expected, "{codec}");
+    }
+}
