@@ -27,5 +27,6 @@ pub(crate) struct GetAccumulators;
 pub(crate) struct Victims {
     pub(crate) metadata: OnceLock<Recipient<Crash>>,
     pub(crate) interceptors: OnceLock<Recipient<Crash>>,
+    pub(crate) transaction: OnceLock<Recipient<Crash>>,
     pub(crate) sealer: OnceLock<Recipient<Stall>>,
 }

@@ -164,7 +164,9 @@ impl ProducerBuilder {
         });
         if shared.txn.is_some() {
             let s = shared.clone();
-            let manager = TransactionManager::new(s).start();
+            let manager = Supervisor::start(move |_| TransactionManager::new(s));
+            #[cfg(feature = "fault-injection")]
+            let _ = shared.victims.transaction.set(manager.clone().recipient());
             let _ = shared.transaction.set(TransactionLink {
                 init: manager.clone().recipient(),
                 begin: manager.clone().recipient(),
@@ -372,6 +374,11 @@ impl FaultInjection<'_> {
     /// The metadata actor.
     pub fn metadata(&self) -> Option<Recipient<Crash>> {
         self.producer.shared.victims.metadata.get().cloned()
+    }
+
+    /// The transaction manager, with `transactional.id`.
+    pub fn transaction_manager(&self) -> Option<Recipient<Crash>> {
+        self.producer.shared.victims.transaction.get().cloned()
     }
 
     /// The interceptor actor, if interceptors are configured.

@@ -50,6 +50,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use crate::cluster::{BrokerLink, ProducerIdState};
+#[cfg(feature = "fault-injection")]
+use crate::fault_injection::Crash;
 use crate::messages::application::{
     BeginTransaction, InitTransactions, SendOffsetsToTransaction, TransactionResult,
 };
@@ -57,6 +59,7 @@ use crate::messages::cluster::BrokerNamed;
 use crate::messages::request::{RequestError, Transact, TxnAnswer, TxnCall};
 use crate::messages::transaction::{AddPartition, EndTransaction, PartitionAdded};
 use crate::messages::Shutdown;
+use crate::metrics::Metrics;
 use crate::shared::Shared;
 use crate::txn_status::TxnStatus;
 
@@ -158,15 +161,40 @@ pub(crate) struct TransactionManager {
     added: BTreeSet<(Arc<str>, i32)>,
     /// Asked for, waiting for the next AddPartitionsToTxn.
     pending: Vec<AddPartition>,
-    /// An AddPartitionsToTxn is in flight.
-    adding: bool,
+    /// Asked for and sent in the AddPartitionsToTxn in flight. Kept here, not only in its
+    /// future: a supervised restart drops the future, and they are asked for again.
+    adding: Vec<AddPartition>,
     /// An EndTransaction that waits for the AddPartitionsToTxn in flight.
     end_waiting: Option<(bool, tokio::sync::oneshot::Sender<TransactionResult>)>,
     /// AddOffsetsToTxn succeeded in the open transaction (so it needs an EndTxn even without
     /// records).
     offsets_added: bool,
-    /// An init, send-offsets or end operation is under way.
-    busy: bool,
+    /// The init, send-offsets or end under way, with its reply. Kept here for the same
+    /// reason: after a supervised restart `started` runs it again.
+    underway: Option<Underway>,
+    /// Shut down for good: a restart is not one.
+    terminated: bool,
+}
+
+/// Where an operation's answer goes.
+type Reply = tokio::sync::oneshot::Sender<TransactionResult>;
+
+/// An operation of the application under way at the coordinators.
+#[derive(Debug)]
+enum Underway {
+    Init(Reply),
+    SendOffsets(SendOffsetsToTransaction, Reply),
+    End { commit: bool, reply: Reply },
+}
+
+impl Underway {
+    fn reply(self) -> Reply {
+        match self {
+            Underway::Init(reply)
+            | Underway::SendOffsets(_, reply)
+            | Underway::End { reply, .. } => reply,
+        }
+    }
 }
 
 impl TransactionManager {
@@ -188,10 +216,11 @@ impl TransactionManager {
             producer: None,
             added: BTreeSet::new(),
             pending: Vec::new(),
-            adding: false,
+            adding: Vec::new(),
             end_waiting: None,
             offsets_added: false,
-            busy: false,
+            underway: None,
+            terminated: false,
         }
     }
 
@@ -269,7 +298,7 @@ impl TransactionManager {
     /// Sends the partitions asked for since the last AddPartitionsToTxn, unless one is in
     /// flight (its answer sends the next).
     fn send_adds(&mut self, ctx: &mut Context<Self>) {
-        if self.adding || self.pending.is_empty() {
+        if !self.adding.is_empty() || self.pending.is_empty() {
             return;
         }
         // IN_TRANSACTION implies a producer id; its absence is answered as an error too.
@@ -323,7 +352,11 @@ impl TransactionManager {
             .with_v3_and_below_producer_id(pid.into())
             .with_v3_and_below_producer_epoch(epoch)
             .with_v3_and_below_topics(topics);
-        self.adding = true;
+        self.adding = asked;
+        self.run_adds(request, ctx);
+    }
+
+    fn run_adds(&mut self, request: AddPartitionsToTxnRequest, ctx: &mut Context<Self>) {
         let caller = self.caller.clone();
         let key = self.transaction_key();
         let call = async move {
@@ -338,17 +371,12 @@ impl TransactionManager {
         };
         ctx.spawn(
             call.into_actor(self)
-                .map(move |res, act, ctx| act.on_added(asked, res, ctx)),
+                .map(move |res, act, ctx| act.on_added(res, ctx)),
         );
     }
 
-    fn on_added(
-        &mut self,
-        asked: Vec<AddPartition>,
-        result: Result<TxnAnswer, TransactionError>,
-        ctx: &mut Context<Self>,
-    ) {
-        self.adding = false;
+    fn on_added(&mut self, result: Result<TxnAnswer, TransactionError>, ctx: &mut Context<Self>) {
+        let asked = std::mem::take(&mut self.adding);
         let result = result.map(|_| ());
         match &result {
             Ok(()) => {
@@ -412,7 +440,20 @@ impl TransactionManager {
         } else {
             TxnState::Aborting
         };
-        self.busy = true;
+        self.underway = Some(Underway::End { commit, reply });
+        self.run_end(pid, epoch, ctx);
+    }
+
+    /// The coordinator's part of an end: EndTxn, and after an abort a new epoch.
+    fn run_end(&mut self, pid: i64, epoch: i16, ctx: &mut Context<Self>) {
+        let Some(Underway::End { commit, .. }) = self.underway else {
+            return;
+        };
+        let operation = if commit {
+            Operation::Commit
+        } else {
+            Operation::Abort
+        };
         // Nothing reached the coordinator: there is no transaction there to end.
         let needs_end_txn = !self.added.is_empty() || self.offsets_added;
         let end = EndTxnRequest::default()
@@ -480,7 +521,9 @@ impl TransactionManager {
         };
         ctx.spawn(work.into_actor(self).map(
             move |res: Result<Ended, TransactionError>, act, _| {
-                act.busy = false;
+                let Some(reply) = act.underway.take().map(Underway::reply) else {
+                    return;
+                };
                 let outcome = match res {
                     Ok(Ended::Done(ids)) => {
                         if let Some((pid, epoch)) = ids {
@@ -536,20 +579,74 @@ enum Ended {
 
 impl Actor for TransactionManager {
     type Context = Context<Self>;
+
+    /// After a supervised restart: what was under way at the coordinators when the old
+    /// context died runs again (each request is safe to repeat: AddPartitionsToTxn of
+    /// partitions already added and EndTxn of a transaction already ended succeed again).
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match &self.underway {
+            Some(Underway::Init(_)) => self.run_init(ctx),
+            Some(Underway::SendOffsets(..)) => self.run_send_offsets(ctx),
+            // (An end is only started with a producer id.)
+            Some(Underway::End { .. }) => {
+                if let Some((pid, epoch)) = self.producer {
+                    self.run_end(pid, epoch, ctx);
+                }
+            }
+            None => {}
+        }
+        self.send_adds(ctx);
+    }
+}
+
+impl Supervised for TransactionManager {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        Metrics::add(&self.shared.metrics.restarts, 1);
+        if self.terminated {
+            return;
+        }
+        tracing::warn!("transaction manager restarted; resuming what was under way");
+        // The AddPartitionsToTxn in flight died with the context: ask for its partitions
+        // again, ahead of those asked for since.
+        let again = std::mem::take(&mut self.adding);
+        self.pending.splice(0..0, again);
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl Handler<Crash> for TransactionManager {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, ctx: &mut Context<Self>) {
+        tracing::warn!("transaction manager crashing on request (fault injection)");
+        ctx.stop();
+    }
 }
 
 impl Handler<InitTransactions> for TransactionManager {
-    type Result = ResponseActFuture<Self, TransactionResult>;
+    type Result = ResponseFuture<TransactionResult>;
 
-    fn handle(&mut self, _: InitTransactions, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = check(Operation::Init, &self.state).and_then(|()| self.not_busy()) {
-            return Box::pin(fut::ready(Err(e)));
+    fn handle(&mut self, _: InitTransactions, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match check(Operation::Init, &self.state).and_then(|()| self.not_busy()) {
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+            Ok(()) => {
+                self.state = TxnState::Initializing;
+                self.shared
+                    .cluster
+                    .set_producer_state(ProducerIdState::Pending);
+                self.underway = Some(Underway::Init(tx));
+                self.run_init(ctx);
+            }
         }
-        self.state = TxnState::Initializing;
-        self.busy = true;
-        self.shared
-            .cluster
-            .set_producer_state(ProducerIdState::Pending);
+        Box::pin(async move { rx.await.unwrap_or(Err(TransactionError::Closed)) })
+    }
+}
+
+impl TransactionManager {
+    fn run_init(&mut self, ctx: &mut Context<Self>) {
         let request = self.init_request(None);
         let caller = self.caller.clone();
         let key = self.transaction_key();
@@ -563,14 +660,16 @@ impl Handler<InitTransactions> for TransactionManager {
                 )
                 .await
         };
-        Box::pin(work.into_actor(self).map(|res, act, _| {
-            act.busy = false;
+        ctx.spawn(work.into_actor(self).map(|res, act, _| {
+            let Some(reply) = act.underway.take().map(Underway::reply) else {
+                return;
+            };
             let ids = res.and_then(|a| {
                 producer_ids(&a).ok_or(TransactionError::Fatal(Arc::from(
                     "InitProducerId answered with another response kind",
                 )))
             });
-            match ids {
+            let outcome = match ids {
                 Ok((pid, epoch)) => {
                     act.publish_producer(pid, epoch);
                     act.state = TxnState::Ready;
@@ -586,14 +685,15 @@ impl Handler<InitTransactions> for TransactionManager {
                     act.enter_failure(e.clone());
                     Err(e)
                 }
-            }
-        }))
+            };
+            let _ = reply.send(outcome);
+        }));
     }
 }
 
 impl TransactionManager {
     fn not_busy(&self) -> Result<(), TransactionError> {
-        if self.busy {
+        if self.underway.is_some() {
             Err(TransactionError::InvalidState {
                 operation: "a transaction operation while another is under way",
                 state: self.state.name(),
@@ -655,22 +755,41 @@ impl Handler<AddPartition> for TransactionManager {
 }
 
 impl Handler<SendOffsetsToTransaction> for TransactionManager {
-    type Result = ResponseActFuture<Self, TransactionResult>;
+    type Result = ResponseFuture<TransactionResult>;
 
-    fn handle(&mut self, msg: SendOffsetsToTransaction, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: SendOffsetsToTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.sync_failure();
         let ready = check(Operation::SendOffsets, &self.state).and_then(|()| self.not_busy());
-        let ready = ready.and_then(|()| {
-            self.producer.ok_or(TransactionError::InvalidState {
-                operation: Operation::SendOffsets.name(),
-                state: self.state.name(),
-            })
-        });
-        let (pid, epoch) = match ready {
-            Ok(ids) => ids,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
+        match ready {
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+            Ok(()) => {
+                self.underway = Some(Underway::SendOffsets(msg, tx));
+                self.run_send_offsets(ctx);
+            }
+        }
+        Box::pin(async move { rx.await.unwrap_or(Err(TransactionError::Closed)) })
+    }
+}
+
+impl TransactionManager {
+    fn run_send_offsets(&mut self, ctx: &mut Context<Self>) {
+        let Some(Underway::SendOffsets(msg, _)) = &self.underway else {
+            return;
         };
-        self.busy = true;
+        let msg = msg.clone();
+        let Some((pid, epoch)) = self.producer else {
+            let reply = self.underway.take().map(Underway::reply);
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(TransactionError::InvalidState {
+                    operation: Operation::SendOffsets.name(),
+                    state: self.state.name(),
+                }));
+            }
+            return;
+        };
         let group = msg.group_metadata;
         let group_id = GroupId(StrBytes::from_string(group.group_id.clone()));
         let add = AddOffsetsToTxnRequest::default()
@@ -732,8 +851,10 @@ impl Handler<SendOffsetsToTransaction> for TransactionManager {
                 .await;
             Ok::<_, TransactionError>(second.map(|_| ()))
         };
-        Box::pin(work.into_actor(self).map(move |res, act, _| {
-            act.busy = false;
+        ctx.spawn(work.into_actor(self).map(move |res, act, _| {
+            let Some(reply) = act.underway.take().map(Underway::reply) else {
+                return;
+            };
             let res = match res {
                 Ok(second) => {
                     act.offsets_added |= !v2 || second.is_ok();
@@ -745,8 +866,8 @@ impl Handler<SendOffsetsToTransaction> for TransactionManager {
                 Ok(()) | Err(TransactionError::TimedOut { .. }) => {}
                 Err(e) => act.enter_failure(e.clone()),
             }
-            res
-        }))
+            let _ = reply.send(res);
+        }));
     }
 }
 
@@ -757,7 +878,7 @@ impl Handler<EndTransaction> for TransactionManager {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if let Err(e) = self.not_busy() {
             let _ = tx.send(Err(e));
-        } else if self.adding {
+        } else if !self.adding.is_empty() {
             // Its answer decides whether the transaction can commit; the end follows it.
             if let Some((_, earlier)) = self.end_waiting.replace((msg.commit, tx)) {
                 let _ = earlier.send(Err(TransactionError::InvalidState {
@@ -782,9 +903,19 @@ impl Handler<Shutdown> for TransactionManager {
                 result: Err(TransactionError::Closed),
             });
         }
+        for p in self.adding.drain(..) {
+            p.reply.do_send(PartitionAdded {
+                generation: p.generation,
+                result: Err(TransactionError::Closed),
+            });
+        }
         if let Some((_, reply)) = self.end_waiting.take() {
             let _ = reply.send(Err(TransactionError::Closed));
         }
+        if let Some(u) = self.underway.take() {
+            let _ = u.reply().send(Err(TransactionError::Closed));
+        }
+        self.terminated = true;
         ctx.stop();
     }
 }

@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use herald::{ErrorClass, ErrorKind, TransactionError};
+use herald_actors::fault_injection::Crash;
 use herald_actors::{Produce, Producer};
 use rdkafka::mocking::MockCoordinator;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -186,5 +187,61 @@ async fn mock_fatal_errors_fail_the_producer_for_good() {
         .await
         .unwrap_err();
     assert_eq!(refused.kind(), &ErrorKind::Transaction(e));
+    p.close(Duration::from_secs(5)).await;
+}
+
+/// The transaction manager crashed (and restarted by its supervisor) while an
+/// AddPartitionsToTxn and while an EndTxn is being retried: what was under way runs again,
+/// the records and the commit succeed, and the producer goes on.
+#[actix_rt::test]
+async fn mock_a_crashed_transaction_manager_resumes_what_was_under_way() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("mock-txn-crash");
+    mock.create_topic(&topic, 3, 3);
+    let p = producer(&mock, &unique_topic("mock-txn-crash-id"));
+    let manager = p
+        .fault_injection()
+        .transaction_manager()
+        .expect("a transactional producer has a transaction manager");
+    p.init_transactions().await.expect("init");
+
+    // Mid-AddPartitionsToTxn: the coordinator keeps answering CONCURRENT_TRANSACTIONS.
+    p.begin_transaction().await.unwrap();
+    mock.cluster.request_errors(
+        RDKafkaApiKey::AddPartitionsToTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; 4],
+    );
+    let record = p.send(Produce::new(topic.clone()).partition(0).value("a"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    manager.do_send(Crash);
+    tokio::time::timeout(Duration::from_secs(10), record)
+        .await
+        .expect("the record's partition is added again after the restart, not forgotten")
+        .expect("written once the partition is added");
+
+    // Mid-EndTxn.
+    mock.cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 4],
+    );
+    let router = p.router().clone();
+    let commit =
+        actix_rt::spawn(async move { router.send(herald_actors::CommitTransaction).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    manager.do_send(Crash);
+    tokio::time::timeout(Duration::from_secs(10), commit)
+        .await
+        .expect("the commit resumes after the restart, not forgotten")
+        .unwrap()
+        .expect("mailbox")
+        .expect("the commit resumed after the restart");
+    assert_eq!(p.fault_injection().restarts(), 2);
+
+    p.begin_transaction().await.unwrap();
+    assert_eq!(send_all(&p, &topic, 6).await, 6);
+    p.commit_transaction()
+        .await
+        .expect("a commit after the restarts");
     p.close(Duration::from_secs(5)).await;
 }

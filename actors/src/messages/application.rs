@@ -214,7 +214,7 @@ pub struct AbortTransaction;
 /// Application → router → transaction manager: commit a consumer group's offsets as part of
 /// the open transaction (consume-transform-produce, KIP-98 / KIP-447): the group's offsets
 /// move only if the transaction commits.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "TransactionResult")]
 pub struct SendOffsetsToTransaction {
     /// The offsets to commit: for each partition, the offset of the next record to consume.
