@@ -543,8 +543,9 @@ impl TransactionManager {
                         act.offsets_added = false;
                         if commit {
                             let e = TransactionError::Abortable(Arc::from(
-                                "the transaction coordinator had already aborted the \
-                                 transaction (it was open longer than transaction.timeout.ms)",
+                                "the transaction coordinator no longer held the transaction \
+                                 open and it is aborted (typically it outlived \
+                                 transaction.timeout.ms)",
                             ));
                             act.enter_failure(e.clone());
                             Err(e)
