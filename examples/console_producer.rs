@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! console_producer -b HOST:PORT -t TOPIC [-K SEP] [-p PARTITION] [-H key=value]... [-X config.key=value]...
+//!                  [--txn-records N]
 //!
 //! seq 1000 | cargo run --example console_producer -- -b localhost:9092 -t numbers
 //! printf 'k1:v1\nk2:v2\n' | cargo run --example console_producer -- -b localhost:9092 -t t -K : \
@@ -17,6 +18,16 @@
 //! At the end one JSON line goes to stderr:
 //! `{"records":N,"delivered":D,"failed":F,"elapsed_ms":T}`, after one line per failed record.
 //! Exit status: 0 if every record was delivered, 1 if any failed, 2 for bad arguments or config.
+//!
+//! # Transactions
+//!
+//! With `-X transactional.id=ID` the lines go in transactions: one for all of the input, or
+//! one per `--txn-records N` lines, each committed once its lines have their outcomes (and
+//! the last at EOF). Any transaction error (a record that failed, a commit refused) aborts
+//! the open transaction, is reported on stderr, and ends the run with exit status 1, without
+//! reading further input. The JSON line then also counts the records of committed
+//! transactions and the transactions committed:
+//! `{"records":N,"delivered":D,"failed":F,"elapsed_ms":T,"committed":C,"transactions":X}`.
 //! Set `RUST_LOG=herald_actors=debug` to watch the producer work.
 //!
 //! # How lines travel
@@ -70,7 +81,7 @@ use bytes::Bytes;
 use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald::{ConfigError, Header, ProducerConfig, ProducerRecord};
-use herald_actors::{Outcome, Produce, ProduceBatch, Producer, Router};
+use herald_actors::{Outcome, Produce, ProduceBatch, Producer, Router, TransactionResult};
 
 /// How much of stdin is read at once.
 const BLOCK_SIZE: usize = 1 << 20;
@@ -113,6 +124,10 @@ struct Args {
     /// A producer config setting (repeatable), e.g. -X acks=1 -X linger.ms=20.
     #[arg(short = 'X', value_name = "CONFIG.KEY=VALUE", value_parser = key_value)]
     config: Vec<(String, String)>,
+    /// With -X transactional.id: commit every N lines (default: all input in one
+    /// transaction).
+    #[arg(long = "txn-records", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    txn_records: Option<u64>,
 }
 
 fn key_value(s: &str) -> Result<(String, String), String> {
@@ -444,10 +459,19 @@ async fn main() -> ExitCode {
         std::thread::spawn(move || read_blocks(std::io::stdin().lock(), &format, BLOCK_SIZE, &tx));
 
     let router = producer.router().clone();
+    let mut tally = Tally::default();
+    let mut transactions = None;
+    if producer.config().transactional_id.is_some() {
+        transactions =
+            Some(run_transactions(&producer, &mut rx, args.txn_records, &mut tally).await);
+        // Whatever input is left stays unread: let the reader end.
+        drop(rx);
+        let read_error = finish(reader, producer, tally, transactions, started).await;
+        return read_error;
+    }
     let mut in_flight = FuturesUnordered::new();
     let mut outstanding = 0usize;
     let mut input_done = false;
-    let mut tally = Tally::default();
     loop {
         let room = in_flight.is_empty() || outstanding < max_outstanding;
         tokio::select! {
@@ -467,6 +491,18 @@ async fn main() -> ExitCode {
         }
     }
 
+    drop(rx);
+    finish(reader, producer, tally, transactions, started).await
+}
+
+/// Joins the reader, closes the producer, prints the summary and picks the exit status.
+async fn finish(
+    reader: std::thread::JoinHandle<std::io::Result<()>>,
+    producer: Producer,
+    tally: Tally,
+    transactions: Option<Transactions>,
+    started: Instant,
+) -> ExitCode {
     let read_error = match reader.join() {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(e.to_string()),
@@ -485,12 +521,148 @@ async fn main() -> ExitCode {
         failed,
     } = tally;
     let elapsed_ms = started.elapsed().as_millis();
+    let txn = match &transactions {
+        Some(t) => format!(
+            r#","committed":{},"transactions":{}"#,
+            t.committed_records, t.committed
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        r#"{{"records":{records},"delivered":{delivered},"failed":{failed},"elapsed_ms":{elapsed_ms}}}"#
+        r#"{{"records":{records},"delivered":{delivered},"failed":{failed},"elapsed_ms":{elapsed_ms}{txn}}}"#
     );
-    if failed == 0 && read_error.is_none() {
+    let txn_ok = transactions.is_none_or(|t| t.error.is_none());
+    if failed == 0 && read_error.is_none() && txn_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// How the transactions of a transactional run went.
+#[derive(Debug, Default)]
+struct Transactions {
+    /// Transactions committed.
+    committed: u64,
+    /// Records in them.
+    committed_records: u64,
+    /// The error that ended the run, if one did (already reported).
+    error: Option<String>,
+}
+
+/// The transactional run: lines go in transactions of `per_txn` records (all of the input
+/// without it), each committed once its records have their outcomes; the first error
+/// aborts the open transaction and ends the run.
+async fn run_transactions(
+    producer: &Producer,
+    rx: &mut tokio::sync::mpsc::Receiver<Lines>,
+    per_txn: Option<u64>,
+    tally: &mut Tally,
+) -> Transactions {
+    let mut t = Transactions::default();
+    if let Err(e) = producer.init_transactions().await {
+        report(&mut t, "init_transactions", &e.to_string());
+        return t;
+    }
+    let router = producer.router().clone();
+    let mut in_flight = FuturesUnordered::new();
+    // Records of the open transaction sent so far; `None`: no transaction is open.
+    let mut open: Option<u64> = None;
+    while let Some(lines) = rx.recv().await {
+        let Lines {
+            mut first_line,
+            mut records,
+            ..
+        } = lines;
+        while !records.is_empty() {
+            let sent = match open {
+                Some(sent) => sent,
+                None => {
+                    if let Err(e) = producer.begin_transaction().await {
+                        report(&mut t, "begin_transaction", &e.to_string());
+                        return t;
+                    }
+                    0
+                }
+            };
+            let take = per_txn.map_or(records.len(), |n| {
+                (n - sent).min(records.len() as u64) as usize
+            });
+            let rest = records.split_off(take);
+            let chunk = Lines {
+                first_line,
+                bytes: 0,
+                records: std::mem::replace(&mut records, rest),
+            };
+            first_line += take as u64;
+            // Sent at once, so the chunks reach the router in line order.
+            in_flight.push(produce_lines(router.clone(), chunk));
+            while in_flight.len() >= READ_AHEAD {
+                if let Some(a) = in_flight.next().await {
+                    tally.answer(a);
+                }
+            }
+            let sent = sent + take as u64;
+            open = Some(sent);
+            // A failed record dooms the transaction: abort now rather than send the rest.
+            if per_txn == Some(sent) || tally.failed > 0 {
+                if !end_transaction(producer, &mut in_flight, tally, &mut t, sent).await {
+                    return t;
+                }
+                open = None;
+            }
+        }
+    }
+    if let Some(sent) = open {
+        end_transaction(producer, &mut in_flight, tally, &mut t, sent).await;
+    }
+    t
+}
+
+/// Waits for the outcomes of the open transaction's records, then commits it; a failed
+/// record or a refused commit aborts it instead. Returns whether it was committed.
+async fn end_transaction(
+    producer: &Producer,
+    in_flight: &mut FuturesUnordered<impl std::future::Future<Output = Answer>>,
+    tally: &mut Tally,
+    t: &mut Transactions,
+    records: u64,
+) -> bool {
+    let failed_before = tally.failed;
+    while let Some(a) = in_flight.next().await {
+        tally.answer(a);
+    }
+    let outcome: TransactionResult = if tally.failed > failed_before {
+        Err(herald::TransactionError::Abortable(
+            format!(
+                "{} record(s) of the transaction failed",
+                tally.failed - failed_before
+            )
+            .into(),
+        ))
+    } else {
+        producer.commit_transaction().await
+    };
+    match outcome {
+        Ok(()) => {
+            t.committed += 1;
+            t.committed_records += records;
+            true
+        }
+        Err(e) => {
+            report(t, "commit_transaction", &e.to_string());
+            if e.class() != herald::ErrorClass::Fatal {
+                match producer.abort_transaction().await {
+                    Ok(()) => eprintln!("console_producer: transaction aborted"),
+                    Err(abort) => eprintln!("console_producer: abort_transaction failed: {abort}"),
+                }
+            }
+            false
+        }
+    }
+}
+
+fn report(t: &mut Transactions, operation: &str, error: &str) {
+    eprintln!("console_producer: {operation} failed: {error}");
+    t.error = Some(error.to_string());
 }

@@ -537,8 +537,7 @@ impl ProducerConfig {
     }
 
     /// Rejects settings that are valid Kafka configuration but that Herald cannot honour yet
-    /// (GSSAPI, transactions). Separate from validation so that such configs still load
-    /// and print.
+    /// (GSSAPI). Separate from validation so that such configs still load and print.
     pub fn validate_supported(&self) -> Result<(), ConfigError> {
         self.validate_supported_for(crate::sasl::OAuthTokens::FromConfig)
     }
@@ -552,12 +551,6 @@ impl ProducerConfig {
         // Every protocol works; SASL's mechanism and credentials are checked here (TLS's
         // stores are opened by the actors crate when it starts the producer).
         crate::sasl::SaslSettings::from_config(self, tokens)?;
-        if self.transactional_id.is_some() {
-            return Err(ConfigError::Unsupported {
-                key: "transactional.id".into(),
-                reason: "transactions are not supported yet".into(),
-            });
-        }
         Ok(())
     }
 
@@ -790,10 +783,10 @@ keys! {
         Millis::LONG.at_least(1);
     /// how many samples the windowed metrics keep
     "metrics.num.samples" metrics_num_samples(usize) = 2, Count;
-    /// transactions are not supported yet: a producer with one does not start
+    /// makes the producer transactional (and idempotent); see the README's transactions section
     "transactional.id" transactional_id(impl Into<String> => some_string) = None,
         OptionalText, shown "(none)";
-    /// sent to the broker when the producer id is requested
+    /// how long the broker lets a transaction stay open before it aborts it
     "transaction.timeout.ms" transaction_timeout(Duration) = ms(60_000), Millis::INT;
     /// PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL (SASL over TLS); see the README's security section
     "security.protocol" security_protocol(SecurityProtocol) = SecurityProtocol::Plaintext,
@@ -1478,6 +1471,13 @@ fn finish(
         }
     }
     if !c.enable_idempotence && c.transactional_id.is_some() {
+        if explicit.contains("enable.idempotence") {
+            return Err(conflict(
+                "transactional.id",
+                "a transactional producer is idempotent: enable.idempotence=false cannot be \
+                 combined with transactional.id",
+            ));
+        }
         return Err(conflict(
             "transactional.id",
             "requires idempotence (enable.idempotence, acks=all, retries > 0, \
@@ -2014,12 +2014,19 @@ metrics.recording.level=DEBUG
         let c = pairs_ok(&[("transactional.id", "tx")]);
         assert_eq!(c.client_id, "producer-tx");
         assert!(c.enable_idempotence);
-        let e = c.validate_supported().unwrap_err();
-        assert!(matches!(e, ConfigError::Unsupported { .. }));
+        assert_eq!(c.transaction_timeout, ms(60_000));
+        c.validate_supported().unwrap();
+        let e = ProducerConfig::from_pairs([
+            ("bootstrap.servers", "a:1"),
+            ("transactional.id", "tx"),
+            ("enable.idempotence", "false"),
+        ])
+        .unwrap_err();
         assert_eq!(e.key(), Some("transactional.id"));
+        let text = e.to_string();
         assert!(
-            e.to_string().contains("transactions are not supported yet"),
-            "{e}"
+            text.contains("enable.idempotence") && text.contains("transactional.id"),
+            "{text}"
         );
     }
 

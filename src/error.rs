@@ -90,6 +90,9 @@ kafka_codes! {
     NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20, true;
     INVALID_REQUIRED_ACKS = 21, false;
     ILLEGAL_GENERATION = 22, false;
+    INVALID_GROUP_ID = 24, false;
+    UNKNOWN_MEMBER_ID = 25, false;
+    REBALANCE_IN_PROGRESS = 27, false;
     TOPIC_AUTHORIZATION_FAILED = 29, false;
     GROUP_AUTHORIZATION_FAILED = 30, false;
     CLUSTER_AUTHORIZATION_FAILED = 31, false;
@@ -98,6 +101,7 @@ kafka_codes! {
     ILLEGAL_SASL_STATE = 34, false;
     UNSUPPORTED_VERSION = 35, false;
     TOPIC_ALREADY_EXISTS = 36, false;
+    NOT_CONTROLLER = 41, false;
     INVALID_REQUEST = 42, false;
     UNSUPPORTED_FOR_MESSAGE_FORMAT = 43, false;
     POLICY_VIOLATION = 44, false;
@@ -110,12 +114,14 @@ kafka_codes! {
     CONCURRENT_TRANSACTIONS = 51, true;
     TRANSACTION_COORDINATOR_FENCED = 52, false;
     TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53, false;
+    OPERATION_NOT_ATTEMPTED = 55, false;
     KAFKA_STORAGE_ERROR = 56, true;
     SASL_AUTHENTICATION_FAILED = 58, false;
     UNKNOWN_PRODUCER_ID = 59, false;
     FENCED_LEADER_EPOCH = 74, true;
     UNKNOWN_LEADER_EPOCH = 75, true;
     UNSUPPORTED_COMPRESSION_TYPE = 76, false;
+    FENCED_INSTANCE_ID = 82, false;
     INVALID_RECORD = 87, false;
     THROTTLING_QUOTA_EXCEEDED = 89, true;
     PRODUCER_FENCED = 90, false;
@@ -382,6 +388,10 @@ pub enum ErrorKind {
         /// The last panic's message.
         message: Arc<str>,
     },
+    /// A transactional producer could not take or keep the record: it was sent outside a
+    /// transaction, the transaction it belonged to was aborted, or the transaction failed.
+    #[error("{0}")]
+    Transaction(crate::transaction::TransactionError),
 }
 
 impl ErrorKind {

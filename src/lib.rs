@@ -16,6 +16,8 @@
 //!   state machines, and the parser of `sasl.jaas.config`.
 //! - [`serializer`]: key and value serializers as the Java client has them.
 //! - [`stats`]: windowed rates, averages and maxima with the Java client's sample semantics.
+//! - [`transaction`]: the transaction errors and their classes (KIP-1050): which error a
+//!   transactional producer retries, which leave the transaction to abort, which are fatal.
 //! - [`error`]: Kafka error codes, protocol errors and the per-record outcome error.
 //! - [`varint`]: the zig-zag varints of the record format.
 
@@ -29,8 +31,10 @@ pub mod record;
 pub mod sasl;
 pub mod serializer;
 pub mod stats;
+pub mod transaction;
 pub mod varint;
 
 pub use config::{Acks, ConfigError, MetadataRecoveryStrategy, ProducerConfig, SecurityProtocol};
 pub use error::{ErrorKind, KafkaCode, ProduceError, ProtocolError};
 pub use record::{Header, ProducerRecord, RecordMetadata};
+pub use transaction::{ErrorClass, TransactionError};

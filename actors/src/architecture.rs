@@ -13,6 +13,7 @@ const ACTORS: &[&str] = &[
     "metadata",
     "interceptor",
     "sealer",
+    "transaction",
 ];
 
 /// The only imports of an actor module by another: the importer starts the imported actor.

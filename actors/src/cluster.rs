@@ -12,6 +12,7 @@ use dashmap::DashMap;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::delivery::SendBatches;
+use crate::messages::request::Transact;
 
 /// Leadership of one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,7 @@ pub(crate) struct BrokerLink(Arc<BrokerRecipients>);
 #[derive(Debug)]
 struct BrokerRecipients {
     batches: Recipient<SendBatches>,
+    transact: Recipient<Transact>,
     #[cfg(feature = "fault-injection")]
     crash: Recipient<Crash>,
 }
@@ -70,10 +72,12 @@ impl BrokerLink {
     /// A link from the connection actor's recipients.
     pub(crate) fn new(
         batches: Recipient<SendBatches>,
+        transact: Recipient<Transact>,
         #[cfg(feature = "fault-injection")] crash: Recipient<Crash>,
     ) -> Self {
         BrokerLink(Arc::new(BrokerRecipients {
             batches,
+            transact,
             #[cfg(feature = "fault-injection")]
             crash,
         }))
@@ -82,6 +86,11 @@ impl BrokerLink {
     /// Hands batches to the connection.
     pub(crate) fn send(&self, batches: SendBatches) {
         self.0.batches.do_send(batches);
+    }
+
+    /// The connection, for the transaction manager's requests.
+    pub(crate) fn transact(&self) -> &Recipient<Transact> {
+        &self.0.transact
     }
 
     /// The connection, for fault injection.

@@ -21,8 +21,8 @@ pub enum Crash {
     /// Panic at the next place where the actor holds records on its stack: the router
     /// routing a record, an accumulator completing a batch, the interceptor chain passing a
     /// record on, the sealer compressing a batch. Those records are answered with
-    /// `ErrorKind::Panicked`. The metadata actor and connections hold no record's outcome, so
-    /// for them this is `Panic`.
+    /// `ErrorKind::Panicked`. The metadata actor, connections and the transaction manager hold
+    /// no record's outcome, so for them this is `Panic`.
     PanicWhileHolding,
 }
 
@@ -39,7 +39,7 @@ impl Crash {
             }
             Crash::Panic => panic!("fault injection: the {} panics", kind.name()),
             Crash::PanicWhileHolding => match kind {
-                ActorKind::Metadata | ActorKind::Connection => {
+                ActorKind::Metadata | ActorKind::Connection | ActorKind::Transaction => {
                     panic!("fault injection: the {} panics", kind.name())
                 }
                 _ => victims.armed[kind as usize].store(true, Ordering::Relaxed),
@@ -63,10 +63,11 @@ pub(crate) struct GetAccumulators;
 pub(crate) struct Victims {
     pub(crate) metadata: OnceLock<Recipient<Crash>>,
     pub(crate) interceptors: OnceLock<Recipient<Crash>>,
+    pub(crate) transaction: OnceLock<Recipient<Crash>>,
     pub(crate) sealer: OnceLock<Recipient<Stall>>,
     pub(crate) sealer_crash: OnceLock<Recipient<Crash>>,
     /// Per actor kind: panic at the next place where it holds records (`PanicWhileHolding`).
-    pub(crate) armed: [AtomicBool; 6],
+    pub(crate) armed: [AtomicBool; ActorKind::ALL.len()],
 }
 
 impl Victims {

@@ -123,6 +123,7 @@ impl<R: Downstream> Handler<OnSend> for InterceptorChain<R> {
         self.router.do_send(Route {
             record,
             completion: msg.completion,
+            txn: msg.txn,
         });
         if self.panicked {
             ctx.stop();

@@ -35,7 +35,9 @@
 //! - Actors: `router` (front door, partitioning), `accumulator` (one per partition: batches,
 //!   retries, completions), `connection` (one per broker: transport (TCP or TLS), SASL
 //!   exchange and re-authentication, in-flight queue, coalescing), `metadata` (cluster view, producer id), `interceptor` (the
-//!   [`ProducerInterceptor`] chain), `sealer` (compression on its own thread).
+//!   [`ProducerInterceptor`] chain), `sealer` (compression on its own thread),
+//!   `transaction` (the transaction manager: coordinators, InitProducerId with the
+//!   transactional id, AddPartitionsToTxn, offsets, EndTxn).
 //! - State and messages no actor owns: `messages` (grouped by conversation), `cluster` (the
 //!   published cluster view), `shared` (what every actor of a producer shares), `partition`
 //!   (a partition's queue, shared by router and accumulator), `completion` (outcome sinks),
@@ -44,7 +46,8 @@
 //!   `opentelemetry`: trace context in record headers, spans), `supervisor` (runs every
 //!   actor: restarts after a stop or a panic, the restart-storm limit), `backoff`, `tls`
 //!   (the rustls configuration built at start), `token` ([`TokenProvider`]: OAUTHBEARER
-//!   tokens from the application).
+//!   tokens from the application), `txn_status` (the open transaction's generation and
+//!   failure, read on the record path).
 //! - `fault_injection` (feature `fault-injection`): test-only messages.
 
 #![warn(missing_docs)]
@@ -73,10 +76,16 @@ mod shared;
 mod supervisor;
 mod tls;
 mod token;
+mod transaction;
+mod txn_status;
 
 pub use completion::{Delivered, Deliveries, Notifier, Outcome};
 pub use interceptor::ProducerInterceptor;
-pub use messages::application::{Close, Flush, GetMetrics, Produce, ProduceBatch};
+pub use messages::application::{
+    AbortTransaction, BeginTransaction, Close, CommitTransaction, ConsumerGroupMetadata, Flush,
+    GetMetrics, InitTransactions, Produce, ProduceBatch, SendOffsetsToTransaction,
+    TopicPartitionOffset, TransactionResult,
+};
 pub use metrics::MetricsSnapshot;
 #[cfg(feature = "fault-injection")]
 pub use producer::FaultInjection;

@@ -445,8 +445,14 @@ impl Metadata {
     }
 
     /// Starts InitProducerId when idempotence needs an id and none is held or pending.
+    /// A transactional producer's id comes from the transaction manager (InitProducerId with
+    /// the transactional id, sent to the transaction coordinator).
     fn ensure_producer_id(&mut self, ctx: &mut Context<Self>) {
-        if !self.shared.config.enable_idempotence || self.init_pid_in_flight {
+        let config = &self.shared.config;
+        if !config.enable_idempotence
+            || config.transactional_id.is_some()
+            || self.init_pid_in_flight
+        {
             return;
         }
         let current = self.shared.cluster.producer_state();
@@ -590,6 +596,7 @@ fn pick(down: &[Option<Instant>], start: usize, now: Instant) -> Option<usize> {
 fn link(connection: &Addr<Connection>) -> BrokerLink {
     BrokerLink::new(
         connection.clone().recipient(),
+        connection.clone().recipient(),
         #[cfg(feature = "fault-injection")]
         connection.clone().recipient(),
     )
@@ -701,6 +708,12 @@ impl Handler<BumpEpoch> for Metadata {
     type Result = ();
 
     fn handle(&mut self, msg: BumpEpoch, ctx: &mut Context<Self>) {
+        if self.shared.config.transactional_id.is_some() {
+            // A transactional producer's epoch belongs to the transaction coordinator: the
+            // failed batch makes the transaction abortable, and the transaction manager
+            // bumps the epoch after the abort.
+            return;
+        }
         let current = self.shared.cluster.producer_state();
         if let ProducerIdState::Ready { producer_id, epoch } = current {
             if (producer_id, epoch) == (msg.producer_id, msg.failed_epoch)

@@ -22,7 +22,11 @@ use crate::fault_injection::{Crash, GetAccumulators, Stall};
 use crate::intake::Intake;
 use crate::interceptor::ProducerInterceptor;
 use crate::memory::MemoryPool;
-use crate::messages::application::{Close, DrainIntake, Flush, GetMetrics, Produce, ReplyTo};
+use crate::messages::application::{
+    AbortTransaction, BeginTransaction, Close, CommitTransaction, ConsumerGroupMetadata,
+    DrainIntake, Flush, GetMetrics, InitTransactions, Produce, ReplyTo, SendOffsetsToTransaction,
+    TopicPartitionOffset, TransactionResult,
+};
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, MetricsSnapshot};
@@ -30,9 +34,12 @@ use crate::otel::Tracing;
 use crate::publisher;
 use crate::router::Router;
 use crate::sealer::Sealer;
-use crate::shared::{MetadataLink, Shared};
+use crate::shared::{MetadataLink, Shared, TransactionLink};
 use crate::tls::Tls;
 use crate::token::{TokenProvider, TokenSource};
+use crate::transaction::TransactionManager;
+use crate::txn_status::TxnStatus;
+use herald::TransactionError;
 
 /// Options beyond the Java config keys: a custom partitioner and interceptors.
 pub struct ProducerBuilder {
@@ -42,6 +49,9 @@ pub struct ProducerBuilder {
     token_provider: Option<Arc<dyn TokenProvider>>,
     /// A `create` span per record (feature `opentelemetry`).
     record_spans: bool,
+    /// Transaction protocol version 2 may be used where brokers offer it (see
+    /// `max_transaction_version`).
+    transaction_v2: bool,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -78,6 +88,14 @@ impl ProducerBuilder {
     #[cfg(feature = "opentelemetry")]
     pub fn record_spans(mut self, on: bool) -> Self {
         self.record_spans = on;
+        self
+    }
+
+    /// Test-only: the highest transaction protocol version to use (1 or 2), so version 1 can
+    /// be tested on brokers that offer version 2 (KIP-890).
+    #[cfg(feature = "fault-injection")]
+    pub fn max_transaction_version(mut self, version: i16) -> Self {
+        self.transaction_v2 = version >= 2;
         self
     }
 
@@ -122,7 +140,13 @@ impl ProducerBuilder {
         });
         let metrics = Metrics::new(&config);
         let tracing = Tracing::new(self.record_spans, &config.client_id);
+        let txn = config
+            .transactional_id
+            .is_some()
+            .then(|| TxnStatus::new(self.transaction_v2));
         let shared = Arc::new(Shared {
+            txn,
+            transaction: OnceLock::new(),
             memory: MemoryPool::new(config.buffer_memory),
             config,
             cluster: ClusterView::default(),
@@ -175,6 +199,24 @@ impl ProducerBuilder {
             shutdown: metadata.recipient(),
         });
         publisher::start(Arc::downgrade(&shared), &shared.io);
+        if shared.txn.is_some() {
+            let s = shared.clone();
+            let manager = Supervisor::start(
+                ActorKind::Transaction,
+                shared.supervision.clone(),
+                move |_| TransactionManager::new(s),
+            );
+            #[cfg(feature = "fault-injection")]
+            let _ = shared.victims.transaction.set(manager.clone().recipient());
+            let _ = shared.transaction.set(TransactionLink {
+                init: manager.clone().recipient(),
+                begin: manager.clone().recipient(),
+                send_offsets: manager.clone().recipient(),
+                end: manager.clone().recipient(),
+                add_partition: manager.clone().recipient(),
+                shutdown: manager.recipient(),
+            });
+        }
         tracing::info!(client_id = %shared.config.client_id, "producer started");
         Ok(Producer {
             router,
@@ -220,10 +262,12 @@ impl Producer {
             interceptors: Vec::new(),
             token_provider: None,
             record_spans: false,
+            transaction_v2: true,
         }
     }
 
-    /// The router's address: send `Produce`, `ProduceBatch`, `Flush`, `Close`, `GetMetrics`.
+    /// The router's address: send `Produce`, `ProduceBatch`, `Flush`, `Close`, `GetMetrics`,
+    /// and the transaction messages (`InitTransactions`, `BeginTransaction`, ...).
     pub fn router(&self) -> &Addr<Router> {
         &self.router
     }
@@ -244,7 +288,9 @@ impl Producer {
     /// With [`Produce::reply_to`] or [`Produce::notify`] the outcome goes there and the
     /// future resolves to `Closed` at once, as `router().send` of such a record does once
     /// routed. Records sent with `router().send` are not ordered against records sent here
-    /// later unless a flush comes between.
+    /// later unless a flush comes between. A transactional producer takes records only
+    /// between [`begin_transaction`](Self::begin_transaction) and the commit or abort; the
+    /// record's transaction is the one open when `send` is called.
     pub fn send(&self, produce: Produce) -> impl Future<Output = Outcome> + Send + 'static {
         let Produce {
             mut record,
@@ -281,6 +327,55 @@ impl Producer {
     /// (then every record is refused with this error; close the producer and start another).
     pub fn broken(&self) -> Option<ErrorKind> {
         self.shared.supervision.broken().cloned()
+    }
+
+    /// Obtains the producer id for `transactional.id`, fencing any older producer with the
+    /// same id and aborting what it left open. Call once before the first transaction.
+    pub async fn init_transactions(&self) -> TransactionResult {
+        self.transact(InitTransactions).await
+    }
+
+    /// Opens a transaction: records sent from now until the commit or abort belong to it.
+    pub async fn begin_transaction(&self) -> TransactionResult {
+        self.transact(BeginTransaction).await
+    }
+
+    /// Flushes the transaction's records, then commits it. An abortable error means the
+    /// transaction must be aborted; see [`TransactionError::class`].
+    pub async fn commit_transaction(&self) -> TransactionResult {
+        self.transact(CommitTransaction).await
+    }
+
+    /// Aborts the transaction: records not yet sent fail with
+    /// [`TransactionError::Aborted`], none of the transaction becomes visible to
+    /// read_committed consumers.
+    pub async fn abort_transaction(&self) -> TransactionResult {
+        self.transact(AbortTransaction).await
+    }
+
+    /// Commits a consumer group's offsets with the open transaction (consume-transform-
+    /// produce): they move only if the transaction commits.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: Vec<TopicPartitionOffset>,
+        group_metadata: ConsumerGroupMetadata,
+    ) -> TransactionResult {
+        self.transact(SendOffsetsToTransaction {
+            offsets,
+            group_metadata,
+        })
+        .await
+    }
+
+    async fn transact<M>(&self, msg: M) -> TransactionResult
+    where
+        M: Message<Result = TransactionResult> + Send + 'static,
+        Router: Handler<M>,
+    {
+        self.router
+            .send(msg)
+            .await
+            .unwrap_or(Err(TransactionError::Closed))
     }
 
     /// Waits until every record sent before the call has its outcome.
@@ -337,6 +432,11 @@ impl FaultInjection<'_> {
         self.producer.shared.victims.metadata.get().cloned()
     }
 
+    /// The transaction manager, with `transactional.id`.
+    pub fn transaction_manager(&self) -> Option<Recipient<Crash>> {
+        self.producer.shared.victims.transaction.get().cloned()
+    }
+
     /// The interceptor actor, if interceptors are configured.
     pub fn interceptors(&self) -> Option<Recipient<Crash>> {
         self.producer.shared.victims.interceptors.get().cloned()
@@ -378,6 +478,13 @@ impl FaultInjection<'_> {
     pub fn restarts_of(&self, kind: &str) -> Option<u64> {
         let kind = ActorKind::ALL.into_iter().find(|k| k.name() == kind)?;
         Some(self.producer.shared.supervision.restarts(kind))
+    }
+
+    /// The transaction protocol version of the open (or last) transaction: `None` without
+    /// `transactional.id` or before the first begin.
+    pub fn transaction_version(&self) -> Option<i16> {
+        let status = self.producer.shared.txn.as_ref()?;
+        (status.generation() > 0).then(|| if status.v2() { 2 } else { 1 })
     }
 
     /// Supervised restarts so far.

@@ -25,7 +25,7 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use herald::batch::{record_size, BatchBuilder, RECORD_BATCH_OVERHEAD};
 use herald::partitioner::{Partitioner, TopicPartitions};
-use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord};
+use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord, TransactionError};
 
 use crate::accumulator::Accumulator;
 use crate::cluster::TopicMeta;
@@ -35,11 +35,13 @@ use crate::fault_injection::{Crash, GetAccumulators};
 use crate::intake::Entry as IntakeEntry;
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
 use crate::messages::application::{
-    Close, DrainIntake, Flush, GetMetrics, Produce, ProduceBatch, ReplyTo,
+    AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Flush, GetMetrics,
+    InitTransactions, Produce, ProduceBatch, ReplyTo, SendOffsetsToTransaction, TransactionResult,
 };
-use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition};
+use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
 use crate::messages::intercept::{Acknowledged, OnSend, Route};
+use crate::messages::transaction::EndTransaction;
 use crate::messages::{ProducerBroken, Shutdown};
 use crate::metrics::Metrics;
 use crate::otel::RecordTrace;
@@ -90,6 +92,17 @@ struct RouterCore {
     metadata_timer: Option<(Instant, SpawnHandle)>,
     /// The intake's second buffer (see the `DrainIntake` handler).
     intake_spare: Vec<IntakeEntry>,
+    /// Transactional producers: a transaction is open and records are taken. Set when the
+    /// transaction manager confirmed a begin, cleared the moment a commit or abort arrives,
+    /// so a record sent after either is refused rather than slipping into the transaction.
+    in_txn: bool,
+    /// A commit (`Some(true)`) or abort (`Some(false)`) is under way: records of the
+    /// transaction that come back from the interceptors still join it while it commits,
+    /// and fail as aborted while it aborts.
+    txn_ending: Option<bool>,
+    /// Records handed to the interceptor chain and not back yet; flushes (and so commits)
+    /// wait for them.
+    intercepting: usize,
 }
 
 /// The router actor: the producer's front door. Send it [`Produce`], [`ProduceBatch`],
@@ -140,6 +153,9 @@ impl Router {
                 closed: false,
                 metadata_timer: None,
                 intake_spare: Vec::new(),
+                in_txn: false,
+                txn_ending: None,
+                intercepting: 0,
             })),
         }
     }
@@ -197,6 +213,14 @@ impl RouterCore {
         if matches!(kind, ErrorKind::BufferExhausted { .. }) {
             m.sensors.buffer_exhausted.record(1.0, now);
         }
+        if let (Some(status), true) = (&self.shared.txn, self.in_txn) {
+            // A record of the open transaction is lost to it: the transaction cannot commit
+            // (Java's `maybeTransitionToErrorState`).
+            if !matches!(kind, ErrorKind::Transaction(_)) {
+                let why = format!("a record of the transaction was refused: {kind}");
+                status.fail(TransactionError::Abortable(Arc::from(why)));
+            }
+        }
         completion.complete(Err(ProduceError::refused(kind, record)));
     }
 
@@ -211,11 +235,13 @@ impl RouterCore {
     }
 
     /// Entry point of every record.
+    /// `intercepted`: the record comes back from the interceptors, taken into transaction
+    /// `txn` when it was sent (`None` without `transactional.id`).
     fn accept(
         &mut self,
         record: ProducerRecord,
         completion: Completion,
-        intercepted: bool,
+        intercepted: Option<Option<u64>>,
         ctx: &mut Context<Router>,
     ) {
         if self.closed {
@@ -226,9 +252,18 @@ impl RouterCore {
         }
         #[cfg(feature = "fault-injection")]
         self.shared.victims.trip(ActorKind::Router);
-        if !intercepted {
+        let txn = match self.transaction_of(intercepted) {
+            Ok(txn) => txn,
+            Err(e) => return self.refuse(ErrorKind::Transaction(e), record, completion),
+        };
+        if intercepted.is_none() {
             if let Some(chain) = &self.interceptors {
-                chain.do_send(OnSend { record, completion });
+                self.intercepting += 1;
+                chain.do_send(OnSend {
+                    record,
+                    completion,
+                    txn,
+                });
                 return;
             }
         }
@@ -622,7 +657,10 @@ impl RouterCore {
     }
 
     fn maybe_run_deferred_flushes(&mut self) {
-        if self.deferred_flushes.is_empty() || !self.waiting.is_empty() || !self.stalled.is_empty()
+        if self.deferred_flushes.is_empty()
+            || !self.waiting.is_empty()
+            || !self.stalled.is_empty()
+            || self.intercepting > 0
         {
             return;
         }
@@ -763,6 +801,7 @@ fn append(
     };
     let mut builder =
         BatchBuilder::new(reserved_now, config.compression, config.compression_level());
+    builder.set_transactional(shared.txn.is_some());
     let appended = builder
         .try_append(timestamp, key, value, &record.headers)
         .expect("the first record always fits");
@@ -858,7 +897,7 @@ impl MessageResponse<Router, Produce> for Accept {
         };
         let mut core = self.core.borrow_mut();
         core.shared.tracing.inject(&mut record, trace);
-        core.accept(record, completion, false, ctx);
+        core.accept(record, completion, None, ctx);
     }
 }
 
@@ -888,7 +927,7 @@ impl MessageResponse<Router, ProduceBatch> for AcceptBatch {
             let completion = Completion::batch(collector.clone(), index);
             let mut record = p.record;
             core.shared.tracing.inject(&mut record, p.trace);
-            core.accept(record, completion, false, ctx);
+            core.accept(record, completion, None, ctx);
         }
     }
 }
@@ -914,7 +953,7 @@ impl Handler<DrainIntake> for Router {
         let mut records = std::mem::take(&mut core.intake_spare);
         core.shared.clone().intake.drain(&mut records);
         for (record, completion) in records.drain(..) {
-            core.accept(record, completion, false, ctx);
+            core.accept(record, completion, None, ctx);
         }
         core.intake_spare = records;
     }
@@ -924,9 +963,11 @@ impl Handler<Route> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
-        self.core
-            .borrow_mut()
-            .accept(msg.record, msg.completion, true, ctx);
+        let mut core = self.core.borrow_mut();
+        core.intercepting -= 1;
+        core.accept(msg.record, msg.completion, Some(msg.txn), ctx);
+        // A flush (or a commit) may have waited for this record.
+        core.maybe_run_deferred_flushes();
     }
 }
 
@@ -977,6 +1018,13 @@ impl Handler<Close> for Router {
         core.maybe_run_deferred_flushes();
         let shared = core.shared.clone();
         let accumulators = core.accumulators();
+        // A transaction left open is aborted once its records are settled (as Java's
+        // producer does at close), so read_committed consumers need not wait for
+        // transaction.timeout.ms; close(0) leaves it to the coordinator.
+        let open_txn = first && std::mem::take(&mut core.in_txn) && !msg.timeout.is_zero();
+        let abort_txn = open_txn
+            .then(|| core.shared.transaction.get().map(|t| t.end.clone()))
+            .flatten();
         let core_rc = self.core.clone();
         drop(core);
         if !first {
@@ -1006,19 +1054,33 @@ impl Handler<Close> for Router {
         });
         Box::pin(async move {
             let flushed = done_rx.await.unwrap_or(false);
+            if let Some(end) = abort_txn {
+                let abort = end.send(EndTransaction { commit: false });
+                match tokio::time::timeout(timeout, abort).await {
+                    Ok(Ok(Ok(()))) => tracing::info!("open transaction aborted at close"),
+                    Ok(Ok(Err(e))) => {
+                        tracing::warn!(error = %e, "aborting the open transaction at close failed")
+                    }
+                    _ => tracing::warn!("aborting the open transaction at close did not finish"),
+                }
+            }
             // Parked records cannot be flushed any more: they were refused with Aborted
             // below if close timed out, or there were none.
-            let (metadata, interceptors) = {
+            let (metadata, interceptors, transaction) = {
                 let mut core = core_rc.borrow_mut();
                 core.fail_parked(ErrorKind::Aborted);
                 core.routes.clear();
                 (
                     core.shared.metadata.get().map(|m| m.shutdown.clone()),
                     core.interceptors.clone(),
+                    core.shared.transaction.get().map(|t| t.shutdown.clone()),
                 )
             };
             if let Some(i) = interceptors {
                 i.do_send(Shutdown);
+            }
+            if let Some(t) = transaction {
+                t.do_send(Shutdown);
             }
             if let Some(m) = metadata {
                 let _ = m.send(Shutdown).await;
@@ -1039,6 +1101,163 @@ impl Handler<ProducerBroken> for Router {
         }
         // A partition whose accumulator is gone for good holds its records only here now.
         supervisor::answer_dropped(why, || core.routes.clear());
+    }
+}
+
+impl RouterCore {
+    /// The transaction a record joins (its generation; `None` without `transactional.id`),
+    /// or why it is refused. A record back from the interceptors (`intercepted`, with the
+    /// transaction it was taken into) joins that one while it is open or committing; a
+    /// fresh record joins only an open transaction. A fatal error says more than "not in a
+    /// transaction": the producer is done.
+    fn transaction_of(
+        &self,
+        intercepted: Option<Option<u64>>,
+    ) -> Result<Option<u64>, TransactionError> {
+        let Some(status) = &self.shared.txn else {
+            return Ok(None);
+        };
+        let generation = status.generation();
+        let failure = status.failure();
+        if let Some(e) = failure
+            .as_ref()
+            .filter(|e| e.class() == herald::ErrorClass::Fatal)
+        {
+            return Err(e.clone());
+        }
+        let joins = match intercepted {
+            None => self.in_txn,
+            Some(taken) => {
+                let current = taken == Some(generation);
+                if !(current && (self.in_txn || self.txn_ending == Some(true))) {
+                    return Err(TransactionError::Aborted);
+                }
+                true
+            }
+        };
+        match (joins, failure) {
+            (false, _) => Err(TransactionError::NotInTransaction),
+            (true, Some(e)) => Err(e),
+            (true, None) => Ok(Some(generation)),
+        }
+    }
+
+    /// The transaction manager, or the answer for a producer without one.
+    fn transaction(&self) -> Result<&crate::shared::TransactionLink, TransactionError> {
+        if self.closed {
+            return Err(TransactionError::Closed);
+        }
+        self.shared
+            .transaction
+            .get()
+            .ok_or(TransactionError::NotTransactional)
+    }
+}
+
+/// What a transaction manager's answer comes to when its mailbox is gone.
+fn answered(r: Result<TransactionResult, MailboxError>) -> TransactionResult {
+    r.unwrap_or(Err(TransactionError::Closed))
+}
+
+impl Handler<InitTransactions> for Router {
+    type Result = ResponseFuture<TransactionResult>;
+
+    fn handle(&mut self, msg: InitTransactions, _: &mut Context<Self>) -> Self::Result {
+        let to = self.core.borrow().transaction().map(|t| t.init.clone());
+        Box::pin(async move { answered(to?.send(msg).await) })
+    }
+}
+
+impl Handler<BeginTransaction> for Router {
+    type Result = ResponseActFuture<Self, TransactionResult>;
+
+    fn handle(&mut self, msg: BeginTransaction, _: &mut Context<Self>) -> Self::Result {
+        let to = match self.core.borrow().transaction() {
+            Ok(t) => t.begin.clone(),
+            Err(e) => return Box::pin(fut::ready(Err(e))),
+        };
+        // Records are taken from the moment the answer is here, before the application
+        // sees it: whatever it sends after `begin` resolved belongs to the transaction.
+        Box::pin(
+            async move { answered(to.send(msg).await) }
+                .into_actor(self)
+                .map(|res, act, _| {
+                    if res.is_ok() {
+                        act.core.borrow_mut().in_txn = true;
+                    }
+                    res
+                }),
+        )
+    }
+}
+
+impl Handler<SendOffsetsToTransaction> for Router {
+    type Result = ResponseFuture<TransactionResult>;
+
+    fn handle(&mut self, msg: SendOffsetsToTransaction, _: &mut Context<Self>) -> Self::Result {
+        let to = self
+            .core
+            .borrow()
+            .transaction()
+            .map(|t| t.send_offsets.clone());
+        Box::pin(async move { answered(to?.send(msg).await) })
+    }
+}
+
+impl Handler<CommitTransaction> for Router {
+    type Result = ResponseFuture<TransactionResult>;
+
+    /// Stops taking records, flushes every record of the transaction (as `Flush`), then has
+    /// the transaction manager commit. A record that failed meanwhile makes the transaction
+    /// abortable, which the commit then reports.
+    fn handle(&mut self, _: CommitTransaction, _: &mut Context<Self>) -> Self::Result {
+        let mut core = self.core.borrow_mut();
+        let to = match core.transaction() {
+            Ok(t) => t.end.clone(),
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        core.in_txn = false;
+        core.txn_ending = Some(true);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        core.deferred_flushes.push(tx);
+        core.maybe_run_deferred_flushes();
+        let core_rc = self.core.clone();
+        Box::pin(async move {
+            let _ = rx.await;
+            let result = answered(to.send(EndTransaction { commit: true }).await);
+            core_rc.borrow_mut().txn_ending = None;
+            result
+        })
+    }
+}
+
+impl Handler<AbortTransaction> for Router {
+    type Result = ResponseFuture<TransactionResult>;
+
+    /// Stops taking records, fails the transaction's records not yet sent (parked here or
+    /// unsent in an accumulator) with "transaction aborted", waits for the batches in flight,
+    /// then has the transaction manager abort.
+    fn handle(&mut self, _: AbortTransaction, _: &mut Context<Self>) -> Self::Result {
+        let mut core = self.core.borrow_mut();
+        let to = match core.transaction() {
+            Ok(t) => t.end.clone(),
+            Err(e) => return Box::pin(async move { Err(e) }),
+        };
+        core.in_txn = false;
+        core.txn_ending = Some(false);
+        core.fail_parked(ErrorKind::Transaction(TransactionError::Aborted));
+        let discards: Vec<_> = core
+            .accumulators()
+            .into_iter()
+            .map(|a| a.send(DiscardUnsent))
+            .collect();
+        let core_rc = self.core.clone();
+        Box::pin(async move {
+            futures_util::future::join_all(discards).await;
+            let result = answered(to.send(EndTransaction { commit: false }).await);
+            core_rc.borrow_mut().txn_ending = None;
+            result
+        })
     }
 }
 

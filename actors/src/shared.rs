@@ -14,14 +14,17 @@ use crate::cluster::ClusterView;
 use crate::fault_injection::Victims;
 use crate::intake::Intake;
 use crate::memory::MemoryPool;
+use crate::messages::application::{BeginTransaction, InitTransactions, SendOffsetsToTransaction};
 use crate::messages::cluster::{AddTopics, BrokerNamed, BumpEpoch, Refresh, Subscribe};
 use crate::messages::seal::Seal;
+use crate::messages::transaction::{AddPartition, EndTransaction};
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
 use crate::otel::Tracing;
 use crate::supervisor::Supervision;
 use crate::tls::Tls;
 use crate::token::TokenSource;
+use crate::txn_status::TxnStatus;
 
 /// State every actor of one producer shares. Only the named pieces are shared and mutable:
 /// the cluster view (written by the metadata actor), the memory budget and the metrics.
@@ -51,6 +54,10 @@ pub(crate) struct Shared {
     pub(crate) supervision: Arc<Supervision>,
     /// The metadata actor, set once it is started.
     pub(crate) metadata: OnceLock<MetadataLink>,
+    /// The transaction's status, with `transactional.id` only.
+    pub(crate) txn: Option<TxnStatus>,
+    /// The transaction manager, with `transactional.id` only, set once it is started.
+    pub(crate) transaction: OnceLock<TransactionLink>,
     /// Actors for fault-injection tests.
     #[cfg(feature = "fault-injection")]
     pub(crate) victims: Victims,
@@ -79,5 +86,22 @@ pub(crate) struct MetadataLink {
     /// Accumulators → metadata, when a Produce response names a broker as a new leader.
     pub(crate) broker_named: Recipient<BrokerNamed>,
     /// Router → metadata, at close.
+    pub(crate) shutdown: Recipient<Shutdown>,
+}
+
+/// The transaction manager's mailbox, as the actors that did not start it reach it.
+#[derive(Debug)]
+pub(crate) struct TransactionLink {
+    /// Router → transaction manager.
+    pub(crate) init: Recipient<InitTransactions>,
+    /// Router → transaction manager.
+    pub(crate) begin: Recipient<BeginTransaction>,
+    /// Router → transaction manager.
+    pub(crate) send_offsets: Recipient<SendOffsetsToTransaction>,
+    /// Router → transaction manager.
+    pub(crate) end: Recipient<EndTransaction>,
+    /// Accumulators → transaction manager.
+    pub(crate) add_partition: Recipient<AddPartition>,
+    /// Router → transaction manager, at close.
     pub(crate) shutdown: Recipient<Shutdown>,
 }

@@ -48,16 +48,18 @@ pub(crate) enum ActorKind {
     Connection,
     Interceptors,
     Sealer,
+    Transaction,
 }
 
 impl ActorKind {
-    pub(crate) const ALL: [ActorKind; 6] = [
+    pub(crate) const ALL: [ActorKind; 7] = [
         ActorKind::Router,
         ActorKind::Metadata,
         ActorKind::Accumulator,
         ActorKind::Connection,
         ActorKind::Interceptors,
         ActorKind::Sealer,
+        ActorKind::Transaction,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -68,6 +70,7 @@ impl ActorKind {
             ActorKind::Connection => "connection",
             ActorKind::Interceptors => "interceptor",
             ActorKind::Sealer => "sealer",
+            ActorKind::Transaction => "transaction",
         }
     }
 }
@@ -75,8 +78,8 @@ impl ActorKind {
 /// A producer's supervision state, shared by the supervisors of all its actors.
 #[derive(Debug, Default)]
 pub(crate) struct Supervision {
-    restarts: [AtomicU64; 6],
-    panics: [AtomicU64; 6],
+    restarts: [AtomicU64; ActorKind::ALL.len()],
+    panics: [AtomicU64; ActorKind::ALL.len()],
     broken: OnceLock<ErrorKind>,
     /// The router's mailbox for [`ProducerBroken`], set when the router starts.
     pub(crate) router: OnceLock<Recipient<ProducerBroken>>,

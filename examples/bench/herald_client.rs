@@ -14,7 +14,8 @@ use actix::prelude::*;
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald_actors::{
-    Delivered, Deliveries, Notifier, Outcome, Produce, ProduceBatch, Producer, Router,
+    BeginTransaction, CommitTransaction, Delivered, Deliveries, Notifier, Outcome, Produce,
+    ProduceBatch, Producer, Router,
 };
 use tracing::Instrument;
 
@@ -58,6 +59,13 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
         ),
     ];
     pairs.extend(ctx.security.java_pairs());
+    let txn = a.txn_records > 0;
+    if txn {
+        pairs.push((
+            "transactional.id",
+            format!("bench-herald-{}", std::process::id()),
+        ));
+    }
     // Before the producer starts: it takes the global tracer provider and describes its
     // metrics to the recorder installed then.
     let observed = Observed::install(a.observe)?;
@@ -65,12 +73,20 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
     let router = producer.router().clone();
     let mut key_buf = vec![0u8; a.key_size];
 
-    // Warm-up: metadata, connections, producer id, every partition's accumulator.
+    // Warm-up: metadata, connections, producer id, every partition's accumulator (and a
+    // first transaction).
+    if txn {
+        producer.init_transactions().await?;
+        router.send(BeginTransaction).await??;
+    }
     let warm: Vec<Produce> = (0..a.warmup)
         .map(|i| produce(ctx, u64::MAX - i, &mut key_buf))
         .collect();
     for o in router.send(ProduceBatch(warm)).await? {
         check(o, "warm-up record")?;
+    }
+    if txn {
+        router.send(CommitTransaction).await??;
     }
 
     let mut stats = Stats::new(ctx.progress.clone());
@@ -81,6 +97,7 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
             Api::HeraldSend => send(ctx, &router, pacer, &mut stats).await?,
             Api::HeraldDoSend => stats = do_send(ctx, &router, pacer, stats, true).await?,
             Api::HeraldReplyTo => stats = do_send(ctx, &router, pacer, stats, false).await?,
+            Api::HeraldBatch if txn => transactions(ctx, &router, pacer, &mut stats).await?,
             Api::HeraldBatch => batch(ctx, &router, pacer, &mut stats).await?,
             _ => unreachable!("not a herald client"),
         }
@@ -116,6 +133,47 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
         stats,
         client_metrics: Some(client_metrics),
     })
+}
+
+/// Transactions of `--txn-records` records, one after the other: begin, one `ProduceBatch`
+/// of the transaction's records (as many as are due), commit. A record's latency runs from
+/// its send until its transaction committed.
+async fn transactions(
+    ctx: &RunCtx<'_>,
+    router: &Addr<Router>,
+    pacer: Pacer,
+    stats: &mut Stats,
+) -> Result<()> {
+    let ticker = Ticker::start(&pacer);
+    let per_txn = ctx.args.txn_records;
+    let mut key_buf = vec![0u8; ctx.args.key_size];
+    let mut next = 0u64;
+    while next < pacer.n {
+        let end = (next + per_txn).min(pacer.n);
+        router.send(BeginTransaction).await??;
+        let t0 = Instant::now();
+        let mut pending = Vec::new();
+        while next < end {
+            let due = pacer.due().min(end);
+            if due > next {
+                let records: Vec<Produce> =
+                    (next..due).map(|i| produce(ctx, i, &mut key_buf)).collect();
+                pending.push(router.send(ProduceBatch(records)));
+                next = due;
+            } else {
+                Ticker::tick(&ticker).await;
+            }
+        }
+        router.send(CommitTransaction).await??;
+        let latency = t0.elapsed();
+        for batch in pending {
+            for o in batch.await? {
+                let md = check(o, "record")?;
+                stats.record(latency, md.partition, md.offset);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `router.send()` per record, at most `window` futures outstanding in a

@@ -23,6 +23,9 @@
 //! (`ProduceBatch`), `rdkafka-future` (`FutureProducer::send_result`), `rdkafka-base`
 //! (`BaseProducer::send`, a delivery-callback context and a polling thread).
 //! Modes: `max` (as fast as the client goes) and `rate` (`--rate` records/s, paced by a timer).
+//! `--txn-records N` makes the runs transactional (herald-batch and rdkafka-future): every N
+//! records are one transaction, begun, sent and committed before the next; a record's
+//! latency then runs until its transaction committed.
 //!
 //! ```text
 //! cargo build --release --examples
@@ -196,6 +199,10 @@ struct Args {
     /// Records per ProduceBatch (herald-batch, full speed).
     #[arg(long, default_value_t = 1_000)]
     batch_records: usize,
+    /// Transactional runs: commit every this many records (0: not transactional). Clients:
+    /// herald-batch and rdkafka-future.
+    #[arg(long, default_value_t = 0)]
+    txn_records: u64,
     /// Records sent and acknowledged before measuring (connections, metadata, producer id).
     #[arg(long, default_value_t = 1_000)]
     warmup: u64,
@@ -373,6 +380,8 @@ struct Settings {
     batch_records: usize,
     warmup: u64,
     rate: u64,
+    /// Records per transaction; 0: not transactional.
+    txn_records: u64,
 }
 
 impl Settings {
@@ -404,6 +413,7 @@ impl Settings {
             batch_records: args.batch_records,
             warmup: args.warmup,
             rate: args.rate,
+            txn_records: args.txn_records,
         }
     }
 }

@@ -231,6 +231,14 @@ fn validate(args: &Args) -> Result<()> {
     if args.records == 0 {
         return Err("--records must be at least 1".into());
     }
+    let transactional = [Api::HeraldBatch, Api::RdkafkaFuture];
+    if args.txn_records > 0 && args.clients.iter().any(|c| !transactional.contains(c)) {
+        return Err(
+            "--txn-records runs herald-batch and rdkafka-future only: pass --clients \
+             herald-batch,rdkafka-future"
+                .into(),
+        );
+    }
     if args.window == 0 || args.batch_records == 0 {
         return Err("--window and --batch-records must be at least 1".into());
     }

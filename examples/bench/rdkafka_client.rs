@@ -64,7 +64,20 @@ pub(crate) fn run_future(ctx: &RunCtx<'_>) -> Result<Measured> {
         .build()?;
     rt.block_on(async {
         let a = ctx.args;
-        let producer: FutureProducer = config(ctx).create()?;
+        let txn = a.txn_records > 0;
+        let mut c = config(ctx);
+        if txn {
+            c.set(
+                "transactional.id",
+                format!("bench-rdkafka-{}", std::process::id()),
+            );
+        }
+        let producer: FutureProducer = c.create()?;
+        let txn_timeout = Duration::from_secs(60);
+        if txn {
+            producer.init_transactions(txn_timeout)?;
+            producer.begin_transaction()?;
+        }
         let mut key_buf = vec![0u8; a.key_size];
         let send = |i: u64, key_buf: &mut [u8]| {
             let mut r = FutureRecord::<[u8], [u8]>::to(ctx.topic).payload(ctx.payload.value(i));
@@ -87,9 +100,21 @@ pub(crate) fn run_future(ctx: &RunCtx<'_>) -> Result<Measured> {
                 }
             }
         }
+        if txn {
+            producer.commit_transaction(txn_timeout)?;
+        }
         for f in warm {
             f.await?
                 .map_err(|(e, _)| format!("rdkafka: warm-up record failed: {e}"))?;
+        }
+        if txn {
+            let (stats, metered) =
+                transactions(ctx, &producer, &send, &mut key_buf, txn_timeout).await?;
+            return Ok(Measured {
+                metered,
+                stats,
+                client_metrics: None,
+            });
         }
 
         let mut stats = Stats::new(ctx.progress.clone());
@@ -142,6 +167,57 @@ pub(crate) fn run_future(ctx: &RunCtx<'_>) -> Result<Measured> {
             client_metrics: None,
         })
     })
+}
+
+/// Transactions of `--txn-records` records, one after the other (as Herald's): begin, send
+/// the transaction's records as they are due, commit (which flushes); a record's latency
+/// runs from its send until its transaction committed.
+async fn transactions<F>(
+    ctx: &RunCtx<'_>,
+    producer: &FutureProducer,
+    send: &F,
+    key_buf: &mut [u8],
+    timeout: Duration,
+) -> Result<(Stats, crate::measure::Metered)>
+where
+    F: Fn(u64, &mut [u8]) -> std::result::Result<rdkafka::producer::DeliveryFuture, KafkaError>,
+{
+    let a = ctx.args;
+    let mut stats = Stats::new(ctx.progress.clone());
+    let meter = Meter::start();
+    let pacer = Pacer::new(ctx.rate, a.records);
+    let ticker = Ticker::start(&pacer);
+    let mut next = 0u64;
+    while next < pacer.n {
+        let end = (next + a.txn_records).min(pacer.n);
+        producer.begin_transaction()?;
+        let t0 = Instant::now();
+        let mut pending = Vec::new();
+        while next < end {
+            if pacer.due() <= next {
+                Ticker::tick(&ticker).await;
+                continue;
+            }
+            match send(next, key_buf) {
+                Ok(f) => {
+                    pending.push(f);
+                    next += 1;
+                }
+                Err(e) if is_queue_full(&e) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(e) => return Err(format!("rdkafka: send record {next}: {e}").into()),
+            }
+        }
+        producer.commit_transaction(timeout)?;
+        let latency = t0.elapsed();
+        for f in pending {
+            let d = f
+                .await
+                .map_err(|_| "rdkafka: delivery future canceled")?
+                .map_err(|(e, _)| format!("rdkafka: record failed: {e}"))?;
+            stats.record(latency, d.partition, d.offset);
+        }
+    }
+    Ok((stats, meter.stop()))
 }
 
 struct BaseState {

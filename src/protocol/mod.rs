@@ -63,6 +63,74 @@ pub const INIT_PRODUCER_ID: ApiSupport = ApiSupport {
     max: 5,
 };
 
+/// FindCoordinator, for the transaction coordinator (key type 1) and a consumer group's
+/// (key type 0). v4 batches keys (KIP-699), which one coordinator at a time does not need;
+/// Kafka 4.0 dropped v0 (KIP-896).
+pub const FIND_COORDINATOR: ApiSupport = ApiSupport {
+    key: ApiKey::FindCoordinator,
+    name: "FindCoordinator",
+    min: 1,
+    max: 3,
+};
+/// AddPartitionsToTxn (KIP-98): v3 is the last a client sends; v4+ is the brokers' own
+/// batched form (KIP-890).
+pub const ADD_PARTITIONS_TO_TXN: ApiSupport = ApiSupport {
+    key: ApiKey::AddPartitionsToTxn,
+    name: "AddPartitionsToTxn",
+    min: 1,
+    max: 3,
+};
+/// AddOffsetsToTxn (KIP-98); v4 only adds TRANSACTION_ABORTABLE to the errors.
+pub const ADD_OFFSETS_TO_TXN: ApiSupport = ApiSupport {
+    key: ApiKey::AddOffsetsToTxn,
+    name: "AddOffsetsToTxn",
+    min: 1,
+    max: 4,
+};
+/// TxnOffsetCommit: v3 carries the group's generation and member (KIP-447), so a zombie
+/// member's offsets are fenced; v5 adds the group to the transaction implicitly
+/// (transaction version 2, KIP-890).
+pub const TXN_OFFSET_COMMIT: ApiSupport = ApiSupport {
+    key: ApiKey::TxnOffsetCommit,
+    name: "TxnOffsetCommit",
+    min: 1,
+    max: 5,
+};
+/// EndTxn (KIP-98); v5 bumps the epoch at every end and returns it (transaction version 2,
+/// KIP-890).
+pub const END_TXN: ApiSupport = ApiSupport {
+    key: ApiKey::EndTxn,
+    name: "EndTxn",
+    min: 1,
+    max: 5,
+};
+
+/// The highest version of `api` a transactional producer may use under transaction
+/// protocol version 1 or 2 (KIP-890). Version 2 starts at Produce v12 (partitions added
+/// implicitly), TxnOffsetCommit v5 (the group added implicitly) and EndTxn v5 (a new epoch
+/// at every end); a version-1 transaction must not use them, or the broker mixes the two
+/// protocols (Java caps them alike). `None`: no cap.
+pub fn transaction_version_cap(api: ApiKey, transaction_v2: bool) -> Option<i16> {
+    match (api, transaction_v2) {
+        (ApiKey::Produce, false) => Some(11),
+        (ApiKey::TxnOffsetCommit, false) => Some(4),
+        (ApiKey::EndTxn, false) => Some(4),
+        // Version 2 needs these versions at least; the broker that finalized
+        // transaction.version 2 has them.
+        _ => None,
+    }
+}
+
+/// The finalized `transaction.version` feature level a broker advertises in ApiVersions
+/// (KIP-890; 0 when it names none, as brokers before 4.0 do).
+pub fn transaction_version(broker: &ApiVersionsResponse) -> i16 {
+    broker
+        .finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map_or(0, |f| f.max_version_level)
+}
+
 /// SaslHandshake (KIP-43): v1 is the one after which SaslAuthenticate requests carry the
 /// mechanism's bytes (KIP-152); Kafka 4.0 serves only v1.
 pub const SASL_HANDSHAKE: ApiSupport = ApiSupport {
@@ -89,6 +157,26 @@ pub struct NegotiatedVersions {
     /// InitProducerId version, `None` when the broker lacks it (idempotence then fails
     /// with a clear error, not at connect time).
     pub init_producer_id: Option<i16>,
+    /// The transactional APIs, each `None` when the broker lacks a common version (a
+    /// transactional request then fails with that reason, not the connection).
+    pub transactions: TransactionVersions,
+    /// The broker's finalized `transaction.version` feature level (0: none).
+    pub transaction_version: i16,
+}
+
+/// The negotiated versions of the transactional APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TransactionVersions {
+    /// FindCoordinator.
+    pub find_coordinator: Option<i16>,
+    /// AddPartitionsToTxn.
+    pub add_partitions_to_txn: Option<i16>,
+    /// AddOffsetsToTxn.
+    pub add_offsets_to_txn: Option<i16>,
+    /// TxnOffsetCommit.
+    pub txn_offset_commit: Option<i16>,
+    /// EndTxn.
+    pub end_txn: Option<i16>,
 }
 
 /// Picks the highest version both sides support for `api`.
@@ -118,6 +206,14 @@ pub fn negotiate(broker: &ApiVersionsResponse) -> Result<NegotiatedVersions, Pro
         metadata: pick_version(METADATA, broker)?,
         produce: pick_version(PRODUCE, broker)?,
         init_producer_id: pick_version(INIT_PRODUCER_ID, broker).ok(),
+        transactions: TransactionVersions {
+            find_coordinator: pick_version(FIND_COORDINATOR, broker).ok(),
+            add_partitions_to_txn: pick_version(ADD_PARTITIONS_TO_TXN, broker).ok(),
+            add_offsets_to_txn: pick_version(ADD_OFFSETS_TO_TXN, broker).ok(),
+            txn_offset_commit: pick_version(TXN_OFFSET_COMMIT, broker).ok(),
+            end_txn: pick_version(END_TXN, broker).ok(),
+        },
+        transaction_version: transaction_version(broker),
     })
 }
 
@@ -229,6 +325,50 @@ mod tests {
         let kafka4 = broker(&[(ApiKey::Produce, 3, 13), (ApiKey::Metadata, 0, 13)]);
         let v = negotiate(&kafka4).unwrap();
         assert_eq!((v.produce, v.metadata, v.init_producer_id), (12, 12, None));
+        assert_eq!(v.transactions, TransactionVersions::default());
+        // Kafka 4.1's transactional APIs.
+        let kafka41 = broker(&[
+            (ApiKey::Produce, 3, 13),
+            (ApiKey::Metadata, 0, 13),
+            (ApiKey::FindCoordinator, 0, 6),
+            (ApiKey::AddPartitionsToTxn, 0, 5),
+            (ApiKey::AddOffsetsToTxn, 0, 4),
+            (ApiKey::TxnOffsetCommit, 0, 5),
+            (ApiKey::EndTxn, 0, 5),
+        ]);
+        let mut kafka41 = kafka41;
+        kafka41.finalized_features.push(
+            kafka_protocol::messages::api_versions_response::FinalizedFeatureKey::default()
+                .with_name(StrBytes::from_static_str("transaction.version"))
+                .with_min_version_level(0)
+                .with_max_version_level(2),
+        );
+        let v = negotiate(&kafka41).unwrap();
+        assert_eq!(
+            v.transactions,
+            TransactionVersions {
+                find_coordinator: Some(3),
+                add_partitions_to_txn: Some(3),
+                add_offsets_to_txn: Some(4),
+                txn_offset_commit: Some(5),
+                end_txn: Some(5),
+            }
+        );
+        assert_eq!(v.transaction_version, 2);
+        assert_eq!(negotiate(&kafka28).unwrap().transaction_version, 0);
+    }
+
+    #[test]
+    fn transaction_version_1_caps_the_apis_version_2_changed() {
+        for (api, v1) in [
+            (ApiKey::Produce, 11),
+            (ApiKey::TxnOffsetCommit, 4),
+            (ApiKey::EndTxn, 4),
+        ] {
+            assert_eq!(transaction_version_cap(api, false), Some(v1), "{api:?}");
+            assert_eq!(transaction_version_cap(api, true), None, "{api:?}");
+        }
+        assert_eq!(transaction_version_cap(ApiKey::Metadata, false), None);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Bounded decoders for the responses a producer reads: ApiVersions, Metadata, Produce
-//! and InitProducerId, SaslHandshake and SaslAuthenticate, plus the response header.
+//! and InitProducerId, SaslHandshake and SaslAuthenticate, the transactional ones
+//! (FindCoordinator, AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn; KIP-98,
+//! KIP-447), plus the response header.
 //!
 //! We keep `kafka-protocol`'s message types and its request encoders, but not its response
 //! decoders: they reserve `Vec` capacity from counts read off the wire, so a corrupt or
@@ -19,6 +21,9 @@
 //! body are ignored, as `kafka-protocol` ignores them.
 
 use bytes::Bytes;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
 use kafka_protocol::messages::api_versions_response::{
     ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
 };
@@ -29,9 +34,14 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse,
     TopicProduceResponse,
 };
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
-    ApiVersionsResponse, BrokerId, InitProducerIdResponse, MetadataResponse, ProduceResponse,
-    SaslAuthenticateResponse, SaslHandshakeResponse, TopicName,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnResponse, ApiVersionsResponse, BrokerId,
+    EndTxnResponse, FindCoordinatorResponse, InitProducerIdResponse, MetadataResponse,
+    ProduceResponse, SaslAuthenticateResponse, SaslHandshakeResponse, TopicName,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -389,6 +399,145 @@ pub fn decode_init_producer_id_response(
     if version >= 2 {
         m.unknown_tagged_fields =
             r.unknown_tagged_fields("InitProducerIdResponse tagged fields")?;
+    }
+    Ok(m)
+}
+
+/// Decodes a FindCoordinator response body, versions 0 to 3 (flexible from 3; v4 batches
+/// keys, which a producer asking for one coordinator at a time does not use).
+pub fn decode_find_coordinator_response(
+    body: &[u8],
+    version: i16,
+) -> Result<FindCoordinatorResponse, ProtocolError> {
+    check_version("FindCoordinatorResponse", version, 0, 3)?;
+    let flexible = version >= 3;
+    let mut r = Reader::new(body);
+    let mut m = FindCoordinatorResponse::default();
+    if version >= 1 {
+        m.throttle_time_ms = r.i32("FindCoordinatorResponse.throttle_time_ms")?;
+    }
+    m.error_code = r.i16("FindCoordinatorResponse.error_code")?;
+    if version >= 1 {
+        m.error_message =
+            nullable_string(&mut r, flexible, "FindCoordinatorResponse.error_message")?
+                .map(str_bytes);
+    }
+    m.node_id = BrokerId(r.i32("FindCoordinatorResponse.node_id")?);
+    m.host = str_bytes(string(&mut r, flexible, "FindCoordinatorResponse.host")?);
+    m.port = r.i32("FindCoordinatorResponse.port")?;
+    if flexible {
+        m.unknown_tagged_fields =
+            r.unknown_tagged_fields("FindCoordinatorResponse tagged fields")?;
+    }
+    Ok(m)
+}
+
+/// Decodes an AddPartitionsToTxn response body, versions 0 to 3 (flexible from 3; v4 and
+/// later are the brokers' own batched form).
+pub fn decode_add_partitions_to_txn_response(
+    body: &[u8],
+    version: i16,
+) -> Result<AddPartitionsToTxnResponse, ProtocolError> {
+    check_version("AddPartitionsToTxnResponse", version, 0, 3)?;
+    let flexible = version >= 3;
+    let mut r = Reader::new(body);
+    let mut m = AddPartitionsToTxnResponse::default();
+    m.throttle_time_ms = r.i32("AddPartitionsToTxnResponse.throttle_time_ms")?;
+    let context = "AddPartitionsToTxnResponse.results_by_topic";
+    // name (at least its length) + partition array length.
+    m.results_by_topic_v3_and_below = r.array_of(flexible, 2, context, |r| {
+        let mut t = AddPartitionsToTxnTopicResult::default();
+        t.name = TopicName(str_bytes(string(r, flexible, context)?));
+        let context = "AddPartitionsToTxnResponse.results_by_partition";
+        // partition_index + partition_error_code.
+        t.results_by_partition = r.array_of(flexible, 6, context, |r| {
+            let mut p = AddPartitionsToTxnPartitionResult::default();
+            p.partition_index = r.i32(context)?;
+            p.partition_error_code = r.i16(context)?;
+            if flexible {
+                p.unknown_tagged_fields = r.unknown_tagged_fields(context)?;
+            }
+            Ok(p)
+        })?;
+        if flexible {
+            t.unknown_tagged_fields = r.unknown_tagged_fields(context)?;
+        }
+        Ok(t)
+    })?;
+    if flexible {
+        m.unknown_tagged_fields =
+            r.unknown_tagged_fields("AddPartitionsToTxnResponse tagged fields")?;
+    }
+    Ok(m)
+}
+
+/// Decodes an AddOffsetsToTxn response body, versions 0 to 4 (flexible from 3).
+pub fn decode_add_offsets_to_txn_response(
+    body: &[u8],
+    version: i16,
+) -> Result<AddOffsetsToTxnResponse, ProtocolError> {
+    check_version("AddOffsetsToTxnResponse", version, 0, 4)?;
+    let mut r = Reader::new(body);
+    let mut m = AddOffsetsToTxnResponse::default();
+    m.throttle_time_ms = r.i32("AddOffsetsToTxnResponse.throttle_time_ms")?;
+    m.error_code = r.i16("AddOffsetsToTxnResponse.error_code")?;
+    if version >= 3 {
+        m.unknown_tagged_fields =
+            r.unknown_tagged_fields("AddOffsetsToTxnResponse tagged fields")?;
+    }
+    Ok(m)
+}
+
+/// Decodes a TxnOffsetCommit response body, versions 0 to 5 (flexible from 3).
+pub fn decode_txn_offset_commit_response(
+    body: &[u8],
+    version: i16,
+) -> Result<TxnOffsetCommitResponse, ProtocolError> {
+    check_version("TxnOffsetCommitResponse", version, 0, 5)?;
+    let flexible = version >= 3;
+    let mut r = Reader::new(body);
+    let mut m = TxnOffsetCommitResponse::default();
+    m.throttle_time_ms = r.i32("TxnOffsetCommitResponse.throttle_time_ms")?;
+    let context = "TxnOffsetCommitResponse.topics";
+    m.topics = r.array_of(flexible, 2, context, |r| {
+        let mut t = TxnOffsetCommitResponseTopic::default();
+        t.name = TopicName(str_bytes(string(r, flexible, context)?));
+        let context = "TxnOffsetCommitResponse.partitions";
+        t.partitions = r.array_of(flexible, 6, context, |r| {
+            let mut p = TxnOffsetCommitResponsePartition::default();
+            p.partition_index = r.i32(context)?;
+            p.error_code = r.i16(context)?;
+            if flexible {
+                p.unknown_tagged_fields = r.unknown_tagged_fields(context)?;
+            }
+            Ok(p)
+        })?;
+        if flexible {
+            t.unknown_tagged_fields = r.unknown_tagged_fields(context)?;
+        }
+        Ok(t)
+    })?;
+    if flexible {
+        m.unknown_tagged_fields =
+            r.unknown_tagged_fields("TxnOffsetCommitResponse tagged fields")?;
+    }
+    Ok(m)
+}
+
+/// Decodes an EndTxn response body, versions 0 to 5 (flexible from 3; v5 returns the
+/// producer id and the epoch bumped by the end of the transaction, KIP-890).
+pub fn decode_end_txn_response(body: &[u8], version: i16) -> Result<EndTxnResponse, ProtocolError> {
+    check_version("EndTxnResponse", version, 0, 5)?;
+    let mut r = Reader::new(body);
+    let mut m = EndTxnResponse::default();
+    m.throttle_time_ms = r.i32("EndTxnResponse.throttle_time_ms")?;
+    m.error_code = r.i16("EndTxnResponse.error_code")?;
+    if version >= 5 {
+        m.producer_id = r.i64("EndTxnResponse.producer_id")?.into();
+        m.producer_epoch = r.i16("EndTxnResponse.producer_epoch")?;
+    }
+    if version >= 3 {
+        m.unknown_tagged_fields = r.unknown_tagged_fields("EndTxnResponse tagged fields")?;
     }
     Ok(m)
 }
@@ -1394,6 +1543,231 @@ mod tests {
             let decoded = decode_produce_response(&body, v).unwrap();
             assert_eq!(decoded.responses[0].partition_responses[0].base_offset, 42);
             check_valid(&body, v, decode_produce_response);
+        }
+    }
+
+    /// The transactional responses are checked against `kafka-protocol`'s own encoders
+    /// (its `broker` feature is on in this crate's dev-dependencies): a body it encodes must
+    /// decode identically with ours, every prefix must be refused, and mutations must never
+    /// make ours accept what it rejects.
+    mod transactional {
+        use kafka_protocol::protocol::Encodable;
+
+        use super::*;
+
+        fn encode<T: Encodable>(m: &T, v: i16) -> Vec<u8> {
+            let mut b = bytes::BytesMut::new();
+            m.encode(&mut b, v)
+                .expect("kafka-protocol encodes its own struct");
+            b.to_vec()
+        }
+
+        fn tags() -> impl Strategy<Value = BTreeMap<i32, Bytes>> {
+            unknown_tags(0)
+        }
+
+        fn find_coordinator(v: i16) -> impl Strategy<Value = FindCoordinatorResponse> {
+            (
+                any::<i32>(),
+                any::<i16>(),
+                opt_text(),
+                any::<i32>(),
+                text(),
+                any::<i32>(),
+                tags(),
+            )
+                .prop_map(move |(throttle, code, message, node, host, port, tags)| {
+                    let mut m = FindCoordinatorResponse::default();
+                    if v >= 1 {
+                        m.throttle_time_ms = throttle;
+                        m.error_message = message;
+                    }
+                    m.error_code = code;
+                    m.node_id = BrokerId(node);
+                    m.host = host;
+                    m.port = port;
+                    if v >= 3 {
+                        m.unknown_tagged_fields = tags;
+                    }
+                    m
+                })
+        }
+
+        fn add_partitions(v: i16) -> impl Strategy<Value = AddPartitionsToTxnResponse> {
+            let flexible = v >= 3;
+            let partition = (any::<i32>(), any::<i16>(), tags()).prop_map(move |(i, c, tags)| {
+                let mut p = AddPartitionsToTxnPartitionResult::default();
+                p.partition_index = i;
+                p.partition_error_code = c;
+                if flexible {
+                    p.unknown_tagged_fields = tags;
+                }
+                p
+            });
+            let topic = (text(), vec(partition, 0..4), tags()).prop_map(move |(n, ps, tags)| {
+                let mut t = AddPartitionsToTxnTopicResult::default();
+                t.name = TopicName(n);
+                t.results_by_partition = ps;
+                if flexible {
+                    t.unknown_tagged_fields = tags;
+                }
+                t
+            });
+            (any::<i32>(), vec(topic, 0..4), tags()).prop_map(move |(throttle, ts, tags)| {
+                let mut m = AddPartitionsToTxnResponse::default();
+                m.throttle_time_ms = throttle;
+                m.results_by_topic_v3_and_below = ts;
+                if flexible {
+                    m.unknown_tagged_fields = tags;
+                }
+                m
+            })
+        }
+
+        fn add_offsets(v: i16) -> impl Strategy<Value = AddOffsetsToTxnResponse> {
+            (any::<i32>(), any::<i16>(), tags()).prop_map(move |(throttle, code, tags)| {
+                let mut m = AddOffsetsToTxnResponse::default();
+                m.throttle_time_ms = throttle;
+                m.error_code = code;
+                if v >= 3 {
+                    m.unknown_tagged_fields = tags;
+                }
+                m
+            })
+        }
+
+        fn txn_offset_commit(v: i16) -> impl Strategy<Value = TxnOffsetCommitResponse> {
+            let flexible = v >= 3;
+            let partition = (any::<i32>(), any::<i16>(), tags()).prop_map(move |(i, c, tags)| {
+                let mut p = TxnOffsetCommitResponsePartition::default();
+                p.partition_index = i;
+                p.error_code = c;
+                if flexible {
+                    p.unknown_tagged_fields = tags;
+                }
+                p
+            });
+            let topic = (text(), vec(partition, 0..4), tags()).prop_map(move |(n, ps, tags)| {
+                let mut t = TxnOffsetCommitResponseTopic::default();
+                t.name = TopicName(n);
+                t.partitions = ps;
+                if flexible {
+                    t.unknown_tagged_fields = tags;
+                }
+                t
+            });
+            (any::<i32>(), vec(topic, 0..4), tags()).prop_map(move |(throttle, ts, tags)| {
+                let mut m = TxnOffsetCommitResponse::default();
+                m.throttle_time_ms = throttle;
+                m.topics = ts;
+                if flexible {
+                    m.unknown_tagged_fields = tags;
+                }
+                m
+            })
+        }
+
+        fn end_txn(v: i16) -> impl Strategy<Value = EndTxnResponse> {
+            (
+                any::<i32>(),
+                any::<i16>(),
+                any::<i64>(),
+                any::<i16>(),
+                tags(),
+            )
+                .prop_map(move |(throttle, code, pid, epoch, tags)| {
+                    let mut m = EndTxnResponse::default();
+                    m.throttle_time_ms = throttle;
+                    m.error_code = code;
+                    if v >= 5 {
+                        m.producer_id = pid.into();
+                        m.producer_epoch = epoch;
+                    }
+                    if v >= 3 {
+                        m.unknown_tagged_fields = tags;
+                    }
+                    m
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            #[test]
+            fn find_coordinator_matches_kafka_protocol(
+                (v, m) in (0i16..=3).prop_flat_map(|v| (Just(v), find_coordinator(v))),
+                ed in edits(),
+            ) {
+                let body = encode(&m, v);
+                check_valid(&body, v, decode_find_coordinator_response);
+                check_any(&mutate(&body, &ed), v, decode_find_coordinator_response);
+            }
+
+            #[test]
+            fn add_partitions_to_txn_matches_kafka_protocol(
+                (v, m) in (0i16..=3).prop_flat_map(|v| (Just(v), add_partitions(v))),
+                ed in edits(),
+            ) {
+                let body = encode(&m, v);
+                check_valid(&body, v, decode_add_partitions_to_txn_response);
+                check_any(&mutate(&body, &ed), v, decode_add_partitions_to_txn_response);
+            }
+
+            #[test]
+            fn add_offsets_to_txn_matches_kafka_protocol(
+                (v, m) in (0i16..=4).prop_flat_map(|v| (Just(v), add_offsets(v))),
+                ed in edits(),
+            ) {
+                let body = encode(&m, v);
+                check_valid(&body, v, decode_add_offsets_to_txn_response);
+                check_any(&mutate(&body, &ed), v, decode_add_offsets_to_txn_response);
+            }
+
+            #[test]
+            fn txn_offset_commit_matches_kafka_protocol(
+                (v, m) in (0i16..=5).prop_flat_map(|v| (Just(v), txn_offset_commit(v))),
+                ed in edits(),
+            ) {
+                let body = encode(&m, v);
+                check_valid(&body, v, decode_txn_offset_commit_response);
+                check_any(&mutate(&body, &ed), v, decode_txn_offset_commit_response);
+            }
+
+            #[test]
+            fn end_txn_matches_kafka_protocol(
+                (v, m) in (0i16..=5).prop_flat_map(|v| (Just(v), end_txn(v))),
+                ed in edits(),
+            ) {
+                let body = encode(&m, v);
+                check_valid(&body, v, decode_end_txn_response);
+                check_any(&mutate(&body, &ed), v, decode_end_txn_response);
+            }
+
+            #[test]
+            fn transactional_garbage_never_panics(body in vec(
+                prop_oneof![Just(0u8), Just(1), Just(0x7f), Just(0x80), Just(0xff), any::<u8>()],
+                0..128,
+            )) {
+                for v in 0..=3 {
+                    check_any(&body, v, decode_find_coordinator_response);
+                    check_any(&body, v, decode_add_partitions_to_txn_response);
+                }
+                for v in 0..=4 {
+                    check_any(&body, v, decode_add_offsets_to_txn_response);
+                }
+                for v in 0..=5 {
+                    check_any(&body, v, decode_txn_offset_commit_response);
+                    check_any(&body, v, decode_end_txn_response);
+                }
+            }
+        }
+
+        #[test]
+        fn a_huge_topic_count_is_refused_without_allocating() {
+            // throttle_time_ms, then a count of i32::MAX topics with nothing behind it.
+            let body = [0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
+            assert_invalid_length(decode_add_partitions_to_txn_response(&body, 1));
+            assert_invalid_length(decode_txn_offset_commit_response(&body, 1));
         }
     }
 }

@@ -56,7 +56,7 @@ pub(crate) fn console_producer(args: &[&str], stdin: Vec<u8>) -> Output {
 }
 
 /// The summary line `{"records":..}` that console_producer prints last on stderr.
-fn summary(output: &Output) -> serde_json::Value {
+pub(crate) fn summary(output: &Output) -> serde_json::Value {
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stderr.lines().last().unwrap_or_default();
     serde_json::from_str(last)
@@ -241,6 +241,17 @@ fn readme_first_code_block_is_hello() {
     );
 }
 
+/// The README's Transactions section shows examples/transactional.rs, byte for byte.
+#[test]
+fn readme_transactions_block_is_the_transactional_example() {
+    let readme = include_str!("../../README.md");
+    let example = include_str!("../../examples/transactional.rs");
+    assert!(
+        readme.contains(&format!("```rust\n{example}```\n")),
+        "README.md's Transactions section differs from examples/transactional.rs"
+    );
+}
+
 /// hello, as the README shows it, against a broker: four records written, four outcomes
 /// printed, and the records are in the topic.
 #[actix_rt::test]
@@ -414,6 +425,43 @@ fn bench_observe_both_scrapes_metrics_and_exports_spans() {
         assert!(m["send_spans"].as_u64().is_some_and(|n| n >= 1), "{r}");
         assert_eq!(r["offsets_verified"], true, "{r}");
     }
+}
+
+/// The benchmark's transactional mode, small, on the mock cluster (which speaks transaction
+/// protocol version 1): Herald's and librdkafka's transactional producers commit every 100
+/// records, every record is acknowledged, and the run says it was transactional.
+#[test]
+fn bench_transactional_mode_runs_both_clients() {
+    let doc = bench_json(
+        "bench-txn",
+        &[
+            "--records",
+            "1000",
+            "--warmup",
+            "100",
+            "--modes",
+            "max",
+            "--txn-records",
+            "100",
+            "--clients",
+            "herald-batch,rdkafka-future",
+        ],
+    );
+    let runs = doc["runs"].as_array().expect("runs");
+    let mut seen: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r["records"], 1000, "{r}");
+            assert_eq!(r["settings"]["txn_records"], 100, "{r}");
+            assert!(
+                r["records_per_sec"].as_f64().is_some_and(|v| v > 0.0),
+                "{r}"
+            );
+            format!("{}-{}", r["client"], r["api"]).replace('"', "")
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen, ["herald-batch", "rdkafka-future"]);
 }
 
 /// The benchmark's chaos mode, small: both clients under one seeded fault schedule on the

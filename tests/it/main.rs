@@ -18,3 +18,4 @@ mod produce;
 mod supervision;
 mod tansu_faults;
 mod tracing;
+mod transactions_mock;

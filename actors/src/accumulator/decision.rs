@@ -12,6 +12,8 @@
 //!   idempotence: a new epoch, then retry (unless an earlier batch failed first, which the
 //!   bump already repairs); an attempt that may have been written under an identity that is
 //!   gone cannot be resolved and fails with "outcome unknown";
+//!   A transactional producer does not repair them: the batch fails, which makes its
+//!   transaction abortable (or fatal when fenced), as Java's `TransactionManager` does;
 //! - `MESSAGE_TOO_LARGE`: split a batch of several records in two (Java's
 //!   `splitAndReenqueue`); a record alone in its batch fails with `RecordTooLarge`;
 //! - any other broker error: fail.
@@ -40,6 +42,10 @@ pub(super) struct State<'a> {
     pub(super) identity: (i64, i16),
     /// `retries`.
     pub(super) retries: u32,
+    /// The producer has a `transactional.id`: a broken sequence or epoch is not repaired
+    /// under the transaction (its epoch is the coordinator's); the batch fails and the
+    /// transaction must be aborted.
+    pub(super) transactional: bool,
     /// `delivery.timeout.ms`.
     pub(super) delivery_timeout: Duration,
     pub(super) now: Instant,
@@ -129,6 +135,9 @@ pub(super) enum Cause {
 /// Decides what `answer` means for `batch`.
 pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<'_>) -> Decision {
     let idempotent = batch.ids.base_sequence >= 0;
+    // A failed batch leaves a gap in the partition's sequence, which a new epoch repairs;
+    // a transactional producer's epoch is the coordinator's, bumped after the abort.
+    let repairable = idempotent && !state.transactional;
     let new_leader = match answer {
         BatchResult::Broker {
             code,
@@ -164,6 +173,7 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
         ),
         BatchResult::Broker { code, .. }
             if idempotent
+                && !state.transactional
                 && matches!(
                     code,
                     KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER
@@ -210,14 +220,14 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
                     key: "max.message.bytes",
                     limit: "what the broker accepts for the topic",
                 },
-                bump_epoch: idempotent,
+                bump_epoch: repairable,
                 cause: Cause::Refused,
             };
         }
         BatchResult::Broker { code, .. } => {
             return Decision::Fail {
                 error: state.broker_error(*code),
-                bump_epoch: idempotent,
+                bump_epoch: repairable,
                 cause: Cause::Refused,
             }
         }
@@ -228,7 +238,7 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
                 error: ErrorKind::Authentication(why.clone()),
                 // As for a refused batch: its sequence was never written, so the ones after
                 // it need a new epoch.
-                bump_epoch: idempotent,
+                bump_epoch: repairable,
                 cause: Cause::Refused,
             };
         }
@@ -247,7 +257,7 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
         };
         return Decision::Fail {
             error,
-            bump_epoch: bump_epoch || idempotent,
+            bump_epoch: bump_epoch || repairable,
             cause: Cause::GaveUp,
         };
     }
@@ -314,6 +324,17 @@ mod tests {
         identity: (i64, i16),
         retries: u32,
     ) -> Decision {
+        decide_as(b, answer, pending, identity, retries, false)
+    }
+
+    fn decide_as(
+        b: &SealedBatch,
+        answer: BatchResult,
+        pending: &VecDeque<SealedBatch>,
+        identity: (i64, i16),
+        retries: u32,
+        transactional: bool,
+    ) -> Decision {
         let topic: Arc<str> = Arc::from("t");
         let empty = VecDeque::new();
         let state = State {
@@ -324,10 +345,42 @@ mod tests {
             sent_to: Some(1),
             identity,
             retries,
+            transactional,
             delivery_timeout: TIMEOUT,
             now: Instant::now(),
         };
         classify(b, &answer, &state)
+    }
+
+    #[test]
+    fn a_transactional_producer_fails_a_broken_sequence_instead_of_bumping() {
+        let b = batch(3, ProducerIds::NONE);
+        let b = SealedBatch {
+            ids: ProducerIds {
+                producer_id: PID,
+                producer_epoch: EPOCH,
+                base_sequence: 0,
+            },
+            ..b
+        };
+        for code in [
+            KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            KafkaCode::UNKNOWN_PRODUCER_ID,
+            KafkaCode::INVALID_PRODUCER_EPOCH,
+            KafkaCode::PRODUCER_FENCED,
+        ] {
+            let d = decide_as(&b, broker(code), &VecDeque::new(), (PID, EPOCH), 5, true);
+            assert!(
+                matches!(
+                    d,
+                    Decision::Fail {
+                        bump_epoch: false,
+                        ..
+                    }
+                ),
+                "{code}: {d:?}"
+            );
+        }
     }
 
     fn broker(code: KafkaCode) -> BatchResult {

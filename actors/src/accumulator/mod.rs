@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use herald::batch::ProducerIds;
-use herald::{ErrorKind, ProduceError, ProtocolError, RecordMetadata};
+use herald::transaction::{self, Handling};
+use herald::{ErrorKind, ProduceError, ProtocolError, RecordMetadata, TransactionError};
 use tokio::sync::oneshot;
 
 use crate::clock::{Alarm, LingerDue};
@@ -31,13 +32,14 @@ use crate::cluster::ProducerIdState;
 use crate::completion::{Completer, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
-use crate::messages::batching::{Abort, BatchFilled, BatchStarted, FlushPartition};
+use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{BrokerNamed, BumpEpoch, ClusterChanged};
 use crate::messages::delivery::{
     BatchCompleted, BatchResult, LeaderHint, OutgoingBatch, SendBatches,
 };
 use crate::messages::intercept::Acknowledged;
 use crate::messages::seal::{Seal, Sealed};
+use crate::messages::transaction::{AddPartition, PartitionAdded};
 use crate::messages::Shutdown;
 use crate::metrics::{Metrics, TopicSensors};
 use crate::otel::BatchLinks;
@@ -154,6 +156,11 @@ pub(crate) struct Accumulator {
     /// is in flight: a piece that still is too large must not let the next one be written
     /// first (a broker that holds no state for this producer yet takes any sequence).
     pieces: usize,
+    /// Transactional producers: the transaction (generation) this partition was added to,
+    /// and the one it asked to be added to. Its batches go out only once the first is the
+    /// open transaction.
+    txn_added: Option<u64>,
+    txn_asked: Option<u64>,
     terminated: bool,
 }
 
@@ -183,6 +190,8 @@ impl Accumulator {
             wake_timer: None,
             flush_waiters: Vec::new(),
             pieces: 0,
+            txn_added: None,
+            txn_asked: None,
             terminated: false,
         }
     }
@@ -394,7 +403,7 @@ impl Accumulator {
     /// `only`: send at most this many batches from the front (the unresolved ones during an
     /// epoch change).
     fn send_ready(&mut self, ctx: &mut Context<Self>, only: Option<usize>) {
-        if self.ready.is_empty() {
+        if self.ready.is_empty() || !self.added_to_transaction(ctx) {
             return;
         }
         let Some((leader, conn)) = self
@@ -446,6 +455,78 @@ impl Accumulator {
         if !out.is_empty() {
             conn.send(SendBatches(out));
         }
+    }
+
+    /// Whether this partition's batches may go out as far as the transaction is concerned:
+    /// always without `transactional.id`; otherwise once the partition is part of the open
+    /// transaction. Asks the transaction manager to add it (once per transaction) when not.
+    fn added_to_transaction(&mut self, ctx: &mut Context<Self>) -> bool {
+        let Some(status) = &self.shared.txn else {
+            return true;
+        };
+        let generation = status.generation();
+        if self.txn_added == Some(generation) {
+            return true;
+        }
+        if self.txn_asked != Some(generation) {
+            if let Some(t) = self.shared.transaction.get() {
+                self.txn_asked = Some(generation);
+                t.add_partition.do_send(AddPartition {
+                    topic: self.topic.clone(),
+                    partition: self.partition,
+                    generation,
+                    reply: ctx.address().recipient(),
+                });
+            }
+        }
+        false
+    }
+
+    /// Fails every batch not handed to a connection (in the shared queue or `ready`) with
+    /// `kind`; batches in flight are left to their answers.
+    fn fail_unsent(&mut self, kind: ErrorKind) {
+        let open: Vec<OpenBatch> = {
+            let mut q = self.part.lock();
+            let mut out: Vec<OpenBatch> = q.full.drain(..).collect();
+            out.extend(q.open.take());
+            out
+        };
+        for b in open {
+            self.fail_open(b, kind.clone());
+        }
+        let unsent: Vec<SealedBatch> = self.ready.drain(..).collect();
+        for b in unsent {
+            self.complete_batch(b, Err(kind.clone()));
+        }
+        self.check_flush();
+    }
+
+    /// A transactional producer's batch failed: its transaction cannot commit. Records the
+    /// failure for the router and the transaction manager, classified as KIP-1050 says.
+    fn fail_transaction(&self, kind: &ErrorKind) {
+        let Some(status) = &self.shared.txn else {
+            return;
+        };
+        let error = match kind {
+            ErrorKind::Transaction(TransactionError::Aborted) => return,
+            ErrorKind::Transaction(e) => e.clone(),
+            ErrorKind::Broker { code, .. } => {
+                let why = Arc::from(format!(
+                    "a record for {}-{} failed: {kind}",
+                    self.topic, self.partition
+                ));
+                match transaction::classify(*code) {
+                    // A retriable code reached here because retries ran out.
+                    Handling::Retry { .. } => TransactionError::Abortable(why),
+                    Handling::Fail(_) => TransactionError::from_code(*code, why),
+                }
+            }
+            other => TransactionError::Abortable(Arc::from(format!(
+                "a record for {}-{} failed: {other}",
+                self.topic, self.partition
+            ))),
+        };
+        status.fail(error);
     }
 
     /// Arms the timers this actor needs: linger expiry of the open batch (on the producer's
@@ -671,6 +752,7 @@ impl Accumulator {
                 }
             }
             Err(kind) => {
+                self.fail_transaction(&kind);
                 Metrics::add(&m.record_error_total, n);
                 let now = m.now_ms();
                 m.sensors.record_error.record(n as f64, now);
@@ -750,6 +832,7 @@ impl Accumulator {
                 ),
             },
             retries: config.retries,
+            transactional: self.shared.txn.is_some(),
             delivery_timeout: config.delivery_timeout,
             now: Instant::now(),
         };
@@ -1015,6 +1098,44 @@ impl Handler<FlushPartition> for Accumulator {
         if self.flushing() {
             self.drain(ctx);
         }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl Handler<PartitionAdded> for Accumulator {
+    type Result = ();
+
+    fn handle(&mut self, msg: PartitionAdded, ctx: &mut Context<Self>) {
+        let current = self.shared.txn.as_ref().map(|s| s.generation());
+        if current != Some(msg.generation) {
+            return;
+        }
+        match msg.result {
+            Ok(()) => {
+                self.txn_added = Some(msg.generation);
+                self.drain(ctx);
+            }
+            // The transaction cannot commit: its batches here fail with the reason (the
+            // router refuses further records until the abort).
+            Err(e) => self.fail_unsent(ErrorKind::Transaction(e)),
+        }
+    }
+}
+
+impl Handler<DiscardUnsent> for Accumulator {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: DiscardUnsent, _: &mut Context<Self>) -> Self::Result {
+        // `txn_added` stays: a batch in flight that comes back to be retried still belongs
+        // to this transaction (the next begin changes the generation anyway).
+        self.fail_unsent(ErrorKind::Transaction(TransactionError::Aborted));
+        // What is left is in flight: resolve once it is answered.
+        let target = sealed_id(self.part.lock().next_id).saturating_sub(1);
+        let (tx, rx) = oneshot::channel();
+        self.flush_waiters.push((target, tx));
+        self.check_flush();
         Box::pin(async move {
             let _ = rx.await;
         })

@@ -4,6 +4,7 @@
 //!  accumulators ──SendBatches──▶ Coalescer ──(≤ max.request.size, one batch per partition
 //!                                  │          per request)──▶ writer task ─▶ Transport
 //!  metadata ──GetMetadata / InitProducerId──▶ requests ──┘
+//!  transaction manager ──Transact──────────▶ requests
 //!                                InFlightQueue (≤ max.in.flight, request order)
 //!  Transport ─▶ reader task ─Received─▶ connection: correlation id must match the head
 //!                        ─▶ BatchCompleted to each batch's accumulator / the request's reply
@@ -59,7 +60,9 @@ use crate::backoff::Backoff;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::delivery::{BatchResult, LeaderHint, OutgoingBatch, SendBatches};
-use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
+use crate::messages::request::{
+    GetMetadata, InitProducerId, RequestError, Transact, TxnAnswer, TxnCall,
+};
 use crate::messages::Shutdown;
 use crate::metrics::{Metrics, NodeSensors};
 use crate::otel::{Answered, SendSpans, Sent};
@@ -116,6 +119,80 @@ enum InFlightKind {
     InitProducerId {
         reply: Reply<InitProducerIdResponse>,
     },
+    Transact {
+        kind: TxnKind,
+        reply: Reply<TxnAnswer>,
+    },
+}
+
+/// Which transactional response a `Transact` request awaits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnKind {
+    FindCoordinator,
+    InitProducerId,
+    AddPartitions,
+    AddOffsets,
+    CommitOffsets,
+    EndTxn,
+}
+
+impl TxnKind {
+    fn of(call: &TxnCall) -> Self {
+        match call {
+            TxnCall::FindCoordinator(_) => TxnKind::FindCoordinator,
+            TxnCall::InitProducerId(_) => TxnKind::InitProducerId,
+            TxnCall::AddPartitions(_) => TxnKind::AddPartitions,
+            TxnCall::AddOffsets(_) => TxnKind::AddOffsets,
+            TxnCall::CommitOffsets(_) => TxnKind::CommitOffsets,
+            TxnCall::EndTxn(_) => TxnKind::EndTxn,
+        }
+    }
+
+    /// The API and its negotiated version, or why the broker cannot take it.
+    fn version(
+        self,
+        v: &NegotiatedVersions,
+        transaction_v2: bool,
+    ) -> Result<(protocol::ApiSupport, i16), ProtocolError> {
+        let t = &v.transactions;
+        let (api, version) = match self {
+            TxnKind::FindCoordinator => (protocol::FIND_COORDINATOR, t.find_coordinator),
+            TxnKind::InitProducerId => (protocol::INIT_PRODUCER_ID, v.init_producer_id),
+            TxnKind::AddPartitions => (protocol::ADD_PARTITIONS_TO_TXN, t.add_partitions_to_txn),
+            TxnKind::AddOffsets => (protocol::ADD_OFFSETS_TO_TXN, t.add_offsets_to_txn),
+            TxnKind::CommitOffsets => (protocol::TXN_OFFSET_COMMIT, t.txn_offset_commit),
+            TxnKind::EndTxn => (protocol::END_TXN, t.end_txn),
+        };
+        let version = version.ok_or(ProtocolError::MissingApi { api: api.name })?;
+        let version = match protocol::transaction_version_cap(api.key, transaction_v2) {
+            Some(cap) => version.min(cap),
+            None => version,
+        };
+        Ok((api, version))
+    }
+
+    fn decode(self, body: &[u8], version: i16) -> Result<TxnAnswer, ProtocolError> {
+        Ok(match self {
+            TxnKind::FindCoordinator => TxnAnswer::FindCoordinator(
+                responses::decode_find_coordinator_response(body, version)?,
+            ),
+            TxnKind::InitProducerId => TxnAnswer::InitProducerId(
+                responses::decode_init_producer_id_response(body, version)?,
+            ),
+            TxnKind::AddPartitions => TxnAnswer::AddPartitions(
+                responses::decode_add_partitions_to_txn_response(body, version)?,
+            ),
+            TxnKind::AddOffsets => TxnAnswer::AddOffsets(
+                responses::decode_add_offsets_to_txn_response(body, version)?,
+            ),
+            TxnKind::CommitOffsets => TxnAnswer::CommitOffsets(
+                responses::decode_txn_offset_commit_response(body, version)?,
+            ),
+            TxnKind::EndTxn => {
+                TxnAnswer::EndTxn(responses::decode_end_txn_response(body, version)?)
+            }
+        })
+    }
 }
 
 impl InFlightKind {
@@ -142,6 +219,9 @@ impl InFlightKind {
             InFlightKind::InitProducerId { reply } => {
                 let _ = reply.send(Err(error()));
             }
+            InFlightKind::Transact { reply, .. } => {
+                let _ = reply.send(Err(error()));
+            }
         }
     }
 }
@@ -157,6 +237,10 @@ enum PendingRequest {
         request: InitProducerIdRequest,
         reply: Reply<InitProducerIdResponse>,
     },
+    Transact {
+        call: TxnCall,
+        reply: Reply<TxnAnswer>,
+    },
 }
 
 impl PendingRequest {
@@ -166,6 +250,9 @@ impl PendingRequest {
                 let _ = reply.send(Err(error));
             }
             PendingRequest::InitProducerId { reply, .. } => {
+                let _ = reply.send(Err(error));
+            }
+            PendingRequest::Transact { reply, .. } => {
                 let _ = reply.send(Err(error));
             }
         }
@@ -193,6 +280,8 @@ pub(crate) struct Connection {
     /// This broker's windowed metrics.
     sensors: Arc<NodeSensors>,
     client_id: StrBytes,
+    /// `transactional.id`, named in every ProduceRequest of a transactional producer.
+    transactional_id: Option<kafka_protocol::messages::TransactionalId>,
     state: State,
     /// Bumped on every connect; events from older sockets are ignored.
     generation: u64,
@@ -237,6 +326,10 @@ impl Connection {
             node_id,
             address,
             client_id: StrBytes::from_string(config.client_id.clone()),
+            transactional_id: config
+                .transactional_id
+                .clone()
+                .map(|id| kafka_protocol::messages::TransactionalId(StrBytes::from_string(id))),
             shared,
             state: State::Idle,
             generation: 0,
@@ -492,7 +585,13 @@ impl Connection {
             if self.pending.is_empty() {
                 break;
             }
-            self.send_produce(versions.produce);
+            let cap = self
+                .shared
+                .txn
+                .as_ref()
+                .and_then(|t| protocol::transaction_version_cap(ApiKey::Produce, t.v2()));
+            let produce = cap.map_or(versions.produce, |c| versions.produce.min(c));
+            self.send_produce(produce);
         }
     }
 
@@ -535,6 +634,26 @@ impl Connection {
                     let _ = reply.send(Err(RequestError::Protocol(missing)));
                 }
             },
+            PendingRequest::Transact { call, reply } => {
+                let kind = TxnKind::of(&call);
+                let v2 = self.shared.txn.as_ref().is_some_and(|t| t.v2());
+                let (api, version) = match kind.version(&versions, v2) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = reply.send(Err(RequestError::Protocol(e)));
+                        return;
+                    }
+                };
+                let in_flight = InFlightKind::Transact { kind, reply };
+                match &call {
+                    TxnCall::FindCoordinator(r) => self.write_request(api, version, r, in_flight),
+                    TxnCall::InitProducerId(r) => self.write_request(api, version, r, in_flight),
+                    TxnCall::AddPartitions(r) => self.write_request(api, version, r, in_flight),
+                    TxnCall::AddOffsets(r) => self.write_request(api, version, r, in_flight),
+                    TxnCall::CommitOffsets(r) => self.write_request(api, version, r, in_flight),
+                    TxnCall::EndTxn(r) => self.write_request(api, version, r, in_flight),
+                }
+            }
         }
     }
 
@@ -548,11 +667,14 @@ impl Connection {
             links: &b.links,
         });
         let spans = self.shared.tracing.send_spans(sent, &self.address);
-        let (request, records) = coalesce::produce_request(
+        let (mut request, records) = coalesce::produce_request(
             &batches,
             config.acks.as_i16(),
             config.request_timeout.as_millis().min(i32::MAX as u128) as i32,
         );
+        // The broker authorizes transactional batches against the request's transactional
+        // id; without it they are refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+        request.transactional_id = self.transactional_id.clone();
         let metrics = &self.shared.metrics;
         Metrics::add(&metrics.request_count, 1);
         Metrics::add(&metrics.request_records, records);
@@ -680,6 +802,11 @@ impl Connection {
                     return;
                 }
             }
+            InFlightKind::Transact { kind, reply } => {
+                if !self.reply(reply, kind.decode(body, f.version)) {
+                    return;
+                }
+            }
         }
         // Other responses and batches may be next in the mailbox: coalesce them first.
         self.schedule_pump(ctx);
@@ -729,6 +856,9 @@ impl Connection {
                     "versions negotiated"
                 );
                 self.versions = Some(v);
+                if let Some(t) = &self.shared.txn {
+                    t.note_broker_level(v.transaction_version);
+                }
                 if self.shared.sasl.is_some() {
                     self.start_sasl(&resp, ctx);
                 } else {
@@ -1144,6 +1274,14 @@ impl Handler<InitProducerId> for Connection {
             },
             ctx,
         )
+    }
+}
+
+impl Handler<Transact> for Connection {
+    type Result = ResponseFuture<Result<TxnAnswer, RequestError>>;
+
+    fn handle(&mut self, msg: Transact, ctx: &mut Context<Self>) -> Self::Result {
+        self.enqueue(|reply| PendingRequest::Transact { call: msg.0, reply }, ctx)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::Bytes;
 use herald::serializer::Serializer;
-use herald::{ErrorKind, Header, ProduceError, ProducerRecord};
+use herald::{ErrorKind, Header, ProduceError, ProducerRecord, TransactionError};
 
 use crate::completion::{Delivered, Notifier, Outcome};
 use crate::metrics::MetricsSnapshot;
@@ -185,3 +185,95 @@ pub struct Close {
 #[derive(Debug, Message)]
 #[rtype(result = "MetricsSnapshot")]
 pub struct GetMetrics;
+
+/// What a transaction operation resolves to (see [`TransactionError::class`] for what to do
+/// about an error).
+pub type TransactionResult = Result<(), TransactionError>;
+
+/// Application → router → transaction manager: obtain the producer id for `transactional.id`
+/// (fencing older producers with the same id and aborting what they left open). Once, before
+/// the first transaction; may be called again after it timed out.
+#[derive(Debug, Message)]
+#[rtype(result = "TransactionResult")]
+pub struct InitTransactions;
+
+/// Application → router → transaction manager: open a transaction. Records sent from now on
+/// (until commit or abort) belong to it.
+#[derive(Debug, Message)]
+#[rtype(result = "TransactionResult")]
+pub struct BeginTransaction;
+
+/// Application → router: flush every record of the transaction, then commit it. Records
+/// sent after this message are refused until the next begin.
+#[derive(Debug, Message)]
+#[rtype(result = "TransactionResult")]
+pub struct CommitTransaction;
+
+/// Application → router: abort the transaction. Its records not yet sent fail with
+/// [`TransactionError::Aborted`]; those in flight are awaited; then the broker aborts the
+/// rest, so none of it becomes visible to read_committed consumers.
+#[derive(Debug, Message)]
+#[rtype(result = "TransactionResult")]
+pub struct AbortTransaction;
+
+/// Application → router → transaction manager: commit a consumer group's offsets as part of
+/// the open transaction (consume-transform-produce, KIP-98 / KIP-447): the group's offsets
+/// move only if the transaction commits.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "TransactionResult")]
+pub struct SendOffsetsToTransaction {
+    /// The offsets to commit: for each partition, the offset of the next record to consume.
+    pub offsets: Vec<TopicPartitionOffset>,
+    /// The consumer group, as its consumer knows it.
+    pub group_metadata: ConsumerGroupMetadata,
+}
+
+/// One partition's offset to commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPartitionOffset {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset of the next record to consume (last processed + 1).
+    pub offset: i64,
+}
+
+impl TopicPartitionOffset {
+    /// An offset to commit for `topic`-`partition`.
+    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+        TopicPartitionOffset {
+            topic: topic.into(),
+            partition,
+            offset,
+        }
+    }
+}
+
+/// A consumer group member as its consumer knows it (Java's `ConsumerGroupMetadata`). With
+/// the generation and member id of a live member the broker refuses offsets from a member
+/// the group has moved on from (KIP-447); [`ConsumerGroupMetadata::new`] names the group
+/// only, which the broker accepts without that check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerGroupMetadata {
+    /// The group id.
+    pub group_id: String,
+    /// The group generation, -1 when unknown.
+    pub generation_id: i32,
+    /// The member id, empty when unknown.
+    pub member_id: String,
+    /// The static member's instance id, if any.
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// The group `group_id`, without member details.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}

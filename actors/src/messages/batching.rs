@@ -25,3 +25,9 @@ pub(crate) struct FlushPartition;
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Abort;
+
+/// Router → accumulator (aborting a transaction): fail the records not yet sent with
+/// "transaction aborted", and resolve once the batches in flight are answered.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct DiscardUnsent;

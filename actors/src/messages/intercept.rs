@@ -12,6 +12,10 @@ use crate::completion::{Completion, Outcome};
 pub(crate) struct OnSend {
     pub(crate) record: ProducerRecord,
     pub(crate) completion: Completion,
+    /// The transaction the router took the record into (a transactional producer's
+    /// generation), handed back in [`Route`]: a commit or abort may come while the record
+    /// is with the interceptors.
+    pub(crate) txn: Option<u64>,
 }
 
 /// Interceptor chain → router: a record after the interceptors' `on_send`.
@@ -20,6 +24,8 @@ pub(crate) struct OnSend {
 pub(crate) struct Route {
     pub(crate) record: ProducerRecord,
     pub(crate) completion: Completion,
+    /// [`OnSend::txn`], unchanged.
+    pub(crate) txn: Option<u64>,
 }
 
 /// Accumulator → interceptor chain: the outcomes of one batch, for `on_acknowledgement`.

@@ -8,8 +8,11 @@
 //! - [`batching`]: router → accumulator (a batch started or filled, flush, abort).
 //! - [`seal`]: accumulator ↔ sealer (compression off the application's thread).
 //! - [`delivery`]: accumulator ↔ connection (batches out, one answer per batch back).
-//! - [`request`]: metadata → connection (one message per Kafka request kind).
+//! - [`request`]: metadata and transaction manager → connection (one message per Kafka
+//!   request kind; the transactional ones share `Transact`).
 //! - [`cluster`]: metadata ↔ everyone (cluster changes, refreshes, epoch bumps).
+//! - [`transaction`]: router and accumulators ↔ transaction manager (end a transaction, add
+//!   a partition to it).
 //!
 //! Test-only messages live in [`fault_injection`](crate::fault_injection); linger deadlines
 //! ([`LingerDue`](crate::clock::LingerDue)) in the clock, which sends them.
@@ -21,6 +24,7 @@ pub(crate) mod delivery;
 pub(crate) mod intercept;
 pub(crate) mod request;
 pub(crate) mod seal;
+pub(crate) mod transaction;
 
 use actix::prelude::*;
 

@@ -1,10 +1,14 @@
-//! Metadata → connection: the Kafka requests other than Produce, one message per request kind,
-//! each answered with its own response type.
+//! Metadata and transaction manager → connection: the Kafka requests other than Produce, one
+//! message per request kind, each answered with its own response type; the transactional
+//! requests travel in one message, [`Transact`], answered with the matching response.
 
 use actix::prelude::*;
 use herald::ProtocolError;
 use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
+    MetadataResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
 
 /// Metadata → connection: ask the broker for cluster metadata.
@@ -16,6 +20,34 @@ pub(crate) struct GetMetadata(pub(crate) MetadataRequest);
 #[derive(Debug, Message)]
 #[rtype(result = "Result<InitProducerIdResponse, RequestError>")]
 pub(crate) struct InitProducerId(pub(crate) InitProducerIdRequest);
+
+/// Transaction manager → connection: one transactional request; answered with the
+/// [`TxnAnswer`] of the same kind.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<TxnAnswer, RequestError>")]
+pub(crate) struct Transact(pub(crate) TxnCall);
+
+/// A transactional request.
+#[derive(Debug, Clone)]
+pub(crate) enum TxnCall {
+    FindCoordinator(FindCoordinatorRequest),
+    InitProducerId(InitProducerIdRequest),
+    AddPartitions(AddPartitionsToTxnRequest),
+    AddOffsets(AddOffsetsToTxnRequest),
+    CommitOffsets(TxnOffsetCommitRequest),
+    EndTxn(EndTxnRequest),
+}
+
+/// The response to a [`TxnCall`], of the same kind.
+#[derive(Debug)]
+pub(crate) enum TxnAnswer {
+    FindCoordinator(FindCoordinatorResponse),
+    InitProducerId(InitProducerIdResponse),
+    AddPartitions(AddPartitionsToTxnResponse),
+    AddOffsets(AddOffsetsToTxnResponse),
+    CommitOffsets(TxnOffsetCommitResponse),
+    EndTxn(EndTxnResponse),
+}
 
 /// Why a request got no response.
 #[derive(Debug, Clone, thiserror::Error)]

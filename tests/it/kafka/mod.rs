@@ -9,3 +9,4 @@ mod exactly_once;
 mod listeners;
 mod produce;
 mod security;
+mod transactions;

@@ -1,0 +1,250 @@
+//! Transaction error paths on librdkafka's mock cluster, which can inject an error into the
+//! next requests of an API (`request_errors`) and move a coordinator: retriable EndTxn
+//! errors are retried, a moved coordinator is found again, an abortable AddPartitionsToTxn
+//! error fails the records and leaves the producer able to abort and go on, and a fatal
+//! error fails the producer. The mock offers transaction protocol version 1 only. (What needs the real coordinator's state, fencing and
+//! timeouts, is tested on Apache Kafka: `kafka::transactions`.)
+
+use std::time::Duration;
+
+use herald::{ErrorClass, ErrorKind, TransactionError};
+use herald_actors::fault_injection::Crash;
+use herald_actors::{Produce, Producer};
+use rdkafka::mocking::MockCoordinator;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+use crate::support::mock::Mock;
+use crate::support::{init_tracing, unique_topic};
+
+fn producer(mock: &Mock, id: &str) -> Producer {
+    Producer::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("transactional.id", id),
+        ("linger.ms", "1"),
+        ("retry.backoff.ms", "20"),
+    ])
+    .expect("a transactional producer starts")
+}
+
+/// Sends `n` records to `topic` in one transaction (partitions round robin) and waits for
+/// their outcomes; returns how many were written.
+async fn send_all(p: &Producer, topic: &str, n: usize) -> usize {
+    let outcomes: Vec<_> = (0..n)
+        .map(|i| {
+            p.send(
+                Produce::new(topic.to_string())
+                    .partition((i % 3) as i32)
+                    .value(i.to_string()),
+            )
+        })
+        .collect();
+    p.flush().await;
+    let mut written = 0;
+    for o in outcomes {
+        if o.await.is_ok() {
+            written += 1;
+        }
+    }
+    written
+}
+
+#[actix_rt::test]
+async fn mock_retriable_end_txn_errors_are_retried() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("mock-txn-retry");
+    mock.create_topic(&topic, 3, 3);
+    let p = producer(&mock, &unique_topic("mock-txn-retry-id"));
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    assert_eq!(send_all(&p, &topic, 30).await, 30);
+    mock.cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
+        ],
+    );
+    p.commit_transaction()
+        .await
+        .expect("four retriable EndTxn errors, then the commit");
+    // The errors were all used up by the commit: the next one goes straight through.
+    p.begin_transaction().await.unwrap();
+    assert_eq!(send_all(&p, &topic, 3).await, 3);
+    p.commit_transaction().await.expect("a plain commit");
+    p.close(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn mock_a_moved_coordinator_is_found_again() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("mock-txn-move");
+    mock.create_topic(&topic, 3, 3);
+    let id = unique_topic("mock-txn-move-id");
+    mock.cluster
+        .coordinator(MockCoordinator::Transaction(id.clone()), 1)
+        .unwrap();
+    let p = producer(&mock, &id);
+    p.init_transactions().await.expect("init");
+    for to in [2, 3, 1] {
+        p.begin_transaction().await.unwrap();
+        assert_eq!(send_all(&p, &topic, 9).await, 9);
+        // The coordinator moves mid-transaction: the old one answers NOT_COORDINATOR.
+        mock.cluster
+            .coordinator(MockCoordinator::Transaction(id.clone()), to)
+            .unwrap();
+        p.commit_transaction()
+            .await
+            .unwrap_or_else(|e| panic!("commit with the coordinator moved to {to}: {e}"));
+    }
+    p.close(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn mock_an_abortable_add_partitions_error_is_aborted_and_the_producer_goes_on() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("mock-txn-abortable");
+    mock.create_topic(&topic, 3, 3);
+    let p = producer(&mock, &unique_topic("mock-txn-abortable-id"));
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    mock.cluster.request_errors(
+        RDKafkaApiKey::AddPartitionsToTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+    );
+    let failed = p
+        .send(Produce::new(topic.clone()).partition(0).value("x"))
+        .await
+        .unwrap_err();
+    let ErrorKind::Transaction(e) = failed.kind() else {
+        panic!("the record fails with the transaction's error: {failed}")
+    };
+    assert_eq!(e.class(), ErrorClass::Abortable, "{e}");
+    assert!(e.to_string().contains("TOPIC_AUTHORIZATION_FAILED"), "{e}");
+    // Further records are refused with the same error until the abort.
+    let refused = p
+        .send(Produce::new(topic.clone()).partition(1).value("y"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), failed.kind());
+    assert!(refused.record().is_some(), "a refused record comes back");
+    let commit = p.commit_transaction().await.unwrap_err();
+    assert_eq!(commit.class(), ErrorClass::Abortable, "{commit}");
+    p.abort_transaction()
+        .await
+        .expect("abort after an abortable error");
+
+    p.begin_transaction().await.expect("a new transaction");
+    assert_eq!(send_all(&p, &topic, 12).await, 12);
+    p.commit_transaction()
+        .await
+        .expect("commit after the abort");
+    p.close(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn mock_fatal_errors_fail_the_producer_for_good() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("mock-txn-fatal");
+    mock.create_topic(&topic, 3, 3);
+
+    // Refused at init: nothing can be done with this id.
+    mock.cluster.request_errors(
+        RDKafkaApiKey::InitProducerId,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED],
+    );
+    let p = producer(&mock, &unique_topic("mock-txn-fatal-id"));
+    let e = p.init_transactions().await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Fatal, "{e}");
+    assert!(
+        e.to_string()
+            .contains("TRANSACTIONAL_ID_AUTHORIZATION_FAILED"),
+        "{e}"
+    );
+    assert_eq!(p.begin_transaction().await.unwrap_err(), e);
+    p.close(Duration::from_secs(5)).await;
+
+    // Refused at commit.
+    let p = producer(&mock, &unique_topic("mock-txn-fatal-id"));
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    assert_eq!(send_all(&p, &topic, 6).await, 6);
+    mock.cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED],
+    );
+    let e = p.commit_transaction().await.unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Fatal, "{e}");
+    assert!(matches!(e, TransactionError::Fatal(_)), "{e}");
+    assert_eq!(p.abort_transaction().await.unwrap_err(), e);
+    let refused = p
+        .send(Produce::new(topic.clone()).partition(0).value("z"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind(), &ErrorKind::Transaction(e));
+    p.close(Duration::from_secs(5)).await;
+}
+
+/// The transaction manager crashed (and restarted by its supervisor) while an
+/// AddPartitionsToTxn and while an EndTxn is being retried: what was under way runs again,
+/// the records and the commit succeed, and the producer goes on.
+#[actix_rt::test]
+async fn mock_a_crashed_transaction_manager_resumes_what_was_under_way() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("mock-txn-crash");
+    mock.create_topic(&topic, 3, 3);
+    let p = producer(&mock, &unique_topic("mock-txn-crash-id"));
+    let manager = p
+        .fault_injection()
+        .transaction_manager()
+        .expect("a transactional producer has a transaction manager");
+    p.init_transactions().await.expect("init");
+
+    // Mid-AddPartitionsToTxn: the coordinator keeps answering CONCURRENT_TRANSACTIONS.
+    p.begin_transaction().await.unwrap();
+    mock.cluster.request_errors(
+        RDKafkaApiKey::AddPartitionsToTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS; 4],
+    );
+    let record = p.send(Produce::new(topic.clone()).partition(0).value("a"));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    manager.do_send(Crash::Stop);
+    tokio::time::timeout(Duration::from_secs(10), record)
+        .await
+        .expect("the record's partition is added again after the restart, not forgotten")
+        .expect("written once the partition is added");
+
+    // Mid-EndTxn.
+    mock.cluster.request_errors(
+        RDKafkaApiKey::EndTxn,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS; 4],
+    );
+    let router = p.router().clone();
+    let commit =
+        actix_rt::spawn(async move { router.send(herald_actors::CommitTransaction).await });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // A panic this time: supervised like a stop, the actor's state kept.
+    manager.do_send(Crash::Panic);
+    tokio::time::timeout(Duration::from_secs(10), commit)
+        .await
+        .expect("the commit resumes after the restart, not forgotten")
+        .unwrap()
+        .expect("mailbox")
+        .expect("the commit resumed after the restart");
+    assert_eq!(p.fault_injection().restarts(), 2);
+    assert_eq!(p.fault_injection().restarts_of("transaction"), Some(2));
+    assert_eq!(p.fault_injection().panics(), 1);
+
+    p.begin_transaction().await.unwrap();
+    assert_eq!(send_all(&p, &topic, 6).await, 6);
+    p.commit_transaction()
+        .await
+        .expect("a commit after the restarts");
+    p.close(Duration::from_secs(5)).await;
+}
