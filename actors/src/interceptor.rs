@@ -16,7 +16,7 @@ use herald::ProducerRecord;
 use crate::completion::Outcome;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
-use crate::messages::intercept::{Acknowledged, OnSend, Route};
+use crate::messages::intercept::{Acknowledged, OnSend, Route, RouteLost};
 use crate::messages::Shutdown;
 use crate::shared::Shared;
 #[cfg(feature = "fault-injection")]
@@ -43,9 +43,27 @@ pub trait ProducerInterceptor: Send + 'static {
 }
 
 /// The actor records go back to after `on_send` (the router).
-pub(crate) trait Downstream: Actor<Context = Context<Self>> + Handler<Route> {}
+pub(crate) trait Downstream:
+    Actor<Context = Context<Self>> + Handler<Route> + Handler<RouteLost>
+{
+}
 
-impl<R: Actor<Context = Context<R>> + Handler<Route>> Downstream for R {}
+impl<R: Actor<Context = Context<R>> + Handler<Route> + Handler<RouteLost>> Downstream for R {}
+
+/// Tells the router about a record the handler holding it could not hand back (a panic
+/// unwinding through it), unless disarmed once the record went on as `Route`.
+struct HandBack<'a, R: Downstream> {
+    router: &'a Addr<R>,
+    armed: bool,
+}
+
+impl<R: Downstream> Drop for HandBack<'_, R> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.router.do_send(RouteLost);
+        }
+    }
+}
 
 /// The actor that runs the interceptor chain. Records go back as [`Route`] to `R` (the
 /// router that started the chain), whose address is typed: no dynamic dispatch per record
@@ -102,6 +120,11 @@ impl<R: Downstream> Handler<OnSend> for InterceptorChain<R> {
     type Result = ();
 
     fn handle(&mut self, msg: OnSend, ctx: &mut Context<Self>) {
+        let router = self.router.clone();
+        let mut hand_back = HandBack {
+            router: &router,
+            armed: true,
+        };
         #[cfg(feature = "fault-injection")]
         self.shared.victims.trip(ActorKind::Interceptors);
         let mut record = msg.record;
@@ -120,6 +143,7 @@ impl<R: Downstream> Handler<OnSend> for InterceptorChain<R> {
                 }
             }
         }
+        hand_back.armed = false;
         self.router.do_send(Route {
             record,
             completion: msg.completion,

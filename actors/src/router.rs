@@ -40,7 +40,7 @@ use crate::messages::application::{
 };
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
-use crate::messages::intercept::{Acknowledged, OnSend, Route};
+use crate::messages::intercept::{Acknowledged, OnSend, Route, RouteLost};
 use crate::messages::transaction::EndTransaction;
 use crate::messages::{ProducerBroken, Shutdown};
 use crate::metrics::Metrics;
@@ -967,6 +967,16 @@ impl Handler<Route> for Router {
         core.intercepting -= 1;
         core.accept(msg.record, msg.completion, Some(msg.txn), ctx);
         // A flush (or a commit) may have waited for this record.
+        core.maybe_run_deferred_flushes();
+    }
+}
+
+impl Handler<RouteLost> for Router {
+    type Result = ();
+
+    fn handle(&mut self, _: RouteLost, _: &mut Context<Self>) {
+        let mut core = self.core.borrow_mut();
+        core.intercepting -= 1;
         core.maybe_run_deferred_flushes();
     }
 }

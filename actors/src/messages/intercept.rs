@@ -28,6 +28,13 @@ pub(crate) struct Route {
     pub(crate) txn: Option<u64>,
 }
 
+/// Interceptor chain → router: a record the chain lost to a panic of its own (the record's
+/// completion was answered with the panic), so the router stops counting it as in the chain
+/// and a flush or commit waiting for it goes on.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct RouteLost;
+
 /// Accumulator → interceptor chain: the outcomes of one batch, for `on_acknowledgement`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
