@@ -241,8 +241,9 @@ async fn kafka_leader_moved_while_records_flow() {
     )
     .await;
     let bootstrap = kafka.bootstrap();
-    // 20 s of records: the moves (a few seconds each) happen while they flow.
-    let report = stream(&producer, &topic, 0..100_000, 5_000, async {
+    // 40 s of records: the moves (a few seconds each alone; on a loaded 2-core CI machine the
+    // two took more than 20 s once, after the records had all gone) happen while they flow.
+    let report = stream(&producer, &topic, 0..200_000, 5_000, async {
         tokio::time::sleep(Duration::from_secs(1)).await;
         for p in [0, 1] {
             let state = kafka.partitions(&topic).await[p as usize].clone();
