@@ -73,7 +73,9 @@ pub(crate) struct Victims {
 impl Victims {
     /// Panics if `kind` was armed with [`Crash::PanicWhileHolding`] (once).
     pub(crate) fn trip(&self, kind: ActorKind) {
-        if self.armed[kind as usize].swap(false, Ordering::Relaxed) {
+        // A load first: records pass here one by one, and a swap would write every time.
+        let armed = &self.armed[kind as usize];
+        if armed.load(Ordering::Relaxed) && armed.swap(false, Ordering::Relaxed) {
             panic!(
                 "fault injection: the {} panics while holding records",
                 kind.name()

@@ -258,16 +258,7 @@ pub(crate) fn main(args: &Args, api: Api, seed: u64) -> Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
-    let bootstrap = args
-        .worker_bootstrap
-        .clone()
-        .ok_or("--worker needs --worker-bootstrap")?;
-    let topic: &'static str = Box::leak(
-        args.worker_topic
-            .clone()
-            .ok_or("--worker needs --worker-topic")?
-            .into_boxed_str(),
-    );
+    let (bootstrap, topic) = crate::worker::target(args)?;
     let records = Records::new(seed, args.records);
     let report = match api {
         Api::HeraldDoSend => {

@@ -31,7 +31,9 @@ pub(crate) struct Measured {
     pub(crate) client_metrics: Option<serde_json::Value>,
 }
 
-pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
+/// The broker and topic a worker process was given by the orchestrator. The topic is leaked:
+/// it lives as long as the worker, and `Produce` takes it as `&'static str` without a copy.
+pub(crate) fn target(args: &Args) -> Result<(String, &'static str)> {
     let bootstrap = args
         .worker_bootstrap
         .clone()
@@ -42,6 +44,11 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
             .ok_or("--worker needs --worker-topic")?
             .into_boxed_str(),
     );
+    Ok((bootstrap, topic))
+}
+
+pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
+    let (bootstrap, topic) = target(args)?;
     let security = ClientSecurity::of(args)?;
     if api == Api::Java {
         let result = java_client::run(args, &bootstrap, topic, &security)?;

@@ -773,22 +773,11 @@ impl Accumulator {
         }
     }
 
+    /// Fails every batch, those in flight too (their answers, if any come, are ignored).
     fn fail_all(&mut self, kind: ErrorKind) {
-        let open: Vec<OpenBatch> = {
-            let mut q = self.part.lock();
-            let mut out: Vec<OpenBatch> = q.full.drain(..).collect();
-            out.extend(q.open.take());
-            out
-        };
-        for b in open {
-            self.fail_open(b, kind.clone());
-        }
-        let sealed: Vec<SealedBatch> = self
-            .ready
-            .drain(..)
-            .chain(self.in_flight.drain(..))
-            .collect();
-        for b in sealed {
+        self.fail_unsent(kind.clone());
+        let in_flight: Vec<SealedBatch> = self.in_flight.drain(..).collect();
+        for b in in_flight {
             self.complete_batch(b, Err(kind.clone()));
         }
         self.check_flush();
