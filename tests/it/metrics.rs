@@ -314,8 +314,11 @@ async fn waiting_records_show_in_the_herald_gauges() {
     for outcome in futures_util::future::join_all(outcomes).await {
         assert!(outcome.is_err(), "no broker: the record times out");
     }
-    let after = scrape_until("the wait over", |s| {
+    // Both in one scrape: a publish reads the error total and the gauge at two moments, so
+    // one publish can show the gauge already at 0 and the errors not yet counted.
+    let after = scrape_until("the wait over and its errors counted", |s| {
         value(s, "herald_records_waiting_metadata", &[client]) == Some(0.0)
+            && value(s, "kafka_producer_record_error_total", &[client]) == Some(5.0)
     })
     .await;
     assert_eq!(
