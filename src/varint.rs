@@ -59,6 +59,33 @@ pub fn put_varlong(buf: &mut impl BufMut, v: i64) {
     put_uvarint(buf, zigzag64(v))
 }
 
+/// Writes an unsigned varint at the front of `out` and returns the bytes it took. For encoders
+/// that sized their output first: a store per byte, where `BufMut::put_u8` checks capacity and
+/// copies a one-byte slice per byte. Panics if `out` is too short.
+#[inline]
+pub fn write_uvarint(out: &mut [u8], mut v: u64) -> usize {
+    let mut n = 0;
+    while v >= 0x80 {
+        out[n] = (v as u8) | 0x80;
+        v >>= 7;
+        n += 1;
+    }
+    out[n] = v as u8;
+    n + 1
+}
+
+/// [`write_uvarint`] of a zig-zag varint.
+#[inline]
+pub fn write_varint(out: &mut [u8], v: i32) -> usize {
+    write_uvarint(out, zigzag32(v) as u64)
+}
+
+/// [`write_uvarint`] of a zig-zag varlong.
+#[inline]
+pub fn write_varlong(out: &mut [u8], v: i64) -> usize {
+    write_uvarint(out, zigzag64(v))
+}
+
 /// Reads an unsigned varint of at most `max_bytes` bytes from the front of `input`.
 /// Returns the value and how many bytes it took.
 #[inline]
@@ -115,6 +142,9 @@ mod tests {
             let mut buf = Vec::new();
             put_varint(&mut buf, v);
             prop_assert_eq!(buf.len(), varint_len(v));
+            let mut written = [0u8; 5];
+            let n = write_varint(&mut written, v);
+            prop_assert_eq!(&written[..n], &buf[..]);
             prop_assert_eq!(get_varint(&buf).unwrap(), (v, buf.len()));
         }
 
@@ -123,6 +153,9 @@ mod tests {
             let mut buf = Vec::new();
             put_varlong(&mut buf, v);
             prop_assert_eq!(buf.len(), varlong_len(v));
+            let mut written = [0u8; 10];
+            let n = write_varlong(&mut written, v);
+            prop_assert_eq!(&written[..n], &buf[..]);
             prop_assert_eq!(get_varlong(&buf).unwrap(), (v, buf.len()));
         }
 

@@ -14,7 +14,7 @@ use super::{
 use crate::compression::{self, Compression};
 use crate::error::ProtocolError;
 use crate::record::Header;
-use crate::varint::{put_varint, put_varlong, varint_len, varlong_len};
+use crate::varint::{varint_len, varlong_len, write_varint, write_varlong};
 
 /// Producer identity stamped into a batch; all `-1` without idempotence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,20 +199,25 @@ impl BatchBuilder {
         if self.count == 0 {
             self.base_timestamp = timestamp;
         }
-        let buf = &mut self.buf;
-        buf.reserve(size);
-        put_varint(buf, body as i32);
-        buf.put_u8(0); // record attributes: unused
-        put_varlong(buf, ts_delta);
-        put_varint(buf, offset_delta);
-        put_bytes_field(buf, key);
-        put_bytes_field(buf, value);
-        put_varint(buf, headers.len() as i32);
+        // The record is written into its exact room: `size` is what the fields below take.
+        let start = self.buf.len();
+        self.buf.resize(start + size, 0);
+        let mut w = Cursor {
+            out: &mut self.buf[start..],
+        };
+        w.varint(body as i32);
+        w.byte(0); // record attributes: unused
+        w.varlong(ts_delta);
+        w.varint(offset_delta);
+        w.bytes_field(key);
+        w.bytes_field(value);
+        w.varint(headers.len() as i32);
         for h in headers {
-            put_varint(buf, h.key.len() as i32);
-            buf.put_slice(h.key.as_bytes());
-            put_bytes_field(buf, h.value.as_deref());
+            w.varint(h.key.len() as i32);
+            w.slice(h.key.as_bytes());
+            w.bytes_field(h.value.as_deref());
         }
+        debug_assert!(w.out.is_empty(), "record_size and the encoder disagree");
         self.count += 1;
         if timestamp > self.max_timestamp {
             self.max_timestamp = timestamp;
@@ -271,14 +276,51 @@ impl BatchBuilder {
     }
 }
 
-#[inline]
-fn put_bytes_field(buf: &mut BytesMut, field: Option<&[u8]>) {
-    match field {
-        Some(b) => {
-            put_varint(buf, b.len() as i32);
-            buf.put_slice(b);
+/// Writes a record's fields front to back into the room made for it.
+struct Cursor<'a> {
+    out: &'a mut [u8],
+}
+
+impl Cursor<'_> {
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        let out = std::mem::take(&mut self.out);
+        self.out = &mut out[n..];
+    }
+
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.out[0] = b;
+        self.advance(1);
+    }
+
+    #[inline]
+    fn varint(&mut self, v: i32) {
+        let n = write_varint(self.out, v);
+        self.advance(n);
+    }
+
+    #[inline]
+    fn varlong(&mut self, v: i64) {
+        let n = write_varlong(self.out, v);
+        self.advance(n);
+    }
+
+    #[inline]
+    fn slice(&mut self, b: &[u8]) {
+        self.out[..b.len()].copy_from_slice(b);
+        self.advance(b.len());
+    }
+
+    #[inline]
+    fn bytes_field(&mut self, field: Option<&[u8]>) {
+        match field {
+            Some(b) => {
+                self.varint(b.len() as i32);
+                self.slice(b);
+            }
+            None => self.varint(-1),
         }
-        None => put_varint(buf, -1),
     }
 }
 
