@@ -79,7 +79,8 @@ struct RouterCore {
     partitioner: Box<dyn Partitioner>,
     /// The interceptor chain this router started, if interceptors are configured.
     interceptors: Option<Addr<InterceptorChain<Router>>>,
-    routes: HashMap<Arc<str>, TopicRoute>,
+    /// Looked up per record, hence foldhash (topic names are the application's own).
+    routes: HashMap<Arc<str>, TopicRoute, foldhash::fast::RandomState>,
     /// Records whose topic has no metadata yet, per topic, in arrival order.
     waiting: HashMap<Arc<str>, VecDeque<Waiting>>,
     /// Records held while `buffer.memory` is exhausted; the head is the one waiting.
@@ -144,7 +145,7 @@ impl Router {
                 shared,
                 partitioner,
                 interceptors,
-                routes: HashMap::new(),
+                routes: HashMap::default(),
                 waiting: HashMap::new(),
                 stalled: VecDeque::new(),
                 stall_active: false,
@@ -268,6 +269,9 @@ impl RouterCore {
             }
         }
         let config = &self.shared.config;
+        if fits_surely(&record, config.max_request_size.min(config.buffer_memory)) {
+            return self.take_in(record, completion, ctx);
+        }
         let size = RECORD_BATCH_OVERHEAD
             + record_size(
                 0,
@@ -297,6 +301,16 @@ impl RouterCore {
             };
             return self.refuse(kind, record, completion);
         }
+        self.take_in(record, completion, ctx)
+    }
+
+    /// Routes an accepted record now, or queues it behind the records that wait.
+    fn take_in(
+        &mut self,
+        record: ProducerRecord,
+        completion: Completion,
+        ctx: &mut Context<Router>,
+    ) {
         let waiting = Waiting {
             record,
             completion,
@@ -708,6 +722,22 @@ impl RouterCore {
     }
 }
 
+/// Whether a record is surely within `max` bytes as a batch of its own, without computing its
+/// exact encoded size (which costs about as much as encoding it): a record without headers
+/// takes at most 21 bytes beyond its key and value (the length, attributes, timestamp and
+/// offset deltas, the key and value lengths and the header count, as varints).
+fn fits_surely(record: &ProducerRecord, max: usize) -> bool {
+    const MOST_FIELDS: usize = 21;
+    let key = record.key.as_ref().map_or(0, |k| k.len());
+    let value = record.value.as_ref().map_or(0, |v| v.len());
+    record.headers.is_empty()
+        && RECORD_BATCH_OVERHEAD
+            .saturating_add(MOST_FIELDS)
+            .saturating_add(key)
+            .saturating_add(value)
+            <= max
+}
+
 fn start_accumulator(
     shared: &Arc<Shared>,
     interceptors: Option<&Addr<InterceptorChain<Router>>>,
@@ -799,22 +829,34 @@ fn append(
             return Appended::NeedMemory { need };
         }
     };
-    let mut builder =
-        BatchBuilder::new(reserved_now, config.compression, config.compression_level());
+    // Sized for a batch of records like this one, so the slots are not regrown.
+    let slots_wanted = (reserved_now / size.max(1)).clamp(1, 4096);
+    let (mut builder, mut records) = match shared.memory.take_spare(reserved_now) {
+        Some(spare) => (
+            BatchBuilder::with_buffer(
+                spare.buf,
+                reserved_now,
+                config.compression,
+                config.compression_level(),
+            ),
+            spare.slots,
+        ),
+        None => (
+            BatchBuilder::new(reserved_now, config.compression, config.compression_level()),
+            Vec::with_capacity(slots_wanted),
+        ),
+    };
+    records.reserve(slots_wanted);
     builder.set_transactional(shared.txn.is_some());
     let appended = builder
         .try_append(timestamp, key, value, &record.headers)
         .expect("the first record always fits");
     let full = builder.is_full();
+    records.push(slot(completion));
     let batch = OpenBatch {
         id: q.next_id,
         builder,
-        records: {
-            // Sized for a batch of records like this one, so the slots are not regrown.
-            let mut records = Vec::with_capacity((reserved_now / size.max(1)).clamp(1, 4096));
-            records.push(slot(completion));
-            records
-        },
+        records,
         created: Instant::now(),
         reserved: reserved_now,
     };
@@ -1288,5 +1330,55 @@ impl Handler<Crash> for Router {
     fn handle(&mut self, crash: Crash, ctx: &mut Context<Self>) {
         let shared = self.core.borrow().shared.clone();
         crash.apply(ActorKind::Router, &shared.victims, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    /// `fits_surely` may only say yes when the exact size fits: it lets records skip the
+    /// exact check.
+    #[test]
+    fn a_record_that_surely_fits_does_fit() {
+        for key in [None, Some(0), Some(1), Some(127), Some(128), Some(20_000)] {
+            for value in [
+                None,
+                Some(0),
+                Some(63),
+                Some(64),
+                Some(16_383),
+                Some(16_384),
+            ] {
+                let record = ProducerRecord {
+                    key: key.map(|n| Bytes::from(vec![b'k'; n])),
+                    value: value.map(|n| Bytes::from(vec![b'v'; n])),
+                    ..ProducerRecord::new("t")
+                };
+                let exact = RECORD_BATCH_OVERHEAD
+                    + record_size(
+                        0,
+                        0,
+                        record.key.as_deref(),
+                        record.value.as_deref(),
+                        &record.headers,
+                    );
+                for max in [exact - 1, exact, exact + 20, exact + 21, exact + 100] {
+                    if fits_surely(&record, max) {
+                        assert!(exact <= max, "key {key:?} value {value:?} max {max}");
+                    }
+                }
+                assert!(fits_surely(&record, exact + 21), "the bound is 21 bytes");
+            }
+        }
+        let with_header = ProducerRecord {
+            headers: vec![herald::Header::new("h", Bytes::from_static(b"v"))],
+            ..ProducerRecord::new("t")
+        };
+        assert!(
+            !fits_surely(&with_header, usize::MAX),
+            "headers take the exact path"
+        );
     }
 }
