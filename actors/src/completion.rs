@@ -209,12 +209,26 @@ pub(crate) fn collecting<R>(f: impl FnOnce() -> R, why: impl FnOnce(&R) -> Error
 pub struct Completer {
     notify: Vec<(Notifier, Vec<Delivered>)>,
     batch: Vec<(Arc<BatchCollector>, Slots)>,
+    /// Records the batch has: a group is sized for them (up to a bound), not regrown.
+    expected: usize,
 }
+
+/// The most slots a group is sized for up front.
+const MAX_GROUP_CAPACITY: usize = 4096;
 
 /// `(index in the call, outcome)` of some records of one `ProduceBatch` call.
 type Slots = Vec<(usize, Outcome)>;
 
 impl Completer {
+    /// A completer for a batch of `records` records.
+    pub fn for_records(records: usize) -> Completer {
+        Completer {
+            notify: Vec::new(),
+            batch: Vec::new(),
+            expected: records,
+        }
+    }
+
     /// Delivers (or gathers) one record's outcome.
     pub fn complete(&mut self, completion: Completion, outcome: Outcome) {
         match completion.take() {
@@ -226,13 +240,23 @@ impl Completer {
                 }
             }
             Sink::Batch { collector, index } => {
-                match self
-                    .batch
-                    .iter_mut()
-                    .find(|(c, _)| Arc::ptr_eq(c, &collector))
-                {
-                    Some((_, v)) => v.push((index, outcome)),
-                    None => self.batch.push((collector, vec![(index, outcome)])),
+                // A call's records sit together in a batch, so the last group is nearly
+                // always the one.
+                let group = match self.batch.last_mut() {
+                    Some((c, v)) if Arc::ptr_eq(c, &collector) => Some(v),
+                    _ => self
+                        .batch
+                        .iter_mut()
+                        .find(|(c, _)| Arc::ptr_eq(c, &collector))
+                        .map(|(_, v)| v),
+                };
+                match group {
+                    Some(v) => v.push((index, outcome)),
+                    None => {
+                        let mut v = Vec::with_capacity(self.expected.min(MAX_GROUP_CAPACITY));
+                        v.push((index, outcome));
+                        self.batch.push((collector, v));
+                    }
                 }
             }
             other => other.complete(outcome),
