@@ -39,10 +39,12 @@ pub(crate) struct Sent<'a> {
 }
 
 /// The context a record carries in its `traceparent` header, kept beside the record (in its
-/// `RecordSlot`) for the link from its batch's `send` span. Empty without the feature.
+/// `RecordSlot`) for the link from its batch's `send` span. Empty without the feature. Boxed:
+/// every record has a slot and few have a context, and unboxed it doubled the slot (112
+/// bytes instead of 56), which is memory written per record.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct RecordTrace(
-    #[cfg(feature = "opentelemetry")] Option<opentelemetry::trace::SpanContext>,
+    #[cfg(feature = "opentelemetry")] Option<Box<opentelemetry::trace::SpanContext>>,
 );
 
 /// The distinct contexts of a batch's records, for its `send` span's links. Empty without
@@ -114,7 +116,7 @@ mod enabled {
                 .find(|h| h.key == TRACEPARENT)
                 .and_then(|h| h.value.as_deref())
                 .and_then(parse_traceparent);
-            RecordTrace(parsed)
+            RecordTrace(parsed.map(Box::new))
         }
     }
 
@@ -124,7 +126,7 @@ mod enabled {
         /// before scans the links so far: at most `MAX_LINKS` comparisons per record.
         pub(crate) fn of<'a>(records: impl Iterator<Item = &'a RecordTrace>) -> BatchLinks {
             let mut links: Vec<SpanContext> = Vec::new();
-            for sc in records.filter_map(|r| r.0.as_ref()) {
+            for sc in records.filter_map(|r| r.0.as_deref()) {
                 if links.len() == MAX_LINKS {
                     break;
                 }

@@ -147,7 +147,7 @@ impl ProducerBuilder {
         let shared = Arc::new(Shared {
             txn,
             transaction: OnceLock::new(),
-            memory: MemoryPool::new(config.buffer_memory),
+            memory: MemoryPool::new(config.buffer_memory, config.batch_size),
             config,
             cluster: ClusterView::default(),
             metrics,

@@ -721,14 +721,17 @@ impl Accumulator {
         let n = b.records.len() as u64;
         let interceptors = self.acknowledged.as_ref();
         let mut acks = interceptors.map(|_| Vec::with_capacity(b.records.len()));
-        let mut completer = Completer::default();
+        let mut completer = Completer::for_records(b.records.len());
+        let SealedBatch {
+            bytes, mut records, ..
+        } = b;
         match result {
             Ok((base_offset, log_append_time)) => {
                 Metrics::add(&m.record_send_total, n);
                 let now = m.now_ms();
                 m.sensors.record_send.record(n as f64, now);
                 self.sensors.record_send.record(n as f64, now);
-                for (i, slot) in b.records.into_iter().enumerate() {
+                for (i, slot) in records.drain(..).enumerate() {
                     let md = RecordMetadata {
                         topic: self.topic.clone(),
                         partition: self.partition,
@@ -758,7 +761,7 @@ impl Accumulator {
                 m.sensors.record_error.record(n as f64, now);
                 self.sensors.record_error.record(n as f64, now);
                 tracing::debug!(topic = %self.topic, partition = self.partition, records = n, error = %kind, "batch failed");
-                for slot in b.records {
+                for slot in records.drain(..) {
                     let outcome: Outcome = Err(ProduceError::new(kind.clone()));
                     if let Some(a) = acks.as_mut() {
                         a.push(outcome.clone());
@@ -770,6 +773,11 @@ impl Accumulator {
         drop(completer);
         if let (Some(to), Some(outcomes)) = (interceptors, acks) {
             to.do_send(Acknowledged { outcomes });
+        }
+        // Nothing else holds the bytes once the batch is answered (requests copy them), so
+        // its buffer can serve the partition's next batches.
+        if let Ok(buf) = bytes.try_into_mut() {
+            self.shared.memory.offer_spare(buf, records);
         }
     }
 
