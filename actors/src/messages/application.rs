@@ -159,6 +159,27 @@ impl Message for ProduceBatch {
     type Result = Vec<Outcome>;
 }
 
+impl ProduceBatch {
+    /// The records, all made where this is called: the trace context (feature
+    /// `opentelemetry`) is read once for all of them, where [`Produce::from_record`] reads it
+    /// per record, which was a fifth of the console producer's per-line cost on its reader
+    /// thread.
+    pub fn of_records(records: Vec<ProducerRecord>) -> ProduceBatch {
+        let trace = Captured::now();
+        ProduceBatch(
+            records
+                .into_iter()
+                .map(|record| Produce {
+                    record,
+                    reply_to: ReplyTo::Reply,
+                    tag: 0,
+                    trace: trace.clone(),
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Producer (`Producer::send`) → router: take the records waiting in the producer's intake
 /// ([`intake`](crate::intake)); one such message is queued whenever the intake is not empty.
 #[derive(Debug, Message)]
