@@ -7,6 +7,7 @@
 //! allocation. Header versions (including flexible versions, KIP-482) come from
 //! kafka-protocol's `HeaderVersion` tables.
 
+pub mod produce;
 pub mod reader;
 pub mod responses;
 

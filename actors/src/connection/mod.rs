@@ -32,6 +32,7 @@
 //! connection is dropped and rebuilt with reconnect backoff; nothing here panics on input.
 
 mod coalesce;
+mod frame;
 mod in_flight;
 mod transport;
 
@@ -42,14 +43,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::StreamExt;
 use herald::protocol::{self, responses, NegotiatedVersions};
 use herald::sasl::{SaslClient, Step};
 use herald::{KafkaCode, ProtocolError};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslHandshakeRequest,
+    MetadataRequest, MetadataResponse, ProduceRequest, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 use tokio::io::AsyncWriteExt;
@@ -70,6 +72,7 @@ use crate::shared::Shared;
 #[cfg(feature = "fault-injection")]
 use crate::supervisor::ActorKind;
 use coalesce::Coalescer;
+use frame::Frame;
 use in_flight::{Answer, InFlightQueue};
 use transport::{ConnectError, Transport};
 
@@ -85,7 +88,7 @@ const MAILBOX_CAPACITY: usize = 1024;
 /// fails, as lost (the failed frame) or never sent (every frame still queued behind it).
 #[derive(Debug)]
 struct WriterItem {
-    frame: Bytes,
+    frame: Frame,
     fire_and_forget: Vec<OutgoingBatch>,
 }
 
@@ -430,7 +433,8 @@ impl Connection {
         let (tx, mut rx) = mpsc::unbounded_channel::<WriterItem>();
         actix::spawn(async move {
             while let Some(item) = rx.recv().await {
-                if let Err(e) = write.write_all(&item.frame).await {
+                let mut item = item;
+                if let Err(e) = write.write_all_buf(&mut item.frame).await {
                     for b in item.fire_and_forget {
                         b.answer(BatchResult::Lost(format!("write failed: {e}")));
                     }
@@ -498,20 +502,64 @@ impl Connection {
     {
         let correlation_id = self.in_flight.next_correlation_id();
         let mut buf = BytesMut::new();
-        if let Err(e) = protocol::encode_request(
+        let encoded = protocol::encode_request(
             &mut buf,
             api,
             version,
             correlation_id,
             &self.client_id,
             body,
+        );
+        let frame = encoded.map(|()| Frame::new([buf.freeze()]));
+        self.write_frame(api, version, correlation_id, frame, kind);
+    }
+
+    /// A ProduceRequest: its batches go into the frame by reference
+    /// (`herald::protocol::produce`), not copied into one buffer.
+    fn write_produce(&mut self, version: i16, request: &ProduceRequest, kind: InFlightKind) {
+        let correlation_id = self.in_flight.next_correlation_id();
+        let frame = match protocol::produce::encode_produce(
+            version,
+            correlation_id,
+            &self.client_id,
+            request,
         ) {
-            // Our own request cannot be encoded at this version: answer the requester, keep the
-            // connection.
-            tracing::error!(node = self.node_id, error = %e, "request encoding failed");
-            self.fail_kind(kind, &e.to_string());
-            return;
-        }
+            Ok(Some(pieces)) => Ok(Frame::new(pieces)),
+            Ok(None) => {
+                let mut buf = BytesMut::new();
+                protocol::encode_request(
+                    &mut buf,
+                    protocol::PRODUCE,
+                    version,
+                    correlation_id,
+                    &self.client_id,
+                    request,
+                )
+                .map(|()| Frame::new([buf.freeze()]))
+            }
+            Err(e) => Err(e),
+        };
+        self.write_frame(protocol::PRODUCE, version, correlation_id, frame, kind);
+    }
+
+    fn write_frame(
+        &mut self,
+        api: protocol::ApiSupport,
+        version: i16,
+        correlation_id: i32,
+        frame: Result<Frame, ProtocolError>,
+        kind: InFlightKind,
+    ) {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                // Our own request cannot be encoded at this version: answer the requester,
+                // keep the connection.
+                tracing::error!(node = self.node_id, error = %e, "request encoding failed");
+                self.fail_kind(kind, &e.to_string());
+                return;
+            }
+        };
         let Some(writer) = &self.writer else {
             self.fail_kind(kind, "not connected");
             return;
@@ -522,9 +570,9 @@ impl Connection {
             InFlightKind::Produce { batches, .. } if !expects_response => (None, batches),
             kind => (Some(kind), Vec::new()),
         };
-        let bytes = buf.len() as f64;
+        let bytes = frame.remaining() as f64;
         let item = WriterItem {
-            frame: buf.freeze(),
+            frame,
             fire_and_forget,
         };
         if let Err(mpsc::error::SendError(item)) = writer.send(item) {
@@ -680,12 +728,7 @@ impl Connection {
         Metrics::add(&metrics.request_records, records);
         let per_request = &metrics.sensors.records_per_request;
         per_request.record(records as f64, metrics.now_ms());
-        self.write_request(
-            protocol::PRODUCE,
-            version,
-            &request,
-            InFlightKind::Produce { batches, spans },
-        );
+        self.write_produce(version, &request, InFlightKind::Produce { batches, spans });
     }
 
     /// Drops the socket and answers everything that was in flight or waiting: batches go back
