@@ -176,8 +176,8 @@ mod enabled {
 
         /// Puts the record's context into its headers (after a `create` span with record
         /// spans on). Nothing for a record without a valid context or with a `traceparent`.
-        pub(crate) fn inject(&self, record: &mut ProducerRecord, captured: Captured) {
-            let parent = captured.0;
+        pub(crate) fn inject(&self, record: &mut ProducerRecord, captured: &Captured) {
+            let parent = &captured.0;
             if !parent.span().span_context().is_valid()
                 || record.headers.iter().any(|h| h.key == TRACEPARENT)
             {
@@ -196,11 +196,11 @@ mod enabled {
                         KeyValue::new("messaging.destination.name", topic),
                         KeyValue::new("messaging.client.id", self.client_id.clone()),
                     ])
-                    .start_with_context(&self.tracer, &parent);
+                    .start_with_context(&self.tracer, parent);
                 // Ends when the context is dropped below: the span covers the record's creation.
                 parent.with_span(span)
             } else {
-                parent
+                parent.clone()
             };
             let span = context.span();
             let sc = span.span_context();
@@ -342,7 +342,7 @@ mod disabled {
             Tracing
         }
 
-        pub(crate) fn inject(&self, _record: &mut ProducerRecord, _captured: Captured) {}
+        pub(crate) fn inject(&self, _record: &mut ProducerRecord, _captured: &Captured) {}
 
         pub(crate) fn send_spans<'a>(
             &self,

@@ -298,7 +298,7 @@ impl Producer {
             tag,
             trace,
         } = produce;
-        self.shared.tracing.inject(&mut record, trace);
+        self.shared.tracing.inject(&mut record, &trace);
         let (tx, rx) = slot();
         if let Some(why) = self.shared.supervision.broken() {
             Completion::slot(tx).complete(Err(ProduceError::refused(why.clone(), record)));
