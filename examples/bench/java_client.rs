@@ -291,6 +291,7 @@ pub(crate) fn run(
         cpu_ns_per_record: cpu_s * 1e9 / n as f64,
         cpu_cores: cpu_s / wall.as_secs_f64(),
         peak_rss_bytes: peak_rss,
+        outstanding: None,
         baseline_rss_bytes: 0,
         vm_hwm_bytes: hwm,
         latency_ms: Latency {

@@ -449,6 +449,10 @@ struct RunResult {
     cpu_cores: f64,
     /// Peak RSS during the run minus RSS before the client was created.
     peak_rss_bytes: u64,
+    /// Records the client kept outstanding at most (its window), for clients that have one:
+    /// `peak_rss_bytes` over it is the memory per outstanding record.
+    #[serde(default)]
+    outstanding: Option<u64>,
     baseline_rss_bytes: u64,
     /// VmHWM of the worker process (lifetime peak, baseline included).
     vm_hwm_bytes: u64,

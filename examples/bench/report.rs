@@ -103,13 +103,14 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
     );
     println!();
     println!(
-        "{:<13} {:<15} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "{:<13} {:<15} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
         "mode",
         "client",
         "rec/s",
         "MB/s",
         "cpu ns",
         "cores",
+        "RSS+",
         "RSS+",
         "VmHWM",
         "p50",
@@ -118,13 +119,13 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
         "max"
     );
     println!(
-        "{:<13} {:<15} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
-        "", "", "", "", "/record", "used", "MiB", "MiB", "ms", "ms", "ms", "ms"
+        "{:<13} {:<15} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "", "", "", "", "/record", "used", "MiB", "B/out", "MiB", "ms", "ms", "ms", "ms"
     );
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     for r in results {
         println!(
-            "{:<13} {:<15} {:>10.0} {:>7.1} {:>8.0} {:>6.2} {:>7.1} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1}",
+            "{:<13} {:<15} {:>10.0} {:>7.1} {:>8.0} {:>6.2} {:>7.1} {:>7} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1}",
             mode_label(r.mode, s.rate),
             r.label(),
             r.records_per_sec,
@@ -132,6 +133,10 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
             r.cpu_ns_per_record,
             r.cpu_cores,
             mib(r.peak_rss_bytes),
+            // Memory per record outstanding: RSS growth over the window of records.
+            r.outstanding
+                .filter(|&n| n > 0)
+                .map_or("-".to_string(), |n| format!("{:.0}", r.peak_rss_bytes as f64 / n as f64)),
             mib(r.vm_hwm_bytes),
             r.latency_ms.p50,
             r.latency_ms.p99,
@@ -164,6 +169,12 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
             r.latency_p999
         );
     }
+    println!();
+    println!(
+        "RSS+: peak RSS growth over the client's run; B/out: RSS+ over the records the client \
+         keeps outstanding at most (its window), the memory per outstanding record, batch \
+         buffers included."
+    );
     if results.iter().any(|r| r.client == "java") {
         println!();
         println!(
