@@ -74,6 +74,7 @@ use std::borrow::Cow;
 use std::io::Read;
 use std::ops::Range;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Addr, MailboxError};
@@ -81,13 +82,17 @@ use bytes::Bytes;
 use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald::{ConfigError, Header, ProducerConfig, ProducerRecord};
-use herald_actors::{Outcome, ProduceBatch, Producer, Router, TransactionResult};
+use herald_actors::{
+    Outcome, Produce, ProduceBatch, Producer, Router, TraceContext, TransactionResult,
+};
 
 /// How much of stdin is read at once.
 const BLOCK_SIZE: usize = 1 << 20;
 
-/// Records per `ProduceBatch` message.
-const CHUNK_RECORDS: usize = 1024;
+/// Records per `ProduceBatch` message. Few enough that a chunk's vectors (its `Produce`s,
+/// about 100 KB, and its outcomes) stay below the allocator's threshold for mapping fresh
+/// memory: 1,024 took a new mapping, page faults included, for every chunk.
+const CHUNK_RECORDS: usize = 512;
 
 /// Chunks read ahead of the producer: the reader fills the next ones while the main task
 /// sends.
@@ -286,7 +291,7 @@ struct Lines {
     first_line: u64,
     /// Bytes of stdin the lines took, counted against buffer.memory.
     bytes: usize,
-    records: Vec<ProducerRecord>,
+    records: Vec<Produce>,
 }
 
 impl Lines {
@@ -310,13 +315,15 @@ fn read_blocks(
     tx: &tokio::sync::mpsc::Sender<Lines>,
 ) -> std::io::Result<()> {
     let mut chunk = Lines::new(0);
+    let pool = BlockPool::default();
     // An error means the receiver is gone; the loop below sees that.
     let send = |chunk: Lines| {
         let _ = tx.blocking_send(chunk);
     };
     let mut carry = Bytes::new();
     loop {
-        let mut buf = Vec::with_capacity(carry.len() + block_size);
+        let mut buf = pool.take();
+        buf.reserve(carry.len() + block_size);
         buf.extend_from_slice(&carry);
         // `read_to_end` on `take` fills the block (several reads from a pipe) without zeroing
         // it first, and stops at the block's end or at EOF. On an error, what was read
@@ -326,7 +333,10 @@ fn read_blocks(
             Err(e) => (buf.len() - carry.len(), Some(e)),
         };
         let eof = error.is_some() || read < block_size;
-        let mut lines = Bytes::from(buf);
+        let mut lines = Bytes::from_owner(Block {
+            data: buf,
+            pool: pool.clone(),
+        });
         carry = if eof {
             Bytes::new()
         } else {
@@ -336,11 +346,15 @@ fn read_blocks(
                 None => std::mem::take(&mut lines),
             }
         };
-        // One clock read per block: a line's CreateTime is when its block was read.
+        // One clock read per block: a line's CreateTime is when its block was read. One
+        // trace-context read per block too (see `TraceContext`).
         let timestamp = now_millis();
+        let context = TraceContext::current();
         for segment in segments(&lines) {
             format.for_each_record(&segment, timestamp, |record, taken| {
-                chunk.records.push(record);
+                chunk
+                    .records
+                    .push(Produce::from_record_in(record, &context));
                 chunk.bytes += taken;
                 if chunk.records.len() == CHUNK_RECORDS {
                     let next = Lines::new(chunk.first_line + CHUNK_RECORDS as u64);
@@ -384,6 +398,50 @@ fn segments(lines: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
     })
 }
 
+/// Blocks of stdin whose records are all gone, for the reader to fill again: a fresh 1 MiB
+/// block is fresh memory, and the kernel's copy into it faulted in every page (a quarter of
+/// the process's page faults).
+#[derive(Debug, Clone, Default)]
+struct BlockPool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+/// Blocks kept at most; more are outstanding only while the producer is behind.
+const SPARE_BLOCKS: usize = 8;
+
+impl BlockPool {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_default()
+    }
+}
+
+/// A block read from stdin, as the owner of the `Bytes` its lines are sliced from; goes back
+/// to its pool when the last of them is dropped.
+#[derive(Debug)]
+struct Block {
+    data: Vec<u8>,
+    pool: BlockPool,
+}
+
+impl AsRef<[u8]> for Block {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let mut data = std::mem::take(&mut self.data);
+        data.clear();
+        let mut spare = self.pool.0.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_BLOCKS {
+            spare.push(data);
+        }
+    }
+}
+
 /// A piece of a block, as the owner of its slices. Aligned so that its reference count, which
 /// `Bytes::from_owner` keeps beside it, has cache lines of its own: pieces are allocated one
 /// after another, and the count of the piece the router is dropping would otherwise share a
@@ -410,8 +468,7 @@ struct Answer {
 /// Sends a chunk's records as one `ProduceBatch` and waits for all their outcomes.
 async fn produce_lines(router: Addr<Router>, lines: Lines) -> Answer {
     let records = lines.records.len() as u64;
-    // One trace context for the chunk's records (see `ProduceBatch::of_records`).
-    let outcomes = router.send(ProduceBatch::of_records(lines.records)).await;
+    let outcomes = router.send(ProduceBatch(lines.records)).await;
     Answer {
         first_line: lines.first_line,
         bytes: lines.bytes,

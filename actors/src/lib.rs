@@ -84,7 +84,7 @@ pub use interceptor::ProducerInterceptor;
 pub use messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, ConsumerGroupMetadata, Flush,
     GetMetrics, InitTransactions, Produce, ProduceBatch, SendOffsetsToTransaction,
-    TopicPartitionOffset, TransactionResult,
+    TopicPartitionOffset, TraceContext, TransactionResult,
 };
 pub use metrics::MetricsSnapshot;
 #[cfg(feature = "fault-injection")]
