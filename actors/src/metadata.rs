@@ -119,11 +119,20 @@ impl Metadata {
         )
     }
 
-    /// A connection to ask: one of the known brokers, or of the `bootstrap.servers` entries
-    /// before any broker is known and, with `metadata.recovery.strategy=rebootstrap`
-    /// (KIP-899), while every known broker is down ([`use_bootstrap`]); within the list, from
-    /// the rotation (`next_node`, moved on after a failure), skipping nodes known to be down
-    /// ([`pick`]).
+    /// A connection to ask: the least loaded of the known brokers, or of the
+    /// `bootstrap.servers` entries before any broker is known and, with
+    /// `metadata.recovery.strategy=rebootstrap` (KIP-899), while every known broker is down
+    /// ([`use_bootstrap`]); skipping nodes known to be down, ties broken by the rotation
+    /// (`next_node`, moved on after a failure) ([`pick`]).
+    ///
+    /// Least loaded, as Java's `leastLoadedNode`: a broker serves a connection's requests one
+    /// at a time, so a metadata request behind Produce requests waits for them. When a
+    /// leader dies, every acks=all request to the other brokers waits for the dead follower
+    /// to leave the ISR, and a metadata request queued behind them came back after 6 s on the
+    /// three-node cluster (librdkafka's after 4 s). The bootstrap entries' connections, which
+    /// carry no Produce requests, are candidates too with the default `rebootstrap` strategy,
+    /// after any idle connected broker, as librdkafka's bootstrap brokers are; a node without
+    /// a socket comes after the idle connected ones (it may be the one that died).
     fn pick_node(&self) -> Option<Addr<Connection>> {
         let now = Instant::now();
         let brokers: Vec<(&str, &Addr<Connection>)> = self
@@ -136,27 +145,52 @@ impl Metadata {
                 .map(|(address, _)| self.down.get(*address).copied())
                 .collect()
         };
+        // Load: four per request awaiting an answer, two without a socket (it has to connect
+        // first, and may be the node that just died), one for a bootstrap entry. So an idle
+        // connected broker first, then an idle connected bootstrap entry, then the others.
+        let load = |node_id: i32, bootstrap: bool| {
+            let sensors = self.shared.metrics.node(node_id);
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            4 * sensors.in_flight.load(relaxed)
+                + 2 * usize::from(!sensors.connected.load(relaxed))
+                + usize::from(bootstrap)
+        };
         let config = &self.shared.config;
         let recovery = Recovery {
             strategy: config.metadata_recovery_strategy,
             failing_since: self.failing_since,
             trigger: config.metadata_recovery_rebootstrap_trigger,
         };
-        let candidates = if use_bootstrap(&down_of(&brokers), recovery, now) {
-            if !brokers.is_empty() {
-                tracing::info!(
-                    "every known broker is unreachable, or metadata requests failed for \
-                     metadata.recovery.rebootstrap.trigger.ms: rebootstrapping"
-                );
-            }
-            self.bootstrap
-                .iter()
-                .map(|(a, c)| (a.as_str(), c))
-                .collect()
-        } else {
-            brokers
-        };
-        let i = pick(&down_of(&candidates), self.next_node, now)?;
+        let bootstrap = self
+            .bootstrap
+            .iter()
+            .enumerate()
+            .map(|(i, (a, c))| ((a.as_str(), c), bootstrap_id(i)));
+        let (candidates, load): (Vec<(&str, &Addr<Connection>)>, Vec<usize>) =
+            if use_bootstrap(&down_of(&brokers), recovery, now) {
+                if !brokers.is_empty() {
+                    tracing::info!(
+                        "every known broker is unreachable, or metadata requests failed for \
+                         metadata.recovery.rebootstrap.trigger.ms: rebootstrapping"
+                    );
+                }
+                bootstrap.map(|(c, id)| (c, load(id, false))).unzip()
+            } else {
+                // With `metadata.recovery.strategy=none` the bootstrap entries are never
+                // asked again once brokers are known, as in Java.
+                let spares = recovery.strategy == MetadataRecoveryStrategy::Rebootstrap;
+                self.brokers
+                    .keys()
+                    .zip(&brokers)
+                    .map(|(id, c)| (*c, load(*id, false)))
+                    .chain(
+                        bootstrap
+                            .filter(|_| spares)
+                            .map(|(c, id)| (c, load(id, true))),
+                    )
+                    .unzip()
+            };
+        let i = pick(&down_of(&candidates), &load, self.next_node, now)?;
         Some(candidates[i].1.clone())
     }
 
@@ -580,16 +614,23 @@ fn use_bootstrap(known_down: &[Option<Instant>], recovery: Recovery, now: Instan
 /// Which of the candidates (their `down` instants, `None` when not known to be down) to ask:
 /// the first from `start` (rotating) that is not down at `now`; when all are, the one that
 /// comes back first. `None` without candidates.
-fn pick(down: &[Option<Instant>], start: usize, now: Instant) -> Option<usize> {
+fn pick(down: &[Option<Instant>], load: &[usize], start: usize, now: Instant) -> Option<usize> {
     let n = down.len();
     if n == 0 {
         return None;
     }
     let order = (0..n).map(|k| (start + k) % n);
+    // `min_by_key` keeps the first of equals: the rotation breaks ties.
     let up = order
         .clone()
-        .find(|&i| down[i].is_none_or(|until| until <= now));
+        .filter(|&i| down[i].is_none_or(|until| until <= now))
+        .min_by_key(|&i| load.get(i).copied().unwrap_or(0));
     up.or_else(|| order.min_by_key(|&i| down[i]))
+}
+
+/// The node id of the `i`th `bootstrap.servers` entry's connection (negative, as Java's).
+fn bootstrap_id(i: usize) -> i32 {
+    -1 - i as i32
 }
 
 /// How other actors reach a connection this actor started.
@@ -609,7 +650,7 @@ impl Actor for Metadata {
         if self.bootstrap.is_empty() {
             let servers = self.shared.config.bootstrap_servers.clone();
             for (i, address) in servers.into_iter().enumerate() {
-                let conn = self.start_connection(-1 - i as i32, address.clone());
+                let conn = self.start_connection(bootstrap_id(i), address.clone());
                 self.bootstrap.push((address, conn));
             }
         }
@@ -818,15 +859,50 @@ mod tests {
         let now = Instant::now();
         let later = now + Duration::from_secs(1);
         let much_later = now + Duration::from_secs(2);
-        assert_eq!(pick(&[], 0, now), None);
-        assert_eq!(pick(&[None, None, None], 4, now), Some(1), "rotation");
-        assert_eq!(pick(&[Some(later), None, None], 0, now), Some(1));
-        assert_eq!(pick(&[None, Some(later), Some(later)], 1, now), Some(0));
-        assert_eq!(pick(&[Some(now), Some(later)], 1, now), Some(0), "back up");
+        let idle = [0; 3];
+        assert_eq!(pick(&[], &[], 0, now), None);
         assert_eq!(
-            pick(&[Some(much_later), Some(later)], 0, now),
+            pick(&[None, None, None], &idle, 4, now),
+            Some(1),
+            "rotation"
+        );
+        assert_eq!(pick(&[Some(later), None, None], &idle, 0, now), Some(1));
+        assert_eq!(
+            pick(&[None, Some(later), Some(later)], &idle, 1, now),
+            Some(0)
+        );
+        assert_eq!(
+            pick(&[Some(now), Some(later)], &idle, 1, now),
+            Some(0),
+            "back up"
+        );
+        assert_eq!(
+            pick(&[Some(much_later), Some(later)], &idle, 0, now),
             Some(1),
             "all down: the first to come back"
         );
+    }
+
+    /// Metadata goes to the least loaded node that is up: a broker serves a connection's
+    /// requests in order, so one behind Produce requests waits for them.
+    #[test]
+    fn pick_prefers_the_least_loaded_node_that_is_up() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(1);
+        let up = [None, None, None, None];
+        // Loads as `pick_node` weighs them: brokers busy (20), idle (0) or without a socket
+        // (2), a bootstrap entry idle (1) or busy (21).
+        let pick_up = |load: &[usize], start| pick(&up, load, start, now);
+        assert_eq!(pick_up(&[20, 20, 0, 1], 0), Some(2), "the idle broker");
+        assert_eq!(
+            pick_up(&[20, 20, 2, 1], 0),
+            Some(3),
+            "the idle bootstrap entry"
+        );
+        assert_eq!(pick_up(&[20, 4, 20, 21], 0), Some(1), "the least busy");
+        assert_eq!(pick_up(&[2, 2, 2, 3], 1), Some(1), "equals: the rotation");
+        let down = [None, Some(later), None, None];
+        let busy_over_down = pick(&down, &[20, 0, 20, 21], 0, now);
+        assert_eq!(busy_over_down, Some(0), "a busy node over a down one");
     }
 }
