@@ -66,11 +66,18 @@ impl MemoryPool {
         spare
     }
 
-    /// Keeps a completed batch's buffer and slots for a new batch, if they are of the pooled
-    /// size and there is room for them within the limit. Call after releasing the batch's
-    /// reservation.
-    pub(crate) fn offer_spare(&self, mut buf: BytesMut, mut slots: Vec<RecordSlot>) {
-        if buf.capacity() < self.poolable || self.poolable == 0 {
+    /// Keeps the buffer and slots of a completed batch that had reserved `reserved` bytes for
+    /// a new batch, if the batch was of the pooled size and there is room within the limit.
+    /// Only such batches: a spare counts as `batch.size` bytes, and the buffer of a batch made
+    /// for one large record (or a compressed batch's) is another size. Call after releasing
+    /// the batch's reservation.
+    pub(crate) fn offer_spare(
+        &self,
+        reserved: usize,
+        mut buf: BytesMut,
+        mut slots: Vec<RecordSlot>,
+    ) {
+        if reserved != self.poolable || buf.capacity() < self.poolable || self.poolable == 0 {
             return;
         }
         let mut spares = self.spares();
@@ -178,12 +185,13 @@ mod tests {
         // Both batches complete: their buffers are kept.
         for _ in 0..2 {
             pool.release(100);
-            pool.offer_spare(BytesMut::with_capacity(100), Vec::new());
+            pool.offer_spare(100, BytesMut::with_capacity(100), Vec::new());
         }
         assert_eq!(spare_count(&pool), 2);
         assert_eq!(pool.available(), 400, "spare buffers count as available");
-        // A small buffer is not kept.
-        pool.offer_spare(BytesMut::with_capacity(10), Vec::new());
+        // A small buffer is not kept, nor one of a batch that reserved another size.
+        pool.offer_spare(100, BytesMut::with_capacity(10), Vec::new());
+        pool.offer_spare(150, BytesMut::with_capacity(150), Vec::new());
         assert_eq!(spare_count(&pool), 2);
         // A reservation of another size gets no spare.
         assert!(pool.take_spare(150).is_none());
@@ -197,7 +205,7 @@ mod tests {
         assert!(spare.slots.is_empty());
         // With the limit reached by reservations, a completed buffer is not kept.
         assert!(pool.try_reserve(100));
-        pool.offer_spare(BytesMut::with_capacity(100), Vec::new());
+        pool.offer_spare(100, BytesMut::with_capacity(100), Vec::new());
         assert_eq!(spare_count(&pool), 0);
     }
 }

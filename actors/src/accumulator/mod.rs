@@ -723,7 +723,10 @@ impl Accumulator {
         let mut acks = interceptors.map(|_| Vec::with_capacity(b.records.len()));
         let mut completer = Completer::default();
         let SealedBatch {
-            bytes, mut records, ..
+            bytes,
+            mut records,
+            reserved,
+            ..
         } = b;
         match result {
             Ok((base_offset, log_append_time)) => {
@@ -774,10 +777,11 @@ impl Accumulator {
         if let (Some(to), Some(outcomes)) = (interceptors, acks) {
             to.do_send(Acknowledged { outcomes });
         }
-        // Nothing else holds the bytes once the batch is answered (requests copy them), so
-        // its buffer can serve the partition's next batches.
+        // Once the batch is answered its request has been written and dropped, so nothing
+        // else holds the bytes (if something still does, the buffer is simply not kept) and
+        // the buffer can serve the next batches.
         if let Ok(buf) = bytes.try_into_mut() {
-            self.shared.memory.offer_spare(buf, records);
+            self.shared.memory.offer_spare(reserved, buf, records);
         }
     }
 
