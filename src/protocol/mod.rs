@@ -34,6 +34,19 @@ pub struct ApiSupport {
     pub max: i16,
 }
 
+impl ApiSupport {
+    /// `version`, if it is one this client speaks.
+    pub fn check(self, version: i16) -> Result<(), ProtocolError> {
+        if version < self.min || version > self.max {
+            return Err(ProtocolError::UnsupportedVersion {
+                api: self.name,
+                version,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// ApiVersions: v3+ is flexible; v0 is the fallback every broker answers.
 pub const API_VERSIONS: ApiSupport = ApiSupport {
     key: ApiKey::ApiVersions,
@@ -227,12 +240,7 @@ pub fn encode_request<R: Encodable + HeaderVersion>(
     client_id: &StrBytes,
     body: &R,
 ) -> Result<(), ProtocolError> {
-    if version < api.min || version > api.max {
-        return Err(ProtocolError::UnsupportedVersion {
-            api: api.name,
-            version,
-        });
-    }
+    api.check(version)?;
     fn encode_err<E: std::fmt::Display>(api: ApiSupport) -> impl Fn(E) -> ProtocolError {
         move |e| ProtocolError::Encode {
             api: api.name,

@@ -16,9 +16,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
 use kafka_protocol::protocol::StrBytes;
 
-use super::{ApiSupport, PRODUCE};
+use super::PRODUCE;
 use crate::error::ProtocolError;
-use crate::varint::uvarint_len;
+use crate::varint::put_uvarint;
 
 /// The first flexible Produce version (compact strings, arrays and bytes; tagged fields).
 const FIRST_FLEXIBLE: i16 = 9;
@@ -32,7 +32,7 @@ pub fn encode_produce(
     client_id: &StrBytes,
     request: &ProduceRequest,
 ) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-    check_version(PRODUCE, version)?;
+    PRODUCE.check(version)?;
     let tagged = !request.unknown_tagged_fields.is_empty()
         || request.topic_data.iter().any(|t| {
             !t.unknown_tagged_fields.is_empty()
@@ -48,33 +48,16 @@ pub fn encode_produce(
     let client_id: &[u8] = client_id.as_bytes();
     let transactional_id = request.transactional_id.as_ref().map(|t| t.0.as_bytes());
 
-    // The size first: the prefix goes in front, and the pieces after a batch cannot be
-    // reached to patch it afterwards.
-    let header = 2 + 2 + 4 + 2 + client_id.len() + usize::from(flexible);
-    let mut size = header + w.nullable_string_size(transactional_id) + 2 + 4;
-    size += w.count_size(request.topic_data.len());
-    for topic in &request.topic_data {
-        size += w.string_size(topic.name.0.as_bytes());
-        size += w.count_size(topic.partition_data.len());
-        for p in &topic.partition_data {
-            size += 4 + w.nullable_bytes_size(p.records.as_deref()) + usize::from(flexible);
-        }
-        size += usize::from(flexible);
-    }
-    size += usize::from(flexible);
-    let prefix = i32::try_from(size).map_err(|_| ProtocolError::Encode {
-        api: PRODUCE.name,
-        reason: format!("request of {size} bytes"),
-    })?;
-
     let batches = request
         .topic_data
         .iter()
         .map(|t| t.partition_data.len())
         .sum::<usize>();
-    let mut pieces = Vec::with_capacity(2 * batches + 1);
+    // The first piece is the size prefix, filled in once the rest is written: the pieces are
+    // frozen as batches are spliced in, so the front cannot be patched in place.
+    let mut pieces = Vec::with_capacity(2 * batches + 2);
+    pieces.push(Bytes::new());
     let mut out = BytesMut::with_capacity(256);
-    out.put_i32(prefix);
     // Request header v1 (v2 when flexible: the same and an empty tag buffer); the client id
     // is a nullable string, never compact, in both.
     out.put_i16(ApiKey::Produce as i16);
@@ -86,10 +69,10 @@ pub fn encode_produce(
     w.nullable_string(&mut out, transactional_id);
     out.put_i16(request.acks);
     out.put_i32(request.timeout_ms);
-    w.count(&mut out, request.topic_data.len());
+    w.length(&mut out, request.topic_data.len());
     for topic in &request.topic_data {
         w.string(&mut out, topic.name.0.as_bytes());
-        w.count(&mut out, topic.partition_data.len());
+        w.length(&mut out, topic.partition_data.len());
         for p in &topic.partition_data {
             out.put_i32(p.index);
             match &p.records {
@@ -107,25 +90,14 @@ pub fn encode_produce(
         w.tags(&mut out);
     }
     w.tags(&mut out);
-    if !out.is_empty() {
-        pieces.push(out.freeze());
-    }
-    debug_assert_eq!(
-        pieces.iter().map(Bytes::len).sum::<usize>(),
-        4 + size,
-        "computed and written sizes differ"
-    );
+    pieces.push(out.freeze());
+    let size: usize = pieces.iter().map(Bytes::len).sum();
+    let prefix = i32::try_from(size).map_err(|_| ProtocolError::Encode {
+        api: PRODUCE.name,
+        reason: format!("request of {size} bytes"),
+    })?;
+    pieces[0] = Bytes::copy_from_slice(&prefix.to_be_bytes());
     Ok(Some(pieces))
-}
-
-fn check_version(api: ApiSupport, version: i16) -> Result<(), ProtocolError> {
-    if version < api.min || version > api.max {
-        return Err(ProtocolError::UnsupportedVersion {
-            api: api.name,
-            version,
-        });
-    }
-    Ok(())
 }
 
 /// How strings, bytes, arrays and tags are written at a version: the classic fixed-width
@@ -136,68 +108,10 @@ struct Fields {
 }
 
 impl Fields {
-    fn count_size(self, n: usize) -> usize {
-        if self.flexible {
-            uvarint_len(n as u64 + 1)
-        } else {
-            4
-        }
-    }
-
-    fn count(self, out: &mut BytesMut, n: usize) {
-        if self.flexible {
-            crate::varint::put_uvarint(out, n as u64 + 1);
-        } else {
-            out.put_i32(n as i32);
-        }
-    }
-
-    fn string_size(self, s: &[u8]) -> usize {
-        if self.flexible {
-            uvarint_len(s.len() as u64 + 1) + s.len()
-        } else {
-            2 + s.len()
-        }
-    }
-
-    fn string(self, out: &mut BytesMut, s: &[u8]) {
-        if self.flexible {
-            crate::varint::put_uvarint(out, s.len() as u64 + 1);
-        } else {
-            out.put_i16(s.len() as i16);
-        }
-        out.put_slice(s);
-    }
-
-    fn nullable_string_size(self, s: Option<&[u8]>) -> usize {
-        match s {
-            Some(s) => self.string_size(s),
-            None if self.flexible => 1,
-            None => 2,
-        }
-    }
-
-    fn nullable_string(self, out: &mut BytesMut, s: Option<&[u8]>) {
-        match s {
-            Some(s) => self.string(out, s),
-            None if self.flexible => out.put_u8(0),
-            None => out.put_i16(-1),
-        }
-    }
-
-    fn nullable_bytes_size(self, b: Option<&[u8]>) -> usize {
-        match b {
-            Some(b) if self.flexible => uvarint_len(b.len() as u64 + 1) + b.len(),
-            Some(b) => 4 + b.len(),
-            None if self.flexible => 1,
-            None => 4,
-        }
-    }
-
-    /// The length of a non-null bytes field (its bytes follow).
+    /// The length of an array, or of a non-null bytes field (its bytes follow).
     fn length(self, out: &mut BytesMut, len: usize) {
         if self.flexible {
-            crate::varint::put_uvarint(out, len as u64 + 1);
+            put_uvarint(out, len as u64 + 1);
         } else {
             out.put_i32(len as i32);
         }
@@ -209,6 +123,23 @@ impl Fields {
             out.put_u8(0);
         } else {
             out.put_i32(-1);
+        }
+    }
+
+    fn string(self, out: &mut BytesMut, s: &[u8]) {
+        if self.flexible {
+            put_uvarint(out, s.len() as u64 + 1);
+        } else {
+            out.put_i16(s.len() as i16);
+        }
+        out.put_slice(s);
+    }
+
+    fn nullable_string(self, out: &mut BytesMut, s: Option<&[u8]>) {
+        match s {
+            Some(s) => self.string(out, s),
+            None if self.flexible => out.put_u8(0),
+            None => out.put_i16(-1),
         }
     }
 

@@ -501,17 +501,31 @@ impl Connection {
         R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
     {
         let correlation_id = self.in_flight.next_correlation_id();
+        let frame = self.whole_frame(api, version, correlation_id, body);
+        self.write_frame(api, version, correlation_id, frame, kind);
+    }
+
+    /// `body` encoded by kafka-protocol, as a frame of one piece.
+    fn whole_frame<R>(
+        &self,
+        api: protocol::ApiSupport,
+        version: i16,
+        correlation_id: i32,
+        body: &R,
+    ) -> Result<Frame, ProtocolError>
+    where
+        R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+    {
         let mut buf = BytesMut::new();
-        let encoded = protocol::encode_request(
+        protocol::encode_request(
             &mut buf,
             api,
             version,
             correlation_id,
             &self.client_id,
             body,
-        );
-        let frame = encoded.map(|()| Frame::new([buf.freeze()]));
-        self.write_frame(api, version, correlation_id, frame, kind);
+        )?;
+        Ok(Frame::new([buf.freeze()]))
     }
 
     /// A ProduceRequest: its batches go into the frame by reference
@@ -525,18 +539,7 @@ impl Connection {
             request,
         ) {
             Ok(Some(pieces)) => Ok(Frame::new(pieces)),
-            Ok(None) => {
-                let mut buf = BytesMut::new();
-                protocol::encode_request(
-                    &mut buf,
-                    protocol::PRODUCE,
-                    version,
-                    correlation_id,
-                    &self.client_id,
-                    request,
-                )
-                .map(|()| Frame::new([buf.freeze()]))
-            }
+            Ok(None) => self.whole_frame(protocol::PRODUCE, version, correlation_id, request),
             Err(e) => Err(e),
         };
         self.write_frame(protocol::PRODUCE, version, correlation_id, frame, kind);
