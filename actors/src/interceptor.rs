@@ -120,15 +120,22 @@ impl<R: Downstream> Handler<OnSend> for InterceptorChain<R> {
     type Result = ();
 
     fn handle(&mut self, msg: OnSend, ctx: &mut Context<Self>) {
-        let router = self.router.clone();
+        // The fields apart: the guard borrows the router's address while the interceptors
+        // run (no clone of it per record).
+        let InterceptorChain {
+            interceptors,
+            router,
+            panicked,
+            ..
+        } = self;
         let mut hand_back = HandBack {
-            router: &router,
+            router,
             armed: true,
         };
         #[cfg(feature = "fault-injection")]
         self.shared.victims.trip(ActorKind::Interceptors);
         let mut record = msg.record;
-        for i in self.interceptors.iter_mut() {
+        for i in interceptors.iter_mut() {
             let before = record.clone();
             match catch_unwind(AssertUnwindSafe(|| i.on_send(record))) {
                 Ok(Ok(changed)) => record = changed,
@@ -139,17 +146,17 @@ impl<R: Downstream> Handler<OnSend> for InterceptorChain<R> {
                 Err(_) => {
                     tracing::error!(interceptor = i.name(), "on_send panicked; skipped");
                     record = before;
-                    self.panicked = true;
+                    *panicked = true;
                 }
             }
         }
         hand_back.armed = false;
-        self.router.do_send(Route {
+        router.do_send(Route {
             record,
             completion: msg.completion,
             txn: msg.txn,
         });
-        if self.panicked {
+        if *panicked {
             ctx.stop();
         }
     }

@@ -145,15 +145,14 @@ impl Metadata {
                 .map(|(address, _)| self.down.get(*address).copied())
                 .collect()
         };
-        // Load: four per request awaiting an answer, two without a socket (it has to connect
-        // first, and may be the node that just died), one for a bootstrap entry. So an idle
-        // connected broker first, then an idle connected bootstrap entry, then the others.
         let load = |node_id: i32, bootstrap: bool| {
             let sensors = self.shared.metrics.node(node_id);
             let relaxed = std::sync::atomic::Ordering::Relaxed;
-            4 * sensors.in_flight.load(relaxed)
-                + 2 * usize::from(!sensors.connected.load(relaxed))
-                + usize::from(bootstrap)
+            node_load(
+                sensors.in_flight.load(relaxed),
+                sensors.connected.load(relaxed),
+                bootstrap,
+            )
         };
         let config = &self.shared.config;
         let recovery = Recovery {
@@ -628,6 +627,14 @@ fn pick(down: &[Option<Instant>], load: &[usize], start: usize, now: Instant) ->
     up.or_else(|| order.min_by_key(|&i| down[i]))
 }
 
+/// How busy a node is for a metadata request ([`pick`] takes the least): four per request
+/// awaiting an answer, two without a socket (it has to connect first, and may be the node that
+/// just died), one for a bootstrap entry. So an idle connected broker first, then an idle
+/// connected bootstrap entry, then the others.
+fn node_load(in_flight: usize, connected: bool, bootstrap: bool) -> usize {
+    4 * in_flight + 2 * usize::from(!connected) + usize::from(bootstrap)
+}
+
 /// The node id of the `i`th `bootstrap.servers` entry's connection (negative, as Java's).
 fn bootstrap_id(i: usize) -> i32 {
     -1 - i as i32
@@ -890,19 +897,36 @@ mod tests {
         let now = Instant::now();
         let later = now + Duration::from_secs(1);
         let up = [None, None, None, None];
-        // Loads as `pick_node` weighs them: brokers busy (20), idle (0) or without a socket
-        // (2), a bootstrap entry idle (1) or busy (21).
-        let pick_up = |load: &[usize], start| pick(&up, load, start, now);
-        assert_eq!(pick_up(&[20, 20, 0, 1], 0), Some(2), "the idle broker");
-        assert_eq!(
-            pick_up(&[20, 20, 2, 1], 0),
-            Some(3),
-            "the idle bootstrap entry"
+        let (busy, idle, unconnected) = (
+            node_load(5, true, false),
+            node_load(0, true, false),
+            node_load(0, false, false),
         );
-        assert_eq!(pick_up(&[20, 4, 20, 21], 0), Some(1), "the least busy");
-        assert_eq!(pick_up(&[2, 2, 2, 3], 1), Some(1), "equals: the rotation");
+        let (idle_bootstrap, busy_bootstrap) = (node_load(0, true, true), node_load(5, true, true));
+        let pick_up = |load: &[usize], start| pick(&up, load, start, now);
+        let least_busy = node_load(1, true, false);
+        assert_eq!(
+            pick_up(&[busy, busy, idle, idle_bootstrap], 0),
+            Some(2),
+            "the idle broker"
+        );
+        assert_eq!(
+            pick_up(&[busy, busy, unconnected, idle_bootstrap], 0),
+            Some(3),
+            "the idle bootstrap entry before a broker without a socket"
+        );
+        assert_eq!(
+            pick_up(&[busy, least_busy, busy, busy_bootstrap], 0),
+            Some(1),
+            "the least busy"
+        );
+        assert_eq!(
+            pick_up(&[unconnected, unconnected, unconnected, busy_bootstrap], 1),
+            Some(1),
+            "equals: the rotation"
+        );
         let down = [None, Some(later), None, None];
-        let busy_over_down = pick(&down, &[20, 0, 20, 21], 0, now);
+        let busy_over_down = pick(&down, &[busy, idle, busy, busy_bootstrap], 0, now);
         assert_eq!(busy_over_down, Some(0), "a busy node over a down one");
     }
 }

@@ -88,7 +88,9 @@ impl Held<'_> {
         )
     }
 
-    /// Takes them out to park, waiting `since` (now, if they had not waited yet).
+    /// Takes them out to park, waiting since `since` (`None`: not stamped yet; a record that
+    /// waits for its topic is stamped in `wait_for_topic`, one that waits for memory is not
+    /// timed on its own).
     fn park(self, since: Option<Instant>) -> Waiting {
         let (record, completion) = self.take();
         Waiting {
@@ -354,23 +356,13 @@ impl RouterCore {
     /// Routes an accepted record now, or queues it behind the records that wait.
     fn take_in(&mut self, held: Held<'_>, ctx: &mut Context<Router>) {
         if !self.stalled.is_empty() {
-            let (record, completion) = held.take();
-            self.stalled.push_back(Waiting {
-                record,
-                completion,
-                since: None,
-            });
+            self.stalled.push_back(held.park(None));
             self.note_waiting();
             return;
         }
         if !self.waiting.is_empty() {
             if let Some(q) = self.waiting.get_mut(held.record.topic.as_ref()) {
-                let (record, completion) = held.take();
-                q.push_back(Waiting {
-                    record,
-                    completion,
-                    since: Some(Instant::now()),
-                });
+                q.push_back(held.park(Some(Instant::now())));
                 self.note_waiting();
                 return;
             }
