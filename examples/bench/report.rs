@@ -173,7 +173,7 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
     println!(
         "RSS+: peak RSS growth over the client's run; B/out: RSS+ over the records the client \
          keeps outstanding at most (its window), the memory per outstanding record, batch \
-         buffers included."
+         buffers included; full speed only (paced, the window is far from full)."
     );
     if results.iter().any(|r| r.client == "java") {
         println!();
