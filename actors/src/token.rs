@@ -8,12 +8,21 @@
 //! only when they authenticate (a new connection, or a KIP-368 re-authentication, which the
 //! broker schedules within the token's lifetime), so a token is refreshed when it is next
 //! needed after 80% of its lifetime, never used after it expired.
+//!
+//! Nor is a token used to start a session when less than [`MIN_VALIDITY`] of it is left: a
+//! broker ends an OAUTHBEARER session when its token expires, and refuses a re-authentication
+//! that comes within one second of the previous one (ILLEGAL_SASL_STATE, Kafka's
+//! `MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS`). A session granted on a token about to expire
+//! would have to be re-authenticated inside that second. With a 4 s token and
+//! `connections.max.reauth.ms=3000`, the re-authentication at 95% of 3 s took the old token
+//! (age 2.85 s, under 80%), the broker granted 1.15 s, and the next one, at 85% of that,
+//! came 0.98 s later and was refused.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use herald::sasl::Token;
 
@@ -30,6 +39,10 @@ pub trait TokenProvider: Send + Sync + 'static {
     fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>>;
 }
 
+/// A token is not used to start a session with less than this left: twice the second a
+/// broker keeps between re-authentications of a connection.
+pub(crate) const MIN_VALIDITY: Duration = Duration::from_secs(2);
+
 /// A token and when to fetch the next one (`None`: when it is refused).
 type Current = Option<(Token, Option<SystemTime>)>;
 
@@ -40,6 +53,8 @@ pub(crate) struct TokenSource {
     /// The token and when to fetch the next one. An async lock: connections that need a
     /// token while one is fetched wait for that fetch instead of starting their own.
     current: Arc<tokio::sync::Mutex<Current>>,
+    /// [`MIN_VALIDITY`], shorter in unit tests.
+    min_validity: Duration,
 }
 
 impl fmt::Debug for TokenSource {
@@ -53,6 +68,7 @@ impl TokenSource {
         TokenSource {
             provider,
             current: Arc::default(),
+            min_validity: MIN_VALIDITY,
         }
     }
 
@@ -61,14 +77,20 @@ impl TokenSource {
         let mut current = self.current.lock().await;
         let now = SystemTime::now();
         if let Some((token, refresh_at)) = current.as_ref() {
-            if refresh_at.is_none_or(|at| now < at) {
+            let fresh = refresh_at.is_none_or(|at| now < at);
+            let lasts = token
+                .lifetime_from(now)
+                .is_none_or(|left| left >= self.min_validity);
+            if fresh && lasts {
                 return Ok(token.clone());
             }
         }
         let token = self.provider.token().await?;
-        let refresh_at = token
-            .lifetime_from(now)
-            .map(|lifetime| now + lifetime.mul_f64(0.8));
+        let refresh_at = token.lifetime_from(now).map(|lifetime| {
+            let by_factor = now + lifetime.mul_f64(0.8);
+            let by_validity = now + lifetime.saturating_sub(self.min_validity);
+            by_factor.min(by_validity)
+        });
         *current = Some((token.clone(), refresh_at));
         Ok(token)
     }
@@ -107,7 +129,9 @@ mod tests {
             calls: AtomicU32::new(0),
             lifetime,
         });
-        (TokenSource::new(provider.clone()), provider)
+        let mut source = TokenSource::new(provider.clone());
+        source.min_validity = Duration::from_millis(50);
+        (source, provider)
     }
 
     #[tokio::test]
@@ -119,6 +143,18 @@ mod tests {
         assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
         // Past 80% of 500 ms (and before it expired): a new one.
         tokio::time::sleep(Duration::from_millis(420)).await;
+        assert_eq!(source.token().await.unwrap().value().expose(), "token-2");
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_token_is_not_reused_with_less_than_min_validity_left() {
+        // 80% of 200 ms is 160 ms, but by then less than 50 ms would be left.
+        let (source, provider) = source(Some(Duration::from_millis(200)));
+        source.token().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(source.token().await.unwrap().value().expose(), "token-1");
+        tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(source.token().await.unwrap().value().expose(), "token-2");
         assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
     }

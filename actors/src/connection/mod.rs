@@ -82,6 +82,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(50);
 /// The connection's mailbox (batches and requests waiting for the actor).
 const MAILBOX_CAPACITY: usize = 1024;
+/// Kafka refuses a re-authentication within one second of the connection's previous one
+/// (`MIN_REAUTH_INTERVAL_ONE_SECOND_NANOS`); 50 ms more for the clocks' rounding.
+const REAUTH_INTERVAL: Duration = Duration::from_millis(1050);
 
 /// A frame for the writer task. acks=0 batches ride along: they are answered by the writer
 /// once their bytes are in the socket, since no response will ever come, or, when a write
@@ -305,6 +308,9 @@ pub(crate) struct Connection {
     sasl_authenticate_version: i16,
     /// The SASL exchange under way, if any.
     sasl: Option<Box<dyn SaslClient>>,
+    /// When the last SaslHandshake was answered: the broker took it before then, and refuses
+    /// another within [`REAUTH_INTERVAL`] of it.
+    handshake_answered: Option<Instant>,
     backoff: Backoff,
     /// No connect attempt before this instant (reconnect backoff).
     connect_not_before: Option<Instant>,
@@ -345,6 +351,7 @@ impl Connection {
             versions: None,
             sasl_authenticate_version: 0,
             sasl: None,
+            handshake_answered: None,
             backoff,
             connect_not_before: None,
             connect_started: None,
@@ -1018,6 +1025,7 @@ impl Connection {
             return self.disconnect("SaslHandshake response without an exchange".into());
         };
         let mechanism = client.mechanism();
+        self.handshake_answered = Some(Instant::now());
         if let Some(code) = KafkaCode::from_code(resp.error_code) {
             let enabled: Vec<&str> = resp.mechanisms.iter().map(|m| m.as_str()).collect();
             let reason = format!(
@@ -1085,12 +1093,19 @@ impl Connection {
     }
 
     /// Arms re-authentication at a random point between 85% and 95% of the session's
-    /// lifetime, as the Java client does (KIP-368); nothing for a lifetime of 0.
+    /// lifetime, as the Java client does (KIP-368); nothing for a lifetime of 0. Never within
+    /// [`REAUTH_INTERVAL`] of the last handshake: the broker would answer ILLEGAL_SASL_STATE
+    /// (a session that short can only come from an OAUTHBEARER token about to expire, which
+    /// the token source no longer hands out, see `token.rs`).
     fn schedule_reauthentication(&mut self, lifetime_ms: i64, ctx: &mut Context<Self>) {
         if lifetime_ms <= 0 {
             return;
         }
         let at = Duration::from_millis(lifetime_ms as u64).mul_f64(0.85 + 0.10 * fastrand::f64());
+        let floor = self.handshake_answered.map_or(Duration::ZERO, |answered| {
+            (answered + REAUTH_INTERVAL).saturating_duration_since(Instant::now())
+        });
+        let at = at.max(floor);
         let generation = self.generation;
         ctx.run_later(at, move |act, ctx| {
             if act.generation != generation || act.state != State::Ready {
