@@ -42,7 +42,7 @@ use crate::{chaos_report, Api, Args, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum FaultKind {
-    /// One broker down (connections cut, new ones refused) for [`DOWN_TICKS`] ticks.
+    /// One broker down (connections cut, new ones refused) for `--down-ticks` ticks.
     Down,
     /// A partition's leader moved to another broker that is up.
     Leader,
@@ -103,8 +103,6 @@ impl Scenario {
     }
 }
 
-/// How long a broker stays down: four ticks, 0.8 s at the default interval.
-const DOWN_TICKS: u64 = 4;
 /// The most round-trip time a latency fault sets.
 const MAX_RTT_MS: u64 = 300;
 
@@ -171,16 +169,25 @@ pub(crate) struct Schedule {
     partitions: i32,
     /// The broker that is down and the tick it comes back up.
     down: Option<(i32, u64)>,
+    /// How many ticks a broker stays down.
+    down_ticks: u64,
 }
 
 impl Schedule {
-    pub(crate) fn new(seed: u64, kinds: &[FaultKind], brokers: i32, partitions: i32) -> Self {
+    pub(crate) fn new(
+        seed: u64,
+        kinds: &[FaultKind],
+        brokers: i32,
+        partitions: i32,
+        down_ticks: u64,
+    ) -> Self {
         Schedule {
             rng: fastrand::Rng::with_seed(seed),
             kinds: kinds.to_vec(),
             brokers,
             partitions,
             down: None,
+            down_ticks,
         }
     }
 
@@ -209,7 +216,7 @@ impl Schedule {
         let fault = match choices[self.rng.usize(0..choices.len())] {
             FaultKind::Down => {
                 let broker = self.rng.i32(1..=self.brokers);
-                self.down = Some((broker, tick + DOWN_TICKS));
+                self.down = Some((broker, tick + self.down_ticks));
                 Fault::BrokerDown { broker }
             }
             FaultKind::Leader => Fault::LeaderMoved {
@@ -379,10 +386,14 @@ fn validate(args: &Args) -> Result<Vec<Scenario>> {
     if args.records == 0 || args.records > 9_999_999_999 {
         return Err("--records: 1 to 9,999,999,999 in chaos mode".into());
     }
-    if args.brokers < 2 || args.partitions < 1 || args.fault_interval_ms == 0 {
+    if args.brokers < 2
+        || args.partitions < 1
+        || args.fault_interval_ms == 0
+        || args.down_ticks == 0
+    {
         return Err(
             "chaos needs --brokers 2 or more, --partitions 1 or more and a \
-                    --fault-interval-ms above 0"
+                    --fault-interval-ms and --down-ticks above 0"
                 .into(),
         );
     }
@@ -455,7 +466,13 @@ fn run_one(
     let interval = Duration::from_millis(args.fault_interval_ms);
     // The worker stops itself at the cap; this is the backstop if it cannot.
     let backstop = started + Duration::from_secs(args.cap_s + 30);
-    let mut schedule = Schedule::new(seed, &scenario.kinds, args.brokers, args.partitions);
+    let mut schedule = Schedule::new(
+        seed,
+        &scenario.kinds,
+        args.brokers,
+        args.partitions,
+        args.down_ticks,
+    );
     let mut applied = Vec::new();
     let mut tick = 1u64;
     let mut report = None;
@@ -557,7 +574,7 @@ mod tests {
     #[test]
     fn the_schedule_replays_from_its_seed() {
         let run = |seed| {
-            let mut s = Schedule::new(seed, &FaultKind::ALL, 3, 6);
+            let mut s = Schedule::new(seed, &FaultKind::ALL, 3, 6, 4);
             (1..200).map(|t| s.step(t)).collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
@@ -566,7 +583,7 @@ mod tests {
 
     #[test]
     fn one_broker_down_at_a_time_for_four_ticks() {
-        let mut s = Schedule::new(3, &[FaultKind::Down], 3, 6);
+        let mut s = Schedule::new(3, &[FaultKind::Down], 3, 6, 4);
         let steps: Vec<Step> = (1..=10).map(|t| s.step(t)).collect();
         assert!(matches!(steps[0].fault, Some(Fault::BrokerDown { .. })));
         assert!(steps[1..4].iter().all(|s| *s == Step::default()));

@@ -31,6 +31,8 @@ pub(crate) struct Settings {
     delivery_timeout_ms: u64,
     also: &'static str,
     fault_interval_ms: u64,
+    /// A `down` fault lasts this many intervals.
+    down_ticks: u64,
     /// Records offered per second; 0: as fast as each client goes.
     offered_rate: u64,
     cap_s: u64,
@@ -56,6 +58,7 @@ impl Settings {
             delivery_timeout_ms: a.delivery_timeout_ms,
             also: FIXED_SETTINGS,
             fault_interval_ms: a.fault_interval_ms,
+            down_ticks: a.down_ticks,
             offered_rate: a.chaos_rate,
             cap_s: a.cap_s,
         }
@@ -281,7 +284,7 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
          RF {}, acks={}, idempotence={}, linger.ms={}, batch.size={}, compression={}, \
          buffer.memory={} MiB, request.timeout.ms={}, delivery.timeout.ms={}, {}, \
          max.in.flight={}; one fault \
-         every {} ms; {}; cap {} s per client",
+         every {} ms, a broker down for {} ms; {}; cap {} s per client",
         s.records,
         s.value_bytes,
         s.brokers,
@@ -298,6 +301,7 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
         s.also,
         s.max_in_flight,
         s.fault_interval_ms,
+        s.fault_interval_ms * s.down_ticks,
         if s.offered_rate == 0 {
             "records offered as fast as each client takes them".to_string()
         } else {

@@ -224,6 +224,11 @@ struct Args {
     /// Chaos: one fault every this many milliseconds.
     #[arg(long, default_value_t = 200)]
     fault_interval_ms: u64,
+    /// Chaos: a `down` fault keeps its broker down for this many fault intervals (4: 0.8 s
+    /// at the default interval). Whether a client's reconnect attempt lands just after the
+    /// broker is back depends on it (see the README's chaos section).
+    #[arg(long, default_value_t = 4)]
+    down_ticks: u64,
     /// Chaos: a client that has not had every outcome after this many seconds is stopped
     /// and reported as unfinished.
     #[arg(long, default_value_t = 120)]
