@@ -24,7 +24,7 @@ use crate::connection::Connection;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::cluster::{
-    AddTopics, BrokerNamed, BumpEpoch, ClusterChanged, Refresh, Subscribe,
+    AddTopics, BrokerListed, BrokerNamed, BumpEpoch, ClusterChanged, Refresh, Subscribe,
 };
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
@@ -50,6 +50,8 @@ pub(crate) struct Metadata {
     bootstrap: Vec<(String, Addr<Connection>)>,
     /// Known brokers by id (their links are published in the cluster view).
     brokers: BTreeMap<i32, Broker>,
+    /// The brokers the last metadata response listed (see `BrokerListed`).
+    listed: BTreeSet<i32>,
     wanted: BTreeSet<Arc<str>>,
     /// When each topic was last asked for by the router; a topic the cluster does not have is
     /// forgotten once nobody has asked for it for max.block.ms (its records have failed by
@@ -90,6 +92,7 @@ impl Metadata {
             shared,
             bootstrap: Vec::new(),
             brokers: BTreeMap::new(),
+            listed: BTreeSet::new(),
             wanted: BTreeSet::new(),
             requested: HashMap::new(),
             subscribers: Vec::new(),
@@ -353,10 +356,18 @@ impl Metadata {
         )
         .entered();
         let cluster = &self.shared.cluster;
+        let was_listed = std::mem::take(&mut self.listed);
         for b in &resp.brokers {
             let id = b.node_id.0;
             let address = format!("{}:{}", b.host.as_str(), b.port);
-            if self.brokers.get(&id).map(|b| &b.address) != Some(&address) {
+            self.listed.insert(id);
+            let known = self.brokers.get(&id).filter(|b| b.address == address);
+            if let Some(known) = known {
+                if !was_listed.is_empty() && !was_listed.contains(&id) {
+                    tracing::debug!(broker = id, "broker listed again");
+                    known.connection.do_send(BrokerListed);
+                }
+            } else {
                 tracing::info!(broker = id, %address, "broker learned");
                 let connection = self.start_connection(id, address.clone());
                 cluster.brokers.insert(id, link(&connection));
@@ -415,10 +426,15 @@ impl Metadata {
                 if p.partition_index < 0 {
                     continue;
                 }
-                let leader = if KafkaCode::from_code(p.error_code).is_some() && p.leader_id.0 < 0 {
-                    -1
-                } else {
+                // A leader the response does not list among the brokers is not registered
+                // (fenced, stopped, down): no leader, as in Java's `Cluster` (its leader node
+                // is null). Records wait for the partition instead of for the reconnect
+                // backoff of a broker that is gone, sticky partitioning leaves it out, and
+                // the refresh comes at retry.backoff.ms until a leader is listed.
+                let leader = if self.listed.contains(&p.leader_id.0) {
                     p.leader_id.0
+                } else {
+                    -1
                 };
                 let i = p.partition_index as usize;
                 let was = known.as_ref().and_then(|k| k.partitions.get(i).copied());

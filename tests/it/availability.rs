@@ -129,6 +129,16 @@ async fn warm_client(
     (mock, leaders, client)
 }
 
+/// Takes the leader of partition 0 down; returns it and the partitions it leads.
+fn down_first_leader(mock: &Mock, leaders: &[i32]) -> (i32, Vec<i32>) {
+    let broker = leaders[0];
+    let its = (0..PARTITIONS)
+        .filter(|&p| leaders[p as usize] == broker)
+        .collect();
+    mock.cluster.broker_down(broker).unwrap();
+    (broker, its)
+}
+
 /// A leader that stops answering (30 s round trip) holds back only its own partitions: with
 /// request.timeout.ms=1000 and delivery.timeout.ms=3000, every record for the other brokers'
 /// partitions is acknowledged before the first record of the stuck broker's partitions fails,
@@ -241,12 +251,7 @@ async fn broker_back_up_is_used_again() {
         ],
     )
     .await;
-
-    let broker = leaders[0];
-    let its: Vec<i32> = (0..PARTITIONS)
-        .filter(|&p| leaders[p as usize] == broker)
-        .collect();
-    mock.cluster.broker_down(broker).unwrap();
+    let (broker, its) = down_first_leader(&mock, &leaders);
     // While it is down: records for its partitions wait, the others' go through.
     for &p in &its {
         client.send(p as u64 * 1000);
@@ -306,6 +311,78 @@ async fn broker_back_up_is_used_again() {
         m.connection_creation_total > connections_before,
         "a new connection to the broker that came back: {m:?}"
     );
+    assert!(client.producer.close(Duration::from_secs(5)).await);
+}
+
+/// A cluster lists only the brokers that are up (Kafka drops a fenced or stopped broker from
+/// its metadata; the mock one that is down). While a broker is unlisted its partitions have
+/// no leader: records without a key go to the other partitions (sticky partitioning leaves
+/// those out, as Java's does) and are all acknowledged. When it is listed again, its
+/// connection is tried at once, not after the reconnect backoff that its refused attempts
+/// built up: with reconnect.backoff.ms=5000 the attempt after the first refused one would
+/// come 8-12 s later, and the records for its partitions are acknowledged well before.
+#[actix_rt::test]
+async fn a_broker_listed_again_is_tried_at_once() {
+    let (mock, leaders, client) = warm_client(
+        "availability-listed-again",
+        &[
+            ("reconnect.backoff.ms", "5000"),
+            ("reconnect.backoff.max.ms", "20000"),
+            ("request.timeout.ms", "2000"),
+            ("delivery.timeout.ms", "60000"),
+        ],
+    )
+    .await;
+    let (broker, its) = down_first_leader(&mock, &leaders);
+    let down_at = Instant::now();
+    // Its partitions' records wait; keyless ones go elsewhere once the metadata shows it gone.
+    for &p in &its {
+        client.send(p as u64 * 1000);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let keyless: Vec<_> = (0..50)
+        .map(|i| {
+            client
+                .producer
+                .send(Produce::new(client.topic.clone()).value(format!("keyless-{i}")))
+        })
+        .collect();
+    for (i, md) in futures_util::future::join_all(keyless)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let md = md.unwrap_or_else(|e| panic!("keyless record {i} failed: {e}"));
+        assert!(
+            !its.contains(&md.partition),
+            "keyless record {i} went to partition {} of the unlisted broker {broker}",
+            md.partition
+        );
+    }
+    assert!(
+        client.outcomes.tags().is_empty(),
+        "records of the down broker's partitions answered while it is down"
+    );
+    // Past its first reconnect attempt (4-6 s after the connection was lost), refused.
+    tokio::time::sleep(
+        (down_at + Duration::from_secs(7)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    mock.cluster.broker_up(broker).unwrap();
+    let up_at = Instant::now();
+    let back = client.wait_for(its.len(), Duration::from_secs(30)).await;
+    for (&tag, (o, at)) in &back {
+        let md = o
+            .as_ref()
+            .unwrap_or_else(|e| panic!("record {tag} failed after the broker came back: {e}"));
+        assert_eq!(md.partition, (tag / 1000) as i32);
+        let after = at.duration_since(up_at);
+        assert!(
+            after < Duration::from_secs(4),
+            "record {tag} acknowledged {after:?} after the broker was back: the connection \
+             waited out its reconnect backoff"
+        );
+    }
     assert!(client.producer.close(Duration::from_secs(5)).await);
 }
 

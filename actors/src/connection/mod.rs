@@ -61,6 +61,7 @@ use tokio_util::codec::{Decoder, FramedRead};
 use crate::backoff::Backoff;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
+use crate::messages::cluster::BrokerListed;
 use crate::messages::delivery::{BatchResult, LeaderHint, OutgoingBatch, SendBatches};
 use crate::messages::request::{
     GetMetadata, InitProducerId, RequestError, Transact, TxnAnswer, TxnCall,
@@ -1343,6 +1344,25 @@ impl Handler<Transact> for Connection {
 
     fn handle(&mut self, msg: Transact, ctx: &mut Context<Self>) -> Self::Result {
         self.enqueue(|reply| PendingRequest::Transact { call: msg.0, reply }, ctx)
+    }
+}
+
+impl Handler<BrokerListed> for Connection {
+    type Result = ();
+
+    /// The broker registered again: the backoff built by refused attempts no longer says
+    /// anything about it. Connects now if work waits (a connection already up or under way
+    /// is left alone).
+    fn handle(&mut self, _: BrokerListed, ctx: &mut Context<Self>) {
+        if self.state != State::Idle {
+            return;
+        }
+        self.backoff.reset();
+        self.connect_not_before = None;
+        if let Some(timer) = self.connect_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.ensure_connected(ctx);
     }
 }
 

@@ -47,6 +47,15 @@ pub(crate) struct BrokerNamed {
     pub(crate) address: String,
 }
 
+/// Metadata → connection: the broker is listed in the metadata again after a response that
+/// left it out. A cluster lists only the brokers registered with it (Kafka drops a fenced or
+/// stopped broker; librdkafka's mock one that is down), so the broker is back: try it now
+/// instead of waiting out the reconnect backoff its refused attempts built up, as
+/// librdkafka's producer connects to a broker that reappears.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct BrokerListed;
+
 /// Accumulator → metadata: the broker rejected our producer id or sequence in a way that
 /// needs a new epoch (KIP-360); obtain one.
 #[derive(Debug, Message)]
