@@ -24,6 +24,9 @@ pub enum Crash {
     /// `ErrorKind::Panicked`. The metadata actor, connections and the transaction manager hold
     /// no record's outcome, so for them this is `Panic`.
     PanicWhileHolding,
+    /// Connections: the socket's reader task panics (at once, between frames); a connection
+    /// without a socket panics in the handler. Other actors: as `Panic`.
+    PanicInSocketTask,
 }
 
 impl Crash {
@@ -37,7 +40,9 @@ impl Crash {
                 tracing::warn!(actor = kind.name(), "stopping on request (fault injection)");
                 ctx.stop();
             }
-            Crash::Panic => panic!("fault injection: the {} panics", kind.name()),
+            Crash::Panic | Crash::PanicInSocketTask => {
+                panic!("fault injection: the {} panics", kind.name())
+            }
             Crash::PanicWhileHolding => match kind {
                 ActorKind::Metadata | ActorKind::Connection | ActorKind::Transaction => {
                     panic!("fault injection: the {} panics", kind.name())

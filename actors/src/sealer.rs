@@ -93,7 +93,7 @@ impl Handler<Crash> for Sealer {
         match crash {
             Crash::PanicWhileHolding => self.armed = true,
             Crash::Stop => ctx.stop(),
-            Crash::Panic => panic!("fault injection: the sealer panics"),
+            Crash::Panic | Crash::PanicInSocketTask => panic!("fault injection: the sealer panics"),
         }
     }
 }

@@ -122,6 +122,25 @@ impl Supervision {
         self.panics[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A panic in a task an actor of `kind` runs beside itself (a connection's socket reader
+    /// or writer), which no supervisor polls: counted as a panic and a restart of `kind`
+    /// (the actor rebuilds what the task served), and bounded as the actor's own panics are,
+    /// in `recent`. Past the limit the producer is broken, and the error is returned.
+    pub(crate) fn task_panicked(
+        &self,
+        kind: ActorKind,
+        message: &Arc<str>,
+        recent: &mut VecDeque<Instant>,
+    ) -> Option<ErrorKind> {
+        self.panicked(kind);
+        if let Some(why) = storm(recent, kind, message) {
+            self.break_down(why.clone());
+            return Some(why);
+        }
+        self.restarted(kind);
+        None
+    }
+
     fn break_down(&self, why: ErrorKind) {
         if self.broken.set(why.clone()).is_ok() {
             tracing::error!(error = %why, "producer broken: failing its records");
@@ -204,29 +223,25 @@ where
         arbiter.spawn_fn(move || Self::run(Context::with_receiver(rx), kind, state, f));
         Addr::new(tx)
     }
+}
 
-    /// Counts a panic; past the limit, breaks the producer and says so.
-    fn storm(
-        recent: &mut VecDeque<Instant>,
-        kind: ActorKind,
-        message: &Arc<str>,
-    ) -> Option<ErrorKind> {
-        let now = Instant::now();
-        recent.push_back(now);
-        while recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > PANIC_WINDOW)
-        {
-            recent.pop_front();
-        }
-        let panics = recent.len() as u32;
-        (panics > MAX_PANICS).then(|| ErrorKind::Broken {
-            actor: kind.name(),
-            panics,
-            window_s: PANIC_WINDOW.as_secs(),
-            message: message.clone(),
-        })
+/// Counts a panic of `kind` in `recent`; past the limit, the error that breaks the producer.
+fn storm(recent: &mut VecDeque<Instant>, kind: ActorKind, message: &Arc<str>) -> Option<ErrorKind> {
+    let now = Instant::now();
+    recent.push_back(now);
+    while recent
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > PANIC_WINDOW)
+    {
+        recent.pop_front();
     }
+    let panics = recent.len() as u32;
+    (panics > MAX_PANICS).then(|| ErrorKind::Broken {
+        actor: kind.name(),
+        panics,
+        window_s: PANIC_WINDOW.as_secs(),
+        message: message.clone(),
+    })
 }
 
 impl<A> Future for Supervisor<A>
@@ -270,7 +285,7 @@ where
                     let message = panic_message(payload.as_ref());
                     this.state.panicked(this.kind);
                     tracing::error!(actor = place, panic = %message, "actor panicked; restarting it");
-                    if let Some(why) = Self::storm(&mut this.recent, this.kind, &message) {
+                    if let Some(why) = storm(&mut this.recent, this.kind, &message) {
                         this.state.break_down(why.clone());
                         // Drop the actor here, so the records it held are answered with why.
                         let fut = this.fut.take();

@@ -364,6 +364,22 @@ async fn kafka_every_actor_panicking_while_holding_records() {
     .await;
 }
 
+/// A connection's socket tasks run beside the actor, where no supervisor polls them: a panic
+/// in the reader task (mid-stream, in every connection, twice) drops that socket like a lost
+/// connection and counts as the connection's panic and restart. The requests in flight on
+/// it are sent again, so this runs on Apache Kafka, which drops the copies (the mock would
+/// write them twice).
+#[actix_rt::test]
+async fn kafka_connection_socket_task_panics_lose_nothing() {
+    produce_with_crashes_on(
+        Broker::Kafka,
+        Crash::PanicInSocketTask,
+        30_000,
+        &[(5_000, Victim::Connections), (15_000, Victim::Connections)],
+    )
+    .await;
+}
+
 /// An actor that keeps panicking breaks the producer instead of spinning: the records it
 /// held and every later one fail with `ErrorKind::Broken`, each exactly once.
 #[actix_rt::test]

@@ -37,7 +37,9 @@ mod in_flight;
 mod transport;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -70,8 +72,7 @@ use crate::messages::Shutdown;
 use crate::metrics::{Metrics, NodeSensors};
 use crate::otel::{Answered, SendSpans, Sent};
 use crate::shared::Shared;
-#[cfg(feature = "fault-injection")]
-use crate::supervisor::ActorKind;
+use crate::supervisor::{panic_message, ActorKind};
 use coalesce::Coalescer;
 use frame::Frame;
 use in_flight::{Answer, InFlightQueue};
@@ -102,6 +103,34 @@ struct WriterItem {
 struct WriteFailed {
     generation: u64,
     error: String,
+}
+
+/// Reader or writer task → connection: the task panicked (a bug in Herald's framing or
+/// completion code). The socket it served is dropped like a lost connection, and the
+/// panic counts as the connection's, under the same restart limit.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct SocketTaskPanicked {
+    generation: u64,
+    task: &'static str,
+    message: Arc<str>,
+}
+
+/// Runs a socket task, reporting a panic to the connection instead of losing it with the
+/// task (no supervisor polls these tasks).
+async fn guarded(
+    task: &'static str,
+    generation: u64,
+    addr: Addr<Connection>,
+    body: impl Future<Output = ()>,
+) {
+    if let Err(payload) = futures_util::FutureExt::catch_unwind(AssertUnwindSafe(body)).await {
+        addr.do_send(SocketTaskPanicked {
+            generation,
+            task,
+            message: panic_message(payload.as_ref()),
+        });
+    }
 }
 
 /// Where the answer to a request goes.
@@ -297,6 +326,11 @@ pub(crate) struct Connection {
     /// the actor does not cut a healthy socket (responses to in-flight requests keep coming,
     /// and the in-flight queue lives in `self`, which survives the restart).
     reader: Option<tokio::task::JoinHandle<()>>,
+    /// Recent panics of this connection's socket tasks, for the restart limit.
+    socket_panics: VecDeque<Instant>,
+    /// Test-only: makes the current socket's reader task panic (`Crash::PanicInSocketTask`).
+    #[cfg(feature = "fault-injection")]
+    reader_crash: Arc<tokio::sync::Notify>,
     in_flight: InFlightQueue<InFlightKind>,
     /// Batches waiting to be written.
     pending: Coalescer<OutgoingBatch>,
@@ -345,6 +379,9 @@ impl Connection {
             generation: 0,
             writer: None,
             reader: None,
+            socket_panics: VecDeque::new(),
+            #[cfg(feature = "fault-injection")]
+            reader_crash: Arc::default(),
             in_flight: InFlightQueue::default(),
             pending: Coalescer::default(),
             requests: VecDeque::new(),
@@ -421,9 +458,22 @@ impl Connection {
         let generation = self.generation;
         let addr = ctx.address();
         let reader_addr = addr.clone();
-        self.reader = Some(actix::spawn(async move {
+        #[cfg(feature = "fault-injection")]
+        let crash = {
+            self.reader_crash = Arc::default();
+            self.reader_crash.clone()
+        };
+        let reading = async move {
             let mut frames = FramedRead::new(read, FrameCodec);
-            while let Some(item) = frames.next().await {
+            loop {
+                #[cfg(feature = "fault-injection")]
+                let item = tokio::select! {
+                    item = frames.next() => item,
+                    () = crash.notified() => panic!("fault injection: the connection's reader task panics"),
+                };
+                #[cfg(not(feature = "fault-injection"))]
+                let item = frames.next().await;
+                let Some(item) = item else { break };
                 let failed = item.is_err();
                 reader_addr.do_send(Received {
                     generation,
@@ -437,9 +487,16 @@ impl Connection {
                 generation,
                 item: None,
             });
-        }));
+        };
+        self.reader = Some(actix::spawn(guarded(
+            "reader",
+            generation,
+            addr.clone(),
+            reading,
+        )));
         let (tx, mut rx) = mpsc::unbounded_channel::<WriterItem>();
-        actix::spawn(async move {
+        let writer_addr = addr.clone();
+        let writing = async move {
             while let Some(item) = rx.recv().await {
                 let mut item = item;
                 if let Err(e) = write.write_all_buf(&mut item.frame).await {
@@ -475,7 +532,8 @@ impl Connection {
                 }
             }
             let _ = write.shutdown().await;
-        });
+        };
+        actix::spawn(guarded("writer", generation, writer_addr, writing));
         self.writer = Some(tx);
         self.state = State::Negotiating;
         tracing::debug!(node = self.node_id, address = %self.address, "connected, negotiating versions");
@@ -1408,8 +1466,39 @@ impl Handler<Crash> for Connection {
 
     fn handle(&mut self, crash: Crash, ctx: &mut Context<Self>) {
         let _span = self.span.clone().entered();
+        if crash == Crash::PanicInSocketTask && self.reader.is_some() {
+            self.reader_crash.notify_one();
+            return;
+        }
         let shared = self.shared.clone();
         crash.apply(ActorKind::Connection, &shared.victims, ctx);
+    }
+}
+
+impl Handler<SocketTaskPanicked> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, msg: SocketTaskPanicked, _: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
+        tracing::error!(
+            node = self.node_id,
+            task = msg.task,
+            panic = %msg.message,
+            "the connection's socket task panicked; dropping the socket"
+        );
+        let supervision = self.shared.supervision.clone();
+        let broken =
+            supervision.task_panicked(ActorKind::Connection, &msg.message, &mut self.socket_panics);
+        if msg.generation == self.generation {
+            let reason = match broken {
+                Some(why) => why.to_string(),
+                None => format!(
+                    "the connection's {} task panicked: {}",
+                    msg.task, msg.message
+                ),
+            };
+            self.disconnect(reason);
+        }
     }
 }
 
