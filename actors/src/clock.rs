@@ -9,12 +9,17 @@
 //! a millisecond there changes nothing a user sees.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+#[cfg(feature = "fault-injection")]
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use actix::prelude::*;
+
+use crate::supervisor::{panic_message, ActorKind, Supervision};
 
 /// Clock → accumulator: the linger deadline set with this generation has passed.
 #[derive(Debug, Message)]
@@ -34,6 +39,9 @@ pub struct Clock {
 struct Inner {
     state: Mutex<State>,
     wake: Condvar,
+    /// Test-only: panic at the top of the next loop (`FaultInjection::crash_clock`).
+    #[cfg(feature = "fault-injection")]
+    panic_next: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -80,14 +88,37 @@ impl Ord for Entry {
 }
 
 impl Clock {
-    /// Starts the thread.
-    pub fn start() -> std::io::Result<Clock> {
+    /// Starts the thread. A panic on it (a bug here) runs the loop again on the same state
+    /// (the heap is behind a mutex whose poisoning is ignored, so no deadline is lost), and
+    /// counts as a panic and a restart of kind `clock` under the producer's restart limit;
+    /// past the limit the producer is broken and the thread ends.
+    pub fn start(supervision: Arc<Supervision>) -> std::io::Result<Clock> {
         let inner = Arc::new(Inner::default());
         let run = inner.clone();
         std::thread::Builder::new()
             .name("herald-linger".into())
-            .spawn(move || run.run())?;
+            .spawn(move || {
+                let mut recent = VecDeque::new();
+                while let Err(payload) = catch_unwind(AssertUnwindSafe(|| run.run())) {
+                    let message = panic_message(payload.as_ref());
+                    tracing::error!(panic = %message, "the linger clock panicked; running it again");
+                    if supervision
+                        .task_panicked(ActorKind::Clock, &message, &mut recent)
+                        .is_some()
+                    {
+                        return;
+                    }
+                }
+            })?;
         Ok(Clock { inner })
+    }
+
+    /// Test-only: the thread panics at once (then runs again).
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn crash(&self) {
+        self.inner.panic_next.store(true, Ordering::Release);
+        let _st = self.inner.lock();
+        self.inner.wake.notify_one();
     }
 }
 
@@ -108,6 +139,10 @@ impl Inner {
         loop {
             if st.stop {
                 return;
+            }
+            #[cfg(feature = "fault-injection")]
+            if self.panic_next.swap(false, Ordering::AcqRel) {
+                panic!("fault injection: the linger clock panics");
             }
             // A batch that filled up before its linger ran out cancelled its entry: drop such
             // entries before sleeping, so the thread does not wake for them.
@@ -221,7 +256,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn fires_each_live_deadline_once_not_before_it_and_in_order() {
-        let clock = Clock::start().unwrap();
+        let clock = Clock::start(Arc::default()).unwrap();
         let (seen, to) = sink();
         let t0 = Instant::now();
         let (mut late, mut early, mut cancelled, mut moved) = Default::default();
@@ -254,7 +289,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn stops_with_its_owner() {
-        let clock = Clock::start().unwrap();
+        let clock = Clock::start(Arc::default()).unwrap();
         let inner = Arc::downgrade(&clock.inner);
         drop(clock);
         for _ in 0..100 {

@@ -122,14 +122,15 @@ impl ProducerBuilder {
         let compress =
             (config.compression != herald::compression::Compression::None).then(Arbiter::new);
         // Like `Arbiter::new`, a thread the OS refuses is a panic, not a config error.
-        let clock = Clock::start().expect("cannot spawn the herald-linger thread");
+        let supervision = Arc::new(Supervision::default());
+        let clock =
+            Clock::start(supervision.clone()).expect("cannot spawn the herald-linger thread");
         let partitioner = self.partitioner.unwrap_or_else(|| {
             Box::new(DefaultPartitioner::new(
                 config.batch_size,
                 config.partitioner_ignore_keys,
             ))
         });
-        let supervision = Arc::new(Supervision::default());
         let sealer = compress.as_ref().map(|a| {
             Supervisor::start_in_arbiter(
                 &a.handle(),
@@ -485,6 +486,11 @@ impl FaultInjection<'_> {
     pub fn transaction_version(&self) -> Option<i16> {
         let status = self.producer.shared.txn.as_ref()?;
         (status.generation() > 0).then(|| if status.v2() { 2 } else { 1 })
+    }
+
+    /// Makes the linger clock's thread panic (it runs again, counted as kind `clock`).
+    pub fn crash_clock(&self) {
+        self.producer.shared.clock.crash();
     }
 
     /// Supervised restarts so far.

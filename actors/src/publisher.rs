@@ -468,8 +468,8 @@ mod tests {
         buffer_total: 4096,
         intake: 3,
         // One connection restarted after a panic.
-        restarts: [0, 0, 0, 1, 0, 0, 0],
-        panics: [0, 0, 0, 1, 0, 0, 0],
+        restarts: [0, 0, 0, 1, 0, 0, 0, 0],
+        panics: [0, 0, 0, 1, 0, 0, 0, 0],
     };
 
     fn find<'a>(samples: &'a [Sample], name: &str, label: Option<(&str, &str)>) -> &'a Value {

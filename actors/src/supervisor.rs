@@ -49,10 +49,12 @@ pub(crate) enum ActorKind {
     Interceptors,
     Sealer,
     Transaction,
+    /// Not an actor: the linger clock's thread (`clock.rs`), restarted the same way.
+    Clock,
 }
 
 impl ActorKind {
-    pub(crate) const ALL: [ActorKind; 7] = [
+    pub(crate) const ALL: [ActorKind; 8] = [
         ActorKind::Router,
         ActorKind::Metadata,
         ActorKind::Accumulator,
@@ -60,6 +62,7 @@ impl ActorKind {
         ActorKind::Interceptors,
         ActorKind::Sealer,
         ActorKind::Transaction,
+        ActorKind::Clock,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -71,6 +74,7 @@ impl ActorKind {
             ActorKind::Interceptors => "interceptor",
             ActorKind::Sealer => "sealer",
             ActorKind::Transaction => "transaction",
+            ActorKind::Clock => "clock",
         }
     }
 }
@@ -123,7 +127,7 @@ impl Supervision {
     }
 
     /// A panic in a task an actor of `kind` runs beside itself (a connection's socket reader
-    /// or writer), which no supervisor polls: counted as a panic and a restart of `kind`
+    /// or writer), or on the linger clock's thread, which no supervisor polls: counted as a panic and a restart of `kind`
     /// (the actor rebuilds what the task served), and bounded as the actor's own panics are,
     /// in `recent`. Past the limit the producer is broken, and the error is returned.
     pub(crate) fn task_panicked(

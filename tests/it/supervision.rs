@@ -24,6 +24,8 @@ enum Victim {
     Interceptors,
     /// Needs compression: the producer then compresses with lz4.
     Sealer,
+    /// The linger clock's thread (not an actor): it panics whatever `Crash` says.
+    Clock,
 }
 
 struct PassThrough;
@@ -112,7 +114,14 @@ async fn produce_with_crashes_on(
                     Victim::Connections => "connection",
                     Victim::Interceptors => "interceptor",
                     Victim::Sealer => "sealer",
+                    Victim::Clock => "clock",
                 };
+                if *victim == Victim::Clock {
+                    fi.crash_clock();
+                    crashed += 1;
+                    *crashed_by_kind.entry(kind).or_default() += 1;
+                    continue;
+                }
                 let before = crashed;
                 let mut targets = match victim {
                     Victim::Router => vec![router.clone().recipient()],
@@ -129,6 +138,7 @@ async fn produce_with_crashes_on(
                     }
                     Victim::Interceptors => vec![fi.interceptors().unwrap()],
                     Victim::Sealer => vec![fi.sealer_crash().unwrap()],
+                    Victim::Clock => unreachable!("the clock was crashed above"),
                 };
                 // A trap set with `PanicWhileHolding` is one per actor kind and fires once,
                 // in whichever actor of the kind holds records first; the metadata actor and
@@ -199,6 +209,7 @@ async fn produce_with_crashes_on(
         "connection",
         "interceptor",
         "sealer",
+        "clock",
     ] {
         let expected = crashed_by_kind.get(kind).copied().unwrap_or(0);
         assert_eq!(
@@ -360,6 +371,20 @@ async fn kafka_every_actor_panicking_while_holding_records() {
         Crash::PanicWhileHolding,
         30_000,
         &EVERY_ACTOR_AND_SEALER,
+    )
+    .await;
+}
+
+/// The linger clock's thread panics twice mid-stream (batch.size 4096 and linger.ms 2, so
+/// many batches close by linger): it runs again with its deadlines, every record is
+/// delivered once and in order, and the panics count as kind `clock`.
+#[actix_rt::test]
+async fn linger_clock_panics_lose_nothing() {
+    produce_with_crashes_on(
+        Broker::Mock,
+        Crash::Panic,
+        20_000,
+        &[(5_000, Victim::Clock), (12_000, Victim::Clock)],
     )
     .await;
 }
