@@ -126,23 +126,36 @@ impl Supervision {
         self.panics[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A panic in a task an actor of `kind` runs beside itself (a connection's socket reader
-    /// or writer), or on the linger clock's thread, which no supervisor polls: counted as a panic and a restart of `kind`
-    /// (the actor rebuilds what the task served), and bounded as the actor's own panics are,
-    /// in `recent`. Past the limit the producer is broken, and the error is returned.
-    pub(crate) fn task_panicked(
+    /// Counts a panic of `kind` in `recent` (its recent panics); past the restart limit,
+    /// breaks the producer and returns why.
+    fn panicked_within_limit(
         &self,
         kind: ActorKind,
         message: &Arc<str>,
         recent: &mut VecDeque<Instant>,
     ) -> Option<ErrorKind> {
         self.panicked(kind);
-        if let Some(why) = storm(recent, kind, message) {
-            self.break_down(why.clone());
-            return Some(why);
+        let why = storm(recent, kind, message)?;
+        self.break_down(why.clone());
+        Some(why)
+    }
+
+    /// A panic in a task an actor of `kind` runs beside itself (a connection's socket reader
+    /// or writer), or on the linger clock's thread, which no supervisor polls: counted as a
+    /// panic and a restart of `kind` (what the task served is rebuilt), and bounded as the
+    /// actors' own panics are. Past the limit the producer is broken, and the error is
+    /// returned.
+    pub(crate) fn task_panicked(
+        &self,
+        kind: ActorKind,
+        message: &Arc<str>,
+        recent: &mut VecDeque<Instant>,
+    ) -> Option<ErrorKind> {
+        let broken = self.panicked_within_limit(kind, message, recent);
+        if broken.is_none() {
+            self.restarted(kind);
         }
-        self.restarted(kind);
-        None
+        broken
     }
 
     fn break_down(&self, why: ErrorKind) {
@@ -287,10 +300,12 @@ where
                 }
                 Err(payload) => {
                     let message = panic_message(payload.as_ref());
-                    this.state.panicked(this.kind);
                     tracing::error!(actor = place, panic = %message, "actor panicked; restarting it");
-                    if let Some(why) = storm(&mut this.recent, this.kind, &message) {
-                        this.state.break_down(why.clone());
+                    let kind = this.kind;
+                    if let Some(why) =
+                        this.state
+                            .panicked_within_limit(kind, &message, &mut this.recent)
+                    {
                         // Drop the actor here, so the records it held are answered with why.
                         let fut = this.fut.take();
                         collecting(|| drop(fut), |_| why);

@@ -77,15 +77,12 @@ impl TokenSource {
         let mut current = self.current.lock().await;
         let now = SystemTime::now();
         if let Some((token, refresh_at)) = current.as_ref() {
-            let fresh = refresh_at.is_none_or(|at| now < at);
-            let lasts = token
-                .lifetime_from(now)
-                .is_none_or(|left| left >= self.min_validity);
-            if fresh && lasts {
+            if refresh_at.is_none_or(|at| now < at) {
                 return Ok(token.clone());
             }
         }
         let token = self.provider.token().await?;
+        // The earlier of 80% of its lifetime and `min_validity` before it expires.
         let refresh_at = token.lifetime_from(now).map(|lifetime| {
             let by_factor = now + lifetime.mul_f64(0.8);
             let by_validity = now + lifetime.saturating_sub(self.min_validity);

@@ -207,14 +207,14 @@ async fn warm_producer(bootstrap: &str, topic: &str, extra: &[(&str, &str)]) -> 
 
 /// Sends records `tags` as [`stream`] does (same keys, values and pacing), but through
 /// librdkafka's idempotent producer with the same delivery settings, for a side-by-side
-/// comparison. Warms up every partition first, as [`warm_producer`] does.
-async fn rdkafka_stream<F: Future<Output = ()>>(
+/// comparison (the fault runs beside [`stream`]); `extra` settings after the shared ones.
+/// Warms up every partition first, as [`warm_producer`] does.
+async fn rdkafka_stream(
     bootstrap: &str,
     topic: &str,
     extra: &[(&str, &str)],
     tags: Range<u64>,
     rate: u64,
-    disturb: F,
 ) -> Report {
     use futures_util::stream::{FuturesUnordered, StreamExt};
     use rdkafka::config::ClientConfig;
@@ -278,7 +278,6 @@ async fn rdkafka_stream<F: Future<Output = ()>>(
         }
         done
     });
-    disturb.await;
     sender.await.expect("sender task");
     let done = tokio::time::timeout(Duration::from_secs(180), collector)
         .await
@@ -304,7 +303,7 @@ async fn rdkafka_stream<F: Future<Output = ()>>(
 /// matters: the controller's death takes seconds longer to resolve). Both stream the same
 /// records at the same pace with the same delivery settings (`herald_extra` and
 /// `rdkafka_extra` name the same settings in each client's keys), each to a topic of its own
-/// (6 partitions over the 3 nodes), while `disturb` runs; it returns when the fault began.
+/// (6 partitions over the 3 nodes).
 struct Beside<'a> {
     label: &'a str,
     topics: [String; 2],
@@ -327,7 +326,7 @@ impl Beside<'_> {
         topics
     }
 
-    /// Streams through both clients while `disturb` runs.
+    /// Streams through both clients while `disturb` runs; it returns when the fault began.
     async fn run<F: Future<Output = Instant>>(
         &self,
         bootstrap: &str,
@@ -345,7 +344,6 @@ impl Beside<'_> {
                 self.rdkafka_extra,
                 0..self.records,
                 self.rate,
-                async {}
             ),
         );
         assert!(producer.close(Duration::from_secs(10)).await);
@@ -366,20 +364,10 @@ impl Beside<'_> {
             ("librdkafka", rdkafka.stall, rdkafka.last - fault_at),
         ];
         let label = self.label;
-        verify(
-            &format!("herald, {label}"),
-            &bootstrap,
-            &self.topics[0],
-            herald,
-        )
-        .await;
-        verify(
-            &format!("librdkafka, {label}"),
-            &bootstrap,
-            &self.topics[1],
-            rdkafka,
-        )
-        .await;
+        let clients = ["herald", "librdkafka"];
+        for ((client, topic), report) in clients.iter().zip(&self.topics).zip([herald, rdkafka]) {
+            verify(&format!("{client}, {label}"), &bootstrap, topic, report).await;
+        }
         for (client, stall, after) in figures {
             println!(
                 "{label}, {client}: longest stall {} ms, last of {} records delivered {:.2} s \
