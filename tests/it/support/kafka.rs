@@ -87,19 +87,25 @@ struct Ports {
 }
 
 impl Ports {
-    fn pick() -> Ports {
-        // Bound together so the OS hands out six different ports, then released for the JVM.
-        let held: Vec<TcpListener> = (0..6)
+    /// The ports of `nodes` nodes. All are bound at once, so the OS hands out different
+    /// ports to every listener of every node, then released for the JVMs. (Picked node by
+    /// node, a later node could get a port an earlier one had just released: once node 3's
+    /// broker listener took node 2's PLAINTEXT port, node 2 exited with "Address already in
+    /// use", and the cluster never registered every broker.)
+    fn pick(nodes: usize) -> Vec<Ports> {
+        let held: Vec<TcpListener> = (0..nodes * 6)
             .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
             .collect();
         let p: Vec<u16> = held
             .iter()
             .map(|l| l.local_addr().unwrap().port())
             .collect();
-        Ports {
-            listeners: [p[0], p[1], p[2], p[3], p[4]],
-            controller: p[5],
-        }
+        p.chunks(6)
+            .map(|p| Ports {
+                listeners: [p[0], p[1], p[2], p[3], p[4]],
+                controller: p[5],
+            })
+            .collect()
     }
 
     fn of(&self, l: Listener) -> u16 {
@@ -481,7 +487,7 @@ impl Kafka {
         let started = Instant::now();
         let certs = certs();
         let dir = scratch_dir(&format!("{}n", opts.nodes));
-        let ports: Vec<Ports> = (0..opts.nodes).map(|_| Ports::pick()).collect();
+        let ports = Ports::pick(opts.nodes);
         let voters = ports
             .iter()
             .enumerate()
@@ -547,6 +553,10 @@ impl Kafka {
         }
         let ids: Vec<i32> = kafka.nodes.iter().map(|n| n.id).collect();
         wait_until(deadline, "every broker registered", || {
+            // A node that exited (a port taken, say) fails the start now, naming its log.
+            for node in &kafka.nodes {
+                kafka.check_alive(node, deadline);
+            }
             brokers(&kafka.bootstrap())
                 .map(|b| b == ids)
                 .unwrap_or(false)
