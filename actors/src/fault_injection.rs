@@ -21,8 +21,10 @@ pub enum Crash {
     /// Panic at the next place where the actor holds records on its stack: the router
     /// routing a record, an accumulator completing a batch, the interceptor chain passing a
     /// record on, the sealer compressing a batch. Those records are answered with
-    /// `ErrorKind::Panicked`. The metadata actor, connections and the transaction manager hold
-    /// no record's outcome, so for them this is `Panic`.
+    /// `ErrorKind::Panicked`. A connection panics with the batches of a ProduceRequest taken
+    /// from its queue, not yet written: they go back to their accumulators as lost and are
+    /// sent again (a connection holds no record's outcome). The metadata actor and the
+    /// transaction manager hold neither, so for them this is `Panic`.
     PanicWhileHolding,
     /// Connections: the socket's reader task panics (at once, between frames); a connection
     /// without a socket panics in the handler. Other actors: as `Panic`.
@@ -44,7 +46,7 @@ impl Crash {
                 panic!("fault injection: the {} panics", kind.name())
             }
             Crash::PanicWhileHolding => match kind {
-                ActorKind::Metadata | ActorKind::Connection | ActorKind::Transaction => {
+                ActorKind::Metadata | ActorKind::Transaction => {
                     panic!("fault injection: the {} panics", kind.name())
                 }
                 _ => victims.armed[kind as usize].store(true, Ordering::Relaxed),

@@ -141,12 +141,23 @@ async fn produce_with_crashes_on(
                     Victim::Clock => unreachable!("the clock was crashed above"),
                 };
                 // A trap set with `PanicWhileHolding` is one per actor kind and fires once,
-                // in whichever actor of the kind holds records first; the metadata actor and
-                // connections panic at once.
-                let traps = matches!(
-                    victim,
-                    Victim::Router | Victim::Accumulators | Victim::Interceptors | Victim::Sealer
-                );
+                // in whichever actor of the kind holds records (a connection: batches) first;
+                // the metadata actor panics at once. A connection's dropped batches are
+                // retried like a lost request: only a broker that checks sequences keeps
+                // the younger batches queued behind them from being written first, so on
+                // the mock connections panic between messages instead.
+                let how = match (how, victim, broker) {
+                    (Crash::PanicWhileHolding, Victim::Connections, Broker::Mock) => Crash::Panic,
+                    _ => how,
+                };
+                let traps = match victim {
+                    Victim::Router
+                    | Victim::Accumulators
+                    | Victim::Interceptors
+                    | Victim::Sealer => true,
+                    Victim::Connections => how == Crash::PanicWhileHolding,
+                    Victim::Metadata | Victim::Clock => false,
+                };
                 if how == Crash::PanicWhileHolding && traps {
                     // One trap per kind: arming it from several actors could re-arm it after
                     // it fired.
@@ -191,7 +202,8 @@ async fn produce_with_crashes_on(
             Err(e) => panic!("record {i} failed: {e}"),
         }
     }
-    if how == Crash::PanicWhileHolding {
+    // A connection holds batches, not outcomes: what it held is sent again.
+    if how == Crash::PanicWhileHolding && crashes.iter().any(|(_, v)| *v != Victim::Connections) {
         assert!(
             !panicked.is_empty(),
             "a handler that panics while holding records fails them"
@@ -371,6 +383,23 @@ async fn kafka_every_actor_panicking_while_holding_records() {
         Crash::PanicWhileHolding,
         30_000,
         &EVERY_ACTOR_AND_SEALER,
+    )
+    .await;
+}
+
+/// Connections that panic with a ProduceRequest's batches on their stack (taken from the
+/// queue, not yet written), twice: those batches go back to their accumulators as lost and
+/// are sent again; the broker refuses the younger batches sent meanwhile as out of order
+/// until the retried one is in, so every record is delivered once and in order. (Before,
+/// they waited for `delivery.timeout.ms` and failed.) On Apache Kafka: the mock does not
+/// check sequences and would write the younger batches first.
+#[actix_rt::test]
+async fn kafka_connections_panicking_with_batches_on_their_stack_lose_nothing() {
+    produce_with_crashes_on(
+        Broker::Kafka,
+        Crash::PanicWhileHolding,
+        20_000,
+        &[(5_000, Victim::Connections), (12_000, Victim::Connections)],
     )
     .await;
 }

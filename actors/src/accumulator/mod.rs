@@ -447,7 +447,7 @@ impl Accumulator {
                 records: b.bytes.clone(),
                 record_count: b.records.len() as u32,
                 links: BatchLinks::of(b.records.iter().map(|r| &r.trace)),
-                reply: reply.clone(),
+                reply: Some(reply.clone()),
             });
             self.in_flight.push_back(b);
         }

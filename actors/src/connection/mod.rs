@@ -777,6 +777,8 @@ impl Connection {
     fn send_produce(&mut self, version: i16) {
         let config = &self.shared.config;
         let batches = self.pending.next_request(config.max_request_size);
+        #[cfg(feature = "fault-injection")]
+        self.shared.victims.trip(ActorKind::Connection);
         let sent = batches.iter().map(|b| Sent {
             topic: &b.topic,
             partition: b.partition,
@@ -1311,7 +1313,10 @@ impl Supervised for Connection {
         // The socket's reader and writer tasks are detached and survive, and so do the
         // in-flight queue and pending batches in `self`: the connection carries on. Only work
         // tied to the old context is gone: timers (re-armed in `started`) and a connect in
-        // progress, which is started again, and a scheduled pump (run below).
+        // progress, which is started again, and a scheduled pump (run below). Batches the
+        // panic dropped off the stack went back to their accumulators as lost (the
+        // `OutgoingBatch` drop guard); those queued here are younger and go on, and a broker
+        // that checks sequences refuses them until the retried one is in.
         self.connect_timer = None;
         self.pump_scheduled = false;
         if self.state == State::Connecting {

@@ -9,8 +9,11 @@ use herald::KafkaCode;
 
 use crate::otel::BatchLinks;
 
-/// A closed batch on its way to the broker.
-#[derive(Debug, Clone)]
+/// A closed batch on its way to the broker. It is answered exactly once: [`answer`] consumes
+/// it, and dropping it unanswered answers it as lost (see the `Drop` impl).
+///
+/// [`answer`]: OutgoingBatch::answer
+#[derive(Debug)]
 pub(crate) struct OutgoingBatch {
     /// Topic of the batch.
     pub(crate) topic: Arc<str>,
@@ -25,17 +28,35 @@ pub(crate) struct OutgoingBatch {
     /// The records' distinct trace contexts, for the `send` span's links (feature
     /// `opentelemetry`).
     pub(crate) links: BatchLinks,
-    /// Where the result goes.
-    pub(crate) reply: Recipient<BatchCompleted>,
+    /// Where the result goes; taken when answered.
+    pub(crate) reply: Option<Recipient<BatchCompleted>>,
 }
 
 impl OutgoingBatch {
     /// Answers for this batch.
-    pub(crate) fn answer(&self, result: BatchResult) {
-        self.reply.do_send(BatchCompleted {
-            batch_id: self.batch_id,
-            result,
-        });
+    pub(crate) fn answer(mut self, result: BatchResult) {
+        if let Some(reply) = self.reply.take() {
+            reply.do_send(BatchCompleted {
+                batch_id: self.batch_id,
+                result,
+            });
+        }
+    }
+}
+
+/// A connection that panics while a batch is on its stack (taken from its queue into a
+/// request, or out of the in-flight queue to read its response) unwinds past the code that
+/// would answer it, and its accumulator would wait for `delivery.timeout.ms`. Dropped
+/// unanswered, the batch goes back as lost: it may have been written, so it is retried as a
+/// send that may have landed (idempotence deduplicates it).
+impl Drop for OutgoingBatch {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            reply.do_send(BatchCompleted {
+                batch_id: self.batch_id,
+                result: BatchResult::Lost("the connection dropped the batch unanswered".into()),
+            });
+        }
     }
 }
 
