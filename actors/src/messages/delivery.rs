@@ -115,3 +115,63 @@ pub(crate) struct BatchCompleted {
     /// What happened.
     pub(crate) result: BatchResult,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Keeps what it is told.
+    struct Inbox(Arc<Mutex<Vec<(u64, BatchResult)>>>);
+
+    impl Actor for Inbox {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<BatchCompleted> for Inbox {
+        type Result = ();
+
+        fn handle(&mut self, msg: BatchCompleted, _: &mut Context<Self>) {
+            self.0.lock().unwrap().push((msg.batch_id, msg.result));
+        }
+    }
+
+    fn batch(id: u64, reply: &Recipient<BatchCompleted>) -> OutgoingBatch {
+        OutgoingBatch {
+            topic: Arc::from("t"),
+            partition: 0,
+            batch_id: id,
+            records: Bytes::new(),
+            record_count: 1,
+            links: BatchLinks::default(),
+            reply: Some(reply.clone()),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_batch_is_answered_once_and_a_dropped_one_as_lost() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let reply = Inbox(seen.clone()).start().recipient();
+        batch(1, &reply).answer(BatchResult::NotSent("x".into()));
+        drop(batch(2, &reply));
+        // A panic unwinding past a batch drops it too.
+        let b = batch(3, &reply);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _held = b;
+            panic!("a connection's handler panics");
+        }));
+        assert!(unwound.is_err());
+        for _ in 0..100 {
+            if seen.lock().unwrap().len() >= 3 {
+                break;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3, "one answer per batch: {seen:?}");
+        assert_eq!(seen[0], (1, BatchResult::NotSent("x".into())));
+        assert!(matches!(&seen[1], (2, BatchResult::Lost(_))));
+        assert!(matches!(&seen[2], (3, BatchResult::Lost(_))));
+    }
+}
