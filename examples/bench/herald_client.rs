@@ -2,6 +2,8 @@
 //! four ways to hand it records and collect their outcomes:
 //!
 //! - `send`: `router.send(Produce)` per record, a window of futures outstanding.
+//! - `producer_send`: `Producer::send(Produce)` per record, the same window: the per-record
+//!   future without actix's request (records go to the router's intake in bulk).
 //! - `do_send`: `router.do_send(Produce::...notify(notifier).tag(slot))`: outcomes arrive at
 //!   a collector actor as one `Deliveries` message per batch (the fastest per-record path),
 //!   or with `reply_to` as one `Delivered` message per record.
@@ -95,6 +97,7 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
     let run = async {
         match api {
             Api::HeraldSend => send(ctx, &router, pacer, &mut stats).await?,
+            Api::HeraldProducerSend => producer_send(ctx, &producer, pacer, &mut stats).await?,
             Api::HeraldDoSend => stats = do_send(ctx, &router, pacer, stats, true).await?,
             Api::HeraldReplyTo => stats = do_send(ctx, &router, pacer, stats, false).await?,
             Api::HeraldBatch if txn => transactions(ctx, &router, pacer, &mut stats).await?,
@@ -186,6 +189,43 @@ async fn send(
     pacer: Pacer,
     stats: &mut Stats,
 ) -> Result<()> {
+    windowed(ctx, pacer, stats, |p| {
+        let req = router.send(p);
+        async move {
+            req.await
+                .map_err(|e| format!("herald: mailbox: {e}").into())
+        }
+    })
+    .await
+}
+
+/// `Producer::send()` per record, at most `window` futures outstanding, polled as `send`'s
+/// are. Its future is a completion slot, not actix's reply channel (see `completion::slot`).
+async fn producer_send(
+    ctx: &RunCtx<'_>,
+    producer: &Producer,
+    pacer: Pacer,
+    stats: &mut Stats,
+) -> Result<()> {
+    windowed(ctx, pacer, stats, |p| {
+        let outcome = producer.send(p);
+        async move { Ok(outcome.await) }
+    })
+    .await
+}
+
+/// Records as they are due, each handed to `send`, with at most `window` of the futures it
+/// returns outstanding.
+async fn windowed<F, Fut>(
+    ctx: &RunCtx<'_>,
+    pacer: Pacer,
+    stats: &mut Stats,
+    mut send: F,
+) -> Result<()>
+where
+    F: FnMut(Produce) -> Fut,
+    Fut: std::future::Future<Output = Result<Outcome>>,
+{
     let ticker = Ticker::start(&pacer);
     let window = ctx.args.window;
     let mut key_buf = vec![0u8; ctx.args.key_size];
@@ -195,8 +235,8 @@ async fn send(
         let due = pacer.due();
         while next < due && inflight.len() < window {
             let t0 = Instant::now();
-            let req = router.send(produce(ctx, next, &mut key_buf));
-            inflight.push(async move { (t0, req.await) });
+            let outcome = send(produce(ctx, next, &mut key_buf));
+            inflight.push(async move { (t0, outcome.await) });
             next += 1;
         }
         if next == pacer.n && inflight.is_empty() {
@@ -205,8 +245,8 @@ async fn send(
         let paced = next < pacer.n && inflight.len() < window;
         tokio::select! {
             biased;
-            Some((t0, r)) = inflight.next() => {
-                let md = check(r.map_err(|e| format!("herald: mailbox: {e}"))?, "record")?;
+            Some((t0, o)) = inflight.next() => {
+                let md = check(o?, "record")?;
                 stats.record(t0.elapsed(), md.partition, md.offset);
             }
             _ = Ticker::tick(&ticker), if paced => {}

@@ -17,12 +17,15 @@
 //! ```
 //!
 //! Clients: `herald-send` (`router.send(Produce)` with a window of outstanding futures),
+//! `herald-producer-send` (`Producer::send(Produce)`, the same window),
 //! `herald-do-send` (`do_send` with `notify`: outcomes to a collector actor, one message per
 //! batch), `herald-reply-to` (`do_send` with `reply_to`: one `Delivered` message per record),
 //! `herald-batch`
 //! (`ProduceBatch`), `rdkafka-future` (`FutureProducer::send_result`), `rdkafka-base`
 //! (`BaseProducer::send`, a delivery-callback context and a polling thread).
-//! Modes: `max` (as fast as the client goes) and `rate` (`--rate` records/s, paced by a timer).
+//! Modes: `max` (as fast as the client goes), `rate` (`--rate` records/s, paced by a timer),
+//! and `console` (`console_producer` against `kcat -P`, whole process against whole process,
+//! `--console-rounds` rounds of `--records` keyed lines of `--record-size` bytes; kcat needed).
 //! `--txn-records N` makes the runs transactional (herald-batch and rdkafka-future): every N
 //! records are one transaction, begun, sent and committed before the next; a record's
 //! latency then runs until its transaction committed.
@@ -70,6 +73,8 @@
 //! `--security SSL|SASL_SSL` (with `--broker kafka`) puts every client on that node's TLS or
 //! SASL_SSL listener (`security.rs`).
 
+#[path = "../common/console_vs_kcat.rs"]
+mod console_vs_kcat;
 #[path = "../common/mock_broker_process.rs"]
 mod mock_broker_process;
 #[path = "../common/payload.rs"]
@@ -162,16 +167,21 @@ struct Args {
     /// Offered rate of the `rate` mode, records/s (0 skips that mode).
     #[arg(long, default_value_t = 50_000)]
     rate: u64,
-    /// Modes to run, in order: max (full speed), rate (`--rate`); or chaos alone (Herald and
-    /// librdkafka under a seeded fault schedule on the mock cluster).
-    #[arg(long, value_delimiter = ',', default_value = "max,rate")]
+    /// Modes to run, in order: max (full speed), rate (`--rate`), console (console_producer
+    /// against kcat -P, own mock cluster only); or chaos alone (Herald and librdkafka under a
+    /// seeded fault schedule on the mock cluster).
+    #[arg(long, value_delimiter = ',', default_value = "max,rate,console")]
     modes: Vec<Mode>,
+    /// Console mode: rounds, each running console_producer and kcat once; the report gives
+    /// medians.
+    #[arg(long, default_value_t = 5)]
+    console_rounds: usize,
     /// Clients to run, in order (`java`: the Java producer, needs --broker kafka; the chaos
     /// mode runs herald-do-send and rdkafka-base unless given).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "herald-send,herald-do-send,herald-reply-to,herald-batch,rdkafka-future,rdkafka-base"
+        default_value = "herald-send,herald-producer-send,herald-do-send,herald-reply-to,herald-batch,rdkafka-future,rdkafka-base"
     )]
     clients: Vec<Api>,
     /// What Herald's clients run with besides producing: none; metrics (a Prometheus recorder
@@ -316,11 +326,13 @@ enum Mode {
     Max,
     Rate,
     Chaos,
+    Console,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Api {
     HeraldSend,
+    HeraldProducerSend,
     HeraldDoSend,
     HeraldReplyTo,
     HeraldBatch,
@@ -333,7 +345,11 @@ enum Api {
 impl Api {
     fn client(self) -> &'static str {
         match self {
-            Api::HeraldSend | Api::HeraldDoSend | Api::HeraldReplyTo | Api::HeraldBatch => "herald",
+            Api::HeraldSend
+            | Api::HeraldProducerSend
+            | Api::HeraldDoSend
+            | Api::HeraldReplyTo
+            | Api::HeraldBatch => "herald",
             Api::RdkafkaFuture | Api::RdkafkaBase => "rdkafka",
             Api::Java => "java",
         }
@@ -342,6 +358,7 @@ impl Api {
     fn api(self) -> &'static str {
         match self {
             Api::HeraldSend => "send",
+            Api::HeraldProducerSend => "producer_send",
             Api::HeraldDoSend => "do_send",
             Api::HeraldReplyTo => "reply_to",
             Api::HeraldBatch => "batch",
@@ -354,6 +371,7 @@ impl Api {
     fn flag(self) -> &'static str {
         match self {
             Api::HeraldSend => "herald-send",
+            Api::HeraldProducerSend => "herald-producer-send",
             Api::HeraldDoSend => "herald-do-send",
             Api::HeraldReplyTo => "herald-reply-to",
             Api::HeraldBatch => "herald-batch",

@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::console_vs_kcat::{Setup, Summary};
 use crate::kafka::{Kafka, Options};
 use crate::mock_broker_process::MockBrokerProcess;
 use crate::report::{mode_label, print_report, ratios, ratios_json};
@@ -75,13 +76,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         .modes
         .iter()
         .copied()
-        .filter(|m| *m == Mode::Max || args.rate > 0)
+        .filter(|m| *m == Mode::Max || (*m == Mode::Rate && args.rate > 0))
         .collect();
     let plan: Vec<(Mode, Api)> = modes
         .iter()
         .flat_map(|m| args.clients.iter().map(move |c| (*m, *c)))
         .collect();
-    if plan.is_empty() {
+    let console = args.modes.contains(&Mode::Console);
+    if plan.is_empty() && !console {
         return Err("nothing to run (check --modes, --clients and --rate)".into());
     }
     let stamp = std::time::SystemTime::now()
@@ -183,30 +185,100 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     pb.finish_and_clear();
     drop(kafka);
-    if results.is_empty() {
+    let console = if console {
+        match console_mode(args, &exe) {
+            Ok(summary) => Some(summary),
+            Err(e) => {
+                eprintln!("bench: console mode failed: {e}");
+                failed.push("console".to_string());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if results.is_empty() && console.is_none() {
         return Err(format!("every run failed: {}", failed.join(", ")).into());
     }
 
     let settings = Settings::of(args);
     let ratios = ratios(&results);
-    print_report(&settings, &results, &ratios);
+    if !results.is_empty() {
+        print_report(&settings, &results, &ratios);
+    }
+    if let Some(c) = &console {
+        print_console(c);
+    }
     if let Some(path) = &args.json {
         let doc = serde_json::json!({
             "settings": settings,
             "runs": results,
             "ratios": ratios_json(&ratios),
+            "console": console,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;
         println!("\nJSON written to {}", path.display());
     }
     if let Some(path) = &args.plot {
-        plot::draw(path, &args.font, &settings, &results).map_err(|e| format!("plot: {e}"))?;
+        plot::draw(path, &args.font, &settings, &results, console.as_ref())
+            .map_err(|e| format!("plot: {e}"))?;
         println!("chart written to {}", path.display());
     }
     if !failed.is_empty() {
         return Err(format!("failed, not in the report: {}", failed.join(", ")).into());
     }
     Ok(())
+}
+
+/// The console mode: `console_producer` against `kcat -P` on the same input, each on a fresh
+/// mock cluster per run (see `common/console_vs_kcat.rs`).
+fn console_mode(args: &Args, exe: &std::path::Path) -> Result<Summary> {
+    if args.bootstrap_servers.is_some() || args.broker != BrokerKind::Mock {
+        return Err(
+            "it runs on its own mock clusters only (no --bootstrap-servers or \
+                    --broker kafka)"
+                .into(),
+        );
+    }
+    let mut setup = Setup::beside(exe, args.records, args.record_size);
+    setup.brokers = args.brokers;
+    setup.partitions = args.partitions;
+    setup.prepare()?;
+    let rounds = args.console_rounds.max(1);
+    let pb = indicatif::ProgressBar::new(2 * rounds as u64);
+    pb.set_style(indicatif::ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {bar:40.cyan/blue} {pos}/{len} console runs {msg}",
+    )?);
+    pb.enable_steady_tick(Duration::from_millis(200));
+    let summary = setup.compare(rounds, |_, client, _| {
+        pb.set_message(client.name());
+        pb.inc(1);
+    });
+    pb.finish_and_clear();
+    summary
+}
+
+fn print_console(c: &Summary) {
+    println!();
+    println!(
+        "console: console_producer against kcat -P, whole process, {} keyed lines of {} B \
+         from stdin (-K : -X acks=all -X enable.idempotence=true -X linger.ms=5), a fresh \
+         mock cluster per run, medians of {} rounds",
+        c.records, c.line_size, c.rounds
+    );
+    println!("{:<18} {:>8} {:>8}", "", "wall s", "cpu s");
+    println!(
+        "{:<18} {:>8.3} {:>8.3}",
+        "kcat", c.kcat_wall_s, c.kcat_cpu_s
+    );
+    println!(
+        "{:<18} {:>8.3} {:>8.3}",
+        "console_producer", c.herald_wall_s, c.herald_cpu_s
+    );
+    println!(
+        "{:<18} {:>7.2}x {:>7.2}x",
+        "herald / kcat", c.wall_ratio, c.cpu_ratio
+    );
 }
 
 fn validate(args: &Args) -> Result<()> {

@@ -2,11 +2,13 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::console_vs_kcat::Summary;
 use crate::{Mode, Result, RunResult, Settings};
 
 const HERALD: RGBColor = RGBColor(0xE0, 0x6C, 0x1F);
@@ -31,7 +33,13 @@ fn load_font(path: &Path) -> bool {
     }
 }
 
-pub(crate) fn draw(path: &Path, font: &Path, s: &Settings, runs: &[RunResult]) -> Result<()> {
+pub(crate) fn draw(
+    path: &Path,
+    font: &Path,
+    s: &Settings,
+    runs: &[RunResult],
+    console: Option<&Summary>,
+) -> Result<()> {
     let text = load_font(font);
     if !text {
         eprintln!(
@@ -88,19 +96,95 @@ pub(crate) fn draw(path: &Path, font: &Path, s: &Settings, runs: &[RunResult]) -
             &rate,
         ));
     }
-    // Throughput takes 28% of the width, the latency panels share the rest.
-    let w = body.dim_in_pixel().0 as i32;
-    let tw = if lat.is_empty() { w } else { w * 28 / 100 };
-    let breaks: Vec<i32> = (0..lat.len())
-        .map(|i| tw + (w - tw) * i as i32 / lat.len() as i32)
-        .collect();
+    // The console panel takes 16% of the width at the right, throughput 28% of the rest
+    // (all of it without latency panels), the latency panels share what is left.
+    let full = body.dim_in_pixel().0 as i32;
+    let w = if console.is_some() {
+        full * 84 / 100
+    } else {
+        full
+    };
+    let has_runs = !max.is_empty() || !rate.is_empty();
+    let tw = match (has_runs, lat.is_empty()) {
+        (false, _) => 0,
+        (true, true) => w,
+        (true, false) => w * 28 / 100,
+    };
+    let mut breaks: Vec<i32> = Vec::new();
+    if has_runs {
+        breaks.push(tw);
+        breaks.extend((1..lat.len()).map(|i| tw + (w - tw) * i as i32 / lat.len() as i32));
+    }
+    if console.is_some() && has_runs {
+        breaks.push(w);
+    }
+    breaks.retain(|b| *b > 0 && *b < full);
+    breaks.dedup();
     let panels = body.split_by_breakpoints(breaks, Vec::<i32>::new());
-    let tput = if max.is_empty() { &rate } else { &max };
-    throughput(&root, &panels[0], tput, text)?;
-    for (i, (title, runs)) in lat.iter().enumerate() {
-        latency(&root, &panels[i + 1], title, runs, text)?;
+    let mut next = 0;
+    if has_runs {
+        let tput = if max.is_empty() { &rate } else { &max };
+        throughput(&root, &panels[next], tput, text)?;
+        next += 1;
+        for (title, runs) in &lat {
+            latency(&root, &panels[next], title, runs, text)?;
+            next += 1;
+        }
+    }
+    if let Some(c) = console {
+        console_panel(&root, &panels[next.min(panels.len() - 1)], c, text)?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// console_producer against kcat: wall and CPU seconds of the whole process, medians.
+fn console_panel(root: &Area<'_>, area: &Area<'_>, c: &Summary, text: bool) -> Result<()> {
+    let bars = [
+        ("kcat", "wall", c.kcat_wall_s, RDKAFKA),
+        ("console", "wall", c.herald_wall_s, HERALD),
+        ("kcat", "cpu", c.kcat_cpu_s, RDKAFKA),
+        ("console", "cpu", c.herald_cpu_s, HERALD),
+    ];
+    let top = bars.iter().map(|b| b.2).fold(0.1, f64::max) * 1.2;
+    let mut b = ChartBuilder::on(area);
+    b.margin(18)
+        .x_label_area_size(if text { 50 } else { 5 })
+        .y_label_area_size(if text { 50 } else { 5 });
+    if text {
+        b.caption(
+            format!(
+                "console / kcat: {:.2}x wall, {:.2}x cpu",
+                c.wall_ratio, c.cpu_ratio
+            ),
+            ("sans-serif", 15),
+        );
+    }
+    let n = bars.len() as f64;
+    let mut chart = b.build_cartesian_2d(0f64..n, 0f64..top)?;
+    frame(&mut chart, text, n, 0.0, top, &|v| format!("{v:.2}"))?;
+    chart.draw_series(bars.iter().enumerate().map(|(i, (_, _, v, c))| {
+        let x = i as f64;
+        Rectangle::new([(x + 0.15, 0.0), (x + 0.85, *v)], c.filled())
+    }))?;
+    if text {
+        let label = ("sans-serif", 13)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Bottom));
+        chart.draw_series(bars.iter().enumerate().map(|(i, (_, _, v, _))| {
+            Text::new(format!("{v:.2}"), (i as f64 + 0.5, v * 1.01), label.clone())
+        }))?;
+        let style = ("sans-serif", 15)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        for (i, (who, what, _, _)) in bars.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            root.draw(&Text::new(who.to_string(), (x, y + 8), style.clone()))?;
+            root.draw(&Text::new(what.to_string(), (x, y + 26), style.clone()))?;
+        }
+    }
     Ok(())
 }
 
@@ -113,7 +197,13 @@ fn x_names(root: &Area<'_>, at: impl Fn(usize) -> (i32, i32), runs: &[&RunResult
     for (i, r) in runs.iter().enumerate() {
         let (x, y) = at(i);
         root.draw(&Text::new(r.client.clone(), (x, y + 8), style.clone()))?;
-        root.draw(&Text::new(r.api.clone(), (x, y + 26), style.clone()))?;
+        // `producer_send` is wider than a bar.
+        let api = if r.api == "producer_send" {
+            "p.send"
+        } else {
+            &r.api
+        };
+        root.draw(&Text::new(api.to_string(), (x, y + 26), style.clone()))?;
     }
     Ok(())
 }
@@ -141,17 +231,7 @@ fn throughput(root: &Area<'_>, area: &Area<'_>, runs: &[&RunResult], text: bool)
         b.caption(title, ("sans-serif", 20));
     }
     let mut chart = b.build_cartesian_2d(0f64..n, 0f64..top)?;
-    if text {
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_label_formatter(&|v| si(*v))
-            .y_label_style(("sans-serif", 14))
-            .draw()?;
-    } else {
-        axes(&mut chart, n, 0.0, top)?;
-    }
+    frame(&mut chart, text, n, 0.0, top, &|v| si(*v))?;
     chart.draw_series(runs.iter().enumerate().map(|(i, r)| {
         let x = i as f64;
         Rectangle::new(
@@ -200,17 +280,7 @@ fn latency(
         b.caption(title, ("sans-serif", 20));
     }
     let mut chart = b.build_cartesian_2d(0f64..n, (bottom..top).log_scale())?;
-    if text {
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_labels(0)
-            .y_label_formatter(&|v| format!("{v}"))
-            .y_label_style(("sans-serif", 14))
-            .draw()?;
-    } else {
-        axes(&mut chart, n, bottom, top)?;
-    }
+    frame(&mut chart, text, n, bottom, top, &|v| format!("{v}"))?;
     let width = 0.22;
     for (j, (name, c)) in PCT.iter().enumerate() {
         let series = chart.draw_series(runs.iter().enumerate().map(|(i, r)| {
@@ -250,6 +320,32 @@ fn latency(
         )?;
     }
     Ok(())
+}
+
+/// The y mesh with labels, or without a font the bare axes.
+fn frame<Y>(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<RangedCoordf64, Y>>,
+    text: bool,
+    n: f64,
+    bottom: f64,
+    top: f64,
+    label: &dyn Fn(&f64) -> String,
+) -> Result<()>
+where
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    if text {
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_label_formatter(label)
+            .y_label_style(("sans-serif", 14))
+            .draw()?;
+        Ok(())
+    } else {
+        axes(chart, n, bottom, top)
+    }
 }
 
 /// The two axes as plain lines: a mesh draws labels, which need a font.

@@ -9,6 +9,7 @@ pub(crate) fn mode_label(mode: Mode, rate: u64) -> String {
         Mode::Max => "max".to_string(),
         Mode::Rate => format!("rate {rate}/s"),
         Mode::Chaos => "chaos".to_string(),
+        Mode::Console => "console".to_string(),
     }
 }
 
@@ -103,7 +104,7 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
     );
     println!();
     println!(
-        "{:<13} {:<15} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "{:<13} {:<21} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
         "mode",
         "client",
         "rec/s",
@@ -119,13 +120,13 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
         "max"
     );
     println!(
-        "{:<13} {:<15} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "{:<13} {:<21} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
         "", "", "", "", "/record", "used", "MiB", "B/out", "MiB", "ms", "ms", "ms", "ms"
     );
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     for r in results {
         println!(
-            "{:<13} {:<15} {:>10.0} {:>7.1} {:>8.0} {:>6.2} {:>7.1} {:>7} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1}",
+            "{:<13} {:<21} {:>10.0} {:>7.1} {:>8.0} {:>6.2} {:>7.1} {:>7} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1}",
             mode_label(r.mode, s.rate),
             r.label(),
             r.records_per_sec,
@@ -153,12 +154,12 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
          latency below 1: Herald better)"
     );
     println!(
-        "{:<13} {:<15} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7}",
+        "{:<13} {:<22} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7}",
         "mode", "herald/rdkafka", "rec/s", "cpu/rec", "RSS+", "p50", "p99", "p99.9"
     );
     for r in ratios {
         println!(
-            "{:<13} {:<15} {:>7.2} {:>8.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+            "{:<13} {:<22} {:>7.2} {:>8.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
             mode_label(r.mode, s.rate),
             r.pair,
             r.records_per_sec,

@@ -63,7 +63,7 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
     let sampler = Sampler::start(progress.clone());
     let mode = args.worker_mode;
     let rate = match mode {
-        Mode::Max | Mode::Chaos => None,
+        Mode::Max | Mode::Chaos | Mode::Console => None,
         Mode::Rate => Some(args.rate as f64),
     };
     let ctx = RunCtx {
@@ -76,9 +76,11 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
         security: &security,
     };
     let measured = match api {
-        Api::HeraldSend | Api::HeraldDoSend | Api::HeraldReplyTo | Api::HeraldBatch => {
-            herald_client::run(&ctx, api)?
-        }
+        Api::HeraldSend
+        | Api::HeraldProducerSend
+        | Api::HeraldDoSend
+        | Api::HeraldReplyTo
+        | Api::HeraldBatch => herald_client::run(&ctx, api)?,
         Api::RdkafkaFuture => rdkafka_client::run_future(&ctx)?,
         Api::RdkafkaBase => rdkafka_client::run_base(&ctx)?,
         Api::Java => unreachable!("the java client returned above"),
