@@ -247,8 +247,17 @@ impl Setup {
     }
 }
 
-/// Writes `records` lines `key-N:vvv...` of `line_size` bytes each (newline excluded).
+/// Writes `records` lines `key-N:vvv...` of `line_size` bytes each (newline excluded), under
+/// another name first and renamed when complete: a run cut short leaves no partial input
+/// that a later run would take as written.
 fn generate(path: &Path, records: u64, line_size: usize) -> Result<()> {
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    write_lines(&partial, records, line_size)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
+}
+
+fn write_lines(path: &Path, records: u64, line_size: usize) -> Result<()> {
     let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut line = Vec::with_capacity(line_size + 1);
     for i in 0..records {

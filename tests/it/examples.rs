@@ -340,7 +340,8 @@ fn quickstart_with_embedded_broker() {
 
 /// The benchmark, small: every client in both modes, each against its own mock_broker
 /// process, and the JSON issue 5 asks for (one run object per client and mode with the
-/// settings and figures, offsets verified, ratios Herald / librdkafka).
+/// settings and figures, offsets verified, ratios Herald / librdkafka), then the console
+/// mode (issue 14: everything from one invocation).
 #[test]
 fn bench_runs_every_client_and_writes_its_json() {
     let doc = bench_json(
@@ -381,6 +382,7 @@ fn bench_runs_every_client_and_writes_its_json() {
     seen.sort();
     let mut expected: Vec<String> = [
         "herald-send",
+        "herald-producer_send",
         "herald-do_send",
         "herald-reply_to",
         "herald-batch",
@@ -395,6 +397,27 @@ fn bench_runs_every_client_and_writes_its_json() {
     assert!(doc["ratios"]["max"]["do_send/future"]["records_per_sec"]
         .as_f64()
         .is_some());
+    assert!(
+        doc["ratios"]["max"]["producer_send/future"]["cpu_ns_per_record"]
+            .as_f64()
+            .is_some()
+    );
+    // The default modes end with console_producer against kcat (scripts/deps.sh installs
+    // kcat): medians of both processes' wall and CPU time over the same 3,000 lines.
+    let console = &doc["console"];
+    assert_eq!(console["records"], 3000, "{console}");
+    for key in [
+        "kcat_wall_s",
+        "herald_wall_s",
+        "kcat_cpu_s",
+        "herald_cpu_s",
+        "wall_ratio",
+    ] {
+        assert!(
+            console[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key} in {console}"
+        );
+    }
 }
 
 /// The benchmark with metrics and tracing on (`--observe both`): each Herald client's worker
