@@ -93,10 +93,7 @@ fn run(args: &Args) -> Result<()> {
         println!(
             "round {}: {:<6} wall {:>6.3} s  cpu {:>6.3} s",
             round + 1,
-            match client {
-                console_vs_kcat::Client::Kcat => "kcat",
-                console_vs_kcat::Client::Herald => "herald",
-            },
+            client.name(),
             r.wall.as_secs_f64(),
             r.cpu.as_secs_f64()
         );

@@ -96,43 +96,43 @@ pub(crate) fn draw(
             &rate,
         ));
     }
-    // The console panel takes 16% of the width at the right, throughput 28% of the rest
-    // (all of it without latency panels), the latency panels share what is left.
+    // Left to right: throughput (28% of the runs' share, all of it without latency panels),
+    // the latency panels sharing the rest, the console panel (16%, or everything without
+    // runs). `edges` holds each panel's right edge; the last panel ends at the area's.
     let full = body.dim_in_pixel().0 as i32;
-    let w = if console.is_some() {
-        full * 84 / 100
-    } else {
-        full
-    };
     let has_runs = !max.is_empty() || !rate.is_empty();
-    let tw = match (has_runs, lat.is_empty()) {
+    let runs_w = match (has_runs, console.is_some()) {
         (false, _) => 0,
-        (true, true) => w,
-        (true, false) => w * 28 / 100,
+        (true, true) => full * 84 / 100,
+        (true, false) => full,
     };
-    let mut breaks: Vec<i32> = Vec::new();
+    let tw = if lat.is_empty() {
+        runs_w
+    } else {
+        runs_w * 28 / 100
+    };
+    let mut edges = Vec::new();
     if has_runs {
-        breaks.push(tw);
-        breaks.extend((1..lat.len()).map(|i| tw + (w - tw) * i as i32 / lat.len() as i32));
+        edges.push(tw);
+        let n = lat.len() as i32;
+        edges.extend((1..=n).map(|i| tw + (runs_w - tw) * i / n));
     }
-    if console.is_some() && has_runs {
-        breaks.push(w);
+    if console.is_some() {
+        edges.push(full);
     }
-    breaks.retain(|b| *b > 0 && *b < full);
-    breaks.dedup();
-    let panels = body.split_by_breakpoints(breaks, Vec::<i32>::new());
-    let mut next = 0;
+    edges.pop();
+    let panels = body.split_by_breakpoints(edges, Vec::<i32>::new());
+    let mut panels = panels.iter();
+    let mut next = || panels.next().expect("a panel per chart");
     if has_runs {
         let tput = if max.is_empty() { &rate } else { &max };
-        throughput(&root, &panels[next], tput, text)?;
-        next += 1;
+        throughput(&root, next(), tput, text)?;
         for (title, runs) in &lat {
-            latency(&root, &panels[next], title, runs, text)?;
-            next += 1;
+            latency(&root, next(), title, runs, text)?;
         }
     }
     if let Some(c) = console {
-        console_panel(&root, &panels[next.min(panels.len() - 1)], c, text)?;
+        console_panel(&root, next(), c, text)?;
     }
     root.present()?;
     Ok(())
@@ -146,7 +146,7 @@ fn console_panel(root: &Area<'_>, area: &Area<'_>, c: &Summary, text: bool) -> R
         ("kcat", "cpu", c.kcat_cpu_s, RDKAFKA),
         ("console", "cpu", c.herald_cpu_s, HERALD),
     ];
-    let top = bars.iter().map(|b| b.2).fold(0.1, f64::max) * 1.2;
+    let top = bars.iter().map(|b| b.2).fold(0.0, f64::max).max(0.001) * 1.2;
     let mut b = ChartBuilder::on(area);
     b.margin(18)
         .x_label_area_size(if text { 50 } else { 5 })

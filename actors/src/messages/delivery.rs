@@ -168,6 +168,8 @@ mod tests {
             }
             actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
         }
+        // Time for a second answer to any of them to arrive, were there one.
+        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 3, "one answer per batch: {seen:?}");
         assert_eq!(seen[0], (1, BatchResult::NotSent("x".into())));
