@@ -413,6 +413,9 @@ pub struct ProducerConfig {
     pub reconnect_backoff_max: Duration,
     /// `max.in.flight.requests.per.connection`.
     pub max_in_flight_requests_per_connection: usize,
+    /// `max.in.flight.batches.per.partition` (Herald's own key): batches of one partition in
+    /// flight at once; no more than `max_in_flight_requests_per_connection` take effect.
+    pub max_in_flight_batches_per_partition: usize,
     /// `enable.idempotence` as it takes effect, after the Java disabling rules.
     pub enable_idempotence: bool,
     /// `compression.type`.
@@ -524,6 +527,14 @@ impl ProducerConfig {
             reason: e.to_string(),
         })?;
         Self::from_properties_str(&text)
+    }
+
+    /// Batches of one partition that may be in flight at once: `max.in.flight.batches.per.
+    /// partition`, but never more than the requests a connection may have in flight.
+    pub fn partition_in_flight(&self) -> usize {
+        self.max_in_flight_batches_per_partition
+            .min(self.max_in_flight_requests_per_connection)
+            .max(1)
     }
 
     /// The level for the selected codec, as [`crate::compression::compress`] takes it.
@@ -719,7 +730,7 @@ keys! {
         Choice(Acks::parse, Acks::name, "expected all, -1, 0 or 1");
     /// how long a partition's batch waits for more records before it is sent
     "linger.ms" linger(Duration) = ms(5), Millis::LONG;
-    /// uncompressed bytes per partition batch
+    /// uncompressed bytes per partition batch; one that waits for its partition's batch in flight grows on
     "batch.size" batch_size(usize) = 16_384, Bytes::INT;
     /// shared by all partitions; a full buffer blocks sending up to max.block.ms
     "buffer.memory" buffer_memory(usize) = 33_554_432, Bytes::LONG;
@@ -741,9 +752,11 @@ keys! {
     "reconnect.backoff.ms" reconnect_backoff(Duration) = ms(50), Millis::LONG;
     /// the longest backoff before a reconnection
     "reconnect.backoff.max.ms" reconnect_backoff_max(Duration) = ms(1_000), Millis::LONG;
-    /// 1 guarantees order on any broker; at most 5 with idempotence
+    /// requests in flight on one connection; at most 5 with idempotence
     "max.in.flight.requests.per.connection" max_in_flight_requests_per_connection(usize) = 5,
         Count;
+    /// Herald's own; 1 keeps order on any broker, a waiting batch grows up to max.request.size
+    "max.in.flight.batches.per.partition" max_in_flight_batches_per_partition(usize) = 1, Count;
     /// silently off with acks≠all, retries=0 or max.in.flight>5 unless set explicitly
     "enable.idempotence" enable_idempotence(bool) = true, Flag;
     /// none, gzip, snappy, lz4 or zstd

@@ -144,6 +144,18 @@ impl BatchBuilder {
         self.buf.len()
     }
 
+    /// The size records stop fitting at: `batch.size` unless raised.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Lets the batch grow to `limit` bytes. The producer raises it while the partition
+    /// cannot send, so that the batch that goes once it can carries what came meanwhile
+    /// (librdkafka's message sets grow alike until a request is built); it never lowers it.
+    pub fn raise_limit(&mut self, limit: usize) {
+        self.limit = self.limit.max(limit);
+    }
+
     /// Whether another record can hardly fit (Java's `isFull`): used to close a batch early
     /// and to let sticky partitioning move on.
     pub fn is_full(&self) -> bool {
@@ -386,6 +398,33 @@ mod tests {
         assert!(!b.has_room_for(0, None, Some(b"x"), &[]));
         assert!(b.try_append(0, None, Some(b"x"), &[]).is_err());
         assert_eq!(b.record_count(), 1);
+    }
+
+    /// A raised limit takes the records a full batch refused, and decodes like any batch; the
+    /// limit is never lowered (a batch that grew keeps what it holds).
+    #[test]
+    fn a_raised_limit_takes_more_records() {
+        let mut b = BatchBuilder::new(100, Compression::None, None);
+        let value = [7u8; 30];
+        while b.try_append(0, None, Some(&value), &[]).is_ok() {}
+        let first = b.record_count();
+        assert!(b.is_full() || !b.has_room_for(0, None, Some(&value), &[]));
+        b.raise_limit(300);
+        assert_eq!(b.limit(), 300);
+        assert!(!b.is_full());
+        while b.try_append(0, None, Some(&value), &[]).is_ok() {}
+        assert!(
+            b.record_count() > first,
+            "the raised limit took more records"
+        );
+        assert!(b.size_in_bytes() <= 300);
+        b.raise_limit(200);
+        assert_eq!(b.limit(), 300, "never lowered");
+        let count = b.record_count() as usize;
+        let bytes = b.close(ProducerIds::NONE).unwrap();
+        let (decoded, used) = crate::batch::decode::decode_batch(&bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(decoded.records.len(), count);
     }
 
     #[test]
