@@ -28,6 +28,8 @@ pub struct Metrics {
     pub(crate) record_resend_unknown_total: AtomicU64,
     pub(crate) batch_count: AtomicU64,
     pub(crate) batch_bytes: AtomicU64,
+    /// The largest batch sealed so far, bytes.
+    pub(crate) batch_bytes_max: AtomicU64,
     pub(crate) batch_uncompressed_bytes: AtomicU64,
     pub(crate) request_count: AtomicU64,
     pub(crate) request_records: AtomicU64,
@@ -71,6 +73,7 @@ impl Metrics {
             record_resend_unknown_total: AtomicU64::new(0),
             batch_count: AtomicU64::new(0),
             batch_bytes: AtomicU64::new(0),
+            batch_bytes_max: AtomicU64::new(0),
             batch_uncompressed_bytes: AtomicU64::new(0),
             request_count: AtomicU64::new(0),
             request_records: AtomicU64::new(0),
@@ -143,6 +146,7 @@ impl Metrics {
             record_retry_total: l(&self.record_retry_total),
             record_resend_unknown_total: l(&self.record_resend_unknown_total),
             batch_size_avg: ratio(l(&self.batch_bytes), l(&self.batch_count)),
+            batch_size_max: l(&self.batch_bytes_max),
             records_per_request_avg: ratio(l(&self.request_records), l(&self.request_count)),
             request_latency_avg: ratio(l(&self.request_latency_us), l(&self.response_count))
                 / 1000.0,
@@ -175,6 +179,8 @@ pub struct MetricsSnapshot {
     pub record_resend_unknown_total: u64,
     /// Average bytes per batch sent (after compression).
     pub batch_size_avg: f64,
+    /// The largest batch sent so far, bytes (after compression).
+    pub batch_size_max: u64,
     /// Average records per ProduceRequest.
     pub records_per_request_avg: f64,
     /// Average ProduceRequest round trip in milliseconds.

@@ -50,6 +50,28 @@ pub(crate) struct PartitionQueue {
     pub(crate) full: VecDeque<OpenBatch>,
     /// The id the next batch gets.
     pub(crate) next_id: u64,
+    /// The partition cannot send now (its batches in flight take every slot, or batches
+    /// wait ahead): set by the accumulator. While it cannot, or while a full batch waits in
+    /// `full`, the open batch may grow past `batch.size` up to `growth_cap`, in steps of
+    /// `batch.size` reserved like new batches. A slow link then carries in one batch per
+    /// round trip what Java sends as several pipelined batches of `batch.size`, and a burst
+    /// makes one full batch and one grown one rather than a queue of small ones, each
+    /// waiting a round trip.
+    pub(crate) waiting: bool,
+    /// `max.request.size` (or `batch.size` if larger); lowered to `batch.size` by the
+    /// accumulator once the broker refused a batch as too large.
+    pub(crate) growth_cap: usize,
+}
+
+impl PartitionQueue {
+    /// The size the open batch may grow to now; 0 when it may not grow.
+    pub(crate) fn grow_to(&self) -> usize {
+        if self.waiting || !self.full.is_empty() {
+            self.growth_cap
+        } else {
+            0
+        }
+    }
 }
 
 /// Shared between the router (appends) and the accumulator (drains).
@@ -59,6 +81,13 @@ pub(crate) struct PartitionShared {
 }
 
 impl PartitionShared {
+    /// A queue whose open batch may grow to `growth_cap` while the partition waits.
+    pub(crate) fn new(growth_cap: usize) -> Self {
+        let shared = PartitionShared::default();
+        shared.lock().growth_cap = growth_cap;
+        shared
+    }
+
     /// Locks the queue. A poisoned lock (a panic while holding it) is taken over: the queue's
     /// invariants hold between statements, and losing the records would be worse.
     pub(crate) fn lock(&self) -> MutexGuard<'_, PartitionQueue> {

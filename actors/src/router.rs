@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
-use herald::batch::{record_size, BatchBuilder, RECORD_BATCH_OVERHEAD};
+use herald::batch::{record_size, BatchBuilder, BatchFull, RECORD_BATCH_OVERHEAD};
 use herald::partitioner::{Partitioner, TopicPartitions};
 use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord, TransactionError};
 
@@ -795,7 +795,15 @@ fn start_accumulator(
     topic: Arc<str>,
     partition: i32,
 ) -> PartitionHandle {
-    let part = Arc::new(PartitionShared::default());
+    // Batches grow while their partition waits only with one batch per partition in flight;
+    // with more, Java's pipelining carries a slow link's load, in batches of batch.size.
+    let config = &shared.config;
+    let growth_cap = if config.partition_in_flight() > 1 {
+        config.batch_size
+    } else {
+        config.max_request_size.max(config.batch_size)
+    };
+    let part = Arc::new(PartitionShared::new(growth_cap));
     let shared_for_actor = shared.clone();
     let p = part.clone();
     let acknowledged = interceptors.map(|c| c.clone().recipient::<Acknowledged>());
@@ -811,6 +819,32 @@ fn start_accumulator(
         m.subscribe.do_send(Subscribe(addr.clone().recipient()));
     }
     PartitionHandle { part, addr }
+}
+
+/// Raises the open batch's limit by a `batch.size` step (at most to `grow_to`) so that a
+/// record of `record_size` bytes fits, with the step's memory: `reserved` if the caller holds
+/// it, else reserved now. The bytes reserved, or `None` when the batch may not grow (the
+/// partition can send, the batch is at `grow_to`, or the memory is not free).
+fn grow(
+    shared: &Shared,
+    open: &mut OpenBatch,
+    grow_to: usize,
+    record_size: usize,
+    reserved: Option<usize>,
+) -> Option<usize> {
+    let limit = open.builder.limit();
+    let step = shared.config.batch_size.max(record_size);
+    let new_limit = (limit + step).min(grow_to);
+    if new_limit < open.builder.size_in_bytes() + record_size {
+        return None;
+    }
+    let extra = match reserved {
+        Some(r) => r,
+        None if shared.memory.try_reserve(step) => step,
+        None => return None,
+    };
+    open.builder.raise_limit(new_limit);
+    Some(extra)
 }
 
 /// Appends one record to its partition's open batch, starting a batch when needed (with the
@@ -835,29 +869,43 @@ fn append(
         trace: RecordTrace::of(&record.headers),
     };
     let mut q = handle.part.lock();
+    let grow_to = q.grow_to();
     let mut filled = false;
     if let Some(open) = q.open.as_mut() {
-        match open
+        let mut appended = open
             .builder
-            .try_append(timestamp, key, value, &record.headers)
-        {
+            .try_append(timestamp, key, value, &record.headers);
+        let mut grown = false;
+        if let Err(BatchFull { record_size }) = appended {
+            if let Some(extra) = grow(shared, open, grow_to, record_size, reserved) {
+                open.reserved += extra;
+                grown = true;
+                appended = open
+                    .builder
+                    .try_append(timestamp, key, value, &record.headers);
+                debug_assert!(appended.is_ok(), "grown by at least the record's size");
+            }
+        }
+        match appended {
             Ok(size) => {
                 open.records.push(slot(completion));
-                let full = open.builder.is_full();
+                let full = open.builder.is_full() && open.builder.limit() >= grow_to;
                 if full {
                     let b = q.open.take().expect("open exists");
                     q.full.push_back(b);
                 }
                 drop(q);
-                if let Some(r) = reserved {
+                if let (Some(r), false) = (reserved, grown) {
                     shared.memory.release(r);
                 }
                 if full {
                     handle.addr.do_send(BatchFilled);
                 }
+                // Growing by a `batch.size` step counts as a batch filled, as the batch that
+                // step stands for would have been: the sticky partitioner moves on alike.
                 return Appended::Added {
                     bytes: size,
-                    batch_full: full,
+                    batch_full: full || grown,
                 };
             }
             Err(_) => {
@@ -902,7 +950,7 @@ fn append(
     let appended = builder
         .try_append(timestamp, key, value, &record.headers)
         .expect("the first record always fits");
-    let full = builder.is_full();
+    let full = builder.is_full() && builder.limit() >= grow_to;
     records.push(slot(completion));
     let batch = OpenBatch {
         id: q.next_id,

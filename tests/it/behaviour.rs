@@ -76,13 +76,16 @@ async fn linger_gathers_records_into_one_batch() {
     assert!(producer.close(Duration::from_secs(5)).await);
 }
 
-#[actix_rt::test]
-async fn batch_size_bounds_batches() {
+/// Sends 200 records of about 112 bytes at once to one partition, and returns the producer's
+/// metrics after every record was delivered (and read back).
+async fn burst_of_200(extra: &[(&str, &str)]) -> herald_actors::MetricsSnapshot {
     init_tracing();
     let mock = Mock::start(1);
     let topic = unique_topic("batch-size");
     mock.create_topic(&topic, 1, 1);
-    let producer = start(&mock, &[("batch.size", "1024"), ("linger.ms", "50")]);
+    let mut config = vec![("batch.size", "1024"), ("linger.ms", "50")];
+    config.extend_from_slice(extra);
+    let producer = start(&mock, &config);
     let router = producer.router().clone();
     let sends: Vec<_> = (0..200)
         .map(|i| {
@@ -97,16 +100,41 @@ async fn batch_size_bounds_batches() {
         o.unwrap().unwrap();
     }
     let m = producer.metrics().await;
-    // ~112 bytes per record: at most 8 fit in 1024 bytes with the 61-byte header.
-    assert!(
-        m.batch_size_avg <= 1024.0,
-        "batch-size-avg {} over batch.size",
-        m.batch_size_avg
-    );
     assert!(m.record_send_total == 200);
     assert!(producer.close(Duration::from_secs(5)).await);
     let back = read_back(&mock.bootstrap(), &topic, 1, 200, Duration::from_secs(20)).await;
     assert_eq!(back[&0].len(), 200);
+    m
+}
+
+/// With Java's pipelining (`max.in.flight.batches.per.partition` above 1) batch.size bounds
+/// every batch, as in Java.
+#[actix_rt::test]
+async fn batch_size_bounds_batches() {
+    let m = burst_of_200(&[("max.in.flight.batches.per.partition", "5")]).await;
+    // ~112 bytes per record: at most 8 fit in 1024 bytes with the 61-byte header.
+    assert!(
+        m.batch_size_max <= 1024,
+        "batch-size-max {} over batch.size",
+        m.batch_size_max
+    );
+}
+
+/// With one batch per partition in flight (the default) the batch that waits behind the one in
+/// flight grows past batch.size, by steps of batch.size, never past max.request.size.
+#[actix_rt::test]
+async fn a_waiting_batch_grows_up_to_max_request_size() {
+    let m = burst_of_200(&[("max.request.size", "4096")]).await;
+    assert!(
+        m.batch_size_max > 1024,
+        "a batch grew past batch.size: batch-size-max {}",
+        m.batch_size_max
+    );
+    assert!(
+        m.batch_size_max <= 4096,
+        "batch-size-max {} over max.request.size",
+        m.batch_size_max
+    );
 }
 
 #[actix_rt::test]

@@ -112,9 +112,9 @@ async fn run(seed: u64) {
         // Above the largest injected round-trip delay: a timeout would be a lost request.
         ("request.timeout.ms", "5000"),
         // The mock does not enforce sequence numbers for non-transactional producers, so
-        // order under retries must come from the client: one batch per partition in flight.
-        // (On Kafka, idempotence keeps order with up to 5.)
-        ("max.in.flight.requests.per.connection", "1"),
+        // order under retries must come from the client: it does with the defaults (one
+        // batch per partition in flight, max.in.flight.batches.per.partition=1, and up to
+        // 5 requests per connection).
         ("delivery.timeout.ms", "60000"),
     ])
     .unwrap();

@@ -29,6 +29,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 
 use actix::prelude::*;
+use herald::batch::BatchBuilder;
+use herald::compression::Compression;
 use herald_actors::{Delivered, MetricsSnapshot, Outcome, Produce, Producer};
 
 use crate::support::idempotent_broker::*;
@@ -65,6 +67,10 @@ impl Client {
                 ("acks", "all"),
                 ("enable.idempotence", "true"),
                 ("max.in.flight.requests.per.connection", "5"),
+                // Java's pipelining (up to 5 batches per partition in flight): the repairs
+                // below are those of batches in flight behind a refused one. The default
+                // of one is `one_batch_in_flight_per_partition_never_needs_a_repair`.
+                ("max.in.flight.batches.per.partition", "5"),
                 ("linger.ms", "50"),
                 ("retry.backoff.ms", "20"),
                 ("retry.backoff.max.ms", "100"),
@@ -607,6 +613,57 @@ async fn retriable_error_then_out_of_order_keeps_sequences() {
         "N (sequence {}) written before N+1 (sequence {}): {written:?}",
         n.base_sequence,
         next.base_sequence
+    );
+    assert!(run.metrics.record_retry_total > 0);
+}
+
+/// (g) The default, one batch per partition in flight (`max.in.flight.batches.per.partition`
+/// = 1): a retriable error for partition 0's second batch holds back everything behind it, so
+/// the broker never sees a gap in a partition's sequences. The retry is the next batch of
+/// partition 0 the broker receives; nothing is refused as out of order and the epoch is never
+/// bumped. The records that came while a batch was out went in batches grown past batch.size,
+/// not in more batches.
+#[actix_rt::test]
+async fn one_batch_in_flight_per_partition_never_needs_a_repair() {
+    let broker = Broker::start(
+        false,
+        second_batch_of_p0(Inject::Refuse(NOT_ENOUGH_REPLICAS)),
+    );
+    let run = repair_run(&broker, &[("max.in.flight.batches.per.partition", "1")]).await;
+    run.assert_exactly_once_in_order(&broker);
+
+    let p0 = broker.partition_batches(0);
+    let refused = p0
+        .iter()
+        .position(|b| b.answer == NOT_ENOUGH_REPLICAS)
+        .expect("the fault was injected");
+    assert_eq!(
+        p0.get(refused + 1).map(|b| &b.tags),
+        Some(&p0[refused].tags),
+        "the refused batch went again before any younger batch of its partition: {p0:?}"
+    );
+    assert!(
+        broker.answered(OUT_OF_ORDER_SEQUENCE_NUMBER).is_empty(),
+        "no batch followed a refused one: {:?}",
+        broker.batches()
+    );
+    assert_eq!(
+        broker.inits().len(),
+        1,
+        "no epoch bump: {:?}",
+        broker.inits()
+    );
+    let fits_batch_size = |tags: &[u64]| {
+        let mut b = BatchBuilder::new(200, Compression::None, None);
+        tags.iter().all(|t| {
+            b.try_append(0, None, Some(value_of(*t).as_bytes()), &[])
+                .is_ok()
+        })
+    };
+    assert!(
+        broker.batches().iter().any(|b| !fits_batch_size(&b.tags)),
+        "a batch that waited for its partition's batch in flight grew past batch.size: {:?}",
+        broker.batches()
     );
     assert!(run.metrics.record_retry_total > 0);
 }

@@ -143,13 +143,9 @@ async fn produce_with_crashes_on(
                 // A trap set with `PanicWhileHolding` is one per actor kind and fires once,
                 // in whichever actor of the kind holds records (a connection: batches) first;
                 // the metadata actor panics at once. A connection's dropped batches are
-                // retried like a lost request: only a broker that checks sequences keeps
-                // the younger batches queued behind them from being written first, so on
-                // the mock connections panic between messages instead.
-                let how = match (how, victim, broker) {
-                    (Crash::PanicWhileHolding, Victim::Connections, Broker::Mock) => Crash::Panic,
-                    _ => how,
-                };
+                // retried like a lost request; with one batch per partition in flight (the
+                // default) nothing younger of their partitions was sent meanwhile, so order
+                // holds on the mock too, which does not check sequences.
                 let traps = victim != &Victim::Metadata;
                 if how == Crash::PanicWhileHolding && traps {
                     // One trap per kind: arming it from several actors could re-arm it after
@@ -382,10 +378,22 @@ async fn kafka_every_actor_panicking_while_holding_records() {
 
 /// Connections that panic with a ProduceRequest's batches on their stack (taken from the
 /// queue, not yet written), twice: those batches go back to their accumulators as lost and
-/// are sent again; the broker refuses the younger batches sent meanwhile as out of order
-/// until the retried one is in, so every record is delivered once and in order. (Before,
-/// they waited for `delivery.timeout.ms` and failed.) On Apache Kafka: the mock does not
-/// check sequences and would write the younger batches first.
+/// are sent again, before anything younger of their partitions (one batch per partition in
+/// flight), so every record is delivered once and in order. (Before, they waited for
+/// `delivery.timeout.ms` and failed.) On the mock, which does not check sequences, order
+/// comes from the client alone.
+#[actix_rt::test]
+async fn connections_panicking_with_batches_on_their_stack_lose_nothing() {
+    produce_with_crashes_on(
+        Broker::Mock,
+        Crash::PanicWhileHolding,
+        20_000,
+        &[(5_000, Victim::Connections), (12_000, Victim::Connections)],
+    )
+    .await;
+}
+
+/// The same on Apache Kafka, whose sequence checks decide exactly-once.
 #[actix_rt::test]
 async fn kafka_connections_panicking_with_batches_on_their_stack_lose_nothing() {
     produce_with_crashes_on(

@@ -19,8 +19,9 @@ async fn tansu_frozen_mid_stream_one_in_flight() {
     frozen_mid_stream("1").await;
 }
 
-/// The default: up to 5 batches per partition in flight; order across retries then rests on
-/// the broker rejecting out-of-order sequences, which Tansu does.
+/// Java's pipelining (`max.in.flight.batches.per.partition=5`): up to 5 batches per partition
+/// in flight; order across retries then rests on the broker rejecting out-of-order sequences,
+/// which Tansu does.
 #[actix_rt::test]
 async fn tansu_frozen_mid_stream_five_in_flight() {
     frozen_mid_stream("5").await;
@@ -38,6 +39,7 @@ async fn frozen_mid_stream(max_in_flight: &str) {
         ("retry.backoff.ms", "50"),
         ("reconnect.backoff.ms", "50"),
         ("max.in.flight.requests.per.connection", max_in_flight),
+        ("max.in.flight.batches.per.partition", max_in_flight),
         ("linger.ms", "2"),
     ])
     .unwrap();

@@ -156,6 +156,8 @@ pub(crate) struct Accumulator {
     /// is in flight: a piece that still is too large must not let the next one be written
     /// first (a broker that holds no state for this producer yet takes any sequence).
     pieces: usize,
+    /// The `waiting` last set in the shared queue (`PartitionQueue::waiting`).
+    waiting: bool,
     /// Transactional producers: the transaction (generation) this partition was added to,
     /// and the one it asked to be added to. Its batches go out only once the first is the
     /// open transaction.
@@ -190,6 +192,7 @@ impl Accumulator {
             wake_timer: None,
             flush_waiters: Vec::new(),
             pieces: 0,
+            waiting: false,
             txn_added: None,
             txn_asked: None,
             terminated: false,
@@ -276,14 +279,19 @@ impl Accumulator {
         // each a request slot: 5 slots of 17 records per 300 ms round trip.
         let now = Instant::now();
         let linger = self.shared.config.linger;
+        let batch_size = self.shared.config.batch_size;
         let flushing = self.flushing();
         let can_send = self.can_send_more();
         let open = {
             let mut q = self.part.lock();
-            let due = q
-                .open
-                .as_ref()
-                .is_some_and(|o| flushing || (can_send && now.duration_since(o.created) >= linger));
+            let due = q.open.as_ref().is_some_and(|o| {
+                flushing
+                    || (can_send
+                        // batch.size reached: a batch that grew while the partition waited
+                        // is full as Java's would be, and goes without waiting for linger.
+                        && (o.builder.size_in_bytes() >= batch_size
+                            || now.duration_since(o.created) >= linger))
+            });
             if due {
                 q.open.take()
             } else {
@@ -294,20 +302,28 @@ impl Accumulator {
             self.seal(open, ctx);
             self.send_ready(ctx, None);
         }
+        let waiting = !self.can_send_more();
+        if waiting != self.waiting {
+            self.waiting = waiting;
+            self.part.lock().waiting = waiting;
+        }
         self.arm_timers(ctx);
     }
 
-    /// Batches of this partition that may be in flight at once: max.in.flight (Java's
-    /// per-partition limit; with 1 the partition is muted while its batch is out, which keeps
-    /// order on any broker), and 1 while split pieces are pending.
+    /// Batches of this partition that may be in flight at once.
+    ///
+    /// By default one (`max.in.flight.batches.per.partition`), whatever max.in.flight (which
+    /// bounds the requests on a connection). A retried batch can then never land behind a
+    /// younger one, on a broker that checks idempotent sequences or not (librdkafka's
+    /// idempotent producer in effect does the same), and what Java would pipeline as several
+    /// batches goes as one grown batch per round trip instead (`PartitionQueue::waiting`).
+    /// More than one is Java's pipelining: order then rests on the broker refusing a batch
+    /// that follows one it refused, which Kafka does.
     fn in_flight_limit(&self) -> usize {
         if self.pieces > 0 {
             return 1;
         }
-        self.shared
-            .config
-            .max_in_flight_requests_per_connection
-            .max(1)
+        self.shared.config.partition_in_flight()
     }
 
     /// Whether a batch closed now would go out at once: nothing waits ahead of it and an
@@ -376,6 +392,8 @@ impl Accumulator {
                 let m = &self.shared.metrics;
                 Metrics::add(&m.batch_count, 1);
                 Metrics::add(&m.batch_bytes, bytes.len() as u64);
+                m.batch_bytes_max
+                    .fetch_max(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 Metrics::add(&m.batch_uncompressed_bytes, uncompressed as u64);
                 let (now, size) = (m.now_ms(), bytes.len() as f64);
                 let ratio = if uncompressed == 0 {
@@ -842,7 +860,12 @@ impl Accumulator {
             Decision::Complete {
                 base_offset,
                 log_append_time,
-            } => self.complete_batch(b, Ok((base_offset, log_append_time))),
+            } => {
+                // The partition's next batch goes first: with one batch in flight, the broker
+                // works on it while this batch's records are completed here.
+                self.drain(ctx);
+                self.complete_batch(b, Ok((base_offset, log_append_time)));
+            }
             Decision::Fail {
                 error,
                 bump_epoch,
@@ -890,6 +913,9 @@ impl Accumulator {
         tracing::info!(topic = %self.topic, partition = self.partition, batch = b.id, records = n, pieces = pieces.len(), "batch too large for the broker, split");
         let m = &self.shared.metrics;
         m.sensors.batch_split.record(1.0, m.now_ms());
+        // This partition's batches no longer grow past batch.size: the broker's limit is
+        // below max.request.size.
+        self.part.lock().growth_cap = self.shared.config.batch_size;
         if b.piece {
             self.pieces -= 1;
         }

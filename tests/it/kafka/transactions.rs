@@ -680,7 +680,11 @@ async fn abort_in_flight(version: i16) {
     let p = transactional_v(
         &bootstrap,
         &unique_topic("txn-abort-in-flight-id"),
-        &[("batch.size", "2000")],
+        // Batches of 2,000 bytes that do not grow while their partition waits (a batch
+        // grows up to max.request.size): 20,000 small records then take dozens of round
+        // trips, so the abort after 20 ms finds records in flight and records unsent.
+        // (With growth, three grown batches carried them all within the 20 ms.)
+        &[("batch.size", "2000"), ("max.request.size", "2000")],
         version,
     );
     p.init_transactions().await.unwrap();
