@@ -331,6 +331,11 @@ impl Client {
             &[
                 ("enable.idempotence", "false"),
                 ("acks", "1"),
+                // Java's pipelining: the cases hold a request so that younger batches of the
+                // same partitions are in flight behind it on its connection, and check that
+                // they are sent again too when the connection is dropped. (With the default,
+                // one batch per partition in flight, only other partitions' batches can be.)
+                ("max.in.flight.batches.per.partition", "5"),
                 ("linger.ms", "0"),
                 ("retry.backoff.ms", "20"),
                 ("reconnect.backoff.ms", "20"),
