@@ -100,6 +100,11 @@ impl Metrics {
         counter.fetch_add(n, Relaxed);
     }
 
+    /// Raises a lifetime maximum to `n` if it is below.
+    pub(crate) fn raise(max: &AtomicU64, n: u64) {
+        max.fetch_max(n, Relaxed);
+    }
+
     /// Milliseconds on the sensors' clock.
     pub(crate) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64

@@ -83,9 +83,12 @@ pub(crate) struct PartitionShared {
 impl PartitionShared {
     /// A queue whose open batch may grow to `growth_cap` while the partition waits.
     pub(crate) fn new(growth_cap: usize) -> Self {
-        let shared = PartitionShared::default();
-        shared.lock().growth_cap = growth_cap;
-        shared
+        PartitionShared {
+            queue: Mutex::new(PartitionQueue {
+                growth_cap,
+                ..PartitionQueue::default()
+            }),
+        }
     }
 
     /// Locks the queue. A poisoned lock (a panic while holding it) is taken over: the queue's

@@ -392,8 +392,7 @@ impl Accumulator {
                 let m = &self.shared.metrics;
                 Metrics::add(&m.batch_count, 1);
                 Metrics::add(&m.batch_bytes, bytes.len() as u64);
-                m.batch_bytes_max
-                    .fetch_max(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                Metrics::raise(&m.batch_bytes_max, bytes.len() as u64);
                 Metrics::add(&m.batch_uncompressed_bytes, uncompressed as u64);
                 let (now, size) = (m.now_ms(), bytes.len() as f64);
                 let ratio = if uncompressed == 0 {
