@@ -1,20 +1,25 @@
-//! The intake of [`Producer::send`](crate::Producer::send): records that callers append under
-//! a lock and the router takes in bulk, one `DrainIntake` message per wake-up instead of one
-//! actix request (envelope, mailbox node, reply channel) per record.
+//! The intake of [`Producer::send`](crate::Producer::send) and
+//! [`Producer::do_send`](crate::Producer::do_send): records that callers append under a lock
+//! and the router takes in bulk, instead of one actix message (envelope, mailbox node, reply
+//! channel) per record.
 //!
 //! Rules that keep `Producer::send` as safe as `router.send(Produce)`:
-//! - **One drain message is queued whenever the intake is not empty.** The first record after
-//!   a drain queues `DrainIntake`, and does so while holding the lock, so no caller can append
-//!   behind a drain that is not in the router's mailbox yet. Hence a `Flush` or `Close` a
-//!   caller sends after appending sits behind the drain that carries its record.
-//! - **Order.** Every record of `Producer::send` goes through here (with `reply_to` and
-//!   `notify` too), is drained in the order appended, and routed in that order. (A record
-//!   sent to the router's mailbox directly is not ordered against records appended here
-//!   after it, as a drain takes them all; a flush in between orders them.)
+//! - **The router comes whenever the intake is not empty.** `router_coming` is set while a
+//!   `DrainIntake` is in the router's mailbox, or while the router, having just taken
+//!   records, will look again once the other tasks of its thread had a turn. The first
+//!   record appended while it is clear queues `DrainIntake`, under the lock, so no record
+//!   waits without the router coming. While records keep coming the router keeps looking,
+//!   and callers never wake its thread: one wake-up per burst, not per handful of records
+//!   (the router's thread parking and being woken for every drain cost more than routing
+//!   the records did).
+//! - **Order.** Every record of `Producer::send` and `Producer::do_send` goes through here,
+//!   is taken in the order appended, and routed in that order. The router takes what waits
+//!   here before it handles `Flush`, `Close` or a transaction's begin, commit or abort, so
+//!   those cover (or precede) exactly the records appended before them. (A record sent to
+//!   the router's mailbox directly is not ordered against records appended here after it.)
 //! - **Bounded by the callers.** Like records in futures parked on a full mailbox, or
 //!   `do_send` records, what waits here is what callers have outstanding; once routed,
-//!   buffer.memory and max.block.ms apply as to any record (a stalled router leaves the
-//!   drain in its mailbox).
+//!   buffer.memory and max.block.ms apply as to any record.
 //! - **Exactly one outcome.** A record's `Completion` moves with it into the router, which
 //!   completes it as any other; if the router is gone the record is refused here.
 
@@ -36,8 +41,8 @@ pub(crate) struct Intake {
 #[derive(Debug, Default)]
 struct State {
     records: Vec<Entry>,
-    /// A drain is queued (or being handled) and will take `records`.
-    drain_queued: bool,
+    /// The router will take `records` without being asked (see the module docs).
+    router_coming: bool,
 }
 
 impl Intake {
@@ -45,23 +50,29 @@ impl Intake {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends a record. `queue_drain` is called, under the intake's lock, when no drain is
-    /// queued yet; it returns whether the drain message reached the router's mailbox. When
-    /// it did not (the router is gone), the record is refused with `Closed` at once.
+    /// Appends a record. When the router is not coming, `queue_drain` is called under the
+    /// intake's lock to send it `DrainIntake`; when it is, `alive` tells whether the router
+    /// still runs. Either answering `false` (the router is gone) refuses the record with
+    /// `Closed` at once.
     pub(crate) fn append(
         &self,
         record: ProducerRecord,
         completion: Completion,
         queue_drain: impl FnOnce() -> bool,
+        alive: impl FnOnce() -> bool,
     ) {
         let mut s = self.lock();
-        if !s.drain_queued {
-            if !queue_drain() {
-                drop(s);
-                completion.complete(Err(ProduceError::refused(ErrorKind::Closed, record)));
-                return;
-            }
-            s.drain_queued = true;
+        let reachable = if s.router_coming {
+            alive()
+        } else {
+            let queued = queue_drain();
+            s.router_coming = queued;
+            queued
+        };
+        if !reachable {
+            drop(s);
+            completion.complete(Err(ProduceError::refused(ErrorKind::Closed, record)));
+            return;
         }
         s.records.push((record, completion));
     }
@@ -72,12 +83,21 @@ impl Intake {
     }
 
     /// Takes every waiting record, in the order appended, leaving `spare` (emptied) in their
-    /// place so the two buffers are reused. The next append queues a new drain.
-    pub(crate) fn drain(&self, spare: &mut Vec<Entry>) {
+    /// place so the two buffers are reused.
+    pub(crate) fn take(&self, spare: &mut Vec<Entry>) {
+        spare.clear();
+        std::mem::swap(&mut self.lock().records, spare);
+    }
+
+    /// Takes every waiting record, as [`take`](Self::take), for the router's `DrainIntake`:
+    /// returns whether it must come back (it took records, and callers rely on it to look
+    /// again); when it took none, the next append queues a `DrainIntake`.
+    pub(crate) fn drain(&self, spare: &mut Vec<Entry>) -> bool {
         spare.clear();
         let mut s = self.lock();
         std::mem::swap(&mut s.records, spare);
-        s.drain_queued = false;
+        s.router_coming = !spare.is_empty();
+        s.router_coming
     }
 }
 
@@ -98,34 +118,39 @@ mod tests {
     }
 
     #[test]
-    fn one_drain_is_queued_per_wake_up_and_records_keep_their_order() {
+    fn the_router_is_asked_once_and_looks_again_while_records_come() {
         let intake = Intake::default();
         let queued = Cell::new(0);
         let queue = || {
             queued.set(queued.get() + 1);
             true
         };
+        let alive = || true;
         let mut receivers = Vec::new();
-        for i in 0..3 {
+        let mut append = |i: u8| {
             let (tx, rx) = slot();
             receivers.push(rx);
-            intake.append(record(i), Completion::slot(tx), queue);
+            intake.append(record(i), Completion::slot(tx), queue, alive);
+        };
+        for i in 0..3 {
+            append(i);
         }
         assert_eq!(queued.get(), 1, "one drain for the three records");
         let mut taken = Vec::new();
-        intake.drain(&mut taken);
+        assert!(intake.drain(&mut taken), "it took records: it comes back");
         let values: Vec<u8> = taken.iter().map(|(r, _)| value(r)).collect();
         assert_eq!(values, [0, 1, 2]);
-        let (tx, _rx) = slot();
-        intake.append(record(3), Completion::slot(tx), queue);
-        assert_eq!(
-            queued.get(),
-            2,
-            "the first record after a drain queues the next"
-        );
-        let mut next = Vec::new();
-        intake.drain(&mut next);
-        assert_eq!(next.len(), 1);
+        append(3);
+        assert_eq!(queued.get(), 1, "the router comes back: no new drain");
+        let mut other = Vec::new();
+        intake.take(&mut other);
+        assert_eq!(other.len(), 1, "a flush takes what waits");
+        assert!(!intake.drain(&mut taken), "nothing left: it stops looking");
+        assert!(taken.is_empty());
+        append(4);
+        assert_eq!(queued.get(), 2, "the first record after that asks again");
+        assert!(intake.drain(&mut taken));
+        assert_eq!(taken.len(), 1);
         drop(receivers);
     }
 
@@ -133,7 +158,7 @@ mod tests {
     fn a_record_the_router_cannot_take_is_refused_with_its_record() {
         let intake = Intake::default();
         let (tx, rx) = slot();
-        intake.append(record(9), Completion::slot(tx), || false);
+        intake.append(record(9), Completion::slot(tx), || false, || true);
         let err = futures_util::FutureExt::now_or_never(rx)
             .expect("answered")
             .expect_err("refused");
@@ -142,5 +167,16 @@ mod tests {
         let mut taken = Vec::new();
         intake.drain(&mut taken);
         assert!(taken.is_empty(), "nothing waits");
+
+        // The router was coming, and is gone before it came.
+        let (tx, _rx) = slot();
+        intake.append(record(1), Completion::slot(tx), || true, || true);
+        let (tx, rx) = slot();
+        intake.append(record(2), Completion::slot(tx), || true, || false);
+        let err = futures_util::FutureExt::now_or_never(rx)
+            .expect("answered")
+            .expect_err("refused");
+        assert!(matches!(err.kind(), ErrorKind::Closed));
+        assert_eq!(value(&err.into_record().expect("the record")), 2);
     }
 }

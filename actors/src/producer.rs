@@ -105,9 +105,9 @@ impl ProducerBuilder {
         self
     }
 
-    /// Starts the producer's actors on the current actix arbiter (connections get their own
-    /// arbiter, compression another, linger deadlines a thread). Must be called inside a
-    /// running actix system.
+    /// Starts the producer's actors: the router, accumulators, interceptors, metadata and
+    /// transactions on an arbiter of their own, connections on another, compression on a
+    /// third, linger deadlines on a thread. Must be called inside a running actix system.
     pub fn start(self) -> Result<Producer, ConfigError> {
         let config = self.config;
         let tokens = match self.token_provider {
@@ -171,23 +171,30 @@ impl ProducerBuilder {
             let _ = shared.victims.sealer_crash.set(s.clone().recipient());
         }
         let (s, interceptors) = (shared.clone(), self.interceptors);
-        let router = Supervisor::start(
+        // The router, its accumulators and the interceptor chain get a thread of their own,
+        // as librdkafka's and Java's producers do their batching off the application's
+        // threads: the callers' threads only hand records over, and an application on one
+        // thread gets a second core's worth of producing.
+        let routing = Arbiter::new();
+        let router = Supervisor::start_in_arbiter_with(
+            &routing.handle(),
+            // Fixed before the address is handed out: actix enqueues a `send()` at once only
+            // while the mailbox has room; past it the message waits inside the caller's
+            // future and is enqueued when polled, which is slow and orders records by poll,
+            // not call.
+            Router::MAILBOX_CAPACITY,
             ActorKind::Router,
             shared.supervision.clone(),
-            move |ctx: &mut Context<Router>| {
-                // Set before the address is handed out: actix enqueues a `send()` at once only while
-                // the mailbox has room; past it the message waits inside the caller's future and
-                // is enqueued when polled, which is slow and orders records by poll, not call.
-                ctx.set_mailbox_capacity(Router::MAILBOX_CAPACITY);
-                Router::new(s, partitioner, interceptors, ctx)
-            },
+            move |ctx: &mut Context<Router>| Router::new(s, partitioner, interceptors, ctx),
         );
         let _ = shared.supervision.router.set(router.clone().recipient());
         let s = shared.clone();
-        let metadata =
-            Supervisor::start(ActorKind::Metadata, shared.supervision.clone(), move |_| {
-                Metadata::new(s)
-            });
+        let metadata = Supervisor::start_in_arbiter(
+            &routing.handle(),
+            ActorKind::Metadata,
+            shared.supervision.clone(),
+            move |_| Metadata::new(s),
+        );
         metadata.do_send(Subscribe(router.clone().recipient()));
         #[cfg(feature = "fault-injection")]
         let _ = shared.victims.metadata.set(metadata.clone().recipient());
@@ -202,7 +209,8 @@ impl ProducerBuilder {
         publisher::start(Arc::downgrade(&shared), &shared.io);
         if shared.txn.is_some() {
             let s = shared.clone();
-            let manager = Supervisor::start(
+            let manager = Supervisor::start_in_arbiter(
+                &routing.handle(),
                 ActorKind::Transaction,
                 shared.supervision.clone(),
                 move |_| TransactionManager::new(s),
@@ -222,6 +230,7 @@ impl ProducerBuilder {
         Ok(Producer {
             router,
             shared,
+            routing: Some(routing),
             io: Some(io),
             compress,
         })
@@ -234,6 +243,8 @@ impl ProducerBuilder {
 pub struct Producer {
     router: Addr<Router>,
     shared: Arc<Shared>,
+    /// The router's arbiter.
+    routing: Option<Arbiter>,
     io: Option<Arbiter>,
     /// The sealer's arbiter (with compression only).
     compress: Option<Arbiter>,
@@ -293,6 +304,25 @@ impl Producer {
     /// between [`begin_transaction`](Self::begin_transaction) and the commit or abort; the
     /// record's transaction is the one open when `send` is called.
     pub fn send(&self, produce: Produce) -> impl Future<Output = Outcome> + Send + 'static {
+        let (tx, rx) = slot();
+        self.hand_over(produce, Completion::slot(tx));
+        rx
+    }
+
+    /// Produces one record whose outcome goes where [`Produce::notify`] or
+    /// [`Produce::reply_to`] names, or, with neither, only into the metrics; no future.
+    ///
+    /// `router().do_send(produce)` does the same through the router's mailbox, one actix
+    /// message per record, and the router's thread is woken for every one that finds it idle.
+    /// This goes through the intake as [`send`](Self::send) does: one wake-up for all the
+    /// records appended while the router works, and the same order and flush guarantees.
+    pub fn do_send(&self, produce: Produce) {
+        self.hand_over(produce, Completion::discard());
+    }
+
+    /// Appends a record to the intake; its outcome goes to `reply` unless the record names a
+    /// mailbox of its own.
+    fn hand_over(&self, produce: Produce, reply: Completion) {
         let Produce {
             mut record,
             reply_to,
@@ -300,16 +330,15 @@ impl Producer {
             trace,
         } = produce;
         self.shared.tracing.inject(&mut record, &trace);
-        let (tx, rx) = slot();
-        if let Some(why) = self.shared.supervision.broken() {
-            Completion::slot(tx).complete(Err(ProduceError::refused(why.clone(), record)));
-            return rx;
-        }
         let completion = match reply_to {
-            ReplyTo::Reply => Completion::slot(tx),
+            ReplyTo::Reply => reply,
             ReplyTo::Recipient(to) => Completion::notify(to, tag),
             ReplyTo::Notifier(to) => Completion::notify_batched(to, tag),
         };
+        if let Some(why) = self.shared.supervision.broken() {
+            completion.complete(Err(ProduceError::refused(why.clone(), record)));
+            return;
+        }
         let router = &self.router;
         let queue_drain = || match router.try_send(DrainIntake) {
             Ok(()) => true,
@@ -320,8 +349,10 @@ impl Producer {
             }
             Err(SendError::Closed(_)) => false,
         };
-        self.shared.intake.append(record, completion, queue_drain);
-        rx
+        let alive = || router.connected();
+        self.shared
+            .intake
+            .append(record, completion, queue_drain, alive);
     }
 
     /// Why the producer is broken, if one of its actors panicked past the restart limit
@@ -407,6 +438,9 @@ impl Producer {
         }
         if let Some(compress) = self.compress.take() {
             compress.stop();
+        }
+        if let Some(routing) = self.routing.take() {
+            routing.stop();
         }
         flushed
     }

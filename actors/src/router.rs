@@ -991,6 +991,8 @@ impl Actor for Router {
         core.stall_since = None;
         core.metadata_timer = None;
         core.arm_metadata_timer(ctx);
+        // A restart dropped the look-again the intake may be counting on.
+        ctx.notify(DrainIntake);
         if !core.stalled.is_empty() {
             let size = core.stalled.front().map_or(0, |w| {
                 RECORD_BATCH_OVERHEAD
@@ -1098,22 +1100,49 @@ impl Handler<ProduceBatch> for Router {
     }
 }
 
+impl Router {
+    /// Routes every record appended to the intake so far, in order. The two buffers swap
+    /// places, so taking allocates nothing once they have grown. From `DrainIntake`
+    /// (`answering`) it returns whether the router must look again (see [`intake`]); other
+    /// handlers take what waits before they act, so the records appended before their message
+    /// are routed first, and leave the intake's promise as it is.
+    ///
+    /// [`intake`]: crate::intake
+    fn route_intake(&mut self, answering: bool, ctx: &mut Context<Self>) -> bool {
+        let mut core = self.core.borrow_mut();
+        let mut records = std::mem::take(&mut core.intake_spare);
+        let intake = &core.shared.clone().intake;
+        let again = if answering {
+            intake.drain(&mut records)
+        } else {
+            intake.take(&mut records);
+            false
+        };
+        if !records.is_empty() {
+            core.stamp = Some(now_millis());
+            for (record, completion) in records.iter_mut() {
+                core.accept(Held { record, completion }, None, ctx);
+            }
+            core.stamp = None;
+            records.clear();
+        }
+        core.intake_spare = records;
+        again
+    }
+}
+
 impl Handler<DrainIntake> for Router {
     type Result = ();
 
-    /// Routes every record appended to the intake since the last drain, in order. The two
-    /// buffers swap places, so draining allocates nothing once they have grown.
     fn handle(&mut self, _: DrainIntake, ctx: &mut Context<Self>) {
-        let mut core = self.core.borrow_mut();
-        let mut records = std::mem::take(&mut core.intake_spare);
-        core.shared.clone().intake.drain(&mut records);
-        core.stamp = Some(now_millis());
-        for (record, completion) in records.iter_mut() {
-            core.accept(Held { record, completion }, None, ctx);
+        if self.route_intake(true, ctx) {
+            // Look again once the thread's other tasks (accumulators, linger deadlines,
+            // answers) had a turn. A self-sent message would be handled before them.
+            ctx.spawn(
+                fut::wrap_future(tokio::task::yield_now())
+                    .map(|(), act: &mut Router, ctx| act.handle(DrainIntake, ctx)),
+            );
         }
-        core.stamp = None;
-        records.clear();
-        core.intake_spare = records;
     }
 }
 
@@ -1159,7 +1188,8 @@ impl Handler<ClusterChanged> for Router {
 impl Handler<Flush> for Router {
     type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Flush, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        self.route_intake(false, ctx);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut core = self.core.borrow_mut();
         core.deferred_flushes.push(tx);
@@ -1186,7 +1216,8 @@ impl Handler<GetMetrics> for Router {
 impl Handler<Close> for Router {
     type Result = ResponseFuture<bool>;
 
-    fn handle(&mut self, msg: Close, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) -> Self::Result {
+        self.route_intake(false, ctx);
         let mut core = self.core.borrow_mut();
         let first = !core.closed;
         core.closed = true;
@@ -1348,7 +1379,9 @@ impl Handler<InitTransactions> for Router {
 impl Handler<BeginTransaction> for Router {
     type Result = ResponseActFuture<Self, TransactionResult>;
 
-    fn handle(&mut self, msg: BeginTransaction, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: BeginTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        // Records appended before `begin` belong to no transaction.
+        self.route_intake(false, ctx);
         let to = match self.core.borrow().transaction() {
             Ok(t) => t.begin.clone(),
             Err(e) => return Box::pin(fut::ready(Err(e))),
@@ -1387,7 +1420,8 @@ impl Handler<CommitTransaction> for Router {
     /// Stops taking records, flushes every record of the transaction (as `Flush`), then has
     /// the transaction manager commit. A record that failed meanwhile makes the transaction
     /// abortable, which the commit then reports.
-    fn handle(&mut self, _: CommitTransaction, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: CommitTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        self.route_intake(false, ctx);
         let mut core = self.core.borrow_mut();
         let to = match core.transaction() {
             Ok(t) => t.end.clone(),
@@ -1414,7 +1448,8 @@ impl Handler<AbortTransaction> for Router {
     /// Stops taking records, fails the transaction's records not yet sent (parked here or
     /// unsent in an accumulator) with "transaction aborted", waits for the batches in flight,
     /// then has the transaction manager abort.
-    fn handle(&mut self, _: AbortTransaction, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: AbortTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        self.route_intake(false, ctx);
         let mut core = self.core.borrow_mut();
         let to = match core.transaction() {
             Ok(t) => t.end.clone(),

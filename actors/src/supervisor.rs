@@ -228,15 +228,28 @@ where
         });
     }
 
-    /// Starts the actor on another arbiter (thread).
+    /// Starts the actor on another arbiter (thread), with actix's default mailbox capacity
+    /// (as actix's own `Supervisor::start_in_arbiter`).
     pub(crate) fn start_in_arbiter(
         arbiter: &ArbiterHandle,
         kind: ActorKind,
         state: Arc<Supervision>,
         f: impl FnOnce(&mut Context<A>) -> A + Send + 'static,
     ) -> Addr<A> {
-        // actix's own default mailbox capacity, as `Supervisor::start_in_arbiter` uses.
-        let (tx, rx) = channel(16);
+        Self::start_in_arbiter_with(arbiter, 16, kind, state, f)
+    }
+
+    /// Starts the actor on another arbiter with a mailbox of `capacity` messages. The
+    /// capacity is the channel's from the start: set from inside `f`, it would apply only
+    /// once the other thread got to it, after the address was handed out.
+    pub(crate) fn start_in_arbiter_with(
+        arbiter: &ArbiterHandle,
+        capacity: usize,
+        kind: ActorKind,
+        state: Arc<Supervision>,
+        f: impl FnOnce(&mut Context<A>) -> A + Send + 'static,
+    ) -> Addr<A> {
+        let (tx, rx) = channel(capacity);
         arbiter.spawn_fn(move || Self::run(Context::with_receiver(rx), kind, state, f));
         Addr::new(tx)
     }

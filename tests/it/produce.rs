@@ -242,6 +242,99 @@ async fn producer_send_hands_records_over_at_the_call_in_order() {
     verify("intake", &topic, 4, &sent, &consumed, false);
 }
 
+/// `Producer::do_send` (outcomes to a `Notifier`) and `Producer::send` share the intake, whose
+/// router keeps looking while records come instead of being woken: a `flush` sent in the
+/// middle of a stream, while the router is between looks, must still cover every record
+/// appended before it. Rounds of 1 to 400 records, each followed at once by a flush, then
+/// every outcome checked and the broker's log read back.
+#[actix_rt::test]
+async fn producer_do_send_and_flushes_between_looks_cover_every_record() {
+    use actix::prelude::*;
+    use herald_actors::{Deliveries, Notifier};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// `(tag, (partition, offset) or the error)` of every outcome.
+    type Seen = Vec<(u64, Result<(i32, i64), String>)>;
+    struct Collector(Rc<RefCell<Seen>>);
+    impl Actor for Collector {
+        type Context = Context<Self>;
+    }
+    impl Handler<Deliveries> for Collector {
+        type Result = ();
+        fn handle(&mut self, d: Deliveries, _: &mut Context<Self>) {
+            let mut seen = self.0.borrow_mut();
+            for d in d.0 {
+                let outcome = d.outcome.map(|md| (md.partition, md.offset));
+                seen.push((d.tag, outcome.map_err(|e| e.to_string())));
+            }
+        }
+    }
+
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("do-send");
+    mock.create_topic(&topic, 4, 3);
+    let bootstrap = mock.bootstrap();
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("linger.ms", "20"),
+        ("batch.size", "2048"),
+    ])
+    .expect("valid config");
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let notifier = Notifier::new(Collector(seen.clone()).start().recipient());
+    let mut sent: Vec<Option<(i32, i64)>> = Vec::new();
+    let mut futures = Vec::new();
+    let mut i = 0usize;
+    for round in 0..40usize {
+        let n = 1 + (round * 97) % 400;
+        for _ in 0..n {
+            if i % 2 == 0 {
+                producer.do_send(record(&topic, i).tag(i as u64).notify(notifier.clone()));
+            } else {
+                futures.push((i, producer.send(record(&topic, i))));
+            }
+            sent.push(None);
+            i += 1;
+        }
+        producer.flush().await;
+        for (idx, f) in futures.drain(..) {
+            let outcome = futures_util::FutureExt::now_or_never(f).unwrap_or_else(|| {
+                panic!("round {round}: record {idx} has no outcome after flush")
+            });
+            let md = outcome.unwrap_or_else(|e| panic!("record {idx} failed: {e}"));
+            sent[idx] = Some((md.partition, md.offset));
+        }
+    }
+    // The notifier's outcomes travel as messages to the collector on this thread.
+    let expected = i.div_ceil(2);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while seen.borrow().len() < expected && std::time::Instant::now() < deadline {
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (tag, outcome) in seen.borrow().iter() {
+        let at = outcome
+            .clone()
+            .unwrap_or_else(|e| panic!("record {tag} failed: {e}"));
+        assert!(
+            sent[*tag as usize].replace(at).is_none(),
+            "record {tag} answered twice"
+        );
+    }
+    let sent: Vec<(i32, i64)> = sent
+        .into_iter()
+        .enumerate()
+        .map(|(idx, s)| s.unwrap_or_else(|| panic!("record {idx} has no outcome")))
+        .collect();
+    let metrics = producer.metrics().await;
+    assert_eq!(metrics.record_send_total, i as u64, "record-send-total");
+    assert_eq!(metrics.record_error_total, 0);
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let consumed = read_back(&bootstrap, &topic, 4, i, Duration::from_secs(30)).await;
+    verify("do_send", &topic, 4, &sent, &consumed, false);
+}
+
 #[actix_rt::test]
 async fn tansu_every_codec_and_acks() {
     init_tracing();

@@ -198,8 +198,9 @@ impl TraceContext {
     }
 }
 
-/// Producer (`Producer::send`) → router: take the records waiting in the producer's intake
-/// ([`intake`](crate::intake)); one such message is queued whenever the intake is not empty.
+/// Producer (`Producer::send`, `Producer::do_send`) → router, and the router to itself: take
+/// the records waiting in the producer's intake; sent only when the router is not coming
+/// back anyway ([`intake`](crate::intake)).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub(crate) struct DrainIntake;
