@@ -1,7 +1,7 @@
 //! One client of the `chaos` mode, in a worker process: the seeded records, the same explicit
 //! settings for both clients, every record's outcome, and delivered records over time.
 //!
-//! - Herald: `do_send` with `notify` (one `Deliveries` message per batch to a collector
+//! - Herald: `Producer::do_send` with `notify` (one `Deliveries` message per batch to a collector
 //!   actor); outstanding records bounded by their bytes, at most `buffer.memory`.
 //! - librdkafka: `BaseProducer::send`, a delivery callback, a polling thread; its queue
 //!   bounded by `queue.buffering.max.kbytes` = `buffer.memory`, QueueFull waits.
@@ -312,7 +312,6 @@ async fn herald(
             .chain([("buffer.memory", args.buffer_memory.to_string())]),
     )
     .map_err(|e| format!("herald config: {e}"))?;
-    let router = producer.router().clone();
     let acknowledged = Arc::new(AtomicU64::new(0));
     let outcomes = Rc::new(RefCell::new(Outcomes::new(
         args.records,
@@ -353,7 +352,7 @@ async fn herald(
                 .value(Bytes::from(records.value(next)))
                 .tag(next)
                 .notify(notifier.clone());
-            router.do_send(p);
+            producer.do_send(p);
             next += 1;
         }
         if outcomes.borrow().done() == n {

@@ -1,12 +1,15 @@
 //! Herald through the actor API: a `Producer` started from Java-style pairs, then one of
-//! four ways to hand it records and collect their outcomes:
+//! five ways to hand it records and collect their outcomes:
 //!
 //! - `send`: `router.send(Produce)` per record, a window of futures outstanding.
 //! - `producer_send`: `Producer::send(Produce)` per record, the same window: the per-record
 //!   future without actix's request (records go to the router's intake in bulk).
-//! - `do_send`: `router.do_send(Produce::...notify(notifier).tag(slot))`: outcomes arrive at
-//!   a collector actor as one `Deliveries` message per batch (the fastest per-record path),
-//!   or with `reply_to` as one `Delivered` message per record.
+//! - `do_send`: `producer.do_send(Produce::...notify(notifier).tag(slot))` (through the
+//!   intake, as `producer_send`): outcomes arrive at a collector actor as one `Deliveries`
+//!   message per batch (the fastest per-record path), or with `reply_to` as one `Delivered`
+//!   message per record.
+//! - `router_do_send`: the same with `router.do_send`, one actix message per record into the
+//!   router's mailbox (on the router's thread, which each message wakes if it is idle).
 //! - `batch`: `router.send(ProduceBatch(records))`, one message for many records.
 
 use std::cell::RefCell;
@@ -98,8 +101,18 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
         match api {
             Api::HeraldSend => send(ctx, &router, pacer, &mut stats).await?,
             Api::HeraldProducerSend => producer_send(ctx, &producer, pacer, &mut stats).await?,
-            Api::HeraldDoSend => stats = do_send(ctx, &router, pacer, stats, true).await?,
-            Api::HeraldReplyTo => stats = do_send(ctx, &router, pacer, stats, false).await?,
+            Api::HeraldDoSend => {
+                let to = |p| producer.do_send(p);
+                stats = do_send(ctx, to, pacer, stats, true).await?
+            }
+            Api::HeraldRouterDoSend => {
+                let to = |p| router.do_send(p);
+                stats = do_send(ctx, to, pacer, stats, true).await?
+            }
+            Api::HeraldReplyTo => {
+                let to = |p| producer.do_send(p);
+                stats = do_send(ctx, to, pacer, stats, false).await?
+            }
             Api::HeraldBatch if txn => transactions(ctx, &router, pacer, &mut stats).await?,
             Api::HeraldBatch => batch(ctx, &router, pacer, &mut stats).await?,
             _ => unreachable!("not a herald client"),
@@ -330,7 +343,7 @@ impl Handler<Delivered> for Collector {
 /// capacity, so the window is the backpressure.
 async fn do_send(
     ctx: &RunCtx<'_>,
-    router: &Addr<Router>,
+    to: impl Fn(Produce),
     pacer: Pacer,
     stats: Stats,
     batched: bool,
@@ -365,7 +378,7 @@ async fn do_send(
                 let slot = s.free.pop().expect("a free slot while under the window");
                 s.slots[slot] = Some((next, Instant::now()));
                 let p = produce(ctx, next, &mut key_buf).tag(slot as u64);
-                router.do_send(if batched {
+                to(if batched {
                     p.notify(notifier.clone())
                 } else {
                     p.reply_to(recipient.clone())

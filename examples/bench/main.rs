@@ -18,8 +18,10 @@
 //!
 //! Clients: `herald-send` (`router.send(Produce)` with a window of outstanding futures),
 //! `herald-producer-send` (`Producer::send(Produce)`, the same window),
-//! `herald-do-send` (`do_send` with `notify`: outcomes to a collector actor, one message per
-//! batch), `herald-reply-to` (`do_send` with `reply_to`: one `Delivered` message per record),
+//! `herald-do-send` (`Producer::do_send` with `notify`: outcomes to a collector actor, one
+//! message per batch), `herald-router-do-send` (the same through `router().do_send`, one
+//! actix message per record), `herald-reply-to` (`Producer::do_send` with `reply_to`: one
+//! `Delivered` message per record),
 //! `herald-batch`
 //! (`ProduceBatch`), `rdkafka-future` (`FutureProducer::send_result`), `rdkafka-base`
 //! (`BaseProducer::send`, a delivery-callback context and a polling thread).
@@ -181,7 +183,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "herald-send,herald-producer-send,herald-do-send,herald-reply-to,herald-batch,rdkafka-future,rdkafka-base"
+        default_value = "herald-send,herald-producer-send,herald-do-send,herald-router-do-send,herald-reply-to,herald-batch,rdkafka-future,rdkafka-base"
     )]
     clients: Vec<Api>,
     /// What Herald's clients run with besides producing: none; metrics (a Prometheus recorder
@@ -335,6 +337,7 @@ enum Api {
     HeraldSend,
     HeraldProducerSend,
     HeraldDoSend,
+    HeraldRouterDoSend,
     HeraldReplyTo,
     HeraldBatch,
     RdkafkaFuture,
@@ -349,6 +352,7 @@ impl Api {
             Api::HeraldSend
             | Api::HeraldProducerSend
             | Api::HeraldDoSend
+            | Api::HeraldRouterDoSend
             | Api::HeraldReplyTo
             | Api::HeraldBatch => "herald",
             Api::RdkafkaFuture | Api::RdkafkaBase => "rdkafka",
@@ -361,6 +365,7 @@ impl Api {
             Api::HeraldSend => "send",
             Api::HeraldProducerSend => "producer_send",
             Api::HeraldDoSend => "do_send",
+            Api::HeraldRouterDoSend => "router_do_send",
             Api::HeraldReplyTo => "reply_to",
             Api::HeraldBatch => "batch",
             Api::RdkafkaFuture => "future",
@@ -374,6 +379,7 @@ impl Api {
             Api::HeraldSend => "herald-send",
             Api::HeraldProducerSend => "herald-producer-send",
             Api::HeraldDoSend => "herald-do-send",
+            Api::HeraldRouterDoSend => "herald-router-do-send",
             Api::HeraldReplyTo => "herald-reply-to",
             Api::HeraldBatch => "herald-batch",
             Api::RdkafkaFuture => "rdkafka-future",

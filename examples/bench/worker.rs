@@ -79,6 +79,7 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
         Api::HeraldSend
         | Api::HeraldProducerSend
         | Api::HeraldDoSend
+        | Api::HeraldRouterDoSend
         | Api::HeraldReplyTo
         | Api::HeraldBatch => herald_client::run(&ctx, api)?,
         Api::RdkafkaFuture => rdkafka_client::run_future(&ctx)?,

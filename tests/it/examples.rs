@@ -384,6 +384,7 @@ fn bench_runs_every_client_and_writes_its_json() {
         "herald-send",
         "herald-producer_send",
         "herald-do_send",
+        "herald-router_do_send",
         "herald-reply_to",
         "herald-batch",
         "rdkafka-future",
