@@ -946,6 +946,11 @@ fn append(
         ),
     };
     records.reserve(slots_wanted);
+    if grow_to > reserved_now {
+        // Its partition waits: this batch will likely grow to `grow_to` (see `grow`).
+        builder.reserve_capacity(grow_to);
+        records.reserve((grow_to / size.max(1)).min(1 << 16));
+    }
     builder.set_transactional(shared.txn.is_some());
     let appended = builder
         .try_append(timestamp, key, value, &record.headers)

@@ -156,6 +156,18 @@ impl BatchBuilder {
         self.limit = self.limit.max(limit);
     }
 
+    /// Makes room for the records section to reach `bytes` without moving: a batch that will
+    /// grow (see [`raise_limit`](Self::raise_limit)) is otherwise copied each time its buffer
+    /// doubles, which cost the router as many bytes copied again as the batch ends up
+    /// holding. Memory accounting is unchanged: a large block's pages are taken only when
+    /// written.
+    pub fn reserve_capacity(&mut self, bytes: usize) {
+        let len = self.buf.len();
+        if bytes > len {
+            self.buf.reserve(bytes - len);
+        }
+    }
+
     /// Whether another record can hardly fit (Java's `isFull`): used to close a batch early
     /// and to let sticky partitioning move on.
     pub fn is_full(&self) -> bool {
@@ -424,6 +436,24 @@ mod tests {
         let bytes = b.close(ProducerIds::NONE).unwrap();
         let (decoded, used) = crate::batch::decode::decode_batch(&bytes).unwrap();
         assert_eq!(used, bytes.len());
+        assert_eq!(decoded.records.len(), count);
+    }
+
+    #[test]
+    fn a_batch_with_reserved_capacity_grows_without_moving() {
+        let mut b = BatchBuilder::new(100, Compression::None, None);
+        b.reserve_capacity(10_000);
+        let capacity = b.buf.capacity();
+        b.raise_limit(10_000);
+        let value = [7u8; 30];
+        while b.try_append(0, None, Some(&value), &[]).is_ok() {}
+        assert!(b.size_in_bytes() > 9_000, "filled up to the raised limit");
+        // A buffer that had to grow (and be copied, unless the allocator could extend it)
+        // would have a new capacity.
+        assert_eq!(b.buf.capacity(), capacity, "the buffer never grew");
+        let count = b.record_count() as usize;
+        let bytes = b.close(ProducerIds::NONE).unwrap();
+        let (decoded, _) = crate::batch::decode::decode_batch(&bytes).unwrap();
         assert_eq!(decoded.records.len(), count);
     }
 
