@@ -545,7 +545,14 @@ async fn main() -> ExitCode {
             .init();
     }
 
-    let producer = match config(&args).and_then(Producer::start) {
+    // The router on this thread, whose task only relays the reader thread's chunks to it
+    // and counts the answers (see `ProducerBuilder::arbiter`).
+    let start = |c| {
+        Producer::builder(c)
+            .arbiter(actix::Arbiter::current())
+            .start()
+    };
+    let producer = match config(&args).and_then(start) {
         Ok(p) => p,
         Err(e) => {
             // ConfigError's message names the offending key.

@@ -141,7 +141,7 @@ defs! {
     "herald_in_flight_requests" Gauge Node Count "requests awaiting their response on the broker's connection";
     "herald_actor_restarts_total" Counter ActorKind Count "supervised restarts of actors of this kind (after a stop or a panic)";
     "herald_actor_panics_total" Counter ActorKind Count "panics caught in actors of this kind";
-    "herald_intake_records" Gauge Producer Count "records of Producer::send the router has not taken yet";
+    "herald_intake_records" Gauge Producer Count "records of Producer::send and do_send the router has not taken yet";
     "herald_records_waiting_metadata" Gauge Producer Count "records held until their topic's metadata arrives";
     "herald_records_waiting_memory" Gauge Producer Count "records held while buffer.memory is exhausted";
     "herald_record_resend_unknown_total" Counter Producer Count "records sent again after their request was lost with its connection";

@@ -335,6 +335,73 @@ async fn producer_do_send_and_flushes_between_looks_cover_every_record() {
     verify("do_send", &topic, 4, &sent, &consumed, false);
 }
 
+/// The producer's actors run on a thread of their own, never the application's (a
+/// partitioner, which runs in the router, records where it ran), unless the application
+/// gives the producer an arbiter (`ProducerBuilder::arbiter`), where they run instead.
+#[actix_rt::test]
+async fn the_router_runs_on_its_own_thread_unless_given_an_arbiter() {
+    use herald::partitioner::{Partitioner, TopicPartitions};
+    use std::sync::{Arc, Mutex};
+    use std::thread::ThreadId;
+
+    #[derive(Debug, Clone, Default)]
+    struct Where(Arc<Mutex<Vec<ThreadId>>>);
+    impl Partitioner for Where {
+        fn partition(
+            &mut self,
+            _: &str,
+            _: Option<&[u8]>,
+            _: Option<&[u8]>,
+            p: &TopicPartitions<'_>,
+        ) -> i32 {
+            self.0.lock().unwrap().push(std::thread::current().id());
+            p.count - 1
+        }
+    }
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("arbiter");
+    mock.create_topic(&topic, 2, 1);
+    let bootstrap = mock.bootstrap();
+    let here = std::thread::current().id();
+    for given in [false, true] {
+        let seen = Where::default();
+        let config =
+            herald::ProducerConfig::from_pairs([("bootstrap.servers", bootstrap.as_str())])
+                .expect("valid config");
+        let mut builder = Producer::builder(config).partitioner(seen.clone());
+        if given {
+            builder = builder.arbiter(actix::Arbiter::current());
+        }
+        let producer = builder.start().expect("started");
+        for i in 0..20 {
+            let md = producer
+                .send(Produce::new(topic.clone()).value(format!("v{i}")))
+                .await
+                .expect("delivered");
+            assert_eq!(md.partition, 1, "the partitioner chose");
+        }
+        assert!(producer.close(Duration::from_secs(10)).await);
+        let threads = seen.0.lock().unwrap().clone();
+        assert_eq!(threads.len(), 20, "the partitioner ran for every record");
+        if given {
+            assert!(threads.iter().all(|t| *t == here), "on the arbiter given");
+        } else {
+            assert!(
+                threads.iter().all(|t| *t != here),
+                "never on the caller's thread"
+            );
+        }
+    }
+    let consumed = read_back(&bootstrap, &topic, 2, 40, Duration::from_secs(30)).await;
+    assert_eq!(
+        consumed.get(&1).map_or(0, Vec::len),
+        40,
+        "all 40 in partition 1"
+    );
+}
+
 #[actix_rt::test]
 async fn tansu_every_codec_and_acks() {
     init_tracing();
