@@ -83,21 +83,19 @@ impl Intake {
     }
 
     /// Takes every waiting record, in the order appended, leaving `spare` (emptied) in their
-    /// place so the two buffers are reused.
-    pub(crate) fn take(&self, spare: &mut Vec<Entry>) {
-        spare.clear();
-        std::mem::swap(&mut self.lock().records, spare);
-    }
-
-    /// Takes every waiting record, as [`take`](Self::take), for the router's `DrainIntake`:
-    /// returns whether it must come back (it took records, and callers rely on it to look
-    /// again); when it took none, the next append queues a `DrainIntake`.
-    pub(crate) fn drain(&self, spare: &mut Vec<Entry>) -> bool {
+    /// place so the two buffers are reused. For the router's `DrainIntake` (`answering`) it
+    /// settles the promise: it returns whether the router must come back (it took records,
+    /// and callers rely on it to look again; when it took none, the next append queues a
+    /// `DrainIntake`). Other takers (a flush taking what waits first) leave the promise to
+    /// whatever made it, and get `false`.
+    pub(crate) fn take(&self, spare: &mut Vec<Entry>, answering: bool) -> bool {
         spare.clear();
         let mut s = self.lock();
         std::mem::swap(&mut s.records, spare);
-        s.router_coming = !spare.is_empty();
-        s.router_coming
+        if answering {
+            s.router_coming = !spare.is_empty();
+        }
+        answering && s.router_coming
     }
 }
 
@@ -137,19 +135,25 @@ mod tests {
         }
         assert_eq!(queued.get(), 1, "one drain for the three records");
         let mut taken = Vec::new();
-        assert!(intake.drain(&mut taken), "it took records: it comes back");
+        assert!(
+            intake.take(&mut taken, true),
+            "it took records: it comes back"
+        );
         let values: Vec<u8> = taken.iter().map(|(r, _)| value(r)).collect();
         assert_eq!(values, [0, 1, 2]);
         append(3);
         assert_eq!(queued.get(), 1, "the router comes back: no new drain");
         let mut other = Vec::new();
-        intake.take(&mut other);
+        intake.take(&mut other, false);
         assert_eq!(other.len(), 1, "a flush takes what waits");
-        assert!(!intake.drain(&mut taken), "nothing left: it stops looking");
+        assert!(
+            !intake.take(&mut taken, true),
+            "nothing left: it stops looking"
+        );
         assert!(taken.is_empty());
         append(4);
         assert_eq!(queued.get(), 2, "the first record after that asks again");
-        assert!(intake.drain(&mut taken));
+        assert!(intake.take(&mut taken, true));
         assert_eq!(taken.len(), 1);
         drop(receivers);
     }
@@ -165,7 +169,7 @@ mod tests {
         assert!(matches!(err.kind(), ErrorKind::Closed));
         assert_eq!(value(&err.into_record().expect("the record")), 9);
         let mut taken = Vec::new();
-        intake.drain(&mut taken);
+        intake.take(&mut taken, true);
         assert!(taken.is_empty(), "nothing waits");
 
         // The router was coming, and is gone before it came.

@@ -1116,13 +1116,7 @@ impl Router {
     fn route_intake(&mut self, answering: bool, ctx: &mut Context<Self>) -> bool {
         let mut core = self.core.borrow_mut();
         let mut records = std::mem::take(&mut core.intake_spare);
-        let intake = &core.shared.clone().intake;
-        let again = if answering {
-            intake.drain(&mut records)
-        } else {
-            intake.take(&mut records);
-            false
-        };
+        let again = core.shared.clone().intake.take(&mut records, answering);
         if !records.is_empty() {
             core.stamp = Some(now_millis());
             for (record, completion) in records.iter_mut() {
