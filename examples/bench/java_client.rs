@@ -314,6 +314,7 @@ pub(crate) fn run(
                      tool; cpu over the whole JVM life (start-up, JIT, GC)",
         })),
         settings: Settings::of(args),
+        round: 0,
     })
 }
 

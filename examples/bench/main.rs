@@ -28,6 +28,8 @@
 //! Modes: `max` (as fast as the client goes), `rate` (`--rate` records/s, paced by a timer),
 //! and `console` (`console_producer` against `kcat -P`, whole process against whole process,
 //! `--console-rounds` rounds of `--records` keyed lines of `--record-size` bytes; kcat needed).
+//! `--runs N` repeats the max and rate modes in N rounds, each running every client once in
+//! turn, and reports medians (ratios pair the runs of one round).
 //! `--txn-records N` makes the runs transactional (herald-batch and rdkafka-future): every N
 //! records are one transaction, begun, sent and committed before the next; a record's
 //! latency then runs until its transaction committed.
@@ -174,6 +176,11 @@ struct Args {
     /// seeded fault schedule on the mock cluster).
     #[arg(long, value_delimiter = ',', default_value = "max,rate,console")]
     modes: Vec<Mode>,
+    /// Max and rate modes: rounds, each running every client once, in turn, so a change in
+    /// the machine's load falls on every client alike; with more than one the report adds
+    /// each client's medians and each pair's median ratio (ratios pair runs of one round).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
     /// Console mode: rounds, each running console_producer and kcat once; the report gives
     /// medians.
     #[arg(long, default_value_t = 5)]
@@ -492,6 +499,9 @@ struct RunResult {
     offsets_verified: bool,
     client_metrics: Option<serde_json::Value>,
     settings: Settings,
+    /// The round (`--runs`) this run belongs to, counted from 0; set by the orchestrator.
+    #[serde(default)]
+    round: usize,
 }
 
 impl RunResult {

@@ -9,7 +9,9 @@ use std::time::Duration;
 use crate::console_vs_kcat::{Setup, Summary};
 use crate::kafka::{Kafka, Options};
 use crate::mock_broker_process::MockBrokerProcess;
-use crate::report::{mode_label, print_report, ratios, ratios_json};
+use crate::report::{
+    medians, mode_label, print_medians, print_report, ratios, ratios_json, representatives,
+};
 use crate::security::{self, Security};
 use crate::{kafka, plot, Api, Args, BrokerKind, Mode, Result, RunResult, Settings};
 
@@ -78,9 +80,13 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         .copied()
         .filter(|m| *m == Mode::Max || (*m == Mode::Rate && args.rate > 0))
         .collect();
-    let plan: Vec<(Mode, Api)> = modes
-        .iter()
-        .flat_map(|m| args.clients.iter().map(move |c| (*m, *c)))
+    let rounds = args.runs.max(1);
+    let plan: Vec<(usize, Mode, Api)> = (0..rounds)
+        .flat_map(|round| {
+            modes
+                .iter()
+                .flat_map(move |m| args.clients.iter().map(move |c| (round, *m, *c)))
+        })
         .collect();
     let console = args.modes.contains(&Mode::Console);
     if plan.is_empty() && !console {
@@ -111,10 +117,19 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 
     let mut results = Vec::new();
     let mut failed: Vec<String> = Vec::new();
-    for (i, (mode, api)) in plan.iter().enumerate() {
+    for (i, (round, mode, api)) in plan.iter().enumerate() {
         let done_before = args.records * i as u64;
         pb.set_position(done_before);
-        pb.set_message(format!("{} {}", api.flag(), mode_label(*mode, args.rate)));
+        let of_round = if rounds > 1 {
+            format!(" (round {} of {rounds})", round + 1)
+        } else {
+            String::new()
+        };
+        pb.set_message(format!(
+            "{} {}{of_round}",
+            api.flag(),
+            mode_label(*mode, args.rate)
+        ));
         let topic = match &args.topic {
             Some(t) if args.bootstrap_servers.is_some() => t.clone(),
             Some(t) => format!("{t}-{}-{:?}", api.flag(), mode).to_lowercase(),
@@ -174,9 +189,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         // A client that fails (a setting it refuses, a broker it cannot reach) is reported
         // by its worker on stderr and skipped: the other clients still run and are reported.
         match result {
-            Some(r) if status.success() => results.push(r),
+            Some(r) if status.success() => results.push(RunResult { round: *round, ..r }),
             _ => {
-                let run = format!("{} {}", api.flag(), mode_label(*mode, args.rate));
+                let run = format!("{} {}{of_round}", api.flag(), mode_label(*mode, args.rate));
                 // Not pb.println: it prints nothing when stderr is not a terminal.
                 pb.suspend(|| eprintln!("bench: {run} failed ({status}), error above; skipped"));
                 failed.push(run);
@@ -203,8 +218,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
 
     let settings = Settings::of(args);
     let ratios = ratios(&results);
+    let medians = medians(&results, &ratios);
     if !results.is_empty() {
         print_report(&settings, &results, &ratios);
+        if rounds > 1 {
+            print_medians(&settings, &medians);
+        }
     }
     if let Some(c) = &console {
         print_console(c);
@@ -214,13 +233,16 @@ pub(crate) fn run(args: &Args) -> Result<()> {
             "settings": settings,
             "runs": results,
             "ratios": ratios_json(&ratios),
+            "medians": medians,
             "console": console,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;
         println!("\nJSON written to {}", path.display());
     }
     if let Some(path) = &args.plot {
-        plot::draw(path, &args.font, &settings, &results, console.as_ref())
+        // With several rounds, each client's run of median throughput stands for it.
+        let shown = representatives(&results);
+        plot::draw(path, &args.font, &settings, &shown, console.as_ref())
             .map_err(|e| format!("plot: {e}"))?;
         println!("chart written to {}", path.display());
     }

@@ -20,6 +20,8 @@ pub(crate) struct Ratio {
     mode: Mode,
     #[serde(skip)]
     pair: String,
+    /// The round both runs belong to (`--runs`).
+    round: usize,
     records_per_sec: f64,
     cpu_ns_per_record: f64,
     peak_rss_bytes: f64,
@@ -28,15 +30,17 @@ pub(crate) struct Ratio {
     latency_p999: f64,
 }
 
-/// Herald / librdkafka, then Herald / Java, for every pair of APIs, per mode, in the order the
-/// runs were made. The Java pairs are named `<herald api>/java`.
+/// Herald / librdkafka, then Herald / Java, for every pair of APIs, per round and mode, in
+/// the order the runs were made; a ratio pairs two runs of one round. The Java pairs are named
+/// `<herald api>/java`.
 pub(crate) fn ratios(results: &[RunResult]) -> Vec<Ratio> {
     let mut out = Vec::new();
-    for mode in [Mode::Max, Mode::Rate] {
+    let rounds = results.iter().map(|r| r.round + 1).max().unwrap_or(0);
+    for (round, mode) in (0..rounds).flat_map(|r| [(r, Mode::Max), (r, Mode::Rate)]) {
         let of = |client: &str| -> Vec<&RunResult> {
             results
                 .iter()
-                .filter(|r| r.mode == mode && r.client == client)
+                .filter(|r| r.round == round && r.mode == mode && r.client == client)
                 .collect()
         };
         let others = of("rdkafka").into_iter().chain(of("java"));
@@ -48,6 +52,7 @@ pub(crate) fn ratios(results: &[RunResult]) -> Vec<Ratio> {
                 out.push(Ratio {
                     mode,
                     pair: format!("{}/{other}", h.api),
+                    round,
                     records_per_sec: q(h.records_per_sec, k.records_per_sec),
                     cpu_ns_per_record: q(h.cpu_ns_per_record, k.cpu_ns_per_record),
                     peak_rss_bytes: q(h.peak_rss_bytes as f64, k.peak_rss_bytes as f64),
@@ -61,18 +66,205 @@ pub(crate) fn ratios(results: &[RunResult]) -> Vec<Ratio> {
     out
 }
 
-/// `{"max": {"send/future": {...}, ...}, "rate": {...}}`
+/// `{"max": {"send/future": {...}, ...}, "rate": {...}}`: each pair's median ratios over the
+/// rounds (with one round, its ratios), and under `rounds` the ratios of every round.
 pub(crate) fn ratios_json(ratios: &[Ratio]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
-    for r in ratios {
+    for (mode, pair) in distinct(ratios, |r| (r.mode, r.pair.clone())) {
+        let of: Vec<&Ratio> = ratios
+            .iter()
+            .filter(|o| o.mode == mode && o.pair == pair)
+            .collect();
+        let m = |f: fn(&Ratio) -> f64| median(of.iter().map(|r| f(r)).collect());
+        let entry = serde_json::json!({
+            "records_per_sec": m(|r| r.records_per_sec),
+            "cpu_ns_per_record": m(|r| r.cpu_ns_per_record),
+            "peak_rss_bytes": m(|r| r.peak_rss_bytes),
+            "latency_p50": m(|r| r.latency_p50),
+            "latency_p99": m(|r| r.latency_p99),
+            "latency_p999": m(|r| r.latency_p999),
+            "rounds": of,
+        });
         let mode = out
-            .entry(format!("{:?}", r.mode).to_lowercase())
+            .entry(format!("{mode:?}").to_lowercase())
             .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
         if let Some(m) = mode.as_object_mut() {
-            m.insert(r.pair.clone(), serde_json::to_value(r).unwrap_or_default());
+            m.insert(pair, entry);
         }
     }
     serde_json::Value::Object(out)
+}
+
+/// The median of `v` (the mean of the middle two for an even count); NaN when empty.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| !x.is_nan());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One client's medians over the rounds of one mode.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ClientMedians {
+    mode: Mode,
+    client: String,
+    runs: usize,
+    records_per_sec: f64,
+    cpu_ns_per_record: f64,
+    peak_rss_bytes: f64,
+    latency_p99: f64,
+}
+
+/// One pair's median ratios over the rounds of one mode, and each round's, for the table.
+#[derive(Debug, Clone)]
+pub(crate) struct PairMedians {
+    mode: Mode,
+    pair: String,
+    records_per_sec: f64,
+    cpu_ns_per_record: f64,
+    latency_p99: f64,
+    records_per_sec_per_round: Vec<f64>,
+    cpu_ns_per_record_per_round: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Medians {
+    clients: Vec<ClientMedians>,
+    /// In the JSON as `ratios` (see [`ratios_json`]).
+    #[serde(skip)]
+    pairs: Vec<PairMedians>,
+}
+
+/// The distinct keys of `items`, in first-seen order.
+fn distinct<T, K: PartialEq>(items: &[T], key: impl Fn(&T) -> K) -> Vec<K> {
+    let mut keys = Vec::new();
+    for item in items {
+        let k = key(item);
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys
+}
+
+/// Each client's and each pair's medians over the rounds (`--runs`), in first-seen order.
+pub(crate) fn medians(results: &[RunResult], ratios: &[Ratio]) -> Medians {
+    let clients = distinct(results, |r| (r.mode, r.label()))
+        .into_iter()
+        .map(|(mode, client)| {
+            let runs: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| r.mode == mode && r.label() == client)
+                .collect();
+            let m = |f: fn(&RunResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
+            ClientMedians {
+                mode,
+                runs: runs.len(),
+                records_per_sec: m(|r| r.records_per_sec),
+                cpu_ns_per_record: m(|r| r.cpu_ns_per_record),
+                peak_rss_bytes: m(|r| r.peak_rss_bytes as f64),
+                latency_p99: m(|r| r.latency_ms.p99),
+                client,
+            }
+        })
+        .collect();
+    let pairs = distinct(ratios, |r| (r.mode, r.pair.clone()))
+        .into_iter()
+        .map(|(mode, pair)| {
+            let of: Vec<&Ratio> = ratios
+                .iter()
+                .filter(|r| r.mode == mode && r.pair == pair)
+                .collect();
+            let per = |f: fn(&Ratio) -> f64| -> Vec<f64> { of.iter().map(|r| f(r)).collect() };
+            PairMedians {
+                mode,
+                records_per_sec: median(per(|r| r.records_per_sec)),
+                cpu_ns_per_record: median(per(|r| r.cpu_ns_per_record)),
+                latency_p99: median(per(|r| r.latency_p99)),
+                records_per_sec_per_round: per(|r| r.records_per_sec),
+                cpu_ns_per_record_per_round: per(|r| r.cpu_ns_per_record),
+                pair,
+            }
+        })
+        .collect();
+    Medians { clients, pairs }
+}
+
+/// Per mode and client, the run of median throughput (the lower middle one for an even
+/// count): what the chart shows when there were several rounds.
+pub(crate) fn representatives(results: &[RunResult]) -> Vec<RunResult> {
+    let mut out: Vec<RunResult> = Vec::new();
+    for r in results {
+        if out
+            .iter()
+            .any(|o| o.mode == r.mode && o.label() == r.label())
+        {
+            continue;
+        }
+        let mut same: Vec<&RunResult> = results
+            .iter()
+            .filter(|o| o.mode == r.mode && o.label() == r.label())
+            .collect();
+        same.sort_by(|a, b| a.records_per_sec.total_cmp(&b.records_per_sec));
+        out.push(same[(same.len() - 1) / 2].clone());
+    }
+    out
+}
+
+/// Medians over the rounds: each client's, then each pair's with its ratio in every round.
+pub(crate) fn print_medians(s: &Settings, m: &Medians) {
+    let rounds = m.clients.iter().map(|c| c.runs).max().unwrap_or(0);
+    println!();
+    println!("Medians of {rounds} rounds (each round ran every client once, in turn)");
+    println!(
+        "{:<13} {:<21} {:>10} {:>8} {:>7} {:>8}",
+        "mode", "client", "rec/s", "cpu ns", "RSS+", "p99"
+    );
+    println!(
+        "{:<13} {:<21} {:>10} {:>8} {:>7} {:>8}",
+        "", "", "", "/record", "MiB", "ms"
+    );
+    for c in &m.clients {
+        println!(
+            "{:<13} {:<21} {:>10.0} {:>8.0} {:>7.1} {:>8.2}",
+            mode_label(c.mode, s.rate),
+            c.client,
+            c.records_per_sec,
+            c.cpu_ns_per_record,
+            c.peak_rss_bytes / (1024.0 * 1024.0),
+            c.latency_p99
+        );
+    }
+    println!();
+    println!(
+        "{:<13} {:<22} {:>7} {:>8} {:>7}   rec/s | cpu/rec in each round",
+        "mode", "herald/rdkafka", "rec/s", "cpu/rec", "p99"
+    );
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for p in &m.pairs {
+        println!(
+            "{:<13} {:<22} {:>7.2} {:>8.2} {:>7.2}   {} | {}",
+            mode_label(p.mode, s.rate),
+            p.pair,
+            p.records_per_sec,
+            p.cpu_ns_per_record,
+            p.latency_p99,
+            list(&p.records_per_sec_per_round),
+            list(&p.cpu_ns_per_record_per_round)
+        );
+    }
 }
 
 pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]) {
@@ -104,7 +296,7 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
     );
     println!();
     println!(
-        "{:<13} {:<21} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "{:<16} {:<21} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
         "mode",
         "client",
         "rec/s",
@@ -120,14 +312,23 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
         "max"
     );
     println!(
-        "{:<13} {:<21} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
+        "{:<16} {:<21} {:>10} {:>7} {:>8} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8} {:>8} {:>8}",
         "", "", "", "", "/record", "used", "MiB", "B/out", "MiB", "ms", "ms", "ms", "ms"
     );
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    // With several rounds each row names its round: `max #2`.
+    let rounds = results.iter().any(|r| r.round > 0);
+    let label = |mode: Mode, round: usize| {
+        if rounds {
+            format!("{} #{}", mode_label(mode, s.rate), round + 1)
+        } else {
+            mode_label(mode, s.rate)
+        }
+    };
     for r in results {
         println!(
-            "{:<13} {:<21} {:>10.0} {:>7.1} {:>8.0} {:>6.2} {:>7.1} {:>7} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1}",
-            mode_label(r.mode, s.rate),
+            "{:<16} {:<21} {:>10.0} {:>7.1} {:>8.0} {:>6.2} {:>7.1} {:>7} {:>7.1} {:>8.2} {:>8.2} {:>8.2} {:>8.1}",
+            label(r.mode, r.round),
             r.label(),
             r.records_per_sec,
             r.mb_per_sec,
@@ -154,13 +355,13 @@ pub(crate) fn print_report(s: &Settings, results: &[RunResult], ratios: &[Ratio]
          latency below 1: Herald better)"
     );
     println!(
-        "{:<13} {:<22} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7}",
+        "{:<16} {:<22} {:>7} {:>8} {:>7} {:>7} {:>7} {:>7}",
         "mode", "herald/rdkafka", "rec/s", "cpu/rec", "RSS+", "p50", "p99", "p99.9"
     );
     for r in ratios {
         println!(
-            "{:<13} {:<22} {:>7.2} {:>8.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
-            mode_label(r.mode, s.rate),
+            "{:<16} {:<22} {:>7.2} {:>8.2} {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
+            label(r.mode, r.round),
             r.pair,
             r.records_per_sec,
             r.cpu_ns_per_record,

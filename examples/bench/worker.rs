@@ -125,6 +125,7 @@ pub(crate) fn main(args: &Args, api: Api) -> Result<()> {
         offsets_verified,
         client_metrics: measured.client_metrics,
         settings: Settings::of(args),
+        round: 0,
     };
     let mut out = std::io::stdout().lock();
     writeln!(out, "result {}", serde_json::to_string(&result)?)?;

@@ -421,6 +421,85 @@ fn bench_runs_every_client_and_writes_its_json() {
     }
 }
 
+/// `--runs 3`: every client runs once per round, in turn, and the report gives each client's
+/// medians and each pair's median ratio with the ratio of every round (ratios pair runs of
+/// one round).
+#[test]
+fn bench_rounds_give_medians_of_paired_runs() {
+    let doc = bench_json(
+        "bench-rounds",
+        &[
+            "--records",
+            "2000",
+            "--warmup",
+            "100",
+            "--modes",
+            "max",
+            "--clients",
+            "herald-do-send,rdkafka-future",
+            "--runs",
+            "3",
+        ],
+    );
+    let runs = doc["runs"].as_array().expect("runs");
+    let order: Vec<(u64, String)> = runs
+        .iter()
+        .map(|r| {
+            let label = format!("{}-{}", r["client"], r["api"]).replace('"', "");
+            (r["round"].as_u64().expect("round"), label)
+        })
+        .collect();
+    let expected: Vec<(u64, String)> = (0..3)
+        .flat_map(|round| ["herald-do_send", "rdkafka-future"].map(|c| (round, c.to_string())))
+        .collect();
+    assert_eq!(order, expected, "rounds alternate the clients");
+
+    let cpu = |client: &str, round: u64| -> f64 {
+        runs.iter()
+            .find(|r| r["client"] == client && r["round"] == round)
+            .and_then(|r| r["cpu_ns_per_record"].as_f64())
+            .expect("cpu of the run")
+    };
+    let pair = &doc["ratios"]["max"]["do_send/future"];
+    let rounds = pair["rounds"].as_array().expect("a ratio per round");
+    assert_eq!(rounds.len(), 3, "{pair}");
+    let mut per_round: Vec<f64> = Vec::new();
+    for (i, r) in rounds.iter().enumerate() {
+        let round = i as u64;
+        assert_eq!(r["round"], round, "{r}");
+        let ratio = r["cpu_ns_per_record"].as_f64().expect("cpu ratio");
+        let paired = cpu("herald", round) / cpu("rdkafka", round);
+        assert!(
+            (ratio - paired).abs() < 1e-9,
+            "round {round}: {ratio} against {paired}"
+        );
+        per_round.push(ratio);
+    }
+    per_round.sort_by(|a, b| a.total_cmp(b));
+    assert_eq!(
+        pair["cpu_ns_per_record"].as_f64(),
+        Some(per_round[1]),
+        "{pair}"
+    );
+
+    let clients = doc["medians"]["clients"]
+        .as_array()
+        .expect("client medians");
+    assert_eq!(clients.len(), 2, "{clients:?}");
+    let herald = clients
+        .iter()
+        .find(|c| c["client"] == "herald-do-send")
+        .expect("herald's medians");
+    assert_eq!(herald["runs"], 3);
+    let mut own: Vec<f64> = (0..3).map(|round| cpu("herald", round)).collect();
+    own.sort_by(|a, b| a.total_cmp(b));
+    assert_eq!(
+        herald["cpu_ns_per_record"].as_f64(),
+        Some(own[1]),
+        "{herald}"
+    );
+}
+
 /// The benchmark with metrics and tracing on (`--observe both`): each Herald client's worker
 /// scraped its Prometheus recorder (`record_send_total` = every record, warm-up included) and
 /// exported `send` spans.
