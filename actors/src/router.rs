@@ -1123,7 +1123,9 @@ impl Router {
                 core.accept(Held { record, completion }, None, ctx);
             }
             core.stamp = None;
-            records.clear();
+            records = core.shared.intake.spent(records);
+        } else {
+            core.shared.intake.drop_spent();
         }
         core.intake_spare = records;
         again
