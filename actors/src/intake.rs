@@ -85,20 +85,28 @@ impl Intake {
         if s.spent.is_empty() {
             return;
         }
-        let mut spent = std::mem::take(&mut s.spent);
+        let spent = std::mem::take(&mut s.spent);
         drop(s);
-        spent.clear();
-        let mut s = self.lock();
-        if s.emptied.capacity() < spent.capacity() {
-            s.emptied = spent;
-        }
+        self.free(spent);
     }
 
     /// Drops spent records no caller came to drop: the router calls it when a look finds
     /// nothing, so an idle producer does not keep them.
     pub(crate) fn drop_spent(&self) {
         let spent = std::mem::take(&mut self.lock().spent);
-        drop(spent);
+        if !spent.is_empty() {
+            self.free(spent);
+        }
+    }
+
+    /// Drops `spent`'s records outside the lock and keeps its buffer for the router's next
+    /// take (the larger one, if one is kept already).
+    fn free(&self, mut spent: Vec<Entry>) {
+        spent.clear();
+        let mut s = self.lock();
+        if s.emptied.capacity() < spent.capacity() {
+            s.emptied = spent;
+        }
     }
 
     /// Gives back records the router has routed (their keys and values copied into batches,
@@ -305,6 +313,10 @@ mod tests {
         assert!(
             freed.lock().expect("note").is_some(),
             "freed by the idle router"
+        );
+        assert!(
+            intake.spent(Vec::new()).capacity() >= 2,
+            "its buffer kept for the router's next take"
         );
 
         // Spent records not yet freed when the router gives back more: it frees those.
