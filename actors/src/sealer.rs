@@ -3,10 +3,10 @@
 //! Routing, batching and completions run on the router's arbiter (its own, or the one the
 //! application gave it; when this was written, the application's own). Compressing a batch
 //! there capped a `send()` caller at the compressor's speed (lz4 about 270 ns a record, gzip
-//! 6 µs) while librdkafka compresses on its broker threads. Accumulators of a producer with compression hand each closed batch to
-//! the sealer, an actor on an arbiter of its own, which compresses it, writes its header and
-//! CRC, and sends the bytes back; uncompressed batches are still sealed in place (a CRC over
-//! the batch costs less than the hop).
+//! 6 µs) while librdkafka compresses on its broker threads. Accumulators of a producer with
+//! compression hand each closed batch to the sealer, an actor on an arbiter of its own, which
+//! compresses it, writes its header and CRC, and sends the bytes back; uncompressed batches
+//! are still sealed in place (a CRC over the batch costs less than the hop).
 
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
