@@ -232,7 +232,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         let doc = serde_json::json!({
             "settings": settings,
             "runs": results,
-            "ratios": ratios_json(&ratios),
+            "ratios": ratios_json(&medians),
             "medians": medians,
             "console": console,
         });

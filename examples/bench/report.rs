@@ -68,28 +68,14 @@ pub(crate) fn ratios(results: &[RunResult]) -> Vec<Ratio> {
 
 /// `{"max": {"send/future": {...}, ...}, "rate": {...}}`: each pair's median ratios over the
 /// rounds (with one round, its ratios), and under `rounds` the ratios of every round.
-pub(crate) fn ratios_json(ratios: &[Ratio]) -> serde_json::Value {
+pub(crate) fn ratios_json(m: &Medians) -> serde_json::Value {
     let mut out = serde_json::Map::new();
-    for (mode, pair) in distinct(ratios, |r| (r.mode, r.pair.clone())) {
-        let of: Vec<&Ratio> = ratios
-            .iter()
-            .filter(|o| o.mode == mode && o.pair == pair)
-            .collect();
-        let m = |f: fn(&Ratio) -> f64| median(of.iter().map(|r| f(r)).collect());
-        let entry = serde_json::json!({
-            "records_per_sec": m(|r| r.records_per_sec),
-            "cpu_ns_per_record": m(|r| r.cpu_ns_per_record),
-            "peak_rss_bytes": m(|r| r.peak_rss_bytes),
-            "latency_p50": m(|r| r.latency_p50),
-            "latency_p99": m(|r| r.latency_p99),
-            "latency_p999": m(|r| r.latency_p999),
-            "rounds": of,
-        });
+    for p in &m.pairs {
         let mode = out
-            .entry(format!("{mode:?}").to_lowercase())
+            .entry(format!("{:?}", p.mode).to_lowercase())
             .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-        if let Some(m) = mode.as_object_mut() {
-            m.insert(pair, entry);
+        if let Some(by_pair) = mode.as_object_mut() {
+            by_pair.insert(p.pair.clone(), serde_json::to_value(p).unwrap_or_default());
         }
     }
     serde_json::Value::Object(out)
@@ -122,16 +108,20 @@ pub(crate) struct ClientMedians {
     latency_p99: f64,
 }
 
-/// One pair's median ratios over the rounds of one mode, and each round's, for the table.
-#[derive(Debug, Clone)]
+/// One pair's median ratios over the rounds of one mode, and the ratios of every round.
+#[derive(Debug, Clone, Serialize)]
 pub(crate) struct PairMedians {
+    #[serde(skip)]
     mode: Mode,
+    #[serde(skip)]
     pair: String,
     records_per_sec: f64,
     cpu_ns_per_record: f64,
+    peak_rss_bytes: f64,
+    latency_p50: f64,
     latency_p99: f64,
-    records_per_sec_per_round: Vec<f64>,
-    cpu_ns_per_record_per_round: Vec<f64>,
+    latency_p999: f64,
+    rounds: Vec<Ratio>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -178,19 +168,22 @@ pub(crate) fn medians(results: &[RunResult], ratios: &[Ratio]) -> Medians {
     let pairs = distinct(ratios, |r| (r.mode, r.pair.clone()))
         .into_iter()
         .map(|(mode, pair)| {
-            let of: Vec<&Ratio> = ratios
+            let rounds: Vec<Ratio> = ratios
                 .iter()
                 .filter(|r| r.mode == mode && r.pair == pair)
+                .cloned()
                 .collect();
-            let per = |f: fn(&Ratio) -> f64| -> Vec<f64> { of.iter().map(|r| f(r)).collect() };
+            let m = |f: fn(&Ratio) -> f64| median(rounds.iter().map(f).collect());
             PairMedians {
                 mode,
-                records_per_sec: median(per(|r| r.records_per_sec)),
-                cpu_ns_per_record: median(per(|r| r.cpu_ns_per_record)),
-                latency_p99: median(per(|r| r.latency_p99)),
-                records_per_sec_per_round: per(|r| r.records_per_sec),
-                cpu_ns_per_record_per_round: per(|r| r.cpu_ns_per_record),
+                records_per_sec: m(|r| r.records_per_sec),
+                cpu_ns_per_record: m(|r| r.cpu_ns_per_record),
+                peak_rss_bytes: m(|r| r.peak_rss_bytes),
+                latency_p50: m(|r| r.latency_p50),
+                latency_p99: m(|r| r.latency_p99),
+                latency_p999: m(|r| r.latency_p999),
                 pair,
+                rounds,
             }
         })
         .collect();
@@ -200,22 +193,17 @@ pub(crate) fn medians(results: &[RunResult], ratios: &[Ratio]) -> Medians {
 /// Per mode and client, the run of median throughput (the lower middle one for an even
 /// count): what the chart shows when there were several rounds.
 pub(crate) fn representatives(results: &[RunResult]) -> Vec<RunResult> {
-    let mut out: Vec<RunResult> = Vec::new();
-    for r in results {
-        if out
-            .iter()
-            .any(|o| o.mode == r.mode && o.label() == r.label())
-        {
-            continue;
-        }
-        let mut same: Vec<&RunResult> = results
-            .iter()
-            .filter(|o| o.mode == r.mode && o.label() == r.label())
-            .collect();
-        same.sort_by(|a, b| a.records_per_sec.total_cmp(&b.records_per_sec));
-        out.push(same[(same.len() - 1) / 2].clone());
-    }
-    out
+    distinct(results, |r| (r.mode, r.label()))
+        .into_iter()
+        .map(|(mode, label)| {
+            let mut same: Vec<&RunResult> = results
+                .iter()
+                .filter(|r| r.mode == mode && r.label() == label)
+                .collect();
+            same.sort_by(|a, b| a.records_per_sec.total_cmp(&b.records_per_sec));
+            same[(same.len() - 1) / 2].clone()
+        })
+        .collect()
 }
 
 /// Medians over the rounds: each client's, then each pair's with its ratio in every round.
@@ -247,9 +235,10 @@ pub(crate) fn print_medians(s: &Settings, m: &Medians) {
         "{:<13} {:<22} {:>7} {:>8} {:>7}   rec/s | cpu/rec in each round",
         "mode", "herald/rdkafka", "rec/s", "cpu/rec", "p99"
     );
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.2}"))
+    let list = |rounds: &[Ratio], f: fn(&Ratio) -> f64| {
+        rounds
+            .iter()
+            .map(|r| format!("{:.2}", f(r)))
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -261,8 +250,8 @@ pub(crate) fn print_medians(s: &Settings, m: &Medians) {
             p.records_per_sec,
             p.cpu_ns_per_record,
             p.latency_p99,
-            list(&p.records_per_sec_per_round),
-            list(&p.cpu_ns_per_record_per_round)
+            list(&p.rounds, |r| r.records_per_sec),
+            list(&p.rounds, |r| r.cpu_ns_per_record)
         );
     }
 }
