@@ -464,6 +464,47 @@ mod tests {
         assert_eq!(rx.now_or_never().expect("ready").expect("ok").offset, 8);
     }
 
+    /// Outcomes come per partition batch, interleaved across calls and out of call order;
+    /// the reply still lists them in call order, once all are in.
+    #[test]
+    fn a_batch_call_is_answered_in_call_order_whatever_order_its_outcomes_come_in() {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let call = BatchCollector::new(200, Some(tx));
+        let (other_tx, _other_rx) = tokio::sync::oneshot::channel();
+        let other = BatchCollector::new(3, Some(other_tx));
+        let mut completions: Vec<Option<Completion>> = (0..200)
+            .map(|i| Some(Completion::batch(call.clone(), i)))
+            .collect();
+        // Three "partitions": indexes by remainder, each answered as one batch, runs broken
+        // up by another call's records and by the completer's RUN limit.
+        for part in [2, 0, 1] {
+            let mut completer = Completer::default();
+            for i in (part..200).step_by(3) {
+                let c = completions[i].take().expect("answered once");
+                completer.complete(c, Ok(metadata(i as i64)));
+                if i % 50 == 0 {
+                    completer.complete(
+                        Completion::batch(other.clone(), part),
+                        Err(ProduceError::new(ErrorKind::Closed)),
+                    );
+                }
+            }
+            drop(completer);
+            if part != 1 {
+                assert!(
+                    rx.try_recv().is_err(),
+                    "no reply before every outcome is in"
+                );
+            }
+        }
+        let outcomes = rx.try_recv().expect("replied once all were in");
+        let offsets: Vec<i64> = outcomes
+            .iter()
+            .map(|o| o.as_ref().unwrap().offset)
+            .collect();
+        assert_eq!(offsets, (0..200).collect::<Vec<i64>>());
+    }
+
     #[test]
     fn a_slot_whose_sender_is_dropped_answers_closed() {
         let (tx, rx) = slot();
