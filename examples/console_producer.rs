@@ -34,9 +34,9 @@
 //!
 //! ```text
 //!  stdin ──blocks──▶ reader thread ──Lines (records sliced from a block)──▶ main task
-//!                    (waits while the channel is full)                        │ ProduceBatch
+//!                    (waits while the channel is full)                        │ ProduceBatchTally
 //!                                                                             ▼
-//!                    outcomes of the chunk, in line order ◀────────────── Router
+//!                    the chunk's count and failed lines ◀─────────────── Router
 //! ```
 //!
 //! - stdin is read in blocks of [`BLOCK_SIZE`] on a thread of its own (reading blocks), and
@@ -44,8 +44,10 @@
 //!   key and value are `Bytes::slice`s of its block: no allocation and no copy per line (only
 //!   a line cut by the block's end is copied, into the next block). A block gets one
 //!   CreateTime, read when it was read.
-//! - Records go to the router as `ProduceBatch` messages of [`CHUNK_RECORDS`] lines, and their
-//!   outcomes come back as one reply per message: no actix message and no reply per line.
+//! - Records go to the router as `ProduceBatchTally` messages of [`CHUNK_RECORDS`] lines, and
+//!   their outcomes come back as one reply per message, a count of the delivered lines and
+//!   the failed ones with their errors: no actix message, no reply and no metadata per line
+//!   (the summary and the stderr lines need no more, as kcat's delivery reports).
 //! - Backpressure follows `buffer.memory`: the bytes of stdin sent and not yet answered stay
 //!   at most `buffer.memory` (one chunk is always allowed). While the bound is reached the
 //!   main task takes no chunk, the channel fills and the reader stops reading stdin; answers
@@ -83,14 +85,14 @@ use clap::Parser;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald::{ConfigError, Header, ProducerConfig, ProducerRecord};
 use herald_actors::{
-    Outcome, Produce, ProduceBatch, Producer, Router, TraceContext, TransactionResult,
+    BatchTally, Produce, ProduceBatchTally, Producer, Router, TraceContext, TransactionResult,
 };
 
 /// How much of stdin is read at once.
 const BLOCK_SIZE: usize = 1 << 20;
 
-/// Records per `ProduceBatch` message. Few enough that a chunk's vectors (its `Produce`s,
-/// about 100 KB, and its outcomes) stay below the allocator's threshold for mapping fresh
+/// Records per `ProduceBatchTally` message. Few enough that a chunk's vector of `Produce`s
+/// (about 100 KB) stays below the allocator's threshold for mapping fresh
 /// memory: 1,024 took a new mapping, page faults included, for every chunk.
 const CHUNK_RECORDS: usize = 512;
 
@@ -462,13 +464,13 @@ struct Answer {
     first_line: u64,
     bytes: usize,
     records: u64,
-    outcomes: Result<Vec<Outcome>, MailboxError>,
+    outcomes: Result<BatchTally, MailboxError>,
 }
 
-/// Sends a chunk's records as one `ProduceBatch` and waits for all their outcomes.
+/// Sends a chunk's records as one `ProduceBatchTally` and waits for all their outcomes.
 async fn produce_lines(router: Addr<Router>, lines: Lines) -> Answer {
     let records = lines.records.len() as u64;
-    let outcomes = router.send(ProduceBatch(lines.records)).await;
+    let outcomes = router.send(ProduceBatchTally(lines.records)).await;
     Answer {
         first_line: lines.first_line,
         bytes: lines.bytes,
@@ -489,10 +491,11 @@ impl Tally {
     /// Counts the outcomes of a chunk, one stderr line per failed record.
     fn answer(&mut self, answer: Answer) {
         match answer.outcomes {
-            Ok(outcomes) => {
-                for (i, outcome) in outcomes.into_iter().enumerate() {
-                    let error = outcome.err().map(|e| e.to_string());
-                    self.record(answer.first_line + i as u64, error);
+            Ok(tally) => {
+                self.records += tally.delivered as u64;
+                self.delivered += tally.delivered as u64;
+                for (i, e) in tally.failed {
+                    self.record(answer.first_line + i as u64, Some(e.to_string()));
                 }
             }
             // actix's error: the router's mailbox closed, the producer stopped.

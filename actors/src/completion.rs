@@ -87,6 +87,13 @@ pub(crate) enum Sink {
         /// Index of the record in the call.
         index: usize,
     },
+    /// One record of a `ProduceBatchTally` call.
+    Tally {
+        /// Shared tally of the call.
+        collector: Arc<TallyCollector>,
+        /// Index of the record in the call.
+        index: usize,
+    },
     /// The future returned by `Producer::send` (see [`slot`]).
     Slot(SlotSender),
     /// `do_send` without `reply_to`: the outcome is only counted in metrics.
@@ -112,6 +119,17 @@ impl Completion {
     /// Slot `index` of a `ProduceBatch` reply.
     pub(crate) fn batch(collector: Arc<BatchCollector>, index: usize) -> Self {
         Completion(Some(Sink::Batch { collector, index }))
+    }
+
+    /// Record `index` of a `ProduceBatchTally` call.
+    pub(crate) fn tally(collector: Arc<TallyCollector>, index: usize) -> Self {
+        Completion(Some(Sink::Tally { collector, index }))
+    }
+
+    /// Whether the outcome is only counted when the record is delivered: then its
+    /// `RecordMetadata` need not be made (see [`Completer::delivered`]).
+    pub(crate) fn counts_only(&self) -> bool {
+        matches!(self.0, Some(Sink::Tally { .. }))
     }
 
     /// The future of `Producer::send`.
@@ -154,6 +172,10 @@ impl Sink {
             Sink::Notify { to, tag } => to.do_send(Delivered { outcome, tag }),
             Sink::NotifyBatched { to, tag } => to.send(vec![Delivered { outcome, tag }]),
             Sink::Batch { collector, index } => collector.set_many([(index, outcome)]),
+            Sink::Tally { collector, index } => match outcome {
+                Ok(_) => collector.add(1, Vec::new()),
+                Err(e) => collector.add(0, vec![(index, e)]),
+            },
             Sink::Slot(slot) => slot.send(outcome),
             Sink::Discard => {}
         }
@@ -213,6 +235,8 @@ pub struct Completer {
     /// The `ProduceBatch` call whose outcomes are being gathered, and those outcomes.
     run: Option<Arc<BatchCollector>>,
     slots: Slots,
+    /// The `ProduceBatchTally` call whose outcomes are being counted, and the count.
+    tally: Option<(Arc<TallyCollector>, BatchTally)>,
 }
 
 /// Outcomes of one `ProduceBatch` call handed to its collector at once, at most.
@@ -246,7 +270,43 @@ impl Completer {
                 }
                 self.slots.push((index, outcome));
             }
+            Sink::Tally { collector, index } => {
+                let tally = self.tally_of(collector);
+                match outcome {
+                    Ok(_) => tally.delivered += 1,
+                    Err(e) => tally.failed.push((index, e)),
+                }
+            }
             other => other.complete(outcome),
+        }
+    }
+
+    /// Counts a delivered record whose completion [`counts_only`](Completion::counts_only):
+    /// as `complete` with its metadata, without making the metadata.
+    pub fn delivered(&mut self, completion: Completion) {
+        match completion.take() {
+            Sink::Tally { collector, .. } => self.tally_of(collector).delivered += 1,
+            other => unreachable!("delivered() on a completion that wants metadata: {other:?}"),
+        }
+    }
+
+    /// The count of `collector`'s call, handing over the count of the call before (a call's
+    /// records sit together in a batch).
+    fn tally_of(&mut self, collector: Arc<TallyCollector>) -> &mut BatchTally {
+        let same = self
+            .tally
+            .as_ref()
+            .is_some_and(|(c, _)| Arc::ptr_eq(c, &collector));
+        if !same {
+            self.hand_over_tally();
+            self.tally = Some((collector, BatchTally::default()));
+        }
+        &mut self.tally.as_mut().expect("set above").1
+    }
+
+    fn hand_over_tally(&mut self) {
+        if let Some((collector, tally)) = self.tally.take() {
+            collector.add(tally.delivered, tally.failed);
         }
     }
 
@@ -264,6 +324,7 @@ impl Drop for Completer {
             to.send(outcomes);
         }
         self.hand_over();
+        self.hand_over_tally();
     }
 }
 
@@ -332,6 +393,63 @@ impl BatchCollector {
                     .map(|o| o.expect("every slot filled"))
                     .collect();
                 let _ = tx.send(outcomes);
+            }
+        }
+    }
+}
+
+/// The reply to `ProduceBatchTally`: how the call's records went.
+#[derive(Debug, Default, Clone)]
+pub struct BatchTally {
+    /// Records acknowledged (written, for `acks=0` sent).
+    pub delivered: usize,
+    /// The records that failed: each one's index in the call and why, in call order.
+    pub failed: Vec<(usize, ProduceError)>,
+}
+
+/// Counts the outcomes of one `ProduceBatchTally` call and replies once all are in.
+#[derive(Debug)]
+pub struct TallyCollector {
+    state: Mutex<TallyState>,
+}
+
+#[derive(Debug)]
+struct TallyState {
+    missing: usize,
+    tally: BatchTally,
+    tx: Option<OneshotSender<BatchTally>>,
+}
+
+impl TallyCollector {
+    /// A tally of `len` records answering on `tx` (none for `do_send`).
+    pub fn new(len: usize, tx: Option<OneshotSender<BatchTally>>) -> Arc<Self> {
+        let collector = Arc::new(TallyCollector {
+            state: Mutex::new(TallyState {
+                missing: len,
+                tally: BatchTally::default(),
+                tx,
+            }),
+        });
+        collector.add(0, Vec::new());
+        collector
+    }
+
+    fn add(&self, delivered: usize, failed: Vec<(usize, ProduceError)>) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let n = delivered + failed.len();
+        debug_assert!(n <= s.missing, "a record of the call answered twice");
+        s.missing = s.missing.saturating_sub(n);
+        s.tally.delivered += delivered;
+        if s.tally.failed.is_empty() {
+            s.tally.failed = failed;
+        } else {
+            s.tally.failed.extend(failed);
+        }
+        if s.missing == 0 {
+            if let Some(tx) = s.tx.take() {
+                let mut tally = std::mem::take(&mut s.tally);
+                tally.failed.sort_unstable_by_key(|(index, _)| *index);
+                let _ = tx.send(tally);
             }
         }
     }
@@ -503,6 +621,48 @@ mod tests {
             .map(|o| o.as_ref().unwrap().offset)
             .collect();
         assert_eq!(offsets, (0..200).collect::<Vec<i64>>());
+    }
+
+    /// A tally counts each record once, whether it came through `complete` (with metadata
+    /// or an error), `delivered` (no metadata) or a completion answered on its own (an
+    /// orphan), across calls interleaved in one batch; the failed records come in call order,
+    /// and the reply only once every record is in.
+    #[test]
+    fn a_tally_counts_every_record_once_and_lists_failures_in_call_order() {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let call = TallyCollector::new(6, Some(tx));
+        let (other_tx, mut other_rx) = tokio::sync::oneshot::channel();
+        let other = TallyCollector::new(2, Some(other_tx));
+        let closed = || Err(ProduceError::new(ErrorKind::Closed));
+        let c = |i| Completion::tally(call.clone(), i);
+        let probe = TallyCollector::new(1, None);
+        assert!(Completion::tally(probe, 0).counts_only() && !Completion::discard().counts_only());
+
+        let mut completer = Completer::default();
+        completer.complete(c(4), closed());
+        completer.delivered(c(0));
+        completer.complete(Completion::tally(other.clone(), 0), Ok(metadata(1)));
+        completer.complete(c(1), Ok(metadata(2)));
+        completer.complete(c(3), closed());
+        drop(completer);
+        assert!(rx.try_recv().is_err(), "two records still out");
+        // A completion dropped unanswered is answered on its own.
+        drop(c(2));
+        let mut completer = Completer::default();
+        completer.delivered(c(5));
+        completer.delivered(Completion::tally(other.clone(), 1));
+        drop(completer);
+
+        let tally = rx.try_recv().expect("every record in");
+        assert_eq!(tally.delivered, 3);
+        let failed: Vec<usize> = tally.failed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(failed, [2, 3, 4]);
+        let other = other_rx.try_recv().expect("the other call is answered too");
+        assert_eq!((other.delivered, other.failed.len()), (2, 0));
+
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let _ = TallyCollector::new(0, Some(tx));
+        assert_eq!(rx.try_recv().expect("an empty call at once").delivered, 0);
     }
 
     #[test]

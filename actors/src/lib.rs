@@ -79,12 +79,12 @@ mod token;
 mod transaction;
 mod txn_status;
 
-pub use completion::{Delivered, Deliveries, Notifier, Outcome};
+pub use completion::{BatchTally, Delivered, Deliveries, Notifier, Outcome};
 pub use interceptor::ProducerInterceptor;
 pub use messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, ConsumerGroupMetadata, Flush,
-    GetMetrics, InitTransactions, Produce, ProduceBatch, SendOffsetsToTransaction,
-    TopicPartitionOffset, TraceContext, TransactionResult,
+    GetMetrics, InitTransactions, Produce, ProduceBatch, ProduceBatchTally,
+    SendOffsetsToTransaction, TopicPartitionOffset, TraceContext, TransactionResult,
 };
 pub use metrics::MetricsSnapshot;
 #[cfg(feature = "fault-injection")]

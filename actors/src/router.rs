@@ -29,14 +29,15 @@ use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord, TransactionErro
 
 use crate::accumulator::Accumulator;
 use crate::cluster::TopicMeta;
-use crate::completion::{BatchCollector, Completion, Outcome};
+use crate::completion::{BatchCollector, BatchTally, Completion, Outcome, TallyCollector};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators};
 use crate::intake::Entry as IntakeEntry;
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
 use crate::messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Flush, GetMetrics,
-    InitTransactions, Produce, ProduceBatch, ReplyTo, SendOffsetsToTransaction, TransactionResult,
+    InitTransactions, Produce, ProduceBatch, ProduceBatchTally, ReplyTo, SendOffsetsToTransaction,
+    TransactionResult,
 };
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
@@ -1122,23 +1123,23 @@ impl Handler<Produce> for Router {
     }
 }
 
-/// The reply of the `ProduceBatch` handler (see [`Accept`]).
+/// The reply of the `ProduceBatch` and `ProduceBatchTally` handlers (see [`Accept`]).
 #[derive(Debug)]
 pub struct AcceptBatch {
     core: Rc<RefCell<RouterCore>>,
     records: Vec<Produce>,
 }
 
-impl MessageResponse<Router, ProduceBatch> for AcceptBatch {
-    fn handle(self, ctx: &mut Context<Router>, tx: Option<OneshotSender<Vec<Outcome>>>) {
-        let collector = BatchCollector::new(self.records.len(), tx);
+impl AcceptBatch {
+    /// Accepts every record, in order, with the completion `completion(index)` makes.
+    fn accept_all(self, ctx: &mut Context<Router>, completion: impl Fn(usize) -> Completion) {
         let mut core = self.core.borrow_mut();
         // Each record is routed where it lies (see `RouterCore::accept`); the vector, with
         // what the router did not keep, is dropped at the end.
         let mut records = self.records;
         core.stamp = Some(now_millis());
         for (index, p) in records.iter_mut().enumerate() {
-            let mut completion = Completion::batch(collector.clone(), index);
+            let mut completion = completion(index);
             core.shared.tracing.inject(&mut p.record, &p.trace);
             let held = Held {
                 record: &mut p.record,
@@ -1150,10 +1151,35 @@ impl MessageResponse<Router, ProduceBatch> for AcceptBatch {
     }
 }
 
+impl MessageResponse<Router, ProduceBatch> for AcceptBatch {
+    fn handle(self, ctx: &mut Context<Router>, tx: Option<OneshotSender<Vec<Outcome>>>) {
+        let collector = BatchCollector::new(self.records.len(), tx);
+        self.accept_all(ctx, |index| Completion::batch(collector.clone(), index));
+    }
+}
+
+impl MessageResponse<Router, ProduceBatchTally> for AcceptBatch {
+    fn handle(self, ctx: &mut Context<Router>, tx: Option<OneshotSender<BatchTally>>) {
+        let collector = TallyCollector::new(self.records.len(), tx);
+        self.accept_all(ctx, |index| Completion::tally(collector.clone(), index));
+    }
+}
+
 impl Handler<ProduceBatch> for Router {
     type Result = AcceptBatch;
 
     fn handle(&mut self, batch: ProduceBatch, _: &mut Context<Self>) -> AcceptBatch {
+        AcceptBatch {
+            core: self.core.clone(),
+            records: batch.0,
+        }
+    }
+}
+
+impl Handler<ProduceBatchTally> for Router {
+    type Result = AcceptBatch;
+
+    fn handle(&mut self, batch: ProduceBatchTally, _: &mut Context<Self>) -> AcceptBatch {
         AcceptBatch {
             core: self.core.clone(),
             records: batch.0,

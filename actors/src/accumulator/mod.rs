@@ -752,6 +752,12 @@ impl Accumulator {
                 m.sensors.record_send.record(n as f64, now);
                 self.sensors.record_send.record(n as f64, now);
                 for (i, slot) in records.drain(..).enumerate() {
+                    // A record counted, not answered with its metadata (`ProduceBatchTally`):
+                    // no metadata to make, unless interceptors are told.
+                    if acks.is_none() && slot.completion.counts_only() {
+                        completer.delivered(slot.completion);
+                        continue;
+                    }
                     let md = RecordMetadata {
                         topic: self.topic.clone(),
                         partition: self.partition,

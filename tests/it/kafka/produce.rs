@@ -29,3 +29,114 @@ async fn kafka_every_codec_and_acks() {
         }
     }
 }
+
+/// `ProduceBatchTally` on Apache Kafka: the reply counts the delivered records and names each
+/// failed one (refused before any batch: too large, a partition out of range) with its index
+/// and error, in call order; what the count says was delivered is what a consumer reads back,
+/// and nothing that failed is in the log. With an interceptor told of each acknowledgement
+/// (the path that makes every record's metadata) the count is the same.
+#[actix_rt::test]
+async fn kafka_batch_tally_counts_deliveries_and_names_failed_records() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use herald::ErrorKind;
+    use herald_actors::{Outcome, Produce, ProduceBatchTally, Producer, ProducerInterceptor};
+
+    use crate::support::consumer::read_back;
+
+    struct CountAcks(Arc<AtomicUsize>);
+    impl ProducerInterceptor for CountAcks {
+        fn name(&self) -> &str {
+            "count-acks"
+        }
+
+        fn on_acknowledgement(&mut self, outcome: &Outcome) {
+            if outcome.is_ok() {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    for intercepted in [false, true] {
+        let topic = unique_topic("kafka-tally");
+        kafka.create_topic(&topic, 3, 1).await;
+        let acks = Arc::new(AtomicUsize::new(0));
+        let config = herald::ProducerConfig::from_pairs([
+            ("bootstrap.servers", kafka.bootstrap().as_str()),
+            ("max.request.size", "4000"),
+        ])
+        .unwrap();
+        let mut builder = Producer::builder(config);
+        if intercepted {
+            builder = builder.interceptor(CountAcks(acks.clone()));
+        }
+        let producer = builder.start().unwrap();
+        let (too_large, out_of_range) = ([100, 900], 500);
+        let records: Vec<Produce> = (0..1_000usize)
+            .map(|i| {
+                let p = Produce::new(topic.clone()).key(format!("k{}", i % 13));
+                if too_large.contains(&i) {
+                    p.value(vec![b'x'; 5_000])
+                } else if i == out_of_range {
+                    p.partition(7).value(i.to_string())
+                } else {
+                    p.value(i.to_string())
+                }
+            })
+            .collect();
+        let tally = producer
+            .router()
+            .send(ProduceBatchTally(records))
+            .await
+            .unwrap();
+        assert_eq!(tally.delivered, 997, "intercepted: {intercepted}");
+        let failed: Vec<usize> = tally.failed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(failed, [100, 500, 900], "failed records in call order");
+        for (i, e) in &tally.failed {
+            if *i == out_of_range {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        ErrorKind::PartitionOutOfRange { partition: 7, .. }
+                    ),
+                    "{e}"
+                );
+            } else {
+                assert!(matches!(e.kind(), ErrorKind::RecordTooLarge { .. }), "{e}");
+            }
+        }
+        assert!(producer.close(Duration::from_secs(10)).await);
+        if intercepted {
+            // Acknowledgements reach the interceptor's actor as messages of their own.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while acks.load(Ordering::Relaxed) < 997 && std::time::Instant::now() < deadline {
+                actix_rt::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(
+                acks.load(Ordering::Relaxed),
+                997,
+                "the interceptor saw each one"
+            );
+        }
+        let back = read_back(&kafka.bootstrap(), &topic, 3, 997, Duration::from_secs(30)).await;
+        let mut values: Vec<usize> = back
+            .values()
+            .flatten()
+            .map(|c| {
+                String::from_utf8_lossy(c.value.as_deref().unwrap())
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        values.sort_unstable();
+        let expected: Vec<usize> = (0..1_000)
+            .filter(|i| !too_large.contains(i) && *i != out_of_range)
+            .collect();
+        assert_eq!(values, expected, "exactly the delivered records, once each");
+    }
+}
