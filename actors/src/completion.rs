@@ -588,8 +588,10 @@ mod tests {
     fn a_batch_call_is_answered_in_call_order_whatever_order_its_outcomes_come_in() {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let call = BatchCollector::new(200, Some(tx));
-        let (other_tx, _other_rx) = tokio::sync::oneshot::channel();
-        let other = BatchCollector::new(3, Some(other_tx));
+        // Another call's records (i = 0, 50, 100, 150) come in between.
+        let (other_tx, mut other_rx) = tokio::sync::oneshot::channel();
+        let other = BatchCollector::new(4, Some(other_tx));
+        let mut other_index = 0;
         let mut completions: Vec<Option<Completion>> = (0..200)
             .map(|i| Some(Completion::batch(call.clone(), i)))
             .collect();
@@ -602,9 +604,10 @@ mod tests {
                 completer.complete(c, Ok(metadata(i as i64)));
                 if i % 50 == 0 {
                     completer.complete(
-                        Completion::batch(other.clone(), part),
+                        Completion::batch(other.clone(), other_index),
                         Err(ProduceError::new(ErrorKind::Closed)),
                     );
+                    other_index += 1;
                 }
             }
             drop(completer);
@@ -621,6 +624,7 @@ mod tests {
             .map(|o| o.as_ref().unwrap().offset)
             .collect();
         assert_eq!(offsets, (0..200).collect::<Vec<i64>>());
+        assert_eq!(other_rx.try_recv().expect("the other call too").len(), 4);
     }
 
     /// A tally counts each record once, whether it came through `complete` (with metadata
