@@ -69,7 +69,20 @@ async fn frozen_mid_stream(max_in_flight: &str) {
             tansu.signal("-STOP");
         }
         if i == 4_500 {
-            actix_rt::time::sleep(Duration::from_millis(1_500)).await;
+            // Thawed once a request has timed out (at least 1.5 s, at most 10 s): on a loaded
+            // machine the first request into the frozen broker can go out late, and a fixed
+            // freeze could end before it timed out.
+            let frozen = std::time::Instant::now();
+            loop {
+                actix_rt::time::sleep(Duration::from_millis(100)).await;
+                let timed_out = producer.metrics().await.record_retry_total > 0;
+                let waited = frozen.elapsed();
+                if (timed_out && waited >= Duration::from_millis(1_500))
+                    || waited >= Duration::from_secs(10)
+                {
+                    break;
+                }
+            }
             tansu.signal("-CONT");
         }
     }
