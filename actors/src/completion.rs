@@ -128,7 +128,7 @@ impl Completion {
 
     /// Whether the outcome is only counted when the record is delivered: then its
     /// `RecordMetadata` need not be made (see [`Completer::delivered`]).
-    pub(crate) fn counts_only(&self) -> bool {
+    fn counts_only(&self) -> bool {
         matches!(self.0, Some(Sink::Tally { .. }))
     }
 
@@ -281,12 +281,15 @@ impl Completer {
         }
     }
 
-    /// Counts a delivered record whose completion [`counts_only`](Completion::counts_only):
-    /// as `complete` with its metadata, without making the metadata.
-    pub fn delivered(&mut self, completion: Completion) {
-        match completion.take() {
-            Sink::Tally { collector, .. } => self.tally_of(collector).delivered += 1,
-            other => unreachable!("delivered() on a completion that wants metadata: {other:?}"),
+    /// Answers a delivered record, making its metadata with `md` only if its sink wants it:
+    /// a `ProduceBatchTally` call only counts its delivered records.
+    pub fn delivered(&mut self, completion: Completion, md: impl FnOnce() -> RecordMetadata) {
+        if completion.counts_only() {
+            if let Sink::Tally { collector, .. } = completion.take() {
+                self.tally_of(collector).delivered += 1;
+            }
+        } else {
+            self.complete(completion, Ok(md()));
         }
     }
 
@@ -639,12 +642,14 @@ mod tests {
         let other = TallyCollector::new(2, Some(other_tx));
         let closed = || Err(ProduceError::new(ErrorKind::Closed));
         let c = |i| Completion::tally(call.clone(), i);
+        // A tally's delivered records get no metadata made.
+        let no_md = || -> RecordMetadata { panic!("metadata made for a counted record") };
         let probe = TallyCollector::new(1, None);
         assert!(Completion::tally(probe, 0).counts_only() && !Completion::discard().counts_only());
 
         let mut completer = Completer::default();
         completer.complete(c(4), closed());
-        completer.delivered(c(0));
+        completer.delivered(c(0), no_md);
         completer.complete(Completion::tally(other.clone(), 0), Ok(metadata(1)));
         completer.complete(c(1), Ok(metadata(2)));
         completer.complete(c(3), closed());
@@ -653,8 +658,15 @@ mod tests {
         // A completion dropped unanswered is answered on its own.
         drop(c(2));
         let mut completer = Completer::default();
-        completer.delivered(c(5));
-        completer.delivered(Completion::tally(other.clone(), 1));
+        completer.delivered(c(5), no_md);
+        completer.delivered(Completion::tally(other.clone(), 1), no_md);
+        // Any other sink gets the metadata.
+        let (slot_tx, slot_rx) = slot();
+        completer.delivered(Completion::slot(slot_tx), || metadata(9));
+        assert_eq!(
+            slot_rx.now_or_never().expect("ready").expect("ok").offset,
+            9
+        );
         drop(completer);
 
         let tally = rx.try_recv().expect("every record in");

@@ -752,13 +752,7 @@ impl Accumulator {
                 m.sensors.record_send.record(n as f64, now);
                 self.sensors.record_send.record(n as f64, now);
                 for (i, slot) in records.drain(..).enumerate() {
-                    // A record counted, not answered with its metadata (`ProduceBatchTally`):
-                    // no metadata to make, unless interceptors are told.
-                    if acks.is_none() && slot.completion.counts_only() {
-                        completer.delivered(slot.completion);
-                        continue;
-                    }
-                    let md = RecordMetadata {
+                    let md = || RecordMetadata {
                         topic: self.topic.clone(),
                         partition: self.partition,
                         offset: if base_offset < 0 {
@@ -774,10 +768,14 @@ impl Accumulator {
                         serialized_key_size: slot.key_size,
                         serialized_value_size: slot.value_size,
                     };
-                    if let Some(a) = acks.as_mut() {
-                        a.push(Ok(md.clone()));
+                    match acks.as_mut() {
+                        Some(a) => {
+                            let md = md();
+                            a.push(Ok(md.clone()));
+                            completer.complete(slot.completion, Ok(md));
+                        }
+                        None => completer.delivered(slot.completion, md),
                     }
-                    completer.complete(slot.completion, Ok(md));
                 }
             }
             Err(kind) => {
