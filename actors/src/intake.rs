@@ -60,7 +60,9 @@ impl Intake {
     /// Appends a record. When the router is not coming, `queue_drain` is called under the
     /// intake's lock to send it `DrainIntake`; when it is, `alive` tells whether the router
     /// still runs. Either answering `false` (the router is gone) refuses the record with
-    /// `Closed` at once.
+    /// `Closed` at once. Inlined into its callers, so that the record is moved once, from
+    /// the caller's frame into the intake (callgrind: one `memcpy` per record less).
+    #[inline(always)]
     pub(crate) fn append(
         &self,
         record: ProducerRecord,
@@ -78,7 +80,7 @@ impl Intake {
         };
         if !reachable {
             drop(s);
-            completion.complete(Err(ProduceError::refused(ErrorKind::Closed, record)));
+            refuse(record, completion);
             return;
         }
         s.records.push((record, completion));
@@ -101,6 +103,7 @@ impl Intake {
 
     /// Drops `spent`'s records outside the lock and keeps its buffer for the router's next
     /// take (the larger one, if one is kept already).
+    #[inline(never)]
     fn free(&self, mut spent: Vec<Entry>) {
         spent.clear();
         let mut s = self.lock();
@@ -153,6 +156,12 @@ impl Intake {
         }
         answering && s.router_coming
     }
+}
+
+/// A record the router will not take: `Closed` at once.
+#[cold]
+fn refuse(record: ProducerRecord, completion: Completion) {
+    completion.complete(Err(ProduceError::refused(ErrorKind::Closed, record)));
 }
 
 #[cfg(test)]

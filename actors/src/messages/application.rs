@@ -42,11 +42,13 @@ impl Message for Produce {
 
 impl Produce {
     /// A record for `topic` with null key and value.
+    #[inline]
     pub fn new(topic: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Produce::from_record(ProducerRecord::new(topic))
     }
 
     /// Wraps a record built elsewhere.
+    #[inline]
     pub fn from_record(record: ProducerRecord) -> Self {
         Produce {
             record,
@@ -68,12 +70,14 @@ impl Produce {
     }
 
     /// Sets the serialized key.
+    #[inline]
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.record.key = Some(key.into());
         self
     }
 
     /// Sets the serialized value.
+    #[inline]
     pub fn value(mut self, value: impl Into<Bytes>) -> Self {
         self.record.value = Some(value.into());
         self
