@@ -1,5 +1,5 @@
 //! Herald through the actor API: a `Producer` started from Java-style pairs, then one of
-//! five ways to hand it records and collect their outcomes:
+//! seven ways to hand it records and collect their outcomes:
 //!
 //! - `send`: `router.send(Produce)` per record, a window of futures outstanding.
 //! - `producer_send`: `Producer::send(Produce)` per record, the same window: the per-record
@@ -11,6 +11,9 @@
 //! - `router_do_send`: the same with `router.do_send`, one actix message per record into the
 //!   router's mailbox (on the router's thread, which each message wakes if it is idle).
 //! - `batch`: `router.send(ProduceBatch(records))`, one message for many records.
+//! - `batch_tally`: `router.send(ProduceBatchTally(records))`, the same answered with a count
+//!   and the failed records (what the console producer sends): no outcome per record, so the
+//!   worker checks the records in the log instead of each record's offset.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -20,7 +23,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald_actors::{
     BeginTransaction, CommitTransaction, Delivered, Deliveries, Notifier, Outcome, Produce,
-    ProduceBatch, Producer, Router,
+    ProduceBatch, ProduceBatchTally, Producer, Router,
 };
 use tracing::Instrument;
 
@@ -115,6 +118,7 @@ async fn run_in_system(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
             }
             Api::HeraldBatch if txn => transactions(ctx, &router, pacer, &mut stats).await?,
             Api::HeraldBatch => batch(ctx, &router, pacer, &mut stats).await?,
+            Api::HeraldBatchTally => batch_tally(ctx, &router, pacer, &mut stats).await?,
             _ => unreachable!("not a herald client"),
         }
         Ok::<Stats, crate::BoxError>(stats)
@@ -415,6 +419,51 @@ async fn batch(
     pacer: Pacer,
     stats: &mut Stats,
 ) -> Result<()> {
+    let send = |records| router.send(ProduceBatch(records));
+    batched(ctx, pacer, stats, send, |stats, latency, _, outcomes| {
+        for o in outcomes {
+            let md = check(o, "record")?;
+            stats.record(latency, md.partition, md.offset);
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// As [`batch`], with `ProduceBatchTally`: any failed record ends the run.
+async fn batch_tally(
+    ctx: &RunCtx<'_>,
+    router: &Addr<Router>,
+    pacer: Pacer,
+    stats: &mut Stats,
+) -> Result<()> {
+    let send = |records| router.send(ProduceBatchTally(records));
+    batched(ctx, pacer, stats, send, |stats, latency, k, tally| {
+        if let Some((i, e)) = tally.failed.first() {
+            return Err(format!("herald: record {i} of a call failed: {e}").into());
+        }
+        if tally.delivered as u64 != k {
+            return Err(format!("herald: {} of {k} records counted", tally.delivered).into());
+        }
+        stats.record_unplaced(latency, k);
+        Ok(())
+    })
+    .await
+}
+
+/// Calls of `batch_records` records (full speed) or of the records due at each timer tick
+/// (rate) through `send`, at most `window` records outstanding; `answer` takes each reply
+/// with its latency and its number of records.
+async fn batched<R, Fut>(
+    ctx: &RunCtx<'_>,
+    pacer: Pacer,
+    stats: &mut Stats,
+    send: impl Fn(Vec<Produce>) -> Fut,
+    mut answer: impl FnMut(&mut Stats, Duration, u64, R) -> Result<()>,
+) -> Result<()>
+where
+    Fut: std::future::Future<Output = std::result::Result<R, MailboxError>>,
+{
     let ticker = Ticker::start(&pacer);
     let window = ctx.args.window as u64;
     let per_batch = ctx.args.batch_records as u64;
@@ -432,8 +481,8 @@ async fn batch(
                 .map(|i| produce(ctx, i, &mut key_buf))
                 .collect();
             let t0 = Instant::now();
-            let req = router.send(ProduceBatch(records));
-            inflight.push(async move { (t0, req.await) });
+            let req = send(records);
+            inflight.push(async move { (t0, k, req.await) });
             next += k;
             outstanding += k;
         }
@@ -443,14 +492,10 @@ async fn batch(
         let paced = next < pacer.n && outstanding < window;
         tokio::select! {
             biased;
-            Some((t0, r)) = inflight.next() => {
-                let outcomes = r.map_err(|e| format!("herald: mailbox: {e}"))?;
-                let latency = t0.elapsed();
-                outstanding -= outcomes.len() as u64;
-                for o in outcomes {
-                    let md = check(o, "record")?;
-                    stats.record(latency, md.partition, md.offset);
-                }
+            Some((t0, k, r)) = inflight.next() => {
+                let reply = r.map_err(|e| format!("herald: mailbox: {e}"))?;
+                outstanding -= k;
+                answer(stats, t0.elapsed(), k, reply)?;
             }
             _ = Ticker::tick(&ticker), if paced => {}
         }

@@ -320,12 +320,23 @@ pub(crate) fn run(
 
 /// Partitions of `topic` that hold records, and how many records they hold together (high
 /// watermarks minus low watermarks).
-fn log_end(
+pub(crate) fn log_end(
     bootstrap: &str,
     topic: &str,
     partitions: i32,
     security: &ClientSecurity,
 ) -> Result<(usize, u64)> {
+    let (written, marks) = watermarks(bootstrap, topic, partitions, security)?;
+    Ok((written, marks.iter().map(|(lo, hi)| (hi - lo) as u64).sum()))
+}
+
+/// Partitions of `topic` that hold records, and each partition's low and high watermarks.
+pub(crate) fn watermarks(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    security: &ClientSecurity,
+) -> Result<(usize, Vec<(i64, i64)>)> {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -333,15 +344,15 @@ fn log_end(
     security.apply_rdkafka(&mut config);
     let consumer: BaseConsumer = config.create()?;
     let mut written = 0;
-    let mut total = 0u64;
+    let mut marks = Vec::new();
     for p in 0..partitions {
         let (lo, hi) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
         if hi > lo {
             written += 1;
-            total += (hi - lo) as u64;
         }
+        marks.push((lo, hi));
     }
-    Ok((written, total))
+    Ok((written, marks))
 }
 
 #[cfg(test)]

@@ -23,7 +23,8 @@
 //! actix message per record), `herald-reply-to` (`Producer::do_send` with `reply_to`: one
 //! `Delivered` message per record),
 //! `herald-batch`
-//! (`ProduceBatch`), `rdkafka-future` (`FutureProducer::send_result`), `rdkafka-base`
+//! (`ProduceBatch`), `herald-batch-tally` (`ProduceBatchTally`: a count and the failed records
+//! per call, no outcome per record; the records are checked in the log), `rdkafka-future` (`FutureProducer::send_result`), `rdkafka-base`
 //! (`BaseProducer::send`, a delivery-callback context and a polling thread).
 //! Modes: `max` (as fast as the client goes), `rate` (`--rate` records/s, paced by a timer),
 //! and `console` (`console_producer` against `kcat -P`, whole process against whole process,
@@ -190,7 +191,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "herald-send,herald-producer-send,herald-do-send,herald-router-do-send,herald-reply-to,herald-batch,rdkafka-future,rdkafka-base"
+        default_value = "herald-send,herald-producer-send,herald-do-send,herald-router-do-send,herald-reply-to,herald-batch,herald-batch-tally,rdkafka-future,rdkafka-base"
     )]
     clients: Vec<Api>,
     /// What Herald's clients run with besides producing: none; metrics (a Prometheus recorder
@@ -347,6 +348,7 @@ enum Api {
     HeraldRouterDoSend,
     HeraldReplyTo,
     HeraldBatch,
+    HeraldBatchTally,
     RdkafkaFuture,
     RdkafkaBase,
     /// The Java producer: Kafka's `ProducerPerformance` tool in a JVM of its own.
@@ -361,7 +363,8 @@ impl Api {
             | Api::HeraldDoSend
             | Api::HeraldRouterDoSend
             | Api::HeraldReplyTo
-            | Api::HeraldBatch => "herald",
+            | Api::HeraldBatch
+            | Api::HeraldBatchTally => "herald",
             Api::RdkafkaFuture | Api::RdkafkaBase => "rdkafka",
             Api::Java => "java",
         }
@@ -375,6 +378,7 @@ impl Api {
             Api::HeraldRouterDoSend => "router_do_send",
             Api::HeraldReplyTo => "reply_to",
             Api::HeraldBatch => "batch",
+            Api::HeraldBatchTally => "batch_tally",
             Api::RdkafkaFuture => "future",
             Api::RdkafkaBase => "base",
             Api::Java => "perf",
@@ -389,6 +393,7 @@ impl Api {
             Api::HeraldRouterDoSend => "herald-router-do-send",
             Api::HeraldReplyTo => "herald-reply-to",
             Api::HeraldBatch => "herald-batch",
+            Api::HeraldBatchTally => "herald-batch-tally",
             Api::RdkafkaFuture => "rdkafka-future",
             Api::RdkafkaBase => "rdkafka-base",
             Api::Java => "java",

@@ -199,6 +199,8 @@ pub(crate) struct Stats {
     hist: Histogram<u64>,
     pub(crate) ok: u64,
     pub(crate) partitions: Vec<Option<Span>>,
+    /// Records acknowledged without their partition and offset.
+    unplaced: u64,
     progress: Arc<AtomicU64>,
 }
 
@@ -208,6 +210,7 @@ impl Stats {
             hist: Histogram::new_with_bounds(1, 120_000_000, 3).expect("histogram bounds"),
             ok: 0,
             partitions: Vec::new(),
+            unplaced: 0,
             progress,
         }
     }
@@ -232,13 +235,25 @@ impl Stats {
         self.progress.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// `n` records acknowledged together `latency` after they were enqueued, without their
+    /// partitions and offsets (a `ProduceBatchTally` reply): [`verify`](Self::verify) cannot
+    /// check their offsets, the caller checks the log instead.
+    pub(crate) fn record_unplaced(&mut self, latency: Duration, n: u64) {
+        self.hist
+            .saturating_record_n((latency.as_micros() as u64).max(1), n);
+        self.ok += n;
+        self.unplaced += n;
+        self.progress.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Every record has exactly one successful outcome; with acks, each partition's offsets of
-    /// this run form one gap-free range (nothing lost, nothing written twice).
+    /// this run form one gap-free range (nothing lost, nothing written twice). `false` when
+    /// the offsets are not known here (acks=0, or records acknowledged without them).
     pub(crate) fn verify(&self, n: u64, acks0: bool) -> Result<bool> {
         if self.ok != n {
             return Err(format!("{} of {n} records acknowledged", self.ok).into());
         }
-        if acks0 {
+        if acks0 || self.unplaced > 0 {
             return Ok(false);
         }
         for (p, span) in self.partitions.iter().enumerate() {
