@@ -341,7 +341,8 @@ fn quickstart_with_embedded_broker() {
 /// The benchmark, small: every client in both modes, each against its own mock_broker
 /// process, and the JSON issue 5 asks for (one run object per client and mode with the
 /// settings and figures, offsets verified, ratios Herald / librdkafka), then the console
-/// mode (issue 14: everything from one invocation).
+/// mode (issue 14: everything from one invocation). `herald-batch-tally` has no offsets:
+/// "verified" is its records counted in the topic's log.
 #[test]
 fn bench_runs_every_client_and_writes_its_json() {
     let doc = bench_json(
@@ -387,6 +388,7 @@ fn bench_runs_every_client_and_writes_its_json() {
         "herald-router_do_send",
         "herald-reply_to",
         "herald-batch",
+        "herald-batch_tally",
         "rdkafka-future",
         "rdkafka-base",
     ]
@@ -400,6 +402,11 @@ fn bench_runs_every_client_and_writes_its_json() {
         .is_some());
     assert!(
         doc["ratios"]["max"]["producer_send/future"]["cpu_ns_per_record"]
+            .as_f64()
+            .is_some()
+    );
+    assert!(
+        doc["ratios"]["max"]["batch_tally/base"]["cpu_ns_per_record"]
             .as_f64()
             .is_some()
     );
