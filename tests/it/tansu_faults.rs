@@ -51,6 +51,7 @@ async fn frozen_mid_stream(max_in_flight: &str) {
         .expect("warm-up record");
     let n = 6_000;
     let mut pending = Vec::with_capacity(n);
+    let mut frozen_at = None;
     for i in 0..n {
         pending.push(
             router.send(
@@ -67,16 +68,17 @@ async fn frozen_mid_stream(max_in_flight: &str) {
             // earlier record acknowledged before the freeze, leaving nothing in flight
             // during it (CI saw 0 retries once).
             tansu.signal("-STOP");
+            frozen_at = Some(std::time::Instant::now());
         }
         if i == 4_500 {
-            // Thawed once a request has timed out (at least 1.5 s, at most 10 s): on a loaded
-            // machine the first request into the frozen broker can go out late, and a fixed
-            // freeze could end before it timed out.
-            let frozen = std::time::Instant::now();
+            // Thawed once a request has timed out, at least 1.5 s and at most 10 s after the
+            // freeze: on a loaded machine the first request into the frozen broker can go
+            // out late, and a fixed freeze could end before it timed out.
+            let frozen_at = frozen_at.expect("frozen at record 3,000");
             loop {
                 actix_rt::time::sleep(Duration::from_millis(100)).await;
                 let timed_out = producer.metrics().await.record_retry_total > 0;
-                let waited = frozen.elapsed();
+                let waited = frozen_at.elapsed();
                 if (timed_out && waited >= Duration::from_millis(1_500))
                     || waited >= Duration::from_secs(10)
                 {
