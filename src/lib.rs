@@ -4,6 +4,8 @@
 //! the part of it that can be tested and fuzzed without sockets, runtimes or clocks.
 //!
 //! Module map:
+//! - [`arena`]: copies of small keys and values that share a chunk instead of an
+//!   allocation each.
 //! - [`config`]: `ProducerConfig`, the Java producer's keys and defaults, and their validation.
 //! - [`record`]: the record a user produces and the metadata it is acknowledged with.
 //! - [`batch`]: the v2 record batch builder (the hot path) and a batch decoder.
@@ -21,6 +23,7 @@
 //! - [`error`]: Kafka error codes, protocol errors and the per-record outcome error.
 //! - [`varint`]: the zig-zag varints of the record format.
 
+pub mod arena;
 pub mod batch;
 pub mod compression;
 pub mod config;

@@ -60,24 +60,27 @@ impl SerializeError {
 
 /// Raw bytes, unchanged (Java's `ByteArraySerializer` / `BytesSerializer`). [`Bytes`] input is
 /// reference-counted, not copied.
+///
+/// The serializers here that copy borrowed data copy it with [`crate::arena::copy`]: small
+/// keys and values share a chunk instead of an allocation each.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BytesSerializer;
 
 impl Serializer<[u8]> for BytesSerializer {
     fn serialize(&self, _topic: &str, data: &[u8]) -> Result<Option<Bytes>, SerializeError> {
-        Ok(Some(Bytes::copy_from_slice(data)))
+        Ok(Some(crate::arena::copy(data)))
     }
 }
 
 impl<const N: usize> Serializer<[u8; N]> for BytesSerializer {
     fn serialize(&self, _topic: &str, data: &[u8; N]) -> Result<Option<Bytes>, SerializeError> {
-        Ok(Some(Bytes::copy_from_slice(data)))
+        Ok(Some(crate::arena::copy(data)))
     }
 }
 
 impl Serializer<Vec<u8>> for BytesSerializer {
     fn serialize(&self, _topic: &str, data: &Vec<u8>) -> Result<Option<Bytes>, SerializeError> {
-        Ok(Some(Bytes::copy_from_slice(data)))
+        Ok(Some(crate::arena::copy(data)))
     }
 }
 
@@ -93,13 +96,13 @@ pub struct StringSerializer;
 
 impl Serializer<str> for StringSerializer {
     fn serialize(&self, _topic: &str, data: &str) -> Result<Option<Bytes>, SerializeError> {
-        Ok(Some(Bytes::copy_from_slice(data.as_bytes())))
+        Ok(Some(crate::arena::copy(data.as_bytes())))
     }
 }
 
 impl Serializer<String> for StringSerializer {
     fn serialize(&self, _topic: &str, data: &String) -> Result<Option<Bytes>, SerializeError> {
-        Ok(Some(Bytes::copy_from_slice(data.as_bytes())))
+        Ok(Some(crate::arena::copy(data.as_bytes())))
     }
 }
 
@@ -111,7 +114,7 @@ macro_rules! big_endian_serializer {
 
         impl Serializer<$ty> for $name {
             fn serialize(&self, _topic: &str, data: &$ty) -> Result<Option<Bytes>, SerializeError> {
-                Ok(Some(Bytes::copy_from_slice(&data.to_be_bytes())))
+                Ok(Some(crate::arena::copy(&data.to_be_bytes())))
             }
         }
     };

@@ -242,6 +242,119 @@ async fn producer_send_hands_records_over_at_the_call_in_order() {
     verify("intake", &topic, 4, &sent, &consumed, false);
 }
 
+/// Keys and values copied from borrowed slices (`key_from_slice`, `value_from_slice`, and
+/// the serializers, which copy into the thread's arena chunk): the application overwrites its
+/// buffer after each call, records of several sizes (empty, small, and above the arena's
+/// small limit) stay unanswered while their thread's chunks roll over many times, and a
+/// second thread produces at the same time. The broker must hold every record once, with the
+/// bytes it was given, in the partition Java's murmur2 picks for its serialized key.
+#[actix_rt::test]
+async fn records_copied_from_reused_buffers_arrive_as_given() {
+    use herald::serializer::{IntegerSerializer, Serializer, StringSerializer};
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("copied");
+    let partitions = 6;
+    mock.create_topic(&topic, partitions, 3);
+    let bootstrap = mock.bootstrap();
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("linger.ms", "5"),
+    ])
+    .expect("valid config");
+    fn value_of(i: usize) -> Vec<u8> {
+        let len = match i % 4 {
+            0 => 0,
+            1 => 7,
+            2 => 300,
+            _ => herald::arena::SMALL + 1 + i % 50,
+        };
+        (0..len).map(|j| (i * 31 + j) as u8).collect()
+    }
+    fn key_of(i: usize) -> String {
+        format!("key-{}", i % 23)
+    }
+    // Record `i` from `buf`, which the caller overwrites with the next record's value.
+    let make = |i: usize, buf: &mut Vec<u8>| -> Produce {
+        buf.clear();
+        buf.extend_from_slice(&value_of(i));
+        let p = Produce::new(topic.clone())
+            .value_from_slice(buf)
+            .header_bytes(i);
+        if i % 2 == 0 {
+            p.key_from_slice(key_of(i).as_bytes())
+        } else {
+            p.key_with(&StringSerializer, key_of(i).as_str())
+                .expect("a string key serializes")
+        }
+    };
+    trait HeaderBytes {
+        fn header_bytes(self, i: usize) -> Self;
+    }
+    impl HeaderBytes for Produce {
+        // The record's index, as Java's IntegerSerializer writes it.
+        fn header_bytes(self, i: usize) -> Self {
+            let v = IntegerSerializer
+                .serialize("t", &(i as i32))
+                .expect("an int serializes")
+                .expect("not null");
+            self.header("i", v)
+        }
+    }
+    let n = 4_000;
+    let half = n / 2;
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| {
+            let mut buf = Vec::new();
+            let pending: Vec<_> = (half..n)
+                .map(|i| producer.send(make(i, &mut buf)))
+                .collect();
+            pending
+        });
+        let mut buf = Vec::new();
+        let pending: Vec<_> = (0..half)
+            .map(|i| producer.send(make(i, &mut buf)))
+            .collect();
+        (pending, other.join().expect("second producing thread"))
+    });
+    let mut sent = Vec::with_capacity(n);
+    for (i, p) in mine.into_iter().chain(theirs).enumerate() {
+        let md = p.await.unwrap_or_else(|e| panic!("record {i} failed: {e}"));
+        sent.push((md.partition, md.offset));
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let consumed = read_back(&bootstrap, &topic, partitions, n, Duration::from_secs(30)).await;
+    let total: usize = consumed.values().map(Vec::len).sum();
+    assert_eq!(total, n, "every record exactly once");
+    for (i, &(p, offset)) in sent.iter().enumerate() {
+        let c = consumed[&p]
+            .iter()
+            .find(|c| c.offset == offset)
+            .unwrap_or_else(|| panic!("record {i} not at {p}/{offset}"));
+        // An empty value is a zero-length value, not a null one.
+        assert_eq!(
+            c.value.as_deref(),
+            Some(&value_of(i)[..]),
+            "value of record {i}"
+        );
+        assert_eq!(
+            c.key.as_deref(),
+            Some(key_of(i).as_bytes()),
+            "key of record {i}"
+        );
+        assert_eq!(
+            c.headers,
+            vec![("i".to_string(), Some((i as i32).to_be_bytes().to_vec()))],
+            "header of record {i}"
+        );
+        assert_eq!(
+            p,
+            herald::partitioner::partition_for_key(key_of(i).as_bytes(), partitions),
+            "record {i} is in the partition Java's murmur2 picks for its key"
+        );
+    }
+}
+
 /// `Producer::do_send` (outcomes to a `Notifier`) and `Producer::send` share the intake, whose
 /// router keeps looking while records come instead of being woken: a `flush` sent in the
 /// middle of a stream, while the router is between looks, must still cover every record

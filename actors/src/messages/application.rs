@@ -83,6 +83,22 @@ impl Produce {
         self
     }
 
+    /// Sets the key to a copy of `key`. Small keys share a chunk with the thread's other
+    /// copies instead of an allocation each (see [`herald::arena`]); for a key borrowed
+    /// from a buffer the application reuses, as librdkafka copies a borrowed one.
+    #[inline]
+    pub fn key_from_slice(mut self, key: &[u8]) -> Self {
+        self.record.key = Some(herald::arena::copy(key));
+        self
+    }
+
+    /// Sets the value to a copy of `value`, as [`key_from_slice`](Self::key_from_slice).
+    #[inline]
+    pub fn value_from_slice(mut self, value: &[u8]) -> Self {
+        self.record.value = Some(herald::arena::copy(value));
+        self
+    }
+
     /// Serializes and sets the key.
     pub fn key_with<T: ?Sized, S: Serializer<T>>(
         mut self,
