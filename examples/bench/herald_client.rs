@@ -19,7 +19,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use actix::prelude::*;
-use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use herald_actors::{
     BeginTransaction, CommitTransaction, Delivered, Deliveries, Notifier, Outcome, Produce,
@@ -39,10 +38,11 @@ pub(crate) fn run(ctx: &RunCtx<'_>, api: Api) -> Result<Measured> {
 }
 
 fn produce(ctx: &RunCtx<'_>, i: u64, key_buf: &mut [u8]) -> Produce {
-    // Owned buffers per record, as a serializer hands them over.
-    let mut p = Produce::new(ctx.topic).value(Bytes::copy_from_slice(ctx.payload.value(i)));
+    // Copied from borrowed slices, as Herald's serializers copy them (into the thread's
+    // arena chunk) and as librdkafka copies FutureRecord's borrowed key and payload.
+    let mut p = Produce::new(ctx.topic).value_from_slice(ctx.payload.value(i));
     if let Some(k) = ctx.payload.key(i, key_buf) {
-        p = p.key(Bytes::copy_from_slice(k));
+        p = p.key_from_slice(k);
     }
     p
 }
