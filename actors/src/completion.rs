@@ -237,6 +237,10 @@ pub struct Completer {
     slots: Slots,
     /// The `ProduceBatchTally` call whose outcomes are being counted, and the count.
     tally: Option<(Arc<TallyCollector>, BatchTally)>,
+    /// How many outcomes are still to come, at most: a notifier's `Deliveries` gets room for
+    /// them all when its first record arrives, instead of growing by reallocation (in
+    /// callgrind of `do_send` + `notify`, 2.6% of all instructions, most of them copying).
+    remaining: usize,
 }
 
 /// Outcomes of one `ProduceBatch` call handed to its collector at once, at most.
@@ -246,14 +250,27 @@ const RUN: usize = 64;
 type Slots = Vec<(usize, Outcome)>;
 
 impl Completer {
+    /// A completer for the `records` outcomes of one batch.
+    pub fn for_records(records: usize) -> Self {
+        let mut c = Completer::default();
+        c.remaining = records;
+        c
+    }
+
     /// Delivers (or gathers) one record's outcome.
     pub fn complete(&mut self, completion: Completion, outcome: Outcome) {
+        let remaining = self.remaining;
+        self.remaining = remaining.saturating_sub(1);
         match completion.take() {
             Sink::NotifyBatched { to, tag } => {
                 let d = Delivered { outcome, tag };
                 match self.notify.iter_mut().find(|(n, _)| n.same(&to)) {
                     Some((_, v)) => v.push(d),
-                    None => self.notify.push((to, vec![d])),
+                    None => {
+                        let mut v = Vec::with_capacity(remaining.max(1));
+                        v.push(d);
+                        self.notify.push((to, v));
+                    }
                 }
             }
             Sink::Batch { collector, index } => {
@@ -285,6 +302,7 @@ impl Completer {
     /// a `ProduceBatchTally` call only counts its delivered records.
     pub fn delivered(&mut self, completion: Completion, md: impl FnOnce() -> RecordMetadata) {
         if completion.counts_only() {
+            self.remaining = self.remaining.saturating_sub(1);
             if let Sink::Tally { collector, .. } = completion.take() {
                 self.tally_of(collector).delivered += 1;
             }
@@ -682,6 +700,52 @@ mod tests {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let _ = TallyCollector::new(0, Some(tx));
         assert_eq!(rx.try_recv().expect("an empty call at once").delivered, 0);
+    }
+
+    /// A batch's records that name one notifier reach it as one `Deliveries` in batch order,
+    /// its room made once, when the first of them arrives, for every outcome still to come
+    /// (growing it by reallocation copied it several times per batch).
+    #[actix_rt::test]
+    async fn a_notifier_gets_its_records_of_a_batch_in_one_message_allocated_once() {
+        use actix::prelude::*;
+        use std::sync::Mutex;
+
+        type Seen = Arc<Mutex<Vec<(usize, Vec<u64>)>>>;
+        struct Sink(Seen);
+        impl Actor for Sink {
+            type Context = Context<Self>;
+        }
+        impl Handler<Deliveries> for Sink {
+            type Result = ();
+            fn handle(&mut self, d: Deliveries, _: &mut Context<Self>) {
+                let tags = d.0.iter().map(|d| d.tag).collect();
+                self.0.lock().unwrap().push((d.0.capacity(), tags));
+            }
+        }
+        let (a_seen, b_seen): (Seen, Seen) = Default::default();
+        let a = Notifier::new(Sink(a_seen.clone()).start().recipient());
+        let b = Notifier::new(Sink(b_seen.clone()).start().recipient());
+
+        let mut completer = Completer::for_records(10);
+        // Records 0..10 of the batch: b's are 2, 3, 7 and 9.
+        for i in 0..10u64 {
+            let to = if [2, 3, 7, 9].contains(&i) { &b } else { &a };
+            completer.complete(
+                Completion::notify_batched(to.clone(), i),
+                Ok(metadata(i as i64)),
+            );
+        }
+        drop(completer);
+        for _ in 0..500 {
+            if !a_seen.lock().unwrap().is_empty() && !b_seen.lock().unwrap().is_empty() {
+                break;
+            }
+            actix_rt::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // `Vec::with_capacity` gives exactly the room asked for: a's first record had all ten
+        // outcomes still to come, b's first (record 2) eight.
+        assert_eq!(*a_seen.lock().unwrap(), [(10, vec![0, 1, 4, 5, 6, 8])]);
+        assert_eq!(*b_seen.lock().unwrap(), [(8, vec![2, 3, 7, 9])]);
     }
 
     #[test]

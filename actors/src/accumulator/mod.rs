@@ -738,7 +738,7 @@ impl Accumulator {
         let n = b.records.len() as u64;
         let interceptors = self.acknowledged.as_ref();
         let mut acks = interceptors.map(|_| Vec::with_capacity(b.records.len()));
-        let mut completer = Completer::default();
+        let mut completer = Completer::for_records(b.records.len());
         let SealedBatch {
             bytes,
             mut records,
