@@ -346,7 +346,10 @@ impl Producer {
     }
 
     /// Appends a record to the intake; its outcome goes to `reply` unless the record names a
-    /// mailbox of its own.
+    /// mailbox of its own. Inlined into `send` and `do_send`, as `Intake::append` is into
+    /// it, so the record is not copied once more on the way (callgrind: one `memcpy` of the
+    /// record per call less).
+    #[inline(always)]
     fn hand_over(&self, produce: Produce, reply: Completion) {
         let Produce {
             mut record,

@@ -133,6 +133,7 @@ impl Produce {
     }
 
     /// Adds a header.
+    #[inline]
     pub fn header(
         mut self,
         key: impl Into<std::borrow::Cow<'static, str>>,
@@ -143,18 +144,21 @@ impl Produce {
     }
 
     /// Sends to this partition instead of asking the partitioner.
+    #[inline]
     pub fn partition(mut self, partition: i32) -> Self {
         self.record.partition = Some(partition);
         self
     }
 
     /// Sets the CreateTime (milliseconds since the epoch); default is when the router accepts it.
+    #[inline]
     pub fn timestamp(mut self, millis: i64) -> Self {
         self.record.timestamp = Some(millis);
         self
     }
 
     /// Delivers the outcome as a [`Delivered`] message to `recipient` (use with `do_send`).
+    #[inline]
     pub fn reply_to(mut self, recipient: Recipient<Delivered>) -> Self {
         self.reply_to = ReplyTo::Recipient(recipient);
         self
@@ -164,12 +168,14 @@ impl Produce {
     /// outcomes of the other records of its batch that name the same notifier (use with
     /// `do_send`). The cheapest per-record path: one message per batch instead of one per
     /// record, and a clone of the notifier costs no allocation.
+    #[inline]
     pub fn notify(mut self, notifier: Notifier) -> Self {
         self.reply_to = ReplyTo::Notifier(notifier);
         self
     }
 
     /// A caller's tag echoed in [`Delivered::tag`].
+    #[inline]
     pub fn tag(mut self, tag: u64) -> Self {
         self.tag = tag;
         self
