@@ -487,10 +487,26 @@ impl TallyCollector {
 /// (measured with `examples/send_bench.rs`). librdkafka's `DeliveryFuture` (a futures-channel
 /// oneshot) has no budget either.
 pub(crate) fn slot() -> (SlotSender, SlotReceiver) {
-    let slot = Arc::new(Slot {
-        state: Mutex::new(SlotState::Waiting(None)),
-    });
-    (SlotSender(Some(slot.clone())), SlotReceiver(slot))
+    let slot = SPARE_SLOTS
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| {
+            Arc::new(Slot {
+                state: Mutex::new(SlotState::Waiting(None)),
+            })
+        });
+    (SlotSender(Some(slot.clone())), SlotReceiver(Some(slot)))
+}
+
+/// Slots at most kept per thread for reuse. A slot is allocated on the application's
+/// thread for each `Producer::send`; when its receiver drops it as the last holder (after the
+/// outcome), it goes back to that thread's spares instead of to the allocator: half the
+/// `malloc` calls of a `herald-producer-send` worker (callgrind: 421,708 → 230,283 for
+/// 200,000 records, 1.5% of its instructions).
+const SPARE_SLOTS_MAX: usize = 1024;
+
+thread_local! {
+    /// Slots whose two halves are gone, for this thread's next `slot()`.
+    static SPARE_SLOTS: RefCell<Vec<Arc<Slot>>> = const { RefCell::new(Vec::new()) };
 }
 
 #[derive(Debug)]
@@ -511,7 +527,10 @@ enum SlotState {
 
 impl Slot {
     /// Settles the slot (once: a settled slot keeps its state) and wakes the receiver.
-    fn settle(&self, to: SlotState) {
+    /// The sender's reference goes before the wake, so that the receiver, woken on the
+    /// application's thread, is the last holder and can keep the slot for that thread's next
+    /// `send` (see `SPARE_SLOTS`).
+    fn settle(self: Arc<Self>, to: SlotState) {
         let waker = {
             let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
             match &mut *s {
@@ -523,6 +542,7 @@ impl Slot {
                 _ => None,
             }
         };
+        drop(self);
         if let Some(w) = waker {
             w.wake();
         }
@@ -551,13 +571,34 @@ impl Drop for SlotSender {
 
 /// The receiving half of [`slot`]: resolves to the record's outcome.
 #[derive(Debug)]
-pub(crate) struct SlotReceiver(Arc<Slot>);
+pub(crate) struct SlotReceiver(Option<Arc<Slot>>);
+
+impl Drop for SlotReceiver {
+    fn drop(&mut self) {
+        let Some(mut slot) = self.0.take() else {
+            return;
+        };
+        if let Some(s) = Arc::get_mut(&mut slot) {
+            *s.state.get_mut().unwrap_or_else(|e| e.into_inner()) = SlotState::Waiting(None);
+            let _ = SPARE_SLOTS.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
+                if spare.len() < SPARE_SLOTS_MAX {
+                    spare.push(slot);
+                }
+            });
+        }
+    }
+}
 
 impl Future for SlotReceiver {
     type Output = Outcome;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let mut s = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = self
+            .0
+            .as_ref()
+            .expect("a receiver holds its slot until dropped");
+        let mut s = slot.state.lock().unwrap_or_else(|e| e.into_inner());
         match std::mem::replace(&mut *s, SlotState::Taken) {
             SlotState::Waiting(w) => {
                 let waker = match w {
@@ -746,6 +787,37 @@ mod tests {
         // outcomes still to come, b's first (record 2) eight.
         assert_eq!(*a_seen.lock().unwrap(), [(10, vec![0, 1, 4, 5, 6, 8])]);
         assert_eq!(*b_seen.lock().unwrap(), [(8, vec![2, 3, 7, 9])]);
+    }
+
+    /// A slot both of whose halves are gone serves the thread's next `send` with a fresh
+    /// state; one whose sender is still out is not taken back.
+    #[test]
+    fn a_spent_slot_is_reused_fresh_and_a_held_one_is_not() {
+        std::thread::spawn(|| {
+            // (The allocator would often hand the same address back anyway: count spares.)
+            let spares = || SPARE_SLOTS.with(|s| s.borrow().len());
+            let (tx, mut rx) = slot();
+            tx.send(Ok(metadata(1)));
+            assert_eq!((&mut rx).now_or_never().unwrap().unwrap().offset, 1);
+            assert_eq!(spares(), 0);
+            drop(rx);
+            assert_eq!(spares(), 1, "the spent slot is kept");
+
+            let (tx, mut rx) = slot();
+            assert_eq!(spares(), 0, "and handed out again");
+            assert!((&mut rx).now_or_never().is_none(), "fresh: no outcome yet");
+            tx.send(Ok(metadata(2)));
+            assert_eq!(rx.now_or_never().unwrap().unwrap().offset, 2);
+            assert_eq!(spares(), 1);
+
+            // Its receiver dropped first, the slot is still the sender's: not kept.
+            let (held_tx, held_rx) = slot();
+            drop(held_rx);
+            assert_eq!(spares(), 0, "a slot its sender holds is not kept");
+            held_tx.send(Ok(metadata(3)));
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
