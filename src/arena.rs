@@ -81,21 +81,26 @@ mod tests {
         std::thread::spawn(|| {
             let first = copy(&[1u8; 600]);
             let start = first.as_ptr();
+            let mut next = start.wrapping_add(600);
             drop(first);
-            // Fill the rest of the chunk, dropping each copy, until a copy starts over.
-            let mut reused = false;
+            // Fill the rest of the chunk, dropping each copy. The first copy that does not
+            // follow the one before starts the next chunk: it must be the old one, written
+            // again. (Compared at that moment, while the old chunk is still allocated, so the
+            // allocator cannot hand its address back as a new chunk.)
             for i in 0..(2 * CHUNK / 600) {
                 let c = copy(&[i as u8; 600]);
                 assert!(c.iter().all(|&x| x == i as u8));
-                if c.as_ptr() == start {
-                    reused = true;
-                    break;
+                if c.as_ptr() != next {
+                    assert_eq!(
+                        c.as_ptr(),
+                        start,
+                        "the chunk was not reused once every copy was dropped"
+                    );
+                    return;
                 }
+                next = c.as_ptr().wrapping_add(600);
             }
-            assert!(
-                reused,
-                "the chunk was not reused once every copy was dropped"
-            );
+            panic!("no copy started a new chunk");
         })
         .join()
         .unwrap();
