@@ -439,7 +439,8 @@ pub struct ProducerConfig {
     /// `metadata.recovery.rebootstrap.trigger.ms` (KIP-1102): with `rebootstrap`, how long
     /// metadata requests may keep failing before the bootstrap servers are asked again.
     pub metadata_recovery_rebootstrap_trigger: Duration,
-    /// `connections.max.idle.ms`.
+    /// `connections.max.idle.ms`: how long a connection may go unused before it is closed
+    /// (`Duration::MAX`, from a negative value: never).
     pub connections_max_idle: Duration,
     /// `metrics.sample.window.ms`: the span of one sample of the windowed metrics.
     pub metrics_sample_window: Duration,
@@ -789,8 +790,8 @@ keys! {
     /// with rebootstrap: ask bootstrap.servers again after metadata requests failed this long
     "metadata.recovery.rebootstrap.trigger.ms" metadata_recovery_rebootstrap_trigger(Duration) =
         ms(300_000), Millis::LONG;
-    /// accepted, not used yet
-    "connections.max.idle.ms" connections_max_idle(Duration) = ms(540_000), Millis::LONG;
+    /// an unused connection is closed after this long (opened again when needed); negative: never
+    "connections.max.idle.ms" connections_max_idle(Duration) = ms(540_000), MillisOrNever;
     /// the windowed metrics (rates, averages, maxima) keep samples this long each; at least 1
     "metrics.sample.window.ms" metrics_sample_window(Duration) = ms(30_000),
         Millis::LONG.at_least(1);
@@ -1199,6 +1200,36 @@ impl Kind for Millis {
     }
 
     fn print(&self, value: &Duration) -> Option<String> {
+        Some(value.as_millis().to_string())
+    }
+}
+
+/// Milliseconds as a Java `long` where a negative value means "never", as Java's
+/// `connections.max.idle.ms` takes -1; never is `Duration::MAX`.
+struct MillisOrNever;
+
+impl Kind for MillisOrNever {
+    type Value = Duration;
+
+    fn parse(&self, text: &str) -> Result<Duration, &'static str> {
+        match text.parse::<i64>() {
+            Ok(n) if n < 0 => Ok(Duration::MAX),
+            Ok(n) => Ok(Duration::from_millis(n as u64)),
+            Err(_) => Err("expected an integer (milliseconds; negative: never)"),
+        }
+    }
+
+    fn check(&self, value: &mut Duration) -> Result<(), Rejection> {
+        if *value == Duration::MAX {
+            return Ok(());
+        }
+        Millis::LONG.check(value)
+    }
+
+    fn print(&self, value: &Duration) -> Option<String> {
+        if *value == Duration::MAX {
+            return Some("-1".to_string());
+        }
         Some(value.as_millis().to_string())
     }
 }
@@ -1859,6 +1890,26 @@ metrics.recording.level=DEBUG
         assert!(matches!(e, ConfigError::Io { .. }));
         assert_eq!(e.key(), None);
         assert!(e.to_string().contains("does-not-exist"), "{e}");
+    }
+
+    /// Java takes a negative `connections.max.idle.ms` as "never close idle connections";
+    /// so does Herald, and writes it back as -1.
+    #[test]
+    fn connections_max_idle_takes_a_negative_value_as_never() {
+        assert_eq!(
+            pairs_ok(&[("connections.max.idle.ms", "1500")]).connections_max_idle,
+            ms(1500)
+        );
+        let never = pairs_ok(&[("connections.max.idle.ms", "-1")]);
+        assert_eq!(never.connections_max_idle, Duration::MAX);
+        let listed = never.to_pairs();
+        assert!(listed
+            .iter()
+            .any(|(k, v)| k == "connections.max.idle.ms" && v == "-1"));
+        let again = ProducerConfig::from_pairs(listed).expect("listed pairs load again");
+        assert_eq!(again.connections_max_idle, Duration::MAX);
+        let e = pairs_err(&[("connections.max.idle.ms", "soon")]);
+        assert!(e.to_string().contains("connections.max.idle.ms"), "{e}");
     }
 
     #[test]
