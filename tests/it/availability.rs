@@ -451,3 +451,90 @@ async fn rebootstrap_finds_a_broker_that_moved() {
         assert!(producer.close(Duration::from_secs(5)).await);
     }
 }
+
+/// `connections.max.idle.ms`: a connection in use (requests at shorter intervals) stays
+/// open; one left unused past the limit is closed, and the next records open it again and
+/// are delivered without a retry. With -1 (Java's "never") nothing is closed. librdkafka's
+/// consumer reads every record back.
+#[actix_rt::test]
+async fn idle_connections_close_after_connections_max_idle_and_reopen_when_needed() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let bootstrap = mock.bootstrap();
+    for (idle, closes) in [("500", true), ("-1", false)] {
+        let topic = unique_topic("idle");
+        mock.create_topic(&topic, 3, 3);
+        let producer = Producer::from_pairs([
+            ("bootstrap.servers", bootstrap.as_str()),
+            ("linger.ms", "1"),
+            ("connections.max.idle.ms", idle),
+        ])
+        .expect("valid config");
+        let mut sent = 0;
+        let round = |producer: &Producer, sent: &mut usize| {
+            let pending: Vec<_> = (0..3)
+                .map(|p| {
+                    producer.send(
+                        Produce::new(topic.clone())
+                            .partition(p)
+                            .value(format!("{}", *sent + p as usize)),
+                    )
+                })
+                .collect();
+            *sent += 3;
+            async move {
+                for o in futures_util::future::join_all(pending).await {
+                    o.expect("record delivered");
+                }
+            }
+        };
+        round(&producer, &mut sent).await;
+
+        // In use every 50 ms for 1.2 s: nothing is closed, so nothing is opened.
+        let opened = producer.metrics().await.connection_creation_total;
+        for _ in 0..24 {
+            round(&producer, &mut sent).await;
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            producer.metrics().await.connection_creation_total,
+            opened,
+            "idle={idle}: a connection in use was closed"
+        );
+
+        // Unused for 2 s, four times the limit.
+        actix_rt::time::sleep(Duration::from_millis(2_000)).await;
+        round(&producer, &mut sent).await;
+        let m = producer.metrics().await;
+        if closes {
+            assert!(
+                m.connection_creation_total > opened,
+                "idle={idle}: the idle connections were not closed and opened again"
+            );
+        } else {
+            assert_eq!(
+                m.connection_creation_total, opened,
+                "idle={idle}: a connection was closed although idle connections never close"
+            );
+        }
+        assert_eq!(
+            (m.record_retry_total, m.record_error_total),
+            (0, 0),
+            "idle={idle}: closing idle connections cost no retry and no failure"
+        );
+        assert!(producer.close(Duration::from_secs(10)).await);
+        let back = crate::support::consumer::read_back(
+            &bootstrap,
+            &topic,
+            3,
+            sent,
+            Duration::from_secs(30),
+        )
+        .await;
+        assert_eq!(
+            back.values().map(Vec::len).sum::<usize>(),
+            sent,
+            "idle={idle}: every record once"
+        );
+    }
+}

@@ -351,6 +351,8 @@ pub(crate) struct Connection {
     connect_not_before: Option<Instant>,
     connect_started: Option<Instant>,
     connect_timer: Option<SpawnHandle>,
+    /// When this socket last wrote a request or read a response (`connections.max.idle.ms`).
+    last_used: Instant,
     /// Set while shutting down gracefully: fired when the broker closes its side.
     closing: Option<oneshot::Sender<()>>,
     terminated: bool,
@@ -394,6 +396,7 @@ impl Connection {
             connect_not_before: None,
             connect_started: None,
             connect_timer: None,
+            last_used: Instant::now(),
             closing: None,
             terminated: false,
             span,
@@ -658,6 +661,7 @@ impl Connection {
             Some(kind) => self.in_flight.push(correlation_id, api.key, version, kind),
             None => self.in_flight.push_unanswered(correlation_id),
         }
+        self.last_used = Instant::now();
         let m = &self.shared.metrics;
         let now = m.now_ms();
         m.sensors.request.record(bytes, now);
@@ -852,6 +856,7 @@ impl Connection {
     const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
     fn on_frame(&mut self, frame: BytesMut, ctx: &mut Context<Self>) {
+        self.last_used = Instant::now();
         let (f, body_at) = match self.in_flight.answer(&frame) {
             Answer::Response { request, body_at } => (request, body_at),
             Answer::Ignored { correlation_id } => {
@@ -1213,6 +1218,42 @@ impl Connection {
                 }
             }
         }
+        let idle = self.shared.config.connections_max_idle;
+        if self.state == State::Ready
+            && self.closing.is_none()
+            && !self.terminated
+            && self.in_flight.is_empty()
+            && !self.has_work()
+            && self.last_used.elapsed() >= idle
+        {
+            self.close_idle(idle);
+        }
+    }
+
+    /// Closes a socket nothing used for `connections.max.idle.ms`, as Java's selector does.
+    /// Java's default, 9 minutes, is below the broker's own (10), so the client closes first
+    /// and never writes a request into a socket the broker is dropping. Nothing was waiting
+    /// on it: no backoff, no metadata refresh; the next request connects again.
+    fn close_idle(&mut self, idle: Duration) {
+        tracing::debug!(
+            node = self.node_id,
+            address = %self.address,
+            idle_ms = idle.as_millis() as u64,
+            "closing idle connection"
+        );
+        if let Some(h) = self.reader.take() {
+            h.abort();
+        }
+        if self.writer.take().is_some() {
+            self.closed_socket();
+        }
+        self.state = State::Idle;
+        self.versions = None;
+        // A re-authentication timer of this socket sees the new generation and does nothing.
+        self.sasl = None;
+        self.generation += 1;
+        self.backoff.reset();
+        self.connect_not_before = None;
     }
 }
 
