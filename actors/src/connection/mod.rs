@@ -817,18 +817,8 @@ impl Connection {
         } else {
             tracing::warn!(node = self.node_id, address = %self.address, %reason, "connection lost");
         }
-        if let Some(h) = self.reader.take() {
-            h.abort();
-        }
-        if self.writer.take().is_some() {
-            self.closed_socket();
-        }
         let was_ready = matches!(self.state, State::Ready | State::Reauthenticating);
-        self.state = State::Idle;
-        self.versions = None;
-        // A re-authentication timer of this socket sees the new generation and does nothing.
-        self.sasl = None;
-        self.generation += 1;
+        self.drop_socket();
         for f in self.in_flight.take_all() {
             // Written, maybe read: lost. (Requests other than Produce just fail.)
             f.kind.fail(&self.address, &reason, true);
@@ -1241,6 +1231,15 @@ impl Connection {
             idle_ms = idle.as_millis() as u64,
             "closing idle connection"
         );
+        self.drop_socket();
+        self.backoff.reset();
+        self.connect_not_before = None;
+    }
+
+    /// Stops the socket's tasks and forgets what was negotiated on it; a new generation, so
+    /// that whatever its tasks and timers still send is ignored. What was in flight or
+    /// waiting is the caller's to answer.
+    fn drop_socket(&mut self) {
         if let Some(h) = self.reader.take() {
             h.abort();
         }
@@ -1252,8 +1251,6 @@ impl Connection {
         // A re-authentication timer of this socket sees the new generation and does nothing.
         self.sasl = None;
         self.generation += 1;
-        self.backoff.reset();
-        self.connect_not_before = None;
     }
 }
 
