@@ -278,9 +278,14 @@ async fn records_copied_from_reused_buffers_arrive_as_given() {
     let make = |i: usize, buf: &mut Vec<u8>| -> Produce {
         buf.clear();
         buf.extend_from_slice(&value_of(i));
+        // The record's index, as Java's IntegerSerializer writes it.
+        let index = IntegerSerializer
+            .serialize("t", &(i as i32))
+            .expect("an int serializes")
+            .expect("not null");
         let p = Produce::new(topic.clone())
             .value_from_slice(buf)
-            .header_bytes(i);
+            .header("i", index);
         if i % 2 == 0 {
             p.key_from_slice(key_of(i).as_bytes())
         } else {
@@ -288,19 +293,6 @@ async fn records_copied_from_reused_buffers_arrive_as_given() {
                 .expect("a string key serializes")
         }
     };
-    trait HeaderBytes {
-        fn header_bytes(self, i: usize) -> Self;
-    }
-    impl HeaderBytes for Produce {
-        // The record's index, as Java's IntegerSerializer writes it.
-        fn header_bytes(self, i: usize) -> Self {
-            let v = IntegerSerializer
-                .serialize("t", &(i as i32))
-                .expect("an int serializes")
-                .expect("not null");
-            self.header("i", v)
-        }
-    }
     let n = 4_000;
     let half = n / 2;
     let (mine, theirs) = std::thread::scope(|scope| {
