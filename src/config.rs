@@ -428,8 +428,13 @@ pub struct ProducerConfig {
     pub compression_zstd_level: Option<i32>,
     /// `partitioner.ignore.keys`: partition keyed records as if they had no key.
     pub partitioner_ignore_keys: bool,
-    /// `partitioner.adaptive.partitioning.enable`.
+    /// `partitioner.adaptive.partitioning.enable`: weigh the draw of a new sticky partition
+    /// against partitions whose unsent batches pile up.
     pub partitioner_adaptive_partitioning_enable: bool,
+    /// `partitioner.availability.timeout.ms`: with adaptive partitioning, a partition whose
+    /// oldest ready batch has waited longer than this is left out of sticky draws; zero
+    /// leaves none out.
+    pub partitioner_availability_timeout: Duration,
     /// `metadata.max.age.ms`.
     pub metadata_max_age: Duration,
     /// `metadata.max.idle.ms`.
@@ -771,9 +776,12 @@ keys! {
     "compression.zstd.level" compression_zstd_level(i32 => Some) = None, Level::ZSTD;
     /// partition keyed records as if they had no key
     "partitioner.ignore.keys" partitioner_ignore_keys(bool) = false, Flag;
-    /// accepted, not used yet
+    /// weigh sticky draws against partitions whose unsent batches pile up (Java's KIP-794)
     "partitioner.adaptive.partitioning.enable" partitioner_adaptive_partitioning_enable(bool) =
         true, Flag;
+    /// with adaptive partitioning, leave out of sticky draws a partition whose ready batch waited longer; 0 = never
+    "partitioner.availability.timeout.ms" partitioner_availability_timeout(Duration) = ms(0),
+        Millis::LONG;
     /// metadata is refreshed at least this often
     "metadata.max.age.ms" metadata_max_age(Duration) = ms(300_000), Millis::LONG;
     /// at least 5000; accepted, not used yet
@@ -873,7 +881,6 @@ const ACCEPTED: &[(&str, Accept)] = &[
     ("receive.buffer.bytes", Accept::BUFFER_BYTES),
     ("socket.connection.setup.timeout.ms", Accept::MILLIS),
     ("socket.connection.setup.timeout.max.ms", Accept::MILLIS),
-    ("partitioner.availability.timeout.ms", Accept::MILLIS),
     (
         "client.dns.lookup",
         Accept::OneOf(
@@ -1701,6 +1708,7 @@ mod tests {
         assert_eq!(c.compression_level(), None);
         assert!(!c.partitioner_ignore_keys);
         assert!(c.partitioner_adaptive_partitioning_enable);
+        assert_eq!(c.partitioner_availability_timeout, Duration::ZERO);
         assert_eq!(c.metadata_max_age, ms(300_000));
         assert_eq!(c.metadata_max_idle, ms(300_000));
         assert_eq!(c.connections_max_idle, ms(540_000));

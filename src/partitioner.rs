@@ -19,15 +19,21 @@
 //!   larger requests than spreading every record; switching by bytes rather than by batch
 //!   keeps the distribution uniform when some brokers are slower than others (KIP-794).
 //!
-//! Limitation: Java's adaptive partitioning (`partitioner.adaptive.partitioning.enable`), which
-//! weights the draw against partitions whose leaders have deep queues, is not implemented. The
-//! draw here is uniform among partitions that have a leader (among all when none has), as Java
-//! does with adaptive partitioning turned off.
+//! - With adaptive partitioning (`partitioner.adaptive.partitioning.enable`, on by default as
+//!   in Java), the draw of a new sticky partition is weighted against partitions whose queues
+//!   of unsent batches are deep: a partition led by a slow or overloaded broker has batches
+//!   piling up, and keyless records, which may go anywhere, are better spent elsewhere. The
+//!   weights are Java's (`BuiltInPartitioner.updatePartitionLoadStats`): each partition weighs
+//!   `max queue + 1 - its queue`, drawn through a cumulative frequency table. With
+//!   `partitioner.availability.timeout.ms` above zero, a partition whose oldest ready batch has
+//!   waited longer than that is left out of the draw. The router supplies the queues through
+//!   [`PartitionLoad`] only when a partitioner draws, so the per-record path pays nothing.
 //!
 //! librdkafka's own default (`consistent_random`, CRC32) places keys differently; only its
 //! `murmur2_random` matches Java and Herald.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// Partition count and leader availability of one topic, as the router knows them from
 /// metadata.
@@ -35,9 +41,39 @@ use std::collections::HashMap;
 pub struct TopicPartitions<'a> {
     /// Number of partitions of the topic (all of them, with or without a leader).
     pub count: i32,
-    /// Partitions that currently have a leader. May be empty (metadata without leaders); then
-    /// partitioners choose among all `0..count`.
+    /// Partitions that currently have a leader, in ascending order. May be empty (metadata
+    /// without leaders); then partitioners choose among all `0..count`.
     pub available: &'a [i32],
+}
+
+/// What the router knows of one partition's unsent batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueLoad {
+    /// Batches waiting to be sent (not those in flight), in units of `batch.size`: a batch
+    /// that grew past `batch.size` while its partition waited counts as the batches Java
+    /// would have queued in its place.
+    pub batches: u32,
+    /// How long the oldest waiting batch has been ready to go (past `linger.ms`) without
+    /// being sent: the time its broker has kept the partition from sending. Zero when
+    /// nothing waits.
+    pub ready_for: Duration,
+}
+
+/// The queues of a topic's partitions, as the router sees them when a partitioner draws.
+pub trait PartitionLoad {
+    /// The load of `partition`; `None` while nothing has been queued for it yet (its load is
+    /// unknown, so weighting would leave it out of every draw).
+    fn load(&self, partition: i32) -> Option<QueueLoad>;
+}
+
+/// A topic whose every partition's load is unknown, for callers that have no queues.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoLoad;
+
+impl PartitionLoad for NoLoad {
+    fn load(&self, _partition: i32) -> Option<QueueLoad> {
+        None
+    }
 }
 
 /// Chooses the partition of a record that does not name one.
@@ -89,6 +125,23 @@ pub trait Partitioner: Send + std::fmt::Debug {
         partitions: &TopicPartitions<'_>,
     ) -> i32;
 
+    /// As [`partition`](Self::partition), with the partitions' queues at hand. The router
+    /// calls this one; the default ignores `load`. Override it to steer records away from
+    /// partitions whose batches pile up (as [`DefaultPartitioner`] does with adaptive
+    /// partitioning). `load` locks a partition's queue for each call, so ask only when
+    /// choosing anew, not for every record.
+    fn partition_with_load(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partitions: &TopicPartitions<'_>,
+        load: &dyn PartitionLoad,
+    ) -> i32 {
+        let _ = load;
+        self.partition(topic, key, value, partitions)
+    }
+
     /// Called by the router after each append of a record to `partition`, so that a sticky
     /// partitioner can decide to switch. `appended_bytes` is the record's size in the batch;
     /// `batch_full` is true when that partition's open batch is full (or a new batch was
@@ -107,6 +160,17 @@ impl<P: Partitioner + ?Sized> Partitioner for Box<P> {
         partitions: &TopicPartitions<'_>,
     ) -> i32 {
         (**self).partition(topic, key, value, partitions)
+    }
+
+    fn partition_with_load(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partitions: &TopicPartitions<'_>,
+        load: &dyn PartitionLoad,
+    ) -> i32 {
+        (**self).partition_with_load(topic, key, value, partitions, load)
     }
 
     fn on_append(&mut self, topic: &str, partition: i32, appended_bytes: usize, batch_full: bool) {
@@ -198,6 +262,12 @@ pub struct DefaultPartitioner {
     /// bytes of records its sticky logic placed (keyed records and records with an explicit
     /// partition do not move the sticky partition), so `on_append` consumes this flag.
     last_sticky: bool,
+    /// `partitioner.adaptive.partitioning.enable`.
+    adaptive: bool,
+    /// `partitioner.availability.timeout.ms`; zero leaves no partition out.
+    availability_timeout: Duration,
+    /// The weighted draw's table, kept between draws.
+    table: Vec<(i32, u64)>,
 }
 
 impl Default for DefaultPartitioner {
@@ -227,34 +297,101 @@ impl DefaultPartitioner {
             rng,
             topics: HashMap::new(),
             last_sticky: false,
+            adaptive: true,
+            availability_timeout: Duration::ZERO,
+            table: Vec::new(),
         }
     }
 
-    fn sticky_partition(&mut self, topic: &str, partitions: &TopicPartitions<'_>) -> i32 {
+    /// Switches adaptive partitioning (`partitioner.adaptive.partitioning.enable`, on by
+    /// default) and sets `partitioner.availability.timeout.ms` (zero, the default, leaves no
+    /// partition out of a draw).
+    pub fn adaptive(mut self, enable: bool, availability_timeout: Duration) -> Self {
+        self.adaptive = enable;
+        self.availability_timeout = availability_timeout;
+        self
+    }
+
+    fn sticky_partition(
+        &mut self,
+        topic: &str,
+        partitions: &TopicPartitions<'_>,
+        load: &dyn PartitionLoad,
+    ) -> i32 {
         // Look up by &str; allocate the topic's String only the first time it is seen.
-        if let Some(state) = self.topics.get_mut(topic) {
-            return place(state, &mut self.rng, partitions);
+        let state = match self.topics.get_mut(topic) {
+            Some(state) => state,
+            None => self.topics.entry(topic.to_owned()).or_insert(Sticky {
+                current: -1,
+                previous: -1,
+                produced: 0,
+            }),
+        };
+        if partitions.count <= 0 {
+            return 0; // Out of range: the router fails the record.
         }
-        let state = self.topics.entry(topic.to_owned()).or_insert(Sticky {
-            current: -1,
-            previous: -1,
-            produced: 0,
-        });
-        place(state, &mut self.rng, partitions)
+        // Partition counts only grow in Kafka; the range check guards against inconsistent
+        // input.
+        if state.current < 0 || state.current >= partitions.count {
+            let weighted = if self.adaptive {
+                draw_weighted(
+                    &mut self.rng,
+                    &mut self.table,
+                    partitions,
+                    load,
+                    self.availability_timeout,
+                )
+            } else {
+                None
+            };
+            state.current =
+                weighted.unwrap_or_else(|| draw(&mut self.rng, partitions, state.previous));
+            state.produced = 0;
+        }
+        state.current
     }
 }
 
-/// Returns the topic's sticky partition, drawing a new one when needed.
-fn place(state: &mut Sticky, rng: &mut fastrand::Rng, partitions: &TopicPartitions<'_>) -> i32 {
-    if partitions.count <= 0 {
-        return 0; // Out of range: the router fails the record.
+/// Java's adaptive draw (`BuiltInPartitioner.updatePartitionLoadStats` and `nextPartition`):
+/// among the partitions with a leader (less those unsent for longer than
+/// `availability_timeout`, when it is above zero), each weighs `max + 1 - queue`, and a
+/// uniform number below the weights' sum picks one through the cumulative table. `None`
+/// where Java has no load statistics and draws uniformly: a partition's load unknown (Java
+/// waits until every partition has had a batch), fewer than two partitions, or every queue
+/// equal with none left out.
+fn draw_weighted(
+    rng: &mut fastrand::Rng,
+    table: &mut Vec<(i32, u64)>,
+    partitions: &TopicPartitions<'_>,
+    load: &dyn PartitionLoad,
+    availability_timeout: Duration,
+) -> Option<i32> {
+    if partitions.count < 2 || partitions.available.is_empty() {
+        return None;
     }
-    // Partition counts only grow in Kafka; the range check guards against inconsistent input.
-    if state.current < 0 || state.current >= partitions.count {
-        state.current = draw(rng, partitions, state.previous);
-        state.produced = 0;
+    table.clear();
+    for p in 0..partitions.count {
+        let l = load.load(p)?;
+        let led = partitions.available.binary_search(&p).is_ok();
+        if led && (availability_timeout.is_zero() || l.ready_for <= availability_timeout) {
+            table.push((p, u64::from(l.batches)));
+        }
     }
-    state.current
+    let first = table.first()?.1;
+    let all_equal = table.iter().all(|&(_, q)| q == first);
+    if all_equal && table.len() == partitions.count as usize {
+        return None;
+    }
+    let max_plus_1 = table.iter().map(|&(_, q)| q).max().unwrap_or(0) + 1;
+    let mut sum = 0;
+    for entry in table.iter_mut() {
+        sum += max_plus_1 - entry.1;
+        entry.1 = sum;
+    }
+    // Java: `toPositive(nextInt()) % cft[last]`, then the first entry strictly greater.
+    let weighted = u64::from(rng.u32(0..=i32::MAX as u32)) % sum;
+    let index = table.partition_point(|&(_, c)| c <= weighted);
+    table.get(index).map(|&(p, _)| p)
 }
 
 /// Draws uniformly among the available partitions (all when none is), avoiding `previous`
@@ -284,8 +421,19 @@ impl Partitioner for DefaultPartitioner {
         &mut self,
         topic: &str,
         key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partitions: &TopicPartitions<'_>,
+    ) -> i32 {
+        self.partition_with_load(topic, key, value, partitions, &NoLoad)
+    }
+
+    fn partition_with_load(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
         _value: Option<&[u8]>,
         partitions: &TopicPartitions<'_>,
+        load: &dyn PartitionLoad,
     ) -> i32 {
         match key {
             Some(key) if !self.ignore_keys => {
@@ -294,7 +442,7 @@ impl Partitioner for DefaultPartitioner {
             }
             _ => {
                 self.last_sticky = true;
-                self.sticky_partition(topic, partitions)
+                self.sticky_partition(topic, partitions, load)
             }
         }
     }
@@ -528,6 +676,130 @@ mod tests {
         for c in counts {
             assert!((800..1200).contains(&c), "{counts:?}");
         }
+    }
+
+    /// Fixed queues for the adaptive draw; `None` for a partition with no queue yet.
+    struct Loads(Vec<Option<QueueLoad>>);
+
+    impl PartitionLoad for Loads {
+        fn load(&self, partition: i32) -> Option<QueueLoad> {
+            self.0.get(partition as usize).copied().flatten()
+        }
+    }
+
+    fn queues(batches: &[u32]) -> Loads {
+        Loads(
+            batches
+                .iter()
+                .map(|&b| {
+                    Some(QueueLoad {
+                        batches: b,
+                        ready_for: Duration::ZERO,
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Counts the partitions of `switches` sticky draws, each after a full batch.
+    fn draws(
+        p: &mut DefaultPartitioner,
+        parts: &TopicPartitions<'_>,
+        load: &dyn PartitionLoad,
+        switches: usize,
+    ) -> Vec<u32> {
+        let mut counts = vec![0u32; parts.count as usize];
+        for _ in 0..switches {
+            let cur = p.partition_with_load("t", None, None, parts, load);
+            counts[cur as usize] += 1;
+            p.on_append("t", cur, 10, true);
+        }
+        counts
+    }
+
+    #[test]
+    fn adaptive_draw_weighs_partitions_by_their_queues_as_java_does() {
+        // Java's own example: queues 0 3 1 weigh 4 1 3 (cumulative 4 5 8).
+        let parts = TopicPartitions {
+            count: 3,
+            available: &[0, 1, 2],
+        };
+        let mut p = DefaultPartitioner::with_seed(10, false, 21);
+        let counts = draws(&mut p, &parts, &queues(&[0, 3, 1]), 80_000);
+        for (count, weight) in counts.iter().zip([4.0, 1.0, 3.0]) {
+            let share = f64::from(*count) / 80_000.0;
+            assert!(
+                (share - weight / 8.0).abs() < 0.01,
+                "shares {counts:?}, expected 4:1:3"
+            );
+        }
+        // Keyed records are not weighed.
+        assert_eq!(
+            p.partition_with_load("t", Some(b"abc"), None, &parts, &queues(&[0, 9, 9])),
+            partition_for_key(b"abc", 3)
+        );
+    }
+
+    #[test]
+    fn adaptive_draw_is_uniform_without_full_statistics() {
+        let parts = TopicPartitions {
+            count: 3,
+            available: &[0, 1, 2],
+        };
+        // Equal queues, a partition never queued to, and adaptive switched off: uniform
+        // (and a switch moves, as the uniform draw avoids the partition left).
+        let unknown = Loads(vec![
+            Some(QueueLoad::default()),
+            None,
+            Some(QueueLoad {
+                batches: 7,
+                ready_for: Duration::ZERO,
+            }),
+        ]);
+        let off = DefaultPartitioner::with_seed(10, false, 4).adaptive(false, Duration::ZERO);
+        for (mut p, load) in [
+            (
+                DefaultPartitioner::with_seed(10, false, 4),
+                &queues(&[2, 2, 2]),
+            ),
+            (DefaultPartitioner::with_seed(10, false, 4), &unknown),
+            (off, &queues(&[0, 0, 50])),
+        ] {
+            let counts = draws(&mut p, &parts, load, 30_000);
+            for c in &counts {
+                assert!((9_000..11_000).contains(c), "{counts:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn adaptive_draw_leaves_out_leaderless_and_unavailable_partitions() {
+        // Partition 1 has no leader; partition 3 has waited past the availability timeout.
+        let parts = TopicPartitions {
+            count: 4,
+            available: &[0, 2, 3],
+        };
+        let mut load = queues(&[0, 0, 0, 0]);
+        load.0[3] = Some(QueueLoad {
+            batches: 0,
+            ready_for: Duration::from_millis(300),
+        });
+        let mut p = DefaultPartitioner::with_seed(10, false, 8).adaptive(true, ms(200));
+        let counts = draws(&mut p, &parts, &load, 20_000);
+        assert_eq!((counts[1], counts[3]), (0, 0), "{counts:?}");
+        assert!(counts[0] > 9_000 && counts[2] > 9_000, "{counts:?}");
+        // Without a timeout partition 3 is drawn again; equal queues but a leaderless
+        // partition still go through the table (Java's `length < queueSizes.length`).
+        let mut p = DefaultPartitioner::with_seed(10, false, 8);
+        let counts = draws(&mut p, &parts, &load, 30_000);
+        assert_eq!(counts[1], 0, "{counts:?}");
+        for c in [counts[0], counts[2], counts[3]] {
+            assert!((9_000..11_000).contains(&c), "{counts:?}");
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]

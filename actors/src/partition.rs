@@ -4,9 +4,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use herald::batch::BatchBuilder;
+use herald::partitioner::QueueLoad;
 
 use crate::completion::Completion;
 use crate::otel::RecordTrace;
@@ -71,6 +72,29 @@ impl PartitionQueue {
         } else {
             0
         }
+    }
+
+    /// What adaptive partitioning weighs: the unsent batches in units of `batch_size` (a
+    /// batch grown while its partition waited counts as the batches Java would have queued
+    /// instead), and how long the oldest has been past `linger`.
+    pub(crate) fn load(&self, batch_size: usize, linger: Duration, now: Instant) -> QueueLoad {
+        let units = |b: &OpenBatch| {
+            let n = b.builder.size_in_bytes().div_ceil(batch_size.max(1)).max(1);
+            u32::try_from(n).unwrap_or(u32::MAX)
+        };
+        let batches = self
+            .full
+            .iter()
+            .chain(self.open.as_ref())
+            .fold(0u32, |sum, b| sum.saturating_add(units(b)));
+        let ready_for = self
+            .full
+            .front()
+            .or(self.open.as_ref())
+            .map_or(Duration::ZERO, |b| {
+                now.saturating_duration_since(b.created + linger)
+            });
+        QueueLoad { batches, ready_for }
     }
 }
 

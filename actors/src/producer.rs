@@ -143,10 +143,13 @@ impl ProducerBuilder {
         let clock =
             Clock::start(supervision.clone()).expect("cannot spawn the herald-linger thread");
         let partitioner = self.partitioner.unwrap_or_else(|| {
-            Box::new(DefaultPartitioner::new(
-                config.batch_size,
-                config.partitioner_ignore_keys,
-            ))
+            Box::new(
+                DefaultPartitioner::new(config.batch_size, config.partitioner_ignore_keys)
+                    .adaptive(
+                        config.partitioner_adaptive_partitioning_enable,
+                        config.partitioner_availability_timeout,
+                    ),
+            )
         });
         let sealer = compress.as_ref().map(|a| {
             Supervisor::start_in_arbiter(

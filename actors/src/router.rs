@@ -19,12 +19,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use herald::batch::{record_size, BatchBuilder, BatchFull, RECORD_BATCH_OVERHEAD};
-use herald::partitioner::{Partitioner, TopicPartitions};
+use herald::partitioner::{PartitionLoad, Partitioner, QueueLoad, TopicPartitions};
 use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord, TransactionError};
 
 use crate::accumulator::Accumulator;
@@ -60,6 +60,29 @@ struct PartitionHandle {
 struct TopicRoute {
     meta: Arc<TopicMeta>,
     partitions: Vec<Option<PartitionHandle>>,
+}
+
+/// A route's partition queues as the partitioner sees them when it draws (adaptive
+/// partitioning). Each call locks one queue; the accumulators run on the router's thread, so
+/// the lock is not contended, and a sticky partitioner asks only once per batch.
+struct RouteLoad<'a> {
+    partitions: &'a [Option<PartitionHandle>],
+    batch_size: usize,
+    linger: Duration,
+}
+
+impl PartitionLoad for RouteLoad<'_> {
+    fn load(&self, partition: i32) -> Option<QueueLoad> {
+        let handle = self
+            .partitions
+            .get(usize::try_from(partition).ok()?)?
+            .as_ref()?;
+        let load = handle
+            .part
+            .lock()
+            .load(self.batch_size, self.linger, Instant::now());
+        Some(load)
+    }
 }
 
 /// The router's topics. Consecutive records nearly always name the topic of the record
@@ -484,14 +507,20 @@ impl RouterCore {
                 let partitioner = &mut self.partitioner;
                 let record = &*held.record;
                 let available = &route.meta.available;
+                let load = RouteLoad {
+                    partitions: &route.partitions,
+                    batch_size: self.shared.config.batch_size,
+                    linger: self.shared.config.linger,
+                };
                 // Application code: a panic there fails this record (as an exception from
                 // Java's partitioner fails its send), and the router goes on.
                 match catch_unwind(AssertUnwindSafe(|| {
-                    partitioner.partition(
+                    partitioner.partition_with_load(
                         topic_name,
                         record.key.as_deref(),
                         record.value.as_deref(),
                         &TopicPartitions { count, available },
+                        &load,
                     )
                 })) {
                     Ok(p) => p,

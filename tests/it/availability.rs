@@ -538,3 +538,110 @@ async fn idle_connections_close_after_connections_max_idle_and_reopen_when_neede
         );
     }
 }
+
+/// Keyless records at 3,200/s for 2.5 s, while the leader of partition 0 answers after 3 s
+/// (a broker that hangs, within request.timeout.ms); returns the share of them the independent consumer finds on that broker's partitions,
+/// and that share under uniform draws.
+async fn slow_leader_share(prefix: &str, extra: &[(&'static str, &'static str)]) -> (f64, f64) {
+    const BURSTS: u64 = 250;
+    const PER_BURST: u64 = 32;
+    let (mock, leaders, client) = warm_client(prefix, extra).await;
+    let slow_broker = leaders[0];
+    let slow: Vec<i32> = (0..PARTITIONS)
+        .filter(|&p| leaders[p as usize] == slow_broker)
+        .collect();
+    mock.cluster
+        .broker_round_trip_time(slow_broker, Duration::from_millis(3000))
+        .unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    for burst in 0..BURSTS {
+        tick.tick().await;
+        for i in 0..PER_BURST {
+            let tag = burst * PER_BURST + i;
+            client.producer.router().do_send(
+                Produce::new(client.topic.clone())
+                    .value(format!("{tag:0>100}"))
+                    .tag(tag)
+                    .reply_to(client.inbox.clone()),
+            );
+        }
+    }
+    let total = (BURSTS * PER_BURST) as usize;
+    let outcomes = client.wait_for(total, Duration::from_secs(30)).await;
+    for (tag, (outcome, _)) in &outcomes {
+        if let Err(e) = outcome {
+            panic!("record {tag} failed: {e}");
+        }
+    }
+    mock.cluster
+        .broker_round_trip_time(slow_broker, Duration::ZERO)
+        .unwrap();
+    assert!(client.producer.close(Duration::from_secs(5)).await);
+    // The probes (one per partition) are read back too.
+    let back = crate::support::consumer::read_back(
+        &mock.bootstrap(),
+        &client.topic,
+        PARTITIONS,
+        total + PARTITIONS as usize,
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut per_partition = vec![0usize; PARTITIONS as usize];
+    for p in 0..PARTITIONS {
+        for c in back.get(&p).map_or(&[][..], |v| &v[..]) {
+            if c.value.as_deref() == Some(&b"probe"[..]) {
+                continue;
+            }
+            let tag: u64 = String::from_utf8_lossy(c.value.as_deref().unwrap_or_default())
+                .parse()
+                .expect("a record's value is its tag");
+            assert!(seen.insert(tag), "record {tag} read back twice");
+            per_partition[p as usize] += 1;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        total,
+        "every record read back: {per_partition:?}"
+    );
+    let on_slow: usize = slow.iter().map(|&p| per_partition[p as usize]).sum();
+    let share = on_slow as f64 / total as f64;
+    let uniform = slow.len() as f64 / PARTITIONS as f64;
+    println!(
+        "{prefix}: leaders {leaders:?}, broker {slow_broker} slow; per partition {per_partition:?}; share on the slow broker {share:.3} (uniform {uniform:.3})"
+    );
+    (share, uniform)
+}
+
+/// Adaptive partitioning (on by default, as in Java) sends fewer keyless records to the
+/// partitions of a leader whose batches pile up; switched off, the draws are uniform; with
+/// partitioner.availability.timeout.ms below the leader's round trip, its partitions are
+/// left out of the draws while their batches wait.
+#[actix_rt::test]
+async fn adaptive_partitioning_steers_keyless_records_from_a_slow_leader() {
+    let (off, uniform_off) = slow_leader_share(
+        "adaptive-off",
+        &[("partitioner.adaptive.partitioning.enable", "false")],
+    )
+    .await;
+    let (on, uniform_on) = slow_leader_share("adaptive-on", &[]).await;
+    let (timeout, uniform_timeout) = slow_leader_share(
+        "adaptive-timeout",
+        &[("partitioner.availability.timeout.ms", "100")],
+    )
+    .await;
+    // About 130 sticky switches per run: a uniform share's standard deviation is about 0.04.
+    assert!(
+        off > 0.55 * uniform_off,
+        "uniform draws put {off:.3} on the slow broker (its partitions' share {uniform_off:.3})"
+    );
+    assert!(
+        on < 0.75 * uniform_on,
+        "adaptive draws put {on:.3} on the slow broker (uniform {uniform_on:.3})"
+    );
+    assert!(
+        timeout < 0.2 * uniform_timeout,
+        "with the availability timeout {timeout:.3} went to the slow broker (uniform {uniform_timeout:.3})"
+    );
+}
