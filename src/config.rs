@@ -784,7 +784,7 @@ keys! {
         Millis::LONG;
     /// metadata is refreshed at least this often
     "metadata.max.age.ms" metadata_max_age(Duration) = ms(300_000), Millis::LONG;
-    /// at least 5000; accepted, not used yet
+    /// at least 5000; a topic nothing was produced to for this long leaves the metadata requests
     "metadata.max.idle.ms" metadata_max_idle(Duration) = ms(300_000),
         Millis::LONG.at_least(5_000);
     /// rebootstrap (ask bootstrap.servers again when every known broker is unreachable) or none

@@ -24,7 +24,8 @@ use crate::connection::Connection;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::cluster::{
-    AddTopics, BrokerListed, BrokerNamed, BumpEpoch, ClusterChanged, Refresh, Subscribe,
+    AddTopics, BrokerListed, BrokerNamed, BumpEpoch, ClusterChanged, ForgetTopics, Refresh,
+    Subscribe,
 };
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
@@ -713,6 +714,23 @@ impl Handler<AddTopics> for Metadata {
         }
         if new || !self.missing.is_empty() {
             self.refresh(ctx);
+        }
+    }
+}
+
+impl Handler<ForgetTopics> for Metadata {
+    type Result = ();
+
+    /// Java's `retainTopic`: an idle topic leaves the requests and the view. A record for it
+    /// later asks for it again (the router's `AddTopics`), and so does a batch of it that
+    /// needs a leader (`Shared::want_topic`).
+    fn handle(&mut self, msg: ForgetTopics, _: &mut Context<Self>) {
+        for t in msg.0 {
+            tracing::debug!(topic = %t, idle_ms = self.shared.config.metadata_max_idle.as_millis() as u64, "removing an unused topic from the metadata");
+            self.wanted.remove(&t);
+            self.requested.remove(&t);
+            self.missing.remove(&t);
+            self.shared.cluster.topics.remove(&*t);
         }
     }
 }

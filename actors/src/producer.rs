@@ -227,6 +227,7 @@ impl ProducerBuilder {
         let _ = shared.victims.metadata.set(metadata.clone().recipient());
         let _ = shared.metadata.set(MetadataLink {
             add_topics: metadata.clone().recipient(),
+            forget_topics: metadata.clone().recipient(),
             subscribe: metadata.clone().recipient(),
             refresh: metadata.clone().recipient(),
             bump_epoch: metadata.clone().recipient(),

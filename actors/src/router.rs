@@ -40,7 +40,7 @@ use crate::messages::application::{
     TransactionResult,
 };
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
-use crate::messages::cluster::{AddTopics, ClusterChanged, Subscribe};
+use crate::messages::cluster::{AddTopics, ClusterChanged, ForgetTopics, Subscribe};
 use crate::messages::intercept::{Acknowledged, OnSend, Route, RouteLost};
 use crate::messages::transaction::EndTransaction;
 use crate::messages::{ProducerBroken, Shutdown};
@@ -60,7 +60,31 @@ struct PartitionHandle {
 struct TopicRoute {
     meta: Arc<TopicMeta>,
     partitions: Vec<Option<PartitionHandle>>,
+    /// A record was routed here since the last idle check: a flag, so the per-record path
+    /// reads no clock.
+    used: bool,
+    /// The idle check that last found `used`.
+    last_used: Instant,
+    /// Left out of metadata as idle (`metadata.max.idle.ms`); the next record asks for it
+    /// again.
+    forgotten: bool,
 }
+
+impl TopicRoute {
+    fn new(meta: Arc<TopicMeta>) -> Self {
+        let n = meta.partitions.len();
+        TopicRoute {
+            meta,
+            partitions: (0..n).map(|_| None).collect(),
+            used: true,
+            last_used: Instant::now(),
+            forgotten: false,
+        }
+    }
+}
+
+/// How often the router looks for topics idle for `metadata.max.idle.ms` (at least 5 s).
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// A route's partition queues as the partitioner sees them when it draws (adaptive
 /// partitioning). Each call locks one queue; the accumulators run on the router's thread, so
@@ -482,16 +506,26 @@ impl RouterCore {
                     .map(|m| m.value().clone());
                 match known {
                     Some(meta) if !meta.partitions.is_empty() => {
-                        let n = meta.partitions.len();
-                        self.routes.insert(TopicRoute {
-                            meta,
-                            partitions: (0..n).map(|_| None).collect(),
-                        })
+                        self.routes.insert(TopicRoute::new(meta))
                     }
                     _ => return self.wait_for_topic(held.park(since), ctx),
                 }
             }
         };
+        if !route.used {
+            route.used = true;
+            if route.forgotten {
+                // Metadata left the topic out as idle: ask for it again. The record goes on
+                // with the partitions known; its batch waits for a leader in the accumulator
+                // (which the forgotten topic no longer has in the view) as Java's send waits
+                // for the topic's metadata.
+                route.forgotten = false;
+                if let Some(m) = self.shared.metadata.get() {
+                    m.add_topics
+                        .do_send(AddTopics(vec![route.meta.name.clone()]));
+                }
+            }
+        }
         let count = route.meta.partitions.len() as i32;
         let partition = match held.record.partition {
             Some(p) if p < 0 || p >= count => {
@@ -588,6 +622,30 @@ impl RouterCore {
 
     /// One timer for all waiting topics: fires when the oldest waiting record reaches
     /// max.block.ms.
+    /// Java's `metadata.max.idle.ms`: a topic nothing was produced to for that long is left
+    /// out of metadata requests, so a producer that wrote to many topics once does not fetch
+    /// them all for ever.
+    fn forget_idle_topics(&mut self) {
+        let idle = self.shared.config.metadata_max_idle;
+        let now = Instant::now();
+        let mut idle_topics = Vec::new();
+        for route in self.routes.iter_mut() {
+            if route.used {
+                route.used = false;
+                route.last_used = now;
+            } else if !route.forgotten && now.duration_since(route.last_used) >= idle {
+                route.forgotten = true;
+                idle_topics.push(route.meta.name.clone());
+            }
+        }
+        if idle_topics.is_empty() {
+            return;
+        }
+        if let Some(m) = self.shared.metadata.get() {
+            m.forget_topics.do_send(ForgetTopics(idle_topics));
+        }
+    }
+
     fn arm_metadata_timer(&mut self, ctx: &mut Context<Router>) {
         let max_block = self.shared.config.max_block;
         let oldest = self
@@ -1082,6 +1140,9 @@ impl Actor for Router {
         core.stall_since = None;
         core.metadata_timer = None;
         core.arm_metadata_timer(ctx);
+        ctx.run_interval(IDLE_CHECK, |act, _| {
+            act.core.borrow_mut().forget_idle_topics();
+        });
         // A restart dropped the look-again the intake may be counting on.
         ctx.notify(DrainIntake);
         if !core.stalled.is_empty() {
@@ -1608,18 +1669,24 @@ impl Handler<Crash> for Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::PartitionMeta;
     use bytes::Bytes;
 
     /// The route found last is tried first; any other topic still finds its own.
     #[test]
     fn routes_find_each_topic_whatever_was_looked_up_last() {
-        let route = |name: &str, partitions: usize| TopicRoute {
-            meta: Arc::new(TopicMeta {
+        let route = |name: &str, partitions: usize| {
+            TopicRoute::new(Arc::new(TopicMeta {
                 name: Arc::from(name),
-                partitions: Vec::new(),
+                partitions: vec![
+                    PartitionMeta {
+                        leader: 0,
+                        leader_epoch: 0
+                    };
+                    partitions
+                ],
                 available: Vec::new(),
-            }),
-            partitions: (0..partitions).map(|_| None).collect(),
+            }))
         };
         let mut routes = Routes::default();
         assert!(routes.get_mut("a").is_none());

@@ -15,7 +15,9 @@ use crate::fault_injection::Victims;
 use crate::intake::Intake;
 use crate::memory::MemoryPool;
 use crate::messages::application::{BeginTransaction, InitTransactions, SendOffsetsToTransaction};
-use crate::messages::cluster::{AddTopics, BrokerNamed, BumpEpoch, Refresh, Subscribe};
+use crate::messages::cluster::{
+    AddTopics, BrokerNamed, BumpEpoch, ForgetTopics, Refresh, Subscribe,
+};
 use crate::messages::seal::Seal;
 use crate::messages::transaction::{AddPartition, EndTransaction};
 use crate::messages::Shutdown;
@@ -70,6 +72,15 @@ impl Shared {
             m.refresh.do_send(Refresh);
         }
     }
+
+    /// Asks metadata for `topic`, which a partition's batches need a leader for: the topic
+    /// may have been left out as idle (`metadata.max.idle.ms`) while batches of it were still
+    /// out, as Java's sender adds the topics of leaderless batches back.
+    pub(crate) fn want_topic(&self, topic: &Arc<str>) {
+        if let Some(m) = self.metadata.get() {
+            m.add_topics.do_send(AddTopics(vec![topic.clone()]));
+        }
+    }
 }
 
 /// The metadata actor's mailbox, as the actors that did not start it reach it.
@@ -77,6 +88,8 @@ impl Shared {
 pub(crate) struct MetadataLink {
     /// Router → metadata.
     pub(crate) add_topics: Recipient<AddTopics>,
+    /// Router → metadata, for topics idle for `metadata.max.idle.ms`.
+    pub(crate) forget_topics: Recipient<ForgetTopics>,
     /// Router → metadata, for each accumulator it starts.
     pub(crate) subscribe: Recipient<Subscribe>,
     /// Accumulators and connections → metadata (through [`Shared::request_metadata_refresh`]).

@@ -429,6 +429,7 @@ impl Accumulator {
             .leader_connection(&self.topic, self.partition)
         else {
             self.shared.request_metadata_refresh();
+            self.shared.want_topic(&self.topic);
             return;
         };
         // Never have batches of one partition in flight on two connections: after a leader

@@ -31,6 +31,13 @@ pub(crate) struct Subscribe(pub(crate) Recipient<ClusterChanged>);
 #[rtype(result = "()")]
 pub(crate) struct AddTopics(pub(crate) Vec<Arc<str>>);
 
+/// Router → metadata: topics nothing was produced to for `metadata.max.idle.ms`; leave them
+/// out of metadata requests and the cluster view until they are added again (Java's
+/// `ProducerMetadata.retainTopic`).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct ForgetTopics(pub(crate) Vec<Arc<str>>);
+
 /// Accumulator or connection → metadata: leadership looks stale; refresh soon (coalesced).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]

@@ -138,3 +138,84 @@ async fn kafka_batches_too_large_for_the_topic_are_split() {
         "each record once, in order"
     );
 }
+
+/// `metadata.max.idle.ms`: a topic nothing was produced to for that long leaves the
+/// producer's metadata requests, as in Java. Seen from the broker, which creates a topic a
+/// metadata request names (`auto.create.topics.enable`, on by default): deleted after it went
+/// idle, it stays deleted under a producer with a 5 s idle limit, while a producer with the
+/// default limit (5 minutes) names it again within a refresh and the broker creates it anew.
+/// The next record for the forgotten topic asks for it again and is delivered.
+#[actix_rt::test]
+async fn kafka_idle_topic_leaves_the_metadata_requests() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let producer = |idle: &'static str| {
+        start_producer(
+            &kafka.bootstrap(),
+            &[],
+            &[
+                ("metadata.max.idle.ms", idle),
+                ("metadata.max.age.ms", "500"),
+                ("linger.ms", "0"),
+            ],
+        )
+    };
+    let (forgetful, keeping) = (producer("5000"), producer("300000"));
+    let mut topics = Vec::new();
+    for (name, p) in [("idle-forgotten", &forgetful), ("idle-kept", &keeping)] {
+        let (once, busy) = (unique_topic(name), unique_topic(&format!("{name}-busy")));
+        kafka.create_topic(&once, 1, 1).await;
+        kafka.create_topic(&busy, 1, 1).await;
+        p.send(Produce::new(once.clone()).value("before"))
+            .await
+            .unwrap_or_else(|e| panic!("{once}: {e}"));
+        topics.push((once, busy));
+    }
+    // Both producers stay busy with a topic of their own meanwhile: 7 s, past the 5 s limit
+    // and the router's 1 s check.
+    for i in 0..28 {
+        for (p, (_, busy)) in [&forgetful, &keeping].into_iter().zip(&topics) {
+            p.send(Produce::new(busy.clone()).value(i.to_string()))
+                .await
+                .unwrap_or_else(|e| panic!("{busy}: {e}"));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let [(forgotten, _), (kept, _)] = &topics[..] else {
+        unreachable!()
+    };
+    kafka.delete_topic(forgotten).await;
+    kafka.delete_topic(kept).await;
+    // Six refreshes of each producer (metadata.max.age.ms 500).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listed = kafka.topics().await;
+    assert!(
+        listed.contains(kept),
+        "the producer with the default limit names {kept} in its refreshes, and the broker creates it again"
+    );
+    // Created anew, not left undeleted: its record before the deletion is gone.
+    let old = read_back(&kafka.bootstrap(), kept, 1, 1, Duration::from_secs(3)).await;
+    assert!(
+        old.values().all(|v| v.is_empty()),
+        "{kept} was deleted and created again, empty: {old:?}"
+    );
+    assert!(
+        !listed.contains(forgotten),
+        "{forgotten} was idle for more than metadata.max.idle.ms, yet a metadata request named it after its deletion"
+    );
+    // Asked for again: the broker creates it (one partition), and the record lands there.
+    let md = forgetful
+        .send(Produce::new(forgotten.clone()).value("after"))
+        .await
+        .unwrap_or_else(|e| panic!("{forgotten} after it was forgotten: {e}"));
+    assert_eq!(md.partition, 0);
+    let back = read_back(&kafka.bootstrap(), forgotten, 1, 1, Duration::from_secs(20)).await;
+    let values: Vec<_> = back
+        .get(&0)
+        .map(|v| v.iter().map(|c| c.value.clone()).collect())
+        .unwrap_or_default();
+    assert_eq!(values, vec![Some(b"after".to_vec())]);
+    forgetful.close(Duration::from_secs(5)).await;
+    keeping.close(Duration::from_secs(5)).await;
+}

@@ -691,6 +691,28 @@ impl Kafka {
         .await;
     }
 
+    /// Deletes `topic`; returns once the controller has accepted the deletion (a client
+    /// naming the topic in a metadata request may have the broker create it again at once).
+    pub async fn delete_topic(&self, topic: &str) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .expect("admin client");
+        let res = admin
+            .delete_topics(&[topic], &AdminOptions::new())
+            .await
+            .expect("DeleteTopics");
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("delete topic {t}: {e}"));
+        }
+    }
+
+    /// The topics the cluster lists now (asked without naming any, so none is created).
+    pub async fn topics(&self) -> Vec<String> {
+        let bootstrap = self.bootstrap();
+        blocking(move || topic_names(&bootstrap).expect("metadata")).await
+    }
+
     /// The partitions of `topic` as the cluster describes them now.
     pub async fn partitions(&self, topic: &str) -> Vec<PartitionState> {
         let (bootstrap, topic) = (self.running_bootstrap(), topic.to_string());
@@ -1096,6 +1118,12 @@ fn metadata_client(bootstrap: &str) -> BaseConsumer {
         .set("log_level", "3")
         .create()
         .expect("metadata client")
+}
+
+/// Every topic the cluster lists.
+fn topic_names(bootstrap: &str) -> Result<Vec<String>, rdkafka::error::KafkaError> {
+    let md = metadata_client(bootstrap).fetch_metadata(None, Duration::from_secs(5))?;
+    Ok(md.topics().iter().map(|t| t.name().to_string()).collect())
 }
 
 /// The ids of the brokers the cluster has registered (fenced ones are absent), sorted.
