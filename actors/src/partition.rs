@@ -59,6 +59,10 @@ pub(crate) struct PartitionQueue {
     /// makes one full batch and one grown one rather than a queue of small ones, each
     /// waiting a round trip.
     pub(crate) waiting: bool,
+    /// Batches the accumulator sealed that wait to be sent (retries, batches behind one in
+    /// flight), as it last published them: adaptive partitioning counts them with the open
+    /// and full ones, as Java counts every batch in a partition's queue.
+    pub(crate) sealed: SealedLoad,
     /// `max.request.size` (or `batch.size` if larger); lowered to `batch.size` by the
     /// accumulator once the broker refused a batch as too large.
     pub(crate) growth_cap: usize,
@@ -86,15 +90,39 @@ impl PartitionQueue {
             .full
             .iter()
             .chain(self.open.as_ref())
-            .fold(0u32, |sum, b| sum.saturating_add(units(b)));
-        let ready_for = self
-            .full
-            .front()
-            .or(self.open.as_ref())
-            .map_or(Duration::ZERO, |b| {
-                now.saturating_duration_since(b.created + linger)
-            });
+            .fold(self.sealed.batches, |sum, b| sum.saturating_add(units(b)));
+        let oldest = self.full.front().or(self.open.as_ref()).map(|b| b.created);
+        let oldest = match (self.sealed.oldest, oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let ready_for = oldest.map_or(Duration::ZERO, |created| {
+            now.saturating_duration_since(created + linger)
+        });
         QueueLoad { batches, ready_for }
+    }
+}
+
+/// The sealed batches of a partition that wait to be sent, in units of `batch.size`, and
+/// when the oldest was started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SealedLoad {
+    pub(crate) batches: u32,
+    pub(crate) oldest: Option<Instant>,
+}
+
+impl SealedLoad {
+    /// From each batch's reserved bytes and creation time, oldest first.
+    pub(crate) fn of(batches: impl Iterator<Item = (usize, Instant)>, batch_size: usize) -> Self {
+        let mut sealed = SealedLoad::default();
+        for (reserved, created) in batches {
+            let units = reserved.div_ceil(batch_size.max(1)).max(1);
+            sealed.batches = sealed
+                .batches
+                .saturating_add(u32::try_from(units).unwrap_or(u32::MAX));
+            sealed.oldest = Some(sealed.oldest.map_or(created, |o| o.min(created)));
+        }
+        sealed
     }
 }
 
@@ -119,5 +147,66 @@ impl PartitionShared {
     /// invariants hold between statements, and losing the records would be worse.
     pub(crate) fn lock(&self) -> MutexGuard<'_, PartitionQueue> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald::compression::Compression;
+
+    fn open_batch(created: Instant, value_bytes: usize, records: usize) -> OpenBatch {
+        let mut builder = BatchBuilder::new(1 << 20, Compression::None, None);
+        let value = vec![7u8; value_bytes];
+        for _ in 0..records {
+            builder.try_append(0, None, Some(&value), &[]).unwrap();
+        }
+        OpenBatch {
+            id: 0,
+            builder,
+            records: Vec::new(),
+            created,
+            reserved: 0,
+        }
+    }
+
+    /// Adaptive partitioning's view of a queue: every unsent batch counts in units of
+    /// batch.size (a grown open batch as the batches it stands for, the accumulator's sealed
+    /// ones as published), and the wait is the oldest batch's, past linger.ms.
+    #[test]
+    fn a_queue_load_counts_open_full_and_sealed_batches_by_batch_size() {
+        let now = Instant::now();
+        let linger = Duration::from_millis(5);
+        let mut q = PartitionQueue::default();
+        assert_eq!(q.load(1000, linger, now), QueueLoad::default());
+
+        // An open batch of about 2,500 bytes: three units of 1,000.
+        q.open = Some(open_batch(now - Duration::from_millis(20), 490, 5));
+        let load = q.load(1000, linger, now);
+        assert_eq!(load.batches, 3);
+        assert_eq!(load.ready_for, Duration::from_millis(15));
+
+        // A full batch ahead of it (one small record still counts one) and two sealed ones
+        // (2,000 and 1 reserved bytes: 2 and 1), the oldest 100 ms old.
+        q.full
+            .push_back(open_batch(now - Duration::from_millis(40), 10, 1));
+        q.sealed = SealedLoad::of(
+            [
+                (2000, now - Duration::from_millis(100)),
+                (1, now - Duration::from_millis(50)),
+            ]
+            .into_iter(),
+            1000,
+        );
+        let load = q.load(1000, linger, now);
+        assert_eq!(load.batches, 3 + 1 + 3);
+        assert_eq!(load.ready_for, Duration::from_millis(95));
+
+        // Before linger.ms has passed nothing has waited yet.
+        let fresh = PartitionQueue {
+            open: Some(open_batch(now, 10, 1)),
+            ..PartitionQueue::default()
+        };
+        assert_eq!(fresh.load(1000, linger, now).ready_for, Duration::ZERO);
     }
 }

@@ -43,7 +43,7 @@ use crate::messages::transaction::{AddPartition, PartitionAdded};
 use crate::messages::Shutdown;
 use crate::metrics::{Metrics, TopicSensors};
 use crate::otel::BatchLinks;
-use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
+use crate::partition::{OpenBatch, PartitionShared, RecordSlot, SealedLoad};
 use crate::shared::Shared;
 #[cfg(feature = "fault-injection")]
 use crate::supervisor::ActorKind;
@@ -158,6 +158,8 @@ pub(crate) struct Accumulator {
     pieces: usize,
     /// The `waiting` last set in the shared queue (`PartitionQueue::waiting`).
     waiting: bool,
+    /// The `sealed` last set in the shared queue (`PartitionQueue::sealed`).
+    sealed: SealedLoad,
     /// Transactional producers: the transaction (generation) this partition was added to,
     /// and the one it asked to be added to. Its batches go out only once the first is the
     /// open transaction.
@@ -193,6 +195,7 @@ impl Accumulator {
             flush_waiters: Vec::new(),
             pieces: 0,
             waiting: false,
+            sealed: SealedLoad::default(),
             txn_added: None,
             txn_asked: None,
             terminated: false,
@@ -303,9 +306,16 @@ impl Accumulator {
             self.send_ready(ctx, None);
         }
         let waiting = !self.can_send_more();
-        if waiting != self.waiting {
+        let sealed = SealedLoad::of(
+            self.ready.iter().map(|b| (b.reserved, b.created)),
+            batch_size,
+        );
+        if waiting != self.waiting || sealed != self.sealed {
             self.waiting = waiting;
-            self.part.lock().waiting = waiting;
+            self.sealed = sealed;
+            let mut q = self.part.lock();
+            q.waiting = waiting;
+            q.sealed = sealed;
         }
         self.arm_timers(ctx);
     }
