@@ -620,8 +620,6 @@ impl RouterCore {
         self.arm_metadata_timer(ctx);
     }
 
-    /// One timer for all waiting topics: fires when the oldest waiting record reaches
-    /// max.block.ms.
     /// Java's `metadata.max.idle.ms`: a topic nothing was produced to for that long is left
     /// out of metadata requests, so a producer that wrote to many topics once does not fetch
     /// them all for ever.
@@ -646,6 +644,8 @@ impl RouterCore {
         }
     }
 
+    /// One timer for all waiting topics: fires when the oldest waiting record reaches
+    /// max.block.ms.
     fn arm_metadata_timer(&mut self, ctx: &mut Context<Router>) {
         let max_block = self.shared.config.max_block;
         let oldest = self
