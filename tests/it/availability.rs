@@ -659,3 +659,57 @@ async fn adaptive_partitioning_steers_keyless_records_from_a_slow_leader() {
         "with the availability timeout {timeout:.3} of the second half went to the slow broker, whose batches wait 3 s"
     );
 }
+
+/// A topic forgotten as idle (`metadata.max.idle.ms`) while a batch of it waits: its
+/// partition's leader is down (the mock lists it no more, so the partition has no leader)
+/// for 8 s, past the 5 s limit, and no record is routed to the topic meanwhile. The waiting
+/// batch asks for its topic again, so once the leader is back a refresh names it and the
+/// record is delivered, instead of waiting for a leader no refresh would name until
+/// delivery.timeout.ms.
+#[actix_rt::test]
+async fn a_batch_waiting_when_its_topic_goes_idle_gets_its_leader_back() {
+    init_tracing();
+    let mock = Mock::start(2);
+    let topic = unique_topic("idle-waiting");
+    mock.create_topic(&topic, PARTITIONS, 1);
+    let leaders = leaders(&mock.bootstrap(), &topic).await;
+    let producer = start_producer(
+        &mock.bootstrap(),
+        &[],
+        &[
+            ("metadata.max.idle.ms", "5000"),
+            ("request.timeout.ms", "5000"),
+            ("delivery.timeout.ms", "20000"),
+            ("retry.backoff.max.ms", "200"),
+            ("reconnect.backoff.max.ms", "200"),
+        ],
+    );
+    producer
+        .send(Produce::new(topic.clone()).value("warm").partition(0))
+        .await
+        .expect("the first record");
+    mock.cluster.broker_down(leaders[0]).unwrap();
+    let sent = Instant::now();
+    let outcome = producer.send(Produce::new(topic.clone()).value("waiting").partition(0));
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    mock.cluster.broker_up(leaders[0]).unwrap();
+    let md = outcome
+        .await
+        .unwrap_or_else(|e| panic!("the batch that waited while its topic was forgotten: {e}"));
+    println!("acknowledged after {:?}", sent.elapsed());
+    assert!(producer.close(Duration::from_secs(5)).await);
+    assert_eq!(md.partition, 0);
+    let back = crate::support::consumer::read_back(
+        &mock.bootstrap(),
+        &topic,
+        PARTITIONS,
+        2,
+        Duration::from_secs(10),
+    )
+    .await;
+    let values: Vec<_> = back[&0].iter().map(|c| c.value.clone()).collect();
+    assert_eq!(
+        values,
+        vec![Some(b"warm".to_vec()), Some(b"waiting".to_vec())]
+    );
+}
