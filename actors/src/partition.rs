@@ -62,7 +62,7 @@ pub(crate) struct PartitionQueue {
     /// Batches the accumulator sealed that wait to be sent (retries, batches behind one in
     /// flight), as it last published them: adaptive partitioning counts them with the open
     /// and full ones, as Java counts every batch in a partition's queue.
-    pub(crate) sealed: SealedLoad,
+    pub(crate) sealed: Unsent,
     /// `max.request.size` (or `batch.size` if larger); lowered to `batch.size` by the
     /// accumulator once the broker refused a batch as too large.
     pub(crate) growth_cap: usize,
@@ -82,20 +82,15 @@ impl PartitionQueue {
     /// batch grown while its partition waited counts as the batches Java would have queued
     /// instead), and how long the oldest has been past `linger`.
     pub(crate) fn load(&self, batch_size: usize, linger: Duration, now: Instant) -> QueueLoad {
-        let units = |b: &OpenBatch| {
-            let n = b.builder.size_in_bytes().div_ceil(batch_size.max(1)).max(1);
-            u32::try_from(n).unwrap_or(u32::MAX)
-        };
-        let batches = self
-            .full
-            .iter()
-            .chain(self.open.as_ref())
-            .fold(self.sealed.batches, |sum, b| sum.saturating_add(units(b)));
-        let oldest = self.full.front().or(self.open.as_ref()).map(|b| b.created);
-        let oldest = match (self.sealed.oldest, oldest) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let queued = Unsent::of(
+            self.full
+                .iter()
+                .chain(self.open.as_ref())
+                .map(|b| (b.builder.size_in_bytes(), b.created)),
+            batch_size,
+        );
+        let batches = queued.batches.saturating_add(self.sealed.batches);
+        let oldest = queued.oldest.into_iter().chain(self.sealed.oldest).min();
         let ready_for = oldest.map_or(Duration::ZERO, |created| {
             now.saturating_duration_since(created + linger)
         });
@@ -103,26 +98,26 @@ impl PartitionQueue {
     }
 }
 
-/// The sealed batches of a partition that wait to be sent, in units of `batch.size`, and
-/// when the oldest was started.
+/// Batches of a partition that wait to be sent, in units of `batch.size` (at least one
+/// each), and when the oldest was started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct SealedLoad {
+pub(crate) struct Unsent {
     pub(crate) batches: u32,
     pub(crate) oldest: Option<Instant>,
 }
 
-impl SealedLoad {
-    /// From each batch's reserved bytes and creation time, oldest first.
+impl Unsent {
+    /// From each batch's bytes and creation time.
     pub(crate) fn of(batches: impl Iterator<Item = (usize, Instant)>, batch_size: usize) -> Self {
-        let mut sealed = SealedLoad::default();
-        for (reserved, created) in batches {
-            let units = reserved.div_ceil(batch_size.max(1)).max(1);
-            sealed.batches = sealed
+        let mut unsent = Unsent::default();
+        for (bytes, created) in batches {
+            let units = bytes.div_ceil(batch_size.max(1)).max(1);
+            unsent.batches = unsent
                 .batches
                 .saturating_add(u32::try_from(units).unwrap_or(u32::MAX));
-            sealed.oldest = Some(sealed.oldest.map_or(created, |o| o.min(created)));
+            unsent.oldest = Some(unsent.oldest.map_or(created, |o| o.min(created)));
         }
-        sealed
+        unsent
     }
 }
 
@@ -190,7 +185,7 @@ mod tests {
         // (2,000 and 1 reserved bytes: 2 and 1), the oldest 100 ms old.
         q.full
             .push_back(open_batch(now - Duration::from_millis(40), 10, 1));
-        q.sealed = SealedLoad::of(
+        q.sealed = Unsent::of(
             [
                 (2000, now - Duration::from_millis(100)),
                 (1, now - Duration::from_millis(50)),

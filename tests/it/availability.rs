@@ -12,6 +12,7 @@ use herald_actors::{Delivered, Outcome, Produce, Producer};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 
+use crate::support::consumer::read_back;
 use crate::support::mock::Mock;
 use crate::support::outcomes::Outcomes;
 use crate::support::producer::start_producer;
@@ -523,14 +524,7 @@ async fn idle_connections_close_after_connections_max_idle_and_reopen_when_neede
             "idle={idle}: closing idle connections cost no retry and no failure"
         );
         assert!(producer.close(Duration::from_secs(10)).await);
-        let back = crate::support::consumer::read_back(
-            &bootstrap,
-            &topic,
-            3,
-            sent,
-            Duration::from_secs(30),
-        )
-        .await;
+        let back = read_back(&bootstrap, &topic, 3, sent, Duration::from_secs(30)).await;
         assert_eq!(
             back.values().map(Vec::len).sum::<usize>(),
             sent,
@@ -582,7 +576,7 @@ async fn slow_leader_share(
         .unwrap();
     assert!(client.producer.close(Duration::from_secs(5)).await);
     // The probes (one per partition) are read back too.
-    let back = crate::support::consumer::read_back(
+    let back = read_back(
         &mock.bootstrap(),
         &client.topic,
         PARTITIONS,
@@ -699,7 +693,7 @@ async fn a_batch_waiting_when_its_topic_goes_idle_gets_its_leader_back() {
     println!("acknowledged after {:?}", sent.elapsed());
     assert!(producer.close(Duration::from_secs(5)).await);
     assert_eq!(md.partition, 0);
-    let back = crate::support::consumer::read_back(
+    let back = read_back(
         &mock.bootstrap(),
         &topic,
         PARTITIONS,

@@ -43,7 +43,7 @@ use crate::messages::transaction::{AddPartition, PartitionAdded};
 use crate::messages::Shutdown;
 use crate::metrics::{Metrics, TopicSensors};
 use crate::otel::BatchLinks;
-use crate::partition::{OpenBatch, PartitionShared, RecordSlot, SealedLoad};
+use crate::partition::{OpenBatch, PartitionShared, RecordSlot, Unsent};
 use crate::shared::Shared;
 #[cfg(feature = "fault-injection")]
 use crate::supervisor::ActorKind;
@@ -159,7 +159,7 @@ pub(crate) struct Accumulator {
     /// The `waiting` last set in the shared queue (`PartitionQueue::waiting`).
     waiting: bool,
     /// The `sealed` last set in the shared queue (`PartitionQueue::sealed`).
-    sealed: SealedLoad,
+    sealed: Unsent,
     /// Transactional producers: the transaction (generation) this partition was added to,
     /// and the one it asked to be added to. Its batches go out only once the first is the
     /// open transaction.
@@ -195,7 +195,7 @@ impl Accumulator {
             flush_waiters: Vec::new(),
             pieces: 0,
             waiting: false,
-            sealed: SealedLoad::default(),
+            sealed: Unsent::default(),
             txn_added: None,
             txn_asked: None,
             terminated: false,
@@ -306,7 +306,7 @@ impl Accumulator {
             self.send_ready(ctx, None);
         }
         let waiting = !self.can_send_more();
-        let sealed = SealedLoad::of(
+        let sealed = Unsent::of(
             self.ready.iter().map(|b| (b.reserved, b.created)),
             batch_size,
         );

@@ -216,6 +216,6 @@ async fn kafka_idle_topic_leaves_the_metadata_requests() {
         .map(|v| v.iter().map(|c| c.value.clone()).collect())
         .unwrap_or_default();
     assert_eq!(values, vec![Some(b"after".to_vec())]);
-    forgetful.close(Duration::from_secs(5)).await;
-    keeping.close(Duration::from_secs(5)).await;
+    assert!(forgetful.close(Duration::from_secs(5)).await);
+    assert!(keeping.close(Duration::from_secs(5)).await);
 }
