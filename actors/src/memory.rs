@@ -1,13 +1,20 @@
 //! `buffer.memory`: one budget shared by every partition, reserved per batch when the batch
 //! starts and released when it completes (as Java's `BufferPool`).
 //!
-//! Like Java's pool it also keeps the buffers of completed batches of `batch.size` for new
-//! ones ([`Spare`]), with their record slots. A fresh buffer is fresh memory: the kernel
-//! zeroes every page on first touch and the allocator hands large blocks back to it when
-//! they are freed, and on the console producer's run (1 MB batches) that page churn was a
-//! third of the router thread's time. Spare buffers count against `buffer.memory` as free
-//! memory does in Java: reserved plus spare bytes stay within the limit, and a reservation
-//! that needs the room drops spares first.
+//! Like Java's pool it also keeps the buffers of completed batches for new ones ([`Spare`]),
+//! with their record slots. A fresh buffer is fresh memory: the kernel zeroes every page on
+//! first touch and the allocator hands large blocks back to it when they are freed, and on
+//! the console producer's run (1 MB batches) that page churn was a third of the router
+//! thread's time. Spare buffers count against `buffer.memory` as free memory does in Java:
+//! reserved plus spare bytes stay within the limit, and a reservation that needs the room
+//! drops spares first.
+//!
+//! Java keeps only buffers of `batch.size`. Herald's batches also grow past it while their
+//! partition waits for the batch before (see `router::grow`), and at full speed most batches
+//! do: freeing those buffers made every such batch fresh memory again (a third of
+//! `do_send`'s page faults, the rest its copies as it grew). So a grown batch's buffer is
+//! kept too, counted at the bytes its batch had reserved (the most it was written to), and
+//! handed only to a batch that will likely grow, which reserves those bytes in full.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -23,6 +30,27 @@ use crate::partition::RecordSlot;
 pub(crate) struct Spare {
     pub(crate) buf: BytesMut,
     pub(crate) slots: Vec<RecordSlot>,
+    /// What the spare counts against the limit, and what the batch that takes it reserves:
+    /// the reservation of the batch it served (at least the pooled size).
+    pub(crate) bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Spares {
+    /// Buffers of batches that reserved exactly `batch.size`.
+    exact: Vec<Spare>,
+    /// Buffers of batches that reserved more (grown ones, mostly).
+    grown: Vec<Spare>,
+    /// Sum of every spare's `bytes`.
+    bytes: usize,
+}
+
+impl Spares {
+    fn pop_largest_class(&mut self) -> Option<Spare> {
+        let s = self.grown.pop().or_else(|| self.exact.pop())?;
+        self.bytes -= s.bytes;
+        Some(s)
+    }
 }
 
 /// The shared budget.
@@ -31,77 +59,125 @@ pub struct MemoryPool {
     limit: usize,
     used: AtomicUsize,
     freed: Notify,
-    /// `batch.size`: only buffers of this size are kept.
+    /// `batch.size`: buffers smaller than this are not kept.
     poolable: usize,
-    spares: Mutex<Vec<Spare>>,
-    /// `spares.len()`, readable without the lock.
+    spares: Mutex<Spares>,
+    /// Spares kept, readable without the lock.
     spare_count: AtomicUsize,
 }
 
 impl MemoryPool {
-    /// A pool of `limit` bytes that keeps spare buffers of `poolable` bytes.
+    /// A pool of `limit` bytes that keeps spare buffers of at least `poolable` bytes.
     pub fn new(limit: usize, poolable: usize) -> Self {
         MemoryPool {
             limit,
             used: AtomicUsize::new(0),
             freed: Notify::new(),
             poolable,
-            spares: Mutex::new(Vec::new()),
+            spares: Mutex::new(Spares::default()),
             spare_count: AtomicUsize::new(0),
         }
     }
 
-    fn spares(&self) -> std::sync::MutexGuard<'_, Vec<Spare>> {
+    fn spares(&self) -> std::sync::MutexGuard<'_, Spares> {
         self.spares.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A spare for a batch that reserved `reserved` bytes, if one is kept.
-    pub(crate) fn take_spare(&self, reserved: usize) -> Option<Spare> {
+    fn count(&self, spares: &Spares) {
+        self.spare_count
+            .store(spares.exact.len() + spares.grown.len(), Ordering::Relaxed);
+    }
+
+    /// A spare for a batch that reserved `reserved` bytes, if one is kept. A batch that will
+    /// likely grow (`growing`) may get a grown batch's buffer: its reservation then rises to
+    /// the spare's bytes (returned as the spare's `bytes`), reserved here, so that what the
+    /// buffer may hold stays counted. Other batches get only a buffer of their own size.
+    pub(crate) fn take_spare(&self, reserved: usize, growing: bool) -> Option<Spare> {
         if reserved != self.poolable || self.spare_count.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let mut spares = self.spares();
-        let spare = spares.pop();
-        self.spare_count.store(spares.len(), Ordering::Relaxed);
-        spare
+        let mut taken = None;
+        if growing {
+            taken = self.pop_grown(&mut spares, reserved);
+        }
+        if taken.is_none() {
+            if let Some(s) = spares.exact.pop() {
+                spares.bytes -= s.bytes;
+                taken = Some(s);
+            }
+        }
+        self.count(&spares);
+        taken
+    }
+
+    /// A grown batch's buffer for a batch of the pooled size that starts to grow: it moves
+    /// its records there (see `router::grow`) rather than into fresh memory, and holds the
+    /// spare's bytes from now on (reserved here).
+    pub(crate) fn take_grown(&self, reserved: usize) -> Option<Spare> {
+        if reserved != self.poolable || self.spare_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let mut spares = self.spares();
+        let taken = self.pop_grown(&mut spares, reserved);
+        self.count(&spares);
+        taken
+    }
+
+    fn pop_grown(&self, spares: &mut Spares, reserved: usize) -> Option<Spare> {
+        let s = spares.grown.pop()?;
+        spares.bytes -= s.bytes;
+        // The spare's bytes were counted as spare; now they are the batch's. This cannot
+        // pass the limit: they were within it as a spare.
+        self.used
+            .fetch_add(s.bytes.saturating_sub(reserved), Ordering::AcqRel);
+        Some(s)
     }
 
     /// Keeps the buffer and slots of a completed batch that had reserved `reserved` bytes for
-    /// a new batch, if the batch was of the pooled size and there is room within the limit.
-    /// Only such batches: a spare counts as `batch.size` bytes, and the buffer of a batch made
-    /// for one large record (or a compressed batch's) is another size. Call after releasing
-    /// the batch's reservation.
+    /// a new batch, if there is room within the limit. Only buffers of at least the pooled
+    /// size, of batches that reserved at least that: a spare counts as what its batch
+    /// reserved, which bounds what was written to it. Call after releasing the batch's
+    /// reservation.
     pub(crate) fn offer_spare(
         &self,
         reserved: usize,
         mut buf: BytesMut,
         mut slots: Vec<RecordSlot>,
     ) {
-        if reserved != self.poolable || buf.capacity() < self.poolable || self.poolable == 0 {
+        if reserved < self.poolable || buf.capacity() < self.poolable || self.poolable == 0 {
             return;
         }
         let mut spares = self.spares();
         let used = self.used.load(Ordering::Relaxed);
-        if used + (spares.len() + 1) * self.poolable > self.limit {
+        if used + spares.bytes + reserved > self.limit {
             return;
         }
         buf.clear();
         slots.clear();
-        spares.push(Spare { buf, slots });
-        self.spare_count.store(spares.len(), Ordering::Relaxed);
+        let spare = Spare {
+            buf,
+            slots,
+            bytes: reserved,
+        };
+        spares.bytes += reserved;
+        if reserved == self.poolable {
+            spares.exact.push(spare);
+        } else {
+            spares.grown.push(spare);
+        }
+        self.count(&spares);
     }
 
-    /// Drops spares until reserved and spare bytes fit the limit again.
+    /// Drops spares (grown ones first) until reserved and spare bytes fit the limit again.
     fn trim_spares(&self) {
         if self.spare_count.load(Ordering::Relaxed) == 0 {
             return;
         }
         let mut spares = self.spares();
         let used = self.used.load(Ordering::Relaxed);
-        while !spares.is_empty() && used + spares.len() * self.poolable > self.limit {
-            spares.pop();
-        }
-        self.spare_count.store(spares.len(), Ordering::Relaxed);
+        while used + spares.bytes > self.limit && spares.pop_largest_class().is_some() {}
+        self.count(&spares);
     }
 
     /// Reserves `bytes` if they are free now (spare buffers in the way are dropped).
@@ -173,7 +249,8 @@ mod tests {
     use super::*;
 
     fn spare_count(pool: &MemoryPool) -> usize {
-        pool.spares().len()
+        let s = pool.spares();
+        s.exact.len() + s.grown.len()
     }
 
     /// Reserved and spare bytes together never pass the limit, and a spare serves only a
@@ -189,23 +266,55 @@ mod tests {
         }
         assert_eq!(spare_count(&pool), 2);
         assert_eq!(pool.available(), 400, "spare buffers count as available");
-        // A small buffer is not kept, nor one of a batch that reserved another size.
+        // A small buffer is not kept, nor one of a batch that reserved less than the pooled
+        // size.
         pool.offer_spare(100, BytesMut::with_capacity(10), Vec::new());
-        pool.offer_spare(150, BytesMut::with_capacity(150), Vec::new());
+        pool.offer_spare(50, BytesMut::with_capacity(150), Vec::new());
         assert_eq!(spare_count(&pool), 2);
         // A reservation of another size gets no spare.
-        assert!(pool.take_spare(150).is_none());
+        assert!(pool.take_spare(150, true).is_none());
         // Three batches reserved: only one spare still fits beside them.
         assert!(pool.try_reserve(100) && pool.try_reserve(100) && pool.try_reserve(100));
         assert_eq!(spare_count(&pool), 1);
         let spare = pool
-            .take_spare(100)
+            .take_spare(100, false)
             .expect("a spare for a batch of the pooled size");
         assert!(spare.buf.is_empty() && spare.buf.capacity() >= 100);
         assert!(spare.slots.is_empty());
         // With the limit reached by reservations, a completed buffer is not kept.
         assert!(pool.try_reserve(100));
         pool.offer_spare(100, BytesMut::with_capacity(100), Vec::new());
+        assert_eq!(spare_count(&pool), 0);
+    }
+
+    /// A grown batch's buffer is kept at what its batch reserved, goes only to a batch that
+    /// will likely grow, and brings that reservation along; trimming drops it first.
+    #[test]
+    fn a_grown_buffer_serves_a_growing_batch_with_its_reservation() {
+        let pool = MemoryPool::new(1000, 100);
+        // A batch grew to 300 bytes and completed.
+        assert!(pool.try_reserve(300));
+        pool.release(300);
+        pool.offer_spare(300, BytesMut::with_capacity(512), Vec::new());
+        assert_eq!(spare_count(&pool), 1);
+        assert_eq!(pool.available(), 1000);
+        // A batch that will not grow gets no grown buffer.
+        assert!(pool.try_reserve(100));
+        assert!(pool.take_spare(100, false).is_none());
+        // One that will: it holds the spare's 300 bytes from now on.
+        let spare = pool.take_spare(100, true).expect("the grown buffer");
+        assert_eq!(spare.bytes, 300);
+        assert!(spare.buf.capacity() >= 300);
+        assert_eq!(pool.available(), 700);
+        pool.release(spare.bytes);
+        pool.offer_spare(spare.bytes, spare.buf, spare.slots);
+        // Spares and reservations together stay within the limit: reserving 800 leaves
+        // room for no spare of 300, so it is dropped.
+        assert!(pool.try_reserve(800));
+        assert_eq!(spare_count(&pool), 0);
+        assert!(pool.take_spare(100, true).is_none());
+        // And a grown buffer is not kept when it would pass the limit.
+        pool.offer_spare(300, BytesMut::with_capacity(300), Vec::new());
         assert_eq!(spare_count(&pool), 0);
     }
 }

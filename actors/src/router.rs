@@ -982,8 +982,30 @@ fn grow(
     if new_limit < open.builder.size_in_bytes() + record_size {
         return None;
     }
+    let batch_size = shared.config.batch_size;
+    if limit == batch_size {
+        // The first step: move into a grown batch's buffer if one is kept, and make room
+        // for what the batch may grow to at once, rather than copying the buffer each time
+        // it doubles (see `BatchBuilder::reserve_capacity`).
+        if let Some(mut spare) = shared.memory.take_grown(open.reserved) {
+            let old = open.builder.move_to(spare.buf);
+            spare.slots.append(&mut open.records);
+            let old_slots = std::mem::replace(&mut open.records, spare.slots);
+            // The old buffer's bytes are in the spare's now held by the batch: it is kept
+            // as a spare of its own (within the limit, as the bytes moved from spare to
+            // reserved).
+            let held = open.reserved;
+            open.reserved = held.max(spare.bytes);
+            shared.memory.offer_spare(held, old, old_slots);
+        }
+        open.builder.reserve_capacity(grow_to);
+        open.records
+            .reserve((grow_to / record_size.max(1)).min(1 << 16));
+    }
     let extra = match reserved {
         Some(r) => r,
+        // A batch in a grown batch's buffer holds that batch's reservation already.
+        None if open.reserved >= new_limit => 0,
         None if shared.memory.try_reserve(step) => step,
         None => return None,
     };
@@ -1074,24 +1096,29 @@ fn append(
     };
     // Sized for a batch of records like this one, so the slots are not regrown.
     let slots_wanted = (reserved_now / size.max(1)).clamp(1, 4096);
-    let (mut builder, mut records) = match shared.memory.take_spare(reserved_now) {
-        Some(spare) => (
-            BatchBuilder::with_buffer(
-                spare.buf,
-                reserved_now,
-                config.compression,
-                config.compression_level(),
+    // Its partition waits: this batch will likely grow to `grow_to` (see `grow`).
+    let growing = grow_to > reserved_now;
+    let (mut builder, mut records, reserved_now) =
+        match shared.memory.take_spare(reserved_now, growing) {
+            Some(spare) => (
+                BatchBuilder::with_buffer(
+                    spare.buf,
+                    reserved_now,
+                    config.compression,
+                    config.compression_level(),
+                ),
+                spare.slots,
+                // A grown batch's buffer comes with its reservation (see `MemoryPool`).
+                spare.bytes.max(reserved_now),
             ),
-            spare.slots,
-        ),
-        None => (
-            BatchBuilder::new(reserved_now, config.compression, config.compression_level()),
-            Vec::with_capacity(slots_wanted),
-        ),
-    };
+            None => (
+                BatchBuilder::new(reserved_now, config.compression, config.compression_level()),
+                Vec::with_capacity(slots_wanted),
+                reserved_now,
+            ),
+        };
     records.reserve(slots_wanted);
-    if grow_to > reserved_now {
-        // Its partition waits: this batch will likely grow to `grow_to` (see `grow`).
+    if growing {
         builder.reserve_capacity(grow_to);
         records.reserve((grow_to / size.max(1)).min(1 << 16));
     }

@@ -168,6 +168,15 @@ impl BatchBuilder {
         }
     }
 
+    /// Moves the batch so far into `buf` (emptied first) and hands back the buffer it was
+    /// in: a batch about to grow moves into a buffer that already has the room, rather than
+    /// reallocating into fresh memory.
+    pub fn move_to(&mut self, mut buf: BytesMut) -> BytesMut {
+        buf.clear();
+        buf.extend_from_slice(&self.buf);
+        std::mem::replace(&mut self.buf, buf)
+    }
+
     /// Whether another record can hardly fit (Java's `isFull`): used to close a batch early
     /// and to let sticky partitioning move on.
     pub fn is_full(&self) -> bool {

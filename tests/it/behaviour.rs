@@ -137,6 +137,78 @@ async fn a_waiting_batch_grows_up_to_max_request_size() {
     );
 }
 
+/// Grown batches' buffers are kept and serve later batches that grow (see `memory.rs`): the
+/// records moved into them arrive whole and in order, and buffer.memory comes back to the
+/// byte, though such a batch reserves its spare's bytes rather than batch.size.
+#[actix_rt::test]
+async fn grown_batch_buffers_serve_later_batches_and_memory_comes_back_whole() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("grown-spares");
+    mock.create_topic(&topic, 2, 1);
+    // A round trip long enough for batches to grow behind the one in flight.
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_millis(30))
+        .unwrap();
+    let producer = start(
+        &mock,
+        &[
+            ("batch.size", "1024"),
+            ("max.request.size", "8192"),
+            ("buffer.memory", "262144"),
+            ("linger.ms", "1"),
+            // Memory lost to a miscount fails records in seconds, not minutes.
+            ("max.block.ms", "3000"),
+        ],
+    );
+    let (waves, per_wave) = (4, 1500);
+    for wave in 0..waves {
+        let sends: Vec<_> = (wave * per_wave..(wave + 1) * per_wave)
+            .map(|i| {
+                producer.send(
+                    Produce::new(topic.clone())
+                        .partition((i % 2) as i32)
+                        .value(value(i)),
+                )
+            })
+            .collect();
+        let outcomes = tokio::time::timeout(
+            Duration::from_secs(60),
+            futures_util::future::join_all(sends),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("wave {wave} not answered within 60 s"));
+        for o in outcomes {
+            o.expect("delivered");
+        }
+    }
+    let m = producer.metrics().await;
+    assert!(
+        m.batch_size_max > 1024,
+        "batches grew: batch-size-max {}",
+        m.batch_size_max
+    );
+    assert_eq!(
+        m.buffer_available_bytes, 262144,
+        "every reservation released, spares' bytes included"
+    );
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let total = waves * per_wave;
+    let back = read_back(&mock.bootstrap(), &topic, 2, total, Duration::from_secs(30)).await;
+    for p in 0..2 {
+        let got: Vec<Vec<u8>> = back[&(p as i32)]
+            .iter()
+            .map(|c| c.value.clone().expect("a value"))
+            .collect();
+        let want: Vec<Vec<u8>> = (0..total)
+            .filter(|i| i % 2 == p)
+            .map(|i| value(i).into_bytes())
+            .collect();
+        assert_eq!(got.len(), want.len(), "partition {p}: every record once");
+        assert!(got == want, "partition {p}: records whole and in order");
+    }
+}
+
 #[actix_rt::test]
 async fn full_buffer_memory_blocks_for_max_block_then_refuses_with_the_record() {
     init_tracing();

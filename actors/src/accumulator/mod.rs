@@ -306,8 +306,18 @@ impl Accumulator {
             self.send_ready(ctx, None);
         }
         let waiting = !self.can_send_more();
+        // By the bytes each batch holds: a batch in a grown batch's spare buffer reserved
+        // more than it holds (see `MemoryPool::take_spare`). One still being compressed
+        // counts as what it reserved.
         let sealed = Unsent::of(
-            self.ready.iter().map(|b| (b.reserved, b.created)),
+            self.ready.iter().map(|b| {
+                let held = if b.bytes.is_empty() {
+                    b.reserved
+                } else {
+                    b.bytes.len()
+                };
+                (held, b.created)
+            }),
             batch_size,
         );
         if waiting != self.waiting || sealed != self.sealed {
