@@ -46,8 +46,13 @@ struct Spares {
 }
 
 impl Spares {
-    fn pop_largest_class(&mut self) -> Option<Spare> {
-        let s = self.grown.pop().or_else(|| self.exact.pop())?;
+    /// A spare of the given kind (grown or exact), if one is kept.
+    fn pop(&mut self, grown: bool) -> Option<Spare> {
+        let s = if grown {
+            self.grown.pop()
+        } else {
+            self.exact.pop()
+        }?;
         self.bytes -= s.bytes;
         Some(s)
     }
@@ -93,45 +98,36 @@ impl MemoryPool {
     /// the spare's bytes (returned as the spare's `bytes`), reserved here, so that what the
     /// buffer may hold stays counted. Other batches get only a buffer of their own size.
     pub(crate) fn take_spare(&self, reserved: usize, growing: bool) -> Option<Spare> {
-        if reserved != self.poolable || self.spare_count.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
-        let mut spares = self.spares();
-        let mut taken = None;
-        if growing {
-            taken = self.pop_grown(&mut spares, reserved);
-        }
-        if taken.is_none() {
-            if let Some(s) = spares.exact.pop() {
-                spares.bytes -= s.bytes;
-                taken = Some(s);
-            }
-        }
-        self.count(&spares);
-        taken
+        self.take(reserved, growing, true)
     }
 
     /// A grown batch's buffer for a batch of the pooled size that starts to grow: it moves
     /// its records there (see `router::grow`) rather than into fresh memory, and holds the
     /// spare's bytes from now on (reserved here).
     pub(crate) fn take_grown(&self, reserved: usize) -> Option<Spare> {
+        self.take(reserved, true, false)
+    }
+
+    /// A grown spare if `grown` allows one and one is kept, else an exact one if `exact`
+    /// allows it; only for batches that reserved the pooled size.
+    fn take(&self, reserved: usize, grown: bool, exact: bool) -> Option<Spare> {
         if reserved != self.poolable || self.spare_count.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let mut spares = self.spares();
-        let taken = self.pop_grown(&mut spares, reserved);
+        let taken = match grown.then(|| spares.pop(true)).flatten() {
+            Some(s) => {
+                // The spare's bytes were counted as spare; now they are the batch's. This
+                // cannot pass the limit: they were within it as a spare.
+                self.used
+                    .fetch_add(s.bytes.saturating_sub(reserved), Ordering::AcqRel);
+                Some(s)
+            }
+            None if exact => spares.pop(false),
+            None => None,
+        };
         self.count(&spares);
         taken
-    }
-
-    fn pop_grown(&self, spares: &mut Spares, reserved: usize) -> Option<Spare> {
-        let s = spares.grown.pop()?;
-        spares.bytes -= s.bytes;
-        // The spare's bytes were counted as spare; now they are the batch's. This cannot
-        // pass the limit: they were within it as a spare.
-        self.used
-            .fetch_add(s.bytes.saturating_sub(reserved), Ordering::AcqRel);
-        Some(s)
     }
 
     /// Keeps the buffer and slots of a completed batch that had reserved `reserved` bytes for
@@ -176,7 +172,9 @@ impl MemoryPool {
         }
         let mut spares = self.spares();
         let used = self.used.load(Ordering::Relaxed);
-        while used + spares.bytes > self.limit && spares.pop_largest_class().is_some() {}
+        while used + spares.bytes > self.limit
+            && spares.pop(true).or_else(|| spares.pop(false)).is_some()
+        {}
         self.count(&spares);
     }
 

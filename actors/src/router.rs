@@ -965,6 +965,18 @@ fn start_accumulator(
     PartitionHandle { part, addr }
 }
 
+/// Makes room in a batch's buffer and slots for it to grow to `grow_to` bytes of records of
+/// about `record_size` bytes, at once, so neither is copied as it grows.
+fn room_to_grow(
+    builder: &mut BatchBuilder,
+    records: &mut Vec<RecordSlot>,
+    grow_to: usize,
+    record_size: usize,
+) {
+    builder.reserve_capacity(grow_to);
+    records.reserve((grow_to / record_size.max(1)).min(1 << 16));
+}
+
 /// Raises the open batch's limit by a `batch.size` step (at most to `grow_to`) so that a
 /// record of `record_size` bytes fits, with the step's memory: `reserved` if the caller holds
 /// it, else reserved now. The bytes reserved, or `None` when the batch may not grow (the
@@ -986,8 +998,15 @@ fn grow(
     if limit == batch_size {
         // The first step: move into a grown batch's buffer if one is kept, and make room
         // for what the batch may grow to at once, rather than copying the buffer each time
-        // it doubles (see `BatchBuilder::reserve_capacity`).
-        if let Some(mut spare) = shared.memory.take_grown(open.reserved) {
+        // it doubles (see `BatchBuilder::reserve_capacity`). Moving copies the batch so far
+        // to spare the fresh pages it would grow into: worth it only when those are more
+        // (not for the console producer's 1 MB batches, a few KiB short of
+        // max.request.size, which a reallocation extends in place).
+        let worth_moving = 2 * batch_size <= grow_to;
+        if let Some(mut spare) = worth_moving
+            .then(|| shared.memory.take_grown(open.reserved))
+            .flatten()
+        {
             let old = open.builder.move_to(spare.buf);
             spare.slots.append(&mut open.records);
             let old_slots = std::mem::replace(&mut open.records, spare.slots);
@@ -998,9 +1017,7 @@ fn grow(
             open.reserved = held.max(spare.bytes);
             shared.memory.offer_spare(held, old, old_slots);
         }
-        open.builder.reserve_capacity(grow_to);
-        open.records
-            .reserve((grow_to / record_size.max(1)).min(1 << 16));
+        room_to_grow(&mut open.builder, &mut open.records, grow_to, record_size);
     }
     let extra = match reserved {
         Some(r) => r,
@@ -1119,8 +1136,7 @@ fn append(
         };
     records.reserve(slots_wanted);
     if growing {
-        builder.reserve_capacity(grow_to);
-        records.reserve((grow_to / size.max(1)).min(1 << 16));
+        room_to_grow(&mut builder, &mut records, grow_to, size);
     }
     builder.set_transactional(shared.txn.is_some());
     let appended = builder
