@@ -137,19 +137,69 @@ async fn a_waiting_batch_grows_up_to_max_request_size() {
     );
 }
 
+/// A one-broker mock cluster with a fresh topic of `partitions` partitions (replication
+/// factor 1), its broker answering every request after `round_trip`.
+fn slow_mock(name: &str, partitions: i32, round_trip: Duration) -> (Mock, String) {
+    let mock = Mock::start(1);
+    let topic = unique_topic(name);
+    mock.create_topic(&topic, partitions, 1);
+    mock.cluster.broker_round_trip_time(1, round_trip).unwrap();
+    (mock, topic)
+}
+
+/// At a low rate, by default, an idempotent producer sends a partition's next batch while the
+/// one before is out, as long as those out hold fewer than 5 records (librdkafka's idempotent
+/// producer's rule) and a batch of the partition was acknowledged (the broker holds the
+/// producer's state): a record does not wait a round trip for the answer before it. With
+/// `max.in.flight.batches.per.partition=1` it does, and the waiting records go together once
+/// the answer comes. Either way the records arrive once each, in order.
+#[actix_rt::test]
+async fn small_batches_go_beside_the_one_in_flight_by_default() {
+    init_tracing();
+    for (setting, want_requests) in [(None, 4), (Some("1"), 2)] {
+        // A round trip far longer than the 120 ms over which the four records below come.
+        let (mock, topic) = slow_mock("small-in-flight", 1, Duration::from_millis(400));
+        let mut extra = vec![("linger.ms", "0")];
+        extra.extend(setting.map(|n| ("max.in.flight.batches.per.partition", n)));
+        let producer = start(&mock, &extra);
+        let record = |i: usize| Produce::new(topic.clone()).partition(0).value(value(i));
+        producer
+            .send(record(0))
+            .await
+            .expect("the first record delivered");
+        let before = producer.metrics().await.request_total;
+        let mut sends = Vec::new();
+        for i in 1..=4 {
+            sends.push(producer.send(record(i)));
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        for o in futures_util::future::join_all(sends).await {
+            o.expect("delivered");
+        }
+        let requests = producer.metrics().await.request_total - before;
+        assert_eq!(
+            requests, want_requests,
+            "Produce requests for four records 40 ms apart, {setting:?} batches per partition"
+        );
+        assert!(producer.close(Duration::from_secs(5)).await);
+        let back = read_back(&mock.bootstrap(), &topic, 1, 5, Duration::from_secs(30)).await;
+        let got: Vec<Vec<u8>> = back[&0]
+            .iter()
+            .map(|c| c.value.clone().expect("a value"))
+            .collect();
+        let want: Vec<Vec<u8>> = (0..5).map(|i| value(i).into_bytes()).collect();
+        assert!(got == want, "once each, in order ({setting:?}): {got:?}");
+    }
+}
+
 /// Grown batches' buffers are kept and serve later batches that grow (see `memory.rs`): the
 /// records moved into them arrive whole and in order, and buffer.memory comes back to the
 /// byte, though such a batch reserves its spare's bytes rather than batch.size.
 #[actix_rt::test]
 async fn grown_batch_buffers_serve_later_batches_and_memory_comes_back_whole() {
     init_tracing();
-    let mock = Mock::start(1);
-    let topic = unique_topic("grown-spares");
-    mock.create_topic(&topic, 2, 1);
     // A round trip long enough for batches to grow behind the one in flight.
-    mock.cluster
-        .broker_round_trip_time(1, Duration::from_millis(30))
-        .unwrap();
+    let (mock, topic) = slow_mock("grown-spares", 2, Duration::from_millis(30));
     let producer = start(
         &mock,
         &[

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use herald::batch::ProducerIds;
+use herald::config::SMALL_IN_FLIGHT;
 use herald::transaction::{self, Handling};
 use herald::{ErrorKind, ProduceError, ProtocolError, RecordMetadata, TransactionError};
 use tokio::sync::oneshot;
@@ -156,6 +157,10 @@ pub(crate) struct Accumulator {
     /// is in flight: a piece that still is too large must not let the next one be written
     /// first (a broker that holds no state for this producer yet takes any sequence).
     pieces: usize,
+    /// A batch sent under `epoch` was acknowledged: the broker holds this producer's state
+    /// for the partition, so it refuses a batch that does not follow the last one it wrote
+    /// (a first write takes any sequence). Small batches go beside one in flight only then.
+    acked: bool,
     /// The `waiting` last set in the shared queue (`PartitionQueue::waiting`).
     waiting: bool,
     /// The `sealed` last set in the shared queue (`PartitionQueue::sealed`).
@@ -194,6 +199,7 @@ impl Accumulator {
             wake_timer: None,
             flush_waiters: Vec::new(),
             pieces: 0,
+            acked: false,
             waiting: false,
             sealed: Unsent::default(),
             txn_added: None,
@@ -256,6 +262,7 @@ impl Accumulator {
             }
             self.epoch = ids;
             self.next_sequence = 0;
+            self.acked = false;
             let batches: Vec<SealedBatch> = self.ready.drain(..).collect();
             for mut b in batches {
                 let stamp = self.stamp_for(b.records.len());
@@ -330,20 +337,32 @@ impl Accumulator {
         self.arm_timers(ctx);
     }
 
-    /// Batches of this partition that may be in flight at once.
+    /// Batches of this partition that may be in flight now.
     ///
-    /// By default one (`max.in.flight.batches.per.partition`), whatever max.in.flight (which
-    /// bounds the requests on a connection). A retried batch can then never land behind a
-    /// younger one, on a broker that checks idempotent sequences or not (librdkafka's
-    /// idempotent producer in effect does the same), and what Java would pipeline as several
-    /// batches goes as one grown batch per round trip instead (`PartitionQueue::waiting`).
-    /// More than one is Java's pipelining: order then rests on the broker refusing a batch
-    /// that follows one it refused, which Kafka does.
+    /// By default one whatever max.in.flight (which bounds the requests on a connection),
+    /// while the batches in flight hold `SMALL_IN_FLIGHT` (5) records or more. A retried
+    /// batch can then never land behind a younger one, on a broker that checks idempotent
+    /// sequences or not, and what Java would pipeline as several batches goes as one grown
+    /// batch per round trip instead (`PartitionQueue::waiting`). While they hold fewer (a
+    /// low rate: a few records per linger.ms), an idempotent producer sends the next batch
+    /// at once, as librdkafka's idempotent producer does, instead of holding its records
+    /// for a round trip; only once the broker holds the producer's state for the partition
+    /// (`acked`), so that it refuses a batch that overtook a refused one. With
+    /// `max.in.flight.batches.per.partition` set, that many, whatever they hold (1: order
+    /// on any broker; more: Java's pipelining, order resting on the broker, as on Kafka).
     fn in_flight_limit(&self) -> usize {
         if self.pieces > 0 {
             return 1;
         }
-        self.shared.config.partition_in_flight()
+        let config = &self.shared.config;
+        if config.pipelines_small_batches() && self.acked && self.epoch.is_some() {
+            let records: usize = self.in_flight.iter().map(|b| b.records.len()).sum();
+            if records < SMALL_IN_FLIGHT {
+                return (self.in_flight.len() + 1)
+                    .min(config.max_in_flight_requests_per_connection.max(1));
+            }
+        }
+        config.partition_in_flight()
     }
 
     /// Whether a batch closed now would go out at once: nothing waits ahead of it and an
@@ -458,15 +477,15 @@ impl Accumulator {
         if !self.in_flight.is_empty() && self.in_flight_leader != Some(leader) {
             return;
         }
-        let limit = self.in_flight_limit();
-        let limit = only.map_or(limit, |n| n.min(limit));
         let now = Instant::now();
         let reply = ctx.address().recipient::<BatchCompleted>();
         let metrics = &self.shared.metrics;
         let now_ms = metrics.now_ms();
         let mut out = Vec::new();
         while let Some(b) = self.ready.front() {
-            if self.in_flight.len() >= limit {
+            // Recomputed for each batch: by default it depends on what is in flight.
+            let limit = self.in_flight_limit();
+            if self.in_flight.len() >= only.map_or(limit, |n| n.min(limit)) {
                 break;
             }
             // A batch waiting out its retry backoff holds back everything behind it (order).
@@ -760,6 +779,9 @@ impl Accumulator {
         let interceptors = self.acknowledged.as_ref();
         let mut acks = interceptors.map(|_| Vec::with_capacity(b.records.len()));
         let mut completer = Completer::for_records(b.records.len());
+        if result.is_ok() && self.epoch == Some((b.ids.producer_id, b.ids.producer_epoch)) {
+            self.acked = true;
+        }
         let SealedBatch {
             bytes,
             mut records,
