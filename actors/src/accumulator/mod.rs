@@ -355,7 +355,8 @@ impl Accumulator {
             return 1;
         }
         let config = &self.shared.config;
-        if config.pipelines_small_batches() && self.acked && self.epoch.is_some() {
+        // `acked` implies idempotence: it is set only for a batch stamped with `epoch`.
+        if config.pipelines_small_batches() && self.acked {
             let records: usize = self.in_flight.iter().map(|b| b.records.len()).sum();
             if records < SMALL_IN_FLIGHT {
                 return (self.in_flight.len() + 1)
