@@ -7,7 +7,8 @@
 //! here is Herald's.
 //!
 //! Each test prints how many records were retried, how many were sent again after a request
-//! was lost, and how long the stream stalled (the longest gap between two outcomes).
+//! was lost, and how long the stream stalled (the longest gap between two outcomes); the
+//! side-by-side tests also print each client's five longest gaps, when they began and ended.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -32,6 +33,11 @@ struct Report {
     /// Reported offset of each record.
     offsets: BTreeMap<u64, (i32, i64)>,
     stall: Duration,
+    /// The five longest gaps, longest first, each with when it began (the outcome before
+    /// it): two clients' gaps that end together but begin apart differ in how recently each
+    /// was acknowledged, not in recovery, and a client's longest gap may be one the other
+    /// also had, only shorter.
+    gaps: Vec<(Duration, Instant)>,
     /// When the last outcome came.
     last: Instant,
     /// Records retried and records sent again after a lost request, where the client counts
@@ -110,15 +116,15 @@ impl Report {
             arrivals.push(at);
         }
         arrivals.sort_unstable();
-        let stall = arrivals
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .max()
-            .unwrap_or_default();
+        let mut gaps: Vec<(Duration, Instant)> =
+            arrivals.windows(2).map(|w| (w[1] - w[0], w[0])).collect();
+        gaps.sort_unstable_by(|a, b| b.cmp(a));
+        gaps.truncate(5);
         Report {
             sent,
             offsets,
-            stall,
+            stall: gaps.first().map_or(Duration::ZERO, |g| g.0),
+            gaps,
             last: arrivals.last().copied().unwrap_or(began),
             retried: None,
             resent: None,
@@ -359,19 +365,48 @@ impl Beside<'_> {
         for t in &self.topics {
             kafka.wait_in_sync(t, Duration::from_secs(60)).await;
         }
+        // Each gap as "N ms from a to b s", counted from the fault.
+        let since = |at: Instant| match at.checked_duration_since(fault_at) {
+            Some(d) => d.as_secs_f64(),
+            None => -(fault_at - at).as_secs_f64(),
+        };
+        let gaps = |r: &Report| {
+            r.gaps
+                .iter()
+                .map(|&(gap, from)| {
+                    format!(
+                        "{} ms from {:.3} to {:.3} s",
+                        gap.as_millis(),
+                        since(from),
+                        since(from + gap)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let figures = [
-            ("herald", herald.stall, herald.last - fault_at),
-            ("librdkafka", rdkafka.stall, rdkafka.last - fault_at),
+            (
+                "herald",
+                herald.stall,
+                gaps(&herald),
+                herald.last - fault_at,
+            ),
+            (
+                "librdkafka",
+                rdkafka.stall,
+                gaps(&rdkafka),
+                rdkafka.last - fault_at,
+            ),
         ];
         let label = self.label;
         let clients = ["herald", "librdkafka"];
         for ((client, topic), report) in clients.iter().zip(&self.topics).zip([herald, rdkafka]) {
             verify(&format!("{client}, {label}"), &bootstrap, topic, report).await;
         }
-        for (client, stall, after) in figures {
+        for (client, stall, gaps, after) in figures {
             println!(
                 "{label}, {client}: longest stall {} ms, last of {} records delivered {:.2} s \
-                 after the fault began",
+                 after the fault began; longest gaps (from the fault): {gaps}",
                 stall.as_millis(),
                 self.records,
                 after.as_secs_f64()
@@ -629,5 +664,8 @@ async fn kafka_producer_state_expired_by_the_broker() {
     merged.retried = second.retried;
     merged.resent = second.resent;
     merged.stall = merged.stall.max(second.stall);
+    merged.gaps.extend(second.gaps);
+    merged.gaps.sort_unstable_by(|a, b| b.cmp(a));
+    merged.gaps.truncate(5);
     verify("producer state expired", &bootstrap, &topic, merged).await;
 }
