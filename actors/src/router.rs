@@ -60,14 +60,26 @@ struct PartitionHandle {
 struct TopicRoute {
     meta: Arc<TopicMeta>,
     partitions: Vec<Option<PartitionHandle>>,
-    /// A record was routed here since the last idle check: a flag, so the per-record path
-    /// reads no clock.
-    used: bool,
-    /// The idle check that last found `used`.
+    /// Whether records came since the last idle check, or the topic was forgotten: one
+    /// compare on the per-record path, which reads no clock.
+    usage: Usage,
+    /// The idle check that last found it `Used`.
     last_used: Instant,
-    /// Left out of metadata as idle (`metadata.max.idle.ms`); the next record asks for it
-    /// again.
-    forgotten: bool,
+}
+
+/// A route's part in `metadata.max.idle.ms` (Java's `retainTopic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Usage {
+    /// A record came since the last idle check.
+    Used,
+    /// None came since the last check.
+    Unused,
+    /// Idle past the limit: left out of metadata requests and the cluster view.
+    Forgotten,
+    /// A record came for the forgotten topic and asked for it again. Records wait for the
+    /// topic's metadata, as Java's `send` waits for a topic it no longer has: routed with the
+    /// partitions known before, they would miss partitions added meanwhile.
+    Refreshing,
 }
 
 impl TopicRoute {
@@ -76,9 +88,8 @@ impl TopicRoute {
         TopicRoute {
             meta,
             partitions: (0..n).map(|_| None).collect(),
-            used: true,
+            usage: Usage::Used,
             last_used: Instant::now(),
-            forgotten: false,
         }
     }
 }
@@ -512,18 +523,14 @@ impl RouterCore {
                 }
             }
         };
-        if !route.used {
-            route.used = true;
-            if route.forgotten {
-                // Metadata left the topic out as idle: ask for it again. The record goes on
-                // with the partitions known; its batch waits for a leader in the accumulator
-                // (which the forgotten topic no longer has in the view) as Java's send waits
-                // for the topic's metadata.
-                route.forgotten = false;
-                if let Some(m) = self.shared.metadata.get() {
-                    m.add_topics
-                        .do_send(AddTopics(vec![route.meta.name.clone()]));
-                }
+        match route.usage {
+            Usage::Used => {}
+            Usage::Unused => route.usage = Usage::Used,
+            Usage::Forgotten | Usage::Refreshing => {
+                // Metadata left the topic out as idle: wait for it (`wait_for_topic` asks
+                // for it) and route with the partitions it has then.
+                route.usage = Usage::Refreshing;
+                return self.wait_for_topic(held.park(since), ctx);
             }
         }
         let count = route.meta.partitions.len() as i32;
@@ -628,12 +635,16 @@ impl RouterCore {
         let now = Instant::now();
         let mut idle_topics = Vec::new();
         for route in self.routes.iter_mut() {
-            if route.used {
-                route.used = false;
-                route.last_used = now;
-            } else if !route.forgotten && now.duration_since(route.last_used) >= idle {
-                route.forgotten = true;
-                idle_topics.push(route.meta.name.clone());
+            match route.usage {
+                Usage::Used => {
+                    route.usage = Usage::Unused;
+                    route.last_used = now;
+                }
+                Usage::Unused if now.duration_since(route.last_used) >= idle => {
+                    route.usage = Usage::Forgotten;
+                    idle_topics.push(route.meta.name.clone());
+                }
+                Usage::Unused | Usage::Forgotten | Usage::Refreshing => {}
             }
         }
         if idle_topics.is_empty() {
@@ -821,6 +832,11 @@ impl RouterCore {
             if let Some(meta) = self.shared.cluster.topics.get(route.meta.name.as_ref()) {
                 if !Arc::ptr_eq(&route.meta, meta.value()) {
                     route.meta = meta.value().clone();
+                    // Newer than what the route had: a forgotten topic's metadata is back
+                    // (its waiting records go below).
+                    if route.usage == Usage::Refreshing {
+                        route.usage = Usage::Used;
+                    }
                     let n = route.meta.partitions.len();
                     if n > route.partitions.len() {
                         route.partitions.resize_with(n, || None);
@@ -840,11 +856,17 @@ impl RouterCore {
             .waiting
             .keys()
             .filter(|t| {
+                // A forgotten topic's records wait for metadata newer than its route's
+                // (the view may still hold the old until the metadata actor forgets it).
                 self.shared
                     .cluster
                     .topics
                     .get(t.as_ref())
                     .is_some_and(|m| !m.partitions.is_empty())
+                    && self
+                        .routes
+                        .get(t)
+                        .is_none_or(|r| r.usage != Usage::Refreshing)
             })
             .cloned()
             .collect();

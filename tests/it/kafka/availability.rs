@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use herald::partitioner::partition_for_key;
 use herald::ErrorKind;
 use herald_actors::{Outcome, Produce};
 
@@ -218,4 +219,77 @@ async fn kafka_idle_topic_leaves_the_metadata_requests() {
     assert_eq!(values, vec![Some(b"after".to_vec())]);
     assert!(forgetful.close(Duration::from_secs(5)).await);
     assert!(keeping.close(Duration::from_secs(5)).await);
+}
+
+/// A record for a topic forgotten as idle (`metadata.max.idle.ms`) waits for the topic's
+/// metadata, as Java's `send` does, and is partitioned by the partitions the topic has then:
+/// the topic grew from 2 to 4 partitions meanwhile, and with the periodic refresh 10
+/// minutes away only the forgotten topic's new metadata can say so. Routed with the
+/// partitions known before, the keyed records below would land on partition 0 or 1.
+#[actix_rt::test]
+async fn kafka_a_forgotten_topic_is_partitioned_by_its_new_metadata() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("idle-grown");
+    kafka.create_topic(&topic, 2, 1).await;
+    let producer = start_producer(
+        &kafka.bootstrap(),
+        &[],
+        &[
+            ("metadata.max.idle.ms", "5000"),
+            ("metadata.max.age.ms", "600000"),
+            ("linger.ms", "0"),
+        ],
+    );
+    producer
+        .send(Produce::new(topic.clone()).key("first").value("before"))
+        .await
+        .unwrap_or_else(|e| panic!("{topic}: {e}"));
+    kafka.add_partitions(&topic, 4).await;
+    // Past the 5 s limit and the router's 1 s check: the topic is forgotten.
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    // Keys that Java's partitioner puts on the new partitions (2 and 3) of four.
+    let keys: Vec<String> = (0..)
+        .map(|i| format!("key-{i}"))
+        .filter(|k| partition_for_key(k.as_bytes(), 4) >= 2)
+        .take(20)
+        .collect();
+    // All sent at once: each is routed before the first is answered.
+    let outcomes: Vec<_> = keys
+        .iter()
+        .map(|k| producer.send(Produce::new(topic.clone()).key(k.clone()).value(k.clone())))
+        .collect();
+    for (key, outcome) in keys.iter().zip(outcomes) {
+        let md = outcome
+            .await
+            .unwrap_or_else(|e| panic!("{key} after the topic was forgotten: {e}"));
+        assert_eq!(
+            md.partition,
+            partition_for_key(key.as_bytes(), 4),
+            "{key}: partitioned by the topic's four partitions"
+        );
+    }
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(
+        &kafka.bootstrap(),
+        &topic,
+        4,
+        keys.len() + 1,
+        Duration::from_secs(20),
+    )
+    .await;
+    for (p, records) in &back {
+        for c in records {
+            let key = String::from_utf8_lossy(c.key.as_deref().unwrap_or_default()).into_owned();
+            let expected = if key == "first" {
+                partition_for_key(b"first", 2)
+            } else {
+                partition_for_key(key.as_bytes(), 4)
+            };
+            assert_eq!(*p, expected, "{key} read back from partition {p}");
+        }
+    }
+    let total: usize = back.values().map(Vec::len).sum();
+    assert_eq!(total, keys.len() + 1, "every record once: {back:?}");
 }

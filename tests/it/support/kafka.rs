@@ -22,7 +22,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewPartitions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -628,6 +628,14 @@ impl Kafka {
         self.nodes.iter().map(Node::log).collect()
     }
 
+    /// An admin client of the cluster.
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap())
+            .create()
+            .expect("admin client")
+    }
+
     /// Creates `topic`; waits until every partition has a leader that serves it. (The
     /// cluster's metadata names a leader before that broker has created the partition's log;
     /// a write in between is refused and retried, which without idempotence may reorder.)
@@ -645,10 +653,7 @@ impl Kafka {
         replication: i32,
         config: &[(&str, &str)],
     ) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .create()
-            .expect("admin client");
+        let admin = self.admin();
         let mut t = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
         for (k, v) in config {
             t = t.set(k, v);
@@ -660,6 +665,14 @@ impl Kafka {
         for r in res {
             r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
         }
+        self.wait_served(topic, partitions).await;
+    }
+
+    /// Waits until `topic` has `partitions` partitions, each with a leader, all its replicas
+    /// in sync, and served by that leader. (The cluster's metadata names a leader before that
+    /// broker has created the partition's log; ListOffsets goes to each leader, which answers
+    /// once the partition is its own.)
+    async fn wait_served(&self, topic: &str, partitions: i32) {
         let (bootstrap, topic) = (self.bootstrap(), topic.to_string());
         blocking(move || {
             wait_until(
@@ -670,11 +683,10 @@ impl Kafka {
                         ps.len() == partitions as usize
                             && ps
                                 .iter()
-                                .all(|p| p.leader >= 0 && p.isr.len() == replication as usize)
+                                .all(|p| p.leader >= 0 && p.isr.len() == p.replicas.len())
                     })
                 },
             );
-            // ListOffsets goes to each leader, which answers once the partition is its own.
             let client = metadata_client(&bootstrap);
             wait_until(
                 Instant::now() + Duration::from_secs(30),
@@ -691,13 +703,27 @@ impl Kafka {
         .await;
     }
 
+    /// Raises `topic` to `total` partitions; returns once every partition has a leader that
+    /// serves it.
+    pub async fn add_partitions(&self, topic: &str, total: i32) {
+        let admin = self.admin();
+        let res = admin
+            .create_partitions(
+                [&NewPartitions::new(topic, total as usize)],
+                &AdminOptions::new(),
+            )
+            .await
+            .expect("CreatePartitions");
+        for r in res {
+            r.unwrap_or_else(|(t, e)| panic!("add partitions to {t}: {e}"));
+        }
+        self.wait_served(topic, total).await;
+    }
+
     /// Deletes `topic`; returns once the controller has accepted the deletion (a client
     /// naming the topic in a metadata request may have the broker create it again at once).
     pub async fn delete_topic(&self, topic: &str) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", self.bootstrap())
-            .create()
-            .expect("admin client");
+        let admin = self.admin();
         let res = admin
             .delete_topics(&[topic], &AdminOptions::new())
             .await
