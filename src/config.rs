@@ -414,9 +414,9 @@ pub struct ProducerConfig {
     /// `max.in.flight.requests.per.connection`.
     pub max_in_flight_requests_per_connection: usize,
     /// `max.in.flight.batches.per.partition` (Herald's own key): batches of one partition in
-    /// flight at once; no more than `max_in_flight_requests_per_connection` take effect. 0
-    /// (the default): one, or more while they hold few records (see
-    /// [`pipelines_small_batches`](Self::pipelines_small_batches)).
+    /// flight at once; no more than `max_in_flight_requests_per_connection` take effect. 1
+    /// (the default) keeps order on any broker; 0: one, or more while they hold few records
+    /// (see [`pipelines_small_batches`](Self::pipelines_small_batches)).
     pub max_in_flight_batches_per_partition: u32,
     /// `enable.idempotence` as it takes effect, after the Java disabling rules.
     pub enable_idempotence: bool,
@@ -539,7 +539,7 @@ impl ProducerConfig {
 
     /// Batches of one partition that may be in flight at once, whatever they hold:
     /// `max.in.flight.batches.per.partition`, but never more than the requests a connection
-    /// may have in flight. The default (0) counts as one here; see
+    /// may have in flight. 0 counts as one here; see
     /// [`pipelines_small_batches`](Self::pipelines_small_batches) for when it allows more.
     pub fn partition_in_flight(&self) -> usize {
         (self.max_in_flight_batches_per_partition as usize)
@@ -547,10 +547,12 @@ impl ProducerConfig {
             .max(1)
     }
 
-    /// Whether `max.in.flight.batches.per.partition` is at its default (0): an idempotent
-    /// producer then sends a partition's next batch while those in flight hold fewer than
-    /// [`SMALL_IN_FLIGHT`] records, as librdkafka's idempotent producer allows a partition
-    /// `5 - messages in flight` more requests; otherwise one batch at a time.
+    /// Whether `max.in.flight.batches.per.partition` is 0: an idempotent producer then sends
+    /// a partition's next batch while those in flight hold fewer than [`SMALL_IN_FLIGHT`]
+    /// records, as librdkafka's idempotent producer allows a partition `5 - messages in
+    /// flight` more requests; otherwise one batch at a time. Not the default: a retried small
+    /// batch can land behind a younger one on a broker that does not check idempotent
+    /// sequences (librdkafka's mock cluster; the fault-injection test caught it there).
     pub fn pipelines_small_batches(&self) -> bool {
         self.max_in_flight_batches_per_partition == 0
     }
@@ -737,7 +739,7 @@ macro_rules! keys {
 }
 
 /// Records of a partition in flight below which an idempotent producer sends its next batch
-/// without waiting (with `max.in.flight.batches.per.partition` at its default): librdkafka's
+/// without waiting (with `max.in.flight.batches.per.partition=0`): librdkafka's
 /// `RD_KAFKA_IDEMP_MAX_INFLIGHT`, also the batches per partition Kafka remembers to recognise
 /// a producer's duplicates.
 pub const SMALL_IN_FLIGHT: usize = 5;
@@ -779,8 +781,8 @@ keys! {
     /// requests in flight on one connection; at most 5 with idempotence
     "max.in.flight.requests.per.connection" max_in_flight_requests_per_connection(usize) = 5,
         Count;
-    /// Herald's own; 0: one, more while they hold under 5 records (idempotent, as librdkafka); 1: order on any broker
-    "max.in.flight.batches.per.partition" max_in_flight_batches_per_partition(u32) = 0,
+    /// Herald's own; 1: order on any broker; 0: one, more while they hold under 5 records (idempotent, as librdkafka)
+    "max.in.flight.batches.per.partition" max_in_flight_batches_per_partition(u32) = 1,
         NonNegativeInt;
     /// silently off with acks≠all, retries=0 or max.in.flight>5 unless set explicitly
     "enable.idempotence" enable_idempotence(bool) = true, Flag;

@@ -259,10 +259,10 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     chaos_rate: u64,
     /// Chaos: max.in.flight.requests.per.connection for both clients. A partition has one
-    /// batch in flight in either client whatever this is while 5 or more of its records are
-    /// in flight (librdkafka's idempotent producer's rule, and Herald's by default), which
-    /// keeps order on a broker that does not check idempotent sequences (the mock) but for
-    /// batches smaller than that.
+    /// batch in flight in Herald whatever this is (max.in.flight.batches.per.partition=1,
+    /// the default), which keeps order on a broker that does not check idempotent sequences
+    /// (the mock); librdkafka's idempotent producer allows more while fewer than 5 of the
+    /// partition's records are in flight.
     #[arg(long, default_value_t = MAX_IN_FLIGHT)]
     chaos_max_in_flight: u32,
     /// Chaos: request.timeout.ms of both clients.

@@ -147,16 +147,16 @@ fn slow_mock(name: &str, partitions: i32, round_trip: Duration) -> (Mock, String
     (mock, topic)
 }
 
-/// At a low rate, by default, an idempotent producer sends a partition's next batch while the
-/// one before is out, as long as those out hold fewer than 5 records (librdkafka's idempotent
-/// producer's rule) and a batch of the partition was acknowledged (the broker holds the
-/// producer's state): a record does not wait a round trip for the answer before it. With
-/// `max.in.flight.batches.per.partition=1` it does, and the waiting records go together once
-/// the answer comes. Either way the records arrive once each, in order.
+/// At a low rate, with `max.in.flight.batches.per.partition=0`, an idempotent producer sends
+/// a partition's next batch while the one before is out, as long as those out hold fewer than
+/// 5 records (librdkafka's idempotent producer's rule) and a batch of the partition was
+/// acknowledged (the broker holds the producer's state): a record does not wait a round trip
+/// for the answer before it. By default (1) it does, and the waiting records go together
+/// once the answer comes. Either way the records arrive once each, in order.
 #[actix_rt::test]
-async fn small_batches_go_beside_the_one_in_flight_by_default() {
+async fn small_batches_go_beside_the_one_in_flight_with_0() {
     init_tracing();
-    for (setting, want_requests) in [(None, 4), (Some("1"), 2)] {
+    for (setting, want_requests) in [(Some("0"), 4), (None, 2)] {
         // A round trip far longer than the 120 ms over which the four records below come.
         let (mock, topic) = slow_mock("small-in-flight", 1, Duration::from_millis(400));
         let mut extra = vec![("linger.ms", "0")];

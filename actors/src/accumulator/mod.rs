@@ -339,17 +339,17 @@ impl Accumulator {
 
     /// Batches of this partition that may be in flight now.
     ///
-    /// By default one whatever max.in.flight (which bounds the requests on a connection),
-    /// while the batches in flight hold `SMALL_IN_FLIGHT` (5) records or more. A retried
-    /// batch can then never land behind a younger one, on a broker that checks idempotent
-    /// sequences or not, and what Java would pipeline as several batches goes as one grown
-    /// batch per round trip instead (`PartitionQueue::waiting`). While they hold fewer (a
-    /// low rate: a few records per linger.ms), an idempotent producer sends the next batch
-    /// at once, as librdkafka's idempotent producer does, instead of holding its records
-    /// for a round trip; only once the broker holds the producer's state for the partition
-    /// (`acked`), so that it refuses a batch that overtook a refused one. With
-    /// `max.in.flight.batches.per.partition` set, that many, whatever they hold (1: order
-    /// on any broker; more: Java's pipelining, order resting on the broker, as on Kafka).
+    /// By default (`max.in.flight.batches.per.partition=1`) one whatever max.in.flight
+    /// (which bounds the requests on a connection): a retried batch can then never land
+    /// behind a younger one, on a broker that checks idempotent sequences or not, and what
+    /// Java would pipeline as several batches goes as one grown batch per round trip instead
+    /// (`PartitionQueue::waiting`). With 0, the same while the batches in flight hold
+    /// `SMALL_IN_FLIGHT` (5) records or more; while they hold fewer (a low rate: a few
+    /// records per linger.ms), an idempotent producer sends the next batch at once, as
+    /// librdkafka's idempotent producer does, instead of holding its records for a round
+    /// trip; only once the broker holds the producer's state for the partition (`acked`),
+    /// so that it refuses a batch that overtook a refused one. Above 1, that many, whatever
+    /// they hold: Java's pipelining, order resting on the broker, as on Kafka.
     fn in_flight_limit(&self) -> usize {
         if self.pieces > 0 {
             return 1;
