@@ -578,6 +578,33 @@ async fn refusals_fail_records_promptly_with_the_reason() {
     }
 }
 
+/// A broker certificate that expired (signed by the trusted CA, valid only on 2020-01-01)
+/// is refused like an untrusted one: the records fail at once, and the reason says the
+/// certificate expired. A private broker presents it on its SSL listener.
+#[actix_rt::test]
+async fn an_expired_broker_certificate_fails_records_with_the_reason() {
+    init_tracing();
+    let expired = path(certs().expired_server_p12());
+    let kafka =
+        Kafka::start(Options::single().prop("listener.name.ssl.ssl.keystore.location", &expired));
+    let ca = path(certs().ca());
+    for e in expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &kafka.bootstrap_on(Listener::Ssl)),
+            ("security.protocol", "SSL"),
+            ("ssl.truststore.location", &ca),
+        ],
+        2,
+    )
+    .await
+    {
+        assert!(
+            e.contains("TLS") && e.contains("certificate expired"),
+            "{e}"
+        );
+    }
+}
+
 /// The console producer exits 1 and prints why when the broker refuses it.
 #[actix_rt::test]
 async fn console_producer_exits_1_when_authentication_fails() {

@@ -133,6 +133,11 @@ impl Certs {
     pub fn server_p12(&self) -> PathBuf {
         self.dir.join("server.p12")
     }
+    /// As [`server_p12`](Self::server_p12), signed by the test CA, but valid only on
+    /// 2020-01-01.
+    pub fn expired_server_p12(&self) -> PathBuf {
+        self.dir.join("expired-server.p12")
+    }
     /// The client's certificate (PEM).
     pub fn client_cert(&self) -> PathBuf {
         self.dir.join("client.pem")
@@ -188,7 +193,9 @@ pub fn certs() -> &'static Certs {
         };
         ca("ca", "herald-test-ca");
         ca("untrusted-ca", "herald-untrusted-ca");
-        let leaf = |name: &str, cn: &str, ext: &str| {
+        // `expired`: signed by `openssl ca` with a validity that ended in 2020 (`x509 -req`
+        // counts days from now only).
+        let leaf = |name: &str, cn: &str, ext: &str, expired: bool| {
             std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
             sh(&[
                 "req",
@@ -202,23 +209,56 @@ pub fn certs() -> &'static Certs {
                 "-out",
                 &format!("{name}.csr"),
             ]);
-            sh(&[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "3",
-                "-extfile",
-                &format!("{name}.ext"),
-                "-out",
-                &format!("{name}.pem"),
-            ]);
+            if expired {
+                std::fs::write(dir.join("index.txt"), "").unwrap();
+                std::fs::write(dir.join("serial.txt"), "1000\n").unwrap();
+                std::fs::write(
+                    dir.join("ca.cnf"),
+                    "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\n\
+                     new_certs_dir = .\nserial = serial.txt\ndefault_md = sha256\n\
+                     policy = any\n[any]\ncommonName = supplied\n",
+                )
+                .unwrap();
+                sh(&[
+                    "ca",
+                    "-batch",
+                    "-notext",
+                    "-config",
+                    "ca.cnf",
+                    "-cert",
+                    "ca.pem",
+                    "-keyfile",
+                    "ca.key",
+                    "-startdate",
+                    "20200101000000Z",
+                    "-enddate",
+                    "20200102000000Z",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-out",
+                    &format!("{name}.pem"),
+                ]);
+            } else {
+                sh(&[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "3",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                    "-out",
+                    &format!("{name}.pem"),
+                ]);
+            }
             sh(&[
                 "pkcs12",
                 "-export",
@@ -236,12 +276,15 @@ pub fn certs() -> &'static Certs {
                 &format!("{name}.p12"),
             ]);
         };
+        let server_ext = "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n";
+        leaf("server", "localhost", server_ext, false);
+        leaf("expired-server", "localhost", server_ext, true);
         leaf(
-            "server",
-            "localhost",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+            "client",
+            "herald-client",
+            "extendedKeyUsage=clientAuth\n",
+            false,
         );
-        leaf("client", "herald-client", "extendedKeyUsage=clientAuth\n");
         // What a Java user's truststore is: keytool marks the entry trusted, which openssl's
         // PKCS#12 export does not.
         let out = Command::new("keytool")
