@@ -32,8 +32,7 @@ struct Report {
     sent: BTreeMap<i32, Vec<u64>>,
     /// Reported offset of each record.
     offsets: BTreeMap<u64, (i32, i64)>,
-    stall: Duration,
-    /// The five longest gaps, longest first, each with when it began (the outcome before
+    /// The [`GAPS`] longest gaps between outcomes, longest first, each with when it began (the outcome before
     /// it): two clients' gaps that end together but begin apart differ in how recently each
     /// was acknowledged, not in recovery, and a client's longest gap may be one the other
     /// also had, only shorter.
@@ -103,7 +102,22 @@ async fn stream<F: Future<Output = ()>>(
     }
 }
 
+/// Gaps each report keeps.
+const GAPS: usize = 5;
+
+/// The [`GAPS`] longest of `gaps`, longest first.
+fn longest(mut gaps: Vec<(Duration, Instant)>) -> Vec<(Duration, Instant)> {
+    gaps.sort_unstable_by(|a, b| b.cmp(a));
+    gaps.truncate(GAPS);
+    gaps
+}
+
 impl Report {
+    /// The longest gap between two outcomes.
+    fn stall(&self) -> Duration {
+        self.gaps.first().map_or(Duration::ZERO, |g| g.0)
+    }
+
     /// The report of records delivered as `(tag, (partition, offset), when answered)`, in tag
     /// order (which is send order), sent from `began`; retries not counted.
     fn of(delivered: impl Iterator<Item = (u64, (i32, i64), Instant)>, began: Instant) -> Report {
@@ -116,14 +130,10 @@ impl Report {
             arrivals.push(at);
         }
         arrivals.sort_unstable();
-        let mut gaps: Vec<(Duration, Instant)> =
-            arrivals.windows(2).map(|w| (w[1] - w[0], w[0])).collect();
-        gaps.sort_unstable_by(|a, b| b.cmp(a));
-        gaps.truncate(5);
+        let gaps = longest(arrivals.windows(2).map(|w| (w[1] - w[0], w[0])).collect());
         Report {
             sent,
             offsets,
-            stall: gaps.first().map_or(Duration::ZERO, |g| g.0),
             gaps,
             last: arrivals.last().copied().unwrap_or(began),
             retried: None,
@@ -185,7 +195,7 @@ async fn verify(label: &str, bootstrap: &str, topic: &str, report: Report) {
     println!(
         "{label}: {n} records exactly once and in order; {counts}longest stall {} ms, \
          {duplicates} duplicates",
-        report.stall.as_millis()
+        report.stall().as_millis()
     );
 }
 
@@ -387,13 +397,13 @@ impl Beside<'_> {
         let figures = [
             (
                 "herald",
-                herald.stall,
+                herald.stall(),
                 gaps(&herald),
                 herald.last - fault_at,
             ),
             (
                 "librdkafka",
-                rdkafka.stall,
+                rdkafka.stall(),
                 gaps(&rdkafka),
                 rdkafka.last - fault_at,
             ),
@@ -663,9 +673,6 @@ async fn kafka_producer_state_expired_by_the_broker() {
     merged.offsets.extend(second.offsets);
     merged.retried = second.retried;
     merged.resent = second.resent;
-    merged.stall = merged.stall.max(second.stall);
-    merged.gaps.extend(second.gaps);
-    merged.gaps.sort_unstable_by(|a, b| b.cmp(a));
-    merged.gaps.truncate(5);
+    merged.gaps = longest(merged.gaps.into_iter().chain(second.gaps).collect());
     verify("producer state expired", &bootstrap, &topic, merged).await;
 }
