@@ -17,18 +17,26 @@
 //!   here before it handles `Flush`, `Close` or a transaction's begin, commit or abort, so
 //!   those cover (or precede) exactly the records appended before them. (A record sent to
 //!   the router's mailbox directly is not ordered against records appended here after it.)
-//! - **Bounded by the callers.** Like records in futures parked on a full mailbox, or
-//!   `do_send` records, what waits here is what callers have outstanding; once routed,
-//!   buffer.memory and max.block.ms apply as to any record.
+//! - **Bounded by buffer.memory.** The records here, with those the router holds parked
+//!   (waiting for metadata or for memory), come to at most `buffer.memory` bytes: a record
+//!   that would take them past it is refused at once with `QueueFull`, its record handed
+//!   back, and [`Intake::ready`] waits for room. Java blocks the sending thread instead; an
+//!   async caller cannot be blocked, and a fast one would otherwise pile records up here
+//!   for as long as a broker is away (librdkafka refuses with QUEUE_FULL the same way).
+//!   One record is always taken when nothing is held, so a record larger than the limit
+//!   reaches the router and fails with its own reason (too large).
 //! - **Exactly one outcome.** A record's `Completion` moves with it into the router, which
 //!   completes it as any other; if the router is gone the record is refused here.
 //! - **Freed where made.** Routed records come back ([`Intake::spent`]) with their
 //!   completions moved on, and the next caller drops them: their buffers return to the
 //!   allocator of the thread that made them. An idle router drops them itself.
 
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Mutex, MutexGuard};
 
 use herald::{ErrorKind, ProduceError, ProducerRecord};
+use tokio::sync::Notify;
 
 use crate::completion::Completion;
 
@@ -36,14 +44,23 @@ use crate::completion::Completion;
 pub(crate) type Entry = (ProducerRecord, Completion);
 
 /// Records waiting for the router (see the module docs).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Intake {
     state: Mutex<State>,
+    /// `buffer.memory`: the bytes of records held outside batches at most.
+    limit: usize,
+    /// Bytes of the records the router holds parked (see [`Parked`]).
+    parked: AtomicUsize,
+    /// A caller waits in [`Intake::ready`]; whoever makes room wakes it.
+    wanted: AtomicBool,
+    room: Notify,
 }
 
 #[derive(Debug, Default)]
 struct State {
     records: Vec<Entry>,
+    /// What `records` hold, by [`held_size`].
+    bytes: usize,
     /// The router will take `records` without being asked (see the module docs).
     router_coming: bool,
     /// Records the router has routed, for the next caller to drop (see [`Intake::spent`]).
@@ -52,15 +69,113 @@ struct State {
     emptied: Vec<Entry>,
 }
 
+/// What a record held outside a batch is counted as: its buffers, and the entry that holds
+/// it (so that a flood of empty records is not free).
+#[inline(always)]
+pub(crate) fn held_size(record: &ProducerRecord) -> usize {
+    let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, bytes::Bytes::len);
+    let mut size = std::mem::size_of::<Entry>() + len(&record.key) + len(&record.value);
+    for h in &record.headers {
+        size += h.key.len() + len(&h.value);
+    }
+    size
+}
+
+/// A record's share of [`Intake::parked`] while the router holds it parked; given back when
+/// the record leaves the queue it waited in, whichever way it leaves.
+#[derive(Debug)]
+pub(crate) struct Parked {
+    shared: std::sync::Arc<crate::shared::Shared>,
+    bytes: usize,
+}
+
+impl Parked {
+    pub(crate) fn new(
+        shared: &std::sync::Arc<crate::shared::Shared>,
+        record: &ProducerRecord,
+    ) -> Self {
+        let bytes = held_size(record);
+        shared.intake.park(bytes);
+        Parked {
+            shared: shared.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.shared.intake.unpark(self.bytes);
+    }
+}
+
 impl Intake {
+    /// An intake that holds, with the router's parked records, at most `limit` bytes.
+    pub(crate) fn new(limit: usize) -> Self {
+        Intake {
+            state: Mutex::default(),
+            limit,
+            parked: AtomicUsize::new(0),
+            wanted: AtomicBool::new(false),
+            room: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Bytes held outside batches, if another `size` bytes would take them past the limit
+    /// (nothing held: room for any one record).
+    #[inline(always)]
+    fn full(&self, queued: usize, size: usize) -> Option<usize> {
+        let held = queued + self.parked.load(Relaxed);
+        (held > 0 && held + size > self.limit).then_some(held)
+    }
+
+    /// Waits until what is held outside batches is at most half the limit, or `give_up`
+    /// says the router will not come (a broken or closed producer). Registers before it
+    /// looks, so room made between the look and the wait is not missed; looks again every
+    /// 100 ms besides, for a router that went away while it waited.
+    pub(crate) async fn ready(&self, give_up: impl Fn() -> bool) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.wanted.store(true, SeqCst);
+            std::sync::atomic::fence(SeqCst);
+            let held = self.lock().bytes + self.parked.load(SeqCst);
+            if held <= self.limit / 2 || give_up() {
+                return;
+            }
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), notified).await;
+        }
+    }
+
+    fn park(&self, bytes: usize) {
+        self.parked.fetch_add(bytes, Relaxed);
+    }
+
+    fn unpark(&self, bytes: usize) {
+        self.parked.fetch_sub(bytes, SeqCst);
+        self.made_room();
+    }
+
+    /// Wakes the callers waiting in [`ready`](Self::ready), if any: after a take, or when a
+    /// parked record leaves. One relaxed swap when nobody waits.
+    #[inline]
+    fn made_room(&self) {
+        std::sync::atomic::fence(SeqCst);
+        if self.wanted.load(Relaxed) && self.wanted.swap(false, Relaxed) {
+            self.room.notify_waiters();
+        }
     }
 
     /// Appends a record. When the router is not coming, `queue_drain` is called under the
     /// intake's lock to send it `DrainIntake`; when it is, `alive` tells whether the router
     /// still runs. Either answering `false` (the router is gone) refuses the record with
-    /// `Closed` at once. Inlined into its callers, so that the record is moved once, from
+    /// `Closed` at once. A record past the limit is refused with `QueueFull`, after
+    /// `on_full` (the metrics). Inlined into its callers, so that the record is moved once, from
     /// the caller's frame into the intake (callgrind: one `memcpy` per record less).
     #[inline(always)]
     pub(crate) fn append(
@@ -69,8 +184,16 @@ impl Intake {
         completion: Completion,
         queue_drain: impl FnOnce() -> bool,
         alive: impl FnOnce() -> bool,
+        on_full: impl FnOnce(),
     ) {
+        let size = held_size(&record);
         let mut s = self.lock();
+        if let Some(held) = self.full(s.bytes, size) {
+            drop(s);
+            on_full();
+            refuse_full(record, completion, held, self.limit);
+            return;
+        }
         let reachable = if s.router_coming {
             alive()
         } else {
@@ -84,6 +207,7 @@ impl Intake {
             return;
         }
         s.records.push((record, completion));
+        s.bytes += size;
         if s.spent.is_empty() {
             return;
         }
@@ -151,11 +275,29 @@ impl Intake {
         spare.clear();
         let mut s = self.lock();
         std::mem::swap(&mut s.records, spare);
-        if answering {
+        s.bytes = 0;
+        let coming = if answering {
             s.router_coming = !spare.is_empty();
+            s.router_coming
+        } else {
+            false
+        };
+        drop(s);
+        if !spare.is_empty() {
+            self.made_room();
         }
-        answering && s.router_coming
+        coming
     }
+}
+
+/// A record over the limit: `QueueFull` at once.
+#[cold]
+fn refuse_full(record: ProducerRecord, completion: Completion, held: usize, limit: usize) {
+    let kind = ErrorKind::QueueFull {
+        held_bytes: held as u64,
+        limit_bytes: limit as u64,
+    };
+    completion.complete(Err(ProduceError::refused(kind, record)));
 }
 
 /// A record the router will not take: `Closed` at once.
@@ -182,7 +324,7 @@ mod tests {
 
     #[test]
     fn the_router_is_asked_once_and_looks_again_while_records_come() {
-        let intake = Intake::default();
+        let intake = Intake::new(1 << 20);
         let queued = Cell::new(0);
         let queue = || {
             queued.set(queued.get() + 1);
@@ -193,7 +335,7 @@ mod tests {
         let mut append = |i: u8| {
             let (tx, rx) = slot();
             receivers.push(rx);
-            intake.append(record(i), Completion::slot(tx), queue, alive);
+            intake.append(record(i), Completion::slot(tx), queue, alive, || ());
         };
         for i in 0..3 {
             append(i);
@@ -225,9 +367,9 @@ mod tests {
 
     #[test]
     fn a_record_the_router_cannot_take_is_refused_with_its_record() {
-        let intake = Intake::default();
+        let intake = Intake::new(1 << 20);
         let (tx, rx) = slot();
-        intake.append(record(9), Completion::slot(tx), || false, || true);
+        intake.append(record(9), Completion::slot(tx), || false, || true, || ());
         let err = futures_util::FutureExt::now_or_never(rx)
             .expect("answered")
             .expect_err("refused");
@@ -239,9 +381,9 @@ mod tests {
 
         // The router was coming, and is gone before it came.
         let (tx, _rx) = slot();
-        intake.append(record(1), Completion::slot(tx), || true, || true);
+        intake.append(record(1), Completion::slot(tx), || true, || true, || ());
         let (tx, rx) = slot();
-        intake.append(record(2), Completion::slot(tx), || true, || false);
+        intake.append(record(2), Completion::slot(tx), || true, || false, || ());
         let err = futures_util::FutureExt::now_or_never(rx)
             .expect("answered")
             .expect_err("refused");
@@ -277,9 +419,9 @@ mod tests {
 
     #[test]
     fn routed_records_are_freed_by_the_next_caller_or_by_an_idle_router() {
-        let intake = std::sync::Arc::new(Intake::default());
+        let intake = std::sync::Arc::new(Intake::new(1 << 20));
         let (r, freed) = noted();
-        intake.append(r, Completion::discard(), || true, || true);
+        intake.append(r, Completion::discard(), || true, || true, || ());
         // The router, on a thread of its own: takes, routes (here: nothing), gives back.
         let router = {
             let intake = intake.clone();
@@ -299,7 +441,7 @@ mod tests {
             None,
             "kept for the next caller"
         );
-        intake.append(record(1), Completion::discard(), || true, || true);
+        intake.append(record(1), Completion::discard(), || true, || true, || ());
         let caller = std::thread::current().id();
         assert_eq!(
             *freed.lock().expect("note"),
@@ -311,7 +453,7 @@ mod tests {
         // Nobody appends after the router gave its records back: the router's next look
         // finds nothing and frees them.
         let (r, freed) = noted();
-        intake.append(r, Completion::discard(), || true, || true);
+        intake.append(r, Completion::discard(), || true, || true, || ());
         let mut taken = Vec::new();
         intake.take(&mut taken, true);
         assert_eq!(taken.len(), 2);
@@ -342,5 +484,81 @@ mod tests {
             None,
             "still the caller's"
         );
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_records_are_refused_and_ready_waits_for_room() {
+        let one = held_size(&record(0));
+        let intake = Intake::new(4 * one);
+        let append = |i: u8| {
+            let (tx, rx) = slot();
+            intake.append(record(i), Completion::slot(tx), || true, || true, || ());
+            rx
+        };
+        let mut taken: Vec<_> = (0..3).map(append).collect();
+        intake.park(one);
+        let mut refused = append(3);
+        let err = futures_util::FutureExt::now_or_never(&mut refused)
+            .expect("answered at once")
+            .expect_err("refused");
+        let ErrorKind::QueueFull {
+            held_bytes,
+            limit_bytes,
+        } = err.kind()
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(
+            (*held_bytes, *limit_bytes),
+            (4 * one as u64, 4 * one as u64)
+        );
+        assert_eq!(value(err.record().expect("handed back")), 3);
+        for rx in &mut taken {
+            assert!(futures_util::FutureExt::now_or_never(rx).is_none(), "taken");
+        }
+
+        // Waits while more than half the limit is held; a take (or a parked record leaving)
+        // wakes it.
+        let ready = intake.ready(|| false);
+        tokio::pin!(ready);
+        assert!(futures_util::FutureExt::now_or_never(ready.as_mut()).is_none());
+        let mut spare = Vec::new();
+        intake.take(&mut spare, true);
+        assert_eq!(spare.len(), 3);
+        tokio::time::timeout(std::time::Duration::from_millis(50), ready)
+            .await
+            .expect("woken by the take, not the 100 ms look");
+        let ready = intake.ready(|| false);
+        assert!(
+            futures_util::FutureExt::now_or_never(ready).is_some(),
+            "one parked record is a quarter"
+        );
+        intake.park(2 * one);
+        let ready = intake.ready(|| false);
+        tokio::pin!(ready);
+        assert!(futures_util::FutureExt::now_or_never(ready.as_mut()).is_none());
+        intake.unpark(2 * one);
+        tokio::time::timeout(std::time::Duration::from_millis(50), ready)
+            .await
+            .expect("woken by the parked record leaving");
+        assert!(
+            futures_util::FutureExt::now_or_never(intake.ready(|| true)).is_some(),
+            "a router that will not come: no wait"
+        );
+        intake.unpark(one);
+
+        // Nothing held: one record is taken whatever its size, to fail with its own reason.
+        let small = Intake::new(1);
+        let (tx, mut rx) = slot();
+        small.append(record(7), Completion::slot(tx), || true, || true, || ());
+        assert!(
+            futures_util::FutureExt::now_or_never(&mut rx).is_none(),
+            "taken"
+        );
+        let (tx, rx) = slot();
+        small.append(record(8), Completion::slot(tx), || true, || true, || ());
+        assert!(futures_util::FutureExt::now_or_never(rx)
+            .expect("refused")
+            .is_err());
     }
 }

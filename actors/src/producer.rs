@@ -169,6 +169,7 @@ impl ProducerBuilder {
             txn,
             transaction: OnceLock::new(),
             memory: MemoryPool::new(config.buffer_memory, config.batch_size),
+            intake: Intake::new(config.buffer_memory),
             config,
             cluster: ClusterView::default(),
             metrics,
@@ -176,7 +177,6 @@ impl ProducerBuilder {
             tls,
             sasl,
             tokens,
-            intake: Intake::default(),
             clock,
             io: io.handle(),
             sealer: sealer.as_ref().map(|s| s.clone().recipient()),
@@ -324,8 +324,11 @@ impl Producer {
     /// records keep the order of the calls, and a later [`flush`](Self::flush) or
     /// [`close`](Self::close) covers them. It goes into the producer's intake, which the
     /// router drains in bulk (one message per wake-up rather than one actix request per
-    /// record). Like `do_send`, the intake takes every record: bound what you have
-    /// outstanding (buffer.memory and max.block.ms apply once the router takes them).
+    /// record). The intake, with the records the router holds waiting for metadata or
+    /// memory, takes at most `buffer.memory` bytes: past that the record is refused at once
+    /// with `QueueFull` (its record handed back), where Java's `send` would block its
+    /// thread; await [`ready`](Self::ready) first when records may come faster than the
+    /// brokers take them. buffer.memory and max.block.ms then apply as to any record.
     /// With [`Produce::reply_to`] or [`Produce::notify`] the outcome goes there and the
     /// future resolves to `Closed` at once, as `router().send` of such a record does once
     /// routed. Records sent with `router().send` are not ordered against records sent here
@@ -336,6 +339,18 @@ impl Producer {
         let (tx, rx) = slot();
         self.hand_over(produce, Completion::slot(tx));
         rx
+    }
+
+    /// Waits until the records the producer holds outside batches (see [`send`](Self::send))
+    /// come to at most half of `buffer.memory`, so that a record sent next is not refused
+    /// with `QueueFull` (unless other callers fill the room first). This is where an async
+    /// caller waits where Java's `send` blocks: `producer.ready().await` before each send,
+    /// or before each burst, bounds what a fast source piles up while a broker is away.
+    /// Returns at once while there is room, and when the producer is broken or closed
+    /// (the send then says why).
+    pub async fn ready(&self) {
+        let give_up = || self.shared.supervision.broken().is_some() || !self.router.connected();
+        self.shared.intake.ready(give_up).await
     }
 
     /// Produces one record whose outcome goes where [`Produce::notify`] or
@@ -382,9 +397,16 @@ impl Producer {
             Err(SendError::Closed(_)) => false,
         };
         let alive = || router.connected();
+        let on_full = || {
+            let m = &self.shared.metrics;
+            Metrics::add(&m.record_error_total, 1);
+            let now = m.now_ms();
+            m.sensors.record_error.record(1.0, now);
+            m.sensors.buffer_exhausted.record(1.0, now);
+        };
         self.shared
             .intake
-            .append(record, completion, queue_drain, alive);
+            .append(record, completion, queue_drain, alive, on_full);
     }
 
     /// Why the producer is broken, if one of its actors panicked past the restart limit

@@ -105,8 +105,8 @@ defs! {
     "kafka_producer_buffer_available_bytes" Gauge Producer Bytes "buffer.memory not reserved by batches";
     "kafka_producer_bufferpool_wait_time_ns_total" Counter Producer Nanoseconds "time the router waited for buffer.memory, ns";
     "kafka_producer_bufferpool_wait_ratio" Gauge Producer Count "fraction of time the router waited for buffer.memory";
-    "kafka_producer_buffer_exhausted_rate" Gauge Producer CountPerSecond "records refused per second after max.block.ms on a full buffer";
-    "kafka_producer_buffer_exhausted_total" Counter Producer Count "records refused after max.block.ms on a full buffer";
+    "kafka_producer_buffer_exhausted_rate" Gauge Producer CountPerSecond "records refused per second on a full buffer: after max.block.ms, or at once with QueueFull";
+    "kafka_producer_buffer_exhausted_total" Counter Producer Count "records refused on a full buffer: after max.block.ms, or at once with QueueFull";
     "kafka_producer_waiting_threads" Gauge Producer Count "1 while the router (the one appender) waits for buffer.memory, else 0";
     "kafka_producer_connection_creation_rate" Gauge Producer CountPerSecond "connections established per second";
     "kafka_producer_connection_creation_total" Counter Producer Count "connections established";

@@ -32,7 +32,7 @@ use crate::cluster::TopicMeta;
 use crate::completion::{BatchCollector, BatchTally, Completion, Outcome, TallyCollector};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators};
-use crate::intake::Entry as IntakeEntry;
+use crate::intake::{Entry as IntakeEntry, Parked};
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
 use crate::messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Flush, GetMetrics,
@@ -183,6 +183,9 @@ struct Waiting {
     /// When the record started waiting; stamped only when it has to wait, so the common path
     /// reads no clock for it.
     since: Option<Instant>,
+    /// Counts the record against the intake's limit while it waits (the intake refuses
+    /// `Producer::send` records past buffer.memory of records held outside batches).
+    _parked: Parked,
 }
 
 /// A record and its completion where the caller holds them, while the router decides what
@@ -206,9 +209,10 @@ impl Held<'_> {
     /// Takes them out to park, waiting since `since` (`None`: not stamped yet; a record that
     /// waits for its topic is stamped in `wait_for_topic`, one that waits for memory is not
     /// timed on its own).
-    fn park(self, since: Option<Instant>) -> Waiting {
+    fn park(self, since: Option<Instant>, shared: &Arc<Shared>) -> Waiting {
         let (record, completion) = self.take();
         Waiting {
+            _parked: Parked::new(shared, &record),
             record,
             completion,
             since,
@@ -471,13 +475,13 @@ impl RouterCore {
     /// Routes an accepted record now, or queues it behind the records that wait.
     fn take_in(&mut self, held: Held<'_>, ctx: &mut Context<Router>) {
         if !self.stalled.is_empty() {
-            self.stalled.push_back(held.park(None));
+            self.stalled.push_back(held.park(None, &self.shared));
             self.note_waiting();
             return;
         }
         if !self.waiting.is_empty() {
             if let Some(q) = self.waiting.get_mut(held.record.topic.as_ref()) {
-                q.push_back(held.park(Some(Instant::now())));
+                q.push_back(held.park(Some(Instant::now()), &self.shared));
                 self.note_waiting();
                 return;
             }
@@ -519,7 +523,7 @@ impl RouterCore {
                     Some(meta) if !meta.partitions.is_empty() => {
                         self.routes.insert(TopicRoute::new(meta))
                     }
-                    _ => return self.wait_for_topic(held.park(since), ctx),
+                    _ => return self.wait_for_topic(held.park(since, &self.shared), ctx),
                 }
             }
         };
@@ -530,7 +534,7 @@ impl RouterCore {
                 // Metadata left the topic out as idle: wait for it (`wait_for_topic` asks
                 // for it) and route with the partitions it has then.
                 route.usage = Usage::Refreshing;
-                return self.wait_for_topic(held.park(since), ctx);
+                return self.wait_for_topic(held.park(since, &self.shared), ctx);
             }
         }
         let count = route.meta.partitions.len() as i32;
@@ -605,7 +609,7 @@ impl RouterCore {
             }
             Appended::NeedMemory { need } => {
                 held.record.partition.get_or_insert(partition);
-                self.stalled.push_front(held.park(since));
+                self.stalled.push_front(held.park(since, &self.shared));
                 self.stall(need, ctx);
                 self.note_waiting();
             }

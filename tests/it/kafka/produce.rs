@@ -140,3 +140,113 @@ async fn kafka_batch_tally_counts_deliveries_and_names_failed_records() {
         assert_eq!(values, expected, "exactly the delivered records, once each");
     }
 }
+
+/// What a producer holds outside its batches is bounded by buffer.memory. With its broker
+/// frozen (SIGSTOP), a producer's batches fill buffer.memory and its router stalls; then
+/// `Producer::send` takes records into its intake only up to buffer.memory more, refusing the
+/// rest at once with `QueueFull` and handing each back, instead of holding every record sent
+/// for as long as the broker is away. `ready()` waits while that lasts and returns once the
+/// broker is back; records sent after `ready()` are all taken. Read back: every record once,
+/// the ones taken first in call order, then the ones sent again.
+#[actix_rt::test]
+async fn kafka_a_full_queue_refuses_at_once_and_ready_waits_for_room() {
+    use std::time::Duration;
+
+    use futures_util::FutureExt;
+    use herald::ErrorKind;
+    use herald_actors::{Produce, Producer};
+
+    use crate::support::consumer::{read_back, read_indexes};
+    use crate::support::kafka::{Kafka, Options};
+
+    init_tracing();
+    let mut kafka = Kafka::start(Options::single());
+    let topic = unique_topic("kafka-queue-full");
+    kafka.create_topic(&topic, 1, 1).await;
+    const LIMIT: usize = 131_072;
+    const N: usize = 2_000;
+    let limit = LIMIT.to_string();
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", kafka.bootstrap().as_str()),
+        ("buffer.memory", limit.as_str()),
+        ("batch.size", "16384"),
+        ("max.block.ms", "120000"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config).start().unwrap();
+    let value = |i: usize| format!("{i:0500}");
+    let mut pending = Vec::new();
+    let mut refused = Vec::new();
+    // Sends record `i`; tells whether it was refused.
+    let mut send = |i: usize| {
+        let mut fut = Box::pin(producer.send(Produce::new(topic.clone()).value(value(i))));
+        match fut.as_mut().now_or_never() {
+            None => pending.push((i, fut)),
+            Some(Err(e)) if matches!(e.kind(), ErrorKind::QueueFull { .. }) => {
+                let back = e.record().and_then(|r| r.value.clone());
+                assert_eq!(back.as_deref(), Some(value(i).as_bytes()), "handed back");
+                refused.push(i);
+                return true;
+            }
+            Some(other) => panic!("record {i}: {other:?}"),
+        }
+        false
+    };
+    // Metadata, connection and producer id first.
+    send(0);
+    producer.flush().await;
+    kafka.freeze(1);
+    for i in 1..N {
+        send(i);
+    }
+    // Once the router has taken what it could into batches and stalled, the intake fills
+    // again: the next records are refused.
+    actix_rt::time::sleep(Duration::from_millis(500)).await;
+    let mut n = N;
+    while !send(n) {
+        n += 1;
+        assert!(n < 2 * N, "no record refused after buffer.memory filled");
+    }
+    let n = n + 1;
+    assert!(
+        pending.len() * 500 <= 2 * LIMIT,
+        "{} records taken: more than twice buffer.memory",
+        pending.len()
+    );
+    let mut ready = Box::pin(producer.ready());
+    assert!(
+        actix_rt::time::timeout(Duration::from_secs(1), ready.as_mut())
+            .await
+            .is_err(),
+        "ready while the queue is full"
+    );
+    kafka.thaw(1);
+    actix_rt::time::timeout(Duration::from_secs(60), ready)
+        .await
+        .expect("ready once the broker is back");
+    let mut again = Vec::new();
+    for &i in &refused {
+        producer.ready().await;
+        let mut fut = Box::pin(producer.send(Produce::new(topic.clone()).value(value(i))));
+        if let Some(Err(e)) = fut.as_mut().now_or_never() {
+            panic!("record {i} refused after ready: {e}");
+        }
+        again.push((i, fut));
+    }
+    let mut order = Vec::new();
+    for (offset, (i, fut)) in pending.into_iter().chain(again).enumerate() {
+        let meta = fut.await.unwrap_or_else(|e| panic!("record {i}: {e}"));
+        assert_eq!(meta.offset, offset as i64, "record {i}");
+        order.push(i);
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&kafka.bootstrap(), &topic, 1, n, Duration::from_secs(30)).await;
+    assert_eq!(
+        read_indexes(&back, 0),
+        order,
+        "taken first, then sent again"
+    );
+    let mut sorted = order;
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "each record once");
+}
