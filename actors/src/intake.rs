@@ -49,7 +49,7 @@ pub(crate) struct Intake {
     state: Mutex<State>,
     /// `buffer.memory`: the bytes of records held outside batches at most.
     limit: usize,
-    /// Bytes of the records the router holds parked (see [`Parked`]).
+    /// Bytes of the records the router holds parked (see `router::Parked`).
     parked: AtomicUsize,
     /// A caller waits in [`Intake::ready`]; whoever makes room wakes it.
     wanted: AtomicBool,
@@ -79,34 +79,6 @@ pub(crate) fn held_size(record: &ProducerRecord) -> usize {
         size += h.key.len() + len(&h.value);
     }
     size
-}
-
-/// A record's share of [`Intake::parked`] while the router holds it parked; given back when
-/// the record leaves the queue it waited in, whichever way it leaves.
-#[derive(Debug)]
-pub(crate) struct Parked {
-    shared: std::sync::Arc<crate::shared::Shared>,
-    bytes: usize,
-}
-
-impl Parked {
-    pub(crate) fn new(
-        shared: &std::sync::Arc<crate::shared::Shared>,
-        record: &ProducerRecord,
-    ) -> Self {
-        let bytes = held_size(record);
-        shared.intake.park(bytes);
-        Parked {
-            shared: shared.clone(),
-            bytes,
-        }
-    }
-}
-
-impl Drop for Parked {
-    fn drop(&mut self) {
-        self.shared.intake.unpark(self.bytes);
-    }
 }
 
 impl Intake {
@@ -152,11 +124,13 @@ impl Intake {
         }
     }
 
-    fn park(&self, bytes: usize) {
+    /// Counts `bytes` of a record the router parked (see `router::Parked`).
+    pub(crate) fn park(&self, bytes: usize) {
         self.parked.fetch_add(bytes, Relaxed);
     }
 
-    fn unpark(&self, bytes: usize) {
+    /// A parked record left its queue: its bytes no longer count, and waiters may go on.
+    pub(crate) fn unpark(&self, bytes: usize) {
         self.parked.fetch_sub(bytes, SeqCst);
         self.made_room();
     }

@@ -32,7 +32,7 @@ use crate::cluster::TopicMeta;
 use crate::completion::{BatchCollector, BatchTally, Completion, Outcome, TallyCollector};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators};
-use crate::intake::{Entry as IntakeEntry, Parked};
+use crate::intake::{held_size, Entry as IntakeEntry};
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
 use crate::messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Flush, GetMetrics,
@@ -186,6 +186,31 @@ struct Waiting {
     /// Counts the record against the intake's limit while it waits (the intake refuses
     /// `Producer::send` records past buffer.memory of records held outside batches).
     _parked: Parked,
+}
+
+/// A record's share of the intake's count of parked bytes while the router holds it parked;
+/// given back when the record leaves the queue it waited in, whichever way it leaves.
+#[derive(Debug)]
+struct Parked {
+    shared: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Parked {
+    fn new(shared: &Arc<Shared>, record: &ProducerRecord) -> Self {
+        let bytes = held_size(record);
+        shared.intake.park(bytes);
+        Parked {
+            shared: shared.clone(),
+            bytes,
+        }
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.shared.intake.unpark(self.bytes);
+    }
 }
 
 /// A record and its completion where the caller holds them, while the router decides what

@@ -213,15 +213,19 @@ async fn grown_batch_buffers_serve_later_batches_and_memory_comes_back_whole() {
     );
     let (waves, per_wave) = (4, 1500);
     for wave in 0..waves {
-        let sends: Vec<_> = (wave * per_wave..(wave + 1) * per_wave)
-            .map(|i| {
+        // A wave is more than buffer.memory holds outside batches: each record waits for
+        // room (`ready`) rather than being refused.
+        let mut sends = Vec::new();
+        for i in wave * per_wave..(wave + 1) * per_wave {
+            producer.ready().await;
+            sends.push(
                 producer.send(
                     Produce::new(topic.clone())
                         .partition((i % 2) as i32)
                         .value(value(i)),
-                )
-            })
-            .collect();
+                ),
+            );
+        }
         let outcomes = tokio::time::timeout(
             Duration::from_secs(60),
             futures_util::future::join_all(sends),

@@ -350,9 +350,12 @@ async fn waiting_records_show_in_the_herald_gauges() {
         .broker_round_trip_time(1, Duration::from_millis(2000))
         .expect("a slow broker");
     let value_of_12k = vec![b'x'; 12_000];
-    let outcomes: Vec<_> = (0..3)
-        .map(|_| producer.send(Produce::new(topic.clone()).value(value_of_12k.clone())))
-        .collect();
+    // Two of them are more than buffer.memory outside batches: each waits for room.
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        producer.ready().await;
+        outcomes.push(producer.send(Produce::new(topic.clone()).value(value_of_12k.clone())));
+    }
     let stalled = scrape_until("the router waiting for memory", |s| {
         value(s, "kafka_producer_waiting_threads", &[client]) == Some(1.0)
     })
