@@ -165,6 +165,14 @@ impl Metrics {
             metadata_refresh_total: l(&self.metadata_refresh_total),
             successful_reauthentication_total: l(&self.successful_reauthentication_total),
             leader_hint_total: l(&self.leader_hint_total),
+            produce_throttle_time_max: {
+                let max = self.sensors.produce_throttle_time.read(self.now_ms()).max;
+                if max.is_nan() {
+                    0.0
+                } else {
+                    max.max(0.0)
+                }
+            },
         }
     }
 }
@@ -211,6 +219,10 @@ pub struct MetricsSnapshot {
     /// Partitions moved to a new leader that a Produce response named (KIP-951), before any
     /// metadata refresh did (Herald-specific).
     pub leader_hint_total: u64,
+    /// The longest throttle a broker asked for in a Produce response within the metrics
+    /// window, ms; 0 without one (quotas; Herald waits it out before writing to that broker
+    /// again).
+    pub produce_throttle_time_max: f64,
 }
 
 /// A Java `Sensor`: one kind of event (a value each time), read as a windowed rate of the

@@ -353,6 +353,14 @@ pub(crate) struct Connection {
     connect_timer: Option<SpawnHandle>,
     /// When this socket last wrote a request or read a response (`connections.max.idle.ms`).
     last_used: Instant,
+    /// Nothing is written before this instant: the broker asked this client to wait
+    /// (KIP-219: a response's `throttle_time_ms`, after which the broker stops reading the
+    /// connection for that long), as Java's `NetworkClient` holds a throttled node. A request
+    /// written meanwhile would lie unread on the muted socket, its request.timeout.ms
+    /// running. Kept across reconnects: the broker throttles the client, not the socket.
+    throttled_until: Option<Instant>,
+    /// The pump that runs when the throttle ends.
+    throttle_timer: Option<SpawnHandle>,
     /// Set while shutting down gracefully: fired when the broker closes its side.
     closing: Option<oneshot::Sender<()>>,
     terminated: bool,
@@ -397,6 +405,8 @@ impl Connection {
             connect_started: None,
             connect_timer: None,
             last_used: Instant::now(),
+            throttled_until: None,
+            throttle_timer: None,
             closing: None,
             terminated: false,
             span,
@@ -697,6 +707,9 @@ impl Connection {
         let Some(versions) = self.versions else {
             return;
         };
+        if self.throttled(ctx) {
+            return;
+        }
         let max_in_flight = self.shared.config.max_in_flight_requests_per_connection;
         while self.in_flight.len() < max_in_flight && self.state == State::Ready {
             if let Some(request) = self.requests.pop_front() {
@@ -713,6 +726,41 @@ impl Connection {
                 .and_then(|t| protocol::transaction_version_cap(ApiKey::Produce, t.v2()));
             let produce = cap.map_or(versions.produce, |c| versions.produce.min(c));
             self.send_produce(produce);
+        }
+    }
+
+    /// Whether the broker's throttle still holds this connection; if so, a pump is due when
+    /// it ends.
+    fn throttled(&mut self, ctx: &mut Context<Self>) -> bool {
+        let Some(until) = self.throttled_until else {
+            return false;
+        };
+        let now = Instant::now();
+        if until <= now {
+            self.throttled_until = None;
+            return false;
+        }
+        if self.throttle_timer.is_none() {
+            let wake = ctx.run_later(until - now, |act, ctx| {
+                act.throttle_timer = None;
+                act.pump(ctx);
+            });
+            self.throttle_timer = Some(wake);
+        }
+        true
+    }
+
+    /// Notes a response's throttle time, for the versions where the broker expects the client
+    /// to wait it out (it mutes the connection after answering: Produce v6+, Metadata v6+,
+    /// KIP-219); older versions delayed the response itself.
+    fn note_throttle(&mut self, throttle_ms: i32, version: i16) {
+        if throttle_ms <= 0 || version < 6 {
+            return;
+        }
+        let until = Instant::now() + Duration::from_millis(throttle_ms as u64);
+        if self.throttled_until.is_none_or(|t| t < until) {
+            tracing::debug!(node = self.node_id, throttle_ms, "throttled by the broker");
+            self.throttled_until = Some(until);
         }
     }
 
@@ -885,7 +933,8 @@ impl Connection {
                     Ok(resp) => {
                         let throttle = f64::from(resp.throttle_time_ms.max(0));
                         metrics.sensors.produce_throttle_time.record(throttle, now);
-                        complete_produce(batches, &resp, spans)
+                        complete_produce(batches, &resp, spans);
+                        self.note_throttle(resp.throttle_time_ms, f.version);
                     }
                     Err(e) => {
                         // The request may have been written; answer its batches as lost, then
@@ -901,6 +950,9 @@ impl Connection {
             }
             InFlightKind::Metadata { reply } => {
                 let decoded = responses::decode_metadata_response(body, f.version);
+                if let Ok(m) = &decoded {
+                    self.note_throttle(m.throttle_time_ms, f.version);
+                }
                 if !self.reply(reply, decoded) {
                     return;
                 }
@@ -1356,6 +1408,7 @@ impl Supervised for Connection {
         // `OutgoingBatch` drop guard); those queued here are younger and go on, and a broker
         // that checks sequences refuses them until the retried one is in.
         self.connect_timer = None;
+        self.throttle_timer = None;
         self.pump_scheduled = false;
         if self.state == State::Connecting {
             self.state = State::Idle;

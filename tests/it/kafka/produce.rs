@@ -250,3 +250,84 @@ async fn kafka_a_full_queue_refuses_at_once_and_ready_waits_for_room() {
     sorted.sort_unstable();
     assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "each record once");
 }
+
+/// A broker quota throttles the producer: Kafka answers a Produce request with
+/// `throttle_time_ms` and then stops reading the connection for that long (KIP-219). Herald
+/// holds its next request until the throttle ends, as Java does, so no request lies unread
+/// on the muted socket: with request.timeout.ms shorter than the throttles, no request times
+/// out and no record is sent again. Every record is read back once, in order.
+#[actix_rt::test]
+async fn kafka_a_throttled_producer_waits_out_the_throttle() {
+    use std::time::Duration;
+
+    use herald_actors::{Produce, Producer};
+
+    use crate::support::consumer::{read_back, read_indexes};
+
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("kafka-throttled");
+    kafka.create_topic(&topic, 1, 1).await;
+    let client_id = unique_topic("herald-throttled");
+    kafka.set_producer_quota(&client_id, 200_000).await;
+    const N: usize = 1_500;
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", kafka.bootstrap().as_str()),
+        ("client.id", client_id.as_str()),
+        ("request.timeout.ms", "1000"),
+        ("delivery.timeout.ms", "120000"),
+        ("linger.ms", "20"),
+        ("batch.size", "262144"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config).start().unwrap();
+    // The quota reaches the broker through the cluster's metadata: until it does, records go
+    // through unthrottled. Send until a response carries a throttle.
+    let mut futures = Vec::new();
+    let started = std::time::Instant::now();
+    while producer.metrics().await.produce_throttle_time_max == 0.0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never throttled"
+        );
+        let i = futures.len();
+        futures.push(producer.send(Produce::new(topic.clone()).value(format!("{i:01000}"))));
+        if i % 100 == 99 {
+            producer.flush().await;
+        }
+    }
+    let first = futures.len();
+    for i in first..first + N {
+        futures.push(producer.send(Produce::new(topic.clone()).value(format!("{i:01000}"))));
+    }
+    let n = futures.len();
+    for (i, f) in futures.into_iter().enumerate() {
+        let meta = f.await.unwrap_or_else(|e| panic!("record {i}: {e}"));
+        assert_eq!(meta.offset, i as i64, "record {i}");
+    }
+    let m = producer.metrics().await;
+    eprintln!(
+        "{n} records in {:.1} s; longest throttle {} ms, {} requests, {} retries",
+        started.elapsed().as_secs_f64(),
+        m.produce_throttle_time_max,
+        m.request_total,
+        m.record_retry_total
+    );
+    assert!(
+        m.produce_throttle_time_max > 1000.0,
+        "throttles longer than request.timeout.ms: {} ms",
+        m.produce_throttle_time_max
+    );
+    assert_eq!(
+        m.record_retry_total, 0,
+        "a request timed out on the muted socket"
+    );
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&kafka.bootstrap(), &topic, 1, n, Duration::from_secs(30)).await;
+    assert_eq!(
+        read_indexes(&back, 0),
+        (0..n).collect::<Vec<_>>(),
+        "once each, in order"
+    );
+}

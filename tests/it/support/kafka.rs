@@ -984,6 +984,30 @@ impl Kafka {
         (ids, text)
     }
 
+    /// Sets the `producer_byte_rate` quota of client id `client_id` (Kafka's ConfigCommand, a
+    /// JVM). The brokers apply it from the cluster's metadata shortly after.
+    pub async fn set_producer_quota(&self, client_id: &str, bytes_per_s: u64) {
+        let mut cmd = self.nodes[0].java("kafka.admin.ConfigCommand");
+        cmd.args([
+            "--bootstrap-server",
+            &self.running_bootstrap(),
+            "--alter",
+            "--add-config",
+            &format!("producer_byte_rate={bytes_per_s}"),
+            "--entity-type",
+            "clients",
+            "--entity-name",
+            client_id,
+        ]);
+        let out = blocking(move || cmd.output().expect("run kafka-configs")).await;
+        assert!(
+            out.status.success(),
+            "kafka-configs: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// librdkafka client settings for listener `l` (what the read-back consumer or a
     /// reference producer needs to connect there), SASL with `mechanism` where it applies.
     pub fn rdkafka_config(&self, l: Listener, mechanism: &str) -> ClientConfig {
