@@ -751,10 +751,12 @@ impl Connection {
     }
 
     /// Notes a response's throttle time, for the versions where the broker expects the client
-    /// to wait it out (it mutes the connection after answering: Produce v6+, Metadata v6+,
-    /// KIP-219); older versions delayed the response itself.
-    fn note_throttle(&mut self, throttle_ms: i32, version: i16) {
-        if throttle_ms <= 0 || version < 6 {
+    /// to wait it out, having muted the connection after answering (KIP-219: Produce and
+    /// Metadata from v6, FindCoordinator from v2, InitProducerId and the transaction calls
+    /// from v1, as Java's `shouldClientThrottle`); older versions delayed the response
+    /// itself.
+    fn note_throttle(&mut self, throttle_ms: i32, version: i16, client_throttles_from: i16) {
+        if throttle_ms <= 0 || version < client_throttles_from {
             return;
         }
         let until = Instant::now() + Duration::from_millis(throttle_ms as u64);
@@ -934,7 +936,7 @@ impl Connection {
                         let throttle = f64::from(resp.throttle_time_ms.max(0));
                         metrics.sensors.produce_throttle_time.record(throttle, now);
                         complete_produce(batches, &resp, spans);
-                        self.note_throttle(resp.throttle_time_ms, f.version);
+                        self.note_throttle(resp.throttle_time_ms, f.version, 6);
                     }
                     Err(e) => {
                         // The request may have been written; answer its batches as lost, then
@@ -951,7 +953,7 @@ impl Connection {
             InFlightKind::Metadata { reply } => {
                 let decoded = responses::decode_metadata_response(body, f.version);
                 if let Ok(m) = &decoded {
-                    self.note_throttle(m.throttle_time_ms, f.version);
+                    self.note_throttle(m.throttle_time_ms, f.version, 6);
                 }
                 if !self.reply(reply, decoded) {
                     return;
@@ -959,12 +961,24 @@ impl Connection {
             }
             InFlightKind::InitProducerId { reply } => {
                 let decoded = responses::decode_init_producer_id_response(body, f.version);
+                if let Ok(r) = &decoded {
+                    self.note_throttle(r.throttle_time_ms, f.version, 1);
+                }
                 if !self.reply(reply, decoded) {
                     return;
                 }
             }
             InFlightKind::Transact { kind, reply } => {
-                if !self.reply(reply, kind.decode(body, f.version)) {
+                let decoded = kind.decode(body, f.version);
+                if let Ok(answer) = &decoded {
+                    let from = if kind == TxnKind::FindCoordinator {
+                        2
+                    } else {
+                        1
+                    };
+                    self.note_throttle(answer.throttle_time_ms(), f.version, from);
+                }
+                if !self.reply(reply, decoded) {
                     return;
                 }
             }

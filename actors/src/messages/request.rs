@@ -49,6 +49,20 @@ pub(crate) enum TxnAnswer {
     EndTxn(EndTxnResponse),
 }
 
+impl TxnAnswer {
+    /// How long the broker asked the client to wait before its next request (quotas).
+    pub(crate) fn throttle_time_ms(&self) -> i32 {
+        match self {
+            TxnAnswer::FindCoordinator(r) => r.throttle_time_ms,
+            TxnAnswer::InitProducerId(r) => r.throttle_time_ms,
+            TxnAnswer::AddPartitions(r) => r.throttle_time_ms,
+            TxnAnswer::AddOffsets(r) => r.throttle_time_ms,
+            TxnAnswer::CommitOffsets(r) => r.throttle_time_ms,
+            TxnAnswer::EndTxn(r) => r.throttle_time_ms,
+        }
+    }
+}
+
 /// Why a request got no response.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum RequestError {
