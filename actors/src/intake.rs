@@ -136,7 +136,8 @@ impl Intake {
     }
 
     /// Wakes the callers waiting in [`ready`](Self::ready), if any: after a take, or when a
-    /// parked record leaves. One relaxed swap when nobody waits.
+    /// parked record leaves. A fence and a relaxed load when nobody waits (per take, not per
+    /// record).
     #[inline]
     fn made_room(&self) {
         std::sync::atomic::fence(SeqCst);
