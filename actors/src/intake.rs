@@ -51,6 +51,11 @@ pub(crate) struct Intake {
     limit: usize,
     /// Bytes of the records the router holds parked (see `router::Parked`).
     parked: AtomicUsize,
+    /// Bytes of the records the router took last and is routing: still held, until it
+    /// says they are routed (into batches, or parked and counted there). Stored, not
+    /// added: one take is routed at a time, so a router that panicked mid-route leaves a
+    /// stale count only until its next take.
+    routing: AtomicUsize,
     /// A caller waits in [`Intake::ready`]; whoever makes room wakes it.
     wanted: AtomicBool,
     room: Notify,
@@ -88,6 +93,7 @@ impl Intake {
             state: Mutex::default(),
             limit,
             parked: AtomicUsize::new(0),
+            routing: AtomicUsize::new(0),
             wanted: AtomicBool::new(false),
             room: Notify::new(),
         }
@@ -101,7 +107,7 @@ impl Intake {
     /// (nothing held: room for any one record).
     #[inline(always)]
     fn full(&self, queued: usize, size: usize) -> Option<usize> {
-        let held = queued + self.parked.load(Relaxed);
+        let held = queued + self.parked.load(Relaxed) + self.routing.load(Relaxed);
         (held > 0 && held + size > self.limit).then_some(held)
     }
 
@@ -116,7 +122,8 @@ impl Intake {
             notified.as_mut().enable();
             self.wanted.store(true, SeqCst);
             std::sync::atomic::fence(SeqCst);
-            let held = self.lock().bytes + self.parked.load(SeqCst);
+            let queued = self.lock().bytes;
+            let held = queued + self.parked.load(SeqCst) + self.routing.load(SeqCst);
             if held <= self.limit / 2 || give_up() {
                 return;
             }
@@ -135,8 +142,15 @@ impl Intake {
         self.made_room();
     }
 
-    /// Wakes the callers waiting in [`ready`](Self::ready), if any: after a take, or when a
-    /// parked record leaves. A fence and a relaxed load when nobody waits (per take, not per
+    /// The router has routed what it took last: those records are in batches now, or parked
+    /// and counted as such.
+    pub(crate) fn routed(&self) {
+        self.routing.store(0, SeqCst);
+        self.made_room();
+    }
+
+    /// Wakes the callers waiting in [`ready`](Self::ready), if any: once a take is routed, or
+    /// when a parked record leaves. A fence and a relaxed load when nobody waits (per take, not per
     /// record).
     #[inline]
     fn made_room(&self) {
@@ -245,23 +259,18 @@ impl Intake {
     /// settles the promise: it returns whether the router must come back (it took records,
     /// and callers rely on it to look again; when it took none, the next append queues a
     /// `DrainIntake`). Other takers (a flush taking what waits first) leave the promise to
-    /// whatever made it, and get `false`.
+    /// whatever made it, and get `false`. The taken records stay counted against the limit
+    /// until the router says they are [`routed`](Self::routed).
     pub(crate) fn take(&self, spare: &mut Vec<Entry>, answering: bool) -> bool {
         spare.clear();
         let mut s = self.lock();
         std::mem::swap(&mut s.records, spare);
-        s.bytes = 0;
-        let coming = if answering {
+        // Under the lock, so that an append never sees the taken records counted nowhere.
+        self.routing.store(std::mem::take(&mut s.bytes), Relaxed);
+        if answering {
             s.router_coming = !spare.is_empty();
-            s.router_coming
-        } else {
-            false
-        };
-        drop(s);
-        if !spare.is_empty() {
-            self.made_room();
         }
-        coming
+        answering && s.router_coming
     }
 }
 
@@ -500,9 +509,19 @@ mod tests {
         let mut spare = Vec::new();
         intake.take(&mut spare, true);
         assert_eq!(spare.len(), 3);
+        assert!(
+            futures_util::FutureExt::now_or_never(ready.as_mut()).is_none(),
+            "taken records are held until routed"
+        );
+        let mut refused = append(4);
+        assert!(
+            futures_util::FutureExt::now_or_never(&mut refused).is_some(),
+            "refused while the take is routed"
+        );
+        intake.routed();
         tokio::time::timeout(std::time::Duration::from_millis(50), ready)
             .await
-            .expect("woken by the take, not the 100 ms look");
+            .expect("woken once the take is routed, not by the 100 ms look");
         let ready = intake.ready(|| false);
         assert!(
             futures_util::FutureExt::now_or_never(ready).is_some(),

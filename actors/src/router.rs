@@ -1389,6 +1389,7 @@ impl Router {
                 core.accept(Held { record, completion }, None, ctx);
             }
             core.stamp = None;
+            core.shared.intake.routed();
             records = core.shared.intake.spent(records);
         } else {
             core.shared.intake.drop_spent();
