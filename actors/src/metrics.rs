@@ -96,6 +96,17 @@ impl Metrics {
         }
     }
 
+    /// Counts a record refused before any batch: an error, and a full buffer's as well when
+    /// memory was the reason (after max.block.ms, or the intake's `QueueFull`).
+    pub(crate) fn refused(&self, buffer_full: bool) {
+        Metrics::add(&self.record_error_total, 1);
+        let now = self.now_ms();
+        self.sensors.record_error.record(1.0, now);
+        if buffer_full {
+            self.sensors.buffer_exhausted.record(1.0, now);
+        }
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }
@@ -165,14 +176,13 @@ impl Metrics {
             metadata_refresh_total: l(&self.metadata_refresh_total),
             successful_reauthentication_total: l(&self.successful_reauthentication_total),
             leader_hint_total: l(&self.leader_hint_total),
-            produce_throttle_time_max: {
-                let max = self.sensors.produce_throttle_time.read(self.now_ms()).max;
-                if max.is_nan() {
-                    0.0
-                } else {
-                    max.max(0.0)
-                }
-            },
+            // An empty window reads NaN, which `f64::max` turns into 0.
+            produce_throttle_time_max: self
+                .sensors
+                .produce_throttle_time
+                .read(self.now_ms())
+                .max
+                .max(0.0),
         }
     }
 }

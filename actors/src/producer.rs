@@ -397,13 +397,7 @@ impl Producer {
             Err(SendError::Closed(_)) => false,
         };
         let alive = || router.connected();
-        let on_full = || {
-            let m = &self.shared.metrics;
-            Metrics::add(&m.record_error_total, 1);
-            let now = m.now_ms();
-            m.sensors.record_error.record(1.0, now);
-            m.sensors.buffer_exhausted.record(1.0, now);
-        };
+        let on_full = || self.shared.metrics.refused(true);
         self.shared
             .intake
             .append(record, completion, queue_drain, alive, on_full);

@@ -44,7 +44,6 @@ use crate::messages::cluster::{AddTopics, ClusterChanged, ForgetTopics, Subscrib
 use crate::messages::intercept::{Acknowledged, OnSend, Route, RouteLost};
 use crate::messages::transaction::EndTransaction;
 use crate::messages::{ProducerBroken, Shutdown};
-use crate::metrics::Metrics;
 use crate::otel::RecordTrace;
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
@@ -387,13 +386,8 @@ enum Appended {
 
 impl RouterCore {
     fn refuse(&self, kind: ErrorKind, record: ProducerRecord, completion: Completion) {
-        let m = &self.shared.metrics;
-        Metrics::add(&m.record_error_total, 1);
-        let now = m.now_ms();
-        m.sensors.record_error.record(1.0, now);
-        if matches!(kind, ErrorKind::BufferExhausted { .. }) {
-            m.sensors.buffer_exhausted.record(1.0, now);
-        }
+        let buffer_full = matches!(kind, ErrorKind::BufferExhausted { .. });
+        self.shared.metrics.refused(buffer_full);
         if let (Some(status), true) = (&self.shared.txn, self.in_txn) {
             // A record of the open transaction is lost to it: the transaction cannot commit
             // (Java's `maybeTransitionToErrorState`).
