@@ -189,10 +189,18 @@ struct Waiting {
 
 /// A record's share of the intake's count of parked bytes while the router holds it parked;
 /// given back when the record leaves the queue it waited in, whichever way it leaves.
-#[derive(Debug)]
 struct Parked {
     shared: Arc<Shared>,
     bytes: usize,
+}
+
+/// The bytes only: the producer's whole shared state would print with every waiting record.
+impl std::fmt::Debug for Parked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parked")
+            .field("bytes", &self.bytes)
+            .finish()
+    }
 }
 
 impl Parked {
