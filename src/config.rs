@@ -758,7 +758,7 @@ keys! {
     "linger.ms" linger(Duration) = ms(5), Millis::LONG;
     /// uncompressed bytes per partition batch; one that waits for its partition's batch in flight grows on
     "batch.size" batch_size(usize) = 16_384, Bytes::INT;
-    /// shared by all partitions; a full buffer holds records up to max.block.ms; Producer::send holds as much again outside batches, then refuses with QueueFull
+    /// shared by all partitions; a full buffer holds records up to max.block.ms; Producer::send's records waiting for batches share it, then it refuses with QueueFull
     "buffer.memory" buffer_memory(usize) = 33_554_432, Bytes::LONG;
     /// how long sending may block on a full buffer or on a topic's metadata
     "max.block.ms" max_block(Duration) = ms(60_000), Millis::LONG;

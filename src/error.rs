@@ -308,14 +308,14 @@ pub enum ErrorKind {
         /// How long we waited.
         waited_ms: u64,
     },
-    /// The producer already holds `buffer.memory` bytes of records it has not put into
-    /// batches yet (the intake of `Producer::send` and `do_send`, and records the router
-    /// holds while it waits for memory or metadata). An async caller cannot be blocked the
-    /// way Java's `send` blocks its thread, so the record is refused at once, as librdkafka
-    /// refuses with QUEUE_FULL: await `Producer::ready()` and send it again.
-    #[error("producer queue full: {held_bytes} bytes of records wait outside batches, as many as buffer.memory ({limit_bytes}); await Producer::ready() before sending more")]
+    /// The producer's batches and the records waiting for them (the intake of
+    /// `Producer::send` and `do_send`, and records the router holds while it waits for
+    /// memory or metadata) already hold `buffer.memory` bytes. An async caller cannot be
+    /// blocked the way Java's `send` blocks its thread, so the record is refused at once, as
+    /// librdkafka refuses with QUEUE_FULL: await `Producer::ready()` and send it again.
+    #[error("producer queue full: batches and the records waiting for them hold {held_bytes} bytes of buffer.memory's {limit_bytes}; await Producer::ready() before sending more")]
     QueueFull {
-        /// Bytes held outside batches when the record came.
+        /// Bytes held by batches and by records outside them when the record came.
         held_bytes: u64,
         /// The limit: `buffer.memory`.
         limit_bytes: u64,

@@ -17,14 +17,19 @@
 //!   here before it handles `Flush`, `Close` or a transaction's begin, commit or abort, so
 //!   those cover (or precede) exactly the records appended before them. (A record sent to
 //!   the router's mailbox directly is not ordered against records appended here after it.)
-//! - **Bounded by buffer.memory.** The records here, with those the router holds parked
-//!   (waiting for metadata or for memory), come to at most `buffer.memory` bytes: a record
-//!   that would take them past it is refused at once with `QueueFull`, its record handed
-//!   back, and [`Intake::ready`] waits for room. Java blocks the sending thread instead; an
-//!   async caller cannot be blocked, and a fast one would otherwise pile records up here
-//!   for as long as a broker is away (librdkafka refuses with QUEUE_FULL the same way).
-//!   One record is always taken when nothing is held, so a record larger than the limit
-//!   reaches the router and fails with its own reason (too large).
+//! - **Bounded by buffer.memory, with the batches.** The records here, with those the router
+//!   holds parked (waiting for metadata or for memory), may take only what the batches leave
+//!   of `buffer.memory` (their reservations and the spare buffers kept for them, which give
+//!   way as they do to a batch): a record that would take the whole past it is refused at
+//!   once with `QueueFull`, its record handed back, and [`Intake::ready`] waits for room.
+//!   Java blocks the sending thread instead; an async caller cannot be blocked, and a fast
+//!   one would otherwise pile records up here for as long as a broker is away (librdkafka
+//!   refuses with QUEUE_FULL the same way). Batches are not limited by what waits here: the
+//!   records parked for memory wait for batches, so counting them against the batches'
+//!   reservations would leave both waiting for each other. One record is always taken when
+//!   nothing waits outside batches, so a record larger than the limit reaches the router and
+//!   fails with its own reason (too large), and one that finds the batches full waits there
+//!   for memory up to `max.block.ms`, as a record sent to the router does.
 //! - **Exactly one outcome.** A record's `Completion` moves with it into the router, which
 //!   completes it as any other; if the router is gone the record is refused here.
 //! - **Freed where made.** Routed records come back ([`Intake::spent`]) with their
@@ -33,12 +38,13 @@
 
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use herald::{ErrorKind, ProduceError, ProducerRecord};
 use tokio::sync::Notify;
 
 use crate::completion::Completion;
+use crate::memory::MemoryPool;
 
 /// A record appended by `Producer::send` and where its outcome goes.
 pub(crate) type Entry = (ProducerRecord, Completion);
@@ -47,7 +53,8 @@ pub(crate) type Entry = (ProducerRecord, Completion);
 #[derive(Debug)]
 pub(crate) struct Intake {
     state: Mutex<State>,
-    /// `buffer.memory`: the bytes of records held outside batches at most.
+    /// `buffer.memory`, shared with the batches (see the module docs).
+    pool: Arc<MemoryPool>,
     limit: usize,
     /// Bytes of the records the router holds parked (see `router::Parked`).
     parked: AtomicUsize,
@@ -87,11 +94,13 @@ pub(crate) fn held_size(record: &ProducerRecord) -> usize {
 }
 
 impl Intake {
-    /// An intake that holds, with the router's parked records, at most `limit` bytes.
-    pub(crate) fn new(limit: usize) -> Self {
+    /// An intake that holds, with the router's parked records, what the batches leave of
+    /// `pool`'s limit.
+    pub(crate) fn new(pool: Arc<MemoryPool>) -> Self {
         Intake {
             state: Mutex::default(),
-            limit,
+            limit: pool.limit(),
+            pool,
             parked: AtomicUsize::new(0),
             routing: AtomicUsize::new(0),
             wanted: AtomicBool::new(false),
@@ -103,31 +112,49 @@ impl Intake {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Bytes held outside batches, if another `size` bytes would take them past the limit
-    /// (nothing held: room for any one record).
+    /// Bytes held in all (outside batches and by them), if another `size` bytes would take
+    /// them past the limit (nothing outside batches: room for any one record).
     #[inline(always)]
     fn full(&self, queued: usize, size: usize) -> Option<usize> {
-        let held = queued + self.parked.load(Relaxed) + self.routing.load(Relaxed);
-        (held > 0 && held + size > self.limit).then_some(held)
+        let outside = queued + self.parked.load(Relaxed) + self.routing.load(Relaxed);
+        if outside == 0 || outside + size + self.pool.held() <= self.limit {
+            return None;
+        }
+        self.full_but_spares(outside, size)
     }
 
-    /// Waits until what is held outside batches is at most half the limit, or `give_up`
-    /// says the router will not come (a broken or closed producer). Registers before it
-    /// looks, so room made between the look and the wait is not missed; looks again every
-    /// 100 ms besides, for a router that went away while it waited.
+    /// The slow half of [`full`](Self::full): spare buffers may give way.
+    #[cold]
+    #[inline(never)]
+    fn full_but_spares(&self, outside: usize, size: usize) -> Option<usize> {
+        if self.pool.fits(outside + size, self.limit) {
+            return None;
+        }
+        Some(outside + self.pool.held())
+    }
+
+    /// Waits until what is held, outside batches and by them, is at most half the limit, or
+    /// `give_up` says the router will not come (a broken or closed producer). Registers
+    /// before it looks, so room made between the look and the wait is not missed: a take
+    /// routed, a parked record leaving, a batch's memory released. Looks again every 100 ms
+    /// besides, for a router that went away while it waited.
     pub(crate) async fn ready(&self, give_up: impl Fn() -> bool) {
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            let released = self.pool.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
             self.wanted.store(true, SeqCst);
             std::sync::atomic::fence(SeqCst);
             let queued = self.lock().bytes;
-            let held = queued + self.parked.load(SeqCst) + self.routing.load(SeqCst);
-            if held <= self.limit / 2 || give_up() {
+            let outside = queued + self.parked.load(SeqCst) + self.routing.load(SeqCst);
+            if self.pool.fits(outside, self.limit / 2) || give_up() {
                 return;
             }
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), notified).await;
+            let room = futures_util::future::select(notified, released);
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), room).await;
         }
     }
 
@@ -302,13 +329,18 @@ mod tests {
         r
     }
 
+    /// An intake with a pool of `limit` bytes of its own.
+    fn intake_of(limit: usize) -> Intake {
+        Intake::new(Arc::new(MemoryPool::new(limit, 16)))
+    }
+
     fn value(r: &ProducerRecord) -> u8 {
         r.value.as_ref().expect("a value")[0]
     }
 
     #[test]
     fn the_router_is_asked_once_and_looks_again_while_records_come() {
-        let intake = Intake::new(1 << 20);
+        let intake = intake_of(1 << 20);
         let queued = Cell::new(0);
         let queue = || {
             queued.set(queued.get() + 1);
@@ -351,7 +383,7 @@ mod tests {
 
     #[test]
     fn a_record_the_router_cannot_take_is_refused_with_its_record() {
-        let intake = Intake::new(1 << 20);
+        let intake = intake_of(1 << 20);
         let (tx, rx) = slot();
         intake.append(record(9), Completion::slot(tx), || false, || true, || ());
         let err = futures_util::FutureExt::now_or_never(rx)
@@ -403,7 +435,7 @@ mod tests {
 
     #[test]
     fn routed_records_are_freed_by_the_next_caller_or_by_an_idle_router() {
-        let intake = std::sync::Arc::new(Intake::new(1 << 20));
+        let intake = std::sync::Arc::new(intake_of(1 << 20));
         let (r, freed) = noted();
         intake.append(r, Completion::discard(), || true, || true, || ());
         // The router, on a thread of its own: takes, routes (here: nothing), gives back.
@@ -473,7 +505,7 @@ mod tests {
     #[tokio::test]
     async fn past_the_limit_records_are_refused_and_ready_waits_for_room() {
         let one = held_size(&record(0));
-        let intake = Intake::new(4 * one);
+        let intake = intake_of(4 * one);
         let append = |i: u8| {
             let (tx, rx) = slot();
             intake.append(record(i), Completion::slot(tx), || true, || true, || ());
@@ -542,7 +574,7 @@ mod tests {
         intake.unpark(one);
 
         // Nothing held: one record is taken whatever its size, to fail with its own reason.
-        let small = Intake::new(1);
+        let small = intake_of(1);
         let (tx, mut rx) = slot();
         small.append(record(7), Completion::slot(tx), || true, || true, || ());
         assert!(
@@ -554,5 +586,52 @@ mod tests {
         assert!(futures_util::FutureExt::now_or_never(rx)
             .expect("refused")
             .is_err());
+    }
+    /// The batches' memory and the intake share buffer.memory: the intake takes only what the
+    /// batches leave, `ready` is woken when a batch gives memory back, and spare buffers give
+    /// way to records as they do to batches.
+    #[tokio::test]
+    async fn the_intake_takes_what_the_batches_leave() {
+        let one = held_size(&record(0));
+        let pool = Arc::new(MemoryPool::new(8 * one, one));
+        let intake = Intake::new(pool.clone());
+        let append = |i: u8| {
+            let (tx, mut rx) = slot();
+            intake.append(record(i), Completion::slot(tx), || true, || true, || ());
+            futures_util::FutureExt::now_or_never(&mut rx).map(|o| o.expect_err("refused"))
+        };
+        assert!(pool.try_reserve(6 * one), "batches hold six of eight");
+        assert!(
+            append(0).is_none() && append(1).is_none(),
+            "two fit beside them"
+        );
+        let err = append(2).expect("the third does not");
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::QueueFull { held_bytes, .. } if *held_bytes == 8 * one as u64
+            ),
+            "{err}"
+        );
+        // Eight of eight held: ready waits until a batch gives memory back.
+        let ready = intake.ready(|| false);
+        tokio::pin!(ready);
+        assert!(futures_util::FutureExt::now_or_never(ready.as_mut()).is_none());
+        pool.release(4 * one);
+        tokio::time::timeout(std::time::Duration::from_millis(50), ready)
+            .await
+            .expect("woken by the release, not by the 100 ms look");
+
+        // The records leave for batches; the batches complete and their buffer is kept as a
+        // spare of six.
+        let mut taken = Vec::new();
+        intake.take(&mut taken, true);
+        intake.routed();
+        pool.release(2 * one);
+        pool.offer_spare(6 * one, bytes::BytesMut::with_capacity(one), Vec::new());
+        assert_eq!(pool.held(), 6 * one, "the spare counts");
+        assert!(append(3).is_none() && append(4).is_none());
+        assert!(append(5).is_none(), "the spare gave way");
+        assert_eq!(pool.held(), 0, "dropped for the records");
     }
 }

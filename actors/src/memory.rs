@@ -69,6 +69,8 @@ pub struct MemoryPool {
     spares: Mutex<Spares>,
     /// Spares kept, readable without the lock.
     spare_count: AtomicUsize,
+    /// Their bytes (`Spares::bytes`), readable without the lock.
+    spare_bytes: AtomicUsize,
 }
 
 impl MemoryPool {
@@ -81,6 +83,7 @@ impl MemoryPool {
             poolable,
             spares: Mutex::new(Spares::default()),
             spare_count: AtomicUsize::new(0),
+            spare_bytes: AtomicUsize::new(0),
         }
     }
 
@@ -91,6 +94,7 @@ impl MemoryPool {
     fn count(&self, spares: &Spares) {
         self.spare_count
             .store(spares.exact.len() + spares.grown.len(), Ordering::Relaxed);
+        self.spare_bytes.store(spares.bytes, Ordering::Relaxed);
     }
 
     /// A spare for a batch that reserved `reserved` bytes, if one is kept. A batch that will
@@ -219,6 +223,36 @@ impl MemoryPool {
                 return self.try_reserve(bytes);
             }
         }
+    }
+
+    /// Bytes the batches hold: reserved, and kept as spare buffers.
+    #[inline(always)]
+    pub(crate) fn held(&self) -> usize {
+        self.used.load(Ordering::Relaxed) + self.spare_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether `outside` more bytes (records held outside batches, see `intake`) fit within
+    /// `bound` beside the batches. Spare buffers in the way are dropped, as they are for a
+    /// reservation: they are memory the records would otherwise have to share.
+    pub(crate) fn fits(&self, outside: usize, bound: usize) -> bool {
+        let used = self.used.load(Ordering::Relaxed);
+        if used + outside > bound {
+            return false;
+        }
+        if self.spare_count.load(Ordering::Relaxed) > 0 {
+            let mut spares = self.spares();
+            while used + outside + spares.bytes > bound
+                && spares.pop(true).or_else(|| spares.pop(false)).is_some()
+            {}
+            self.count(&spares);
+        }
+        true
+    }
+
+    /// Woken by the next release (see [`reserve`](Self::reserve)); for callers that wait for
+    /// room beside the batches.
+    pub(crate) fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.freed.notified()
     }
 
     /// Returns `bytes` to the pool.

@@ -165,11 +165,12 @@ impl ProducerBuilder {
             .transactional_id
             .is_some()
             .then(|| TxnStatus::new(self.transaction_v2));
+        let memory = Arc::new(MemoryPool::new(config.buffer_memory, config.batch_size));
         let shared = Arc::new(Shared {
             txn,
             transaction: OnceLock::new(),
-            memory: MemoryPool::new(config.buffer_memory, config.batch_size),
-            intake: Intake::new(config.buffer_memory),
+            intake: Intake::new(memory.clone()),
+            memory,
             config,
             cluster: ClusterView::default(),
             metrics,
@@ -325,10 +326,10 @@ impl Producer {
     /// [`close`](Self::close) covers them. It goes into the producer's intake, which the
     /// router drains in bulk (one message per wake-up rather than one actix request per
     /// record). The intake, with the records the router holds waiting for metadata or
-    /// memory, takes at most `buffer.memory` bytes: past that the record is refused at once
-    /// with `QueueFull` (its record handed back), where Java's `send` would block its
-    /// thread; await [`ready`](Self::ready) first when records may come faster than the
-    /// brokers take them. buffer.memory and max.block.ms then apply as to any record.
+    /// memory, takes only what the batches leave of `buffer.memory`: past that the record
+    /// is refused at once with `QueueFull` (its record handed back), where Java's `send`
+    /// would block its thread; await [`ready`](Self::ready) first when records may come
+    /// faster than the brokers take them. buffer.memory and max.block.ms then apply as to any record.
     /// With [`Produce::reply_to`] or [`Produce::notify`] the outcome goes there and the
     /// future resolves to `Closed` at once, as `router().send` of such a record does once
     /// routed. Records sent with `router().send` are not ordered against records sent here
@@ -341,10 +342,10 @@ impl Producer {
         rx
     }
 
-    /// Waits until the records the producer holds outside batches (see [`send`](Self::send))
-    /// come to at most half of `buffer.memory`, so that a record sent next is not refused
-    /// with `QueueFull` (unless other callers fill the room first). This is where an async
-    /// caller waits where Java's `send` blocks: `producer.ready().await` before each send,
+    /// Waits until the producer's batches and the records waiting for them (see
+    /// [`send`](Self::send)) hold at most half of `buffer.memory`, so that a record sent next
+    /// is not refused with `QueueFull` (unless other callers fill the room first). This is
+    /// where an async caller waits where Java's `send` blocks: `producer.ready().await` before each send,
     /// or before each burst, bounds what a fast source piles up while a broker is away.
     /// Returns at once while there is room, and when the producer is broken or closed
     /// (the send then says why).

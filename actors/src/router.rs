@@ -183,7 +183,7 @@ struct Waiting {
     /// reads no clock for it.
     since: Option<Instant>,
     /// Counts the record against the intake's limit while it waits (the intake refuses
-    /// `Producer::send` records past buffer.memory of records held outside batches).
+    /// `Producer::send` records past what the batches leave of buffer.memory).
     _parked: Parked,
 }
 

@@ -34,7 +34,8 @@ use crate::txn_status::TxnStatus;
 pub(crate) struct Shared {
     pub(crate) config: ProducerConfig,
     pub(crate) cluster: ClusterView,
-    pub(crate) memory: MemoryPool,
+    /// `buffer.memory`; the intake holds it too, to take only what the batches leave.
+    pub(crate) memory: Arc<MemoryPool>,
     pub(crate) metrics: Metrics,
     /// Trace context propagation and spans (feature `opentelemetry`; nothing without it).
     pub(crate) tracing: Tracing,

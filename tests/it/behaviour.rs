@@ -213,8 +213,8 @@ async fn grown_batch_buffers_serve_later_batches_and_memory_comes_back_whole() {
     );
     let (waves, per_wave) = (4, 1500);
     for wave in 0..waves {
-        // A wave is more than buffer.memory holds outside batches: each record waits for
-        // room (`ready`) rather than being refused.
+        // A wave is more than buffer.memory holds, in batches and outside them: each record
+        // waits for room (`ready`) rather than being refused.
         let mut sends = Vec::new();
         for i in wave * per_wave..(wave + 1) * per_wave {
             producer.ready().await;
