@@ -527,14 +527,17 @@ fn config(args: &Args) -> Result<ProducerConfig, ConfigError> {
         std::iter::once(("bootstrap.servers".to_string(), args.brokers.clone()))
             .chain(args.config.iter().cloned())
     };
-    let config = ProducerConfig::from_pairs(pairs())?;
     if args.config.iter().any(|(k, _)| k == "batch.size") {
-        return Ok(config);
+        return ProducerConfig::from_pairs(pairs());
     }
-    let batch_size = (config.buffer_memory / BATCHES_PER_BUFFER).clamp(1, BATCH_SIZE);
-    ProducerConfig::from_pairs(
-        std::iter::once(("batch.size".to_string(), batch_size.to_string())).chain(pairs()),
-    )
+    let with_batch_size = |n: usize| {
+        ProducerConfig::from_pairs(
+            std::iter::once(("batch.size".to_string(), n.to_string())).chain(pairs()),
+        )
+    };
+    // First with a batch.size any buffer.memory holds, to read buffer.memory.
+    let buffer_memory = with_batch_size(1)?.buffer_memory;
+    with_batch_size((buffer_memory / BATCHES_PER_BUFFER).clamp(1, BATCH_SIZE))
 }
 
 #[actix_rt::main]

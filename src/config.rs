@@ -756,7 +756,7 @@ keys! {
         Choice(Acks::parse, Acks::name, "expected all, -1, 0 or 1");
     /// how long a partition's batch waits for more records before it is sent
     "linger.ms" linger(Duration) = ms(5), Millis::LONG;
-    /// uncompressed bytes per partition batch; one that waits for its partition's batch in flight grows on
+    /// uncompressed bytes per partition batch, at most buffer.memory; one that waits for its partition's batch in flight grows on
     "batch.size" batch_size(usize) = 16_384, Bytes::INT;
     /// shared by all partitions; a full buffer holds records up to max.block.ms; Producer::send's records waiting for batches share it, then it refuses with QueueFull
     "buffer.memory" buffer_memory(usize) = 33_554_432, Bytes::LONG;
@@ -1510,6 +1510,25 @@ fn finish(
         c.delivery_timeout = floor;
     }
 
+    // A batch reserves batch.size of buffer.memory when it starts: a larger batch.size could
+    // never get memory, and every record would wait max.block.ms and fail (in Java, every
+    // send throws at once). Named here instead, on the key the user set.
+    if c.batch_size > c.buffer_memory {
+        let key = if explicit.contains("batch.size") || !explicit.contains("buffer.memory") {
+            "batch.size"
+        } else {
+            "buffer.memory"
+        };
+        return Err(conflict(
+            key,
+            format!(
+                "batch.size ({}) must be at most buffer.memory ({}): a batch reserves \
+                 batch.size of buffer.memory when it starts",
+                c.batch_size, c.buffer_memory
+            ),
+        ));
+    }
+
     // Java: conflicting settings switch default idempotence off, but contradict an explicit one.
     if c.enable_idempotence {
         let user_chose = explicit.contains("enable.idempotence");
@@ -2216,6 +2235,23 @@ metrics.recording.level=DEBUG
             assert!(!format!("{c:?}").contains("hunter2"));
             assert!(!format!("{:?}", c.to_pairs()).contains("hunter2"));
         }
+    }
+
+    #[test]
+    fn batch_size_must_fit_buffer_memory() {
+        let msg = assert_conflict(
+            &[("batch.size", "65536"), ("buffer.memory", "32768")],
+            "batch.size",
+        );
+        assert!(
+            msg.contains("batch.size (65536) must be at most buffer.memory (32768)"),
+            "{msg}"
+        );
+        // Only buffer.memory set, below the default batch.size: that is the key to change.
+        assert_conflict(&[("buffer.memory", "8192")], "buffer.memory");
+        // Equal is fine.
+        let c = pairs_ok(&[("batch.size", "32768"), ("buffer.memory", "32768")]);
+        assert_eq!(c.batch_size, c.buffer_memory);
     }
 
     #[test]
