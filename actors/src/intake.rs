@@ -190,9 +190,10 @@ impl Intake {
     /// Appends a record. When the router is not coming, `queue_drain` is called under the
     /// intake's lock to send it `DrainIntake`; when it is, `alive` tells whether the router
     /// still runs. Either answering `false` (the router is gone) refuses the record with
-    /// `Closed` at once. A record past the limit is refused with `QueueFull`, after
-    /// `on_full` (the metrics). Inlined into its callers, so that the record is moved once, from
-    /// the caller's frame into the intake (callgrind: one `memcpy` per record less).
+    /// `Closed` at once. A record past the limit goes to `on_full` with the bytes held, which
+    /// refuses it ([`Intake::refuse_full`]) or keeps it to try again. Inlined into its
+    /// callers, so that the record is moved once, from the caller's frame into the intake
+    /// (callgrind: one `memcpy` per record less).
     #[inline(always)]
     pub(crate) fn append(
         &self,
@@ -200,14 +201,13 @@ impl Intake {
         completion: Completion,
         queue_drain: impl FnOnce() -> bool,
         alive: impl FnOnce() -> bool,
-        on_full: impl FnOnce(),
+        on_full: impl FnOnce(ProducerRecord, Completion, usize),
     ) {
         let size = held_size(&record);
         let mut s = self.lock();
         if let Some(held) = self.full(s.bytes, size) {
             drop(s);
-            on_full();
-            refuse_full(record, completion, held, self.limit);
+            on_full(record, completion, held);
             return;
         }
         let reachable = if s.router_coming {
@@ -276,6 +276,16 @@ impl Intake {
         spare
     }
 
+    /// Refuses a record over the limit with `QueueFull`, `held` bytes being held.
+    #[cold]
+    pub(crate) fn refuse_full(&self, record: ProducerRecord, completion: Completion, held: usize) {
+        let kind = ErrorKind::QueueFull {
+            held_bytes: held as u64,
+            limit_bytes: self.limit as u64,
+        };
+        completion.complete(Err(ProduceError::refused(kind, record)));
+    }
+
     /// Records waiting for the router now.
     pub(crate) fn len(&self) -> usize {
         self.lock().records.len()
@@ -301,16 +311,6 @@ impl Intake {
     }
 }
 
-/// A record over the limit: `QueueFull` at once.
-#[cold]
-fn refuse_full(record: ProducerRecord, completion: Completion, held: usize, limit: usize) {
-    let kind = ErrorKind::QueueFull {
-        held_bytes: held as u64,
-        limit_bytes: limit as u64,
-    };
-    completion.complete(Err(ProduceError::refused(kind, record)));
-}
-
 /// A record the router will not take: `Closed` at once.
 #[cold]
 fn refuse(record: ProducerRecord, completion: Completion) {
@@ -327,6 +327,24 @@ mod tests {
         let mut r = ProducerRecord::new("t");
         r.value = Some(bytes::Bytes::from(vec![i]));
         r
+    }
+
+    /// Refuses a record past the limit, as `Producer::send` does.
+    fn refusing(intake: &Intake) -> impl FnOnce(ProducerRecord, Completion, usize) + '_ {
+        move |r, c, h| intake.refuse_full(r, c, h)
+    }
+
+    /// Appends record `i` to a router that is coming; its outcome, if any.
+    fn append_to(intake: &Intake, i: u8) -> crate::completion::SlotReceiver {
+        let (tx, rx) = slot();
+        intake.append(
+            record(i),
+            Completion::slot(tx),
+            || true,
+            || true,
+            refusing(intake),
+        );
+        rx
     }
 
     /// An intake with a pool of `limit` bytes of its own.
@@ -351,7 +369,9 @@ mod tests {
         let mut append = |i: u8| {
             let (tx, rx) = slot();
             receivers.push(rx);
-            intake.append(record(i), Completion::slot(tx), queue, alive, || ());
+            intake.append(record(i), Completion::slot(tx), queue, alive, |r, c, h| {
+                intake.refuse_full(r, c, h)
+            });
         };
         for i in 0..3 {
             append(i);
@@ -385,7 +405,13 @@ mod tests {
     fn a_record_the_router_cannot_take_is_refused_with_its_record() {
         let intake = intake_of(1 << 20);
         let (tx, rx) = slot();
-        intake.append(record(9), Completion::slot(tx), || false, || true, || ());
+        intake.append(
+            record(9),
+            Completion::slot(tx),
+            || false,
+            || true,
+            refusing(&intake),
+        );
         let err = futures_util::FutureExt::now_or_never(rx)
             .expect("answered")
             .expect_err("refused");
@@ -397,9 +423,21 @@ mod tests {
 
         // The router was coming, and is gone before it came.
         let (tx, _rx) = slot();
-        intake.append(record(1), Completion::slot(tx), || true, || true, || ());
+        intake.append(
+            record(1),
+            Completion::slot(tx),
+            || true,
+            || true,
+            refusing(&intake),
+        );
         let (tx, rx) = slot();
-        intake.append(record(2), Completion::slot(tx), || true, || false, || ());
+        intake.append(
+            record(2),
+            Completion::slot(tx),
+            || true,
+            || false,
+            refusing(&intake),
+        );
         let err = futures_util::FutureExt::now_or_never(rx)
             .expect("answered")
             .expect_err("refused");
@@ -437,7 +475,13 @@ mod tests {
     fn routed_records_are_freed_by_the_next_caller_or_by_an_idle_router() {
         let intake = std::sync::Arc::new(intake_of(1 << 20));
         let (r, freed) = noted();
-        intake.append(r, Completion::discard(), || true, || true, || ());
+        intake.append(
+            r,
+            Completion::discard(),
+            || true,
+            || true,
+            refusing(&intake),
+        );
         // The router, on a thread of its own: takes, routes (here: nothing), gives back.
         let router = {
             let intake = intake.clone();
@@ -457,7 +501,13 @@ mod tests {
             None,
             "kept for the next caller"
         );
-        intake.append(record(1), Completion::discard(), || true, || true, || ());
+        intake.append(
+            record(1),
+            Completion::discard(),
+            || true,
+            || true,
+            refusing(&intake),
+        );
         let caller = std::thread::current().id();
         assert_eq!(
             *freed.lock().expect("note"),
@@ -469,7 +519,13 @@ mod tests {
         // Nobody appends after the router gave its records back: the router's next look
         // finds nothing and frees them.
         let (r, freed) = noted();
-        intake.append(r, Completion::discard(), || true, || true, || ());
+        intake.append(
+            r,
+            Completion::discard(),
+            || true,
+            || true,
+            refusing(&intake),
+        );
         let mut taken = Vec::new();
         intake.take(&mut taken, true);
         assert_eq!(taken.len(), 2);
@@ -506,11 +562,7 @@ mod tests {
     async fn past_the_limit_records_are_refused_and_ready_waits_for_room() {
         let one = held_size(&record(0));
         let intake = intake_of(4 * one);
-        let append = |i: u8| {
-            let (tx, rx) = slot();
-            intake.append(record(i), Completion::slot(tx), || true, || true, || ());
-            rx
-        };
+        let append = |i: u8| append_to(&intake, i);
         let mut taken: Vec<_> = (0..3).map(append).collect();
         intake.park(one);
         let mut refused = append(3);
@@ -576,13 +628,25 @@ mod tests {
         // Nothing held: one record is taken whatever its size, to fail with its own reason.
         let small = intake_of(1);
         let (tx, mut rx) = slot();
-        small.append(record(7), Completion::slot(tx), || true, || true, || ());
+        small.append(
+            record(7),
+            Completion::slot(tx),
+            || true,
+            || true,
+            refusing(&small),
+        );
         assert!(
             futures_util::FutureExt::now_or_never(&mut rx).is_none(),
             "taken"
         );
         let (tx, rx) = slot();
-        small.append(record(8), Completion::slot(tx), || true, || true, || ());
+        small.append(
+            record(8),
+            Completion::slot(tx),
+            || true,
+            || true,
+            refusing(&small),
+        );
         assert!(futures_util::FutureExt::now_or_never(rx)
             .expect("refused")
             .is_err());
@@ -596,8 +660,7 @@ mod tests {
         let pool = Arc::new(MemoryPool::new(8 * one, one));
         let intake = Intake::new(pool.clone());
         let append = |i: u8| {
-            let (tx, mut rx) = slot();
-            intake.append(record(i), Completion::slot(tx), || true, || true, || ());
+            let mut rx = append_to(&intake, i);
             futures_util::FutureExt::now_or_never(&mut rx).map(|o| o.expect_err("refused"))
         };
         assert!(pool.try_reserve(6 * one), "batches hold six of eight");

@@ -12,7 +12,7 @@ use actix::prelude::*;
 use crate::supervisor::{ActorKind, Supervision, Supervisor};
 use herald::partitioner::{DefaultPartitioner, Partitioner};
 use herald::sasl::{OAuthTokens, SaslSettings};
-use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig};
+use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig, ProducerRecord};
 
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
@@ -329,7 +329,7 @@ impl Producer {
     /// memory, takes only what the batches leave of `buffer.memory`: past that the record
     /// is refused at once with `QueueFull` (its record handed back), where Java's `send`
     /// would block its thread; await [`ready`](Self::ready) first when records may come
-    /// faster than the brokers take them. buffer.memory and max.block.ms then apply as to any record.
+    /// faster than the brokers take them, or use [`send_when_ready`](Self::send_when_ready). buffer.memory and max.block.ms then apply as to any record.
     /// With [`Produce::reply_to`] or [`Produce::notify`] the outcome goes there and the
     /// future resolves to `Closed` at once, as `router().send` of such a record does once
     /// routed. Records sent with `router().send` are not ordered against records sent here
@@ -338,15 +338,60 @@ impl Producer {
     /// record's transaction is the one open when `send` is called.
     pub fn send(&self, produce: Produce) -> impl Future<Output = Outcome> + Send + 'static {
         let (tx, rx) = slot();
-        self.hand_over(produce, Completion::slot(tx));
+        self.hand_over(produce, Completion::slot(tx), self.queue_full());
+        rx
+    }
+
+    /// Produces one record as [`send`](Self::send) does, but where `send` would refuse it
+    /// with `QueueFull`, this waits for room for up to `max.block.ms`, as Java's `send` blocks
+    /// its thread and FutureProducer's `send` waits out a full queue. Awaiting it hands the
+    /// record over, so records keep the order of the awaits; what it returns resolves to the
+    /// record's outcome, so a caller can hand records over one after another and await their
+    /// outcomes later. Past `max.block.ms` without room the outcome is `BufferExhausted`, the
+    /// record handed back. Records sent with `send` meanwhile may pass a record that waits.
+    pub async fn send_when_ready(
+        &self,
+        produce: Produce,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let (tx, rx) = slot();
+        let mut back = None;
+        self.hand_over(produce, Completion::slot(tx), |r, c, _| back = Some((r, c)));
+        if back.is_none() {
+            return rx;
+        }
+        let max_block = self.shared.config.max_block;
+        let deadline = tokio::time::Instant::now() + max_block;
+        while let Some((record, completion)) = back.take() {
+            let room = tokio::time::timeout_at(deadline, self.ready())
+                .await
+                .is_ok();
+            if !room || tokio::time::Instant::now() >= deadline {
+                self.shared.metrics.refused(true);
+                let kind = ErrorKind::BufferExhausted {
+                    waited_ms: max_block.as_millis() as u64,
+                };
+                completion.complete(Err(ProduceError::refused(kind, record)));
+                break;
+            }
+            // `ready` also returns for a producer that will take nothing more: say why
+            // rather than wait out max.block.ms.
+            let broken = self.shared.supervision.broken().cloned();
+            let closed = || (!self.router.connected()).then_some(ErrorKind::Closed);
+            if let Some(why) = broken.or_else(closed) {
+                completion.complete(Err(ProduceError::refused(why, record)));
+                break;
+            }
+            self.append(record, completion, |r, c, _| back = Some((r, c)));
+        }
         rx
     }
 
     /// Waits until the producer's batches and the records waiting for them (see
     /// [`send`](Self::send)) hold at most half of `buffer.memory`, so that a record sent next
     /// is not refused with `QueueFull` (unless other callers fill the room first). This is
-    /// where an async caller waits where Java's `send` blocks: `producer.ready().await` before each send,
-    /// or before each burst, bounds what a fast source piles up while a broker is away.
+    /// where an async caller waits where Java's `send` blocks: `producer.ready().await`
+    /// before each send, or before each burst, bounds what a fast source piles up while a
+    /// broker is away ([`send_when_ready`](Self::send_when_ready) does it per record).
     /// Returns at once while there is room, and when the producer is broken or closed
     /// (the send then says why).
     pub async fn ready(&self) {
@@ -362,15 +407,20 @@ impl Producer {
     /// This goes through the intake as [`send`](Self::send) does: one wake-up for all the
     /// records appended while the router works, and the same order and flush guarantees.
     pub fn do_send(&self, produce: Produce) {
-        self.hand_over(produce, Completion::discard());
+        self.hand_over(produce, Completion::discard(), self.queue_full());
     }
 
     /// Appends a record to the intake; its outcome goes to `reply` unless the record names a
-    /// mailbox of its own. Inlined into `send` and `do_send`, as `Intake::append` is into
-    /// it, so the record is not copied once more on the way (callgrind: one `memcpy` of the
-    /// record per call less).
+    /// mailbox of its own, and `on_full` takes it if there is no room. Inlined into `send`
+    /// and `do_send`, as `Intake::append` is into it, so the record is not copied once more
+    /// on the way (callgrind: one `memcpy` of the record per call less).
     #[inline(always)]
-    fn hand_over(&self, produce: Produce, reply: Completion) {
+    fn hand_over(
+        &self,
+        produce: Produce,
+        reply: Completion,
+        on_full: impl FnOnce(ProducerRecord, Completion, usize),
+    ) {
         let Produce {
             mut record,
             reply_to,
@@ -383,6 +433,17 @@ impl Producer {
             ReplyTo::Recipient(to) => Completion::notify(to, tag),
             ReplyTo::Notifier(to) => Completion::notify_batched(to, tag),
         };
+        self.append(record, completion, on_full);
+    }
+
+    /// [`hand_over`](Self::hand_over) from the record on: also for a record tried again.
+    #[inline(always)]
+    fn append(
+        &self,
+        record: ProducerRecord,
+        completion: Completion,
+        on_full: impl FnOnce(ProducerRecord, Completion, usize),
+    ) {
         if let Some(why) = self.shared.supervision.broken() {
             completion.complete(Err(ProduceError::refused(why.clone(), record)));
             return;
@@ -398,10 +459,17 @@ impl Producer {
             Err(SendError::Closed(_)) => false,
         };
         let alive = || router.connected();
-        let on_full = || self.shared.metrics.refused(true);
         self.shared
             .intake
             .append(record, completion, queue_drain, alive, on_full);
+    }
+
+    /// Refuses a record the intake has no room for with `QueueFull`, counted as refused.
+    fn queue_full(&self) -> impl FnOnce(ProducerRecord, Completion, usize) + '_ {
+        move |record, completion, held| {
+            self.shared.metrics.refused(true);
+            self.shared.intake.refuse_full(record, completion, held);
+        }
     }
 
     /// Why the producer is broken, if one of its actors panicked past the restart limit

@@ -315,6 +315,76 @@ async fn full_buffer_memory_blocks_for_max_block_then_refuses_with_the_record() 
     assert!(producer.close(Duration::from_secs(5)).await);
 }
 
+/// `Producer::send_when_ready` waits for room for up to max.block.ms, then gives the record
+/// back with `BufferExhausted`, as Java's `send` throws after blocking that long (where
+/// `Producer::send` refuses at once with `QueueFull`).
+#[actix_rt::test]
+async fn send_when_ready_waits_max_block_for_room_then_gives_the_record_back() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("when-ready");
+    mock.create_topic(&topic, 1, 1);
+    // One batch is all of buffer.memory; linger keeps it from draining.
+    let producer = start(
+        &mock,
+        &[
+            ("buffer.memory", "16384"),
+            ("batch.size", "16384"),
+            ("linger.ms", "600000"),
+            ("delivery.timeout.ms", "900000"),
+            ("max.block.ms", "500"),
+        ],
+    );
+    let big = |c: u8| vec![c; 12_000];
+    // Send, so that it can be spawned on a multi-threaded runtime.
+    fn send<T: Send>(t: T) -> T {
+        t
+    }
+    let first = send(producer.send_when_ready(Produce::new(topic.clone()).value(big(b'a')))).await;
+    // Once the first record's batch has all the memory, the second record is taken (none
+    // waits outside batches): the first batch, full for it, goes, and the second's batch
+    // takes all the memory again. The third has no room until a flush.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while producer.metrics().await.buffer_available_bytes != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first record's batch holds no memory"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = producer.send(Produce::new(topic.clone()).value(big(b'b')));
+    let started = Instant::now();
+    let third = producer
+        .send_when_ready(Produce::new(topic.clone()).value(big(b'c')))
+        .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "handed over or refused before max.block.ms: {:?}",
+        started.elapsed()
+    );
+    let err = third.await.expect_err("no room within max.block.ms");
+    assert!(
+        matches!(err.kind(), ErrorKind::BufferExhausted { waited_ms: 500 }),
+        "{err}"
+    );
+    assert_eq!(
+        err.record().and_then(|r| r.value.as_deref()),
+        Some(&big(b'c')[..]),
+        "record handed back"
+    );
+    producer.flush().await;
+    first.await.expect("the first record delivered");
+    second.await.expect("the second record delivered");
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 2, Duration::from_secs(30)).await;
+    let values: Vec<_> = back[&0].iter().map(|c| c.value.clone()).collect();
+    assert_eq!(
+        values,
+        [Some(big(b'a')), Some(big(b'b'))],
+        "the third not among them"
+    );
+}
+
 #[actix_rt::test]
 async fn buffer_memory_backpressure_still_delivers_everything() {
     init_tracing();

@@ -146,8 +146,9 @@ async fn kafka_batch_tally_counts_deliveries_and_names_failed_records() {
 /// then `Producer::send` takes one more record (which waits for memory), refusing the rest
 /// at once with `QueueFull` and handing each back, instead of holding every record sent for
 /// as long as the broker is away. `ready()` waits while that lasts and returns once the
-/// broker is back; records sent after `ready()` are all taken. Read back: every record once,
-/// the ones taken first in call order, then the ones sent again.
+/// broker is back, and `send_when_ready` waits for room instead of refusing; records sent
+/// after `ready()` are all taken. Read back: every record once, the ones taken first in call
+/// order, then the ones that waited, then the ones sent again.
 #[actix_rt::test]
 async fn kafka_a_full_queue_refuses_at_once_and_ready_waits_for_room() {
     use std::time::Duration;
@@ -222,7 +223,26 @@ async fn kafka_a_full_queue_refuses_at_once_and_ready_waits_for_room() {
             .is_err(),
         "ready while the queue is full"
     );
-    kafka.thaw(1);
+    // `send_when_ready` waits for room instead: a loop of them stalls while the broker is
+    // frozen and goes on once it is back, nothing refused.
+    const WAITING: usize = 50;
+    let handed_over = std::cell::Cell::new(0);
+    let waiting = async {
+        let mut outcomes = Vec::new();
+        for i in n..n + WAITING {
+            let p = Produce::new(topic.clone()).value(value(i));
+            outcomes.push((i, producer.send_when_ready(p).await));
+            handed_over.set(handed_over.get() + 1);
+        }
+        outcomes
+    };
+    let thaw = async {
+        actix_rt::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(handed_over.get(), 0, "handed over while the queue is full");
+        kafka.thaw(1);
+    };
+    let (waited, ()) = futures_util::join!(waiting, thaw);
+    let n = n + WAITING;
     actix_rt::time::timeout(Duration::from_secs(60), ready)
         .await
         .expect("ready once the broker is back");
@@ -236,7 +256,15 @@ async fn kafka_a_full_queue_refuses_at_once_and_ready_waits_for_room() {
         again.push((i, fut));
     }
     let mut order = Vec::new();
-    for (offset, (i, fut)) in pending.into_iter().chain(again).enumerate() {
+    type Outcome = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<herald::RecordMetadata, herald::ProduceError>>>,
+    >;
+    let waited = waited
+        .into_iter()
+        .map(|(i, fut)| (i, Box::pin(fut) as Outcome));
+    let pending = pending.into_iter().map(|(i, fut)| (i, fut as Outcome));
+    let again = again.into_iter().map(|(i, fut)| (i, fut as Outcome));
+    for (offset, (i, fut)) in pending.chain(waited).chain(again).enumerate() {
         let meta = fut.await.unwrap_or_else(|e| panic!("record {i}: {e}"));
         assert_eq!(meta.offset, offset as i64, "record {i}");
         order.push(i);
