@@ -754,7 +754,7 @@ keys! {
     /// 0 (no response), 1 (the leader wrote it), all or -1 (every in-sync replica has it)
     "acks" acks(Acks) = Acks::All,
         Choice(Acks::parse, Acks::name, "expected all, -1, 0 or 1");
-    /// how long a partition's batch waits for more records before it is sent
+    /// how long a partition's batch waits for more records before it is sent (not while a record waits for buffer.memory)
     "linger.ms" linger(Duration) = ms(5), Millis::LONG;
     /// uncompressed bytes per partition batch, at most buffer.memory; one that waits for its partition's batch in flight grows on
     "batch.size" batch_size(usize) = 16_384, Bytes::INT;

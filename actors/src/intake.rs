@@ -137,8 +137,10 @@ impl Intake {
     /// `give_up` says the router will not come (a broken or closed producer). Registers
     /// before it looks, so room made between the look and the wait is not missed: a take
     /// routed, a parked record leaving, a batch's memory released. Looks again every 100 ms
-    /// besides, for a router that went away while it waited.
-    pub(crate) async fn ready(&self, give_up: impl Fn() -> bool) {
+    /// besides, for a router that went away while it waited. Calls `exhausted` (once) when it
+    /// has to wait with no room left at all, for the lingering batches to go.
+    pub(crate) async fn ready(&self, give_up: impl Fn() -> bool, exhausted: impl FnOnce()) {
+        let mut exhausted = Some(exhausted);
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
@@ -152,6 +154,11 @@ impl Intake {
             let outside = queued + self.parked.load(SeqCst) + self.routing.load(SeqCst);
             if self.pool.fits(outside, self.limit / 2) || give_up() {
                 return;
+            }
+            if outside + self.pool.held() >= self.limit {
+                if let Some(f) = exhausted.take() {
+                    f();
+                }
             }
             let room = futures_util::future::select(notified, released);
             let _ = tokio::time::timeout(std::time::Duration::from_millis(100), room).await;
@@ -587,7 +594,7 @@ mod tests {
 
         // Waits while more than half the limit is held; a take (or a parked record leaving)
         // wakes it.
-        let ready = intake.ready(|| false);
+        let ready = intake.ready(|| false, || ());
         tokio::pin!(ready);
         assert!(futures_util::FutureExt::now_or_never(ready.as_mut()).is_none());
         let mut spare = Vec::new();
@@ -606,13 +613,13 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_millis(50), ready)
             .await
             .expect("woken once the take is routed, not by the 100 ms look");
-        let ready = intake.ready(|| false);
+        let ready = intake.ready(|| false, || ());
         assert!(
             futures_util::FutureExt::now_or_never(ready).is_some(),
             "one parked record is a quarter"
         );
         intake.park(2 * one);
-        let ready = intake.ready(|| false);
+        let ready = intake.ready(|| false, || ());
         tokio::pin!(ready);
         assert!(futures_util::FutureExt::now_or_never(ready.as_mut()).is_none());
         intake.unpark(2 * one);
@@ -620,7 +627,7 @@ mod tests {
             .await
             .expect("woken by the parked record leaving");
         assert!(
-            futures_util::FutureExt::now_or_never(intake.ready(|| true)).is_some(),
+            futures_util::FutureExt::now_or_never(intake.ready(|| true, || ())).is_some(),
             "a router that will not come: no wait"
         );
         intake.unpark(one);
@@ -676,10 +683,14 @@ mod tests {
             ),
             "{err}"
         );
-        // Eight of eight held: ready waits until a batch gives memory back.
-        let ready = intake.ready(|| false);
+        // Eight of eight held: ready waits until a batch gives memory back, and asks for the
+        // lingering batches to go.
+        let expedited = Cell::new(0);
+        let ready = intake.ready(|| false, || expedited.set(expedited.get() + 1));
         tokio::pin!(ready);
         assert!(futures_util::FutureExt::now_or_never(ready.as_mut()).is_none());
+        assert!(futures_util::FutureExt::now_or_never(ready.as_mut()).is_none());
+        assert_eq!(expedited.get(), 1, "asked once, with no room left");
         pool.release(4 * one);
         tokio::time::timeout(std::time::Duration::from_millis(50), ready)
             .await

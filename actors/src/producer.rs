@@ -24,8 +24,8 @@ use crate::interceptor::ProducerInterceptor;
 use crate::memory::MemoryPool;
 use crate::messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, ConsumerGroupMetadata,
-    DrainIntake, Flush, GetMetrics, InitTransactions, Produce, ReplyTo, SendOffsetsToTransaction,
-    TopicPartitionOffset, TransactionResult,
+    DrainIntake, Expedite, Flush, GetMetrics, InitTransactions, Produce, ReplyTo,
+    SendOffsetsToTransaction, TopicPartitionOffset, TransactionResult,
 };
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
@@ -359,6 +359,9 @@ impl Producer {
         if back.is_none() {
             return rx;
         }
+        // No room: the batches that linger go now, as they do while the router waits for
+        // memory.
+        self.router.do_send(Expedite);
         let max_block = self.shared.config.max_block;
         let deadline = tokio::time::Instant::now() + max_block;
         while let Some((record, completion)) = back.take() {
@@ -400,7 +403,8 @@ impl Producer {
     /// (the send then says why).
     pub async fn ready(&self) {
         let give_up = || self.shared.supervision.broken().is_some() || !self.router.connected();
-        self.shared.intake.ready(give_up).await
+        let exhausted = || self.router.do_send(Expedite);
+        self.shared.intake.ready(give_up, exhausted).await
     }
 
     /// Produces one record whose outcome goes where [`Produce::notify`] or

@@ -35,9 +35,9 @@ use crate::fault_injection::{Crash, GetAccumulators};
 use crate::intake::{held_size, Entry as IntakeEntry};
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
 use crate::messages::application::{
-    AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Flush, GetMetrics,
-    InitTransactions, Produce, ProduceBatch, ProduceBatchTally, ReplyTo, SendOffsetsToTransaction,
-    TransactionResult,
+    AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Expedite, Flush,
+    GetMetrics, InitTransactions, Produce, ProduceBatch, ProduceBatchTally, ReplyTo,
+    SendOffsetsToTransaction, TransactionResult,
 };
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{AddTopics, ClusterChanged, ForgetTopics, Subscribe};
@@ -753,6 +753,7 @@ impl RouterCore {
         let memory = self.shared.clone();
         let max_block = self.shared.config.max_block;
         tracing::debug!(need, "buffer.memory exhausted, blocking");
+        self.expedite();
         let fut = async move { memory.memory.reserve(need, max_block).await };
         ctx.wait(
             actix::fut::wrap_future::<_, Router>(fut).map(move |ok, act, ctx| {
@@ -934,6 +935,18 @@ impl RouterCore {
                 let _ = tx.send(());
             }
         });
+    }
+
+    /// Sends every batch that lingers now (see [`Expedite`]): each accumulator flushes what it
+    /// holds, and nobody waits for the answer.
+    fn expedite(&self) {
+        for h in self
+            .routes
+            .iter()
+            .flat_map(|r| r.partitions.iter().flatten())
+        {
+            h.addr.do_send(FlushPartition);
+        }
     }
 
     /// A future that resolves when every accumulator has flushed what it holds now.
@@ -1413,6 +1426,14 @@ impl Handler<DrainIntake> for Router {
                     .map(|(), act: &mut Router, ctx| act.handle(DrainIntake, ctx)),
             );
         }
+    }
+}
+
+impl Handler<Expedite> for Router {
+    type Result = ();
+
+    fn handle(&mut self, _: Expedite, _: &mut Context<Self>) {
+        self.core.borrow().expedite();
     }
 }
 

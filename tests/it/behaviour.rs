@@ -21,6 +21,33 @@ fn start(mock: &Mock, extra: &[(&str, &str)]) -> Producer {
     Producer::from_pairs(pairs).expect("valid config")
 }
 
+/// A producer whose 16 KiB batches linger ten minutes: what holds memory stays unless
+/// something sends it.
+fn lingering(mock: &Mock, buffer_memory: &str, max_block: &str) -> Producer {
+    start(
+        mock,
+        &[
+            ("buffer.memory", buffer_memory),
+            ("batch.size", "16384"),
+            ("linger.ms", "600000"),
+            ("delivery.timeout.ms", "900000"),
+            ("max.block.ms", max_block),
+        ],
+    )
+}
+
+/// Waits until the producer's batches hold all of buffer.memory.
+async fn until_batches_hold_all_memory(producer: &Producer) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while producer.metrics().await.buffer_available_bytes != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the batches hold no memory after 10 s"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn value(i: usize) -> String {
     format!("{i:0>100}")
 }
@@ -269,21 +296,17 @@ async fn full_buffer_memory_blocks_for_max_block_then_refuses_with_the_record() 
     let mock = Mock::start(1);
     let topic = unique_topic("buffer");
     mock.create_topic(&topic, 3, 1);
-    // Two batches fill buffer.memory; linger keeps them from draining; the third partition's
-    // record cannot get memory and is refused after max.block.ms.
-    let producer = start(
-        &mock,
-        &[
-            ("buffer.memory", "32768"),
-            ("batch.size", "16384"),
-            ("linger.ms", "600000"),
-            ("delivery.timeout.ms", "900000"),
-            ("max.block.ms", "400"),
-        ],
-    );
+    // Two batches fill buffer.memory. The router waiting for memory sends them at once (see
+    // the test below), but the broker now takes 3 s to answer: the third partition's record
+    // gets no memory and is refused after max.block.ms.
+    let producer = lingering(&mock, "32768", "400");
     let router = producer.router().clone();
     let a = router.send(Produce::new(topic.clone()).partition(0).value("a"));
     let b = router.send(Produce::new(topic.clone()).partition(1).value("b"));
+    until_batches_hold_all_memory(&producer).await;
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(3))
+        .unwrap();
     let started = Instant::now();
     let c = router
         .send(Produce::new(topic.clone()).partition(2).value("c"))
@@ -325,33 +348,20 @@ async fn send_when_ready_waits_max_block_for_room_then_gives_the_record_back() {
     let topic = unique_topic("when-ready");
     mock.create_topic(&topic, 1, 1);
     // One batch is all of buffer.memory; linger keeps it from draining.
-    let producer = start(
-        &mock,
-        &[
-            ("buffer.memory", "16384"),
-            ("batch.size", "16384"),
-            ("linger.ms", "600000"),
-            ("delivery.timeout.ms", "900000"),
-            ("max.block.ms", "500"),
-        ],
-    );
+    let producer = lingering(&mock, "16384", "500");
     let big = |c: u8| vec![c; 12_000];
     // Send, so that it can be spawned on a multi-threaded runtime.
     fn send<T: Send>(t: T) -> T {
         t
     }
     let first = send(producer.send_when_ready(Produce::new(topic.clone()).value(big(b'a')))).await;
-    // Once the first record's batch has all the memory, the second record is taken (none
-    // waits outside batches): the first batch, full for it, goes, and the second's batch
-    // takes all the memory again. The third has no room until a flush.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while producer.metrics().await.buffer_available_bytes != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the first record's batch holds no memory"
-        );
-        actix_rt::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Once the first record's batch has all the memory, and the broker takes 2 s to answer,
+    // the second record is taken (none waits outside batches) and waits in the router for
+    // memory (the first batch goes, and is answered too late); the third has no room.
+    until_batches_hold_all_memory(&producer).await;
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(2))
+        .unwrap();
     let second = producer.send(Produce::new(topic.clone()).value(big(b'b')));
     let started = Instant::now();
     let third = producer
@@ -372,17 +382,51 @@ async fn send_when_ready_waits_max_block_for_room_then_gives_the_record_back() {
         Some(&big(b'c')[..]),
         "record handed back"
     );
+    let err = second.await.expect_err("no memory within max.block.ms");
+    assert!(
+        matches!(err.kind(), ErrorKind::BufferExhausted { .. }),
+        "{err}"
+    );
     producer.flush().await;
     first.await.expect("the first record delivered");
-    second.await.expect("the second record delivered");
     assert!(producer.close(Duration::from_secs(5)).await);
-    let back = read_back(&mock.bootstrap(), &topic, 1, 2, Duration::from_secs(30)).await;
+    let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(30)).await;
     let values: Vec<_> = back[&0].iter().map(|c| c.value.clone()).collect();
-    assert_eq!(
-        values,
-        [Some(big(b'a')), Some(big(b'b'))],
-        "the third not among them"
-    );
+    assert_eq!(values, [Some(big(b'a'))], "only the first record");
+}
+
+/// While a record waits for memory, the batches that linger go at once, as Java's accumulator
+/// makes every batch sendable while a thread waits for memory: here linger.ms is ten
+/// minutes, and the two batches that hold all of buffer.memory are delivered without a flush
+/// once a third record needs memory, which it then gets.
+#[actix_rt::test]
+async fn lingering_batches_go_when_a_record_waits_for_memory() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("expedite");
+    mock.create_topic(&topic, 2, 1);
+    let producer = lingering(&mock, "32768", "60000");
+    let big = |c: u8| vec![c; 12_000];
+    let send =
+        |p: i32, c: u8| producer.send(Produce::new(topic.clone()).partition(p).value(big(c)));
+    let (a, b) = (send(0, b'a'), send(1, b'b'));
+    until_batches_hold_all_memory(&producer).await;
+    let c = producer
+        .send_when_ready(Produce::new(topic.clone()).partition(0).value(big(b'c')))
+        .await;
+    for (name, outcome) in [("a", a), ("b", b)] {
+        actix_rt::time::timeout(Duration::from_secs(30), outcome)
+            .await
+            .unwrap_or_else(|_| panic!("{name} still lingers while a record waits for memory"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    producer.flush().await;
+    c.await.expect("the record that waited gets memory");
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 2, 3, Duration::from_secs(30)).await;
+    let values = |p: i32| -> Vec<_> { back[&p].iter().map(|r| r.value.clone()).collect() };
+    assert_eq!(values(0), [Some(big(b'a')), Some(big(b'c'))]);
+    assert_eq!(values(1), [Some(big(b'b'))]);
 }
 
 #[actix_rt::test]

@@ -244,6 +244,14 @@ impl TraceContext {
 #[rtype(result = "()")]
 pub(crate) struct DrainIntake;
 
+/// Producer (`Producer::send_when_ready`, `Producer::ready` with no room left) → router:
+/// someone waits for `buffer.memory`, so the batches that linger go now (Java's accumulator
+/// makes every batch sendable while a thread waits for memory), rather than hold the memory
+/// until `linger.ms` or the waiter's `max.block.ms`, whichever comes first.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Expedite;
+
 /// Application → router: resolves when every record sent before it has its outcome.
 /// (Not the accumulators' `FlushPartition`, which the router sends each of them then.)
 #[derive(Debug, Message)]
