@@ -329,7 +329,8 @@ impl Producer {
     /// memory, takes only what the batches leave of `buffer.memory`: past that the record
     /// is refused at once with `QueueFull` (its record handed back), where Java's `send`
     /// would block its thread; await [`ready`](Self::ready) first when records may come
-    /// faster than the brokers take them, or use [`send_when_ready`](Self::send_when_ready). buffer.memory and max.block.ms then apply as to any record.
+    /// faster than the brokers take them, or use [`send_when_ready`](Self::send_when_ready).
+    /// buffer.memory and max.block.ms then apply as to any record.
     /// With [`Produce::reply_to`] or [`Produce::notify`] the outcome goes there and the
     /// future resolves to `Closed` at once, as `router().send` of such a record does once
     /// routed. Records sent with `router().send` are not ordered against records sent here
@@ -348,7 +349,9 @@ impl Producer {
     /// record over, so records keep the order of the awaits; what it returns resolves to the
     /// record's outcome, so a caller can hand records over one after another and await their
     /// outcomes later. Past `max.block.ms` without room the outcome is `BufferExhausted`, the
-    /// record handed back. Records sent with `send` meanwhile may pass a record that waits.
+    /// record handed back. Records sent with `send` meanwhile may pass a record that waits,
+    /// and in a transactional producer the record belongs to the transaction open when it is
+    /// handed over.
     pub async fn send_when_ready(
         &self,
         produce: Produce,
