@@ -940,12 +940,8 @@ impl RouterCore {
     /// Sends every batch that lingers now (see [`Expedite`]): each accumulator flushes what it
     /// holds, and nobody waits for the answer.
     fn expedite(&self) {
-        for h in self
-            .routes
-            .iter()
-            .flat_map(|r| r.partitions.iter().flatten())
-        {
-            h.addr.do_send(FlushPartition);
+        for addr in self.accumulators() {
+            addr.do_send(FlushPartition);
         }
     }
 

@@ -347,7 +347,7 @@ async fn send_when_ready_waits_max_block_for_room_then_gives_the_record_back() {
     let mock = Mock::start(1);
     let topic = unique_topic("when-ready");
     mock.create_topic(&topic, 1, 1);
-    // One batch is all of buffer.memory; linger keeps it from draining.
+    // One batch is all of buffer.memory.
     let producer = lingering(&mock, "16384", "500");
     let big = |c: u8| vec![c; 12_000];
     // Send, so that it can be spawned on a multi-threaded runtime.
