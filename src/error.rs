@@ -321,12 +321,15 @@ pub enum ErrorKind {
         limit_bytes: u64,
     },
     /// The record was not acknowledged within `delivery.timeout.ms`.
-    #[error("delivery timeout: record not acknowledged within {timeout_ms} ms ({stage})")]
+    #[error("delivery timeout: record not acknowledged within {timeout_ms} ms ({stage}){}", last_failure(.last_error))]
     DeliveryTimeout {
         /// The configured timeout.
         timeout_ms: u64,
         /// Where the batch was when it expired.
         stage: &'static str,
+        /// Why its last attempt failed, when it had been sent: a partition whose every
+        /// attempt was refused and one that was never sent look alike otherwise.
+        last_error: Option<Arc<str>>,
     },
     /// The topic name is not a legal Kafka topic name.
     #[error("invalid topic name {topic:?}: {reason}")]
@@ -461,6 +464,14 @@ impl From<ErrorKind> for ProduceError {
     }
 }
 
+/// The tail of a delivery timeout's message that names its batch's last failed attempt.
+fn last_failure(last_error: &Option<Arc<str>>) -> String {
+    match last_error {
+        Some(e) => format!(", the last attempt failing with {e}"),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -484,6 +495,24 @@ mod tests {
         assert_eq!(
             KafkaCode::MESSAGE_TOO_LARGE.to_string(),
             "MESSAGE_TOO_LARGE (10)"
+        );
+    }
+
+    #[test]
+    fn a_delivery_timeout_names_the_last_failed_attempt() {
+        let kind = |last_error: Option<&str>| ErrorKind::DeliveryTimeout {
+            timeout_ms: 60_000,
+            stage: "waiting to be sent",
+            last_error: last_error.map(Arc::from),
+        };
+        assert_eq!(
+            kind(None).to_string(),
+            "delivery timeout: record not acknowledged within 60000 ms (waiting to be sent)"
+        );
+        assert_eq!(
+            kind(Some("NOT_ENOUGH_REPLICAS (19)")).to_string(),
+            "delivery timeout: record not acknowledged within 60000 ms (waiting to be sent), \
+             the last attempt failing with NOT_ENOUGH_REPLICAS (19)"
         );
     }
 }

@@ -208,7 +208,9 @@ async fn stuck_broker_holds_back_only_its_partitions() {
                 Err(e) => e,
             };
             match e.kind() {
-                ErrorKind::DeliveryTimeout { timeout_ms, stage } => {
+                ErrorKind::DeliveryTimeout {
+                    timeout_ms, stage, ..
+                } => {
                     assert_eq!(*timeout_ms, 3000);
                     assert!(!stage.is_empty());
                     stages.insert(*stage);

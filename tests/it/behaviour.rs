@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use herald::{ErrorKind, ProducerRecord};
 use herald_actors::{Outcome, Produce, Producer, ProducerInterceptor};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::support::consumer::read_back;
 use crate::support::mock::Mock;
@@ -523,6 +523,52 @@ async fn close_with_timeout_flushes_everything() {
     }
     let back = read_back(&mock.bootstrap(), &topic, 2, 100, Duration::from_secs(20)).await;
     assert_eq!(back.values().map(Vec::len).sum::<usize>(), 100);
+}
+
+#[actix_rt::test]
+async fn a_batch_refused_on_every_attempt_fails_at_delivery_timeout_naming_the_error() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("refused");
+    mock.create_topic(&topic, 1, 1);
+    let producer = start(
+        &mock,
+        &[
+            ("linger.ms", "0"),
+            ("request.timeout.ms", "1000"),
+            ("delivery.timeout.ms", "1500"),
+            ("retry.backoff.ms", "1000"),
+            ("retry.backoff.max.ms", "1000"),
+        ],
+    );
+    // Refused at once, and again after 0.8-1 s; the next attempt would come after the
+    // timeout, so the batch expires waiting out its backoff.
+    let refusals = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 10];
+    mock.cluster
+        .request_errors(RDKafkaApiKey::Produce, &refusals);
+    let started = Instant::now();
+    let err = producer
+        .send(Produce::new(topic.clone()).value("x"))
+        .await
+        .expect_err("every attempt is refused");
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    match err.kind() {
+        ErrorKind::DeliveryTimeout {
+            timeout_ms: 1500,
+            stage,
+            last_error: Some(last),
+        } => {
+            assert_eq!(*stage, "waiting to be sent");
+            assert!(last.starts_with("NOT_ENOUGH_REPLICAS"), "{last}");
+        }
+        other => panic!("expected a delivery timeout naming the refusal, got {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("the last attempt failing with NOT_ENOUGH_REPLICAS"),
+        "{err}"
+    );
+    assert_eq!(producer.metrics().await.record_retry_total, 2);
 }
 
 #[actix_rt::test]

@@ -251,6 +251,7 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
             _ if expired => ErrorKind::DeliveryTimeout {
                 timeout_ms: state.delivery_timeout.as_millis() as u64,
                 stage: "retrying",
+                last_error: Some(Arc::from(reason)),
             },
             BatchResult::Broker { code, .. } => state.broker_error(*code),
             _ => state.broker_error(KafkaCode::NETWORK_EXCEPTION),
@@ -557,6 +558,7 @@ mod tests {
                 error: ErrorKind::DeliveryTimeout {
                     timeout_ms: TIMEOUT.as_millis() as u64,
                     stage: "retrying",
+                    last_error: Some(Arc::from("not connected")),
                 },
                 bump_epoch: false,
                 cause: Cause::GaveUp,

@@ -72,6 +72,8 @@ struct SealedBatch {
     span: u64,
     /// A piece of a batch split after MESSAGE_TOO_LARGE.
     piece: bool,
+    /// Why its last attempt failed, for the delivery timeout's error.
+    last_error: Option<Arc<str>>,
 }
 
 /// Bits of a sealed batch's id below the router's id of its open batch: room for the pieces
@@ -102,6 +104,7 @@ impl SealedBatch {
             sealing: false,
             span: 1 << SPLIT_BITS,
             piece: false,
+            last_error: None,
         }
     }
 }
@@ -718,8 +721,14 @@ impl Accumulator {
                 ErrorKind::DeliveryTimeout {
                     timeout_ms,
                     stage: "in the accumulator",
+                    last_error: None,
                 },
             );
+        }
+        if let Some(b) = self.ready.front().filter(|b| expired(b.created)) {
+            // Says which wait outlived the delivery timeout: a broker that never came back and
+            // a wake-up that never came look the same to the record's owner.
+            tracing::warn!(topic = %self.topic, partition = self.partition, held_by = %self.held_by(now), attempts = b.attempts, last_error = b.last_error.as_deref().unwrap_or("none"), "unsent batch expired");
         }
         let mut gap: Option<ProducerIds> = None;
         for (queue, stage) in [(true, "waiting to be sent"), (false, "in flight")] {
@@ -734,7 +743,13 @@ impl Accumulator {
                 if b.ids.base_sequence >= 0 {
                     gap = Some(b.ids);
                 }
-                self.complete_batch(b, Err(ErrorKind::DeliveryTimeout { timeout_ms, stage }));
+                let last_error = b.last_error.clone();
+                let kind = ErrorKind::DeliveryTimeout {
+                    timeout_ms,
+                    stage,
+                    last_error,
+                };
+                self.complete_batch(b, Err(kind));
             }
         }
         if let Some(ids) = gap {
@@ -743,6 +758,59 @@ impl Accumulator {
         }
         self.check_flush();
         let _ = ctx;
+    }
+
+    /// What keeps the front of `ready` from going out at `now`, in the order `drain` and
+    /// `send_ready` check it.
+    fn held_by(&self, now: Instant) -> String {
+        let Some(front) = self.ready.front() else {
+            return "nothing waits".into();
+        };
+        if let Some(status) = &self.shared.txn {
+            if self.txn_added != Some(status.generation()) {
+                return "the partition is not added to the transaction yet".into();
+            }
+        }
+        match self.identity() {
+            Identity::Pending => return "waiting for a producer id".into(),
+            Identity::Failed(_) => return "idempotence failed".into(),
+            Identity::Off => {}
+            Identity::Ready { producer_id, epoch } => {
+                if self.epoch != Some((producer_id, epoch)) {
+                    return format!(
+                        "an epoch change to {producer_id}/{epoch}, with {} batches in flight",
+                        self.in_flight.len()
+                    );
+                }
+            }
+        }
+        let Some((leader, _)) = self
+            .shared
+            .cluster
+            .leader_connection(&self.topic, self.partition)
+        else {
+            return "no leader with a connection".into();
+        };
+        if !self.in_flight.is_empty() && self.in_flight_leader != Some(leader) {
+            return format!(
+                "{} batches in flight to broker {:?}, the leader now being {leader}",
+                self.in_flight.len(),
+                self.in_flight_leader
+            );
+        }
+        if self.in_flight.len() >= self.in_flight_limit() {
+            return format!(
+                "{} batches in flight to broker {leader}",
+                self.in_flight.len()
+            );
+        }
+        if front.sealing {
+            return "its compression".into();
+        }
+        if front.retry_at.is_some_and(|at| at > now) {
+            return "its retry backoff".into();
+        }
+        format!("nothing: broker {leader} could take it, but no wake-up came")
     }
 
     /// Asks for a new epoch because something sent under `ids` failed in a way that leaves a
@@ -1046,6 +1114,7 @@ impl Accumulator {
             }
         };
         b.retry_at = Some(Instant::now() + wait);
+        b.last_error = Some(Arc::from(reason));
         let records = b.records.len() as u64;
         if sent {
             b.attempts += 1;
