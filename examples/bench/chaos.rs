@@ -7,8 +7,9 @@
 //!     ├── MockCluster (3 brokers, topic of 6 partitions, replication factor 3), fresh
 //!     ├── spawns bench --worker <client> --worker-chaos-seed S ──▶ "ready", "progress N",
 //!     │        "result {json}" (outcomes, retries, delivered records over time)
-//!     ├── from "ready" on, one fault every --fault-interval-ms until the result
-//!     │        (or the cap): Schedule::step decides, apply() acts on the cluster
+//!     ├── from "ready" on, one fault every --fault-interval-ms until the result (or the end
+//!     │        of --fault-window-s, or the cap): Schedule::step decides, apply() acts on
+//!     │        the cluster
 //!     └── faults undone, the log read back with librdkafka's consumer: duplicates, order
 //!              violations and lost records per partition (values carry the record's index)
 //! ```
@@ -476,8 +477,19 @@ fn run_one(
     let mut applied = Vec::new();
     let mut tick = 1u64;
     let mut report = None;
+    // The end of the fault window: from then on every fault is undone and none comes.
+    let window_end =
+        (args.fault_window_s > 0).then(|| started + Duration::from_secs(args.fault_window_s));
+    let mut faulting = true;
     loop {
-        let next_at = started + interval * tick as u32;
+        let mut next_at = started + interval * tick as u32;
+        if faulting && window_end.is_some_and(|end| next_at > end) {
+            undo_all(&cluster, args.brokers);
+            faulting = false;
+        }
+        if !faulting {
+            next_at = backstop;
+        }
         match rx.recv_timeout(next_at.saturating_duration_since(Instant::now())) {
             Ok(WorkerLine::Progress(n)) => progress(n),
             Ok(WorkerLine::Result(r)) => {
@@ -487,7 +499,7 @@ fn run_one(
             Ok(WorkerLine::Ready) => {}
             Ok(WorkerLine::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if Instant::now() > backstop {
+                if Instant::now() >= backstop {
                     eprintln!("bench: chaos worker {} ignored its cap; killed", api.flag());
                     let _ = child.kill();
                     break;

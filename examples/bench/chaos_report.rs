@@ -35,6 +35,8 @@ pub(crate) struct Settings {
     down_ticks: u64,
     /// Records offered per second; 0: as fast as each client goes.
     offered_rate: u64,
+    /// Faults stop this many seconds after the client's start; 0: at its last outcome.
+    fault_window_s: u64,
     cap_s: u64,
 }
 
@@ -60,6 +62,7 @@ impl Settings {
             fault_interval_ms: a.fault_interval_ms,
             down_ticks: a.down_ticks,
             offered_rate: a.chaos_rate,
+            fault_window_s: a.fault_window_s,
             cap_s: a.cap_s,
         }
     }
@@ -284,7 +287,7 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
          RF {}, acks={}, idempotence={}, linger.ms={}, batch.size={}, compression={}, \
          buffer.memory={} MiB, request.timeout.ms={}, delivery.timeout.ms={}, {}, \
          max.in.flight={}; one fault \
-         every {} ms, a broker down for {} ms; {}; cap {} s per client",
+         every {} ms {}, a broker down for {} ms; {}; cap {} s per client",
         s.records,
         s.value_bytes,
         s.brokers,
@@ -301,6 +304,11 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
         s.also,
         s.max_in_flight,
         s.fault_interval_ms,
+        if s.fault_window_s == 0 {
+            "until the client's last outcome".to_string()
+        } else {
+            format!("for the first {} s", s.fault_window_s)
+        },
         s.fault_interval_ms * s.down_ticks,
         if s.offered_rate == 0 {
             "records offered as fast as each client takes them".to_string()

@@ -249,6 +249,13 @@ struct Args {
     /// broker is back depends on it (see the README's chaos section).
     #[arg(long, default_value_t = 4)]
     down_ticks: u64,
+    /// Chaos: faults stop this many seconds after the client's start (0: they go on until
+    /// it has every outcome). With faults to the end, a client's last batch meets an error
+    /// the schedule queued on every attempt once it is the only one left (one attempt per
+    /// retry backoff against one fault per interval), so its time to finish is down to
+    /// luck; a window gives both clients the same faults, then measures their recovery.
+    #[arg(long, default_value_t = 0)]
+    fault_window_s: u64,
     /// Chaos: a client that has not had every outcome after this many seconds is stopped
     /// and reported as unfinished.
     #[arg(long, default_value_t = 120)]
