@@ -321,7 +321,7 @@ pub enum ErrorKind {
         limit_bytes: u64,
     },
     /// The record was not acknowledged within `delivery.timeout.ms`.
-    #[error("delivery timeout: record not acknowledged within {timeout_ms} ms ({stage}){}", last_failure(.last_error))]
+    #[error("delivery timeout: record not acknowledged within {timeout_ms} ms ({stage}{})", last_failure(.last_error))]
     DeliveryTimeout {
         /// The configured timeout.
         timeout_ms: u64,
@@ -467,7 +467,7 @@ impl From<ErrorKind> for ProduceError {
 /// The tail of a delivery timeout's message that names its batch's last failed attempt.
 fn last_failure(last_error: &Option<Arc<str>>) -> String {
     match last_error {
-        Some(e) => format!(", the last attempt failing with {e}"),
+        Some(e) => format!("; its last failed attempt: {e}"),
         None => String::new(),
     }
 }
@@ -511,8 +511,8 @@ mod tests {
         );
         assert_eq!(
             kind(Some("NOT_ENOUGH_REPLICAS (19)")).to_string(),
-            "delivery timeout: record not acknowledged within 60000 ms (waiting to be sent), \
-             the last attempt failing with NOT_ENOUGH_REPLICAS (19)"
+            "delivery timeout: record not acknowledged within 60000 ms (waiting to be sent; \
+             its last failed attempt: NOT_ENOUGH_REPLICAS (19))"
         );
     }
 }

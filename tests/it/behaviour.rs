@@ -565,7 +565,7 @@ async fn a_batch_refused_on_every_attempt_fails_at_delivery_timeout_naming_the_e
     }
     assert!(
         err.to_string()
-            .contains("the last attempt failing with NOT_ENOUGH_REPLICAS"),
+            .contains("(waiting to be sent; its last failed attempt: NOT_ENOUGH_REPLICAS"),
         "{err}"
     );
     assert_eq!(producer.metrics().await.record_retry_total, 2);
