@@ -627,3 +627,46 @@ fn bench_chaos_runs_both_clients_and_writes_its_json() {
     assert_eq!(medians.len(), 2);
     assert!(doc["settings"]["batch_size"].as_u64().is_some());
 }
+
+/// `--fault-window-s`: faults only within the window, the same for both clients, and the
+/// clients still deliver everything once it has closed.
+#[test]
+fn bench_chaos_stops_its_faults_at_the_window() {
+    let doc = bench_json(
+        "bench-chaos-window",
+        &[
+            "--modes",
+            "chaos",
+            "--records",
+            "3000",
+            "--chaos-rate",
+            "1000",
+            "--fault-window-s",
+            "1",
+            "--faults",
+            "errors",
+            "--seed",
+            "3",
+            "--delivery-timeout-ms",
+            "20000",
+            "--cap-s",
+            "30",
+        ],
+    );
+    assert_eq!(doc["settings"]["fault_window_s"], 1);
+    let runs = doc["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    let schedule = |r: &serde_json::Value| r["faults"].as_array().expect("faults").clone();
+    for r in runs {
+        let faults = schedule(r);
+        // One every 200 ms within the first second; none while the last 2 s are offered.
+        assert_eq!(faults.len(), 5, "{r}");
+        for f in &faults {
+            assert!(f["at_s"].as_f64().is_some_and(|at| at <= 1.0), "{f}");
+        }
+        assert_eq!(r["acknowledged"], 3000, "{r}");
+        assert_eq!(r["failed"], 0, "{r}");
+        assert!(r["elapsed_s"].as_f64().is_some_and(|s| s >= 2.9), "{r}");
+    }
+    assert_eq!(schedule(&runs[0]), schedule(&runs[1]), "the same faults");
+}
