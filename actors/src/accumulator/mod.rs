@@ -15,6 +15,7 @@
 //! answered twice; every path that removes a batch completes its records, so none is lost.
 
 mod decision;
+mod hold;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -760,57 +761,36 @@ impl Accumulator {
         let _ = ctx;
     }
 
-    /// What keeps the front of `ready` from going out at `now`, in the order `drain` and
-    /// `send_ready` check it.
-    fn held_by(&self, now: Instant) -> String {
-        let Some(front) = self.ready.front() else {
-            return "nothing waits".into();
-        };
-        if let Some(status) = &self.shared.txn {
-            if self.txn_added != Some(status.generation()) {
-                return "the partition is not added to the transaction yet".into();
-            }
-        }
-        match self.identity() {
-            Identity::Pending => return "waiting for a producer id".into(),
-            Identity::Failed(_) => return "idempotence failed".into(),
-            Identity::Off => {}
-            Identity::Ready { producer_id, epoch } => {
-                if self.epoch != Some((producer_id, epoch)) {
-                    return format!(
-                        "an epoch change to {producer_id}/{epoch}, with {} batches in flight",
-                        self.in_flight.len()
-                    );
-                }
-            }
-        }
-        let Some((leader, _)) = self
+    /// What keeps the front of `ready` from going out at `now` ([`hold::first_hold`]).
+    fn held_by(&self, now: Instant) -> hold::Hold {
+        let front = self.ready.front();
+        let leader = self
             .shared
             .cluster
             .leader_connection(&self.topic, self.partition)
-        else {
-            return "no leader with a connection".into();
-        };
-        if !self.in_flight.is_empty() && self.in_flight_leader != Some(leader) {
-            return format!(
-                "{} batches in flight to broker {:?}, the leader now being {leader}",
-                self.in_flight.len(),
-                self.in_flight_leader
-            );
-        }
-        if self.in_flight.len() >= self.in_flight_limit() {
-            return format!(
-                "{} batches in flight to broker {leader}",
-                self.in_flight.len()
-            );
-        }
-        if front.sealing {
-            return "its compression".into();
-        }
-        if front.retry_at.is_some_and(|at| at > now) {
-            return "its retry backoff".into();
-        }
-        format!("nothing: broker {leader} could take it, but no wake-up came")
+            .map(|(leader, _)| leader);
+        hold::first_hold(hold::Facts {
+            awaiting_transaction: self
+                .shared
+                .txn
+                .as_ref()
+                .is_some_and(|status| self.txn_added != Some(status.generation())),
+            identity: match self.identity() {
+                Identity::Off => None,
+                Identity::Pending => Some(hold::Identity::Pending),
+                Identity::Failed(_) => Some(hold::Identity::Failed),
+                Identity::Ready { producer_id, epoch } => {
+                    Some(hold::Identity::Ready { producer_id, epoch })
+                }
+            },
+            epoch: self.epoch,
+            leader,
+            in_flight_leader: self.in_flight_leader,
+            in_flight: self.in_flight.len(),
+            in_flight_limit: self.in_flight_limit(),
+            sealing: front.is_some_and(|b| b.sealing),
+            backing_off: front.is_some_and(|b| b.retry_at.is_some_and(|at| at > now)),
+        })
     }
 
     /// Asks for a new epoch because something sent under `ids` failed in a way that leaves a

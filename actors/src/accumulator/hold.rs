@@ -1,0 +1,302 @@
+//! What keeps a partition's first unsent batch from going out: the checks `drain` and
+//! `send_ready` make, in their order, as one pure function of what the accumulator knows,
+//! so that the warning logged when such a batch expires names the wait that outlived
+//! `delivery.timeout.ms` (a refusing broker, an absent one, a lost wake-up).
+
+use std::fmt;
+
+/// What the accumulator knows when its first unsent batch expires.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Facts {
+    /// Transactional, and the partition not yet added to the open transaction.
+    pub(super) awaiting_transaction: bool,
+    /// The producer identity: `None` without idempotence.
+    pub(super) identity: Option<Identity>,
+    /// The identity the partition's sequences belong to.
+    pub(super) epoch: Option<(i64, i16)>,
+    /// The partition's leader, when it has one with a connection.
+    pub(super) leader: Option<i32>,
+    /// The broker whose connection holds the batches in flight.
+    pub(super) in_flight_leader: Option<i32>,
+    pub(super) in_flight: usize,
+    pub(super) in_flight_limit: usize,
+    /// The first batch is still being compressed.
+    pub(super) sealing: bool,
+    /// The first batch waits out a retry backoff.
+    pub(super) backing_off: bool,
+}
+
+/// The producer identity as far as sending is concerned.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Identity {
+    Pending,
+    Failed,
+    Ready { producer_id: i64, epoch: i16 },
+}
+
+/// The first check that holds the batch back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hold {
+    Transaction,
+    ProducerId,
+    IdempotenceFailed,
+    EpochChange {
+        producer_id: i64,
+        epoch: i16,
+        in_flight: usize,
+    },
+    NoLeader,
+    OldLeader {
+        in_flight: usize,
+        old: Option<i32>,
+        leader: i32,
+    },
+    InFlight {
+        in_flight: usize,
+        leader: i32,
+    },
+    Compression,
+    Backoff,
+    /// Nothing did: it could have gone, and nothing woke the accumulator to send it.
+    Nothing {
+        leader: i32,
+    },
+}
+
+/// The first of `drain`'s and `send_ready`'s checks that `facts` fail.
+pub(super) fn first_hold(facts: Facts) -> Hold {
+    if facts.awaiting_transaction {
+        return Hold::Transaction;
+    }
+    match facts.identity {
+        Some(Identity::Pending) => return Hold::ProducerId,
+        Some(Identity::Failed) => return Hold::IdempotenceFailed,
+        Some(Identity::Ready { producer_id, epoch })
+            if facts.epoch != Some((producer_id, epoch)) =>
+        {
+            return Hold::EpochChange {
+                producer_id,
+                epoch,
+                in_flight: facts.in_flight,
+            };
+        }
+        None | Some(Identity::Ready { .. }) => {}
+    }
+    let Some(leader) = facts.leader else {
+        return Hold::NoLeader;
+    };
+    if facts.in_flight > 0 && facts.in_flight_leader != Some(leader) {
+        return Hold::OldLeader {
+            in_flight: facts.in_flight,
+            old: facts.in_flight_leader,
+            leader,
+        };
+    }
+    if facts.in_flight >= facts.in_flight_limit {
+        return Hold::InFlight {
+            in_flight: facts.in_flight,
+            leader,
+        };
+    }
+    if facts.sealing {
+        return Hold::Compression;
+    }
+    if facts.backing_off {
+        return Hold::Backoff;
+    }
+    Hold::Nothing { leader }
+}
+
+impl fmt::Display for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hold::Transaction => f.write_str("the partition is not added to the transaction yet"),
+            Hold::ProducerId => f.write_str("waiting for a producer id"),
+            Hold::IdempotenceFailed => f.write_str("idempotence failed"),
+            Hold::EpochChange {
+                producer_id,
+                epoch,
+                in_flight,
+            } => write!(
+                f,
+                "an epoch change to {producer_id}/{epoch}, with {in_flight} batches in flight"
+            ),
+            Hold::NoLeader => f.write_str("no leader with a connection"),
+            Hold::OldLeader {
+                in_flight,
+                old,
+                leader,
+            } => match old {
+                Some(old) => write!(
+                    f,
+                    "{in_flight} batches in flight to broker {old}, the leader now being {leader}"
+                ),
+                None => write!(
+                    f,
+                    "{in_flight} batches in flight, the leader now being {leader}"
+                ),
+            },
+            Hold::InFlight { in_flight, leader } => {
+                write!(f, "{in_flight} batches in flight to broker {leader}")
+            }
+            Hold::Compression => f.write_str("its compression"),
+            Hold::Backoff => f.write_str("its retry backoff"),
+            Hold::Nothing { leader } => write!(
+                f,
+                "nothing: broker {leader} could take it, but no wake-up came"
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch that could go now: idempotent, identity current, leader 1 connected, a slot
+    /// free.
+    fn free() -> Facts {
+        Facts {
+            awaiting_transaction: false,
+            identity: Some(Identity::Ready {
+                producer_id: 7,
+                epoch: 0,
+            }),
+            epoch: Some((7, 0)),
+            leader: Some(1),
+            in_flight_leader: Some(1),
+            in_flight: 0,
+            in_flight_limit: 1,
+            sealing: false,
+            backing_off: false,
+        }
+    }
+
+    #[test]
+    fn nothing_holds_a_batch_that_could_go() {
+        assert_eq!(first_hold(free()), Hold::Nothing { leader: 1 });
+        let plain = Facts {
+            identity: None,
+            epoch: None,
+            ..free()
+        };
+        assert_eq!(first_hold(plain), Hold::Nothing { leader: 1 });
+        assert_eq!(
+            Hold::Nothing { leader: 1 }.to_string(),
+            "nothing: broker 1 could take it, but no wake-up came"
+        );
+    }
+
+    #[test]
+    fn each_check_holds_in_drain_order() {
+        let cases = [
+            (
+                Facts {
+                    backing_off: true,
+                    ..free()
+                },
+                Hold::Backoff,
+            ),
+            (
+                Facts {
+                    sealing: true,
+                    backing_off: true,
+                    ..free()
+                },
+                Hold::Compression,
+            ),
+            (
+                Facts {
+                    in_flight: 1,
+                    sealing: true,
+                    ..free()
+                },
+                Hold::InFlight {
+                    in_flight: 1,
+                    leader: 1,
+                },
+            ),
+            (
+                Facts {
+                    in_flight: 1,
+                    in_flight_leader: Some(2),
+                    ..free()
+                },
+                Hold::OldLeader {
+                    in_flight: 1,
+                    old: Some(2),
+                    leader: 1,
+                },
+            ),
+            (
+                Facts {
+                    leader: None,
+                    in_flight: 1,
+                    ..free()
+                },
+                Hold::NoLeader,
+            ),
+            (
+                Facts {
+                    epoch: Some((7, 1)),
+                    leader: None,
+                    ..free()
+                },
+                Hold::EpochChange {
+                    producer_id: 7,
+                    epoch: 0,
+                    in_flight: 0,
+                },
+            ),
+            (
+                Facts {
+                    identity: Some(Identity::Pending),
+                    epoch: None,
+                    ..free()
+                },
+                Hold::ProducerId,
+            ),
+            (
+                Facts {
+                    identity: Some(Identity::Failed),
+                    ..free()
+                },
+                Hold::IdempotenceFailed,
+            ),
+            (
+                Facts {
+                    awaiting_transaction: true,
+                    identity: Some(Identity::Pending),
+                    ..free()
+                },
+                Hold::Transaction,
+            ),
+        ];
+        for (facts, hold) in cases {
+            assert_eq!(first_hold(facts), hold, "{facts:?}");
+        }
+    }
+
+    #[test]
+    fn the_warning_names_the_wait() {
+        assert_eq!(Hold::Backoff.to_string(), "its retry backoff");
+        assert_eq!(
+            Hold::OldLeader {
+                in_flight: 2,
+                old: Some(3),
+                leader: 1
+            }
+            .to_string(),
+            "2 batches in flight to broker 3, the leader now being 1"
+        );
+        assert_eq!(
+            Hold::EpochChange {
+                producer_id: 7,
+                epoch: 1,
+                in_flight: 0
+            }
+            .to_string(),
+            "an epoch change to 7/1, with 0 batches in flight"
+        );
+    }
+}
