@@ -5,13 +5,15 @@
 
 use std::fmt;
 
+use super::Identity;
+
 /// What the accumulator knows when its first unsent batch expires.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub(super) struct Facts {
     /// Transactional, and the partition not yet added to the open transaction.
     pub(super) awaiting_transaction: bool,
-    /// The producer identity: `None` without idempotence.
-    pub(super) identity: Option<Identity>,
+    /// The producer identity batches must carry now.
+    pub(super) identity: Identity,
     /// The identity the partition's sequences belong to.
     pub(super) epoch: Option<(i64, i16)>,
     /// The partition's leader, when it has one with a connection.
@@ -24,14 +26,6 @@ pub(super) struct Facts {
     pub(super) sealing: bool,
     /// The first batch waits out a retry backoff.
     pub(super) backing_off: bool,
-}
-
-/// The producer identity as far as sending is concerned.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Identity {
-    Pending,
-    Failed,
-    Ready { producer_id: i64, epoch: i16 },
 }
 
 /// The first check that holds the batch back.
@@ -64,23 +58,21 @@ pub(super) enum Hold {
 }
 
 /// The first of `drain`'s and `send_ready`'s checks that `facts` fail.
-pub(super) fn first_hold(facts: Facts) -> Hold {
+pub(super) fn first_hold(facts: &Facts) -> Hold {
     if facts.awaiting_transaction {
         return Hold::Transaction;
     }
-    match facts.identity {
-        Some(Identity::Pending) => return Hold::ProducerId,
-        Some(Identity::Failed) => return Hold::IdempotenceFailed,
-        Some(Identity::Ready { producer_id, epoch })
-            if facts.epoch != Some((producer_id, epoch)) =>
-        {
+    match &facts.identity {
+        Identity::Pending => return Hold::ProducerId,
+        Identity::Failed(_) => return Hold::IdempotenceFailed,
+        Identity::Ready { producer_id, epoch } if facts.epoch != Some((*producer_id, *epoch)) => {
             return Hold::EpochChange {
-                producer_id,
-                epoch,
+                producer_id: *producer_id,
+                epoch: *epoch,
                 in_flight: facts.in_flight,
             };
         }
-        None | Some(Identity::Ready { .. }) => {}
+        Identity::Off | Identity::Ready { .. } => {}
     }
     let Some(leader) = facts.leader else {
         return Hold::NoLeader;
@@ -158,10 +150,10 @@ mod tests {
     fn free() -> Facts {
         Facts {
             awaiting_transaction: false,
-            identity: Some(Identity::Ready {
+            identity: Identity::Ready {
                 producer_id: 7,
                 epoch: 0,
-            }),
+            },
             epoch: Some((7, 0)),
             leader: Some(1),
             in_flight_leader: Some(1),
@@ -174,13 +166,13 @@ mod tests {
 
     #[test]
     fn nothing_holds_a_batch_that_could_go() {
-        assert_eq!(first_hold(free()), Hold::Nothing { leader: 1 });
+        assert_eq!(first_hold(&free()), Hold::Nothing { leader: 1 });
         let plain = Facts {
-            identity: None,
+            identity: Identity::Off,
             epoch: None,
             ..free()
         };
-        assert_eq!(first_hold(plain), Hold::Nothing { leader: 1 });
+        assert_eq!(first_hold(&plain), Hold::Nothing { leader: 1 });
         assert_eq!(
             Hold::Nothing { leader: 1 }.to_string(),
             "nothing: broker 1 could take it, but no wake-up came"
@@ -250,7 +242,7 @@ mod tests {
             ),
             (
                 Facts {
-                    identity: Some(Identity::Pending),
+                    identity: Identity::Pending,
                     epoch: None,
                     ..free()
                 },
@@ -258,7 +250,7 @@ mod tests {
             ),
             (
                 Facts {
-                    identity: Some(Identity::Failed),
+                    identity: Identity::Failed("refused".into()),
                     ..free()
                 },
                 Hold::IdempotenceFailed,
@@ -266,14 +258,14 @@ mod tests {
             (
                 Facts {
                     awaiting_transaction: true,
-                    identity: Some(Identity::Pending),
+                    identity: Identity::Pending,
                     ..free()
                 },
                 Hold::Transaction,
             ),
         ];
         for (facts, hold) in cases {
-            assert_eq!(first_hold(facts), hold, "{facts:?}");
+            assert_eq!(first_hold(&facts), hold, "{facts:?}");
         }
     }
 

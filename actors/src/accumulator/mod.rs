@@ -769,20 +769,13 @@ impl Accumulator {
             .cluster
             .leader_connection(&self.topic, self.partition)
             .map(|(leader, _)| leader);
-        hold::first_hold(hold::Facts {
+        hold::first_hold(&hold::Facts {
             awaiting_transaction: self
                 .shared
                 .txn
                 .as_ref()
                 .is_some_and(|status| self.txn_added != Some(status.generation())),
-            identity: match self.identity() {
-                Identity::Off => None,
-                Identity::Pending => Some(hold::Identity::Pending),
-                Identity::Failed(_) => Some(hold::Identity::Failed),
-                Identity::Ready { producer_id, epoch } => {
-                    Some(hold::Identity::Ready { producer_id, epoch })
-                }
-            },
+            identity: self.identity(),
             epoch: self.epoch,
             leader,
             in_flight_leader: self.in_flight_leader,
