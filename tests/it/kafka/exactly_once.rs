@@ -45,27 +45,51 @@ struct Report {
     resent: Option<u64>,
 }
 
-/// Calls `send` with each of `tags` in order, at about `rate` a second (a batch every 10 ms).
-async fn paced(tags: Range<u64>, rate: u64, mut send: impl FnMut(u64)) {
+/// Records held back until a disturbance is over: tags from `from` on are sent only once
+/// `over` says so. A loaded machine can take longer to disturb (an admin tool's JVM starting)
+/// than the records take to flow, and a test that means to see records cross the fault would
+/// then see none.
+struct Gate {
+    from: u64,
+    over: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Calls `send` with each of `tags` in order, at about `rate` a second (a batch every 10 ms),
+/// waiting at `gate` if there is one.
+async fn paced(tags: Range<u64>, rate: u64, mut gate: Option<Gate>, mut send: impl FnMut(u64)) {
     let per_tick = (rate / 100).max(1);
     let mut next = tags.start;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     while next < tags.end {
         tick.tick().await;
-        let end = (next + per_tick).min(tags.end);
+        let mut end = (next + per_tick).min(tags.end);
+        if let Some(g) = gate.as_mut().filter(|g| end > g.from) {
+            if !*g.over.borrow() {
+                (next..g.from).for_each(&mut send);
+                next = g.from;
+                // An error means the disturbance was dropped unfinished: nothing to wait for.
+                let _ = g.over.wait_for(|over| *over).await;
+                // The same pace after the wait, not a burst of the ticks missed during it.
+                tick.reset();
+                end = (next + per_tick).min(tags.end);
+            }
+            gate = None;
+        }
         (next..end).for_each(&mut send);
         next = end;
     }
 }
 
 /// Sends records `tags` (keyed, value = index) through `do_send` at about `rate` records/s
-/// while `disturb` runs, waits for every outcome, and fails the test on any error. Records go
-/// to the partitions that Java's murmur2 picks for their keys.
+/// (held at `gate` if there is one) while `disturb` runs, waits for every outcome, and fails
+/// the test on any error. Records go to the partitions that Java's murmur2 picks for their
+/// keys.
 async fn stream<F: Future<Output = ()>>(
     producer: &Producer,
     topic: &str,
     tags: Range<u64>,
     rate: u64,
+    gate: Option<Gate>,
     disturb: F,
 ) -> Report {
     let n = tags.end - tags.start;
@@ -73,7 +97,7 @@ async fn stream<F: Future<Output = ()>>(
     let (outcomes, inbox) = Outcomes::start();
     let router = producer.router().clone();
     let topic_owned = topic.to_string();
-    let sender = actix_rt::spawn(paced(tags, rate, move |i| {
+    let sender = actix_rt::spawn(paced(tags, rate, gate, move |i| {
         router.do_send(
             Produce::new(topic_owned.clone())
                 .key(format!("key-{}", i % 97))
@@ -231,6 +255,7 @@ async fn rdkafka_stream(
     extra: &[(&str, &str)],
     tags: Range<u64>,
     rate: u64,
+    gate: Option<Gate>,
 ) -> Report {
     use futures_util::stream::{FuturesUnordered, StreamExt};
     use rdkafka::config::ClientConfig;
@@ -269,7 +294,7 @@ async fn rdkafka_stream(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let sending = producer.clone();
     let topic_owned = topic.to_string();
-    let sender = actix_rt::spawn(paced(tags, rate, move |i| {
+    let sender = actix_rt::spawn(paced(tags, rate, gate, move |i| {
         let (key, value) = (format!("key-{}", i % 97), i.to_string());
         let record = FutureRecord::to(&topic_owned).key(&key).payload(&value);
         let delivery = sending
@@ -327,6 +352,9 @@ struct Beside<'a> {
     rdkafka_extra: &'a [(&'a str, &'a str)],
     records: u64,
     rate: u64,
+    /// The last records of each client's stream wait until the disturbance is over (see
+    /// [`Gate`]), for a test that needs records sent after it.
+    held_back: u64,
 }
 
 impl Beside<'_> {
@@ -351,15 +379,33 @@ impl Beside<'_> {
         let [herald_topic, rdkafka_topic] = &self.topics;
         let producer = warm_producer(bootstrap, herald_topic, self.herald_extra).await;
         let fault_at = std::cell::Cell::new(None);
-        let disturb = async { fault_at.set(Some(disturb.await)) };
+        let (over, gate) = tokio::sync::watch::channel(false);
+        let disturb = async {
+            fault_at.set(Some(disturb.await));
+            over.send_replace(true);
+        };
+        let gate = || {
+            (self.held_back > 0).then(|| Gate {
+                from: self.records - self.held_back,
+                over: gate.clone(),
+            })
+        };
         let (herald, rdkafka) = futures_util::join!(
-            stream(&producer, herald_topic, 0..self.records, self.rate, disturb),
+            stream(
+                &producer,
+                herald_topic,
+                0..self.records,
+                self.rate,
+                gate(),
+                disturb
+            ),
             rdkafka_stream(
                 bootstrap,
                 rdkafka_topic,
                 self.rdkafka_extra,
                 0..self.records,
                 self.rate,
+                gate(),
             ),
         );
         assert!(producer.close(Duration::from_secs(10)).await);
@@ -453,6 +499,7 @@ async fn leader_fault_beside(fault: LeaderFault, records: u64, rate: u64) {
         rdkafka_extra: &[],
         records,
         rate,
+        held_back: 0,
     };
     let victim = kafka.leader(&beside.topics[0], 0).await;
     let rdkafka_led = led_by(&kafka, &beside.topics[1], victim).await;
@@ -519,6 +566,7 @@ async fn kafka_rolling_restart_of_every_broker() {
         rdkafka_extra: &[],
         records: 200_000,
         rate: 5_000,
+        held_back: 0,
     };
     let topics = beside.topics.clone();
     let reports = beside
@@ -563,10 +611,12 @@ async fn kafka_leader_moved_while_records_flow() {
         ],
         records: 200_000,
         rate: 5_000,
+        held_back: 5_000,
     };
-    // 40 s of records: the moves (a few seconds each alone; on a loaded 2-core CI machine two
-    // took more than 20 s once, after the records had all gone) happen while they flow.
-    // Herald's first, so that at least one is sure to be mid-stream.
+    // 40 s of records: the moves (a few seconds each alone) happen while they flow. On a
+    // loaded 2-core CI machine they took more than 20 s once, and once so long that Herald
+    // had sent every record before the first move (nothing refused, the test failed): the
+    // last second of records waits for the moves, so some always go to an old leader.
     let reports = beside
         .run(&bootstrap, async {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -575,10 +625,14 @@ async fn kafka_leader_moved_while_records_flow() {
                 for topic in &beside.topics {
                     let state = kafka.partitions(topic).await[p as usize].clone();
                     let to = *state.replicas.iter().find(|r| **r != state.leader).unwrap();
+                    let began = Instant::now();
                     kafka.move_leader(topic, p, to).await;
                     println!(
-                        "moved the leader of {topic} partition {p} from {} to {to}",
-                        state.leader
+                        "moved the leader of {topic} partition {p} from {} to {to} in {:.1} s \
+                         ({:.1} s after the first move began)",
+                        state.leader,
+                        began.elapsed().as_secs_f64(),
+                        at.elapsed().as_secs_f64()
                     );
                 }
             }
@@ -608,7 +662,7 @@ async fn kafka_frozen_past_request_timeout() {
     )
     .await;
     let bootstrap = kafka.bootstrap();
-    let report = stream(&producer, &topic, 0..30_000, 10_000, async {
+    let report = stream(&producer, &topic, 0..30_000, 10_000, None, async {
         tokio::time::sleep(Duration::from_millis(1_000)).await;
         kafka.freeze(1);
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -643,7 +697,7 @@ async fn kafka_producer_state_expired_by_the_broker() {
     kafka.create_topic(&topic, PARTITIONS, 1).await;
     let producer = warm_producer(&kafka.bootstrap(), &topic, &[]).await;
     let bootstrap = kafka.bootstrap();
-    let first = stream(&producer, &topic, 0..10_000, 10_000, async {}).await;
+    let first = stream(&producer, &topic, 0..10_000, 10_000, None, async {}).await;
     let last_write = Instant::now();
     // One producer id: a fresh broker answers the first InitProducerId requests with
     // COORDINATOR_LOAD_IN_PROGRESS, and the retries once raced into two ids.
@@ -664,7 +718,7 @@ async fn kafka_producer_state_expired_by_the_broker() {
         known.is_empty(),
         "the broker expired the producer's state:\n{table}"
     );
-    let second = stream(&producer, &topic, 10_000..20_000, 10_000, async {}).await;
+    let second = stream(&producer, &topic, 10_000..20_000, 10_000, None, async {}).await;
     assert!(producer.close(Duration::from_secs(10)).await);
     let mut merged = first;
     for (p, tags) in second.sent {
