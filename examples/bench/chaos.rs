@@ -272,6 +272,55 @@ fn apply(cluster: &Cluster, topic: &str, step: &Step) -> Result<()> {
     Ok(())
 }
 
+/// Runs the mock cluster's commands promptly. The mock's thread serves a command when it
+/// wakes, and its wake-up for commands can be lost: measured here, `broker_up` and
+/// `broker_round_trip_time` returned after up to 1 s, when the client under test next sent
+/// a request (or the thread's 1 s sleep ended). A fault then took effect when the client
+/// next talked to the mock, and the clients met the schedule at different times: the one
+/// that sends more often (Herald's metadata refresh every retry.backoff.ms while a leader is
+/// missing, against librdkafka's 1 s scan) saw a broker come back sooner. While a command
+/// waits, a thread connects to the brokers every 2 ms: an accepted connection wakes the
+/// mock's thread, which then serves the command.
+struct Nudge {
+    brokers: Vec<std::net::SocketAddr>,
+    /// The longest a command took, for the report.
+    slowest: std::cell::Cell<Duration>,
+}
+
+impl Nudge {
+    fn new(bootstrap: &str) -> Nudge {
+        Nudge {
+            brokers: bootstrap
+                .split(',')
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            slowest: std::cell::Cell::new(Duration::ZERO),
+        }
+    }
+
+    fn run<T>(&self, command: impl FnOnce() -> T) -> T {
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let began = Instant::now();
+        let brokers = &self.brokers;
+        let out = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(2));
+                    for a in brokers {
+                        // A broker that is down refuses at once; one that is up accepts.
+                        let _ = std::net::TcpStream::connect_timeout(a, Duration::from_millis(50));
+                    }
+                }
+            });
+            let out = command();
+            done.store(true, std::sync::atomic::Ordering::Release);
+            out
+        });
+        self.slowest.set(self.slowest.get().max(began.elapsed()));
+        out
+    }
+}
+
 /// Every broker up, no added round-trip time, no queued errors.
 fn undo_all(cluster: &Cluster, brokers: i32) {
     for b in 1..=brokers {
@@ -387,6 +436,9 @@ fn validate(args: &Args) -> Result<Vec<Scenario>> {
     if args.records == 0 || args.records > 9_999_999_999 {
         return Err("--records: 1 to 9,999,999,999 in chaos mode".into());
     }
+    if !(args.fault_window_s.is_finite() && args.fault_window_s >= 0.0) {
+        return Err("--fault-window-s: 0 (faults to the end) or a number of seconds".into());
+    }
     if args.brokers < 2
         || args.partitions < 1
         || args.fault_interval_ms == 0
@@ -413,6 +465,7 @@ fn run_one(
     let topic = format!("herald-chaos-{}-{seed}-{}", scenario.name, api.flag()).replace('+', "-");
     cluster.create_topic(&topic, args.partitions, args.brokers.min(3))?;
     let bootstrap = cluster.bootstrap_servers();
+    let nudge = Nudge::new(&bootstrap);
     let mut child = Command::new(exe)
         .args(std::env::args_os().skip(1))
         .args([
@@ -479,14 +532,20 @@ fn run_one(
     let mut report = None;
     // The end of the fault window: from then on every fault is undone and none comes.
     let window_end =
-        (args.fault_window_s > 0).then(|| started + Duration::from_secs(args.fault_window_s));
+        (args.fault_window_s > 0.0).then(|| started + Duration::from_secs_f64(args.fault_window_s));
     let mut faulting = true;
+    let mut undone_at = None;
     loop {
         let mut next_at = started + interval * tick as u32;
-        if faulting && window_end.is_some_and(|end| next_at > end) {
-            undo_all(&cluster, args.brokers);
-            faulting = false;
-        }
+        // The window closes between two ticks: undo everything at its end, not at the tick
+        // before, so that a window of 10.1 s brings brokers back at 10.1 s.
+        let closing = match window_end {
+            Some(end) if faulting && next_at > end => {
+                next_at = end;
+                true
+            }
+            _ => false,
+        };
         if !faulting {
             next_at = backstop;
         }
@@ -504,8 +563,14 @@ fn run_one(
                     let _ = child.kill();
                     break;
                 }
+                if closing {
+                    nudge.run(|| undo_all(&cluster, args.brokers));
+                    undone_at = Some(started.elapsed().as_secs_f64());
+                    faulting = false;
+                    continue;
+                }
                 let step = schedule.step(tick);
-                apply(&cluster, &topic, &step)?;
+                nudge.run(|| apply(&cluster, &topic, &step))?;
                 if let Some(fault) = step.fault {
                     applied.push(Applied {
                         at_s: next_at.duration_since(started).as_secs_f64(),
@@ -516,7 +581,7 @@ fn run_one(
             }
         }
     }
-    undo_all(&cluster, args.brokers);
+    nudge.run(|| undo_all(&cluster, args.brokers));
     let status = child.wait()?;
     let _ = reader.join();
     let report = match report {
@@ -533,7 +598,16 @@ fn run_one(
     let log = read_log(&bootstrap, &topic, args.partitions)?;
     let check = LogCheck::of(&log, args.records, &report);
     drop(cluster);
-    Ok(ChaosRun::new(scenario, seed, report, check, applied))
+    let slowest_command_ms = nudge.slowest.get().as_secs_f64() * 1e3;
+    Ok(ChaosRun::new(
+        scenario,
+        seed,
+        report,
+        check,
+        applied,
+        undone_at,
+        slowest_command_ms,
+    ))
 }
 
 /// Every record in `topic`, per partition in offset order, as the index its value starts with.

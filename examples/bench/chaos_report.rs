@@ -36,7 +36,7 @@ pub(crate) struct Settings {
     /// Records offered per second; 0: as fast as each client goes.
     offered_rate: u64,
     /// Faults stop this many seconds after the client's start; 0: at its last outcome.
-    fault_window_s: u64,
+    fault_window_s: f64,
     cap_s: u64,
 }
 
@@ -141,6 +141,11 @@ pub(crate) struct ChaosRun {
     log: LogCheck,
     faults_by_kind: BTreeMap<String, u64>,
     faults: Vec<Applied>,
+    /// When the fault window closed and every fault was undone (seconds after the start),
+    /// if it closed before the client finished.
+    faults_undone_at_s: Option<f64>,
+    /// The longest one of the mock's fault commands took to be served (see `Nudge`).
+    slowest_command_ms: f64,
     timeline: Vec<(f64, u64)>,
 }
 
@@ -151,6 +156,8 @@ impl ChaosRun {
         r: ClientReport,
         log: LogCheck,
         faults: Vec<Applied>,
+        faults_undone_at_s: Option<f64>,
+        slowest_command_ms: f64,
     ) -> ChaosRun {
         let mut by_kind = BTreeMap::new();
         for f in &faults {
@@ -185,6 +192,8 @@ impl ChaosRun {
             log,
             faults_by_kind: by_kind,
             faults,
+            faults_undone_at_s,
+            slowest_command_ms,
             timeline: r.timeline,
         }
     }
@@ -304,7 +313,7 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
         s.also,
         s.max_in_flight,
         s.fault_interval_ms,
-        if s.fault_window_s == 0 {
+        if s.fault_window_s == 0.0 {
             "until the client's last outcome".to_string()
         } else {
             format!("for the first {} s", s.fault_window_s)

@@ -254,8 +254,8 @@ struct Args {
     /// the schedule queued on every attempt once it is the only one left (one attempt per
     /// retry backoff against one fault per interval), so its time to finish is down to
     /// luck; a window gives both clients the same faults, then measures their recovery.
-    #[arg(long, default_value_t = 0)]
-    fault_window_s: u64,
+    #[arg(long, default_value_t = 0.0)]
+    fault_window_s: f64,
     /// Chaos: a client that has not had every outcome after this many seconds is stopped
     /// and reported as unfinished.
     #[arg(long, default_value_t = 120)]

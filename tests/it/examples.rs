@@ -615,6 +615,7 @@ fn bench_chaos_runs_both_clients_and_writes_its_json() {
             assert!(r[key].as_u64().is_some(), "{key} in {r}");
         }
         assert!(r["records_per_sec_under_faults"].as_f64().is_some(), "{r}");
+        assert!(r["slowest_command_ms"].as_f64().is_some(), "{r}");
         assert!(r["elapsed_s"].as_f64().is_some_and(|v| v > 0.0), "{r}");
         assert!(r["records_sent_again"].is_u64() || r["records_sent_again"].is_null());
         assert!(
@@ -628,8 +629,9 @@ fn bench_chaos_runs_both_clients_and_writes_its_json() {
     assert!(doc["settings"]["batch_size"].as_u64().is_some());
 }
 
-/// `--fault-window-s`: faults only within the window, the same for both clients, and the
-/// clients still deliver everything once it has closed.
+/// `--fault-window-s`: faults only within the window (a fraction of a second allowed), the
+/// same for both clients, all undone at its end, and the clients still deliver everything
+/// once it has closed.
 #[test]
 fn bench_chaos_stops_its_faults_at_the_window() {
     let doc = bench_json(
@@ -642,7 +644,7 @@ fn bench_chaos_stops_its_faults_at_the_window() {
             "--chaos-rate",
             "1000",
             "--fault-window-s",
-            "1",
+            "1.1",
             "--faults",
             "errors",
             "--seed",
@@ -653,17 +655,22 @@ fn bench_chaos_stops_its_faults_at_the_window() {
             "30",
         ],
     );
-    assert_eq!(doc["settings"]["fault_window_s"], 1);
+    assert_eq!(doc["settings"]["fault_window_s"].as_f64(), Some(1.1));
     let runs = doc["runs"].as_array().expect("runs");
     assert_eq!(runs.len(), 2);
     let schedule = |r: &serde_json::Value| r["faults"].as_array().expect("faults").clone();
     for r in runs {
         let faults = schedule(r);
-        // One every 200 ms within the first second; none while the last 2 s are offered.
+        // One every 200 ms within the first 1.1 s; none while the last 2 s are offered.
         assert_eq!(faults.len(), 5, "{r}");
         for f in &faults {
             assert!(f["at_s"].as_f64().is_some_and(|at| at <= 1.0), "{f}");
         }
+        // Undone at the window's end, not at the tick before it (1.0 s).
+        assert!(
+            r["faults_undone_at_s"].as_f64().is_some_and(|at| at >= 1.1),
+            "{r}"
+        );
         assert_eq!(r["acknowledged"], 3000, "{r}");
         assert_eq!(r["failed"], 0, "{r}");
         assert!(r["elapsed_s"].as_f64().is_some_and(|s| s >= 2.9), "{r}");
