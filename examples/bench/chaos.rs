@@ -538,9 +538,10 @@ fn run_one(
     loop {
         let mut next_at = started + interval * tick as u32;
         // The window closes between two ticks: undo everything at its end, not at the tick
-        // before, so that a window of 10.1 s brings brokers back at 10.1 s.
+        // before, so that a window of 10.1 s brings brokers back at 10.1 s. A tick at the
+        // end itself is outside the window (it would be undone a few milliseconds later).
         let closing = match window_end {
-            Some(end) if faulting && next_at > end => {
+            Some(end) if faulting && next_at >= end => {
                 next_at = end;
                 true
             }
