@@ -61,6 +61,9 @@ pub(crate) struct Metadata {
     subscribers: Vec<Recipient<ClusterChanged>>,
     refreshing: bool,
     again: bool,
+    /// The next refresh goes without waiting out retry.backoff.ms since the last request:
+    /// a broker was lost (see `Refresh::BrokerLost`).
+    skip_pacing: bool,
     /// Rotates the node asked, so a dead broker is not asked twice in a row.
     next_node: usize,
     backoff: Backoff,
@@ -99,6 +102,7 @@ impl Metadata {
             subscribers: Vec::new(),
             refreshing: false,
             again: false,
+            skip_pacing: false,
             next_node: 0,
             backoff,
             missing: BTreeSet::new(),
@@ -220,6 +224,7 @@ impl Metadata {
         let Some(conn) = self.pick_node() else { return };
         self.refreshing = true;
         self.again = false;
+        self.skip_pacing = false;
         self.last_sent = Some(now);
         let topics = self
             .wanted
@@ -323,6 +328,9 @@ impl Metadata {
     /// (Java's `refreshBackoffMs`), so bursts of requests for a refresh become one request
     /// per backoff. `None`: it may go now.
     fn paced_until(&self, now: Instant) -> Option<Instant> {
+        if self.skip_pacing {
+            return None;
+        }
         let at = self.last_sent? + self.shared.config.retry_backoff;
         (at > now).then_some(at)
     }
@@ -738,16 +746,25 @@ impl Handler<ForgetTopics> for Metadata {
 impl Handler<Refresh> for Metadata {
     type Result = ();
 
-    fn handle(&mut self, _: Refresh, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: Refresh, ctx: &mut Context<Self>) {
         // Coalesce bursts (a broker failure makes every partition ask): one refresh soon,
         // unless one is due sooner or under way (then `again` runs one after it); `refresh`
-        // paces them by retry.backoff.ms.
+        // paces them by retry.backoff.ms, except the next one after a lost broker.
+        let lost = matches!(msg, Refresh::BrokerLost);
+        self.skip_pacing |= lost;
         if self.refreshing {
             self.again = true;
             return;
         }
-        let backoff = self.shared.config.retry_backoff;
-        self.schedule_refresh_by(backoff.min(Duration::from_millis(50)), ctx);
+        let soon = if lost {
+            Duration::ZERO
+        } else {
+            self.shared
+                .config
+                .retry_backoff
+                .min(Duration::from_millis(50))
+        };
+        self.schedule_refresh_by(soon, ctx);
     }
 }
 

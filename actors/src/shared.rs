@@ -70,7 +70,15 @@ impl Shared {
     /// Asks the metadata actor for a refresh soon (it coalesces bursts).
     pub(crate) fn request_metadata_refresh(&self) {
         if let Some(m) = self.metadata.get() {
-            m.refresh.do_send(Refresh);
+            m.refresh.do_send(Refresh::Stale);
+        }
+    }
+
+    /// Tells metadata that an established connection was lost: it refreshes at once (see
+    /// [`Refresh::BrokerLost`]).
+    pub(crate) fn report_broker_lost(&self) {
+        if let Some(m) = self.metadata.get() {
+            m.refresh.do_send(Refresh::BrokerLost);
         }
     }
 

@@ -709,3 +709,71 @@ async fn a_batch_waiting_when_its_topic_goes_idle_gets_its_leader_back() {
         vec![Some(b"warm".to_vec()), Some(b"waiting".to_vec())]
     );
 }
+
+/// A lost connection is news about the cluster: metadata is asked at once, not
+/// retry.backoff.ms after the last request (librdkafka asks at once too; Java waits out the
+/// backoff). With the backoff at a minute, the refresh that follows a leader going down
+/// comes at once, and when that broker is back as another goes down (as in the chaos
+/// mode's `down` schedule), the second loss brings a refresh that lists it again: the record
+/// that waited for it is acknowledged at once rather than after the paced minute.
+#[actix_rt::test]
+async fn a_lost_connection_refreshes_metadata_at_once() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("lost-refresh");
+    mock.create_topic(&topic, 3, 1);
+    for (p, broker) in [(0, 1), (1, 2), (2, 3)] {
+        mock.cluster
+            .partition_leader(&topic, p, Some(broker))
+            .unwrap();
+    }
+    let producer = start_producer(
+        &mock.bootstrap(),
+        &[],
+        &[
+            ("linger.ms", "0"),
+            ("retry.backoff.ms", "60000"),
+            ("retry.backoff.max.ms", "60000"),
+            ("reconnect.backoff.ms", "50"),
+            ("reconnect.backoff.max.ms", "200"),
+            ("metadata.max.age.ms", "600000"),
+            ("request.timeout.ms", "30000"),
+            ("delivery.timeout.ms", "180000"),
+        ],
+    );
+    for p in 0..3 {
+        producer
+            .send(Produce::new(topic.clone()).value("warm").partition(p))
+            .await
+            .unwrap_or_else(|e| panic!("warm-up of partition {p}: {e}"));
+    }
+    let refreshes = || async { producer.metrics().await.metadata_refresh_total };
+    let before = refreshes().await;
+    mock.cluster.broker_down(1).unwrap();
+    let lost_at = Instant::now();
+    while refreshes().await == before {
+        assert!(
+            lost_at.elapsed() < Duration::from_secs(20),
+            "no metadata refresh within 20 s of losing broker 1 (paced, it would come after 60 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Partition 0 has no leader now (the mock lists broker 1 no more): this record waits.
+    let waiting = producer.send(Produce::new(topic.clone()).value("waited").partition(0));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    mock.cluster.broker_up(1).unwrap();
+    mock.cluster.broker_down(2).unwrap();
+    let md = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("acknowledged after the refresh broker 2's loss brought, not the paced one")
+        .unwrap_or_else(|e| panic!("the record that waited for broker 1: {e}"));
+    assert_eq!(md.partition, 0);
+    mock.cluster.broker_up(2).unwrap();
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 3, 4, Duration::from_secs(10)).await;
+    let values: Vec<_> = back[&0].iter().map(|c| c.value.clone()).collect();
+    assert_eq!(
+        values,
+        vec![Some(b"warm".to_vec()), Some(b"waited".to_vec())]
+    );
+}

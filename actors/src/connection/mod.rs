@@ -889,7 +889,11 @@ impl Connection {
             self.backoff.reset();
             self.connect_not_before = Some(Instant::now() + self.backoff.next_delay());
         }
-        self.shared.request_metadata_refresh();
+        if was_ready && !self.terminated && reason != "producer closed" {
+            self.shared.report_broker_lost();
+        } else {
+            self.shared.request_metadata_refresh();
+        }
     }
 
     /// How long a closing connection waits for the broker to read what was written.

@@ -38,10 +38,21 @@ pub(crate) struct AddTopics(pub(crate) Vec<Arc<str>>);
 #[rtype(result = "()")]
 pub(crate) struct ForgetTopics(pub(crate) Vec<Arc<str>>);
 
-/// Accumulator or connection → metadata: leadership looks stale; refresh soon (coalesced).
+/// Accumulator or connection → metadata: the cluster view may be stale; refresh.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub(crate) struct Refresh;
+pub(crate) enum Refresh {
+    /// A batch's leader refused it or is not known: refresh soon, coalesced with the others
+    /// and paced (retry.backoff.ms after the last request), as Java's sender asks.
+    Stale,
+    /// An established connection to a broker was lost. That is news about the cluster (a
+    /// broker stopped, or is on its way back), so the refresh goes at once rather than
+    /// retry.backoff.ms after the last one, as librdkafka asks when a broker goes down: a
+    /// broker that came back meanwhile is listed again, and its partitions go up to a
+    /// backoff sooner. One unpaced request per lost connection, and a connection is lost at
+    /// most once per connect, which its reconnect backoff paces.
+    BrokerLost,
+}
 
 /// Accumulator → metadata: a Produce response named broker `node_id` at `address` as a
 /// partition's new leader (KIP-951); start a connection to it unless it is known.
