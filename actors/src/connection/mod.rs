@@ -862,7 +862,8 @@ impl Connection {
         if self.state == State::Idle && self.in_flight.is_empty() && !self.has_work() {
             return;
         }
-        if self.terminated || reason == "producer closed" {
+        let closing = self.terminated || reason == "producer closed";
+        if closing {
             tracing::debug!(node = self.node_id, address = %self.address, "connection closed");
         } else {
             tracing::warn!(node = self.node_id, address = %self.address, %reason, "connection lost");
@@ -889,7 +890,7 @@ impl Connection {
             self.backoff.reset();
             self.connect_not_before = Some(Instant::now() + self.backoff.next_delay());
         }
-        if was_ready && !self.terminated && reason != "producer closed" {
+        if was_ready && !closing {
             self.shared.report_broker_lost();
         } else {
             self.shared.request_metadata_refresh();
