@@ -1106,7 +1106,7 @@ impl Accumulator {
             }
             Attempt::NotWritten => b.maybe_written = false,
         }
-        tracing::debug!(topic = %self.topic, partition = self.partition, batch = b.id, attempt = b.attempts, %reason, "retrying batch");
+        tracing::debug!(topic = %self.topic, partition = self.partition, batch = b.id, attempt = b.attempts, records, %reason, "retrying batch");
         if refresh_metadata {
             self.shared.request_metadata_refresh();
         }
