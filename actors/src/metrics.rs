@@ -48,6 +48,8 @@ pub struct Metrics {
     pub(crate) router_stalled: AtomicBool,
     /// When metadata was last refreshed, on the sensors' clock ([`NEVER`] before the first).
     pub(crate) metadata_updated_ms: AtomicU64,
+    /// Nanoseconds spent in each [`Call`], by `Call as usize`.
+    call_time_ns: [AtomicU64; Call::ALL.len()],
     /// Windowed statistics of the whole producer.
     pub(crate) sensors: ProducerSensors,
     topics: Mutex<HashMap<Arc<str>, Arc<TopicSensors>>>,
@@ -56,6 +58,30 @@ pub struct Metrics {
     samples: usize,
     /// Time zero of the sensors' millisecond clock.
     epoch: Instant,
+}
+
+/// The calls whose time Java's `KafkaProducerMetrics` sums as `<name>-time-ns-total`: from
+/// the call to its answer, a transaction call's only when it succeeded (as Java records
+/// them after the call returns, not when it throws).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Call {
+    Flush,
+    TxnInit,
+    TxnBegin,
+    TxnSendOffsets,
+    TxnCommit,
+    TxnAbort,
+}
+
+impl Call {
+    pub(crate) const ALL: [Call; 6] = [
+        Call::Flush,
+        Call::TxnInit,
+        Call::TxnBegin,
+        Call::TxnSendOffsets,
+        Call::TxnCommit,
+        Call::TxnAbort,
+    ];
 }
 
 /// `metadata_updated_ms` before any refresh.
@@ -87,6 +113,7 @@ impl Metrics {
             records_waiting_memory: AtomicUsize::new(0),
             router_stalled: AtomicBool::new(false),
             metadata_updated_ms: AtomicU64::new(NEVER),
+            call_time_ns: Default::default(),
             sensors: ProducerSensors::new(window, samples),
             topics: Mutex::default(),
             nodes: Mutex::default(),
@@ -114,6 +141,17 @@ impl Metrics {
     /// Raises a lifetime maximum to `n` if it is below.
     pub(crate) fn raise(max: &AtomicU64, n: u64) {
         max.fetch_max(n, Relaxed);
+    }
+
+    /// Adds the time since `started` to `call`'s total.
+    pub(crate) fn add_call_time(&self, call: Call, started: Instant) {
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Metrics::add(&self.call_time_ns[call as usize], ns);
+    }
+
+    /// Nanoseconds spent in `call` so far.
+    pub(crate) fn call_time_ns(&self, call: Call) -> u64 {
+        self.call_time_ns[call as usize].load(Relaxed)
     }
 
     /// Milliseconds on the sensors' clock.
@@ -156,6 +194,8 @@ impl Metrics {
     pub(crate) fn snapshot(&self, buffer_available: usize, buffer_total: usize) -> MetricsSnapshot {
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         let l = |c: &AtomicU64| c.load(Relaxed);
+        let now = self.now_ms();
+        let events = |s: &Sensor| s.read(now).events;
         MetricsSnapshot {
             record_send_total: l(&self.record_send_total),
             record_error_total: l(&self.record_error_total),
@@ -177,12 +217,23 @@ impl Metrics {
             successful_reauthentication_total: l(&self.successful_reauthentication_total),
             leader_hint_total: l(&self.leader_hint_total),
             // An empty window reads NaN, which `f64::max` turns into 0.
-            produce_throttle_time_max: self
+            produce_throttle_time_max: self.sensors.produce_throttle_time.read(now).max.max(0.0),
+            record_size_max: self.sensors.record_size.read(now).max.max(0.0),
+            successful_authentication_total: events(&self.sensors.successful_authentication),
+            failed_authentication_total: events(&self.sensors.failed_authentication),
+            failed_reauthentication_total: events(&self.sensors.failed_reauthentication),
+            reauthentication_latency_max: self
                 .sensors
-                .produce_throttle_time
-                .read(self.now_ms())
+                .reauthentication_latency
+                .read(now)
                 .max
                 .max(0.0),
+            flush_time_ns_total: self.call_time_ns(Call::Flush),
+            txn_init_time_ns_total: self.call_time_ns(Call::TxnInit),
+            txn_begin_time_ns_total: self.call_time_ns(Call::TxnBegin),
+            txn_send_offsets_time_ns_total: self.call_time_ns(Call::TxnSendOffsets),
+            txn_commit_time_ns_total: self.call_time_ns(Call::TxnCommit),
+            txn_abort_time_ns_total: self.call_time_ns(Call::TxnAbort),
         }
     }
 }
@@ -233,6 +284,30 @@ pub struct MetricsSnapshot {
     /// window, ms; 0 without one (quotas; Herald waits it out before writing to that broker
     /// again).
     pub produce_throttle_time_max: f64,
+    /// The largest record within the metrics window, as a batch holding it alone would be,
+    /// bytes (Java's `record-size-max`); 0 without one.
+    pub record_size_max: f64,
+    /// Connections made ready: authenticated with SASL, or at once without it (Java's
+    /// `successful-authentication-total`, which counts every channel that becomes ready).
+    pub successful_authentication_total: u64,
+    /// Connections the broker refused, by SASL or in the TLS handshake.
+    pub failed_authentication_total: u64,
+    /// SASL re-authentications the broker refused.
+    pub failed_reauthentication_total: u64,
+    /// The longest SASL re-authentication within the metrics window, ms; 0 without one.
+    pub reauthentication_latency_max: f64,
+    /// Nanoseconds spent in `flush` (Java's `flush-time-ns-total`).
+    pub flush_time_ns_total: u64,
+    /// Nanoseconds spent in `init_transactions` calls that succeeded.
+    pub txn_init_time_ns_total: u64,
+    /// Nanoseconds spent in `begin_transaction` calls that succeeded.
+    pub txn_begin_time_ns_total: u64,
+    /// Nanoseconds spent in `send_offsets_to_transaction` calls that succeeded.
+    pub txn_send_offsets_time_ns_total: u64,
+    /// Nanoseconds spent in `commit_transaction` calls that succeeded.
+    pub txn_commit_time_ns_total: u64,
+    /// Nanoseconds spent in `abort_transaction` calls that succeeded.
+    pub txn_abort_time_ns_total: u64,
 }
 
 /// A Java `Sensor`: one kind of event (a value each time), read as a windowed rate of the
@@ -337,6 +412,20 @@ pub(crate) struct ProducerSensors {
     pub(crate) connection_close: Sensor,
     /// Batches split after MESSAGE_TOO_LARGE.
     pub(crate) batch_split: Sensor,
+    /// Per sealed batch, its largest record as a batch holding it alone, bytes (Java
+    /// records the same per batch sent, as an upper bound).
+    pub(crate) record_size: Sensor,
+    /// Connections made ready: authenticated by SASL, or at once without it (as Java's
+    /// selector counts every channel that becomes ready).
+    pub(crate) successful_authentication: Sensor,
+    /// Connections the broker refused: SASL, or the TLS handshake.
+    pub(crate) failed_authentication: Sensor,
+    /// SASL re-authentications completed (KIP-368).
+    pub(crate) successful_reauthentication: Sensor,
+    /// SASL re-authentications refused.
+    pub(crate) failed_reauthentication: Sensor,
+    /// Milliseconds from a re-authentication's start to its end, per success.
+    pub(crate) reauthentication_latency: Sensor,
 }
 
 impl ProducerSensors {
@@ -359,6 +448,12 @@ impl ProducerSensors {
             connection_creation: s(),
             connection_close: s(),
             batch_split: s(),
+            record_size: s(),
+            successful_authentication: s(),
+            failed_authentication: s(),
+            successful_reauthentication: s(),
+            failed_reauthentication: s(),
+            reauthentication_latency: s(),
         }
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use metrics::{Label, Unit};
 
-use crate::metrics::{Metrics, Reading, NEVER};
+use crate::metrics::{Call, Metrics, Reading, NEVER};
 use crate::shared::Shared;
 use crate::supervisor::ActorKind;
 
@@ -117,6 +117,24 @@ defs! {
     "kafka_producer_metadata_age" Gauge Producer Seconds "seconds since metadata was last refreshed (NaN before the first)";
     "kafka_producer_batch_split_rate" Gauge Producer CountPerSecond "batches split after MESSAGE_TOO_LARGE per second";
     "kafka_producer_batch_split_total" Counter Producer Count "batches split after MESSAGE_TOO_LARGE";
+    "kafka_producer_record_size_avg" Gauge Producer Bytes "bytes of each batch's largest record, as a batch holding it alone";
+    "kafka_producer_record_size_max" Gauge Producer Bytes "largest record, as a batch holding it alone, bytes";
+    "kafka_producer_flush_time_ns_total" Counter Producer Nanoseconds "time spent in flush, ns";
+    "kafka_producer_txn_init_time_ns_total" Counter Producer Nanoseconds "time spent in init_transactions that succeeded, ns";
+    "kafka_producer_txn_begin_time_ns_total" Counter Producer Nanoseconds "time spent in begin_transaction that succeeded, ns";
+    "kafka_producer_txn_send_offsets_time_ns_total" Counter Producer Nanoseconds "time spent in send_offsets_to_transaction that succeeded, ns";
+    "kafka_producer_txn_commit_time_ns_total" Counter Producer Nanoseconds "time spent in commit_transaction that succeeded, ns";
+    "kafka_producer_txn_abort_time_ns_total" Counter Producer Nanoseconds "time spent in abort_transaction that succeeded, ns";
+    "kafka_producer_successful_authentication_rate" Gauge Producer CountPerSecond "connections made ready per second (authenticated, or at once without SASL)";
+    "kafka_producer_successful_authentication_total" Counter Producer Count "connections made ready (authenticated, or at once without SASL)";
+    "kafka_producer_failed_authentication_rate" Gauge Producer CountPerSecond "connections refused per second by SASL or the TLS handshake";
+    "kafka_producer_failed_authentication_total" Counter Producer Count "connections refused by SASL or the TLS handshake";
+    "kafka_producer_successful_reauthentication_rate" Gauge Producer CountPerSecond "SASL re-authentications completed per second (KIP-368)";
+    "kafka_producer_successful_reauthentication_total" Counter Producer Count "SASL re-authentications completed (KIP-368)";
+    "kafka_producer_failed_reauthentication_rate" Gauge Producer CountPerSecond "SASL re-authentications refused per second";
+    "kafka_producer_failed_reauthentication_total" Counter Producer Count "SASL re-authentications refused";
+    "kafka_producer_reauthentication_latency_avg" Gauge Producer Milliseconds "ms a SASL re-authentication took";
+    "kafka_producer_reauthentication_latency_max" Gauge Producer Milliseconds "longest SASL re-authentication, ms";
     "kafka_producer_topic_record_send_rate" Gauge Topic CountPerSecond "records of the topic acknowledged per second";
     "kafka_producer_topic_record_send_total" Counter Topic Count "records of the topic acknowledged";
     "kafka_producer_topic_record_error_rate" Gauge Topic CountPerSecond "records of the topic failed per second (after routing)";
@@ -147,7 +165,6 @@ defs! {
     "herald_record_resend_unknown_total" Counter Producer Count "records sent again after their request was lost with its connection";
     "herald_leader_hint_total" Counter Producer Count "partitions moved to a leader a Produce response named (KIP-951)";
     "herald_metadata_refresh_total" Counter Producer Count "metadata requests completed";
-    "herald_successful_reauthentication_total" Counter Producer Count "SASL re-authentications completed (KIP-368)";
 }
 
 /// A value to publish.
@@ -247,6 +264,44 @@ pub(crate) fn collect(
     };
     out.gauge("kafka_producer_metadata_age", age);
     out.rate_total("kafka_producer_batch_split", p.batch_split.read(now_ms));
+    out.avg_max("kafka_producer_record_size", p.record_size.read(now_ms));
+    let calls = [
+        (Call::Flush, "kafka_producer_flush_time_ns_total"),
+        (Call::TxnInit, "kafka_producer_txn_init_time_ns_total"),
+        (Call::TxnBegin, "kafka_producer_txn_begin_time_ns_total"),
+        (
+            Call::TxnSendOffsets,
+            "kafka_producer_txn_send_offsets_time_ns_total",
+        ),
+        (Call::TxnCommit, "kafka_producer_txn_commit_time_ns_total"),
+        (Call::TxnAbort, "kafka_producer_txn_abort_time_ns_total"),
+    ];
+    for (call, name) in calls {
+        out.counter(name, metrics.call_time_ns(call) as f64);
+    }
+    let auth = [
+        (
+            "kafka_producer_successful_authentication",
+            &p.successful_authentication,
+        ),
+        (
+            "kafka_producer_failed_authentication",
+            &p.failed_authentication,
+        ),
+        (
+            "kafka_producer_successful_reauthentication",
+            &p.successful_reauthentication,
+        ),
+        (
+            "kafka_producer_failed_reauthentication",
+            &p.failed_reauthentication,
+        ),
+    ];
+    for (name, sensor) in auth {
+        out.rate_total(name, sensor.read(now_ms));
+    }
+    let latency = p.reauthentication_latency.read(now_ms);
+    out.avg_max("kafka_producer_reauthentication_latency", latency);
 
     for t in metrics.topics() {
         let mut topic = out.with(("topic", t.topic.to_string()));
@@ -303,10 +358,6 @@ pub(crate) fn collect(
         (
             "herald_metadata_refresh_total",
             &metrics.metadata_refresh_total,
-        ),
-        (
-            "herald_successful_reauthentication_total",
-            &metrics.successful_reauthentication_total,
         ),
     ];
     for (name, counter) in counters {

@@ -44,6 +44,7 @@ use crate::messages::cluster::{AddTopics, ClusterChanged, ForgetTopics, Subscrib
 use crate::messages::intercept::{Acknowledged, OnSend, Route, RouteLost};
 use crate::messages::transaction::EndTransaction;
 use crate::messages::{ProducerBroken, Shutdown};
+use crate::metrics::Call;
 use crate::otel::RecordTrace;
 use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
 use crate::shared::Shared;
@@ -1476,13 +1477,16 @@ impl Handler<Flush> for Router {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let started = Instant::now();
         self.route_intake(false, ctx);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut core = self.core.borrow_mut();
         core.deferred_flushes.push(tx);
         core.maybe_run_deferred_flushes();
+        let shared = core.shared.clone();
         Box::pin(async move {
             let _ = rx.await;
+            shared.metrics.add_call_time(Call::Flush, started);
         })
     }
 }
@@ -1654,12 +1658,34 @@ fn answered(r: Result<TransactionResult, MailboxError>) -> TransactionResult {
     r.unwrap_or(Err(TransactionError::Closed))
 }
 
+/// Adds a transaction call's time, from its message's arrival (`started`) to its answer, to
+/// `call`'s total when it succeeded.
+fn timed(
+    shared: &Shared,
+    call: Call,
+    started: Instant,
+    result: TransactionResult,
+) -> TransactionResult {
+    if result.is_ok() {
+        shared.metrics.add_call_time(call, started);
+    }
+    result
+}
+
 impl Handler<InitTransactions> for Router {
     type Result = ResponseFuture<TransactionResult>;
 
     fn handle(&mut self, msg: InitTransactions, _: &mut Context<Self>) -> Self::Result {
-        let to = self.core.borrow().transaction().map(|t| t.init.clone());
-        Box::pin(async move { answered(to?.send(msg).await) })
+        let started = Instant::now();
+        let core = self.core.borrow();
+        let (to, shared) = (
+            core.transaction().map(|t| t.init.clone()),
+            core.shared.clone(),
+        );
+        Box::pin(async move {
+            let result = answered(to?.send(msg).await);
+            timed(&shared, Call::TxnInit, started, result)
+        })
     }
 }
 
@@ -1667,6 +1693,7 @@ impl Handler<BeginTransaction> for Router {
     type Result = ResponseActFuture<Self, TransactionResult>;
 
     fn handle(&mut self, msg: BeginTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        let started = Instant::now();
         // Records appended before `begin` belong to no transaction.
         self.route_intake(false, ctx);
         let to = match self.core.borrow().transaction() {
@@ -1678,11 +1705,12 @@ impl Handler<BeginTransaction> for Router {
         Box::pin(
             async move { answered(to.send(msg).await) }
                 .into_actor(self)
-                .map(|res, act, _| {
+                .map(move |res, act, _| {
+                    let mut core = act.core.borrow_mut();
                     if res.is_ok() {
-                        act.core.borrow_mut().in_txn = true;
+                        core.in_txn = true;
                     }
-                    res
+                    timed(&core.shared, Call::TxnBegin, started, res)
                 }),
         )
     }
@@ -1692,12 +1720,14 @@ impl Handler<SendOffsetsToTransaction> for Router {
     type Result = ResponseFuture<TransactionResult>;
 
     fn handle(&mut self, msg: SendOffsetsToTransaction, _: &mut Context<Self>) -> Self::Result {
-        let to = self
-            .core
-            .borrow()
-            .transaction()
-            .map(|t| t.send_offsets.clone());
-        Box::pin(async move { answered(to?.send(msg).await) })
+        let started = Instant::now();
+        let core = self.core.borrow();
+        let to = core.transaction().map(|t| t.send_offsets.clone());
+        let shared = core.shared.clone();
+        Box::pin(async move {
+            let result = answered(to?.send(msg).await);
+            timed(&shared, Call::TxnSendOffsets, started, result)
+        })
     }
 }
 
@@ -1708,6 +1738,7 @@ impl Handler<CommitTransaction> for Router {
     /// the transaction manager commit. A record that failed meanwhile makes the transaction
     /// abortable, which the commit then reports.
     fn handle(&mut self, _: CommitTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        let started = Instant::now();
         self.route_intake(false, ctx);
         let mut core = self.core.borrow_mut();
         let to = match core.transaction() {
@@ -1723,8 +1754,9 @@ impl Handler<CommitTransaction> for Router {
         Box::pin(async move {
             let _ = rx.await;
             let result = answered(to.send(EndTransaction { commit: true }).await);
-            core_rc.borrow_mut().txn_ending = None;
-            result
+            let mut core = core_rc.borrow_mut();
+            core.txn_ending = None;
+            timed(&core.shared, Call::TxnCommit, started, result)
         })
     }
 }
@@ -1736,6 +1768,7 @@ impl Handler<AbortTransaction> for Router {
     /// unsent in an accumulator) with "transaction aborted", waits for the batches in flight,
     /// then has the transaction manager abort.
     fn handle(&mut self, _: AbortTransaction, ctx: &mut Context<Self>) -> Self::Result {
+        let started = Instant::now();
         self.route_intake(false, ctx);
         let mut core = self.core.borrow_mut();
         let to = match core.transaction() {
@@ -1754,8 +1787,9 @@ impl Handler<AbortTransaction> for Router {
         Box::pin(async move {
             futures_util::future::join_all(discards).await;
             let result = answered(to.send(EndTransaction { commit: false }).await);
-            core_rc.borrow_mut().txn_ending = None;
-            result
+            let mut core = core_rc.borrow_mut();
+            core.txn_ending = None;
+            timed(&core.shared, Call::TxnAbort, started, result)
         })
     }
 }

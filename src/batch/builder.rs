@@ -90,6 +90,8 @@ pub struct BatchBuilder {
     /// always fits; the caller checks `max.request.size` before).
     limit: usize,
     count: i32,
+    /// The largest record appended, encoded bytes (for Java's `record-size-*` metrics).
+    max_record: usize,
     base_timestamp: i64,
     max_timestamp: i64,
     compression: Compression,
@@ -121,6 +123,7 @@ impl BatchBuilder {
             buf,
             limit: batch_size,
             count: 0,
+            max_record: 0,
             base_timestamp: 0,
             max_timestamp: i64::MIN,
             compression,
@@ -137,6 +140,17 @@ impl BatchBuilder {
     /// Records appended so far.
     pub fn record_count(&self) -> i32 {
         self.count
+    }
+
+    /// The largest record appended so far, as a batch holding it alone would be: its
+    /// encoded size plus the batch header (Java's `record-size-*` measure the same, as an
+    /// upper bound). 0 while empty.
+    pub fn max_record_size(&self) -> usize {
+        if self.count == 0 {
+            0
+        } else {
+            RECORD_BATCH_OVERHEAD + self.max_record
+        }
     }
 
     /// Uncompressed size of the batch so far, header included.
@@ -252,6 +266,7 @@ impl BatchBuilder {
         }
         debug_assert!(w.out.is_empty(), "record_size and the encoder disagree");
         self.count += 1;
+        self.max_record = self.max_record.max(size);
         if timestamp > self.max_timestamp {
             self.max_timestamp = timestamp;
         }
@@ -419,6 +434,25 @@ mod tests {
         assert!(!b.has_room_for(0, None, Some(b"x"), &[]));
         assert!(b.try_append(0, None, Some(b"x"), &[]).is_err());
         assert_eq!(b.record_count(), 1);
+    }
+
+    /// The largest record is measured as a batch holding it alone: what a one-record batch
+    /// of it closes to.
+    #[test]
+    fn max_record_size_is_the_largest_record_alone_in_a_batch() {
+        let mut b = BatchBuilder::new(1 << 16, Compression::None, None);
+        assert_eq!(b.max_record_size(), 0);
+        let sizes = [10usize, 300, 20];
+        for (i, n) in sizes.iter().enumerate() {
+            b.try_append(i as i64, Some(b"key"), Some(&vec![1u8; *n]), &[])
+                .expect("fits");
+        }
+        let mut alone = BatchBuilder::new(1 << 16, Compression::None, None);
+        alone
+            .try_append(1, Some(b"key"), Some(&[1u8; 300]), &[])
+            .expect("fits");
+        let alone = alone.close(ProducerIds::NONE).expect("closes");
+        assert_eq!(b.max_record_size(), alone.len());
     }
 
     /// A raised limit takes the records a full batch refused, and decodes like any batch; the

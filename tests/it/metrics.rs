@@ -209,6 +209,18 @@ fn actix_web_example_serves_prometheus_metrics_after_producing() {
         "a v2 batch header and a small record: {batch}"
     );
     assert_eq!(get("kafka_producer_compression_rate_avg", &[client]), 1.0);
+    // Java's record-size: the largest record as a batch holding it alone. The largest here,
+    // key "k24" and value "value 24", is 18 bytes of record (its length, attributes, two
+    // deltas, key and value with their lengths, a header count of 0) after the batch's 61.
+    assert_eq!(get("kafka_producer_record_size_max", &[client]), 79.0);
+    // One record per batch: each batch's largest record is all of it.
+    let record_size = get("kafka_producer_record_size_avg", &[client]);
+    assert!((record_size - batch).abs() < 1e-9, "{record_size} {batch}");
+    // Every connection authenticated (at once, without SASL); none refused.
+    let authenticated = get("kafka_producer_successful_authentication_total", &[client]);
+    assert!(authenticated >= 1.0, "{authenticated}");
+    let refused = get("kafka_producer_failed_authentication_total", &[client]);
+    assert_eq!(refused, 0.0);
     let total = get("kafka_producer_buffer_total_bytes", &[client]);
     assert_eq!(total, 33_554_432.0);
     // Every batch completed: its memory is back.

@@ -134,15 +134,35 @@ async fn mock_an_abortable_add_partitions_error_is_aborted_and_the_producer_goes
     assert!(refused.record().is_some(), "a refused record comes back");
     let commit = p.commit_transaction().await.unwrap_err();
     assert_eq!(commit.class(), ErrorClass::Abortable, "{commit}");
+    // Java's txn-*-time-ns-total count calls that succeeded: the refused commit adds none.
+    let m = p.metrics().await;
+    assert!(
+        m.txn_init_time_ns_total > 0 && m.txn_begin_time_ns_total > 0,
+        "{m:?}"
+    );
+    assert_eq!(m.txn_commit_time_ns_total, 0, "{m:?}");
+    assert_eq!(m.txn_abort_time_ns_total, 0, "{m:?}");
     p.abort_transaction()
         .await
         .expect("abort after an abortable error");
+    let aborted = p.metrics().await;
+    assert!(aborted.txn_abort_time_ns_total > 0, "{aborted:?}");
+    assert_eq!(aborted.txn_begin_time_ns_total, m.txn_begin_time_ns_total);
 
     p.begin_transaction().await.expect("a new transaction");
     assert_eq!(send_all(&p, &topic, 12).await, 12);
     p.commit_transaction()
         .await
         .expect("commit after the abort");
+    let m = p.metrics().await;
+    assert!(
+        m.txn_begin_time_ns_total > aborted.txn_begin_time_ns_total,
+        "{m:?}"
+    );
+    assert!(m.txn_commit_time_ns_total > 0, "{m:?}");
+    assert!(m.flush_time_ns_total > 0, "send_all flushed: {m:?}");
+    assert_eq!(m.txn_init_time_ns_total, aborted.txn_init_time_ns_total);
+    assert_eq!(m.txn_send_offsets_time_ns_total, 0, "{m:?}");
     p.close(Duration::from_secs(5)).await;
 }
 

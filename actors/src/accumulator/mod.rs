@@ -403,6 +403,9 @@ impl Accumulator {
         } = open;
         let id = sealed_id(id);
         let uncompressed = builder.size_in_bytes();
+        let m = &self.shared.metrics;
+        let largest = builder.max_record_size() as f64;
+        m.sensors.record_size.record(largest, m.now_ms());
         let stamp = self.stamp_for(records.len());
         let parts = (id, records, created, reserved);
         if let Some(sealer) = &self.shared.sealer {

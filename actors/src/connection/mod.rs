@@ -346,6 +346,8 @@ pub(crate) struct Connection {
     /// When the last SaslHandshake was answered: the broker took it before then, and refuses
     /// another within [`REAUTH_INTERVAL`] of it.
     handshake_answered: Option<Instant>,
+    /// When the re-authentication under way began (`reauthentication-latency-*`).
+    reauth_started: Option<Instant>,
     backoff: Backoff,
     /// No connect attempt before this instant (reconnect backoff).
     connect_not_before: Option<Instant>,
@@ -400,6 +402,7 @@ impl Connection {
             sasl_authenticate_version: 0,
             sasl: None,
             handshake_answered: None,
+            reauth_started: None,
             backoff,
             connect_not_before: None,
             connect_started: None,
@@ -1058,6 +1061,10 @@ impl Connection {
 
     /// The connection may carry requests.
     fn ready(&mut self, ctx: &mut Context<Self>) {
+        if self.state != State::Reauthenticating {
+            let m = &self.shared.metrics;
+            m.sensors.successful_authentication.record(1.0, m.now_ms());
+        }
         self.state = State::Ready;
         self.backoff.reset();
         self.connect_started = None;
@@ -1199,8 +1206,14 @@ impl Connection {
             Ok(Step::Done) => {
                 let reauth = self.state == State::Reauthenticating;
                 if reauth {
-                    let metrics = &self.shared.metrics;
-                    Metrics::add(&metrics.successful_reauthentication_total, 1);
+                    let m = &self.shared.metrics;
+                    Metrics::add(&m.successful_reauthentication_total, 1);
+                    let now = m.now_ms();
+                    m.sensors.successful_reauthentication.record(1.0, now);
+                    if let Some(started) = self.reauth_started.take() {
+                        let ms = started.elapsed().as_secs_f64() * 1000.0;
+                        m.sensors.reauthentication_latency.record(ms, now);
+                    }
                 }
                 self.sasl = None;
                 tracing::debug!(
@@ -1240,6 +1253,7 @@ impl Connection {
             }
             let _span = act.span.clone().entered();
             tracing::debug!(node = act.node_id, "re-authenticating");
+            act.reauth_started = Some(Instant::now());
             // The handshake requests queue behind those in flight, and time out as any
             // request does (at the head of the queue).
             act.begin_sasl_exchange(protocol::SASL_HANDSHAKE.max, State::Reauthenticating, ctx);
@@ -1252,6 +1266,14 @@ impl Connection {
     /// dropped (and tried again, with backoff, when new work arrives).
     fn authentication_failed(&mut self, reason: String) {
         tracing::error!(node = self.node_id, address = %self.address, %reason, "authentication failed");
+        let m = &self.shared.metrics;
+        let failed = if self.state == State::Reauthenticating {
+            &m.sensors.failed_reauthentication
+        } else {
+            &m.sensors.failed_authentication
+        };
+        failed.record(1.0, m.now_ms());
+        self.reauth_started = None;
         let why: Arc<str> = Arc::from(reason.as_str());
         if let Some(source) = self.shared.tokens.clone() {
             // The broker may have refused the token: the next attempt asks for a new one.

@@ -98,6 +98,10 @@ async fn expect_refused(producer: Producer, records: usize) -> Vec<String> {
             text
         })
         .collect();
+    // Counted as Java's selector counts them: refused, and no connection made ready.
+    let metrics = producer.metrics().await;
+    assert!(metrics.failed_authentication_total >= 1, "{metrics:?}");
+    assert_eq!(metrics.successful_authentication_total, 0, "{metrics:?}");
     producer.close(Duration::from_secs(5)).await;
     errors
 }
@@ -675,6 +679,13 @@ async fn reauthentication_keeps_records_flowing_and_a_disabled_mechanism_is_refu
         "{metrics:?}"
     );
     assert_eq!(metrics.record_retry_total, 0, "{metrics:?}");
+    // Re-authentications are not first authentications, and took some time each.
+    assert_eq!(metrics.failed_reauthentication_total, 0, "{metrics:?}");
+    assert!(metrics.reauthentication_latency_max > 0.0, "{metrics:?}");
+    assert!(
+        (1..=metrics.connection_creation_total).contains(&metrics.successful_authentication_total),
+        "{metrics:?}"
+    );
     println!("re-authentication: {metrics:?}");
     assert!(producer.close(Duration::from_secs(10)).await);
     assert_once_in_order(&kafka, &topic, 2, sent).await;

@@ -399,6 +399,17 @@ async fn consume_transform_produce(version: i16) {
         Some(next),
         "the commit moved the group's offset"
     );
+    // Java's txn-*-time-ns-total: every call here took time with a coordinator round trip.
+    let m = p.metrics().await;
+    for (name, ns) in [
+        ("init", m.txn_init_time_ns_total),
+        ("begin", m.txn_begin_time_ns_total),
+        ("send offsets", m.txn_send_offsets_time_ns_total),
+        ("commit", m.txn_commit_time_ns_total),
+        ("abort", m.txn_abort_time_ns_total),
+    ] {
+        assert!(ns > 0, "{name}: {m:?}");
+    }
     p.close(Duration::from_secs(5)).await;
 
     let back = read(&bootstrap, "read_committed", &output, 1, 20).await;
