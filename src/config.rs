@@ -449,6 +449,19 @@ pub struct ProducerConfig {
     /// `connections.max.idle.ms`: how long a connection may go unused before it is closed
     /// (`Duration::MAX`, from a negative value: never).
     pub connections_max_idle: Duration,
+    /// `socket.connection.setup.timeout.ms`: how long the first attempt to set up a
+    /// connection (TCP, the TLS handshake, and with SASL the authentication) may take; each
+    /// failed attempt doubles it (with 20% jitter) up to
+    /// `socket.connection.setup.timeout.max.ms`, as Java's does.
+    pub socket_connection_setup_timeout: Duration,
+    /// `socket.connection.setup.timeout.max.ms`: the longest setup timeout.
+    pub socket_connection_setup_timeout_max: Duration,
+    /// `send.buffer.bytes`: the socket's send buffer (SO_SNDBUF); `None` (-1) leaves the
+    /// operating system's, which the kernel then tunes.
+    pub send_buffer_bytes: Option<u32>,
+    /// `receive.buffer.bytes`: the socket's receive buffer (SO_RCVBUF); `None` (-1) leaves
+    /// the operating system's.
+    pub receive_buffer_bytes: Option<u32>,
     /// `metrics.sample.window.ms`: the span of one sample of the windowed metrics.
     pub metrics_sample_window: Duration,
     /// `metrics.num.samples`: how many samples the windowed metrics keep.
@@ -821,6 +834,16 @@ keys! {
         ms(300_000), Millis::LONG;
     /// an unused connection is closed after this long (opened again when needed); negative: never
     "connections.max.idle.ms" connections_max_idle(Duration) = ms(540_000), MillisOrNever;
+    /// the first attempt to set up a connection (TCP, TLS, SASL) gives up after this; each failed one doubles it
+    "socket.connection.setup.timeout.ms" socket_connection_setup_timeout(Duration) = ms(10_000),
+        Millis::LONG;
+    /// the longest connection setup timeout
+    "socket.connection.setup.timeout.max.ms" socket_connection_setup_timeout_max(Duration) =
+        ms(30_000), Millis::LONG;
+    /// SO_SNDBUF in bytes; -1: the OS default, which the kernel tunes (Java's default is 131072)
+    "send.buffer.bytes" send_buffer_bytes(u32 => Some) = None, SocketBuffer, shown "-1";
+    /// SO_RCVBUF in bytes; -1: the OS default, which the kernel tunes (Java's default is 32768)
+    "receive.buffer.bytes" receive_buffer_bytes(u32 => Some) = None, SocketBuffer, shown "-1";
     /// the windowed metrics (rates, averages, maxima) keep samples this long each; at least 1
     "metrics.sample.window.ms" metrics_sample_window(Duration) = ms(30_000),
         Millis::LONG.at_least(1);
@@ -898,18 +921,14 @@ keys! {
 /// Java keys that are accepted and validated (with the Java rule) but not used by Herald yet;
 /// the values are kept in [`ProducerConfig::extra`].
 const ACCEPTED: &[(&str, Accept)] = &[
-    ("send.buffer.bytes", Accept::BUFFER_BYTES),
-    ("receive.buffer.bytes", Accept::BUFFER_BYTES),
-    ("socket.connection.setup.timeout.ms", Accept::MILLIS),
-    ("socket.connection.setup.timeout.max.ms", Accept::MILLIS),
+    // What Herald does: a broker's addresses are tried in turn, each attempt starting at
+    // the next one. Java's other choice resolves bootstrap names to canonical ones, which
+    // only Kerberos needs.
     (
         "client.dns.lookup",
         Accept::OneOf(
-            &[
-                "use_all_dns_ips",
-                "resolve_canonical_bootstrap_servers_only",
-            ],
-            "expected use_all_dns_ips or resolve_canonical_bootstrap_servers_only",
+            &["use_all_dns_ips"],
+            "expected use_all_dns_ips (resolve_canonical_bootstrap_servers_only, for Kerberos, is not supported)",
         ),
     ),
     (
@@ -925,10 +944,6 @@ const ACCEPTED: &[(&str, Accept)] = &[
 
 /// The Java rule for an accepted-but-unused key, with what the error says was expected.
 enum Accept {
-    /// A Java `int` at least this.
-    IntAtLeast(i32, &'static str),
-    /// A Java `long` at least this.
-    LongAtLeast(i64, &'static str),
     /// One of these names, exactly.
     OneOf(&'static [&'static str], &'static str),
     /// Anything but nothing.
@@ -936,18 +951,8 @@ enum Accept {
 }
 
 impl Accept {
-    const MILLIS: Accept = Accept::LongAtLeast(0, "expected a non-negative integer (milliseconds)");
-    const BUFFER_BYTES: Accept =
-        Accept::IntAtLeast(-1, "expected an integer >= -1 (-1: OS default)");
-
     fn check(&self, value: &str) -> Result<(), &'static str> {
         let (ok, expected) = match *self {
-            Accept::IntAtLeast(min, expected) => {
-                (value.parse::<i32>().is_ok_and(|n| n >= min), expected)
-            }
-            Accept::LongAtLeast(min, expected) => {
-                (value.parse::<i64>().is_ok_and(|n| n >= min), expected)
-            }
             Accept::OneOf(names, expected) => (names.contains(&value), expected),
             Accept::NonEmpty(expected) => (!value.is_empty(), expected),
         };
@@ -1288,6 +1293,37 @@ impl Kind for Bytes {
 
     fn print(&self, value: &usize) -> Option<String> {
         Some(value.to_string())
+    }
+}
+
+/// A socket buffer size: a positive Java `int`, or -1 for the operating system's (`None`).
+/// Java's validator also takes 0, which its socket then refuses; here it is refused at once.
+struct SocketBuffer;
+
+impl Kind for SocketBuffer {
+    type Value = Option<u32>;
+
+    fn parse(&self, text: &str) -> Result<Option<u32>, &'static str> {
+        const EXPECTED: &str = "expected -1 (the OS default) or a positive number of bytes";
+        match text.parse::<i32>() {
+            Ok(-1) => Ok(None),
+            Ok(n) if n > 0 => Ok(Some(n as u32)),
+            _ => Err(EXPECTED),
+        }
+    }
+
+    fn check(&self, value: &mut Option<u32>) -> Result<(), Rejection> {
+        match *value {
+            Some(n) if n == 0 || u128::from(n) > JAVA_INT_MAX => Err(Rejection::invalid(
+                n,
+                format!("must be -1 (the OS default) or from 1 to {JAVA_INT_MAX}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn print(&self, value: &Option<u32>) -> Option<String> {
+        Some(value.map_or_else(|| "-1".to_string(), |n| n.to_string()))
     }
 }
 
@@ -1836,6 +1872,33 @@ mod tests {
     }
 
     #[test]
+    fn socket_keys_are_read_with_the_os_default_for_buffers() {
+        let c = pairs_ok(&[]);
+        assert_eq!(c.socket_connection_setup_timeout, ms(10_000));
+        assert_eq!(c.socket_connection_setup_timeout_max, ms(30_000));
+        assert_eq!((c.send_buffer_bytes, c.receive_buffer_bytes), (None, None));
+        let c = pairs_ok(&[
+            ("send.buffer.bytes", "131072"),
+            ("receive.buffer.bytes", "-1"),
+            ("socket.connection.setup.timeout.ms", "250"),
+            ("socket.connection.setup.timeout.max.ms", "1000"),
+        ]);
+        assert_eq!(c.send_buffer_bytes, Some(131_072));
+        assert_eq!(c.receive_buffer_bytes, None);
+        assert_eq!(c.socket_connection_setup_timeout, ms(250));
+        assert_eq!(c.socket_connection_setup_timeout_max, ms(1_000));
+        let pairs = c.to_pairs();
+        let get = |k: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("send.buffer.bytes").as_deref(), Some("131072"));
+        assert_eq!(get("receive.buffer.bytes").as_deref(), Some("-1"));
+    }
+
+    #[test]
     fn from_pairs_path() {
         let c = ProducerConfig::from_pairs([
             ("bootstrap.servers", "k1:9092,k2:9092"),
@@ -1863,6 +1926,7 @@ mod tests {
         assert_eq!(c.security_protocol, SecurityProtocol::Ssl);
         assert_eq!(c.extra["client.dns.lookup"], "use_all_dns_ips");
         assert_eq!(c.extra.len(), 2);
+        assert!(!c.extra.contains_key("send.buffer.bytes"));
 
         // Strings as well as &str; later pairs win.
         let owned = vec![
@@ -2029,6 +2093,21 @@ metrics.recording.level=DEBUG
         assert_invalid(&[("client.dns.lookup", "default")], "client.dns.lookup");
         assert_invalid(&[("metrics.num.samples", "0")], "metrics.num.samples");
         assert_invalid(&[("send.buffer.bytes", "-2")], "send.buffer.bytes");
+        // Java's validator takes 0, which its socket then refuses at every connect.
+        assert_invalid(&[("receive.buffer.bytes", "0")], "receive.buffer.bytes");
+        assert_invalid(
+            &[("socket.connection.setup.timeout.ms", "-1")],
+            "socket.connection.setup.timeout.ms",
+        );
+        let e = ProducerConfig::from_pairs([
+            ("bootstrap.servers", "k:9092"),
+            (
+                "client.dns.lookup",
+                "resolve_canonical_bootstrap_servers_only",
+            ),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("not supported"), "{e}");
         for bad in [
             "host",
             "host:",
@@ -2464,7 +2543,7 @@ metrics.recording.level=DEBUG
             .map(|(name, _)| format!("`{name}`"))
             .collect();
         table += &format!(
-            "\nAccepted so that Java configs load, validated, not used yet: {}.\n",
+            "\nAccepted so that Java configs load, validated, not used: {}.\n",
             accepted.join(", ")
         );
         table

@@ -7,6 +7,7 @@ mod support;
 mod availability;
 mod batch_fixtures;
 mod behaviour;
+mod connection_setup;
 mod examples;
 mod faults;
 mod idempotence;

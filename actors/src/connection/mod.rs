@@ -76,10 +76,8 @@ use crate::supervisor::{panic_message, ActorKind};
 use coalesce::Coalescer;
 use frame::Frame;
 use in_flight::{Answer, InFlightQueue};
-use transport::{ConnectError, Transport};
+use transport::{ConnectError, SocketOptions, Transport};
 
-/// How long a TCP connect may take (Java's `socket.connection.setup.timeout.ms`).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often deadlines of in-flight requests are checked.
 const TICK: Duration = Duration::from_millis(50);
 /// The connection's mailbox (batches and requests waiting for the actor).
@@ -349,6 +347,13 @@ pub(crate) struct Connection {
     /// When the re-authentication under way began (`reauthentication-latency-*`).
     reauth_started: Option<Instant>,
     backoff: Backoff,
+    /// `socket.connection.setup.timeout.ms`, doubling with each attempt that failed since
+    /// the connection was last ready, up to its `.max.ms` (Java's `ClusterConnectionStates`).
+    setup_backoff: Backoff,
+    /// This attempt's setup timeout, drawn from `setup_backoff` when it began.
+    setup_timeout: Duration,
+    /// Connect attempts so far: each starts at the next of the broker's addresses.
+    connect_attempts: usize,
     /// No connect attempt before this instant (reconnect backoff).
     connect_not_before: Option<Instant>,
     connect_started: Option<Instant>,
@@ -377,6 +382,10 @@ impl Connection {
         let span = tracing::info_span!("connection", node = node_id, address = %address);
         let config = &shared.config;
         let backoff = Backoff::new(config.reconnect_backoff, config.reconnect_backoff_max);
+        let setup_backoff = Backoff::new(
+            config.socket_connection_setup_timeout,
+            config.socket_connection_setup_timeout_max,
+        );
         Connection {
             sensors: shared.metrics.node(node_id),
             node_id,
@@ -404,6 +413,9 @@ impl Connection {
             handshake_answered: None,
             reauth_started: None,
             backoff,
+            setup_backoff,
+            setup_timeout: Duration::ZERO,
+            connect_attempts: 0,
             connect_not_before: None,
             connect_started: None,
             connect_timer: None,
@@ -449,7 +461,15 @@ impl Connection {
         let address = self.address.clone();
         tracing::debug!(node = self.node_id, %address, "connecting");
         let tls = self.shared.tls.clone();
-        let fut = async move { Transport::connect(&address, CONNECT_TIMEOUT, tls).await };
+        let config = &self.shared.config;
+        let options = SocketOptions {
+            send_buffer: config.send_buffer_bytes,
+            receive_buffer: config.receive_buffer_bytes,
+        };
+        self.setup_timeout = self.setup_backoff.next_delay();
+        let (timeout, attempt) = (self.setup_timeout, self.connect_attempts);
+        self.connect_attempts = self.connect_attempts.wrapping_add(1);
+        let fut = async move { Transport::connect(&address, timeout, tls, options, attempt).await };
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             if act.generation != generation || act.state != State::Connecting {
                 return;
@@ -1067,6 +1087,7 @@ impl Connection {
         }
         self.state = State::Ready;
         self.backoff.reset();
+        self.setup_backoff.reset();
         self.connect_started = None;
         self.pump(ctx);
     }
@@ -1295,9 +1316,17 @@ impl Connection {
             return self.disconnect(reason);
         }
         if matches!(self.state, State::Negotiating | State::Authenticating) {
+            // As in Java: with SASL, the handshake (ApiVersions first) is part of setting up
+            // the connection; without, ApiVersions is a request like any other.
+            let limit = if self.shared.sasl.is_some() {
+                self.setup_timeout
+            } else {
+                timeout
+            };
             if let Some(started) = self.connect_started {
-                if started.elapsed() > timeout {
-                    self.disconnect(format!("{:?} timed out", self.state));
+                if started.elapsed() > limit {
+                    let ms = limit.as_millis();
+                    self.disconnect(format!("{:?} timed out after {ms} ms", self.state));
                 }
             }
         }

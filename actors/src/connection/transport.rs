@@ -4,13 +4,15 @@
 //! see the stream.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
 use tokio_rustls::client::TlsStream;
 
 use crate::tls::Tls;
@@ -44,6 +46,54 @@ pub(crate) fn host_of(address: &str) -> &str {
         .unwrap_or(host)
 }
 
+/// How a connection's socket is made: the buffer sizes (`send.buffer.bytes`,
+/// `receive.buffer.bytes`; `None` leaves the operating system's, which Linux then tunes to
+/// the link, and which a size set here turns off).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct SocketOptions {
+    pub(crate) send_buffer: Option<u32>,
+    pub(crate) receive_buffer: Option<u32>,
+}
+
+fn timed_out() -> ConnectError {
+    ConnectError::Io(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
+}
+
+/// Connects to one of `addrs` before `deadline`, trying them in turn from `attempt` (modulo
+/// their number), as Java's `use_all_dns_ips`: an address that refuses passes to the next at
+/// once; one that does not answer takes the rest of the attempt, and the next attempt starts
+/// after it, so an unreachable address cannot hold every attempt.
+async fn connect_any(
+    addrs: &[SocketAddr],
+    attempt: usize,
+    deadline: Instant,
+    options: SocketOptions,
+) -> Result<TcpStream, ConnectError> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    for i in 0..addrs.len() {
+        let addr = addrs[(attempt + i) % addrs.len()];
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(ConnectError::Io)?;
+        // Before connecting: the receive buffer sets the window scale offered in the SYN.
+        if let Some(n) = options.send_buffer {
+            socket.set_send_buffer_size(n).map_err(ConnectError::Io)?;
+        }
+        if let Some(n) = options.receive_buffer {
+            socket.set_recv_buffer_size(n).map_err(ConnectError::Io)?;
+        }
+        match tokio::time::timeout_at(deadline, socket.connect(addr)).await {
+            Err(_) => return Err(timed_out()),
+            Ok(Ok(stream)) => return Ok(stream),
+            Ok(Err(e)) => last = e,
+        }
+    }
+    Err(ConnectError::Io(last))
+}
+
 /// A connected stream to a broker.
 #[derive(Debug)]
 pub(crate) enum Transport {
@@ -54,21 +104,25 @@ pub(crate) enum Transport {
 }
 
 impl Transport {
-    /// Connects to `address` (`host:port`) within `timeout` (Java's
-    /// `socket.connection.setup.timeout.ms`), TCP and TLS handshake together; with `tls`, the
-    /// broker's certificate must name the host of `address`.
+    /// Connects to `address` (`host:port`) within `timeout` (this attempt's share of Java's
+    /// `socket.connection.setup.timeout.ms`): name resolution, TCP and the TLS handshake
+    /// together. The name's addresses are tried from the `attempt`-th on (see
+    /// `connect_any`). With `tls`, the broker's certificate must name the host of `address`.
     pub(crate) async fn connect(
         address: &str,
         timeout: Duration,
         tls: Option<Tls>,
+        options: SocketOptions,
+        attempt: usize,
     ) -> Result<Transport, ConnectError> {
-        let timed_out =
-            || ConnectError::Io(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
-        let deadline = tokio::time::Instant::now() + timeout;
-        let stream = tokio::time::timeout_at(deadline, TcpStream::connect(address))
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(ConnectError::Io)?;
+        let deadline = Instant::now() + timeout;
+        let addrs: Vec<SocketAddr> =
+            tokio::time::timeout_at(deadline, tokio::net::lookup_host(address))
+                .await
+                .map_err(|_| timed_out())?
+                .map_err(ConnectError::Io)?
+                .collect();
+        let stream = connect_any(&addrs, attempt, deadline, options).await?;
         // Requests are written whole; Nagle would only hold the last segment back.
         let _ = stream.set_nodelay(true);
         let Some(tls) = tls else {
@@ -170,7 +224,13 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (transport, accepted) = tokio::join!(
-            Transport::connect(&address, Duration::from_secs(5), None),
+            Transport::connect(
+                &address,
+                Duration::from_secs(5),
+                None,
+                SocketOptions::default(),
+                0
+            ),
             listener.accept()
         );
         let (mut broker, _) = accepted.unwrap();
@@ -193,7 +253,76 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         drop(listener);
-        assert!(Transport::connect(&address, Duration::from_secs(5), None)
+        assert!(Transport::connect(
+            &address,
+            Duration::from_secs(5),
+            None,
+            SocketOptions::default(),
+            0
+        )
+        .await
+        .is_err());
+    }
+
+    /// `send.buffer.bytes` and `receive.buffer.bytes` reach the socket (Linux reports twice
+    /// the size set, for its bookkeeping); unset, the system's sizes stay.
+    #[tokio::test]
+    async fn buffer_sizes_are_set_on_the_socket() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let sizes = |t: &Transport| {
+            let Transport::Plain(stream) = t else {
+                unreachable!("plain TCP")
+            };
+            let socket = socket2::SockRef::from(stream);
+            (
+                socket.send_buffer_size().unwrap(),
+                socket.recv_buffer_size().unwrap(),
+            )
+        };
+        let set = SocketOptions {
+            send_buffer: Some(50_000),
+            receive_buffer: Some(4_096),
+        };
+        let connect =
+            |options| Transport::connect(&address, Duration::from_secs(5), None, options, 0);
+        let (t, _accepted) = tokio::join!(connect(set), listener.accept());
+        let (send, receive) = sizes(&t.unwrap());
+        assert!((50_000..=100_000).contains(&send), "SO_SNDBUF {send}");
+        assert!((4_096..=8_192).contains(&receive), "SO_RCVBUF {receive}");
+        let (t, _accepted) = tokio::join!(connect(SocketOptions::default()), listener.accept());
+        let (send_default, receive_default) = sizes(&t.unwrap());
+        assert!(
+            send_default != send && receive_default != receive,
+            "the system's: {send_default}, {receive_default}"
+        );
+    }
+
+    /// Each attempt starts at the next of a name's addresses, and an address that refuses
+    /// passes to the next one within the attempt.
+    #[tokio::test]
+    async fn addresses_are_tried_in_turn_from_the_attempts_own() {
+        let first = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let second = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let refused_addr = refused.local_addr().unwrap();
+        drop(refused);
+        let addrs = [first.local_addr().unwrap(), second.local_addr().unwrap()];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let options = SocketOptions::default();
+        for (attempt, listener) in [(0, &first), (1, &second), (2, &first)] {
+            let stream = connect_any(&addrs, attempt, deadline, options)
+                .await
+                .unwrap();
+            let (_, from) = listener.accept().await.unwrap();
+            assert_eq!(from, stream.local_addr().unwrap(), "attempt {attempt}");
+        }
+        let stream = connect_any(&[refused_addr, addrs[1]], 0, deadline, options)
+            .await
+            .unwrap();
+        let (_, from) = second.accept().await.unwrap();
+        assert_eq!(from, stream.local_addr().unwrap());
+        assert!(connect_any(&[refused_addr], 0, deadline, options)
             .await
             .is_err());
     }
