@@ -672,6 +672,12 @@ impl ProducerConfigBuilder {
             self.errors.retain(|e| e.key() != Some(name));
             return Ok(());
         }
+        if let Some(reason) = unsupported(key) {
+            return Err(ConfigError::Unsupported {
+                key: key.to_string(),
+                reason: reason.to_string(),
+            });
+        }
         Err(ConfigError::UnknownKey {
             key: key.to_string(),
             suggestion: suggest(key),
@@ -931,6 +937,15 @@ const ACCEPTED: &[(&str, Accept)] = &[
             "expected use_all_dns_ips (resolve_canonical_bootstrap_servers_only, for Kerberos, is not supported)",
         ),
     ),
+    // Herald pushes no client metrics to brokers (KIP-714); the Java default, true, asks
+    // for that, so only false is honest.
+    (
+        "enable.metrics.push",
+        Accept::OneOf(
+            &["false"],
+            "expected false: pushing client metrics to the broker (KIP-714) is not supported",
+        ),
+    ),
     (
         "metrics.recording.level",
         Accept::OneOf(&["INFO", "DEBUG", "TRACE"], "expected INFO, DEBUG or TRACE"),
@@ -941,6 +956,75 @@ const ACCEPTED: &[(&str, Accept)] = &[
         Accept::NonEmpty("expected a class name"),
     ),
 ];
+
+/// Java producer keys (or key prefixes, ending in '.') that Herald cannot honour, with what
+/// to do instead: for a config brought from Java, "unsupported, and why" helps where
+/// "unknown key" would not.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "partitioner.class",
+        "a Java class; give a Rust partitioner to ProducerBuilder::partitioner",
+    ),
+    (
+        "interceptor.classes",
+        "Java classes; give Rust interceptors to ProducerBuilder::interceptor",
+    ),
+    (
+        "metric.reporters",
+        "Java classes; metrics go through the `metrics` facade to the recorder the application installs",
+    ),
+    (
+        "auto.include.jmx.reporter",
+        "there is no JMX; metrics go through the `metrics` facade",
+    ),
+    ("security.providers", JVM_TLS),
+    ("ssl.provider", JVM_TLS),
+    ("ssl.engine.factory.class", JVM_TLS),
+    ("ssl.keymanager.algorithm", JVM_TLS),
+    ("ssl.trustmanager.algorithm", JVM_TLS),
+    ("ssl.secure.random.implementation", JVM_TLS),
+    (
+        "ssl.cipher.suites",
+        "the cipher suites are rustls's (TLS 1.3 and TLS 1.2 ECDHE AEAD suites); choose versions with ssl.enabled.protocols",
+    ),
+    (
+        "ssl.protocol",
+        "choose TLS versions with ssl.enabled.protocols",
+    ),
+    ("sasl.client.callback.handler.class", SASL_CLASSES),
+    ("sasl.login.callback.handler.class", SASL_CLASSES),
+    ("sasl.login.class", SASL_CLASSES),
+    (
+        "sasl.kerberos.",
+        "GSSAPI (Kerberos) is not supported",
+    ),
+    (
+        "sasl.oauthbearer.",
+        "OAuth token endpoints (client credentials) are not supported; give a TokenProvider to ProducerBuilder::token_provider, or an unsecured JWS in sasl.jaas.config",
+    ),
+    (
+        "sasl.login.",
+        "Java's login modules are not used; OAUTHBEARER tokens are renewed at 80% of their lifetime (Java's default window)",
+    ),
+];
+
+const JVM_TLS: &str = "a JVM security provider setting; TLS here is rustls, configured by the ssl.* keys in the README";
+const SASL_CLASSES: &str =
+    "Java classes; for OAUTHBEARER tokens give a TokenProvider to ProducerBuilder::token_provider";
+
+/// Why `key` cannot be honoured, if it is a Java key Herald knows and cannot use.
+fn unsupported(key: &str) -> Option<&'static str> {
+    UNSUPPORTED
+        .iter()
+        .find(|(name, _)| {
+            if name.ends_with('.') {
+                key.starts_with(name)
+            } else {
+                key == *name
+            }
+        })
+        .map(|(_, reason)| *reason)
+}
 
 /// The Java rule for an accepted-but-unused key, with what the error says was expected.
 enum Accept {
@@ -1869,6 +1953,42 @@ mod tests {
             ms(7)
         );
         assert_eq!(b.linger(ms(8)).build().unwrap().linger, ms(8));
+    }
+
+    /// Java keys Herald cannot honour are refused as unsupported, saying what to do
+    /// instead; an unknown key stays unknown.
+    #[test]
+    fn java_only_keys_are_unsupported_with_the_alternative() {
+        let refused = |key: &str, value: &str| {
+            ProducerConfig::from_pairs([("bootstrap.servers", "k:9092"), (key, value)]).unwrap_err()
+        };
+        for (key, hint) in [
+            ("partitioner.class", "ProducerBuilder::partitioner"),
+            ("interceptor.classes", "ProducerBuilder::interceptor"),
+            ("metric.reporters", "facade"),
+            ("ssl.provider", "rustls"),
+            ("ssl.cipher.suites", "rustls"),
+            ("sasl.kerberos.service.name", "GSSAPI"),
+            ("sasl.oauthbearer.token.endpoint.url", "TokenProvider"),
+            ("sasl.login.refresh.window.factor", "80%"),
+            ("sasl.login.callback.handler.class", "TokenProvider"),
+        ] {
+            let e = refused(key, "x");
+            assert!(
+                matches!(&e, ConfigError::Unsupported { key: k, .. } if k == key),
+                "{key}: {e:?}"
+            );
+            assert!(e.to_string().contains(hint), "{key}: {e}");
+        }
+        assert!(matches!(
+            refused("sasl.kerberosx", "x"),
+            ConfigError::UnknownKey { .. }
+        ));
+        // enable.metrics.push: false is what Herald does; true asks for KIP-714.
+        let c = pairs_ok(&[("enable.metrics.push", "false")]);
+        assert_eq!(c.extra["enable.metrics.push"], "false");
+        let e = refused("enable.metrics.push", "true");
+        assert!(e.to_string().contains("KIP-714"), "{e}");
     }
 
     #[test]
