@@ -437,6 +437,12 @@ pub struct ProducerConfig {
     /// oldest ready batch has waited longer than this is left out of sticky draws; zero
     /// leaves none out.
     pub partitioner_availability_timeout: Duration,
+    /// `partitioner.rack.aware` (KIP-1123): with `client.rack` set, records the default
+    /// partitioner places stickily go to partitions whose leader is in that rack, when any
+    /// is.
+    pub partitioner_rack_aware: bool,
+    /// `client.rack`: the rack (availability zone) the producer runs in; empty: none.
+    pub client_rack: String,
     /// `metadata.max.age.ms`.
     pub metadata_max_age: Duration,
     /// `metadata.max.idle.ms`.
@@ -517,6 +523,13 @@ pub struct ProducerConfig {
 }
 
 impl ProducerConfig {
+    /// The rack whose leaders sticky partitioning prefers: `client.rack` when
+    /// `partitioner.rack.aware` is on and the rack is not blank (Java's rule, KIP-1123).
+    pub fn partitioning_rack(&self) -> Option<&str> {
+        let rack = self.client_rack.trim();
+        (self.partitioner_rack_aware && !rack.is_empty()).then_some(rack)
+    }
+
     /// A builder holding the Java defaults; only `bootstrap.servers` must be set.
     pub fn builder() -> ProducerConfigBuilder {
         ProducerConfigBuilder::default()
@@ -822,6 +835,10 @@ keys! {
     /// with adaptive partitioning, leave out of sticky draws a partition whose ready batch waited longer; 0 = never
     "partitioner.availability.timeout.ms" partitioner_availability_timeout(Duration) = ms(0),
         Millis::LONG;
+    /// with client.rack: keyless records go to partitions led in that rack when any is (KIP-1123), to save cross-zone traffic
+    "partitioner.rack.aware" partitioner_rack_aware(bool) = false, Flag;
+    /// the rack (availability zone) this producer runs in, as brokers' broker.rack name them
+    "client.rack" client_rack(impl Into<String> => Into::into) = String::new(), Text;
     /// metadata is refreshed at least this often
     "metadata.max.age.ms" metadata_max_age(Duration) = ms(300_000), Millis::LONG;
     /// at least 5000; a topic nothing was produced to for this long leaves the metadata requests

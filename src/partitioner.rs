@@ -44,6 +44,11 @@ pub struct TopicPartitions<'a> {
     /// Partitions that currently have a leader, in ascending order. May be empty (metadata
     /// without leaders); then partitioners choose among all `0..count`.
     pub available: &'a [i32],
+    /// Of `available`, those whose leader is in the producer's rack, in ascending order,
+    /// when `partitioner.rack.aware` and `client.rack` are set (KIP-1123); empty otherwise,
+    /// or when no leader is in that rack. The default partitioner draws its sticky
+    /// partitions from these when there are any.
+    pub local: &'a [i32],
 }
 
 /// What the router knows of one partition's unsent batches.
@@ -111,7 +116,7 @@ impl PartitionLoad for NoLoad {
 /// }
 ///
 /// let mut partitioner = VipPartitioner;
-/// let partitions = TopicPartitions { count: 4, available: &[] };
+/// let partitions = TopicPartitions { count: 4, available: &[], local: &[] };
 /// assert_eq!(partitioner.partition("orders", Some(b"vip:alice"), None, &partitions), 0);
 /// assert_ne!(partitioner.partition("orders", Some(b"bob"), None, &partitions), 0);
 /// ```
@@ -330,6 +335,19 @@ impl DefaultPartitioner {
         if partitions.count <= 0 {
             return 0; // Out of range: the router fails the record.
         }
+        // KIP-1123: the partitions led in the producer's rack, when there are any, are the
+        // ones drawn from (with their loads when adaptive), as Java's rack-aware
+        // BuiltInPartitioner; otherwise every available one.
+        let pool = if partitions.local.is_empty() {
+            *partitions
+        } else {
+            TopicPartitions {
+                count: partitions.count,
+                available: partitions.local,
+                local: &[],
+            }
+        };
+        let partitions = &pool;
         // Partition counts only grow in Kafka; the range check guards against inconsistent
         // input.
         if state.current < 0 || state.current >= partitions.count {
@@ -524,6 +542,7 @@ mod tests {
     const ALL: TopicPartitions<'static> = TopicPartitions {
         count: 6,
         available: &[],
+        local: &[],
     };
 
     #[test]
@@ -571,6 +590,7 @@ mod tests {
         let only_one = TopicPartitions {
             count: 6,
             available: &[2],
+            local: &[],
         };
         for key in [&b"foobar"[..], b"abc", b"", b"kafka"] {
             assert_eq!(
@@ -635,6 +655,7 @@ mod tests {
         let parts = TopicPartitions {
             count: 6,
             available: &available,
+            local: &[],
         };
         let mut p = DefaultPartitioner::with_seed(10, false, 5);
         let mut seen = [false; 6];
@@ -655,6 +676,7 @@ mod tests {
         let single = TopicPartitions {
             count: 6,
             available: &[3],
+            local: &[],
         };
         let mut p = DefaultPartitioner::with_seed(10, false, 5);
         for _ in 0..10 {
@@ -723,6 +745,7 @@ mod tests {
         let parts = TopicPartitions {
             count: 3,
             available: &[0, 1, 2],
+            local: &[],
         };
         let mut p = DefaultPartitioner::with_seed(10, false, 21);
         let counts = draws(&mut p, &parts, &queues(&[0, 3, 1]), 80_000);
@@ -740,11 +763,46 @@ mod tests {
         );
     }
 
+    /// KIP-1123: with partitions led in the producer's rack, sticky draws stay among them,
+    /// weighed by their queues (here 0 and 2 batches: 3 to 1) with adaptive partitioning,
+    /// uniform without; keyed records still hash over every partition.
+    #[test]
+    fn rack_aware_draws_stay_among_the_local_partitions() {
+        let parts = TopicPartitions {
+            count: 6,
+            available: &[0, 1, 2, 3, 4, 5],
+            local: &[1, 4],
+        };
+        let load = queues(&[0, 0, 0, 0, 2, 0]);
+        let mut adaptive = DefaultPartitioner::with_seed(10, false, 3);
+        let counts = draws(&mut adaptive, &parts, &load, 40_000);
+        let local: u32 = counts[1] + counts[4];
+        assert_eq!(local, 40_000, "{counts:?}");
+        let share = f64::from(counts[1]) / 40_000.0;
+        assert!((share - 0.75).abs() < 0.02, "weights 3:1, got {counts:?}");
+        let mut uniform = DefaultPartitioner::with_seed(10, false, 3).adaptive(false, ms(0));
+        let counts = draws(&mut uniform, &parts, &load, 40_000);
+        assert_eq!(counts[1] + counts[4], 40_000, "{counts:?}");
+        assert!((18_000..22_000).contains(&counts[1]), "{counts:?}");
+        assert_eq!(
+            adaptive.partition_with_load("t", Some(b"abc"), None, &parts, &load),
+            partition_for_key(b"abc", 6)
+        );
+        // No local partition: every available one, as without the rack.
+        let none_local = TopicPartitions {
+            local: &[],
+            ..parts
+        };
+        let counts = draws(&mut uniform, &none_local, &load, 6_000);
+        assert!(counts.iter().all(|&c| c > 700), "{counts:?}");
+    }
+
     #[test]
     fn adaptive_draw_is_uniform_without_full_statistics() {
         let parts = TopicPartitions {
             count: 3,
             available: &[0, 1, 2],
+            local: &[],
         };
         // Equal queues, a partition never queued to, and adaptive switched off: uniform
         // (and a switch moves, as the uniform draw avoids the partition left).
@@ -778,6 +836,7 @@ mod tests {
         let parts = TopicPartitions {
             count: 4,
             available: &[0, 2, 3],
+            local: &[],
         };
         let mut load = queues(&[0, 0, 0, 0]);
         load.0[3] = Some(QueueLoad {
@@ -827,6 +886,7 @@ mod tests {
                     &TopicPartitions {
                         count: 3,
                         available: &[],
+                        local: &[],
                     },
                 )
             })
@@ -836,6 +896,7 @@ mod tests {
         let available = TopicPartitions {
             count: 6,
             available: &[1, 3, 5],
+            local: &[],
         };
         let got: Vec<i32> = (0..4)
             .map(|_| p.partition("u", None, None, &available))
@@ -850,7 +911,8 @@ mod tests {
                 None,
                 &TopicPartitions {
                     count: 3,
-                    available: &[]
+                    available: &[],
+                    local: &[]
                 }
             ),
             2
@@ -864,6 +926,7 @@ mod tests {
         let parts = TopicPartitions {
             count: 10,
             available: &[],
+            local: &[],
         };
         assert_eq!(p.partition("t", None, None, &parts), i32::MAX % 10);
         // i32::MIN masks to 0, as Java's toPositive(Integer.MIN_VALUE).

@@ -4,6 +4,7 @@
 //! (KIP-951) records it with [`ClusterView::learn_leader`], which only ever moves a
 //! partition to a higher leader epoch (and the metadata actor never moves one back).
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use actix::prelude::*;
@@ -32,6 +33,19 @@ pub(crate) struct TopicMeta {
     pub(crate) partitions: Vec<PartitionMeta>,
     /// Partitions with a leader, for sticky partitioning.
     pub(crate) available: Vec<i32>,
+    /// Of those, the ones led in the producer's rack (`partitioner.rack.aware` with
+    /// `client.rack`; always empty without), which sticky partitioning prefers (KIP-1123).
+    pub(crate) local: Vec<i32>,
+}
+
+/// The partitions whose leader is one of `in_rack`, in order.
+pub(crate) fn local(partitions: &[PartitionMeta], in_rack: &BTreeSet<i32>) -> Vec<i32> {
+    if in_rack.is_empty() {
+        return Vec::new();
+    }
+    (0..partitions.len() as i32)
+        .filter(|&i| in_rack.contains(&partitions[i as usize].leader))
+        .collect()
 }
 
 /// The partitions that have a leader, in order.
@@ -112,6 +126,9 @@ pub(crate) struct ClusterView {
     /// The connection errors of the metadata requests that failed since the last one that
     /// succeeded, one line per address, for the error of a record whose topic never arrived.
     unreachable: RwLock<Option<Arc<str>>>,
+    /// The brokers in the producer's rack, as the last metadata response gave their racks
+    /// (empty unless rack-aware partitioning is on).
+    in_rack: RwLock<BTreeSet<i32>>,
 }
 
 /// Where the idempotent producer's identity stands.
@@ -166,6 +183,20 @@ impl ClusterView {
         *self.unreachable.write().unwrap_or_else(|e| e.into_inner()) = why;
     }
 
+    /// The brokers in the producer's rack now.
+    pub(crate) fn in_rack(&self) -> BTreeSet<i32> {
+        self.in_rack
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records the brokers in the producer's rack (a poisoned lock is taken over: the set
+    /// is replaced whole).
+    pub(crate) fn set_in_rack(&self, brokers: BTreeSet<i32>) {
+        *self.in_rack.write().unwrap_or_else(|e| e.into_inner()) = brokers;
+    }
+
     // One rule for a poisoned lock, reading or writing: it is taken over. The state is a plain
     // value replaced in one assignment, so a panic elsewhere cannot leave it half written.
     fn read_producer(&self) -> RwLockReadGuard<'_, ProducerIdState> {
@@ -202,6 +233,7 @@ impl ClusterView {
             leader_epoch,
         };
         meta.available = available(&meta.partitions);
+        meta.local = local(&meta.partitions, &self.in_rack());
         *entry = Arc::new(meta);
         true
     }
@@ -236,6 +268,7 @@ mod tests {
             name: Arc::from("t"),
             partitions: vec![p, p],
             available: vec![0, 1],
+            local: Vec::new(),
         };
         view.topics.insert(Arc::from("t"), Arc::new(meta));
         view
@@ -243,6 +276,18 @@ mod tests {
 
     fn partition(view: &ClusterView, i: usize) -> PartitionMeta {
         view.topics.get("t").unwrap().partitions[i]
+    }
+
+    /// A leader learnt from a Produce response (KIP-951) moves its partition into or out
+    /// of the producer's rack for sticky partitioning (KIP-1123) at once.
+    #[test]
+    fn a_leader_hint_updates_the_partitions_led_in_the_rack() {
+        let v = view(1, 5);
+        v.set_in_rack([2].into());
+        assert!(v.learn_leader("t", 1, 2, 6));
+        assert_eq!(v.topics.get("t").unwrap().local, vec![1]);
+        assert!(v.learn_leader("t", 1, 3, 7));
+        assert!(v.topics.get("t").unwrap().local.is_empty());
     }
 
     #[test]

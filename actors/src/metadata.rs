@@ -18,7 +18,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::backoff::Backoff;
 use crate::cluster::{
-    available, merge_partition, BrokerLink, PartitionMeta, ProducerIdState, TopicMeta,
+    available, local, merge_partition, BrokerLink, PartitionMeta, ProducerIdState, TopicMeta,
 };
 use crate::connection::Connection;
 #[cfg(feature = "fault-injection")]
@@ -389,6 +389,16 @@ impl Metadata {
                 }
             }
         }
+        if let Some(rack) = self.shared.config.partitioning_rack() {
+            let in_rack = resp
+                .brokers
+                .iter()
+                .filter(|b| b.rack.as_deref() == Some(rack))
+                .map(|b| b.node_id.0)
+                .collect();
+            cluster.set_in_rack(in_rack);
+        }
+        let in_rack = cluster.in_rack();
         let mut errors = HashMap::new();
         let mut incomplete = false;
         self.missing.clear();
@@ -457,10 +467,12 @@ impl Metadata {
             if available.len() < count as usize || count == 0 {
                 incomplete = true;
             }
+            let local = local(&partitions, &in_rack);
             let meta = TopicMeta {
                 name: name.clone(),
                 partitions,
                 available,
+                local,
             };
             let changed = cluster
                 .topics

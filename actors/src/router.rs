@@ -579,7 +579,7 @@ impl RouterCore {
             None => {
                 let partitioner = &mut self.partitioner;
                 let record = &*held.record;
-                let available = &route.meta.available;
+                let (available, local) = (&route.meta.available, &route.meta.local);
                 let load = RouteLoad {
                     partitions: &route.partitions,
                     batch_size: self.shared.config.batch_size,
@@ -592,7 +592,11 @@ impl RouterCore {
                         topic_name,
                         record.key.as_deref(),
                         record.value.as_deref(),
-                        &TopicPartitions { count, available },
+                        &TopicPartitions {
+                            count,
+                            available,
+                            local,
+                        },
                         &load,
                     )
                 })) {
@@ -1834,6 +1838,7 @@ mod tests {
                     partitions
                 ],
                 available: Vec::new(),
+                local: Vec::new(),
             }))
         };
         let mut routes = Routes::default();

@@ -97,6 +97,7 @@ async fn default_partitioner_matches_librdkafka_murmur2_random() {
             let all = TopicPartitions {
                 count: n,
                 available: &[],
+                local: &[],
             };
             for (i, (key, result)) in keys.iter().zip(results).enumerate() {
                 let delivery = result
@@ -116,6 +117,7 @@ async fn default_partitioner_matches_librdkafka_murmur2_random() {
                     let only_first = TopicPartitions {
                         count: n,
                         available: &[0],
+                        local: &[],
                     };
                     for parts in [&all, &only_first] {
                         assert_eq!(
@@ -136,4 +138,95 @@ async fn default_partitioner_matches_librdkafka_murmur2_random() {
         .expect("producing to the mock cluster took more than 60 s");
     assert_eq!(checked, PARTITION_COUNTS.len() * KEYS_PER_TOPIC);
     println!("{checked} keys placed identically by herald and librdkafka");
+}
+
+/// KIP-1123 on librdkafka's mock cluster, whose Metadata responses carry each broker's rack:
+/// with `partitioner.rack.aware` and `client.rack`, keyless records go only to the partitions
+/// led in that rack (read back by an independent consumer), keyed records still hash over
+/// every partition, and with a rack no broker is in, keyless records spread over all.
+#[actix_rt::test]
+async fn rack_aware_partitioning_keeps_keyless_records_in_the_clients_rack() {
+    use herald_actors::{Produce, Producer};
+
+    use crate::support::consumer::read_back;
+    use crate::support::mock::Mock;
+    use crate::support::{init_tracing, unique_topic};
+
+    init_tracing();
+    let mock = Mock::start(3);
+    for (broker, rack) in [(1, "az-a"), (2, "az-b"), (3, "az-c")] {
+        mock.cluster.broker_rack(broker, rack).expect("rack");
+    }
+    let bootstrap = mock.bootstrap();
+    // Partitions 1 and 4 are led by broker 2, in az-b.
+    let topic_with_leaders = |prefix: &str| {
+        let topic = unique_topic(prefix);
+        mock.create_topic(&topic, 6, 3);
+        for p in 0..6 {
+            mock.cluster
+                .partition_leader(&topic, p, Some(p % 3 + 1))
+                .expect("leader");
+        }
+        topic
+    };
+    const KEYLESS: usize = 2_000;
+    const KEYED: usize = 60;
+    for (rack, expect_local) in [("az-b", true), ("az-x", false)] {
+        let topic = topic_with_leaders("rack-aware");
+        let producer = Producer::from_pairs([
+            ("bootstrap.servers", bootstrap.as_str()),
+            ("partitioner.rack.aware", "true"),
+            ("client.rack", rack),
+            // Small batches: the sticky partition is drawn again every kilobyte or so.
+            ("batch.size", "1024"),
+            ("linger.ms", "0"),
+        ])
+        .expect("valid config");
+        let keyless =
+            (0..KEYLESS).map(|i| Produce::new(topic.clone()).value(format!("n{i:0>100}")));
+        let keyed = (0..KEYED).map(|i| {
+            Produce::new(topic.clone())
+                .key(format!("k{i}"))
+                .value(format!("k{i}"))
+        });
+        let outcomes: Vec<_> = keyless.chain(keyed).map(|r| producer.send(r)).collect();
+        for o in outcomes {
+            o.await.expect("acknowledged");
+        }
+        assert!(producer.close(Duration::from_secs(5)).await);
+
+        let back = read_back(
+            &bootstrap,
+            &topic,
+            6,
+            KEYLESS + KEYED,
+            Duration::from_secs(30),
+        )
+        .await;
+        let mut keyless_at = [0usize; 6];
+        for (p, records) in &back {
+            for c in records {
+                let value = String::from_utf8_lossy(c.value.as_deref().unwrap()).to_string();
+                if let Some(key) = value.strip_prefix('k') {
+                    let key = format!("k{key}");
+                    assert_eq!(*p, partition_for_key(key.as_bytes(), 6), "{key} hashed");
+                } else {
+                    keyless_at[*p as usize] += 1;
+                }
+            }
+        }
+        assert_eq!(keyless_at.iter().sum::<usize>(), KEYLESS, "{keyless_at:?}");
+        if expect_local {
+            assert_eq!(
+                keyless_at[1] + keyless_at[4],
+                KEYLESS,
+                "{rack}: {keyless_at:?}"
+            );
+        } else {
+            assert!(
+                keyless_at.iter().all(|&n| n > 0),
+                "{rack} has no leader here: every partition, {keyless_at:?}"
+            );
+        }
+    }
 }
