@@ -512,6 +512,10 @@ pub struct ProducerConfig {
     pub ssl_endpoint_identification_algorithm: EndpointIdentification,
     /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
     pub ssl_enabled_protocols: Vec<TlsVersion>,
+    /// `ssl.cipher.suites`: the suites offered, by their IANA names as Java takes them
+    /// (`TLS_AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, ...); empty:
+    /// every suite rustls offers. Checked against those when the producer starts.
+    pub ssl_cipher_suites: Vec<String>,
     /// `ssl.ca.location` (librdkafka's): trusted CA certificates, a PEM file.
     pub ssl_ca_location: Option<String>,
     /// `ssl.certificate.location` (librdkafka's): the client's certificate, a PEM file.
@@ -932,6 +936,8 @@ keys! {
     /// TLS versions offered, comma-separated: TLSv1.2, TLSv1.3
     "ssl.enabled.protocols" ssl_enabled_protocols(Vec<TlsVersion>) =
         vec![TlsVersion::V1_2, TlsVersion::V1_3], TlsVersions;
+    /// cipher suites offered, comma-separated IANA names as Java's; empty: all of rustls's (TLS 1.3 and TLS 1.2 ECDHE AEAD)
+    "ssl.cipher.suites" ssl_cipher_suites(Vec<String>) = Vec::new(), SuiteNames;
     /// librdkafka's: trusted CA certificates, a PEM file (as ssl.truststore.location with PEM)
     "ssl.ca.location" ssl_ca_location(impl Into<String> => some_string) = None, OptionalText;
     /// librdkafka's: the client's certificate (chain), a PEM file
@@ -1000,10 +1006,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ssl.keymanager.algorithm", JVM_TLS),
     ("ssl.trustmanager.algorithm", JVM_TLS),
     ("ssl.secure.random.implementation", JVM_TLS),
-    (
-        "ssl.cipher.suites",
-        "the cipher suites are rustls's (TLS 1.3 and TLS 1.2 ECDHE AEAD suites); choose versions with ssl.enabled.protocols",
-    ),
     (
         "ssl.protocol",
         "choose TLS versions with ssl.enabled.protocols",
@@ -1215,6 +1217,36 @@ impl Kind for StoreTypeKind {
 
     fn print(&self, value: &Option<StoreType>) -> Option<String> {
         value.map(|t| t.name().to_string())
+    }
+}
+
+/// `ssl.cipher.suites`: names, comma-separated; whether rustls has them is checked when
+/// the TLS configuration is made.
+struct SuiteNames;
+
+impl Kind for SuiteNames {
+    type Value = Vec<String>;
+
+    fn parse(&self, text: &str) -> Result<Vec<String>, &'static str> {
+        let names: Vec<String> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        let well_formed = |n: &String| {
+            n.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if names.iter().all(well_formed) {
+            Ok(names)
+        } else {
+            Err("expected cipher suite names such as TLS_AES_128_GCM_SHA256, comma-separated")
+        }
+    }
+
+    fn print(&self, value: &Vec<String>) -> Option<String> {
+        (!value.is_empty()).then(|| value.join(","))
     }
 }
 
@@ -1984,7 +2016,7 @@ mod tests {
             ("interceptor.classes", "ProducerBuilder::interceptor"),
             ("metric.reporters", "facade"),
             ("ssl.provider", "rustls"),
-            ("ssl.cipher.suites", "rustls"),
+            ("ssl.protocol", "ssl.enabled.protocols"),
             ("sasl.kerberos.service.name", "GSSAPI"),
             ("sasl.oauthbearer.token.endpoint.url", "TokenProvider"),
             ("sasl.login.refresh.window.factor", "80%"),
@@ -2001,6 +2033,18 @@ mod tests {
             refused("sasl.kerberosx", "x"),
             ConfigError::UnknownKey { .. }
         ));
+        let c = pairs_ok(&[(
+            "ssl.cipher.suites",
+            "TLS_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        )]);
+        assert_eq!(
+            c.ssl_cipher_suites,
+            [
+                "TLS_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+            ]
+        );
+        assert_invalid(&[("ssl.cipher.suites", "aes-gcm")], "ssl.cipher.suites");
         // enable.metrics.push: false is what Herald does; true asks for KIP-714.
         let c = pairs_ok(&[("enable.metrics.push", "false")]);
         assert_eq!(c.extra["enable.metrics.push"], "false");

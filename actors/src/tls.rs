@@ -52,7 +52,6 @@ impl Tls {
         ) {
             return Ok(None);
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let versions: Vec<&'static rustls::SupportedProtocolVersion> = config
             .ssl_enabled_protocols
             .iter()
@@ -61,6 +60,12 @@ impl Tls {
                 TlsVersion::V1_3 => &rustls::version::TLS13,
             })
             .collect();
+        let mut provider = rustls::crypto::ring::default_provider();
+        if !config.ssl_cipher_suites.is_empty() {
+            provider.cipher_suites =
+                cipher_suites(provider.cipher_suites, &config.ssl_cipher_suites, &versions)?;
+        }
+        let provider = Arc::new(provider);
         let roots = Arc::new(roots(config)?);
         let verifier = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
@@ -102,6 +107,49 @@ impl Tls {
         })?;
         self.connector.connect(name, stream).await
     }
+}
+
+/// The IANA name of a suite, as Java's `ssl.cipher.suites` takes it (rustls names TLS 1.3
+/// suites `TLS13_...`, IANA `TLS_...`).
+fn iana_name(suite: &rustls::SupportedCipherSuite) -> String {
+    let name = format!("{:?}", suite.suite());
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}
+
+/// The suites of `available` that `wanted` names (in rustls's order of preference), or why
+/// not: a name rustls does not have, or no suite left for the enabled TLS versions.
+fn cipher_suites(
+    available: Vec<rustls::SupportedCipherSuite>,
+    wanted: &[String],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Result<Vec<rustls::SupportedCipherSuite>, ConfigError> {
+    let known: Vec<String> = available.iter().map(iana_name).collect();
+    if let Some(unknown) = wanted.iter().find(|w| !known.contains(w)) {
+        return Err(invalid(
+            "ssl.cipher.suites",
+            format!(
+                "{unknown} is not supported; supported: {}",
+                known.join(", ")
+            ),
+        ));
+    }
+    let chosen: Vec<_> = available
+        .into_iter()
+        .filter(|s| wanted.contains(&iana_name(s)))
+        .collect();
+    let usable = chosen
+        .iter()
+        .any(|s| versions.iter().any(|v| v.version == s.version().version));
+    if !usable {
+        return Err(invalid(
+            "ssl.cipher.suites",
+            "none of these suites is usable with ssl.enabled.protocols",
+        ));
+    }
+    Ok(chosen)
 }
 
 /// The certificate verifier: webpki's, with the host-name check optional as Java has it.
@@ -417,6 +465,41 @@ mod tests {
 
     fn error(pairs: &[(&str, &str)]) -> ConfigError {
         Tls::from_config(&config(pairs)).unwrap_err()
+    }
+
+    /// Java's IANA names pick rustls's suites; a name rustls lacks, or suites of a TLS
+    /// version not enabled, fail `start` naming the key (and the supported names).
+    #[test]
+    fn cipher_suites_are_chosen_by_their_java_names() {
+        assert!(Tls::from_config(&config(&[(
+            "ssl.cipher.suites",
+            "TLS_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        )]))
+        .unwrap()
+        .is_some());
+        let e = error(&[("ssl.cipher.suites", "TLS_RSA_WITH_AES_128_CBC_SHA")]);
+        assert_eq!(e.key(), Some("ssl.cipher.suites"));
+        let text = e.to_string();
+        assert!(
+            text.contains("TLS_RSA_WITH_AES_128_CBC_SHA is not supported")
+                && text.contains("TLS_AES_128_GCM_SHA256")
+                && text.contains("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"),
+            "{text}"
+        );
+        let e = error(&[
+            ("ssl.cipher.suites", "TLS_AES_128_GCM_SHA256"),
+            ("ssl.enabled.protocols", "TLSv1.2"),
+        ]);
+        assert!(
+            e.to_string().contains("usable with ssl.enabled.protocols"),
+            "{e}"
+        );
+        let all = rustls::crypto::ring::default_provider().cipher_suites;
+        let tls12 = [&rustls::version::TLS12];
+        let wanted = ["TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384".to_string()];
+        let chosen = cipher_suites(all, &wanted, &tls12).unwrap();
+        assert_eq!(chosen.len(), 1);
+        assert_eq!(iana_name(&chosen[0]), wanted[0]);
     }
 
     #[test]

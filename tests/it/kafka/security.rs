@@ -582,6 +582,47 @@ async fn refusals_fail_records_promptly_with_the_reason() {
     }
 }
 
+/// `ssl.cipher.suites` with Java's names: a TLS 1.2 suite the broker's RSA certificate can
+/// use carries records (read back by librdkafka), and one it cannot (ECDSA) leaves no suite
+/// in common, so the handshake is refused and the records fail with the TLS reason: the
+/// choice really narrows what is offered.
+#[actix_rt::test]
+async fn cipher_suites_chosen_by_java_names_are_the_only_ones_offered() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let ca = path(certs().ca());
+    let ssl = kafka.bootstrap_on(Listener::Ssl);
+    let topic = unique_topic("tls-suite");
+    kafka.create_topic(&topic, 2, 1).await;
+    let mut read = ClientConfig::new();
+    read.set("bootstrap.servers", kafka.bootstrap());
+    let suite = [
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", ca.as_str()),
+        ("ssl.enabled.protocols", "TLSv1.2"),
+        ("ssl.cipher.suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+    ];
+    produce_and_verify_with(&ssl, read, &topic, 2, 100, &suite, None).await;
+    for e in expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &ssl),
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", &ca),
+            ("ssl.enabled.protocols", "TLSv1.2"),
+            (
+                "ssl.cipher.suites",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            ),
+        ],
+        2,
+    )
+    .await
+    {
+        assert!(e.contains("TLS") && e.contains("HandshakeFailure"), "{e}");
+    }
+}
+
 /// A broker certificate that expired (signed by the trusted CA, valid only on 2020-01-01)
 /// is refused like an untrusted one: the records fail at once, and the reason says the
 /// certificate expired. A private broker presents it on its SSL listener.
