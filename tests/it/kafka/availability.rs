@@ -1,6 +1,7 @@
 //! Availability under faults on Apache Kafka (issue 12): a new leader learnt from the old
-//! leader's refusal (KIP-951), batches too large for the topic split and sent again; read
-//! back with librdkafka's consumer.
+//! leader's refusal (KIP-951), batches too large for the topic split and sent again; and
+//! where partitions are chosen: rack-aware partitioning (KIP-1123). Read back with
+//! librdkafka's consumer.
 
 use std::time::Duration;
 
@@ -292,4 +293,65 @@ async fn kafka_a_forgotten_topic_is_partitioned_by_its_new_metadata() {
     }
     let total: usize = back.values().map(Vec::len).sum();
     assert_eq!(total, keys.len() + 1, "every record once: {back:?}");
+}
+
+/// KIP-1123 on the three-node cluster, each node in a rack of its own (`rack-<id>`): a
+/// producer with `partitioner.rack.aware` and the `client.rack` of one node puts every keyless
+/// record on the partitions that node leads, read back by librdkafka's consumer.
+#[actix_rt::test]
+async fn kafka_rack_aware_partitioning_stays_in_the_clients_rack() {
+    use herald_actors::Producer;
+
+    init_tracing();
+    let kafka = cluster().await;
+    let topic = unique_topic("rack-aware");
+    kafka.create_topic(&topic, 6, 3).await;
+    let leaders: Vec<i32> = kafka
+        .partitions(&topic)
+        .await
+        .iter()
+        .map(|p| p.leader)
+        .collect();
+    let node = leaders[0];
+    let local: Vec<i32> = (0..6).filter(|&p| leaders[p as usize] == node).collect();
+    assert!(local.len() < 6, "every leader on node {node}: {leaders:?}");
+    let rack = format!("rack-{node}");
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", kafka.bootstrap().as_str()),
+        ("partitioner.rack.aware", "true"),
+        ("client.rack", rack.as_str()),
+        ("batch.size", "1024"),
+        ("linger.ms", "0"),
+    ])
+    .expect("valid config");
+    const RECORDS: usize = 1_000;
+    let outcomes: Vec<_> = (0..RECORDS)
+        .map(|i| producer.send(Produce::new(topic.clone()).value(format!("{i:0>100}"))))
+        .collect();
+    for o in outcomes {
+        o.await.expect("acknowledged");
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(
+        &kafka.bootstrap(),
+        &topic,
+        6,
+        RECORDS,
+        Duration::from_secs(30),
+    )
+    .await;
+    let per_partition: Vec<usize> = (0..6).map(|p| read_indexes(&back, p).len()).collect();
+    assert_eq!(
+        per_partition.iter().sum::<usize>(),
+        RECORDS,
+        "{per_partition:?}"
+    );
+    for (p, n) in per_partition.iter().enumerate() {
+        let in_rack = local.contains(&(p as i32));
+        assert!(
+            in_rack || *n == 0,
+            "partition {p} (leader {}) is outside {rack}: {per_partition:?}",
+            leaders[p]
+        );
+    }
 }

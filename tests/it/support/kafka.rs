@@ -1162,6 +1162,11 @@ fn broker_properties(
             ),
         ));
     }
+    if nodes > 1 {
+        // A rack per node, as zones of a real deployment, for rack-aware partitioning
+        // (KIP-1123); with replication factor 3 on three racks, placement is unchanged.
+        props.push(("broker.rack".to_string(), format!("rack-{}", node.id)));
+    }
     for (k, v) in extra {
         props.retain(|(pk, _)| pk != k);
         props.push((k.clone(), v.clone()));
