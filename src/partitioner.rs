@@ -335,22 +335,22 @@ impl DefaultPartitioner {
         if partitions.count <= 0 {
             return 0; // Out of range: the router fails the record.
         }
-        // KIP-1123: the partitions led in the producer's rack, when there are any, are the
-        // ones drawn from (with their loads when adaptive), as Java's rack-aware
-        // BuiltInPartitioner; otherwise every available one.
-        let pool = if partitions.local.is_empty() {
-            *partitions
-        } else {
-            TopicPartitions {
-                count: partitions.count,
-                available: partitions.local,
-                local: &[],
-            }
-        };
-        let partitions = &pool;
         // Partition counts only grow in Kafka; the range check guards against inconsistent
         // input.
         if state.current < 0 || state.current >= partitions.count {
+            // KIP-1123: the partitions led in the producer's rack, when there are any, are
+            // the ones drawn from (with their loads when adaptive), as Java's rack-aware
+            // BuiltInPartitioner; otherwise every available one.
+            let pool = if partitions.local.is_empty() {
+                *partitions
+            } else {
+                TopicPartitions {
+                    count: partitions.count,
+                    available: partitions.local,
+                    local: &[],
+                }
+            };
+            let partitions = &pool;
             let weighted = if self.adaptive {
                 draw_weighted(
                     &mut self.rng,

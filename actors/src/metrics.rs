@@ -37,7 +37,6 @@ pub struct Metrics {
     pub(crate) response_count: AtomicU64,
     pub(crate) connection_creation_total: AtomicU64,
     pub(crate) metadata_refresh_total: AtomicU64,
-    pub(crate) successful_reauthentication_total: AtomicU64,
     pub(crate) leader_hint_total: AtomicU64,
     /// Records the router holds until their topic's metadata arrives.
     pub(crate) records_waiting_metadata: AtomicUsize,
@@ -107,7 +106,6 @@ impl Metrics {
             response_count: AtomicU64::new(0),
             connection_creation_total: AtomicU64::new(0),
             metadata_refresh_total: AtomicU64::new(0),
-            successful_reauthentication_total: AtomicU64::new(0),
             leader_hint_total: AtomicU64::new(0),
             records_waiting_metadata: AtomicUsize::new(0),
             records_waiting_memory: AtomicUsize::new(0),
@@ -214,7 +212,7 @@ impl Metrics {
             actor_panic_total: 0,
             connection_creation_total: l(&self.connection_creation_total),
             metadata_refresh_total: l(&self.metadata_refresh_total),
-            successful_reauthentication_total: l(&self.successful_reauthentication_total),
+            successful_reauthentication_total: events(&self.sensors.successful_reauthentication),
             leader_hint_total: l(&self.leader_hint_total),
             // An empty window reads NaN, which `f64::max` turns into 0.
             produce_throttle_time_max: self.sensors.produce_throttle_time.read(now).max.max(0.0),

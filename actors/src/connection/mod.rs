@@ -1228,7 +1228,6 @@ impl Connection {
                 let reauth = self.state == State::Reauthenticating;
                 if reauth {
                     let m = &self.shared.metrics;
-                    Metrics::add(&m.successful_reauthentication_total, 1);
                     let now = m.now_ms();
                     m.sensors.successful_reauthentication.record(1.0, now);
                     if let Some(started) = self.reauth_started.take() {
