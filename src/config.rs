@@ -488,6 +488,25 @@ pub struct ProducerConfig {
     pub sasl_username: Option<String>,
     /// `sasl.password` (librdkafka's).
     pub sasl_password: Option<Secret>,
+    /// `sasl.oauthbearer.token.endpoint.url`: where OAUTHBEARER tokens come from (an OAuth
+    /// token endpoint, or a `file:` URL).
+    pub sasl_oauthbearer_token_endpoint_url: Option<String>,
+    /// `sasl.oauthbearer.sub.claim.name`: the claim a token from the endpoint names its
+    /// subject in.
+    pub sasl_oauthbearer_sub_claim_name: String,
+    /// `sasl.oauthbearer.scope.claim.name`: the claim holding a token's scope.
+    pub sasl_oauthbearer_scope_claim_name: String,
+    /// `sasl.oauthbearer.header.urlencode`: URL-encode the client id and secret in the
+    /// token request's `Authorization` header.
+    pub sasl_oauthbearer_header_urlencode: bool,
+    /// `sasl.login.connect.timeout.ms`: connecting to the token endpoint.
+    pub sasl_login_connect_timeout: Duration,
+    /// `sasl.login.read.timeout.ms`: the token endpoint's whole response.
+    pub sasl_login_read_timeout: Duration,
+    /// `sasl.login.retry.backoff.ms`: the first wait before asking the endpoint again.
+    pub sasl_login_retry_backoff: Duration,
+    /// `sasl.login.retry.backoff.max.ms`: the longest wait, and the most waited in all.
+    pub sasl_login_retry_backoff_max: Duration,
     /// `ssl.truststore.type`: PEM or PKCS12 (JKS is refused); unset: read from the file.
     pub ssl_truststore_type: Option<StoreType>,
     /// `ssl.truststore.location`: a file of trusted certificates.
@@ -899,6 +918,28 @@ keys! {
     "sasl.username" sasl_username(impl Into<String> => some_string) = None, OptionalText;
     /// librdkafka's: that user's password
     "sasl.password" sasl_password(impl Into<Secret> => some_secret) = None, SecretText;
+    /// OAUTHBEARER tokens from this OAuth token endpoint (http or https; clientId and clientSecret in sasl.jaas.config), or from the file a file: URL names
+    "sasl.oauthbearer.token.endpoint.url" sasl_oauthbearer_token_endpoint_url(
+        impl Into<String> => some_string) = None, OptionalText;
+    /// the claim of a token from the endpoint that names its subject (checked before use, as Java does)
+    "sasl.oauthbearer.sub.claim.name" sasl_oauthbearer_sub_claim_name(
+        impl Into<String> => Into::into) = "sub".to_string(), Text;
+    /// the claim of a token from the endpoint that holds its scope (a string or a list of strings when present)
+    "sasl.oauthbearer.scope.claim.name" sasl_oauthbearer_scope_claim_name(
+        impl Into<String> => Into::into) = "scope".to_string(), Text;
+    /// URL-encode the client id and secret in the token request's Authorization header (RFC 6749 2.3.1)
+    "sasl.oauthbearer.header.urlencode" sasl_oauthbearer_header_urlencode(bool) = false, Flag;
+    /// connecting to the token endpoint (TCP and TLS) gives up after this (Java: no limit by default)
+    "sasl.login.connect.timeout.ms" sasl_login_connect_timeout(Duration) = ms(10_000),
+        Millis::INT.at_least(1);
+    /// the token endpoint's whole response must arrive within this (Java: no limit by default)
+    "sasl.login.read.timeout.ms" sasl_login_read_timeout(Duration) = ms(10_000),
+        Millis::INT.at_least(1);
+    /// the wait before asking the token endpoint again after a failure it may recover from; doubled each time
+    "sasl.login.retry.backoff.ms" sasl_login_retry_backoff(Duration) = ms(100), Millis::LONG;
+    /// the longest wait between token requests, and the most waited in all before the failure is reported
+    "sasl.login.retry.backoff.max.ms" sasl_login_retry_backoff_max(Duration) = ms(10_000),
+        Millis::LONG;
     /// PEM or PKCS12 (JKS is refused: convert it with keytool); unset: read from the file
     "ssl.truststore.type" ssl_truststore_type(StoreType => Some) = None, StoreTypeKind;
     /// a file of trusted CA certificates; unset (and no certificates inline): the system's roots
@@ -973,6 +1014,18 @@ const ACCEPTED: &[(&str, Accept)] = &[
         "metrics.recording.level",
         Accept::OneOf(&["INFO", "DEBUG", "TRACE"], "expected INFO, DEBUG or TRACE"),
     ),
+    // The handler Java needs for token endpoints; Herald asks the endpoint whenever
+    // sasl.oauthbearer.token.endpoint.url is set.
+    (
+        "sasl.login.callback.handler.class",
+        Accept::OneOf(
+            &[
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+                "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerLoginCallbackHandler",
+            ],
+            "expected OAuthBearerLoginCallbackHandler (for sasl.oauthbearer.token.endpoint.url); other handlers are Java classes",
+        ),
+    ),
     ("key.serializer", Accept::NonEmpty("expected a class name")),
     (
         "value.serializer",
@@ -1011,7 +1064,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "choose TLS versions with ssl.enabled.protocols",
     ),
     ("sasl.client.callback.handler.class", SASL_CLASSES),
-    ("sasl.login.callback.handler.class", SASL_CLASSES),
     ("sasl.login.class", SASL_CLASSES),
     (
         "sasl.kerberos.",
@@ -1019,11 +1071,11 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "sasl.oauthbearer.",
-        "OAuth token endpoints (client credentials) are not supported; give a TokenProvider to ProducerBuilder::token_provider, or an unsecured JWS in sasl.jaas.config",
+        "a broker-side (token validation) or not yet supported OAuth setting; the client takes sasl.oauthbearer.token.endpoint.url, .sub.claim.name, .scope.claim.name and .header.urlencode",
     ),
     (
         "sasl.login.",
-        "Java's login modules are not used; OAUTHBEARER tokens are renewed at 80% of their lifetime (Java's default window)",
+        "Java's login refresh settings are not used; OAUTHBEARER tokens are renewed at 80% of their lifetime (Java's default window)",
     ),
 ];
 
@@ -2018,9 +2070,10 @@ mod tests {
             ("ssl.provider", "rustls"),
             ("ssl.protocol", "ssl.enabled.protocols"),
             ("sasl.kerberos.service.name", "GSSAPI"),
-            ("sasl.oauthbearer.token.endpoint.url", "TokenProvider"),
+            ("sasl.oauthbearer.jwks.endpoint.url", "token.endpoint.url"),
+            ("sasl.oauthbearer.assertion.algorithm", "token.endpoint.url"),
             ("sasl.login.refresh.window.factor", "80%"),
-            ("sasl.login.callback.handler.class", "TokenProvider"),
+            ("sasl.client.callback.handler.class", "TokenProvider"),
         ] {
             let e = refused(key, "x");
             assert!(

@@ -46,7 +46,8 @@
 //!   `opentelemetry`: trace context in record headers, spans), `supervisor` (runs every
 //!   actor: restarts after a stop or a panic, the restart-storm limit), `backoff`, `tls`
 //!   (the rustls configuration built at start), `token` ([`TokenProvider`]: OAUTHBEARER
-//!   tokens from the application), `txn_status` (the open transaction's generation and
+//!   tokens from the application), `token_endpoint` (tokens from
+//!   `sasl.oauthbearer.token.endpoint.url`), `txn_status` (the open transaction's generation and
 //!   failure, read on the record path).
 //! - `fault_injection` (feature `fault-injection`): test-only messages.
 
@@ -76,6 +77,7 @@ mod shared;
 mod supervisor;
 mod tls;
 mod token;
+mod token_endpoint;
 mod transaction;
 mod txn_status;
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use crate::supervisor::{ActorKind, Supervision, Supervisor};
+use crate::token_endpoint::EndpointTokens;
 use herald::partitioner::{DefaultPartitioner, Partitioner};
-use herald::sasl::{OAuthTokens, SaslSettings};
+use herald::sasl::{EndpointUrl, OAuthTokens, SaslSettings};
 use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig, ProducerRecord};
 
 use crate::clock::Clock;
@@ -134,7 +135,22 @@ impl ProducerBuilder {
         config.validate_supported_for(tokens)?;
         let tls = Tls::from_config(&config)?;
         let sasl = SaslSettings::from_config(&config, tokens)?;
-        let tokens = self.token_provider.map(TokenSource::new);
+        let endpoint = sasl.as_ref().and_then(|s| s.token_endpoint.clone());
+        let tokens = match (self.token_provider, endpoint) {
+            (Some(provider), _) => Some(TokenSource::new(provider)),
+            (None, Some(endpoint)) => {
+                let tls = match endpoint.url {
+                    EndpointUrl::Http { tls: true, .. } => {
+                        Some(crate::tls::token_endpoint_connector(&config)?)
+                    }
+                    _ => None,
+                };
+                Some(TokenSource::new(Arc::new(EndpointTokens::new(
+                    endpoint, tls,
+                ))))
+            }
+            (None, None) => None,
+        };
         let io = Arbiter::new();
         let compress =
             (config.compression != herald::compression::Compression::None).then(Arbiter::new);

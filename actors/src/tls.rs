@@ -262,7 +262,63 @@ fn pem_certs(key: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Conf
     Ok(certs)
 }
 
+/// Trust for an https token endpoint (`sasl.oauthbearer.token.endpoint.url`): the system's
+/// roots, as Java's default, and the CAs the broker trust is configured with, for a
+/// provider inside the same private PKI. The endpoint's name is always checked, and no
+/// client certificate is offered.
+pub(crate) fn token_endpoint_connector(
+    config: &ProducerConfig,
+) -> Result<tokio_rustls::TlsConnector, ConfigError> {
+    let key = "sasl.oauthbearer.token.endpoint.url";
+    let mut store = RootCertStore::empty();
+    store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    for (key, c) in configured_certs(config)? {
+        store
+            .add(c)
+            .map_err(|e| invalid(key, format!("unusable CA certificate: {e}")))?;
+    }
+    if store.is_empty() {
+        return Err(invalid(
+            key,
+            "an https URL, and no system CA certificates nor ssl.truststore.* / ssl.ca.location to check it with",
+        ));
+    }
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| invalid(key, e.to_string()))?
+    .with_root_certificates(store)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(client)))
+}
+
 fn roots(config: &ProducerConfig) -> Result<RootCertStore, ConfigError> {
+    let certs = configured_certs(config)?;
+    let mut store = RootCertStore::empty();
+    if certs.is_empty() {
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _) = store.add_parsable_certificates(native.certs);
+        if added == 0 {
+            return Err(invalid(
+                "ssl.truststore.location",
+                "no truststore configured and no system CA certificates found",
+            ));
+        }
+        return Ok(store);
+    }
+    for (key, c) in certs {
+        store
+            .add(c)
+            .map_err(|e| invalid(key, format!("unusable CA certificate: {e}")))?;
+    }
+    Ok(store)
+}
+
+/// The CA certificates `ssl.truststore.*` and `ssl.ca.location` name, with their keys.
+fn configured_certs(
+    config: &ProducerConfig,
+) -> Result<Vec<(&'static str, CertificateDer<'static>)>, ConfigError> {
     let mut certs: Vec<(&str, CertificateDer<'static>)> = Vec::new();
     if let Some(pem) = &config.ssl_truststore_certificates {
         for c in pem_certs("ssl.truststore.certificates", pem.as_bytes())? {
@@ -313,24 +369,7 @@ fn roots(config: &ProducerConfig) -> Result<RootCertStore, ConfigError> {
             certs.push((key, c));
         }
     }
-    let mut store = RootCertStore::empty();
-    if certs.is_empty() {
-        let native = rustls_native_certs::load_native_certs();
-        let (added, _) = store.add_parsable_certificates(native.certs);
-        if added == 0 {
-            return Err(invalid(
-                "ssl.truststore.location",
-                "no truststore configured and no system CA certificates found",
-            ));
-        }
-        return Ok(store);
-    }
-    for (key, c) in certs {
-        store
-            .add(c)
-            .map_err(|e| invalid(key, format!("unusable CA certificate: {e}")))?;
-    }
-    Ok(store)
+    Ok(certs)
 }
 
 fn pkcs12(

@@ -36,6 +36,7 @@ use std::fmt;
 use std::time::Duration;
 
 use super::oauthbearer::{Token, UnsecuredJws};
+use super::token_endpoint::ClientCredentials;
 use super::Secret;
 
 /// The configuration key, named in every error.
@@ -250,6 +251,29 @@ impl JaasConfig {
             }
             LoginModule::OAuthBearer => self.oauthbearer_login(),
         }
+    }
+
+    /// For a token endpoint (`sasl.oauthbearer.token.endpoint.url`): `clientId`,
+    /// `clientSecret` and `scope` (`None` without `clientId`), and the `extension_<name>`
+    /// options.
+    pub fn client_credentials(
+        &self,
+    ) -> Result<(Option<ClientCredentials>, BTreeMap<String, String>), JaasError> {
+        if self.module != LoginModule::OAuthBearer {
+            return Err(JaasError::InvalidOption {
+                option: "(login module)".into(),
+                reason: "sasl.oauthbearer.token.endpoint.url needs OAuthBearerLoginModule",
+            });
+        }
+        let credentials = match self.option("clientId") {
+            Some(id) => Some(ClientCredentials {
+                client_id: id.expose().to_owned(),
+                client_secret: self.required("clientSecret")?.clone(),
+                scope: self.option("scope").map(|s| s.expose().to_owned()),
+            }),
+            None => None,
+        };
+        Ok((credentials, self.prefixed("extension_")))
     }
 
     fn required(&self, option: &str) -> Result<&Secret, JaasError> {

@@ -49,6 +49,7 @@ pub mod plain;
 pub mod scram;
 mod secret;
 pub mod settings;
+pub mod token_endpoint;
 
 pub use jaas::{ControlFlag, JaasConfig, JaasError, Login, LoginModule};
 pub use oauthbearer::{OAuthBearerClient, Token, UnsecuredJws};
@@ -56,6 +57,7 @@ pub use plain::PlainClient;
 pub use scram::{ScramClient, ScramHash};
 pub use secret::{AuthBytes, Secret};
 pub use settings::{OAuthTokens, SaslSettings};
+pub use token_endpoint::{ClientCredentials, EndpointError, EndpointUrl, TokenEndpoint};
 
 /// A SASL mechanism Herald speaks, named on the wire as Kafka names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3,10 +3,12 @@
 //! `sasl.password`), so that a bad value fails `start` with an error naming its key instead of
 //! failing every connection later.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{
-    client_for, JaasConfig, Login, Mechanism, OAuthBearerClient, SaslClient, SaslError, Token,
+    client_for, EndpointUrl, JaasConfig, JaasError, Login, Mechanism, OAuthBearerClient,
+    SaslClient, SaslError, Token, TokenEndpoint,
 };
 use crate::config::{ConfigError, ProducerConfig, SecurityProtocol};
 
@@ -28,8 +30,12 @@ pub enum OAuthTokens {
 pub struct SaslSettings {
     /// The mechanism named in SaslHandshake.
     pub mechanism: Mechanism,
-    /// The credentials; `None` when the application supplies OAUTHBEARER tokens.
+    /// The credentials; `None` when OAUTHBEARER tokens come from the application or from a
+    /// token endpoint.
     pub login: Option<Login>,
+    /// The token endpoint OAUTHBEARER tokens come from (`sasl.oauthbearer.token.endpoint.url`),
+    /// unless the application supplies them.
+    pub token_endpoint: Option<Arc<TokenEndpoint>>,
 }
 
 impl SaslSettings {
@@ -68,6 +74,21 @@ impl SaslSettings {
             return Ok(Some(SaslSettings {
                 mechanism,
                 login: None,
+                token_endpoint: None,
+            }));
+        }
+        if let Some(url) = &config.sasl_oauthbearer_token_endpoint_url {
+            if mechanism != Mechanism::OAuthBearer {
+                return Err(ConfigError::Conflict {
+                    key: "sasl.oauthbearer.token.endpoint.url".into(),
+                    reason: format!("is for OAUTHBEARER, and sasl.mechanism is {mechanism}"),
+                });
+            }
+            let endpoint = token_endpoint(config, url)?;
+            return Ok(Some(SaslSettings {
+                mechanism,
+                login: None,
+                token_endpoint: Some(Arc::new(endpoint)),
             }));
         }
         let login = match (&config.sasl_jaas_config, &config.sasl_username) {
@@ -93,9 +114,15 @@ impl SaslSettings {
                 })
             }
         };
+        if let Login::ClientCredentials { .. } = login {
+            return Err(ConfigError::Missing {
+                key: "sasl.oauthbearer.token.endpoint.url".into(),
+            });
+        }
         let settings = SaslSettings {
             mechanism,
             login: Some(login),
+            token_endpoint: None,
         };
         // A pairing that cannot work (a token for SCRAM, client credentials, a NUL in a PLAIN
         // username) fails here rather than on every connection.
@@ -121,13 +148,208 @@ impl SaslSettings {
         }
     }
 
-    /// Whether each exchange needs a token from the application first.
+    /// Whether each exchange needs a token from the application or the token endpoint first.
     pub fn needs_application_token(&self) -> bool {
         self.login.is_none()
     }
 
-    /// An OAUTHBEARER client presenting `token` (from the application).
-    pub fn client_with_token(&self, token: Token) -> Box<dyn SaslClient> {
-        Box::new(OAuthBearerClient::new(token))
+    /// An OAUTHBEARER client presenting `token` (from the application or the token
+    /// endpoint), with the endpoint's SASL extensions.
+    pub fn client_with_token(&self, token: Token) -> Result<Box<dyn SaslClient>, SaslError> {
+        match &self.token_endpoint {
+            Some(e) if !e.extensions.is_empty() => Ok(Box::new(
+                OAuthBearerClient::with_extensions(token, e.extensions.clone())?,
+            )),
+            _ => Ok(Box::new(OAuthBearerClient::new(token))),
+        }
+    }
+}
+
+/// The token endpoint `url` and what `sasl.jaas.config` and the `sasl.oauthbearer.*` and
+/// `sasl.login.*` keys say about asking it.
+fn token_endpoint(config: &ProducerConfig, url: &str) -> Result<TokenEndpoint, ConfigError> {
+    const KEY: &str = "sasl.oauthbearer.token.endpoint.url";
+    let url = EndpointUrl::parse(url).map_err(|reason| ConfigError::Unusable {
+        key: KEY.into(),
+        reason: reason.into(),
+    })?;
+    let jaas = |e: JaasError| ConfigError::Unusable {
+        key: "sasl.jaas.config".into(),
+        reason: e.to_string(),
+    };
+    let (credentials, extensions) = match &config.sasl_jaas_config {
+        Some(text) => JaasConfig::parse(text.expose())
+            .and_then(|j| j.client_credentials())
+            .map_err(jaas)?,
+        None => (None, Default::default()),
+    };
+    if matches!(url, EndpointUrl::Http { .. }) && credentials.is_none() {
+        return Err(ConfigError::Unusable {
+            key: "sasl.jaas.config".into(),
+            reason: format!(
+                "{KEY} is an http(s) URL: OAuthBearerLoginModule needs clientId and clientSecret"
+            ),
+        });
+    }
+    for (key, name) in [
+        (
+            "sasl.oauthbearer.sub.claim.name",
+            &config.sasl_oauthbearer_sub_claim_name,
+        ),
+        (
+            "sasl.oauthbearer.scope.claim.name",
+            &config.sasl_oauthbearer_scope_claim_name,
+        ),
+    ] {
+        if name.trim().is_empty() {
+            return Err(ConfigError::Unusable {
+                key: key.into(),
+                reason: "must not be empty".into(),
+            });
+        }
+    }
+    let endpoint = TokenEndpoint {
+        url,
+        credentials,
+        extensions,
+        sub_claim: config.sasl_oauthbearer_sub_claim_name.trim().to_string(),
+        scope_claim: config.sasl_oauthbearer_scope_claim_name.trim().to_string(),
+        header_urlencode: config.sasl_oauthbearer_header_urlencode,
+        connect_timeout: config.sasl_login_connect_timeout,
+        read_timeout: config.sasl_login_read_timeout,
+        retry_backoff: config.sasl_login_retry_backoff,
+        retry_backoff_max: config.sasl_login_retry_backoff_max,
+    };
+    // Extensions that break RFC 7628 fail here rather than on every connection.
+    if !endpoint.extensions.is_empty() {
+        let probe = Token::new(crate::sasl::Secret::new("probe"), None).expect("a b64token");
+        OAuthBearerClient::with_extensions(probe, endpoint.extensions.clone()).map_err(|e| {
+            ConfigError::Unusable {
+                key: "sasl.jaas.config".into(),
+                reason: e.to_string(),
+            }
+        })?;
+    }
+    Ok(endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Option<SaslSettings>, ConfigError> {
+        let mut all = vec![
+            ("bootstrap.servers", "b:9092"),
+            ("security.protocol", "SASL_SSL"),
+        ];
+        all.extend_from_slice(pairs);
+        let config = ProducerConfig::from_pairs(all)?;
+        SaslSettings::from_config(&config, OAuthTokens::FromConfig)
+    }
+
+    const OAUTH: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule";
+
+    #[test]
+    fn a_token_endpoint_is_read_with_its_credentials_and_settings() {
+        let jaas = format!(
+            r#"{OAUTH} required clientId=app clientSecret="hunter2" scope=kafka extension_logicalCluster=lkc-1;"#
+        );
+        let s = settings(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.jaas.config", &jaas),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://idp.example/token",
+            ),
+            ("sasl.oauthbearer.sub.claim.name", "client_id"),
+            ("sasl.login.retry.backoff.max.ms", "2000"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(s.needs_application_token());
+        let e = s.token_endpoint.as_deref().unwrap();
+        let c = e.credentials.as_ref().unwrap();
+        assert_eq!(
+            (c.client_id.as_str(), c.scope.as_deref()),
+            ("app", Some("kafka"))
+        );
+        assert_eq!(c.client_secret.expose(), "hunter2");
+        assert_eq!(
+            e.extensions.get("logicalCluster").map(String::as_str),
+            Some("lkc-1")
+        );
+        assert_eq!(e.sub_claim, "client_id");
+        assert_eq!(e.retry_backoff_max, std::time::Duration::from_secs(2));
+        assert!(!format!("{s:?}").contains("hunter2"));
+
+        // A file: URL needs no credentials, nor a JAAS config.
+        let s = settings(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.token.endpoint.url", "file:/var/run/token"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert!(s.token_endpoint.unwrap().credentials.is_none());
+    }
+
+    #[test]
+    fn token_endpoint_mistakes_fail_at_start_naming_the_key() {
+        let with_id = format!(r#"{OAUTH} required clientId=app clientSecret="hunter2";"#);
+        let unsecured = format!(r#"{OAUTH} required unsecuredLoginStringClaim_sub=me;"#);
+        for (pairs, key) in [
+            // Client credentials without an endpoint.
+            (
+                vec![
+                    ("sasl.mechanism", "OAUTHBEARER"),
+                    ("sasl.jaas.config", with_id.as_str()),
+                ],
+                "sasl.oauthbearer.token.endpoint.url",
+            ),
+            // An http(s) endpoint without client credentials.
+            (
+                vec![
+                    ("sasl.mechanism", "OAUTHBEARER"),
+                    ("sasl.jaas.config", unsecured.as_str()),
+                    ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+                ],
+                "sasl.jaas.config",
+            ),
+            // An endpoint for another mechanism.
+            (
+                vec![
+                    ("sasl.mechanism", "SCRAM-SHA-512"),
+                    ("sasl.jaas.config", with_id.as_str()),
+                    ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+                ],
+                "sasl.oauthbearer.token.endpoint.url",
+            ),
+            // A URL that is not one, or carries a password.
+            (
+                vec![
+                    ("sasl.mechanism", "OAUTHBEARER"),
+                    ("sasl.jaas.config", with_id.as_str()),
+                    (
+                        "sasl.oauthbearer.token.endpoint.url",
+                        "https://u:hunter2@idp/token",
+                    ),
+                ],
+                "sasl.oauthbearer.token.endpoint.url",
+            ),
+            (
+                vec![
+                    ("sasl.mechanism", "OAUTHBEARER"),
+                    ("sasl.jaas.config", with_id.as_str()),
+                    ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+                    ("sasl.oauthbearer.sub.claim.name", " "),
+                ],
+                "sasl.oauthbearer.sub.claim.name",
+            ),
+        ] {
+            let e = settings(&pairs).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{e}");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        // Other callback handlers are Java classes.
+        assert!(settings(&[("sasl.login.callback.handler.class", "com.example.Handler")]).is_err());
     }
 }

@@ -1132,9 +1132,8 @@ impl Connection {
                     return;
                 }
                 let _span = act.span.clone().entered();
-                match res {
-                    Ok(token) => act
-                        .send_sasl_handshake(settings.client_with_token(token), handshake_version),
+                match res.and_then(|t| settings.client_with_token(t).map_err(|e| e.to_string())) {
+                    Ok(client) => act.send_sasl_handshake(client, handshake_version),
                     Err(e) => {
                         let reason = format!(
                             "OAUTHBEARER token for broker {}: the token provider failed: {e}",

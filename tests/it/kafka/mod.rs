@@ -7,6 +7,7 @@
 mod availability;
 mod exactly_once;
 mod listeners;
+mod oauth_endpoint;
 mod produce;
 mod security;
 mod transactions;

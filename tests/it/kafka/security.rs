@@ -51,7 +51,10 @@ fn scram_jaas(user: &str, password: &str) -> String {
 
 /// Produces `records` (values "0", "1", ...) with `pairs`, and returns each outcome's error
 /// text, panicking on a success or on anything but an authentication error.
-async fn expect_authentication_failure(pairs: &[(&str, &str)], records: usize) -> Vec<String> {
+pub(crate) async fn expect_authentication_failure(
+    pairs: &[(&str, &str)],
+    records: usize,
+) -> Vec<String> {
     let mut pairs = pairs.to_vec();
     pairs.extend([
         ("max.block.ms", LONG_WAIT_MS),

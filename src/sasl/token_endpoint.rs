@@ -1,0 +1,639 @@
+//! OAUTHBEARER tokens from an OAuth 2.0 token endpoint (KIP-768), the client side of Java's
+//! `OAuthBearerLoginCallbackHandler`: `sasl.oauthbearer.token.endpoint.url` names the
+//! endpoint and `sasl.jaas.config` carries `clientId`, `clientSecret` and an optional `scope`.
+//! A `file:` URL names a file holding the token instead (Java's file retriever), read again
+//! at each refresh, for tokens an agent on the host keeps current.
+//!
+//! This module is the part without I/O: the request, reading the response, and checking the
+//! token as Java's client-side validator does (a JWT with `exp` and the subject claim), so
+//! that a token the broker would refuse fails here with a reason. The actors crate does the
+//! HTTP exchange and the retries.
+//!
+//! The request holds the client secret, so it is an [`AuthBytes`]; errors quote the
+//! endpoint's `error` and `error_description` only, with the secret struck out should an
+//! endpoint echo it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+
+use super::{AuthBytes, Secret, Token};
+
+/// Where tokens come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointUrl {
+    /// `http://` or `https://`: the client credentials grant.
+    Http {
+        /// `https`.
+        tls: bool,
+        /// Host name or IP address (an IPv6 address without its brackets).
+        host: String,
+        /// Port; 80 or 443 when the URL gives none.
+        port: u16,
+        /// Path and query, at least `/`.
+        target: String,
+    },
+    /// `file:`: a file holding the token.
+    File(PathBuf),
+}
+
+impl EndpointUrl {
+    /// Parses `text`. A URL with user information (`user:password@`) is refused: it would
+    /// put a credential where errors and logs quote the URL.
+    pub fn parse(text: &str) -> Result<EndpointUrl, &'static str> {
+        let text = text.trim();
+        let lower = text.to_ascii_lowercase();
+        if let Some(rest) = lower.strip_prefix("file:") {
+            let path = &text[text.len() - rest.len()..];
+            // file:/p, file:///p and file://localhost/p all name /p.
+            let path = path
+                .strip_prefix("//localhost")
+                .or_else(|| path.strip_prefix("//"))
+                .unwrap_or(path);
+            if path.is_empty() {
+                return Err("a file: URL needs a path");
+            }
+            return Ok(EndpointUrl::File(PathBuf::from(path)));
+        }
+        let (tls, rest) = if lower.starts_with("https://") {
+            (true, &text["https://".len()..])
+        } else if lower.starts_with("http://") {
+            (false, &text["http://".len()..])
+        } else {
+            return Err("expected an http://, https:// or file: URL");
+        };
+        let (authority, target) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+            Some(i) => (&rest[..i], rest[i..].to_string()),
+            None => (rest, "/".to_string()),
+        };
+        let target = target.split('#').next().unwrap_or("/").to_string();
+        if authority.contains('@') {
+            return Err("user information in the URL is not allowed; give clientId and clientSecret in sasl.jaas.config");
+        }
+        let default_port = if tls { 443 } else { 80 };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or("unclosed [ in the host")?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().map_err(|_| "the port is not a number")?,
+                None if after.is_empty() => default_port,
+                None => return Err("unexpected text after the host"),
+            };
+            (host.to_string(), port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (
+                    h.to_string(),
+                    p.parse().map_err(|_| "the port is not a number")?,
+                ),
+                None => (authority.to_string(), default_port),
+            }
+        };
+        if host.is_empty() {
+            return Err("the URL has no host");
+        }
+        if target.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err("the path holds spaces or control characters; percent-encode them");
+        }
+        Ok(EndpointUrl::Http {
+            tls,
+            host,
+            port,
+            target,
+        })
+    }
+}
+
+impl fmt::Display for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointUrl::Http {
+                tls,
+                host,
+                port,
+                target,
+            } => {
+                let scheme = if *tls { "https" } else { "http" };
+                // The query may carry anything the provider asked for; only the path is shown.
+                let path = target.split('?').next().unwrap_or("/");
+                if host.contains(':') {
+                    write!(f, "{scheme}://[{host}]:{port}{path}")
+                } else {
+                    write!(f, "{scheme}://{host}:{port}{path}")
+                }
+            }
+            EndpointUrl::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+/// `clientId`, `clientSecret` and `scope` from `sasl.jaas.config`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    /// `clientId`.
+    pub client_id: String,
+    /// `clientSecret`.
+    pub client_secret: Secret,
+    /// `scope`, if set.
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// A token endpoint and how to ask it, from the producer's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenEndpoint {
+    /// `sasl.oauthbearer.token.endpoint.url`.
+    pub url: EndpointUrl,
+    /// The client's credentials (required for `http` and `https`).
+    pub credentials: Option<ClientCredentials>,
+    /// SASL extensions (`extension_<name>` options).
+    pub extensions: BTreeMap<String, String>,
+    /// `sasl.oauthbearer.sub.claim.name`: the claim a token must name its subject in.
+    pub sub_claim: String,
+    /// `sasl.oauthbearer.scope.claim.name`: the claim a token's scope is in, if any.
+    pub scope_claim: String,
+    /// `sasl.oauthbearer.header.urlencode`: URL-encode the id and secret in the
+    /// `Authorization` header (RFC 6749 section 2.3.1); off by default, as in Java.
+    pub header_urlencode: bool,
+    /// `sasl.login.connect.timeout.ms`.
+    pub connect_timeout: Duration,
+    /// `sasl.login.read.timeout.ms`: the whole response must arrive within it.
+    pub read_timeout: Duration,
+    /// `sasl.login.retry.backoff.ms`: the wait before the first retry, doubled each time.
+    pub retry_backoff: Duration,
+    /// `sasl.login.retry.backoff.max.ms`: the longest wait, and the most waited in all.
+    pub retry_backoff_max: Duration,
+}
+
+/// The largest response read from a token endpoint.
+pub const MAX_RESPONSE: usize = 1 << 20;
+
+/// Why no token came from the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// The endpoint answered with an error status.
+    #[error("answered HTTP {status}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The body's `error` and `error_description`, if it had them.
+        detail: Option<String>,
+    },
+    /// The response, or the token in it, cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl EndpointError {
+    /// Whether asking again may help: a server error or a timeout, not a refusal of the
+    /// client (Java's retriever does not retry 4xx statuses, nor 501 and 505).
+    pub fn retriable(&self) -> bool {
+        match self {
+            EndpointError::Status { status, .. } => match status {
+                408 | 429 => true,
+                400..=499 | 501 | 505 => false,
+                _ => true,
+            },
+            EndpointError::Invalid(_) => false,
+        }
+    }
+}
+
+impl TokenEndpoint {
+    /// The HTTP request for a token: POST with the client credentials grant, HTTP Basic
+    /// authentication, and `Connection: close` so that the response ends with the stream.
+    /// `None` for a `file:` URL or when there are no credentials.
+    pub fn request(&self) -> Option<AuthBytes> {
+        let EndpointUrl::Http {
+            tls,
+            host,
+            port,
+            target,
+        } = &self.url
+        else {
+            return None;
+        };
+        let c = self.credentials.as_ref()?;
+        let (id, secret) = if self.header_urlencode {
+            (
+                form_encode(&c.client_id),
+                form_encode(c.client_secret.expose()),
+            )
+        } else {
+            (c.client_id.clone(), c.client_secret.expose().to_string())
+        };
+        let basic = STANDARD.encode(format!("{id}:{secret}"));
+        let mut body = String::from("grant_type=client_credentials");
+        if let Some(scope) = &c.scope {
+            body.push_str("&scope=");
+            body.push_str(&form_encode(scope));
+        }
+        let host_header = match (host.contains(':'), *port == if *tls { 443 } else { 80 }) {
+            (true, true) => format!("[{host}]"),
+            (true, false) => format!("[{host}]:{port}"),
+            (false, true) => host.clone(),
+            (false, false) => format!("{host}:{port}"),
+        };
+        let request = format!(
+            "POST {target} HTTP/1.1\r\nHost: {host_header}\r\nAuthorization: Basic {basic}\r\n\
+             Accept: application/json\r\nCache-Control: no-cache\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Connection: close\r\nUser-Agent: herald\r\n\r\n{body}",
+            body.len()
+        );
+        Some(AuthBytes::new(request.into_bytes()))
+    }
+
+    /// The token in a complete HTTP response (status line to the end of the stream).
+    pub fn token_from_response(
+        &self,
+        response: &[u8],
+        now: SystemTime,
+    ) -> Result<Token, EndpointError> {
+        let (status, body) = parse_http(response).map_err(|e| {
+            EndpointError::Invalid(format!("the response is not HTTP/1.x as expected: {e}"))
+        })?;
+        let json: Option<serde_json::Value> = serde_json::from_slice(&body).ok();
+        if !(status == 200 || status == 201) {
+            let detail = json.as_ref().and_then(|j| {
+                let field = |name| j.get(name).and_then(|v| v.as_str()).map(str::to_string);
+                match (field("error"), field("error_description")) {
+                    (Some(e), Some(d)) => Some(format!("{e} ({d})")),
+                    (Some(e), None) => Some(e),
+                    (None, Some(d)) => Some(d),
+                    (None, None) => None,
+                }
+            });
+            return Err(EndpointError::Status {
+                status,
+                detail: detail.map(|d| self.scrub(&d)),
+            });
+        }
+        let token = json
+            .as_ref()
+            .and_then(|j| j.get("access_token"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| {
+                EndpointError::Invalid("the response has no access_token string".to_string())
+            })?;
+        self.token_from_jwt(token.trim(), now)
+    }
+
+    /// Checks a token as Java's client-side validator does: a JWT whose payload has a
+    /// numeric `exp` in the future and a non-empty subject claim, and whose scope claim, if
+    /// present, is a string or a list of strings. Its expiry is `exp`.
+    pub fn token_from_jwt(&self, jwt: &str, now: SystemTime) -> Result<Token, EndpointError> {
+        let invalid = |why: &str| EndpointError::Invalid(format!("the token {why}"));
+        let parts: Vec<&str> = jwt.split('.').collect();
+        if parts.len() != 3 {
+            return Err(invalid(
+                "is not a JWT (expected header, payload and signature separated by dots)",
+            ));
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(parts[1].trim_end_matches('='))
+            .map_err(|_| invalid("payload is not base64url"))?;
+        let claims: serde_json::Value =
+            serde_json::from_slice(&payload).map_err(|_| invalid("payload is not JSON"))?;
+        let claims = claims
+            .as_object()
+            .ok_or_else(|| invalid("payload is not a JSON object"))?;
+        let exp = claims
+            .get("exp")
+            .and_then(|v| v.as_f64())
+            .ok_or_else(|| invalid("has no numeric exp claim"))?;
+        if !(exp.is_finite() && exp > 0.0) {
+            return Err(invalid("has an exp claim out of range"));
+        }
+        let expires_at = UNIX_EPOCH + Duration::from_secs_f64(exp);
+        if expires_at <= now {
+            return Err(invalid("has already expired"));
+        }
+        match claims.get(&self.sub_claim) {
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {}
+            _ => {
+                return Err(EndpointError::Invalid(format!(
+                "the token has no {} claim naming its subject (sasl.oauthbearer.sub.claim.name)",
+                self.sub_claim
+            )))
+            }
+        }
+        match claims.get(&self.scope_claim) {
+            None | Some(serde_json::Value::String(_)) => {}
+            Some(serde_json::Value::Array(a)) if a.iter().all(|v| v.is_string()) => {}
+            Some(_) => {
+                return Err(EndpointError::Invalid(format!(
+                    "the token's {} claim is neither a string nor a list of strings (sasl.oauthbearer.scope.claim.name)",
+                    self.scope_claim
+                )))
+            }
+        }
+        Token::new(Secret::new(jwt), Some(expires_at))
+            .map_err(|_| invalid("is not an RFC 6750 b64token"))
+    }
+
+    /// `text` with the client secret struck out.
+    fn scrub(&self, text: &str) -> String {
+        let text: String = text.chars().take(300).collect();
+        match &self.credentials {
+            Some(c) if !c.client_secret.is_empty() => {
+                text.replace(c.client_secret.expose(), "(client secret)")
+            }
+            _ => text,
+        }
+    }
+}
+
+/// `application/x-www-form-urlencoded`, as Java's `URLEncoder` writes it.
+fn form_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The status and body of a complete HTTP/1.x response: the body by `Content-Length`, by
+/// chunks, or to the end.
+fn parse_http(response: &[u8]) -> Result<(u16, Vec<u8>), &'static str> {
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&response[..end]).map_err(|_| "headers are not text")?;
+    let rest = &response[end + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or("no status line")?;
+    let mut words = status_line.split(' ');
+    if !words.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
+        return Err("no HTTP/1.x status line");
+    }
+    let status: u16 = words
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or("no status code")?;
+    let mut length = None;
+    let mut chunked = false;
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("content-length") {
+            length = Some(value.parse::<usize>().map_err(|_| "bad Content-Length")?);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value.to_ascii_lowercase().contains("chunked");
+        }
+    }
+    let body = if chunked {
+        dechunk(rest)?
+    } else if let Some(n) = length {
+        rest.get(..n)
+            .ok_or("the body is shorter than its Content-Length")?
+            .to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, &'static str> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("a chunk size line is cut")?;
+        let line = std::str::from_utf8(&data[..line_end]).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = data.get(..size).ok_or("a chunk is cut")?;
+        out.extend_from_slice(chunk);
+        data = data.get(size + 2..).ok_or("a chunk is cut")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(url: &str) -> TokenEndpoint {
+        TokenEndpoint {
+            url: EndpointUrl::parse(url).unwrap(),
+            credentials: Some(ClientCredentials {
+                client_id: "app one".into(),
+                client_secret: Secret::new("s3cr:t&"),
+                scope: Some("kafka produce".into()),
+            }),
+            extensions: BTreeMap::new(),
+            sub_claim: "sub".into(),
+            scope_claim: "scope".into(),
+            header_urlencode: false,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(10),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(10),
+        }
+    }
+
+    fn jwt(claims: &str) -> String {
+        format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#),
+            URL_SAFE_NO_PAD.encode(claims)
+        )
+    }
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_000_000)
+    }
+
+    #[test]
+    fn urls_parse_with_their_defaults() {
+        assert_eq!(
+            EndpointUrl::parse("https://idp.example.com/oauth2/token?x=1").unwrap(),
+            EndpointUrl::Http {
+                tls: true,
+                host: "idp.example.com".into(),
+                port: 443,
+                target: "/oauth2/token?x=1".into()
+            }
+        );
+        assert_eq!(
+            EndpointUrl::parse("http://[::1]:8080").unwrap(),
+            EndpointUrl::Http {
+                tls: false,
+                host: "::1".into(),
+                port: 8080,
+                target: "/".into()
+            }
+        );
+        for (url, path) in [
+            ("file:/etc/token", "/etc/token"),
+            ("file:///etc/token", "/etc/token"),
+            ("FILE://localhost/etc/token", "/etc/token"),
+        ] {
+            assert_eq!(
+                EndpointUrl::parse(url).unwrap(),
+                EndpointUrl::File(path.into())
+            );
+        }
+        for bad in [
+            "ftp://x/y",
+            "https://user:pw@idp/token",
+            "http://:80/",
+            "http://h:port/",
+            "file:",
+            "http://h/a b",
+        ] {
+            assert!(EndpointUrl::parse(bad).is_err(), "{bad}");
+        }
+        // The query is not shown.
+        let shown = EndpointUrl::parse("https://idp:8443/token?audience=a")
+            .unwrap()
+            .to_string();
+        assert_eq!(shown, "https://idp:8443/token");
+    }
+
+    #[test]
+    fn the_request_is_a_client_credentials_grant_with_basic_auth() {
+        let e = endpoint("http://idp:8080/token");
+        let request = String::from_utf8(e.request().unwrap().into_vec()).unwrap();
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("POST /token HTTP/1.1\r\nHost: idp:8080\r\n"),
+            "{head}"
+        );
+        let basic = STANDARD.encode("app one:s3cr:t&");
+        assert!(head.contains(&format!("Authorization: Basic {basic}\r\n")));
+        assert!(head.contains("Content-Type: application/x-www-form-urlencoded"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(body, "grant_type=client_credentials&scope=kafka+produce");
+
+        let mut e = e;
+        e.header_urlencode = true;
+        let request = String::from_utf8(e.request().unwrap().into_vec()).unwrap();
+        let basic = STANDARD.encode("app+one:s3cr%3At%26");
+        assert!(request.contains(&format!("Authorization: Basic {basic}\r\n")));
+
+        assert!(endpoint("file:/t").request().is_none());
+    }
+
+    #[test]
+    fn a_token_comes_from_the_json_body_and_expires_at_its_exp() {
+        let e = endpoint("http://idp/token");
+        let token = jwt(r#"{"sub":"svc","exp":1000600,"scope":["a","b"]}"#);
+        let body =
+            format!(r#"{{"access_token":"{token}","token_type":"Bearer","expires_in":600}}"#);
+        let plain = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let t = e.token_from_response(plain.as_bytes(), now()).unwrap();
+        assert_eq!(t.value().expose(), token);
+        assert_eq!(
+            t.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_secs(1_000_600))
+        );
+        // Chunked, as many servers send it.
+        let (a, b) = body.split_at(10);
+        let chunked = format!(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};x=y\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        );
+        assert_eq!(e.token_from_response(chunked.as_bytes(), now()).unwrap(), t);
+        // Neither: the body runs to the end of the stream.
+        let bare = format!("HTTP/1.0 200 OK\r\n\r\n{body}");
+        assert_eq!(e.token_from_response(bare.as_bytes(), now()).unwrap(), t);
+    }
+
+    #[test]
+    fn tokens_java_would_refuse_are_refused() {
+        let e = endpoint("http://idp/token");
+        for (token, why) in [
+            ("opaque-token".to_string(), "not a JWT"),
+            (jwt(r#"{"sub":"svc"}"#), "no numeric exp"),
+            (jwt(r#"{"sub":"svc","exp":"soon"}"#), "no numeric exp"),
+            (jwt(r#"{"sub":"svc","exp":999999}"#), "already expired"),
+            (jwt(r#"{"exp":1000600}"#), "no sub claim"),
+            (jwt(r#"{"sub":"","exp":1000600}"#), "no sub claim"),
+            (
+                jwt(r#"{"sub":"svc","exp":1000600,"scope":7}"#),
+                "scope claim",
+            ),
+            ("a.%%%.c".to_string(), "not base64url"),
+        ] {
+            let e = e.token_from_jwt(&token, now()).unwrap_err();
+            assert!(e.to_string().contains(why), "{e} should say {why}");
+            assert!(!e.retriable());
+        }
+        // The claim names are configurable.
+        let mut e = e;
+        e.sub_claim = "client_id".into();
+        let token = jwt(r#"{"client_id":"svc","exp":1000600}"#);
+        assert!(e.token_from_jwt(&token, now()).is_ok());
+    }
+
+    #[test]
+    fn an_error_status_names_the_cause_not_the_secret() {
+        let e = endpoint("http://idp/token");
+        let body =
+            r#"{"error":"invalid_client","error_description":"bad secret s3cr:t& for app one"}"#;
+        let response = format!(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let err = e
+            .token_from_response(response.as_bytes(), now())
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("HTTP 401: invalid_client (bad secret"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cr:t&"), "{text}");
+        assert!(!err.retriable());
+        let unavailable = e
+            .token_from_response(b"HTTP/1.1 503 Service Unavailable\r\n\r\n", now())
+            .unwrap_err();
+        assert_eq!(unavailable.to_string(), "answered HTTP 503");
+        assert!(unavailable.retriable());
+        assert!(EndpointError::Status {
+            status: 429,
+            detail: None
+        }
+        .retriable());
+        assert!(e
+            .token_from_response(b"HTTP/1.1 200 OK\r\n\r\n{}", now())
+            .unwrap_err()
+            .to_string()
+            .contains("no access_token"));
+        assert!(e.token_from_response(b"garbage", now()).is_err());
+        // Debug output does not show the secret either.
+        assert!(!format!("{e:?}").contains("s3cr"));
+    }
+}
