@@ -507,6 +507,16 @@ pub struct ProducerConfig {
     pub sasl_login_retry_backoff: Duration,
     /// `sasl.login.retry.backoff.max.ms`: the longest wait, and the most waited in all.
     pub sasl_login_retry_backoff_max: Duration,
+    /// `sasl.login.refresh.window.factor`: an OAUTHBEARER token is renewed after this share
+    /// of its lifetime.
+    pub sasl_login_refresh_window_factor: f64,
+    /// `sasl.login.refresh.window.jitter`: up to this much more, at random.
+    pub sasl_login_refresh_window_jitter: f64,
+    /// `sasl.login.refresh.min.period.seconds`: no renewal sooner than this after a token
+    /// was obtained.
+    pub sasl_login_refresh_min_period: Duration,
+    /// `sasl.login.refresh.buffer.seconds`: renew at the latest this long before expiry.
+    pub sasl_login_refresh_buffer: Duration,
     /// `ssl.truststore.type`: PEM or PKCS12 (JKS is refused); unset: read from the file.
     pub ssl_truststore_type: Option<StoreType>,
     /// `ssl.truststore.location`: a file of trusted certificates.
@@ -940,6 +950,18 @@ keys! {
     /// the longest wait between token requests, and the most waited in all before the failure is reported
     "sasl.login.retry.backoff.max.ms" sasl_login_retry_backoff_max(Duration) = ms(10_000),
         Millis::LONG;
+    /// an OAUTHBEARER token (from any source) is renewed after this share of its lifetime, 0.5 to 1.0
+    "sasl.login.refresh.window.factor" sasl_login_refresh_window_factor(f64) = 0.8,
+        Ratio { min: 0.5, max: 1.0 };
+    /// up to this share more, at random, 0 to 0.25
+    "sasl.login.refresh.window.jitter" sasl_login_refresh_window_jitter(f64) = 0.05,
+        Ratio { min: 0.0, max: 0.25 };
+    /// a token is not renewed sooner than this after it was obtained, 0 to 900 (unless its lifetime leaves no room for both buffers)
+    "sasl.login.refresh.min.period.seconds" sasl_login_refresh_min_period(Duration) =
+        Duration::from_secs(60), Seconds { max: 900 };
+    /// a token is renewed at the latest this long before it expires, 0 to 3600 (unless its lifetime leaves no room for both buffers)
+    "sasl.login.refresh.buffer.seconds" sasl_login_refresh_buffer(Duration) =
+        Duration::from_secs(300), Seconds { max: 3600 };
     /// PEM or PKCS12 (JKS is refused: convert it with keytool); unset: read from the file
     "ssl.truststore.type" ssl_truststore_type(StoreType => Some) = None, StoreTypeKind;
     /// a file of trusted CA certificates; unset (and no certificates inline): the system's roots
@@ -1072,10 +1094,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "sasl.oauthbearer.",
         "a broker-side (token validation) or not yet supported OAuth setting; the client takes sasl.oauthbearer.token.endpoint.url, .sub.claim.name, .scope.claim.name and .header.urlencode",
-    ),
-    (
-        "sasl.login.",
-        "Java's login refresh settings are not used; OAUTHBEARER tokens are renewed at 80% of their lifetime (Java's default window)",
     ),
 ];
 
@@ -1348,6 +1366,59 @@ impl<T: Copy> Kind for Choice<T> {
 
     fn print(&self, value: &T) -> Option<String> {
         Some((self.1)(*value).to_string())
+    }
+}
+
+/// A fraction in `min..=max` (a Java `double`).
+struct Ratio {
+    min: f64,
+    max: f64,
+}
+
+impl Kind for Ratio {
+    type Value = f64;
+
+    fn parse(&self, text: &str) -> Result<f64, &'static str> {
+        text.parse::<f64>().map_err(|_| "expected a number")
+    }
+
+    fn check(&self, value: &mut f64) -> Result<(), Rejection> {
+        if !(self.min..=self.max).contains(value) {
+            let reason = format!("must be between {} and {}", self.min, self.max);
+            return Err(Rejection::invalid(*value, reason));
+        }
+        Ok(())
+    }
+
+    fn print(&self, value: &f64) -> Option<String> {
+        Some(value.to_string())
+    }
+}
+
+/// Whole seconds, at most `max` (a Java `short`).
+struct Seconds {
+    max: u64,
+}
+
+impl Kind for Seconds {
+    type Value = Duration;
+
+    fn parse(&self, text: &str) -> Result<Duration, &'static str> {
+        text.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| "expected a non-negative integer (seconds)")
+    }
+
+    fn check(&self, value: &mut Duration) -> Result<(), Rejection> {
+        if value.as_secs() > self.max || value.subsec_nanos() != 0 {
+            let reason = format!("must be whole seconds, at most {}", self.max);
+            return Err(Rejection::invalid(value.as_secs_f64(), reason));
+        }
+        Ok(())
+    }
+
+    fn print(&self, value: &Duration) -> Option<String> {
+        Some(value.as_secs().to_string())
     }
 }
 
@@ -2072,7 +2143,6 @@ mod tests {
             ("sasl.kerberos.service.name", "GSSAPI"),
             ("sasl.oauthbearer.jwks.endpoint.url", "token.endpoint.url"),
             ("sasl.oauthbearer.assertion.algorithm", "token.endpoint.url"),
-            ("sasl.login.refresh.window.factor", "80%"),
             ("sasl.client.callback.handler.class", "TokenProvider"),
         ] {
             let e = refused(key, "x");
@@ -2326,6 +2396,32 @@ metrics.recording.level=DEBUG
         assert_invalid(&[("transactional.id", "  ")], "transactional.id");
         assert_invalid(&[("client.dns.lookup", "default")], "client.dns.lookup");
         assert_invalid(&[("metrics.num.samples", "0")], "metrics.num.samples");
+        // Java's ranges for the token refresh settings.
+        for (key, value) in [
+            ("sasl.login.refresh.window.factor", "0.4"),
+            ("sasl.login.refresh.window.factor", "1.01"),
+            ("sasl.login.refresh.window.factor", "soon"),
+            ("sasl.login.refresh.window.jitter", "0.3"),
+            ("sasl.login.refresh.window.jitter", "-0.1"),
+            ("sasl.login.refresh.min.period.seconds", "901"),
+            ("sasl.login.refresh.min.period.seconds", "-1"),
+            ("sasl.login.refresh.buffer.seconds", "3601"),
+        ] {
+            assert_invalid(&[(key, value)], key);
+        }
+        let edges = ProducerConfig::from_pairs([
+            ("bootstrap.servers", "b:9092"),
+            ("sasl.login.refresh.window.factor", "0.5"),
+            ("sasl.login.refresh.window.jitter", "0.25"),
+            ("sasl.login.refresh.min.period.seconds", "900"),
+            ("sasl.login.refresh.buffer.seconds", "0"),
+        ])
+        .unwrap();
+        assert_eq!(edges.sasl_login_refresh_window_factor, 0.5);
+        assert_eq!(
+            edges.sasl_login_refresh_min_period,
+            Duration::from_secs(900)
+        );
         assert_invalid(&[("send.buffer.bytes", "-2")], "send.buffer.bytes");
         // Java's validator takes 0, which its socket then refuses at every connect.
         assert_invalid(&[("receive.buffer.bytes", "0")], "receive.buffer.bytes");

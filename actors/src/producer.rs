@@ -37,7 +37,7 @@ use crate::router::Router;
 use crate::sealer::Sealer;
 use crate::shared::{MetadataLink, Shared, TransactionLink};
 use crate::tls::Tls;
-use crate::token::{TokenProvider, TokenSource};
+use crate::token::{Refresh, TokenProvider, TokenSource};
 use crate::transaction::TransactionManager;
 use crate::txn_status::TxnStatus;
 use herald::TransactionError;
@@ -136,8 +136,9 @@ impl ProducerBuilder {
         let tls = Tls::from_config(&config)?;
         let sasl = SaslSettings::from_config(&config, tokens)?;
         let endpoint = sasl.as_ref().and_then(|s| s.token_endpoint.clone());
+        let refresh = Refresh::from_config(&config);
         let tokens = match (self.token_provider, endpoint) {
-            (Some(provider), _) => Some(TokenSource::new(provider)),
+            (Some(provider), _) => Some(TokenSource::new(provider, refresh)),
             (None, Some(endpoint)) => {
                 let tls = match endpoint.url {
                     EndpointUrl::Http { tls: true, .. } => {
@@ -145,9 +146,8 @@ impl ProducerBuilder {
                     }
                     _ => None,
                 };
-                Some(TokenSource::new(Arc::new(EndpointTokens::new(
-                    endpoint, tls,
-                ))))
+                let provider = Arc::new(EndpointTokens::new(endpoint, tls));
+                Some(TokenSource::new(provider, refresh))
             }
             (None, None) => None,
         };

@@ -1,7 +1,10 @@
 //! OAUTHBEARER tokens from the application: the [`TokenProvider`] it implements, and
 //! [`TokenSource`], which keeps the current token for every connection of a producer and asks
-//! the provider for a new one once 80% of the current one's lifetime has passed (as Java's
-//! refreshing login does by default, `sasl.login.refresh.window.factor` 0.8).
+//! the provider for a new one when Java's refreshing login would ([`Refresh`]: by default
+//! after 80-85% of the token's lifetime, `sasl.login.refresh.window.factor` and `.jitter`,
+//! but not within a minute of obtaining it nor later than five minutes before it expires,
+//! `sasl.login.refresh.min.period.seconds` and `.buffer.seconds`, unless its lifetime is
+//! shorter than those two together).
 //!
 //! The provider is called from a future the connection spawns, never inside a handler: the
 //! actors keep serving their mailboxes while a token is fetched. Connections need a token
@@ -25,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use herald::sasl::Token;
+use herald::ProducerConfig;
 
 /// The error a [`TokenProvider`] reports (it becomes the records' authentication error, so
 /// it must not quote a secret).
@@ -46,6 +50,48 @@ pub(crate) const MIN_VALIDITY: Duration = Duration::from_secs(2);
 /// A token and when to fetch the next one (`None`: when it is refused).
 type Current = Option<(Token, Option<SystemTime>)>;
 
+/// When a token is renewed: the `sasl.login.refresh.*` settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Refresh {
+    factor: f64,
+    jitter: f64,
+    min_period: Duration,
+    buffer: Duration,
+}
+
+impl Refresh {
+    pub(crate) fn from_config(config: &ProducerConfig) -> Refresh {
+        Refresh {
+            factor: config.sasl_login_refresh_window_factor,
+            jitter: config.sasl_login_refresh_window_jitter,
+            min_period: config.sasl_login_refresh_min_period,
+            buffer: config.sasl_login_refresh_buffer,
+        }
+    }
+
+    /// When to renew a token obtained at `now` that expires at `expires`, as Java's
+    /// `ExpiringCredentialRefreshingLogin` computes it; `draw` is uniform in `0..1`. The
+    /// share of the lifetime (factor plus a draw of the jitter) is kept out of the last
+    /// `buffer` and the first `min_period`; a lifetime shorter than both together takes the
+    /// share alone.
+    fn at(&self, now: SystemTime, expires: SystemTime, draw: f64) -> SystemTime {
+        let lifetime = expires.duration_since(now).unwrap_or_default();
+        let proposed = now + lifetime.mul_f64(self.factor + self.jitter * draw);
+        if lifetime < self.min_period + self.buffer {
+            return proposed;
+        }
+        let buffer_begins = expires - self.buffer;
+        let min_period_ends = now + self.min_period;
+        if proposed > buffer_begins {
+            buffer_begins
+        } else if proposed < min_period_ends {
+            min_period_ends
+        } else {
+            proposed
+        }
+    }
+}
+
 /// The current token of a producer and its provider.
 #[derive(Clone)]
 pub(crate) struct TokenSource {
@@ -55,6 +101,7 @@ pub(crate) struct TokenSource {
     current: Arc<tokio::sync::Mutex<Current>>,
     /// [`MIN_VALIDITY`], shorter in unit tests.
     min_validity: Duration,
+    refresh: Refresh,
 }
 
 impl fmt::Debug for TokenSource {
@@ -64,11 +111,12 @@ impl fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
-    pub(crate) fn new(provider: Arc<dyn TokenProvider>) -> TokenSource {
+    pub(crate) fn new(provider: Arc<dyn TokenProvider>, refresh: Refresh) -> TokenSource {
         TokenSource {
             provider,
             current: Arc::default(),
             min_validity: MIN_VALIDITY,
+            refresh,
         }
     }
 
@@ -82,11 +130,12 @@ impl TokenSource {
             }
         }
         let token = self.provider.token().await?;
-        // The earlier of 80% of its lifetime and `min_validity` before it expires.
-        let refresh_at = token.lifetime_from(now).map(|lifetime| {
-            let by_factor = now + lifetime.mul_f64(0.8);
+        // The earlier of Java's refresh time and `min_validity` before it expires.
+        let refresh_at = token.expires_at().map(|expires| {
+            let by_java = self.refresh.at(now, expires, fastrand::f64());
+            let lifetime = expires.duration_since(now).unwrap_or_default();
             let by_validity = now + lifetime.saturating_sub(self.min_validity);
-            by_factor.min(by_validity)
+            by_java.min(by_validity)
         });
         *current = Some((token.clone(), refresh_at));
         Ok(token)
@@ -126,7 +175,14 @@ mod tests {
             calls: AtomicU32::new(0),
             lifetime,
         });
-        let mut source = TokenSource::new(provider.clone());
+        // Java's factor without jitter, and no buffers: 80% of the lifetime.
+        let refresh = Refresh {
+            factor: 0.8,
+            jitter: 0.0,
+            min_period: Duration::ZERO,
+            buffer: Duration::ZERO,
+        };
+        let mut source = TokenSource::new(provider.clone(), refresh);
         source.min_validity = Duration::from_millis(50);
         (source, provider)
     }
@@ -164,5 +220,39 @@ mod tests {
         assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
         source.forget().await;
         assert_eq!(source.token().await.unwrap().value().expose(), "token-2");
+    }
+
+    #[test]
+    fn refresh_times_follow_javas_refreshing_login() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let secs = |n: u64| Duration::from_secs(n);
+        let java = Refresh {
+            factor: 0.8,
+            jitter: 0.05,
+            min_period: secs(60),
+            buffer: secs(300),
+        };
+        // An hour: 80% to 85% of it.
+        let hour = now + secs(3600);
+        assert_eq!(java.at(now, hour, 0.0), now + secs(2880));
+        assert_eq!(java.at(now, hour, 1.0), now + secs(3060));
+        // Shorter than both buffers together (6 minutes): the share alone.
+        let short = now + secs(100);
+        assert_eq!(java.at(now, short, 0.0), now + secs(80));
+        // A late factor is held out of the last five minutes.
+        let late = Refresh {
+            factor: 1.0,
+            ..java
+        };
+        assert_eq!(late.at(now, hour, 0.5), hour - secs(300));
+        // An early one waits out the minimum period.
+        let early = Refresh {
+            factor: 0.5,
+            jitter: 0.0,
+            min_period: secs(900),
+            buffer: secs(300),
+        };
+        let twenty_minutes = now + secs(1200);
+        assert_eq!(early.at(now, twenty_minutes, 0.0), now + secs(900));
     }
 }
