@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use crate::supervisor::{ActorKind, Supervision, Supervisor};
+use crate::supervisor::{ActorKind, RestartLimit, Supervision, Supervisor};
 use crate::token_endpoint::EndpointTokens;
 use herald::partitioner::{DefaultPartitioner, Partitioner};
 use herald::sasl::{EndpointUrl, OAuthTokens, SaslSettings};
@@ -55,6 +55,7 @@ pub struct ProducerBuilder {
     transaction_v2: bool,
     /// Where the router and its peers run; `None`: an arbiter of their own.
     arbiter: Option<ArbiterHandle>,
+    restart_limit: RestartLimit,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -66,6 +67,7 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("token_provider", &self.token_provider.is_some())
             .field("record_spans", &self.record_spans)
             .field("own_arbiter", &self.arbiter.is_none())
+            .field("restart_limit", &self.restart_limit)
             .finish()
     }
 }
@@ -79,7 +81,8 @@ impl ProducerBuilder {
 
     /// Supplies OAUTHBEARER tokens (with `sasl.mechanism=OAUTHBEARER`, instead of
     /// `sasl.jaas.config`). Each connection asks for a token when it authenticates, from a
-    /// future of its own; a token is reused until 80% of its lifetime has passed.
+    /// future of its own; a token is reused until it is due for renewal
+    /// (`sasl.login.refresh.*`, 80-85% of its lifetime by default).
     pub fn token_provider(mut self, provider: impl TokenProvider) -> Self {
         self.token_provider = Some(Arc::new(provider));
         self
@@ -113,6 +116,18 @@ impl ProducerBuilder {
     /// throughput.
     pub fn arbiter(mut self, arbiter: ArbiterHandle) -> Self {
         self.arbiter = Some(arbiter);
+        self
+    }
+
+    /// Bounds restart storms: an actor that panics more than `max_panics` times within
+    /// `window` is not restarted again, and the producer is broken (every record it holds and
+    /// every later one fails with `ErrorKind::Broken`; see [`Producer::broken`]). By default
+    /// more than 10 panics within 30 s. An application whose partitioner, serializer or
+    /// interceptor may panic on some records, and that would rather fail those records for
+    /// longer than stop producing, raises it; one that must not run on after a panic at all
+    /// sets 0. The error reports the window in whole seconds, rounded up.
+    pub fn restart_limit(mut self, max_panics: u32, window: Duration) -> Self {
+        self.restart_limit = RestartLimit { max_panics, window };
         self
     }
 
@@ -155,7 +170,7 @@ impl ProducerBuilder {
         let compress =
             (config.compression != herald::compression::Compression::None).then(Arbiter::new);
         // Like `Arbiter::new`, a thread the OS refuses is a panic, not a config error.
-        let supervision = Arc::new(Supervision::default());
+        let supervision = Arc::new(Supervision::with_limit(self.restart_limit));
         let clock =
             Clock::start(supervision.clone()).expect("cannot spawn the herald-linger thread");
         let partitioner = self.partitioner.unwrap_or_else(|| {
@@ -321,6 +336,7 @@ impl Producer {
             record_spans: false,
             transaction_v2: true,
             arbiter: None,
+            restart_limit: RestartLimit::default(),
         }
     }
 

@@ -9,7 +9,7 @@
 //! ([`orphaned`]) to be answered with the panic's message ([`ErrorKind::Panicked`]).
 //!
 //! A restart storm is bounded: an actor that panics more than [`MAX_PANICS`] times within
-//! [`PANIC_WINDOW`] is not restarted again. The producer is then broken
+//! [`PANIC_WINDOW`] (or the [`RestartLimit`] the application gave) is not restarted again. The producer is then broken
 //! ([`Supervision::broken`]): the actor is dropped (each record it held answered with
 //! [`ErrorKind::Broken`]), the router is told ([`ProducerBroken`]) and fails what it holds,
 //! and every later record is refused with that error.
@@ -37,6 +37,23 @@ use crate::messages::ProducerBroken;
 pub(crate) const MAX_PANICS: u32 = 10;
 /// The window of [`MAX_PANICS`].
 pub(crate) const PANIC_WINDOW: Duration = Duration::from_secs(30);
+
+/// How many panics of one actor within how long break the producer (see
+/// [`ProducerBuilder::restart_limit`](crate::ProducerBuilder::restart_limit)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RestartLimit {
+    pub(crate) max_panics: u32,
+    pub(crate) window: Duration,
+}
+
+impl Default for RestartLimit {
+    fn default() -> Self {
+        RestartLimit {
+            max_panics: MAX_PANICS,
+            window: PANIC_WINDOW,
+        }
+    }
+}
 
 /// The kinds of actor a producer runs, for restart counts (the `kind` label of
 /// `herald_actor_restarts_total`) and error messages.
@@ -87,9 +104,17 @@ pub(crate) struct Supervision {
     broken: OnceLock<ErrorKind>,
     /// The router's mailbox for [`ProducerBroken`], set when the router starts.
     pub(crate) router: OnceLock<Recipient<ProducerBroken>>,
+    limit: RestartLimit,
 }
 
 impl Supervision {
+    pub(crate) fn with_limit(limit: RestartLimit) -> Supervision {
+        Supervision {
+            limit,
+            ..Supervision::default()
+        }
+    }
+
     /// Panics caught so far, per actor kind (each one a restart, until the limit).
     pub(crate) fn panics(&self, kind: ActorKind) -> u64 {
         self.panics[kind as usize].load(Ordering::Relaxed)
@@ -135,7 +160,7 @@ impl Supervision {
         recent: &mut VecDeque<Instant>,
     ) -> Option<ErrorKind> {
         self.panicked(kind);
-        let why = storm(recent, kind, message)?;
+        let why = storm(recent, kind, message, self.limit)?;
         self.break_down(why.clone());
         Some(why)
     }
@@ -256,20 +281,26 @@ where
 }
 
 /// Counts a panic of `kind` in `recent`; past the limit, the error that breaks the producer.
-fn storm(recent: &mut VecDeque<Instant>, kind: ActorKind, message: &Arc<str>) -> Option<ErrorKind> {
+fn storm(
+    recent: &mut VecDeque<Instant>,
+    kind: ActorKind,
+    message: &Arc<str>,
+    limit: RestartLimit,
+) -> Option<ErrorKind> {
     let now = Instant::now();
     recent.push_back(now);
     while recent
         .front()
-        .is_some_and(|t| now.duration_since(*t) > PANIC_WINDOW)
+        .is_some_and(|t| now.duration_since(*t) > limit.window)
     {
         recent.pop_front();
     }
     let panics = recent.len() as u32;
-    (panics > MAX_PANICS).then(|| ErrorKind::Broken {
+    (panics > limit.max_panics).then(|| ErrorKind::Broken {
         actor: kind.name(),
         panics,
-        window_s: PANIC_WINDOW.as_secs(),
+        // Whole seconds, rounded up, as the error reports them.
+        window_s: limit.window.as_millis().div_ceil(1000) as u64,
         message: message.clone(),
     })
 }

@@ -435,6 +435,69 @@ async fn kafka_connection_socket_task_panics_lose_nothing() {
     .await;
 }
 
+/// The application sets the restart limit: with at most 2 panics a minute, two panics of an
+/// accumulator leave the producer delivering, and the third breaks it.
+#[actix_rt::test]
+async fn the_restart_limit_is_the_applications_to_set() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("storm-limit");
+    mock.create_topic(&topic, 1, 1);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "0"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config)
+        .restart_limit(2, Duration::from_secs(60))
+        .start()
+        .unwrap();
+    let send = |v: &'static str| producer.send(Produce::new(topic.clone()).key("k").value(v));
+    send("first").await.expect("delivered");
+    let fi = producer.fault_injection();
+    let accumulator = fi.accumulators().await.remove(0);
+    let fi = &fi;
+    let panics = |n: u64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        async move {
+            while fi.panics() < n {
+                assert!(std::time::Instant::now() < deadline, "{n} panics not seen");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    accumulator.do_send(Crash::Panic);
+    accumulator.do_send(Crash::Panic);
+    panics(2).await;
+    send("after two")
+        .await
+        .expect("two panics are within the limit");
+    assert!(producer.broken().is_none());
+    accumulator.do_send(Crash::Panic);
+    panics(3).await;
+    let why = producer
+        .broken()
+        .expect("the third panic breaks the producer");
+    assert!(
+        matches!(
+            why,
+            herald::ErrorKind::Broken {
+                actor: "accumulator",
+                panics: 3,
+                window_s: 60,
+                ..
+            }
+        ),
+        "{why}"
+    );
+    let refused = send("after three").await.expect_err("refused");
+    assert!(
+        matches!(refused.kind(), herald::ErrorKind::Broken { .. }),
+        "{refused}"
+    );
+    producer.close(Duration::from_secs(5)).await;
+}
+
 /// An actor that keeps panicking breaks the producer instead of spinning: the records it
 /// held and every later one fail with `ErrorKind::Broken`, each exactly once.
 #[actix_rt::test]
