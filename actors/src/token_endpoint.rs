@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use herald::sasl::token_endpoint::MAX_RESPONSE;
+use herald::sasl::token_endpoint::{response_complete, MAX_RESPONSE};
 use herald::sasl::{EndpointError, EndpointUrl, Token, TokenEndpoint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -193,13 +193,20 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         stream.write_all(request).await?;
         stream.flush().await?;
         let mut response = Vec::new();
-        let mut limited = (&mut stream).take(MAX_RESPONSE as u64 + 1);
-        match limited.read_to_end(&mut response).await {
-            Ok(_) => {}
-            // A TLS peer that closes without close_notify: what was read stands, and a body
-            // cut short fails its Content-Length or chunk check.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {}
-            Err(e) => return Err(e),
+        let mut chunk = [0u8; 8192];
+        // To the end of the stream, or of the body its headers announce (a server may keep
+        // the connection open despite `Connection: close`).
+        while response.len() <= MAX_RESPONSE && !response_complete(&response) {
+            match stream.read(&mut chunk).await {
+                Ok(0) => break,
+                Ok(n) => response.extend_from_slice(&chunk[..n]),
+                // A TLS peer that closes without close_notify: what was read stands, and a
+                // body cut short fails its Content-Length or chunk check.
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+                    break
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok::<_, std::io::Error>(response)
     };

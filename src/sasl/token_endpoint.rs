@@ -199,12 +199,13 @@ pub enum EndpointError {
 
 impl EndpointError {
     /// Whether asking again may help: a server error or a timeout, not a refusal of the
-    /// client (Java's retriever does not retry 4xx statuses, nor 501 and 505).
+    /// client (Java's retriever does not retry 4xx statuses, nor 501 and 505), nor a
+    /// redirect (not followed: the URL should name the endpoint itself).
     pub fn retriable(&self) -> bool {
         match self {
             EndpointError::Status { status, .. } => match status {
                 408 | 429 => true,
-                400..=499 | 501 | 505 => false,
+                300..=499 | 501 | 505 => false,
                 _ => true,
             },
             EndpointError::Invalid(_) => false,
@@ -355,6 +356,34 @@ impl TokenEndpoint {
             _ => text,
         }
     }
+}
+
+/// Whether `data` holds a whole response: its headers, and the body its `Content-Length`
+/// or its chunks announce. A response with neither ends with the stream, so it is whole
+/// only then (`false` here). Lets a client stop reading from a server that keeps the
+/// connection open despite `Connection: close`.
+pub fn response_complete(data: &[u8]) -> bool {
+    let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let Ok(head) = std::str::from_utf8(&data[..end]) else {
+        return false;
+    };
+    let body = &data[end + 4..];
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.to_ascii_lowercase().contains("chunked")
+        {
+            return dechunk(body).is_ok();
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            return value.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+        }
+    }
+    false
 }
 
 /// `application/x-www-form-urlencoded`, as Java's `URLEncoder` writes it.
@@ -569,6 +598,12 @@ mod tests {
         // Neither: the body runs to the end of the stream.
         let bare = format!("HTTP/1.0 200 OK\r\n\r\n{body}");
         assert_eq!(e.token_from_response(bare.as_bytes(), now()).unwrap(), t);
+        // Whole responses are told from cut ones, so a kept-open connection is not waited on.
+        assert!(response_complete(plain.as_bytes()));
+        assert!(!response_complete(&plain.as_bytes()[..plain.len() - 1]));
+        assert!(response_complete(chunked.as_bytes()));
+        assert!(!response_complete(&chunked.as_bytes()[..chunked.len() - 5]));
+        assert!(!response_complete(bare.as_bytes()));
     }
 
     #[test]
@@ -622,6 +657,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(unavailable.to_string(), "answered HTTP 503");
         assert!(unavailable.retriable());
+        let moved = e
+            .token_from_response(b"HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\n", now())
+            .unwrap_err();
+        assert!(!moved.retriable());
         assert!(EndpointError::Status {
             status: 429,
             detail: None

@@ -75,14 +75,18 @@ impl TokenServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                let (seen, first) = (seen.clone(), first.clone());
                 match &tls {
                     // A client that refuses the certificate ends here.
                     Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(stream) => serve(stream, &seen, &first).await,
-                        Err(e) => seen.lock().unwrap().push(format!("TLS refused: {e}")),
+                        Ok(stream) => actix_rt::spawn(serve(stream, seen, first)),
+                        Err(e) => {
+                            seen.lock().unwrap().push(format!("TLS refused: {e}"));
+                            continue;
+                        }
                     },
-                    None => serve(stream, &seen, &first).await,
-                }
+                    None => actix_rt::spawn(serve(stream, seen, first)),
+                };
             }
         });
         TokenServer { url, requests }
@@ -93,11 +97,12 @@ impl TokenServer {
     }
 }
 
-/// Answers one request.
+/// Answers one request, then keeps the connection open for a while, as a server that
+/// ignores `Connection: close` does: the client must stop reading at the body's end.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    seen: &Mutex<Vec<String>>,
-    first: &Mutex<VecDeque<u16>>,
+    seen: Arc<Mutex<Vec<String>>>,
+    first: Arc<Mutex<VecDeque<u16>>>,
 ) {
     let request = read_request(&mut stream).await;
     seen.lock().unwrap().push(request.clone());
@@ -106,11 +111,12 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         None => answer(&request),
     };
     let response = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
+    let _ = stream.flush().await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
 }
 
 /// Reads one request: the head, then `Content-Length` bytes of body.
