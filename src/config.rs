@@ -517,6 +517,37 @@ pub struct ProducerConfig {
     pub sasl_login_refresh_min_period: Duration,
     /// `sasl.login.refresh.buffer.seconds`: renew at the latest this long before expiry.
     pub sasl_login_refresh_buffer: Duration,
+    /// `sasl.oauthbearer.jwt.retriever.class`: Java's class choosing how tokens are asked
+    /// for; `JwtBearerJwtRetriever` selects the JWT bearer grant.
+    pub sasl_oauthbearer_jwt_retriever_class: Option<String>,
+    /// `sasl.oauthbearer.scope`: the scope asked for (besides JAAS's `scope`).
+    pub sasl_oauthbearer_scope: Option<String>,
+    /// `sasl.oauthbearer.client.credentials.client.id` (besides JAAS's `clientId`).
+    pub sasl_oauthbearer_client_credentials_client_id: Option<String>,
+    /// `sasl.oauthbearer.client.credentials.client.secret` (besides JAAS's `clientSecret`).
+    pub sasl_oauthbearer_client_credentials_client_secret: Option<Secret>,
+    /// `sasl.oauthbearer.assertion.algorithm`: RS256 or ES256.
+    pub sasl_oauthbearer_assertion_algorithm: String,
+    /// `sasl.oauthbearer.assertion.claim.aud`.
+    pub sasl_oauthbearer_assertion_claim_aud: Option<String>,
+    /// `sasl.oauthbearer.assertion.claim.iss`.
+    pub sasl_oauthbearer_assertion_claim_iss: Option<String>,
+    /// `sasl.oauthbearer.assertion.claim.sub`.
+    pub sasl_oauthbearer_assertion_claim_sub: Option<String>,
+    /// `sasl.oauthbearer.assertion.claim.exp.seconds`.
+    pub sasl_oauthbearer_assertion_claim_exp: Duration,
+    /// `sasl.oauthbearer.assertion.claim.nbf.seconds`.
+    pub sasl_oauthbearer_assertion_claim_nbf: Duration,
+    /// `sasl.oauthbearer.assertion.claim.jti.include`.
+    pub sasl_oauthbearer_assertion_claim_jti_include: bool,
+    /// `sasl.oauthbearer.assertion.file`: a ready-made assertion.
+    pub sasl_oauthbearer_assertion_file: Option<String>,
+    /// `sasl.oauthbearer.assertion.private.key.file`: the PKCS#8 key that signs assertions.
+    pub sasl_oauthbearer_assertion_private_key_file: Option<String>,
+    /// `sasl.oauthbearer.assertion.private.key.passphrase`: that key's passphrase.
+    pub sasl_oauthbearer_assertion_private_key_passphrase: Option<Secret>,
+    /// `sasl.oauthbearer.assertion.template.file`: JSON `header` and `payload` claims.
+    pub sasl_oauthbearer_assertion_template_file: Option<String>,
     /// `ssl.truststore.type`: PEM or PKCS12 (JKS is refused); unset: read from the file.
     pub ssl_truststore_type: Option<StoreType>,
     /// `ssl.truststore.location`: a file of trusted certificates.
@@ -962,6 +993,54 @@ keys! {
     /// a token is renewed at the latest this long before it expires, 0 to 3600 (unless its lifetime leaves no room for both buffers)
     "sasl.login.refresh.buffer.seconds" sasl_login_refresh_buffer(Duration) =
         Duration::from_secs(300), Seconds { max: 3600 };
+    /// Java's retriever class: JwtBearerJwtRetriever asks the token endpoint with a signed assertion (the JWT bearer grant); DefaultJwtRetriever or ClientCredentialsJwtRetriever with client credentials
+    "sasl.oauthbearer.jwt.retriever.class" sasl_oauthbearer_jwt_retriever_class(
+        impl Into<String> => some_string) = None, OptionalText, shown "DefaultJwtRetriever";
+    /// the scope to ask the token endpoint for (JAAS's scope option wins when both are set)
+    "sasl.oauthbearer.scope" sasl_oauthbearer_scope(impl Into<String> => some_string) = None,
+        OptionalText;
+    /// the client id for the client credentials grant, when JAAS has no clientId
+    "sasl.oauthbearer.client.credentials.client.id"
+        sasl_oauthbearer_client_credentials_client_id(impl Into<String> => some_string) = None,
+        OptionalText;
+    /// that client's secret, when JAAS has no clientSecret
+    "sasl.oauthbearer.client.credentials.client.secret"
+        sasl_oauthbearer_client_credentials_client_secret(impl Into<Secret> => some_secret) =
+        None, SecretText;
+    /// RS256 or ES256: how the JWT bearer grant's assertion is signed
+    "sasl.oauthbearer.assertion.algorithm" sasl_oauthbearer_assertion_algorithm(
+        impl Into<String> => Into::into) = "RS256".to_string(), Text;
+    /// the assertion's aud claim
+    "sasl.oauthbearer.assertion.claim.aud" sasl_oauthbearer_assertion_claim_aud(
+        impl Into<String> => some_string) = None, OptionalText;
+    /// the assertion's iss claim
+    "sasl.oauthbearer.assertion.claim.iss" sasl_oauthbearer_assertion_claim_iss(
+        impl Into<String> => some_string) = None, OptionalText;
+    /// the assertion's sub claim
+    "sasl.oauthbearer.assertion.claim.sub" sasl_oauthbearer_assertion_claim_sub(
+        impl Into<String> => some_string) = None, OptionalText;
+    /// the assertion expires this long after it is made (its exp claim)
+    "sasl.oauthbearer.assertion.claim.exp.seconds" sasl_oauthbearer_assertion_claim_exp(Duration) =
+        Duration::from_secs(300), Seconds { max: JAVA_INT_MAX as u64 };
+    /// the assertion is valid from this long before it is made (its nbf claim)
+    "sasl.oauthbearer.assertion.claim.nbf.seconds" sasl_oauthbearer_assertion_claim_nbf(Duration) =
+        Duration::from_secs(60), Seconds { max: JAVA_INT_MAX as u64 };
+    /// give each assertion a random jti claim
+    "sasl.oauthbearer.assertion.claim.jti.include" sasl_oauthbearer_assertion_claim_jti_include(
+        bool) = false, Flag;
+    /// a ready-made assertion, read again for every token (instead of signing one)
+    "sasl.oauthbearer.assertion.file" sasl_oauthbearer_assertion_file(
+        impl Into<String> => some_string) = None, OptionalText;
+    /// the PKCS#8 private key (PEM) that signs assertions
+    "sasl.oauthbearer.assertion.private.key.file" sasl_oauthbearer_assertion_private_key_file(
+        impl Into<String> => some_string) = None, OptionalText;
+    /// the passphrase of an encrypted private key
+    "sasl.oauthbearer.assertion.private.key.passphrase"
+        sasl_oauthbearer_assertion_private_key_passphrase(impl Into<Secret> => some_secret) =
+        None, SecretText;
+    /// a JSON file of header and payload claims added to each assertion
+    "sasl.oauthbearer.assertion.template.file" sasl_oauthbearer_assertion_template_file(
+        impl Into<String> => some_string) = None, OptionalText;
     /// PEM or PKCS12 (JKS is refused: convert it with keytool); unset: read from the file
     "ssl.truststore.type" ssl_truststore_type(StoreType => Some) = None, StoreTypeKind;
     /// a file of trusted CA certificates; unset (and no certificates inline): the system's roots
@@ -1093,7 +1172,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "sasl.oauthbearer.",
-        "a broker-side (token validation) or not yet supported OAuth setting; the client takes sasl.oauthbearer.token.endpoint.url, .sub.claim.name, .scope.claim.name and .header.urlencode",
+        "a broker-side OAuth setting (token validation: JWKS, expected audience and issuer, clock skew) or a Java class; a producer asks sasl.oauthbearer.token.endpoint.url for tokens (see the README's Security section)",
     ),
 ];
 
@@ -2142,7 +2221,7 @@ mod tests {
             ("ssl.protocol", "ssl.enabled.protocols"),
             ("sasl.kerberos.service.name", "GSSAPI"),
             ("sasl.oauthbearer.jwks.endpoint.url", "token.endpoint.url"),
-            ("sasl.oauthbearer.assertion.algorithm", "token.endpoint.url"),
+            ("sasl.oauthbearer.expected.audience", "token.endpoint.url"),
             ("sasl.client.callback.handler.class", "TokenProvider"),
         ] {
             let e = refused(key, "x");

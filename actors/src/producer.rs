@@ -161,7 +161,7 @@ impl ProducerBuilder {
                     }
                     _ => None,
                 };
-                let provider = Arc::new(EndpointTokens::new(endpoint, tls));
+                let provider = Arc::new(EndpointTokens::new(endpoint, tls)?);
                 Some(TokenSource::new(provider, refresh))
             }
             (None, None) => None,

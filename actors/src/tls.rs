@@ -456,7 +456,7 @@ fn identity(config: &ProducerConfig) -> Result<Option<Identity>, ConfigError> {
 }
 
 /// A PEM private key: PKCS#8 (encrypted with `password`, or plain), PKCS#1 or SEC1.
-fn private_key(
+pub(crate) fn private_key(
     key: &str,
     pem: &[u8],
     password: Option<&Secret>,

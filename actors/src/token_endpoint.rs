@@ -17,7 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use herald::sasl::token_endpoint::{response_complete, MAX_RESPONSE};
+use herald::sasl::token_endpoint::{AssertionAlgorithm, AssertionSource, AssertionTemplate};
 use herald::sasl::{EndpointError, EndpointUrl, Token, TokenEndpoint};
+use herald::ConfigError;
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::signature::{
+    EcdsaKeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+};
+use rustls::pki_types::PrivateKeyDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,14 +35,26 @@ pub(crate) struct EndpointTokens {
     endpoint: Arc<TokenEndpoint>,
     /// For `https`.
     tls: Option<tokio_rustls::TlsConnector>,
+    /// For assertions signed here (the JWT bearer grant).
+    signer: Option<Arc<Signer>>,
 }
 
 impl EndpointTokens {
+    /// Reads the assertion's key and template, if any, so that a missing file or a wrong
+    /// passphrase fails `start` rather than every connection.
     pub(crate) fn new(
         endpoint: Arc<TokenEndpoint>,
         tls: Option<tokio_rustls::TlsConnector>,
-    ) -> EndpointTokens {
-        EndpointTokens { endpoint, tls }
+    ) -> Result<EndpointTokens, ConfigError> {
+        let signer = match endpoint.assertion.as_ref().map(|a| &a.source) {
+            Some(AssertionSource::Signed(template)) => Some(Arc::new(Signer::load(template)?)),
+            _ => None,
+        };
+        Ok(EndpointTokens {
+            endpoint,
+            tls,
+            signer,
+        })
     }
 }
 
@@ -43,7 +62,114 @@ impl TokenProvider for EndpointTokens {
     fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
         let endpoint = self.endpoint.clone();
         let tls = self.tls.clone();
-        Box::pin(async move { with_retries(&endpoint, tls.as_ref()).await })
+        let signer = self.signer.clone();
+        Box::pin(async move { with_retries(&endpoint, tls.as_ref(), signer.as_deref()).await })
+    }
+}
+
+/// Signs assertions: the template (with its file merged in) and the private key.
+pub(crate) struct Signer {
+    template: AssertionTemplate,
+    key: SigningKey,
+    rng: SystemRandom,
+}
+
+enum SigningKey {
+    Rsa(RsaKeyPair),
+    Ecdsa(EcdsaKeyPair),
+}
+
+impl Signer {
+    fn load(template: &AssertionTemplate) -> Result<Signer, ConfigError> {
+        const KEY: &str = "sasl.oauthbearer.assertion.private.key.file";
+        let unusable = |key: &str, reason: String| ConfigError::Unusable {
+            key: key.into(),
+            reason,
+        };
+        let mut template = template.clone();
+        if let Some(path) = template.template_file.clone() {
+            let key = "sasl.oauthbearer.assertion.template.file";
+            let json = std::fs::read(&path)
+                .map_err(|e| unusable(key, format!("cannot read {}: {e}", path.display())))?;
+            template = template
+                .with_template(&json)
+                .map_err(|e| unusable(key, e.into()))?;
+        }
+        let path = &template.private_key_file;
+        let pem = std::fs::read(path)
+            .map_err(|e| unusable(KEY, format!("cannot read {}: {e}", path.display())))?;
+        let der = match crate::tls::private_key(KEY, &pem, template.passphrase.as_ref()) {
+            Ok(PrivateKeyDer::Pkcs8(der)) => der,
+            Ok(_) => return Err(unusable(
+                KEY,
+                "expected a PKCS#8 private key (BEGIN PRIVATE KEY or BEGIN ENCRYPTED PRIVATE KEY)"
+                    .into(),
+            )),
+            // The key store's error names ssl.key.password for an encrypted key.
+            Err(ConfigError::Missing { .. }) => {
+                return Err(ConfigError::Missing {
+                    key: "sasl.oauthbearer.assertion.private.key.passphrase".into(),
+                })
+            }
+            Err(e) => return Err(e),
+        };
+        let rng = SystemRandom::new();
+        let key = match template.algorithm {
+            AssertionAlgorithm::Rs256 => RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+                .map(SigningKey::Rsa)
+                .map_err(|e| unusable(KEY, format!("not an RSA key for RS256: {e}")))?,
+            AssertionAlgorithm::Es256 => EcdsaKeyPair::from_pkcs8(
+                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                der.secret_pkcs8_der(),
+                &rng,
+            )
+            .map(SigningKey::Ecdsa)
+            .map_err(|e| unusable(KEY, format!("not a P-256 key for ES256: {e}")))?,
+        };
+        Ok(Signer { template, key, rng })
+    }
+
+    /// A fresh assertion, signed.
+    fn assertion(&self) -> Result<String, Failure> {
+        let jti = self.template.jti.then(|| self.uuid()).flatten();
+        let input = self
+            .template
+            .signing_input(SystemTime::now(), jti.as_deref());
+        let failed = |_| Failure {
+            reason: "signing the assertion failed".into(),
+            retriable: false,
+        };
+        let signature = match &self.key {
+            SigningKey::Rsa(k) => {
+                let mut sig = vec![0u8; k.public().modulus_len()];
+                k.sign(&RSA_PKCS1_SHA256, &self.rng, input.as_bytes(), &mut sig)
+                    .map_err(failed)?;
+                sig
+            }
+            SigningKey::Ecdsa(k) => k
+                .sign(&self.rng, input.as_bytes())
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+        };
+        Ok(AssertionTemplate::signed(&input, &signature))
+    }
+
+    /// A random (version 4) UUID for `jti`.
+    fn uuid(&self) -> Option<String> {
+        let mut b = [0u8; 16];
+        self.rng.fill(&mut b).ok()?;
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        Some(format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        ))
     }
 }
 
@@ -74,13 +200,14 @@ impl From<EndpointError> for Failure {
 async fn with_retries(
     endpoint: &TokenEndpoint,
     tls: Option<&tokio_rustls::TlsConnector>,
+    signer: Option<&Signer>,
 ) -> Result<Token, TokenError> {
     let mut backoff = endpoint.retry_backoff;
     let mut waited = Duration::ZERO;
     let mut attempts = 0u32;
     loop {
         attempts += 1;
-        let failure = match attempt(endpoint, tls).await {
+        let failure = match attempt(endpoint, tls, signer).await {
             Ok(token) => {
                 tracing::debug!(endpoint = %endpoint.url, attempts, "OAUTHBEARER token obtained");
                 return Ok(token);
@@ -111,18 +238,23 @@ async fn with_retries(
     }
 }
 
+/// Reads a file off the I/O thread (it may be on a slow mount).
+async fn read_file(path: &std::path::Path, what: &str) -> Result<String, Failure> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
+        .await
+        .map_err(|e| Failure::retriable(format!("reading the {what}: {e}")))?
+        .map_err(|e| Failure::retriable(format!("cannot read the {what}: {e}")))
+}
+
 async fn attempt(
     endpoint: &TokenEndpoint,
     tls: Option<&tokio_rustls::TlsConnector>,
+    signer: Option<&Signer>,
 ) -> Result<Token, Failure> {
     match &endpoint.url {
         EndpointUrl::File(path) => {
-            let path = path.clone();
-            // A blocking read, off the I/O thread (the file may be on a slow mount).
-            let text = tokio::task::spawn_blocking(move || std::fs::read_to_string(path))
-                .await
-                .map_err(|e| Failure::retriable(format!("reading the token file: {e}")))?
-                .map_err(|e| Failure::retriable(format!("cannot read the token file: {e}")))?;
+            let text = read_file(path, "token file").await?;
             Ok(endpoint.token_from_jwt(text.trim(), SystemTime::now())?)
         }
         EndpointUrl::Http {
@@ -131,7 +263,18 @@ async fn attempt(
             port,
             ..
         } => {
-            let request = endpoint.request().ok_or_else(|| Failure {
+            let request = match (&endpoint.assertion, signer) {
+                (Some(a), _) if matches!(a.source, AssertionSource::File(_)) => {
+                    let AssertionSource::File(path) = &a.source else {
+                        unreachable!("matched above")
+                    };
+                    let assertion = read_file(path, "assertion file").await?;
+                    endpoint.assertion_request(assertion.trim())
+                }
+                (Some(_), Some(signer)) => endpoint.assertion_request(&signer.assertion()?),
+                _ => endpoint.request(),
+            };
+            let request = request.ok_or_else(|| Failure {
                 reason: "no client credentials".into(),
                 retriable: false,
             })?;

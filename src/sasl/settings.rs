@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::token_endpoint::{Assertion, AssertionAlgorithm, AssertionSource, AssertionTemplate};
 use super::{
-    client_for, EndpointUrl, JaasConfig, JaasError, Login, Mechanism, OAuthBearerClient,
-    SaslClient, SaslError, Token, TokenEndpoint,
+    client_for, ClientCredentials, EndpointUrl, JaasConfig, JaasError, Login, Mechanism,
+    OAuthBearerClient, SaslClient, SaslError, Token, TokenEndpoint,
 };
 use crate::config::{ConfigError, ProducerConfig, SecurityProtocol};
 
@@ -165,6 +166,129 @@ impl SaslSettings {
     }
 }
 
+/// Java's retriever classes Herald follows.
+const RETRIEVERS: [&str; 4] = [
+    "DefaultJwtRetriever",
+    "ClientCredentialsJwtRetriever",
+    "JwtBearerJwtRetriever",
+    "FileJwtRetriever",
+];
+
+/// The JWT bearer grant, when `sasl.oauthbearer.jwt.retriever.class` names Java's
+/// `JwtBearerJwtRetriever`; the `assertion.*` keys are refused for any other retriever
+/// rather than left unused.
+fn assertion(config: &ProducerConfig) -> Result<Option<Assertion>, ConfigError> {
+    const CLASS: &str = "sasl.oauthbearer.jwt.retriever.class";
+    let retriever = match &config.sasl_oauthbearer_jwt_retriever_class {
+        None => "DefaultJwtRetriever",
+        Some(class) => {
+            let simple = class.trim().rsplit('.').next().unwrap_or_default();
+            let known = class
+                .trim()
+                .starts_with("org.apache.kafka.common.security.oauthbearer.")
+                && RETRIEVERS.contains(&simple);
+            if !known {
+                return Err(ConfigError::Unsupported {
+                    key: CLASS.into(),
+                    reason: format!(
+                        "a Java class; Herald follows org.apache.kafka.common.security.oauthbearer.{{{}}}",
+                        RETRIEVERS.join(", ")
+                    ),
+                });
+            }
+            simple
+        }
+    };
+    let c = config;
+    let set_without = [
+        (
+            "sasl.oauthbearer.assertion.file",
+            c.sasl_oauthbearer_assertion_file.is_some(),
+        ),
+        (
+            "sasl.oauthbearer.assertion.private.key.file",
+            c.sasl_oauthbearer_assertion_private_key_file.is_some(),
+        ),
+        (
+            "sasl.oauthbearer.assertion.template.file",
+            c.sasl_oauthbearer_assertion_template_file.is_some(),
+        ),
+        (
+            "sasl.oauthbearer.assertion.claim.iss",
+            c.sasl_oauthbearer_assertion_claim_iss.is_some(),
+        ),
+        (
+            "sasl.oauthbearer.assertion.claim.sub",
+            c.sasl_oauthbearer_assertion_claim_sub.is_some(),
+        ),
+        (
+            "sasl.oauthbearer.assertion.claim.aud",
+            c.sasl_oauthbearer_assertion_claim_aud.is_some(),
+        ),
+    ];
+    if retriever != "JwtBearerJwtRetriever" {
+        if let Some((key, _)) = set_without.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::Conflict {
+                key: (*key).into(),
+                reason: format!(
+                    "is for the JWT bearer grant: set {CLASS}=org.apache.kafka.common.security.oauthbearer.JwtBearerJwtRetriever"
+                ),
+            });
+        }
+        return Ok(None);
+    }
+    let scope = c.sasl_oauthbearer_scope.clone();
+    if let Some(file) = &c.sasl_oauthbearer_assertion_file {
+        return Ok(Some(Assertion {
+            source: AssertionSource::File(file.into()),
+            scope,
+        }));
+    }
+    let algorithm = match c.sasl_oauthbearer_assertion_algorithm.trim() {
+        "RS256" => AssertionAlgorithm::Rs256,
+        "ES256" => AssertionAlgorithm::Es256,
+        _ => {
+            return Err(ConfigError::Unusable {
+                key: "sasl.oauthbearer.assertion.algorithm".into(),
+                reason: "expected RS256 or ES256".into(),
+            })
+        }
+    };
+    let private_key_file = c
+        .sasl_oauthbearer_assertion_private_key_file
+        .clone()
+        .ok_or_else(|| ConfigError::Missing {
+            key: "sasl.oauthbearer.assertion.private.key.file".into(),
+        })?;
+    let mut claims = serde_json::Map::new();
+    for (name, value) in [
+        ("iss", &c.sasl_oauthbearer_assertion_claim_iss),
+        ("sub", &c.sasl_oauthbearer_assertion_claim_sub),
+        ("aud", &c.sasl_oauthbearer_assertion_claim_aud),
+    ] {
+        if let Some(v) = value {
+            claims.insert(name.into(), v.clone().into());
+        }
+    }
+    Ok(Some(Assertion {
+        source: AssertionSource::Signed(AssertionTemplate {
+            algorithm,
+            private_key_file: private_key_file.into(),
+            passphrase: c.sasl_oauthbearer_assertion_private_key_passphrase.clone(),
+            template_file: c
+                .sasl_oauthbearer_assertion_template_file
+                .as_ref()
+                .map(Into::into),
+            header: serde_json::Map::new(),
+            claims,
+            exp: c.sasl_oauthbearer_assertion_claim_exp,
+            nbf: c.sasl_oauthbearer_assertion_claim_nbf,
+            jti: c.sasl_oauthbearer_assertion_claim_jti_include,
+        }),
+        scope,
+    }))
+}
+
 /// The token endpoint `url` and what `sasl.jaas.config` and the `sasl.oauthbearer.*` and
 /// `sasl.login.*` keys say about asking it.
 fn token_endpoint(config: &ProducerConfig, url: &str) -> Result<TokenEndpoint, ConfigError> {
@@ -177,17 +301,40 @@ fn token_endpoint(config: &ProducerConfig, url: &str) -> Result<TokenEndpoint, C
         key: "sasl.jaas.config".into(),
         reason: e.to_string(),
     };
-    let (credentials, extensions) = match &config.sasl_jaas_config {
+    let (mut credentials, extensions) = match &config.sasl_jaas_config {
         Some(text) => JaasConfig::parse(text.expose())
             .and_then(|j| j.client_credentials())
             .map_err(jaas)?,
         None => (None, Default::default()),
     };
-    if matches!(url, EndpointUrl::Http { .. }) && credentials.is_none() {
+    // Kafka 4.1's config keys stand in for the JAAS options.
+    if credentials.is_none() {
+        if let Some(id) = &config.sasl_oauthbearer_client_credentials_client_id {
+            credentials = Some(ClientCredentials {
+                client_id: id.clone(),
+                client_secret: config
+                    .sasl_oauthbearer_client_credentials_client_secret
+                    .clone()
+                    .ok_or_else(|| ConfigError::Missing {
+                        key: "sasl.oauthbearer.client.credentials.client.secret".into(),
+                    })?,
+                scope: None,
+            });
+        }
+    }
+    if let Some(c) = credentials.as_mut() {
+        c.scope = c
+            .scope
+            .take()
+            .or_else(|| config.sasl_oauthbearer_scope.clone());
+    }
+    let assertion = assertion(config)?;
+    if matches!(url, EndpointUrl::Http { .. }) && credentials.is_none() && assertion.is_none() {
         return Err(ConfigError::Unusable {
             key: "sasl.jaas.config".into(),
             reason: format!(
-                "{KEY} is an http(s) URL: OAuthBearerLoginModule needs clientId and clientSecret"
+                "{KEY} is an http(s) URL: OAuthBearerLoginModule needs clientId and clientSecret \
+                 (or sasl.oauthbearer.client.credentials.*, or the JWT bearer grant)"
             ),
         });
     }
@@ -211,6 +358,7 @@ fn token_endpoint(config: &ProducerConfig, url: &str) -> Result<TokenEndpoint, C
     let endpoint = TokenEndpoint {
         url,
         credentials,
+        assertion,
         extensions,
         sub_claim: config.sasl_oauthbearer_sub_claim_name.trim().to_string(),
         scope_claim: config.sasl_oauthbearer_scope_claim_name.trim().to_string(),
@@ -282,6 +430,65 @@ mod tests {
         assert_eq!(e.retry_backoff_max, std::time::Duration::from_secs(2));
         assert!(!format!("{s:?}").contains("hunter2"));
 
+        // Kafka 4.1's keys for the client credentials and the scope, without JAAS options.
+        let s = settings(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+            ("sasl.oauthbearer.client.credentials.client.id", "app"),
+            (
+                "sasl.oauthbearer.client.credentials.client.secret",
+                "hunter2",
+            ),
+            ("sasl.oauthbearer.scope", "kafka"),
+        ])
+        .unwrap()
+        .unwrap();
+        let c = s
+            .token_endpoint
+            .as_deref()
+            .unwrap()
+            .credentials
+            .clone()
+            .unwrap();
+        assert_eq!(
+            (c.client_id.as_str(), c.scope.as_deref()),
+            ("app", Some("kafka"))
+        );
+        assert!(!format!("{s:?}").contains("hunter2"));
+
+        // The JWT bearer grant.
+        let s = settings(&[
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+            (
+                "sasl.oauthbearer.jwt.retriever.class",
+                "org.apache.kafka.common.security.oauthbearer.JwtBearerJwtRetriever",
+            ),
+            ("sasl.oauthbearer.assertion.private.key.file", "/k.pem"),
+            (
+                "sasl.oauthbearer.assertion.private.key.passphrase",
+                "hunter2",
+            ),
+            ("sasl.oauthbearer.assertion.claim.sub", "svc"),
+            ("sasl.oauthbearer.assertion.algorithm", "ES256"),
+        ])
+        .unwrap()
+        .unwrap();
+        let a = s
+            .token_endpoint
+            .as_deref()
+            .unwrap()
+            .assertion
+            .clone()
+            .unwrap();
+        let AssertionSource::Signed(t) = a.source else {
+            panic!("a signed assertion")
+        };
+        assert_eq!(t.algorithm, AssertionAlgorithm::Es256);
+        assert_eq!(t.claims.get("sub"), Some(&"svc".into()));
+        assert_eq!(t.exp, std::time::Duration::from_secs(300));
+        assert!(!format!("{s:?}").contains("hunter2"));
+
         // A file: URL needs no credentials, nor a JAAS config.
         let s = settings(&[
             ("sasl.mechanism", "OAUTHBEARER"),
@@ -348,6 +555,57 @@ mod tests {
             let e = settings(&pairs).unwrap_err();
             assert_eq!(e.key(), Some(key), "{e}");
             assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        // The JWT bearer grant's keys without its retriever, an unknown retriever class, and
+        // the grant without a key or with an unknown algorithm.
+        let bearer = (
+            "sasl.oauthbearer.jwt.retriever.class",
+            "org.apache.kafka.common.security.oauthbearer.JwtBearerJwtRetriever",
+        );
+        let endpoint = ("sasl.oauthbearer.token.endpoint.url", "https://idp/token");
+        let oauth = ("sasl.mechanism", "OAUTHBEARER");
+        for (pairs, key) in [
+            (
+                vec![
+                    oauth,
+                    endpoint,
+                    ("sasl.oauthbearer.assertion.claim.iss", "me"),
+                ],
+                "sasl.oauthbearer.assertion.claim.iss",
+            ),
+            (
+                vec![
+                    oauth,
+                    endpoint,
+                    ("sasl.oauthbearer.jwt.retriever.class", "com.example.R"),
+                ],
+                "sasl.oauthbearer.jwt.retriever.class",
+            ),
+            (
+                vec![oauth, endpoint, bearer],
+                "sasl.oauthbearer.assertion.private.key.file",
+            ),
+            (
+                vec![
+                    oauth,
+                    endpoint,
+                    bearer,
+                    ("sasl.oauthbearer.assertion.private.key.file", "/k.pem"),
+                    ("sasl.oauthbearer.assertion.algorithm", "HS256"),
+                ],
+                "sasl.oauthbearer.assertion.algorithm",
+            ),
+            (
+                vec![
+                    oauth,
+                    endpoint,
+                    ("sasl.oauthbearer.client.credentials.client.id", "app"),
+                ],
+                "sasl.oauthbearer.client.credentials.client.secret",
+            ),
+        ] {
+            let e = settings(&pairs).unwrap_err();
+            assert_eq!(e.key(), Some(key), "{e}");
         }
         // Other callback handlers are Java classes.
         assert!(settings(&[("sasl.login.callback.handler.class", "com.example.Handler")]).is_err());

@@ -157,8 +157,10 @@ impl fmt::Debug for ClientCredentials {
 pub struct TokenEndpoint {
     /// `sasl.oauthbearer.token.endpoint.url`.
     pub url: EndpointUrl,
-    /// The client's credentials (required for `http` and `https`).
+    /// The client's credentials (for the client credentials grant).
     pub credentials: Option<ClientCredentials>,
+    /// The JWT bearer grant's assertion; when set, asked for instead of client credentials.
+    pub assertion: Option<Assertion>,
     /// SASL extensions (`extension_<name>` options).
     pub extensions: BTreeMap<String, String>,
     /// `sasl.oauthbearer.sub.claim.name`: the claim a token must name its subject in.
@@ -176,6 +178,124 @@ pub struct TokenEndpoint {
     pub retry_backoff: Duration,
     /// `sasl.login.retry.backoff.max.ms`: the longest wait, and the most waited in all.
     pub retry_backoff_max: Duration,
+}
+
+/// The grant type of RFC 7523's JWT bearer grant.
+pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// The JWT bearer grant (RFC 7523), as Kafka 4.1's `JwtBearerJwtRetriever` asks for a token:
+/// the client presents an assertion, a JWT it signed (or one made elsewhere, from a file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    /// Where the assertion comes from.
+    pub source: AssertionSource,
+    /// `sasl.oauthbearer.scope`.
+    pub scope: Option<String>,
+}
+
+/// Where an assertion comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssertionSource {
+    /// `sasl.oauthbearer.assertion.file`: made elsewhere, read again for every token.
+    File(PathBuf),
+    /// Signed here with `sasl.oauthbearer.assertion.private.key.file`.
+    Signed(AssertionTemplate),
+}
+
+/// How an assertion is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// ECDSA on P-256 with SHA-256.
+    Es256,
+}
+
+impl AssertionAlgorithm {
+    /// The JWS `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AssertionAlgorithm::Rs256 => "RS256",
+            AssertionAlgorithm::Es256 => "ES256",
+        }
+    }
+}
+
+/// The claims of a signed assertion, before the time-dependent ones.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AssertionTemplate {
+    /// `sasl.oauthbearer.assertion.algorithm`.
+    pub algorithm: AssertionAlgorithm,
+    /// `sasl.oauthbearer.assertion.private.key.file`.
+    pub private_key_file: PathBuf,
+    /// `sasl.oauthbearer.assertion.private.key.passphrase`.
+    pub passphrase: Option<Secret>,
+    /// `sasl.oauthbearer.assertion.template.file`, merged in by
+    /// [`with_template`](Self::with_template) when the producer starts.
+    pub template_file: Option<PathBuf>,
+    /// Header fields from the template file (`alg` and `typ` are set here).
+    pub header: serde_json::Map<String, serde_json::Value>,
+    /// Claims from the `claim.*` keys, then the template file's payload.
+    pub claims: serde_json::Map<String, serde_json::Value>,
+    /// `sasl.oauthbearer.assertion.claim.exp.seconds`.
+    pub exp: Duration,
+    /// `sasl.oauthbearer.assertion.claim.nbf.seconds`.
+    pub nbf: Duration,
+    /// `sasl.oauthbearer.assertion.claim.jti.include`.
+    pub jti: bool,
+}
+
+impl fmt::Debug for AssertionTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AssertionTemplate")
+            .field("algorithm", &self.algorithm)
+            .field("private_key_file", &self.private_key_file)
+            .field("passphrase", &self.passphrase)
+            .field("claims", &self.claims.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl AssertionTemplate {
+    /// Adds a template file's `header` and `payload` objects (its claims override the
+    /// `claim.*` keys'; `iat`, `exp`, `nbf` and `jti` are still set per assertion).
+    pub fn with_template(mut self, json: &[u8]) -> Result<AssertionTemplate, &'static str> {
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|_| "the template file is not JSON")?;
+        let object = |name| match value.get(name) {
+            None => Ok(serde_json::Map::new()),
+            Some(serde_json::Value::Object(m)) => Ok(m.clone()),
+            Some(_) => Err("the template's header and payload must be JSON objects"),
+        };
+        self.header.extend(object("header")?);
+        self.claims.extend(object("payload")?);
+        Ok(self)
+    }
+
+    /// The compact JWS of `signing_input` and its signature.
+    pub fn signed(signing_input: &str, signature: &[u8]) -> String {
+        format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The JWS signing input (`header.payload`, base64url) of an assertion made at `now`:
+    /// the template's claims, then `iat`, `exp`, `nbf` and, if asked for, `jti`.
+    pub fn signing_input(&self, now: SystemTime, jti: Option<&str>) -> String {
+        let mut header = self.header.clone();
+        header.insert("alg".into(), self.algorithm.name().into());
+        header.insert("typ".into(), "JWT".into());
+        let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut claims = self.claims.clone();
+        claims.insert("iat".into(), secs.into());
+        claims.insert("exp".into(), (secs + self.exp.as_secs()).into());
+        claims.insert("nbf".into(), secs.saturating_sub(self.nbf.as_secs()).into());
+        if let (true, Some(jti)) = (self.jti, jti) {
+            claims.insert("jti".into(), jti.into());
+        }
+        let part = |m: serde_json::Map<String, serde_json::Value>| {
+            URL_SAFE_NO_PAD.encode(serde_json::Value::Object(m).to_string())
+        };
+        format!("{}.{}", part(header), part(claims))
+    }
 }
 
 /// The largest response read from a token endpoint.
@@ -218,15 +338,6 @@ impl TokenEndpoint {
     /// authentication, and `Connection: close` so that the response ends with the stream.
     /// `None` for a `file:` URL or when there are no credentials.
     pub fn request(&self) -> Option<AuthBytes> {
-        let EndpointUrl::Http {
-            tls,
-            host,
-            port,
-            target,
-        } = &self.url
-        else {
-            return None;
-        };
         let c = self.credentials.as_ref()?;
         let (id, secret) = if self.header_urlencode {
             (
@@ -242,14 +353,47 @@ impl TokenEndpoint {
             body.push_str("&scope=");
             body.push_str(&form_encode(scope));
         }
+        self.post(&body, Some(&basic))
+    }
+
+    /// The HTTP request of the JWT bearer grant (RFC 7523) presenting `assertion`, with the
+    /// assertion's scope; no client authentication besides the assertion. `None` for a
+    /// `file:` URL.
+    pub fn assertion_request(&self, assertion: &str) -> Option<AuthBytes> {
+        let mut body = format!(
+            "grant_type={}&assertion={}",
+            form_encode(JWT_BEARER_GRANT),
+            form_encode(assertion)
+        );
+        if let Some(scope) = self.assertion.as_ref().and_then(|a| a.scope.as_ref()) {
+            body.push_str("&scope=");
+            body.push_str(&form_encode(scope));
+        }
+        self.post(&body, None)
+    }
+
+    /// A POST of the form `body`, with HTTP Basic authentication when given.
+    fn post(&self, body: &str, basic: Option<&str>) -> Option<AuthBytes> {
+        let EndpointUrl::Http {
+            tls,
+            host,
+            port,
+            target,
+        } = &self.url
+        else {
+            return None;
+        };
         let host_header = match (host.contains(':'), *port == if *tls { 443 } else { 80 }) {
             (true, true) => format!("[{host}]"),
             (true, false) => format!("[{host}]:{port}"),
             (false, true) => host.clone(),
             (false, false) => format!("{host}:{port}"),
         };
+        let authorization = basic
+            .map(|b| format!("Authorization: Basic {b}\r\n"))
+            .unwrap_or_default();
         let request = format!(
-            "POST {target} HTTP/1.1\r\nHost: {host_header}\r\nAuthorization: Basic {basic}\r\n\
+            "POST {target} HTTP/1.1\r\nHost: {host_header}\r\n{authorization}\
              Accept: application/json\r\nCache-Control: no-cache\r\n\
              Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
              Connection: close\r\nUser-Agent: herald\r\n\r\n{body}",
@@ -477,6 +621,7 @@ mod tests {
                 client_secret: Secret::new("s3cr:t&"),
                 scope: Some("kafka produce".into()),
             }),
+            assertion: None,
             extensions: BTreeMap::new(),
             sub_claim: "sub".into(),
             scope_claim: "scope".into(),
@@ -569,6 +714,59 @@ mod tests {
         assert!(request.contains(&format!("Authorization: Basic {basic}\r\n")));
 
         assert!(endpoint("file:/t").request().is_none());
+    }
+
+    #[test]
+    fn an_assertion_carries_the_template_and_the_times_and_goes_as_the_jwt_bearer_grant() {
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), "issuer".into());
+        claims.insert("aud".into(), "https://idp/token".into());
+        let mut header = serde_json::Map::new();
+        header.insert("kid".into(), "key-1".into());
+        let template = AssertionTemplate {
+            algorithm: AssertionAlgorithm::Es256,
+            private_key_file: "/k.pem".into(),
+            passphrase: Some(Secret::new("pass-phrase")),
+            template_file: None,
+            header,
+            claims,
+            exp: Duration::from_secs(300),
+            nbf: Duration::from_secs(60),
+            jti: true,
+        };
+        let template = template
+            .with_template(
+                br#"{"header":{"x5t":"t"},"payload":{"iss":"from-template","tenant":"t1"}}"#,
+            )
+            .unwrap();
+        let input = template.signing_input(now(), Some("id-1"));
+        let (h, p) = input.split_once('.').unwrap();
+        let json = |part: &str| -> serde_json::Value {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+        };
+        assert_eq!(
+            json(h),
+            serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "key-1", "x5t": "t"})
+        );
+        assert_eq!(
+            json(p),
+            serde_json::json!({"iss": "from-template", "aud": "https://idp/token", "tenant": "t1",
+                "iat": 1_000_000, "exp": 1_000_300, "nbf": 999_940, "jti": "id-1"})
+        );
+        assert!(!format!("{template:?}").contains("pass-phrase"));
+
+        let mut e = endpoint("http://idp/token");
+        e.assertion = Some(Assertion {
+            source: AssertionSource::Signed(template),
+            scope: Some("a b".into()),
+        });
+        let request = String::from_utf8(e.assertion_request("x.y.z").unwrap().into_vec()).unwrap();
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        assert!(!head.contains("Authorization"), "{head}");
+        assert_eq!(
+            body,
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=x.y.z&scope=a+b"
+        );
     }
 
     #[test]

@@ -35,7 +35,12 @@ impl TokenServer {
     /// Answers the statuses in `first` (with an empty body) to the first requests, then
     /// tokens valid for an hour to requests with the right credentials.
     async fn start(first: &[u16]) -> TokenServer {
-        TokenServer::start_with(first, None).await
+        TokenServer::start_with(first, None, Arc::new(client_credentials)).await
+    }
+
+    /// Tokens to requests whose form `body` passes `check`.
+    async fn start_checking(check: impl Fn(&str) -> bool + Send + Sync + 'static) -> TokenServer {
+        TokenServer::start_with(&[], None, Arc::new(move |_: &str, body: &str| check(body))).await
     }
 
     /// The same over TLS, with the test CA's certificate for `localhost`.
@@ -57,10 +62,14 @@ impl TokenServer {
         .with_single_cert(chain, key)
         .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        TokenServer::start_with(&[], Some(acceptor)).await
+        TokenServer::start_with(&[], Some(acceptor), Arc::new(client_credentials)).await
     }
 
-    async fn start_with(first: &[u16], tls: Option<tokio_rustls::TlsAcceptor>) -> TokenServer {
+    async fn start_with(
+        first: &[u16],
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        check: Check,
+    ) -> TokenServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let url = match tls {
@@ -75,17 +84,17 @@ impl TokenServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (seen, first) = (seen.clone(), first.clone());
+                let (seen, first, check) = (seen.clone(), first.clone(), check.clone());
                 match &tls {
                     // A client that refuses the certificate ends here.
                     Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(stream) => actix_rt::spawn(serve(stream, seen, first)),
+                        Ok(stream) => actix_rt::spawn(serve(stream, seen, first, check)),
                         Err(e) => {
                             seen.lock().unwrap().push(format!("TLS refused: {e}"));
                             continue;
                         }
                     },
-                    None => actix_rt::spawn(serve(stream, seen, first)),
+                    None => actix_rt::spawn(serve(stream, seen, first, check)),
                 };
             }
         });
@@ -103,12 +112,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     seen: Arc<Mutex<Vec<String>>>,
     first: Arc<Mutex<VecDeque<u16>>>,
+    check: Check,
 ) {
     let request = read_request(&mut stream).await;
     seen.lock().unwrap().push(request.clone());
     let (status, body) = match first.lock().unwrap().pop_front() {
         Some(status) => (status, String::new()),
-        None => answer(&request),
+        None => answer(&request, &check),
     };
     let response = format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -147,20 +157,25 @@ async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> String {
     String::from_utf8_lossy(&data).to_string()
 }
 
-/// 200 with a token for a client credentials grant with the right Basic credentials, 401
-/// with an OAuth error otherwise.
-fn answer(request: &str) -> (u16, String) {
+/// Whether a request (head, form body) may have a token.
+type Check = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// A client credentials grant with the right Basic credentials.
+fn client_credentials(head: &str, body: &str) -> bool {
     let basic = format!(
         "Authorization: Basic {}",
         STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
     );
-    let (head, body) = request.split_once("\r\n\r\n").unwrap_or((request, ""));
-    if !head.starts_with("POST /oauth2/token HTTP/1.1\r\n")
-        || !head.lines().any(|l| l == basic)
-        || !body
+    head.lines().any(|l| l == basic)
+        && body
             .split('&')
             .any(|p| p == "grant_type=client_credentials")
-    {
+}
+
+/// 200 with a token for a request `check` passes, 401 with an OAuth error otherwise.
+fn answer(request: &str, check: &Check) -> (u16, String) {
+    let (head, body) = request.split_once("\r\n\r\n").unwrap_or((request, ""));
+    if !head.starts_with("POST /oauth2/token HTTP/1.1\r\n") || !check(head, body) {
         return (
             401,
             r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#
@@ -357,4 +372,153 @@ async fn kafka_oauthbearer_token_from_an_https_endpoint() {
         requests.len() <= 3,
         "a refused certificate is not retried: {requests:?}"
     );
+}
+
+/// The JWT bearer grant (Kafka 4.1's `JwtBearerJwtRetriever`): each token request carries an
+/// assertion signed with the configured key, which the endpoint verifies with the public
+/// key, with the configured claims and times. RS256 with the harness's RSA key, ES256
+/// with a P-256 key made here; and a ready-made assertion from a file.
+#[actix_rt::test]
+async fn kafka_oauthbearer_jwt_bearer_grant() {
+    use ring::signature::{self, KeyPair};
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap_on(Listener::SaslPlaintext);
+    let dir = std::env::temp_dir().join(unique_topic("herald-assertion"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let ec_pkcs8 =
+        signature::EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap();
+    let ec_pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(ec_pkcs8.as_ref())
+    );
+    std::fs::write(dir.join("ec.pem"), ec_pem).unwrap();
+    let ec_public = signature::EcdsaKeyPair::from_pkcs8(
+        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        ec_pkcs8.as_ref(),
+        &rng,
+    )
+    .unwrap()
+    .public_key()
+    .as_ref()
+    .to_vec();
+    let rsa_pem = std::fs::read(certs().dir.join("client.key")).unwrap();
+    let rsa_der = {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::PrivatePkcs8KeyDer::from_pem_slice(&rsa_pem).unwrap()
+    };
+    let rsa_public = signature::RsaKeyPair::from_pkcs8(rsa_der.secret_pkcs8_der())
+        .unwrap()
+        .public()
+        .as_ref()
+        .to_vec();
+    let rsa_key = certs().dir.join("client.key").to_str().unwrap().to_string();
+    let ec_key = dir.join("ec.pem").to_str().unwrap().to_string();
+    // A template adds a claim and a header field (to the RS256 assertions).
+    std::fs::write(
+        dir.join("template.json"),
+        r#"{"header":{"kid":"key-7"},"payload":{"tenant":"t1"}}"#,
+    )
+    .unwrap();
+    let template = dir.join("template.json").to_str().unwrap().to_string();
+    let jaas = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;";
+    let retriever = (
+        "sasl.oauthbearer.jwt.retriever.class",
+        "org.apache.kafka.common.security.oauthbearer.JwtBearerJwtRetriever",
+    );
+    for (algorithm, key, public, templated) in [
+        ("RS256", rsa_key.as_str(), rsa_public, true),
+        ("ES256", ec_key.as_str(), ec_public, false),
+    ] {
+        let verify = move |body: &str| verify_assertion(body, algorithm, &public, templated);
+        let server = TokenServer::start_checking(verify).await;
+        let mut extra = vec![
+            retriever,
+            ("sasl.oauthbearer.assertion.algorithm", algorithm),
+            ("sasl.oauthbearer.assertion.private.key.file", key),
+            ("sasl.oauthbearer.assertion.claim.iss", "herald-test"),
+            ("sasl.oauthbearer.assertion.claim.sub", "service-account-1"),
+            (
+                "sasl.oauthbearer.assertion.claim.aud",
+                "https://idp.example/token",
+            ),
+            ("sasl.oauthbearer.assertion.claim.jti.include", "true"),
+            ("sasl.oauthbearer.scope", "kafka"),
+        ];
+        if templated {
+            extra.push(("sasl.oauthbearer.assertion.template.file", &template));
+        }
+        produce(kafka, 1, 20, &oauth(&bootstrap, &server.url, jaas, &extra)).await;
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1, "{algorithm}: {requests:?}");
+    }
+
+    // A ready-made assertion, read from a file: the endpoint sees it as written.
+    std::fs::write(dir.join("assertion.jwt"), "made.else.where\n").unwrap();
+    let server = TokenServer::start_checking(|body: &str| {
+        body.split('&').any(|p| p == "assertion=made.else.where")
+    })
+    .await;
+    let file = dir.join("assertion.jwt").to_str().unwrap().to_string();
+    let extra = [
+        retriever,
+        ("sasl.oauthbearer.assertion.file", file.as_str()),
+    ];
+    produce(kafka, 1, 20, &oauth(&bootstrap, &server.url, jaas, &extra)).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether the form `body` is a JWT bearer grant whose assertion `public` signed with
+/// `algorithm`, with the claims the test configured: iss, sub, aud, a jti, exp 300 s after
+/// iat and nbf 60 s before it, the scope, and `templated`, the template's.
+fn verify_assertion(body: &str, algorithm: &str, public: &[u8], templated: bool) -> bool {
+    use ring::signature;
+    let field = |name: &str| {
+        body.split('&')
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    };
+    if field("grant_type").as_deref()
+        != Some("urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
+        || field("scope").as_deref() != Some("kafka")
+    {
+        return false;
+    }
+    let Some(assertion) = field("assertion") else {
+        return false;
+    };
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let [header, payload, sig] = parts[..] else {
+        return false;
+    };
+    let decode = |part: &str| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap_or_default()
+    };
+    let input = format!("{header}.{payload}");
+    let scheme: &dyn signature::VerificationAlgorithm = match algorithm {
+        "RS256" => &signature::RSA_PKCS1_2048_8192_SHA256,
+        _ => &signature::ECDSA_P256_SHA256_FIXED,
+    };
+    if signature::UnparsedPublicKey::new(scheme, public)
+        .verify(input.as_bytes(), &decode(sig))
+        .is_err()
+    {
+        return false;
+    }
+    let header: serde_json::Value = serde_json::from_slice(&decode(header)).unwrap_or_default();
+    let claims: serde_json::Value = serde_json::from_slice(&decode(payload)).unwrap_or_default();
+    let num = |name: &str| claims[name].as_u64().unwrap_or_default();
+    header["alg"] == algorithm
+        && claims["iss"] == "herald-test"
+        && claims["sub"] == "service-account-1"
+        && claims["aud"] == "https://idp.example/token"
+        && claims["jti"].as_str().is_some_and(|j| j.len() == 36)
+        && num("exp") == num("iat") + 300
+        && num("nbf") == num("iat") - 60
+        && (!templated || (claims["tenant"] == "t1" && header["kid"] == "key-7"))
 }
