@@ -6,11 +6,16 @@
 //! `sasl.login.refresh.min.period.seconds` and `.buffer.seconds`, unless its lifetime is
 //! shorter than those two together).
 //!
+//! A token due for renewal keeps serving while it has [`MIN_VALIDITY`] left, and the renewal
+//! runs in the background meanwhile (again [`RENEW_RETRY`] later if it fails), so neither a
+//! slow nor a failing provider holds up or fails a connection while the current token is
+//! good; without a usable token, the connection waits for the provider.
+//!
 //! The provider is called from a future the connection spawns, never inside a handler: the
 //! actors keep serving their mailboxes while a token is fetched. Connections need a token
 //! only when they authenticate (a new connection, or a KIP-368 re-authentication, which the
-//! broker schedules within the token's lifetime), so a token is refreshed when it is next
-//! needed after 80% of its lifetime, never used after it expired.
+//! broker schedules within the token's lifetime), so a renewal starts when a token is next
+//! needed after its renewal time, and no token is used after it expired.
 //!
 //! Nor is a token used to start a session when less than [`MIN_VALIDITY`] of it is left: a
 //! broker ends an OAUTHBEARER session when its token expires, and refuses a re-authentication
@@ -47,8 +52,18 @@ pub trait TokenProvider: Send + Sync + 'static {
 /// broker keeps between re-authentications of a connection.
 pub(crate) const MIN_VALIDITY: Duration = Duration::from_secs(2);
 
-/// A token and when to fetch the next one (`None`: when it is refused).
-type Current = Option<(Token, Option<SystemTime>)>;
+/// After a failed background renewal, the next one is tried this much later (Java's
+/// refreshing login waits 10 s too), as long as the current token stays usable.
+const RENEW_RETRY: Duration = Duration::from_secs(10);
+
+/// The current token, and whether it is being renewed.
+#[derive(Default)]
+struct State {
+    /// The token and when to fetch the next one (`None`: when it is refused).
+    current: Option<(Token, Option<SystemTime>)>,
+    /// A renewal runs in the background while the current token still serves.
+    renewing: bool,
+}
 
 /// When a token is renewed: the `sasl.login.refresh.*` settings.
 #[derive(Debug, Clone, Copy)]
@@ -96,11 +111,13 @@ impl Refresh {
 #[derive(Clone)]
 pub(crate) struct TokenSource {
     provider: Arc<dyn TokenProvider>,
-    /// The token and when to fetch the next one. An async lock: connections that need a
-    /// token while one is fetched wait for that fetch instead of starting their own.
-    current: Arc<tokio::sync::Mutex<Current>>,
+    /// An async lock: connections that need a token while one is fetched wait for that
+    /// fetch instead of starting their own.
+    state: Arc<tokio::sync::Mutex<State>>,
     /// [`MIN_VALIDITY`], shorter in unit tests.
     min_validity: Duration,
+    /// [`RENEW_RETRY`], shorter in unit tests.
+    renew_retry: Duration,
     refresh: Refresh,
 }
 
@@ -114,36 +131,88 @@ impl TokenSource {
     pub(crate) fn new(provider: Arc<dyn TokenProvider>, refresh: Refresh) -> TokenSource {
         TokenSource {
             provider,
-            current: Arc::default(),
+            state: Arc::default(),
             min_validity: MIN_VALIDITY,
+            renew_retry: RENEW_RETRY,
             refresh,
         }
     }
 
-    /// A token fresh enough to authenticate with now.
+    /// A token fresh enough to authenticate with now. A token due for renewal still serves
+    /// while it has `min_validity` left, and the renewal runs in the background, as Java's
+    /// refreshing login renews beside the connections: a connection does not wait for the
+    /// provider then, and a provider that fails (an identity provider down for a while) does
+    /// not fail records while the current token is good. Without a usable token, the
+    /// connection waits for the fetch.
     pub(crate) async fn token(&self) -> Result<Token, TokenError> {
-        let mut current = self.current.lock().await;
+        let mut state = self.state.lock().await;
         let now = SystemTime::now();
-        if let Some((token, refresh_at)) = current.as_ref() {
+        if let Some((token, refresh_at)) = state.current.as_ref() {
             if refresh_at.is_none_or(|at| now < at) {
                 return Ok(token.clone());
             }
+            let usable = token
+                .expires_at()
+                .is_some_and(|expires| expires >= now + self.min_validity);
+            if usable {
+                let token = token.clone();
+                if !state.renewing {
+                    state.renewing = true;
+                    self.renew_in_background();
+                }
+                return Ok(token);
+            }
         }
         let token = self.provider.token().await?;
-        // The earlier of Java's refresh time and `min_validity` before it expires.
-        let refresh_at = token.expires_at().map(|expires| {
+        state.current = Some((token.clone(), self.refresh_at(&token, now)));
+        Ok(token)
+    }
+
+    /// The earlier of Java's refresh time and `min_validity` before the token expires.
+    fn refresh_at(&self, token: &Token, now: SystemTime) -> Option<SystemTime> {
+        token.expires_at().map(|expires| {
             let by_java = self.refresh.at(now, expires, fastrand::f64());
             let lifetime = expires.duration_since(now).unwrap_or_default();
             let by_validity = now + lifetime.saturating_sub(self.min_validity);
             by_java.min(by_validity)
+        })
+    }
+
+    fn renew_in_background(&self) {
+        let source = self.clone();
+        tokio::spawn(async move {
+            let renewed = source.provider.token().await;
+            let mut state = source.state.lock().await;
+            state.renewing = false;
+            let now = SystemTime::now();
+            match renewed {
+                Ok(token) => {
+                    let refresh_at = source.refresh_at(&token, now);
+                    state.current = Some((token, refresh_at));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        error = %e,
+                        retry_in_ms = source.renew_retry.as_millis() as u64,
+                        "OAUTHBEARER token renewal failed; the current token serves until it nears expiry"
+                    );
+                    // Again after the retry wait, or sooner, once the token nears expiry
+                    // (a connection then waits for the provider rather than take it).
+                    if let Some((token, refresh_at)) = state.current.as_mut() {
+                        let last_use = token
+                            .expires_at()
+                            .map(|e| e.checked_sub(source.min_validity).unwrap_or(now));
+                        let retry = now + source.renew_retry;
+                        *refresh_at = Some(last_use.map_or(retry, |l| l.min(retry)));
+                    }
+                }
+            }
         });
-        *current = Some((token.clone(), refresh_at));
-        Ok(token)
     }
 
     /// Forgets the current token (the broker refused it).
     pub(crate) async fn forget(&self) {
-        *self.current.lock().await = None;
+        self.state.lock().await.current = None;
     }
 }
 
@@ -184,20 +253,76 @@ mod tests {
         };
         let mut source = TokenSource::new(provider.clone(), refresh);
         source.min_validity = Duration::from_millis(50);
+        source.renew_retry = Duration::from_secs(60);
         (source, provider)
     }
 
     #[tokio::test]
     async fn a_token_is_reused_until_80_percent_of_its_lifetime() {
-        let (source, provider) = source(Some(Duration::from_millis(500)));
+        let (source, provider) = source(Some(Duration::from_millis(2000)));
         let first = source.token().await.unwrap();
         assert_eq!(first.value().expose(), "token-1");
         assert_eq!(source.token().await.unwrap(), first);
         assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
-        // Past 80% of 500 ms (and before it expired): a new one.
-        tokio::time::sleep(Duration::from_millis(420)).await;
-        assert_eq!(source.token().await.unwrap().value().expose(), "token-2");
+        // Past 80% of 2 s, with more than 50 ms left: it still serves, and a new one is
+        // fetched beside it, which serves from then on.
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        assert_eq!(source.token().await.unwrap().value().expose(), "token-1");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while source.token().await.unwrap().value().expose() != "token-2" {
+            assert!(tokio::time::Instant::now() < deadline, "not renewed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+    }
+
+    /// Hands out one token valid for `lifetime`, then fails.
+    struct Once {
+        calls: AtomicU32,
+        lifetime: Duration,
+    }
+
+    impl TokenProvider for Once {
+        fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let expires = SystemTime::now() + self.lifetime;
+            Box::pin(async move {
+                if n > 1 {
+                    return Err("identity provider unreachable".into());
+                }
+                Ok(Token::new(Secret::new("token-1"), Some(expires))?)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_renewal_keeps_the_current_token_until_it_nears_expiry() {
+        let provider = Arc::new(Once {
+            calls: AtomicU32::new(0),
+            lifetime: Duration::from_millis(2000),
+        });
+        let refresh = Refresh {
+            factor: 0.5,
+            jitter: 0.0,
+            min_period: Duration::ZERO,
+            buffer: Duration::ZERO,
+        };
+        let mut source = TokenSource::new(provider.clone(), refresh);
+        source.min_validity = Duration::from_millis(500);
+        source.renew_retry = Duration::from_secs(60);
+        source.token().await.unwrap();
+        // Due at 1 s (half of 2 s): the token still serves, and the renewal fails beside.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(source.token().await.unwrap().value().expose(), "token-1");
+        // It keeps serving, without another renewal, while 500 ms of it are left.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(source.token().await.unwrap().value().expose(), "token-1");
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+        // With less than 500 ms left it no longer serves: the connection waits for the
+        // provider, and its failure is the connection's.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(source.token().await.is_err());
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
