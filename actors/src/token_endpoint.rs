@@ -263,15 +263,14 @@ async fn attempt(
             port,
             ..
         } => {
-            let request = match (&endpoint.assertion, signer) {
-                (Some(a), _) if matches!(a.source, AssertionSource::File(_)) => {
-                    let AssertionSource::File(path) = &a.source else {
-                        unreachable!("matched above")
-                    };
+            let request = match (endpoint.assertion.as_ref().map(|a| &a.source), signer) {
+                (Some(AssertionSource::File(path)), _) => {
                     let assertion = read_file(path, "assertion file").await?;
                     endpoint.assertion_request(assertion.trim())
                 }
-                (Some(_), Some(signer)) => endpoint.assertion_request(&signer.assertion()?),
+                (Some(AssertionSource::Signed(_)), Some(signer)) => {
+                    endpoint.assertion_request(&signer.assertion()?)
+                }
                 _ => endpoint.request(),
             };
             let request = request.ok_or_else(|| Failure {
