@@ -1101,6 +1101,11 @@ fn broker_properties(
         ("inter.broker.listener.name", "PLAINTEXT".to_string()),
         ("log.dirs", data.display().to_string()),
         ("num.partitions", "1".to_string()),
+        // The tests write records stamped in 2023 so that timestamps can be checked exactly.
+        // Time retention (7 days) would delete them at the broker's retention check, 30 s
+        // after start and every 5 min, and read-backs would come up short depending on when
+        // it ran: keep everything for the broker's life.
+        ("log.retention.ms", "-1".to_string()),
         ("default.replication.factor", rf.clone()),
         ("min.insync.replicas", min_isr.to_string()),
         ("offsets.topic.replication.factor", rf.clone()),
