@@ -157,7 +157,7 @@ impl ProducerBuilder {
             (None, Some(endpoint)) => {
                 let tls = match endpoint.url {
                     EndpointUrl::Http { tls: true, .. } => {
-                        Some(crate::tls::token_endpoint_connector(&config)?)
+                        Some(crate::tls::token_endpoint_tls(&config)?)
                     }
                     _ => None,
                 };

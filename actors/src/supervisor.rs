@@ -9,10 +9,10 @@
 //! ([`orphaned`]) to be answered with the panic's message ([`ErrorKind::Panicked`]).
 //!
 //! A restart storm is bounded: an actor that panics more than [`MAX_PANICS`] times within
-//! [`PANIC_WINDOW`] (or the [`RestartLimit`] the application gave) is not restarted again. The producer is then broken
-//! ([`Supervision::broken`]): the actor is dropped (each record it held answered with
-//! [`ErrorKind::Broken`]), the router is told ([`ProducerBroken`]) and fails what it holds,
-//! and every later record is refused with that error.
+//! [`PANIC_WINDOW`] (or the [`RestartLimit`] the application gave) is not restarted again.
+//! The producer is then broken ([`Supervision::broken`]): the actor is dropped (each record
+//! it held answered with [`ErrorKind::Broken`]), the router is told ([`ProducerBroken`]) and
+//! fails what it holds, and every later record is refused with that error.
 //!
 //! [`Completion`]: crate::completion::Completion
 

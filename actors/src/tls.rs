@@ -266,17 +266,11 @@ fn pem_certs(key: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Conf
 /// roots, as Java's default, and the CAs the broker trust is configured with, for a
 /// provider inside the same private PKI. The endpoint's name is always checked, and no
 /// client certificate is offered.
-pub(crate) fn token_endpoint_connector(
-    config: &ProducerConfig,
-) -> Result<tokio_rustls::TlsConnector, ConfigError> {
+pub(crate) fn token_endpoint_tls(config: &ProducerConfig) -> Result<Tls, ConfigError> {
     let key = "sasl.oauthbearer.token.endpoint.url";
     let mut store = RootCertStore::empty();
     store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    for (key, c) in configured_certs(config)? {
-        store
-            .add(c)
-            .map_err(|e| invalid(key, format!("unusable CA certificate: {e}")))?;
-    }
+    add_configured(&mut store, configured_certs(config)?)?;
     if store.is_empty() {
         return Err(invalid(
             key,
@@ -290,7 +284,22 @@ pub(crate) fn token_endpoint_connector(
     .map_err(|e| invalid(key, e.to_string()))?
     .with_root_certificates(store)
     .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(client)))
+    Ok(Tls {
+        connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+    })
+}
+
+/// Adds the configured CA certificates to `store`.
+fn add_configured(
+    store: &mut RootCertStore,
+    certs: Vec<(&'static str, CertificateDer<'static>)>,
+) -> Result<(), ConfigError> {
+    for (key, c) in certs {
+        store
+            .add(c)
+            .map_err(|e| invalid(key, format!("unusable CA certificate: {e}")))?;
+    }
+    Ok(())
 }
 
 fn roots(config: &ProducerConfig) -> Result<RootCertStore, ConfigError> {
@@ -307,11 +316,7 @@ fn roots(config: &ProducerConfig) -> Result<RootCertStore, ConfigError> {
         }
         return Ok(store);
     }
-    for (key, c) in certs {
-        store
-            .add(c)
-            .map_err(|e| invalid(key, format!("unusable CA certificate: {e}")))?;
-    }
+    add_configured(&mut store, certs)?;
     Ok(store)
 }
 
@@ -397,7 +402,7 @@ fn identity(config: &ProducerConfig) -> Result<Option<Identity>, ConfigError> {
         return match store_type(config.ssl_keystore_type, key, path, &bytes)? {
             StoreType::Pem => Ok(Some((
                 pem_certs(key, &bytes)?,
-                private_key(key, &bytes, config.ssl_key_password.as_ref())?,
+                private_key(key, &bytes, ssl_key_password(config))?,
             ))),
             _ => {
                 let store = pkcs12(
@@ -431,7 +436,7 @@ fn identity(config: &ProducerConfig) -> Result<Option<Identity>, ConfigError> {
             private_key(
                 "ssl.keystore.key",
                 key.expose().as_bytes(),
-                config.ssl_key_password.as_ref(),
+                ssl_key_password(config),
             )?,
         )));
     }
@@ -449,22 +454,30 @@ fn identity(config: &ProducerConfig) -> Result<Option<Identity>, ConfigError> {
         let pem = read("ssl.key.location", key_path)?;
         return Ok(Some((
             certs,
-            private_key("ssl.key.location", &pem, config.ssl_key_password.as_ref())?,
+            private_key("ssl.key.location", &pem, ssl_key_password(config))?,
         )));
     }
     Ok(None)
 }
 
-/// A PEM private key: PKCS#8 (encrypted with `password`, or plain), PKCS#1 or SEC1.
+/// `ssl.key.password`, named with its key for [`private_key`]'s errors.
+fn ssl_key_password(config: &ProducerConfig) -> (&'static str, Option<&Secret>) {
+    ("ssl.key.password", config.ssl_key_password.as_ref())
+}
+
+/// A PEM private key: PKCS#8 (encrypted with the password, or plain), PKCS#1 or SEC1.
+/// `password` is the password's config key and value, so that errors name the key the
+/// caller's setting came from.
 pub(crate) fn private_key(
     key: &str,
     pem: &[u8],
-    password: Option<&Secret>,
+    password: (&str, Option<&Secret>),
 ) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let (password_key, password) = password;
     let text = String::from_utf8_lossy(pem);
     if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
         let password = password.ok_or(ConfigError::Missing {
-            key: "ssl.key.password".into(),
+            key: password_key.into(),
         })?;
         use pkcs8::der::Decode;
         let start = text
@@ -481,8 +494,10 @@ pub(crate) fn private_key(
         let plain = info.decrypt(password.expose()).map_err(|_| {
             invalid(
                 key,
-                "cannot decrypt the private key: ssl.key.password is wrong or the cipher is \
-                 unsupported (PBES2 with AES is)",
+                format!(
+                    "cannot decrypt the private key: {password_key} is wrong or the cipher is \
+                     unsupported (PBES2 with AES is)"
+                ),
             )
         })?;
         return Ok(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(

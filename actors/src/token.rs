@@ -30,7 +30,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use herald::sasl::Token;
 use herald::ProducerConfig;
@@ -151,10 +151,7 @@ impl TokenSource {
             if refresh_at.is_none_or(|at| now < at) {
                 return Ok(token.clone());
             }
-            let usable = token
-                .expires_at()
-                .is_some_and(|expires| expires >= now + self.min_validity);
-            if usable {
+            if self.last_use(token).is_some_and(|last| now <= last) {
                 let token = token.clone();
                 if !state.renewing {
                     state.renewing = true;
@@ -168,14 +165,18 @@ impl TokenSource {
         Ok(token)
     }
 
-    /// The earlier of Java's refresh time and `min_validity` before the token expires.
+    /// The last moment `token` may start a session: `min_validity` before it expires.
+    /// `None` without an expiry.
+    fn last_use(&self, token: &Token) -> Option<SystemTime> {
+        let expires = token.expires_at()?;
+        Some(expires.checked_sub(self.min_validity).unwrap_or(UNIX_EPOCH))
+    }
+
+    /// The earlier of Java's refresh time and the token's [`last_use`](Self::last_use).
     fn refresh_at(&self, token: &Token, now: SystemTime) -> Option<SystemTime> {
-        token.expires_at().map(|expires| {
-            let by_java = self.refresh.at(now, expires, fastrand::f64());
-            let lifetime = expires.duration_since(now).unwrap_or_default();
-            let by_validity = now + lifetime.saturating_sub(self.min_validity);
-            by_java.min(by_validity)
-        })
+        let expires = token.expires_at()?;
+        let by_java = self.refresh.at(now, expires, fastrand::f64());
+        self.last_use(token).map(|last| by_java.min(last))
     }
 
     fn renew_in_background(&self) {
@@ -199,11 +200,8 @@ impl TokenSource {
                     // Again after the retry wait, or sooner, once the token nears expiry
                     // (a connection then waits for the provider rather than take it).
                     if let Some((token, refresh_at)) = state.current.as_mut() {
-                        let last_use = token
-                            .expires_at()
-                            .map(|e| e.checked_sub(source.min_validity).unwrap_or(now));
                         let retry = now + source.renew_retry;
-                        *refresh_at = Some(last_use.map_or(retry, |l| l.min(retry)));
+                        *refresh_at = Some(source.last_use(token).map_or(retry, |l| l.min(retry)));
                     }
                 }
             }
@@ -239,21 +237,32 @@ mod tests {
         }
     }
 
+    /// A source over `provider` that renews at `factor` of a lifetime (no jitter, no
+    /// buffers), with `min_validity`, and a minute between failed renewals.
+    fn source_over(
+        provider: Arc<dyn TokenProvider>,
+        factor: f64,
+        min_validity: Duration,
+    ) -> TokenSource {
+        let refresh = Refresh {
+            factor,
+            jitter: 0.0,
+            min_period: Duration::ZERO,
+            buffer: Duration::ZERO,
+        };
+        let mut source = TokenSource::new(provider, refresh);
+        source.min_validity = min_validity;
+        source.renew_retry = Duration::from_secs(60);
+        source
+    }
+
     fn source(lifetime: Option<Duration>) -> (TokenSource, Arc<Counting>) {
         let provider = Arc::new(Counting {
             calls: AtomicU32::new(0),
             lifetime,
         });
         // Java's factor without jitter, and no buffers: 80% of the lifetime.
-        let refresh = Refresh {
-            factor: 0.8,
-            jitter: 0.0,
-            min_period: Duration::ZERO,
-            buffer: Duration::ZERO,
-        };
-        let mut source = TokenSource::new(provider.clone(), refresh);
-        source.min_validity = Duration::from_millis(50);
-        source.renew_retry = Duration::from_secs(60);
+        let source = source_over(provider.clone(), 0.8, Duration::from_millis(50));
         (source, provider)
     }
 
@@ -301,15 +310,7 @@ mod tests {
             calls: AtomicU32::new(0),
             lifetime: Duration::from_millis(2000),
         });
-        let refresh = Refresh {
-            factor: 0.5,
-            jitter: 0.0,
-            min_period: Duration::ZERO,
-            buffer: Duration::ZERO,
-        };
-        let mut source = TokenSource::new(provider.clone(), refresh);
-        source.min_validity = Duration::from_millis(500);
-        source.renew_retry = Duration::from_secs(60);
+        let source = source_over(provider.clone(), 0.5, Duration::from_millis(500));
         source.token().await.unwrap();
         // Due at 1 s (half of 2 s): the token still serves, and the renewal fails beside.
         tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -8,8 +8,8 @@
 //! `sasl.login.connect.timeout.ms` and `sasl.login.read.timeout.ms`; a failure the endpoint
 //! may recover from (no connection, a timeout, a 5xx, 408 or 429) is retried after
 //! `sasl.login.retry.backoff.ms`, doubling up to `sasl.login.retry.backoff.max.ms`, until
-//! the waits would pass that maximum in all. A refusal (another 4xx) or a token Java's
-//! validator would refuse ends it at once.
+//! the waits would pass that maximum in all. A refusal (another 4xx, a redirect, an
+//! untrusted certificate) or a token Java's validator would refuse ends it at once.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,13 +28,14 @@ use rustls::pki_types::PrivateKeyDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::tls::Tls;
 use crate::token::{TokenError, TokenProvider};
 
 /// Tokens from a token endpoint.
 pub(crate) struct EndpointTokens {
     endpoint: Arc<TokenEndpoint>,
     /// For `https`.
-    tls: Option<tokio_rustls::TlsConnector>,
+    tls: Option<Tls>,
     /// For assertions signed here (the JWT bearer grant).
     signer: Option<Arc<Signer>>,
 }
@@ -44,7 +45,7 @@ impl EndpointTokens {
     /// passphrase fails `start` rather than every connection.
     pub(crate) fn new(
         endpoint: Arc<TokenEndpoint>,
-        tls: Option<tokio_rustls::TlsConnector>,
+        tls: Option<Tls>,
     ) -> Result<EndpointTokens, ConfigError> {
         let signer = match endpoint.assertion.as_ref().map(|a| &a.source) {
             Some(AssertionSource::Signed(template)) => Some(Arc::new(Signer::load(template)?)),
@@ -98,20 +99,16 @@ impl Signer {
         let path = &template.private_key_file;
         let pem = std::fs::read(path)
             .map_err(|e| unusable(KEY, format!("cannot read {}: {e}", path.display())))?;
-        let der = match crate::tls::private_key(KEY, &pem, template.passphrase.as_ref()) {
-            Ok(PrivateKeyDer::Pkcs8(der)) => der,
-            Ok(_) => return Err(unusable(
+        let passphrase = (
+            "sasl.oauthbearer.assertion.private.key.passphrase",
+            template.passphrase.as_ref(),
+        );
+        let PrivateKeyDer::Pkcs8(der) = crate::tls::private_key(KEY, &pem, passphrase)? else {
+            return Err(unusable(
                 KEY,
                 "expected a PKCS#8 private key (BEGIN PRIVATE KEY or BEGIN ENCRYPTED PRIVATE KEY)"
                     .into(),
-            )),
-            // The key store's error names ssl.key.password for an encrypted key.
-            Err(ConfigError::Missing { .. }) => {
-                return Err(ConfigError::Missing {
-                    key: "sasl.oauthbearer.assertion.private.key.passphrase".into(),
-                })
-            }
-            Err(e) => return Err(e),
+            ));
         };
         let rng = SystemRandom::new();
         let key = match template.algorithm {
@@ -135,10 +132,7 @@ impl Signer {
         let input = self
             .template
             .signing_input(SystemTime::now(), jti.as_deref());
-        let failed = |_| Failure {
-            reason: "signing the assertion failed".into(),
-            retriable: false,
-        };
+        let failed = |_| Failure::fatal("signing the assertion failed");
         let signature = match &self.key {
             SigningKey::Rsa(k) => {
                 let mut sig = vec![0u8; k.public().modulus_len()];
@@ -186,6 +180,13 @@ impl Failure {
             retriable: true,
         }
     }
+
+    fn fatal(reason: impl Into<String>) -> Failure {
+        Failure {
+            reason: reason.into(),
+            retriable: false,
+        }
+    }
 }
 
 impl From<EndpointError> for Failure {
@@ -199,7 +200,7 @@ impl From<EndpointError> for Failure {
 
 async fn with_retries(
     endpoint: &TokenEndpoint,
-    tls: Option<&tokio_rustls::TlsConnector>,
+    tls: Option<&Tls>,
     signer: Option<&Signer>,
 ) -> Result<Token, TokenError> {
     let mut backoff = endpoint.retry_backoff;
@@ -249,7 +250,7 @@ async fn read_file(path: &std::path::Path, what: &str) -> Result<String, Failure
 
 async fn attempt(
     endpoint: &TokenEndpoint,
-    tls: Option<&tokio_rustls::TlsConnector>,
+    tls: Option<&Tls>,
     signer: Option<&Signer>,
 ) -> Result<Token, Failure> {
     match &endpoint.url {
@@ -273,49 +274,34 @@ async fn attempt(
                 }
                 _ => endpoint.request(),
             };
-            let request = request.ok_or_else(|| Failure {
-                reason: "no client credentials".into(),
-                retriable: false,
-            })?;
-            let connect = async {
-                let tcp = TcpStream::connect((host.as_str(), *port))
-                    .await
-                    .map_err(|e| Failure::retriable(format!("cannot connect: {e}")))?;
-                Ok::<_, Failure>(tcp)
+            let request = request.ok_or_else(|| Failure::fatal("no client credentials"))?;
+            let timed_out = |what: &str| {
+                Failure::retriable(format!(
+                    "no {what} within {} ms (sasl.login.connect.timeout.ms)",
+                    endpoint.connect_timeout.as_millis()
+                ))
             };
+            let connect = TcpStream::connect((host.as_str(), *port));
             let tcp = tokio::time::timeout(endpoint.connect_timeout, connect)
                 .await
-                .map_err(|_| {
-                    Failure::retriable(format!(
-                        "no connection within {} ms (sasl.login.connect.timeout.ms)",
-                        endpoint.connect_timeout.as_millis()
-                    ))
-                })??;
+                .map_err(|_| timed_out("connection"))?
+                .map_err(|e| Failure::retriable(format!("cannot connect: {e}")))?;
             let response = if *https {
-                let connector = tls.ok_or_else(|| Failure {
-                    reason: "no TLS configuration for an https URL".into(),
-                    retriable: false,
-                })?;
-                let name =
-                    rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| Failure {
-                        reason: format!("{host} is not a valid TLS server name"),
-                        retriable: false,
+                let tls =
+                    tls.ok_or_else(|| Failure::fatal("no TLS configuration for an https URL"))?;
+                let stream = tokio::time::timeout(endpoint.connect_timeout, tls.connect(host, tcp))
+                    .await
+                    .map_err(|_| timed_out("TLS handshake"))?
+                    .map_err(|e| Failure {
+                        // An untrusted certificate, or a host that cannot be one's name, will
+                        // not change by asking again.
+                        retriable: !matches!(
+                            e.kind(),
+                            std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput
+                        ),
+                        reason: format!("TLS handshake failed: {e}"),
                     })?;
-                let handshake =
-                    tokio::time::timeout(endpoint.connect_timeout, connector.connect(name, tcp))
-                        .await
-                        .map_err(|_| {
-                            Failure::retriable(format!(
-                                "no TLS handshake within {} ms (sasl.login.connect.timeout.ms)",
-                                endpoint.connect_timeout.as_millis()
-                            ))
-                        })?
-                        .map_err(|e| Failure {
-                            // An untrusted certificate will not become trusted by asking again.
-                            retriable: e.kind() != std::io::ErrorKind::InvalidData,
-                            reason: format!("TLS handshake failed: {e}"),
-                        })?;
-                exchange(endpoint, handshake, request.as_bytes()).await?
+                exchange(endpoint, stream, request.as_bytes()).await?
             } else {
                 exchange(endpoint, tcp, request.as_bytes()).await?
             };
@@ -324,8 +310,9 @@ async fn attempt(
     }
 }
 
-/// Writes the request and reads the response to the end of the stream (the request asks
-/// for `Connection: close`), within `sasl.login.read.timeout.ms`.
+/// Writes the request and reads the response to the end of the body its headers announce,
+/// or else to the end of the stream (the request asks for `Connection: close`), within
+/// `sasl.login.read.timeout.ms`.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     endpoint: &TokenEndpoint,
     mut stream: S,
@@ -362,10 +349,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         })?
         .map_err(|e| Failure::retriable(format!("connection failed: {e}")))?;
     if response.len() > MAX_RESPONSE {
-        return Err(Failure {
-            reason: format!("the response is larger than {MAX_RESPONSE} bytes"),
-            retriable: false,
-        });
+        return Err(Failure::fatal(format!(
+            "the response is larger than {MAX_RESPONSE} bytes"
+        )));
     }
     Ok(response)
 }

@@ -265,15 +265,19 @@ impl JaasConfig {
                 reason: "sasl.oauthbearer.token.endpoint.url needs OAuthBearerLoginModule",
             });
         }
-        let credentials = match self.option("clientId") {
-            Some(id) => Some(ClientCredentials {
-                client_id: id.expose().to_owned(),
-                client_secret: self.required("clientSecret")?.clone(),
-                scope: self.option("scope").map(|s| s.expose().to_owned()),
-            }),
-            None => None,
+        Ok((self.credentials()?, self.prefixed("extension_")))
+    }
+
+    /// `clientId`, `clientSecret` (required with it) and `scope`; `None` without `clientId`.
+    fn credentials(&self) -> Result<Option<ClientCredentials>, JaasError> {
+        let Some(id) = self.option("clientId") else {
+            return Ok(None);
         };
-        Ok((credentials, self.prefixed("extension_")))
+        Ok(Some(ClientCredentials {
+            client_id: id.expose().to_owned(),
+            client_secret: self.required("clientSecret")?.clone(),
+            scope: self.option("scope").map(|s| s.expose().to_owned()),
+        }))
     }
 
     fn required(&self, option: &str) -> Result<&Secret, JaasError> {
@@ -303,11 +307,11 @@ impl JaasConfig {
                 extensions: self.prefixed("extension_"),
             });
         }
-        if let Some(client_id) = self.option("clientId") {
+        if let Some(c) = self.credentials()? {
             return Ok(Login::ClientCredentials {
-                client_id: client_id.expose().to_owned(),
-                client_secret: self.required("clientSecret")?.clone(),
-                scope: self.option("scope").map(|s| s.expose().to_owned()),
+                client_id: c.client_id,
+                client_secret: c.client_secret,
+                scope: c.scope,
                 extensions: self.prefixed("extension_"),
             });
         }

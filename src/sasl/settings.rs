@@ -85,12 +85,20 @@ impl SaslSettings {
                     reason: format!("is for OAUTHBEARER, and sasl.mechanism is {mechanism}"),
                 });
             }
-            let endpoint = token_endpoint(config, url)?;
-            return Ok(Some(SaslSettings {
+            let settings = SaslSettings {
                 mechanism,
                 login: None,
-                token_endpoint: Some(Arc::new(endpoint)),
-            }));
+                token_endpoint: Some(Arc::new(token_endpoint(config, url)?)),
+            };
+            // Extensions that break RFC 7628 fail here rather than on every connection.
+            let probe = Token::new(crate::sasl::Secret::new("probe"), None).expect("a b64token");
+            settings
+                .client_with_token(probe)
+                .map_err(|e| ConfigError::Unusable {
+                    key: "sasl.jaas.config".into(),
+                    reason: e.to_string(),
+                })?;
+            return Ok(Some(settings));
         }
         let login = match (&config.sasl_jaas_config, &config.sasl_username) {
             (Some(jaas), _) => JaasConfig::parse(jaas.expose())
@@ -200,36 +208,32 @@ fn assertion(config: &ProducerConfig) -> Result<Option<Assertion>, ConfigError> 
         }
     };
     let c = config;
-    let set_without = [
-        (
-            "sasl.oauthbearer.assertion.file",
-            c.sasl_oauthbearer_assertion_file.is_some(),
-        ),
-        (
-            "sasl.oauthbearer.assertion.private.key.file",
-            c.sasl_oauthbearer_assertion_private_key_file.is_some(),
-        ),
-        (
-            "sasl.oauthbearer.assertion.template.file",
-            c.sasl_oauthbearer_assertion_template_file.is_some(),
-        ),
-        (
-            "sasl.oauthbearer.assertion.claim.iss",
-            c.sasl_oauthbearer_assertion_claim_iss.is_some(),
-        ),
-        (
-            "sasl.oauthbearer.assertion.claim.sub",
-            c.sasl_oauthbearer_assertion_claim_sub.is_some(),
-        ),
-        (
-            "sasl.oauthbearer.assertion.claim.aud",
-            c.sasl_oauthbearer_assertion_claim_aud.is_some(),
-        ),
+    let claims = [
+        ("iss", &c.sasl_oauthbearer_assertion_claim_iss),
+        ("sub", &c.sasl_oauthbearer_assertion_claim_sub),
+        ("aud", &c.sasl_oauthbearer_assertion_claim_aud),
     ];
+    let files = [
+        ("file", &c.sasl_oauthbearer_assertion_file),
+        (
+            "private.key.file",
+            &c.sasl_oauthbearer_assertion_private_key_file,
+        ),
+        ("template.file", &c.sasl_oauthbearer_assertion_template_file),
+    ];
+    let set_without = files
+        .iter()
+        .map(|(name, value)| (format!("sasl.oauthbearer.assertion.{name}"), value))
+        .chain(
+            claims
+                .iter()
+                .map(|(name, value)| (format!("sasl.oauthbearer.assertion.claim.{name}"), value)),
+        )
+        .find(|(_, value)| value.is_some());
     if retriever != "JwtBearerJwtRetriever" {
-        if let Some((key, _)) = set_without.iter().find(|(_, set)| *set) {
+        if let Some((key, _)) = set_without {
             return Err(ConfigError::Conflict {
-                key: (*key).into(),
+                key,
                 reason: format!(
                     "is for the JWT bearer grant: set {CLASS}=org.apache.kafka.common.security.oauthbearer.JwtBearerJwtRetriever"
                 ),
@@ -260,16 +264,10 @@ fn assertion(config: &ProducerConfig) -> Result<Option<Assertion>, ConfigError> 
         .ok_or_else(|| ConfigError::Missing {
             key: "sasl.oauthbearer.assertion.private.key.file".into(),
         })?;
-    let mut claims = serde_json::Map::new();
-    for (name, value) in [
-        ("iss", &c.sasl_oauthbearer_assertion_claim_iss),
-        ("sub", &c.sasl_oauthbearer_assertion_claim_sub),
-        ("aud", &c.sasl_oauthbearer_assertion_claim_aud),
-    ] {
-        if let Some(v) = value {
-            claims.insert(name.into(), v.clone().into());
-        }
-    }
+    let claims = claims
+        .iter()
+        .filter_map(|(name, value)| Some((name.to_string(), value.as_ref()?.clone().into())))
+        .collect();
     Ok(Some(Assertion {
         source: AssertionSource::Signed(AssertionTemplate {
             algorithm,
@@ -368,16 +366,6 @@ fn token_endpoint(config: &ProducerConfig, url: &str) -> Result<TokenEndpoint, C
         retry_backoff: config.sasl_login_retry_backoff,
         retry_backoff_max: config.sasl_login_retry_backoff_max,
     };
-    // Extensions that break RFC 7628 fail here rather than on every connection.
-    if !endpoint.extensions.is_empty() {
-        let probe = Token::new(crate::sasl::Secret::new("probe"), None).expect("a b64token");
-        OAuthBearerClient::with_extensions(probe, endpoint.extensions.clone()).map_err(|e| {
-            ConfigError::Unusable {
-                key: "sasl.jaas.config".into(),
-                reason: e.to_string(),
-            }
-        })?;
-    }
     Ok(endpoint)
 }
 
@@ -502,6 +490,8 @@ mod tests {
     #[test]
     fn token_endpoint_mistakes_fail_at_start_naming_the_key() {
         let with_id = format!(r#"{OAUTH} required clientId=app clientSecret="hunter2";"#);
+        let bad_extension =
+            format!(r#"{OAUTH} required clientId=app clientSecret="hunter2" extension_auth=x;"#);
         let unsecured = format!(r#"{OAUTH} required unsecuredLoginStringClaim_sub=me;"#);
         for (pairs, key) in [
             // Client credentials without an endpoint.
@@ -511,6 +501,15 @@ mod tests {
                     ("sasl.jaas.config", with_id.as_str()),
                 ],
                 "sasl.oauthbearer.token.endpoint.url",
+            ),
+            // A SASL extension RFC 7628 does not allow (`auth`).
+            (
+                vec![
+                    ("sasl.mechanism", "OAUTHBEARER"),
+                    ("sasl.jaas.config", bad_extension.as_str()),
+                    ("sasl.oauthbearer.token.endpoint.url", "https://idp/token"),
+                ],
+                "sasl.jaas.config",
             ),
             // An http(s) endpoint without client credentials.
             (

@@ -131,8 +131,9 @@ impl fmt::Display for EndpointUrl {
     }
 }
 
-/// `clientId`, `clientSecret` and `scope` from `sasl.jaas.config`.
-#[derive(Clone, PartialEq, Eq)]
+/// `clientId`, `clientSecret` and `scope` from `sasl.jaas.config`. (`Debug` shows the
+/// secret as `Secret` shows it: hidden.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientCredentials {
     /// `clientId`.
     pub client_id: String,
@@ -140,16 +141,6 @@ pub struct ClientCredentials {
     pub client_secret: Secret,
     /// `scope`, if set.
     pub scope: Option<String>,
-}
-
-impl fmt::Debug for ClientCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentials")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret)
-            .field("scope", &self.scope)
-            .finish()
-    }
 }
 
 /// A token endpoint and how to ask it, from the producer's config.
@@ -221,8 +212,9 @@ impl AssertionAlgorithm {
     }
 }
 
-/// The claims of a signed assertion, before the time-dependent ones.
-#[derive(Clone, PartialEq, Eq)]
+/// The claims of a signed assertion, before the time-dependent ones. (Its claims are no
+/// secret: the assertion carries them readable; the passphrase is a `Secret`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AssertionTemplate {
     /// `sasl.oauthbearer.assertion.algorithm`.
     pub algorithm: AssertionAlgorithm,
@@ -243,17 +235,6 @@ pub struct AssertionTemplate {
     pub nbf: Duration,
     /// `sasl.oauthbearer.assertion.claim.jti.include`.
     pub jti: bool,
-}
-
-impl fmt::Debug for AssertionTemplate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AssertionTemplate")
-            .field("algorithm", &self.algorithm)
-            .field("private_key_file", &self.private_key_file)
-            .field("passphrase", &self.passphrase)
-            .field("claims", &self.claims.keys().collect::<Vec<_>>())
-            .finish()
-    }
 }
 
 impl AssertionTemplate {
@@ -507,27 +488,59 @@ impl TokenEndpoint {
 /// only then (`false` here). Lets a client stop reading from a server that keeps the
 /// connection open despite `Connection: close`.
 pub fn response_complete(data: &[u8]) -> bool {
-    let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let Ok(head) = std::str::from_utf8(&data[..end]) else {
-        return false;
-    };
-    let body = &data[end + 4..];
-    for line in head.split("\r\n").skip(1) {
+    match head(data) {
+        Ok(h) => match h.framing {
+            Framing::Chunked => dechunk(h.body).is_ok(),
+            Framing::Length(n) => h.body.len() >= n,
+            Framing::ToEnd => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// How a response's body ends (RFC 9112 section 6.3: chunks before `Content-Length`).
+enum Framing {
+    Chunked,
+    Length(usize),
+    ToEnd,
+}
+
+/// A response's status line and framing, and what follows its headers.
+struct Head<'a> {
+    status_line: &'a str,
+    framing: Framing,
+    body: &'a [u8],
+}
+
+fn head(data: &[u8]) -> Result<Head<'_>, &'static str> {
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no end of headers")?;
+    let text = std::str::from_utf8(&data[..end]).map_err(|_| "headers are not text")?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let mut framing = Framing::ToEnd;
+    for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
-        if name.eq_ignore_ascii_case("transfer-encoding")
-            && value.to_ascii_lowercase().contains("chunked")
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            if value.to_ascii_lowercase().contains("chunked") {
+                framing = Framing::Chunked;
+            }
+        } else if name.eq_ignore_ascii_case("content-length")
+            && !matches!(framing, Framing::Chunked)
         {
-            return dechunk(body).is_ok();
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            return value.trim().parse::<usize>().is_ok_and(|n| body.len() >= n);
+            framing = Framing::Length(value.parse().map_err(|_| "bad Content-Length")?);
         }
     }
-    false
+    Ok(Head {
+        status_line,
+        framing,
+        body: &data[end + 4..],
+    })
 }
 
 /// `application/x-www-form-urlencoded`, as Java's `URLEncoder` writes it.
@@ -548,15 +561,8 @@ fn form_encode(text: &str) -> String {
 /// The status and body of a complete HTTP/1.x response: the body by `Content-Length`, by
 /// chunks, or to the end.
 fn parse_http(response: &[u8]) -> Result<(u16, Vec<u8>), &'static str> {
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&response[..end]).map_err(|_| "headers are not text")?;
-    let rest = &response[end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().ok_or("no status line")?;
-    let mut words = status_line.split(' ');
+    let h = head(response)?;
+    let mut words = h.status_line.split(' ');
     if !words.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
         return Err("no HTTP/1.x status line");
     }
@@ -564,27 +570,14 @@ fn parse_http(response: &[u8]) -> Result<(u16, Vec<u8>), &'static str> {
         .next()
         .and_then(|s| s.parse().ok())
         .ok_or("no status code")?;
-    let mut length = None;
-    let mut chunked = false;
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| "bad Content-Length")?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value.to_ascii_lowercase().contains("chunked");
-        }
-    }
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(n) = length {
-        rest.get(..n)
+    let body = match h.framing {
+        Framing::Chunked => dechunk(h.body)?,
+        Framing::Length(n) => h
+            .body
+            .get(..n)
             .ok_or("the body is shorter than its Content-Length")?
-            .to_vec()
-    } else {
-        rest.to_vec()
+            .to_vec(),
+        Framing::ToEnd => h.body.to_vec(),
     };
     Ok((status, body))
 }
@@ -802,6 +795,18 @@ mod tests {
         assert!(response_complete(chunked.as_bytes()));
         assert!(!response_complete(&chunked.as_bytes()[..chunked.len() - 5]));
         assert!(!response_complete(bare.as_bytes()));
+        // Both headers: the chunks frame the body, whichever header comes first (RFC 9112
+        // 6.3), for the parser and for the reader alike.
+        let both = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n{}",
+            chunked.strip_prefix("HTTP/1.1 200 OK\r\n").unwrap()
+        );
+        let after = chunked.replacen("chunked\r\n", "chunked\r\nContent-Length: 3\r\n", 1);
+        for both in [both, after] {
+            assert_eq!(e.token_from_response(both.as_bytes(), now()).unwrap(), t);
+            assert!(response_complete(both.as_bytes()));
+            assert!(!response_complete(&both.as_bytes()[..both.len() - 5]));
+        }
     }
 
     #[test]
