@@ -39,5 +39,5 @@ pub mod varint;
 
 pub use config::{Acks, ConfigError, MetadataRecoveryStrategy, ProducerConfig, SecurityProtocol};
 pub use error::{ErrorKind, KafkaCode, ProduceError, ProtocolError};
-pub use record::{Header, ProducerRecord, RecordMetadata};
+pub use record::{Header, Node, PartitionInfo, ProducerRecord, RecordMetadata};
 pub use transaction::{ErrorClass, TransactionError};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herald::{KafkaCode, MetadataRecoveryStrategy};
+use herald::{ErrorKind, KafkaCode, MetadataRecoveryStrategy, Node, PartitionInfo};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, TopicName,
@@ -24,8 +24,8 @@ use crate::connection::Connection;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::cluster::{
-    AddTopics, BrokerListed, BrokerNamed, BumpEpoch, ClusterChanged, ForgetTopics, Refresh,
-    Subscribe,
+    topic_error, AddTopics, BrokerListed, BrokerNamed, BumpEpoch, ClusterChanged, ForgetTopics,
+    PartitionsFor, Refresh, Subscribe,
 };
 use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
@@ -38,6 +38,22 @@ use crate::supervisor::{ActorKind, Supervisor};
 struct Broker {
     address: String,
     connection: Addr<Connection>,
+}
+
+/// A partition's replica sets as the last metadata response gave them, for
+/// [`PartitionsFor`] (the cluster view keeps only what routing needs).
+#[derive(Debug, Clone, Default)]
+struct Replicas {
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+    offline: Vec<i32>,
+}
+
+/// A [`PartitionsFor`] waiting for its topic's metadata.
+#[derive(Debug)]
+struct Lookup {
+    since: Instant,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<PartitionInfo>, ErrorKind>>,
 }
 
 /// What a request to a connection came back with.
@@ -85,6 +101,14 @@ pub(crate) struct Metadata {
     /// Since when metadata requests have failed without a success between (KIP-1102's
     /// rebootstrap trigger counts from here).
     failing_since: Option<Instant>,
+    /// The brokers the last metadata response listed, for [`PartitionsFor`].
+    nodes: BTreeMap<i32, Node>,
+    /// Each topic's replica sets by partition, from the last response that had it.
+    replicas: HashMap<Arc<str>, Vec<Replicas>>,
+    /// `PartitionsFor` calls waiting for their topic, answered at the refresh that brings it
+    /// (or fails it), or at max.block.ms.
+    lookups: HashMap<Arc<str>, Vec<Lookup>>,
+    lookup_timer: Option<SpawnHandle>,
 }
 
 impl Metadata {
@@ -114,6 +138,10 @@ impl Metadata {
             down: HashMap::new(),
             last_sent: None,
             failing_since: None,
+            nodes: BTreeMap::new(),
+            replicas: HashMap::new(),
+            lookups: HashMap::new(),
+            lookup_timer: None,
         }
     }
 
@@ -278,6 +306,7 @@ impl Metadata {
                 // Waiting will not fix it: records waiting for metadata fail now. Refreshes go
                 // on (with backoff), so a fixed credential or certificate is picked up.
                 tracing::error!(error = %why, "metadata request failed: authentication");
+                self.fail_lookups(ErrorKind::Authentication(why.clone()));
                 self.broadcast(ClusterChanged {
                     errors: Arc::default(),
                     authentication: Some(why),
@@ -324,6 +353,140 @@ impl Metadata {
             .set_unreachable(Some(Arc::from(all.join("; "))));
     }
 
+    /// `topic`'s partitions as the cluster view and the last response give them; `None`
+    /// while the view does not have the topic.
+    fn partitions_of(&self, topic: &str) -> Option<Vec<PartitionInfo>> {
+        let meta = self.shared.cluster.topics.get(topic)?.clone();
+        if meta.partitions.is_empty() {
+            return None;
+        }
+        let sets = self.replicas.get(topic);
+        let nodes = |ids: Option<&Vec<i32>>| -> Vec<Node> {
+            ids.map(|ids| ids.iter().map(|id| self.node(*id)).collect())
+                .unwrap_or_default()
+        };
+        let infos = meta
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let set = sets.and_then(|s| s.get(i));
+                PartitionInfo {
+                    topic: meta.name.clone(),
+                    partition: i as i32,
+                    leader: (p.leader >= 0).then(|| self.leader_node(p.leader)),
+                    leader_epoch: p.leader_epoch,
+                    replicas: nodes(set.map(|s| &s.replicas)),
+                    in_sync_replicas: nodes(set.map(|s| &s.isr)),
+                    offline_replicas: nodes(set.map(|s| &s.offline)),
+                }
+            })
+            .collect();
+        Some(infos)
+    }
+
+    /// Broker `id` as the last response listed it, or by id only (Java's placeholder for a
+    /// replica on a broker the response leaves out).
+    fn node(&self, id: i32) -> Node {
+        self.nodes
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Node::unlisted(id))
+    }
+
+    /// A leader as [`node`](Self::node), or, if a Produce response named it (KIP-951) and no
+    /// response has listed it yet, at the address that response gave.
+    fn leader_node(&self, id: i32) -> Node {
+        if self.nodes.contains_key(&id) {
+            return self.node(id);
+        }
+        let named = self.brokers.get(&id).and_then(|b| {
+            let (host, port) = b.address.rsplit_once(':')?;
+            Some(Node::new(id, host, port.parse().ok()?, None))
+        });
+        named.unwrap_or_else(|| Node::unlisted(id))
+    }
+
+    /// Answers the lookups whose topic this refresh brought or failed.
+    fn answer_lookups(&mut self, errors: &HashMap<Arc<str>, KafkaCode>, ctx: &mut Context<Self>) {
+        let topics: Vec<Arc<str>> = self.lookups.keys().cloned().collect();
+        for topic in topics {
+            let answer = match errors.get(&topic) {
+                Some(code) => Err(topic_error(&topic, *code)),
+                None => match self.partitions_of(&topic) {
+                    Some(p) => Ok(p),
+                    None => continue,
+                },
+            };
+            for l in self.lookups.remove(&topic).unwrap_or_default() {
+                let _ = l.reply.send(answer.clone());
+            }
+        }
+        self.arm_lookup_expiry(ctx);
+    }
+
+    /// Answers every waiting lookup with `kind`.
+    fn fail_lookups(&mut self, kind: ErrorKind) {
+        for l in std::mem::take(&mut self.lookups).into_values().flatten() {
+            let _ = l.reply.send(Err(kind.clone()));
+        }
+    }
+
+    /// Times the oldest waiting lookup out at max.block.ms.
+    fn arm_lookup_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(h) = self.lookup_timer.take() {
+            ctx.cancel_future(h);
+        }
+        let Some(oldest) = self.lookups.values().flatten().map(|l| l.since).min() else {
+            return;
+        };
+        let due = (oldest + self.shared.config.max_block).saturating_duration_since(Instant::now());
+        self.lookup_timer = Some(ctx.run_later(due, |act, ctx| {
+            act.lookup_timer = None;
+            act.expire_lookups(ctx);
+        }));
+    }
+
+    /// Fails the lookups that waited max.block.ms, as records that wait that long for their
+    /// topic fail, naming the connection errors behind the wait.
+    fn expire_lookups(&mut self, ctx: &mut Context<Self>) {
+        let max_block = self.shared.config.max_block;
+        let now = Instant::now();
+        for (topic, waiting) in self.lookups.iter_mut() {
+            let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(waiting)
+                .into_iter()
+                .partition(|l| now.duration_since(l.since) >= max_block);
+            *waiting = kept;
+            for l in expired {
+                let _ = l.reply.send(Err(ErrorKind::MetadataTimeout {
+                    topic: topic.clone(),
+                    waited_ms: max_block.as_millis() as u64,
+                    cause: self.shared.cluster.unreachable(),
+                }));
+            }
+        }
+        self.lookups.retain(|_, waiting| !waiting.is_empty());
+        self.arm_lookup_expiry(ctx);
+    }
+
+    /// Adds `topics` to the wanted set and fetches the new ones now.
+    fn add_topics(&mut self, topics: Vec<Arc<str>>, ctx: &mut Context<Self>) {
+        let mut new = false;
+        let now = Instant::now();
+        for t in topics {
+            self.requested.insert(t.clone(), now);
+            new |= self.wanted.insert(t);
+        }
+        if new {
+            // A topic nobody asked for yet goes out at once, not after the pacing (as Java's
+            // requestUpdateForNewTopics).
+            self.last_sent = None;
+        }
+        if new || !self.missing.is_empty() {
+            self.refresh(ctx);
+        }
+    }
+
     /// Until when a refresh must wait: retry.backoff.ms after the last request was sent
     /// (Java's `refreshBackoffMs`), so bursts of requests for a refresh become one request
     /// per backoff. `None`: it may go now.
@@ -366,10 +529,14 @@ impl Metadata {
         .entered();
         let cluster = &self.shared.cluster;
         let was_listed = std::mem::take(&mut self.listed);
+        self.nodes.clear();
         for b in &resp.brokers {
             let id = b.node_id.0;
             let address = format!("{}:{}", b.host.as_str(), b.port);
             self.listed.insert(id);
+            let rack = b.rack.as_ref().map(|r| r.to_string());
+            self.nodes
+                .insert(id, Node::new(id, b.host.as_str(), b.port, rack));
             let known = self.brokers.get(&id).filter(|b| b.address == address);
             if let Some(known) = known {
                 if !was_listed.is_empty() && !was_listed.contains(&id) {
@@ -441,10 +608,18 @@ impl Metadata {
                 count as usize
             ];
             let known = cluster.topics.get(&*name).map(|m| Arc::clone(&m));
+            let mut replicas = vec![Replicas::default(); count as usize];
             for p in &t.partitions {
                 if p.partition_index < 0 {
                     continue;
                 }
+                let ids =
+                    |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
+                replicas[p.partition_index as usize] = Replicas {
+                    replicas: ids(&p.replica_nodes),
+                    isr: ids(&p.isr_nodes),
+                    offline: ids(&p.offline_replicas),
+                };
                 // A leader the response does not list among the brokers is not registered
                 // (fenced, stopped, down): no leader, as in Java's `Cluster` (its leader node
                 // is null). Records wait for the partition instead of for the reconnect
@@ -468,6 +643,7 @@ impl Metadata {
                 incomplete = true;
             }
             let local = local(&partitions, &in_rack);
+            self.replicas.insert(name.clone(), replicas);
             let meta = TopicMeta {
                 name: name.clone(),
                 partitions,
@@ -502,6 +678,7 @@ impl Metadata {
             self.requested.remove(&t);
         }
         self.ensure_producer_id(ctx);
+        self.answer_lookups(&errors, ctx);
         self.broadcast(ClusterChanged {
             errors: Arc::new(errors),
             authentication: None,
@@ -703,7 +880,7 @@ impl Actor for Metadata {
 }
 
 impl Supervised for Metadata {
-    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+    fn restarting(&mut self, ctx: &mut Context<Self>) {
         if self.terminated {
             return;
         }
@@ -714,6 +891,9 @@ impl Supervised for Metadata {
         self.refresh_timer = None;
         self.refresh_due = None;
         self.shared.cluster.forget_pending_producer_id();
+        // Waiting lookups are kept; their timer is re-armed in the new context.
+        self.lookup_timer = None;
+        self.arm_lookup_expiry(ctx);
     }
 }
 
@@ -721,20 +901,36 @@ impl Handler<AddTopics> for Metadata {
     type Result = ();
 
     fn handle(&mut self, msg: AddTopics, ctx: &mut Context<Self>) {
-        let mut new = false;
-        let now = Instant::now();
-        for t in msg.0 {
-            self.requested.insert(t.clone(), now);
-            new |= self.wanted.insert(t);
+        self.add_topics(msg.0, ctx);
+    }
+}
+
+impl Handler<PartitionsFor> for Metadata {
+    type Result = ResponseFuture<Result<Vec<PartitionInfo>, ErrorKind>>;
+
+    /// Answers from the view when it has the topic; otherwise asks for the topic as a
+    /// record for it would, and answers when a refresh brings it.
+    fn handle(&mut self, msg: PartitionsFor, ctx: &mut Context<Self>) -> Self::Result {
+        let topic = msg.0;
+        let now = |r| -> Self::Result { Box::pin(std::future::ready(r)) };
+        if let Err(reason) = herald::record::validate_topic(&topic) {
+            return now(Err(ErrorKind::InvalidTopic { topic, reason }));
         }
-        if new {
-            // A topic nobody asked for yet goes out at once, not after the pacing (as Java's
-            // requestUpdateForNewTopics).
-            self.last_sent = None;
+        if self.terminated {
+            return now(Err(ErrorKind::Closed));
         }
-        if new || !self.missing.is_empty() {
-            self.refresh(ctx);
+        if let Some(partitions) = self.partitions_of(&topic) {
+            return now(Ok(partitions));
         }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let since = Instant::now();
+        self.lookups
+            .entry(topic.clone())
+            .or_default()
+            .push(Lookup { since, reply });
+        self.arm_lookup_expiry(ctx);
+        self.add_topics(vec![topic], ctx);
+        Box::pin(async move { answer.await.unwrap_or(Err(ErrorKind::Closed)) })
     }
 }
 
@@ -746,6 +942,7 @@ impl Handler<ForgetTopics> for Metadata {
     /// needs a leader (`Shared::want_topic`).
     fn handle(&mut self, msg: ForgetTopics, _: &mut Context<Self>) {
         for t in msg.0 {
+            self.replicas.remove(&t);
             tracing::debug!(topic = %t, idle_ms = self.shared.config.metadata_max_idle.as_millis() as u64, "removing an unused topic from the metadata");
             self.wanted.remove(&t);
             self.requested.remove(&t);
@@ -843,6 +1040,7 @@ impl Handler<Shutdown> for Metadata {
     /// Closes every connection gracefully and resolves when all are closed.
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.terminated = true;
+        self.fail_lookups(ErrorKind::Closed);
         let brokers = std::mem::take(&mut self.brokers);
         let closing: Vec<_> = self
             .bootstrap

@@ -13,7 +13,7 @@ use crate::supervisor::{ActorKind, RestartLimit, Supervision, Supervisor};
 use crate::token_endpoint::EndpointTokens;
 use herald::partitioner::{DefaultPartitioner, Partitioner};
 use herald::sasl::{EndpointUrl, OAuthTokens, SaslSettings};
-use herald::{ConfigError, ErrorKind, ProduceError, ProducerConfig, ProducerRecord};
+use herald::{ConfigError, ErrorKind, PartitionInfo, ProduceError, ProducerConfig, ProducerRecord};
 
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
@@ -28,7 +28,7 @@ use crate::messages::application::{
     DrainIntake, Expedite, Flush, GetMetrics, InitTransactions, Produce, ReplyTo,
     SendOffsetsToTransaction, TopicPartitionOffset, TransactionResult,
 };
-use crate::messages::cluster::Subscribe;
+use crate::messages::cluster::{PartitionsFor, Subscribe};
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::otel::Tracing;
@@ -264,6 +264,7 @@ impl ProducerBuilder {
             refresh: metadata.clone().recipient(),
             bump_epoch: metadata.clone().recipient(),
             broker_named: metadata.clone().recipient(),
+            partitions_for: metadata.clone().recipient(),
             shutdown: metadata.recipient(),
         });
         publisher::start(Arc::downgrade(&shared), &shared.io);
@@ -563,6 +564,30 @@ impl Producer {
             .send(msg)
             .await
             .unwrap_or(Err(TransactionError::Closed))
+    }
+
+    /// The partitions of `topic` as the producer's metadata has them (Java's
+    /// `partitionsFor`): each one's leader, replicas, in-sync and offline replicas. A topic
+    /// the producer has no metadata for is fetched first, as a record for it would be, for
+    /// up to max.block.ms; a broker that creates topics on demand creates it then.
+    ///
+    /// Errors: [`ErrorKind::InvalidTopic`] for a name Kafka does not allow,
+    /// [`ErrorKind::MetadataTimeout`] (naming the connection errors behind it, if any) when
+    /// the topic did not come within max.block.ms, [`ErrorKind::Broker`] for a topic error
+    /// such as TOPIC_AUTHORIZATION_FAILED, [`ErrorKind::Authentication`], and the producer's
+    /// own state (broken, closed).
+    pub async fn partitions_for(&self, topic: &str) -> Result<Vec<PartitionInfo>, ErrorKind> {
+        if let Some(why) = self.shared.supervision.broken() {
+            return Err(why.clone());
+        }
+        let Some(metadata) = self.shared.metadata.get() else {
+            return Err(ErrorKind::Closed);
+        };
+        metadata
+            .partitions_for
+            .send(PartitionsFor(Arc::from(topic)))
+            .await
+            .unwrap_or(Err(ErrorKind::Closed))
     }
 
     /// Waits until every record sent before the call has its outcome.

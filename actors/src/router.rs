@@ -25,7 +25,7 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use herald::batch::{record_size, BatchBuilder, BatchFull, RECORD_BATCH_OVERHEAD};
 use herald::partitioner::{PartitionLoad, Partitioner, QueueLoad, TopicPartitions};
-use herald::{ErrorKind, KafkaCode, ProduceError, ProducerRecord, TransactionError};
+use herald::{ErrorKind, ProduceError, ProducerRecord, TransactionError};
 
 use crate::accumulator::Accumulator;
 use crate::cluster::TopicMeta;
@@ -40,7 +40,7 @@ use crate::messages::application::{
     SendOffsetsToTransaction, TransactionResult,
 };
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
-use crate::messages::cluster::{AddTopics, ClusterChanged, ForgetTopics, Subscribe};
+use crate::messages::cluster::{topic_error, AddTopics, ClusterChanged, ForgetTopics, Subscribe};
 use crate::messages::intercept::{Acknowledged, OnSend, Route, RouteLost};
 use crate::messages::transaction::EndTransaction;
 use crate::messages::{ProducerBroken, Shutdown};
@@ -357,26 +357,6 @@ fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
-/// Kafka's topic name rules (`org.apache.kafka.common.internals.Topic.validate`).
-fn validate_topic(topic: &str) -> Result<(), &'static str> {
-    if topic.is_empty() {
-        return Err("topic name is empty");
-    }
-    if topic == "." || topic == ".." {
-        return Err("topic name cannot be \".\" or \"..\"");
-    }
-    if topic.len() > 249 {
-        return Err("topic name is longer than 249 characters");
-    }
-    if !topic
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
-    {
-        return Err("topic name may contain only ASCII letters, digits, '.', '_' and '-'");
-    }
-    Ok(())
-}
-
 /// What [`append`] did with a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Appended {
@@ -534,7 +514,7 @@ impl RouterCore {
         let route = match self.routes.get_mut(topic_name) {
             Some(route) => route,
             None => {
-                if let Err(reason) = validate_topic(topic_name) {
+                if let Err(reason) = herald::record::validate_topic(topic_name) {
                     let kind = ErrorKind::InvalidTopic {
                         topic: Arc::from(topic_name),
                         reason,
@@ -849,18 +829,7 @@ impl RouterCore {
         for (topic, code) in note.errors.iter() {
             if let Some(q) = self.waiting.remove(topic) {
                 for w in q {
-                    let kind = match code {
-                        KafkaCode::INVALID_TOPIC_EXCEPTION => ErrorKind::InvalidTopic {
-                            topic: topic.clone(),
-                            reason: "the broker rejected the topic name",
-                        },
-                        code => ErrorKind::Broker {
-                            code: *code,
-                            topic: topic.clone(),
-                            partition: -1,
-                        },
-                    };
-                    self.refuse(kind, w.record, w.completion);
+                    self.refuse(topic_error(topic, *code), w.record, w.completion);
                 }
             }
         }

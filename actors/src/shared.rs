@@ -16,7 +16,7 @@ use crate::intake::Intake;
 use crate::memory::MemoryPool;
 use crate::messages::application::{BeginTransaction, InitTransactions, SendOffsetsToTransaction};
 use crate::messages::cluster::{
-    AddTopics, BrokerNamed, BumpEpoch, ForgetTopics, Refresh, Subscribe,
+    AddTopics, BrokerNamed, BumpEpoch, ForgetTopics, PartitionsFor, Refresh, Subscribe,
 };
 use crate::messages::seal::Seal;
 use crate::messages::transaction::{AddPartition, EndTransaction};
@@ -107,6 +107,8 @@ pub(crate) struct MetadataLink {
     pub(crate) bump_epoch: Recipient<BumpEpoch>,
     /// Accumulators → metadata, when a Produce response names a broker as a new leader.
     pub(crate) broker_named: Recipient<BrokerNamed>,
+    /// Producer → metadata (`Producer::partitions_for`).
+    pub(crate) partitions_for: Recipient<PartitionsFor>,
     /// Router → metadata, at close.
     pub(crate) shutdown: Recipient<Shutdown>,
 }

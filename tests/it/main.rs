@@ -15,6 +15,7 @@ mod kafka;
 mod metrics;
 mod network_garbage;
 mod partitioner;
+mod partitions_for;
 mod produce;
 mod supervision;
 mod tansu_faults;

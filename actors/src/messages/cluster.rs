@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use herald::KafkaCode;
+use herald::{ErrorKind, KafkaCode, PartitionInfo};
 
 /// Metadata → router and accumulators (every subscriber): the cluster view was refreshed
 /// (leaders may have moved, topics appeared, the producer id arrived). Carries the topics
@@ -84,4 +84,26 @@ pub(crate) struct BumpEpoch {
     /// The epoch the caller saw fail. A failure under an identity the producer has already
     /// replaced (another id, or an older epoch) bumps nothing.
     pub(crate) failed_epoch: i16,
+}
+
+/// Producer → metadata: a topic's partitions (Java's `partitionsFor`), answered once its
+/// metadata is in, or with why not: a topic error, a refused authentication, or
+/// max.block.ms passed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<PartitionInfo>, ErrorKind>")]
+pub(crate) struct PartitionsFor(pub(crate) Arc<str>);
+
+/// The error a topic's metadata error means for what waits for the topic (records, lookups).
+pub(crate) fn topic_error(topic: &Arc<str>, code: KafkaCode) -> ErrorKind {
+    match code {
+        KafkaCode::INVALID_TOPIC_EXCEPTION => ErrorKind::InvalidTopic {
+            topic: topic.clone(),
+            reason: "the broker rejected the topic name",
+        },
+        code => ErrorKind::Broker {
+            code,
+            topic: topic.clone(),
+            partition: -1,
+        },
+    }
 }

@@ -8,6 +8,7 @@ mod availability;
 mod exactly_once;
 mod listeners;
 mod oauth_endpoint;
+mod partitions_for;
 mod produce;
 mod security;
 mod transactions;
