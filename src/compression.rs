@@ -16,6 +16,12 @@ use bytes::{BufMut, BytesMut};
 
 use crate::error::ProtocolError;
 
+mod lz4hc;
+
+/// `compression.lz4.level`'s default, at which Java uses LZ4's fast compressor (LZ4 HC at
+/// any other level).
+pub const LZ4_DEFAULT_LEVEL: i32 = 9;
+
 /// Compression codec of a batch, numbered as in the batch attributes (bits 0-2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Compression {
@@ -95,7 +101,9 @@ fn codec_error(codec: Compression, e: impl std::fmt::Display) -> ProtocolError {
 /// Appends `input` compressed with `codec` to `out`.
 ///
 /// `level` is the codec's level as the Java client takes it (`compression.gzip.level` 1-9,
-/// `compression.zstd.level`); `None` uses the codec's default. LZ4 has a single level here.
+/// `compression.lz4.level` 1-17, `compression.zstd.level`); `None` uses the codec's default.
+/// LZ4 at its default level is LZ4's fast compressor, at any other a hash-chain search
+/// whose depth grows with the level, as Java switches to LZ4 HC.
 pub fn compress(
     codec: Compression,
     level: Option<i32>,
@@ -120,6 +128,9 @@ pub fn compress(
                 .compress(input, &mut out[start..])
                 .map_err(|e| codec_error(codec, e))?;
             out.truncate(start + n);
+        }
+        Compression::Lz4 if level.is_some_and(|l| l != LZ4_DEFAULT_LEVEL) => {
+            lz4hc::compress_frame(input, level.unwrap_or(LZ4_DEFAULT_LEVEL), out);
         }
         Compression::Lz4 => {
             let mut info = lz4_flex::frame::FrameInfo::new();
@@ -274,11 +285,27 @@ mod tests {
             (Compression::Gzip, 1),
             (Compression::Gzip, 9),
             (Compression::Zstd, 19),
+            (Compression::Lz4, 1),
+            (Compression::Lz4, 17),
         ] {
             let mut out = BytesMut::new();
             compress(codec, Some(level), &input, &mut out).unwrap();
             assert_eq!(decompress(codec, &out, input.len()).unwrap(), input);
         }
+    }
+
+    #[test]
+    fn lz4_default_level_is_the_fast_compressor_as_in_java() {
+        let input: Vec<u8> = (0..50_000u32)
+            .flat_map(|i| format!("record {} of {}; ", i % 1000, i / 7).into_bytes())
+            .collect();
+        let at = |level| {
+            let mut out = BytesMut::new();
+            compress(Compression::Lz4, level, &input, &mut out).unwrap();
+            out
+        };
+        assert_eq!(at(Some(LZ4_DEFAULT_LEVEL)), at(None));
+        assert_ne!(at(Some(10)), at(None), "another level searches more");
     }
 
     #[test]

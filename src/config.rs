@@ -424,7 +424,8 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// `compression.gzip.level`; `None` is the codec default (Java's -1).
     pub compression_gzip_level: Option<i32>,
-    /// `compression.lz4.level`; `None` is the codec default (Java's 9).
+    /// `compression.lz4.level`; `None` is the codec default (Java's 9), LZ4's fast
+    /// compressor; any other level searches for matches harder, as Java's LZ4 HC does.
     pub compression_lz4_level: Option<i32>,
     /// `compression.zstd.level`; `None` is the codec default (Java's 3).
     pub compression_zstd_level: Option<i32>,

@@ -30,6 +30,35 @@ async fn kafka_every_codec_and_acks() {
     }
 }
 
+/// `compression.lz4.level` other than Java's default 9 compresses with the hash-chain search
+/// (LZ4 HC's method, as Java switches to LZ4 HC): batches of several 64 KiB blocks that the
+/// broker (lz4-java) validates and librdkafka (liblz4, which refuses a frame that breaks the
+/// block format's end rules) reads back.
+#[actix_rt::test]
+async fn kafka_lz4_levels() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    for level in ["1", "17"] {
+        let topic = unique_topic(&format!("kafka-lz4-{level}"));
+        kafka.create_topic(&topic, 3, 1).await;
+        produce_and_verify(
+            &kafka.bootstrap(),
+            &topic,
+            3,
+            6_000,
+            &[
+                ("compression.type", "lz4"),
+                ("compression.lz4.level", level),
+                ("batch.size", "1000000"),
+                ("linger.ms", "100"),
+            ],
+            None,
+        )
+        .await;
+    }
+}
+
 /// `ProduceBatchTally` on Apache Kafka: the reply counts the delivered records and names each
 /// failed one (refused before any batch: too large, a partition out of range) with its index
 /// and error, in call order; what the count says was delivered is what a consumer reads back,
