@@ -12,10 +12,12 @@
 //! good; without a usable token, the connection waits for the provider.
 //!
 //! The provider is called from a future the connection spawns, never inside a handler: the
-//! actors keep serving their mailboxes while a token is fetched. Connections need a token
-//! only when they authenticate (a new connection, or a KIP-368 re-authentication, which the
-//! broker schedules within the token's lifetime), so a renewal starts when a token is next
-//! needed after its renewal time, and no token is used after it expired.
+//! actors keep serving their mailboxes while a token is fetched. The renewal starts at its
+//! time on a timer, as Java's refreshing login thread renews, so a connection that
+//! authenticates later (a new one, or a KIP-368 re-authentication) finds the new token
+//! ready; a connection that needs a token past the renewal time before the timer ran starts
+//! the renewal itself. No token is used after it expired. The timer holds the source weakly:
+//! a closed producer's timer renews nothing.
 //!
 //! Nor is a token used to start a session when less than [`MIN_VALIDITY`] of it is left: a
 //! broker ends an OAUTHBEARER session when its token expires, and refuses a re-authentication
@@ -161,8 +163,51 @@ impl TokenSource {
             }
         }
         let token = self.provider.token().await?;
-        state.current = Some((token.clone(), self.refresh_at(&token, now)));
+        let refresh_at = self.refresh_at(&token, now);
+        state.current = Some((token.clone(), refresh_at));
+        self.renew_at(refresh_at);
         Ok(token)
+    }
+
+    /// Starts the renewal at `at` if the token then current is still due and still serves
+    /// (a later token has a timer of its own; a connection may have started it already).
+    fn renew_at(&self, at: Option<SystemTime>) {
+        let Some(at) = at else {
+            return;
+        };
+        let delay = at.duration_since(SystemTime::now()).unwrap_or_default();
+        let weak = Arc::downgrade(&self.state);
+        let (provider, min_validity, renew_retry, refresh) = (
+            self.provider.clone(),
+            self.min_validity,
+            self.renew_retry,
+            self.refresh,
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let Some(state) = weak.upgrade() else {
+                return;
+            };
+            let source = TokenSource {
+                provider,
+                state,
+                min_validity,
+                renew_retry,
+                refresh,
+            };
+            let mut state = source.state.lock().await;
+            let now = SystemTime::now();
+            let due = match state.current.as_ref() {
+                Some((token, Some(refresh_at))) => {
+                    *refresh_at <= now && source.last_use(token).is_some_and(|last| now <= last)
+                }
+                _ => false,
+            };
+            if due && !state.renewing {
+                state.renewing = true;
+                source.renew_in_background();
+            }
+        });
     }
 
     /// The last moment `token` may start a session: `min_validity` before it expires.
@@ -190,6 +235,7 @@ impl TokenSource {
                 Ok(token) => {
                     let refresh_at = source.refresh_at(&token, now);
                     state.current = Some((token, refresh_at));
+                    source.renew_at(refresh_at);
                 }
                 Err(e) => {
                     tracing::warn!(
@@ -201,7 +247,9 @@ impl TokenSource {
                     // (a connection then waits for the provider rather than take it).
                     if let Some((token, refresh_at)) = state.current.as_mut() {
                         let retry = now + source.renew_retry;
-                        *refresh_at = Some(source.last_use(token).map_or(retry, |l| l.min(retry)));
+                        let at = source.last_use(token).map_or(retry, |l| l.min(retry));
+                        *refresh_at = Some(at);
+                        source.renew_at(Some(at));
                     }
                 }
             }
@@ -267,21 +315,71 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_token_is_reused_until_80_percent_of_its_lifetime() {
+    async fn a_token_is_reused_until_80_percent_of_its_lifetime_then_renewed_on_time() {
         let (source, provider) = source(Some(Duration::from_millis(2000)));
         let first = source.token().await.unwrap();
         assert_eq!(first.value().expose(), "token-1");
         assert_eq!(source.token().await.unwrap(), first);
         assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
-        // Past 80% of 2 s, with more than 50 ms left: it still serves, and a new one is
-        // fetched beside it, which serves from then on.
-        tokio::time::sleep(Duration::from_millis(1700)).await;
-        assert_eq!(source.token().await.unwrap().value().expose(), "token-1");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while source.token().await.unwrap().value().expose() != "token-2" {
-            assert!(tokio::time::Instant::now() < deadline, "not renewed");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        // At 80% of 2 s the timer renews it, with no connection asking meanwhile.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+        assert_eq!(source.token().await.unwrap().value().expose(), "token-2");
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_source_renews_nothing() {
+        let (source, provider) = source(Some(Duration::from_millis(300)));
+        source.token().await.unwrap();
+        drop(source);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// Waits `delay` before handing out `token-1`, `token-2`, ... valid for 2 s.
+    struct Slow {
+        calls: AtomicU32,
+        delay: Duration,
+    }
+
+    impl TokenProvider for Slow {
+        fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let delay = self.delay;
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let expires = SystemTime::now() + Duration::from_millis(2000);
+                Ok(Token::new(
+                    Secret::new(format!("token-{n}")),
+                    Some(expires),
+                )?)
+            })
         }
+    }
+
+    #[tokio::test]
+    async fn a_due_token_serves_while_its_renewal_runs() {
+        let provider = Arc::new(Slow {
+            calls: AtomicU32::new(0),
+            delay: Duration::from_millis(400),
+        });
+        let source = source_over(provider.clone(), 0.8, Duration::from_millis(50));
+        source.token().await.unwrap();
+        // Renewal starts at 1.6 s and takes 0.4 s: meanwhile the current token serves at
+        // once, and the new one from then on.
+        tokio::time::sleep(Duration::from_millis(1750)).await;
+        let asked = tokio::time::Instant::now();
+        assert_eq!(source.token().await.unwrap().value().expose(), "token-1");
+        assert!(
+            asked.elapsed() < Duration::from_millis(100),
+            "waited for the provider"
+        );
+        assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(source.token().await.unwrap().value().expose(), "token-2");
         assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
     }
 
