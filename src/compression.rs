@@ -129,17 +129,17 @@ pub fn compress(
                 .map_err(|e| codec_error(codec, e))?;
             out.truncate(start + n);
         }
-        Compression::Lz4 if level.is_some_and(|l| l != LZ4_DEFAULT_LEVEL) => {
-            lz4hc::compress_frame(input, level.unwrap_or(LZ4_DEFAULT_LEVEL), out);
-        }
-        Compression::Lz4 => {
-            let mut info = lz4_flex::frame::FrameInfo::new();
-            info.block_mode = lz4_flex::frame::BlockMode::Independent;
-            info.block_size = lz4_flex::frame::BlockSize::Max64KB;
-            let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, out.writer());
-            enc.write_all(input).map_err(|e| codec_error(codec, e))?;
-            enc.finish().map_err(|e| codec_error(codec, e))?;
-        }
+        Compression::Lz4 => match level {
+            Some(l) if l != LZ4_DEFAULT_LEVEL => lz4hc::compress_frame(input, l, out),
+            _ => {
+                let mut info = lz4_flex::frame::FrameInfo::new();
+                info.block_mode = lz4_flex::frame::BlockMode::Independent;
+                info.block_size = lz4_flex::frame::BlockSize::Max64KB;
+                let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, out.writer());
+                enc.write_all(input).map_err(|e| codec_error(codec, e))?;
+                enc.finish().map_err(|e| codec_error(codec, e))?;
+            }
+        },
         Compression::Zstd => {
             let level = level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL);
             let mut enc = zstd::stream::write::Encoder::new(out.writer(), level)

@@ -153,14 +153,9 @@ impl TokenSource {
             if refresh_at.is_none_or(|at| now < at) {
                 return Ok(token.clone());
             }
-            if self.last_use(token).is_some_and(|last| now <= last) {
-                let token = token.clone();
-                if !state.renewing {
-                    state.renewing = true;
-                    self.renew_in_background();
-                }
-                return Ok(token);
-            }
+        }
+        if let Some(token) = self.renew_if_due(&mut state, now) {
+            return Ok(token);
         }
         let token = self.provider.token().await?;
         let refresh_at = self.refresh_at(&token, now);
@@ -196,18 +191,25 @@ impl TokenSource {
                 refresh,
             };
             let mut state = source.state.lock().await;
-            let now = SystemTime::now();
-            let due = match state.current.as_ref() {
-                Some((token, Some(refresh_at))) => {
-                    *refresh_at <= now && source.last_use(token).is_some_and(|last| now <= last)
-                }
-                _ => false,
-            };
-            if due && !state.renewing {
-                state.renewing = true;
-                source.renew_in_background();
-            }
+            source.renew_if_due(&mut state, SystemTime::now());
         });
+    }
+
+    /// If the current token is past its renewal time and may still start a session, starts
+    /// its renewal in the background (unless one runs) and returns it to serve meanwhile.
+    fn renew_if_due(&self, state: &mut State, now: SystemTime) -> Option<Token> {
+        let (token, refresh_at) = state.current.as_ref()?;
+        let due = refresh_at.is_some_and(|at| at <= now);
+        let serves = self.last_use(token).is_some_and(|last| now <= last);
+        if !(due && serves) {
+            return None;
+        }
+        let token = token.clone();
+        if !state.renewing {
+            state.renewing = true;
+            self.renew_in_background();
+        }
+        Some(token)
     }
 
     /// The last moment `token` may start a session: `min_validity` before it expires.
@@ -271,17 +273,22 @@ mod tests {
 
     use super::*;
 
-    /// Hands out `token-1`, `token-2`, ... valid for `lifetime`.
+    /// Waits `delay`, then hands out `token-1`, `token-2`, ... valid for `lifetime`.
     struct Counting {
         calls: AtomicU32,
         lifetime: Option<Duration>,
+        delay: Duration,
     }
 
     impl TokenProvider for Counting {
         fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
             let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            let expires = self.lifetime.map(|l| SystemTime::now() + l);
-            Box::pin(async move { Ok(Token::new(Secret::new(format!("token-{n}")), expires)?) })
+            let (lifetime, delay) = (self.lifetime, self.delay);
+            Box::pin(async move {
+                tokio::time::sleep(delay).await;
+                let expires = lifetime.map(|l| SystemTime::now() + l);
+                Ok(Token::new(Secret::new(format!("token-{n}")), expires)?)
+            })
         }
     }
 
@@ -308,6 +315,7 @@ mod tests {
         let provider = Arc::new(Counting {
             calls: AtomicU32::new(0),
             lifetime,
+            delay: Duration::ZERO,
         });
         // Java's factor without jitter, and no buffers: 80% of the lifetime.
         let source = source_over(provider.clone(), 0.8, Duration::from_millis(50));
@@ -339,31 +347,11 @@ mod tests {
         assert_eq!(provider.calls.load(Ordering::SeqCst), 1);
     }
 
-    /// Waits `delay` before handing out `token-1`, `token-2`, ... valid for 2 s.
-    struct Slow {
-        calls: AtomicU32,
-        delay: Duration,
-    }
-
-    impl TokenProvider for Slow {
-        fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
-            let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            let delay = self.delay;
-            Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                let expires = SystemTime::now() + Duration::from_millis(2000);
-                Ok(Token::new(
-                    Secret::new(format!("token-{n}")),
-                    Some(expires),
-                )?)
-            })
-        }
-    }
-
     #[tokio::test]
     async fn a_due_token_serves_while_its_renewal_runs() {
-        let provider = Arc::new(Slow {
+        let provider = Arc::new(Counting {
             calls: AtomicU32::new(0),
+            lifetime: Some(Duration::from_millis(2000)),
             delay: Duration::from_millis(400),
         });
         let source = source_over(provider.clone(), 0.8, Duration::from_millis(50));

@@ -59,41 +59,23 @@ fn compress_block(src: &[u8], attempts: usize, out: &mut Vec<u8>) {
     let n = src.len();
     let mut anchor = 0;
     if n > MF_LIMIT {
-        let hash_log = (usize::BITS - (n - 1).leading_zeros()).clamp(8, 16);
-        let hash =
-            |p: usize| (read_u32(src, p).wrapping_mul(2_654_435_761) >> (32 - hash_log)) as usize;
-        let mut head = vec![NONE; 1 << hash_log];
-        // chain[p]: how far back the previous position with p's hash is (0: none).
-        let mut chain = vec![0u16; n];
-        let match_end = n - LAST_LITERALS;
-        let mut inserted = 0;
+        let limit = n - MF_LIMIT;
+        let mut chains = Chains::new(src, attempts);
+        // The search at `ip` when the lazy step already made it.
+        let mut searched = None;
         let mut ip = 0;
-        let mut insert_to = |to: usize, head: &mut Vec<u32>, chain: &mut Vec<u16>| {
-            while inserted < to {
-                let h = hash(inserted);
-                let prev = head[h];
-                if prev != NONE && inserted - prev as usize <= MAX_DISTANCE {
-                    chain[inserted] = (inserted - prev as usize) as u16;
-                }
-                head[h] = inserted as u32;
-                inserted += 1;
-            }
-        };
-        while ip < n - MF_LIMIT {
-            insert_to(ip, &mut head, &mut chain);
-            let (len, distance) =
-                longest_match(src, ip, match_end, head[hash(ip)], &chain, attempts);
+        while ip < limit {
+            let (len, distance) = searched.take().unwrap_or_else(|| chains.longest_match(ip));
             if len < MIN_MATCH {
                 ip += 1;
                 continue;
             }
             // Lazy: a longer match one byte on is worth a literal.
-            if ip + 1 < n - MF_LIMIT {
-                insert_to(ip + 1, &mut head, &mut chain);
-                let next =
-                    longest_match(src, ip + 1, match_end, head[hash(ip + 1)], &chain, attempts);
+            if ip + 1 < limit {
+                let next = chains.longest_match(ip + 1);
                 if next.0 > len {
                     ip += 1;
+                    searched = Some(next);
                     continue;
                 }
             }
@@ -105,44 +87,84 @@ fn compress_block(src: &[u8], attempts: usize, out: &mut Vec<u8>) {
     sequence(out, &src[anchor..], None);
 }
 
-/// The longest match for `ip` among up to `attempts` earlier positions with its hash, not
-/// reaching past `end`: (length, distance); length 0 if none.
-fn longest_match(
-    src: &[u8],
-    ip: usize,
-    end: usize,
-    first: u32,
-    chain: &[u16],
+/// The hash chains of one block: every position before the one searched is inserted, so a
+/// search finds the nearest earlier positions with the same 4-byte hash first.
+struct Chains<'a> {
+    src: &'a [u8],
+    hash_log: u32,
+    /// The latest position of each hash.
+    head: Vec<u32>,
+    /// chain[p]: how far back the previous position with p's hash is (0: none).
+    chain: Vec<u16>,
+    /// Positions below this are inserted.
+    inserted: usize,
     attempts: usize,
-) -> (usize, usize) {
-    let (mut best, mut distance) = (0, 0);
-    let mut candidate = first;
-    for _ in 0..attempts {
-        if candidate == NONE {
-            break;
-        }
-        let c = candidate as usize;
-        if ip - c > MAX_DISTANCE {
-            break;
-        }
-        // Only a candidate that could beat the best is measured.
-        if ip + best < end && src[c + best] == src[ip + best] {
-            let len = src[c..]
-                .iter()
-                .zip(&src[ip..end])
-                .take_while(|(a, b)| a == b)
-                .count();
-            if len > best {
-                best = len;
-                distance = ip - c;
-            }
-        }
-        match chain[c] {
-            0 => break,
-            back => candidate = (c - back as usize) as u32,
+    /// Matches end here at the latest (the block's last literals follow).
+    end: usize,
+}
+
+impl<'a> Chains<'a> {
+    fn new(src: &'a [u8], attempts: usize) -> Chains<'a> {
+        let n = src.len();
+        let hash_log = (usize::BITS - (n - 1).leading_zeros()).clamp(8, 16);
+        Chains {
+            src,
+            hash_log,
+            head: vec![NONE; 1 << hash_log],
+            chain: vec![0; n],
+            inserted: 0,
+            attempts,
+            end: n - LAST_LITERALS,
         }
     }
-    (best, distance)
+
+    fn hash(&self, p: usize) -> usize {
+        (read_u32(self.src, p).wrapping_mul(2_654_435_761) >> (32 - self.hash_log)) as usize
+    }
+
+    /// The longest match for `ip` among up to `attempts` earlier positions with its hash, not
+    /// reaching past `end`: (length, distance); length 0 if none.
+    fn longest_match(&mut self, ip: usize) -> (usize, usize) {
+        while self.inserted < ip {
+            let p = self.inserted;
+            let h = self.hash(p);
+            let prev = self.head[h];
+            if prev != NONE && p - prev as usize <= MAX_DISTANCE {
+                self.chain[p] = (p - prev as usize) as u16;
+            }
+            self.head[h] = p as u32;
+            self.inserted += 1;
+        }
+        let src = self.src;
+        let (mut best, mut distance) = (0, 0);
+        let mut candidate = self.head[self.hash(ip)];
+        for _ in 0..self.attempts {
+            if candidate == NONE {
+                break;
+            }
+            let c = candidate as usize;
+            if ip - c > MAX_DISTANCE {
+                break;
+            }
+            // Only a candidate that could beat the best is measured.
+            if ip + best < self.end && src[c + best] == src[ip + best] {
+                let len = src[c..]
+                    .iter()
+                    .zip(&src[ip..self.end])
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                if len > best {
+                    best = len;
+                    distance = ip - c;
+                }
+            }
+            match self.chain[c] {
+                0 => break,
+                back => candidate = (c - back as usize) as u32,
+            }
+        }
+        (best, distance)
+    }
 }
 
 /// One sequence: a token, the literals, and the match (`None` for a block's last literals).

@@ -2,13 +2,26 @@
 
 use std::time::Duration;
 
-use herald::ErrorKind;
+use herald::{ErrorKind, Node, PartitionInfo};
 use herald_actors::Producer;
-use rdkafka::producer::{BaseProducer, Producer as _};
-use rdkafka::ClientConfig;
 
+use crate::support::kafka::{partitions_of, PartitionState};
 use crate::support::mock::Mock;
 use crate::support::{init_tracing, unique_topic};
+
+/// Herald's answer in the shape of librdkafka's view (`support::kafka::partitions_of`).
+pub(crate) fn as_states(infos: &[PartitionInfo]) -> Vec<PartitionState> {
+    let ids = |nodes: &[Node]| nodes.iter().map(|n| n.id).collect();
+    infos
+        .iter()
+        .map(|p| PartitionState {
+            id: p.partition,
+            leader: p.leader.as_ref().map_or(-1, |n| n.id),
+            replicas: ids(&p.replicas),
+            isr: ids(&p.in_sync_replicas),
+        })
+        .collect()
+}
 
 /// Replication factor 3 on three mock brokers: the answer is librdkafka's own metadata of the
 /// topic, partition by partition.
@@ -23,38 +36,10 @@ async fn partitions_for_matches_librdkafkas_metadata() {
     let infos = producer.partitions_for(&topic).await.unwrap();
 
     let (b, t) = (bootstrap.clone(), topic.clone());
-    let expected: Vec<(i32, i32, Vec<i32>, Vec<i32>)> = tokio::task::spawn_blocking(move || {
-        let client: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &b)
-            .create()
-            .unwrap();
-        let md = client
-            .client()
-            .fetch_metadata(Some(&t), Duration::from_secs(5))
-            .unwrap();
-        let mut ps: Vec<_> = md.topics()[0]
-            .partitions()
-            .iter()
-            .map(|p| (p.id(), p.leader(), p.replicas().to_vec(), p.isr().to_vec()))
-            .collect();
-        ps.sort();
-        ps
-    })
-    .await
-    .unwrap();
-    let got: Vec<(i32, i32, Vec<i32>, Vec<i32>)> = infos
-        .iter()
-        .map(|p| {
-            let ids = |v: &[herald::Node]| v.iter().map(|n| n.id).collect::<Vec<_>>();
-            (
-                p.partition,
-                p.leader.as_ref().map_or(-1, |n| n.id),
-                ids(&p.replicas),
-                ids(&p.in_sync_replicas),
-            )
-        })
-        .collect();
-    assert_eq!(got, expected);
+    let expected = tokio::task::spawn_blocking(move || partitions_of(&b, &t).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(as_states(&infos), expected);
     assert!(infos.iter().all(|p| p.replicas.len() == 3));
     for p in &infos {
         let leader = p.leader.as_ref().unwrap();

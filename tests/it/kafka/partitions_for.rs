@@ -3,28 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use herald::{Node, PartitionInfo};
+use herald::Node;
 use herald_actors::Producer;
 
-use crate::support::kafka::{cluster, shared, PartitionState, SharedLogsOnFailure};
+use crate::partitions_for::as_states;
+use crate::support::kafka::{cluster, shared, SharedLogsOnFailure};
 use crate::support::{init_tracing, unique_topic};
-
-fn ids(nodes: &[Node]) -> Vec<i32> {
-    nodes.iter().map(|n| n.id).collect()
-}
-
-/// Herald's answer in the shape of the harness's librdkafka view.
-fn as_states(infos: &[PartitionInfo]) -> Vec<PartitionState> {
-    infos
-        .iter()
-        .map(|p| PartitionState {
-            id: p.partition,
-            leader: p.leader.as_ref().map_or(-1, |n| n.id),
-            replicas: ids(&p.replicas),
-            isr: ids(&p.in_sync_replicas),
-        })
-        .collect()
-}
 
 /// Three brokers, replication factor 3: every partition's leader, replicas and in-sync
 /// replicas are librdkafka's, the nodes carry the addresses the brokers advertise. With the

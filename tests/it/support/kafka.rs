@@ -1248,7 +1248,9 @@ fn brokers(bootstrap: &str) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
     Ok(ids)
 }
 
-fn partitions_of(
+/// The partitions of `topic` as librdkafka's metadata describes them, from any cluster
+/// (Apache Kafka's or the mock's).
+pub fn partitions_of(
     bootstrap: &str,
     topic: &str,
 ) -> Result<Vec<PartitionState>, rdkafka::error::KafkaError> {
