@@ -175,6 +175,9 @@ pub(crate) struct Accumulator {
     txn_added: Option<u64>,
     txn_asked: Option<u64>,
     terminated: bool,
+    /// Clones of `topic` for the `RecordMetadata` of a batch's records, made together (see
+    /// `complete_batch`); empty between batches, kept for its room.
+    topic_clones: Vec<Arc<str>>,
 }
 
 impl Accumulator {
@@ -209,6 +212,7 @@ impl Accumulator {
             txn_added: None,
             txn_asked: None,
             terminated: false,
+            topic_clones: Vec::new(),
         }
     }
 
@@ -839,9 +843,19 @@ impl Accumulator {
                 let now = m.now_ms();
                 m.sensors.record_send.record(n as f64, now);
                 self.sensors.record_send.record(n as f64, now);
+                // Every record's metadata holds the topic, and the application drops it on
+                // its own thread: cloning it record by record here, between other work,
+                // made the two cores take the reference count's line from each other per
+                // record (in `perf` of `do_send` + `notify`, the clone and the drop 9% of
+                // the process). Cloned in one burst, the line moves once per batch.
+                let mut topics = std::mem::take(&mut self.topic_clones);
+                if acks.is_some() || records.first().is_some_and(|s| !s.completion.counts_only()) {
+                    topics.extend(std::iter::repeat_n(self.topic.clone(), records.len()));
+                }
                 for (i, slot) in records.drain(..).enumerate() {
-                    let md = || RecordMetadata {
-                        topic: self.topic.clone(),
+                    let topic = &self.topic;
+                    let mut md = || RecordMetadata {
+                        topic: topics.pop().unwrap_or_else(|| topic.clone()),
                         partition: self.partition,
                         offset: if base_offset < 0 {
                             -1
@@ -865,6 +879,8 @@ impl Accumulator {
                         None => completer.delivered(slot.completion, md),
                     }
                 }
+                topics.clear();
+                self.topic_clones = topics;
             }
             Err(kind) => {
                 self.fail_transaction(&kind);
