@@ -906,7 +906,7 @@ keys! {
     "client.rack" client_rack(impl Into<String> => Into::into) = String::new(), Text;
     /// metadata is refreshed at least this often
     "metadata.max.age.ms" metadata_max_age(Duration) = ms(300_000), Millis::LONG;
-    /// at least 5000; a topic nothing was produced to for this long leaves the metadata requests
+    /// at least 5000; a topic nothing was produced to or asked about (partitions_for) for this long leaves the metadata requests
     "metadata.max.idle.ms" metadata_max_idle(Duration) = ms(300_000),
         Millis::LONG.at_least(5_000);
     /// rebootstrap (ask bootstrap.servers again when every known broker is unreachable) or none

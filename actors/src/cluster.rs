@@ -4,8 +4,9 @@
 //! (KIP-951) records it with [`ClusterView::learn_leader`], which only ever moves a
 //! partition to a higher leader epoch (and the metadata actor never moves one back).
 
-use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -129,6 +130,10 @@ pub(crate) struct ClusterView {
     /// The brokers in the producer's rack, as the last metadata response gave their racks
     /// (empty unless rack-aware partitioning is on).
     in_rack: RwLock<BTreeSet<i32>>,
+    /// Topics asked about with `Producer::partitions_for`, and when last: the router's idle
+    /// check counts that as use (Java's `partitionsFor` keeps a topic as a `send` does), and
+    /// forgets a topic only asked about once it has been idle for `metadata.max.idle.ms`.
+    looked_up: Mutex<HashMap<Arc<str>, Instant>>,
 }
 
 /// Where the idempotent producer's identity stands.
@@ -151,6 +156,33 @@ pub(crate) enum ProducerIdState {
 }
 
 impl ClusterView {
+    /// `topic` was asked about with `Producer::partitions_for` now.
+    pub(crate) fn looked_up(&self, topic: &Arc<str>) {
+        self.lock_looked_up().insert(topic.clone(), Instant::now());
+    }
+
+    /// When `topic` was last asked about with `Producer::partitions_for`, if it was.
+    pub(crate) fn last_looked_up(&self, topic: &str) -> Option<Instant> {
+        self.lock_looked_up().get(topic).copied()
+    }
+
+    /// Removes and returns the topics last asked about before `before`.
+    pub(crate) fn take_looked_up_before(&self, before: Instant) -> Vec<Arc<str>> {
+        let mut old = Vec::new();
+        self.lock_looked_up().retain(|t, at| {
+            let keep = *at >= before;
+            if !keep {
+                old.push(t.clone());
+            }
+            keep
+        });
+        old
+    }
+
+    fn lock_looked_up(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Instant>> {
+        self.looked_up.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The producer id state now.
     pub(crate) fn producer_state(&self) -> ProducerIdState {
         self.read_producer().clone()

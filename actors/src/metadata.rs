@@ -919,6 +919,7 @@ impl Handler<PartitionsFor> for Metadata {
         if self.terminated {
             return now(Err(ErrorKind::Closed));
         }
+        self.shared.cluster.looked_up(&topic);
         if let Some(partitions) = self.partitions_of(&topic) {
             return now(Ok(partitions));
         }

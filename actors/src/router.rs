@@ -646,10 +646,24 @@ impl RouterCore {
     /// Java's `metadata.max.idle.ms`: a topic nothing was produced to for that long is left
     /// out of metadata requests, so a producer that wrote to many topics once does not fetch
     /// them all for ever.
+    ///
+    /// `Producer::partitions_for` counts as use, as Java's `partitionsFor` does: a route
+    /// asked about lately stays, and a topic only asked about (no route, or its route
+    /// forgotten before the question brought it back) is forgotten once the question is
+    /// that old.
     fn forget_idle_topics(&mut self) {
         let idle = self.shared.config.metadata_max_idle;
         let now = Instant::now();
-        let mut idle_topics = Vec::new();
+        let cluster = &self.shared.cluster;
+        let mut idle_topics: Vec<Arc<str>> = match now.checked_sub(idle) {
+            Some(before) => cluster.take_looked_up_before(before),
+            None => Vec::new(),
+        };
+        idle_topics.retain(|t| {
+            self.routes
+                .get(t)
+                .is_none_or(|r| r.usage == Usage::Forgotten)
+        });
         for route in self.routes.iter_mut() {
             match route.usage {
                 Usage::Used => {
@@ -657,8 +671,13 @@ impl RouterCore {
                     route.last_used = now;
                 }
                 Usage::Unused if now.duration_since(route.last_used) >= idle => {
-                    route.usage = Usage::Forgotten;
-                    idle_topics.push(route.meta.name.clone());
+                    match cluster.last_looked_up(&route.meta.name) {
+                        Some(at) => route.last_used = route.last_used.max(at),
+                        None => {
+                            route.usage = Usage::Forgotten;
+                            idle_topics.push(route.meta.name.clone());
+                        }
+                    }
                 }
                 Usage::Unused | Usage::Forgotten | Usage::Refreshing => {}
             }

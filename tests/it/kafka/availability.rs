@@ -222,6 +222,63 @@ async fn kafka_idle_topic_leaves_the_metadata_requests() {
     assert!(keeping.close(Duration::from_secs(5)).await);
 }
 
+/// `Producer::partitions_for` counts as use under `metadata.max.idle.ms`, as Java's
+/// `partitionsFor` does: a topic only asked about leaves the metadata requests once the
+/// question is older than the limit, and a topic whose records stopped stays while it is
+/// asked about. Seen from the broker, which creates a topic a metadata request names: both
+/// deleted 10 s in, with an 8 s limit, the one asked about at the start stays deleted, and the
+/// one produced to at the start but asked about 6 s in is named again and created anew.
+#[actix_rt::test]
+async fn kafka_partitions_for_counts_as_use_of_a_topic() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let producer = start_producer(
+        &kafka.bootstrap(),
+        &[],
+        &[
+            ("metadata.max.idle.ms", "8000"),
+            ("metadata.max.age.ms", "500"),
+            ("linger.ms", "0"),
+        ],
+    );
+    let (asked, produced) = (unique_topic("idle-asked"), unique_topic("idle-produced"));
+    kafka.create_topic(&asked, 1, 1).await;
+    kafka.create_topic(&produced, 1, 1).await;
+    let start = tokio::time::Instant::now();
+    let infos = producer.partitions_for(&asked).await.expect("asked topic");
+    assert_eq!(infos.len(), 1);
+    producer
+        .send(Produce::new(produced.clone()).value("before"))
+        .await
+        .unwrap_or_else(|e| panic!("{produced}: {e}"));
+    tokio::time::sleep_until(start + Duration::from_secs(6)).await;
+    let infos = producer
+        .partitions_for(&produced)
+        .await
+        .expect("produced topic");
+    assert_eq!(infos.len(), 1);
+    tokio::time::sleep_until(start + Duration::from_secs(10)).await;
+    kafka.delete_topic(&asked).await;
+    kafka.delete_topic(&produced).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let listed = kafka.topics().await;
+    assert!(
+        !listed.contains(&asked),
+        "{asked} was only asked about, more than metadata.max.idle.ms ago, yet a metadata request named it after its deletion"
+    );
+    assert!(
+        listed.contains(&produced),
+        "{produced} was asked about within metadata.max.idle.ms, so the producer names it in its refreshes and the broker creates it again"
+    );
+    let old = read_back(&kafka.bootstrap(), &produced, 1, 1, Duration::from_secs(3)).await;
+    assert!(
+        old.values().all(|v| v.is_empty()),
+        "{produced} was deleted and created again, empty: {old:?}"
+    );
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
+
 /// A record for a topic forgotten as idle (`metadata.max.idle.ms`) waits for the topic's
 /// metadata, as Java's `send` does, and is partitioned by the partitions the topic has then:
 /// the topic grew from 2 to 4 partitions meanwhile, and with the periodic refresh 10
