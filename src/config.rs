@@ -198,7 +198,7 @@ pub enum StoreType {
     Pem,
     /// PKCS#12, protected by the store's password.
     Pkcs12,
-    /// Java's own keystore format: named so the error can say how to convert it.
+    /// Java's own keystore format (Kafka's default type), read as the JDK writes it.
     Jks,
 }
 
@@ -549,19 +549,19 @@ pub struct ProducerConfig {
     pub sasl_oauthbearer_assertion_private_key_passphrase: Option<Secret>,
     /// `sasl.oauthbearer.assertion.template.file`: JSON `header` and `payload` claims.
     pub sasl_oauthbearer_assertion_template_file: Option<String>,
-    /// `ssl.truststore.type`: PEM or PKCS12 (JKS is refused); unset: read from the file.
+    /// `ssl.truststore.type`: PEM, PKCS12 or JKS; unset: read from the file.
     pub ssl_truststore_type: Option<StoreType>,
     /// `ssl.truststore.location`: a file of trusted certificates.
     pub ssl_truststore_location: Option<String>,
-    /// `ssl.truststore.password`: a PKCS12 truststore's password.
+    /// `ssl.truststore.password`: a PKCS12 or JKS truststore's password.
     pub ssl_truststore_password: Option<Secret>,
     /// `ssl.truststore.certificates`: trusted certificates inline, in PEM.
     pub ssl_truststore_certificates: Option<String>,
-    /// `ssl.keystore.type`: PEM or PKCS12 (JKS is refused); unset: read from the file.
+    /// `ssl.keystore.type`: PEM, PKCS12 or JKS; unset: read from the file.
     pub ssl_keystore_type: Option<StoreType>,
     /// `ssl.keystore.location`: the client's certificate chain and key.
     pub ssl_keystore_location: Option<String>,
-    /// `ssl.keystore.password`: a PKCS12 keystore's password.
+    /// `ssl.keystore.password`: a PKCS12 or JKS keystore's password.
     pub ssl_keystore_password: Option<Secret>,
     /// `ssl.keystore.certificate.chain`: the client's certificate chain inline, in PEM.
     pub ssl_keystore_certificate_chain: Option<String>,
@@ -1042,23 +1042,23 @@ keys! {
     /// a JSON file of header and payload claims added to each assertion
     "sasl.oauthbearer.assertion.template.file" sasl_oauthbearer_assertion_template_file(
         impl Into<String> => some_string) = None, OptionalText;
-    /// PEM or PKCS12 (JKS is refused: convert it with keytool); unset: read from the file
+    /// PEM, PKCS12 or JKS (a file that starts as JKS is read as one); unset: read from the file
     "ssl.truststore.type" ssl_truststore_type(StoreType => Some) = None, StoreTypeKind;
     /// a file of trusted CA certificates; unset (and no certificates inline): the system's roots
     "ssl.truststore.location" ssl_truststore_location(impl Into<String> => some_string) = None,
         OptionalText;
-    /// the password of a PKCS12 truststore
+    /// the password of a PKCS12 or JKS truststore (a JKS one without it is read unchecked)
     "ssl.truststore.password" ssl_truststore_password(impl Into<Secret> => some_secret) = None,
         SecretText;
     /// trusted CA certificates inline, in PEM
     "ssl.truststore.certificates" ssl_truststore_certificates(impl Into<String> => some_string)
         = None, OptionalText;
-    /// PEM or PKCS12 (JKS is refused); unset: read from the file
+    /// PEM, PKCS12 or JKS (a file that starts as JKS is read as one); unset: read from the file
     "ssl.keystore.type" ssl_keystore_type(StoreType => Some) = None, StoreTypeKind;
     /// the client's certificate chain and private key, for brokers that require one
     "ssl.keystore.location" ssl_keystore_location(impl Into<String> => some_string) = None,
         OptionalText;
-    /// the password of a PKCS12 keystore
+    /// the password of a PKCS12 or JKS keystore
     "ssl.keystore.password" ssl_keystore_password(impl Into<Secret> => some_secret) = None,
         SecretText;
     /// the client's certificate chain inline, in PEM
@@ -1066,7 +1066,7 @@ keys! {
         impl Into<String> => some_string) = None, OptionalText;
     /// the client's private key inline, in PEM (PKCS#8, encrypted with ssl.key.password or not)
     "ssl.keystore.key" ssl_keystore_key(impl Into<Secret> => some_secret) = None, SecretText;
-    /// the password of an encrypted private key
+    /// the password of an encrypted private key (a JKS key's; unset there: the keystore's password)
     "ssl.key.password" ssl_key_password(impl Into<Secret> => some_secret) = None, SecretText;
     /// https: the broker's certificate must name the host connected to; empty: not checked
     "ssl.endpoint.identification.algorithm" ssl_endpoint_identification_algorithm(

@@ -63,6 +63,7 @@ mod connection;
 pub mod fault_injection;
 mod intake;
 mod interceptor;
+mod jks;
 mod memory;
 mod messages;
 mod metadata;

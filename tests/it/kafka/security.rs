@@ -21,8 +21,8 @@ use rdkafka::config::ClientConfig;
 use crate::produce::{produce_and_verify_with, CODECS};
 use crate::support::consumer::{read_back, read_indexes};
 use crate::support::kafka::{
-    certs, shared, Kafka, Listener, Options, SharedLogsOnFailure, OAUTH_PRINCIPAL, PASSWORD,
-    STORE_PASSWORD, USER,
+    certs, shared, Kafka, Listener, Options, SharedLogsOnFailure, KEY_PASSWORD, OAUTH_PRINCIPAL,
+    PASSWORD, STORE_PASSWORD, USER,
 };
 use crate::support::{init_tracing, unique_topic};
 
@@ -202,6 +202,51 @@ async fn mutual_tls_with_pem_keys_pkcs12_and_librdkafka_aliases() {
     for e in errors {
         assert!(e.contains("TLS"), "{e}");
         assert!(e.contains(&mtls), "names the broker: {e}");
+    }
+}
+
+/// Java users' stores as Kafka's defaults make them: JKS, by keytool. A JKS truststore with
+/// its password and an RSA keystore whose key has a password of its own
+/// (`ssl.key.password`); then a truststore given without a password (read unchecked, as the
+/// JDK reads it) and no types named, with keytool's own EC key, which the JDK encodes
+/// without its public key, under the store's password. Each case through the listener that
+/// requires a client certificate.
+#[actix_rt::test]
+async fn mutual_tls_with_jks_stores_made_by_keytool() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let c = certs();
+    let (truststore, rsa, ec) = (
+        path(c.truststore_jks()),
+        path(c.client_jks()),
+        path(c.client_ec_jks()),
+    );
+    let mtls = kafka.bootstrap_on(Listener::Mtls);
+    let cases: [&[(&str, &str)]; 2] = [
+        &[
+            ("ssl.truststore.type", "JKS"),
+            ("ssl.truststore.location", &truststore),
+            ("ssl.truststore.password", STORE_PASSWORD),
+            ("ssl.keystore.type", "JKS"),
+            ("ssl.keystore.location", &rsa),
+            ("ssl.keystore.password", STORE_PASSWORD),
+            ("ssl.key.password", KEY_PASSWORD),
+        ],
+        &[
+            ("ssl.truststore.location", &truststore),
+            ("ssl.keystore.location", &ec),
+            ("ssl.keystore.password", STORE_PASSWORD),
+        ],
+    ];
+    for stores in cases {
+        let topic = unique_topic("mtls-jks");
+        kafka.create_topic(&topic, 2, 1).await;
+        let mut extra = vec![("security.protocol", "SSL")];
+        extra.extend_from_slice(stores);
+        let mut read = ClientConfig::new();
+        read.set("bootstrap.servers", kafka.bootstrap());
+        produce_and_verify_with(&mtls, read, &topic, 2, 100, &extra, None).await;
     }
 }
 

@@ -36,6 +36,8 @@ pub const OAUTH_PRINCIPAL: &str = "admin";
 
 /// Password of every PKCS#12 store [`Certs`] writes.
 pub const STORE_PASSWORD: &str = "herald-store";
+/// The key password of [`Certs::client_jks`], other than its store's.
+pub const KEY_PASSWORD: &str = "herald-key";
 
 /// A listener every node has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +157,23 @@ impl Certs {
     pub fn truststore_p12(&self) -> PathBuf {
         self.dir.join("truststore.p12")
     }
+    /// The CA as a JKS truststore (Kafka's default type), made by `keytool -importcert`,
+    /// [`STORE_PASSWORD`].
+    pub fn truststore_jks(&self) -> PathBuf {
+        self.dir.join("truststore.jks")
+    }
+    /// The client's RSA key and chain as a JKS keystore, converted by keytool from
+    /// [`client_p12`](Self::client_p12): store password [`STORE_PASSWORD`], key password
+    /// [`KEY_PASSWORD`].
+    pub fn client_jks(&self) -> PathBuf {
+        self.dir.join("client.jks")
+    }
+    /// A client EC (P-256) key made by keytool, as the JDK encodes it (no public key in
+    /// its PKCS#8), its certificate signed by the CA: a JKS keystore whose key password is
+    /// the store's, [`STORE_PASSWORD`].
+    pub fn client_ec_jks(&self) -> PathBuf {
+        self.dir.join("client-ec.jks")
+    }
 }
 
 /// The test certificates of this process.
@@ -171,6 +190,40 @@ pub fn certs() -> &'static Certs {
             assert!(
                 out.status.success(),
                 "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        // `{name}.csr` signed by the test CA with the extensions of `{ext}.ext`.
+        let sign = |name: &str, ext: &str| {
+            sh(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "3",
+                "-extfile",
+                &format!("{ext}.ext"),
+                "-out",
+                &format!("{name}.pem"),
+            ]);
+        };
+        let keytool = |args: &[&str]| {
+            let out = Command::new("keytool")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("run keytool (part of the JDK the Kafka tests need): {e}")
+                });
+            assert!(
+                out.status.success(),
+                "keytool {args:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         };
@@ -241,23 +294,7 @@ pub fn certs() -> &'static Certs {
                     &format!("{name}.pem"),
                 ]);
             } else {
-                sh(&[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &format!("{name}.csr"),
-                    "-CA",
-                    "ca.pem",
-                    "-CAkey",
-                    "ca.key",
-                    "-CAcreateserial",
-                    "-days",
-                    "3",
-                    "-extfile",
-                    &format!("{name}.ext"),
-                    "-out",
-                    &format!("{name}.pem"),
-                ]);
+                sign(name, name);
             }
             sh(&[
                 "pkcs12",
@@ -285,33 +322,68 @@ pub fn certs() -> &'static Certs {
             "extendedKeyUsage=clientAuth\n",
             false,
         );
-        // What a Java user's truststore is: keytool marks the entry trusted, which openssl's
-        // PKCS#12 export does not.
-        let out = Command::new("keytool")
-            .args([
-                "-importcert",
-                "-noprompt",
-                "-alias",
-                "herald-test-ca",
-                "-file",
-                "ca.pem",
-            ])
-            .args([
+        // A keystore's type, file and password, as keytool takes them.
+        let store = |kind: &'static str, file: &'static str| {
+            [
                 "-storetype",
-                "PKCS12",
+                kind,
                 "-keystore",
-                "truststore.p12",
+                file,
                 "-storepass",
-            ])
-            .arg(STORE_PASSWORD)
-            .current_dir(&dir)
-            .output()
-            .unwrap_or_else(|e| panic!("run keytool (part of the JDK the Kafka tests need): {e}"));
-        assert!(
-            out.status.success(),
-            "keytool -importcert: {}",
-            String::from_utf8_lossy(&out.stderr)
+                STORE_PASSWORD,
+            ]
+        };
+        let import = |alias: &str, file: &str, into: &[&str]| {
+            let cert = ["-importcert", "-noprompt", "-alias", alias, "-file", file];
+            keytool(&[&cert[..], into].concat());
+        };
+        // What a Java user's truststore is: keytool marks the entry trusted, which openssl's
+        // PKCS#12 export does not. Then the same in Kafka's default type, JKS.
+        import(
+            "herald-test-ca",
+            "ca.pem",
+            &store("PKCS12", "truststore.p12"),
         );
+        import("herald-test-ca", "ca.pem", &store("JKS", "truststore.jks"));
+        keytool(&[
+            "-importkeystore",
+            "-noprompt",
+            "-srckeystore",
+            "client.p12",
+            "-srcstoretype",
+            "PKCS12",
+            "-srcstorepass",
+            STORE_PASSWORD,
+            "-srcalias",
+            "client",
+            "-destkeystore",
+            "client.jks",
+            "-deststoretype",
+            "JKS",
+            "-deststorepass",
+            STORE_PASSWORD,
+            "-destkeypass",
+            KEY_PASSWORD,
+        ]);
+        // keytool's own EC key, signed by the CA, its chain installed from the reply.
+        let ec = store("JKS", "client-ec.jks");
+        let genkey = [
+            "-genkeypair",
+            "-alias",
+            "client-ec",
+            "-keyalg",
+            "EC",
+            "-groupname",
+            "secp256r1",
+            "-dname",
+            "CN=herald-client-ec",
+        ];
+        keytool(&[&genkey[..], &ec].concat());
+        let certreq = ["-certreq", "-alias", "client-ec", "-file", "client-ec.csr"];
+        keytool(&[&certreq[..], &ec].concat());
+        sign("client-ec", "client");
+        import("herald-test-ca", "ca.pem", &ec);
+        import("client-ec", "client-ec.pem", &ec);
         Certs { dir }
     })
 }
