@@ -848,6 +848,14 @@ impl Accumulator {
                 // made the two cores take the reference count's line from each other per
                 // record (in `perf` of `do_send` + `notify`, the clone and the drop 9% of
                 // the process). Cloned in one burst, the line moves once per batch.
+                // Each `Producer::send` slot's line was last written on the application's
+                // thread, and settling it takes its lock: one miss per record, each behind
+                // the locked instruction before it. Reading every slot first lets the
+                // misses overlap (in `perf` of `herald-producer-send`, `Slot::settle` 11.4%
+                // -> 8.6% of the process, the reads 0.4%).
+                for r in &records {
+                    r.completion.warm();
+                }
                 let mut topics = std::mem::take(&mut self.topic_clones);
                 if acks.is_some() || records.first().is_some_and(|s| !s.completion.counts_only()) {
                     topics.extend(std::iter::repeat_n(self.topic.clone(), records.len()));
