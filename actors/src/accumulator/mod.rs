@@ -191,7 +191,13 @@ impl Accumulator {
     ) -> Self {
         Accumulator {
             sensors: shared.metrics.topic(&topic),
-            topic,
+            // A copy of the partition's own: every record's `RecordMetadata` holds it, and
+            // the application drops those on its thread while other partitions' batches
+            // are completed here; with one allocation for the whole topic, their clones
+            // and its drops met on one cache line (`do_send` + `notify`: 566, 568, 577 ns
+            // of CPU per record with it, 521, 532, 474 with a copy per partition, three
+            // pairs of invocations alternating the builds).
+            topic: Arc::from(&*topic),
             partition,
             shared,
             part,
