@@ -943,6 +943,12 @@ impl Handler<ForgetTopics> for Metadata {
     /// needs a leader (`Shared::want_topic`).
     fn handle(&mut self, msg: ForgetTopics, _: &mut Context<Self>) {
         for t in msg.0 {
+            if self.lookups.contains_key(&t) {
+                // A `partitions_for` still waits for it, which is use (Java's waitOnMetadata
+                // re-adds the topic on each loop): asked about as of now instead.
+                self.shared.cluster.looked_up(&t);
+                continue;
+            }
             self.replicas.remove(&t);
             tracing::debug!(topic = %t, idle_ms = self.shared.config.metadata_max_idle.as_millis() as u64, "removing an unused topic from the metadata");
             self.wanted.remove(&t);

@@ -98,3 +98,37 @@ async fn a_lookup_outlives_a_metadata_panic() {
     assert_eq!(producer.fault_injection().restarts_of("metadata"), Some(1));
     assert!(producer.close(Duration::from_secs(5)).await);
 }
+
+/// A lookup that waits longer than `metadata.max.idle.ms` (its only broker down) is use of
+/// its topic, as Java's `waitOnMetadata` re-adds the topic while it waits: the topic stays in
+/// the metadata requests, and the lookup is answered once the broker is back, not at
+/// max.block.ms.
+#[actix_rt::test]
+async fn a_lookup_waiting_past_the_idle_limit_keeps_its_topic() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("partitions-for-idle");
+    mock.create_topic(&topic, 3, 1);
+    let bootstrap = mock.bootstrap();
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("metadata.max.idle.ms", "5000"),
+        ("max.block.ms", "30000"),
+    ])
+    .unwrap();
+    mock.cluster.broker_down(1).unwrap();
+    let started = std::time::Instant::now();
+    let (answer, ()) = futures_util::join!(producer.partitions_for(&topic), async {
+        // Past the 5 s limit and the router's idle check a second later.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        mock.cluster.broker_up(1).unwrap();
+    });
+    let infos = answer.unwrap_or_else(|e| panic!("answered once the broker is back: {e}"));
+    assert_eq!(infos.len(), 3, "{infos:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(8) && waited < Duration::from_secs(20),
+        "answered when the broker came back, not before nor at max.block.ms: {waited:?}"
+    );
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
