@@ -28,13 +28,13 @@ use std::sync::Arc;
 use herald::config::{EndpointIdentification, StoreType, TlsVersion};
 use herald::sasl::Secret;
 use herald::{ConfigError, ProducerConfig, SecurityProtocol};
-
-use crate::jks;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+use crate::jks;
 
 /// The TLS side of a connection: rustls' client configuration, shared by every connection of
 /// one producer.
@@ -364,8 +364,10 @@ fn configured_certs(
                 for entry in jks_store(key, path, &bytes, password)?.entries {
                     match entry {
                         jks::Entry::Trusted(c) => certs.push((key, c)),
+                        // As Java's trust managers read a key entry: its own certificate,
+                        // not the CAs of its chain.
                         jks::Entry::Key { chain, .. } => {
-                            certs.extend(chain.into_iter().map(|c| (key, c)))
+                            certs.extend(chain.into_iter().take(1).map(|c| (key, c)))
                         }
                     }
                 }
@@ -387,8 +389,10 @@ fn configured_certs(
                             certs.push((key, CertificateDer::from(c.as_der().to_vec())));
                             any = true;
                         }
+                        // As Java's trust managers read a key entry: its own certificate,
+                        // not the CAs of its chain.
                         p12_keystore::KeyStoreEntry::PrivateKeyChain(chain) => {
-                            for c in chain.chain() {
+                            if let Some(c) = chain.chain().first() {
                                 certs.push((key, CertificateDer::from(c.as_der().to_vec())));
                                 any = true;
                             }

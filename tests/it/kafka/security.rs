@@ -210,7 +210,10 @@ async fn mutual_tls_with_pem_keys_pkcs12_and_librdkafka_aliases() {
 /// (`ssl.key.password`); then a truststore given without a password (read unchecked, as the
 /// JDK reads it) and no types named, with keytool's own EC key, which the JDK encodes
 /// without its public key, under the store's password. Each case through the listener that
-/// requires a client certificate.
+/// requires a client certificate. Last, the client's own keystore (JKS, then PKCS12) given
+/// as the truststore:
+/// as with Java's trust managers, a key entry is trusted for its own certificate, not for
+/// the CA in its chain, so the broker's certificate (signed by that CA) is refused.
 #[actix_rt::test]
 async fn mutual_tls_with_jks_stores_made_by_keytool() {
     init_tracing();
@@ -247,6 +250,25 @@ async fn mutual_tls_with_jks_stores_made_by_keytool() {
         let mut read = ClientConfig::new();
         read.set("bootstrap.servers", kafka.bootstrap());
         produce_and_verify_with(&mtls, read, &topic, 2, 100, &extra, None).await;
+    }
+    let p12 = path(c.client_p12());
+    for keystore in [&rsa, &p12] {
+        for e in expect_authentication_failure(
+            &[
+                ("bootstrap.servers", &kafka.bootstrap_on(Listener::Ssl)),
+                ("security.protocol", "SSL"),
+                ("ssl.truststore.location", keystore),
+                ("ssl.truststore.password", STORE_PASSWORD),
+            ],
+            1,
+        )
+        .await
+        {
+            assert!(
+                e.contains("TLS") && e.contains("UnknownIssuer"),
+                "{keystore}: {e}"
+            );
+        }
     }
 }
 
