@@ -897,7 +897,7 @@ keys! {
     /// weigh sticky draws against partitions whose unsent batches pile up (Java's KIP-794)
     "partitioner.adaptive.partitioning.enable" partitioner_adaptive_partitioning_enable(bool) =
         true, Flag;
-    /// with adaptive partitioning, leave out of sticky draws a partition whose ready batch waited longer; 0 = never
+    /// with adaptive partitioning, leave out of sticky draws the partitions of a leader that kept a ready batch waiting longer; 0 = never
     "partitioner.availability.timeout.ms" partitioner_availability_timeout(Duration) = ms(0),
         Millis::LONG;
     /// with client.rack: keyless records go to partitions led in that rack when any is (KIP-1123), to save cross-zone traffic

@@ -25,8 +25,9 @@
 //!   piling up, and keyless records, which may go anywhere, are better spent elsewhere. The
 //!   weights are Java's (`BuiltInPartitioner.updatePartitionLoadStats`): each partition weighs
 //!   `max queue + 1 - its queue`, drawn through a cumulative frequency table. With
-//!   `partitioner.availability.timeout.ms` above zero, a partition whose oldest ready batch has
-//!   waited longer than that is left out of the draw. The router supplies the queues through
+//!   `partitioner.availability.timeout.ms` above zero, the partitions of a leader that has
+//!   kept a ready batch waiting longer than that are left out of the draw, empty ones too, as
+//!   Java leaves out a node not drained for that long. The router supplies the queues through
 //!   [`PartitionLoad`] only when a partitioner draws, so the per-record path pays nothing.
 //!
 //! librdkafka's own default (`consistent_random`, CRC32) places keys differently; only its
@@ -69,6 +70,13 @@ pub trait PartitionLoad {
     /// The load of `partition`; `None` while nothing has been queued for it yet (its load is
     /// unknown, so weighting would leave it out of every draw).
     fn load(&self, partition: i32) -> Option<QueueLoad>;
+
+    /// The broker that leads `partition`, if known: `partitioner.availability.timeout.ms`
+    /// leaves out every partition of a leader that has kept a batch from being sent for
+    /// longer, as Java's does. Without it, each partition is judged by its own queue.
+    fn leader(&self, _partition: i32) -> Option<i32> {
+        None
+    }
 }
 
 /// A topic whose every partition's load is unknown, for callers that have no queues.
@@ -388,10 +396,16 @@ fn draw_weighted(
         return None;
     }
     table.clear();
+    let stalled = stalled_leaders(partitions, load, availability_timeout)?;
     for p in 0..partitions.count {
         let l = load.load(p)?;
         let led = partitions.available.binary_search(&p).is_ok();
-        if led && (availability_timeout.is_zero() || l.ready_for <= availability_timeout) {
+        let unavailable = !availability_timeout.is_zero()
+            && match load.leader(p) {
+                Some(leader) => stalled.contains(&leader),
+                None => l.ready_for > availability_timeout,
+            };
+        if led && !unavailable {
             table.push((p, u64::from(l.batches)));
         }
     }
@@ -410,6 +424,31 @@ fn draw_weighted(
     let weighted = u64::from(rng.u32(0..=i32::MAX as u32)) % sum;
     let index = table.partition_point(|&(_, c)| c <= weighted);
     table.get(index).map(|&(p, _)| p)
+}
+
+/// The leaders (as `load` names them) of a partition whose oldest ready batch has waited
+/// longer than `availability_timeout`: Java's `readyTimeMs - drainTimeMs` of a node past the
+/// timeout, seen from its queues. Empty with no timeout; `None` while a partition's load is
+/// unknown (the draw is uniform then).
+fn stalled_leaders(
+    partitions: &TopicPartitions<'_>,
+    load: &dyn PartitionLoad,
+    availability_timeout: Duration,
+) -> Option<Vec<i32>> {
+    let mut stalled = Vec::new();
+    if availability_timeout.is_zero() {
+        return Some(stalled);
+    }
+    for p in 0..partitions.count {
+        if load.load(p)?.ready_for > availability_timeout {
+            if let Some(leader) = load.leader(p) {
+                if !stalled.contains(&leader) {
+                    stalled.push(leader);
+                }
+            }
+        }
+    }
+    Some(stalled)
 }
 
 /// Draws uniformly among the available partitions (all when none is), avoiding `previous`
@@ -855,6 +894,40 @@ mod tests {
         for c in [counts[0], counts[2], counts[3]] {
             assert!((9_000..11_000).contains(&c), "{counts:?}");
         }
+    }
+
+    /// Loads with the partitions' leaders.
+    struct Led(Loads, Vec<i32>);
+
+    impl PartitionLoad for Led {
+        fn load(&self, partition: i32) -> Option<QueueLoad> {
+            self.0.load(partition)
+        }
+        fn leader(&self, partition: i32) -> Option<i32> {
+            self.1.get(partition as usize).copied()
+        }
+    }
+
+    /// As Java's: a leader that kept a batch waiting past the availability timeout has all
+    /// its partitions left out, the one with nothing queued too; another leader's are drawn.
+    #[test]
+    fn adaptive_draw_leaves_out_every_partition_of_a_stalled_leader() {
+        let parts = TopicPartitions {
+            count: 4,
+            available: &[0, 1, 2, 3],
+            local: &[],
+        };
+        let mut loads = queues(&[0, 0, 0, 0]);
+        loads.0[1] = Some(QueueLoad {
+            batches: 1,
+            ready_for: ms(300),
+        });
+        // Partitions 0 and 1 on broker 7 (1 stalled, 0 empty), 2 and 3 on broker 8.
+        let led = Led(loads, vec![7, 7, 8, 8]);
+        let mut p = DefaultPartitioner::with_seed(10, false, 8).adaptive(true, ms(200));
+        let counts = draws(&mut p, &parts, &led, 20_000);
+        assert_eq!((counts[0], counts[1]), (0, 0), "{counts:?}");
+        assert!(counts[2] > 9_000 && counts[3] > 9_000, "{counts:?}");
     }
 
     fn ms(n: u64) -> Duration {

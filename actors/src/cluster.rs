@@ -28,7 +28,8 @@ pub(crate) struct PartitionMeta {
 /// What the cluster says about one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TopicMeta {
-    /// The topic's name, shared with every record's metadata.
+    /// The topic's name (each partition's accumulator keeps a copy of its own for its
+    /// records' metadata, see `Accumulator::new`).
     pub(crate) name: Arc<str>,
     /// Indexed by partition id.
     pub(crate) partitions: Vec<PartitionMeta>,

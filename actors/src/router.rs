@@ -102,6 +102,8 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// the lock is not contended, and a sticky partitioner asks only once per batch.
 struct RouteLoad<'a> {
     partitions: &'a [Option<PartitionHandle>],
+    /// The route's metadata, for each partition's leader.
+    meta: &'a TopicMeta,
     batch_size: usize,
     linger: Duration,
 }
@@ -117,6 +119,11 @@ impl PartitionLoad for RouteLoad<'_> {
             .lock()
             .load(self.batch_size, self.linger, Instant::now());
         Some(load)
+    }
+
+    fn leader(&self, partition: i32) -> Option<i32> {
+        let meta = self.meta.partitions.get(usize::try_from(partition).ok()?)?;
+        (meta.leader >= 0).then_some(meta.leader)
     }
 }
 
@@ -562,6 +569,7 @@ impl RouterCore {
                 let (available, local) = (&route.meta.available, &route.meta.local);
                 let load = RouteLoad {
                     partitions: &route.partitions,
+                    meta: &route.meta,
                     batch_size: self.shared.config.batch_size,
                     linger: self.shared.config.linger,
                 };
