@@ -282,6 +282,35 @@ mod tests {
         assert!(parse(KEYTOOL_JKS, None).is_ok());
     }
 
+    /// Garbage is an error, never a panic: the store with bytes flipped, cut or doubled at
+    /// random, read unchecked (no password, so damage reaches the entry parser) and every
+    /// key it still yields opened.
+    #[test]
+    fn damaged_stores_never_panic() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..3_000 {
+            let mut bytes = KEYTOOL_JKS.to_vec();
+            for _ in 0..rng.usize(1..4) {
+                let at = rng.usize(..bytes.len());
+                match rng.u8(..3) {
+                    0 => bytes[at] = rng.u8(..),
+                    1 => bytes.truncate(at.max(1)),
+                    _ => {
+                        let tail = bytes[at..].to_vec();
+                        bytes.extend_from_slice(&tail);
+                    }
+                }
+            }
+            if let Ok(store) = parse(&bytes, None) {
+                for e in store.entries {
+                    if let Entry::Key { protected, .. } = e {
+                        let _ = recover_key(&protected, "key-pass");
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn truncated_or_foreign_bytes_are_refused() {
         for n in [0, 3, 8, 30, KEYTOOL_JKS.len() / 2] {
