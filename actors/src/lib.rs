@@ -86,7 +86,7 @@ pub use completion::{BatchTally, Delivered, Deliveries, Notifier, Outcome};
 pub use interceptor::ProducerInterceptor;
 pub use messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, ConsumerGroupMetadata, Flush,
-    GetMetrics, InitTransactions, Produce, ProduceBatch, ProduceBatchTally,
+    GetMetrics, GetPartitions, InitTransactions, Produce, ProduceBatch, ProduceBatchTally,
     SendOffsetsToTransaction, TopicPartitionOffset, TraceContext, TransactionResult,
 };
 pub use metrics::MetricsSnapshot;

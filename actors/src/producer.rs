@@ -28,7 +28,7 @@ use crate::messages::application::{
     DrainIntake, Expedite, Flush, GetMetrics, InitTransactions, Produce, ReplyTo,
     SendOffsetsToTransaction, TopicPartitionOffset, TransactionResult,
 };
-use crate::messages::cluster::{PartitionsFor, Subscribe};
+use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::otel::Tracing;
@@ -577,17 +577,7 @@ impl Producer {
     /// such as TOPIC_AUTHORIZATION_FAILED, [`ErrorKind::Authentication`], and the producer's
     /// own state (broken, closed).
     pub async fn partitions_for(&self, topic: &str) -> Result<Vec<PartitionInfo>, ErrorKind> {
-        if let Some(why) = self.shared.supervision.broken() {
-            return Err(why.clone());
-        }
-        let Some(metadata) = self.shared.metadata.get() else {
-            return Err(ErrorKind::Closed);
-        };
-        metadata
-            .partitions_for
-            .send(PartitionsFor(Arc::from(topic)))
-            .await
-            .unwrap_or(Err(ErrorKind::Closed))
+        self.shared.partitions_for(topic).await
     }
 
     /// Waits until every record sent before the call has its outcome.

@@ -25,7 +25,7 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use herald::batch::{record_size, BatchBuilder, BatchFull, RECORD_BATCH_OVERHEAD};
 use herald::partitioner::{PartitionLoad, Partitioner, QueueLoad, TopicPartitions};
-use herald::{ErrorKind, ProduceError, ProducerRecord, TransactionError};
+use herald::{ErrorKind, PartitionInfo, ProduceError, ProducerRecord, TransactionError};
 
 use crate::accumulator::Accumulator;
 use crate::cluster::TopicMeta;
@@ -36,7 +36,7 @@ use crate::intake::{held_size, Entry as IntakeEntry};
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
 use crate::messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Expedite, Flush,
-    GetMetrics, InitTransactions, Produce, ProduceBatch, ProduceBatchTally, ReplyTo,
+    GetMetrics, GetPartitions, InitTransactions, Produce, ProduceBatch, ProduceBatchTally, ReplyTo,
     SendOffsetsToTransaction, TransactionResult,
 };
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
@@ -1488,6 +1488,14 @@ impl Handler<Flush> for Router {
             let _ = rx.await;
             shared.metrics.add_call_time(Call::Flush, started);
         })
+    }
+}
+
+impl Handler<GetPartitions> for Router {
+    type Result = ResponseFuture<Result<Vec<PartitionInfo>, ErrorKind>>;
+
+    fn handle(&mut self, msg: GetPartitions, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(self.core.borrow().shared.partitions_for(&msg.0))
     }
 }
 

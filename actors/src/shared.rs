@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 use herald::sasl::SaslSettings;
-use herald::ProducerConfig;
+use herald::{ErrorKind, PartitionInfo, ProducerConfig};
 
 use crate::clock::Clock;
 use crate::cluster::ClusterView;
@@ -67,6 +67,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Java's `partitionsFor`, for `Producer::partitions_for` and the router's
+    /// `GetPartitions`: the metadata actor's answer, or the producer's own state (broken,
+    /// closed).
+    pub(crate) fn partitions_for(
+        &self,
+        topic: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<PartitionInfo>, ErrorKind>> + 'static {
+        let asked = match (self.supervision.broken(), self.metadata.get()) {
+            (Some(why), _) => Err(why.clone()),
+            (None, None) => Err(ErrorKind::Closed),
+            (None, Some(m)) => Ok(m.partitions_for.send(PartitionsFor(Arc::from(topic)))),
+        };
+        async move {
+            match asked {
+                Ok(answer) => answer.await.unwrap_or(Err(ErrorKind::Closed)),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
     /// Asks the metadata actor for a refresh soon (it coalesces bursts).
     pub(crate) fn request_metadata_refresh(&self) {
         if let Some(m) = self.metadata.get() {
@@ -107,7 +127,7 @@ pub(crate) struct MetadataLink {
     pub(crate) bump_epoch: Recipient<BumpEpoch>,
     /// Accumulators → metadata, when a Produce response names a broker as a new leader.
     pub(crate) broker_named: Recipient<BrokerNamed>,
-    /// Producer → metadata (`Producer::partitions_for`).
+    /// Producer and router → metadata (`Shared::partitions_for`).
     pub(crate) partitions_for: Recipient<PartitionsFor>,
     /// Router → metadata, at close.
     pub(crate) shutdown: Recipient<Shutdown>,

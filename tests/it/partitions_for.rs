@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use herald::{ErrorKind, Node, PartitionInfo};
-use herald_actors::Producer;
+use herald_actors::{GetPartitions, Producer};
 
 use crate::support::kafka::{partitions_of, PartitionState};
 use crate::support::mock::Mock;
@@ -41,6 +41,23 @@ async fn partitions_for_matches_librdkafkas_metadata() {
         .unwrap();
     assert_eq!(as_states(&infos), expected);
     assert!(infos.iter().all(|p| p.replicas.len() == 3));
+    // The same answer through the router's address, for code that holds only that.
+    let via_router = producer
+        .router()
+        .send(GetPartitions(topic.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(via_router, infos);
+    let invalid = producer
+        .router()
+        .send(GetPartitions("bad/name".into()))
+        .await
+        .unwrap();
+    assert!(
+        matches!(invalid, Err(ErrorKind::InvalidTopic { .. })),
+        "{invalid:?}"
+    );
     for p in &infos {
         let leader = p.leader.as_ref().unwrap();
         assert!(

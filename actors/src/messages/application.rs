@@ -7,7 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use bytes::Bytes;
 use herald::serializer::Serializer;
-use herald::{ErrorKind, Header, ProduceError, ProducerRecord, TransactionError};
+use herald::{ErrorKind, Header, PartitionInfo, ProduceError, ProducerRecord, TransactionError};
 
 use crate::completion::{BatchTally, Delivered, Notifier, Outcome};
 use crate::metrics::MetricsSnapshot;
@@ -267,6 +267,13 @@ pub struct Close {
     /// How long to flush before aborting.
     pub timeout: Duration,
 }
+
+/// Application → router: the partitions of a topic as the producer's metadata has them
+/// (Java's `partitionsFor`), for code that holds the router's address; answered as
+/// [`Producer::partitions_for`](crate::Producer::partitions_for) answers.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<PartitionInfo>, ErrorKind>")]
+pub struct GetPartitions(pub String);
 
 /// Application → router: a snapshot of the producer's metrics.
 #[derive(Debug, Message)]
