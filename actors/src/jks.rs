@@ -223,14 +223,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// SHA-1 of `bytes`, for tests that build stores.
-#[cfg(test)]
-fn sha1(bytes: &[u8]) -> Vec<u8> {
-    ring::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, bytes)
-        .as_ref()
-        .to_vec()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +232,13 @@ mod tests {
     /// certificate as a trusted entry): the reader against the format's writer, not against
     /// itself.
     const KEYTOOL_JKS: &[u8] = include_bytes!("../testdata/keytool.jks");
+
+    /// SHA-1 of `bytes`, for tests that build stores.
+    fn sha1(bytes: &[u8]) -> Vec<u8> {
+        ring::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, bytes)
+            .as_ref()
+            .to_vec()
+    }
 
     #[test]
     fn reads_a_keytool_store_and_opens_its_key() {

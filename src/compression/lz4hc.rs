@@ -4,9 +4,10 @@
 //! Java's producer (lz4-java) compresses with LZ4's fast compressor at the default level 9,
 //! and with LZ4 HC at any other level, 1 to 17; a higher level searches more candidates for
 //! each match. The output is an ordinary LZ4 frame (the header Java writes: independent
-//! 64 KiB blocks, no checksums), so every reader decodes it. Ours is greedy: it takes the
-//! longest match among the candidates it searches, without HC's lazy or optimal parsing, so
-//! its output is not lz4's byte for byte, and is larger at the highest levels.
+//! 64 KiB blocks, no checksums), so every reader decodes it. Ours takes the longest match
+//! among the candidates it searches, with one step of lazy matching (a longer match one byte
+//! on wins), without HC's optimal parsing, so its output is not lz4's byte for byte, and is
+//! larger at the highest levels.
 
 use bytes::{BufMut, BytesMut};
 
