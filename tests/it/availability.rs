@@ -777,3 +777,92 @@ async fn a_lost_connection_refreshes_metadata_at_once() {
         vec![Some(b"warm".to_vec()), Some(b"waited".to_vec())]
     );
 }
+
+/// KIP-951 with a leader no Metadata response has listed: broker 3 is down when the producer
+/// starts (the mock lists only brokers that are up), then comes back and takes the
+/// partition's leadership. The old leader's refusal names broker 3 and its endpoint, and
+/// Herald connects to it from that alone: with the retry backoff (which paces metadata
+/// refreshes) at a minute and the periodic refresh ten minutes away, the record is written
+/// by broker 3 before any Metadata request is sent.
+#[actix_rt::test]
+async fn a_leader_no_metadata_listed_is_reached_from_the_refusal_naming_it() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("unlisted-leader");
+    mock.create_topic(&topic, 1, 3);
+    mock.cluster.partition_leader(&topic, 0, Some(1)).unwrap();
+    mock.cluster.broker_down(3).unwrap();
+    let listed = {
+        let bootstrap = mock.bootstrap();
+        tokio::task::spawn_blocking(move || {
+            let consumer: BaseConsumer = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .expect("metadata client");
+            let md = consumer
+                .fetch_metadata(None, Duration::from_secs(10))
+                .expect("fetch metadata");
+            md.brokers()
+                .iter()
+                .map(|b| (b.id(), format!("{}:{}", b.host(), b.port())))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("metadata thread")
+    };
+    assert!(
+        listed.iter().all(|(id, _)| *id != 3),
+        "the mock lists a broker that is down: {listed:?}"
+    );
+    // Bootstrap from the listed brokers only: nothing in the producer has seen broker 3.
+    let bootstrap = listed
+        .iter()
+        .map(|(_, a)| a.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let producer = start_producer(
+        &bootstrap,
+        &[],
+        &[
+            ("linger.ms", "0"),
+            ("retry.backoff.ms", "60000"),
+            ("retry.backoff.max.ms", "60000"),
+            ("metadata.max.age.ms", "600000"),
+            ("request.timeout.ms", "30000"),
+            ("delivery.timeout.ms", "180000"),
+        ],
+    );
+    producer
+        .send(Produce::new(topic.clone()).value("before").partition(0))
+        .await
+        .unwrap_or_else(|e| panic!("the record before the move: {e}"));
+    let before = producer.metrics().await;
+    mock.cluster.broker_up(3).unwrap();
+    mock.cluster.partition_leader(&topic, 0, Some(3)).unwrap();
+    let md = tokio::time::timeout(
+        Duration::from_secs(20),
+        producer.send(Produce::new(topic.clone()).value("after").partition(0)),
+    )
+    .await
+    .expect("acknowledged through the named broker, not after the paced minute")
+    .unwrap_or_else(|e| panic!("the record after the move: {e}"));
+    assert_eq!(md.partition, 0);
+    let after = producer.metrics().await;
+    assert_eq!(
+        after.leader_hint_total - before.leader_hint_total,
+        1,
+        "the partition followed the leader the refusal named"
+    );
+    assert_eq!(
+        after.metadata_refresh_total, before.metadata_refresh_total,
+        "no Metadata request told the producer of broker 3"
+    );
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 2, Duration::from_secs(10)).await;
+    let values: Vec<_> = back[&0].iter().map(|c| c.value.clone()).collect();
+    assert_eq!(
+        values,
+        vec![Some(b"before".to_vec()), Some(b"after".to_vec())],
+        "each record once, in order"
+    );
+}
