@@ -345,7 +345,7 @@ pub enum ErrorKind {
         /// The topic.
         topic: Arc<str>,
     },
-    /// An explicit partition that the topic does not have.
+    /// An explicit partition, or one a custom partitioner chose, that the topic does not have.
     #[error("partition {partition} out of range for topic {topic} with {partitions} partitions")]
     PartitionOutOfRange {
         /// The topic.

@@ -279,7 +279,12 @@ struct RouterCore {
     /// When the current buffer.memory stall began (for `bufferpool-wait-time-ns-total`).
     stall_since: Option<Instant>,
     deferred_flushes: Vec<OneshotSender<()>>,
+    /// `close` was called: new records are refused. Records already in the interceptors
+    /// were sent before it and are still taken, as the close flushes them.
     closed: bool,
+    /// The close has flushed what it could (or gave up): nothing is taken any more, not even
+    /// a record coming back from the interceptors late, since the accumulators are shut.
+    shut: bool,
     metadata_timer: Option<(Instant, SpawnHandle)>,
     /// The intake's second buffer (see the `DrainIntake` handler).
     intake_spare: Vec<IntakeEntry>,
@@ -346,6 +351,7 @@ impl Router {
                 stall_since: None,
                 deferred_flushes: Vec::new(),
                 closed: false,
+                shut: false,
                 metadata_timer: None,
                 intake_spare: Vec::new(),
                 in_txn: false,
@@ -381,10 +387,29 @@ enum Appended {
 }
 
 impl RouterCore {
+    /// Refuses a record that has been through the interceptors' `on_send`, if there are
+    /// interceptors: every refusal but the few `accept` makes before the chain.
     fn refuse(&self, kind: ErrorKind, record: ProducerRecord, completion: Completion) {
+        self.refuse_seen(kind, record, completion, self.interceptors.is_some());
+    }
+
+    /// `seen`: the interceptors' `on_send` saw the record, so their `on_acknowledgement`
+    /// sees its failure too (Java's `onSendError`): every record `on_send` saw gets exactly
+    /// one acknowledgement.
+    fn refuse_seen(
+        &self,
+        kind: ErrorKind,
+        record: ProducerRecord,
+        completion: Completion,
+        seen: bool,
+    ) {
         let buffer_full = matches!(kind, ErrorKind::BufferExhausted { .. });
         self.shared.metrics.refused(buffer_full);
-        if let (Some(status), true) = (&self.shared.txn, self.in_txn) {
+        // While a commit flushes, `in_txn` is already false but the records still parked
+        // (waiting for metadata or memory) or in the interceptors belong to the transaction
+        // being committed: losing one of them must fail the commit too.
+        let open = self.in_txn || self.txn_ending == Some(true);
+        if let (Some(status), true) = (&self.shared.txn, open) {
             // A record of the open transaction is lost to it: the transaction cannot commit
             // (Java's `maybeTransitionToErrorState`).
             if !matches!(kind, ErrorKind::Transaction(_)) {
@@ -392,7 +417,13 @@ impl RouterCore {
                 status.fail(TransactionError::Abortable(Arc::from(why)));
             }
         }
-        completion.complete(Err(ProduceError::refused(kind, record)));
+        let outcome: Outcome = Err(ProduceError::refused(kind, record));
+        if let (true, Some(chain)) = (seen, &self.interceptors) {
+            chain.do_send(Acknowledged {
+                outcomes: vec![outcome.clone()],
+            });
+        }
+        completion.complete(outcome);
     }
 
     /// Publishes how many records wait for metadata and for memory. Called where those queues
@@ -421,17 +452,20 @@ impl RouterCore {
         intercepted: Option<Option<u64>>,
         ctx: &mut Context<Router>,
     ) {
-        if self.closed {
-            return self.refuse_held(ErrorKind::Closed, held);
+        // Refusals before the chain: the interceptors saw the record only if it is back
+        // from them.
+        let seen = intercepted.is_some();
+        if self.shut || (self.closed && !seen) {
+            return self.refuse_held_seen(ErrorKind::Closed, held, seen);
         }
         if let Some(why) = self.shared.supervision.broken() {
-            return self.refuse_held(why.clone(), held);
+            return self.refuse_held_seen(why.clone(), held, seen);
         }
         #[cfg(feature = "fault-injection")]
         self.shared.victims.trip(ActorKind::Router);
         let txn = match self.transaction_of(intercepted) {
             Ok(txn) => txn,
-            Err(e) => return self.refuse_held(ErrorKind::Transaction(e), held),
+            Err(e) => return self.refuse_held_seen(ErrorKind::Transaction(e), held, seen),
         };
         if intercepted.is_none() {
             if let Some(chain) = &self.interceptors {
@@ -485,6 +519,11 @@ impl RouterCore {
     fn refuse_held(&self, kind: ErrorKind, held: Held<'_>) {
         let (record, completion) = held.take();
         self.refuse(kind, record, completion);
+    }
+
+    fn refuse_held_seen(&self, kind: ErrorKind, held: Held<'_>, seen: bool) {
+        let (record, completion) = held.take();
+        self.refuse_seen(kind, record, completion, seen);
     }
 
     /// Routes an accepted record now, or queues it behind the records that wait.
@@ -600,7 +639,18 @@ impl RouterCore {
                 }
             }
         };
-        let partition = partition.clamp(0, count - 1);
+        if !(0..count).contains(&partition) {
+            // A custom partitioner's mistake: failed, not moved to another partition, so the
+            // record never lands where the application's rule did not put it (Java refuses a
+            // negative one outright and never redirects any).
+            let kind = ErrorKind::PartitionOutOfRange {
+                topic: route.meta.name.clone(),
+                partition,
+                partitions: count,
+            };
+            tracing::error!(error = %kind, "the partitioner chose a partition the topic does not have; record refused");
+            return self.refuse_held(kind, held);
+        }
         let slot = &mut route.partitions[partition as usize];
         let handle = slot.get_or_insert_with(|| {
             start_accumulator(
@@ -1521,8 +1571,14 @@ impl Handler<Close> for Router {
         let first = !core.closed;
         core.closed = true;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        core.deferred_flushes.push(tx);
-        core.maybe_run_deferred_flushes();
+        // close(0) sends nothing more (Java's forced close aborts the batches it holds
+        // without draining them): a flush here would hand the lingering batches to their
+        // connections just before the abort fails their records, and the broker would write
+        // records reported as aborted.
+        if !msg.timeout.is_zero() {
+            core.deferred_flushes.push(tx);
+            core.maybe_run_deferred_flushes();
+        }
         let shared = core.shared.clone();
         let accumulators = core.accumulators();
         // A transaction left open is aborted once its records are settled (as Java's
@@ -1543,9 +1599,13 @@ impl Handler<Close> for Router {
         );
         let timeout = msg.timeout;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let core_shut = self.core.clone();
         // Runs detached from the router's context so that a router restart cannot drop it.
         actix::spawn(async move {
             let flushed = !timeout.is_zero() && tokio::time::timeout(timeout, rx).await.is_ok();
+            // From here the accumulators stop: a record the interceptors hand back later
+            // would find none to take it.
+            core_shut.borrow_mut().shut = true;
             if !flushed {
                 tracing::warn!("close timed out; aborting unacknowledged records");
             }

@@ -469,6 +469,11 @@ async fn close_zero_aborts_unacknowledged_and_later_records_are_refused() {
         &[("linger.ms", "600000"), ("delivery.timeout.ms", "900000")],
     );
     let router = producer.router().clone();
+    // A warm producer (metadata, producer id and connection ready), so that nothing but
+    // close(0) itself keeps the lingering batches from their broker.
+    let warm = router.send(Produce::new(topic.clone()).value("warm"));
+    producer.flush().await;
+    warm.await.unwrap().expect("the warm-up record");
     let sends: Vec<_> = (0..20)
         .map(|i| router.send(Produce::new(topic.clone()).value(value(i))))
         .collect();
@@ -495,9 +500,11 @@ async fn close_zero_aborts_unacknowledged_and_later_records_are_refused() {
         Err(_) => {}
         Ok(Ok(md)) => panic!("record accepted after close: {md:?}"),
     }
-    let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(2)).await;
-    assert!(
-        back.values().all(Vec::is_empty),
+    let back = read_back(&mock.bootstrap(), &topic, 1, 21, Duration::from_secs(3)).await;
+    let values: Vec<_> = back.values().flatten().map(|c| c.value.clone()).collect();
+    assert_eq!(
+        values,
+        vec![Some(b"warm".to_vec())],
         "aborted records must not reach the broker"
     );
 }
@@ -810,4 +817,149 @@ async fn interceptors_see_every_record_and_failures_are_skipped() {
         };
         assert_eq!(names, expected, "headers of record {i}");
     }
+}
+
+/// Counts what the interceptors see: records in `on_send`, and acknowledgements of either
+/// kind.
+#[derive(Clone, Default)]
+struct Counting {
+    sent: Arc<AtomicUsize>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+}
+
+impl ProducerInterceptor for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+
+    fn on_send(
+        &mut self,
+        record: ProducerRecord,
+    ) -> Result<ProducerRecord, Box<dyn std::error::Error + Send + Sync>> {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(record)
+    }
+
+    fn on_acknowledgement(&mut self, outcome: &Outcome) {
+        let n = if outcome.is_ok() {
+            &self.ok
+        } else {
+            &self.failed
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Counting {
+    /// Waits (up to 10 s) until `on_acknowledgement` has seen `ok` and `failed` outcomes:
+    /// they reach the interceptors in a message of their own, after the record's outcome.
+    async fn wait_acknowledged(&self, ok: usize, failed: usize) {
+        let seen = || {
+            (
+                self.ok.load(Ordering::Relaxed),
+                self.failed.load(Ordering::Relaxed),
+            )
+        };
+        let since = Instant::now();
+        while seen() != (ok, failed) && since.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen(), (ok, failed), "acknowledged (ok, failed)");
+    }
+}
+
+/// Records sent before `close` that are still with the interceptors when it is handled were
+/// sent before it: the close flushes them like any other, instead of refusing them as closed
+/// once they come back (and still reporting everything flushed).
+#[actix_rt::test]
+async fn close_flushes_records_still_with_the_interceptors() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("close-intercepted");
+    mock.create_topic(&topic, 1, 1);
+    let counting = Counting::default();
+    let config =
+        herald::ProducerConfig::from_pairs([("bootstrap.servers", mock.bootstrap().as_str())])
+            .unwrap();
+    let producer = Producer::builder(config)
+        .interceptor(counting.clone())
+        .start()
+        .unwrap();
+    // `Producer::send` leaves the records in the intake: the close takes them in, hands
+    // them to the interceptors, and only then can they come back.
+    let sends: Vec<_> = (0..200)
+        .map(|i| producer.send(Produce::new(topic.clone()).value(value(i))))
+        .collect();
+    assert!(producer.close(Duration::from_secs(10)).await);
+    for (i, o) in futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        o.unwrap_or_else(|e| panic!("record {i} sent before close: {e}"));
+    }
+    counting.wait_acknowledged(200, 0).await;
+    let back = read_back(&mock.bootstrap(), &topic, 1, 200, Duration::from_secs(20)).await;
+    assert_eq!(back[&0].len(), 200);
+}
+
+/// Every record the interceptors' `on_send` saw gets one `on_acknowledgement`, refused
+/// records too (Java's `onSendError`): too large, a partition the topic lacks, and a topic
+/// whose metadata never comes.
+#[actix_rt::test]
+async fn interceptors_acknowledge_refused_records_too() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("ack-refused");
+    mock.create_topic(&topic, 2, 1);
+    let missing = unique_topic("ack-refused-missing");
+    mock.cluster
+        .topic_error(
+            &missing,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .unwrap();
+    let counting = Counting::default();
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("max.request.size", "10000"),
+        ("max.block.ms", "1000"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config)
+        .interceptor(counting.clone())
+        .start()
+        .unwrap();
+    producer
+        .send(Produce::new(topic.clone()).value("fine"))
+        .await
+        .expect("a record that fits");
+    let too_large = producer
+        .send(Produce::new(topic.clone()).value("x".repeat(20_000)))
+        .await
+        .expect_err("larger than max.request.size");
+    assert!(
+        matches!(too_large.kind(), ErrorKind::RecordTooLarge { .. }),
+        "{too_large}"
+    );
+    let out_of_range = producer
+        .send(Produce::new(topic.clone()).value("p7").partition(7))
+        .await
+        .expect_err("no partition 7");
+    assert!(
+        matches!(out_of_range.kind(), ErrorKind::PartitionOutOfRange { .. }),
+        "{out_of_range}"
+    );
+    let no_metadata = producer
+        .send(Produce::new(missing.clone()).value("lost"))
+        .await
+        .expect_err("its topic never shows up");
+    assert!(
+        matches!(no_metadata.kind(), ErrorKind::MetadataTimeout { .. }),
+        "{no_metadata}"
+    );
+    assert_eq!(counting.sent.load(Ordering::Relaxed), 4);
+    counting.wait_acknowledged(1, 3).await;
+    assert!(producer.close(Duration::from_secs(5)).await);
 }

@@ -507,6 +507,74 @@ async fn the_router_runs_on_its_own_thread_unless_given_an_arbiter() {
     );
 }
 
+/// A custom partitioner that answers a partition the topic does not have (beyond the count,
+/// or negative) fails that record with `PartitionOutOfRange`, as the `Partitioner` contract
+/// says; the record is not moved to a partition the application's rule did not choose. The
+/// partitioner's other records are written where it put them.
+#[actix_rt::test]
+async fn a_partition_the_partitioner_makes_up_fails_its_record() {
+    use herald::partitioner::{Partitioner, TopicPartitions};
+
+    #[derive(Debug, Clone)]
+    struct FromValue;
+    impl Partitioner for FromValue {
+        fn partition(
+            &mut self,
+            _: &str,
+            _: Option<&[u8]>,
+            value: Option<&[u8]>,
+            _: &TopicPartitions<'_>,
+        ) -> i32 {
+            std::str::from_utf8(value.unwrap())
+                .unwrap()
+                .parse()
+                .unwrap()
+        }
+    }
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("made-up-partition");
+    mock.create_topic(&topic, 2, 1);
+    let bootstrap = mock.bootstrap();
+    let config = herald::ProducerConfig::from_pairs([("bootstrap.servers", bootstrap.as_str())])
+        .expect("valid config");
+    let producer = Producer::builder(config)
+        .partitioner(FromValue)
+        .start()
+        .expect("started");
+    for p in [1, 2, -1, 7, 0] {
+        let outcome = producer
+            .send(Produce::new(topic.clone()).value(p.to_string()))
+            .await;
+        match (p, outcome) {
+            (0 | 1, Ok(md)) => assert_eq!(md.partition, p),
+            (_, Err(e)) if !(0..2).contains(&p) => match e.kind() {
+                herald::ErrorKind::PartitionOutOfRange {
+                    partition,
+                    partitions,
+                    ..
+                } => {
+                    assert_eq!((*partition, *partitions), (p, 2), "{e}");
+                    assert!(e.record().is_some(), "the record comes back");
+                }
+                other => panic!("partition {p}: {other}"),
+            },
+            (p, outcome) => panic!("partition {p}: {outcome:?}"),
+        }
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let consumed = read_back(&bootstrap, &topic, 2, 2, Duration::from_secs(30)).await;
+    let values = |p: i32| -> Vec<Option<Vec<u8>>> {
+        consumed
+            .get(&p)
+            .map(|v| v.iter().map(|c| c.value.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(values(0), vec![Some(b"0".to_vec())]);
+    assert_eq!(values(1), vec![Some(b"1".to_vec())], "nothing moved in");
+}
+
 #[actix_rt::test]
 async fn tansu_every_codec_and_acks() {
     init_tracing();

@@ -166,6 +166,59 @@ async fn mock_an_abortable_add_partitions_error_is_aborted_and_the_producer_goes
     p.close(Duration::from_secs(5)).await;
 }
 
+/// A record still waiting for its topic's metadata when the commit is asked for belongs to
+/// the transaction: the commit waits for it, and when it fails (here after max.block.ms, its
+/// topic unknown) the commit fails with it instead of committing without it.
+#[actix_rt::test]
+async fn mock_a_record_that_fails_while_the_commit_waits_for_it_fails_the_commit() {
+    init_tracing();
+    let mock = Mock::start(3);
+    let topic = unique_topic("mock-txn-parked");
+    mock.create_topic(&topic, 3, 3);
+    let missing = unique_topic("mock-txn-parked-missing");
+    mock.cluster
+        .topic_error(
+            &missing,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .unwrap();
+    let p = Producer::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        (
+            "transactional.id",
+            unique_topic("mock-txn-parked-id").as_str(),
+        ),
+        ("linger.ms", "1"),
+        ("retry.backoff.ms", "20"),
+        ("max.block.ms", "1500"),
+    ])
+    .expect("a transactional producer starts");
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(topic.clone()).partition(0).value("written"))
+        .await
+        .expect("a record of the transaction");
+    let parked = p.send(Produce::new(missing.clone()).value("parked"));
+    let commit = p
+        .commit_transaction()
+        .await
+        .expect_err("the commit cannot succeed without the parked record");
+    assert_eq!(commit.class(), ErrorClass::Abortable, "{commit}");
+    assert!(commit.to_string().contains("refused"), "{commit}");
+    let failed = parked.await.expect_err("its topic never shows up");
+    assert!(
+        matches!(failed.kind(), ErrorKind::MetadataTimeout { .. }),
+        "{failed}"
+    );
+    p.abort_transaction()
+        .await
+        .expect("abort after the failed commit");
+    p.begin_transaction().await.expect("a new transaction");
+    assert_eq!(send_all(&p, &topic, 3).await, 3);
+    p.commit_transaction().await.expect("a plain commit");
+    p.close(Duration::from_secs(5)).await;
+}
+
 #[actix_rt::test]
 async fn mock_fatal_errors_fail_the_producer_for_good() {
     init_tracing();
