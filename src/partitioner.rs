@@ -157,8 +157,9 @@ pub trait Partitioner: Send + std::fmt::Debug {
 
     /// Called by the router after each append of a record to `partition`, so that a sticky
     /// partitioner can decide to switch. `appended_bytes` is the record's size in the batch;
-    /// `batch_full` is true when that partition's open batch is full (or a new batch was
-    /// started for this record). The default does nothing.
+    /// `batch_full` is true when, after this append, the partition has no batch that can take
+    /// more records (Java's `allBatchesFull`): not when the record started a new batch, which
+    /// is not full yet. The default does nothing.
     fn on_append(&mut self, topic: &str, partition: i32, appended_bytes: usize, batch_full: bool) {
         let _ = (topic, partition, appended_bytes, batch_full);
     }

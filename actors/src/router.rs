@@ -377,8 +377,8 @@ enum Appended {
     Added {
         /// The record's size in the batch.
         bytes: usize,
-        /// The batch it went into is full, or was started for it (what the partitioner's
-        /// `on_append` calls `batch_full`).
+        /// The batch it went into is full after it, so the partition has no batch that takes
+        /// more (what the partitioner's `on_append` calls `batch_full`).
         batch_full: bool,
     },
     /// The partition needs a new batch and buffer.memory has no room for `need` bytes; the
@@ -1197,11 +1197,12 @@ fn append(
                 if full {
                     handle.addr.do_send(BatchFilled);
                 }
-                // Growing by a `batch.size` step counts as a batch filled, as the batch that
-                // step stands for would have been: the sticky partitioner moves on alike.
+                // Java enables the sticky switch only when the partition's last batch is
+                // full after the append (`allBatchesFull`): a batch that grew by a step is
+                // not, any more than the new batch Java would have started there.
                 return Appended::Added {
                     bytes: size,
-                    batch_full: full || grown,
+                    batch_full: full,
                 };
             }
             Err(_) => {
@@ -1277,10 +1278,12 @@ fn append(
     if !full {
         handle.addr.do_send(BatchStarted);
     }
-    // A new batch was started for this record.
+    // A new batch was started for this record: it is full only if the record alone filled
+    // it. Switching here would leave this one record's batch behind on the old partition
+    // (Java keeps the partition until its last batch is full or 2 x batch.size went there).
     Appended::Added {
         bytes: appended,
-        batch_full: true,
+        batch_full: full,
     }
 }
 

@@ -230,3 +230,71 @@ async fn rack_aware_partitioning_keeps_keyless_records_in_the_clients_rack() {
         }
     }
 }
+
+/// Records without a key stay on their sticky partition until its last batch is full after
+/// an append, or 2 x batch.size went there (Java's `allBatchesFull` and its cap): the
+/// record that starts a new batch does not switch, which would leave that one record's
+/// batch behind. Read back, the keyless records sent in a row to one partition (a run) hold
+/// about two batches each, not one.
+#[actix_rt::test]
+async fn keyless_records_stay_until_the_partitions_last_batch_is_full() {
+    use herald_actors::{Produce, Producer};
+
+    use crate::support::consumer::read_back;
+    use crate::support::mock::Mock;
+    use crate::support::{init_tracing, unique_topic};
+
+    const RECORDS: usize = 6_000;
+    const BATCH_SIZE: usize = 16_384;
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("sticky-runs");
+    mock.create_topic(&topic, 6, 1);
+    let bootstrap = mock.bootstrap();
+    let batch_size = BATCH_SIZE.to_string();
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("batch.size", batch_size.as_str()),
+        ("linger.ms", "1000"),
+    ])
+    .expect("valid config");
+    // 100-byte values that parse as the record's index.
+    let sends: Vec<_> = (0..RECORDS)
+        .map(|i| producer.send(Produce::new(topic.clone()).value(format!("{i:0>100}"))))
+        .collect();
+    for (i, o) in join_all(sends).await.into_iter().enumerate() {
+        o.unwrap_or_else(|e| panic!("record {i}: {e}"));
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&bootstrap, &topic, 6, RECORDS, Duration::from_secs(30)).await;
+    let mut partition_of = vec![-1; RECORDS];
+    for (p, records) in &back {
+        for r in records {
+            let value = r.value.as_deref().expect("a value");
+            let i: usize = std::str::from_utf8(value).unwrap().parse().unwrap();
+            partition_of[i] = *p;
+        }
+    }
+    assert!(
+        partition_of.iter().all(|p| *p >= 0),
+        "every record read back"
+    );
+    let mut runs = vec![1usize];
+    for i in 1..RECORDS {
+        if partition_of[i] == partition_of[i - 1] {
+            *runs.last_mut().unwrap() += 1;
+        } else {
+            runs.push(1);
+        }
+    }
+    runs.pop(); // The last run ends with the records, not with a switch.
+                // A record takes about 108 bytes in its batch: about 151 to a batch of 16 KiB. Switching
+                // when a record starts a new batch gives runs of one batch and that record; the switch
+                // at 2 x batch.size gives runs of about twice that.
+    let per_batch = BATCH_SIZE / 108;
+    assert!(runs.len() >= 5, "the sticky partition moved: {runs:?}");
+    assert!(
+        runs.iter().all(|n| *n >= per_batch * 3 / 2),
+        "runs of keyless records on one partition (records per batch about {per_batch}): {runs:?}"
+    );
+}
