@@ -879,9 +879,17 @@ impl RouterCore {
         }
         // Everything that queued behind the stall goes next, in order, until one stalls again.
         while !self.stall_active {
-            let Some(next) = self.stalled.pop_front() else {
+            let Some(mut next) = self.stalled.pop_front() else {
                 break;
             };
+            // Its topic's earlier records still wait for metadata (which may have reached
+            // the cluster view during the stall, its `ClusterChanged` held behind the
+            // stall): it queues behind them rather than passing them.
+            if let Some(q) = self.waiting.get_mut(next.record.topic.as_ref()) {
+                next.since.get_or_insert_with(Instant::now);
+                q.push_back(next);
+                continue;
+            }
             self.route_waiting(next, ctx);
         }
         if !self.stall_active {

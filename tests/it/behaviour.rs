@@ -963,3 +963,94 @@ async fn interceptors_acknowledge_refused_records_too() {
     counting.wait_acknowledged(1, 3).await;
     assert!(producer.close(Duration::from_secs(5)).await);
 }
+
+/// Records of a topic whose first record waits for metadata keep their order when a memory
+/// stall comes between them: the take [first (T), u (U, needs memory), second (T)] parks
+/// `first` for T's metadata, stalls on `u`, and queues `second` behind the stall. T's
+/// metadata arrives during the stall (U's leader answers slowly, so memory frees later);
+/// when the stall ends, `second` must not be routed ahead of `first`, which still waits.
+#[actix_rt::test]
+async fn a_memory_stall_does_not_let_a_record_pass_its_topics_waiting_records() {
+    use herald_actors::ProduceBatch;
+
+    init_tracing();
+    let mock = Mock::start(3);
+    let slow = unique_topic("stall-order-slow");
+    mock.create_topic(&slow, 3, 1);
+    let topic = unique_topic("stall-order");
+    mock.create_topic(&topic, 1, 1);
+    for p in 0..3 {
+        mock.cluster.partition_leader(&slow, p, Some(1)).unwrap();
+    }
+    mock.cluster.partition_leader(&topic, 0, Some(2)).unwrap();
+    // Bootstrapped from broker 2 alone, and nothing sent to broker 1 before the take: its
+    // connection is not open when T's metadata is asked for, so the bootstrap connection is
+    // asked (broker 2, quick), and T's metadata is in before U's batches are answered.
+    let broker2 = {
+        let bootstrap = mock.bootstrap();
+        tokio::task::spawn_blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()
+                .expect("metadata client");
+            let md = rdkafka::consumer::Consumer::fetch_metadata(
+                &consumer,
+                None,
+                Duration::from_secs(10),
+            )
+            .expect("metadata");
+            let b = md.brokers().iter().find(|b| b.id() == 2).expect("broker 2");
+            format!("{}:{}", b.host(), b.port())
+        })
+        .await
+        .unwrap()
+    };
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", broker2.as_str()),
+        ("buffer.memory", "32768"),
+        ("batch.size", "16384"),
+        ("linger.ms", "600000"),
+        ("delivery.timeout.ms", "900000"),
+        ("max.block.ms", "20000"),
+    ])
+    .expect("valid config");
+    let router = producer.router().clone();
+    // Two lingering batches hold all of buffer.memory.
+    let lingering: Vec<_> = (0..2)
+        .map(|p| router.send(Produce::new(slow.clone()).value("held").partition(p)))
+        .collect();
+    until_batches_hold_all_memory(&producer).await;
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_millis(1500))
+        .unwrap();
+    let take = router.send(ProduceBatch(vec![
+        Produce::new(topic.clone()).value("first").partition(0),
+        Produce::new(slow.clone()).value("u").partition(2),
+        Produce::new(topic.clone()).value("second").partition(0),
+    ]));
+    // T's batch lingers: a flush, queued behind the take, sends it.
+    let (outcomes, ()) = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::future::join(take, producer.flush()),
+    )
+    .await
+    .expect("the take is answered");
+    let outcomes = outcomes.unwrap();
+    for o in &outcomes {
+        o.as_ref().expect("every record of the take is written");
+    }
+    for o in futures_util::future::join_all(lingering).await {
+        o.unwrap().expect("the lingering records");
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    mock.cluster
+        .broker_round_trip_time(1, Duration::ZERO)
+        .unwrap();
+    let back = read_back(&mock.bootstrap(), &topic, 1, 2, Duration::from_secs(20)).await;
+    let values: Vec<_> = back[&0].iter().map(|c| c.value.clone()).collect();
+    assert_eq!(
+        values,
+        vec![Some(b"first".to_vec()), Some(b"second".to_vec())],
+        "T's records in the order sent"
+    );
+}
