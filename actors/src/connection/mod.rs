@@ -535,7 +535,16 @@ impl Connection {
         let writing = async move {
             while let Some(item) = rx.recv().await {
                 let mut item = item;
-                if let Err(e) = write.write_all_buf(&mut item.frame).await {
+                // Flushed after every frame: when the socket is full, TLS (tokio-rustls)
+                // keeps the tail of its records in its own buffer and still reports the
+                // write done, and nothing would push that tail out before the next write,
+                // leaving the broker waiting for the end of the request until
+                // request.timeout.ms. On plain TCP the flush does nothing.
+                let written = match write.write_all_buf(&mut item.frame).await {
+                    Ok(()) => write.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = written {
                     for b in item.fire_and_forget {
                         b.answer(BatchResult::Lost(format!("write failed: {e}")));
                     }

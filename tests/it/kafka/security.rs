@@ -652,6 +652,83 @@ async fn refusals_fail_records_promptly_with_the_reason() {
     }
 }
 
+/// Large records over TLS through a small socket send buffer: the socket fills while a
+/// request is written, so TLS may hold the tail of its records when the request's last piece
+/// is taken (whether it does depends on where the request ends against the socket's
+/// drains, hence records of many sizes). The writer must push that tail out (flush) instead
+/// of leaving it for its next request: each record is acknowledged within seconds, far below
+/// `request.timeout.ms` (60 s), whose expiry would otherwise be the only thing to free it (as
+/// a lost request, written again). Read back once each, whole, in order.
+#[actix_rt::test]
+async fn large_records_over_tls_with_a_small_send_buffer_are_not_held_back() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let ca = path(certs().ca());
+    let topic = unique_topic("tls-large");
+    kafka.create_topic(&topic, 1, 1).await;
+    let producer = Producer::from_pairs([
+        (
+            "bootstrap.servers",
+            kafka.bootstrap_on(Listener::Ssl).as_str(),
+        ),
+        ("security.protocol", "SSL"),
+        ("ssl.ca.location", &ca),
+        ("send.buffer.bytes", "4096"),
+        ("linger.ms", "0"),
+        ("request.timeout.ms", "60000"),
+        ("delivery.timeout.ms", "180000"),
+    ])
+    .expect("valid config");
+    // From 900 KiB (below the broker's message.max.bytes, 1 MiB and a little, with the
+    // batch's overhead) down in steps that are no multiple of TLS's 16 KiB records or of
+    // rustls's 64 KiB buffer, so that requests end at many points of a socket drain.
+    const RECORDS: usize = 12;
+    let value = |i: usize| {
+        let mut v = format!("{i}:").into_bytes();
+        v.resize((900 - 37 * i) * 1024, b'a' + i as u8);
+        v
+    };
+    for i in 0..RECORDS {
+        let sent = std::time::Instant::now();
+        let send = producer
+            .router()
+            .send(Produce::new(topic.clone()).value(value(i)));
+        let md = tokio::time::timeout(Duration::from_secs(15), send)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("record {i} not acknowledged within 15 s: its request was held back")
+            })
+            .expect("mailbox")
+            .unwrap_or_else(|e| panic!("record {i} failed: {e}"));
+        assert_eq!(md.offset, i as i64, "record {i}");
+        println!("record {i} acknowledged in {:?}", sent.elapsed());
+    }
+    let metrics = producer.metrics().await;
+    assert_eq!(metrics.record_retry_total, 0, "{metrics:?}");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(
+        &kafka.bootstrap(),
+        &topic,
+        1,
+        RECORDS,
+        Duration::from_secs(30),
+    )
+    .await;
+    let values: Vec<Vec<u8>> = back
+        .get(&0)
+        .map(|p| {
+            p.iter()
+                .map(|c| c.value.clone().unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(values.len(), RECORDS, "each record once");
+    for (i, v) in values.iter().enumerate() {
+        assert!(*v == value(i), "record {i} read back whole, in order");
+    }
+}
+
 /// `ssl.cipher.suites` with Java's names: a TLS 1.2 suite the broker's RSA certificate can
 /// use carries records (read back by librdkafka), and one it cannot (ECDSA) leaves no suite
 /// in common, so the handshake is refused and the records fail with the TLS reason: the
