@@ -857,6 +857,104 @@ async fn acks0_reset_with_writes_queued() {
     );
 }
 
+/// Large records (400 KiB each, one partition, so one batch per Produce request) that fill a
+/// stalled connection's socket buffers many times over: the broker's receive buffer is fixed
+/// at 16 KiB and the client's send buffer at 4 KiB.
+const STALL_RECORDS: u64 = 6;
+const STALL_VALUE: usize = 400 * 1024;
+
+/// A fake broker whose first Produce request stops its connection: the broker reads nothing
+/// more on it for `stall`, then reads on but answers nothing there. Every other connection is
+/// a healthy broker's. Returns the broker and the stalled connection's index once known.
+fn stalling_broker(stall: Duration) -> (FakeBroker, Arc<Mutex<Option<usize>>>) {
+    let stalled: Arc<Mutex<Option<usize>>> = Arc::default();
+    let standard = fake_broker::standard_handler(&[(TOPIC, PARTITIONS)]);
+    let which = stalled.clone();
+    let fake = FakeBroker::start_with_receive_buffer(Some(16 * 1024), move |ctx| {
+        if ctx.api() == Some(ApiKey::Produce) {
+            let mut stalled = which.lock().unwrap();
+            match *stalled {
+                None => {
+                    *stalled = Some(ctx.connection);
+                    return vec![Action::Delay(stall), Action::NoResponse];
+                }
+                Some(c) if c == ctx.connection => return vec![Action::NoResponse],
+                Some(_) => {}
+            }
+        }
+        standard(ctx)
+    });
+    (fake, stalled)
+}
+
+/// Sends [`STALL_RECORDS`] large records to partition 0, tagged `0..`, at once.
+fn send_large(client: &Client) {
+    for tag in 0..STALL_RECORDS {
+        client.producer.router().do_send(
+            Produce::new(TOPIC)
+                .value(vec![b'x'; STALL_VALUE])
+                .partition(0)
+                .tag(tag)
+                .reply_to(client.inbox.clone()),
+        );
+    }
+}
+
+/// 6d. A dropped connection writes nothing more. The broker stops reading the connection of
+/// the first Produce request (without closing it) while the next four wait to be written;
+/// after `request.timeout.ms` (1 s) Herald gives the connection up, answers the five as lost
+/// and sends them again on a new one, where they are acknowledged. When the broker reads the
+/// old connection again (after 4 s), nothing but what already lay in the socket buffers may
+/// come: the old writer must have stopped with the connection (as Java closes the channel),
+/// not gone on writing requests already answered and sent again (here: four more Produce
+/// requests on the old connection, which a real broker would append a second time).
+#[actix_rt::test]
+async fn a_dropped_connection_writes_nothing_more() {
+    init_tracing();
+    const STALL: Duration = Duration::from_secs(4);
+    let (fake, stalled) = stalling_broker(STALL);
+    let client = Client::start(
+        &fake,
+        &[
+            ("request.timeout.ms", "1000"),
+            ("delivery.timeout.ms", "30000"),
+            ("send.buffer.bytes", "4096"),
+        ],
+    );
+    let start = Instant::now();
+    send_large(&client);
+    let all = client
+        .wait_for(STALL_RECORDS as usize, Duration::from_secs(15))
+        .await;
+    // The broker reads the old connection again from STALL on; give it time to read
+    // whatever comes.
+    tokio::time::sleep(
+        (start + STALL + Duration::from_secs(2)).saturating_duration_since(Instant::now()),
+    )
+    .await;
+    let run = client.finish().await;
+    assert!(all, "every record answered: got {}", run.outcomes.len());
+    run.assert_tags(STALL_RECORDS);
+    for tag in 0..STALL_RECORDS {
+        if let Err(e) = run.one(tag) {
+            panic!("record {tag} failed although a new connection was healthy: {e}");
+        }
+    }
+    assert!(run.metrics.record_retry_total > 0, "{:?}", run.metrics);
+    let stalled = stalled.lock().unwrap().expect("a Produce request stalled");
+    let on_stalled: Vec<usize> = fake
+        .requests_for(ApiKey::Produce)
+        .iter()
+        .filter(|r| r.connection == stalled)
+        .map(|r| r.request_index)
+        .collect();
+    assert_eq!(
+        on_stalled.len(),
+        1,
+        "only the stalled request came on the dropped connection, got requests {on_stalled:?}"
+    );
+}
+
 /// 7. The broker answers the warm-up request correctly, then, 100 ms later, when nothing is in
 /// flight, writes a second Produce response with a correlation id Herald never used. Herald
 /// must drop the connection (its stream can no longer be trusted): the metadata refresh that

@@ -59,6 +59,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Decoder, FramedRead};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::backoff::Backoff;
 #[cfg(feature = "fault-injection")]
@@ -76,7 +77,7 @@ use crate::supervisor::{panic_message, ActorKind};
 use coalesce::Coalescer;
 use frame::Frame;
 use in_flight::{Answer, InFlightQueue};
-use transport::{ConnectError, SocketOptions, Transport};
+use transport::{ConnectError, SocketOptions, Transport, WriteHalf};
 
 /// How often deadlines of in-flight requests are checked.
 const TICK: Duration = Duration::from_millis(50);
@@ -128,6 +129,96 @@ async fn guarded(
             task,
             message: panic_message(payload.as_ref()),
         });
+    }
+}
+
+/// The writer task of one socket: writes the frames queued for it in order, answering the
+/// acks=0 batches riding along as it goes; when the queue's sender is dropped, shuts the
+/// socket's sending side down (FIN). `stop` ends it at once, wherever it is: the frames not
+/// written are abandoned (their acks=0 batches answered as never sent, the one cut mid-write
+/// as lost), and dropping the socket's half closes it, as Java's selector closes a channel it
+/// gives up on.
+async fn write_frames(
+    mut write: WriteHalf,
+    mut rx: mpsc::UnboundedReceiver<WriterItem>,
+    stop: CancellationToken,
+    generation: u64,
+    addr: Addr<Connection>,
+) {
+    loop {
+        let item = tokio::select! {
+            biased;
+            () = stop.cancelled() => return abandon_queue(&mut rx, "the connection was dropped"),
+            item = rx.recv() => item,
+        };
+        let Some(mut item) = item else { break };
+        let size = item.frame.remaining();
+        let written = {
+            // Flushed after every frame: when the socket is full, TLS (tokio-rustls) keeps the
+            // tail of its records in its own buffer and still reports the write done, and
+            // nothing would push that tail out before the next write, leaving the broker
+            // waiting for the end of the request until request.timeout.ms. On plain TCP the
+            // flush does nothing.
+            let write_one = async {
+                write.write_all_buf(&mut item.frame).await?;
+                write.flush().await
+            };
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => None,
+                r = write_one => Some(r),
+            }
+        };
+        let Some(written) = written else {
+            let reason = "the connection was dropped";
+            let begun = item.frame.remaining() < size;
+            for b in item.fire_and_forget {
+                b.answer(if begun {
+                    BatchResult::Lost(format!("partly written: {reason}"))
+                } else {
+                    BatchResult::NotSent(format!("not written: {reason}"))
+                });
+            }
+            return abandon_queue(&mut rx, reason);
+        };
+        if let Err(e) = written {
+            for b in item.fire_and_forget {
+                b.answer(BatchResult::Lost(format!("write failed: {e}")));
+            }
+            // (Frames that expect a response are in `in_flight` and answered by
+            // `disconnect`.)
+            abandon_queue(&mut rx, &format!("an earlier write failed: {e}"));
+            addr.do_send(WriteFailed {
+                generation,
+                error: e.to_string(),
+            });
+            return;
+        }
+        for b in item.fire_and_forget {
+            b.answer(BatchResult::Written {
+                base_offset: -1,
+                log_append_time: -1,
+            });
+        }
+    }
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => {}
+        _ = write.shutdown() => {}
+    }
+}
+
+/// The frames still queued for a writer that stops will never be written. Their acks=0
+/// batches are owned by the queue alone (no in-flight entry), so dropping the queue would
+/// leave them to delivery.timeout.ms (or to the drop guard, as lost); they are answered now
+/// as never sent, and the accumulators retry them at once. `close` first: nothing new can be
+/// queued while draining.
+fn abandon_queue(rx: &mut mpsc::UnboundedReceiver<WriterItem>, reason: &str) {
+    rx.close();
+    while let Ok(queued) = rx.try_recv() {
+        for b in queued.fire_and_forget {
+            b.answer(BatchResult::NotSent(format!("not written: {reason}")));
+        }
     }
 }
 
@@ -320,6 +411,11 @@ pub(crate) struct Connection {
     /// Bumped on every connect; events from older sockets are ignored.
     generation: u64,
     writer: Option<mpsc::UnboundedSender<WriterItem>>,
+    /// Stops the writer task when dropped (see [`write_frames`]): a socket given up on an
+    /// error or a timeout must not go on writing requests already answered as lost or never
+    /// sent and sent again elsewhere. Kept past `writer` while a graceful close lets the
+    /// writer finish its queue; disarmed when an idle socket is closed.
+    writer_stop: Option<DropGuard>,
     /// The reader task: detached from this actor's context so that a supervised restart of
     /// the actor does not cut a healthy socket (responses to in-flight requests keep coming,
     /// and the in-flight queue lives in `self`, which survives the restart).
@@ -399,6 +495,7 @@ impl Connection {
             state: State::Idle,
             generation: 0,
             writer: None,
+            writer_stop: None,
             reader: None,
             socket_panics: VecDeque::new(),
             #[cfg(feature = "fault-injection")]
@@ -490,7 +587,7 @@ impl Connection {
         Metrics::add(&m.connection_creation_total, 1);
         m.sensors.connection_creation.record(1.0, m.now_ms());
         self.sensors.connected.store(true, Relaxed);
-        let (read, mut write) = stream.into_split();
+        let (read, write) = stream.into_split();
         let generation = self.generation;
         let addr = ctx.address();
         let reader_addr = addr.clone();
@@ -530,56 +627,12 @@ impl Connection {
             addr.clone(),
             reading,
         )));
-        let (tx, mut rx) = mpsc::unbounded_channel::<WriterItem>();
-        let writer_addr = addr.clone();
-        let writing = async move {
-            while let Some(item) = rx.recv().await {
-                let mut item = item;
-                // Flushed after every frame: when the socket is full, TLS (tokio-rustls)
-                // keeps the tail of its records in its own buffer and still reports the
-                // write done, and nothing would push that tail out before the next write,
-                // leaving the broker waiting for the end of the request until
-                // request.timeout.ms. On plain TCP the flush does nothing.
-                let written = match write.write_all_buf(&mut item.frame).await {
-                    Ok(()) => write.flush().await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = written {
-                    for b in item.fire_and_forget {
-                        b.answer(BatchResult::Lost(format!("write failed: {e}")));
-                    }
-                    // The frames queued behind the failed one will never be written. Their
-                    // acks=0 batches are owned by the queue alone (no in-flight entry), so
-                    // dropping the queue would leave them unanswered until
-                    // delivery.timeout.ms; answer them now as never sent, so the accumulators
-                    // retry them at once. (Frames that expect a response are in `in_flight`
-                    // and answered by `disconnect`.) `close` first: nothing new can be queued
-                    // while draining.
-                    rx.close();
-                    while let Ok(queued) = rx.try_recv() {
-                        for b in queued.fire_and_forget {
-                            b.answer(BatchResult::NotSent(format!(
-                                "not written: an earlier write failed: {e}"
-                            )));
-                        }
-                    }
-                    addr.do_send(WriteFailed {
-                        generation,
-                        error: e.to_string(),
-                    });
-                    return;
-                }
-                for b in item.fire_and_forget {
-                    b.answer(BatchResult::Written {
-                        base_offset: -1,
-                        log_append_time: -1,
-                    });
-                }
-            }
-            let _ = write.shutdown().await;
-        };
-        actix::spawn(guarded("writer", generation, writer_addr, writing));
+        let (tx, rx) = mpsc::unbounded_channel::<WriterItem>();
+        let stop = CancellationToken::new();
+        let writing = write_frames(write, rx, stop.clone(), generation, addr.clone());
+        actix::spawn(guarded("writer", generation, addr, writing));
         self.writer = Some(tx);
+        self.writer_stop = Some(stop.drop_guard());
         self.state = State::Negotiating;
         tracing::debug!(node = self.node_id, address = %self.address, "connected, negotiating versions");
         self.send_api_versions(3);
@@ -1360,18 +1413,25 @@ impl Connection {
             idle_ms = idle.as_millis() as u64,
             "closing idle connection"
         );
+        // Nothing is queued: the writer ends on its own, with a FIN (and TLS close_notify).
+        if let Some(stop) = self.writer_stop.take() {
+            stop.disarm();
+        }
         self.drop_socket();
         self.backoff.reset();
         self.connect_not_before = None;
     }
 
-    /// Stops the socket's tasks and forgets what was negotiated on it; a new generation, so
+    /// Stops the socket's tasks (the writer at once, wherever it is, unless its stop was
+    /// disarmed) and forgets what was negotiated on it; a new generation, so
     /// that whatever its tasks and timers still send is ignored. What was in flight or
     /// waiting is the caller's to answer.
     fn drop_socket(&mut self) {
         if let Some(h) = self.reader.take() {
             h.abort();
         }
+        // Stops the writer (the guard's drop), unless a graceful close disarmed it.
+        self.writer_stop = None;
         if self.writer.take().is_some() {
             self.closed_socket();
         }
@@ -1601,7 +1661,8 @@ impl Handler<Shutdown> for Connection {
     type Result = ResponseActFuture<Self, ()>;
 
     /// Graceful close: stop writing (FIN once the writer has drained its queue), keep reading
-    /// until the broker closes its side or `CLOSE_LINGER` passes, then drop everything. A broker
+    /// until the broker closes its side or `CLOSE_LINGER` passes, then drop everything (a
+    /// writer still blocked on a broker that stopped reading is stopped then). A broker
     /// reads every request sent before our FIN, so acks=0 records written before close are not
     /// cut off by the close itself.
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) -> Self::Result {

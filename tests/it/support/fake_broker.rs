@@ -38,7 +38,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 
 /// Largest request frame the fake broker reads; a bigger size prefix closes the connection.
@@ -129,26 +129,48 @@ impl FakeBroker {
     pub fn start(
         handler: impl Fn(&RequestContext) -> Vec<Action> + Send + Sync + 'static,
     ) -> FakeBroker {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr = listener.local_addr().expect("local address");
+        FakeBroker::start_with_receive_buffer(None, handler)
+    }
+
+    /// As [`FakeBroker::start`], with each connection's receive buffer (SO_RCVBUF) fixed at
+    /// `receive_buffer` bytes (`None`: the system's, which Linux grows to megabytes as a
+    /// connection is read), so that a test knows how little a connection the broker stopped
+    /// reading holds.
+    pub fn start_with_receive_buffer(
+        receive_buffer: Option<u32>,
+        handler: impl Fn(&RequestContext) -> Vec<Action> + Send + Sync + 'static,
+    ) -> FakeBroker {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (shutdown, stop) = oneshot::channel();
         let handler: Arc<Handler> = Arc::new(handler);
         let recorded = requests.clone();
+        let (bound, addr) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name(format!("fake-broker-{}", addr.port()))
+            .name("fake-broker".into())
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .expect("fake broker runtime");
-                rt.block_on(serve(listener, addr, handler, recorded, stop));
+                rt.block_on(async move {
+                    // Set before listening: accepted connections inherit it, and the window
+                    // scale offered in their SYN-ACK follows it.
+                    let socket = TcpSocket::new_v4().expect("socket");
+                    if let Some(n) = receive_buffer {
+                        socket.set_recv_buffer_size(n).expect("SO_RCVBUF");
+                    }
+                    socket
+                        .bind("127.0.0.1:0".parse().unwrap())
+                        .expect("bind 127.0.0.1:0");
+                    let listener = socket.listen(128).expect("listen");
+                    let addr = listener.local_addr().expect("local address");
+                    bound.send(addr).expect("report the address");
+                    serve(listener, addr, handler, recorded, stop).await
+                });
                 // Dropping the runtime drops every connection task and its socket.
             })
             .expect("spawn fake broker thread");
+        let addr = addr.recv().expect("fake broker bound");
         FakeBroker {
             addr,
             requests,
@@ -188,13 +210,12 @@ impl Drop for FakeBroker {
 }
 
 async fn serve(
-    listener: std::net::TcpListener,
+    listener: TcpListener,
     addr: SocketAddr,
     handler: Arc<Handler>,
     requests: Arc<Mutex<Vec<RequestContext>>>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let listener = TcpListener::from_std(listener).expect("tokio listener");
     let mut connection = 0;
     loop {
         tokio::select! {
