@@ -955,6 +955,66 @@ async fn a_dropped_connection_writes_nothing_more() {
     );
 }
 
+/// 6e. acks=0 and a broker that stops reading a connection without closing it (for 30 s,
+/// far past the test). No request on it awaits a response, so only the writes can time out:
+/// a frame not written within `request.timeout.ms` (1 s) must drop the connection, as Java
+/// keeps an acks=0 send among its in-flight requests until it completes. The batches not
+/// written then are answered as never sent (or, the one cut mid-write, as lost), sent again
+/// on a new connection, and written there: every record is answered, once and successfully,
+/// soon after the request timeout, not at `delivery.timeout.ms` (60 s) or when the broker
+/// reads again.
+#[actix_rt::test]
+async fn acks0_writes_time_out_on_a_broker_that_stopped_reading() {
+    init_tracing();
+    let (fake, stalled) = stalling_broker(Duration::from_secs(30));
+    let client = Client::start(
+        &fake,
+        &[
+            ("acks", "0"),
+            ("request.timeout.ms", "1000"),
+            ("delivery.timeout.ms", "60000"),
+            ("send.buffer.bytes", "4096"),
+        ],
+    );
+    let start = Instant::now();
+    send_large(&client);
+    let all = client
+        .wait_for(STALL_RECORDS as usize, Duration::from_secs(8))
+        .await;
+    let elapsed = start.elapsed();
+    let answered = client.outcomes.count();
+    let run = client.finish().await;
+    assert!(all, "every record answered within 8 s: got {answered}");
+    run.assert_tags(STALL_RECORDS);
+    for tag in 0..STALL_RECORDS {
+        if let Err(e) = run.one(tag) {
+            panic!("record {tag} failed although a new connection was healthy: {e}");
+        }
+    }
+    assert!(
+        elapsed >= Duration::from_millis(1000),
+        "the stalled writes were given up after request.timeout.ms: {elapsed:?}"
+    );
+    let m = &run.metrics;
+    assert!(
+        m.record_retry_total > 0,
+        "unwritten batches went again: {m:?}"
+    );
+    assert!(
+        stalled.lock().unwrap().is_some(),
+        "a Produce request stalled"
+    );
+    let connections: std::collections::HashSet<usize> = fake
+        .requests_for(ApiKey::Produce)
+        .iter()
+        .map(|r| r.connection)
+        .collect();
+    assert!(
+        connections.len() >= 2,
+        "Produce went again on a new connection: {connections:?}"
+    );
+}
+
 /// 7. The broker answers the warm-up request correctly, then, 100 ms later, when nothing is in
 /// flight, writes a second Produce response with a correlation id Herald never used. Herald
 /// must drop the connection (its stream can no longer be trusted): the metadata refresh that

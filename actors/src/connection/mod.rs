@@ -35,12 +35,14 @@ mod coalesce;
 mod frame;
 mod in_flight;
 mod transport;
+mod unwritten;
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -78,6 +80,7 @@ use coalesce::Coalescer;
 use frame::Frame;
 use in_flight::{Answer, InFlightQueue};
 use transport::{ConnectError, SocketOptions, Transport, WriteHalf};
+use unwritten::Unwritten;
 
 /// How often deadlines of in-flight requests are checked.
 const TICK: Duration = Duration::from_millis(50);
@@ -134,7 +137,8 @@ async fn guarded(
 
 /// The writer task of one socket: writes the frames queued for it in order, answering the
 /// acks=0 batches riding along as it goes; when the queue's sender is dropped, shuts the
-/// socket's sending side down (FIN). `stop` ends it at once, wherever it is: the frames not
+/// socket's sending side down (FIN). Counts the frames it wrote in `frames_written` (see
+/// [`Unwritten`]). `stop` ends it at once, wherever it is: the frames not
 /// written are abandoned (their acks=0 batches answered as never sent, the one cut mid-write
 /// as lost), and dropping the socket's half closes it, as Java's selector closes a channel it
 /// gives up on.
@@ -142,6 +146,7 @@ async fn write_frames(
     mut write: WriteHalf,
     mut rx: mpsc::UnboundedReceiver<WriterItem>,
     stop: CancellationToken,
+    frames_written: Arc<AtomicU64>,
     generation: u64,
     addr: Addr<Connection>,
 ) {
@@ -194,6 +199,7 @@ async fn write_frames(
             });
             return;
         }
+        frames_written.fetch_add(1, Release);
         for b in item.fire_and_forget {
             b.answer(BatchResult::Written {
                 base_offset: -1,
@@ -416,6 +422,10 @@ pub(crate) struct Connection {
     /// sent and sent again elsewhere. Kept past `writer` while a graceful close lets the
     /// writer finish its queue; disarmed when an idle socket is closed.
     writer_stop: Option<DropGuard>,
+    /// When the frames handed to this socket's writer and not yet written were queued: one
+    /// older than request.timeout.ms drops the connection, as a request awaiting its response
+    /// does (this is what times out acks=0 requests, which await none).
+    unwritten: Unwritten,
     /// The reader task: detached from this actor's context so that a supervised restart of
     /// the actor does not cut a healthy socket (responses to in-flight requests keep coming,
     /// and the in-flight queue lives in `self`, which survives the restart).
@@ -496,6 +506,7 @@ impl Connection {
             generation: 0,
             writer: None,
             writer_stop: None,
+            unwritten: Unwritten::default(),
             reader: None,
             socket_panics: VecDeque::new(),
             #[cfg(feature = "fault-injection")]
@@ -629,7 +640,15 @@ impl Connection {
         )));
         let (tx, rx) = mpsc::unbounded_channel::<WriterItem>();
         let stop = CancellationToken::new();
-        let writing = write_frames(write, rx, stop.clone(), generation, addr.clone());
+        self.unwritten = Unwritten::default();
+        let writing = write_frames(
+            write,
+            rx,
+            stop.clone(),
+            self.unwritten.counter(),
+            generation,
+            addr.clone(),
+        );
         actix::spawn(guarded("writer", generation, addr, writing));
         self.writer = Some(tx);
         self.writer_stop = Some(stop.drop_guard());
@@ -757,6 +776,7 @@ impl Connection {
             None => self.in_flight.push_unanswered(correlation_id),
         }
         self.last_used = Instant::now();
+        self.unwritten.queued(self.last_used);
         let m = &self.shared.metrics;
         let now = m.now_ms();
         m.sensors.request.record(bytes, now);
@@ -1371,9 +1391,14 @@ impl Connection {
 
     fn tick(&mut self) {
         let timeout = self.shared.config.request_timeout;
-        if self.in_flight.head_timed_out(timeout, Instant::now()) {
+        let now = Instant::now();
+        if self.in_flight.head_timed_out(timeout, now) {
             let reason = format!("request timed out after {} ms", timeout.as_millis());
             return self.disconnect(reason);
+        }
+        if self.unwritten.timed_out(timeout, now) {
+            let ms = timeout.as_millis();
+            return self.disconnect(format!("request not written within {ms} ms"));
         }
         if matches!(self.state, State::Negotiating | State::Authenticating) {
             // As in Java: with SASL, the handshake (ApiVersions first) is part of setting up
@@ -1432,6 +1457,7 @@ impl Connection {
         }
         // Stops the writer (the guard's drop), unless a graceful close disarmed it.
         self.writer_stop = None;
+        self.unwritten = Unwritten::default();
         if self.writer.take().is_some() {
             self.closed_socket();
         }
