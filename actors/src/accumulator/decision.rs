@@ -69,6 +69,22 @@ impl State<'_> {
     }
 }
 
+/// `base_offset` if a log can hold the batch's records from there, else `-1` (unknown). A
+/// base offset whose last record would lie past `i64::MAX` is garbage from the network, but
+/// the broker still said it has the batch: the batch completes with its offsets unknown, as
+/// with a negative base offset (and as acks=0 reports them), instead of failing or going
+/// again, which would write it twice; Java would report the wrapped sums.
+fn holdable_base_offset(base_offset: i64, records: usize) -> i64 {
+    let last = i64::try_from(records.saturating_sub(1))
+        .ok()
+        .and_then(|n| base_offset.checked_add(n));
+    if base_offset < 0 || last.is_none() {
+        -1
+    } else {
+        base_offset
+    }
+}
+
 /// What to do with an answered batch.
 #[derive(Debug, PartialEq)]
 pub(super) enum Decision {
@@ -152,7 +168,7 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
             log_append_time,
         } => {
             return Decision::Complete {
-                base_offset: *base_offset,
+                base_offset: holdable_base_offset(*base_offset, batch.records.len()),
                 log_append_time: *log_append_time,
             }
         }
@@ -422,6 +438,28 @@ mod tests {
         };
         assert_eq!(decide(&idempotent(1), answer.clone()), expected);
         assert_eq!(decide(&plain(1), answer), expected);
+    }
+
+    /// A base offset whose records would run past `i64::MAX` (garbage from the network)
+    /// completes the batch with offsets unknown; the last offset a log can hold is kept.
+    #[test]
+    fn an_overflowing_base_offset_completes_with_offsets_unknown() {
+        let written = |base_offset| BatchResult::Written {
+            base_offset,
+            log_append_time: -1,
+        };
+        let complete = |base_offset| Decision::Complete {
+            base_offset,
+            log_append_time: -1,
+        };
+        let mut b = plain(1);
+        b.records = (0..3).map(|_| slot()).collect();
+        assert_eq!(decide(&b, written(i64::MAX)), complete(-1));
+        assert_eq!(decide(&b, written(i64::MAX - 1)), complete(-1));
+        assert_eq!(decide(&b, written(i64::MAX - 2)), complete(i64::MAX - 2));
+        assert_eq!(decide(&b, written(-7)), complete(-1));
+        b.records.truncate(1);
+        assert_eq!(decide(&b, written(i64::MAX)), complete(i64::MAX));
     }
 
     #[test]

@@ -871,6 +871,8 @@ impl Accumulator {
                     let mut md = || RecordMetadata {
                         topic: topics.pop().unwrap_or_else(|| topic.clone()),
                         partition: self.partition,
+                        // No overflow: `classify` made a base offset whose records run
+                        // past i64::MAX unknown (-1).
                         offset: if base_offset < 0 {
                             -1
                         } else {
