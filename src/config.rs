@@ -861,7 +861,7 @@ keys! {
     "max.block.ms" max_block(Duration) = ms(60_000), Millis::LONG;
     /// larger records fail with RecordTooLarge
     "max.request.size" max_request_size(usize) = 1_048_576, Bytes::INT;
-    /// how long a request waits for its response before it is retried
+    /// how long a request waits for its response (with acks=0: to be written) before the connection is dropped and it is retried
     "request.timeout.ms" request_timeout(Duration) = ms(30_000), Millis::INT;
     /// a record's outcome is due within this; at least linger.ms + request.timeout.ms
     "delivery.timeout.ms" delivery_timeout(Duration) = ms(120_000), Millis::INT;
