@@ -767,7 +767,9 @@ async fn end_transaction(
         }
         Err(e) => {
             report(t, "commit_transaction", &e.to_string());
-            if e.class() != herald::ErrorClass::Fatal {
+            // A commit that timed out may have reached the coordinator: it is not aborted
+            // (the producer refuses that), and the run ends with its outcome unknown.
+            if e.class() == herald::ErrorClass::Abortable {
                 match producer.abort_transaction().await {
                     Ok(()) => eprintln!("console_producer: transaction aborted"),
                     Err(abort) => eprintln!("console_producer: abort_transaction failed: {abort}"),

@@ -25,6 +25,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(()) => println!("committed: {:?} {:?}", enriched.await?, audit.await?),
         // Fenced, or not authorized: this producer is done.
         Err(e) if e.class() == ErrorClass::Fatal => return Err(e.into()),
+        // Timed out (max.block.ms): the commit may have reached the coordinator, so it is
+        // called again; an abort is refused until it completes.
+        Err(e) if e.class() == ErrorClass::Retriable => producer.commit_transaction().await?,
         // Abortable (a record failed, the transaction timed out...): abort and go on.
         Err(e) => {
             println!("not committed: {e}");

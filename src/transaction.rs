@@ -8,7 +8,9 @@
 //! - **retriable**: the coordinator is loading, moved, or still finishing the previous
 //!   transaction. The producer retries on its own (finding the coordinator again where it
 //!   moved) until `max.block.ms`; only then does the operation fail, and the same call may be
-//!   made again.
+//!   made again. Until a timed-out commit, abort or init is called again and completes, every
+//!   other operation is refused ([`TransactionError::Unfinished`]): a commit may have reached
+//!   the coordinator, so an abort cannot stand in for it.
 //! - **abortable**: this transaction cannot commit (a record failed, a topic or group was
 //!   refused, the group moved on). Abort it; the producer then begins new ones.
 //! - **fatal**: the producer cannot go on (another producer with the same `transactional.id`
@@ -24,7 +26,7 @@ use crate::error::KafkaCode;
 #[non_exhaustive]
 pub enum ErrorClass {
     /// Retried by the producer; surfaces only when `max.block.ms` ran out. The same call may
-    /// be made again.
+    /// be made again ([`TransactionError::Unfinished`]: the call that timed out).
     Retriable,
     /// The transaction must be aborted; the producer goes on afterwards.
     Abortable,
@@ -95,6 +97,20 @@ pub enum TransactionError {
         /// The state the producer is in (Java's state names).
         state: &'static str,
     },
+    /// A commit, abort or init is unfinished (typically it timed out): only that operation
+    /// may be called now, until it succeeds or fails. After a timed-out commit the
+    /// coordinator may have committed, so an abort must not be taken for one (as Java's
+    /// `TransactionManager` refuses it).
+    #[error(
+        "{operation} cannot be called: the previous {unfinished} has not completed; if it \
+         timed out, call {unfinished} again until it succeeds or fails"
+    )]
+    Unfinished {
+        /// The operation asked for.
+        operation: &'static str,
+        /// The operation that must be called again.
+        unfinished: &'static str,
+    },
     /// A record sent to a transactional producer while no transaction is open.
     #[error(
         "record sent outside a transaction: a transactional producer takes records only \
@@ -132,10 +148,14 @@ pub enum TransactionError {
 impl TransactionError {
     /// What the application must do (KIP-1050). A record refused outside a transaction or
     /// an invalid call is the application's to fix and changes nothing: abortable, as Java
-    /// leaves the producer usable.
+    /// leaves the producer usable. An operation refused because a timed-out one is
+    /// unfinished is retriable: the timed-out call is to be made again, and neither aborting
+    /// nor closing is the answer (the transaction may have committed).
     pub fn class(&self) -> ErrorClass {
         match self {
-            TransactionError::TimedOut { .. } => ErrorClass::Retriable,
+            TransactionError::TimedOut { .. } | TransactionError::Unfinished { .. } => {
+                ErrorClass::Retriable
+            }
             TransactionError::Fatal(_)
             | TransactionError::Fenced(_)
             | TransactionError::NotTransactional

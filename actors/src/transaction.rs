@@ -20,6 +20,12 @@
 //!  any ─abortable error─▶ ABORTABLE_ERROR          any ─fatal error─▶ FATAL_ERROR (final)
 //! ```
 //!
+//! An init, commit or abort that timed out (max.block.ms) stays in INITIALIZING, COMMITTING
+//! or ABORTING, and only the same call is taken until it completes (`Unfinished` answers the
+//! rest, as Java's `handleCachedTransactionRequestResult` does): a commit's EndTxn may have
+//! reached the coordinator, and an abort then would be answered INVALID_TXN_STATE, which
+//! reads like a transaction the coordinator aborted itself.
+//!
 //! Accumulators ask for their partition ([`AddPartition`]) when they have a batch of the
 //! open transaction to send and hold it back until the answer; requests that arrive while an
 //! AddPartitionsToTxn is in flight go out together in the next one. Every request is retried
@@ -105,14 +111,29 @@ fn check(operation: Operation, state: &TxnState) -> Result<(), TransactionError>
     use TxnState as S;
     let allowed = match (operation, state) {
         (_, S::FatalError(e)) => return Err(e.clone()),
-        // A timed-out init, commit or abort may be called again (Java's rule).
+        // A timed-out init, commit or abort may be called again, and only it (Java's rule,
+        // `handleCachedTransactionRequestResult`): an EndTxn(commit) that timed out may have
+        // reached the coordinator, which then answers an abort's EndTxn with
+        // INVALID_TXN_STATE, and the abort would be reported though the transaction commits.
         (O::Init, S::Uninitialized | S::Initializing) => true,
+        (O::Send, S::Committing) => true,
+        (O::Commit, S::Committing) | (O::Abort, S::Aborting) => true,
+        (o, S::Initializing | S::Committing | S::Aborting) if o != O::Send => {
+            return Err(TransactionError::Unfinished {
+                operation: o.name(),
+                unfinished: match state {
+                    S::Initializing => O::Init,
+                    S::Committing => O::Commit,
+                    _ => O::Abort,
+                }
+                .name(),
+            })
+        }
         (O::Begin, S::Ready) => true,
         (O::SendOffsets | O::Send, S::InTransaction) => true,
-        (O::Send, S::Committing) => true,
         (O::SendOffsets | O::Send | O::Commit, S::AbortableError(e)) => return Err(e.clone()),
-        (O::Commit, S::InTransaction | S::Committing) => true,
-        (O::Abort, S::InTransaction | S::Committing | S::Aborting | S::AbortableError(_)) => true,
+        (O::Commit, S::InTransaction) => true,
+        (O::Abort, S::InTransaction | S::AbortableError(_)) => true,
         _ => false,
     };
     if allowed {
@@ -1222,8 +1243,60 @@ mod tests {
         assert!(!ok(O::Commit, S::Ready), "commit without begin");
         assert!(ok(O::Abort, S::InTransaction));
         assert!(ok(O::Abort, S::AbortableError(abortable())));
+        assert!(
+            ok(O::Abort, S::Aborting),
+            "a timed-out abort may be repeated"
+        );
         assert!(!ok(O::Abort, S::Ready));
         assert!(!ok(O::SendOffsets, S::Ready));
+    }
+
+    #[test]
+    fn only_the_timed_out_operation_may_follow_it() {
+        use Operation as O;
+        use TxnState as S;
+        let unfinished = |operation, unfinished| {
+            Err(TransactionError::Unfinished {
+                operation,
+                unfinished,
+            })
+        };
+        // The commit may have reached the coordinator: an abort must not stand in for it.
+        assert_eq!(
+            check(O::Abort, &S::Committing),
+            unfinished("abort_transaction", "commit_transaction")
+        );
+        assert_eq!(
+            check(O::Commit, &S::Aborting),
+            unfinished("commit_transaction", "abort_transaction")
+        );
+        for o in [O::Init, O::Begin, O::SendOffsets] {
+            assert_eq!(
+                check(o, &S::Committing),
+                unfinished(o.name(), "commit_transaction")
+            );
+            assert_eq!(
+                check(o, &S::Aborting),
+                unfinished(o.name(), "abort_transaction")
+            );
+        }
+        assert_eq!(
+            check(O::Begin, &S::Initializing),
+            unfinished("begin_transaction", "init_transactions")
+        );
+        let e = check(O::Abort, &S::Committing).unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Retriable);
+        let text = e.to_string();
+        assert!(
+            text.contains("abort_transaction") && text.contains("call commit_transaction again"),
+            "{text}"
+        );
+        // Records still join the commit's flush; those of an abort are refused.
+        assert!(check(O::Send, &S::Committing).is_ok());
+        assert!(matches!(
+            check(O::Send, &S::Aborting),
+            Err(TransactionError::InvalidState { .. })
+        ));
     }
 
     #[test]

@@ -20,4 +20,5 @@ mod produce;
 mod supervision;
 mod tansu_faults;
 mod tracing;
+mod transactions_fake;
 mod transactions_mock;
