@@ -299,7 +299,8 @@ pub enum ErrorKind {
         /// How long we waited.
         waited_ms: u64,
         /// The last connection errors behind the wait, when brokers could not be reached
-        /// (e.g. `bootstrap 127.0.0.1:1 unreachable: connect failed: Connection refused`).
+        /// (e.g. `bootstrap 127.0.0.1:1 unreachable: connect failed: Connection refused`),
+        /// or why a response's metadata for a topic could not be used.
         cause: Option<Arc<str>>,
     },
     /// `buffer.memory` stayed exhausted for `max.block.ms`.

@@ -126,7 +126,8 @@ pub(crate) struct ClusterView {
     /// Producer id and epoch, once obtained (idempotence only).
     producer: RwLock<ProducerIdState>,
     /// The connection errors of the metadata requests that failed since the last one that
-    /// succeeded, one line per address, for the error of a record whose topic never arrived.
+    /// succeeded, one line per address, and the topics the last response listed unusably,
+    /// for the error of a record whose topic never arrived.
     unreachable: RwLock<Option<Arc<str>>>,
     /// The brokers in the producer's rack, as the last metadata response gave their racks
     /// (empty unless rack-aware partitioning is on).

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use herald::{ErrorKind, KafkaCode, MetadataRecoveryStrategy, Node, PartitionInfo};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse, TopicName,
 };
@@ -91,8 +92,11 @@ pub(crate) struct Metadata {
     init_pid_in_flight: bool,
     terminated: bool,
     /// The last connection error of each node asked since the last successful metadata
-    /// request, by address (published as `ClusterView::unreachable`).
+    /// request, by address (published as `ClusterView::unreachable`, with `unusable`).
     unreachable: BTreeMap<String, String>,
+    /// Topics whose partitions the last metadata response listed in a way that cannot be
+    /// used (see [`partition_count`]), with why; kept out of the cluster view.
+    unusable: BTreeMap<Arc<str>, String>,
     /// Nodes whose last metadata request failed to connect, by address: not asked again
     /// before the instant given while another node may be up.
     down: HashMap<String, Instant>,
@@ -135,6 +139,7 @@ impl Metadata {
             init_pid_in_flight: false,
             terminated: false,
             unreachable: BTreeMap::new(),
+            unusable: BTreeMap::new(),
             down: HashMap::new(),
             last_sent: None,
             failing_since: None,
@@ -295,10 +300,7 @@ impl Metadata {
                 );
                 self.backoff.reset();
                 self.failing_since = None;
-                if !self.unreachable.is_empty() {
-                    self.unreachable.clear();
-                    self.shared.cluster.set_unreachable(None);
-                }
+                self.unreachable.clear();
                 self.down.clear();
                 self.apply(&resp, ctx);
             }
@@ -347,10 +349,22 @@ impl Metadata {
             address.to_string(),
             format!("{role} {address} unreachable: {reason}"),
         );
-        let all: Vec<&str> = self.unreachable.values().map(String::as_str).collect();
-        self.shared
-            .cluster
-            .set_unreachable(Some(Arc::from(all.join("; "))));
+        self.publish_causes();
+    }
+
+    /// Publishes why metadata is missing (connection errors, unusable topics), for the
+    /// error of a record or lookup whose topic never arrives.
+    fn publish_causes(&self) {
+        let all: Vec<&str> = self
+            .unreachable
+            .values()
+            .chain(self.unusable.values())
+            .map(String::as_str)
+            .collect();
+        let why = (!all.is_empty()).then(|| Arc::from(all.join("; ")));
+        if why != self.shared.cluster.unreachable() {
+            self.shared.cluster.set_unreachable(why);
+        }
     }
 
     /// `topic`'s partitions as the cluster view and the last response give them; `None`
@@ -569,6 +583,7 @@ impl Metadata {
         let mut errors = HashMap::new();
         let mut incomplete = false;
         self.missing.clear();
+        self.unusable.clear();
         for t in &resp.topics {
             let Some(name) = t.name.as_ref() else {
                 continue;
@@ -593,26 +608,28 @@ impl Metadata {
                     continue;
                 }
             }
-            let count = t
-                .partitions
-                .iter()
-                .map(|p| p.partition_index + 1)
-                .max()
-                .unwrap_or(0)
-                .max(0);
+            // Garbage from the network drops this topic's part of the response, never the
+            // process: the view keeps what it knew, and the topic is asked for again.
+            let count = match partition_count(&t.partitions) {
+                Ok(count) => count,
+                Err(bad) => {
+                    tracing::warn!(topic = %name, error = %bad, "unusable topic metadata ignored");
+                    let why = format!("metadata for topic {name} unusable: {bad}");
+                    self.unusable.insert(name, why);
+                    incomplete = true;
+                    continue;
+                }
+            };
             let mut partitions = vec![
                 PartitionMeta {
                     leader: -1,
                     leader_epoch: -1
                 };
-                count as usize
+                count
             ];
             let known = cluster.topics.get(&*name).map(|m| Arc::clone(&m));
-            let mut replicas = vec![Replicas::default(); count as usize];
+            let mut replicas = vec![Replicas::default(); count];
             for p in &t.partitions {
-                if p.partition_index < 0 {
-                    continue;
-                }
                 let ids =
                     |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
                 replicas[p.partition_index as usize] = Replicas {
@@ -639,7 +656,7 @@ impl Metadata {
                 partitions[i] = merge_partition(was, fetched);
             }
             let available = available(&partitions);
-            if available.len() < count as usize || count == 0 {
+            if available.len() < count || count == 0 {
                 incomplete = true;
             }
             let local = local(&partitions, &in_rack);
@@ -677,6 +694,7 @@ impl Metadata {
             self.wanted.remove(&t);
             self.requested.remove(&t);
         }
+        self.publish_causes();
         self.ensure_producer_id(ctx);
         self.answer_lookups(&errors, ctx);
         self.broadcast(ClusterChanged {
@@ -850,6 +868,37 @@ fn node_load(in_flight: usize, connected: bool, bootstrap: bool) -> usize {
 }
 
 /// The node id of the `i`th `bootstrap.servers` entry's connection (negative, as Java's).
+/// Why a topic's partitions in a Metadata response cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum BadPartitions {
+    /// An index outside `0..listed`: the view is a vector indexed by partition, and sizing
+    /// it by an index read off the wire (2,000,000,000) would take gigabytes.
+    #[error("partition index {index} with {listed} partitions listed")]
+    OutOfRange { index: i32, listed: usize },
+    /// An index listed twice.
+    #[error("partition {0} listed twice")]
+    Duplicate(i32),
+}
+
+/// The partition count of a topic whose response lists `partitions`: brokers list each of
+/// `0..n` exactly once, so anything else is garbage. Its length is bounded by the bytes
+/// the response holds (the decoder checks counts against them), an index is not.
+fn partition_count(partitions: &[MetadataResponsePartition]) -> Result<usize, BadPartitions> {
+    let listed = partitions.len();
+    let mut seen = vec![false; listed];
+    for p in partitions {
+        let index = p.partition_index;
+        let i = usize::try_from(index)
+            .ok()
+            .filter(|&i| i < listed)
+            .ok_or(BadPartitions::OutOfRange { index, listed })?;
+        if std::mem::replace(&mut seen[i], true) {
+            return Err(BadPartitions::Duplicate(index));
+        }
+    }
+    Ok(listed)
+}
+
 fn bootstrap_id(i: usize) -> i32 {
     -1 - i as i32
 }
@@ -1076,6 +1125,35 @@ impl Handler<Crash> for Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listing(indexes: &[i32]) -> Vec<MetadataResponsePartition> {
+        indexes
+            .iter()
+            .map(|&i| MetadataResponsePartition::default().with_partition_index(i))
+            .collect()
+    }
+
+    #[test]
+    fn partition_indexes_off_the_wire_are_checked_before_they_size_anything() {
+        assert_eq!(partition_count(&listing(&[])), Ok(0));
+        assert_eq!(partition_count(&listing(&[2, 0, 1])), Ok(3));
+        for index in [2_000_000_000, i32::MAX, 3, -1, i32::MIN] {
+            assert_eq!(
+                partition_count(&listing(&[0, index, 1])),
+                Err(BadPartitions::OutOfRange { index, listed: 3 }),
+                "{index}"
+            );
+        }
+        assert_eq!(
+            partition_count(&listing(&[1, 0, 1])),
+            Err(BadPartitions::Duplicate(1))
+        );
+        let bad = partition_count(&listing(&[2_000_000_000])).unwrap_err();
+        assert_eq!(
+            bad.to_string(),
+            "partition index 2000000000 with 1 partitions listed"
+        );
+    }
 
     fn recovery(strategy: MetadataRecoveryStrategy) -> Recovery {
         Recovery {

@@ -2,7 +2,7 @@
 //! fake broker (`support/fake_broker.rs`). Each test makes the broker misbehave for one request
 //! (a truncated frame, a wrong correlation id, an absurd size prefix, an undecodable body, an
 //! unknown error code, a connection cut mid-response, an unsolicited frame, silence, a garbage
-//! Metadata response), then behave, and checks that Herald
+//! Metadata response, an absurd partition index in one), then behave, and checks that Herald
 //!
 //! - neither panics nor hangs: every record gets exactly one outcome (outcomes are delivered
 //!   with `reply_to` and counted per tag, and counting goes on for a while after the last one
@@ -39,7 +39,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use herald::protocol::responses;
 use herald::{ErrorKind, KafkaCode, ProduceError};
 use herald_actors::{Delivered, MetricsSnapshot, Outcome, Produce, Producer};
-use kafka_protocol::messages::{ApiKey, ProduceRequest};
+use kafka_protocol::messages::{ApiKey, MetadataResponse, ProduceRequest};
+use kafka_protocol::protocol::Decodable;
 
 use crate::support::fake_broker::{self, Action, FakeBroker, RequestContext};
 use crate::support::init_tracing;
@@ -1229,4 +1230,63 @@ async fn garbage_metadata_response() {
         "Metadata asked again on a new connection"
     );
     assert_no_timeout_needed(elapsed);
+}
+
+/// 10. Metadata responses that list the topic's one partition under index `i32::MAX` (well
+/// formed, but the index would size the partition table: `i32::MAX + 1` overflows, and an
+/// index of 2,000,000,000 would ask for gigabytes). The topic's part of the response is
+/// dropped, not the process: the records fail after `max.block.ms` with a metadata timeout
+/// that names the unusable index, no actor panics, and once the broker lists the partitions
+/// properly the next records are written.
+#[actix_rt::test]
+async fn metadata_with_an_absurd_partition_index() {
+    init_tracing();
+    let garbage = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let standard = fake_broker::standard_handler(&[(TOPIC, PARTITIONS)]);
+    let answering_garbage = garbage.clone();
+    let fake = FakeBroker::start(move |ctx| {
+        let mut actions = standard(ctx);
+        let garbage = answering_garbage.load(std::sync::atomic::Ordering::SeqCst);
+        if ctx.api() == Some(ApiKey::Metadata) && garbage {
+            let Some(Action::Respond(body)) = actions.first_mut() else {
+                panic!("the standard handler answers Metadata");
+            };
+            let mut response: MetadataResponse =
+                Decodable::decode(&mut body.clone(), ctx.api_version).expect("decodes");
+            for t in &mut response.topics {
+                t.partitions.truncate(1);
+                t.partitions[0].partition_index = i32::MAX;
+            }
+            *body = fake_broker::encode(&response, ctx.api_version);
+        }
+        actions
+    });
+    let client = Client::start(&fake, &[("max.block.ms", "1000")]);
+    client.send(0..4);
+    assert!(
+        client.wait_for(4, Duration::from_secs(10)).await,
+        "every record answered"
+    );
+    garbage.store(false, std::sync::atomic::Ordering::SeqCst);
+    client.send(4..8);
+    let answered = client.wait_for(8, Duration::from_secs(10)).await;
+    let run = client.finish().await;
+    assert!(answered, "every record answered");
+    run.assert_tags(8);
+    for tag in 0..4 {
+        let e = run.failure(tag, "a broker listing no usable partition");
+        let ErrorKind::MetadataTimeout {
+            cause: Some(cause), ..
+        } = e.kind()
+        else {
+            panic!("record {tag}: {e}");
+        };
+        assert!(
+            cause.contains("partition index 2147483647"),
+            "record {tag}: {e}"
+        );
+    }
+    for tag in 4..8 {
+        assert!(run.one(tag).is_ok(), "record {tag}: {:?}", run.one(tag));
+    }
 }
