@@ -31,6 +31,9 @@ pub(crate) struct TopicMeta {
     /// The topic's name (each partition's accumulator keeps a copy of its own for its
     /// records' metadata, see `Accumulator::new`).
     pub(crate) name: Arc<str>,
+    /// The topic id (Metadata v10+; `None` before, or when the broker sent the zero id): a
+    /// topic deleted and created again under the same name has a new one.
+    pub(crate) topic_id: Option<u128>,
     /// Indexed by partition id.
     pub(crate) partitions: Vec<PartitionMeta>,
     /// Partitions with a leader, for sticky partitioning.
@@ -54,6 +57,28 @@ pub(crate) fn local(partitions: &[PartitionMeta], in_rack: &BTreeSet<i32>) -> Ve
 pub(crate) fn available(partitions: &[PartitionMeta]) -> Vec<i32> {
     (0..partitions.len() as i32)
         .filter(|&i| partitions[i as usize].leader >= 0)
+        .collect()
+}
+
+/// Merges a metadata response's view of a topic's partitions (`fetched`, of topic id
+/// `topic_id`) with what is `known`, partition by partition ([`merge_partition`]). A response
+/// that names another topic id than the known one replaces the known view instead: the
+/// topic was deleted and created again, its leader epochs began again at 0, and merging
+/// would keep the old topic's leaders until the new epochs climbed past the old ones
+/// (KAFKA-12257; Java's `Metadata.updateLatestMetadata` resets the epochs when the id
+/// changes, also from an unknown one). A response without an id is merged.
+pub(crate) fn merge_topic(
+    known: Option<&TopicMeta>,
+    topic_id: Option<u128>,
+    fetched: Vec<PartitionMeta>,
+) -> Vec<PartitionMeta> {
+    let Some(known) = known.filter(|k| topic_id.is_none() || k.topic_id == topic_id) else {
+        return fetched;
+    };
+    fetched
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| merge_partition(known.partitions.get(i).copied(), p))
         .collect()
 }
 
@@ -300,6 +325,7 @@ mod tests {
         };
         let meta = TopicMeta {
             name: Arc::from("t"),
+            topic_id: Some(1),
             partitions: vec![p, p],
             available: vec![0, 1],
             local: Vec::new(),
@@ -377,5 +403,52 @@ mod tests {
         assert_eq!(merge_partition(Some(known), fresh), fresh);
         assert_eq!(merge_partition(Some(known), unknown_epoch), unknown_epoch);
         assert_eq!(merge_partition(None, stale), stale);
+    }
+
+    /// KAFKA-12257: the topic was deleted and created again (a new topic id); its leader
+    /// epochs began again at 0, below the old topic's.
+    #[test]
+    fn a_new_topic_id_replaces_the_known_leaders() {
+        let old = |leader| PartitionMeta {
+            leader,
+            leader_epoch: 5,
+        };
+        let known = TopicMeta {
+            name: Arc::from("t"),
+            topic_id: Some(1),
+            partitions: vec![old(1), old(1)],
+            available: vec![0, 1],
+            local: Vec::new(),
+        };
+        let new = |leader| PartitionMeta {
+            leader,
+            leader_epoch: 0,
+        };
+        let fetched = vec![new(2), new(3), new(2)];
+        assert_eq!(
+            merge_topic(Some(&known), Some(2), fetched.clone()),
+            fetched,
+            "another topic id: the response replaces what was known"
+        );
+        assert_eq!(
+            merge_topic(Some(&known), Some(1), fetched.clone()),
+            vec![old(1), old(1), new(2)],
+            "the same topic: an older epoch is stale"
+        );
+        assert_eq!(
+            merge_topic(Some(&known), None, fetched.clone()),
+            vec![old(1), old(1), new(2)],
+            "no id in the response (Metadata before v10): merged"
+        );
+        let unknown_id = TopicMeta {
+            topic_id: None,
+            ..known.clone()
+        };
+        assert_eq!(
+            merge_topic(Some(&unknown_id), Some(2), fetched.clone()),
+            fetched,
+            "an id where none was known: replaced, as Java does"
+        );
+        assert_eq!(merge_topic(None, Some(2), fetched.clone()), fetched);
     }
 }

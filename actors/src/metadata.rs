@@ -19,7 +19,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::backoff::Backoff;
 use crate::cluster::{
-    available, local, merge_partition, BrokerLink, PartitionMeta, ProducerIdState, TopicMeta,
+    available, local, merge_topic, BrokerLink, PartitionMeta, ProducerIdState, TopicMeta,
 };
 use crate::connection::Connection;
 #[cfg(feature = "fault-injection")]
@@ -647,14 +647,19 @@ impl Metadata {
                 } else {
                     -1
                 };
-                let i = p.partition_index as usize;
-                let was = known.as_ref().and_then(|k| k.partitions.get(i).copied());
-                let fetched = PartitionMeta {
+                partitions[p.partition_index as usize] = PartitionMeta {
                     leader,
                     leader_epoch: p.leader_epoch,
                 };
-                partitions[i] = merge_partition(was, fetched);
             }
+            let topic_id = Some(t.topic_id.as_u128()).filter(|&id| id != 0);
+            let recreated = known.as_ref().is_some_and(|k| {
+                k.topic_id.is_some() && topic_id.is_some() && k.topic_id != topic_id
+            });
+            if recreated {
+                tracing::info!(topic = %name, "new topic id (deleted and created again): its leaders are replaced, not merged");
+            }
+            let partitions = merge_topic(known.as_deref(), topic_id, partitions);
             let available = available(&partitions);
             if available.len() < count || count == 0 {
                 incomplete = true;
@@ -663,6 +668,7 @@ impl Metadata {
             self.replicas.insert(name.clone(), replicas);
             let meta = TopicMeta {
                 name: name.clone(),
+                topic_id,
                 partitions,
                 available,
                 local,

@@ -1905,6 +1905,7 @@ mod tests {
         let route = |name: &str, partitions: usize| {
             TopicRoute::new(Arc::new(TopicMeta {
                 name: Arc::from(name),
+                topic_id: None,
                 partitions: vec![
                     PartitionMeta {
                         leader: 0,

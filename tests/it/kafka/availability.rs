@@ -412,3 +412,83 @@ async fn kafka_rack_aware_partitioning_stays_in_the_clients_rack() {
         );
     }
 }
+
+/// KAFKA-12257: a topic deleted and created again (by the producer's own refreshes, as
+/// brokers auto-create a topic a metadata request names) has a new topic id, and its leader
+/// epochs begin again at 0. The old topic's leader moved three times first, so its epoch is
+/// above the new topic's, and the new topic is led by another broker. Merged by epoch, the
+/// view would keep the old leader, which refuses the record as NOT_LEADER_OR_FOLLOWER (its
+/// KIP-951 hint carries the lower epoch too) until delivery.timeout.ms; with the new topic id
+/// the response replaces the old leaders, and the record is written.
+#[actix_rt::test]
+async fn kafka_a_topic_created_again_is_led_by_its_new_leader() {
+    topic_created_again("60000").await;
+}
+
+async fn topic_created_again(max_block_ms: &str) {
+    init_tracing();
+    let kafka = cluster().await;
+    let topic = unique_topic("created-again");
+    kafka.create_topic(&topic, 1, 3).await;
+    let producer = start_producer(
+        &kafka.bootstrap(),
+        &[],
+        &[
+            ("metadata.max.age.ms", "500"),
+            ("linger.ms", "0"),
+            ("request.timeout.ms", "5000"),
+            ("delivery.timeout.ms", "20000"),
+            ("max.block.ms", max_block_ms),
+        ],
+    );
+    let send = |value: &str| producer.send(Produce::new(topic.clone()).value(value.to_string()));
+    let other_than = |leader: i32| *kafka.ids().iter().find(|&&id| id != leader).unwrap();
+    for round in 0..3 {
+        send(&format!("old {round}"))
+            .await
+            .unwrap_or_else(|e| panic!("before move {round}: {e}"));
+        let leader = kafka.leader(&topic, 0).await;
+        kafka.move_leader(&topic, 0, other_than(leader)).await;
+    }
+    send("old 3").await.expect("after the moves");
+    let old = producer
+        .partitions_for(&topic)
+        .await
+        .expect("the old topic");
+    let old_leader = old[0].leader.as_ref().expect("a leader").id;
+    assert!(old[0].leader_epoch >= 3, "{old:?}");
+
+    kafka.delete_topic(&topic).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        // Waits for the deletion, then for the producer's refreshes to create it again.
+        if kafka.topics().await.contains(&topic) && kafka.leader(&topic, 0).await >= 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{topic} was not created again"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    kafka.wait_in_sync(&topic, Duration::from_secs(30)).await;
+    if kafka.leader(&topic, 0).await == old_leader {
+        kafka.move_leader(&topic, 0, other_than(old_leader)).await;
+    }
+    let new_leader = kafka.leader(&topic, 0).await;
+
+    let written = send("new")
+        .await
+        .expect("written to the topic created again");
+    assert_eq!(written.partition, 0);
+    let now = producer
+        .partitions_for(&topic)
+        .await
+        .expect("the new topic");
+    assert_eq!(now[0].leader.as_ref().map(|n| n.id), Some(new_leader));
+    assert!(now[0].leader_epoch < old[0].leader_epoch, "{now:?}");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&kafka.bootstrap(), &topic, 1, 1, Duration::from_secs(30)).await;
+    let values: Vec<_> = back[&0].iter().map(|c| c.value.clone()).collect();
+    assert_eq!(values, vec![Some(b"new".to_vec())], "only the new record");
+}
