@@ -73,7 +73,8 @@ pub(crate) struct Metadata {
     wanted: BTreeSet<Arc<str>>,
     /// When each topic was last asked for by the router; a topic the cluster does not have is
     /// forgotten once nobody has asked for it for max.block.ms (its records have failed by
-    /// then), so it is not polled for ever.
+    /// then), so it is not polled for ever, unless the view has it (it is in use, and the
+    /// router forgets it when idle).
     requested: HashMap<Arc<str>, Instant>,
     subscribers: Vec<Recipient<ClusterChanged>>,
     refreshing: bool,
@@ -683,10 +684,15 @@ impl Metadata {
                 cluster.topics.insert(name, Arc::new(meta));
             }
         }
+        // A topic the view has is in use: the router forgets it once idle for
+        // metadata.max.idle.ms (`ForgetTopics`), and until then a refresh that finds it
+        // missing (being deleted, or created again) must not drop it from the requests, or
+        // none would name it again and its old leaders would stay for good (Java keeps it).
         let max_block = self.shared.config.max_block;
         let stale: Vec<Arc<str>> = self
             .missing
             .iter()
+            .filter(|t| !cluster.topics.contains_key(&***t))
             .filter(|t| {
                 self.requested
                     .get(*t)

@@ -425,6 +425,16 @@ async fn kafka_a_topic_created_again_is_led_by_its_new_leader() {
     topic_created_again("60000").await;
 }
 
+/// As above, with the topic in use for longer than max.block.ms: the refreshes that find it
+/// being created again (LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION) must not drop it
+/// from the metadata requests, or no request names it again and the view keeps the old
+/// topic's leader for good (Java keeps a topic in its requests while it is in use,
+/// `metadata.max.idle.ms`).
+#[actix_rt::test]
+async fn kafka_a_topic_in_use_past_max_block_and_created_again_is_followed() {
+    topic_created_again("1000").await;
+}
+
 async fn topic_created_again(max_block_ms: &str) {
     init_tracing();
     let kafka = cluster().await;
