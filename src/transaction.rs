@@ -123,6 +123,15 @@ pub enum TransactionError {
     /// The transaction cannot commit; abort it, then begin a new one.
     #[error("abortable transaction error: {0}; abort the transaction and begin a new one")]
     Abortable(Arc<str>),
+    /// The transaction coordinator no longer knows the producer id (INVALID_PRODUCER_ID_MAPPING,
+    /// e.g. the `transactional.id` expired): abortable. The abort asks for a new producer id
+    /// without sending EndTxn, which the coordinator would refuse the same way (Java's
+    /// `beginCompletingTransaction` after an `InvalidPidMappingException`).
+    #[error(
+        "abortable transaction error: {0}; the transaction coordinator no longer knows this \
+         producer id; abort the transaction (a new producer id is obtained) and begin a new one"
+    )]
+    InvalidProducerIdMapping(Arc<str>),
     /// The producer cannot go on; close it.
     #[error("fatal transaction error: {0}; the producer must be closed")]
     Fatal(Arc<str>),
@@ -163,7 +172,8 @@ impl TransactionError {
             TransactionError::InvalidState { .. }
             | TransactionError::NotInTransaction
             | TransactionError::Aborted
-            | TransactionError::Abortable(_) => ErrorClass::Abortable,
+            | TransactionError::Abortable(_)
+            | TransactionError::InvalidProducerIdMapping(_) => ErrorClass::Abortable,
         }
     }
 
@@ -178,6 +188,9 @@ impl TransactionError {
         match (code, classify(code)) {
             (KafkaCode::PRODUCER_FENCED | KafkaCode::INVALID_PRODUCER_EPOCH, _) => {
                 TransactionError::Fenced(why)
+            }
+            (KafkaCode::INVALID_PRODUCER_ID_MAPPING, _) => {
+                TransactionError::InvalidProducerIdMapping(why)
             }
             (_, Handling::Fail(ErrorClass::Fatal)) => TransactionError::Fatal(why),
             _ => TransactionError::Abortable(why),
@@ -256,6 +269,12 @@ mod tests {
         assert!(!unauthorized.is_fenced());
         let topic = TransactionError::from_code(KafkaCode::TOPIC_AUTHORIZATION_FAILED, why());
         assert_eq!(topic, TransactionError::Abortable(why()));
+        let unknown_id = TransactionError::from_code(KafkaCode::INVALID_PRODUCER_ID_MAPPING, why());
+        assert_eq!(
+            unknown_id,
+            TransactionError::InvalidProducerIdMapping(why())
+        );
+        assert_eq!(unknown_id.class(), ErrorClass::Abortable);
         let abortable = TransactionError::Abortable(Arc::from("a record failed"));
         assert_eq!(abortable.class(), ErrorClass::Abortable);
         assert!(!abortable.is_fenced());

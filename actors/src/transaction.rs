@@ -476,8 +476,11 @@ impl TransactionManager {
         } else {
             Operation::Abort
         };
-        // Nothing reached the coordinator: there is no transaction there to end.
-        let needs_end_txn = !self.added.is_empty() || self.offsets_added;
+        // Nothing reached the coordinator: there is no transaction there to end. Nor when it
+        // no longer knows the producer id: it refuses EndTxn with INVALID_PRODUCER_ID_MAPPING
+        // again, and only a new id ends the transaction (Java's beginCompletingTransaction).
+        let id_unknown = !commit && self.status().producer_id_unknown();
+        let needs_end_txn = (!self.added.is_empty() || self.offsets_added) && !id_unknown;
         let end = EndTxnRequest::default()
             .with_transactional_id(self.txn_id())
             .with_producer_id(pid.into())
@@ -701,7 +704,10 @@ impl TransactionManager {
                 Err(e) => {
                     // Nothing to abort yet: whatever refused the id is final.
                     let e = match e {
-                        TransactionError::Abortable(why) => TransactionError::Fatal(why),
+                        TransactionError::Abortable(why)
+                        | TransactionError::InvalidProducerIdMapping(why) => {
+                            TransactionError::Fatal(why)
+                        }
                         e => e,
                     };
                     act.enter_failure(e.clone());

@@ -33,6 +33,9 @@ pub(crate) struct TxnStatus {
     generation: AtomicU64,
     /// `failure` is set: lets the record path skip the lock.
     failed: AtomicBool,
+    /// A failure of this transaction was INVALID_PRODUCER_ID_MAPPING (whichever was recorded
+    /// first): the coordinator no longer knows the producer id, so the abort skips EndTxn.
+    producer_id_unknown: AtomicBool,
     failure: Mutex<Option<TransactionError>>,
 }
 
@@ -88,6 +91,9 @@ impl TxnStatus {
     /// Records a failure, unless a worse one (or an earlier one of the same class) is
     /// already recorded: the first abortable reason is the one reported, a fatal one wins.
     pub(crate) fn fail(&self, error: TransactionError) {
+        if matches!(error, TransactionError::InvalidProducerIdMapping(_)) {
+            self.producer_id_unknown.store(true, Ordering::Release);
+        }
         let mut f = self.lock();
         let replace = match f.as_ref() {
             None => true,
@@ -99,8 +105,14 @@ impl TxnStatus {
         }
     }
 
+    /// Whether the coordinator answered INVALID_PRODUCER_ID_MAPPING in this transaction.
+    pub(crate) fn producer_id_unknown(&self) -> bool {
+        self.producer_id_unknown.load(Ordering::Acquire)
+    }
+
     /// The transaction was aborted: an abortable failure is over (a fatal one stays).
     pub(crate) fn clear_abortable(&self) {
+        self.producer_id_unknown.store(false, Ordering::Release);
         let mut f = self.lock();
         if f.as_ref().is_some_and(|e| e.class() != ErrorClass::Fatal) {
             *f = None;
@@ -141,6 +153,22 @@ mod tests {
             Some(fatal),
             "an abort does not clear a fatal error"
         );
+    }
+
+    /// The abort skips EndTxn when any failure of the transaction was
+    /// INVALID_PRODUCER_ID_MAPPING, also one recorded after the failure reported.
+    #[test]
+    fn an_unknown_producer_id_is_remembered_until_the_abort() {
+        let s = TxnStatus::default();
+        s.fail(TransactionError::Abortable(Arc::from("a record timed out")));
+        assert!(!s.producer_id_unknown());
+        s.fail(TransactionError::InvalidProducerIdMapping(Arc::from(
+            "INVALID_PRODUCER_ID_MAPPING (49)",
+        )));
+        assert!(s.producer_id_unknown());
+        assert!(matches!(s.failure(), Some(TransactionError::Abortable(_))));
+        s.clear_abortable();
+        assert!(!s.producer_id_unknown());
     }
 
     #[test]

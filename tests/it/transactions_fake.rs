@@ -1,9 +1,9 @@
 //! Transaction-manager paths that need a coordinator to answer on cue, on the scripted fake
 //! broker (`support/fake_broker.rs`): one broker (node 1) that is also the transaction
-//! coordinator, offering transaction protocol version 1. Apache Kafka cannot be made to hold
-//! a commit's markers pending for as long as a test needs, and librdkafka's mock cluster
-//! refuses an EndTxn before it looks at it, so neither can show a commit that reached the
-//! coordinator and timed out (`kafka::transactions` and `transactions_mock` cover the rest).
+//! coordinator. Apache Kafka cannot be made to hold a commit's markers pending for as long
+//! as a test needs, nor to expire a transactional id mid-transaction, and librdkafka's mock
+//! cluster refuses an EndTxn before it looks at it and offers transaction protocol version 1
+//! only (`kafka::transactions` and `transactions_mock` cover the rest).
 
 use std::sync::atomic::{AtomicBool, AtomicI16, Ordering};
 use std::sync::Arc;
@@ -14,11 +14,13 @@ use herald_actors::{Produce, Producer};
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
+use kafka_protocol::messages::api_versions_response::FinalizedFeatureKey;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, BrokerId, EndTxnRequest,
-    EndTxnResponse, FindCoordinatorResponse,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsResponse, BrokerId,
+    EndTxnRequest, EndTxnResponse, FindCoordinatorResponse, InitProducerIdRequest, ProduceRequest,
+    ProducerId,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::support::fake_broker::{self, Action, FakeBroker, RequestContext};
 use crate::support::init_tracing;
@@ -232,4 +234,195 @@ async fn close_after_a_timed_out_commit_does_not_abort() {
             .expect("close returns")
     );
     assert_eq!(end_txns(&fake).len(), ends, "close sent no EndTxn");
+}
+
+/// What a Kafka 4.x broker with `transaction.version` 2 finalized advertises, as far as the
+/// producer uses it: Produce v12 adds partitions to the transaction, EndTxn v5 bumps the
+/// epoch at every end.
+const APIS_V2: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Metadata, 1, 9),
+    (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::EndTxn, 0, 5),
+];
+
+/// A coordinator (and partition leader) of transaction protocol version 2 that can forget
+/// the transactional id, as Kafka does once it expires (`transactional.id.expiration.ms`).
+#[derive(Debug, Default)]
+struct ForgetfulCoordinator {
+    /// The transactional id expired: its producer id is unknown, and Produce and EndTxn
+    /// are answered INVALID_PRODUCER_ID_MAPPING until InitProducerId creates a new one.
+    expired: AtomicBool,
+    /// The producer id and epoch handed out last.
+    producer_id: std::sync::atomic::AtomicI64,
+    epoch: AtomicI16,
+}
+
+impl ForgetfulCoordinator {
+    fn start(self: &Arc<Self>) -> FakeBroker {
+        let txn = self.clone();
+        txn.producer_id.store(PRODUCER_ID, Ordering::SeqCst);
+        let offset = std::sync::atomic::AtomicI64::new(0);
+        FakeBroker::start(move |ctx| match ctx.api() {
+            Some(ApiKey::ApiVersions) => vec![Action::Respond(api_versions_v2(ctx.api_version))],
+            Some(ApiKey::Metadata) => fake_broker::standard_handler(&[(TOPIC, 2)])(ctx),
+            Some(ApiKey::FindCoordinator) => vec![Action::Respond(find_coordinator(ctx))],
+            Some(ApiKey::InitProducerId) => {
+                let request: InitProducerIdRequest = ctx.decode();
+                let (pid, epoch) = if txn.expired.swap(false, Ordering::SeqCst) {
+                    // A new transactional id's metadata: a new producer id, whatever the
+                    // request named (Kafka accepts the producer's old id and epoch then).
+                    (txn.producer_id.fetch_add(1, Ordering::SeqCst) + 1, 0)
+                } else {
+                    assert!(
+                        request.producer_id.0 == -1
+                            || request.producer_id.0 == txn.producer_id.load(Ordering::SeqCst)
+                    );
+                    let epoch = txn.epoch.load(Ordering::SeqCst) + 1;
+                    (txn.producer_id.load(Ordering::SeqCst), epoch)
+                };
+                txn.epoch.store(epoch, Ordering::SeqCst);
+                vec![Action::Respond(fake_broker::init_producer_id_response(
+                    ctx.api_version,
+                    0,
+                    pid,
+                    epoch,
+                ))]
+            }
+            Some(ApiKey::Produce) => {
+                let request: ProduceRequest = ctx.decode();
+                let expired = txn.expired.load(Ordering::SeqCst);
+                let mut acks = Vec::new();
+                for topic in &request.topic_data {
+                    for partition in &topic.partition_data {
+                        let at = offset.fetch_add(1, Ordering::SeqCst);
+                        let code = if expired { 49 } else { 0 };
+                        acks.push((topic.name.to_string(), partition.index, at, code));
+                    }
+                }
+                let acks: Vec<(&str, i32, i64, i16)> = acks
+                    .iter()
+                    .map(|(t, p, o, e)| (t.as_str(), *p, *o, *e))
+                    .collect();
+                vec![Action::Respond(fake_broker::produce_response_with_errors(
+                    ctx.api_version,
+                    &acks,
+                ))]
+            }
+            Some(ApiKey::EndTxn) => {
+                let mut response = EndTxnResponse::default();
+                if txn.expired.load(Ordering::SeqCst) {
+                    response = response
+                        .with_error_code(49)
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1);
+                } else {
+                    let epoch = txn.epoch.fetch_add(1, Ordering::SeqCst) + 1;
+                    response = response
+                        .with_producer_id(ProducerId(txn.producer_id.load(Ordering::SeqCst)))
+                        .with_producer_epoch(epoch);
+                }
+                vec![Action::Respond(fake_broker::encode(
+                    &response,
+                    ctx.api_version,
+                ))]
+            }
+            _ => vec![Action::Close],
+        })
+    }
+}
+
+/// An ApiVersions response advertising [`APIS_V2`] and `transaction.version` 2 finalized.
+fn api_versions_v2(version: i16) -> bytes::Bytes {
+    let body = fake_broker::api_versions_response_with(version, APIS_V2);
+    if version < 3 {
+        return body;
+    }
+    let mut response = ApiVersionsResponse::decode(&mut body.clone(), version).expect("decodes");
+    response.finalized_features_epoch = 1;
+    response.finalized_features.push(
+        FinalizedFeatureKey::default()
+            .with_name(StrBytes::from_static_str("transaction.version"))
+            .with_min_version_level(2)
+            .with_max_version_level(2),
+    );
+    fake_broker::encode(&response, version)
+}
+
+/// Transaction protocol version 2: the coordinator expired the transactional id
+/// mid-transaction, so a record's implicit add fails with INVALID_PRODUCER_ID_MAPPING. The
+/// coordinator answers an EndTxn the same way, so the abort asks for a new producer id
+/// without one (as Java's `beginCompletingTransaction` does); sending EndTxn(abort), the
+/// producer could never abort. Then a new transaction commits under the new id.
+#[actix_rt::test]
+async fn an_abort_after_invalid_producer_id_mapping_gets_a_new_producer_id() {
+    init_tracing();
+    let coordinator = Arc::new(ForgetfulCoordinator::default());
+    let fake = coordinator.start();
+    let p = producer(&fake);
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(TOPIC).partition(0).value("a"))
+        .await
+        .expect("written");
+    assert_eq!(p.fault_injection().transaction_version(), Some(2));
+
+    coordinator.expired.store(true, Ordering::SeqCst);
+    let failed = p
+        .send(Produce::new(TOPIC).partition(1).value("b"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            failed.kind(),
+            herald::ErrorKind::Broker {
+                code: herald::KafkaCode::INVALID_PRODUCER_ID_MAPPING,
+                ..
+            }
+        ),
+        "{failed}"
+    );
+    let e = p.commit_transaction().await.unwrap_err();
+    assert!(
+        matches!(e, TransactionError::InvalidProducerIdMapping(_)),
+        "{e}"
+    );
+    assert_eq!(e.class(), ErrorClass::Abortable);
+    let ends = end_txns(&fake).len();
+    p.abort_transaction()
+        .await
+        .expect("the abort, with a new producer id");
+    assert_eq!(
+        end_txns(&fake).len(),
+        ends,
+        "no EndTxn: the coordinator refuses it"
+    );
+    let inits: Vec<InitProducerIdRequest> = fake
+        .requests_for(ApiKey::InitProducerId)
+        .iter()
+        .map(|r| r.decode())
+        .collect();
+    assert_eq!(inits.len(), 2, "init_transactions, then the abort's");
+
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(TOPIC).partition(1).value("c"))
+        .await
+        .expect("written under the new producer id");
+    p.commit_transaction().await.expect("commit");
+    let produced: Vec<i64> = fake
+        .requests_for(ApiKey::Produce)
+        .iter()
+        .map(|r| r.decode::<ProduceRequest>())
+        .flat_map(|r| r.topic_data.into_iter())
+        .flat_map(|t| t.partition_data.into_iter())
+        .filter_map(|d| {
+            let records = d.records?;
+            let batch = herald::batch::decode::decode_batches(&records).ok()?;
+            batch.first().map(|b| b.producer_id)
+        })
+        .collect();
+    assert_eq!(produced.last(), Some(&(PRODUCER_ID + 1)), "{produced:?}");
+    p.close(Duration::from_secs(5)).await;
 }
