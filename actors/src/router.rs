@@ -65,6 +65,11 @@ struct TopicRoute {
     usage: Usage,
     /// The idle check that last found it `Used`.
     last_used: Instant,
+    /// A record named a partition beyond `meta`'s count: how many metadata responses had
+    /// arrived then (`metadata_refresh_total`). Such records wait for one more, as Java's
+    /// `send` waits for metadata that lists the partition (partitions added to the topic);
+    /// past that, the partition is taken not to exist.
+    partition_asked: Option<u64>,
 }
 
 /// A route's part in `metadata.max.idle.ms` (Java's `retainTopic`).
@@ -90,6 +95,7 @@ impl TopicRoute {
             partitions: (0..n).map(|_| None).collect(),
             usage: Usage::Used,
             last_used: Instant::now(),
+            partition_asked: None,
         }
     }
 }
@@ -593,7 +599,25 @@ impl RouterCore {
         }
         let count = route.meta.partitions.len() as i32;
         let partition = match held.record.partition {
-            Some(p) if p < 0 || p >= count => {
+            Some(p) if p >= count && p >= 0 => {
+                // Partitions may have been added since the metadata the route has: ask, and
+                // wait for the next response (records of the topic queue behind this one,
+                // as behind Java's blocked `send`). One response that still lacks it and the
+                // partition is taken not to exist.
+                let responses = self.shared.metrics.metadata_refresh_total.load(Relaxed);
+                let asked = *route.partition_asked.get_or_insert(responses);
+                if responses <= asked {
+                    self.shared.request_metadata_refresh();
+                    return self.wait_for_topic(held.park(since, &self.shared), ctx);
+                }
+                let kind = ErrorKind::PartitionOutOfRange {
+                    topic: route.meta.name.clone(),
+                    partition: p,
+                    partitions: count,
+                };
+                return self.refuse_held(kind, held);
+            }
+            Some(p) if p < 0 => {
                 let kind = ErrorKind::PartitionOutOfRange {
                     topic: route.meta.name.clone(),
                     partition: p,
@@ -923,6 +947,10 @@ impl RouterCore {
             if let Some(meta) = self.shared.cluster.topics.get(route.meta.name.as_ref()) {
                 if !Arc::ptr_eq(&route.meta, meta.value()) {
                     route.meta = meta.value().clone();
+                    if route.meta.partitions.len() > route.partitions.len() {
+                        // New partitions: a record beyond them asks again.
+                        route.partition_asked = None;
+                    }
                     // Newer than what the route had: a forgotten topic's metadata is back
                     // (its waiting records go below).
                     if route.usage == Usage::Refreshing {

@@ -279,6 +279,69 @@ async fn kafka_partitions_for_counts_as_use_of_a_topic() {
     assert!(producer.close(Duration::from_secs(5)).await);
 }
 
+/// Partitions added to a topic while the producer holds its metadata: a record naming one
+/// of them waits for metadata that lists it, as Java's `send` does, instead of failing
+/// because the producer's view still has the old count (the periodic refresh is 10 minutes
+/// away). A partition the topic does not have either fails after one metadata response
+/// says so, not after `max.block.ms`.
+#[actix_rt::test]
+async fn kafka_a_record_for_a_partition_just_added_waits_for_metadata_that_lists_it() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("grown-explicit");
+    kafka.create_topic(&topic, 2, 1).await;
+    let producer = start_producer(
+        &kafka.bootstrap(),
+        &[],
+        &[
+            ("metadata.max.age.ms", "600000"),
+            ("max.block.ms", "60000"),
+            ("linger.ms", "0"),
+        ],
+    );
+    producer
+        .send(Produce::new(topic.clone()).value("before").partition(1))
+        .await
+        .unwrap_or_else(|e| panic!("{topic}: {e}"));
+    kafka.add_partitions(&topic, 4).await;
+    let md = producer
+        .send(Produce::new(topic.clone()).value("new").partition(3))
+        .await
+        .unwrap_or_else(|e| panic!("a record for partition 3, just added: {e}"));
+    assert_eq!(md.partition, 3);
+    let asked = std::time::Instant::now();
+    let err = producer
+        .send(Produce::new(topic.clone()).value("none").partition(9))
+        .await
+        .expect_err("the topic has no partition 9");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::PartitionOutOfRange {
+                partition: 9,
+                partitions: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(20),
+        "refused after a metadata response, not max.block.ms: {:?}",
+        asked.elapsed()
+    );
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(&kafka.bootstrap(), &topic, 4, 2, Duration::from_secs(20)).await;
+    let values = |p: i32| -> Vec<Option<Vec<u8>>> {
+        back.get(&p)
+            .map(|v| v.iter().map(|c| c.value.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(values(1), vec![Some(b"before".to_vec())]);
+    assert_eq!(values(3), vec![Some(b"new".to_vec())]);
+}
+
 /// A record for a topic forgotten as idle (`metadata.max.idle.ms`) waits for the topic's
 /// metadata, as Java's `send` does, and is partitioned by the partitions the topic has then:
 /// the topic grew from 2 to 4 partitions meanwhile, and with the periodic refresh 10
