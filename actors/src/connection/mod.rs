@@ -443,6 +443,8 @@ pub(crate) struct Connection {
     /// A pump is due at the end of the current mailbox burst (see `schedule_pump`).
     pump_scheduled: bool,
     versions: Option<NegotiatedVersions>,
+    /// The SaslHandshake version negotiated on this connection.
+    sasl_handshake_version: i16,
     /// The SaslAuthenticate version negotiated on this connection.
     sasl_authenticate_version: i16,
     /// The SASL exchange under way, if any.
@@ -452,6 +454,10 @@ pub(crate) struct Connection {
     handshake_answered: Option<Instant>,
     /// When the re-authentication under way began (`reauthentication-latency-*`).
     reauth_started: Option<Instant>,
+    /// When this socket's session is due for re-authentication (KIP-368). Kept here, not only
+    /// in its timer: a supervised restart cancels the context's timers, and `restarting`
+    /// arms the timer again from this.
+    reauth_at: Option<Instant>,
     backoff: Backoff,
     /// `socket.connection.setup.timeout.ms`, doubling with each attempt that failed since
     /// the connection was last ready, up to its `.max.ms` (Java's `ClusterConnectionStates`).
@@ -516,10 +522,12 @@ impl Connection {
             requests: VecDeque::new(),
             pump_scheduled: false,
             versions: None,
+            sasl_handshake_version: 0,
             sasl_authenticate_version: 0,
             sasl: None,
             handshake_answered: None,
             reauth_started: None,
+            reauth_at: None,
             backoff,
             setup_backoff,
             setup_timeout: Duration::ZERO,
@@ -1188,23 +1196,20 @@ impl Connection {
                 ))
             }
         };
+        self.sasl_handshake_version = handshake;
         self.sasl_authenticate_version = authenticate;
-        self.begin_sasl_exchange(handshake, State::Authenticating, ctx);
+        self.begin_sasl_exchange(State::Authenticating, ctx);
     }
 
     /// Makes the exchange's client (first fetching a token from the application's provider,
     /// in a future of its own, when it supplies them) and sends SaslHandshake. In `state`
     /// meanwhile, so nothing else is written.
-    fn begin_sasl_exchange(
-        &mut self,
-        handshake_version: i16,
-        state: State,
-        ctx: &mut Context<Self>,
-    ) {
+    fn begin_sasl_exchange(&mut self, state: State, ctx: &mut Context<Self>) {
         let Some(settings) = self.shared.sasl.clone() else {
             return;
         };
         self.state = state;
+        let handshake_version = self.sasl_handshake_version;
         let source = self.shared.tokens.clone();
         if let (true, Some(source)) = (settings.needs_application_token(), source) {
             let generation = self.generation;
@@ -1346,20 +1351,33 @@ impl Connection {
         let floor = self.handshake_answered.map_or(Duration::ZERO, |answered| {
             (answered + REAUTH_INTERVAL).saturating_duration_since(Instant::now())
         });
-        let at = at.max(floor);
+        self.reauth_at = Some(Instant::now() + at.max(floor));
+        self.arm_reauthentication(ctx);
+    }
+
+    /// Arms the timer of the re-authentication due at `reauth_at`, if any (at once if that
+    /// passed while no timer ran).
+    fn arm_reauthentication(&mut self, ctx: &mut Context<Self>) {
+        let Some(at) = self.reauth_at else {
+            return;
+        };
         let generation = self.generation;
-        ctx.run_later(at, move |act, ctx| {
-            if act.generation != generation || act.state != State::Ready {
-                return;
-            }
-            let _span = act.span.clone().entered();
-            tracing::debug!(node = act.node_id, "re-authenticating");
-            act.reauth_started = Some(Instant::now());
-            // The handshake requests queue behind those in flight, and time out as any
-            // request does (at the head of the queue).
-            act.begin_sasl_exchange(protocol::SASL_HANDSHAKE.max, State::Reauthenticating, ctx);
-            act.pump(ctx);
-        });
+        ctx.run_later(
+            at.saturating_duration_since(Instant::now()),
+            move |act, ctx| {
+                if act.generation != generation || act.state != State::Ready {
+                    return;
+                }
+                let _span = act.span.clone().entered();
+                tracing::debug!(node = act.node_id, "re-authenticating");
+                act.reauth_at = None;
+                act.reauth_started = Some(Instant::now());
+                // The handshake requests queue behind those in flight, and time out as any
+                // request does (at the head of the queue).
+                act.begin_sasl_exchange(State::Reauthenticating, ctx);
+                act.pump(ctx);
+            },
+        );
     }
 
     /// The broker refused this client (SASL, or the TLS handshake): what waits for this
@@ -1465,6 +1483,7 @@ impl Connection {
         self.versions = None;
         // A re-authentication timer of this socket sees the new generation and does nothing.
         self.sasl = None;
+        self.reauth_at = None;
         self.generation += 1;
     }
 }
@@ -1565,18 +1584,31 @@ impl Supervised for Connection {
         tracing::warn!(node = self.node_id, "connection actor restarted");
         // The socket's reader and writer tasks are detached and survive, and so do the
         // in-flight queue and pending batches in `self`: the connection carries on. Only work
-        // tied to the old context is gone: timers (re-armed in `started`) and a connect in
-        // progress, which is started again, and a scheduled pump (run below). Batches the
+        // tied to the old context is gone: timers (the tick is re-armed in `started`, the
+        // re-authentication's below, from `reauth_at`), a connect or a SASL token fetch in
+        // progress, each started again, and a scheduled pump (run below). Batches the
         // panic dropped off the stack went back to their accumulators as lost (the
         // `OutgoingBatch` drop guard); those queued here are younger and go on, and a broker
         // that checks sequences refuses them until the retried one is in.
         self.connect_timer = None;
         self.throttle_timer = None;
         self.pump_scheduled = false;
-        if self.state == State::Connecting {
-            self.state = State::Idle;
-            self.generation += 1;
-            self.connect_not_before = None;
+        match self.state {
+            State::Connecting => {
+                self.state = State::Idle;
+                self.generation += 1;
+                self.connect_not_before = None;
+            }
+            // The session's re-authentication timer went with the old context.
+            State::Ready => self.arm_reauthentication(ctx),
+            // A SASL exchange without its client is one still fetching its token, in a future
+            // that went with the old context. Left alone, a re-authentication would hold every
+            // new request back until the broker closed the socket (a first authentication
+            // until the setup timeout); it starts again instead.
+            State::Authenticating | State::Reauthenticating if self.sasl.is_none() => {
+                self.begin_sasl_exchange(self.state, ctx)
+            }
+            _ => {}
         }
         self.pump(ctx);
     }

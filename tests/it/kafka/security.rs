@@ -15,6 +15,7 @@ use std::time::SystemTime;
 
 use herald::sasl::{Token, UnsecuredJws};
 use herald::{ErrorKind, ProducerConfig};
+use herald_actors::fault_injection::Crash;
 use herald_actors::{Produce, Producer, TokenError, TokenProvider};
 use rdkafka::config::ClientConfig;
 
@@ -457,7 +458,11 @@ fn token_producer(bootstrap: &str, provider: Jws, extra: &[(&str, &str)]) -> Pro
 
 /// Sends `rounds` rounds of 20 records 100 ms apart; every one must succeed.
 async fn flow(producer: &Producer, topic: &str, rounds: usize) -> usize {
-    let mut sent = 0;
+    flow_from(producer, topic, 0, rounds).await
+}
+
+/// [`flow`] going on after `sent` records (values count on from there); returns the total.
+async fn flow_from(producer: &Producer, topic: &str, mut sent: usize, rounds: usize) -> usize {
     for _ in 0..rounds {
         let sends: Vec<_> = (sent..sent + 20)
             .map(|i| {
@@ -918,6 +923,130 @@ async fn reauthentication_keeps_records_flowing_and_a_disabled_mechanism_is_refu
             "names the mechanisms the broker enables: {e}"
         );
     }
+}
+
+/// A token provider for [`reauthentication_survives_connection_restarts`]: unsecured JWSs
+/// for [`OAUTH_PRINCIPAL`] valid for 4 s; on the calls numbered in `crash_on` it first crashes
+/// the producer's connections (fault injection) and answers only 200 ms later, so the crash
+/// takes the connection while it waits for that token.
+struct CrashingJws {
+    calls: Arc<AtomicU32>,
+    crash_on: &'static [u32],
+    crashes: Arc<AtomicU32>,
+    connections: Arc<std::sync::Mutex<Vec<actix::Recipient<Crash>>>>,
+}
+
+impl TokenProvider for CrashingJws {
+    fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let crash = self.crash_on.contains(&n);
+        if crash {
+            let connections = self.connections.lock().unwrap();
+            for c in connections.iter() {
+                c.do_send(Crash::Panic);
+            }
+            self.crashes
+                .fetch_add(connections.len() as u32, Ordering::SeqCst);
+        }
+        Box::pin(async move {
+            if crash {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(UnsecuredJws::new(OAUTH_PRINCIPAL)
+                .lifetime(Duration::from_secs(4))
+                .build(SystemTime::now())?)
+        })
+    }
+}
+
+/// KIP-368 across supervised restarts of the connection actors: a restart while a connection
+/// is ready keeps its re-authentication due, and one that cuts a re-authentication while it
+/// waits for its token (every re-authentication here takes a new token: 4 s tokens, 3 s
+/// sessions) starts that re-authentication again. No connection is dropped for a lapsed
+/// session (none is made after the first ones, none authenticates anew), no record fails or
+/// is retried, and each is written once, in order.
+#[actix_rt::test]
+async fn reauthentication_survives_connection_restarts() {
+    init_tracing();
+    let kafka = Kafka::start(
+        Options::single()
+            .prop("connections.max.reauth.ms", "3000")
+            .prop("sasl.enabled.mechanisms", "OAUTHBEARER"),
+    );
+    let topic = unique_topic("reauth-restart");
+    kafka.create_topic(&topic, 2, 1).await;
+    let sasl = kafka.bootstrap_on(Listener::SaslPlaintext);
+    let calls = Arc::new(AtomicU32::new(0));
+    let crashes = Arc::new(AtomicU32::new(0));
+    let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let config = ProducerConfig::from_pairs([
+        ("bootstrap.servers", sasl.as_str()),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "OAUTHBEARER"),
+        ("linger.ms", "2"),
+        ("metadata.max.age.ms", "1000"),
+    ])
+    .expect("valid config");
+    let producer = Producer::builder(config)
+        .token_provider(CrashingJws {
+            calls: calls.clone(),
+            // The first call is the first authentication; the later ones re-authentications
+            // (a connection dropped and made again would show in the metrics below).
+            crash_on: &[2, 4],
+            crashes: crashes.clone(),
+            connections: connections.clone(),
+        })
+        .start()
+        .expect("starts");
+    let mut sent = flow_from(&producer, &topic, 0, 5).await;
+    let fi = producer.fault_injection();
+    *connections.lock().unwrap() = fi.connections();
+    let before = producer.metrics().await;
+    let mut crashed = 0;
+    let mut reauthenticated_at_last_crash = 0;
+    for _ in 0..2 {
+        sent = flow_from(&producer, &topic, sent, 20).await;
+        for c in fi.connections() {
+            c.do_send(Crash::Panic);
+            crashed += 1;
+        }
+        reauthenticated_at_last_crash = producer.metrics().await.successful_reauthentication_total;
+    }
+    sent = flow_from(&producer, &topic, sent, 60).await;
+    let metrics = producer.metrics().await;
+    println!("re-authentication across restarts: {metrics:?}");
+    assert!(
+        calls.load(Ordering::SeqCst) > 4 && crashes.load(Ordering::SeqCst) > 0,
+        "the provider crashed connections waiting for their tokens: {} calls",
+        calls.load(Ordering::SeqCst)
+    );
+    let restarts = fi.restarts_of("connection").unwrap();
+    assert_eq!(
+        restarts,
+        crashed + u64::from(crashes.load(Ordering::SeqCst)),
+        "every crash was followed by one restart"
+    );
+    assert_eq!(
+        (
+            metrics.connection_creation_total,
+            metrics.successful_authentication_total
+        ),
+        (
+            before.connection_creation_total,
+            before.successful_authentication_total
+        ),
+        "no connection was dropped and made again: {metrics:?}"
+    );
+    assert!(
+        metrics.successful_reauthentication_total >= reauthenticated_at_last_crash + 2,
+        "re-authentications go on after the restarts: {metrics:?}"
+    );
+    assert_eq!(metrics.failed_reauthentication_total, 0, "{metrics:?}");
+    assert_eq!(metrics.record_error_total, 0, "{metrics:?}");
+    assert_eq!(metrics.record_retry_total, 0, "{metrics:?}");
+    assert!(producer.broken().is_none());
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert_once_in_order(&kafka, &topic, 2, sent).await;
 }
 
 /// The formatted config of a SASL producer holds no password.
