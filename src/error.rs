@@ -246,6 +246,14 @@ pub enum ProtocolError {
         /// The codec's message.
         reason: String,
     },
+    /// An epoch bump (InitProducerId carrying the producer's id and epoch, KIP-360) asked of
+    /// a broker whose InitProducerId is below v3 (before Kafka 2.5), which has no fields for
+    /// them: the producer takes a new producer id instead, as Java's does.
+    #[error("InitProducerId v{version} cannot bump a producer's epoch (KIP-360 needs v3)")]
+    EpochBumpUnsupported {
+        /// The InitProducerId version negotiated with the broker.
+        version: i16,
+    },
     /// kafka-protocol refused to encode a request.
     #[error("could not encode {api}: {reason}")]
     Encode {

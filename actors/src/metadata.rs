@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use herald::{ErrorKind, KafkaCode, MetadataRecoveryStrategy, Node, PartitionInfo};
+use herald::{ErrorKind, KafkaCode, MetadataRecoveryStrategy, Node, PartitionInfo, ProtocolError};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponsePartition;
 use kafka_protocol::messages::{
@@ -772,6 +772,12 @@ impl Metadata {
         self.init_pid_in_flight = false;
         let r = match res {
             Ok(Ok(r)) => r,
+            Ok(Err(e @ RequestError::Protocol(ProtocolError::EpochBumpUnsupported { .. }))) => {
+                // A broker before Kafka 2.5 cannot take the bump: a fresh producer id
+                // restarts sequences just as well (the fallback below for a refused bump).
+                tracing::warn!(error = %e, "requesting a new producer id instead");
+                return self.request_producer_id(-1, -1, ctx);
+            }
             Ok(Err(e)) => return self.retry_producer_id(pid, epoch, e.to_string(), ctx),
             Err(e) => return self.retry_producer_id(pid, epoch, e.to_string(), ctx),
         };

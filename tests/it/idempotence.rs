@@ -32,6 +32,7 @@ use actix::prelude::*;
 use herald::batch::BatchBuilder;
 use herald::compression::Compression;
 use herald_actors::{Delivered, MetricsSnapshot, Outcome, Produce, Producer};
+use kafka_protocol::messages::ApiKey;
 
 use crate::support::idempotent_broker::*;
 use crate::support::init_tracing;
@@ -520,6 +521,46 @@ async fn refused_bump_takes_a_new_producer_id() {
         !p1.is_empty() && p1.iter().all(|b| b.written),
         "partition 1 under the new producer id: {p1:?}"
     );
+}
+
+/// (d') A broker before Kafka 2.5, whose InitProducerId (up to v2) carries no producer id or
+/// epoch, so it cannot bump one (KIP-360): the repair takes a new producer id instead, without
+/// sending the bump the broker could not read, and sends again from sequence 0 under it.
+#[actix_rt::test]
+async fn a_broker_without_epoch_bumps_gives_a_new_producer_id() {
+    let broker = Broker::start_before_kip_360(second_batch_of_p0(Inject::Refuse(
+        OUT_OF_ORDER_SEQUENCE_NUMBER,
+    )));
+    let run = repair_run(&broker, &[]).await;
+    run.assert_exactly_once_in_order(&broker);
+
+    let faulty = first_answered(&broker, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    let fresh = |answer| InitSeen {
+        producer_id: -1,
+        epoch: -1,
+        answer,
+    };
+    assert_eq!(
+        broker.inits(),
+        vec![
+            fresh((0, FIRST_PID, FIRST_EPOCH)),
+            fresh((0, SECOND_PID, 0))
+        ],
+        "a new producer id where a bump was needed"
+    );
+    assert_resent_from_zero(&broker, &faulty, SECOND_PID, 0);
+    let requests = broker.fakes[0].requests();
+    for (api, max) in [(ApiKey::InitProducerId, 2), (ApiKey::Produce, 8)] {
+        let versions: Vec<i16> = requests
+            .iter()
+            .filter(|r| r.api() == Some(api))
+            .map(|r| r.api_version)
+            .collect();
+        assert!(
+            !versions.is_empty() && versions.iter().all(|v| *v <= max),
+            "{api:?} at the versions the broker offers: {versions:?}"
+        );
+    }
 }
 
 /// (e) DUPLICATE_SEQUENCE_NUMBER for a batch (the broker has it already): a success, without

@@ -905,6 +905,12 @@ impl Connection {
                 InFlightKind::Metadata { reply },
             ),
             PendingRequest::InitProducerId { request, reply } => match versions.init_producer_id {
+                // kafka-protocol would refuse to encode it; the requester is told why, so that
+                // it asks for a new producer id rather than for the bump again.
+                Some(version) if version < 3 && asks_epoch_bump(&request) => {
+                    let refused = ProtocolError::EpochBumpUnsupported { version };
+                    let _ = reply.send(Err(RequestError::Protocol(refused)));
+                }
                 Some(v) => self.write_request(
                     protocol::INIT_PRODUCER_ID,
                     v,
@@ -1486,6 +1492,12 @@ impl Connection {
         self.reauth_at = None;
         self.generation += 1;
     }
+}
+
+/// Whether an InitProducerId request asks to bump an existing producer's epoch (KIP-360),
+/// which only v3 and later can carry.
+fn asks_epoch_bump(request: &InitProducerIdRequest) -> bool {
+    request.producer_id.0 != -1 || request.producer_epoch != -1
 }
 
 /// Answers every batch of a produce request from its response.

@@ -312,6 +312,16 @@ impl BrokerState {
     }
 }
 
+/// What Kafka 2.4 offers of the APIs a producer uses: InitProducerId up to v2 (v3, with the
+/// producer id and epoch of KIP-360, came with 2.5) and Produce up to v8 (Herald's floor is
+/// v3).
+pub(crate) const KAFKA_2_4: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 8),
+    (ApiKey::Metadata, 1, 9),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::InitProducerId, 0, 2),
+];
+
 /// The fake broker(s) running the model: node ids 1, 2, ...; partition `p` is led by node
 /// `p % brokers + 1`.
 pub(crate) struct Broker {
@@ -329,10 +339,28 @@ impl Broker {
         Broker::start_cluster(1, refuse_bumps, hook)
     }
 
+    /// One broker as Kafka 2.4 (InitProducerId up to v2, before KIP-360: no epoch bump)
+    /// whose faults come from `hook`.
+    pub(crate) fn start_before_kip_360(
+        hook: impl FnMut(&BatchView) -> Option<Inject> + Send + 'static,
+    ) -> Broker {
+        Broker::start_cluster_with(1, false, KAFKA_2_4, hook)
+    }
+
     /// `brokers` brokers sharing one model (the partitions' states are independent anyway).
     pub(crate) fn start_cluster(
         brokers: usize,
         refuse_bumps: bool,
+        hook: impl FnMut(&BatchView) -> Option<Inject> + Send + 'static,
+    ) -> Broker {
+        Broker::start_cluster_with(brokers, refuse_bumps, fake_broker::ADVERTISED, hook)
+    }
+
+    /// [`Broker::start_cluster`] advertising `apis` in ApiVersions.
+    fn start_cluster_with(
+        brokers: usize,
+        refuse_bumps: bool,
+        apis: &'static [(ApiKey, i16, i16)],
         hook: impl FnMut(&BatchView) -> Option<Inject> + Send + 'static,
     ) -> Broker {
         let state = Arc::new(Mutex::new(BrokerState {
@@ -353,7 +381,7 @@ impl Broker {
                 let addresses = addresses.clone();
                 FakeBroker::start(move |ctx| match ctx.api() {
                     Some(ApiKey::ApiVersions) => vec![Action::Respond(
-                        fake_broker::api_versions_response(ctx.api_version),
+                        fake_broker::api_versions_response_with(ctx.api_version, apis),
                     )],
                     Some(ApiKey::Metadata) => {
                         let addrs = addresses.get().expect("addresses are set");
