@@ -228,6 +228,16 @@ fn abandon_queue(rx: &mut mpsc::UnboundedReceiver<WriterItem>, reason: &str) {
     }
 }
 
+/// What a connection's wait for an OAUTHBEARER token from the application's provider came to.
+#[derive(Debug)]
+enum TokenWait {
+    Token(herald::sasl::Token),
+    /// The provider's error, as text (it names no secret: see `TokenError`).
+    Failed(String),
+    /// No answer within the connection's setup timeout.
+    TimedOut,
+}
+
 /// Where the answer to a request goes.
 type Reply<T> = oneshot::Sender<Result<T, RequestError>>;
 
@@ -1219,13 +1229,37 @@ impl Connection {
         let source = self.shared.tokens.clone();
         if let (true, Some(source)) = (settings.needs_application_token(), source) {
             let generation = self.generation;
-            let fetch = async move { source.token().await.map_err(|e| e.to_string()) };
+            // Bounded by the connection's setup timeout: a first authentication is bounded
+            // by it anyway (from the connect on, `tick`), and nothing else would end a
+            // re-authentication whose provider never answers while new requests wait.
+            // Timing out also drops the provider's future, which holds the token source's
+            // lock for every other connection.
+            let limit = self.setup_timeout;
+            let fetch = async move {
+                match tokio::time::timeout(limit, source.token()).await {
+                    Ok(Ok(token)) => TokenWait::Token(token),
+                    Ok(Err(e)) => TokenWait::Failed(e.to_string()),
+                    Err(_) => TokenWait::TimedOut,
+                }
+            };
             ctx.spawn(fetch.into_actor(self).map(move |res, act, _| {
                 if act.generation != generation || act.state != state {
                     return;
                 }
                 let _span = act.span.clone().entered();
-                match res.and_then(|t| settings.client_with_token(t).map_err(|e| e.to_string())) {
+                let token = match res {
+                    TokenWait::Token(token) => Ok(token),
+                    TokenWait::Failed(e) => Err(e),
+                    TokenWait::TimedOut => {
+                        let ms = limit.as_millis();
+                        return act.disconnect(format!(
+                            "OAUTHBEARER token for broker {}: the token provider did not answer \
+                             within {ms} ms",
+                            act.address
+                        ));
+                    }
+                };
+                match token.and_then(|t| settings.client_with_token(t).map_err(|e| e.to_string())) {
                     Ok(client) => act.send_sasl_handshake(client, handshake_version),
                     Err(e) => {
                         let reason = format!(

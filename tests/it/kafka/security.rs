@@ -1049,6 +1049,84 @@ async fn reauthentication_survives_connection_restarts() {
     assert_once_in_order(&kafka, &topic, 2, sent).await;
 }
 
+/// A token provider whose `hang_on`-th call never answers; the others answer with unsecured
+/// JWSs for [`OAUTH_PRINCIPAL`] valid for 4 s.
+struct HangingJws {
+    calls: Arc<AtomicU32>,
+    hang_on: u32,
+}
+
+impl TokenProvider for HangingJws {
+    fn token(&self) -> Pin<Box<dyn Future<Output = Result<Token, TokenError>> + Send>> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.hang_on {
+            return Box::pin(std::future::pending());
+        }
+        Box::pin(async move {
+            Ok(UnsecuredJws::new(OAUTH_PRINCIPAL)
+                .lifetime(Duration::from_secs(4))
+                .build(SystemTime::now())?)
+        })
+    }
+}
+
+/// A re-authentication whose token provider never answers (its second call: 4 s tokens, 3 s
+/// sessions, so the first re-authentication needs a new token) gives up after
+/// `socket.connection.setup.timeout.ms`, as a first authentication does: the connection is
+/// dropped and made again with the next token, and the records it held back go on (long
+/// before delivery.timeout.ms), each written once, in order.
+#[actix_rt::test]
+async fn a_reauthentication_waits_for_its_token_no_longer_than_the_setup_timeout() {
+    init_tracing();
+    let kafka = Kafka::start(
+        Options::single()
+            .prop("connections.max.reauth.ms", "3000")
+            .prop("sasl.enabled.mechanisms", "OAUTHBEARER"),
+    );
+    let topic = unique_topic("reauth-hang");
+    kafka.create_topic(&topic, 2, 1).await;
+    let sasl = kafka.bootstrap_on(Listener::SaslPlaintext);
+    let calls = Arc::new(AtomicU32::new(0));
+    let config = ProducerConfig::from_pairs([
+        ("bootstrap.servers", sasl.as_str()),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "OAUTHBEARER"),
+        ("linger.ms", "2"),
+        ("socket.connection.setup.timeout.ms", "1000"),
+        ("delivery.timeout.ms", LONG_WAIT_MS),
+        ("max.block.ms", LONG_WAIT_MS),
+    ])
+    .expect("valid config");
+    let producer = Producer::builder(config)
+        .token_provider(HangingJws {
+            calls: calls.clone(),
+            hang_on: 2,
+        })
+        .start()
+        .expect("starts");
+    let sent = flow_from(&producer, &topic, 0, 5).await;
+    let before = producer.metrics().await;
+    let sent = tokio::time::timeout(
+        Duration::from_secs(60),
+        flow_from(&producer, &topic, sent, 55),
+    )
+    .await
+    .expect("records go on after the hanging token fetch is given up");
+    let metrics = producer.metrics().await;
+    println!("re-authentication with a hanging provider: {metrics:?}");
+    assert!(
+        calls.load(Ordering::SeqCst) >= 3,
+        "a new token after the hang"
+    );
+    assert!(
+        metrics.connection_creation_total > before.connection_creation_total,
+        "the connection was dropped and made again: {metrics:?}"
+    );
+    assert_eq!(metrics.record_error_total, 0, "{metrics:?}");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert_once_in_order(&kafka, &topic, 2, sent).await;
+}
+
 /// The formatted config of a SASL producer holds no password.
 #[test]
 fn formatted_security_config_hides_secrets() {
