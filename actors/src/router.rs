@@ -598,31 +598,26 @@ impl RouterCore {
             }
         }
         let count = route.meta.partitions.len() as i32;
+        let out_of_range = |meta: &TopicMeta, partition| ErrorKind::PartitionOutOfRange {
+            topic: meta.name.clone(),
+            partition,
+            partitions: count,
+        };
         let partition = match held.record.partition {
-            Some(p) if p >= count && p >= 0 => {
+            Some(p) if p < 0 || p >= count => {
                 // Partitions may have been added since the metadata the route has: ask, and
                 // wait for the next response (records of the topic queue behind this one,
                 // as behind Java's blocked `send`). One response that still lacks it and the
                 // partition is taken not to exist.
-                let responses = self.shared.metrics.metadata_refresh_total.load(Relaxed);
-                let asked = *route.partition_asked.get_or_insert(responses);
-                if responses <= asked {
-                    self.shared.request_metadata_refresh();
-                    return self.wait_for_topic(held.park(since, &self.shared), ctx);
+                if p >= 0 {
+                    let responses = self.shared.metrics.metadata_refresh_total.load(Relaxed);
+                    let asked = *route.partition_asked.get_or_insert(responses);
+                    if responses <= asked {
+                        self.shared.request_metadata_refresh();
+                        return self.wait_for_topic(held.park(since, &self.shared), ctx);
+                    }
                 }
-                let kind = ErrorKind::PartitionOutOfRange {
-                    topic: route.meta.name.clone(),
-                    partition: p,
-                    partitions: count,
-                };
-                return self.refuse_held(kind, held);
-            }
-            Some(p) if p < 0 => {
-                let kind = ErrorKind::PartitionOutOfRange {
-                    topic: route.meta.name.clone(),
-                    partition: p,
-                    partitions: count,
-                };
+                let kind = out_of_range(&route.meta, p);
                 return self.refuse_held(kind, held);
             }
             Some(p) => p,
@@ -667,11 +662,7 @@ impl RouterCore {
             // A custom partitioner's mistake: failed, not moved to another partition, so the
             // record never lands where the application's rule did not put it (Java refuses a
             // negative one outright and never redirects any).
-            let kind = ErrorKind::PartitionOutOfRange {
-                topic: route.meta.name.clone(),
-                partition,
-                partitions: count,
-            };
+            let kind = out_of_range(&route.meta, partition);
             tracing::error!(error = %kind, "the partitioner chose a partition the topic does not have; record refused");
             return self.refuse_held(kind, held);
         }

@@ -151,13 +151,9 @@ fn end_txns(fake: &FakeBroker) -> Vec<bool> {
         .collect()
 }
 
-/// A commit whose EndTxn reached the coordinator times out while the coordinator writes its
-/// markers. An abort then would be answered INVALID_TXN_STATE, which looks like a
-/// transaction the coordinator aborted itself, and the application would be told "aborted"
-/// of a transaction that commits. As Java's producer, Herald refuses the abort (naming the
-/// commit to call again) and sends nothing; the repeated commit then completes.
-#[actix_rt::test]
-async fn an_abort_after_a_timed_out_commit_is_refused() {
+/// A transaction with one record whose commit timed out: its EndTxn reached the coordinator,
+/// which holds the markers back (`markers_pending`) until the test lets it finish.
+async fn commit_timed_out() -> (Arc<Coordinator>, FakeBroker, Producer) {
     init_tracing();
     let coordinator = Arc::new(Coordinator::default());
     coordinator.markers_pending.store(true, Ordering::SeqCst);
@@ -168,13 +164,23 @@ async fn an_abort_after_a_timed_out_commit_is_refused() {
     p.send(Produce::new(TOPIC).partition(0).value("v"))
         .await
         .expect("written");
-
     let commit = p.commit_transaction().await.unwrap_err();
     assert!(
         matches!(commit, TransactionError::TimedOut { .. }),
         "{commit}"
     );
     assert!(coordinator.committed.load(Ordering::SeqCst));
+    (coordinator, fake, p)
+}
+
+/// A commit whose EndTxn reached the coordinator times out while the coordinator writes its
+/// markers. An abort then would be answered INVALID_TXN_STATE, which looks like a
+/// transaction the coordinator aborted itself, and the application would be told "aborted"
+/// of a transaction that commits. As Java's producer, Herald refuses the abort (naming the
+/// commit to call again) and sends nothing; the repeated commit then completes.
+#[actix_rt::test]
+async fn an_abort_after_a_timed_out_commit_is_refused() {
+    let (coordinator, fake, p) = commit_timed_out().await;
 
     let abort = p.abort_transaction().await.unwrap_err();
     assert_eq!(
@@ -212,21 +218,7 @@ async fn an_abort_after_a_timed_out_commit_is_refused() {
 /// EndTxn(abort) (the commit may have reached the coordinator) and does not hang.
 #[actix_rt::test]
 async fn close_after_a_timed_out_commit_does_not_abort() {
-    init_tracing();
-    let coordinator = Arc::new(Coordinator::default());
-    coordinator.markers_pending.store(true, Ordering::SeqCst);
-    let fake = coordinator.start();
-    let p = producer(&fake);
-    p.init_transactions().await.expect("init");
-    p.begin_transaction().await.unwrap();
-    p.send(Produce::new(TOPIC).partition(0).value("v"))
-        .await
-        .expect("written");
-    let commit = p.commit_transaction().await.unwrap_err();
-    assert!(
-        matches!(commit, TransactionError::TimedOut { .. }),
-        "{commit}"
-    );
+    let (_coordinator, fake, p) = commit_timed_out().await;
     let ends = end_txns(&fake).len();
     assert!(
         tokio::time::timeout(Duration::from_secs(10), p.close(Duration::from_secs(5)))
