@@ -544,7 +544,7 @@ async fn slow_leader_share(
     extra: &[(&'static str, &'static str)],
 ) -> (f64, f64, f64) {
     const BURSTS: u64 = 250;
-    const PER_BURST: u64 = 32;
+    const PER_BURST: u64 = 48;
     let (mock, leaders, client) = warm_client(prefix, extra).await;
     let slow_broker = leaders[0];
     let slow: Vec<i32> = (0..PARTITIONS)
@@ -626,8 +626,11 @@ async fn slow_leader_share(
 /// left out of the draws while their batches wait.
 #[actix_rt::test]
 async fn adaptive_partitioning_steers_keyless_records_from_a_slow_leader() {
-    // 4 KiB batches: a sticky switch every 4 KiB, about 270 draws per run.
-    const SMALL: (&str, &str) = ("batch.size", "4096");
+    // 2 KiB batches: the sticky partition moves once its last batch is full, about every
+    // 38 records (4 KiB), so about 320 draws per run and 160 in its second half. The shares
+    // below are counts of draws: fewer draws (4 KiB batches gave half as many) left the
+    // adaptive share of the second half within reach of its bound by chance alone.
+    const SMALL: (&str, &str) = ("batch.size", "2048");
     let (off, _, uniform) = slow_leader_share(
         "adaptive-off",
         &[SMALL, ("partitioner.adaptive.partitioning.enable", "false")],
@@ -640,8 +643,8 @@ async fn adaptive_partitioning_steers_keyless_records_from_a_slow_leader() {
     )
     .await;
     // Switched off, the share of the whole run; on, the share of its second half, once the
-    // slow leader's queues had time to build. In trial runs: off 0.21-0.35, on 0.03-0.07,
-    // with the timeout 0.000 (0.07 with the timeout ignored).
+    // slow leader's queues had time to build. In trial runs: off 0.31-0.37, on 0.03-0.07,
+    // with the timeout 0.000.
     assert!(
         off > 0.5 * uniform,
         "uniform draws put {off:.3} on the slow broker (its partitions' share {uniform:.3})"
