@@ -199,6 +199,7 @@ impl ProducerBuilder {
         let memory = Arc::new(MemoryPool::new(config.buffer_memory, config.batch_size));
         let shared = Arc::new(Shared {
             txn,
+            close: Default::default(),
             transaction: OnceLock::new(),
             intake: Intake::new(memory.clone()),
             memory,
@@ -598,7 +599,13 @@ impl Producer {
 
     /// Flushes for at most `timeout`, fails what remains with `Aborted`, and stops every actor
     /// of this producer. Returns `true` when everything was flushed.
+    ///
+    /// `timeout` counts from this call even when the router is waiting for `buffer.memory`:
+    /// records still waiting for memory when it is up fail with `Closed`.
     pub async fn close(mut self, timeout: Duration) -> bool {
+        // Before the message: a router waiting for buffer.memory reads its mailbox only
+        // once the wait ends, which this bounds by the close's own time.
+        self.shared.close.request(timeout);
         let flushed = self.router.send(Close { timeout }).await.unwrap_or(false);
         // The last figures, as the periodic publisher stops with the I/O arbiter.
         publisher::publish(&self.shared);

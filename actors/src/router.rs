@@ -11,7 +11,8 @@
 //!
 //! Order: records from one sender to one partition keep their order. Everything that can make
 //! a record wait (unknown topic metadata, exhausted `buffer.memory`) queues it behind the
-//! records of its topic that already wait, and a memory stall blocks the whole mailbox.
+//! records of its topic that already wait, and a memory stall blocks the whole mailbox (for
+//! no longer than a requested close allows: see `CloseSignal`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -374,6 +375,17 @@ fn now_millis() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Why a wait for buffer.memory ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unstalled {
+    /// The bytes the record waited for are reserved for it.
+    Reserved(usize),
+    /// max.block.ms passed.
+    TimedOut,
+    /// The time `Producer::close` gave is up.
+    Closing,
 }
 
 /// What [`append`] did with a record.
@@ -820,27 +832,40 @@ impl RouterCore {
         self.maybe_run_deferred_flushes();
     }
 
-    /// Blocks the mailbox until `need` bytes of buffer.memory are free or max.block.ms passes.
+    /// Blocks the mailbox until `need` bytes of buffer.memory are free, max.block.ms passes,
+    /// or the time of a requested close is up.
     fn stall(&mut self, need: usize, ctx: &mut Context<Router>) {
         if self.stall_active {
             return;
         }
         self.stall_active = true;
         self.stall_since = Some(Instant::now());
-        let memory = self.shared.clone();
+        let shared = self.shared.clone();
         let max_block = self.shared.config.max_block;
         tracing::debug!(need, "buffer.memory exhausted, blocking");
         self.expedite();
-        let fut = async move { memory.memory.reserve(need, max_block).await };
+        let fut = async move {
+            tokio::select! {
+                biased;
+                ok = shared.memory.reserve(need, max_block) => {
+                    if ok { Unstalled::Reserved(need) } else { Unstalled::TimedOut }
+                }
+                () = shared.close.passed() => Unstalled::Closing,
+            }
+        };
         ctx.wait(
-            actix::fut::wrap_future::<_, Router>(fut).map(move |ok, act, ctx| {
+            actix::fut::wrap_future::<_, Router>(fut).map(move |why, act, ctx| {
                 let core = act.core.clone();
-                core.borrow_mut().unstall(ok.then_some(need), ctx);
+                core.borrow_mut().unstall(why, ctx);
             }),
         );
     }
 
-    fn unstall(&mut self, reserved: Option<usize>, ctx: &mut Context<Router>) {
+    fn unstall(&mut self, why: Unstalled, ctx: &mut Context<Router>) {
+        let reserved = match why {
+            Unstalled::Reserved(bytes) => Some(bytes),
+            Unstalled::TimedOut | Unstalled::Closing => None,
+        };
         self.stall_active = false;
         if let Some(since) = self.stall_since.take() {
             let m = &self.shared.metrics;
@@ -855,8 +880,12 @@ impl RouterCore {
         };
         match reserved {
             None => {
-                let kind = ErrorKind::BufferExhausted {
-                    waited_ms: self.shared.config.max_block.as_millis() as u64,
+                let kind = match why {
+                    // Java's closed buffer pool fails the send blocked in it the same way.
+                    Unstalled::Closing => ErrorKind::Closed,
+                    _ => ErrorKind::BufferExhausted {
+                        waited_ms: self.shared.config.max_block.as_millis() as u64,
+                    },
                 };
                 self.refuse(kind, w.record, w.completion);
             }
@@ -1598,6 +1627,9 @@ impl Handler<Close> for Router {
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) -> Self::Result {
         self.route_intake(false, ctx);
         let mut core = self.core.borrow_mut();
+        // From `Producer::close`, the time left: a wait for buffer.memory may have held
+        // this message back, and the close's timeout began when it was called.
+        let timeout = core.shared.close.remaining(msg.timeout);
         let first = !core.closed;
         core.closed = true;
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -1605,7 +1637,7 @@ impl Handler<Close> for Router {
         // without draining them): a flush here would hand the lingering batches to their
         // connections just before the abort fails their records, and the broker would write
         // records reported as aborted.
-        if !msg.timeout.is_zero() {
+        if !timeout.is_zero() {
             core.deferred_flushes.push(tx);
             core.maybe_run_deferred_flushes();
         }
@@ -1614,7 +1646,7 @@ impl Handler<Close> for Router {
         // A transaction left open is aborted once its records are settled (as Java's
         // producer does at close), so read_committed consumers need not wait for
         // transaction.timeout.ms; close(0) leaves it to the coordinator.
-        let open_txn = first && std::mem::take(&mut core.in_txn) && !msg.timeout.is_zero();
+        let open_txn = first && std::mem::take(&mut core.in_txn) && !timeout.is_zero();
         let abort_txn = open_txn
             .then(|| core.shared.transaction.get().map(|t| t.end.clone()))
             .flatten();
@@ -1623,11 +1655,7 @@ impl Handler<Close> for Router {
         if !first {
             return Box::pin(async { true });
         }
-        tracing::info!(
-            timeout_ms = msg.timeout.as_millis() as u64,
-            "closing producer"
-        );
-        let timeout = msg.timeout;
+        tracing::info!(timeout_ms = timeout.as_millis() as u64, "closing producer");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let core_shut = self.core.clone();
         // Runs detached from the router's context so that a router restart cannot drop it.

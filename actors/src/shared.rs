@@ -3,6 +3,7 @@
 //! type).
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use actix::prelude::*;
 use herald::sasl::SaslSettings;
@@ -59,6 +60,9 @@ pub(crate) struct Shared {
     pub(crate) metadata: OnceLock<MetadataLink>,
     /// The transaction's status, with `transactional.id` only.
     pub(crate) txn: Option<TxnStatus>,
+    /// Set by `Producer::close` before its `Close` enters the router's mailbox (see
+    /// [`CloseSignal`]).
+    pub(crate) close: CloseSignal,
     /// The transaction manager, with `transactional.id` only, set once it is started.
     pub(crate) transaction: OnceLock<TransactionLink>,
     /// Actors for fault-injection tests.
@@ -109,6 +113,43 @@ impl Shared {
         if let Some(m) = self.metadata.get() {
             m.add_topics.do_send(AddTopics(vec![topic.clone()]));
         }
+    }
+}
+
+/// The end of the time `Producer::close` gave, known to the router before it can read the
+/// `Close` message: a record waiting for `buffer.memory` blocks the router's mailbox, and
+/// without this the close would wait behind it for up to `max.block.ms` before its own
+/// timeout even began. With it, records that wait for memory wait no longer than the close
+/// allows (they are the records sent before the close, which it should still deliver if it
+/// can), and are refused once that time is up, as Java's closed buffer pool fails the sends
+/// blocked in it.
+#[derive(Debug, Default)]
+pub(crate) struct CloseSignal {
+    deadline: OnceLock<tokio::time::Instant>,
+    requested: tokio_util::sync::CancellationToken,
+}
+
+impl CloseSignal {
+    /// Records the close's deadline; the first close counts.
+    pub(crate) fn request(&self, timeout: Duration) {
+        let _ = self.deadline.set(tokio::time::Instant::now() + timeout);
+        self.requested.cancel();
+    }
+
+    /// Resolves once a close was requested and its time is up.
+    pub(crate) async fn passed(&self) {
+        self.requested.cancelled().await;
+        if let Some(deadline) = self.deadline.get() {
+            tokio::time::sleep_until(*deadline).await;
+        }
+    }
+
+    /// The time left of a requested close; `timeout` when none was requested (a `Close`
+    /// sent to the router directly).
+    pub(crate) fn remaining(&self, timeout: Duration) -> Duration {
+        self.deadline.get().map_or(timeout, |deadline| {
+            deadline.saturating_duration_since(tokio::time::Instant::now())
+        })
     }
 }
 

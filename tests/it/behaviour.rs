@@ -2,6 +2,7 @@
 //! buffer.memory and max.block.ms, both kinds of close, unknown topics, oversized records,
 //! bad input, interceptors, and supervised restarts with exactly-once accounting.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -427,6 +428,81 @@ async fn lingering_batches_go_when_a_record_waits_for_memory() {
     let values = |p: i32| -> Vec<_> { back[&p].iter().map(|r| r.value.clone()).collect() };
     assert_eq!(values(0), [Some(big(b'a')), Some(big(b'c'))]);
     assert_eq!(values(1), [Some(big(b'b'))]);
+}
+
+/// Two lingering batches (partitions 0 and 1, records "a" and "b") hold all of
+/// buffer.memory, the broker then answers after `rtt`, and a third record ("c", partition 2)
+/// waits for memory (max.block.ms a minute: only the answers or a close end the wait).
+/// Returns the mock, the topic, the producer and the three outcomes.
+async fn waiting_for_memory(
+    prefix: &str,
+    rtt: Duration,
+) -> (Mock, String, Producer, [impl Future<Output = Outcome>; 3]) {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic(prefix);
+    mock.create_topic(&topic, 3, 1);
+    let producer = lingering(&mock, "32768", "60000");
+    let send =
+        |p: i32, v: &'static str| producer.send(Produce::new(topic.clone()).partition(p).value(v));
+    let (a, b) = (send(0, "a"), send(1, "b"));
+    until_batches_hold_all_memory(&producer).await;
+    mock.cluster.broker_round_trip_time(1, rtt).unwrap();
+    let c = send(2, "c");
+    // Time for the router to take `c` and start waiting (its mailbox, and so `metrics()`,
+    // is blocked from then on); the results do not depend on it.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    (mock, topic, producer, [a, b, c])
+}
+
+/// A close while a record waits for buffer.memory: the wait blocks the router's mailbox, so
+/// before the fix the close waited behind it until memory freed or max.block.ms passed (a
+/// minute here: with 20 s round trips the batches holding the memory are not even answered
+/// in that time) before its own 2 s began. Now the close's timeout bounds the wait: the
+/// record that waited is refused as closed (as Java's closed buffer pool fails the send
+/// blocked in it), and the batches still unanswered when the 2 s are up are aborted.
+#[actix_rt::test]
+async fn close_during_a_memory_wait_keeps_its_own_timeout() {
+    let (_mock, _, producer, [a, b, c]) =
+        waiting_for_memory("close-stalled", Duration::from_secs(20)).await;
+    let started = Instant::now();
+    let flushed = producer.close(Duration::from_secs(2)).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "close(2 s) took {took:?}: it waited for the memory the record waited for"
+    );
+    assert!(!flushed, "the broker answers nothing within 2 s");
+    let err = c.await.expect_err("the record waiting for memory");
+    assert!(matches!(err.kind(), ErrorKind::Closed), "{err}");
+    assert_eq!(
+        err.record().and_then(|r| r.value.as_deref()),
+        Some(&b"c"[..]),
+        "record handed back"
+    );
+    for (name, outcome) in [("a", a), ("b", b)] {
+        let err = outcome
+            .await
+            .expect_err("unanswered when the close's time was up");
+        assert!(matches!(err.kind(), ErrorKind::Aborted), "{name}: {err}");
+    }
+}
+
+/// The close's timeout bounds a wait for memory but does not cut it short: a record that
+/// gets its memory within the close's time was sent before the close and is delivered.
+#[actix_rt::test]
+async fn close_delivers_a_record_that_gets_memory_within_its_timeout() {
+    let (mock, topic, producer, [a, b, c]) =
+        waiting_for_memory("close-stalled-delivered", Duration::from_secs(1)).await;
+    assert!(producer.close(Duration::from_secs(20)).await, "flushed");
+    for (name, outcome) in [("a", a), ("b", b), ("c", c)] {
+        outcome.await.unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let back = read_back(&mock.bootstrap(), &topic, 3, 3, Duration::from_secs(30)).await;
+    let values = |p: i32| -> Vec<_> { back[&p].iter().map(|r| r.value.clone()).collect() };
+    assert_eq!(values(0), [Some(b"a".to_vec())]);
+    assert_eq!(values(1), [Some(b"b".to_vec())]);
+    assert_eq!(values(2), [Some(b"c".to_vec())]);
 }
 
 #[actix_rt::test]
