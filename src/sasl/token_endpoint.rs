@@ -441,10 +441,13 @@ impl TokenEndpoint {
             .get("exp")
             .and_then(|v| v.as_f64())
             .ok_or_else(|| invalid("has no numeric exp claim"))?;
-        if !(exp.is_finite() && exp > 0.0) {
-            return Err(invalid("has an exp claim out of range"));
-        }
-        let expires_at = UNIX_EPOCH + Duration::from_secs_f64(exp);
+        // Checked: the endpoint's number may be past what `SystemTime` holds, and the
+        // unchecked conversions panic there (in the connection's token future).
+        let expires_at = Duration::try_from_secs_f64(exp)
+            .ok()
+            .filter(|_| exp > 0.0)
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .ok_or_else(|| invalid("has an exp claim out of range"))?;
         if expires_at <= now {
             return Err(invalid("has already expired"));
         }
@@ -834,6 +837,25 @@ mod tests {
         e.sub_claim = "client_id".into();
         let token = jwt(r#"{"client_id":"svc","exp":1000600}"#);
         assert!(e.token_from_jwt(&token, now()).is_ok());
+    }
+
+    /// An `exp` the system clock cannot hold (a buggy or hostile endpoint) is an error, not
+    /// a panic inside the connection's token future.
+    #[test]
+    fn an_exp_beyond_the_clock_is_refused_without_a_panic() {
+        let e = endpoint("http://idp/token");
+        for exp in ["1e300", "1e19", "9.3e18"] {
+            let token = jwt(&format!(r#"{{"sub":"svc","exp":{exp}}}"#));
+            let got = std::panic::catch_unwind(|| e.token_from_jwt(&token, now()));
+            let e = got
+                .unwrap_or_else(|_| panic!("exp {exp} panicked"))
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("exp claim out of range"),
+                "{exp}: {e}"
+            );
+            assert!(!e.retriable());
+        }
     }
 
     #[test]
