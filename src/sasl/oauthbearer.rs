@@ -345,6 +345,12 @@ impl UnsecuredJws {
             .unwrap_or(Duration::ZERO)
             .as_secs();
         let exp = iat.saturating_add(self.lifetime.as_secs());
+        // Checked: `UNIX_EPOCH + exp` panics past what `SystemTime` holds.
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(exp))
+            .ok_or(invalid(
+                "unsecured JWS lifetime (unsecuredLoginLifetimeSeconds) too long",
+            ))?;
 
         let mut payload = format!("{{\"iat\":{iat},\"exp\":{exp}");
         for (name, value) in &self.claims {
@@ -359,10 +365,7 @@ impl UnsecuredJws {
             URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
             URL_SAFE_NO_PAD.encode(payload)
         );
-        Token::new(
-            Secret::new(value),
-            Some(UNIX_EPOCH + Duration::from_secs(exp)),
-        )
+        Token::new(Secret::new(value), Some(expires_at))
     }
 }
 

@@ -385,6 +385,28 @@ mod tests {
 
     const OAUTH: &str = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule";
 
+    /// An unsecured JWS lifetime past what the clock holds fails `start` with an error
+    /// naming the key, rather than a panic there and on every connection.
+    #[test]
+    fn an_unsecured_jws_lifetime_past_the_clock_is_an_error() {
+        for seconds in ["18446744073709551615", "10000000000000000000"] {
+            let jaas = format!(
+                "{OAUTH} required unsecuredLoginStringClaim_sub=admin \
+                 unsecuredLoginLifetimeSeconds={seconds};"
+            );
+            let pairs = [
+                ("sasl.mechanism", "OAUTHBEARER"),
+                ("sasl.jaas.config", &jaas),
+            ];
+            let got = std::panic::catch_unwind(|| settings(&pairs));
+            let e = got
+                .unwrap_or_else(|_| panic!("{seconds} panicked"))
+                .unwrap_err();
+            assert_eq!(e.key(), Some("sasl.jaas.config"), "{e}");
+            assert!(e.to_string().contains("lifetime"), "{e}");
+        }
+    }
+
     #[test]
     fn a_token_endpoint_is_read_with_its_credentials_and_settings() {
         let jaas = format!(
