@@ -93,7 +93,13 @@ impl Refresh {
     /// share alone.
     fn at(&self, now: SystemTime, expires: SystemTime, draw: f64) -> SystemTime {
         let lifetime = expires.duration_since(now).unwrap_or_default();
-        let proposed = now + lifetime.mul_f64(self.factor + self.jitter * draw);
+        // A share past 1 of a far expiry can pass what `SystemTime` holds, where `+`
+        // panics; it is past `expires` then anyway, and is held out of the buffer below.
+        let share = self.factor + self.jitter * draw;
+        let proposed = Duration::try_from_secs_f64(lifetime.as_secs_f64() * share)
+            .ok()
+            .and_then(|d| now.checked_add(d))
+            .unwrap_or(expires);
         if lifetime < self.min_period + self.buffer {
             return proposed;
         }
@@ -466,5 +472,22 @@ mod tests {
         };
         let twenty_minutes = now + secs(1200);
         assert_eq!(early.at(now, twenty_minutes, 0.0), now + secs(900));
+    }
+
+    /// A share of the lifetime past 1 (factor 1.0 plus jitter) of a token that expires near
+    /// the end of what `SystemTime` holds (a provider's or an endpoint's far `exp`) lands
+    /// in the buffer before expiry, not in a panic inside the connection's token future.
+    #[test]
+    fn a_far_expiry_with_a_late_share_is_held_in_the_buffer() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 10 * 9);
+        let late = Refresh {
+            factor: 1.0,
+            jitter: 0.25,
+            min_period: Duration::from_secs(60),
+            buffer: Duration::from_secs(300),
+        };
+        let at = std::panic::catch_unwind(|| late.at(now, far, 1.0)).expect("no panic");
+        assert_eq!(at, far - Duration::from_secs(300));
     }
 }
