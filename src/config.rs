@@ -977,7 +977,7 @@ keys! {
     /// the token endpoint's whole response must arrive within this (Java: no limit by default)
     "sasl.login.read.timeout.ms" sasl_login_read_timeout(Duration) = ms(10_000),
         Millis::INT.at_least(1);
-    /// the wait before asking the token endpoint again after a failure it may recover from; doubled each time
+    /// the wait before asking the token endpoint again after a failure it may recover from; doubled each time (0: not asked again, as in Java)
     "sasl.login.retry.backoff.ms" sasl_login_retry_backoff(Duration) = ms(100), Millis::LONG;
     /// the longest wait between token requests, and the most waited in all before the failure is reported
     "sasl.login.retry.backoff.max.ms" sasl_login_retry_backoff_max(Duration) = ms(10_000),

@@ -8,7 +8,7 @@
 //! `sasl.login.connect.timeout.ms` and `sasl.login.read.timeout.ms`; a failure the endpoint
 //! may recover from (no connection, a timeout, a 5xx, 408 or 429) is retried after
 //! `sasl.login.retry.backoff.ms`, doubling up to `sasl.login.retry.backoff.max.ms`, until
-//! the waits would pass that maximum in all. A refusal (another 4xx, a redirect, an
+//! the waits would pass that maximum in all (a backoff of 0: never, as in Java). A refusal (another 4xx, a redirect, an
 //! untrusted certificate) or a token Java's validator would refuse ends it at once.
 
 use std::future::Future;
@@ -215,7 +215,11 @@ async fn with_retries(
             }
             Err(f) => f,
         };
-        let give_up = !failure.retriable || waited + backoff > endpoint.retry_backoff_max;
+        // A zero wait ends it too, as it ends Java's `Retry` (`sasl.login.retry.backoff.ms=0`):
+        // doubling zero never adds up to the maximum, and nothing would stop the asking.
+        let give_up = !failure.retriable
+            || backoff.is_zero()
+            || waited + backoff > endpoint.retry_backoff_max;
         tracing::warn!(
             endpoint = %endpoint.url,
             attempts,
@@ -354,4 +358,55 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         )));
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use herald::sasl::{ClientCredentials, Secret};
+
+    use super::*;
+
+    /// An endpoint at a port that refuses connections (a retriable failure), asked with
+    /// `backoff` and `max`.
+    fn refusing(backoff: Duration, max: Duration) -> TokenEndpoint {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        TokenEndpoint {
+            url: EndpointUrl::parse(&format!("http://127.0.0.1:{port}/token")).unwrap(),
+            credentials: Some(ClientCredentials {
+                client_id: "app".into(),
+                client_secret: Secret::new("secret"),
+                scope: None,
+            }),
+            assertion: None,
+            extensions: BTreeMap::new(),
+            sub_claim: "sub".into(),
+            scope_claim: "scope".into(),
+            header_urlencode: false,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(1),
+            retry_backoff: backoff,
+            retry_backoff_max: max,
+        }
+    }
+
+    /// `sasl.login.retry.backoff.ms=0` (Java accepts it): Java's `Retry` then waits 0 ms,
+    /// which ends its loop after the first attempt. Asking again at once without end would
+    /// hammer the endpoint, and a background renewal would never finish.
+    #[tokio::test]
+    async fn a_zero_backoff_gives_up_after_one_attempt() {
+        for max in [Duration::ZERO, Duration::from_secs(10)] {
+            let endpoint = refusing(Duration::ZERO, max);
+            let got =
+                tokio::time::timeout(Duration::from_secs(5), with_retries(&endpoint, None, None))
+                    .await
+                    .unwrap_or_else(|_| panic!("still retrying after 5 s (max {max:?})"));
+            let e = got.unwrap_err().to_string();
+            assert!(e.contains("cannot connect"), "{e}");
+            assert!(!e.contains("attempts"), "{e}");
+        }
+    }
 }
