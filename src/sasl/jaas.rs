@@ -28,6 +28,8 @@
 //!     token endpoint is called by the actors crate. Extensions from `extension_<name>`.
 //!   - otherwise an unsecured JWS as Kafka's `OAuthBearerUnsecuredLoginCallbackHandler`
 //!     makes it: `unsecuredLoginStringClaim_<name>` (at least the principal claim),
+//!     `unsecuredLoginNumberClaim_<name>`, `unsecuredLoginListClaim_<name>` (the first
+//!     character is the delimiter, e.g. `",kafka,produce"`),
 //!     `unsecuredLoginPrincipalClaimName` (default `sub`), `unsecuredLoginLifetimeSeconds`
 //!     (default 3600), extensions from `unsecuredLoginExtension_<name>`.
 
@@ -319,18 +321,29 @@ impl JaasConfig {
         let principal = self
             .option("unsecuredLoginPrincipalClaimName")
             .map_or("sub", |s| s.expose());
-        let claims = self.prefixed("unsecuredLoginStringClaim_");
+        let claims = self.prefixed(STRING_CLAIM);
         if !claims.contains_key(principal) {
             return Err(JaasError::MissingOption {
                 module: self.module,
                 option: format!("unsecuredLoginStringClaim_{principal}"),
             });
         }
-        if let Some(reserved) = ["iat", "exp"].into_iter().find(|c| claims.contains_key(*c)) {
-            return Err(JaasError::InvalidOption {
-                option: format!("unsecuredLoginStringClaim_{reserved}"),
-                reason: "iat and exp are set from unsecuredLoginLifetimeSeconds",
-            });
+        let numbers = self.prefixed(NUMBER_CLAIM);
+        let lists = self.prefixed(LIST_CLAIM);
+        for (prefix, names) in [
+            (STRING_CLAIM, claims.keys()),
+            (NUMBER_CLAIM, numbers.keys()),
+            (LIST_CLAIM, lists.keys()),
+        ] {
+            if let Some(reserved) = names
+                .into_iter()
+                .find(|c| ["iat", "exp"].contains(&c.as_str()))
+            {
+                return Err(JaasError::InvalidOption {
+                    option: format!("{prefix}{reserved}"),
+                    reason: "iat and exp are set from unsecuredLoginLifetimeSeconds",
+                });
+            }
         }
         let mut jws = UnsecuredJws::with_principal_claim(principal);
         if let Some(seconds) = self.option("unsecuredLoginLifetimeSeconds") {
@@ -348,11 +361,65 @@ impl JaasConfig {
         for (name, value) in claims {
             jws = jws.string_claim(name, value);
         }
+        for (name, value) in numbers {
+            // Java's `Double.valueOf`, which ignores surrounding white space.
+            let number = value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite())
+                .ok_or_else(|| JaasError::InvalidOption {
+                    option: format!("{NUMBER_CLAIM}{name}"),
+                    reason: "not a finite number",
+                })?;
+            jws = jws.number_claim(name, number);
+        }
+        for (name, value) in lists {
+            let items = java_list(&value).ok_or_else(|| JaasError::InvalidOption {
+                option: format!("{LIST_CLAIM}{name}"),
+                reason: "a list whose first character is its delimiter, with at least one item",
+            })?;
+            jws = jws.list_claim(name, items);
+        }
         Ok(Login::UnsecuredJws {
             jws,
             extensions: self.prefixed("unsecuredLoginExtension_"),
         })
     }
+}
+
+/// The option prefixes of the unsecured JWS's claims, as Kafka's
+/// `OAuthBearerUnsecuredLoginCallbackHandler` names them.
+const STRING_CLAIM: &str = "unsecuredLoginStringClaim_";
+const NUMBER_CLAIM: &str = "unsecuredLoginNumberClaim_";
+const LIST_CLAIM: &str = "unsecuredLoginListClaim_";
+
+/// The items of an `unsecuredLoginListClaim_` value as Kafka's handler reads it: the first
+/// character is the delimiter, the rest is split on it (Java's `String.split`, which drops
+/// trailing empty items), and one empty item more is added when the rest starts or ends
+/// with the delimiter or holds it twice in a row. A value of one character or none is the
+/// empty list; `None` when nothing but delimiters follows (Java fails on it too).
+fn java_list(value: &str) -> Option<Vec<String>> {
+    let mut chars = value.chars();
+    let Some(delimiter) = chars.next() else {
+        return Some(Vec::new());
+    };
+    let rest = chars.as_str();
+    if rest.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut items: Vec<String> = rest.split(delimiter).map(str::to_owned).collect();
+    while items.last().is_some_and(String::is_empty) {
+        items.pop();
+    }
+    if items.is_empty() {
+        return None;
+    }
+    let twice: String = [delimiter, delimiter].iter().collect();
+    if rest.starts_with(delimiter) || rest.ends_with(delimiter) || rest.contains(&twice) {
+        items.push(String::new());
+    }
+    Some(items)
 }
 
 impl fmt::Debug for JaasConfig {
@@ -806,6 +873,55 @@ mod tests {
             for shown in [format!("{e:?}"), e.to_string()] {
                 assert!(!shown.contains(secret), "{text:?}: {shown}");
             }
+        }
+    }
+
+    /// The claims of an unsecured JWS, decoded from the token `config` makes.
+    fn unsecured_claims(config: &str) -> serde_json::Value {
+        let login = JaasConfig::parse(config).unwrap().login().unwrap();
+        let Login::UnsecuredJws { jws, .. } = login else {
+            panic!("expected an unsecured JWS");
+        };
+        let token = jws.build(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        let payload = token.value().expose().split('.').nth(1).unwrap().to_owned();
+        use base64::Engine;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&json).unwrap()
+    }
+
+    /// Kafka's handler also makes number and list claims (a broker's
+    /// `unsecuredValidatorRequiredScope` checks a list `scope`); dropping them silently
+    /// made a token the broker refuses where Java's is accepted.
+    #[test]
+    fn unsecured_jws_number_and_list_claims_as_kafka_makes_them() {
+        let claims = unsecured_claims(&format!(
+            r#"{OAUTH} required unsecuredLoginStringClaim_sub="admin"
+               unsecuredLoginListClaim_scope=",kafka,produce" unsecuredLoginNumberClaim_n=" 42.5"
+               unsecuredLoginListClaim_odd="|a||b|" unsecuredLoginListClaim_none="x";"#
+        ));
+        assert_eq!(claims["sub"], "admin");
+        assert_eq!(claims["scope"], serde_json::json!(["kafka", "produce"]));
+        assert_eq!(claims["n"], serde_json::json!(42.5));
+        // Java's String.split, then one empty item for the doubled delimiter.
+        assert_eq!(claims["odd"], serde_json::json!(["a", "", "b", ""]));
+        assert_eq!(claims["none"], serde_json::json!([]));
+
+        for (option, value) in [
+            ("unsecuredLoginNumberClaim_n", "many"),
+            ("unsecuredLoginNumberClaim_n", "NaN"),
+            ("unsecuredLoginListClaim_l", ",,,"),
+            ("unsecuredLoginNumberClaim_exp", "1"),
+            ("unsecuredLoginListClaim_iat", ",1"),
+        ] {
+            let config =
+                format!(r#"{OAUTH} required unsecuredLoginStringClaim_sub=a {option}="{value}";"#);
+            let e = JaasConfig::parse(&config).unwrap().login().unwrap_err();
+            assert!(
+                matches!(&e, JaasError::InvalidOption { option: o, .. } if o == option),
+                "{option}={value}: {e}"
+            );
         }
     }
 

@@ -280,8 +280,18 @@ fn json_string_field(json: &str, name: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsecuredJws {
     principal_claim_name: String,
-    claims: BTreeMap<String, String>,
+    claims: BTreeMap<String, Claim>,
     lifetime: Duration,
+}
+
+/// The value of one claim of an [`UnsecuredJws`]: Kafka's handler makes strings, numbers and
+/// lists of strings (`unsecuredLogin{String,Number,List}Claim_<name>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Claim {
+    String(String),
+    /// The bits of an `f64`, so that the claims stay `Eq`.
+    Number(u64),
+    List(Vec<String>),
 }
 
 impl UnsecuredJws {
@@ -292,7 +302,7 @@ impl UnsecuredJws {
     pub fn new(subject: impl Into<String>) -> UnsecuredJws {
         UnsecuredJws {
             principal_claim_name: "sub".to_owned(),
-            claims: BTreeMap::from([("sub".to_owned(), subject.into())]),
+            claims: BTreeMap::from([("sub".to_owned(), Claim::String(subject.into()))]),
             lifetime: UnsecuredJws::DEFAULT_LIFETIME,
         }
     }
@@ -313,7 +323,27 @@ impl UnsecuredJws {
         name: impl Into<String>,
         value: impl Into<String>,
     ) -> UnsecuredJws {
-        self.claims.insert(name.into(), value.into());
+        self.claims.insert(name.into(), Claim::String(value.into()));
+        self
+    }
+
+    /// Adds or replaces a number claim (`unsecuredLoginNumberClaim_<name>`); it must be
+    /// finite for [`build`](Self::build) to succeed.
+    pub fn number_claim(mut self, name: impl Into<String>, value: f64) -> UnsecuredJws {
+        self.claims
+            .insert(name.into(), Claim::Number(value.to_bits()));
+        self
+    }
+
+    /// Adds or replaces a claim holding a list of strings (`unsecuredLoginListClaim_<name>`,
+    /// e.g. the `scope` a broker's `unsecuredValidatorRequiredScope` asks for).
+    pub fn list_claim<S: Into<String>>(
+        mut self,
+        name: impl Into<String>,
+        values: impl IntoIterator<Item = S>,
+    ) -> UnsecuredJws {
+        let values = values.into_iter().map(Into::into).collect();
+        self.claims.insert(name.into(), Claim::List(values));
         self
     }
 
@@ -332,13 +362,16 @@ impl UnsecuredJws {
             reason,
         };
         match self.claims.get(&self.principal_claim_name) {
-            Some(principal) if !principal.trim().is_empty() => {}
+            Some(Claim::String(principal)) if !principal.trim().is_empty() => {}
             _ => return Err(invalid("unsecured JWS without its principal claim")),
         }
         if self.claims.contains_key("iat") || self.claims.contains_key("exp") {
-            return Err(invalid(
-                "unsecured JWS string claims may not be named iat or exp",
-            ));
+            return Err(invalid("unsecured JWS claims may not be named iat or exp"));
+        }
+        let not_finite =
+            |c: &Claim| matches!(c, Claim::Number(b) if !f64::from_bits(*b).is_finite());
+        if self.claims.values().any(not_finite) {
+            return Err(invalid("unsecured JWS number claim is not a finite number"));
         }
         let iat = now
             .duration_since(UNIX_EPOCH)
@@ -357,7 +390,20 @@ impl UnsecuredJws {
             payload.push(',');
             push_json_string(&mut payload, name);
             payload.push(':');
-            push_json_string(&mut payload, value);
+            match value {
+                Claim::String(s) => push_json_string(&mut payload, s),
+                Claim::Number(bits) => payload.push_str(&f64::from_bits(*bits).to_string()),
+                Claim::List(items) => {
+                    payload.push('[');
+                    for (i, item) in items.iter().enumerate() {
+                        if i > 0 {
+                            payload.push(',');
+                        }
+                        push_json_string(&mut payload, item);
+                    }
+                    payload.push(']');
+                }
+            }
         }
         payload.push('}');
         let value = format!(
