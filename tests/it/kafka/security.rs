@@ -385,6 +385,62 @@ async fn oauthbearer_unsecured_jws() {
     }
 }
 
+/// A broker whose unsecured validator requires a scope (`unsecuredValidatorRequiredScope`)
+/// takes the token of a JAAS config that sets the scope as Kafka's handler does, with
+/// `unsecuredLoginListClaim_scope`, and refuses one without it. Herald once dropped list
+/// (and number) claims silently, and the broker refused the token.
+#[actix_rt::test]
+async fn oauthbearer_unsecured_jws_with_a_list_scope_claim() {
+    init_tracing();
+    let validator = format!(
+        "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+         unsecuredLoginStringClaim_sub=\"{OAUTH_PRINCIPAL}\" unsecuredValidatorRequiredScope=\"kafka\";"
+    );
+    let kafka = Kafka::start(Options::single().prop(
+        "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config",
+        &validator,
+    ));
+    let bootstrap = kafka.bootstrap_on(Listener::SaslPlaintext);
+    let jaas = |claims: &str| {
+        format!(
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+             unsecuredLoginStringClaim_sub=\"{OAUTH_PRINCIPAL}\" {claims};"
+        )
+    };
+    let scoped =
+        jaas(r#"unsecuredLoginListClaim_scope=",kafka,produce" unsecuredLoginNumberClaim_n="1""#);
+    let topic = unique_topic("oauth-scope");
+    kafka.create_topic(&topic, 1, 1).await;
+    let mut read = ClientConfig::new();
+    read.set("bootstrap.servers", kafka.bootstrap());
+    produce_and_verify_with(
+        &bootstrap,
+        read,
+        &topic,
+        1,
+        20,
+        &[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.jaas.config", &scoped),
+        ],
+        None,
+    )
+    .await;
+    let unscoped = jaas("unsecuredLoginStringClaim_other=\"x\"");
+    let e = expect_authentication_failure(
+        &[
+            ("bootstrap.servers", &bootstrap),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.jaas.config", &unscoped),
+        ],
+        1,
+    )
+    .await;
+    assert!(e[0].contains("insufficient_scope"), "{e:?}");
+}
+
 /// A static token in `sasl.jaas.config` (Herald's `token` option): here an unsecured JWS
 /// made by the test, which Kafka's default validator accepts.
 #[actix_rt::test]
