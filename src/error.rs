@@ -279,6 +279,20 @@ pub enum ErrorKind {
         /// Partition of the batch.
         partition: i32,
     },
+    /// The broker refused the record's batch because of other records in it, which its answer
+    /// names (KIP-467 `record_errors`; those fail with [`ErrorKind::Broker`]). This record was
+    /// not found at fault and was not written: sending it again may succeed. Java fails such
+    /// a record with "Failed to append record because it was part of a batch which had one
+    /// or more invalid records".
+    #[error("record not written: its batch for {topic}-{partition} was refused for other records in it ({code})")]
+    RefusedWithBatch {
+        /// The error the broker gave the batch (the invalid records').
+        code: KafkaCode,
+        /// Topic of the batch.
+        topic: Arc<str>,
+        /// Partition of the batch.
+        partition: i32,
+    },
     /// The serialized record is larger than `max.request.size` or `buffer.memory`, or the
     /// broker refused it alone in its batch with MESSAGE_TOO_LARGE (then `max` is 0: the
     /// broker does not say its limit, the topic's `max.message.bytes`).

@@ -405,6 +405,7 @@ mod tests {
             code,
             message: None,
             leader: None,
+            invalid_records: Vec::new(),
         }
     }
 
@@ -512,6 +513,7 @@ mod tests {
                 code,
                 message: None,
                 leader: Some(hint.clone()),
+                invalid_records: Vec::new(),
             };
             assert_eq!(
                 decide(&idempotent(1), answer),
@@ -533,6 +535,7 @@ mod tests {
                 leader: 1,
                 ..hint.clone()
             }),
+            invalid_records: Vec::new(),
         };
         assert_eq!(
             decide(&plain(1), same),
@@ -550,6 +553,7 @@ mod tests {
             code: KafkaCode::NOT_LEADER_OR_FOLLOWER,
             message: None,
             leader: Some(hint),
+            invalid_records: Vec::new(),
         };
         assert!(matches!(
             decide(&b, answer),

@@ -823,6 +823,18 @@ impl Accumulator {
 
     /// Completes every record of a batch and gives its memory back.
     fn complete_batch(&mut self, b: SealedBatch, result: Result<(i64, i64), ErrorKind>) {
+        self.complete_batch_naming(b, result, &[]);
+    }
+
+    /// [`complete_batch`](Self::complete_batch) where a failure is only the `invalid` records'
+    /// (by index in the batch; all of them when empty): the others fail as refused with the
+    /// batch, as Java's `Sender` fails them (KIP-467).
+    fn complete_batch_naming(
+        &mut self,
+        b: SealedBatch,
+        result: Result<(i64, i64), ErrorKind>,
+        invalid: &[i32],
+    ) {
         if b.piece {
             self.pieces -= 1;
         }
@@ -905,7 +917,23 @@ impl Accumulator {
                 m.sensors.record_error.record(n as f64, now);
                 self.sensors.record_error.record(n as f64, now);
                 tracing::debug!(topic = %self.topic, partition = self.partition, records = n, error = %kind, "batch failed");
-                for slot in records.drain(..) {
+                let innocent = match &kind {
+                    ErrorKind::Broker {
+                        code,
+                        topic,
+                        partition,
+                    } if !invalid.is_empty() => Some(ErrorKind::RefusedWithBatch {
+                        code: *code,
+                        topic: topic.clone(),
+                        partition: *partition,
+                    }),
+                    _ => None,
+                };
+                for (i, slot) in records.drain(..).enumerate() {
+                    let kind = match &innocent {
+                        Some(k) if !invalid.contains(&(i as i32)) => k,
+                        _ => &kind,
+                    };
                     let outcome: Outcome = Err(ProduceError::new(kind.clone()));
                     if let Some(a) = acks.as_mut() {
                         a.push(outcome.clone());
@@ -1002,7 +1030,16 @@ impl Accumulator {
                 if bump_epoch {
                     self.request_epoch_bump(b.ids);
                 }
-                self.complete_batch(b, Err(error));
+                let invalid = match (cause, &result) {
+                    (
+                        Cause::Refused,
+                        BatchResult::Broker {
+                            invalid_records, ..
+                        },
+                    ) => invalid_records.as_slice(),
+                    _ => &[],
+                };
+                self.complete_batch_naming(b, Err(error), invalid);
             }
             Decision::Split => self.split(b),
             Decision::Retry {

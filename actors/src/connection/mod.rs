@@ -1558,6 +1558,7 @@ fn complete_produce(
                     code,
                     message: p.error_message.as_ref().map(|m| m.to_string()),
                     leader: leader_hint(code, p, resp),
+                    invalid_records: p.record_errors.iter().map(|e| e.batch_index).collect(),
                 },
             },
         };

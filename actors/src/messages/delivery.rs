@@ -83,6 +83,9 @@ pub(crate) enum BatchResult {
         message: Option<String>,
         /// The leader the broker names in its refusal (KIP-951), if any.
         leader: Option<LeaderHint>,
+        /// The records the broker found invalid, by index in the batch (KIP-467
+        /// `record_errors`); empty when it names none, and then the error is every record's.
+        invalid_records: Vec<i32>,
     },
     /// Sent, but the connection died before the answer: it may or may not be written.
     Lost(String),

@@ -400,3 +400,84 @@ async fn kafka_a_throttled_producer_waits_out_the_throttle() {
         "once each, in order"
     );
 }
+
+/// A batch the broker refuses for some of its records (KIP-467): on a compacted topic a
+/// record without a key is invalid, and Apache Kafka refuses the whole batch with
+/// INVALID_RECORD, naming that record by index in `record_errors`. As in Java, only the named
+/// record fails with the broker's error; the others fail as refused with their batch (Java:
+/// "part of a batch which had one more more invalid records"), so the application can tell
+/// them apart and send them again, and then they are written.
+#[actix_rt::test]
+async fn kafka_invalid_records_fail_alone_and_their_batch_mates_can_be_sent_again() {
+    use std::time::Duration;
+
+    use futures_util::future::join_all;
+    use herald::{ErrorKind, KafkaCode};
+    use herald_actors::{Produce, Producer};
+
+    use crate::support::consumer::read_back;
+
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("kafka-invalid-record");
+    kafka
+        .create_topic_with(&topic, 1, 1, &[("cleanup.policy", "compact")])
+        .await;
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", kafka.bootstrap().as_str()),
+        // One batch for the three records.
+        ("linger.ms", "500"),
+    ])
+    .unwrap();
+    let record = |i: usize| {
+        let p = Produce::new(topic.clone())
+            .partition(0)
+            .value(format!("v{i}"));
+        if i == 1 {
+            p
+        } else {
+            p.key(format!("k{i}"))
+        }
+    };
+    let outcomes = join_all((0..3).map(|i| producer.send(record(i)))).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let e = outcome.as_ref().expect_err("the batch is refused");
+        if i == 1 {
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::Broker {
+                        code: KafkaCode::INVALID_RECORD,
+                        ..
+                    }
+                ),
+                "record {i}: {e}"
+            );
+        } else {
+            assert!(
+                matches!(
+                    e.kind(),
+                    ErrorKind::RefusedWithBatch {
+                        code: KafkaCode::INVALID_RECORD,
+                        partition: 0,
+                        ..
+                    }
+                ),
+                "record {i}: {e}"
+            );
+        }
+    }
+    // The records refused with their batch go again, alone, and are written.
+    for i in [0, 2] {
+        producer.send(record(i)).await.expect("written");
+    }
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&kafka.bootstrap(), &topic, 1, 2, Duration::from_secs(30)).await;
+    let values: Vec<_> = back
+        .values()
+        .flatten()
+        .map(|c| c.value.clone().unwrap())
+        .collect();
+    assert_eq!(values, [b"v0".to_vec(), b"v2".to_vec()]);
+}
