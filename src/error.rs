@@ -310,6 +310,13 @@ pub enum ErrorKind {
         /// Human wording of the limit.
         limit: &'static str,
     },
+    /// The record's timestamp is negative. Java's `ProducerRecord` refuses one alike: Kafka
+    /// reads -1 as "no timestamp", and a broker takes other negative ones as they are.
+    #[error("invalid timestamp {timestamp}: a record's timestamp must be non-negative (or unset, for now)")]
+    InvalidTimestamp {
+        /// The timestamp given.
+        timestamp: i64,
+    },
     /// No metadata for the topic arrived within `max.block.ms`.
     #[error(
         "topic {topic} not present in metadata after {waited_ms} ms (max.block.ms){}",

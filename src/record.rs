@@ -40,7 +40,8 @@ pub struct ProducerRecord {
     pub value: Option<Bytes>,
     /// Headers, in order.
     pub headers: Vec<Header>,
-    /// CreateTime in milliseconds since the epoch; `None` means "now" when accepted.
+    /// CreateTime in milliseconds since the epoch; `None` means "now" when accepted. A
+    /// negative one is refused (`ErrorKind::InvalidTimestamp`), as Java refuses it.
     pub timestamp: Option<i64>,
 }
 

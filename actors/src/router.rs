@@ -499,6 +499,9 @@ impl RouterCore {
         }
         let config = &self.shared.config;
         let record = &*held.record;
+        if let Some(timestamp) = record.timestamp.filter(|t| *t < 0) {
+            return self.refuse_held(ErrorKind::InvalidTimestamp { timestamp }, held);
+        }
         if fits_surely(record, config.max_request_size.min(config.buffer_memory)) {
             return self.take_in(held, ctx);
         }

@@ -481,3 +481,55 @@ async fn kafka_invalid_records_fail_alone_and_their_batch_mates_can_be_sent_agai
         .collect();
     assert_eq!(values, [b"v0".to_vec(), b"v2".to_vec()]);
 }
+
+/// A negative timestamp is refused, with the record handed back, as Java's `ProducerRecord`
+/// refuses it (Kafka reads -1 as "no timestamp"; Apache Kafka writes other negative ones as
+/// they are); 0 is a timestamp like any other.
+#[actix_rt::test]
+async fn kafka_a_negative_timestamp_is_refused() {
+    use std::time::Duration;
+
+    use herald::ErrorKind;
+    use herald_actors::{Produce, Producer};
+
+    use crate::support::consumer::read_back;
+
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("kafka-negative-timestamp");
+    kafka.create_topic(&topic, 1, 1).await;
+    let producer =
+        Producer::from_pairs([("bootstrap.servers", kafka.bootstrap().as_str())]).unwrap();
+    for timestamp in [-1, -5, i64::MIN] {
+        let e = producer
+            .send(
+                Produce::new(topic.clone())
+                    .value("negative")
+                    .timestamp(timestamp),
+            )
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(e.kind(), ErrorKind::InvalidTimestamp { timestamp: t } if *t == timestamp),
+            "{e}"
+        );
+        assert_eq!(
+            e.record().and_then(|r| r.timestamp),
+            Some(timestamp),
+            "handed back"
+        );
+    }
+    producer
+        .send(Produce::new(topic.clone()).value("zero").timestamp(0))
+        .await
+        .expect("written");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&kafka.bootstrap(), &topic, 1, 1, Duration::from_secs(30)).await;
+    let written: Vec<_> = back
+        .values()
+        .flatten()
+        .map(|c| (c.value.clone().unwrap(), c.timestamp))
+        .collect();
+    assert_eq!(written, [(b"zero".to_vec(), Some(0))]);
+}
