@@ -321,3 +321,47 @@ async fn mock_a_crashed_transaction_manager_resumes_what_was_under_way() {
         .expect("a commit after the restarts");
     p.close(Duration::from_secs(5)).await;
 }
+
+/// Two batches of a partition in flight (`max.in.flight.batches.per.partition` 2, Java's
+/// pipelining): the first is refused with a retriable error, so the mock (which checks a
+/// transactional producer's sequences) refuses the second as OUT_OF_ORDER_SEQUENCE_NUMBER.
+/// Java's `TransactionManager::canRetry` retries a batch that is not the next in sequence
+/// behind the one before it; both are then written and the transaction commits.
+#[actix_rt::test]
+async fn mock_a_batch_out_of_order_behind_a_retried_one_is_retried_not_failed() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("mock-txn-ooo");
+    mock.create_topic(&topic, 1, 1);
+    let p = Producer::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("transactional.id", unique_topic("mock-txn-ooo-id").as_str()),
+        ("linger.ms", "0"),
+        ("retry.backoff.ms", "20"),
+        ("max.in.flight.batches.per.partition", "2"),
+    ])
+    .expect("a transactional producer starts");
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    // The partition is added to the transaction and holds the producer's sequence state.
+    p.send(Produce::new(topic.clone()).partition(0).value("first"))
+        .await
+        .expect("the first record");
+    // Slow answers, so that the second batch goes while the first is out.
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_millis(300))
+        .unwrap();
+    mock.cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS],
+    );
+    let a = p.send(Produce::new(topic.clone()).partition(0).value("a"));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let b = p.send(Produce::new(topic.clone()).partition(0).value("b"));
+    let (a, b) = tokio::join!(a, b);
+    let a = a.expect("the batch refused with NOT_ENOUGH_REPLICAS is retried");
+    let b = b.expect("the batch refused as out of order behind it is retried too");
+    assert!(a.offset < b.offset, "in order: {} {}", a.offset, b.offset);
+    p.commit_transaction().await.expect("the commit");
+    p.close(Duration::from_secs(5)).await;
+}

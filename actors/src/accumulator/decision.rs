@@ -13,7 +13,9 @@
 //!   bump already repairs); an attempt that may have been written under an identity that is
 //!   gone cannot be resolved and fails with "outcome unknown";
 //!   A transactional producer does not repair them: the batch fails, which makes its
-//!   transaction abortable (or fatal when fenced), as Java's `TransactionManager` does;
+//!   transaction abortable (or fatal when fenced), as Java's `TransactionManager` does,
+//!   except for `OUT_OF_ORDER_SEQUENCE_NUMBER` while an earlier batch is unresolved: it is
+//!   retried behind that one;
 //! - `MESSAGE_TOO_LARGE`: split a batch of several records in two (Java's
 //!   `splitAndReenqueue`); a record alone in its batch fails with `RecordTooLarge`;
 //! - any other broker error: fail.
@@ -187,6 +189,17 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
             false,
             Attempt::Unchanged,
         ),
+        BatchResult::Broker { code, .. }
+            if idempotent
+                && state.transactional
+                && *code == KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER
+                && state.earlier_pending(batch.id) =>
+        {
+            // Not the next batch in sequence: one before it was refused first and goes again
+            // ahead of it, so this one follows, and the transaction need not abort (Java's
+            // `TransactionManager::canRetry`).
+            (code.to_string(), false, false, Attempt::Unchanged)
+        }
         BatchResult::Broker { code, .. }
             if idempotent
                 && !state.transactional
@@ -398,6 +411,27 @@ mod tests {
                 "{code}: {d:?}"
             );
         }
+    }
+
+    /// A transactional batch refused as out of order while an earlier one is unresolved is
+    /// not the next in sequence: it goes again behind that one (Java's `canRetry`); alone,
+    /// the gap is real and it fails.
+    #[test]
+    fn a_transactional_batch_out_of_order_behind_an_earlier_one_is_retried() {
+        let b = idempotent(5);
+        let earlier: VecDeque<SealedBatch> = [idempotent(3)].into();
+        let code = KafkaCode::OUT_OF_ORDER_SEQUENCE_NUMBER;
+        assert_eq!(
+            decide_as(&b, broker(code), &earlier, (PID, EPOCH), 5, true),
+            retry(code.to_string(), false, false, Attempt::Unchanged)
+        );
+        assert!(matches!(
+            decide_as(&b, broker(code), &VecDeque::new(), (PID, EPOCH), 5, true),
+            Decision::Fail {
+                bump_epoch: false,
+                ..
+            }
+        ));
     }
 
     fn broker(code: KafkaCode) -> BatchResult {
