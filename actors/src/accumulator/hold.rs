@@ -4,6 +4,7 @@
 //! `delivery.timeout.ms` (a refusing broker, an absent one, a lost wake-up).
 
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use super::Identity;
 
@@ -138,6 +139,26 @@ impl fmt::Display for Hold {
                 "nothing: broker {leader} could take it, but no wake-up came"
             ),
         }
+    }
+}
+
+/// When the accumulator wakes next for its first unsent batch's backoff and for expiries.
+/// The backoff's end counts while it is ahead. Once it has passed and the batch is still
+/// first, drain found it held by something else (an epoch change, no leader, full in-flight
+/// slots, the old leader's answers, the transaction's AddPartitions), whose end arrives as a
+/// message; waking at the past instant again would fire at every timer tick, about once a
+/// millisecond, for as long as the hold lasts. A look every `look_again` (retry.backoff.ms)
+/// stays, for a hold that ends without a message.
+pub(super) fn next_wake(
+    retry_at: Option<Instant>,
+    expiry: Option<Instant>,
+    now: Instant,
+    look_again: Duration,
+) -> Option<Instant> {
+    let retry = retry_at.map(|at| if at > now { at } else { now + look_again });
+    match (retry, expiry) {
+        (Some(r), Some(e)) => Some(r.min(e)),
+        (r, e) => r.or(e),
     }
 }
 
@@ -290,5 +311,32 @@ mod tests {
             .to_string(),
             "an epoch change to 7/1, with 0 batches in flight"
         );
+    }
+
+    /// A backoff that has ended with its batch still first is not a deadline to wake at again
+    /// (it would fire at every timer tick); expiries and backoffs still ahead are.
+    #[test]
+    fn a_passed_backoff_is_looked_at_again_after_the_backoff_not_at_once() {
+        let now = Instant::now();
+        let backoff = Duration::from_millis(100);
+        let ahead = now + Duration::from_millis(30);
+        assert_eq!(next_wake(Some(ahead), None, now, backoff), Some(ahead));
+        let passed = now - Duration::from_millis(5);
+        assert_eq!(
+            next_wake(Some(passed), None, now, backoff),
+            Some(now + backoff)
+        );
+        let expiry = now + Duration::from_millis(20);
+        assert_eq!(
+            next_wake(Some(passed), Some(expiry), now, backoff),
+            Some(expiry)
+        );
+        let past_expiry = now - Duration::from_millis(1);
+        assert_eq!(
+            next_wake(Some(passed), Some(past_expiry), now, backoff),
+            Some(past_expiry),
+            "an expiry that is due fires at once"
+        );
+        assert_eq!(next_wake(None, None, now, backoff), None);
     }
 }

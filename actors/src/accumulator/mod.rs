@@ -637,10 +637,17 @@ impl Accumulator {
                 self.linger.cancel();
             }
         }
-        let mut next: Option<Instant> = self.ready.front().and_then(|b| b.retry_at);
-        if let Some(expiry) = self.next_expiry() {
-            next = Some(next.map_or(expiry, |n| n.min(expiry)));
+        let now = Instant::now();
+        // A wake-up already due and not yet run does the same work at once.
+        if self.wake_timer.as_ref().is_some_and(|(at, _)| *at <= now) {
+            return;
         }
+        let next = hold::next_wake(
+            self.ready.front().and_then(|b| b.retry_at),
+            self.next_expiry(),
+            now,
+            self.shared.config.retry_backoff,
+        );
         if let Some(due) = next {
             self.arm(
                 ctx,
