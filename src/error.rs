@@ -118,6 +118,9 @@ kafka_codes! {
     KAFKA_STORAGE_ERROR = 56, true;
     SASL_AUTHENTICATION_FAILED = 58, false;
     UNKNOWN_PRODUCER_ID = 59, false;
+    /// A leader without the listener the metadata was asked on (a broker's listeners being
+    /// updated); Java's `ListenerNotFoundException`, a stale-metadata error.
+    LISTENER_NOT_FOUND = 72, true;
     FENCED_LEADER_EPOCH = 74, true;
     UNKNOWN_LEADER_EPOCH = 75, true;
     UNSUPPORTED_COMPRESSION_TYPE = 76, false;
@@ -132,12 +135,16 @@ kafka_codes! {
 
 impl KafkaCode {
     /// Whether the error means our view of partition leadership is stale, so metadata must be
-    /// refreshed before the retry.
+    /// refreshed before the retry: the codes of Java's `InvalidMetadataException` subclasses,
+    /// whose `Sender` asks for metadata on each of them.
     pub fn needs_metadata_refresh(self) -> bool {
         matches!(
             self,
             KafkaCode::NOT_LEADER_OR_FOLLOWER
                 | KafkaCode::LEADER_NOT_AVAILABLE
+                | KafkaCode::REPLICA_NOT_AVAILABLE
+                | KafkaCode::NETWORK_EXCEPTION
+                | KafkaCode::LISTENER_NOT_FOUND
                 | KafkaCode::UNKNOWN_TOPIC_OR_PARTITION
                 | KafkaCode::FENCED_LEADER_EPOCH
                 | KafkaCode::UNKNOWN_LEADER_EPOCH
@@ -519,6 +526,15 @@ mod tests {
         }
         for code in [10, 18, 17, 29, 2, 87, 45, 59, 9999] {
             assert!(!KafkaCode::from_code(code).unwrap().retriable(), "{code}");
+        }
+        // Java's InvalidMetadataException subclasses: retried after a metadata refresh.
+        for code in [3, 5, 6, 9, 13, 56, 72, 74, 75, 100, 103] {
+            let c = KafkaCode::from_code(code).unwrap();
+            assert!(c.retriable() && c.needs_metadata_refresh(), "{c}");
+        }
+        for code in [7, 19, 20, 89] {
+            let c = KafkaCode::from_code(code).unwrap();
+            assert!(c.retriable() && !c.needs_metadata_refresh(), "{c}");
         }
         assert_eq!(KafkaCode::from_code(9999), Some(KafkaCode::Unknown(9999)));
         assert_eq!(KafkaCode::Unknown(9999).code(), 9999);

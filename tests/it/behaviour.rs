@@ -654,6 +654,60 @@ async fn a_batch_refused_on_every_attempt_fails_at_delivery_timeout_naming_the_e
     assert_eq!(producer.metrics().await.record_retry_total, 2);
 }
 
+/// A Produce refusal that says the producer's metadata is stale (Java's
+/// `InvalidMetadataException` codes, REPLICA_NOT_AVAILABLE and NETWORK_EXCEPTION among them)
+/// asks for metadata before the retry, as Java's `Sender` does; one that says nothing of
+/// metadata (REQUEST_TIMED_OUT) is only retried. The periodic refresh is ten minutes away.
+#[actix_rt::test]
+async fn refusals_naming_stale_metadata_refresh_it_and_others_do_not() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("stale-refusal");
+    mock.create_topic(&topic, 1, 1);
+    let producer = start(
+        &mock,
+        &[
+            ("linger.ms", "0"),
+            ("retry.backoff.ms", "50"),
+            ("metadata.max.age.ms", "600000"),
+        ],
+    );
+    producer
+        .send(Produce::new(topic.clone()).value("warm"))
+        .await
+        .expect("warm-up");
+    let refreshes = || async { producer.metrics().await.metadata_refresh_total };
+    use RDKafkaRespErr::*;
+    for (error, refreshed) in [
+        (RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, false),
+        (RD_KAFKA_RESP_ERR_REPLICA_NOT_AVAILABLE, true),
+        (RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION, true),
+        (RD_KAFKA_RESP_ERR_LISTENER_NOT_FOUND, true),
+        (RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, true),
+    ] {
+        let before = refreshes().await;
+        mock.cluster
+            .request_errors(RDKafkaApiKey::Produce, &[error]);
+        producer
+            .send(Produce::new(topic.clone()).value(format!("{error:?}")))
+            .await
+            .unwrap_or_else(|e| panic!("retried after {error:?}: {e}"));
+        // The refresh is asked for with the retry; give it time to be made.
+        let asked = Instant::now();
+        while refreshes().await == before && asked.elapsed() < Duration::from_secs(2) {
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            refreshes().await > before,
+            refreshed,
+            "{error:?}: a metadata refresh expected: {refreshed}"
+        );
+    }
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 6, Duration::from_secs(10)).await;
+    assert_eq!(back[&0].len(), 6, "every record written once");
+}
+
 #[actix_rt::test]
 async fn unknown_topic_fails_after_max_block_naming_the_topic() {
     init_tracing();
