@@ -865,10 +865,6 @@ impl RouterCore {
     }
 
     fn unstall(&mut self, why: Unstalled, ctx: &mut Context<Router>) {
-        let reserved = match why {
-            Unstalled::Reserved(bytes) => Some(bytes),
-            Unstalled::TimedOut | Unstalled::Closing => None,
-        };
         self.stall_active = false;
         if let Some(since) = self.stall_since.take() {
             let m = &self.shared.metrics;
@@ -876,23 +872,21 @@ impl RouterCore {
             m.sensors.bufferpool_wait.record(waited, m.now_ms());
         }
         let Some(mut w) = self.stalled.pop_front() else {
-            if let Some(r) = reserved {
-                self.shared.memory.release(r);
+            if let Unstalled::Reserved(bytes) = why {
+                self.shared.memory.release(bytes);
             }
             return;
         };
-        match reserved {
-            None => {
-                let kind = match why {
-                    // Java's closed buffer pool fails the send blocked in it the same way.
-                    Unstalled::Closing => ErrorKind::Closed,
-                    _ => ErrorKind::BufferExhausted {
-                        waited_ms: self.shared.config.max_block.as_millis() as u64,
-                    },
+        match why {
+            Unstalled::TimedOut => {
+                let kind = ErrorKind::BufferExhausted {
+                    waited_ms: self.shared.config.max_block.as_millis() as u64,
                 };
                 self.refuse(kind, w.record, w.completion);
             }
-            Some(bytes) => {
+            // Java's closed buffer pool fails the send blocked in it the same way.
+            Unstalled::Closing => self.refuse(ErrorKind::Closed, w.record, w.completion),
+            Unstalled::Reserved(bytes) => {
                 let topic_name = w.record.topic.as_ref();
                 let partition = w.record.partition.unwrap_or(0);
                 let handle = self

@@ -8,8 +8,9 @@
 //! `sasl.login.connect.timeout.ms` and `sasl.login.read.timeout.ms`; a failure the endpoint
 //! may recover from (no connection, a timeout, a 5xx, 408 or 429) is retried after
 //! `sasl.login.retry.backoff.ms`, doubling up to `sasl.login.retry.backoff.max.ms`, until
-//! the waits would pass that maximum in all (a backoff of 0: never, as in Java). A refusal (another 4xx, a redirect, an
-//! untrusted certificate) or a token Java's validator would refuse ends it at once.
+//! the waits would pass that maximum in all (with a backoff of 0 it is asked once, as
+//! Java's is). A refusal (another 4xx, a redirect, an untrusted certificate) or a token
+//! Java's validator would refuse ends it at once.
 
 use std::future::Future;
 use std::pin::Pin;
