@@ -277,7 +277,10 @@ pub enum ProtocolError {
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The broker answered with an error that is not retried, or retries ran out.
-    #[error("broker error {code} for {topic}-{partition}")]
+    #[error(
+        "broker error {code} for {topic}-{partition}{}",
+        message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+    )]
     Broker {
         /// The broker's error.
         code: KafkaCode,
@@ -285,6 +288,11 @@ pub enum ErrorKind {
         topic: Arc<str>,
         /// Partition of the batch.
         partition: i32,
+        /// The broker's own words, when it gave any (e.g. "Compacted topic cannot accept
+        /// message without key in topic partition t-0."): for a record it named as invalid
+        /// (KIP-467) its own message, else the partition's, as Java's exception carries it.
+        /// At most about a kilobyte of it is kept.
+        message: Option<Arc<str>>,
     },
     /// The broker refused the record's batch because of other records in it, which its answer
     /// names (KIP-467 `record_errors`; those fail with [`ErrorKind::Broker`]). This record was

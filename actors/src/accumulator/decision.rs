@@ -62,11 +62,12 @@ impl State<'_> {
             .any(|o| o.id < id)
     }
 
-    fn broker_error(&self, code: KafkaCode) -> ErrorKind {
+    fn broker_error(&self, code: KafkaCode, message: Option<&Arc<str>>) -> ErrorKind {
         ErrorKind::Broker {
             code,
             topic: self.topic.clone(),
             partition: self.partition,
+            message: message.cloned(),
         }
     }
 }
@@ -253,9 +254,9 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
                 cause: Cause::Refused,
             };
         }
-        BatchResult::Broker { code, .. } => {
+        BatchResult::Broker { code, message, .. } => {
             return Decision::Fail {
-                error: state.broker_error(*code),
+                error: state.broker_error(*code, message.as_ref()),
                 bump_epoch: repairable,
                 cause: Cause::Refused,
             }
@@ -282,8 +283,10 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
                 stage: "retrying",
                 last_error: Some(Arc::from(reason)),
             },
-            BatchResult::Broker { code, .. } => state.broker_error(*code),
-            _ => state.broker_error(KafkaCode::NETWORK_EXCEPTION),
+            BatchResult::Broker { code, message, .. } => {
+                state.broker_error(*code, message.as_ref())
+            }
+            _ => state.broker_error(KafkaCode::NETWORK_EXCEPTION, None),
         };
         return Decision::Fail {
             error,
@@ -448,6 +451,7 @@ mod tests {
             code,
             topic: Arc::from("t"),
             partition: 2,
+            message: None,
         }
     }
 
@@ -784,6 +788,31 @@ mod tests {
                     limit: "what the broker accepts for the topic",
                 },
                 bump_epoch: true,
+                cause: Cause::Refused,
+            }
+        );
+    }
+
+    #[test]
+    fn a_refusal_carries_the_brokers_message() {
+        let code = KafkaCode::INVALID_RECORD;
+        let said: Arc<str> = Arc::from("One or more records have been rejected");
+        let answer = BatchResult::Broker {
+            code,
+            message: Some(said.clone()),
+            leader: None,
+            invalid_records: Vec::new(),
+        };
+        assert_eq!(
+            decide(&plain(1), answer),
+            Decision::Fail {
+                error: ErrorKind::Broker {
+                    code,
+                    topic: Arc::from("t"),
+                    partition: 2,
+                    message: Some(said),
+                },
+                bump_epoch: false,
                 cause: Cause::Refused,
             }
         );

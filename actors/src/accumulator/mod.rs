@@ -37,7 +37,7 @@ use crate::fault_injection::Crash;
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{BrokerNamed, BumpEpoch, ClusterChanged};
 use crate::messages::delivery::{
-    BatchCompleted, BatchResult, LeaderHint, OutgoingBatch, SendBatches,
+    BatchCompleted, BatchResult, InvalidRecord, LeaderHint, OutgoingBatch, SendBatches,
 };
 use crate::messages::intercept::Acknowledged;
 use crate::messages::seal::{Seal, Sealed};
@@ -840,7 +840,7 @@ impl Accumulator {
         &mut self,
         b: SealedBatch,
         result: Result<(i64, i64), ErrorKind>,
-        invalid: &[i32],
+        invalid: &[InvalidRecord],
     ) {
         if b.piece {
             self.pieces -= 1;
@@ -929,6 +929,7 @@ impl Accumulator {
                         code,
                         topic,
                         partition,
+                        ..
                     } if !invalid.is_empty() => Some(ErrorKind::RefusedWithBatch {
                         code: *code,
                         topic: topic.clone(),
@@ -937,11 +938,30 @@ impl Accumulator {
                     _ => None,
                 };
                 for (i, slot) in records.drain(..).enumerate() {
-                    let kind = match &innocent {
-                        Some(k) if !invalid.contains(&(i as i32)) => k,
-                        _ => &kind,
+                    let named = invalid.iter().find(|r| r.index == i as i32);
+                    let kind = match (&innocent, named, &kind) {
+                        (Some(k), None, _) => k.clone(),
+                        // Its own words when the broker gave them, else the batch's.
+                        (
+                            _,
+                            Some(InvalidRecord {
+                                message: Some(own), ..
+                            }),
+                            ErrorKind::Broker {
+                                code,
+                                topic,
+                                partition,
+                                ..
+                            },
+                        ) => ErrorKind::Broker {
+                            code: *code,
+                            topic: topic.clone(),
+                            partition: *partition,
+                            message: Some(own.clone()),
+                        },
+                        _ => kind.clone(),
                     };
-                    let outcome: Outcome = Err(ProduceError::new(kind.clone()));
+                    let outcome: Outcome = Err(ProduceError::new(kind));
                     if let Some(a) = acks.as_mut() {
                         a.push(outcome.clone());
                     }

@@ -67,7 +67,9 @@ use crate::backoff::Backoff;
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::cluster::BrokerListed;
-use crate::messages::delivery::{BatchResult, LeaderHint, OutgoingBatch, SendBatches};
+use crate::messages::delivery::{
+    broker_message, BatchResult, InvalidRecord, LeaderHint, OutgoingBatch, SendBatches,
+};
 use crate::messages::request::{
     GetMetadata, InitProducerId, RequestError, Transact, TxnAnswer, TxnCall,
 };
@@ -1556,9 +1558,16 @@ fn complete_produce(
                 },
                 Some(code) => BatchResult::Broker {
                     code,
-                    message: p.error_message.as_ref().map(|m| m.to_string()),
+                    message: broker_message(p.error_message.as_deref()),
                     leader: leader_hint(code, p, resp),
-                    invalid_records: p.record_errors.iter().map(|e| e.batch_index).collect(),
+                    invalid_records: p
+                        .record_errors
+                        .iter()
+                        .map(|e| InvalidRecord {
+                            index: e.batch_index,
+                            message: broker_message(e.batch_index_error_message.as_deref()),
+                        })
+                        .collect(),
                 },
             },
         };

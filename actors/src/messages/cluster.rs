@@ -104,6 +104,7 @@ pub(crate) fn topic_error(topic: &Arc<str>, code: KafkaCode) -> ErrorKind {
             code,
             topic: topic.clone(),
             partition: -1,
+            message: None,
         },
     }
 }

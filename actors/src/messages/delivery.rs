@@ -79,13 +79,14 @@ pub(crate) enum BatchResult {
     Broker {
         /// The error.
         code: KafkaCode,
-        /// The broker's message, if any.
-        message: Option<String>,
+        /// The broker's message, if any: carried into the records' errors, as Java's
+        /// exception carries it (bounded: see [`broker_message`]).
+        message: Option<Arc<str>>,
         /// The leader the broker names in its refusal (KIP-951), if any.
         leader: Option<LeaderHint>,
-        /// The records the broker found invalid, by index in the batch (KIP-467
-        /// `record_errors`); empty when it names none, and then the error is every record's.
-        invalid_records: Vec<i32>,
+        /// The records the broker found invalid (KIP-467 `record_errors`); empty when it
+        /// names none, and then the error is every record's.
+        invalid_records: Vec<InvalidRecord>,
     },
     /// Sent, but the connection died before the answer: it may or may not be written.
     Lost(String),
@@ -94,6 +95,38 @@ pub(crate) enum BatchResult {
     /// Never left this client: the broker refused to authenticate it (SASL or TLS). Not
     /// retried.
     AuthenticationFailed(Arc<str>),
+}
+
+/// A record a broker refused within its batch (KIP-467).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InvalidRecord {
+    /// Its index in the batch.
+    pub(crate) index: i32,
+    /// Why, in the broker's words (e.g. "Compacted topic cannot accept message without key
+    /// in topic partition t-0."); the batch's message stands in when absent, as in Java.
+    pub(crate) message: Option<Arc<str>>,
+}
+
+/// The most of a broker's error message kept. A message is cloned into every record of its
+/// batch only as a reference, but it is the network's to size: a broker (or garbage) sending
+/// a megabyte of text must not have it held by every outcome and written into every log line.
+pub(crate) const BROKER_MESSAGE_MAX: usize = 1024;
+
+/// A broker's error message as kept: cut to [`BROKER_MESSAGE_MAX`] bytes at a character
+/// boundary (marked with `…`), `None` when absent or empty.
+pub(crate) fn broker_message(m: Option<&str>) -> Option<Arc<str>> {
+    let m = m?;
+    if m.is_empty() {
+        return None;
+    }
+    if m.len() <= BROKER_MESSAGE_MAX {
+        return Some(Arc::from(m));
+    }
+    let mut end = BROKER_MESSAGE_MAX;
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(Arc::from(format!("{}…", &m[..end])))
 }
 
 /// A partition's current leader as a broker named it in a Produce response (KIP-951,
@@ -178,5 +211,28 @@ mod tests {
         assert_eq!(seen[0], (1, BatchResult::NotSent("x".into())));
         assert!(matches!(&seen[1], (2, BatchResult::Lost(_))));
         assert!(matches!(&seen[2], (3, BatchResult::Lost(_))));
+    }
+
+    #[test]
+    fn a_brokers_message_is_kept_whole_up_to_a_kilobyte_and_cut_at_a_character() {
+        assert_eq!(broker_message(None), None);
+        assert_eq!(broker_message(Some("")), None);
+        assert_eq!(broker_message(Some("why")).as_deref(), Some("why"));
+        let whole = "é".repeat(BROKER_MESSAGE_MAX / 2);
+        assert_eq!(
+            broker_message(Some(&whole)).as_deref(),
+            Some(whole.as_str())
+        );
+        // One byte over, in the middle of a two-byte character: cut before it.
+        let long = format!("x{whole}");
+        let kept = broker_message(Some(&long)).unwrap();
+        assert!(kept.ends_with('…'));
+        assert!(kept.len() <= BROKER_MESSAGE_MAX + '…'.len_utf8());
+        assert!(long.starts_with(kept.trim_end_matches('…')));
+        let huge = "y".repeat(1 << 20);
+        assert_eq!(
+            broker_message(Some(&huge)).unwrap().len(),
+            BROKER_MESSAGE_MAX + '…'.len_utf8()
+        );
     }
 }

@@ -404,7 +404,7 @@ async fn kafka_a_throttled_producer_waits_out_the_throttle() {
 /// A batch the broker refuses for some of its records (KIP-467): on a compacted topic a
 /// record without a key is invalid, and Apache Kafka refuses the whole batch with
 /// INVALID_RECORD, naming that record by index in `record_errors`. As in Java, only the named
-/// record fails with the broker's error; the others fail as refused with their batch (Java:
+/// record fails with the broker's error, in the broker's words; the others fail as refused with their batch (Java:
 /// "part of a batch which had one more more invalid records"), so the application can tell
 /// them apart and send them again, and then they are written.
 #[actix_rt::test]
@@ -452,6 +452,14 @@ async fn kafka_invalid_records_fail_alone_and_their_batch_mates_can_be_sent_agai
                         ..
                     }
                 ),
+                "record {i}: {e}"
+            );
+            // The broker's words for that record (not the partition's summary of all the
+            // batch's record errors), as Java's exception carries them.
+            let said = e.to_string();
+            assert!(
+                said.contains("Compacted topic cannot accept message without key")
+                    && !said.contains("record errors in total"),
                 "record {i}: {e}"
             );
         } else {
