@@ -638,3 +638,76 @@ async fn a_panicking_partitioner_fails_only_its_record() {
     );
     producer.close(Duration::from_secs(5)).await;
 }
+
+/// An accumulator that panics while it fails several batches at once (here their delivery
+/// timeout, with the partition's only broker down) answers every record once (the batch it
+/// was completing with the timeout, the others `Panicked`) and gives back the
+/// `buffer.memory` of every batch, those the panic kept it from reaching too. Before, their
+/// memory was lost for good, and in time a producer waited for memory nobody held.
+#[actix_rt::test]
+async fn an_accumulator_panicking_while_failing_batches_gives_their_memory_back() {
+    use herald_actors::ProduceBatch;
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("panic-memory");
+    mock.create_topic(&topic, 1, 1);
+    let memory: u64 = 1 << 20;
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "0"),
+        // Batches do not grow while they wait: several of them.
+        ("batch.size", "1024"),
+        ("max.request.size", "1024"),
+        ("buffer.memory", &memory.to_string()),
+        ("request.timeout.ms", "1000"),
+        ("delivery.timeout.ms", "2000"),
+        ("retry.backoff.ms", "50"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config).start().unwrap();
+    let router = producer.router().clone();
+    // The topic's metadata and the partition's accumulator first.
+    producer
+        .send(Produce::new(topic.clone()).value("first"))
+        .await
+        .expect("delivered");
+    mock.cluster.broker_down(1).unwrap();
+    // Several batches, made in one call, wait for the broker together and expire together.
+    // A record of 963 bytes (954 of value) fills a batch of 1024 to the byte, so none is
+    // left open: they expire from the queue of sealed batches, the failing of which the
+    // panic interrupts.
+    let waiting = router.send(ProduceBatch(
+        (0..30)
+            .map(|i| Produce::new(topic.clone()).value(vec![i as u8; 954]))
+            .collect(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let fi = producer.fault_injection();
+    for a in fi.accumulators().await {
+        a.send(Crash::PanicWhileHolding).await.unwrap();
+    }
+    let outcomes = waiting.await.expect("the router answered");
+    let (mut timed_out, mut panicked) = (0, 0);
+    for o in outcomes {
+        match o {
+            Err(e) if matches!(e.kind(), herald::ErrorKind::DeliveryTimeout { .. }) => {
+                timed_out += 1
+            }
+            Err(e) if matches!(e.kind(), herald::ErrorKind::Panicked { .. }) => panicked += 1,
+            other => panic!("expected a timeout or a panic, got {other:?}"),
+        }
+    }
+    assert!(timed_out > 0, "the batch being failed when the panic came");
+    assert!(
+        panicked > 0,
+        "the batches after it, answered as the panic dropped them"
+    );
+    assert_eq!(fi.panics(), 1, "one panic");
+    let m = producer.metrics().await;
+    assert_eq!(
+        m.buffer_available_bytes, memory,
+        "every batch's buffer.memory is back ({timed_out} records timed out, {panicked} panicked)"
+    );
+    producer.close(Duration::from_secs(1)).await;
+}

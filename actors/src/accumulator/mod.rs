@@ -110,6 +110,58 @@ impl SealedBatch {
     }
 }
 
+/// A batch that holds `buffer.memory` until it is answered.
+trait Reserves {
+    fn reserved(&self) -> usize;
+}
+
+impl Reserves for SealedBatch {
+    fn reserved(&self) -> usize {
+        self.reserved
+    }
+}
+
+impl Reserves for OpenBatch {
+    fn reserved(&self) -> usize {
+        self.reserved
+    }
+}
+
+/// Batches taken out of the queues to be answered one after the other (expiry, failing
+/// everything). Should answering one panic, the rest are dropped while the stack unwinds:
+/// their completions answer their records (`Panicked`), and this gives back the
+/// `buffer.memory` they held, which [`Accumulator::complete_batch`] would have. Without it
+/// the producer lost that memory for good, and in time every record waited for it.
+struct Taken<B: Reserves> {
+    batches: std::vec::IntoIter<B>,
+    shared: Arc<Shared>,
+}
+
+impl<B: Reserves> Taken<B> {
+    fn new(batches: Vec<B>, shared: &Arc<Shared>) -> Self {
+        Taken {
+            batches: batches.into_iter(),
+            shared: shared.clone(),
+        }
+    }
+}
+
+impl<B: Reserves> Iterator for Taken<B> {
+    type Item = B;
+
+    fn next(&mut self) -> Option<B> {
+        self.batches.next()
+    }
+}
+
+impl<B: Reserves> Drop for Taken<B> {
+    fn drop(&mut self) {
+        for b in self.batches.by_ref() {
+            self.shared.memory.release(b.reserved());
+        }
+    }
+}
+
 /// The producer identity batches must carry now.
 #[derive(Debug)]
 enum Identity {
@@ -278,7 +330,7 @@ impl Accumulator {
             self.next_sequence = 0;
             self.acked = false;
             let batches: Vec<SealedBatch> = self.ready.drain(..).collect();
-            for mut b in batches {
+            for mut b in Taken::new(batches, &self.shared) {
                 let stamp = self.stamp_for(b.records.len());
                 match herald::batch::restamp(&b.bytes, stamp) {
                     Ok(bytes) => {
@@ -291,7 +343,7 @@ impl Accumulator {
             }
         }
         let full: Vec<OpenBatch> = self.part.lock().full.drain(..).collect();
-        for batch in full {
+        for batch in Taken::new(full, &self.shared) {
             self.seal(batch, ctx);
         }
         self.send_ready(ctx, None);
@@ -566,11 +618,11 @@ impl Accumulator {
             out.extend(q.open.take());
             out
         };
-        for b in open {
+        for b in Taken::new(open, &self.shared) {
             self.fail_open(b, kind.clone());
         }
         let unsent: Vec<SealedBatch> = self.ready.drain(..).collect();
-        for b in unsent {
+        for b in Taken::new(unsent, &self.shared) {
             self.complete_batch(b, Err(kind.clone()));
         }
         self.check_flush();
@@ -736,7 +788,7 @@ impl Accumulator {
             }
             out
         };
-        for b in open_expired {
+        for b in Taken::new(open_expired, &self.shared) {
             self.fail_open(
                 b,
                 ErrorKind::DeliveryTimeout {
@@ -760,7 +812,7 @@ impl Accumulator {
             };
             let (dead, live): (Vec<_>, Vec<_>) = list.drain(..).partition(|b| expired(b.created));
             *list = live.into();
-            for b in dead {
+            for b in Taken::new(dead, &self.shared) {
                 if b.ids.base_sequence >= 0 {
                     gap = Some(b.ids);
                 }
@@ -985,7 +1037,7 @@ impl Accumulator {
     fn fail_all(&mut self, kind: ErrorKind) {
         self.fail_unsent(kind.clone());
         let in_flight: Vec<SealedBatch> = self.in_flight.drain(..).collect();
-        for b in in_flight {
+        for b in Taken::new(in_flight, &self.shared) {
             self.complete_batch(b, Err(kind.clone()));
         }
         self.check_flush();
