@@ -25,8 +25,8 @@ use crate::interceptor::ProducerInterceptor;
 use crate::memory::MemoryPool;
 use crate::messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, ConsumerGroupMetadata,
-    DrainIntake, Expedite, Flush, GetMetrics, InitTransactions, Produce, ReplyTo,
-    SendOffsetsToTransaction, TopicPartitionOffset, TransactionResult,
+    DrainIntake, Expedite, Flush, InitTransactions, Produce, ReplyTo, SendOffsetsToTransaction,
+    TopicPartitionOffset, TransactionResult,
 };
 use crate::messages::cluster::Subscribe;
 use crate::metadata::Metadata;
@@ -586,15 +586,11 @@ impl Producer {
         let _ = self.router.send(Flush).await;
     }
 
-    /// A snapshot of the metrics.
+    /// A snapshot of the metrics. Answered at once, not through the router's mailbox, which a
+    /// record waiting for `buffer.memory` blocks (as Java's `metrics()` does not wait for a
+    /// `send` blocked for memory); `async` only to keep the signature callers use.
     pub async fn metrics(&self) -> MetricsSnapshot {
-        match self.router.send(GetMetrics).await {
-            Ok(m) => m,
-            Err(_) => self
-                .shared
-                .metrics
-                .snapshot(self.shared.memory.available(), self.shared.memory.limit()),
-        }
+        self.shared.metrics_snapshot()
     }
 
     /// Flushes for at most `timeout`, fails what remains with `Aborted`, and stops every actor

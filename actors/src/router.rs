@@ -1609,12 +1609,7 @@ impl Handler<GetMetrics> for Router {
     type Result = MessageResult<GetMetrics>;
 
     fn handle(&mut self, _: GetMetrics, _: &mut Context<Self>) -> Self::Result {
-        let core = self.core.borrow();
-        let s = &core.shared;
-        let mut snapshot = s.metrics.snapshot(s.memory.available(), s.memory.limit());
-        snapshot.actor_restart_total = s.supervision.restarts_total();
-        snapshot.actor_panic_total = s.supervision.panics_total();
-        MessageResult(snapshot)
+        MessageResult(self.core.borrow().shared.metrics_snapshot())
     }
 }
 

@@ -22,7 +22,7 @@ use crate::messages::cluster::{
 use crate::messages::seal::Seal;
 use crate::messages::transaction::{AddPartition, EndTransaction};
 use crate::messages::Shutdown;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::otel::Tracing;
 use crate::supervisor::Supervision;
 use crate::tls::Tls;
@@ -89,6 +89,18 @@ impl Shared {
                 Err(e) => Err(e),
             }
         }
+    }
+
+    /// The metrics as `GetMetrics` and `Producer::metrics` answer them. Read here rather than
+    /// in the router so that `Producer::metrics` does not queue behind a router waiting for
+    /// `buffer.memory` (Java's `metrics()` reads its registry without the accumulator).
+    pub(crate) fn metrics_snapshot(&self) -> MetricsSnapshot {
+        let mut snapshot = self
+            .metrics
+            .snapshot(self.memory.available(), self.memory.limit());
+        snapshot.actor_restart_total = self.supervision.restarts_total();
+        snapshot.actor_panic_total = self.supervision.panics_total();
+        snapshot
     }
 
     /// Asks the metadata actor for a refresh soon (it coalesces bursts).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald::{ErrorKind, ProducerRecord};
-use herald_actors::{Outcome, Produce, Producer, ProducerInterceptor};
+use herald_actors::{GetMetrics, Outcome, Produce, Producer, ProducerInterceptor};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::support::consumer::read_back;
@@ -488,6 +488,32 @@ async fn close_during_a_memory_wait_keeps_its_own_timeout() {
     }
 }
 
+/// `metrics()` while a record waits for buffer.memory: Java's `metrics()` reads the registry
+/// without going near the accumulator, so a send blocked for memory does not hold it. Before
+/// the fix it went through the router's mailbox and waited for the stall (a minute here,
+/// max.block.ms, as 20 s round trips answer nothing sooner).
+#[actix_rt::test]
+async fn metrics_answer_while_a_record_waits_for_memory() {
+    let (_mock, _, producer, [_, _, c]) =
+        waiting_for_memory("metrics-stalled", Duration::from_secs(20)).await;
+    let started = Instant::now();
+    let snapshot = actix_rt::time::timeout(Duration::from_secs(5), producer.metrics())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "metrics() still unanswered after {:?}: it waited behind the memory wait",
+                started.elapsed()
+            )
+        });
+    assert_eq!(
+        snapshot.buffer_available_bytes, 0,
+        "the batches hold it all"
+    );
+    assert!(!producer.close(Duration::ZERO).await);
+    let err = c.await.expect_err("the record waiting for memory");
+    assert!(matches!(err.kind(), ErrorKind::Closed), "{err}");
+}
+
 /// The close's timeout bounds a wait for memory but does not cut it short: a record that
 /// gets its memory within the close's time was sent before the close and is delivered.
 #[actix_rt::test]
@@ -553,8 +579,9 @@ async fn close_zero_aborts_unacknowledged_and_later_records_are_refused() {
     let sends: Vec<_> = (0..20)
         .map(|i| router.send(Produce::new(topic.clone()).value(value(i))))
         .collect();
-    // Let the router take them in before closing.
-    producer.metrics().await;
+    // Let the router take them in before closing (`GetMetrics` through its mailbox, behind
+    // them; `Producer::metrics` does not go through the mailbox).
+    router.send(GetMetrics).await.expect("router running");
     assert!(
         !producer.close(Duration::ZERO).await,
         "close(0) cannot flush"
@@ -599,7 +626,7 @@ async fn close_with_timeout_flushes_everything() {
     let sends: Vec<_> = (0..100)
         .map(|i| router.send(Produce::new(topic.clone()).value(value(i))))
         .collect();
-    producer.metrics().await;
+    router.send(GetMetrics).await.expect("router running");
     assert!(producer.close(Duration::from_secs(10)).await);
     for o in futures_util::future::join_all(sends).await {
         o.unwrap().expect("flushed by close");
