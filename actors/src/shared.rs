@@ -142,9 +142,15 @@ pub(crate) struct CloseSignal {
 }
 
 impl CloseSignal {
-    /// Records the close's deadline; the first close counts.
+    /// Records the close's deadline; the first close counts. A timeout past what the clock
+    /// holds (`Duration::MAX`, for Java's `close()` without one) is a deadline 30 years out,
+    /// as `tokio::time::timeout` makes of it, rather than an overflow panic.
     pub(crate) fn request(&self, timeout: Duration) {
-        let _ = self.deadline.set(tokio::time::Instant::now() + timeout);
+        let now = tokio::time::Instant::now();
+        let far = || now + Duration::from_secs(86_400 * 365 * 30);
+        let _ = self
+            .deadline
+            .set(now.checked_add(timeout).unwrap_or_else(far));
         self.requested.cancel();
     }
 

@@ -612,6 +612,26 @@ async fn close_zero_aborts_unacknowledged_and_later_records_are_refused() {
     );
 }
 
+/// `close(Duration::MAX)`, the Rust spelling of Java's `close()` (which waits for
+/// `Long.MAX_VALUE` ms), flushes like any other close. Before the fix the close's deadline
+/// was `now + timeout`, which overflows: the call panicked in the application's task.
+#[actix_rt::test]
+async fn close_without_a_time_limit_flushes() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("close-max");
+    mock.create_topic(&topic, 1, 1);
+    let producer = start(
+        &mock,
+        &[("linger.ms", "600000"), ("delivery.timeout.ms", "900000")],
+    );
+    let sent = producer.send(Produce::new(topic.clone()).value("v"));
+    assert!(producer.close(Duration::MAX).await, "flushed");
+    sent.await.expect("delivered by the close");
+    let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(20)).await;
+    assert_eq!(back.values().map(Vec::len).sum::<usize>(), 1);
+}
+
 #[actix_rt::test]
 async fn close_with_timeout_flushes_everything() {
     init_tracing();
