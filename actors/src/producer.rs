@@ -200,6 +200,7 @@ impl ProducerBuilder {
         let shared = Arc::new(Shared {
             txn,
             close: Default::default(),
+            abort: Default::default(),
             transaction: OnceLock::new(),
             intake: Intake::new(memory.clone()),
             memory,
@@ -538,7 +539,16 @@ impl Producer {
     /// Aborts the transaction: records not yet sent fail with
     /// [`TransactionError::Aborted`], none of the transaction becomes visible to
     /// read_committed consumers.
+    ///
+    /// A record of the transaction waiting for `buffer.memory` fails as aborted at once
+    /// rather than holding the abort back (as Java's abort does not wait for a `send`
+    /// blocked for memory).
     pub async fn abort_transaction(&self) -> TransactionResult {
+        if self.shared.txn.is_some() {
+            // Before the message: a router waiting for buffer.memory reads its mailbox only
+            // once the wait ends, which this ends.
+            self.shared.abort.request();
+        }
         self.transact(AbortTransaction).await
     }
 

@@ -386,6 +386,8 @@ enum Unstalled {
     TimedOut,
     /// The time `Producer::close` gave is up.
     Closing,
+    /// `Producer::abort_transaction` was called: the record is one the abort fails.
+    Aborting,
 }
 
 /// What [`append`] did with a record.
@@ -854,6 +856,7 @@ impl RouterCore {
                     if ok { Unstalled::Reserved(need) } else { Unstalled::TimedOut }
                 }
                 () = shared.close.passed() => Unstalled::Closing,
+                () = shared.abort.requested() => Unstalled::Aborting,
             }
         };
         ctx.wait(
@@ -886,6 +889,10 @@ impl RouterCore {
             }
             // Java's closed buffer pool fails the send blocked in it the same way.
             Unstalled::Closing => self.refuse(ErrorKind::Closed, w.record, w.completion),
+            Unstalled::Aborting => {
+                let kind = ErrorKind::Transaction(TransactionError::Aborted);
+                self.refuse(kind, w.record, w.completion);
+            }
             Unstalled::Reserved(bytes) => {
                 let topic_name = w.record.topic.as_ref();
                 let partition = w.record.partition.unwrap_or(0);
@@ -1889,6 +1896,9 @@ impl Handler<AbortTransaction> for Router {
         let started = Instant::now();
         self.route_intake(false, ctx);
         let mut core = self.core.borrow_mut();
+        // The records sent before this abort are routed or failed now: a later wait for
+        // memory is no longer this abort's to end.
+        core.shared.abort.handled();
         let to = match core.transaction() {
             Ok(t) => t.end.clone(),
             Err(e) => return Box::pin(async move { Err(e) }),

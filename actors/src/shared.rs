@@ -63,6 +63,9 @@ pub(crate) struct Shared {
     /// Set by `Producer::close` before its `Close` enters the router's mailbox (see
     /// [`CloseSignal`]).
     pub(crate) close: CloseSignal,
+    /// Set by `Producer::abort_transaction` before its abort enters the router's mailbox (see
+    /// [`AbortSignal`]).
+    pub(crate) abort: AbortSignal,
     /// The transaction manager, with `transactional.id` only, set once it is started.
     pub(crate) transaction: OnceLock<TransactionLink>,
     /// Actors for fault-injection tests.
@@ -168,6 +171,51 @@ impl CloseSignal {
         self.deadline.get().map_or(timeout, |deadline| {
             deadline.saturating_duration_since(tokio::time::Instant::now())
         })
+    }
+}
+
+/// Aborts `Producer::abort_transaction` asked for that the router has not handled yet, known
+/// to the router before it can read them: a record waiting for `buffer.memory` blocks the
+/// router's mailbox, and the abort would wait behind it (for the batches ahead to be
+/// answered, or `max.block.ms`) only to fail that record as aborted. With this the wait
+/// ends at once and the record fails as aborted then, as do later ones that would wait for
+/// memory before the abort is handled: all were sent before the abort, in its transaction.
+/// Java's `abortTransaction` does not wait for a `send` blocked for memory either.
+#[derive(Debug, Default)]
+pub(crate) struct AbortSignal {
+    pending: std::sync::atomic::AtomicUsize,
+    asked: tokio::sync::Notify,
+}
+
+impl AbortSignal {
+    /// An abort is on its way to the router.
+    pub(crate) fn request(&self) {
+        self.pending
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.asked.notify_waiters();
+    }
+
+    /// The router has handled an abort (one sent to its address directly counts nothing).
+    pub(crate) fn handled(&self) {
+        let _ = self.pending.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+    }
+
+    /// Resolves once an abort is on its way (at once if one is). Registers before it looks,
+    /// so a request between the look and the wait is not missed.
+    pub(crate) async fn requested(&self) {
+        loop {
+            let asked = self.asked.notified();
+            tokio::pin!(asked);
+            asked.as_mut().enable();
+            if self.pending.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                return;
+            }
+            asked.await;
+        }
     }
 }
 

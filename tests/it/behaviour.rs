@@ -514,6 +514,71 @@ async fn metrics_answer_while_a_record_waits_for_memory() {
     assert!(matches!(err.kind(), ErrorKind::Closed), "{err}");
 }
 
+/// An abort while a record of the transaction waits for buffer.memory: the record is one the
+/// abort fails anyway, and Java's `abortTransaction` does not wait for a `send` blocked for
+/// memory. Before the fix the abort waited behind the stall in the router's mailbox, and the
+/// record waited for memory until the batches ahead were answered (20 s round trips here),
+/// or max.block.ms. Now the abort ends the wait: the record fails as aborted at once, its
+/// record handed back, while the abort itself goes on (it waits for the batches in flight).
+#[actix_rt::test]
+async fn abort_fails_a_record_waiting_for_memory_at_once() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("abort-stalled");
+    mock.create_topic(&topic, 3, 1);
+    let id = unique_topic("abort-stalled-id");
+    let producer = start(
+        &mock,
+        &[
+            ("transactional.id", id.as_str()),
+            ("buffer.memory", "32768"),
+            ("batch.size", "16384"),
+            ("linger.ms", "600000"),
+            ("delivery.timeout.ms", "900000"),
+            ("max.block.ms", "60000"),
+        ],
+    );
+    producer.init_transactions().await.expect("init");
+    producer.begin_transaction().await.expect("begin");
+    let send =
+        |p: i32, v: &'static str| producer.send(Produce::new(topic.clone()).partition(p).value(v));
+    let (_a, _b) = (send(0, "a"), send(1, "b"));
+    until_batches_hold_all_memory(&producer).await;
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(20))
+        .unwrap();
+    let c = send(2, "c");
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let abort = Box::pin(producer.abort_transaction());
+    let c = Box::pin(actix_rt::time::timeout(Duration::from_secs(5), c));
+    match futures_util::future::select(abort, c).await {
+        futures_util::future::Either::Right((Ok(outcome), _abort)) => {
+            let err = outcome.expect_err("the record waiting for memory");
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Transaction(herald::TransactionError::Aborted)
+                ),
+                "{err}"
+            );
+            assert_eq!(
+                err.record().and_then(|r| r.value.as_deref()),
+                Some(&b"c"[..]),
+                "record handed back"
+            );
+        }
+        futures_util::future::Either::Right((Err(_), _)) => panic!(
+            "the record waiting for memory still had no outcome {:?} after the abort",
+            started.elapsed()
+        ),
+        futures_util::future::Either::Left((r, _)) => {
+            panic!("the abort answered ({r:?}) before the record waiting for memory")
+        }
+    }
+    assert!(!producer.close(Duration::ZERO).await);
+}
+
 /// The close's timeout bounds a wait for memory but does not cut it short: a record that
 /// gets its memory within the close's time was sent before the close and is delivered.
 #[actix_rt::test]
