@@ -544,12 +544,17 @@ impl Producer {
     /// rather than holding the abort back (as Java's abort does not wait for a `send`
     /// blocked for memory).
     pub async fn abort_transaction(&self) -> TransactionResult {
-        if self.shared.txn.is_some() {
-            // Before the message: a router waiting for buffer.memory reads its mailbox only
-            // once the wait ends, which this ends.
-            self.shared.abort.request();
+        if self.shared.txn.is_none() {
+            return self.transact(AbortTransaction).await;
         }
-        self.transact(AbortTransaction).await
+        // Before the message: a router waiting for buffer.memory reads its mailbox only once
+        // the wait ends, which this ends.
+        let request = self.shared.abort.request();
+        let answer = self.router.send(AbortTransaction).await;
+        if answer.is_ok() {
+            request.answered();
+        }
+        answer.unwrap_or(Err(TransactionError::Closed))
     }
 
     /// Commits a consumer group's offsets with the open transaction (consume-transform-

@@ -188,11 +188,18 @@ pub(crate) struct AbortSignal {
 }
 
 impl AbortSignal {
-    /// An abort is on its way to the router.
-    pub(crate) fn request(&self) {
+    /// An abort is on its way to the router, until the router has handled it or the
+    /// returned guard is dropped unanswered: an abort whose message never reaches the router
+    /// (the caller dropped its future while the message still waited for room in the
+    /// mailbox) would otherwise end every later wait for memory as aborted.
+    pub(crate) fn request(&self) -> AbortRequest<'_> {
         self.pending
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.asked.notify_waiters();
+        AbortRequest {
+            signal: self,
+            answered: false,
+        }
     }
 
     /// The router has handled an abort (one sent to its address directly counts nothing).
@@ -215,6 +222,30 @@ impl AbortSignal {
                 return;
             }
             asked.await;
+        }
+    }
+}
+
+/// An abort counted in [`AbortSignal`]; dropped before [`answered`](Self::answered), it
+/// counts itself handled. Counting one twice (the router handled it, and the caller dropped
+/// its future before the answer came) only lets a later wait for memory run its course.
+#[derive(Debug)]
+pub(crate) struct AbortRequest<'a> {
+    signal: &'a AbortSignal,
+    answered: bool,
+}
+
+impl AbortRequest<'_> {
+    /// The router answered: it counted the abort handled itself.
+    pub(crate) fn answered(mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for AbortRequest<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.signal.handled();
         }
     }
 }
@@ -255,4 +286,37 @@ pub(crate) struct TransactionLink {
     pub(crate) add_partition: Recipient<AddPartition>,
     /// Router → transaction manager, at close.
     pub(crate) shutdown: Recipient<Shutdown>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    /// The router ends a wait for memory while an abort is on its way, and only then: an
+    /// abort it handled, or one whose message was dropped on the way, no longer counts.
+    #[test]
+    fn an_abort_counts_until_handled_or_dropped_unanswered() {
+        let signal = AbortSignal::default();
+        assert!(signal.requested().now_or_never().is_none(), "none asked");
+        // Answered: the router counted it handled.
+        let request = signal.request();
+        assert!(signal.requested().now_or_never().is_some(), "on its way");
+        signal.handled();
+        request.answered();
+        assert!(signal.requested().now_or_never().is_none(), "handled");
+        // Its future dropped before the message reached the router.
+        drop(signal.request());
+        assert!(
+            signal.requested().now_or_never().is_none(),
+            "a dropped abort ends no later wait"
+        );
+        // Handled, then dropped before the answer came: counted twice, never below zero.
+        let (first, second) = (signal.request(), signal.request());
+        signal.handled();
+        drop(first);
+        assert!(signal.requested().now_or_never().is_none());
+        drop(second);
+        assert!(signal.requested().now_or_never().is_none());
+    }
 }
