@@ -881,7 +881,7 @@ keys! {
     /// Herald's own; 1: order on any broker; 0: one, more while they hold under 5 records (idempotent, as librdkafka)
     "max.in.flight.batches.per.partition" max_in_flight_batches_per_partition(u32) = 1,
         NonNegativeInt;
-    /// silently off with acks≠all, retries=0 or max.in.flight>5 unless set explicitly
+    /// silently off with acks≠all or retries=0 unless set explicitly; max.in.flight>5 needs it set to false
     "enable.idempotence" enable_idempotence(bool) = true, Flag;
     /// none, gzip, snappy, lz4 or zstd
     "compression.type" compression(Compression) = Compression::None,
@@ -1901,27 +1901,32 @@ fn finish(
         ));
     }
 
-    // Java: conflicting settings switch default idempotence off, but contradict an explicit one.
+    // Java: acks and retries switch default idempotence off, but contradict an explicit one.
     if c.enable_idempotence {
+        // Java 4.x refuses more than 5 in flight unless idempotence is explicitly false (3.x
+        // switched default idempotence off with a warning that 4.0 would make it an error),
+        // whatever acks and retries say: Java checks it before it acts on those.
+        if c.max_in_flight_requests_per_connection > MAX_IN_FLIGHT_FOR_IDEMPOTENCE {
+            return Err(conflict(
+                "max.in.flight.requests.per.connection",
+                format!(
+                    "must be at most {MAX_IN_FLIGHT_FOR_IDEMPOTENCE} unless enable.idempotence \
+                     is false, got {}",
+                    c.max_in_flight_requests_per_connection
+                ),
+            ));
+        }
         let user_chose = explicit.contains("enable.idempotence");
         let conflicts = [
             (
                 c.acks != Acks::All,
                 "acks",
-                "must be all (-1) when enable.idempotence is true".to_string(),
+                "must be all (-1) when enable.idempotence is true",
             ),
             (
                 c.retries == 0,
                 "retries",
-                "must be greater than 0 when enable.idempotence is true".to_string(),
-            ),
-            (
-                c.max_in_flight_requests_per_connection > MAX_IN_FLIGHT_FOR_IDEMPOTENCE,
-                "max.in.flight.requests.per.connection",
-                format!(
-                    "must be at most {MAX_IN_FLIGHT_FOR_IDEMPOTENCE} when enable.idempotence is true, got {}",
-                    c.max_in_flight_requests_per_connection
-                ),
+                "must be greater than 0 when enable.idempotence is true",
             ),
         ];
         for (hit, key, reason) in conflicts {
@@ -2563,7 +2568,6 @@ metrics.recording.level=DEBUG
         assert!(!pairs_ok(&[("acks", "1")]).enable_idempotence);
         assert!(!pairs_ok(&[("acks", "0")]).enable_idempotence);
         assert!(!pairs_ok(&[("retries", "0")]).enable_idempotence);
-        assert!(!pairs_ok(&[("max.in.flight.requests.per.connection", "6")]).enable_idempotence);
         assert!(
             pairs_ok(&[
                 ("acks", "-1"),
@@ -2577,6 +2581,33 @@ metrics.recording.level=DEBUG
             ("acks", "0"),
             ("retries", "0"),
         ]);
+        assert!(!c.enable_idempotence);
+    }
+
+    /// Java 4.x refuses more than 5 requests in flight unless idempotence is explicitly off,
+    /// also when acks or retries would have switched default idempotence off (Java checks the
+    /// count first): `ProducerConfigTest` expects the error for max.in.flight=6 alone.
+    #[test]
+    fn more_than_five_in_flight_needs_idempotence_explicitly_off() {
+        for pairs in [
+            &[("max.in.flight.requests.per.connection", "6")][..],
+            &[
+                ("acks", "1"),
+                ("max.in.flight.requests.per.connection", "10"),
+            ],
+            &[
+                ("retries", "0"),
+                ("max.in.flight.requests.per.connection", "6"),
+            ],
+        ] {
+            let msg = assert_conflict(pairs, "max.in.flight.requests.per.connection");
+            assert!(msg.contains("unless enable.idempotence is false"), "{msg}");
+        }
+        let c = pairs_ok(&[
+            ("enable.idempotence", "false"),
+            ("max.in.flight.requests.per.connection", "6"),
+        ]);
+        assert_eq!(c.max_in_flight_requests_per_connection, 6);
         assert!(!c.enable_idempotence);
     }
 
