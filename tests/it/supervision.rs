@@ -498,6 +498,40 @@ async fn the_restart_limit_is_the_applications_to_set() {
     producer.close(Duration::from_secs(5)).await;
 }
 
+/// A router that panics past the limit is gone, and `Producer::metrics` then reads the
+/// producer's own counters: the panics that broke it are still counted there.
+#[actix_rt::test]
+async fn metrics_count_the_panics_of_a_router_that_broke() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("storm-router");
+    mock.create_topic(&topic, 1, 1);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "0"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config)
+        .restart_limit(1, Duration::from_secs(60))
+        .start()
+        .unwrap();
+    producer
+        .send(Produce::new(topic.clone()).value("first"))
+        .await
+        .expect("delivered");
+    producer.router().do_send(Crash::Panic);
+    producer.router().do_send(Crash::Panic);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while producer.broken().is_none() {
+        assert!(std::time::Instant::now() < deadline, "not broken");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let metrics = producer.metrics().await;
+    assert_eq!(metrics.actor_panic_total, 2, "{metrics:?}");
+    assert_eq!(metrics.actor_restart_total, 1, "{metrics:?}");
+    producer.close(Duration::from_secs(5)).await;
+}
+
 /// An actor that keeps panicking breaks the producer instead of spinning: the records it
 /// held and every later one fail with `ErrorKind::Broken`, each exactly once.
 #[actix_rt::test]
