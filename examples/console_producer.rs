@@ -619,10 +619,18 @@ async fn finish(
     transactions: Option<Transactions>,
     started: Instant,
 ) -> ExitCode {
-    let read_error = match reader.join() {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("stdin reader panicked".to_string()),
+    // A transactional run that stopped early leaves the reader waiting on stdin, for good
+    // if the source sends nothing more and never closes (a terminal, a slow pipe): the run
+    // ends without it, as the docs promise, and the process takes the thread down.
+    let stopped_early = transactions.as_ref().is_some_and(|t| !t.input_done);
+    let read_error = if stopped_early && !reader.is_finished() {
+        None
+    } else {
+        match reader.join() {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("stdin reader panicked".to_string()),
+        }
     };
     if let Some(e) = &read_error {
         eprintln!("console_producer: reading stdin failed: {e}");
@@ -664,6 +672,8 @@ struct Transactions {
     committed_records: u64,
     /// The error that ended the run, if one did (already reported).
     error: Option<String>,
+    /// Every line of stdin was taken (the reader reached EOF or a read error).
+    input_done: bool,
 }
 
 /// The transactional run: lines go in transactions of `per_txn` records (all of the input
@@ -729,6 +739,7 @@ async fn run_transactions(
             }
         }
     }
+    t.input_done = true;
     if let Some(sent) = open {
         end_transaction(producer, &mut in_flight, tally, &mut t, sent).await;
     }

@@ -199,6 +199,70 @@ async fn console_producer_reports_failed_records_and_exits_1() {
     assert_eq!(failures, 3, "one line per failed record: {stderr}");
 }
 
+/// A transaction that fails ends the run at once, also while stdin stays open with no more
+/// lines coming (a slow source behind a pipe, a terminal): the reader thread, blocked on
+/// stdin, is not waited for.
+#[actix_rt::test]
+async fn console_producer_ends_a_failed_transactional_run_while_stdin_stays_open() {
+    init_tracing();
+    // Three brokers, as the mock's transaction coordinator needs.
+    let mock = Mock::start(3);
+    let topic = unique_topic("console-txn-open");
+    mock.create_topic(&topic, 2, 3);
+    let bootstrap = mock.bootstrap();
+    let mut child = Command::new(example("console_producer"))
+        .args([
+            "-b",
+            &bootstrap,
+            "-t",
+            &topic,
+            // Partition 7 does not exist: the records fail, and so does the transaction.
+            "-p",
+            "7",
+            "-X",
+            &format!("transactional.id={topic}"),
+            // A transaction per chunk: the first ends (and fails) with the lines read so far.
+            "--txn-records",
+            "512",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start console_producer");
+    // One block of stdin (1 MiB) of exactly one chunk of lines (512 of 2 KiB), which the
+    // reader hands on, and the start of a line: the reader then waits on stdin for the rest
+    // of the next block.
+    let line = format!("{}\n", "x".repeat(2047));
+    let input = line.repeat(512) + "more";
+    let mut stdin = child.stdin.take().expect("stdin pipe");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    stdin.flush().expect("flush stdin");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll console_producer") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait for console_producer");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let status = status.unwrap_or_else(|| {
+        panic!("console_producer still ran 30 s after its transaction failed: {stderr}")
+    });
+    assert_eq!(status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("out of range"), "{stderr}");
+    let s = summary(&output);
+    assert_eq!(s["committed"].as_u64(), Some(0), "{stderr}");
+}
+
 #[test]
 fn console_producer_bad_config_exits_2_naming_the_key() {
     let output = console_producer(
