@@ -14,6 +14,7 @@
 //! - With `-K SEP`, the text before the first SEP is the key and the rest the value; a line
 //!   without SEP is all value, with a null key (as kcat does).
 //! - `-X` accepts every producer config key Herald knows (the Java producer's names).
+//! - `-p -1`, as in kcat, leaves the partition to the partitioner, as no `-p` does.
 //!
 //! At the end one JSON line goes to stderr:
 //! `{"records":N,"delivered":D,"failed":F,"elapsed_ms":T}`, after one line per failed record.
@@ -122,8 +123,13 @@ struct Args {
     /// Key delimiter: the text before the first SEP is the key.
     #[arg(short = 'K', value_name = "SEP")]
     key_delimiter: Option<String>,
-    /// Partition to produce to (default: the partitioner picks).
-    #[arg(short = 'p', value_name = "PARTITION")]
+    /// Partition to produce to (default, or -1 as kcat takes it: the partitioner picks).
+    #[arg(
+        short = 'p',
+        value_name = "PARTITION",
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(i32).range(-1..)
+    )]
     partition: Option<i32>,
     /// A header for every record (repeatable).
     #[arg(short = 'H', value_name = "KEY=VALUE", value_parser = key_value)]
@@ -184,7 +190,8 @@ impl LineFormat {
                 .iter()
                 .map(|(k, v)| (leak(k), Bytes::from(v.clone())))
                 .collect(),
-            partition: args.partition,
+            // kcat's -1: no partition named.
+            partition: args.partition.filter(|p| *p >= 0),
         }
     }
 

@@ -199,6 +199,31 @@ async fn console_producer_reports_failed_records_and_exits_1() {
     assert_eq!(failures, 3, "one line per failed record: {stderr}");
 }
 
+/// `-p -1` is kcat's "any partition": the partitioner picks, as without `-p`; below -1 is
+/// a bad argument.
+#[actix_rt::test]
+async fn console_producer_takes_partition_minus_one_as_any() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("console-any");
+    mock.create_topic(&topic, 2, 1);
+    let bootstrap = mock.bootstrap();
+    let output = console_producer(
+        &["-b", &bootstrap, "-t", &topic, "-p", "-1", "-K", ":"],
+        b"a:1\nb:2\nc:3\n".to_vec(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(summary(&output)["delivered"], 3, "{stderr}");
+    let consumed = read_back(&bootstrap, &topic, 2, 3, Duration::from_secs(30)).await;
+    assert_eq!(consumed.values().map(Vec::len).sum::<usize>(), 3);
+
+    let output = console_producer(&["-b", &bootstrap, "-t", &topic, "-p", "-2"], Vec::new());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("-2"), "{stderr}");
+}
+
 /// A transaction that fails ends the run at once, also while stdin stays open with no more
 /// lines coming (a slow source behind a pipe, a terminal): the reader thread, blocked on
 /// stdin, is not waited for.
