@@ -842,7 +842,7 @@ macro_rules! keys {
 pub const SMALL_IN_FLIGHT: usize = 5;
 
 keys! {
-    /// `host:port` entries separated by commas; any subset of the cluster is enough
+    /// `host:port` entries separated by commas (a listener's `PLAINTEXT://` in front is skipped, as Java does); any subset of the cluster is enough
     "bootstrap.servers" bootstrap_servers(impl AsRef<str> => split_servers) = Vec::new(),
         Servers, shown "(required)";
     /// sent with every request, for broker logs and quotas
@@ -1277,11 +1277,14 @@ impl Kind for Servers {
             return Err(Rejection::Missing);
         }
         let mut seen = BTreeSet::new();
-        for entry in servers.iter() {
-            check_host_port(entry).map_err(|reason| Rejection::invalid(entry, reason))?;
-            if !seen.insert(entry.as_str()) {
-                return Err(Rejection::invalid(entry, "duplicate entry"));
+        for entry in servers.iter_mut() {
+            let address = without_scheme(entry).unwrap_or(entry);
+            check_host_port(address).map_err(|reason| Rejection::invalid(&entry, reason))?;
+            if !seen.insert(address.to_string()) {
+                return Err(Rejection::invalid(&entry, "duplicate entry"));
             }
+            // Connections take host:port, as Java's do.
+            *entry = address.to_string();
         }
         Ok(())
     }
@@ -1825,6 +1828,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// The entry after a listener-style `scheme://` (`PLAINTEXT://host:9092`), which Java's
+/// `Utils.getHost` skips (a letter, then letters, digits, `+`, `-` or `.`); `None` without one.
+fn without_scheme(entry: &str) -> Option<&str> {
+    let (scheme, rest) = entry.split_once("://")?;
+    let mut chars = scheme.chars();
+    let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    well_formed.then_some(rest)
 }
 
 /// Checks one `bootstrap.servers` entry: `host:port` or `[ipv6]:port`, port 1..=65535.
@@ -2547,6 +2560,22 @@ metrics.recording.level=DEBUG
             "[::1]:9092,10.0.0.1:1,h-1.x:65535,",
         )]);
         assert_eq!(ok.unwrap().bootstrap_servers.len(), 3);
+    }
+
+    /// Java's `Utils.getHost`/`getPort` take an entry with a listener-style scheme in front
+    /// (`PLAINTEXT://host:9092`, as broker listeners are written), and connect to host:port.
+    /// Its scheme pattern has no underscore, so `SASL_SSL://` stays refused, as in Java.
+    #[test]
+    fn bootstrap_servers_take_a_scheme_prefix_as_java_does() {
+        let c = pairs_ok(&[(
+            "bootstrap.servers",
+            "PLAINTEXT://k1:9092,SSL://[::1]:9093,k3:9094",
+        )]);
+        assert_eq!(c.bootstrap_servers, ["k1:9092", "[::1]:9093", "k3:9094"]);
+        for bad in ["://k:1", "1x://k:1", "SASL_SSL://k:1", "x://", "x://k"] {
+            let e = ProducerConfig::from_pairs([("bootstrap.servers", bad)]).unwrap_err();
+            assert_eq!(e.key(), Some("bootstrap.servers"), "{bad}: {e}");
+        }
     }
 
     #[test]
