@@ -842,7 +842,7 @@ macro_rules! keys {
 pub const SMALL_IN_FLIGHT: usize = 5;
 
 keys! {
-    /// `host:port` entries separated by commas (a listener's `PLAINTEXT://` in front is skipped, as Java does); any subset of the cluster is enough
+    /// `host:port` entries separated by commas (a listener's `PLAINTEXT://` or `SASL_SSL://` in front is skipped, as Java does); any subset of the cluster is enough
     "bootstrap.servers" bootstrap_servers(impl AsRef<str> => split_servers) = Vec::new(),
         Servers, shown "(required)";
     /// sent with every request, for broker logs and quotas
@@ -1830,14 +1830,16 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// The entry after a listener-style `scheme://` (`PLAINTEXT://host:9092`), which Java's
-/// `Utils.getHost` skips (a letter, then letters, digits, `+`, `-` or `.`); `None` without one.
+/// The entry after a listener-style `scheme://` (`PLAINTEXT://host:9092`,
+/// `SASL_SSL://host:9093`), which Java's `Utils.getHost` skips: its `HOST_PORT_PATTERN`
+/// takes any run of letters, digits, `-`, `%`, `.` and `_` there, even none. `None` without
+/// one.
 fn without_scheme(entry: &str) -> Option<&str> {
     let (scheme, rest) = entry.split_once("://")?;
-    let mut chars = scheme.chars();
-    let well_formed = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
-    well_formed.then_some(rest)
+    scheme
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-%._".contains(c))
+        .then_some(rest)
 }
 
 /// Checks one `bootstrap.servers` entry: `host:port` or `[ipv6]:port`, port 1..=65535.
@@ -2564,15 +2566,18 @@ metrics.recording.level=DEBUG
 
     /// Java's `Utils.getHost`/`getPort` take an entry with a listener-style scheme in front
     /// (`PLAINTEXT://host:9092`, as broker listeners are written), and connect to host:port.
-    /// Its scheme pattern has no underscore, so `SASL_SSL://` stays refused, as in Java.
+    /// Its pattern (`^(?:[0-9a-zA-Z\-%._]*://)?`) takes underscores and an empty scheme.
     #[test]
     fn bootstrap_servers_take_a_scheme_prefix_as_java_does() {
         let c = pairs_ok(&[(
             "bootstrap.servers",
-            "PLAINTEXT://k1:9092,SSL://[::1]:9093,k3:9094",
+            "PLAINTEXT://k1:9092,SSL://[::1]:9093,SASL_SSL://k3:9094,://k4:1,k5:9094",
         )]);
-        assert_eq!(c.bootstrap_servers, ["k1:9092", "[::1]:9093", "k3:9094"]);
-        for bad in ["://k:1", "1x://k:1", "SASL_SSL://k:1", "x://", "x://k"] {
+        assert_eq!(
+            c.bootstrap_servers,
+            ["k1:9092", "[::1]:9093", "k3:9094", "k4:1", "k5:9094"]
+        );
+        for bad in ["x y://k:1", "a/b://k:1", "x://", "x://k"] {
             let e = ProducerConfig::from_pairs([("bootstrap.servers", bad)]).unwrap_err();
             assert_eq!(e.key(), Some("bootstrap.servers"), "{bad}: {e}");
         }
