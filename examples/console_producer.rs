@@ -40,7 +40,9 @@
 //!                    the chunk's count and failed lines ◀─────────────── Router
 //! ```
 //!
-//! - stdin is read in blocks of [`BLOCK_SIZE`] on a thread of its own (reading blocks), and
+//! - stdin is read in blocks of [`BLOCK_SIZE`] on a thread of its own (reading blocks; a
+//!   block ends early when stdin has nothing more waiting, so a slow source's lines go out
+//!   as they come), and
 //!   split into lines with `memchr` (a one-byte `-K` is found in the same pass). Each line's
 //!   key and value are `Bytes::slice`s of its block: no allocation and no copy per line (only
 //!   a line cut by the block's end is copied, into the next block). A block gets one
@@ -315,10 +317,14 @@ impl Lines {
 
 /// Reads `input` in blocks of `block_size` and sends their whole lines on, in chunks of
 /// [`CHUNK_RECORDS`] records; the part of the last line a block cuts is copied to the start
-/// of the next block. Stops at EOF, at a read error (after sending what was read) or when
-/// the receiver is gone.
+/// of the next block. A block ends early when `ready` says nothing more is waiting after a
+/// read that did not fill it, and its lines go on at once, the last chunk short: a slow
+/// source (a terminal, `tail -f`) has each line sent as it comes, as kcat sends it, rather
+/// than when a megabyte or 512 lines have gathered. Stops at EOF, at a read error (after
+/// sending what was read) or when the receiver is gone.
 fn read_blocks(
     mut input: impl Read,
+    mut ready: impl FnMut() -> bool,
     format: &LineFormat,
     block_size: usize,
     tx: &tokio::sync::mpsc::Sender<Lines>,
@@ -335,13 +341,21 @@ fn read_blocks(
         buf.reserve(carry.len() + block_size);
         buf.extend_from_slice(&carry);
         // `read_to_end` on `take` fills the block (several reads from a pipe) without zeroing
-        // it first, and stops at the block's end or at EOF. On an error, what was read
-        // before it is kept and produced, as at EOF, and the error returned after it.
-        let (read, error) = match (&mut input).take(block_size as u64).read_to_end(&mut buf) {
-            Ok(read) => (read, None),
-            Err(e) => (buf.len() - carry.len(), Some(e)),
+        // it first, and stops at the block's end, at EOF, or once the source has nothing
+        // more waiting (`UntilIdle`). On an error, what was read before it is kept and
+        // produced, as at EOF, and the error returned after it.
+        let mut source = UntilIdle {
+            inner: &mut input,
+            ready: &mut ready,
+            idle: false,
+            eof: false,
         };
-        let eof = error.is_some() || read < block_size;
+        let error = (&mut source)
+            .take(block_size as u64)
+            .read_to_end(&mut buf)
+            .err();
+        let eof = error.is_some() || source.eof;
+        let idle = source.idle;
         let mut lines = Bytes::from_owner(Block {
             data: buf,
             pool: pool.clone(),
@@ -377,10 +391,54 @@ fn read_blocks(
             }
             return error.map_or(Ok(()), Err);
         }
+        if idle && !chunk.records.is_empty() {
+            let next = Lines::new(chunk.first_line + chunk.records.len() as u64);
+            send(std::mem::replace(&mut chunk, next));
+        }
         if tx.is_closed() {
             return Ok(());
         }
     }
+}
+
+/// A reader that ends (reads 0 bytes) once a read did not fill the buffer it was given and
+/// `ready` then says nothing more is waiting: the reader has caught up with a slower source.
+/// A source that keeps up (a file, a fast pipe) still fills whole blocks.
+struct UntilIdle<'a, R, F> {
+    inner: &'a mut R,
+    ready: &'a mut F,
+    /// The source had nothing more waiting.
+    idle: bool,
+    /// The source ended.
+    eof: bool,
+}
+
+impl<R: Read, F: FnMut() -> bool> Read for UntilIdle<'_, R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.idle || self.eof {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.eof = true;
+        } else if n < buf.len() && !(self.ready)() {
+            self.idle = true;
+        }
+        Ok(n)
+    }
+}
+
+/// Whether stdin has input waiting now (a poll that does not wait). On an error it says yes:
+/// the next read then waits for the input, as a plain blocking read does.
+fn stdin_ready() -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).map_or(true, |n| n > 0)
 }
 
 /// `lines` cut after every [`CHUNK_RECORDS`]th newline, each piece with a reference count of
@@ -578,8 +636,15 @@ async fn main() -> ExitCode {
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Lines>(READ_AHEAD);
     let format = LineFormat::new(&args);
-    let reader =
-        std::thread::spawn(move || read_blocks(std::io::stdin().lock(), &format, BLOCK_SIZE, &tx));
+    let reader = std::thread::spawn(move || {
+        read_blocks(
+            std::io::stdin().lock(),
+            stdin_ready,
+            &format,
+            BLOCK_SIZE,
+            &tx,
+        )
+    });
 
     let router = producer.router().clone();
     let mut tally = Tally::default();

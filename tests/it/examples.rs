@@ -224,6 +224,57 @@ async fn console_producer_takes_partition_minus_one_as_any() {
     assert!(stderr.contains("-2"), "{stderr}");
 }
 
+/// Lines from a source slower than the producer (a terminal, `tail -f`) go out as they come,
+/// as with kcat: each is delivered while stdin stays open, not when a megabyte of input or
+/// 512 lines have gathered, nor only at EOF.
+#[actix_rt::test]
+async fn console_producer_sends_lines_from_a_slow_source_as_they_come() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("console-slow-source");
+    mock.create_topic(&topic, 1, 1);
+    let bootstrap = mock.bootstrap();
+    let mut child = Command::new(example("console_producer"))
+        .args(["-b", &bootstrap, "-t", &topic])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start console_producer");
+    let mut stdin = child.stdin.take().expect("stdin pipe");
+    for (i, line) in ["first\n", "second\n", "third\n"].iter().enumerate() {
+        stdin.write_all(line.as_bytes()).expect("write stdin");
+        stdin.flush().expect("flush stdin");
+        // Delivered while stdin stays open, with nothing more coming.
+        let consumed = read_back(&bootstrap, &topic, 1, i + 1, Duration::from_secs(20)).await;
+        let got = consumed.get(&0).map_or(0, Vec::len);
+        if got != i + 1 {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("wait for console_producer");
+            panic!(
+                "{got} of {} lines written 20 s after line {i} was written to stdin; stderr: {}",
+                i + 1,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    drop(stdin);
+    let output = child.wait_with_output().expect("wait for console_producer");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "stderr: {stderr}");
+    assert_eq!(summary(&output)["delivered"], 3, "{stderr}");
+    let consumed = read_back(&bootstrap, &topic, 1, 3, Duration::from_secs(20)).await;
+    let values: Vec<&[u8]> = consumed[&0]
+        .iter()
+        .map(|c| c.value.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        [&b"first"[..], b"second", b"third"],
+        "once each, in order"
+    );
+}
+
 /// A transaction that fails ends the run at once, also while stdin stays open with no more
 /// lines coming (a slow source behind a pipe, a terminal): the reader thread, blocked on
 /// stdin, is not waited for.
