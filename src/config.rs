@@ -273,6 +273,15 @@ impl TlsVersion {
             .into_iter()
             .find(|v| v.name().eq_ignore_ascii_case(name.trim()))
     }
+
+    /// Parses an `ssl.protocol` value: a version's name, or `TLS` (the JDK's context of
+    /// every version it has, up to TLS 1.3).
+    fn from_protocol_name(name: &str) -> Option<Self> {
+        if name.trim().eq_ignore_ascii_case("TLS") {
+            return Some(TlsVersion::V1_3);
+        }
+        Self::from_name(name)
+    }
 }
 
 /// Why a configuration was rejected; every variant but `Io` names the offending key.
@@ -571,6 +580,8 @@ pub struct ProducerConfig {
     pub ssl_key_password: Option<Secret>,
     /// `ssl.endpoint.identification.algorithm`: `https` verifies the broker's host name.
     pub ssl_endpoint_identification_algorithm: EndpointIdentification,
+    /// `ssl.protocol`: the newest version offered (Java's SSLContext protocol).
+    pub ssl_protocol: TlsVersion,
     /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
     pub ssl_enabled_protocols: Vec<TlsVersion>,
     /// `ssl.cipher.suites`: the suites offered, by their IANA names as Java takes them
@@ -1076,6 +1087,13 @@ keys! {
             EndpointIdentification::name,
             "expected https or an empty value"
         );
+    /// the newest TLS version used, as Java's SSLContext protocol: TLSv1.3 (or TLS) offers every version of ssl.enabled.protocols, TLSv1.2 none above 1.2
+    "ssl.protocol" ssl_protocol(TlsVersion) = TlsVersion::V1_3,
+        Choice(
+            TlsVersion::from_protocol_name,
+            TlsVersion::name,
+            "expected TLSv1.2, TLSv1.3 or TLS"
+        );
     /// TLS versions offered, comma-separated: TLSv1.2, TLSv1.3
     "ssl.enabled.protocols" ssl_enabled_protocols(Vec<TlsVersion>) =
         vec![TlsVersion::V1_2, TlsVersion::V1_3], TlsVersions;
@@ -1161,10 +1179,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ("ssl.keymanager.algorithm", JVM_TLS),
     ("ssl.trustmanager.algorithm", JVM_TLS),
     ("ssl.secure.random.implementation", JVM_TLS),
-    (
-        "ssl.protocol",
-        "choose TLS versions with ssl.enabled.protocols",
-    ),
     ("sasl.client.callback.handler.class", SASL_CLASSES),
     ("sasl.login.class", SASL_CLASSES),
     (
@@ -1879,6 +1893,23 @@ fn finish(
     c.retry_backoff = c.retry_backoff.min(c.retry_backoff_max);
     c.reconnect_backoff = c.reconnect_backoff.min(c.reconnect_backoff_max);
 
+    // Java's SSLContext of `ssl.protocol` offers no version above it, whatever
+    // ssl.enabled.protocols lists; with none left its handshakes fail, so say it here.
+    if !c.ssl_enabled_protocols.iter().any(|v| *v <= c.ssl_protocol) {
+        return Err(conflict(
+            "ssl.protocol",
+            format!(
+                "{} leaves none of ssl.enabled.protocols ({})",
+                c.ssl_protocol.name(),
+                c.ssl_enabled_protocols
+                    .iter()
+                    .map(|v| v.name())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        ));
+    }
+
     // Java: a too-small delivery.timeout.ms is an error only if the user chose it.
     let floor = c.linger.saturating_add(c.request_timeout);
     if c.delivery_timeout < floor {
@@ -2239,7 +2270,6 @@ mod tests {
             ("interceptor.classes", "ProducerBuilder::interceptor"),
             ("metric.reporters", "facade"),
             ("ssl.provider", "rustls"),
-            ("ssl.protocol", "ssl.enabled.protocols"),
             ("sasl.kerberos.service.name", "GSSAPI"),
             ("sasl.oauthbearer.jwks.endpoint.url", "token.endpoint.url"),
             ("sasl.oauthbearer.expected.audience", "token.endpoint.url"),
@@ -2621,6 +2651,35 @@ metrics.recording.level=DEBUG
     /// Java 4.x refuses more than 5 requests in flight unless idempotence is explicitly off,
     /// also when acks or retries would have switched default idempotence off (Java checks the
     /// count first): `ProducerConfigTest` expects the error for max.in.flight=6 alone.
+    /// `ssl.protocol`, as Java configs carry it: TLSv1.3 (the default) and TLS offer every
+    /// enabled version, TLSv1.2 none above it, so with only TLSv1.3 enabled nothing is left
+    /// and the config says so (Java's handshakes would fail).
+    #[test]
+    fn ssl_protocol_takes_javas_names_and_must_leave_an_enabled_version() {
+        assert_eq!(pairs_ok(&[]).ssl_protocol, TlsVersion::V1_3);
+        assert_eq!(
+            pairs_ok(&[("ssl.protocol", "TLS")]).ssl_protocol,
+            TlsVersion::V1_3
+        );
+        assert_eq!(
+            pairs_ok(&[("ssl.protocol", "TLSv1.2")]).ssl_protocol,
+            TlsVersion::V1_2
+        );
+        assert_invalid(&[("ssl.protocol", "SSLv3")], "ssl.protocol");
+        let e = ProducerConfig::from_pairs([
+            ("bootstrap.servers", "k:9092"),
+            ("ssl.protocol", "TLSv1.2"),
+            ("ssl.enabled.protocols", "TLSv1.3"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.key(), Some("ssl.protocol"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("TLSv1.2 leaves none of ssl.enabled.protocols (TLSv1.3)"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn more_than_five_in_flight_needs_idempotence_explicitly_off() {
         for pairs in [

@@ -58,9 +58,11 @@ impl Tls {
         ) {
             return Ok(None);
         }
+        // None above `ssl.protocol`, as Java's SSLContext of that protocol offers none.
         let versions: Vec<&'static rustls::SupportedProtocolVersion> = config
             .ssl_enabled_protocols
             .iter()
+            .filter(|v| **v <= config.ssl_protocol)
             .map(|v| match v {
                 TlsVersion::V1_2 => &rustls::version::TLS12,
                 TlsVersion::V1_3 => &rustls::version::TLS13,
@@ -659,6 +661,25 @@ mod tests {
         let chosen = cipher_suites(all, &wanted, &tls12).unwrap();
         assert_eq!(chosen.len(), 1);
         assert_eq!(iana_name(&chosen[0]), wanted[0]);
+    }
+
+    /// `ssl.protocol=TLSv1.2` offers no TLS 1.3, as Java's SSLContext of that protocol: a
+    /// TLS 1.3 suite alone then leaves nothing to offer, where the default takes it.
+    #[test]
+    fn ssl_protocol_caps_the_versions_offered() {
+        let tls13_suite = ("ssl.cipher.suites", "TLS_AES_128_GCM_SHA256");
+        assert!(Tls::from_config(&config(&[tls13_suite])).unwrap().is_some());
+        let e = error(&[tls13_suite, ("ssl.protocol", "TLSv1.2")]);
+        assert!(
+            e.to_string().contains("usable with ssl.enabled.protocols"),
+            "{e}"
+        );
+        let tls12_suite = ("ssl.cipher.suites", "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
+        assert!(
+            Tls::from_config(&config(&[tls12_suite, ("ssl.protocol", "TLSv1.2")]))
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

@@ -793,7 +793,9 @@ async fn large_records_over_tls_with_a_small_send_buffer_are_not_held_back() {
 /// `ssl.cipher.suites` with Java's names: a TLS 1.2 suite the broker's RSA certificate can
 /// use carries records (read back by librdkafka), and one it cannot (ECDSA) leaves no suite
 /// in common, so the handshake is refused and the records fail with the TLS reason: the
-/// choice really narrows what is offered.
+/// choice really narrows what is offered. `ssl.protocol` as Java configs carry it
+/// (`TLSv1.2`, often set for old JDKs) is taken too, and caps the versions offered: with a
+/// TLS 1.3 suite beside the TLS 1.2 one, records go over TLS 1.2.
 #[actix_rt::test]
 async fn cipher_suites_chosen_by_java_names_are_the_only_ones_offered() {
     init_tracing();
@@ -829,6 +831,21 @@ async fn cipher_suites_chosen_by_java_names_are_the_only_ones_offered() {
     {
         assert!(e.contains("TLS") && e.contains("HandshakeFailure"), "{e}");
     }
+    let topic = unique_topic("tls-protocol");
+    kafka.create_topic(&topic, 2, 1).await;
+    let mut read = ClientConfig::new();
+    read.set("bootstrap.servers", kafka.bootstrap());
+    let capped = [
+        ("security.protocol", "SSL"),
+        ("ssl.truststore.location", ca.as_str()),
+        ("ssl.truststore.type", "PEM"),
+        ("ssl.protocol", "TLSv1.2"),
+        (
+            "ssl.cipher.suites",
+            "TLS_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        ),
+    ];
+    produce_and_verify_with(&ssl, read, &topic, 2, 100, &capped, None).await;
 }
 
 /// A broker certificate that expired (signed by the trusted CA, valid only on 2020-01-01)
