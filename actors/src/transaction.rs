@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use herald::transaction::{classify, ErrorClass, Handling};
-use herald::{KafkaCode, TransactionError};
+use herald::{KafkaCode, ProtocolError, TransactionError};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::txn_offset_commit_request::{
     TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
@@ -487,6 +487,7 @@ impl TransactionManager {
             .with_producer_epoch(epoch)
             .with_committed(commit);
         let rejoin = self.init_request(Some((pid, epoch)));
+        let fresh = self.init_request(None);
         let v2 = self.status().v2();
         let caller = self.caller.clone();
         let key = self.transaction_key();
@@ -542,7 +543,23 @@ impl TransactionManager {
             if commit && !(v2 && needs_end_txn) {
                 return Ok(Ended::Done(None));
             }
-            Ok(Ended::Done(Some(init(caller, key, rejoin).await?)))
+            // A broker before 2.5 cannot bump the epoch; there InitProducerId with the
+            // transactional id alone, as `initTransactions` asks, gives the next epoch too,
+            // without the bump's check that no other producer took the id meanwhile (such a
+            // broker cannot make it; Java's `initTransactions` there does not either).
+            let answer = caller
+                .call_or(
+                    operation,
+                    &key,
+                    TxnCall::InitProducerId(rejoin),
+                    Some(TxnCall::InitProducerId(fresh)),
+                    init_error,
+                )
+                .await?;
+            let ids = producer_ids(&answer).ok_or(TransactionError::Fatal(Arc::from(
+                "InitProducerId answered with another response kind",
+            )))?;
+            Ok(Ended::Done(Some(ids)))
         };
         ctx.spawn(work.into_actor(self).map(
             move |res: Result<Ended, TransactionError>, act, _| {
@@ -970,10 +987,19 @@ enum Miss {
     Retry { why: String, refind: bool },
     /// Give up with this error.
     Fail(TransactionError),
+    /// The coordinator's broker is older than 2.5 and cannot bump an epoch (KIP-360).
+    BumpUnsupported(ProtocolError),
 }
 
 /// The error code a response carries, if any.
 type ErrorOf = fn(&TxnAnswer) -> Option<KafkaCode>;
+
+/// A request the coordinator's broker cannot take, for good.
+fn cannot_take(e: &ProtocolError) -> TransactionError {
+    TransactionError::Fatal(Arc::from(format!(
+        "the broker cannot take the request: {e}"
+    )))
+}
 
 impl Caller {
     /// Sends `call` to the coordinator of `to` until it succeeds, fails for good, or
@@ -985,6 +1011,19 @@ impl Caller {
         call: TxnCall,
         error_of: ErrorOf,
     ) -> Result<TxnAnswer, TransactionError> {
+        self.call_or(operation, to, call, None, error_of).await
+    }
+
+    /// [`call`](Self::call), asking `before_2_5` instead where the coordinator's broker
+    /// cannot bump an epoch (InitProducerId below v3, before Kafka 2.5).
+    async fn call_or(
+        &self,
+        operation: Operation,
+        to: &CoordinatorKey,
+        mut call: TxnCall,
+        mut before_2_5: Option<TxnCall>,
+        error_of: ErrorOf,
+    ) -> Result<TxnAnswer, TransactionError> {
         let config = &self.shared.config;
         let started = Instant::now();
         let mut attempt = 0;
@@ -992,6 +1031,14 @@ impl Caller {
             let why = match self.attempt(operation, to, &call, error_of).await {
                 Ok(answer) => return Ok(answer),
                 Err(Miss::Fail(e)) => return Err(e),
+                Err(Miss::BumpUnsupported(e)) => match before_2_5.take() {
+                    Some(instead) => {
+                        tracing::info!(operation = operation.name(), reason = %e, "the coordinator's broker cannot bump an epoch; asking as initTransactions does");
+                        call = instead;
+                        continue;
+                    }
+                    None => return Err(cannot_take(&e)),
+                },
                 Err(Miss::Retry { why, refind }) => {
                     if refind {
                         self.forget(to);
@@ -1084,9 +1131,10 @@ impl Caller {
     async fn send(&self, link: &BrokerLink, call: TxnCall) -> Result<TxnAnswer, Miss> {
         match link.transact().send(Transact(call)).await {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(RequestError::Protocol(e))) => Err(Miss::Fail(TransactionError::Fatal(
-                Arc::from(format!("the broker cannot take the request: {e}")),
-            ))),
+            Ok(Err(RequestError::Protocol(e @ ProtocolError::EpochBumpUnsupported { .. }))) => {
+                Err(Miss::BumpUnsupported(e))
+            }
+            Ok(Err(RequestError::Protocol(e))) => Err(Miss::Fail(cannot_take(&e))),
             Ok(Err(RequestError::Authentication(why))) => {
                 Err(Miss::Fail(TransactionError::Fatal(why)))
             }

@@ -41,6 +41,18 @@ const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 3),
 ];
 
+/// What Kafka 2.4 offers of the transactional APIs: InitProducerId up to v2, without the
+/// producer id and epoch KIP-360 added in 2.5, so no epoch can be bumped.
+const KAFKA_2_4: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 8),
+    (ApiKey::Metadata, 1, 9),
+    (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::InitProducerId, 0, 2),
+    (ApiKey::AddPartitionsToTxn, 0, 1),
+    (ApiKey::EndTxn, 0, 1),
+];
+
 /// The coordinator's state, as the script moves it.
 #[derive(Debug, Default)]
 struct Coordinator {
@@ -57,11 +69,16 @@ impl Coordinator {
     /// Answers the transactional requests as Kafka's coordinator does in the states the
     /// script puts it in; the rest as a healthy broker (`standard_handler`).
     fn start(self: &Arc<Self>) -> FakeBroker {
+        self.start_with(APIS)
+    }
+
+    /// [`start`](Self::start), advertising `apis`.
+    fn start_with(self: &Arc<Self>, apis: &'static [(ApiKey, i16, i16)]) -> FakeBroker {
         let standard = fake_broker::standard_handler(&[(TOPIC, 1)]);
         let txn = self.clone();
         FakeBroker::start(move |ctx| match ctx.api() {
             Some(ApiKey::ApiVersions) => vec![Action::Respond(
-                fake_broker::api_versions_response_with(ctx.api_version, APIS),
+                fake_broker::api_versions_response_with(ctx.api_version, apis),
             )],
             Some(ApiKey::FindCoordinator) => vec![Action::Respond(find_coordinator(ctx))],
             Some(ApiKey::InitProducerId) => {
@@ -416,5 +433,67 @@ async fn an_abort_after_invalid_producer_id_mapping_gets_a_new_producer_id() {
         })
         .collect();
     assert_eq!(produced.last(), Some(&(PRODUCER_ID + 1)), "{produced:?}");
+    p.close(Duration::from_secs(5)).await;
+}
+
+/// On a broker before Kafka 2.5 (InitProducerId up to v2: no epoch bump, KIP-360) an abort
+/// completes and the next transaction commits. The new epoch after the abort (the aborted
+/// batches took sequence numbers) comes from InitProducerId with the transactional id
+/// alone, as `initTransactions` asks for one there, which the coordinator answers with the
+/// producer's next epoch; the next transaction's batch starts at sequence 0 under it.
+#[actix_rt::test]
+async fn an_abort_completes_on_a_broker_before_2_5() {
+    init_tracing();
+    let coordinator = Arc::new(Coordinator::default());
+    let fake = coordinator.start_with(KAFKA_2_4);
+    let p = producer(&fake);
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(TOPIC).partition(0).value("aborted"))
+        .await
+        .expect("written");
+    p.abort_transaction().await.expect("the abort completes");
+    p.begin_transaction().await.expect("a new transaction");
+    p.send(Produce::new(TOPIC).partition(0).value("committed"))
+        .await
+        .expect("written");
+    p.commit_transaction().await.expect("committed");
+    assert_eq!(end_txns(&fake), [false, true]);
+    let inits: Vec<(i16, i64, i16)> = fake
+        .requests_for(ApiKey::InitProducerId)
+        .iter()
+        .map(|r| {
+            let q: InitProducerIdRequest = r.decode();
+            (r.api_version, q.producer_id.0, q.producer_epoch)
+        })
+        .collect();
+    assert_eq!(inits.len(), 2, "{inits:?}");
+    assert!(
+        inits
+            .iter()
+            .all(|&(v, pid, epoch)| v <= 2 && pid == -1 && epoch == -1),
+        "InitProducerId at the versions 2.4 has, with no producer id: {inits:?}"
+    );
+    let produced: Vec<(i16, i32)> = fake
+        .requests_for(ApiKey::Produce)
+        .iter()
+        .flat_map(|r| {
+            let q: ProduceRequest = r.decode();
+            q.topic_data
+                .iter()
+                .flat_map(|t| t.partition_data.iter())
+                .filter_map(|pd| pd.records.as_ref())
+                .map(|b| {
+                    let (batch, _) = herald::batch::decode::decode_batch(b).expect("a v2 batch");
+                    (batch.producer_epoch, batch.base_sequence)
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        produced,
+        [(1, 0), (2, 0)],
+        "each transaction's batch at sequence 0 of its epoch"
+    );
     p.close(Duration::from_secs(5)).await;
 }

@@ -946,6 +946,15 @@ impl Connection {
                         return;
                     }
                 };
+                // As on the idempotent path: said, so that the transaction manager can ask
+                // as a broker of that age takes it.
+                if let TxnCall::InitProducerId(r) = &call {
+                    if version < 3 && asks_epoch_bump(r) {
+                        let refused = ProtocolError::EpochBumpUnsupported { version };
+                        let _ = reply.send(Err(RequestError::Protocol(refused)));
+                        return;
+                    }
+                }
                 let in_flight = InFlightKind::Transact { kind, reply };
                 match &call {
                     TxnCall::FindCoordinator(r) => self.write_request(api, version, r, in_flight),
