@@ -1901,11 +1901,9 @@ fn finish(
             format!(
                 "{} leaves none of ssl.enabled.protocols ({})",
                 c.ssl_protocol.name(),
-                c.ssl_enabled_protocols
-                    .iter()
-                    .map(|v| v.name())
-                    .collect::<Vec<_>>()
-                    .join(",")
+                TlsVersions
+                    .print(&c.ssl_enabled_protocols)
+                    .unwrap_or_default()
             ),
         ));
     }
@@ -2648,9 +2646,6 @@ metrics.recording.level=DEBUG
         assert!(!c.enable_idempotence);
     }
 
-    /// Java 4.x refuses more than 5 requests in flight unless idempotence is explicitly off,
-    /// also when acks or retries would have switched default idempotence off (Java checks the
-    /// count first): `ProducerConfigTest` expects the error for max.in.flight=6 alone.
     /// `ssl.protocol`, as Java configs carry it: TLSv1.3 (the default) and TLS offer every
     /// enabled version, TLSv1.2 none above it, so with only TLSv1.3 enabled nothing is left
     /// and the config says so (Java's handshakes would fail).
@@ -2680,6 +2675,9 @@ metrics.recording.level=DEBUG
         );
     }
 
+    /// Java 4.x refuses more than 5 requests in flight unless idempotence is explicitly off,
+    /// also when acks or retries would have switched default idempotence off (Java checks the
+    /// count first): `ProducerConfigTest` expects the error for max.in.flight=6 alone.
     #[test]
     fn more_than_five_in_flight_needs_idempotence_explicitly_off() {
         for pairs in [

@@ -492,12 +492,17 @@ impl TransactionManager {
         let caller = self.caller.clone();
         let key = self.transaction_key();
         let work = async move {
-            let init = |caller: Caller, key: CoordinatorKey, request| async move {
+            // `before_2_5`: what to ask instead where the broker cannot bump an epoch.
+            let init = |caller: Caller,
+                        key: CoordinatorKey,
+                        request,
+                        before_2_5: Option<InitProducerIdRequest>| async move {
                 let answer = caller
-                    .call(
+                    .call_or(
                         operation,
                         &key,
                         TxnCall::InitProducerId(request),
+                        before_2_5.map(TxnCall::InitProducerId),
                         init_error,
                     )
                     .await?;
@@ -526,7 +531,7 @@ impl TransactionManager {
                     // every end). InitProducerId with our epoch tells them apart: the
                     // coordinator refuses it as fenced only when another producer took over.
                     _ if already_ended => {
-                        let ids = init(caller, key, rejoin).await?;
+                        let ids = init(caller, key, rejoin, None).await?;
                         return Ok(Ended::AbortedByCoordinator(ids));
                     }
                     // Version 2: the end came with the producer's next epoch.
@@ -547,19 +552,9 @@ impl TransactionManager {
             // transactional id alone, as `initTransactions` asks, gives the next epoch too,
             // without the bump's check that no other producer took the id meanwhile (such a
             // broker cannot make it; Java's `initTransactions` there does not either).
-            let answer = caller
-                .call_or(
-                    operation,
-                    &key,
-                    TxnCall::InitProducerId(rejoin),
-                    Some(TxnCall::InitProducerId(fresh)),
-                    init_error,
-                )
-                .await?;
-            let ids = producer_ids(&answer).ok_or(TransactionError::Fatal(Arc::from(
-                "InitProducerId answered with another response kind",
-            )))?;
-            Ok(Ended::Done(Some(ids)))
+            Ok(Ended::Done(Some(
+                init(caller, key, rejoin, Some(fresh)).await?,
+            )))
         };
         ctx.spawn(work.into_actor(self).map(
             move |res: Result<Ended, TransactionError>, act, _| {

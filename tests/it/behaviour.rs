@@ -25,16 +25,25 @@ fn start(mock: &Mock, extra: &[(&str, &str)]) -> Producer {
 /// A producer whose 16 KiB batches linger ten minutes: what holds memory stays unless
 /// something sends it.
 fn lingering(mock: &Mock, buffer_memory: &str, max_block: &str) -> Producer {
-    start(
-        mock,
-        &[
-            ("buffer.memory", buffer_memory),
-            ("batch.size", "16384"),
-            ("linger.ms", "600000"),
-            ("delivery.timeout.ms", "900000"),
-            ("max.block.ms", max_block),
-        ],
-    )
+    lingering_with(mock, buffer_memory, max_block, &[])
+}
+
+/// [`lingering`], with `extra` settings.
+fn lingering_with(
+    mock: &Mock,
+    buffer_memory: &str,
+    max_block: &str,
+    extra: &[(&str, &str)],
+) -> Producer {
+    let mut pairs = vec![
+        ("buffer.memory", buffer_memory),
+        ("batch.size", "16384"),
+        ("linger.ms", "600000"),
+        ("delivery.timeout.ms", "900000"),
+        ("max.block.ms", max_block),
+    ];
+    pairs.extend_from_slice(extra);
+    start(mock, &pairs)
 }
 
 /// Waits until the producer's batches hold all of buffer.memory.
@@ -438,11 +447,28 @@ async fn waiting_for_memory(
     prefix: &str,
     rtt: Duration,
 ) -> (Mock, String, Producer, [impl Future<Output = Outcome>; 3]) {
+    waiting_for_memory_in(prefix, rtt, false).await
+}
+
+/// [`waiting_for_memory`]; with `transactional`, the three records are sent in one open
+/// transaction of a transactional producer.
+async fn waiting_for_memory_in(
+    prefix: &str,
+    rtt: Duration,
+    transactional: bool,
+) -> (Mock, String, Producer, [impl Future<Output = Outcome>; 3]) {
     init_tracing();
     let mock = Mock::start(1);
     let topic = unique_topic(prefix);
     mock.create_topic(&topic, 3, 1);
-    let producer = lingering(&mock, "32768", "60000");
+    let id = format!("{topic}-id");
+    let extra = [("transactional.id", id.as_str())];
+    let extra = if transactional { &extra[..] } else { &[] };
+    let producer = lingering_with(&mock, "32768", "60000", extra);
+    if transactional {
+        producer.init_transactions().await.expect("init");
+        producer.begin_transaction().await.expect("begin");
+    }
     let send =
         |p: i32, v: &'static str| producer.send(Produce::new(topic.clone()).partition(p).value(v));
     let (a, b) = (send(0, "a"), send(1, "b"));
@@ -522,33 +548,8 @@ async fn metrics_answer_while_a_record_waits_for_memory() {
 /// record handed back, while the abort itself goes on (it waits for the batches in flight).
 #[actix_rt::test]
 async fn abort_fails_a_record_waiting_for_memory_at_once() {
-    init_tracing();
-    let mock = Mock::start(1);
-    let topic = unique_topic("abort-stalled");
-    mock.create_topic(&topic, 3, 1);
-    let id = unique_topic("abort-stalled-id");
-    let producer = start(
-        &mock,
-        &[
-            ("transactional.id", id.as_str()),
-            ("buffer.memory", "32768"),
-            ("batch.size", "16384"),
-            ("linger.ms", "600000"),
-            ("delivery.timeout.ms", "900000"),
-            ("max.block.ms", "60000"),
-        ],
-    );
-    producer.init_transactions().await.expect("init");
-    producer.begin_transaction().await.expect("begin");
-    let send =
-        |p: i32, v: &'static str| producer.send(Produce::new(topic.clone()).partition(p).value(v));
-    let (_a, _b) = (send(0, "a"), send(1, "b"));
-    until_batches_hold_all_memory(&producer).await;
-    mock.cluster
-        .broker_round_trip_time(1, Duration::from_secs(20))
-        .unwrap();
-    let c = send(2, "c");
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let (_mock, _, producer, [_a, _b, c]) =
+        waiting_for_memory_in("abort-stalled", Duration::from_secs(20), true).await;
     let started = Instant::now();
     let abort = Box::pin(producer.abort_transaction());
     let c = Box::pin(actix_rt::time::timeout(Duration::from_secs(5), c));

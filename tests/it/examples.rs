@@ -6,7 +6,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::support::consumer::read_back;
@@ -36,15 +36,20 @@ pub(crate) fn example(name: &str) -> PathBuf {
     path
 }
 
-/// Runs `console_producer` with `args`, feeding `stdin`.
-pub(crate) fn console_producer(args: &[&str], stdin: Vec<u8>) -> Output {
-    let mut child = Command::new(example("console_producer"))
+/// Starts `console_producer` with `args`, its stdin, stdout and stderr piped.
+fn spawn_console_producer(args: &[&str]) -> Child {
+    Command::new(example("console_producer"))
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start console_producer");
+        .expect("start console_producer")
+}
+
+/// Runs `console_producer` with `args`, feeding `stdin`.
+pub(crate) fn console_producer(args: &[&str], stdin: Vec<u8>) -> Output {
+    let mut child = spawn_console_producer(args);
     let mut pipe = child.stdin.take().expect("stdin pipe");
     // A thread, so that a child that stops reading cannot deadlock the test.
     let writer = std::thread::spawn(move || {
@@ -234,13 +239,7 @@ async fn console_producer_sends_lines_from_a_slow_source_as_they_come() {
     let topic = unique_topic("console-slow-source");
     mock.create_topic(&topic, 1, 1);
     let bootstrap = mock.bootstrap();
-    let mut child = Command::new(example("console_producer"))
-        .args(["-b", &bootstrap, "-t", &topic])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start console_producer");
+    let mut child = spawn_console_producer(&["-b", &bootstrap, "-t", &topic]);
     let mut stdin = child.stdin.take().expect("stdin pipe");
     for (i, line) in ["first\n", "second\n", "third\n"].iter().enumerate() {
         stdin.write_all(line.as_bytes()).expect("write stdin");
@@ -286,29 +285,22 @@ async fn console_producer_ends_a_failed_transactional_run_while_stdin_stays_open
     let topic = unique_topic("console-txn-open");
     mock.create_topic(&topic, 2, 3);
     let bootstrap = mock.bootstrap();
-    let mut child = Command::new(example("console_producer"))
-        .args([
-            "-b",
-            &bootstrap,
-            "-t",
-            &topic,
-            // Partition 7 does not exist: the records fail, and so does the transaction.
-            "-p",
-            "7",
-            "-X",
-            &format!("transactional.id={topic}"),
-            // A transaction per chunk: the first ends (and fails) with the lines read so far.
-            "--txn-records",
-            "512",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start console_producer");
-    // One block of stdin (1 MiB) of exactly one chunk of lines (512 of 2 KiB), which the
-    // reader hands on, and the start of a line: the reader then waits on stdin for the rest
-    // of the next block.
+    let mut child = spawn_console_producer(&[
+        "-b",
+        &bootstrap,
+        "-t",
+        &topic,
+        // Partition 7 does not exist: the records fail, and so does the transaction.
+        "-p",
+        "7",
+        "-X",
+        &format!("transactional.id={topic}"),
+        // A transaction per chunk: the first ends (and fails) with the lines read so far.
+        "--txn-records",
+        "512",
+    ]);
+    // One chunk of lines (512 of 2 KiB), which the reader hands on, and the start of a
+    // line: the reader then waits on stdin for the rest of it.
     let line = format!("{}\n", "x".repeat(2047));
     let input = line.repeat(512) + "more";
     let mut stdin = child.stdin.take().expect("stdin pipe");

@@ -435,13 +435,12 @@ async fn kafka_connection_socket_task_panics_lose_nothing() {
     .await;
 }
 
-/// The application sets the restart limit: with at most 2 panics a minute, two panics of an
-/// accumulator leave the producer delivering, and the third breaks it.
-#[actix_rt::test]
-async fn the_restart_limit_is_the_applications_to_set() {
+/// A one-broker mock with a one-partition topic, and a producer (`linger.ms=0`) that
+/// breaks past `max_panics` panics of one actor a minute.
+fn with_restart_limit(prefix: &str, max_panics: u32) -> (Mock, String, Producer) {
     init_tracing();
     let mock = Mock::start(1);
-    let topic = unique_topic("storm-limit");
+    let topic = unique_topic(prefix);
     mock.create_topic(&topic, 1, 1);
     let config = herald::ProducerConfig::from_pairs([
         ("bootstrap.servers", mock.bootstrap().as_str()),
@@ -449,9 +448,17 @@ async fn the_restart_limit_is_the_applications_to_set() {
     ])
     .unwrap();
     let producer = Producer::builder(config)
-        .restart_limit(2, Duration::from_secs(60))
+        .restart_limit(max_panics, Duration::from_secs(60))
         .start()
         .unwrap();
+    (mock, topic, producer)
+}
+
+/// The application sets the restart limit: with at most 2 panics a minute, two panics of an
+/// accumulator leave the producer delivering, and the third breaks it.
+#[actix_rt::test]
+async fn the_restart_limit_is_the_applications_to_set() {
+    let (_mock, topic, producer) = with_restart_limit("storm-limit", 2);
     let send = |v: &'static str| producer.send(Produce::new(topic.clone()).key("k").value(v));
     send("first").await.expect("delivered");
     let fi = producer.fault_injection();
@@ -502,19 +509,7 @@ async fn the_restart_limit_is_the_applications_to_set() {
 /// producer's own counters: the panics that broke it are still counted there.
 #[actix_rt::test]
 async fn metrics_count_the_panics_of_a_router_that_broke() {
-    init_tracing();
-    let mock = Mock::start(1);
-    let topic = unique_topic("storm-router");
-    mock.create_topic(&topic, 1, 1);
-    let config = herald::ProducerConfig::from_pairs([
-        ("bootstrap.servers", mock.bootstrap().as_str()),
-        ("linger.ms", "0"),
-    ])
-    .unwrap();
-    let producer = Producer::builder(config)
-        .restart_limit(1, Duration::from_secs(60))
-        .start()
-        .unwrap();
+    let (_mock, topic, producer) = with_restart_limit("storm-router", 1);
     producer
         .send(Produce::new(topic.clone()).value("first"))
         .await

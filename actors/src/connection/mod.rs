@@ -919,7 +919,7 @@ impl Connection {
             PendingRequest::InitProducerId { request, reply } => match versions.init_producer_id {
                 // kafka-protocol would refuse to encode it; the requester is told why, so that
                 // it asks for a new producer id rather than for the bump again.
-                Some(version) if version < 3 && asks_epoch_bump(&request) => {
+                Some(version) if bump_unsupported(version, &request) => {
                     let refused = ProtocolError::EpochBumpUnsupported { version };
                     let _ = reply.send(Err(RequestError::Protocol(refused)));
                 }
@@ -949,7 +949,7 @@ impl Connection {
                 // As on the idempotent path: said, so that the transaction manager can ask
                 // as a broker of that age takes it.
                 if let TxnCall::InitProducerId(r) = &call {
-                    if version < 3 && asks_epoch_bump(r) {
+                    if bump_unsupported(version, r) {
                         let refused = ProtocolError::EpochBumpUnsupported { version };
                         let _ = reply.send(Err(RequestError::Protocol(refused)));
                         return;
@@ -1539,10 +1539,11 @@ impl Connection {
     }
 }
 
-/// Whether an InitProducerId request asks to bump an existing producer's epoch (KIP-360),
-/// which only v3 and later can carry.
-fn asks_epoch_bump(request: &InitProducerIdRequest) -> bool {
-    request.producer_id.0 != -1 || request.producer_epoch != -1
+/// Whether `request` asks to bump an existing producer's epoch (KIP-360), which only
+/// InitProducerId v3 and later can carry, of a broker whose `version` is below (before
+/// Kafka 2.5): kafka-protocol would refuse to encode it.
+fn bump_unsupported(version: i16, request: &InitProducerIdRequest) -> bool {
+    version < 3 && (request.producer_id.0 != -1 || request.producer_epoch != -1)
 }
 
 /// Answers every batch of a produce request from its response.
