@@ -864,8 +864,8 @@ keys! {
         Choice(Acks::parse, Acks::name, "expected all, -1, 0 or 1");
     /// how long a partition's batch waits for more records before it is sent (not while a record waits for buffer.memory)
     "linger.ms" linger(Duration) = ms(5), Millis::LONG;
-    /// uncompressed bytes per partition batch, at most buffer.memory; one that waits for its partition's batch in flight grows on
-    "batch.size" batch_size(usize) = 16_384, Bytes::INT;
+    /// uncompressed bytes per partition batch, at most buffer.memory; one that waits for its partition's batch in flight grows on; 0 is taken as 1 (a batch of one record), as Java does
+    "batch.size" batch_size(usize) = 16_384, BatchBytes;
     /// shared by all partitions; a full buffer holds records up to max.block.ms; Producer::send's records waiting for batches share it, then it refuses with QueueFull
     "buffer.memory" buffer_memory(usize) = 33_554_432, Bytes::LONG;
     /// how long sending may block on a full buffer or on a topic's metadata
@@ -1649,6 +1649,28 @@ impl Kind for Bytes {
     }
 }
 
+/// `batch.size`: a non-negative Java `int`. Java's validator takes 0, documented as
+/// "disables batching", and its producer then uses 1, so a Java config with 0 starts here
+/// too, with the same meaning: every batch is full at its first record.
+struct BatchBytes;
+
+impl Kind for BatchBytes {
+    type Value = usize;
+
+    fn parse(&self, text: &str) -> Result<usize, &'static str> {
+        Bytes::INT.parse(text)
+    }
+
+    fn check(&self, value: &mut usize) -> Result<(), Rejection> {
+        *value = (*value).max(1);
+        Bytes::INT.check(value)
+    }
+
+    fn print(&self, value: &usize) -> Option<String> {
+        Bytes::INT.print(value)
+    }
+}
+
 /// A socket buffer size: a positive Java `int`, or -1 for the operating system's (`None`).
 /// Java's validator also takes 0, which its socket then refuses; here it is refused at once.
 struct SocketBuffer;
@@ -2229,8 +2251,6 @@ mod tests {
 
     #[test]
     fn typed_values_go_through_validation() {
-        let e = base().batch_size(0).build().unwrap_err();
-        assert_eq!(e.key(), Some("batch.size"));
         let e = base()
             .batch_size(i32::MAX as usize + 1)
             .build()
@@ -2500,7 +2520,6 @@ metrics.recording.level=DEBUG
         );
         assert_invalid(&[("linger.ms", "-1")], "linger.ms");
         assert_invalid(&[("request.timeout.ms", "1.5")], "request.timeout.ms");
-        assert_invalid(&[("batch.size", "0")], "batch.size");
         assert_invalid(&[("batch.size", "3000000000")], "batch.size");
         assert_invalid(&[("batch.size", "-5")], "batch.size");
         assert_invalid(&[("buffer.memory", "0")], "buffer.memory");
@@ -2846,6 +2865,17 @@ metrics.recording.level=DEBUG
             assert!(!format!("{c:?}").contains("hunter2"));
             assert!(!format!("{:?}", c.to_pairs()).contains("hunter2"));
         }
+    }
+
+    /// Java's validator takes 0 and its producer uses 1 ("disables batching"): a Java
+    /// config with it starts, and every batch is full at its first record.
+    #[test]
+    fn batch_size_zero_is_one_record_per_batch() {
+        let c = pairs_ok(&[("batch.size", "0")]);
+        assert_eq!(c.batch_size, 1);
+        assert_eq!(base().batch_size(0).build().unwrap().batch_size, 1);
+        let listed = c.to_pairs();
+        assert!(listed.iter().any(|(k, v)| k == "batch.size" && v == "1"));
     }
 
     #[test]

@@ -30,6 +30,31 @@ async fn kafka_every_codec_and_acks() {
     }
 }
 
+/// `batch.size=0`, which Java documents as "disables batching" and runs as 1: a Java config
+/// with it starts, and a batch is ready at its first record, so records go without waiting
+/// for `linger.ms` (a minute here, more than the time allowed). Records that arrive while
+/// their partition's batch is out still share the next batch (see the README's `batch.size`).
+#[actix_rt::test]
+async fn kafka_batch_size_zero_sends_without_lingering() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic("kafka-batch-size-0");
+    kafka.create_topic(&topic, 3, 1).await;
+    let bootstrap = kafka.bootstrap();
+    let run = produce_and_verify(
+        &bootstrap,
+        &topic,
+        3,
+        300,
+        &[("batch.size", "0"), ("linger.ms", "60000")],
+        None,
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(40), run)
+        .await
+        .expect("every record acknowledged and read back well before linger.ms");
+}
+
 /// `compression.lz4.level` other than Java's default 9 compresses with the hash-chain search
 /// (LZ4 HC's method, as Java switches to LZ4 HC): batches of several 64 KiB blocks that the
 /// broker (lz4-java) validates and librdkafka (liblz4, which refuses a frame that breaks the
