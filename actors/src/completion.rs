@@ -60,18 +60,33 @@ impl Notifier {
 #[derive(Debug)]
 pub struct Completion(Option<Sink>);
 
+// The interceptors' mark (`Sink`'s `seen`) costs a completion no room.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(std::mem::size_of::<Completion>() == 32);
+
 /// Where the outcome goes.
+///
+/// Each variant carries `seen`: the interceptors' `on_send` saw the record, so a record a
+/// supervisor answers (dropped unanswered, see [`collecting`]) is told to their
+/// `on_acknowledgement` too, as the records the accumulators and the router answer are.
+/// It sits in every variant rather than beside the enum: there it takes a byte of the room
+/// after the discriminant, where a field of `Completion` would make every record's
+/// completion 8 bytes larger.
 #[derive(Debug)]
 pub(crate) enum Sink {
     /// The reply to `router.send(Produce)`: actix's own response channel, stored without an
     /// extra channel or spawned future.
-    Reply(OneshotSender<Outcome>),
+    Reply {
+        tx: OneshotSender<Outcome>,
+        seen: bool,
+    },
     /// A `Delivered` message to a requester's mailbox.
     Notify {
         /// Requester.
         to: Recipient<Delivered>,
         /// Caller's tag.
         tag: u64,
+        seen: bool,
     },
     /// Part of a [`Deliveries`] message to a [`Notifier`].
     NotifyBatched {
@@ -79,6 +94,7 @@ pub(crate) enum Sink {
         to: Notifier,
         /// Caller's tag.
         tag: u64,
+        seen: bool,
     },
     /// One slot of a `ProduceBatch` reply.
     Batch {
@@ -86,6 +102,7 @@ pub(crate) enum Sink {
         collector: Arc<BatchCollector>,
         /// Index of the record in the call.
         index: usize,
+        seen: bool,
     },
     /// One record of a `ProduceBatchTally` call.
     Tally {
@@ -93,61 +110,90 @@ pub(crate) enum Sink {
         collector: Arc<TallyCollector>,
         /// Index of the record in the call.
         index: usize,
+        seen: bool,
     },
     /// The future returned by `Producer::send` (see [`slot`]).
-    Slot(SlotSender),
+    Slot { tx: SlotSender, seen: bool },
     /// `do_send` without `reply_to`: the outcome is only counted in metrics.
-    Discard,
+    Discard { seen: bool },
 }
 
 impl Completion {
     /// The reply to `router.send(Produce)`.
     pub(crate) fn reply(tx: OneshotSender<Outcome>) -> Self {
-        Completion(Some(Sink::Reply(tx)))
+        Completion(Some(Sink::Reply { tx, seen: false }))
     }
 
     /// A `Delivered` message to `to`.
     pub(crate) fn notify(to: Recipient<Delivered>, tag: u64) -> Self {
-        Completion(Some(Sink::Notify { to, tag }))
+        Completion(Some(Sink::Notify {
+            to,
+            tag,
+            seen: false,
+        }))
     }
 
     /// Part of a `Deliveries` message to `to`.
     pub(crate) fn notify_batched(to: Notifier, tag: u64) -> Self {
-        Completion(Some(Sink::NotifyBatched { to, tag }))
+        Completion(Some(Sink::NotifyBatched {
+            to,
+            tag,
+            seen: false,
+        }))
     }
 
     /// Slot `index` of a `ProduceBatch` reply.
     pub(crate) fn batch(collector: Arc<BatchCollector>, index: usize) -> Self {
-        Completion(Some(Sink::Batch { collector, index }))
+        Completion(Some(Sink::Batch {
+            collector,
+            index,
+            seen: false,
+        }))
     }
 
     /// Record `index` of a `ProduceBatchTally` call.
     pub(crate) fn tally(collector: Arc<TallyCollector>, index: usize) -> Self {
-        Completion(Some(Sink::Tally { collector, index }))
+        Completion(Some(Sink::Tally {
+            collector,
+            index,
+            seen: false,
+        }))
     }
 
     /// Whether the outcome is only counted when the record is delivered: then its
     /// `RecordMetadata` need not be made (see [`Completer::delivered`]).
     pub(crate) fn counts_only(&self) -> bool {
-        matches!(self.0, Some(Sink::Tally { .. } | Sink::Discard))
+        matches!(self.0, Some(Sink::Tally { .. } | Sink::Discard { .. }))
     }
 
     /// The future of `Producer::send`.
     pub(crate) fn slot(tx: SlotSender) -> Self {
-        Completion(Some(Sink::Slot(tx)))
+        Completion(Some(Sink::Slot { tx, seen: false }))
     }
 
     /// Reads a `Producer::send` slot's line ahead of its settling, so that a batch's misses
     /// overlap (see `Accumulator::complete_batch`); nothing for other sinks.
     pub(crate) fn warm(&self) {
-        if let Some(Sink::Slot(SlotSender(Some(slot)))) = &self.0 {
+        if let Some(Sink::Slot {
+            tx: SlotSender(Some(slot)),
+            ..
+        }) = &self.0
+        {
             std::hint::black_box(Arc::strong_count(slot));
         }
     }
 
     /// Nobody waits for the outcome.
     pub(crate) fn discard() -> Self {
-        Completion(Some(Sink::Discard))
+        Completion(Some(Sink::Discard { seen: false }))
+    }
+
+    /// The interceptors' `on_send` has seen the record (the chain marks it as it hands the
+    /// record back): from here on, however it is answered, `on_acknowledgement` sees it.
+    pub(crate) fn mark_seen(&mut self) {
+        if let Some(sink) = &mut self.0 {
+            *sink.seen_mut() = true;
+        }
     }
 
     /// Delivers the outcome. Consumes `self`: a record is answered exactly once.
@@ -158,14 +204,15 @@ impl Completion {
     }
 
     fn take(mut self) -> Sink {
-        self.0.take().unwrap_or(Sink::Discard)
+        self.0.take().unwrap_or(Sink::Discard { seen: false })
     }
 }
 
 impl Drop for Completion {
     fn drop(&mut self) {
         match self.0.take() {
-            None | Some(Sink::Discard) => {}
+            // A discarded outcome the interceptors saw is still theirs to be told.
+            None | Some(Sink::Discard { seen: false }) => {}
             Some(sink) => orphaned(sink),
         }
     }
@@ -174,18 +221,34 @@ impl Drop for Completion {
 impl Sink {
     pub(crate) fn complete(self, outcome: Outcome) {
         match self {
-            Sink::Reply(tx) => {
+            Sink::Reply { tx, .. } => {
                 let _ = tx.send(outcome);
             }
-            Sink::Notify { to, tag } => to.do_send(Delivered { outcome, tag }),
-            Sink::NotifyBatched { to, tag } => to.send(vec![Delivered { outcome, tag }]),
-            Sink::Batch { collector, index } => collector.set_many([(index, outcome)]),
-            Sink::Tally { collector, index } => match outcome {
+            Sink::Notify { to, tag, .. } => to.do_send(Delivered { outcome, tag }),
+            Sink::NotifyBatched { to, tag, .. } => to.send(vec![Delivered { outcome, tag }]),
+            Sink::Batch {
+                collector, index, ..
+            } => collector.set_many([(index, outcome)]),
+            Sink::Tally {
+                collector, index, ..
+            } => match outcome {
                 Ok(_) => collector.add(1, Vec::new()),
                 Err(e) => collector.add(0, vec![(index, e)]),
             },
-            Sink::Slot(slot) => slot.send(outcome),
-            Sink::Discard => {}
+            Sink::Slot { tx, .. } => tx.send(outcome),
+            Sink::Discard { .. } => {}
+        }
+    }
+
+    fn seen_mut(&mut self) -> &mut bool {
+        match self {
+            Sink::Reply { seen, .. }
+            | Sink::Notify { seen, .. }
+            | Sink::NotifyBatched { seen, .. }
+            | Sink::Batch { seen, .. }
+            | Sink::Tally { seen, .. }
+            | Sink::Slot { seen, .. }
+            | Sink::Discard { seen } => seen,
         }
     }
 }
@@ -215,16 +278,31 @@ pub(crate) fn orphaned(sink: Sink) {
 }
 
 /// Runs `f` collecting the completions it drops, and answers them with `why` (the supervisor
-/// runs each poll of an actor so, see [`supervisor`](crate::supervisor)).
-pub(crate) fn collecting<R>(f: impl FnOnce() -> R, why: impl FnOnce(&R) -> ErrorKind) -> R {
+/// runs each poll of an actor so, see [`supervisor`](crate::supervisor)). The outcomes of
+/// those the interceptors' `on_send` saw go to `acknowledge`, once, for their
+/// `on_acknowledgement`: Java tells the interceptors of every record `onSend` saw, whatever
+/// ended it.
+pub(crate) fn collecting<R>(
+    f: impl FnOnce() -> R,
+    why: impl FnOnce(&R) -> ErrorKind,
+    acknowledge: impl FnOnce(Vec<Outcome>),
+) -> R {
     let outer = ORPHANS.with(|o| o.borrow_mut().replace(Vec::new()));
     let r = f();
     let dropped = ORPHANS.with(|o| std::mem::replace(&mut *o.borrow_mut(), outer));
     let dropped = dropped.unwrap_or_default();
     if !dropped.is_empty() {
         let kind = why(&r);
-        for sink in dropped {
-            sink.complete(Err(ProduceError::new(kind.clone())));
+        let mut seen = Vec::new();
+        for mut sink in dropped {
+            let outcome: Outcome = Err(ProduceError::new(kind.clone()));
+            if *sink.seen_mut() {
+                seen.push(outcome.clone());
+            }
+            sink.complete(outcome);
+        }
+        if !seen.is_empty() {
+            acknowledge(seen);
         }
     }
     r
@@ -276,7 +354,7 @@ impl Completer {
         let remaining = self.remaining;
         self.remaining = remaining.saturating_sub(1);
         match completion.take() {
-            Sink::NotifyBatched { to, tag } => {
+            Sink::NotifyBatched { to, tag, .. } => {
                 let d = Delivered { outcome, tag };
                 match self.notify.iter_mut().find(|(n, _)| n.same(&to)) {
                     Some((_, v)) => {
@@ -293,7 +371,9 @@ impl Completer {
                     }
                 }
             }
-            Sink::Batch { collector, index } => {
+            Sink::Batch {
+                collector, index, ..
+            } => {
                 let same = self
                     .run
                     .as_ref()
@@ -307,7 +387,9 @@ impl Completer {
                 }
                 self.slots.push((index, outcome));
             }
-            Sink::Tally { collector, index } => {
+            Sink::Tally {
+                collector, index, ..
+            } => {
                 let tally = self.tally_of(collector);
                 match outcome {
                     Ok(_) => tally.delivered += 1,

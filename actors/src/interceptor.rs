@@ -151,9 +151,11 @@ impl<R: Downstream> Handler<OnSend> for InterceptorChain<R> {
             }
         }
         hand_back.armed = false;
+        let mut completion = msg.completion;
+        completion.mark_seen();
         router.do_send(Route {
             record,
-            completion: msg.completion,
+            completion,
             txn: msg.txn,
         });
         if *panicked {

@@ -342,6 +342,10 @@ impl Router {
                 shared.supervision.clone(),
                 move |_| InterceptorChain::new(interceptors, router, s),
             );
+            let _ = shared
+                .supervision
+                .interceptors
+                .set(chain.downgrade().recipient());
             #[cfg(feature = "fault-injection")]
             let _ = shared.victims.interceptors.set(chain.clone().recipient());
             chain
@@ -1724,7 +1728,8 @@ impl Handler<ProducerBroken> for Router {
             a.do_send(Abort);
         }
         // A partition whose accumulator is gone for good holds its records only here now.
-        supervisor::answer_dropped(why, || core.routes.clear());
+        let supervision = core.shared.supervision.clone();
+        supervision.answer_dropped(why, || core.routes.clear());
     }
 }
 

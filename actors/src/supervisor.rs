@@ -28,9 +28,11 @@ use std::time::{Duration, Instant};
 use actix::dev::channel::channel;
 use actix::dev::ContextFut;
 use actix::prelude::*;
+use actix::WeakRecipient;
 use herald::ErrorKind;
 
-use crate::completion::collecting;
+use crate::completion::{collecting, Outcome};
+use crate::messages::intercept::Acknowledged;
 use crate::messages::ProducerBroken;
 
 /// More panics than this within [`PANIC_WINDOW`] break the producer.
@@ -104,6 +106,11 @@ pub(crate) struct Supervision {
     broken: OnceLock<ErrorKind>,
     /// The router's mailbox for [`ProducerBroken`], set when the router starts.
     pub(crate) router: OnceLock<Recipient<ProducerBroken>>,
+    /// The interceptor chain's mailbox, set when the router starts it: the records a
+    /// supervisor answers that the interceptors' `on_send` saw are told to it. Weak: the
+    /// chain holds this state, and it stops once the router and the accumulators let go of
+    /// it.
+    pub(crate) interceptors: OnceLock<WeakRecipient<Acknowledged>>,
     limit: RestartLimit,
 }
 
@@ -183,6 +190,20 @@ impl Supervision {
         broken
     }
 
+    /// Tells the interceptors the outcomes of records a supervisor answered. The chain's own
+    /// drops are never among them (a record it holds has not been through `on_send` yet),
+    /// so its panics do not come back to it.
+    fn acknowledge(&self, outcomes: Vec<Outcome>) {
+        if let Some(chain) = self.interceptors.get().and_then(WeakRecipient::upgrade) {
+            chain.do_send(Acknowledged { outcomes });
+        }
+    }
+
+    /// Runs `f`, answering the completions it drops with `why`.
+    pub(crate) fn answer_dropped(&self, why: ErrorKind, f: impl FnOnce()) {
+        collecting(f, |_| why, |seen| self.acknowledge(seen));
+    }
+
     fn break_down(&self, why: ErrorKind) {
         if self.broken.set(why.clone()).is_ok() {
             tracing::error!(error = %why, "producer broken: failing its records");
@@ -191,11 +212,6 @@ impl Supervision {
             }
         }
     }
-}
-
-/// Runs `f`, answering the completions it drops with `why`.
-pub(crate) fn answer_dropped(why: ErrorKind, f: impl FnOnce()) {
-    collecting(f, |_| why);
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> Arc<str> {
@@ -319,6 +335,7 @@ where
             let Some(fut) = this.fut.as_mut() else {
                 return Poll::Ready(());
             };
+            let state = &this.state;
             let polled = collecting(
                 || catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *fut).poll(cx))),
                 |r| match r {
@@ -332,6 +349,7 @@ where
                         message: Arc::from("record dropped without an outcome"),
                     },
                 },
+                |seen| state.acknowledge(seen),
             );
             match polled {
                 Ok(Poll::Pending) => return Poll::Pending,
@@ -352,7 +370,7 @@ where
                     {
                         // Drop the actor here, so the records it held are answered with why.
                         let fut = this.fut.take();
-                        collecting(|| drop(fut), |_| why);
+                        this.state.answer_dropped(why, || drop(fut));
                         return Poll::Ready(());
                     }
                     if !fut.restart() {

@@ -4,10 +4,12 @@
 //! record that reported success is in the partition once, in send order.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald::ProducerRecord;
 use herald_actors::fault_injection::Crash;
-use herald_actors::{Produce, Producer, ProducerInterceptor};
+use herald_actors::{Outcome, Produce, Producer, ProducerInterceptor};
 
 use crate::support::consumer::{read_back, read_indexes};
 use crate::support::kafka::{self, SharedLogsOnFailure};
@@ -28,12 +30,83 @@ enum Victim {
     Clock,
 }
 
-struct PassThrough;
+/// Counts what the interceptors see: records in `on_send`, and acknowledgements by outcome
+/// (see [`class`]).
+#[derive(Clone, Default)]
+struct Counting(Arc<Mutex<Counted>>);
 
-impl ProducerInterceptor for PassThrough {
+#[derive(Debug, Default)]
+struct Counted {
+    sent: usize,
+    acknowledged: BTreeMap<String, usize>,
+}
+
+impl ProducerInterceptor for Counting {
     fn name(&self) -> &str {
-        "pass-through"
+        "counting"
     }
+
+    fn on_send(
+        &mut self,
+        record: ProducerRecord,
+    ) -> Result<ProducerRecord, Box<dyn std::error::Error + Send + Sync>> {
+        self.0.lock().unwrap().sent += 1;
+        Ok(record)
+    }
+
+    fn on_acknowledgement(&mut self, outcome: &Outcome) {
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .acknowledged
+            .entry(class(outcome))
+            .or_default() += 1;
+    }
+}
+
+impl Counting {
+    fn sent(&self) -> usize {
+        self.0.lock().unwrap().sent
+    }
+
+    /// The acknowledgements once as many as `on_send` saw have come (they reach the
+    /// interceptors in messages of their own, after the records' outcomes), and a while
+    /// longer, so that one too many would be counted too.
+    async fn settled(&self) -> BTreeMap<String, usize> {
+        let total = || {
+            let c = self.0.lock().unwrap();
+            (c.sent, c.acknowledged.values().sum::<usize>())
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while total().0 != total().1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.lock().unwrap().acknowledged.clone()
+    }
+}
+
+/// An outcome as the interceptors and the application are compared by: delivered, the
+/// panic of an actor kind, broken, or the error's own words.
+fn class(outcome: &Outcome) -> String {
+    match outcome {
+        Ok(_) => "ok".into(),
+        Err(e) => match e.kind() {
+            herald::ErrorKind::Panicked { place, .. } => format!("panicked in the {place}"),
+            herald::ErrorKind::Broken { actor, .. } => format!("broken by the {actor}"),
+            _ => e.to_string(),
+        },
+    }
+}
+
+/// The outcomes the application got, counted by [`class`].
+fn classes<'a>(outcomes: impl IntoIterator<Item = &'a Outcome>) -> BTreeMap<String, usize> {
+    let mut counted = BTreeMap::new();
+    for o in outcomes {
+        *counted.entry(class(o)).or_default() += 1;
+    }
+    counted
 }
 
 /// The broker a supervision run produces to.
@@ -56,12 +129,38 @@ async fn produce_with_crashes(n: usize, crashes: &[(usize, Victim)]) {
 /// indexes. Every record gets one outcome: success, or (only for `PanicWhileHolding`, for the
 /// records the panicking handler held) `ErrorKind::Panicked`. Successful records are in the
 /// partition once each, in send order; a record that failed with `Panicked` at most once
-/// (it may have been written before the accumulator panicked completing it).
+/// (it may have been written before the accumulator panicked completing it). With
+/// interceptors (when they are among the victims), see [`produce_intercepted_with_crashes`].
 async fn produce_with_crashes_on(
     broker: Broker,
     how: Crash,
     n: usize,
     crashes: &[(usize, Victim)],
+) {
+    let intercepted = crashes.iter().any(|(_, v)| *v == Victim::Interceptors);
+    produce_with_crashes_checked(broker, how, n, crashes, intercepted).await;
+}
+
+/// [`produce_with_crashes_on`] with an interceptor, whatever the victims: besides the
+/// accounting there, every record its `on_send` saw gets exactly one
+/// `on_acknowledgement`, with the outcome the application got (Java's contract), those the
+/// supervisors answered (`Panicked`) too; a record the interceptor chain lost to its own
+/// panic before `on_send` gets none.
+async fn produce_intercepted_with_crashes(
+    broker: Broker,
+    how: Crash,
+    n: usize,
+    crashes: &[(usize, Victim)],
+) {
+    produce_with_crashes_checked(broker, how, n, crashes, true).await;
+}
+
+async fn produce_with_crashes_checked(
+    broker: Broker,
+    how: Crash,
+    n: usize,
+    crashes: &[(usize, Victim)],
+    intercepted: bool,
 ) {
     init_tracing();
     let _logs = (broker == Broker::Kafka).then_some(SharedLogsOnFailure);
@@ -90,10 +189,10 @@ async fn produce_with_crashes_on(
     ])
     .unwrap();
     assert!(config.enable_idempotence, "idempotence is on by default");
-    let with_interceptors = crashes.iter().any(|(_, v)| *v == Victim::Interceptors);
+    let counting = Counting::default();
     let mut builder = Producer::builder(config);
-    if with_interceptors {
-        builder = builder.interceptor(PassThrough);
+    if intercepted {
+        builder = builder.interceptor(counting.clone());
     }
     let producer = builder.start().unwrap();
     let router = producer.router().clone();
@@ -175,10 +274,36 @@ async fn produce_with_crashes_on(
     while let Some(f) = outstanding.pop_front() {
         outcomes.push(f.await);
     }
+    let outcomes: Vec<Outcome> = outcomes
+        .into_iter()
+        .map(|o| o.expect("the router answered"))
+        .collect();
+    if intercepted {
+        let mut acknowledged = counting.settled().await;
+        let mut expected = classes(&outcomes);
+        // Records the chain lost to its own panic never reached `on_send`; the router's
+        // panic fails the record it held, back from `on_send` or not yet sent there.
+        let lost = expected.remove("panicked in the interceptor").unwrap_or(0);
+        let router = "panicked in the router";
+        let (failed, told) = (
+            expected.remove(router).unwrap_or(0),
+            acknowledged.remove(router).unwrap_or(0),
+        );
+        assert!(told <= failed, "{told} of {failed} acknowledged");
+        assert_eq!(
+            counting.sent(),
+            n - lost - (failed - told),
+            "records on_send saw: each acknowledged once"
+        );
+        assert_eq!(
+            acknowledged, expected,
+            "one on_acknowledgement per record on_send saw, with its outcome"
+        );
+    }
     let mut sent: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
     let mut panicked = std::collections::HashSet::new();
     for (i, o) in outcomes.into_iter().enumerate() {
-        match o.expect("the router answered") {
+        match o {
             Ok(md) => sent.entry(md.partition).or_default().push(i),
             Err(e) if how == Crash::PanicWhileHolding => {
                 assert!(
@@ -372,6 +497,41 @@ async fn kafka_every_actor_panicking_while_holding_records() {
         Crash::PanicWhileHolding,
         30_000,
         &EVERY_ACTOR_AND_SEALER,
+    )
+    .await;
+}
+
+/// Accumulators that panic mid-stream while completing a batch, three times, with an
+/// interceptor: the records of those batches fail with `Panicked`, answered by the
+/// supervisor, and the interceptor's `on_acknowledgement` sees each of them once, as it sees
+/// each delivered record once (before, it never heard of the panicked ones).
+#[actix_rt::test]
+async fn interceptors_acknowledge_the_records_of_a_panicking_accumulator() {
+    produce_intercepted_with_crashes(
+        Broker::Mock,
+        Crash::PanicWhileHolding,
+        20_000,
+        &[
+            (4_000, Victim::Accumulators),
+            (9_000, Victim::Accumulators),
+            (14_000, Victim::Accumulators),
+        ],
+    )
+    .await;
+}
+
+/// The same on Apache Kafka.
+#[actix_rt::test]
+async fn kafka_interceptors_acknowledge_the_records_of_a_panicking_accumulator() {
+    produce_intercepted_with_crashes(
+        Broker::Kafka,
+        Crash::PanicWhileHolding,
+        20_000,
+        &[
+            (4_000, Victim::Accumulators),
+            (9_000, Victim::Accumulators),
+            (14_000, Victim::Accumulators),
+        ],
     )
     .await;
 }
@@ -610,6 +770,97 @@ async fn a_restart_storm_breaks_the_producer() {
     );
     assert_eq!(fi.panics(), 11);
     producer.close(Duration::from_secs(5)).await;
+}
+
+/// A restart storm of one accumulator with an interceptor: every record its `on_send` saw
+/// gets exactly one `on_acknowledgement`, with the outcome the application got, those the
+/// producer's breaking failed with `Broken` too: in open batches of the broken
+/// accumulator's partition (`held_by_broker_down` false: linger.ms keeps them there; the
+/// router drops them), or sealed and held by the broken accumulator itself, its broker down
+/// (dropped with it). A record refused once the producer is broken never reached `on_send`
+/// and gets none.
+async fn storm_with_interceptors(prefix: &str, held_by_broker_down: bool) {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic(prefix);
+    mock.create_topic(&topic, 3, 1);
+    let linger = if held_by_broker_down { "0" } else { "60000" };
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", linger),
+    ])
+    .unwrap();
+    let counting = Counting::default();
+    let producer = Producer::builder(config)
+        .interceptor(counting.clone())
+        .start()
+        .unwrap();
+    let router = producer.router().clone();
+    // One record delivered first, so that the topic's metadata is in and accumulators exist.
+    let first = producer.send(Produce::new(topic.clone()).key("k0").value("v"));
+    producer.flush().await;
+    let first = first.await;
+    assert!(first.is_ok(), "{first:?}");
+    if held_by_broker_down {
+        mock.cluster.broker_down(1).unwrap();
+    }
+    let mut waiting = Vec::new();
+    for i in 0..300 {
+        waiting.push(router.send(Produce::new(topic.clone()).key(format!("k{i}")).value("v")));
+    }
+    // Through the interceptors and into their batches (and, with linger.ms=0, sealed and
+    // waiting for the broker) before the storm.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(counting.sent(), 301, "on_send saw every record by now");
+    let fi = producer.fault_injection();
+    let accumulators = fi.accumulators().await;
+    assert_eq!(accumulators.len(), 3);
+    for _ in 0..11 {
+        accumulators[0].do_send(Crash::Panic);
+    }
+    let mut outcomes = vec![first];
+    for w in waiting {
+        outcomes.push(w.await.expect("the router answered"));
+    }
+    assert!(producer.broken().is_some(), "the storm broke the producer");
+    let expected = classes(&outcomes);
+    assert!(
+        expected
+            .get("broken by the accumulator")
+            .copied()
+            .unwrap_or(0)
+            > 0,
+        "records failed with Broken: {expected:?}"
+    );
+    let refused = producer
+        .send(Produce::new(topic.clone()).value("after"))
+        .await
+        .expect_err("refused once broken");
+    assert!(
+        matches!(refused.kind(), herald::ErrorKind::Broken { .. }),
+        "{refused}"
+    );
+    let acknowledged = counting.settled().await;
+    assert_eq!(
+        counting.sent(),
+        301,
+        "the refused record never reached on_send"
+    );
+    assert_eq!(
+        acknowledged, expected,
+        "one on_acknowledgement per record on_send saw, with its outcome"
+    );
+    producer.close(Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn a_restart_storm_acknowledges_the_records_of_open_batches() {
+    storm_with_interceptors("storm-ack-open", false).await;
+}
+
+#[actix_rt::test]
+async fn a_restart_storm_acknowledges_the_records_the_broken_accumulator_held() {
+    storm_with_interceptors("storm-ack-held", true).await;
 }
 
 /// A partitioner (application code run by the router) that panics fails only the record it
