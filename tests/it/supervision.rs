@@ -863,6 +863,65 @@ async fn a_restart_storm_acknowledges_the_records_the_broken_accumulator_held() 
     storm_with_interceptors("storm-ack-held", true).await;
 }
 
+/// A router that breaks (two panics, past a limit of one) while it holds records back from
+/// the interceptors, waiting for their topic's metadata: it is dropped with them, they
+/// fail with `Broken`, and the interceptors' `on_acknowledgement` is told of each once.
+#[actix_rt::test]
+async fn a_broken_router_acknowledges_the_records_it_held() {
+    use rdkafka::types::RDKafkaRespErr;
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let missing = unique_topic("storm-ack-router");
+    mock.cluster
+        .topic_error(
+            &missing,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .unwrap();
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("max.block.ms", "60000"),
+    ])
+    .unwrap();
+    let counting = Counting::default();
+    let producer = Producer::builder(config)
+        .interceptor(counting.clone())
+        .restart_limit(1, Duration::from_secs(60))
+        .start()
+        .unwrap();
+    let router = producer.router().clone();
+    let waiting: Vec<_> = (0..50)
+        .map(|i| router.send(Produce::new(missing.clone()).value(format!("{i}"))))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while counting.sent() < 50 {
+        assert!(std::time::Instant::now() < deadline, "on_send saw them all");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Back in the router, waiting for metadata that does not come.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    router.do_send(Crash::Panic);
+    router.do_send(Crash::Panic);
+    let mut outcomes = Vec::new();
+    for w in waiting {
+        outcomes.push(w.await.expect("answered, if by the router's drop"));
+    }
+    assert!(producer.broken().is_some(), "two panics broke it");
+    let expected = classes(&outcomes);
+    assert_eq!(
+        expected,
+        BTreeMap::from([("broken by the router".to_string(), 50)]),
+        "the records the router held"
+    );
+    assert_eq!(
+        counting.settled().await,
+        expected,
+        "one on_acknowledgement per record on_send saw, with its outcome"
+    );
+    producer.close(Duration::from_secs(1)).await;
+}
+
 /// A partitioner (application code run by the router) that panics fails only the record it
 /// was partitioning, with the record handed back; the producer goes on.
 #[actix_rt::test]
