@@ -16,7 +16,7 @@
 //! kept too, counted at the bytes its batch had reserved (the most it was written to), and
 //! handed only to a batch that will likely grow, which reserves those bytes in full.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -71,6 +71,11 @@ pub struct MemoryPool {
     spare_count: AtomicUsize,
     /// Their bytes (`Spares::bytes`), readable without the lock.
     spare_bytes: AtomicUsize,
+    /// A batch of the pooled size has asked for a spare. Only such a batch takes a grown
+    /// buffer, so until one has, grown buffers are not kept: with a `batch.size` below any
+    /// batch's size (0, taken as 1) none ever would, and every completed batch's buffer
+    /// would be kept, up to `buffer.memory`, for nothing.
+    pooled_asked: AtomicBool,
 }
 
 impl MemoryPool {
@@ -84,6 +89,7 @@ impl MemoryPool {
             spares: Mutex::new(Spares::default()),
             spare_count: AtomicUsize::new(0),
             spare_bytes: AtomicUsize::new(0),
+            pooled_asked: AtomicBool::new(false),
         }
     }
 
@@ -115,7 +121,13 @@ impl MemoryPool {
     /// A grown spare if `grown` allows one and one is kept, else an exact one if `exact`
     /// allows it; only for batches that reserved the pooled size.
     fn take(&self, reserved: usize, grown: bool, exact: bool) -> Option<Spare> {
-        if reserved != self.poolable || self.spare_count.load(Ordering::Relaxed) == 0 {
+        if reserved != self.poolable {
+            return None;
+        }
+        if !self.pooled_asked.load(Ordering::Relaxed) {
+            self.pooled_asked.store(true, Ordering::Relaxed);
+        }
+        if self.spare_count.load(Ordering::Relaxed) == 0 {
             return None;
         }
         let mut spares = self.spares();
@@ -146,6 +158,9 @@ impl MemoryPool {
         mut slots: Vec<RecordSlot>,
     ) {
         if reserved < self.poolable || buf.capacity() < self.poolable || self.poolable == 0 {
+            return;
+        }
+        if reserved > self.poolable && !self.pooled_asked.load(Ordering::Relaxed) {
             return;
         }
         let mut spares = self.spares();
@@ -324,6 +339,8 @@ mod tests {
     #[test]
     fn a_grown_buffer_serves_a_growing_batch_with_its_reservation() {
         let pool = MemoryPool::new(1000, 100);
+        // Batches of the pooled size ask for spares (there is none yet).
+        assert!(pool.take_spare(100, true).is_none());
         // A batch grew to 300 bytes and completed.
         assert!(pool.try_reserve(300));
         pool.release(300);
@@ -348,5 +365,28 @@ mod tests {
         // And a grown buffer is not kept when it would pass the limit.
         pool.offer_spare(300, BytesMut::with_capacity(300), Vec::new());
         assert_eq!(spare_count(&pool), 0);
+    }
+
+    /// A grown buffer is kept only once a batch of the pooled size has asked for a spare:
+    /// with batch.size 1 (0 as Java takes it) every batch is larger, none takes a grown
+    /// buffer, and keeping them would fill buffer.memory with buffers nobody reuses.
+    #[test]
+    fn grown_buffers_are_kept_only_when_a_batch_of_the_pooled_size_could_take_them() {
+        let pool = MemoryPool::new(1000, 1);
+        for _ in 0..3 {
+            assert!(pool.take_spare(150, false).is_none());
+            assert!(pool.try_reserve(150));
+            pool.release(150);
+            pool.offer_spare(150, BytesMut::with_capacity(150), Vec::new());
+        }
+        assert_eq!(spare_count(&pool), 0, "no batch could take them");
+        // Once a batch of the pooled size has asked, a grown buffer is worth keeping.
+        assert!(pool.take_spare(1, true).is_none());
+        pool.offer_spare(150, BytesMut::with_capacity(150), Vec::new());
+        assert_eq!(spare_count(&pool), 1);
+        assert_eq!(
+            pool.take_spare(1, true).expect("the grown buffer").bytes,
+            150
+        );
     }
 }
