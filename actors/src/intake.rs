@@ -702,6 +702,8 @@ mod tests {
         intake.take(&mut taken, true);
         intake.routed();
         pool.release(2 * one);
+        // Batches of the pooled size asked for spares, so a grown buffer is worth keeping.
+        assert!(pool.take_spare(one, true).is_none());
         pool.offer_spare(6 * one, bytes::BytesMut::with_capacity(one), Vec::new());
         assert_eq!(pool.held(), 6 * one, "the spare counts");
         assert!(append(3).is_none() && append(4).is_none());

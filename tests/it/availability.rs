@@ -130,7 +130,6 @@ async fn warm_client(
     (mock, leaders, client)
 }
 
-/// Takes the leader of partition 0 down; returns it and the partitions it leads.
 impl Client {
     /// Waits until the producer's metadata gives none of `partitions` a leader. Keyless
     /// records avoid them only from then on: one the sticky partitioner put on such a
@@ -156,13 +155,14 @@ impl Client {
             }
             assert!(
                 Instant::now() < deadline,
-                "partitions {led:?} still have a leader 10 s after theirs went down"
+                "partitions {led:?} still have a leader 10 s after it went down"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
+/// Takes the leader of partition 0 down; returns it and the partitions it leads.
 fn down_first_leader(mock: &Mock, leaders: &[i32]) -> (i32, Vec<i32>) {
     let broker = leaders[0];
     let its = (0..PARTITIONS)
