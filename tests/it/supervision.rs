@@ -70,16 +70,29 @@ impl Counting {
         self.0.lock().unwrap().sent
     }
 
+    /// Waits until `on_send` has seen `n` records, for up to 10 s.
+    async fn until_sent(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.sent() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "on_send saw {} of {n} records in 10 s",
+                self.sent()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The acknowledgements once as many as `on_send` saw have come (they reach the
     /// interceptors in messages of their own, after the records' outcomes), and a while
     /// longer, so that one too many would be counted too.
     async fn settled(&self) -> BTreeMap<String, usize> {
-        let total = || {
+        let pending = || {
             let c = self.0.lock().unwrap();
-            (c.sent, c.acknowledged.values().sum::<usize>())
+            c.sent != c.acknowledged.values().sum::<usize>()
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while total().0 != total().1 && std::time::Instant::now() < deadline {
+        while pending() && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -501,6 +514,13 @@ async fn kafka_every_actor_panicking_while_holding_records() {
     .await;
 }
 
+/// The accumulators, three times mid-stream.
+const ACCUMULATORS_THRICE: [(usize, Victim); 3] = [
+    (4_000, Victim::Accumulators),
+    (9_000, Victim::Accumulators),
+    (14_000, Victim::Accumulators),
+];
+
 /// Accumulators that panic mid-stream while completing a batch, three times, with an
 /// interceptor: the records of those batches fail with `Panicked`, answered by the
 /// supervisor, and the interceptor's `on_acknowledgement` sees each of them once, as it sees
@@ -511,11 +531,7 @@ async fn interceptors_acknowledge_the_records_of_a_panicking_accumulator() {
         Broker::Mock,
         Crash::PanicWhileHolding,
         20_000,
-        &[
-            (4_000, Victim::Accumulators),
-            (9_000, Victim::Accumulators),
-            (14_000, Victim::Accumulators),
-        ],
+        &ACCUMULATORS_THRICE,
     )
     .await;
 }
@@ -527,11 +543,7 @@ async fn kafka_interceptors_acknowledge_the_records_of_a_panicking_accumulator()
         Broker::Kafka,
         Crash::PanicWhileHolding,
         20_000,
-        &[
-            (4_000, Victim::Accumulators),
-            (9_000, Victim::Accumulators),
-            (14_000, Victim::Accumulators),
-        ],
+        &ACCUMULATORS_THRICE,
     )
     .await;
 }
@@ -810,8 +822,8 @@ async fn storm_with_interceptors(prefix: &str, held_by_broker_down: bool) {
     }
     // Through the interceptors and into their batches (and, with linger.ms=0, sealed and
     // waiting for the broker) before the storm.
+    counting.until_sent(301).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(counting.sent(), 301, "on_send saw every record by now");
     let fi = producer.fault_injection();
     let accumulators = fi.accumulators().await;
     assert_eq!(accumulators.len(), 3);
@@ -894,11 +906,7 @@ async fn a_broken_router_acknowledges_the_records_it_held() {
     let waiting: Vec<_> = (0..50)
         .map(|i| router.send(Produce::new(missing.clone()).value(format!("{i}"))))
         .collect();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while counting.sent() < 50 {
-        assert!(std::time::Instant::now() < deadline, "on_send saw them all");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    counting.until_sent(50).await;
     // Back in the router, waiting for metadata that does not come.
     tokio::time::sleep(Duration::from_millis(200)).await;
     router.do_send(Crash::Panic);
