@@ -309,7 +309,9 @@ async fn herald(
     let producer = Producer::from_pairs(
         settings(args, bootstrap)
             .into_iter()
-            .chain([("buffer.memory", args.buffer_memory.to_string())]),
+            .chain([("buffer.memory", args.buffer_memory.to_string())])
+            .map(|(k, v)| (k.to_string(), v))
+            .chain(args.herald_set.iter().cloned()),
     )
     .map_err(|e| format!("herald config: {e}"))?;
     let acknowledged = Arc::new(AtomicU64::new(0));

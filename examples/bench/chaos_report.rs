@@ -30,6 +30,8 @@ pub(crate) struct Settings {
     request_timeout_ms: u64,
     delivery_timeout_ms: u64,
     also: &'static str,
+    /// `--herald-set`: settings Herald's client alone had, on top of these.
+    herald_only: Vec<String>,
     fault_interval_ms: u64,
     /// A `down` fault lasts this many intervals.
     down_ticks: u64,
@@ -59,6 +61,11 @@ impl Settings {
             request_timeout_ms: a.request_timeout_ms,
             delivery_timeout_ms: a.delivery_timeout_ms,
             also: FIXED_SETTINGS,
+            herald_only: a
+                .herald_set
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
             fault_interval_ms: a.fault_interval_ms,
             down_ticks: a.down_ticks,
             offered_rate: a.chaos_rate,
@@ -295,7 +302,7 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
         "Herald vs librdkafka under faults: {} keyed records of {} B, {} brokers, {} partitions, \
          RF {}, acks={}, idempotence={}, linger.ms={}, batch.size={}, compression={}, \
          buffer.memory={} MiB, request.timeout.ms={}, delivery.timeout.ms={}, {}, \
-         max.in.flight={}; one fault \
+         max.in.flight={}{}; one fault \
          every {} ms {}, a broker down for {} ms; {}; cap {} s per client",
         s.records,
         s.value_bytes,
@@ -312,6 +319,11 @@ pub(crate) fn print_report(s: &Settings, runs: &[ChaosRun], medians: &[Median]) 
         s.delivery_timeout_ms,
         s.also,
         s.max_in_flight,
+        if s.herald_only.is_empty() {
+            String::new()
+        } else {
+            format!("; Herald alone: {}", s.herald_only.join(", "))
+        },
         s.fault_interval_ms,
         if s.fault_window_s == 0.0 {
             "until the client's last outcome".to_string()

@@ -272,6 +272,12 @@ struct Args {
     /// partition's records are in flight.
     #[arg(long, default_value_t = MAX_IN_FLIGHT)]
     chaos_max_in_flight: u32,
+    /// Chaos: a setting for Herald's client alone, as KEY=VALUE (repeatable), on top of the
+    /// settings both clients share; the report names it. For experiments such as
+    /// `--herald-set max.request.size=16384`, which keeps a connection's requests in flight
+    /// to librdkafka's five of one partition's batch each.
+    #[arg(long, value_parser = herald_setting)]
+    herald_set: Vec<(String, String)>,
     /// Chaos: request.timeout.ms of both clients.
     #[arg(long, default_value_t = 5_000)]
     request_timeout_ms: u64,
@@ -533,5 +539,13 @@ fn main() {
     if let Err(e) = outcome {
         eprintln!("bench: error: {e}");
         std::process::exit(1);
+    }
+}
+
+/// `--herald-set`'s KEY=VALUE.
+fn herald_setting(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("{s:?}: expected KEY=VALUE")),
     }
 }
