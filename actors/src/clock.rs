@@ -98,12 +98,12 @@ impl Clock {
         std::thread::Builder::new()
             .name("herald-linger".into())
             .spawn(move || {
-                let mut recent = VecDeque::new();
+                let recent = Mutex::new(VecDeque::new());
                 while let Err(payload) = catch_unwind(AssertUnwindSafe(|| run.run())) {
                     let message = panic_message(payload.as_ref());
                     tracing::error!(panic = %message, "the linger clock panicked; running it again");
                     if supervision
-                        .task_panicked(ActorKind::Clock, &message, &mut recent)
+                        .task_panicked(ActorKind::Clock, &message, &recent)
                         .is_some()
                     {
                         return;

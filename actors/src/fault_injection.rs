@@ -29,6 +29,10 @@ pub enum Crash {
     /// Connections: the socket's reader task panics (at once, between frames); a connection
     /// without a socket panics in the handler. Other actors: as `Panic`.
     PanicInSocketTask,
+    /// Accumulators: panic once the next completed batch's records all have their outcome,
+    /// before the interceptors are told of them, which they must be all the same. Other
+    /// actors: as `Panic`.
+    PanicAfterAnswering,
 }
 
 impl Crash {
@@ -45,6 +49,10 @@ impl Crash {
             Crash::Panic | Crash::PanicInSocketTask => {
                 panic!("fault injection: the {} panics", kind.name())
             }
+            Crash::PanicAfterAnswering => match kind {
+                ActorKind::Accumulator => victims.after_answering.store(true, Ordering::Relaxed),
+                _ => panic!("fault injection: the {} panics", kind.name()),
+            },
             Crash::PanicWhileHolding => match kind {
                 ActorKind::Metadata | ActorKind::Transaction => {
                     panic!("fault injection: the {} panics", kind.name())
@@ -75,6 +83,8 @@ pub(crate) struct Victims {
     pub(crate) sealer_crash: OnceLock<Recipient<Crash>>,
     /// Per actor kind: panic at the next place where it holds records (`PanicWhileHolding`).
     pub(crate) armed: [AtomicBool; ActorKind::ALL.len()],
+    /// An accumulator panics once it has answered a batch (`PanicAfterAnswering`).
+    pub(crate) after_answering: AtomicBool,
 }
 
 impl Victims {
@@ -87,6 +97,14 @@ impl Victims {
                 "fault injection: the {} panics while holding records",
                 kind.name()
             );
+        }
+    }
+
+    /// Panics if an accumulator was armed with [`Crash::PanicAfterAnswering`] (once).
+    pub(crate) fn trip_after_answering(&self) {
+        let armed = &self.after_answering;
+        if armed.load(Ordering::Relaxed) && armed.swap(false, Ordering::Relaxed) {
+            panic!("fault injection: the accumulator panics after answering a batch");
         }
     }
 }

@@ -32,7 +32,7 @@ use crate::messages::request::{GetMetadata, InitProducerId, RequestError};
 use crate::messages::Shutdown;
 use crate::metrics::Metrics;
 use crate::shared::Shared;
-use crate::supervisor::{ActorKind, Supervisor};
+use crate::supervisor::{ActorKind, PanicWindow, Supervisor};
 
 /// A broker learnt from metadata, and the connection this actor started for it.
 #[derive(Debug)]
@@ -153,11 +153,15 @@ impl Metadata {
 
     fn start_connection(&self, node_id: i32, address: String) -> Addr<Connection> {
         let shared = self.shared.clone();
-        Supervisor::start_in_arbiter(
+        // One window for the connection's own panics and its socket tasks'.
+        let panics = PanicWindow::default();
+        let counted = panics.clone();
+        Supervisor::start_in_arbiter_counting(
             &self.shared.io,
             ActorKind::Connection,
             self.shared.supervision.clone(),
-            move |_| Connection::new(node_id, address, shared),
+            panics,
+            move |_| Connection::new(node_id, address, shared, counted),
         )
     }
 

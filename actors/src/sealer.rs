@@ -93,7 +93,9 @@ impl Handler<Crash> for Sealer {
         match crash {
             Crash::PanicWhileHolding => self.armed = true,
             Crash::Stop => ctx.stop(),
-            Crash::Panic | Crash::PanicInSocketTask => panic!("fault injection: the sealer panics"),
+            Crash::Panic | Crash::PanicInSocketTask | Crash::PanicAfterAnswering => {
+                panic!("fault injection: the sealer panics")
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,12 @@ use crate::messages::ProducerBroken;
 pub(crate) const MAX_PANICS: u32 = 10;
 /// The window of [`MAX_PANICS`].
 pub(crate) const PANIC_WINDOW: Duration = Duration::from_secs(30);
+
+/// One actor's recent panics, for the restart limit. Its supervisor counts the actor's own
+/// panics here, and an actor whose tasks run beside it (a connection's socket reader and
+/// writer) counts theirs in the same window, so that one actor cannot panic up to twice the
+/// limit, half in itself and half in its tasks.
+pub(crate) type PanicWindow = Arc<Mutex<VecDeque<Instant>>>;
 
 /// How many panics of one actor within how long break the producer (see
 /// [`ProducerBuilder::restart_limit`](crate::ProducerBuilder::restart_limit)).
@@ -164,10 +170,12 @@ impl Supervision {
         &self,
         kind: ActorKind,
         message: &Arc<str>,
-        recent: &mut VecDeque<Instant>,
+        recent: &Mutex<VecDeque<Instant>>,
     ) -> Option<ErrorKind> {
         self.panicked(kind);
-        let why = storm(recent, kind, message, self.limit)?;
+        let mut recent = recent.lock().unwrap_or_else(|e| e.into_inner());
+        let why = storm(&mut recent, kind, message, self.limit)?;
+        drop(recent);
         self.break_down(why.clone());
         Some(why)
     }
@@ -175,13 +183,13 @@ impl Supervision {
     /// A panic in a task an actor of `kind` runs beside itself (a connection's socket reader
     /// or writer), or on the linger clock's thread, which no supervisor polls: counted as a
     /// panic and a restart of `kind` (what the task served is rebuilt), and bounded as the
-    /// actors' own panics are. Past the limit the producer is broken, and the error is
-    /// returned.
+    /// actors' own panics are, in `recent` (the actor's own window, for a task of an actor).
+    /// Past the limit the producer is broken, and the error is returned.
     pub(crate) fn task_panicked(
         &self,
         kind: ActorKind,
         message: &Arc<str>,
-        recent: &mut VecDeque<Instant>,
+        recent: &Mutex<VecDeque<Instant>>,
     ) -> Option<ErrorKind> {
         let broken = self.panicked_within_limit(kind, message, recent);
         if broken.is_none() {
@@ -233,7 +241,7 @@ where
     fut: Option<ContextFut<A, Context<A>>>,
     kind: ActorKind,
     state: Arc<Supervision>,
-    recent: VecDeque<Instant>,
+    recent: PanicWindow,
 }
 
 impl<A> Supervisor<A>
@@ -249,7 +257,7 @@ where
     ) -> Addr<A> {
         let ctx = Context::new();
         let addr = ctx.address();
-        Self::run(ctx, kind, state, f);
+        Self::run(ctx, kind, state, PanicWindow::default(), f);
         addr
     }
 
@@ -258,6 +266,7 @@ where
         mut ctx: Context<A>,
         kind: ActorKind,
         state: Arc<Supervision>,
+        recent: PanicWindow,
         f: impl FnOnce(&mut Context<A>) -> A,
     ) {
         let act = f(&mut ctx);
@@ -265,7 +274,7 @@ where
             fut: Some(ctx.into_future(act)),
             kind,
             state,
-            recent: VecDeque::new(),
+            recent,
         });
     }
 
@@ -280,6 +289,21 @@ where
         Self::start_in_arbiter_with(arbiter, 16, kind, state, f)
     }
 
+    /// As [`start_in_arbiter`](Self::start_in_arbiter), counting the actor's panics in
+    /// `recent`, a window the actor shares with the tasks it runs beside itself (see
+    /// [`PanicWindow`]).
+    pub(crate) fn start_in_arbiter_counting(
+        arbiter: &ArbiterHandle,
+        kind: ActorKind,
+        state: Arc<Supervision>,
+        recent: PanicWindow,
+        f: impl FnOnce(&mut Context<A>) -> A + Send + 'static,
+    ) -> Addr<A> {
+        let (tx, rx) = channel(16);
+        arbiter.spawn_fn(move || Self::run(Context::with_receiver(rx), kind, state, recent, f));
+        Addr::new(tx)
+    }
+
     /// Starts the actor on another arbiter with a mailbox of `capacity` messages. The
     /// capacity is the channel's from the start: set from inside `f`, it would apply only
     /// once the other thread got to it, after the address was handed out.
@@ -291,7 +315,15 @@ where
         f: impl FnOnce(&mut Context<A>) -> A + Send + 'static,
     ) -> Addr<A> {
         let (tx, rx) = channel(capacity);
-        arbiter.spawn_fn(move || Self::run(Context::with_receiver(rx), kind, state, f));
+        arbiter.spawn_fn(move || {
+            Self::run(
+                Context::with_receiver(rx),
+                kind,
+                state,
+                PanicWindow::default(),
+                f,
+            )
+        });
         Addr::new(tx)
     }
 }
@@ -366,7 +398,7 @@ where
                     let kind = this.kind;
                     if let Some(why) =
                         this.state
-                            .panicked_within_limit(kind, &message, &mut this.recent)
+                            .panicked_within_limit(kind, &message, &this.recent)
                     {
                         // Drop the actor here, so the records it held are answered with why.
                         let fut = this.fut.take();

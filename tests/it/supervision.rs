@@ -258,17 +258,21 @@ async fn produce_with_crashes_checked(
                 // retried like a lost request; with one batch per partition in flight (the
                 // default) nothing younger of their partitions was sent meanwhile, so order
                 // holds on the mock too, which does not check sequences.
-                let traps = victim != &Victim::Metadata;
-                if how == Crash::PanicWhileHolding && traps {
+                // `PanicAfterAnswering` is a trap too, for the accumulators (one, shared).
+                let traps = match how {
+                    Crash::PanicWhileHolding => victim != &Victim::Metadata,
+                    Crash::PanicAfterAnswering => victim == &Victim::Accumulators,
+                    _ => false,
+                };
+                if traps {
                     // One trap per kind: arming it from several actors could re-arm it after
                     // it fired.
                     targets.truncate(1);
                 }
-                crashed += match how {
-                    Crash::PanicWhileHolding if traps => {
-                        u64::from(armed.insert((i, *victim as u8)))
-                    }
-                    _ => targets.len() as u64,
+                crashed += if traps {
+                    u64::from(armed.insert((i, *victim as u8)))
+                } else {
+                    targets.len() as u64
                 };
                 for t in &targets {
                     t.do_send(how);
@@ -548,6 +552,21 @@ async fn kafka_interceptors_acknowledge_the_records_of_a_panicking_accumulator()
     .await;
 }
 
+/// Accumulators that panic once a batch's records all have their outcome, before the
+/// interceptors are told of them, three times: every record is delivered, and the
+/// interceptor's `on_acknowledgement` still sees each once (before, the panicking batch's
+/// acknowledgements were lost with it).
+#[actix_rt::test]
+async fn interceptors_acknowledge_a_batch_answered_before_its_accumulator_panicked() {
+    produce_intercepted_with_crashes(
+        Broker::Mock,
+        Crash::PanicAfterAnswering,
+        20_000,
+        &ACCUMULATORS_THRICE,
+    )
+    .await;
+}
+
 /// Connections that panic with a ProduceRequest's batches on their stack (taken from the
 /// queue, not yet written), twice: those batches go back to their accumulators as lost and
 /// are sent again, before anything younger of their partitions (one batch per partition in
@@ -626,6 +645,15 @@ fn with_restart_limit(prefix: &str, max_panics: u32) -> (Mock, String, Producer)
     (mock, topic, producer)
 }
 
+/// Waits (up to 10 s) until the producer's actors have panicked `n` times in all.
+async fn until_panics(producer: &Producer, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while producer.fault_injection().panics() < n {
+        assert!(std::time::Instant::now() < deadline, "{n} panics not seen");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The application sets the restart limit: with at most 2 panics a minute, two panics of an
 /// accumulator leave the producer delivering, and the third breaks it.
 #[actix_rt::test]
@@ -635,16 +663,7 @@ async fn the_restart_limit_is_the_applications_to_set() {
     send("first").await.expect("delivered");
     let fi = producer.fault_injection();
     let accumulator = fi.accumulators().await.remove(0);
-    let fi = &fi;
-    let panics = |n: u64| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        async move {
-            while fi.panics() < n {
-                assert!(std::time::Instant::now() < deadline, "{n} panics not seen");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
+    let panics = |n: u64| until_panics(&producer, n);
     accumulator.do_send(Crash::Panic);
     accumulator.do_send(Crash::Panic);
     panics(2).await;
@@ -673,6 +692,53 @@ async fn the_restart_limit_is_the_applications_to_set() {
     assert!(
         matches!(refused.kind(), herald::ErrorKind::Broken { .. }),
         "{refused}"
+    );
+    producer.close(Duration::from_secs(5)).await;
+}
+
+/// A connection's own panics and its socket tasks' panics count against one limit: with at
+/// most 2 panics a minute, one panic of the connection actor and one of its reader task
+/// leave the producer delivering, and a second of the reader task breaks it (counted apart,
+/// one connection could panic twice as often as the limit says).
+#[actix_rt::test]
+async fn a_connections_panics_and_its_socket_tasks_count_against_one_limit() {
+    let (_mock, topic, producer) = with_restart_limit("storm-connection", 2);
+    let send = |v: &'static str| producer.send(Produce::new(topic.clone()).key("k").value(v));
+    // Delivered: the connection has a socket, whose reader task the crashes below reach.
+    send("first").await.expect("delivered");
+    let fi = producer.fault_injection();
+    let mut connections = fi.connections();
+    assert_eq!(connections.len(), 1, "one broker");
+    let connection = connections.remove(0);
+    let panics = |n: u64| until_panics(&producer, n);
+    connection.do_send(Crash::Panic);
+    panics(1).await;
+    send("after the actor's panic")
+        .await
+        .expect("one panic is within the limit");
+    connection.do_send(Crash::PanicInSocketTask);
+    panics(2).await;
+    // Sent on a new socket: the reader's panic dropped the old one.
+    send("after the reader's panic")
+        .await
+        .expect("two panics are within the limit");
+    assert!(producer.broken().is_none());
+    connection.do_send(Crash::PanicInSocketTask);
+    panics(3).await;
+    let why = producer
+        .broken()
+        .expect("the third panic of the connection breaks the producer");
+    assert!(
+        matches!(
+            why,
+            herald::ErrorKind::Broken {
+                actor: "connection",
+                panics: 3,
+                window_s: 60,
+                ..
+            }
+        ),
+        "{why}"
     );
     producer.close(Duration::from_secs(5)).await;
 }

@@ -183,6 +183,25 @@ type OpenBatchParts = (u64, Vec<RecordSlot>, Instant, usize);
 /// fires up to about 2 ms late) to the clock thread.
 const LINGER_LEAD: Duration = Duration::from_millis(3);
 
+/// The outcomes of a batch's records for the interceptors' `on_acknowledgement`, sent when
+/// dropped: at the end of the batch's completion, or while a panic unwinds midway through it.
+/// The records answered before such a panic are acknowledged here; the supervisor answers
+/// and acknowledges the rest, whose completions the unwinding drops. An outcome goes in
+/// only once its record is answered, so no record is acknowledged twice.
+struct Acks {
+    to: Recipient<Acknowledged>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Drop for Acks {
+    fn drop(&mut self) {
+        let outcomes = std::mem::take(&mut self.outcomes);
+        if !outcomes.is_empty() {
+            self.to.do_send(Acknowledged { outcomes });
+        }
+    }
+}
+
 /// The accumulator actor of one topic-partition.
 #[derive(Debug)]
 pub(crate) struct Accumulator {
@@ -902,8 +921,12 @@ impl Accumulator {
         self.shared.victims.trip(ActorKind::Accumulator);
         let m = &self.shared.metrics;
         let n = b.records.len() as u64;
-        let interceptors = self.acknowledged.as_ref();
-        let mut acks = interceptors.map(|_| Vec::with_capacity(b.records.len()));
+        // Declared before the completer, so that it goes after it, on a panic too: the
+        // completer hands over the outcomes it gathered when it is dropped.
+        let mut acks = self.acknowledged.clone().map(|to| Acks {
+            to,
+            outcomes: Vec::with_capacity(b.records.len()),
+        });
         let mut completer = Completer::for_records(b.records.len());
         if result.is_ok() && self.epoch == Some((b.ids.producer_id, b.ids.producer_epoch)) {
             self.acked = true;
@@ -960,8 +983,9 @@ impl Accumulator {
                     match acks.as_mut() {
                         Some(a) => {
                             let md = md();
-                            a.push(Ok(md.clone()));
+                            let ack = Ok(md.clone());
                             completer.complete(slot.completion, Ok(md));
+                            a.outcomes.push(ack);
                         }
                         None => completer.delivered(slot.completion, md),
                     }
@@ -1014,17 +1038,20 @@ impl Accumulator {
                         _ => kind.clone(),
                     };
                     let outcome: Outcome = Err(ProduceError::new(kind));
-                    if let Some(a) = acks.as_mut() {
-                        a.push(outcome.clone());
-                    }
+                    let ack = acks.as_ref().map(|_| outcome.clone());
                     completer.complete(slot.completion, outcome);
+                    if let (Some(a), Some(ack)) = (acks.as_mut(), ack) {
+                        a.outcomes.push(ack);
+                    }
                 }
             }
         }
         drop(completer);
-        if let (Some(to), Some(outcomes)) = (interceptors, acks) {
-            to.do_send(Acknowledged { outcomes });
-        }
+        // `Crash::PanicAfterAnswering`: every record has its outcome, and the interceptors
+        // still hear of them (from `acks`, dropped by the unwinding).
+        #[cfg(feature = "fault-injection")]
+        self.shared.victims.trip_after_answering();
+        drop(acks);
         // Once the batch is answered its request has been written and dropped, so nothing
         // else holds the bytes (if something still does, the buffer is simply not kept) and
         // the buffer can serve the next batches.

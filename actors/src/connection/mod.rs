@@ -77,7 +77,7 @@ use crate::messages::Shutdown;
 use crate::metrics::{Metrics, NodeSensors};
 use crate::otel::{Answered, SendSpans, Sent};
 use crate::shared::Shared;
-use crate::supervisor::{panic_message, ActorKind};
+use crate::supervisor::{panic_message, ActorKind, PanicWindow};
 use coalesce::Coalescer;
 use frame::Frame;
 use in_flight::{Answer, InFlightQueue};
@@ -442,8 +442,9 @@ pub(crate) struct Connection {
     /// the actor does not cut a healthy socket (responses to in-flight requests keep coming,
     /// and the in-flight queue lives in `self`, which survives the restart).
     reader: Option<tokio::task::JoinHandle<()>>,
-    /// Recent panics of this connection's socket tasks, for the restart limit.
-    socket_panics: VecDeque<Instant>,
+    /// Recent panics of this connection and its socket tasks, for the restart limit: the
+    /// window its supervisor counts the actor's own panics in.
+    panics: PanicWindow,
     /// Test-only: makes the current socket's reader task panic (`Crash::PanicInSocketTask`).
     #[cfg(feature = "fault-injection")]
     reader_crash: Arc<tokio::sync::Notify>,
@@ -502,7 +503,12 @@ pub(crate) struct Connection {
 impl Connection {
     /// A connection to `address` (`host:port`) for broker `node_id` (negative for bootstrap
     /// entries whose id is not known yet).
-    pub(crate) fn new(node_id: i32, address: String, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        node_id: i32,
+        address: String,
+        shared: Arc<Shared>,
+        panics: PanicWindow,
+    ) -> Self {
         let span = tracing::info_span!("connection", node = node_id, address = %address);
         let config = &shared.config;
         let backoff = Backoff::new(config.reconnect_backoff, config.reconnect_backoff_max);
@@ -526,7 +532,7 @@ impl Connection {
             writer_stop: None,
             unwritten: Unwritten::default(),
             reader: None,
-            socket_panics: VecDeque::new(),
+            panics,
             #[cfg(feature = "fault-injection")]
             reader_crash: Arc::default(),
             in_flight: InFlightQueue::default(),
@@ -1845,8 +1851,7 @@ impl Handler<SocketTaskPanicked> for Connection {
             "the connection's socket task panicked; dropping the socket"
         );
         let supervision = self.shared.supervision.clone();
-        let broken =
-            supervision.task_panicked(ActorKind::Connection, &msg.message, &mut self.socket_panics);
+        let broken = supervision.task_panicked(ActorKind::Connection, &msg.message, &self.panics);
         if msg.generation == self.generation {
             let reason = match broken {
                 Some(why) => why.to_string(),
