@@ -188,12 +188,12 @@ const LINGER_LEAD: Duration = Duration::from_millis(3);
 /// The records answered before such a panic are acknowledged here; the supervisor answers
 /// and acknowledges the rest, whose completions the unwinding drops. An outcome goes in
 /// only once its record is answered, so no record is acknowledged twice.
-struct Acks {
-    to: Recipient<Acknowledged>,
+struct Acks<'a> {
+    to: &'a Recipient<Acknowledged>,
     outcomes: Vec<Outcome>,
 }
 
-impl Drop for Acks {
+impl Drop for Acks<'_> {
     fn drop(&mut self) {
         let outcomes = std::mem::take(&mut self.outcomes);
         if !outcomes.is_empty() {
@@ -923,7 +923,7 @@ impl Accumulator {
         let n = b.records.len() as u64;
         // Declared before the completer, so that it goes after it, on a panic too: the
         // completer hands over the outcomes it gathered when it is dropped.
-        let mut acks = self.acknowledged.clone().map(|to| Acks {
+        let mut acks = self.acknowledged.as_ref().map(|to| Acks {
             to,
             outcomes: Vec::with_capacity(b.records.len()),
         });
