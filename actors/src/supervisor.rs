@@ -299,9 +299,7 @@ where
         recent: PanicWindow,
         f: impl FnOnce(&mut Context<A>) -> A + Send + 'static,
     ) -> Addr<A> {
-        let (tx, rx) = channel(16);
-        arbiter.spawn_fn(move || Self::run(Context::with_receiver(rx), kind, state, recent, f));
-        Addr::new(tx)
+        Self::spawn_in(arbiter, 16, kind, state, recent, f)
     }
 
     /// Starts the actor on another arbiter with a mailbox of `capacity` messages. The
@@ -314,16 +312,19 @@ where
         state: Arc<Supervision>,
         f: impl FnOnce(&mut Context<A>) -> A + Send + 'static,
     ) -> Addr<A> {
+        Self::spawn_in(arbiter, capacity, kind, state, PanicWindow::default(), f)
+    }
+
+    fn spawn_in(
+        arbiter: &ArbiterHandle,
+        capacity: usize,
+        kind: ActorKind,
+        state: Arc<Supervision>,
+        recent: PanicWindow,
+        f: impl FnOnce(&mut Context<A>) -> A + Send + 'static,
+    ) -> Addr<A> {
         let (tx, rx) = channel(capacity);
-        arbiter.spawn_fn(move || {
-            Self::run(
-                Context::with_receiver(rx),
-                kind,
-                state,
-                PanicWindow::default(),
-                f,
-            )
-        });
+        arbiter.spawn_fn(move || Self::run(Context::with_receiver(rx), kind, state, recent, f));
         Addr::new(tx)
     }
 }
