@@ -654,6 +654,24 @@ async fn until_panics(producer: &Producer, n: u64) {
     }
 }
 
+/// Asserts that the producer broke (`what` says why it should have) because `actor` panicked
+/// `panics` times within the minute `with_restart_limit` sets.
+fn assert_broken_by(producer: &Producer, actor: &str, panics: u32, what: &str) {
+    let why = producer.broken().expect(what);
+    assert!(
+        matches!(
+            why,
+            herald::ErrorKind::Broken {
+                actor: a,
+                panics: p,
+                window_s: 60,
+                ..
+            } if a == actor && p == panics
+        ),
+        "{why}"
+    );
+}
+
 /// The application sets the restart limit: with at most 2 panics a minute, two panics of an
 /// accumulator leave the producer delivering, and the third breaks it.
 #[actix_rt::test]
@@ -673,20 +691,11 @@ async fn the_restart_limit_is_the_applications_to_set() {
     assert!(producer.broken().is_none());
     accumulator.do_send(Crash::Panic);
     panics(3).await;
-    let why = producer
-        .broken()
-        .expect("the third panic breaks the producer");
-    assert!(
-        matches!(
-            why,
-            herald::ErrorKind::Broken {
-                actor: "accumulator",
-                panics: 3,
-                window_s: 60,
-                ..
-            }
-        ),
-        "{why}"
+    assert_broken_by(
+        &producer,
+        "accumulator",
+        3,
+        "the third panic breaks the producer",
     );
     let refused = send("after three").await.expect_err("refused");
     assert!(
@@ -725,20 +734,11 @@ async fn a_connections_panics_and_its_socket_tasks_count_against_one_limit() {
     assert!(producer.broken().is_none());
     connection.do_send(Crash::PanicInSocketTask);
     panics(3).await;
-    let why = producer
-        .broken()
-        .expect("the third panic of the connection breaks the producer");
-    assert!(
-        matches!(
-            why,
-            herald::ErrorKind::Broken {
-                actor: "connection",
-                panics: 3,
-                window_s: 60,
-                ..
-            }
-        ),
-        "{why}"
+    assert_broken_by(
+        &producer,
+        "connection",
+        3,
+        "the third panic of the connection breaks the producer",
     );
     producer.close(Duration::from_secs(5)).await;
 }
@@ -890,6 +890,7 @@ async fn storm_with_interceptors(prefix: &str, held_by_broker_down: bool) {
     // waiting for the broker) before the storm.
     counting.until_sent(301).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(counting.sent(), 301, "on_send saw every record once");
     let fi = producer.fault_injection();
     let accumulators = fi.accumulators().await;
     assert_eq!(accumulators.len(), 3);

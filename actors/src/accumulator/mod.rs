@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::{Alarm, LingerDue};
 use crate::cluster::ProducerIdState;
-use crate::completion::{Completer, Outcome};
+use crate::completion::{Completer, Completion, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
@@ -191,6 +191,16 @@ const LINGER_LEAD: Duration = Duration::from_millis(3);
 struct Acks<'a> {
     to: &'a Recipient<Acknowledged>,
     outcomes: Vec<Outcome>,
+}
+
+impl Acks<'_> {
+    /// Answers a record, then keeps its outcome for the interceptors: in that order, so that
+    /// a panic while answering leaves the record to the supervisor alone.
+    fn answer(&mut self, completer: &mut Completer, completion: Completion, outcome: Outcome) {
+        let ack = outcome.clone();
+        completer.complete(completion, outcome);
+        self.outcomes.push(ack);
+    }
 }
 
 impl Drop for Acks<'_> {
@@ -981,12 +991,7 @@ impl Accumulator {
                         serialized_value_size: slot.value_size,
                     };
                     match acks.as_mut() {
-                        Some(a) => {
-                            let md = md();
-                            let ack = Ok(md.clone());
-                            completer.complete(slot.completion, Ok(md));
-                            a.outcomes.push(ack);
-                        }
+                        Some(a) => a.answer(&mut completer, slot.completion, Ok(md())),
                         None => completer.delivered(slot.completion, md),
                     }
                 }
@@ -1038,10 +1043,9 @@ impl Accumulator {
                         _ => kind.clone(),
                     };
                     let outcome: Outcome = Err(ProduceError::new(kind));
-                    let ack = acks.as_ref().map(|_| outcome.clone());
-                    completer.complete(slot.completion, outcome);
-                    if let (Some(a), Some(ack)) = (acks.as_mut(), ack) {
-                        a.outcomes.push(ack);
+                    match acks.as_mut() {
+                        Some(a) => a.answer(&mut completer, slot.completion, outcome),
+                        None => completer.complete(slot.completion, outcome),
                     }
                 }
             }
