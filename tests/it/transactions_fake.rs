@@ -5,8 +5,9 @@
 //! cluster refuses an EndTxn before it looks at it and offers transaction protocol version 1
 //! only (`kafka::transactions` and `transactions_mock` cover the rest).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI16, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::{ErrorClass, TransactionError};
@@ -63,6 +64,9 @@ struct Coordinator {
     markers_pending: AtomicBool,
     /// The producer epoch handed out last.
     epoch: AtomicI16,
+    /// Error codes to answer the next EndTxn requests with, one each, before the states above
+    /// are looked at (as Kafka answers a coordinator that is loading or has moved).
+    end_txn_errors: Mutex<VecDeque<i16>>,
 }
 
 impl Coordinator {
@@ -93,7 +97,14 @@ impl Coordinator {
             Some(ApiKey::AddPartitionsToTxn) => vec![Action::Respond(add_partitions(ctx))],
             Some(ApiKey::EndTxn) => {
                 let request: EndTxnRequest = ctx.decode();
-                let code = if request.committed {
+                let scripted = txn
+                    .end_txn_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .pop_front();
+                let code = if let Some(code) = scripted {
+                    code
+                } else if request.committed {
                     txn.committed.store(true, Ordering::SeqCst);
                     if txn.markers_pending.load(Ordering::SeqCst) {
                         51 // CONCURRENT_TRANSACTIONS
@@ -166,6 +177,44 @@ fn end_txns(fake: &FakeBroker) -> Vec<bool> {
         .iter()
         .map(|r| r.decode::<EndTxnRequest>().committed)
         .collect()
+}
+
+/// The four EndTxn errors Java retries (CONCURRENT_TRANSACTIONS, COORDINATOR_LOAD_IN_PROGRESS,
+/// NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE) are each waited out and the commit asked
+/// again, the last two after looking the coordinator up again; the commit then succeeds.
+/// (`transactions_mock::mock_retriable_end_txn_errors_are_retried` meets the same codes from
+/// librdkafka's mock, which cannot show the requests.)
+#[actix_rt::test]
+async fn retriable_end_txn_errors_are_retried_until_the_commit() {
+    init_tracing();
+    let coordinator = Arc::new(Coordinator::default());
+    coordinator
+        .end_txn_errors
+        .lock()
+        .unwrap()
+        .extend([51, 14, 16, 15]);
+    let fake = coordinator.start();
+    let p = producer(&fake);
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(TOPIC).partition(0).value("r"))
+        .await
+        .expect("written");
+    let lookups = fake.requests_for(ApiKey::FindCoordinator).len();
+    p.commit_transaction()
+        .await
+        .expect("four retriable EndTxn errors, then the commit");
+    assert_eq!(
+        end_txns(&fake),
+        [true; 5],
+        "one EndTxn(commit) per error, then the one answered"
+    );
+    assert_eq!(
+        fake.requests_for(ApiKey::FindCoordinator).len() - lookups,
+        2,
+        "the coordinator looked up again after NOT_COORDINATOR and COORDINATOR_NOT_AVAILABLE"
+    );
+    p.close(Duration::from_secs(5)).await;
 }
 
 /// A transaction with one record whose commit timed out: its EndTxn reached the coordinator,

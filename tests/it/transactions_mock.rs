@@ -67,9 +67,20 @@ async fn mock_retriable_end_txn_errors_are_retried() {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE,
         ],
     );
+    let committing = std::time::Instant::now();
     p.commit_transaction()
         .await
         .expect("four retriable EndTxn errors, then the commit");
+    // The mock keeps no transaction state to read back, so the retries show in the time the
+    // commit took: each error is waited out by retry.backoff.ms, doubling from 20 ms with
+    // +-20% jitter (at least 0.8 x (20 + 40 + 80 + 160) ms). A producer that took an error
+    // answer for a commit would be done in one round trip. (`transactions_fake` counts the
+    // EndTxn requests of the same case.)
+    let took = committing.elapsed();
+    assert!(
+        took >= Duration::from_millis(240),
+        "the commit took {took:?}: not four backoffs"
+    );
     // The errors were all used up by the commit: the next one goes straight through.
     p.begin_transaction().await.unwrap();
     assert_eq!(send_all(&p, &topic, 3).await, 3);
