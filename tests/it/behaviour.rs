@@ -155,6 +155,18 @@ async fn batch_size_bounds_batches() {
         "batch-size-max {} over batch.size",
         m.batch_size_max
     );
+    // And batches were filled (the burst waits out linger.ms): the largest had no room for
+    // one more record, so 200 records took at least 25 batches, one per request here.
+    assert!(
+        m.batch_size_max > 1024 - 120,
+        "batch-size-max {}: no batch was filled",
+        m.batch_size_max
+    );
+    assert!(
+        m.request_total >= 25,
+        "{} requests for 200 records",
+        m.request_total
+    );
 }
 
 /// With one batch per partition in flight (the default) the batch that waits behind the one in
