@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -112,6 +113,9 @@ pub struct FakeBroker {
     /// Where it listens (127.0.0.1, a free port).
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<RequestContext>>>,
+    /// What the handler panicked with: its task is not the test's, so such a panic would
+    /// only close a connection. The broker fails the test when it is dropped.
+    panics: Arc<Mutex<Vec<String>>>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -141,9 +145,11 @@ impl FakeBroker {
         handler: impl Fn(&RequestContext) -> Vec<Action> + Send + Sync + 'static,
     ) -> FakeBroker {
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let panics = Arc::new(Mutex::new(Vec::new()));
         let (shutdown, stop) = oneshot::channel();
         let handler: Arc<Handler> = Arc::new(handler);
         let recorded = requests.clone();
+        let panicked = panics.clone();
         let (bound, addr) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("fake-broker".into())
@@ -165,7 +171,7 @@ impl FakeBroker {
                     let listener = socket.listen(128).expect("listen");
                     let addr = listener.local_addr().expect("local address");
                     bound.send(addr).expect("report the address");
-                    serve(listener, addr, handler, recorded, stop).await
+                    serve(listener, addr, handler, recorded, panicked, stop).await
                 });
                 // Dropping the runtime drops every connection task and its socket.
             })
@@ -174,6 +180,7 @@ impl FakeBroker {
         FakeBroker {
             addr,
             requests,
+            panics,
             shutdown: Some(shutdown),
             thread: Some(thread),
         }
@@ -206,6 +213,10 @@ impl Drop for FakeBroker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        let panics = std::mem::take(&mut *self.panics.lock().unwrap_or_else(|e| e.into_inner()));
+        if !panics.is_empty() && !std::thread::panicking() {
+            panic!("the fake broker's handler panicked: {panics:?}");
+        }
     }
 }
 
@@ -214,6 +225,7 @@ async fn serve(
     addr: SocketAddr,
     handler: Arc<Handler>,
     requests: Arc<Mutex<Vec<RequestContext>>>,
+    panics: Arc<Mutex<Vec<String>>>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut connection = 0;
@@ -229,6 +241,7 @@ async fn serve(
                     connection,
                     handler.clone(),
                     requests.clone(),
+                    panics.clone(),
                 ));
                 connection += 1;
             }
@@ -242,6 +255,7 @@ async fn serve_connection(
     connection: usize,
     handler: Arc<Handler>,
     requests: Arc<Mutex<Vec<RequestContext>>>,
+    panics: Arc<Mutex<Vec<String>>>,
 ) {
     for request_index in 0.. {
         let Some(frame) = read_frame(&mut stream).await else {
@@ -251,7 +265,23 @@ async fn serve_connection(
             return;
         };
         requests.lock().unwrap().push(ctx.clone());
-        for action in handler(&ctx) {
+        let actions = match std::panic::catch_unwind(AssertUnwindSafe(|| handler(&ctx))) {
+            Ok(actions) => actions,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".into());
+                let request = format!("api key {} v{}", ctx.api_key, ctx.api_version);
+                panics
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(format!("{request}: {message}"));
+                return;
+            }
+        };
+        for action in actions {
             let written = match action {
                 Action::Respond(body) => {
                     stream
