@@ -63,19 +63,62 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
             continue;
         }
         let used = graph.entry(module.clone()).or_default();
-        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
-            for (at, _) in line.match_indices("crate::") {
-                let name: String = line[at + "crate::".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                    .collect();
-                if !name.is_empty() && name != module {
-                    used.insert(name);
-                }
+        used.extend(named_modules(&text).into_iter().filter(|m| *m != module));
+    }
+    graph
+}
+
+/// The top-level modules `text` names through `crate::` paths outside line comments, those
+/// in a brace group (`use crate::{router::Router, shared::Shared};`, over several lines too)
+/// included.
+fn named_modules(text: &str) -> BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |s: &str| -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect()
+    };
+    let mut names = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        let Some(group) = rest.strip_prefix('{') else {
+            names.insert(ident(rest));
+            continue;
+        };
+        // Each item of the group at its top level names a module first.
+        let mut depth = 0;
+        let mut item_start = true;
+        for (i, c) in group.char_indices() {
+            if item_start && depth == 0 && !c.is_whitespace() {
+                names.insert(ident(&group[i..]));
+                item_start = false;
+            }
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => item_start = true,
+                _ => {}
             }
         }
     }
-    graph
+    names.remove("");
+    names
+}
+
+#[test]
+fn crate_paths_in_brace_groups_are_imports_too() {
+    let text = "use crate::{\n    router::{Route, Router},\n    shared::Shared,\n};\n\
+                // crate::metadata in a comment\n\
+                let x = crate::cluster::View::default();\n\
+                use crate::{memory, backoff::delay};\n";
+    let names: Vec<String> = named_modules(text).into_iter().collect();
+    assert_eq!(names, ["backoff", "cluster", "memory", "router", "shared"]);
 }
 
 #[test]
