@@ -2991,6 +2991,42 @@ metrics.recording.level=DEBUG
         assert_eq!(base().set("client.id", "").build().unwrap().client_id, "");
     }
 
+    /// The keys `to_pairs` leaves out of a config that sets none of them.
+    const LEFT_OUT_UNSET: &[&str] = &[
+        "transactional.id",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.jaas.config",
+        "sasl.username",
+        "sasl.password",
+        "sasl.oauthbearer.token.endpoint.url",
+        "sasl.oauthbearer.jwt.retriever.class",
+        "sasl.oauthbearer.scope",
+        "sasl.oauthbearer.client.credentials.client.id",
+        "sasl.oauthbearer.client.credentials.client.secret",
+        "sasl.oauthbearer.assertion.claim.aud",
+        "sasl.oauthbearer.assertion.claim.iss",
+        "sasl.oauthbearer.assertion.claim.sub",
+        "sasl.oauthbearer.assertion.file",
+        "sasl.oauthbearer.assertion.private.key.file",
+        "sasl.oauthbearer.assertion.private.key.passphrase",
+        "sasl.oauthbearer.assertion.template.file",
+        "ssl.truststore.type",
+        "ssl.truststore.location",
+        "ssl.truststore.password",
+        "ssl.truststore.certificates",
+        "ssl.keystore.type",
+        "ssl.keystore.location",
+        "ssl.keystore.password",
+        "ssl.keystore.certificate.chain",
+        "ssl.keystore.key",
+        "ssl.key.password",
+        "ssl.cipher.suites",
+        "ssl.ca.location",
+        "ssl.certificate.location",
+        "ssl.key.location",
+    ];
+
     #[test]
     fn round_trip_through_pairs() {
         let configs = [
@@ -3014,17 +3050,22 @@ metrics.recording.level=DEBUG
             .unwrap(),
             base().transactional_id("t-1").build().unwrap(),
         ];
-        for c in configs {
+        for (i, c) in configs.into_iter().enumerate() {
             let pairs = c.to_pairs();
             let keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
-            for k in KEYS {
-                // Only an unset optional key (or a secret) is left out.
-                assert!(
-                    keys.contains(&k.name) || (k.get)(&c).is_none(),
-                    "{} missing from to_pairs",
-                    k.name
-                );
+            // Only the unset optional keys and the secrets are left out: named here, since
+            // `to_pairs` leaves out what the getters say is unset, and a getter that lost a
+            // value would otherwise go unseen.
+            let left_out: Vec<&str> = KEYS
+                .iter()
+                .map(|k| k.name)
+                .filter(|k| !keys.contains(k))
+                .collect();
+            let mut expected = LEFT_OUT_UNSET.to_vec();
+            if i == 2 {
+                expected.retain(|k| *k != "transactional.id");
             }
+            assert_eq!(left_out, expected, "config {i}");
             let back = ProducerConfig::from_pairs(pairs.clone()).unwrap();
             assert_eq!(back, c, "{pairs:?}");
         }

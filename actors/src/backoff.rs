@@ -47,13 +47,23 @@ mod tests {
 
     #[test]
     fn grows_and_caps_with_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(1000));
-        let first = b.next_delay();
-        assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120));
-        for _ in 0..20 {
-            assert!(b.next_delay() <= Duration::from_millis(1000));
+        let ms = Duration::from_millis;
+        let mut b = Backoff::new(ms(100), ms(1000));
+        // Doubling from 100 ms, each within 20% of its step, then held at 1 s (a step of
+        // 1,600 ms and more, cut to the cap after the jitter: 800 ms to 1 s).
+        for (attempt, (low, high)) in [(80, 120), (160, 240), (320, 480), (640, 960)]
+            .into_iter()
+            .chain(std::iter::repeat_n((800, 1000), 20))
+            .enumerate()
+        {
+            let d = b.next_delay();
+            assert!(
+                d >= ms(low) && d <= ms(high),
+                "attempt {attempt}: {d:?} outside {low}..={high} ms"
+            );
         }
         b.reset();
-        assert!(b.next_delay() <= Duration::from_millis(120));
+        let d = b.next_delay();
+        assert!(d >= ms(80) && d <= ms(120), "after a reset: {d:?}");
     }
 }

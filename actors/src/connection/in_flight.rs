@@ -220,6 +220,13 @@ mod tests {
             Answer::Broken(_)
         ));
         assert_eq!(response(&mut q, &frame(a, b"")).0, "a");
+
+        // Correlation ids wrap: a request in flight can carry the id of a remembered acks=0
+        // request. Its answer is the request's, not one to ignore.
+        let mut q = InFlightQueue::default();
+        q.push_unanswered(7);
+        q.push(7, ApiKey::Produce, 8, "wrapped");
+        assert_eq!(response(&mut q, &frame(7, b"")).0, "wrapped");
     }
 
     #[test]
