@@ -555,6 +555,28 @@ mod tests {
         assert_eq!(c.step(answer.as_bytes()), Ok(Step::Done));
     }
 
+    /// RFC 7677's exchange with SHA-512 (user, password, nonces, salt and iterations as in
+    /// section 3). The RFC has no SHA-512 vector; these are Python's `hashlib.pbkdf2_hmac`
+    /// and `hmac` on those inputs, which give the RFC's SHA-256 values for SHA-256.
+    #[test]
+    fn sha512_vector_from_an_independent_implementation() {
+        let mut c = client(ScramHash::Sha512, NONCE);
+        assert_eq!(
+            c.initial_response().unwrap().as_bytes(),
+            b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+        );
+        let Step::Send(client_final) = c.step(SERVER_FIRST.as_bytes()).unwrap() else {
+            panic!("expected client-final");
+        };
+        assert_eq!(
+            std::str::from_utf8(client_final.as_bytes()).unwrap(),
+            "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
+             p=gMGXRcevScNtxZ6/8lQYpGtnsNAc3mGcmNomv+xnoOMw+3R2xNJdMNnzMlTN8PPC6wdp6dybEmDYXYTxwnYPJQ=="
+        );
+        let server_final = b"v=ZQnYEgWQMFmmsM8aQMF0nDDCy/AgCzkwk8CmMZYcMg0vSVlKDanekLtifDSeVGT4+5ZxXnJq199RVG2rR7N7Zw==";
+        assert_eq!(c.step(server_final), Ok(Step::Done));
+    }
+
     #[test]
     fn fresh_nonces_differ() {
         let a = ScramClient::new(ScramHash::Sha256, USER, Secret::new(PASSWORD)).unwrap();
@@ -696,6 +718,34 @@ mod tests {
             let _ = c.initial_response().unwrap();
             if c.step(&first).is_ok() {
                 let _ = c.step(&last);
+            }
+        }
+
+        /// Noise rarely gets past the server-first message (it must extend our nonce): the
+        /// server-final parser gets its own, and only the right signature completes.
+        #[test]
+        fn any_server_final_but_the_right_one_is_refused(
+            last in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut c = after_server_first(ScramHash::Sha256);
+            let right = b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=";
+            let result = c.step(&last);
+            prop_assert_eq!(result.is_ok(), last == right, "{:?}", result);
+        }
+
+        /// The server-first message with one byte changed ends in an error or a client-final,
+        /// never a panic: pure noise rarely reaches the parser's later fields.
+        #[test]
+        fn a_server_first_with_one_byte_changed_ends_in_a_result(
+            at in 0..SERVER_FIRST.len(),
+            byte in any::<u8>(),
+        ) {
+            let mut first = SERVER_FIRST.as_bytes().to_vec();
+            first[at] = byte;
+            let mut c = client(ScramHash::Sha256, NONCE);
+            let _ = c.initial_response().unwrap();
+            if let Ok(Step::Send(_)) = c.step(&first) {
+                let _ = c.step(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
             }
         }
     }
