@@ -788,14 +788,43 @@ mod tests {
         assert_eq!(e.key(), Some("ssl.keystore.key"));
     }
 
+    /// A PKCS12 store made by the JDK's keytool (JDK 17: `-genkeypair -keyalg RSA
+    /// -storetype PKCS12`, password `store-pass`, then `-importcert` of its own certificate
+    /// as a trusted entry), the store type Java makes by default: it opens as truststore and
+    /// keystore with its password, and a wrong password is named, not shown.
     #[test]
     fn a_wrong_store_password_is_named_but_not_shown() {
         let dir = std::env::temp_dir().join(format!("herald-tls-p12-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p12 = dir.join("store.p12");
-        std::fs::write(&p12, b"\x30\x82\x01\x00 not really pkcs12").unwrap();
+        let p12 = dir.join("keytool.p12");
+        std::fs::write(&p12, include_bytes!("../testdata/keytool.p12")).unwrap();
+        let p12 = p12.to_str().unwrap();
+        let stores = [
+            ("ssl.truststore.location", p12),
+            ("ssl.truststore.password", "store-pass"),
+            ("ssl.keystore.location", p12),
+            ("ssl.keystore.password", "store-pass"),
+        ];
+        if let Err(e) = Tls::from_config(&config(&stores)) {
+            panic!("{e}");
+        }
+        for (at, password_key) in [(1, "ssl.truststore.password"), (3, "ssl.keystore.password")] {
+            let mut wrong = stores.to_vec();
+            wrong[at].1 = "sw0rdfish-secret";
+            let e = error(&wrong);
+            assert_eq!(e.key(), Some(stores[at - 1].0));
+            assert!(
+                e.to_string().contains(&format!("{password_key} is wrong")),
+                "{e}"
+            );
+            assert!(!format!("{e} {e:?}").contains("sw0rdfish"), "{e}");
+        }
+        // Not PKCS12 at all: the same error, since a wrong password and a damaged store
+        // cannot be told apart.
+        let garbage = dir.join("store.p12");
+        std::fs::write(&garbage, b"\x30\x82\x01\x00 not really pkcs12").unwrap();
         let e = error(&[
-            ("ssl.truststore.location", p12.to_str().unwrap()),
+            ("ssl.truststore.location", garbage.to_str().unwrap()),
             ("ssl.truststore.type", "PKCS12"),
             ("ssl.truststore.password", "sw0rdfish-secret"),
         ]);
