@@ -332,6 +332,12 @@ pub enum ErrorKind {
         /// The timestamp given.
         timestamp: i64,
     },
+    /// The record names a negative partition. Java's `ProducerRecord` refuses one alike.
+    #[error("invalid partition {partition}: a record's partition must be non-negative (or unset, for the partitioner)")]
+    InvalidPartition {
+        /// The partition given.
+        partition: i32,
+    },
     /// No metadata for the topic arrived within `max.block.ms`.
     #[error(
         "topic {topic} not present in metadata after {waited_ms} ms (max.block.ms){}",

@@ -32,7 +32,8 @@ impl Header {
 pub struct ProducerRecord {
     /// Destination topic.
     pub topic: Cow<'static, str>,
-    /// Explicit partition; `None` lets the partitioner choose.
+    /// Explicit partition; `None` lets the partitioner choose. A negative one is refused
+    /// (`ErrorKind::InvalidPartition`), as Java refuses it.
     pub partition: Option<i32>,
     /// Serialized key; `None` is a null key (sticky partitioning).
     pub key: Option<Bytes>,

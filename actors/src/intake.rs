@@ -27,9 +27,12 @@
 //!   refuses with QUEUE_FULL the same way). Batches are not limited by what waits here: the
 //!   records parked for memory wait for batches, so counting them against the batches'
 //!   reservations would leave both waiting for each other. One record is always taken when
-//!   nothing waits outside batches, so a record larger than the limit reaches the router and
-//!   fails with its own reason (too large), and one that finds the batches full waits there
-//!   for memory up to `max.block.ms`, as a record sent to the router does.
+//!   nothing waits outside batches, and a record that no batch could ever hold (past
+//!   `max.request.size` or `buffer.memory`, [`too_large`]) is taken whatever waits, so it
+//!   reaches the router and fails with its own reason (`RecordTooLarge`, as Java's `send`
+//!   checks the size first), not with `QueueFull`, which says to try again; one that finds
+//!   the batches full waits there for memory up to `max.block.ms`, as a record sent to the
+//!   router does.
 //! - **Exactly one outcome.** A record's `Completion` moves with it into the router, which
 //!   completes it as any other; if the router is gone the record is refused here.
 //! - **Freed where made.** Routed records come back ([`Intake::spent`]) with their
@@ -40,6 +43,7 @@ use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use herald::batch::{record_size, RECORD_BATCH_OVERHEAD};
 use herald::{ErrorKind, ProduceError, ProducerRecord};
 use tokio::sync::Notify;
 
@@ -56,6 +60,8 @@ pub(crate) struct Intake {
     /// `buffer.memory`, shared with the batches (see the module docs).
     pool: Arc<MemoryPool>,
     limit: usize,
+    /// `max.request.size`: a record past it (or past `limit`) never fits a batch.
+    max_request_size: usize,
     /// Bytes of the records the router holds parked (see `router::Parked`).
     parked: AtomicUsize,
     /// Bytes of the records the router took last and is routing: still held, until it
@@ -82,24 +88,77 @@ struct State {
 }
 
 /// What a record held outside a batch is counted as: its buffers, and the entry that holds
-/// it (so that a flood of empty records is not free).
+/// it and each header (so that a flood of empty records, or of empty headers, is not free).
 #[inline(always)]
 pub(crate) fn held_size(record: &ProducerRecord) -> usize {
     let len = |b: &Option<bytes::Bytes>| b.as_ref().map_or(0, bytes::Bytes::len);
     let mut size = std::mem::size_of::<Entry>() + len(&record.key) + len(&record.value);
     for h in &record.headers {
-        size += h.key.len() + len(&h.value);
+        size += std::mem::size_of::<herald::record::Header>() + h.key.len() + len(&h.value);
     }
     size
+}
+
+/// `RecordTooLarge` for a record that cannot go even as a batch of its own: past
+/// `max.request.size`, or past `buffer.memory` (Java's `ensureValidRecordSize`).
+pub(crate) fn too_large(
+    record: &ProducerRecord,
+    max_request_size: usize,
+    buffer_memory: usize,
+) -> Option<ErrorKind> {
+    if fits_surely(record, max_request_size.min(buffer_memory)) {
+        return None;
+    }
+    let size = RECORD_BATCH_OVERHEAD
+        + record_size(
+            0,
+            0,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+    let limits = [
+        (
+            max_request_size,
+            "max.request.size",
+            "the maximum request size",
+        ),
+        (buffer_memory, "buffer.memory", "the total memory buffer"),
+    ];
+    let &(max, key, limit) = limits.iter().find(|(max, ..)| size > *max)?;
+    Some(ErrorKind::RecordTooLarge {
+        size,
+        max,
+        key,
+        limit,
+    })
+}
+
+/// Whether a record is surely within `max` bytes as a batch of its own, without computing its
+/// exact encoded size (which costs about as much as encoding it): a record without headers
+/// takes at most 21 bytes beyond its key and value (the length, attributes, timestamp and
+/// offset deltas, the key and value lengths and the header count, as varints).
+#[inline(always)]
+pub(crate) fn fits_surely(record: &ProducerRecord, max: usize) -> bool {
+    const MOST_FIELDS: usize = 21;
+    let key = record.key.as_ref().map_or(0, |k| k.len());
+    let value = record.value.as_ref().map_or(0, |v| v.len());
+    record.headers.is_empty()
+        && RECORD_BATCH_OVERHEAD
+            .saturating_add(MOST_FIELDS)
+            .saturating_add(key)
+            .saturating_add(value)
+            <= max
 }
 
 impl Intake {
     /// An intake that holds, with the router's parked records, what the batches leave of
     /// `pool`'s limit.
-    pub(crate) fn new(pool: Arc<MemoryPool>) -> Self {
+    pub(crate) fn new(pool: Arc<MemoryPool>, max_request_size: usize) -> Self {
         Intake {
             state: Mutex::default(),
             limit: pool.limit(),
+            max_request_size,
             pool,
             parked: AtomicUsize::new(0),
             routing: AtomicUsize::new(0),
@@ -210,12 +269,17 @@ impl Intake {
         alive: impl FnOnce() -> bool,
         on_full: impl FnOnce(ProducerRecord, Completion, usize),
     ) {
-        let size = held_size(&record);
+        let mut size = held_size(&record);
         let mut s = self.lock();
         if let Some(held) = self.full(s.bytes, size) {
-            drop(s);
-            on_full(record, completion, held);
-            return;
+            if !self.never_fits(&record) {
+                drop(s);
+                on_full(record, completion, held);
+                return;
+            }
+            // The router refuses it at once; counted as its entry meanwhile, so that no
+            // caller is refused for room it will never take.
+            size = std::mem::size_of::<Entry>();
         }
         let reachable = if s.router_coming {
             alive()
@@ -237,6 +301,13 @@ impl Intake {
         let spent = std::mem::take(&mut s.spent);
         drop(s);
         self.free(spent);
+    }
+
+    /// Whether `record` could not go even as a batch of its own (see [`too_large`]).
+    #[cold]
+    #[inline(never)]
+    fn never_fits(&self, record: &ProducerRecord) -> bool {
+        too_large(record, self.max_request_size, self.limit).is_some()
     }
 
     /// Drops spent records no caller came to drop: the router calls it when a look finds
@@ -356,11 +427,66 @@ mod tests {
 
     /// An intake with a pool of `limit` bytes of its own.
     fn intake_of(limit: usize) -> Intake {
-        Intake::new(Arc::new(MemoryPool::new(limit, 16)))
+        Intake::new(Arc::new(MemoryPool::new(limit, 16)), usize::MAX)
     }
 
     fn value(r: &ProducerRecord) -> u8 {
         r.value.as_ref().expect("a value")[0]
+    }
+
+    /// Each header is counted with the struct that holds it: 10,000 empty headers encode
+    /// to about 20 KB but hold 10,000 `Header`s (two words of key, four of value).
+    #[test]
+    fn empty_headers_are_not_free() {
+        let bare = held_size(&record(0));
+        let mut r = record(0);
+        r.headers = (0..10_000)
+            .map(|_| herald::Header::new("", bytes::Bytes::new()))
+            .collect();
+        assert_eq!(
+            held_size(&r) - bare,
+            10_000 * std::mem::size_of::<herald::Header>()
+        );
+    }
+
+    /// A record past `max.request.size` or `buffer.memory` is taken though others wait and
+    /// the limit is reached: the router refuses it as too large, and it counts as its entry
+    /// alone meanwhile; one that merely does not fit now is refused as full.
+    #[test]
+    fn a_record_no_batch_could_hold_is_taken_for_the_router_to_refuse() {
+        let entry = std::mem::size_of::<Entry>();
+        let intake = Intake::new(Arc::new(MemoryPool::new(2 * entry + 250, 16)), 400);
+        let _first = append_to(&intake, 1);
+        let with_value = |n: usize| {
+            let mut r = record(0);
+            r.value = Some(bytes::Bytes::from(vec![0u8; n]));
+            r
+        };
+        let full = Cell::new(false);
+        let on_full = |_, _, _| full.set(true);
+        intake.append(
+            with_value(600),
+            Completion::discard(),
+            || true,
+            || true,
+            on_full,
+        );
+        assert!(
+            !full.get(),
+            "past max.request.size: taken, for the router to refuse"
+        );
+        assert_eq!(intake.len(), 2);
+        assert_eq!(intake.lock().bytes, 2 * entry + 1);
+        let on_full = |_, _, _| full.set(true);
+        intake.append(
+            with_value(300),
+            Completion::discard(),
+            || true,
+            || true,
+            on_full,
+        );
+        assert!(full.get(), "within the limits but not now: refused as full");
+        assert_eq!(intake.len(), 2);
     }
 
     #[test]
@@ -646,13 +772,30 @@ mod tests {
             futures_util::FutureExt::now_or_never(&mut rx).is_none(),
             "taken"
         );
-        let (tx, rx) = slot();
+        // Past buffer.memory (1 byte) as any record is: taken too, for the router to refuse
+        // as too large, not refused as full.
+        let (tx, mut rx) = slot();
         small.append(
             record(8),
             Completion::slot(tx),
             || true,
             || true,
             refusing(&small),
+        );
+        assert!(
+            futures_util::FutureExt::now_or_never(&mut rx).is_none(),
+            "taken"
+        );
+        // Room for one record: a second one that would fit alone is refused as full.
+        let tight = intake_of(held_size(&record(0)));
+        let _first = append_to(&tight, 9);
+        let (tx, rx) = slot();
+        tight.append(
+            record(10),
+            Completion::slot(tx),
+            || true,
+            || true,
+            refusing(&tight),
         );
         assert!(futures_util::FutureExt::now_or_never(rx)
             .expect("refused")
@@ -665,7 +808,7 @@ mod tests {
     async fn the_intake_takes_what_the_batches_leave() {
         let one = held_size(&record(0));
         let pool = Arc::new(MemoryPool::new(8 * one, one));
-        let intake = Intake::new(pool.clone());
+        let intake = Intake::new(pool.clone(), usize::MAX);
         let append = |i: u8| {
             let mut rx = append_to(&intake, i);
             futures_util::FutureExt::now_or_never(&mut rx).map(|o| o.expect_err("refused"))

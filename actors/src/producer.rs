@@ -202,7 +202,7 @@ impl ProducerBuilder {
             close: Default::default(),
             abort: Default::default(),
             transaction: OnceLock::new(),
-            intake: Intake::new(memory.clone()),
+            intake: Intake::new(memory.clone(), config.max_request_size),
             memory,
             config,
             cluster: ClusterView::default(),
@@ -427,6 +427,13 @@ impl Producer {
             self.shared
                 .intake
                 .append(record, completion, self.drain_request(), alive, on_full);
+            if back.is_some() {
+                // Refused again: `ready` returns at once while half the limit is free, and a
+                // record larger than that fits only once the router has taken what waits.
+                // Without a turn for the router's tasks (on this thread, if it runs here)
+                // this would spin until max.block.ms.
+                tokio::task::yield_now().await;
+            }
         }
         rx
     }

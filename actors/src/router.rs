@@ -33,7 +33,7 @@ use crate::cluster::TopicMeta;
 use crate::completion::{BatchCollector, BatchTally, Completion, Outcome, TallyCollector};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators};
-use crate::intake::{held_size, Entry as IntakeEntry};
+use crate::intake::{held_size, too_large, Entry as IntakeEntry};
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
 use crate::messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Expedite, Flush,
@@ -485,6 +485,16 @@ impl RouterCore {
         if let Some(why) = self.shared.supervision.broken() {
             return self.refuse_held_seen(why.clone(), held, seen);
         }
+        // What Java's `ProducerRecord` cannot even be built with: the caller's mistake, not a
+        // send, so neither the interceptors nor an open transaction hear of it. (A record an
+        // interceptor made so is refused below, as any record the chain passed on.)
+        if !seen {
+            if let Some(kind) = malformed(held.record) {
+                self.shared.metrics.refused(false);
+                let (record, completion) = held.take();
+                return completion.complete(Err(ProduceError::refused(kind, record)));
+            }
+        }
         #[cfg(feature = "fault-injection")]
         self.shared.victims.trip(ActorKind::Router);
         let txn = match self.transaction_of(intercepted) {
@@ -505,39 +515,10 @@ impl RouterCore {
         }
         let config = &self.shared.config;
         let record = &*held.record;
-        if let Some(timestamp) = record.timestamp.filter(|t| *t < 0) {
-            return self.refuse_held(ErrorKind::InvalidTimestamp { timestamp }, held);
+        if let Some(kind) = malformed(record) {
+            return self.refuse_held(kind, held);
         }
-        if fits_surely(record, config.max_request_size.min(config.buffer_memory)) {
-            return self.take_in(held, ctx);
-        }
-        let size = RECORD_BATCH_OVERHEAD
-            + record_size(
-                0,
-                0,
-                record.key.as_deref(),
-                record.value.as_deref(),
-                &record.headers,
-            );
-        let limits = [
-            (
-                config.max_request_size,
-                "max.request.size",
-                "the maximum request size",
-            ),
-            (
-                config.buffer_memory,
-                "buffer.memory",
-                "the total memory buffer",
-            ),
-        ];
-        if let Some(&(max, key, limit)) = limits.iter().find(|(max, ..)| size > *max) {
-            let kind = ErrorKind::RecordTooLarge {
-                size,
-                max,
-                key,
-                limit,
-            };
+        if let Some(kind) = too_large(record, config.max_request_size, config.buffer_memory) {
             return self.refuse_held(kind, held);
         }
         self.take_in(held, ctx)
@@ -1094,20 +1075,15 @@ impl RouterCore {
     }
 }
 
-/// Whether a record is surely within `max` bytes as a batch of its own, without computing its
-/// exact encoded size (which costs about as much as encoding it): a record without headers
-/// takes at most 21 bytes beyond its key and value (the length, attributes, timestamp and
-/// offset deltas, the key and value lengths and the header count, as varints).
-fn fits_surely(record: &ProducerRecord, max: usize) -> bool {
-    const MOST_FIELDS: usize = 21;
-    let key = record.key.as_ref().map_or(0, |k| k.len());
-    let value = record.value.as_ref().map_or(0, |v| v.len());
-    record.headers.is_empty()
-        && RECORD_BATCH_OVERHEAD
-            .saturating_add(MOST_FIELDS)
-            .saturating_add(key)
-            .saturating_add(value)
-            <= max
+/// What is wrong with a record's own fields, as Java's `ProducerRecord` constructor checks
+/// them: a negative timestamp or partition.
+#[inline(always)]
+fn malformed(record: &ProducerRecord) -> Option<ErrorKind> {
+    if let Some(timestamp) = record.timestamp.filter(|t| *t < 0) {
+        return Some(ErrorKind::InvalidTimestamp { timestamp });
+    }
+    let partition = record.partition.filter(|p| *p < 0)?;
+    Some(ErrorKind::InvalidPartition { partition })
 }
 
 fn start_accumulator(
@@ -1951,6 +1927,7 @@ impl Handler<Crash> for Router {
 mod tests {
     use super::*;
     use crate::cluster::PartitionMeta;
+    use crate::intake::fits_surely;
     use bytes::Bytes;
 
     /// The route found last is tried first; any other topic still finds its own.

@@ -762,3 +762,158 @@ async fn notifier_answers_each_record_once_in_one_message_per_batch() {
         N as usize - 1
     );
 }
+
+/// A producer whose router runs on the test's own thread: what `Producer::send` appends
+/// waits in the intake until the test yields, so a test can fill the intake at will.
+fn producer_on_this_thread(bootstrap: &str, extra: &[(&str, &str)]) -> Producer {
+    let mut pairs = vec![("bootstrap.servers", bootstrap)];
+    pairs.extend_from_slice(extra);
+    let config = herald::ProducerConfig::from_pairs(pairs).expect("valid config");
+    Producer::builder(config)
+        .arbiter(actix::Arbiter::current())
+        .start()
+        .expect("started")
+}
+
+/// A record no batch could ever hold (past `buffer.memory` here) is refused as too large,
+/// as Java's `send` checks the size before anything else, even while other records wait in
+/// the intake: not with `QueueFull`, which tells the caller to try the same record again.
+#[actix_rt::test]
+async fn a_record_past_buffer_memory_is_too_large_even_behind_others() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("too-large-behind");
+    mock.create_topic(&topic, 1, 1);
+    let producer = producer_on_this_thread(&mock.bootstrap(), &[("buffer.memory", "65536")]);
+    let first = producer.send(Produce::new(topic.clone()).value("first"));
+    let huge = producer.send(Produce::new(topic.clone()).value(vec![7u8; 100_000]));
+    let e = huge
+        .await
+        .expect_err("100,000 bytes past a 64 KiB buffer.memory");
+    assert!(
+        matches!(
+            e.kind(),
+            herald::ErrorKind::RecordTooLarge {
+                key: "buffer.memory",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(
+        e.record().and_then(|r| r.value.as_ref()).map(|v| v.len()),
+        Some(100_000)
+    );
+    first.await.expect("the record before it is delivered");
+    assert!(producer.close(Duration::from_secs(10)).await);
+}
+
+/// `send_when_ready` with a record larger than half of `buffer.memory` while another waits:
+/// `ready` returns at once (half the limit is free) and the record is refused again until
+/// the router takes what waits. With the router on the caller's thread that took a turn of
+/// the thread, which the retry loop never gave: it spun until `max.block.ms` and failed the
+/// record with `BufferExhausted`.
+#[actix_rt::test]
+async fn send_when_ready_lets_a_router_on_its_thread_make_room() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("ready-same-thread");
+    mock.create_topic(&topic, 1, 1);
+    let producer = producer_on_this_thread(
+        &mock.bootstrap(),
+        &[("buffer.memory", "65536"), ("max.block.ms", "5000")],
+    );
+    let first = producer.send(Produce::new(topic.clone()).value(vec![1u8; 30_000]));
+    let big = producer
+        .send_when_ready(Produce::new(topic.clone()).value(vec![2u8; 40_000]))
+        .await;
+    first.await.expect("the first record is delivered");
+    big.await.expect("the second, once the first made room");
+    assert!(producer.close(Duration::from_secs(10)).await);
+}
+
+/// A negative partition or timestamp is a record Java's `ProducerRecord` refuses to be: it
+/// is refused at once, before the interceptors, and a transaction open meanwhile is not
+/// doomed by it (the next record and the commit go through).
+#[actix_rt::test]
+async fn a_negative_partition_or_timestamp_is_refused_without_dooming_the_transaction() {
+    use rdkafka::mocking::MockCoordinator;
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("malformed");
+    mock.create_topic(&topic, 1, 1);
+    let id = unique_topic("malformed-id");
+    mock.cluster
+        .coordinator(MockCoordinator::Transaction(id.clone()), 1)
+        .unwrap();
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("transactional.id", id.as_str()),
+        ("max.block.ms", "5000"),
+    ])
+    .unwrap();
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().await.unwrap();
+    // A topic the cluster lacks: the refusal cannot wait for metadata either.
+    let e = producer
+        .send(Produce::new("no-such-topic").partition(-1).value("x"))
+        .await
+        .expect_err("a negative partition");
+    assert_eq!(
+        e.kind(),
+        &herald::ErrorKind::InvalidPartition { partition: -1 }
+    );
+    let e = producer
+        .send(Produce::new(topic.clone()).timestamp(-5).value("x"))
+        .await
+        .expect_err("a negative timestamp");
+    assert_eq!(
+        e.kind(),
+        &herald::ErrorKind::InvalidTimestamp { timestamp: -5 }
+    );
+    producer
+        .send(Produce::new(topic.clone()).value("kept"))
+        .await
+        .expect("a good record");
+    producer
+        .commit_transaction()
+        .await
+        .expect("the transaction was not doomed by the refused records");
+    assert!(producer.close(Duration::from_secs(10)).await);
+}
+
+/// A record with neither key nor value (a tombstone) and a header whose value is null, read
+/// back as such: null is not written as empty.
+#[actix_rt::test]
+async fn a_tombstone_with_a_null_header_value_reads_back_null() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("tombstone");
+    mock.create_topic(&topic, 1, 1);
+    let producer =
+        Producer::from_pairs([("bootstrap.servers", mock.bootstrap().as_str())]).expect("started");
+    let mut record = herald::ProducerRecord::new(topic.clone());
+    record.headers = vec![
+        herald::Header {
+            key: "null".into(),
+            value: None,
+        },
+        herald::Header::new("empty", &b""[..]),
+    ];
+    producer
+        .send(Produce::from_record(record))
+        .await
+        .expect("delivered");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(20)).await;
+    let r = &back[&0][0];
+    assert_eq!((r.key.as_deref(), r.value.as_deref()), (None, None));
+    assert_eq!(
+        r.headers,
+        [
+            ("null".to_string(), None),
+            ("empty".to_string(), Some(Vec::new()))
+        ]
+    );
+}
