@@ -810,6 +810,19 @@ impl RouterCore {
         }
         self.waiting.retain(|_, q| !q.is_empty());
         self.note_waiting();
+        // The metadata actor stops asking for a missing topic max.block.ms after it was last
+        // asked to (its `requested`); a record queued behind the one that just expired has
+        // waited less, and would otherwise wait out its time with nobody asking. Java's
+        // `send` asks again for every record.
+        let renew: Vec<Arc<str>> = self
+            .waiting
+            .keys()
+            .filter(|t| failed.iter().any(|(f, _)| f == *t))
+            .cloned()
+            .collect();
+        if let (false, Some(m)) = (renew.is_empty(), self.shared.metadata.get()) {
+            m.add_topics.do_send(AddTopics(renew));
+        }
         for (topic, w) in failed {
             let kind = ErrorKind::MetadataTimeout {
                 topic,

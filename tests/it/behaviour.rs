@@ -833,6 +833,43 @@ async fn refusals_naming_stale_metadata_refresh_it_and_others_do_not() {
     assert_eq!(back[&0].len(), 6, "every record written once");
 }
 
+/// Two records for a topic the cluster does not have yet, sent 600 ms apart with a
+/// max.block.ms of 1 s: the first fails at its time, and the second, still waiting, keeps
+/// the topic asked for, so it is delivered once the topic appears. (The metadata actor stops
+/// asking for a missing topic max.block.ms after it was last asked to; before the router
+/// asked again for the records still waiting, the second failed though the topic came.)
+#[actix_rt::test]
+async fn a_record_behind_an_expired_one_keeps_its_topic_asked_for() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("late-topic");
+    let missing = RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    mock.cluster.topic_error(&topic, missing).unwrap();
+    let producer = start(
+        &mock,
+        &[("max.block.ms", "1000"), ("retry.backoff.ms", "50")],
+    );
+    // Partition 0: the mock makes the topic with partitions of its own choosing.
+    let first = producer.send(Produce::new(topic.clone()).partition(0).value("first"));
+    actix_rt::time::sleep(Duration::from_millis(600)).await;
+    let second = producer.send(Produce::new(topic.clone()).partition(0).value("second"));
+    let err = first.await.expect_err("the topic does not exist yet");
+    assert!(
+        matches!(err.kind(), ErrorKind::MetadataTimeout { .. }),
+        "{err}"
+    );
+    // Past the first record's max.block.ms, when the metadata actor would drop the topic.
+    actix_rt::time::sleep(Duration::from_millis(150)).await;
+    mock.cluster
+        .topic_error(&topic, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    let md = second.await.expect("delivered once the topic appeared");
+    assert_eq!(md.offset, 0);
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(10)).await;
+    assert_eq!(back[&0].len(), 1, "the second record, once");
+}
+
 #[actix_rt::test]
 async fn unknown_topic_fails_after_max_block_naming_the_topic() {
     init_tracing();
