@@ -114,7 +114,8 @@ pub enum TransactionError {
     /// A record sent to a transactional producer while no transaction is open.
     #[error(
         "record sent outside a transaction: a transactional producer takes records only \
-         between begin_transaction and commit_transaction / abort_transaction"
+         between begin_transaction (after init_transactions) and commit_transaction / \
+         abort_transaction"
     )]
     NotInTransaction,
     /// The record's transaction was aborted before the record was written.
@@ -157,7 +158,9 @@ pub enum TransactionError {
 impl TransactionError {
     /// What the application must do (KIP-1050). A record refused outside a transaction or
     /// an invalid call is the application's to fix and changes nothing: abortable, as Java
-    /// leaves the producer usable. An operation refused because a timed-out one is
+    /// leaves the producer usable. A transaction call on a producer without
+    /// `transactional.id` is fatal to the call, not to the producer: no call of the kind can
+    /// ever succeed there, while its records go on as before (Java's `IllegalStateException`). An operation refused because a timed-out one is
     /// unfinished is retriable: the timed-out call is to be made again, and neither aborting
     /// nor closing is the answer (the transaction may have committed).
     pub fn class(&self) -> ErrorClass {
