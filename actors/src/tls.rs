@@ -270,10 +270,25 @@ fn jks_store(
     })
 }
 
+/// The certificates of a PEM file, which may hold the private key as well. The parser's
+/// error is not quoted: it carries the lines it could not read, and a key whose line breaks
+/// were lost (a one-line PEM, or one with spaces for newlines) is such a line.
 fn pem_certs(key: &str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    use rustls::pki_types::pem::Error;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| invalid(key, format!("bad PEM certificate: {e}")))?;
+        .map_err(|e| {
+            let why = match e {
+                Error::MissingSectionEnd { .. } | Error::IllegalSectionStart { .. } => {
+                    "a section is not well formed (its BEGIN and END lines must be lines \
+                     of their own)"
+                }
+                Error::Base64Decode(_) => "a section is not valid base64",
+                Error::SectionTooLarge => "a section is too large",
+                _ => "not readable as PEM",
+            };
+            invalid(key, format!("bad PEM: {why}"))
+        })?;
     if certs.is_empty() {
         return Err(invalid(key, "no certificate found"));
     }
@@ -786,6 +801,62 @@ mod tests {
         assert_eq!(e.key(), Some("ssl.truststore.certificates"));
         let e = error(&[("ssl.keystore.certificate.chain", "x")]);
         assert_eq!(e.key(), Some("ssl.keystore.key"));
+    }
+
+    /// A private key whose line breaks were lost (all on one line, or spaces for newlines),
+    /// in a file certificates are read from: the error names the key, and shows none of the
+    /// key's base64, neither as text nor as the bytes the PEM parser's error lists.
+    #[test]
+    fn a_malformed_pem_key_is_named_not_quoted() {
+        use pkcs8::der::pem::{encode_string, LineEnding};
+        let der = ring::signature::EcdsaKeyPair::generate_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let pem = encode_string("PRIVATE KEY", LineEnding::LF, der.as_ref()).unwrap();
+        let base64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let dir = std::env::temp_dir().join(format!("herald-tls-pem-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let trust = keytool_jks();
+        for (name, text) in [
+            ("one-line.pem", pem.replace('\n', "")),
+            ("spaces.pem", pem.replace('\n', " ")),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            let path = path.to_str().unwrap();
+            for identity in [
+                [
+                    ("ssl.keystore.location", path),
+                    ("ssl.keystore.type", "PEM"),
+                ],
+                [
+                    ("ssl.certificate.location", path),
+                    ("ssl.key.location", path),
+                ],
+            ] {
+                let e = error(
+                    &[
+                        &[("ssl.truststore.location", trust.as_str())],
+                        &identity[..],
+                    ]
+                    .concat(),
+                );
+                assert_eq!(e.key(), Some(identity[0].0), "{e}");
+                assert!(e.to_string().contains("bad PEM"), "{e}");
+                let shown = format!("{e} {e:?}");
+                for run in base64.as_bytes().windows(20) {
+                    let listed = format!("{run:?}");
+                    let listed = &listed[1..listed.len() - 1];
+                    assert!(
+                        !shown.contains(std::str::from_utf8(run).unwrap())
+                            && !shown.contains(listed),
+                        "{name}: {shown}"
+                    );
+                }
+            }
+        }
     }
 
     /// A PKCS12 store made by the JDK's keytool (JDK 17: `-genkeypair -keyalg RSA
