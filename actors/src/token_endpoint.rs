@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use herald::sasl::token_endpoint::{response_complete, MAX_RESPONSE};
 use herald::sasl::token_endpoint::{AssertionAlgorithm, AssertionSource, AssertionTemplate};
-use herald::sasl::{EndpointError, EndpointUrl, Token, TokenEndpoint};
+use herald::sasl::{EndpointError, EndpointUrl, Secret, Token, TokenEndpoint};
 use herald::ConfigError;
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{
@@ -269,15 +269,19 @@ async fn attempt(
             port,
             ..
         } => {
-            let request = match (endpoint.assertion.as_ref().map(|a| &a.source), signer) {
+            // The assertion is kept to strike it out of an error that echoes it.
+            let assertion = match (endpoint.assertion.as_ref().map(|a| &a.source), signer) {
                 (Some(AssertionSource::File(path)), _) => {
-                    let assertion = read_file(path, "assertion file").await?;
-                    endpoint.assertion_request(assertion.trim())
+                    Some(Secret::new(read_file(path, "assertion file").await?.trim()))
                 }
                 (Some(AssertionSource::Signed(_)), Some(signer)) => {
-                    endpoint.assertion_request(&signer.assertion()?)
+                    Some(Secret::new(signer.assertion()?))
                 }
-                _ => endpoint.request(),
+                _ => None,
+            };
+            let request = match &assertion {
+                Some(a) => endpoint.assertion_request(a.expose()),
+                None => endpoint.request(),
             };
             let request = request.ok_or_else(|| Failure::fatal("no client credentials"))?;
             let timed_out = |what: &str| {
@@ -310,7 +314,13 @@ async fn attempt(
             } else {
                 exchange(endpoint, tcp, request.as_bytes()).await?
             };
-            Ok(endpoint.token_from_response(&response, SystemTime::now())?)
+            let token = match &assertion {
+                Some(a) => {
+                    endpoint.token_from_assertion_response(&response, a.expose(), SystemTime::now())
+                }
+                None => endpoint.token_from_response(&response, SystemTime::now()),
+            };
+            Ok(token?)
         }
     }
 }
@@ -365,7 +375,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 mod tests {
     use std::collections::BTreeMap;
 
-    use herald::sasl::{ClientCredentials, Secret};
+    use herald::sasl::ClientCredentials;
 
     use super::*;
 

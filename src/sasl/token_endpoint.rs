@@ -10,8 +10,8 @@
 //! HTTP exchange and the retries.
 //!
 //! The request holds the client secret, so it is an [`AuthBytes`]; errors quote the
-//! endpoint's `error` and `error_description` only, with the secret struck out should an
-//! endpoint echo it.
+//! endpoint's `error` and `error_description` only, with the credentials sent (secret,
+//! `Authorization` header, assertion) struck out should an endpoint echo them.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -23,8 +23,8 @@ use base64::Engine;
 
 use super::{AuthBytes, Secret, Token};
 
-/// Where tokens come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where tokens come from. `Debug` shows what `Display` does: no query.
+#[derive(Clone, PartialEq, Eq)]
 pub enum EndpointUrl {
     /// `http://` or `https://`: the client credentials grant.
     Http {
@@ -128,6 +128,14 @@ impl fmt::Display for EndpointUrl {
             }
             EndpointUrl::File(path) => write!(f, "file:{}", path.display()),
         }
+    }
+}
+
+impl fmt::Debug for EndpointUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("EndpointUrl")
+            .field(&format_args!("{self}"))
+            .finish()
     }
 }
 
@@ -320,15 +328,7 @@ impl TokenEndpoint {
     /// `None` for a `file:` URL or when there are no credentials.
     pub fn request(&self) -> Option<AuthBytes> {
         let c = self.credentials.as_ref()?;
-        let (id, secret) = if self.header_urlencode {
-            (
-                form_encode(&c.client_id),
-                form_encode(c.client_secret.expose()),
-            )
-        } else {
-            (c.client_id.clone(), c.client_secret.expose().to_string())
-        };
-        let basic = STANDARD.encode(format!("{id}:{secret}"));
+        let basic = self.basic_credential(c);
         let mut body = String::from("grant_type=client_credentials");
         if let Some(scope) = &c.scope {
             body.push_str("&scope=");
@@ -337,9 +337,24 @@ impl TokenEndpoint {
         self.post(&body, Some(&basic))
     }
 
+    /// The `Authorization: Basic` credential of the client credentials grant.
+    fn basic_credential(&self, c: &ClientCredentials) -> String {
+        let (id, secret) = if self.header_urlencode {
+            (
+                form_encode(&c.client_id),
+                form_encode(c.client_secret.expose()),
+            )
+        } else {
+            (c.client_id.clone(), c.client_secret.expose().to_string())
+        };
+        STANDARD.encode(format!("{id}:{secret}"))
+    }
+
     /// The HTTP request of the JWT bearer grant (RFC 7523) presenting `assertion`, with the
     /// assertion's scope; no client authentication besides the assertion. `None` for a
-    /// `file:` URL.
+    /// `file:` URL. Its response goes to
+    /// [`token_from_assertion_response`](Self::token_from_assertion_response), so that an
+    /// error echoing the assertion does not show it.
     pub fn assertion_request(&self, assertion: &str) -> Option<AuthBytes> {
         let mut body = format!(
             "grant_type={}&assertion={}",
@@ -389,6 +404,27 @@ impl TokenEndpoint {
         response: &[u8],
         now: SystemTime,
     ) -> Result<Token, EndpointError> {
+        self.token_from(response, None, now)
+    }
+
+    /// [`token_from_response`](Self::token_from_response) for the response to
+    /// [`assertion_request`](Self::assertion_request) with `assertion`: a signed assertion
+    /// is a credential until it expires.
+    pub fn token_from_assertion_response(
+        &self,
+        response: &[u8],
+        assertion: &str,
+        now: SystemTime,
+    ) -> Result<Token, EndpointError> {
+        self.token_from(response, Some(assertion), now)
+    }
+
+    fn token_from(
+        &self,
+        response: &[u8],
+        assertion: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Token, EndpointError> {
         let (status, body) = parse_http(response).map_err(|e| {
             EndpointError::Invalid(format!("the response is not HTTP/1.x as expected: {e}"))
         })?;
@@ -405,7 +441,7 @@ impl TokenEndpoint {
             });
             return Err(EndpointError::Status {
                 status,
-                detail: detail.map(|d| self.scrub(&d)),
+                detail: detail.map(|d| self.scrub(&d, assertion)),
             });
         }
         let token = json
@@ -474,15 +510,31 @@ impl TokenEndpoint {
             .map_err(|_| invalid("is not an RFC 6750 b64token"))
     }
 
-    /// `text` with the client secret struck out.
-    fn scrub(&self, text: &str) -> String {
-        let text: String = text.chars().take(300).collect();
-        match &self.credentials {
-            Some(c) if !c.client_secret.is_empty() => {
-                text.replace(c.client_secret.expose(), "(client secret)")
-            }
-            _ => text,
+    /// `text` with the credentials sent struck out, in each form they were sent in (an
+    /// endpoint may echo the form field or the header it refused), then cut to 300
+    /// characters: cut first, a secret across the cut would be left half there.
+    fn scrub(&self, text: &str, assertion: Option<&str>) -> String {
+        let mut sent: Vec<(String, &str)> = Vec::new();
+        if let Some(c) = &self.credentials {
+            let secret = c.client_secret.expose();
+            sent.push((secret.to_string(), "(client secret)"));
+            sent.push((form_encode(secret), "(client secret)"));
+            sent.push((self.basic_credential(c), "(client credentials)"));
         }
+        if let Some(assertion) = assertion {
+            sent.push((assertion.to_string(), "(assertion)"));
+            sent.push((form_encode(assertion), "(assertion)"));
+        }
+        // Longest first, so that a form holding a shorter one is struck out whole.
+        sent.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+        let mut text = text.to_string();
+        for (secret, label) in &sent {
+            // An empty secret would put the label between every two characters.
+            if !secret.is_empty() {
+                text = text.replace(secret.as_str(), label);
+            }
+        }
+        text.chars().take(300).collect()
     }
 }
 
@@ -686,6 +738,11 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(shown, "https://idp:8443/token");
+        let debug = format!(
+            "{:?}",
+            EndpointUrl::parse("https://idp:8443/token?audience=a").unwrap()
+        );
+        assert_eq!(debug, "EndpointUrl(https://idp:8443/token)");
     }
 
     #[test]
@@ -899,5 +956,63 @@ mod tests {
         assert!(e.token_from_response(b"garbage", now()).is_err());
         // Debug output does not show the secret either.
         assert!(!format!("{e:?}").contains("s3cr"));
+    }
+
+    /// The error text of a 400 whose `error_description` is `description`, for a request
+    /// that presented `assertion` if given.
+    fn refusal(e: &TokenEndpoint, description: &str, assertion: Option<&str>) -> String {
+        let body = serde_json::json!({"error": "invalid_grant", "error_description": description})
+            .to_string();
+        let response = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let got = match assertion {
+            Some(a) => e.token_from_assertion_response(response.as_bytes(), a, now()),
+            None => e.token_from_response(response.as_bytes(), now()),
+        };
+        let err = got.unwrap_err();
+        format!("{err} {err:?}")
+    }
+
+    /// An endpoint may echo a credential as it received it: the form field, the
+    /// `Authorization` header, or the assertion, percent-encoded or not, and anywhere in a
+    /// long description (the text is cut to 300 characters after the secret is struck out).
+    #[test]
+    fn an_echoed_credential_is_struck_out_in_every_form_sent() {
+        let mut e = endpoint("http://idp/token");
+        // "invalid_grant (" and 280 characters: the secret runs across character 300.
+        let across = format!("{} s3cr:t&", "x".repeat(279));
+        for (echoed, urlencode) in [
+            (across.as_str(), false),
+            ("client_secret=s3cr%3At%26", false),
+            ("header Basic YXBwIG9uZTpzM2NyOnQm", false),
+            ("header Basic YXBwK29uZTpzM2NyJTNBdCUyNg==", true),
+        ] {
+            e.header_urlencode = urlencode;
+            let text = refusal(&e, echoed, None);
+            for secret in ["s3cr", "YXBwIG9uZTpzM2NyOnQm", "YXBwK29uZTpzM2NyJTNBdCUyNg"] {
+                assert!(!text.contains(secret), "{echoed}: {text}");
+            }
+            if echoed.len() < 100 {
+                assert!(text.contains("(client"), "{echoed}: {text}");
+            }
+        }
+        e.header_urlencode = false;
+
+        let assertion = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJhcHAifQ.c2ln+bmF0/dXJl=";
+        for echoed in [
+            format!("assertion {assertion} expired"),
+            "assertion=eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJhcHAifQ.c2ln%2BbmF0%2FdXJl%3D".to_string(),
+        ] {
+            let text = refusal(&e, &echoed, Some(assertion));
+            assert!(!text.contains("eyJpc3MiOiJhcHAifQ"), "{text}");
+            assert!(text.contains("(assertion)"), "{text}");
+        }
+
+        // An empty secret strikes out nothing (rather than everything between characters).
+        e.credentials.as_mut().unwrap().client_secret = Secret::new("");
+        let text = refusal(&e, "no secret given", None);
+        assert!(text.contains("invalid_grant (no secret given)"), "{text}");
     }
 }
