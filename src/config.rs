@@ -289,9 +289,10 @@ impl TlsVersion {
 #[non_exhaustive]
 pub enum ConfigError {
     /// A key neither Herald nor the accepted Java keys know.
-    #[error("unknown config key \"{key}\"{}", did_you_mean(.suggestion))]
+    #[error("{}", unknown_key(.key, .suggestion))]
     UnknownKey {
-        /// The key as given.
+        /// The key as given, or empty when it does not look like a config key: then it may
+        /// be part of a value, such as a secret's second line in a properties file.
         key: String,
         /// The closest known key, if one is within edit distance 2.
         suggestion: Option<String>,
@@ -347,11 +348,27 @@ pub enum ConfigError {
     },
 }
 
-fn did_you_mean(suggestion: &Option<String>) -> String {
-    match suggestion {
-        Some(s) => format!("; did you mean \"{s}\"?"),
-        None => String::new(),
+fn unknown_key(key: &str, suggestion: &Option<String>) -> String {
+    if !looks_like_key(key) {
+        return "unknown config key, not shown since it may be part of a value (in a \
+                properties file, a value over several lines needs a backslash at the end of \
+                each line but the last)"
+            .to_string();
     }
+    match suggestion {
+        Some(s) => format!("unknown config key \"{key}\"; did you mean \"{s}\"?"),
+        None => format!("unknown config key \"{key}\""),
+    }
+}
+
+/// Whether `key` is written as config keys are, so that quoting it shows no value: an
+/// unknown "key" may be a continuation line of a secret that lacks the backslash before it.
+fn looks_like_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 100
+        && key.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'_')
+        })
 }
 
 impl ConfigError {
@@ -388,7 +405,9 @@ fn conflict(key: &str, reason: impl Into<String>) -> ConfigError {
 ///
 /// Obtained only through validation ([`ProducerConfig::builder`], [`ProducerConfig::from_pairs`],
 /// [`ProducerConfig::from_properties_str`]), so the cross-field rules always hold.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `Debug` shows each value as `to_pairs` does, secrets hidden.
+#[derive(Clone, PartialEq)]
 pub struct ProducerConfig {
     /// `bootstrap.servers`: `host:port` entries; any subset of the cluster is enough.
     pub bootstrap_servers: Vec<String>,
@@ -689,7 +708,9 @@ impl ProducerConfig {
 
     /// Every key with its effective value (plus the extra keys that were set), for logging
     /// and for feeding back into [`ProducerConfig::from_pairs`]. `transactional.id` is
-    /// listed only when set.
+    /// listed only when set. Secrets are left out, and the token endpoint URL is listed
+    /// without user information or query, which may carry credentials: fed back, such a
+    /// config lacks them.
     pub fn to_pairs(&self) -> Vec<(String, String)> {
         KEYS.iter()
             .filter_map(|key| Some((key.name.to_string(), (key.get)(self)?)))
@@ -767,9 +788,18 @@ impl ProducerConfigBuilder {
                 reason: reason.to_string(),
             });
         }
+        // A word without a dot is a key only if it is a typo of one (`ack`); otherwise it may
+        // be a lone line of a value, which is not shown either.
+        let suggestion = suggest(key);
+        if !looks_like_key(key) || (!key.contains('.') && suggestion.is_none()) {
+            return Err(ConfigError::UnknownKey {
+                key: String::new(),
+                suggestion: None,
+            });
+        }
         Err(ConfigError::UnknownKey {
             key: key.to_string(),
-            suggestion: suggest(key),
+            suggestion,
         })
     }
 }
@@ -822,6 +852,14 @@ macro_rules! keys {
                 get: |config| Kind::print(&$kind, &config.$field),
             },
         )*];
+
+        impl fmt::Debug for ProducerConfig {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let mut d = f.debug_struct("ProducerConfig");
+                $(d.field(stringify!($field), &Shown(&$kind, &self.$field));)*
+                d.field("extra", &self.extra).finish()
+            }
+        }
 
         impl ProducerConfig {
             /// The Java defaults, before validation; `bootstrap_servers` and `client_id` empty.
@@ -973,7 +1011,7 @@ keys! {
     "sasl.password" sasl_password(impl Into<Secret> => some_secret) = None, SecretText;
     /// OAUTHBEARER tokens from this OAuth token endpoint (http or https; clientId and clientSecret in sasl.jaas.config), or from the file a file: URL names
     "sasl.oauthbearer.token.endpoint.url" sasl_oauthbearer_token_endpoint_url(
-        impl Into<String> => some_string) = None, OptionalText;
+        impl Into<String> => some_string) = None, UrlText;
     /// the claim of a token from the endpoint that names its subject (checked before use, as Java does)
     "sasl.oauthbearer.sub.claim.name" sasl_oauthbearer_sub_claim_name(
         impl Into<String> => Into::into) = "sub".to_string(), Text;
@@ -1248,6 +1286,26 @@ trait Kind {
 
     /// The value as `to_pairs` lists it and `parse` reads it back; `None`: not listed.
     fn print(&self, value: &Self::Value) -> Option<String>;
+
+    /// The value as `ProducerConfig`'s `Debug` shows it.
+    fn debug(&self, value: &Self::Value, f: &mut fmt::Formatter<'_>) -> fmt::Result
+    where
+        Self::Value: fmt::Debug,
+    {
+        fmt::Debug::fmt(value, f)
+    }
+}
+
+/// A field as its kind shows it in `Debug`.
+struct Shown<'a, K: Kind>(&'a K, &'a K::Value);
+
+impl<K: Kind> fmt::Debug for Shown<'_, K>
+where
+    K::Value: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.debug(self.1, f)
+    }
 }
 
 /// Why [`Kind::check`] refused a value.
@@ -1343,6 +1401,42 @@ impl Kind for OptionalText {
     fn print(&self, text: &Option<String>) -> Option<String> {
         text.clone()
     }
+}
+
+/// A URL that may be absent, shown without what may carry a credential (user information,
+/// query), so that `to_pairs` can be logged; its value then reads back as another URL.
+struct UrlText;
+
+impl Kind for UrlText {
+    type Value = Option<String>;
+
+    fn parse(&self, text: &str) -> Result<Option<String>, &'static str> {
+        OptionalText.parse(text)
+    }
+
+    fn check(&self, text: &mut Option<String>) -> Result<(), Rejection> {
+        OptionalText.check(text)
+    }
+
+    fn print(&self, url: &Option<String>) -> Option<String> {
+        url.as_deref().map(url_without_credentials)
+    }
+
+    fn debug(&self, url: &Option<String>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.print(url), f)
+    }
+}
+
+/// `url` without user information, query and fragment. An `@` anywhere before the query ends
+/// the user information, so that a password holding a `/` is not shown either.
+fn url_without_credentials(url: &str) -> String {
+    let url = url.trim().split(['?', '#']).next().unwrap_or_default();
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    format!("{scheme}{rest}")
 }
 
 /// A password, token, private key or JAAS config: may be absent, never printed. `to_pairs`
@@ -2507,8 +2601,49 @@ metrics.recording.level=DEBUG
             "{e:?}"
         );
         assert_eq!(e.key(), Some("totally.unknown"));
+        assert_eq!(e.to_string(), "unknown config key \"totally.unknown\"");
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    /// A secret over several lines of a properties file, without the backslashes that join
+    /// them: its second line reads as a key, which the error must not show.
+    #[test]
+    fn a_stray_value_line_is_not_quoted_as_an_unknown_key() {
+        let text = "bootstrap.servers=k:9092\n\
+                    ssl.keystore.key=-----BEGIN PRIVATE KEY-----\n\
+                    MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7hunter2\n\
+                    -----END PRIVATE KEY-----\n";
+        let e = ProducerConfig::from_properties_str(text).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ConfigError::UnknownKey {
+                    suggestion: None,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let shown = format!("{e} {e:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("MIIE"), "{shown}");
+        assert!(
+            shown.contains("backslash at the end of each line"),
+            "{shown}"
+        );
+        // A name written as keys are is still quoted, whatever its length up to 100.
+        let long = format!("x.{}", "y".repeat(98));
+        let e = pairs_err(&[(long.as_str(), "1")]);
+        assert!(e.to_string().contains(&long), "{e}");
+        let e = pairs_err(&[(format!("{long}y").as_str(), "1")]);
+        assert!(!e.to_string().contains(&long), "{e}");
+        // A lone lowercase word is shown only as a typo of a key; a line of a value is not.
+        let e = pairs_err(&[("ack", "1")]);
+        assert!(e.to_string().contains("did you mean \"acks\""), "{e}");
+        let e = ProducerConfig::from_properties_str("bootstrap.servers=k:9092\nhunter2secret\n")
+            .unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
     }
 
     #[test]
@@ -3091,7 +3226,38 @@ metrics.recording.level=DEBUG
         .unwrap();
         let shown = format!("{c:?} {c:#?} {:?}", c.to_pairs());
         assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains("sasl_mechanism: Some(\"SCRAM-SHA-512\")"),
+            "{shown}"
+        );
         assert_eq!(c.sasl_password.as_ref().unwrap().expose(), "hunter2-rd");
+        // The token endpoint's URL without its query or user information (refused when the
+        // producer starts, but shown before that), whatever the URL looks like.
+        for (url, expected) in [
+            (
+                "https://idp.example:8443/oauth2/token?client_secret=hunter2-q#hunter2-f",
+                "https://idp.example:8443/oauth2/token",
+            ),
+            ("https://app:hunter2-u@idp/token", "https://idp/token"),
+            ("http://app:hunter2/u@idp:80/t?a=hunter2", "http://idp:80/t"),
+            ("idp/token?hunter2=1", "idp/token"),
+            ("file:/run/token", "file:/run/token"),
+        ] {
+            let c = ProducerConfig::from_pairs([
+                ("bootstrap.servers", "a:1"),
+                ("sasl.oauthbearer.token.endpoint.url", url),
+            ])
+            .unwrap();
+            let shown = format!("{c:?} {c:#?} {:?}", c.to_pairs());
+            assert!(!shown.contains("hunter2"), "{shown}");
+            let listed = c.to_pairs();
+            let listed = listed
+                .iter()
+                .find(|(k, _)| k == "sasl.oauthbearer.token.endpoint.url");
+            assert_eq!(listed.map(|(_, v)| v.as_str()), Some(expected));
+            assert!(shown.contains(&format!("Some({expected:?})")), "{shown}");
+            assert_eq!(c.sasl_oauthbearer_token_endpoint_url.as_deref(), Some(url));
+        }
         let e = ProducerConfig::from_pairs([("bootstrap.servers", "a:1"), ("sasl.password", " ")])
             .unwrap_err();
         assert_eq!(e.key(), Some("sasl.password"));
