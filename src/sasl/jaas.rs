@@ -57,9 +57,10 @@ pub enum JaasError {
         offset: usize,
     },
     /// `key=` with nothing usable after it.
-    #[error("{KEY}: value not specified for key '{key}' (at character {offset})")]
+    #[error("{KEY}: value not specified for {} (at character {offset})", named_option(.key))]
     MissingValue {
-        /// The option's name.
+        /// The option's name, or empty when it is not one the login module reads: then it
+        /// may be the second word of an unquoted value (`password=abc def=;`).
         key: String,
         /// Character offset just after the `=`.
         offset: usize,
@@ -489,6 +490,51 @@ fn unsupported(class: &str) -> JaasError {
     }
 }
 
+fn named_option(key: &str) -> String {
+    if key.is_empty() {
+        "an option".to_owned()
+    } else {
+        format!("key '{key}'")
+    }
+}
+
+/// Whether `module` reads an option `name` (see the [module docs](self)): only such a name
+/// is quoted, since any other word where a name should be may be part of a value.
+fn is_option_name(module: Option<LoginModule>, name: &str) -> bool {
+    let (names, prefixes): (&[&str], &[&str]) = match module {
+        None => return false,
+        Some(LoginModule::Plain | LoginModule::Scram) => {
+            (&["username", "password", "tokenauth"], &[])
+        }
+        Some(LoginModule::OAuthBearer) => (
+            &[
+                "token",
+                "clientId",
+                "clientSecret",
+                "scope",
+                "unsecuredLoginPrincipalClaimName",
+                "unsecuredLoginLifetimeSeconds",
+            ],
+            &[
+                "extension_",
+                STRING_CLAIM,
+                NUMBER_CLAIM,
+                LIST_CLAIM,
+                "unsecuredLoginExtension_",
+            ],
+        ),
+    };
+    names.contains(&name)
+        || prefixes.iter().any(|p| {
+            name.strip_prefix(p).is_some_and(|rest| {
+                !rest.is_empty()
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            })
+        })
+}
+
 /// One login module entry as written, before its class is looked up.
 struct Entry {
     class: String,
@@ -555,8 +601,13 @@ fn parse_entry(lexer: &mut Lexer<'_>, first: Lexed) -> Result<Entry, JaasError> 
         }
         let value = lexer.next_token()?;
         let Some(value) = value.text else {
+            let module = LoginModule::from_class_name(&class);
             return Err(JaasError::MissingValue {
-                key: name,
+                key: if is_option_name(module, &name) {
+                    name
+                } else {
+                    String::new()
+                },
                 offset: value.offset,
             });
         };
@@ -826,6 +877,14 @@ mod tests {
                 "value not specified for key 'username'",
             ),
             (
+                format!("{OAUTH} required extension_traceId=;"),
+                "value not specified for key 'extension_traceId'",
+            ),
+            (
+                format!("{PLAIN} required password=abc def==;"),
+                "value not specified for an option (at character",
+            ),
+            (
                 format!("{PLAIN} required username=u; {SCRAM} required;"),
                 "holds 2 login modules",
             ),
@@ -866,6 +925,10 @@ mod tests {
             format!("{PLAIN} required username=u password={secret}"),
             format!("{OAUTH} required token=\"{secret} x\";"),
             format!("{OAUTH} required unsecuredLoginStringClaim_sub=a unsecuredLoginLifetimeSeconds={secret};"),
+            // An unquoted value with a space: its second word reads as an option name.
+            format!("{PLAIN} required username=u password=abc {secret}==;"),
+            format!("{OAUTH} required clientId=app clientSecret=abc {secret}=;"),
+            format!("{OAUTH} required clientSecret=abc extension_{secret}+x=;"),
         ];
         for text in cases {
             let e = JaasConfig::parse(&text).and_then(|c| c.login().map(|_| ()));
