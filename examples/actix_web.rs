@@ -32,6 +32,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rdkafka::mocking::MockCluster;
 use serde::Deserialize;
 
+#[path = "common/key_value.rs"]
+mod key_value;
+
 #[derive(Debug, Parser)]
 #[command(about = "An HTTP endpoint that produces request bodies to Kafka with Herald")]
 struct Args {
@@ -44,14 +47,8 @@ struct Args {
     listen: String,
     /// A producer setting (repeatable, Java's names or librdkafka's aliases), e.g.
     /// `-X security.protocol=SASL_SSL -X sasl.mechanism=SCRAM-SHA-512`.
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value)]
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value::KeyValue)]
     config: Vec<(String, String)>,
-}
-
-fn key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected key=value, got \"{s}\""))
 }
 
 #[derive(Debug, Deserialize)]

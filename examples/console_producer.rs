@@ -91,6 +91,9 @@ use herald_actors::{
     BatchTally, Produce, ProduceBatchTally, Producer, Router, TraceContext, TransactionResult,
 };
 
+#[path = "common/key_value.rs"]
+mod key_value;
+
 /// How much of stdin is read at once.
 const BLOCK_SIZE: usize = 1 << 20;
 
@@ -134,21 +137,15 @@ struct Args {
     )]
     partition: Option<i32>,
     /// A header for every record (repeatable).
-    #[arg(short = 'H', value_name = "KEY=VALUE", value_parser = key_value)]
+    #[arg(short = 'H', value_name = "KEY=VALUE", value_parser = key_value::KeyValue)]
     headers: Vec<(String, String)>,
     /// A producer config setting (repeatable), e.g. -X acks=1 -X linger.ms=20.
-    #[arg(short = 'X', value_name = "CONFIG.KEY=VALUE", value_parser = key_value)]
+    #[arg(short = 'X', value_name = "CONFIG.KEY=VALUE", value_parser = key_value::KeyValue)]
     config: Vec<(String, String)>,
     /// With -X transactional.id: commit every N lines (default: all input in one
     /// transaction).
     #[arg(long = "txn-records", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     txn_records: Option<u64>,
-}
-
-fn key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected key=value, got \"{s}\""))
 }
 
 /// How a line becomes a record: what every record shares.
