@@ -29,7 +29,6 @@ pub(crate) struct JksStore {
     pub(crate) entries: Vec<Entry>,
 }
 
-#[derive(Debug)]
 pub(crate) enum Entry {
     /// A trusted certificate entry (`keytool -importcert`).
     Trusted(CertificateDer<'static>),
@@ -38,6 +37,24 @@ pub(crate) enum Entry {
         protected: Vec<u8>,
         chain: Vec<CertificateDer<'static>>,
     },
+}
+
+/// A key entry shows only its length: the key protector is a keystream of the password, so
+/// the bytes give the key to anyone who guesses a weak password.
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entry::Trusted(cert) => f.debug_tuple("Trusted").field(cert).finish(),
+            Entry::Key { protected, chain } => f
+                .debug_struct("Key")
+                .field(
+                    "protected",
+                    &format_args!("[{} bytes hidden]", protected.len()),
+                )
+                .field("chain", chain)
+                .finish(),
+        }
+    }
 }
 
 /// Why a store or a key could not be read. Says nothing of the passwords but whether one

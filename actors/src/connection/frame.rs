@@ -8,10 +8,23 @@ use std::io::IoSlice;
 use bytes::{Buf, Bytes};
 
 /// The unwritten pieces of one frame.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Frame {
     pieces: VecDeque<Bytes>,
     remaining: usize,
+}
+
+/// Sizes only: a frame may be a SaslAuthenticate request, whose bytes carry a password or a
+/// token.
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Frame([{} bytes in {} pieces hidden])",
+            self.remaining,
+            self.pieces.len()
+        )
+    }
 }
 
 impl Frame {
@@ -88,5 +101,13 @@ mod tests {
             rest.extend(c);
         }
         assert_eq!(rest, b"tch!");
+    }
+
+    #[test]
+    fn debug_shows_the_size_not_the_bytes() {
+        let frame = Frame::new([Bytes::from_static(b"\0user\0hunter2")]);
+        let shown = format!("{frame:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("13 bytes"), "{shown}");
     }
 }

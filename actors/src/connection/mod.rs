@@ -95,10 +95,19 @@ const REAUTH_INTERVAL: Duration = Duration::from_millis(1050);
 /// A frame for the writer task. acks=0 batches ride along: they are answered by the writer
 /// once their bytes are in the socket, since no response will ever come, or, when a write
 /// fails, as lost (the failed frame) or never sent (every frame still queued behind it).
-#[derive(Debug)]
 struct WriterItem {
     frame: Frame,
     fire_and_forget: Vec<OutgoingBatch>,
+}
+
+/// Sizes only, as [`Frame`]'s: the frame may carry SASL credentials.
+impl std::fmt::Debug for WriterItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriterItem")
+            .field("frame", &self.frame)
+            .field("fire_and_forget", &self.fire_and_forget.len())
+            .finish()
+    }
 }
 
 /// Writer task → connection: the socket failed while writing.
