@@ -486,8 +486,7 @@ impl RouterCore {
             return self.refuse_held_seen(why.clone(), held, seen);
         }
         // What Java's `ProducerRecord` cannot even be built with: the caller's mistake, not a
-        // send, so neither the interceptors nor an open transaction hear of it. (A record an
-        // interceptor made so is refused below, as any record the chain passed on.)
+        // send, so neither the interceptors nor an open transaction hear of it.
         if !seen {
             if let Some(kind) = malformed(held.record) {
                 self.shared.metrics.refused(false);
@@ -515,7 +514,9 @@ impl RouterCore {
         }
         let config = &self.shared.config;
         let record = &*held.record;
-        if let Some(kind) = malformed(record) {
+        // Checked above for a record the interceptors did not see; one they passed on may
+        // have been made so by them, a send that went wrong (refused as any other).
+        if let Some(kind) = seen.then(|| malformed(record)).flatten() {
             return self.refuse_held(kind, held);
         }
         if let Some(kind) = too_large(record, config.max_request_size, config.buffer_memory) {
