@@ -1071,10 +1071,10 @@ keys! {
         impl Into<String> => some_string) = None, OptionalText;
     /// the assertion expires this long after it is made (its exp claim)
     "sasl.oauthbearer.assertion.claim.exp.seconds" sasl_oauthbearer_assertion_claim_exp(Duration) =
-        Duration::from_secs(300), Seconds { max: JAVA_INT_MAX as u64 };
+        Duration::from_secs(300), Seconds { max: 86_400 };
     /// the assertion is valid from this long before it is made (its nbf claim)
     "sasl.oauthbearer.assertion.claim.nbf.seconds" sasl_oauthbearer_assertion_claim_nbf(Duration) =
-        Duration::from_secs(60), Seconds { max: JAVA_INT_MAX as u64 };
+        Duration::from_secs(60), Seconds { max: 3_600 };
     /// give each assertion a random jti claim
     "sasl.oauthbearer.assertion.claim.jti.include" sasl_oauthbearer_assertion_claim_jti_include(
         bool) = false, Flag;
@@ -1184,6 +1184,15 @@ const ACCEPTED: &[(&str, Accept)] = &[
             "expected OAuthBearerLoginCallbackHandler (for sasl.oauthbearer.token.endpoint.url); other handlers are Java classes",
         ),
     ),
+    // Kafka 4.x's two-phase commit (KIP-939) for external transaction coordinators; off by
+    // default, and off is all Herald does.
+    (
+        "transaction.two.phase.commit.enable",
+        Accept::OneOf(
+            &["false"],
+            "expected false: two-phase commit with an external coordinator (KIP-939) is not supported",
+        ),
+    ),
     ("key.serializer", Accept::NonEmpty("expected a class name")),
     (
         "value.serializer",
@@ -1210,6 +1219,10 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "auto.include.jmx.reporter",
         "there is no JMX; metrics go through the `metrics` facade",
+    ),
+    (
+        "config.providers",
+        "Java classes that expand ${provider:path:key} placeholders; Herald takes values as they are written",
     ),
     ("security.providers", JVM_TLS),
     ("ssl.provider", JVM_TLS),
@@ -2005,9 +2018,28 @@ fn finish(
     if explicit.contains("reconnect.backoff.ms") && !explicit.contains("reconnect.backoff.max.ms") {
         c.reconnect_backoff_max = c.reconnect_backoff;
     }
-    // Java: a base above its maximum gives a constant backoff of the maximum.
+    // Java: a base above its maximum gives a constant backoff of the maximum; the same for
+    // the connection setup timeout (Java's ExponentialBackoff takes the smaller as its base).
     c.retry_backoff = c.retry_backoff.min(c.retry_backoff_max);
     c.reconnect_backoff = c.reconnect_backoff.min(c.reconnect_backoff_max);
+    c.socket_connection_setup_timeout = c
+        .socket_connection_setup_timeout
+        .min(c.socket_connection_setup_timeout_max);
+
+    // Java's token retriever refuses a login retry maximum below its base (secured/Retry),
+    // on every fetch; here the loop would give up after one attempt instead.
+    if c.sasl_oauthbearer_token_endpoint_url.is_some()
+        && c.sasl_login_retry_backoff_max < c.sasl_login_retry_backoff
+    {
+        return Err(conflict(
+            "sasl.login.retry.backoff.max.ms",
+            format!(
+                "{} ms is below sasl.login.retry.backoff.ms ({} ms)",
+                c.sasl_login_retry_backoff_max.as_millis(),
+                c.sasl_login_retry_backoff.as_millis()
+            ),
+        ));
+    }
 
     // Java's SSLContext of `ssl.protocol` offers no version above it, whatever
     // ssl.enabled.protocols lists; with none left its handshakes fail, so say it here.
@@ -2025,7 +2057,13 @@ fn finish(
     }
 
     // Java: a too-small delivery.timeout.ms is an error only if the user chose it.
-    let floor = c.linger.saturating_add(c.request_timeout);
+    // In Java's ints: linger.ms and the sum capped at Integer.MAX_VALUE.
+    let int_max = Duration::from_millis(JAVA_INT_MAX as u64);
+    let floor = c
+        .linger
+        .min(int_max)
+        .saturating_add(c.request_timeout)
+        .min(int_max);
     if c.delivery_timeout < floor {
         if explicit.contains("delivery.timeout.ms") {
             return Err(conflict(
@@ -3124,6 +3162,60 @@ metrics.recording.level=DEBUG
         assert_ne!(a, b);
         assert_eq!(base().client_id("mine").build().unwrap().client_id, "mine");
         assert_eq!(base().set("client.id", "").build().unwrap().client_id, "");
+    }
+
+    /// Rules Java's client applies that Herald had not: the setup timeout capped at its
+    /// maximum (Java's ExponentialBackoff), a login retry maximum below its base refused
+    /// (Java's secured Retry), the assertion's exp and nbf within Java's ranges, Java's
+    /// int arithmetic in the delivery timeout's floor, and Kafka 4.x's two-phase commit and
+    /// config provider keys named, not unknown.
+    #[test]
+    fn java_rules_found_by_comparing_with_its_config() {
+        let c = pairs_ok(&[
+            ("socket.connection.setup.timeout.ms", "60000"),
+            ("socket.connection.setup.timeout.max.ms", "30000"),
+        ]);
+        assert_eq!(c.socket_connection_setup_timeout, Duration::from_secs(30));
+
+        let endpoint = [
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            (
+                "sasl.oauthbearer.token.endpoint.url",
+                "https://idp.example/token",
+            ),
+            (
+                "sasl.jaas.config",
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+                 clientId=\"app\" clientSecret=\"s\";",
+            ),
+            ("sasl.login.retry.backoff.ms", "500"),
+        ];
+        let mut below = endpoint.to_vec();
+        below.push(("sasl.login.retry.backoff.max.ms", "100"));
+        let e = pairs_err(&below);
+        assert_eq!(e.key(), Some("sasl.login.retry.backoff.max.ms"), "{e}");
+        pairs_ok(&endpoint);
+
+        for (key, max) in [
+            ("sasl.oauthbearer.assertion.claim.exp.seconds", 86_400),
+            ("sasl.oauthbearer.assertion.claim.nbf.seconds", 3_600),
+        ] {
+            pairs_ok(&[(key, &max.to_string())]);
+            let e = pairs_err(&[(key, &(max + 1).to_string())]);
+            assert_eq!(e.key(), Some(key), "{e}");
+        }
+
+        pairs_ok(&[
+            ("linger.ms", "3000000000"),
+            ("delivery.timeout.ms", "2147483647"),
+        ]);
+
+        pairs_ok(&[("transaction.two.phase.commit.enable", "false")]);
+        let e = pairs_err(&[("transaction.two.phase.commit.enable", "true")]);
+        assert!(e.to_string().contains("KIP-939"), "{e}");
+        let e = pairs_err(&[("config.providers", "file")]);
+        assert!(matches!(e, ConfigError::Unsupported { .. }), "{e:?}");
     }
 
     /// The keys `to_pairs` leaves out of a config that sets none of them.
