@@ -1341,6 +1341,30 @@ fn append(
     }
 }
 
+/// Dropped for good (its restarts spent: the producer is broken), the router answers the
+/// records waiting in the intake, which no router will take any more; they live in the
+/// producer's shared state, not in the actor, so dropping the actor does not reach them.
+/// Dropped for a restart, or after a close, it leaves them: the next router takes them, or
+/// the close answered them.
+impl Drop for Router {
+    fn drop(&mut self) {
+        let Ok(core) = self.core.try_borrow() else {
+            return;
+        };
+        let shared = &core.shared;
+        let Some(why) = shared.supervision.broken().cloned() else {
+            return;
+        };
+        let mut waiting = Vec::new();
+        shared.intake.take(&mut waiting, false);
+        shared.intake.routed();
+        for (record, completion) in waiting {
+            shared.metrics.refused(false);
+            completion.complete(Err(ProduceError::refused(why.clone(), record)));
+        }
+    }
+}
+
 impl Actor for Router {
     type Context = Context<Self>;
 
@@ -1440,9 +1464,15 @@ impl AcceptBatch {
         // Each record is routed where it lies (see `RouterCore::accept`); the vector, with
         // what the router did not keep, is dropped at the end.
         let mut records = self.records;
+        let mut unreached = Unreached {
+            next: 0,
+            end: records.len(),
+            completion,
+        };
         core.stamp = Some(now_millis());
         for (index, p) in records.iter_mut().enumerate() {
-            let mut completion = completion(index);
+            let mut completion = (unreached.completion)(index);
+            unreached.next = index + 1;
             core.shared.tracing.inject(&mut p.record, &p.trace);
             let held = Held {
                 record: &mut p.record,
@@ -1451,6 +1481,27 @@ impl AcceptBatch {
             core.accept(held, None, ctx);
         }
         core.stamp = None;
+    }
+}
+
+/// The records of a call the router had not reached when it panicked: the call's collector
+/// waits for every index, so without an outcome for these it would never answer, and the
+/// outcomes of the records before the panic would be lost with it. Their completions are
+/// made and dropped as the panic unwinds, which the supervisor answers as every record a
+/// panicking actor held (`Panicked`).
+struct Unreached<F: Fn(usize) -> Completion> {
+    next: usize,
+    end: usize,
+    completion: F,
+}
+
+impl<F: Fn(usize) -> Completion> Drop for Unreached<F> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for index in self.next..self.end {
+                drop((self.completion)(index));
+            }
+        }
     }
 }
 

@@ -1135,3 +1135,74 @@ async fn an_accumulator_panicking_while_failing_batches_gives_their_memory_back(
     );
     producer.close(Duration::from_secs(1)).await;
 }
+
+/// Records waiting in the intake when the router breaks (here: appended behind the two
+/// panics that break it, the router on the test's thread so that nothing takes them first)
+/// are answered with the break, their records handed back. They live outside the router
+/// actor: before, dropping it left them unanswered until the producer itself was dropped.
+#[actix_rt::test]
+async fn records_waiting_in_the_intake_when_the_router_breaks_are_answered() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("storm-intake");
+    mock.create_topic(&topic, 1, 1);
+    let config =
+        herald::ProducerConfig::from_pairs([("bootstrap.servers", mock.bootstrap().as_str())])
+            .unwrap();
+    let producer = Producer::builder(config)
+        .arbiter(actix::Arbiter::current())
+        .restart_limit(1, Duration::from_secs(60))
+        .start()
+        .unwrap();
+    producer.router().do_send(Crash::Panic);
+    producer.router().do_send(Crash::Panic);
+    let waiting: Vec<_> = (0..50)
+        .map(|i| producer.send(Produce::new(topic.clone()).value(format!("{i}"))))
+        .collect();
+    let outcomes = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(waiting),
+    )
+    .await
+    .expect("every waiting record answered");
+    for o in outcomes {
+        let e = o.expect_err("the router broke before taking it");
+        assert!(matches!(e.kind(), herald::ErrorKind::Broken { .. }), "{e}");
+        assert!(e.record().is_some(), "handed back");
+    }
+    producer.close(Duration::from_secs(5)).await;
+}
+
+/// A router that panics on the first record of a `ProduceBatch` answers every record of the
+/// call, not only the one it held: the call's reply waits for every index, and the records
+/// the router had not reached got no outcome, so the whole call ended in a mailbox error.
+#[actix_rt::test]
+async fn a_router_panicking_midway_through_a_produce_batch_answers_every_record() {
+    let (_mock, topic, producer) = with_restart_limit("batch-panic", 10);
+    producer
+        .send(Produce::new(topic.clone()).value("first"))
+        .await
+        .expect("delivered");
+    producer.router().do_send(Crash::PanicWhileHolding);
+    let records = (0..10)
+        .map(|i| Produce::new(topic.clone()).value(format!("{i}")))
+        .collect();
+    let outcomes = producer
+        .router()
+        .send(herald_actors::ProduceBatch(records))
+        .await
+        .expect("the call is answered");
+    assert_eq!(outcomes.len(), 10);
+    for o in outcomes {
+        let e = o.expect_err("the router panicked on the call");
+        assert!(
+            matches!(e.kind(), herald::ErrorKind::Panicked { .. }),
+            "{e}"
+        );
+    }
+    producer
+        .send(Produce::new(topic.clone()).value("after"))
+        .await
+        .expect("the restarted router goes on");
+    producer.close(Duration::from_secs(5)).await;
+}
