@@ -349,7 +349,8 @@ pub enum ConfigError {
 }
 
 fn unknown_key(key: &str, suggestion: &Option<String>) -> String {
-    if !looks_like_key(key) {
+    // The builder leaves out a key it will not show (see `looks_like_key`).
+    if key.is_empty() {
         return "unknown config key, not shown since it may be part of a value (in a \
                 properties file, a value over several lines needs a backslash at the end of \
                 each line but the last)"

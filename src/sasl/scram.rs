@@ -460,10 +460,10 @@ mod tests {
         ScramClient::with_nonce(hash, USER.into(), Secret::new(PASSWORD), nonce.into()).unwrap()
     }
 
-    /// The SCRAM-SHA-256 exchange of RFC 7677, section 3.
-    #[test]
-    fn rfc7677_sha256_vector() {
-        let mut c = client(ScramHash::Sha256, NONCE);
+    /// RFC 7677's exchange (section 3) with `hash`, up to the client-final message, which it
+    /// returns with the client.
+    fn rfc7677_exchange(hash: ScramHash) -> (ScramClient, String) {
+        let mut c = client(hash, NONCE);
         assert_eq!(
             c.initial_response().unwrap().as_bytes(),
             b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
@@ -471,8 +471,18 @@ mod tests {
         let Step::Send(client_final) = c.step(SERVER_FIRST.as_bytes()).unwrap() else {
             panic!("expected client-final");
         };
+        let text = std::str::from_utf8(client_final.as_bytes())
+            .unwrap()
+            .to_string();
+        (c, text)
+    }
+
+    /// The SCRAM-SHA-256 exchange of RFC 7677, section 3.
+    #[test]
+    fn rfc7677_sha256_vector() {
+        let (mut c, client_final) = rfc7677_exchange(ScramHash::Sha256);
         assert_eq!(
-            std::str::from_utf8(client_final.as_bytes()).unwrap(),
+            client_final,
             "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
              p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
         );
@@ -560,16 +570,9 @@ mod tests {
     /// and `hmac` on those inputs, which give the RFC's SHA-256 values for SHA-256.
     #[test]
     fn sha512_vector_from_an_independent_implementation() {
-        let mut c = client(ScramHash::Sha512, NONCE);
+        let (mut c, client_final) = rfc7677_exchange(ScramHash::Sha512);
         assert_eq!(
-            c.initial_response().unwrap().as_bytes(),
-            b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
-        );
-        let Step::Send(client_final) = c.step(SERVER_FIRST.as_bytes()).unwrap() else {
-            panic!("expected client-final");
-        };
-        assert_eq!(
-            std::str::from_utf8(client_final.as_bytes()).unwrap(),
+            client_final,
             "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,\
              p=gMGXRcevScNtxZ6/8lQYpGtnsNAc3mGcmNomv+xnoOMw+3R2xNJdMNnzMlTN8PPC6wdp6dybEmDYXYTxwnYPJQ=="
         );
