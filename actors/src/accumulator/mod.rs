@@ -37,7 +37,7 @@ use crate::fault_injection::Crash;
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{BrokerNamed, BumpEpoch, ClusterChanged};
 use crate::messages::delivery::{
-    BatchCompleted, BatchResult, InvalidRecord, LeaderHint, OutgoingBatch, SendBatches,
+    BatchCompleted, BatchResult, InvalidRecord, LeaderHint, OutgoingBatch, SendBatches, SendClaim,
 };
 use crate::messages::intercept::Acknowledged;
 use crate::messages::seal::{Seal, Sealed};
@@ -75,6 +75,9 @@ struct SealedBatch {
     piece: bool,
     /// Why its last attempt failed, for the delivery timeout's error.
     last_error: Option<Arc<str>>,
+    /// The attempt handed to a connection and not answered yet: cancelled when the batch is
+    /// answered first, so that a connection still holding it does not write it.
+    claim: Option<SendClaim>,
 }
 
 /// Bits of a sealed batch's id below the router's id of its open batch: room for the pieces
@@ -106,18 +109,30 @@ impl SealedBatch {
             span: 1 << SPLIT_BITS,
             piece: false,
             last_error: None,
+            claim: None,
         }
+    }
+
+    /// Takes back the attempt its connection holds, if no request took it yet: true if this
+    /// attempt will then never be written.
+    fn cancel_attempt(&mut self) -> bool {
+        self.claim.take().is_some_and(|c| c.cancel())
     }
 }
 
 /// A batch that holds `buffer.memory` until it is answered.
 trait Reserves {
     fn reserved(&self) -> usize;
+    /// Takes back what a connection still holds of it (see [`SealedBatch::cancel_attempt`]).
+    fn abandon(&mut self) {}
 }
 
 impl Reserves for SealedBatch {
     fn reserved(&self) -> usize {
         self.reserved
+    }
+    fn abandon(&mut self) {
+        self.cancel_attempt();
     }
 }
 
@@ -129,9 +144,10 @@ impl Reserves for OpenBatch {
 
 /// Batches taken out of the queues to be answered one after the other (expiry, failing
 /// everything). Should answering one panic, the rest are dropped while the stack unwinds:
-/// their completions answer their records (`Panicked`), and this gives back the
-/// `buffer.memory` they held, which [`Accumulator::complete_batch`] would have. Without it
-/// the producer lost that memory for good, and in time every record waited for it.
+/// their completions answer their records (`Panicked`), and this takes back what their
+/// connections still hold unwritten and gives back the `buffer.memory` they held, which
+/// [`Accumulator::complete_batch`] would have. Without it the producer lost that memory for
+/// good, and in time every record waited for it.
 struct Taken<B: Reserves> {
     batches: std::vec::IntoIter<B>,
     shared: Arc<Shared>,
@@ -156,7 +172,9 @@ impl<B: Reserves> Iterator for Taken<B> {
 
 impl<B: Reserves> Drop for Taken<B> {
     fn drop(&mut self) {
-        for b in self.batches.by_ref() {
+        for mut b in self.batches.by_ref() {
+            // Its records are answered `Panicked`: none may be written afterwards.
+            b.abandon();
             self.shared.memory.release(b.reserved());
         }
     }
@@ -591,7 +609,9 @@ impl Accumulator {
             if b.retry_at.is_some_and(|at| at > now) || b.sealing {
                 break;
             }
-            let b = self.ready.pop_front().expect("front exists");
+            let mut b = self.ready.pop_front().expect("front exists");
+            let claim = SendClaim::default();
+            b.claim = Some(claim.clone());
             if b.attempts == 0 && !b.piece {
                 let queued = now.saturating_duration_since(b.created).as_secs_f64() * 1000.0;
                 metrics.sensors.record_queue_time.record(queued, now_ms);
@@ -604,6 +624,7 @@ impl Accumulator {
                 record_count: b.records.len() as u32,
                 links: BatchLinks::of(b.records.iter().map(|r| &r.trace)),
                 reply: Some(reply.clone()),
+                claim,
             });
             self.in_flight.push_back(b);
         }
@@ -841,10 +862,18 @@ impl Accumulator {
             };
             let (dead, live): (Vec<_>, Vec<_>) = list.drain(..).partition(|b| expired(b.created));
             *list = live.into();
-            for b in Taken::new(dead, &self.shared) {
+            for mut b in Taken::new(dead, &self.shared) {
                 if b.ids.base_sequence >= 0 {
                     gap = Some(b.ids);
                 }
+                // Still in its connection's queue: taken back there, so it is not written
+                // after being reported failed. Unless an earlier attempt was lost with its
+                // connection, it is then surely not in the log.
+                let stage = if b.cancel_attempt() && !b.maybe_written {
+                    "queued for its connection, never sent"
+                } else {
+                    stage
+                };
                 let last_error = b.last_error.clone();
                 let kind = ErrorKind::DeliveryTimeout {
                     timeout_ms,
@@ -1068,7 +1097,8 @@ impl Accumulator {
     fn fail_all(&mut self, kind: ErrorKind) {
         self.fail_unsent(kind.clone());
         let in_flight: Vec<SealedBatch> = self.in_flight.drain(..).collect();
-        for b in Taken::new(in_flight, &self.shared) {
+        for mut b in Taken::new(in_flight, &self.shared) {
+            b.cancel_attempt();
             self.complete_batch(b, Err(kind.clone()));
         }
         self.check_flush();
@@ -1096,7 +1126,9 @@ impl Accumulator {
             tracing::debug!(topic = %self.topic, partition = self.partition, batch = id, "answer for unknown batch ignored");
             return;
         };
-        let b = self.in_flight.remove(pos).expect("position is valid");
+        let mut b = self.in_flight.remove(pos).expect("position is valid");
+        // This attempt is answered; a retry gets a claim of its own.
+        b.claim = None;
         let config = &self.shared.config;
         let state = State {
             topic: &self.topic,

@@ -22,6 +22,10 @@ pub(crate) trait Coalesce {
     fn records(&self) -> &Bytes;
     /// Records in the batch.
     fn record_count(&self) -> u32;
+    /// Whether the batch was answered before any request took it (see `SendClaim`).
+    fn cancelled(&self) -> bool;
+    /// Takes the batch into a request; false if it was answered first.
+    fn claim(&mut self) -> bool;
 }
 
 impl Coalesce for OutgoingBatch {
@@ -36,6 +40,12 @@ impl Coalesce for OutgoingBatch {
     }
     fn record_count(&self) -> u32 {
         self.record_count
+    }
+    fn cancelled(&self) -> bool {
+        OutgoingBatch::cancelled(self)
+    }
+    fn claim(&mut self) -> bool {
+        OutgoingBatch::claim(self)
     }
 }
 
@@ -68,14 +78,18 @@ impl<B: Coalesce> Coalescer<B> {
         std::mem::take(&mut self.pending)
     }
 
-    /// Takes the batches of the next ProduceRequest; the rest keep their order. Empty only
-    /// when nothing waits.
+    /// Takes the batches of the next ProduceRequest; the rest keep their order. Batches their
+    /// accumulators answered while they waited are dropped unwritten. Empty when nothing is
+    /// left to write.
     pub(crate) fn next_request(&mut self, max_request_size: usize) -> Vec<B> {
         let mut taken = Vec::new();
         let mut size = 0usize;
         let mut blocked: HashSet<(Arc<str>, i32)> = HashSet::new();
         let mut rest = VecDeque::with_capacity(self.pending.len());
-        while let Some(batch) = self.pending.pop_front() {
+        while let Some(mut batch) = self.pending.pop_front() {
+            if batch.cancelled() {
+                continue;
+            }
             let key = (batch.topic().clone(), batch.partition());
             // One batch per partition per request, and a partition whose earlier batch stays
             // behind keeps all its later ones behind too (order).
@@ -84,6 +98,9 @@ impl<B: Coalesce> Coalescer<B> {
             {
                 blocked.insert(key);
                 rest.push_back(batch);
+                continue;
+            }
+            if !batch.claim() {
                 continue;
             }
             size += batch.records().len();
@@ -130,12 +147,15 @@ pub(crate) fn produce_request<B: Coalesce>(
 mod tests {
     use super::*;
 
-    #[derive(Debug, Clone, PartialEq)]
+    use crate::messages::delivery::SendClaim;
+
+    #[derive(Debug, Clone)]
     struct B {
         topic: Arc<str>,
         partition: i32,
         records: Bytes,
         id: u32,
+        claim: SendClaim,
     }
 
     impl Coalesce for B {
@@ -151,6 +171,12 @@ mod tests {
         fn record_count(&self) -> u32 {
             self.id
         }
+        fn cancelled(&self) -> bool {
+            self.claim.cancelled()
+        }
+        fn claim(&mut self) -> bool {
+            self.claim.take()
+        }
     }
 
     /// Batch `id` of `topic`-`partition`, `size` bytes long.
@@ -160,6 +186,7 @@ mod tests {
             partition,
             records: Bytes::from(vec![0u8; size]),
             id,
+            claim: SendClaim::default(),
         }
     }
 
@@ -207,6 +234,27 @@ mod tests {
         let mut c = coalescer([b(1, "t", 0, 500), b(2, "t", 1, 10)]);
         assert_eq!(ids(&c.next_request(100)), [1]);
         assert_eq!(ids(&c.next_request(100)), [2]);
+    }
+
+    #[test]
+    fn a_batch_answered_while_it_waits_is_never_written() {
+        let batches = [
+            b(1, "t", 0, 10),
+            b(2, "t", 0, 10),
+            b(3, "t", 1, 10),
+            b(4, "t", 2, 10),
+        ];
+        let cancel = |i: usize| batches[i].claim.cancel();
+        let mut c = coalescer(batches.clone());
+        assert!(cancel(2), "3 was not taken yet");
+        let first = c.next_request(1000);
+        assert_eq!(ids(&first), [1, 4]);
+        // Taken into a request: too late to take back.
+        assert!(!cancel(0) && !cancel(3));
+        // 2 waited behind 1 and was answered meanwhile: dropped, not written next.
+        assert!(cancel(1));
+        assert!(c.next_request(1000).is_empty());
+        assert!(c.is_empty());
     }
 
     #[test]

@@ -986,6 +986,10 @@ impl Connection {
     fn send_produce(&mut self, version: i16) {
         let config = &self.shared.config;
         let batches = self.pending.next_request(config.max_request_size);
+        if batches.is_empty() {
+            // Every batch left was answered by its accumulator while it waited.
+            return;
+        }
         #[cfg(feature = "fault-injection")]
         self.shared.victims.trip(ActorKind::Connection);
         let sent = batches.iter().map(|b| Sent {

@@ -1,6 +1,7 @@
 //! Accumulator ↔ connection: sealed batches out to the leader's connection, and exactly one
 //! [`BatchCompleted`] back for every batch handed over.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -30,9 +31,26 @@ pub(crate) struct OutgoingBatch {
     pub(crate) links: BatchLinks,
     /// Where the result goes; taken when answered.
     pub(crate) reply: Option<Recipient<BatchCompleted>>,
+    /// Whether a request has taken this attempt yet, or its accumulator has answered it first.
+    pub(crate) claim: SendClaim,
 }
 
 impl OutgoingBatch {
+    /// Takes the batch into a request. False when its accumulator answered it first (delivery
+    /// timeout, abort): it must not be written, and nothing more is answered for it.
+    pub(crate) fn claim(&mut self) -> bool {
+        if self.claim.take() {
+            return true;
+        }
+        self.reply = None;
+        false
+    }
+
+    /// Whether its accumulator answered it before any request took it.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.claim.cancelled()
+    }
+
     /// Answers for this batch.
     pub(crate) fn answer(mut self, result: BatchResult) {
         if let Some(reply) = self.reply.take() {
@@ -41,6 +59,51 @@ impl OutgoingBatch {
                 result,
             });
         }
+    }
+}
+
+/// One attempt of a batch, between the accumulator that handed it to a connection and the
+/// connection's queue. A batch waits there while the connection's in-flight slots are full or
+/// the broker throttles it, and meanwhile its accumulator can answer it (its delivery timeout
+/// passes, the producer is closed with a timeout). Answered as failed, it must not be written
+/// afterwards: the application would be told it failed while it sits in the log. Whichever
+/// side comes first wins: the connection taking it into a request (after which the accumulator
+/// can only say it was in flight, as Java's expired in-flight batches), or the accumulator
+/// cancelling it (after which the connection drops it unwritten).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SendClaim(Arc<AtomicU8>);
+
+impl SendClaim {
+    const QUEUED: u8 = 0;
+    const TAKEN: u8 = 1;
+    const CANCELLED: u8 = 2;
+
+    /// The connection's side: true if the batch is now taken into a request.
+    pub(crate) fn take(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::QUEUED,
+                Self::TAKEN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The accumulator's side: true if no request took the batch, which then never will.
+    pub(crate) fn cancel(&self) -> bool {
+        self.0
+            .compare_exchange(
+                Self::QUEUED,
+                Self::CANCELLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire) == Self::CANCELLED
     }
 }
 
@@ -182,6 +245,7 @@ mod tests {
             record_count: 1,
             links: BatchLinks::default(),
             reply: Some(reply.clone()),
+            claim: SendClaim::default(),
         }
     }
 
@@ -198,8 +262,19 @@ mod tests {
             panic!("a connection's handler panics");
         }));
         assert!(unwound.is_err());
+        // Answered by its accumulator while it waited: refused by the request, and not
+        // answered again when dropped.
+        let mut cancelled = batch(4, &reply);
+        assert!(cancelled.claim.clone().cancel());
+        assert!(cancelled.cancelled());
+        assert!(!cancelled.claim());
+        drop(cancelled);
+        let mut taken = batch(5, &reply);
+        assert!(taken.claim());
+        assert!(!taken.claim.cancel(), "taken into a request first");
+        taken.answer(BatchResult::NotSent("y".into()));
         for _ in 0..100 {
-            if seen.lock().unwrap().len() >= 3 {
+            if seen.lock().unwrap().len() >= 4 {
                 break;
             }
             actix_rt::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -207,10 +282,11 @@ mod tests {
         // Time for a second answer to any of them to arrive, were there one.
         actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
         let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 3, "one answer per batch: {seen:?}");
+        assert_eq!(seen.len(), 4, "one answer per batch: {seen:?}");
         assert_eq!(seen[0], (1, BatchResult::NotSent("x".into())));
         assert!(matches!(&seen[1], (2, BatchResult::Lost(_))));
         assert!(matches!(&seen[2], (3, BatchResult::Lost(_))));
+        assert_eq!(seen[3], (5, BatchResult::NotSent("y".into())));
     }
 
     #[test]

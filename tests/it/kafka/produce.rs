@@ -426,6 +426,213 @@ async fn kafka_a_throttled_producer_waits_out_the_throttle() {
     );
 }
 
+/// A batch answered while it still waits in its connection's queue is not written after:
+/// the producer said it failed, so it must not be in the log. A quota throttles the
+/// producer (KIP-219), its connection holds its batches while the throttle lasts, and their
+/// delivery timeout (1 s) passes there. Each record read back must have been reported
+/// delivered at its offset, or failed as possibly written; none reported "never sent" may
+/// be in the log, and what is there is in order, once each. With idempotence too: Kafka
+/// took such batches (when the connection still wrote them) at their old epoch.
+#[actix_rt::test]
+async fn kafka_a_batch_expired_in_its_connections_queue_is_not_written() {
+    expired_in_the_connections_queue("false").await;
+}
+
+#[actix_rt::test]
+async fn kafka_an_idempotent_batch_expired_in_its_connections_queue_is_not_written() {
+    expired_in_the_connections_queue("true").await;
+}
+
+async fn expired_in_the_connections_queue(idempotence: &str) {
+    use std::time::Duration;
+
+    use herald_actors::{Produce, Producer};
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    use crate::support::consumer::{read_back, read_indexes};
+
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let topic = unique_topic(&format!("kafka-expired-unsent-{idempotence}"));
+    kafka.create_topic(&topic, 3, 1).await;
+    let client_id = unique_topic(&format!("herald-expired-unsent-{idempotence}"));
+    kafka.set_producer_quota(&client_id, 100_000).await;
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", kafka.bootstrap().as_str()),
+        ("client.id", client_id.as_str()),
+        ("request.timeout.ms", "1000"),
+        ("delivery.timeout.ms", "1000"),
+        ("linger.ms", "0"),
+        ("enable.idempotence", idempotence),
+        // One request out at a time, so none is written to the muted socket: the others wait
+        // in the connection's queue while the throttle lasts.
+        ("max.in.flight.requests.per.connection", "1"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config).start().unwrap();
+    // Until the quota reaches the broker, records go through unthrottled; then a burst
+    // outruns it, and what the throttle holds expires.
+    let mut futures = Vec::new();
+    let started = std::time::Instant::now();
+    let mut burst_from = None;
+    while burst_from.is_none_or(|from| futures.len() < from + 3_000) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never throttled"
+        );
+        let i = futures.len();
+        let record = Produce::new(topic.clone()).partition(i as i32 % 3);
+        futures.push(producer.send(record.value(format!("{i:01000}"))));
+        if burst_from.is_none() {
+            if producer.metrics().await.produce_throttle_time_max > 0.0 {
+                burst_from = Some(futures.len());
+            } else if i % 100 == 99 {
+                producer.flush().await;
+            }
+        }
+    }
+    let mut outcomes = Outcomes::default();
+    for (i, f) in futures.into_iter().enumerate() {
+        outcomes.note(i, f.await);
+    }
+    // The connection writes what it still holds once the throttle ends: wait for that, with
+    // a record of each partition sent after the rest and delivered.
+    let mut next = outcomes.count;
+    for p in 0..3 {
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "partition {p} never took a record after the burst"
+            );
+            let record = Produce::new(topic.clone())
+                .partition(p)
+                .value(format!("{next:01000}"));
+            next += 1;
+            if outcomes.note(next - 1, producer.send(record).await) {
+                break;
+            }
+        }
+    }
+    let Outcomes {
+        count: n,
+        delivered,
+        never_sent,
+        unsent,
+        maybe_written,
+    } = outcomes;
+    eprintln!(
+        "{n} records: {} delivered, {} expired in their connection's queue, {unsent} in the \
+         accumulator, {maybe_written} in flight; longest throttle {} ms",
+        delivered.len(),
+        never_sent.len(),
+        producer.metrics().await.produce_throttle_time_max
+    );
+    assert!(
+        !never_sent.is_empty(),
+        "no batch expired while its connection held it"
+    );
+    assert!(producer.close(Duration::from_secs(10)).await);
+    // What the log holds: every partition up to its end.
+    let (bootstrap, t) = (kafka.bootstrap(), topic.clone());
+    let in_log: usize = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .unwrap();
+        (0..3)
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(&t, p, Duration::from_secs(10))
+                    .unwrap();
+                (high - low) as usize
+            })
+            .sum()
+    })
+    .await
+    .unwrap();
+    let back = read_back(
+        &kafka.bootstrap(),
+        &topic,
+        3,
+        in_log,
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    for p in 0..3 {
+        let indexes = read_indexes(&back, p);
+        assert!(
+            indexes.windows(2).all(|w| w[0] < w[1]),
+            "partition {p}: out of order or twice"
+        );
+        for (record, offset) in indexes.iter().zip(back[&p].iter().map(|c| c.offset)) {
+            if let Some(&at) = delivered.get(record) {
+                assert_eq!(
+                    at,
+                    (p, offset),
+                    "record {record} is not where it was reported"
+                );
+            }
+            seen.insert(*record);
+        }
+    }
+    let written_after_failing: Vec<_> = never_sent.iter().filter(|i| seen.contains(i)).collect();
+    assert!(
+        written_after_failing.is_empty(),
+        "{} records reported never sent are in the log: {:?}",
+        written_after_failing.len(),
+        &written_after_failing[..written_after_failing.len().min(10)]
+    );
+    let missing: Vec<_> = delivered.keys().filter(|i| !seen.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "delivered but not in the log: {missing:?}"
+    );
+}
+
+/// The records of [`expired_in_the_connections_queue`] by outcome.
+#[derive(Default)]
+struct Outcomes {
+    count: usize,
+    /// Record → (partition, offset) reported.
+    delivered: std::collections::BTreeMap<usize, (i32, i64)>,
+    /// Expired while their connection held them: never written.
+    never_sent: Vec<usize>,
+    /// Expired in the accumulator (never handed to a connection).
+    unsent: usize,
+    /// Expired after a request took them: possibly written.
+    maybe_written: usize,
+}
+
+impl Outcomes {
+    /// Notes record `i`'s outcome; true if delivered.
+    fn note(
+        &mut self,
+        i: usize,
+        outcome: Result<herald::RecordMetadata, herald::ProduceError>,
+    ) -> bool {
+        use herald::ErrorKind;
+        self.count = self.count.max(i + 1);
+        match outcome {
+            Ok(meta) => {
+                self.delivered.insert(i, (meta.partition, meta.offset));
+                return true;
+            }
+            Err(e) => match e.kind() {
+                ErrorKind::DeliveryTimeout { stage, .. } => match *stage {
+                    "queued for its connection, never sent" => self.never_sent.push(i),
+                    "in the accumulator" | "waiting to be sent" => self.unsent += 1,
+                    "in flight" => self.maybe_written += 1,
+                    other => panic!("record {i}: unknown stage {other}"),
+                },
+                other => panic!("record {i}: {other}"),
+            },
+        }
+        false
+    }
+}
+
 /// A batch the broker refuses for some of its records (KIP-467): on a compacted topic a
 /// record without a key is invalid, and Apache Kafka refuses the whole batch with
 /// INVALID_RECORD, naming that record by index in `record_errors`. As in Java, only the named
