@@ -200,6 +200,10 @@ struct Waiting {
     /// Counts the record against the intake's limit while it waits (the intake refuses
     /// `Producer::send` records past what the batches leave of buffer.memory).
     _parked: Parked,
+    /// The partition and timestamp it was routed with, when it waits for memory to go into
+    /// that partition's batch. Kept here, not in the record: a record refused after the wait
+    /// goes back to its sender as it was sent, to be sent again as a new one.
+    routed: Option<(i32, i64)>,
 }
 
 /// A record's share of the intake's count of parked bytes while the router holds it parked;
@@ -263,6 +267,7 @@ impl Held<'_> {
             record,
             completion,
             since,
+            routed: None,
         }
     }
 }
@@ -679,10 +684,10 @@ impl RouterCore {
             )
         });
         let stamp = self.stamp;
-        let timestamp = *held
+        let timestamp = held
             .record
             .timestamp
-            .get_or_insert_with(|| stamp.unwrap_or_else(now_millis));
+            .unwrap_or_else(|| stamp.unwrap_or_else(now_millis));
         match append(
             &self.shared,
             handle,
@@ -696,8 +701,9 @@ impl RouterCore {
                     .on_append(topic_name, partition, bytes, batch_full);
             }
             Appended::NeedMemory { need } => {
-                held.record.partition.get_or_insert(partition);
-                self.stalled.push_front(held.park(since, &self.shared));
+                let mut w = held.park(since, &self.shared);
+                w.routed = Some((partition, timestamp));
+                self.stalled.push_front(w);
                 self.stall(need, ctx);
                 self.note_waiting();
             }
@@ -894,7 +900,11 @@ impl RouterCore {
             }
             Unstalled::Reserved(bytes) => {
                 let topic_name = w.record.topic.as_ref();
-                let partition = w.record.partition.unwrap_or(0);
+                // The stall's front record is the one that asked for the memory, routed.
+                let (partition, ts) = w.routed.unwrap_or_else(|| {
+                    let ts = w.record.timestamp.unwrap_or_else(now_millis);
+                    (w.record.partition.unwrap_or(0), ts)
+                });
                 let handle = self
                     .routes
                     .get(topic_name)
@@ -902,7 +912,6 @@ impl RouterCore {
                     .and_then(|p| p.as_ref());
                 match handle {
                     Some(h) => {
-                        let ts = w.record.timestamp.unwrap_or_else(now_millis);
                         let appended = append(
                             &self.shared,
                             h,

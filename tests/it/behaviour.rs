@@ -348,6 +348,10 @@ async fn full_buffer_memory_blocks_for_max_block_then_refuses_with_the_record() 
         Some(&b"c"[..]),
         "record handed back"
     );
+    // As it was sent: its own partition, and no timestamp (the one it was routed with
+    // would go with it if it were sent again).
+    let back = err.record().unwrap();
+    assert_eq!((back.partition, back.timestamp), (Some(2), None));
     assert_eq!(producer.metrics().await.buffer_available_bytes, 0);
     producer.flush().await;
     a.await.unwrap().unwrap();
@@ -409,6 +413,10 @@ async fn send_when_ready_waits_max_block_for_room_then_gives_the_record_back() {
         matches!(err.kind(), ErrorKind::BufferExhausted { .. }),
         "{err}"
     );
+    // Routed before it waited, but handed back as sent: the partitioner chooses again and
+    // the timestamp is new if it is sent again, as for any new record.
+    let back = err.record().expect("record handed back");
+    assert_eq!((back.partition, back.timestamp), (None, None));
     producer.flush().await;
     first.await.expect("the first record delivered");
     assert!(producer.close(Duration::from_secs(5)).await);
