@@ -64,8 +64,11 @@ impl<B> Default for Coalescer<B> {
 }
 
 impl<B: Coalesce> Coalescer<B> {
-    /// Queues batches behind those already waiting.
+    /// Queues batches behind those already waiting, dropping those their accumulators
+    /// answered meanwhile: while a throttle holds the connection, batches expire and their
+    /// accumulators send the next ones, and the expired ones' memory is already given back.
     pub(crate) fn extend(&mut self, batches: impl IntoIterator<Item = B>) {
+        self.pending.retain(|b| !b.cancelled());
         self.pending.extend(batches);
     }
 
@@ -255,6 +258,12 @@ mod tests {
         assert!(cancel(1));
         assert!(c.next_request(1000).is_empty());
         assert!(c.is_empty());
+        // Answered while a throttle holds the queue: gone when the next batches come.
+        let waiting = [b(5, "t", 0, 10), b(6, "t", 1, 10)];
+        c.extend(waiting.clone());
+        assert!(waiting[0].claim.cancel());
+        c.extend([b(7, "t", 2, 10)]);
+        assert_eq!(ids(&Vec::from(c.take_all())), [6, 7]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Accumulator ↔ connection: sealed batches out to the leader's connection, and exactly one
-//! [`BatchCompleted`] back for every batch handed over.
+//! [`BatchCompleted`] back for every batch handed over that its accumulator did not take back
+//! first ([`SendClaim`]).
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -11,7 +12,8 @@ use herald::KafkaCode;
 use crate::otel::BatchLinks;
 
 /// A closed batch on its way to the broker. It is answered exactly once: [`answer`] consumes
-/// it, and dropping it unanswered answers it as lost (see the `Drop` impl).
+/// it, and dropping it unanswered answers it as lost (see the `Drop` impl); one its
+/// accumulator cancelled is answered already, and neither sends anything.
 ///
 /// [`answer`]: OutgoingBatch::answer
 #[derive(Debug)]
@@ -51,9 +53,9 @@ impl OutgoingBatch {
         self.claim.cancelled()
     }
 
-    /// Answers for this batch.
+    /// Answers for this batch (unless its accumulator answered it already: cancelled).
     pub(crate) fn answer(mut self, result: BatchResult) {
-        if let Some(reply) = self.reply.take() {
+        if let Some(reply) = self.reply.take().filter(|_| !self.claim.cancelled()) {
             reply.do_send(BatchCompleted {
                 batch_id: self.batch_id,
                 result,
@@ -114,7 +116,7 @@ impl SendClaim {
 /// send that may have landed (idempotence deduplicates it).
 impl Drop for OutgoingBatch {
     fn drop(&mut self) {
-        if let Some(reply) = self.reply.take() {
+        if let Some(reply) = self.reply.take().filter(|_| !self.claim.cancelled()) {
             reply.do_send(BatchCompleted {
                 batch_id: self.batch_id,
                 result: BatchResult::Lost("the connection dropped the batch unanswered".into()),
@@ -273,6 +275,14 @@ mod tests {
         assert!(taken.claim());
         assert!(!taken.claim.cancel(), "taken into a request first");
         taken.answer(BatchResult::NotSent("y".into()));
+        // Cancelled and then dropped or answered (the connection lost) without a request
+        // taking it: its accumulator has its answer already.
+        let dropped = batch(6, &reply);
+        assert!(dropped.claim.cancel());
+        drop(dropped);
+        let answered = batch(7, &reply);
+        assert!(answered.claim.cancel());
+        answered.answer(BatchResult::NotSent("z".into()));
         for _ in 0..100 {
             if seen.lock().unwrap().len() >= 4 {
                 break;
