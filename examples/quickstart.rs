@@ -29,6 +29,9 @@ use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::{Offset, TopicPartitionList};
 
+#[path = "common/key_value.rs"]
+mod key_value;
+
 /// How many records may await their acknowledgement at once. About 750 fill a 16 KiB batch on
 /// each of the 6 partitions, so no batch waits for `linger.ms`; more keeps the brokers busy
 /// while acknowledgements travel. Stay well below the router's mailbox capacity
@@ -57,14 +60,8 @@ struct Args {
     /// ssl.certificate.location, ssl.key.location, ssl.key.password, sasl.mechanisms,
     /// sasl.username, sasl.password, ssl.endpoint.identification.algorithm) are passed to the
     /// read-back consumer too, so the librdkafka names reach a secured cluster with both.
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value)]
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = key_value::KeyValue)]
     config: Vec<(String, String)>,
-}
-
-fn key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected key=value, got \"{s}\""))
 }
 
 /// The `-X` keys that mean the same to Herald and to librdkafka's read-back consumer.

@@ -356,6 +356,35 @@ fn console_producer_bad_config_exits_2_naming_the_key() {
     );
 }
 
+/// A setting given to an example's `-X` without `=` may be a secret with another separator
+/// (`sasl.password:hunter2`), or the secret alone: the error names at most the dotted key it
+/// starts with, in every example that takes `-X`.
+#[test]
+fn examples_never_echo_a_setting_given_without_equals() {
+    for name in ["quickstart", "console_producer", "actix_web"] {
+        for (arg, key) in [
+            ("sasl.password:hunter2", Some("sasl.password")),
+            ("sasl.password hunter2", Some("sasl.password")),
+            ("hunter2", None),
+        ] {
+            let output = Command::new(example(name))
+                .args(["-X", arg])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run the example");
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{name} {arg}: {stderr}");
+            assert!(!stderr.contains("hunter2"), "{name} echoed {arg}: {stderr}");
+            if let Some(key) = key {
+                assert!(
+                    stderr.contains(key),
+                    "{name} {arg}: names the key: {stderr}"
+                );
+            }
+        }
+    }
+}
+
 /// The README opens with examples/hello.rs: its first code block is the file, byte for byte.
 #[test]
 fn readme_first_code_block_is_hello() {
