@@ -76,6 +76,12 @@ impl<B: Coalesce> Coalescer<B> {
         self.pending.is_empty()
     }
 
+    /// Whether a batch waits that its accumulator has not taken back: work worth a
+    /// connection (one holding only taken-back batches need not connect, nor stay open).
+    pub(crate) fn has_live(&self) -> bool {
+        self.pending.iter().any(|b| !b.cancelled())
+    }
+
     /// Takes every waiting batch (the connection is gone).
     pub(crate) fn take_all(&mut self) -> VecDeque<B> {
         std::mem::take(&mut self.pending)
@@ -262,7 +268,12 @@ mod tests {
         let waiting = [b(5, "t", 0, 10), b(6, "t", 1, 10)];
         c.extend(waiting.clone());
         assert!(waiting[0].claim.cancel());
-        c.extend([b(7, "t", 2, 10)]);
+        let seventh = b(7, "t", 2, 10);
+        c.extend([seventh.clone()]);
+        assert!(c.has_live());
+        assert!(waiting[1].claim.cancel() && seventh.claim.cancel());
+        // Queued still, but nothing left worth a connection.
+        assert!(!c.is_empty() && !c.has_live());
         assert_eq!(ids(&Vec::from(c.take_all())), [6, 7]);
     }
 

@@ -572,7 +572,7 @@ impl Connection {
     }
 
     fn has_work(&self) -> bool {
-        !self.pending.is_empty() || !self.requests.is_empty()
+        self.pending.has_live() || !self.requests.is_empty()
     }
 
     /// Connects now, or schedules the connect for when the reconnect backoff allows it.
