@@ -472,7 +472,11 @@ impl ErrorKind {
 
 /// The error outcome of one record. When the record was refused before it entered a batch,
 /// it comes back inside, so the caller loses nothing.
-#[derive(Debug, Clone, thiserror::Error)]
+///
+/// Its `Debug` shows the record's shape, not its bytes: errors end up in logs and in the
+/// panic message of an `unwrap`, and a value or header (an `authorization` header, say) may
+/// hold what must not be logged. [`record`](Self::record) gives the record itself.
+#[derive(Clone, thiserror::Error)]
 #[error("{kind}")]
 pub struct ProduceError {
     kind: ErrorKind,
@@ -509,6 +513,47 @@ impl ProduceError {
     }
 }
 
+impl fmt::Debug for ProduceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProduceError")
+            .field("kind", &self.kind)
+            .field("record", &self.record.as_deref().map(Shape))
+            .finish()
+    }
+}
+
+/// A record as its error's `Debug` shows it: where it was going and how large its parts are.
+struct Shape<'a>(&'a ProducerRecord);
+
+/// The size of a key, value or header value, never its bytes.
+struct Len(usize);
+
+impl fmt::Debug for Len {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+impl fmt::Debug for Shape<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        let len = |b: &Option<bytes::Bytes>| b.as_ref().map(|b| Len(b.len()));
+        let headers: Vec<(&str, Option<Len>)> = r
+            .headers
+            .iter()
+            .map(|h| (h.key.as_ref(), len(&h.value)))
+            .collect();
+        f.debug_struct("ProducerRecord")
+            .field("topic", &r.topic)
+            .field("partition", &r.partition)
+            .field("key", &len(&r.key))
+            .field("value", &len(&r.value))
+            .field("headers", &headers)
+            .field("timestamp", &r.timestamp)
+            .finish()
+    }
+}
+
 impl From<ErrorKind> for ProduceError {
     fn from(kind: ErrorKind) -> Self {
         ProduceError::new(kind)
@@ -526,6 +571,41 @@ fn last_failure(last_error: &Option<Arc<str>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_records_debug_shows_its_shape_not_its_bytes() {
+        let mut record = ProducerRecord::new("payments");
+        record.partition = Some(3);
+        record.key = Some(bytes::Bytes::from_static(b"customer-42"));
+        record.value = Some(bytes::Bytes::from_static(b"card=4111111111111111"));
+        record.headers = vec![
+            crate::Header::new("authorization", "Bearer hunter2"),
+            crate::Header {
+                key: "trace".into(),
+                value: None,
+            },
+        ];
+        let e = ProduceError::refused(ErrorKind::Closed, record);
+        let debug = format!("{e:?}");
+        for secret in ["customer-42", "4111", "hunter2", "Bearer"] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert_eq!(
+            debug,
+            "ProduceError { kind: Closed, record: Some(ProducerRecord { topic: \"payments\", \
+             partition: Some(3), key: Some(11 bytes), value: Some(21 bytes), headers: \
+             [(\"authorization\", Some(14 bytes)), (\"trace\", None)], timestamp: None }) }"
+        );
+        // The record itself is still the caller's, whole.
+        assert_eq!(
+            e.record().and_then(|r| r.value.as_deref()),
+            Some(&b"card=4111111111111111"[..])
+        );
+        assert_eq!(
+            format!("{:?}", ProduceError::new(ErrorKind::Closed)),
+            "ProduceError { kind: Closed, record: None }"
+        );
+    }
 
     #[test]
     fn codes_round_trip_and_classify() {
