@@ -65,6 +65,7 @@ impl Client {
         let producer = start_producer(
             &broker.fakes[0].bootstrap(),
             &[
+                ("client.id", broker.client_id.as_str()),
                 ("acks", "all"),
                 ("enable.idempotence", "true"),
                 ("max.in.flight.requests.per.connection", "5"),

@@ -327,6 +327,11 @@ pub(crate) const KAFKA_2_4: &[(ApiKey, i16, i16)] = &[
 pub(crate) struct Broker {
     pub(crate) fakes: Vec<FakeBroker>,
     pub(crate) state: Arc<Mutex<BrokerState>>,
+    /// The `client.id` of the one producer this model serves. Tests run side by side, and
+    /// a port freed by one test's broker can be this one's: a producer of that test still
+    /// reconnecting would otherwise be served too (its InitProducerId was once counted here
+    /// as a bump). Requests from any other client close their connection.
+    pub(crate) client_id: String,
 }
 
 impl Broker {
@@ -374,12 +379,17 @@ impl Broker {
             inits: Vec::new(),
             violations: Vec::new(),
         }));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let client_id = format!("idempotence-{}-{n}", std::process::id());
         let addresses: Arc<OnceLock<Vec<SocketAddr>>> = Arc::new(OnceLock::new());
         let fakes: Vec<FakeBroker> = (0..brokers)
             .map(|_| {
                 let st = state.clone();
                 let addresses = addresses.clone();
+                let ours = client_id.clone();
                 FakeBroker::start(move |ctx| match ctx.api() {
+                    _ if ctx.client_id.as_deref() != Some(ours.as_str()) => vec![Action::Close],
                     Some(ApiKey::ApiVersions) => vec![Action::Respond(
                         fake_broker::api_versions_response_with(ctx.api_version, apis),
                     )],
@@ -410,7 +420,11 @@ impl Broker {
             })
             .collect();
         let _ = addresses.set(fakes.iter().map(|f| f.addr).collect());
-        Broker { fakes, state }
+        Broker {
+            fakes,
+            state,
+            client_id,
+        }
     }
 
     pub(crate) fn batches(&self) -> Vec<BatchSeen> {

@@ -94,10 +94,14 @@ impl Ports {
     /// node, a later node could get a port an earlier one had just released: once node 3's
     /// broker listener took node 2's PLAINTEXT port, node 2 exited with "Address already in
     /// use", and the cluster never registered every broker.)
+    ///
+    /// They come from below the kernel's ephemeral range: a node stopped by a test keeps its
+    /// ports, and everything else here (fake brokers, the mock cluster, Tansu, every client
+    /// socket) binds in that range. Once a fake broker of a test running alongside took a
+    /// stopped node's controller port: the other nodes' controllers connected to it, read its
+    /// answer's first bytes as a length, and died of OutOfMemoryError.
     fn pick(nodes: usize) -> Vec<Ports> {
-        let held: Vec<TcpListener> = (0..nodes * 6)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port"))
-            .collect();
+        let held = outside_the_ephemeral_range(nodes * 6);
         let p: Vec<u16> = held
             .iter()
             .map(|l| l.local_addr().unwrap().port())
@@ -113,6 +117,34 @@ impl Ports {
     fn of(&self, l: Listener) -> u16 {
         self.listeners[Listener::ALL.iter().position(|x| *x == l).unwrap()]
     }
+}
+
+/// `n` free loopback ports below the kernel's ephemeral range (`ip_local_port_range`), held
+/// bound until the caller drops them; starting at a place that differs from process to
+/// process, so that two test processes rarely try the same ports.
+fn outside_the_ephemeral_range(n: usize) -> Vec<TcpListener> {
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let (from, to) = (low.saturating_sub(16_384).max(10_000), low);
+    assert!(
+        to > from + 1_000,
+        "no room below the ephemeral range ({low})"
+    );
+    let span = u32::from(to - from);
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    let start = seed % span;
+    let held: Vec<TcpListener> = (0..span)
+        .map(|i| from + ((start + i) % span) as u16)
+        .filter_map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
+        .take(n)
+        .collect();
+    assert_eq!(held.len(), n, "free ports between {from} and {to}");
+    held
 }
 
 /// Test certificates, made once per test process with `openssl`.
@@ -949,28 +981,42 @@ impl Kafka {
     /// Starts a stopped or killed node again on its ports and data; waits until it is
     /// registered with the cluster.
     pub async fn restart(&mut self, id: i32) {
+        self.restart_all(&[id]).await;
+    }
+
+    /// Starts the stopped or killed nodes `ids` again, all before waiting for any: a node
+    /// listens only once a quorum of the controllers is up, so with two of three down, one
+    /// started and waited for alone never came up.
+    async fn restart_all(&mut self, ids: &[i32]) {
         let started = Instant::now();
-        self.node_mut(id).launch();
-        let deadline = Instant::now() + Duration::from_secs(240);
-        while !self.node(id).listens() {
-            self.check_alive(self.node(id), deadline);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for &id in ids {
+            self.node_mut(id).launch();
         }
-        let (bootstrap, ids) = (self.bootstrap(), self.ids());
+        let deadline = Instant::now() + Duration::from_secs(240);
+        for &id in ids {
+            while !self.node(id).listens() {
+                for &other in ids {
+                    self.check_alive(self.node(other), deadline);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let (bootstrap, all) = (self.bootstrap(), self.ids());
         blocking(move || {
             wait_until(deadline, "the node registered again", || {
-                brokers(&bootstrap).is_ok_and(|b| b == ids)
+                brokers(&bootstrap).is_ok_and(|b| b == all)
             })
         })
         .await;
         println!(
-            "Kafka node {id} back in {:.1} s",
+            "Kafka node(s) {ids:?} back in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     }
 
     /// Makes every node run again (a test that failed may have left one stopped or frozen).
     pub async fn heal(&mut self) {
+        let mut dead_ids = Vec::new();
         for id in self.ids() {
             let node = self.node_mut(id);
             if node.frozen {
@@ -980,8 +1026,11 @@ impl Kafka {
             let dead = node.jvm.as_mut().is_none_or(Jvm::exited);
             if dead {
                 node.jvm = None;
-                self.restart(id).await;
+                dead_ids.push(id);
             }
+        }
+        if !dead_ids.is_empty() {
+            self.restart_all(&dead_ids).await;
         }
     }
 
