@@ -454,7 +454,10 @@ fn moved_broker(dead: String) -> crate::support::fake_broker::FakeBroker {
 async fn rebootstrap_finds_a_broker_that_moved() {
     init_tracing();
     let dead = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = crate::support::PortBand::Listeners
+            .bind(1, |p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .pop()
+            .unwrap();
         listener.local_addr().unwrap().to_string()
     };
     for strategy in ["rebootstrap", "none"] {

@@ -929,7 +929,10 @@ async fn unknown_topic_fails_after_max_block_naming_the_topic() {
 async fn unreachable_bootstrap_is_named_in_the_metadata_timeout() {
     init_tracing();
     let address = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = crate::support::PortBand::Listeners
+            .bind(1, |p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .pop()
+            .unwrap();
         listener.local_addr().unwrap().to_string()
     };
     let producer = Producer::from_pairs([

@@ -24,7 +24,10 @@ struct Silent {
 
 impl Silent {
     fn start() -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let listener = crate::support::PortBand::Listeners
+            .bind(1, |p| TcpListener::bind(("127.0.0.1", p)).ok())
+            .pop()
+            .expect("bind");
         let address = listener.local_addr().expect("address").to_string();
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let noted = arrivals.clone();

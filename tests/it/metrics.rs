@@ -20,8 +20,10 @@ struct Server {
 impl Server {
     fn start(bootstrap: &str, client_id: &str) -> Server {
         // A port that was free a moment ago.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
+        let port = crate::support::PortBand::Listeners
+            .bind(1, |p| TcpListener::bind(("127.0.0.1", p)).ok())
+            .pop()
+            .and_then(|l| l.local_addr().ok())
             .expect("a free port")
             .port();
         let address = format!("127.0.0.1:{port}");

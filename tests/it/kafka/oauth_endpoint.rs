@@ -70,7 +70,12 @@ impl TokenServer {
         tls: Option<tokio_rustls::TlsAcceptor>,
         check: Check,
     ) -> TokenServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = crate::support::PortBand::Listeners
+            .bind(1, |p| std::net::TcpListener::bind(("127.0.0.1", p)).ok())
+            .pop()
+            .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let port = listener.local_addr().unwrap().port();
         let url = match tls {
             Some(_) => format!("https://localhost:{port}/oauth2/token"),

@@ -129,7 +129,8 @@ impl std::fmt::Debug for FakeBroker {
 }
 
 impl FakeBroker {
-    /// Binds 127.0.0.1:0 and serves every connection with `handler`.
+    /// Binds a loopback port out of the ephemeral range (`PortBand`) and serves every
+    /// connection with `handler`.
     pub fn start(
         handler: impl Fn(&RequestContext) -> Vec<Action> + Send + Sync + 'static,
     ) -> FakeBroker {
@@ -161,14 +162,19 @@ impl FakeBroker {
                 rt.block_on(async move {
                     // Set before listening: accepted connections inherit it, and the window
                     // scale offered in their SYN-ACK follows it.
-                    let socket = TcpSocket::new_v4().expect("socket");
-                    if let Some(n) = receive_buffer {
-                        socket.set_recv_buffer_size(n).expect("SO_RCVBUF");
-                    }
-                    socket
-                        .bind("127.0.0.1:0".parse().unwrap())
-                        .expect("bind 127.0.0.1:0");
-                    let listener = socket.listen(128).expect("listen");
+                    // Out of the ephemeral range, where a mock cluster's broker brought back
+                    // up must find its old port free (`PortBand`).
+                    let listener = crate::support::PortBand::Listeners
+                        .bind(1, |port| {
+                            let socket = TcpSocket::new_v4().expect("socket");
+                            if let Some(n) = receive_buffer {
+                                socket.set_recv_buffer_size(n).expect("SO_RCVBUF");
+                            }
+                            socket.bind(SocketAddr::from(([127, 0, 0, 1], port))).ok()?;
+                            socket.listen(128).ok()
+                        })
+                        .pop()
+                        .expect("a listener");
                     let addr = listener.local_addr().expect("local address");
                     bound.send(addr).expect("report the address");
                     serve(listener, addr, handler, recorded, panicked, stop).await

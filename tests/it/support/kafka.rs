@@ -95,13 +95,15 @@ impl Ports {
     /// broker listener took node 2's PLAINTEXT port, node 2 exited with "Address already in
     /// use", and the cluster never registered every broker.)
     ///
-    /// They come from below the kernel's ephemeral range: a node stopped by a test keeps its
-    /// ports, and everything else here (fake brokers, the mock cluster, Tansu, every client
-    /// socket) binds in that range. Once a fake broker of a test running alongside took a
-    /// stopped node's controller port: the other nodes' controllers connected to it, read its
-    /// answer's first bytes as a length, and died of OutOfMemoryError.
+    /// They come from their own band below the kernel's ephemeral range ([`PortBand`]): a
+    /// node stopped by a test keeps its ports. Once a fake broker of a test running alongside
+    /// took a stopped node's controller port: the other nodes' controllers connected to it,
+    /// read its answer's first bytes as a length, and died of OutOfMemoryError.
+    ///
     fn pick(nodes: usize) -> Vec<Ports> {
-        let held = outside_the_ephemeral_range(nodes * 6);
+        let held = PortBand::Kafka.bind(nodes * 6, |port| {
+            TcpListener::bind(("127.0.0.1", port)).ok()
+        });
         let p: Vec<u16> = held
             .iter()
             .map(|l| l.local_addr().unwrap().port())
@@ -119,32 +121,61 @@ impl Ports {
     }
 }
 
-/// `n` free loopback ports below the kernel's ephemeral range (`ip_local_port_range`), held
-/// bound until the caller drops them; starting at a place that differs from process to
-/// process, so that two test processes rarely try the same ports.
-fn outside_the_ephemeral_range(n: usize) -> Vec<TcpListener> {
-    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32768);
-    let (from, to) = (low.saturating_sub(16_384).max(10_000), low);
-    assert!(
-        to > from + 1_000,
-        "no room below the ephemeral range ({low})"
-    );
-    let span = u32::from(to - from);
-    let seed = std::process::id()
-        ^ std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-    let start = seed % span;
-    let held: Vec<TcpListener> = (0..span)
-        .map(|i| from + ((start + i) % span) as u16)
-        .filter_map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
-        .take(n)
-        .collect();
-    assert_eq!(held.len(), n, "free ports between {from} and {to}");
-    held
+/// Ports for the listeners the tests bind themselves, kept out of the kernel's ephemeral
+/// range (`ip_local_port_range`). A port freed there is soon handed to whatever binds port
+/// 0 next, or to a client socket: librdkafka's mock cluster binds there and, when a test
+/// brings one of its brokers back up, must bind that broker's old port again (it aborts
+/// the whole test process when it cannot), and a stopped Kafka node keeps its ports for
+/// its restart. So Kafka nodes take ports from one band below the range, fake brokers and
+/// Tansu from another, and only the mock cluster and clients from the range itself.
+#[derive(Debug, Clone, Copy)]
+pub enum PortBand {
+    /// The Kafka nodes': the 16,384 ports below the ephemeral range.
+    Kafka,
+    /// The fake brokers' and Tansu's: from 10,000 up to the Kafka band.
+    Listeners,
+}
+
+impl PortBand {
+    /// `[from, to)`.
+    fn range(self) -> (u16, u16) {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32768);
+        let kafka = low.saturating_sub(16_384).max(12_000);
+        let range = match self {
+            PortBand::Kafka => (kafka, low),
+            PortBand::Listeners => (10_000, kafka),
+        };
+        assert!(
+            range.1 > range.0 + 1_000,
+            "no room below the ephemeral range (it starts at {low})"
+        );
+        range
+    }
+
+    /// `n` things bound by `bind` on ports of this band, trying ports from a place that
+    /// differs from call to call and from process to process until `n` succeed.
+    pub fn bind<T>(self, n: usize, mut bind: impl FnMut(u16) -> Option<T>) -> Vec<T> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        let (from, to) = self.range();
+        let span = u32::from(to - from);
+        let seed = std::process::id().wrapping_mul(7919)
+            ^ CALLS.fetch_add(1, Ordering::Relaxed).wrapping_mul(104_729)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+        let start = seed % span;
+        let bound: Vec<T> = (0..span)
+            .map(|i| from + ((start + i) % span) as u16)
+            .filter_map(&mut bind)
+            .take(n)
+            .collect();
+        assert_eq!(bound.len(), n, "free ports between {from} and {to}");
+        bound
+    }
 }
 
 /// Test certificates, made once per test process with `openssl`.

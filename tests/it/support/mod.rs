@@ -34,3 +34,5 @@ pub fn unique_topic(prefix: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+pub use kafka::PortBand;

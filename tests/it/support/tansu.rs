@@ -37,9 +37,12 @@ fn find_binary() -> PathBuf {
     );
 }
 
+/// A free port for Tansu, out of the ephemeral range (`PortBand`).
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
+    crate::support::PortBand::Listeners
+        .bind(1, |port| TcpListener::bind(("127.0.0.1", port)).ok())
+        .pop()
+        .expect("a free port")
         .local_addr()
         .unwrap()
         .port()
