@@ -12,7 +12,7 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
-use crate::messages::delivery::OutgoingBatch;
+use crate::messages::delivery::{OutgoingBatch, SendClaim};
 
 /// What the coalescer needs to know of a batch.
 pub(crate) trait Coalesce {
@@ -22,10 +22,8 @@ pub(crate) trait Coalesce {
     fn records(&self) -> &Bytes;
     /// Records in the batch.
     fn record_count(&self) -> u32;
-    /// Whether the batch was answered before any request took it (see `SendClaim`).
-    fn cancelled(&self) -> bool;
-    /// Takes the batch into a request; false if it was answered first.
-    fn claim(&mut self) -> bool;
+    /// Who has the batch: a request that took it, or its accumulator that answered it first.
+    fn send_claim(&self) -> &SendClaim;
 }
 
 impl Coalesce for OutgoingBatch {
@@ -41,11 +39,8 @@ impl Coalesce for OutgoingBatch {
     fn record_count(&self) -> u32 {
         self.record_count
     }
-    fn cancelled(&self) -> bool {
-        OutgoingBatch::cancelled(self)
-    }
-    fn claim(&mut self) -> bool {
-        OutgoingBatch::claim(self)
+    fn send_claim(&self) -> &SendClaim {
+        &self.claim
     }
 }
 
@@ -68,7 +63,7 @@ impl<B: Coalesce> Coalescer<B> {
     /// answered meanwhile: while a throttle holds the connection, batches expire and their
     /// accumulators send the next ones, and the expired ones' memory is already given back.
     pub(crate) fn extend(&mut self, batches: impl IntoIterator<Item = B>) {
-        self.pending.retain(|b| !b.cancelled());
+        self.pending.retain(|b| !b.send_claim().cancelled());
         self.pending.extend(batches);
     }
 
@@ -79,7 +74,7 @@ impl<B: Coalesce> Coalescer<B> {
     /// Whether a batch waits that its accumulator has not taken back: work worth a
     /// connection (one holding only taken-back batches need not connect, nor stay open).
     pub(crate) fn has_live(&self) -> bool {
-        self.pending.iter().any(|b| !b.cancelled())
+        self.pending.iter().any(|b| !b.send_claim().cancelled())
     }
 
     /// Takes every waiting batch (the connection is gone).
@@ -95,8 +90,8 @@ impl<B: Coalesce> Coalescer<B> {
         let mut size = 0usize;
         let mut blocked: HashSet<(Arc<str>, i32)> = HashSet::new();
         let mut rest = VecDeque::with_capacity(self.pending.len());
-        while let Some(mut batch) = self.pending.pop_front() {
-            if batch.cancelled() {
+        while let Some(batch) = self.pending.pop_front() {
+            if batch.send_claim().cancelled() {
                 continue;
             }
             let key = (batch.topic().clone(), batch.partition());
@@ -109,7 +104,7 @@ impl<B: Coalesce> Coalescer<B> {
                 rest.push_back(batch);
                 continue;
             }
-            if !batch.claim() {
+            if !batch.send_claim().take() {
                 continue;
             }
             size += batch.records().len();
@@ -156,8 +151,6 @@ pub(crate) fn produce_request<B: Coalesce>(
 mod tests {
     use super::*;
 
-    use crate::messages::delivery::SendClaim;
-
     #[derive(Debug, Clone)]
     struct B {
         topic: Arc<str>,
@@ -180,11 +173,8 @@ mod tests {
         fn record_count(&self) -> u32 {
             self.id
         }
-        fn cancelled(&self) -> bool {
-            self.claim.cancelled()
-        }
-        fn claim(&mut self) -> bool {
-            self.claim.take()
+        fn send_claim(&self) -> &SendClaim {
+            &self.claim
         }
     }
 

@@ -38,21 +38,6 @@ pub(crate) struct OutgoingBatch {
 }
 
 impl OutgoingBatch {
-    /// Takes the batch into a request. False when its accumulator answered it first (delivery
-    /// timeout, abort): it must not be written, and nothing more is answered for it.
-    pub(crate) fn claim(&mut self) -> bool {
-        if self.claim.take() {
-            return true;
-        }
-        self.reply = None;
-        false
-    }
-
-    /// Whether its accumulator answered it before any request took it.
-    pub(crate) fn cancelled(&self) -> bool {
-        self.claim.cancelled()
-    }
-
     /// Answers for this batch (unless its accumulator answered it already: cancelled).
     pub(crate) fn answer(mut self, result: BatchResult) {
         if let Some(reply) = self.reply.take().filter(|_| !self.claim.cancelled()) {
@@ -266,13 +251,13 @@ mod tests {
         assert!(unwound.is_err());
         // Answered by its accumulator while it waited: refused by the request, and not
         // answered again when dropped.
-        let mut cancelled = batch(4, &reply);
+        let cancelled = batch(4, &reply);
         assert!(cancelled.claim.clone().cancel());
-        assert!(cancelled.cancelled());
-        assert!(!cancelled.claim());
+        assert!(cancelled.claim.cancelled());
+        assert!(!cancelled.claim.take());
         drop(cancelled);
-        let mut taken = batch(5, &reply);
-        assert!(taken.claim());
+        let taken = batch(5, &reply);
+        assert!(taken.claim.take());
         assert!(!taken.claim.cancel(), "taken into a request first");
         taken.answer(BatchResult::NotSent("y".into()));
         // Cancelled and then dropped or answered (the connection lost) without a request

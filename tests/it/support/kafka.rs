@@ -96,10 +96,9 @@ impl Ports {
     /// use", and the cluster never registered every broker.)
     ///
     /// They come from their own band below the kernel's ephemeral range ([`PortBand`]): a
-    /// node stopped by a test keeps its ports. Once a fake broker of a test running alongside
+    /// node stopped by a test keeps its ports. Once a listener of a test running alongside
     /// took a stopped node's controller port: the other nodes' controllers connected to it,
     /// read its answer's first bytes as a length, and died of OutOfMemoryError.
-    ///
     fn pick(nodes: usize) -> Vec<Ports> {
         let held = PortBand::Kafka.bind(nodes * 6, |port| {
             TcpListener::bind(("127.0.0.1", port)).ok()
@@ -132,7 +131,8 @@ impl Ports {
 pub enum PortBand {
     /// The Kafka nodes': the 16,384 ports below the ephemeral range.
     Kafka,
-    /// The fake brokers' and Tansu's: from 10,000 up to the Kafka band.
+    /// Every other listener the tests bind (fake brokers, Tansu, the token endpoint, dead
+    /// addresses): from 10,000 up to the Kafka band.
     Listeners,
 }
 
