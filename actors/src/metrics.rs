@@ -26,6 +26,7 @@ pub struct Metrics {
     pub(crate) record_error_total: AtomicU64,
     pub(crate) record_retry_total: AtomicU64,
     pub(crate) record_resend_unknown_total: AtomicU64,
+    pub(crate) record_requeue_unsent_total: AtomicU64,
     pub(crate) batch_count: AtomicU64,
     pub(crate) batch_bytes: AtomicU64,
     /// The largest batch sealed so far, bytes.
@@ -96,6 +97,7 @@ impl Metrics {
             record_error_total: AtomicU64::new(0),
             record_retry_total: AtomicU64::new(0),
             record_resend_unknown_total: AtomicU64::new(0),
+            record_requeue_unsent_total: AtomicU64::new(0),
             batch_count: AtomicU64::new(0),
             batch_bytes: AtomicU64::new(0),
             batch_bytes_max: AtomicU64::new(0),
@@ -199,6 +201,7 @@ impl Metrics {
             record_error_total: l(&self.record_error_total),
             record_retry_total: l(&self.record_retry_total),
             record_resend_unknown_total: l(&self.record_resend_unknown_total),
+            record_requeue_unsent_total: l(&self.record_requeue_unsent_total),
             batch_size_avg: ratio(l(&self.batch_bytes), l(&self.batch_count)),
             batch_size_max: l(&self.batch_bytes_max),
             records_per_request_avg: ratio(l(&self.request_records), l(&self.request_count)),
@@ -249,6 +252,11 @@ pub struct MetricsSnapshot {
     /// may have them already (Herald-specific). With idempotence a deduplicating broker
     /// drops the copy; without, this bounds the duplicates a run can have.
     pub record_resend_unknown_total: u64,
+    /// Records their connection handed back unwritten (its broker was down or refused the
+    /// connection, or it was lost before writing them) and queued again (Herald-specific).
+    /// Not a retry: nothing reached the broker, and `retries` is not spent. A broker that
+    /// goes away shows here when no request of the producer's was in flight to it.
+    pub record_requeue_unsent_total: u64,
     /// Average bytes per batch sent (after compression).
     pub batch_size_avg: f64,
     /// The largest batch sent so far, bytes (after compression).

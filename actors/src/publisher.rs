@@ -163,6 +163,7 @@ defs! {
     "herald_records_waiting_metadata" Gauge Producer Count "records held until their topic's metadata arrives";
     "herald_records_waiting_memory" Gauge Producer Count "records held while buffer.memory is exhausted";
     "herald_record_resend_unknown_total" Counter Producer Count "records sent again after their request was lost with its connection";
+    "herald_record_requeue_unsent_total" Counter Producer Count "records their connection handed back unwritten and queued again";
     "herald_leader_hint_total" Counter Producer Count "partitions moved to a leader a Produce response named (KIP-951)";
     "herald_metadata_refresh_total" Counter Producer Count "metadata requests completed";
 }
@@ -353,6 +354,10 @@ pub(crate) fn collect(
         (
             "herald_record_resend_unknown_total",
             &metrics.record_resend_unknown_total,
+        ),
+        (
+            "herald_record_requeue_unsent_total",
+            &metrics.record_requeue_unsent_total,
         ),
         ("herald_leader_hint_total", &metrics.leader_hint_total),
         (

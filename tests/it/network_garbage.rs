@@ -2,7 +2,8 @@
 //! fake broker (`support/fake_broker.rs`). Each test makes the broker misbehave for one request
 //! (a truncated frame, a wrong correlation id, an absurd size prefix, an undecodable body, an
 //! unknown error code, a connection cut mid-response, an unsolicited frame, silence, a garbage
-//! Metadata response, an absurd partition index in one), then behave, and checks that Herald
+//! Metadata response, an absurd partition index in one, a connection cut in its handshake),
+//! then behave, and checks that Herald
 //!
 //! - neither panics nor hangs: every record gets exactly one outcome (outcomes are delivered
 //!   with `reply_to` and counted per tag, and counting goes on for a while after the last one
@@ -1289,4 +1290,34 @@ async fn metadata_with_an_absurd_partition_index() {
     for tag in 4..8 {
         assert!(run.one(tag).is_ok(), "record {tag}: {:?}", run.one(tag));
     }
+}
+
+/// 11. The leader's connection is closed by the broker in its handshake (at ApiVersions), three
+/// times, while the first records wait for it. Nothing reached the broker: the records are
+/// handed back unwritten and queued again, counted as such (`record_requeue_unsent_total`)
+/// and not as retries (`retries` is not spent), and each is written once when a handshake
+/// succeeds. (ApiVersions number 0 is the bootstrap connection's, which is left alone.)
+#[actix_rt::test]
+async fn a_connection_closed_in_its_handshake_queues_its_records_again_unsent() {
+    init_tracing();
+    let fault = Fault::muting(
+        ApiKey::ApiVersions,
+        |p| p.nth >= 1 && p.faults < 3,
+        |_, _| vec![Action::Close],
+    );
+    let broker = Scripted::start(fault);
+    let client = Client::start(&broker.fake, &produce_cfg());
+    let (run, _) = client.send_all(BURST + 1, Duration::from_secs(9)).await;
+    let closed = broker.seen().iter().filter(|s| s.faulty).count();
+    assert_eq!(closed, 3, "three handshakes cut: {:?}", broker.seen());
+    assert_held_once_without_retry(&broker, &run, "nothing reached the broker");
+    let m = &run.metrics;
+    assert!(
+        m.record_requeue_unsent_total > 0,
+        "records waited on the failing connection and were queued again: {m:?}"
+    );
+    assert!(
+        m.record_requeue_unsent_total <= 3 * (BURST + 1),
+        "at most each record once per cut handshake: {m:?}"
+    );
 }

@@ -1312,7 +1312,10 @@ impl Accumulator {
             self.sensors.record_retry.record(records as f64, now);
         }
         match attempt {
-            Attempt::Unchanged | Attempt::NotSent => {}
+            Attempt::Unchanged => {}
+            Attempt::NotSent => {
+                Metrics::add(&self.shared.metrics.record_requeue_unsent_total, records)
+            }
             Attempt::Lost => {
                 Metrics::add(&self.shared.metrics.record_resend_unknown_total, records);
                 // Only a deduplicating (idempotent) send can be resolved later.
