@@ -291,7 +291,9 @@ pub enum ErrorKind {
         /// The broker's own words, when it gave any (e.g. "Compacted topic cannot accept
         /// message without key in topic partition t-0."): for a record it named as invalid
         /// (KIP-467) its own message, else the partition's, as Java's exception carries it.
-        /// At most about a kilobyte of it is kept.
+        /// At most about a kilobyte of it is kept. For `NETWORK_EXCEPTION` once retries ran
+        /// out (Java's `NetworkException`), the client's words instead: what became of the
+        /// last request (timed out, its connection reset or closed).
         message: Option<Arc<str>>,
     },
     /// The broker refused the record's batch because of other records in it, which its answer

@@ -1321,3 +1321,34 @@ async fn a_connection_closed_in_its_handshake_queues_its_records_again_unsent() 
         "at most each record once per cut handshake: {m:?}"
     );
 }
+
+/// 12. With `retries=0`, the broker closes the connection instead of answering the first
+/// Produce request. Its record fails, as Java's with `NetworkException`, with
+/// NETWORK_EXCEPTION, and the error says what became of the request: that code alone
+/// cannot tell a closed connection from a timeout or a refused one.
+#[actix_rt::test]
+async fn a_request_lost_without_retries_fails_naming_what_happened() {
+    init_tracing();
+    let broker = Scripted::start(Fault::produce(0, false, |_, _| vec![Action::Close]));
+    let client = Client::start(&broker.fake, &[("retries", "0")]);
+    client.send([0]);
+    let answered = client.wait_for(1, Duration::from_secs(5)).await;
+    let run = client.finish().await;
+    assert!(answered, "the record answered");
+    run.assert_tags(1);
+    let e = run.failure(
+        0,
+        "a broker that closed the connection instead of answering",
+    );
+    let ErrorKind::Broker {
+        code: KafkaCode::NETWORK_EXCEPTION,
+        message: Some(message),
+        ..
+    } = e.kind()
+    else {
+        panic!("not a network exception naming its cause: {e:?}");
+    };
+    assert!(message.contains("connection closed by broker"), "{message}");
+    assert!(e.to_string().contains("connection closed by broker"), "{e}");
+    assert_eq!(run.metrics.record_retry_total, 0, "{:?}", run.metrics);
+}

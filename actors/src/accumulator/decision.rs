@@ -286,7 +286,10 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
             BatchResult::Broker { code, message, .. } => {
                 state.broker_error(*code, message.as_ref())
             }
-            _ => state.broker_error(KafkaCode::NETWORK_EXCEPTION, None),
+            // Java's NetworkException ("Disconnected from node N"), with what happened to
+            // the last attempt: a timeout, a reset and a refused connection need different
+            // fixes, and the code alone cannot tell them apart.
+            _ => state.broker_error(KafkaCode::NETWORK_EXCEPTION, Some(&Arc::from(reason))),
         };
         return Decision::Fail {
             error,
@@ -621,7 +624,12 @@ mod tests {
         assert_eq!(
             decide_with(&b, lost, &VecDeque::new(), (PID, EPOCH), 3),
             Decision::Fail {
-                error: broker_error(KafkaCode::NETWORK_EXCEPTION),
+                error: ErrorKind::Broker {
+                    code: KafkaCode::NETWORK_EXCEPTION,
+                    topic: Arc::from("t"),
+                    partition: 2,
+                    message: Some(Arc::from("connection reset")),
+                },
                 bump_epoch: false,
                 cause: Cause::GaveUp,
             }
