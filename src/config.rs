@@ -602,7 +602,7 @@ pub struct ProducerConfig {
     pub ssl_endpoint_identification_algorithm: EndpointIdentification,
     /// `ssl.protocol`: the newest version offered (Java's SSLContext protocol).
     pub ssl_protocol: TlsVersion,
-    /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3.
+    /// `ssl.enabled.protocols`: TLSv1.2 and/or TLSv1.3 (older names given are skipped).
     pub ssl_enabled_protocols: Vec<TlsVersion>,
     /// `ssl.cipher.suites`: the suites offered, by their IANA names as Java takes them
     /// (`TLS_AES_128_GCM_SHA256`, `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256`, ...); empty:
@@ -1133,7 +1133,7 @@ keys! {
             TlsVersion::name,
             "expected TLSv1.2, TLSv1.3 or TLS"
         );
-    /// TLS versions offered, comma-separated: TLSv1.2, TLSv1.3
+    /// TLS versions offered, comma-separated: TLSv1.2, TLSv1.3 (TLSv1.1, TLSv1, SSLv3 and SSLv2Hello are taken and skipped, as Java 17 skips them; a list of those alone is refused)
     "ssl.enabled.protocols" ssl_enabled_protocols(Vec<TlsVersion>) =
         vec![TlsVersion::V1_2, TlsVersion::V1_3], TlsVersions;
     /// cipher suites offered, comma-separated IANA names as Java's; empty: all of rustls's (TLS 1.3 and TLS 1.2 ECDHE AEAD)
@@ -1348,7 +1348,9 @@ impl Rejection {
     }
 }
 
-/// `host:port` entries separated by commas, at least one, no duplicates.
+/// `host:port` entries separated by commas, at least one. An entry named twice (a templated
+/// list, `a:9092,PLAINTEXT://a:9092`) is kept once: Java accepts it, and one connection per
+/// address is all a second naming could ask for.
 struct Servers;
 
 impl Kind for Servers {
@@ -1363,15 +1365,16 @@ impl Kind for Servers {
             return Err(Rejection::Missing);
         }
         let mut seen = BTreeSet::new();
-        for entry in servers.iter_mut() {
+        let mut kept = Vec::with_capacity(servers.len());
+        for entry in servers.iter() {
             let address = without_scheme(entry).unwrap_or(entry);
-            check_host_port(address).map_err(|reason| Rejection::invalid(&entry, reason))?;
-            if !seen.insert(address.to_string()) {
-                return Err(Rejection::invalid(&entry, "duplicate entry"));
-            }
+            check_host_port(address).map_err(|reason| Rejection::invalid(entry, reason))?;
             // Connections take host:port, as Java's do.
-            *entry = address.to_string();
+            if seen.insert(address.to_string()) {
+                kept.push(address.to_string());
+            }
         }
+        *servers = kept;
         Ok(())
     }
 
@@ -1525,23 +1528,41 @@ impl Kind for SuiteNames {
     }
 }
 
-/// `ssl.enabled.protocols`: TLS versions, comma-separated, at least one.
+/// `ssl.enabled.protocols`: TLS versions, comma-separated, at least one of TLSv1.2 and
+/// TLSv1.3. The JDK's older names (`TLSv1.1`, `TLSv1`, `SSLv3`, `SSLv2Hello`) are taken and
+/// skipped: Kafka's security docs long listed `TLSv1.2,TLSv1.1,TLSv1`, and Java 17, which
+/// disables them, then speaks TLSv1.2 with such a list; rustls has none of them. A list of
+/// old names alone is refused, where Java would fail its handshakes.
 struct TlsVersions;
+
+/// Names the JDK knows for protocols below TLSv1.2.
+const OLD_TLS_NAMES: [&str; 4] = ["TLSv1.1", "TLSv1", "SSLv3", "SSLv2Hello"];
+
+const TLS_VERSIONS_EXPECTED: &str =
+    "expected TLSv1.2 and/or TLSv1.3 (TLSv1.1, TLSv1, SSLv3 and SSLv2Hello are skipped)";
 
 impl Kind for TlsVersions {
     type Value = Vec<TlsVersion>;
 
     fn parse(&self, text: &str) -> Result<Vec<TlsVersion>, &'static str> {
-        text.split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(|v| TlsVersion::from_name(v).ok_or("expected TLSv1.2 and/or TLSv1.3"))
-            .collect()
+        let mut versions = Vec::new();
+        let mut old = false;
+        for name in text.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+            match TlsVersion::from_name(name) {
+                Some(v) => versions.push(v),
+                None if OLD_TLS_NAMES.iter().any(|o| o.eq_ignore_ascii_case(name)) => old = true,
+                None => return Err(TLS_VERSIONS_EXPECTED),
+            }
+        }
+        if versions.is_empty() && old {
+            return Err("only versions below TLSv1.2, which Herald does not speak: expected TLSv1.2 and/or TLSv1.3");
+        }
+        Ok(versions)
     }
 
     fn check(&self, versions: &mut Vec<TlsVersion>) -> Result<(), Rejection> {
         if versions.is_empty() {
-            return Err(Rejection::invalid("", "expected TLSv1.2 and/or TLSv1.3"));
+            return Err(Rejection::invalid("", TLS_VERSIONS_EXPECTED));
         }
         versions.sort_unstable();
         versions.dedup();
@@ -2776,8 +2797,6 @@ metrics.recording.level=DEBUG
             );
             assert_eq!(e.key(), Some("bootstrap.servers"));
         }
-        let e = ProducerConfig::from_pairs([("bootstrap.servers", "a:1,a:1")]).unwrap_err();
-        assert_eq!(e.key(), Some("bootstrap.servers"));
         let ok = ProducerConfig::from_pairs([(
             "bootstrap.servers",
             "[::1]:9092,10.0.0.1:1,h-1.x:65535,",
@@ -2802,6 +2821,24 @@ metrics.recording.level=DEBUG
             let e = ProducerConfig::from_pairs([("bootstrap.servers", bad)]).unwrap_err();
             assert_eq!(e.key(), Some("bootstrap.servers"), "{bad}: {e}");
         }
+    }
+
+    /// Java keeps a bootstrap entry named twice (one bootstrap node each); a templated list
+    /// that repeats a service name must load. Herald keeps it once, in first place.
+    #[test]
+    fn a_bootstrap_server_named_twice_is_kept_once() {
+        let c = pairs_ok(&[(
+            "bootstrap.servers",
+            "k1:9092,k2:9092,PLAINTEXT://k1:9092,k2:9092,k3:9092",
+        )]);
+        assert_eq!(c.bootstrap_servers, ["k1:9092", "k2:9092", "k3:9092"]);
+        assert_eq!(
+            c.to_pairs()
+                .into_iter()
+                .find(|(k, _)| k == "bootstrap.servers")
+                .map(|(_, v)| v),
+            Some("k1:9092,k2:9092,k3:9092".to_string())
+        );
     }
 
     #[test]
@@ -3379,6 +3416,19 @@ metrics.recording.level=DEBUG
         assert_invalid(
             &[("ssl.enabled.protocols", "SSLv3")],
             "ssl.enabled.protocols",
+        );
+        assert_invalid(
+            &[("ssl.enabled.protocols", "TLSv1.1,TLSv1")],
+            "ssl.enabled.protocols",
+        );
+        assert_invalid(
+            &[("ssl.enabled.protocols", "TLSv1.2,TLSv9")],
+            "ssl.enabled.protocols",
+        );
+        // The list Kafka's security docs showed for years: Java 17 speaks TLSv1.2 with it.
+        assert_eq!(
+            pairs_ok(&[("ssl.enabled.protocols", "TLSv1.2,TLSv1.1,TLSv1")]).ssl_enabled_protocols,
+            vec![TlsVersion::V1_2]
         );
         assert_invalid(&[("ssl.enabled.protocols", ",")], "ssl.enabled.protocols");
         assert_invalid(&[("ssl.truststore.type", "BKS")], "ssl.truststore.type");
