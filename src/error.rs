@@ -340,7 +340,9 @@ pub enum ErrorKind {
         /// The partition given.
         partition: i32,
     },
-    /// No metadata for the topic arrived within `max.block.ms`.
+    /// No metadata for the topic arrived within `max.block.ms`. A topic that does not exist
+    /// ends here, as Java's `send` ends in its `TimeoutException` ("Topic ... not present in
+    /// metadata after ... ms"), with the brokers' UNKNOWN_TOPIC_OR_PARTITION in `cause`.
     #[error(
         "topic {topic} not present in metadata after {waited_ms} ms (max.block.ms){}",
         cause.as_deref().map(|c| format!("; {c}")).unwrap_or_default()
@@ -350,9 +352,11 @@ pub enum ErrorKind {
         topic: Arc<str>,
         /// How long we waited.
         waited_ms: u64,
-        /// The last connection errors behind the wait, when brokers could not be reached
-        /// (e.g. `bootstrap 127.0.0.1:1 unreachable: connect failed: Connection refused`),
-        /// or why a response's metadata for a topic could not be used.
+        /// Why, as far as the producer knows: what the brokers answered for the topic
+        /// (`the brokers answered UNKNOWN_TOPIC_OR_PARTITION (3) for topic t: it does not
+        /// exist, ...`), why their listing of it could not be used, and the last connection
+        /// errors behind the wait when brokers could not be reached (e.g. `bootstrap
+        /// 127.0.0.1:1 unreachable: connect failed: Connection refused`).
         cause: Option<Arc<str>>,
     },
     /// `buffer.memory` stayed exhausted for `max.block.ms`.
@@ -391,12 +395,6 @@ pub enum ErrorKind {
         topic: Arc<str>,
         /// Why it is invalid.
         reason: &'static str,
-    },
-    /// The broker says the topic does not exist (and it was not created within max.block.ms).
-    #[error("unknown topic {topic}")]
-    UnknownTopic {
-        /// The topic.
-        topic: Arc<str>,
     },
     /// An explicit partition, or one a custom partitioner chose, that the topic does not have.
     #[error("partition {partition} out of range for topic {topic} with {partitions} partitions")]

@@ -151,9 +151,12 @@ pub(crate) struct ClusterView {
     /// Producer id and epoch, once obtained (idempotence only).
     producer: RwLock<ProducerIdState>,
     /// The connection errors of the metadata requests that failed since the last one that
-    /// succeeded, one line per address, and the topics the last response listed unusably,
-    /// for the error of a record whose topic never arrived.
+    /// succeeded, one line per address, for the error of a record whose topic never
+    /// arrived.
     unreachable: RwLock<Option<Arc<str>>>,
+    /// Per topic, why the last responses left it out: the brokers' "no such topic" or an
+    /// unusable listing.
+    topic_causes: RwLock<HashMap<Arc<str>, Arc<str>>>,
     /// The brokers in the producer's rack, as the last metadata response gave their racks
     /// (empty unless rack-aware partitioning is on).
     in_rack: RwLock<BTreeSet<i32>>,
@@ -240,6 +243,26 @@ impl ClusterView {
     /// Replaces the reason of [`unreachable`](Self::unreachable) (the metadata actor only).
     pub(crate) fn set_unreachable(&self, why: Option<Arc<str>>) {
         *self.unreachable.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Replaces the per-topic causes (the metadata actor only).
+    pub(crate) fn set_topic_causes(&self, causes: HashMap<Arc<str>, Arc<str>>) {
+        *self.topic_causes.write().unwrap_or_else(|e| e.into_inner()) = causes;
+    }
+
+    /// Why `topic` is not in the metadata, as far as the producer knows: what the brokers
+    /// said of it, then why brokers could not be asked.
+    pub(crate) fn metadata_cause(&self, topic: &str) -> Option<Arc<str>> {
+        let of_topic = self
+            .topic_causes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+            .cloned();
+        match (of_topic, self.unreachable()) {
+            (Some(t), Some(u)) => Some(Arc::from(format!("{t}; {u}"))),
+            (t, u) => t.or(u),
+        }
     }
 
     /// The brokers in the producer's rack now.

@@ -98,6 +98,11 @@ pub(crate) struct Metadata {
     /// Topics whose partitions the last metadata response listed in a way that cannot be
     /// used (see [`partition_count`]), with why; kept out of the cluster view.
     unusable: BTreeMap<Arc<str>, String>,
+    /// Topics the brokers answered for with an error meaning "not there (yet)"
+    /// (UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE), with the code and when it was
+    /// last given: named in the error of a record whose topic never arrives. Kept a while
+    /// after nobody asks for the topic any more, for the records whose wait ends then.
+    absent: BTreeMap<Arc<str>, (KafkaCode, Instant)>,
     /// Nodes whose last metadata request failed to connect, by address: not asked again
     /// before the instant given while another node may be up.
     down: HashMap<String, Instant>,
@@ -141,6 +146,7 @@ impl Metadata {
             terminated: false,
             unreachable: BTreeMap::new(),
             unusable: BTreeMap::new(),
+            absent: BTreeMap::new(),
             down: HashMap::new(),
             last_sent: None,
             failing_since: None,
@@ -357,19 +363,24 @@ impl Metadata {
         self.publish_causes();
     }
 
-    /// Publishes why metadata is missing (connection errors, unusable topics), for the
-    /// error of a record or lookup whose topic never arrives.
+    /// Publishes why metadata is missing (connection errors; per topic, an unusable listing
+    /// or the brokers' "no such topic"), for the error of a record or lookup whose topic
+    /// never arrives.
     fn publish_causes(&self) {
-        let all: Vec<&str> = self
-            .unreachable
-            .values()
-            .chain(self.unusable.values())
-            .map(String::as_str)
-            .collect();
+        let all: Vec<&str> = self.unreachable.values().map(String::as_str).collect();
         let why = (!all.is_empty()).then(|| Arc::from(all.join("; ")));
         if why != self.shared.cluster.unreachable() {
             self.shared.cluster.set_unreachable(why);
         }
+        let mut topics: HashMap<Arc<str>, Arc<str>> = self
+            .absent
+            .iter()
+            .map(|(t, (code, _))| (t.clone(), Arc::from(absent_cause(t, *code))))
+            .collect();
+        for (t, why) in &self.unusable {
+            topics.insert(t.clone(), Arc::from(why.as_str()));
+        }
+        self.shared.cluster.set_topic_causes(topics);
     }
 
     /// `topic`'s partitions as the cluster view and the last response give them; `None`
@@ -480,7 +491,7 @@ impl Metadata {
                 let _ = l.reply.send(Err(ErrorKind::MetadataTimeout {
                     topic: topic.clone(),
                     waited_ms: max_block.as_millis() as u64,
-                    cause: self.shared.cluster.unreachable(),
+                    cause: self.shared.cluster.metadata_cause(topic),
                 }));
             }
         }
@@ -604,6 +615,7 @@ impl Metadata {
                     @ (KafkaCode::UNKNOWN_TOPIC_OR_PARTITION | KafkaCode::LEADER_NOT_AVAILABLE),
                 ) => {
                     tracing::debug!(topic = %name, %code, "topic not available yet");
+                    self.absent.insert(name.clone(), (code, Instant::now()));
                     self.missing.insert(name);
                     continue;
                 }
@@ -625,6 +637,7 @@ impl Metadata {
                     continue;
                 }
             };
+            self.absent.remove(&name);
             let mut partitions = vec![
                 PartitionMeta {
                     leader: -1,
@@ -710,6 +723,10 @@ impl Metadata {
             self.wanted.remove(&t);
             self.requested.remove(&t);
         }
+        // A record whose wait began before the topic was last asked for fails within
+        // max.block.ms of that: by twice that, nobody can still be told of the answer.
+        self.absent
+            .retain(|_, (_, at)| at.elapsed() < max_block.saturating_mul(2));
         self.publish_causes();
         self.ensure_producer_id(ctx);
         self.answer_lookups(&errors, ctx);
@@ -1025,6 +1042,7 @@ impl Handler<ForgetTopics> for Metadata {
             self.wanted.remove(&t);
             self.requested.remove(&t);
             self.missing.remove(&t);
+            self.absent.remove(&t);
             self.shared.cluster.topics.remove(&*t);
         }
     }
@@ -1142,6 +1160,17 @@ impl Handler<Crash> for Metadata {
         let shared = self.shared.clone();
         crash.apply(ActorKind::Metadata, &shared.victims, ctx);
     }
+}
+
+/// Why a topic the brokers answered `code` for is not in the metadata, in a record's error.
+fn absent_cause(topic: &str, code: KafkaCode) -> String {
+    let meaning = match code {
+        KafkaCode::UNKNOWN_TOPIC_OR_PARTITION => {
+            "it does not exist, and the brokers did not create it"
+        }
+        _ => "it has no leader yet (being created, or its leaders are down)",
+    };
+    format!("the brokers answered {code} for topic {topic}: {meaning}")
 }
 
 #[cfg(test)]

@@ -832,9 +832,9 @@ impl RouterCore {
         }
         for (topic, w) in failed {
             let kind = ErrorKind::MetadataTimeout {
+                cause: self.shared.cluster.metadata_cause(&topic),
                 topic,
                 waited_ms: max_block.as_millis() as u64,
-                cause: self.shared.cluster.unreachable(),
             };
             self.refuse(kind, w.record, w.completion);
         }
