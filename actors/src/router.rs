@@ -1039,10 +1039,14 @@ impl RouterCore {
     }
 
     fn maybe_run_deferred_flushes(&mut self) {
+        // Records with a chain that broke were dropped with its mailbox and answered by its
+        // supervisor (`Broken`), not handed back: once the producer is broken none of them
+        // can come, and waiting for them would hold every flush for ever.
+        let intercepting = self.intercepting > 0 && self.shared.supervision.broken().is_none();
         if self.deferred_flushes.is_empty()
             || !self.waiting.is_empty()
             || !self.stalled.is_empty()
-            || self.intercepting > 0
+            || intercepting
         {
             return;
         }
@@ -1777,6 +1781,7 @@ impl Handler<ProducerBroken> for Router {
         for a in core.accumulators() {
             a.do_send(Abort);
         }
+        core.maybe_run_deferred_flushes();
         // A partition whose accumulator is gone for good holds its records only here now.
         let supervision = core.shared.supervision.clone();
         supervision.answer_dropped(why, || core.routes.clear());

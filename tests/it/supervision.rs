@@ -1206,3 +1206,65 @@ async fn a_router_panicking_midway_through_a_produce_batch_answers_every_record(
         .expect("the restarted router goes on");
     producer.close(Duration::from_secs(5)).await;
 }
+
+/// An interceptor chain that breaks (two panics, past a limit of one) with records still in
+/// its mailbox: they fail with `Broken`, and `flush` and `close` still end. Before, the
+/// router kept counting them as with the interceptors, and every later flush waited for
+/// them for ever (and a close took its whole timeout).
+#[actix_rt::test]
+async fn flush_ends_after_the_interceptor_chain_broke_holding_records() {
+    use herald_actors::ProduceBatch;
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("storm-chain-flush");
+    mock.create_topic(&topic, 1, 1);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "0"),
+    ])
+    .unwrap();
+    let counting = Counting::default();
+    let producer = Producer::builder(config)
+        .interceptor(counting.clone())
+        .restart_limit(1, Duration::from_secs(60))
+        .start()
+        .unwrap();
+    producer
+        .send(Produce::new(topic.clone()).value("first"))
+        .await
+        .expect("delivered");
+    let chain = producer.fault_injection().interceptors().expect("a chain");
+    // In the chain's mailbox ahead of the records: a trap, then a panic that restarts the
+    // chain (one, within the limit); the first record springs the trap (the second panic,
+    // which breaks the producer) while the rest wait behind it. One call, so the router
+    // hands the chain every record at once.
+    chain.do_send(Crash::PanicWhileHolding);
+    chain.do_send(Crash::Panic);
+    let records = (0..200)
+        .map(|i| Produce::new(topic.clone()).value(format!("v{i}")))
+        .collect();
+    let outcomes = producer
+        .router()
+        .send(ProduceBatch(records))
+        .await
+        .expect("the router answered");
+    assert_broken_by(&producer, "interceptor", 2, "the second panic breaks it");
+    let broken = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(e) if matches!(e.kind(), herald::ErrorKind::Broken { .. })))
+        .count();
+    assert!(broken > 0, "records dropped with the chain: {outcomes:?}");
+    tokio::time::timeout(Duration::from_secs(5), producer.flush())
+        .await
+        .expect("flush ends once the chain is gone");
+    assert!(
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            producer.close(Duration::from_secs(5))
+        )
+        .await
+        .is_ok(),
+        "close ends"
+    );
+}
