@@ -900,11 +900,16 @@ impl RouterCore {
             }
             Unstalled::Reserved(bytes) => {
                 let topic_name = w.record.topic.as_ref();
-                // The stall's front record is the one that asked for the memory, routed.
-                let (partition, ts) = w.routed.unwrap_or_else(|| {
-                    let ts = w.record.timestamp.unwrap_or_else(now_millis);
-                    (w.record.partition.unwrap_or(0), ts)
-                });
+                // The stall's front record is the one that asked for the memory, routed;
+                // after a router restart (`started` stalls again on whatever is in front)
+                // it may be one that queued behind it, never routed: it goes as those
+                // behind it go (below), through the partitioner, not into a partition
+                // guessed here.
+                let Some((partition, ts)) = w.routed else {
+                    self.shared.memory.release(bytes);
+                    self.stalled.push_front(w);
+                    return self.drain_stalled(ctx);
+                };
                 let handle = self
                     .routes
                     .get(topic_name)
@@ -933,7 +938,11 @@ impl RouterCore {
                 }
             }
         }
-        // Everything that queued behind the stall goes next, in order, until one stalls again.
+        self.drain_stalled(ctx);
+    }
+
+    /// Routes what queued behind a stall that ended, in order, until one stalls again.
+    fn drain_stalled(&mut self, ctx: &mut Context<Router>) {
         while !self.stall_active {
             let Some(mut next) = self.stalled.pop_front() else {
                 break;

@@ -1268,3 +1268,120 @@ async fn flush_ends_after_the_interceptor_chain_broke_holding_records() {
         "close ends"
     );
 }
+
+/// A router that panics as a memory stall ends (here the partitioner's `on_append`,
+/// application code, for the record the stall was for) restarts and stalls again on the
+/// record queued behind that one, which was never routed. When memory comes it must be
+/// routed then, by the partitioner: before, it went into partition 0's batch (the partition
+/// it did not name, `unwrap_or(0)`), passing over the partitioner.
+#[actix_rt::test]
+async fn a_record_behind_a_stall_keeps_its_partitioner_across_a_router_panic() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use herald::partitioner::{Partitioner, TopicPartitions};
+    use herald_actors::ProduceBatch;
+
+    /// Key `p1` to partition 1, any other key to 2; `on_append` panics once for partition
+    /// 2 when armed.
+    #[derive(Debug)]
+    struct ByKey(Arc<AtomicBool>);
+    impl Partitioner for ByKey {
+        fn partition(
+            &mut self,
+            _topic: &str,
+            key: Option<&[u8]>,
+            _value: Option<&[u8]>,
+            _partitions: &TopicPartitions<'_>,
+        ) -> i32 {
+            if key == Some(b"p1") {
+                1
+            } else {
+                2
+            }
+        }
+
+        fn on_append(&mut self, _topic: &str, partition: i32, _bytes: usize, _full: bool) {
+            if partition == 2 && self.0.swap(false, Ordering::SeqCst) {
+                panic!("on_append cannot take partition 2 now");
+            }
+        }
+    }
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("stall-restart-partition");
+    mock.create_topic(&topic, 3, 1);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("buffer.memory", "32768"),
+        ("batch.size", "16384"),
+        ("linger.ms", "600000"),
+        ("delivery.timeout.ms", "900000"),
+        ("max.block.ms", "20000"),
+    ])
+    .unwrap();
+    let armed = Arc::new(AtomicBool::new(false));
+    let producer = Producer::builder(config)
+        .partitioner(ByKey(armed.clone()))
+        .start()
+        .unwrap();
+    let router = producer.router().clone();
+    // Two lingering batches, of partitions 0 and 1, hold all of buffer.memory.
+    let held = [
+        router.send(Produce::new(topic.clone()).value("p0").partition(0)),
+        router.send(Produce::new(topic.clone()).key("p1").value("p1")),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while producer.metrics().await.buffer_available_bytes != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "batches hold no memory"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    armed.store(true, Ordering::SeqCst);
+    // One call: `first` needs a batch of partition 2 and stalls the router, and `second`,
+    // routed in the same call, queues behind it unrouted. While they wait the lingering
+    // batches go, and their memory ends the stall.
+    let take = router.send(ProduceBatch(vec![
+        Produce::new(topic.clone()).key("a").value("first"),
+        Produce::new(topic.clone()).key("b").value("second"),
+    ]));
+    // Their batch lingers: a flush, queued behind the take, sends it.
+    let (outcomes, ()) = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::future::join(take, producer.flush()),
+    )
+    .await
+    .expect("answered within 30 s");
+    let outcomes = outcomes.expect("the router answered");
+    for h in held {
+        h.await.expect("answered").expect("delivered");
+    }
+    let [first, second]: [herald::RecordMetadata; 2] = outcomes
+        .into_iter()
+        .map(|o| o.expect("delivered"))
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    assert!(!armed.load(Ordering::SeqCst), "on_append panicked");
+    assert_eq!(
+        producer.metrics().await.actor_panic_total,
+        1,
+        "the router panicked"
+    );
+    assert_eq!(first.partition, 2);
+    assert_eq!(second.partition, 2, "the partitioner's partition");
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 3, 4, Duration::from_secs(10)).await;
+    let values = |p: i32| -> Vec<Option<Vec<u8>>> {
+        back.get(&p)
+            .map(|c| c.iter().map(|r| r.value.clone()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(values(0), vec![Some(b"p0".to_vec())]);
+    assert_eq!(
+        values(2),
+        vec![Some(b"first".to_vec()), Some(b"second".to_vec())]
+    );
+}
