@@ -1708,7 +1708,6 @@ impl Handler<Close> for Router {
             core.maybe_run_deferred_flushes();
         }
         let shared = core.shared.clone();
-        let accumulators = core.accumulators();
         // A transaction left open is aborted once its records are settled (as Java's
         // producer does at close), so read_committed consumers need not wait for
         // transaction.timeout.ms; close(0) leaves it to the coordinator.
@@ -1728,8 +1727,13 @@ impl Handler<Close> for Router {
         actix::spawn(async move {
             let flushed = !timeout.is_zero() && tokio::time::timeout(timeout, rx).await.is_ok();
             // From here the accumulators stop: a record the interceptors hand back later
-            // would find none to take it.
-            core_shut.borrow_mut().shut = true;
+            // would find none to take it. All of them, those started during the close too
+            // (a topic whose metadata came, a record back from the interceptors).
+            let accumulators = {
+                let mut core = core_shut.borrow_mut();
+                core.shut = true;
+                core.accumulators()
+            };
             if !flushed {
                 tracing::warn!("close timed out; aborting unacknowledged records");
             }

@@ -1369,3 +1369,48 @@ async fn a_memory_stall_does_not_let_a_record_pass_its_topics_waiting_records() 
         "T's records in the order sent"
     );
 }
+
+/// A record waiting for its topic's metadata when `close(timeout)` is called, whose metadata
+/// comes during the close, starts its partition's accumulator then; its leader is down, so
+/// the close times out. The abort must reach that accumulator too: the record is answered
+/// `Aborted` by the time `close` returns. Before, the close aborted only the accumulators it
+/// found when it began, and the record was left to whatever came later.
+#[actix_rt::test]
+async fn close_aborts_a_partition_started_during_the_close() {
+    init_tracing();
+    let mock = Mock::start(2);
+    let topic = unique_topic("close-late-partition");
+    mock.create_topic(&topic, 1, 1);
+    mock.cluster.partition_leader(&topic, 0, Some(2)).unwrap();
+    let missing = RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    mock.cluster.topic_error(&topic, missing).unwrap();
+    mock.cluster.broker_down(2).unwrap();
+    let producer = start(
+        &mock,
+        &[
+            ("max.block.ms", "30000"),
+            ("retry.backoff.ms", "50"),
+            ("linger.ms", "0"),
+        ],
+    );
+    let record = producer.send(Produce::new(topic.clone()).value("late"));
+    // Waiting for the topic.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let appear = async {
+        actix_rt::time::sleep(Duration::from_millis(500)).await;
+        mock.cluster
+            .topic_error(&topic, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+            .unwrap();
+    };
+    let (flushed, ()) =
+        futures_util::future::join(producer.close(Duration::from_secs(3)), appear).await;
+    assert!(
+        !flushed,
+        "the leader being down kept the close from flushing"
+    );
+    let outcome = tokio::time::timeout(Duration::from_millis(200), record)
+        .await
+        .expect("answered by the time close returned");
+    let err = outcome.expect_err("aborted");
+    assert!(matches!(err.kind(), ErrorKind::Aborted), "{err}");
+}
