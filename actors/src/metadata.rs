@@ -93,7 +93,8 @@ pub(crate) struct Metadata {
     init_pid_in_flight: bool,
     terminated: bool,
     /// The last connection error of each node asked since the last successful metadata
-    /// request, by address (published as `ClusterView::unreachable`, with `unusable`).
+    /// request, by address, and under the empty key the last broker Herald could not speak
+    /// to (no common version of an API it needs); published as `ClusterView::unreachable`.
     unreachable: BTreeMap<String, String>,
     /// Topics whose partitions the last metadata response listed in a way that cannot be
     /// used (see [`partition_count`]), with why; kept out of the cluster view.
@@ -330,10 +331,20 @@ impl Metadata {
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "metadata request failed");
-                if let RequestError::Connection(address, reason) = &e {
-                    self.note_unreachable(address, reason);
-                    let until = Instant::now() + self.shared.config.reconnect_backoff_max;
-                    self.down.insert(address.clone(), until);
+                match &e {
+                    RequestError::Connection(address, reason) => {
+                        self.note_unreachable(address, reason);
+                        let until = Instant::now() + self.shared.config.reconnect_backoff_max;
+                        self.down.insert(address.clone(), until);
+                    }
+                    // A broker Herald cannot speak to (too old, or not Kafka): named in the
+                    // error of the records waiting for their topic, until a request succeeds.
+                    RequestError::Protocol(p) => {
+                        self.unreachable
+                            .insert(String::new(), format!("a broker cannot be used: {p}"));
+                        self.publish_causes();
+                    }
+                    RequestError::Authentication(_) => {}
                 }
                 self.next_node += 1;
                 let wait = self.backoff.next_delay();

@@ -2,7 +2,8 @@
 //! fake broker (`support/fake_broker.rs`). Each test makes the broker misbehave for one request
 //! (a truncated frame, a wrong correlation id, an absurd size prefix, an undecodable body, an
 //! unknown error code, a connection cut mid-response, an unsolicited frame, silence, a garbage
-//! Metadata response, an absurd partition index in one, a connection cut in its handshake),
+//! Metadata response, an absurd partition index in one, a connection cut in its handshake,
+//! a broker too old to speak to),
 //! then behave, and checks that Herald
 //!
 //! - neither panics nor hangs: every record gets exactly one outcome (outcomes are delivered
@@ -1351,4 +1352,44 @@ async fn a_request_lost_without_retries_fails_naming_what_happened() {
     assert!(message.contains("connection closed by broker"), "{message}");
     assert!(e.to_string().contains("connection closed by broker"), "{e}");
     assert_eq!(run.metrics.record_retry_total, 0, "{:?}", run.metrics);
+}
+
+/// 13. A broker too old to speak to (it advertises Produce 0..=2, Kafka 0.10's; Herald needs
+/// 3 or later): every connection fails its version negotiation, so no metadata comes. The
+/// records fail at max.block.ms with a metadata timeout that names the version mismatch,
+/// not only "not present in metadata".
+#[actix_rt::test]
+async fn a_broker_too_old_is_named_in_the_metadata_timeout() {
+    init_tracing();
+    let old: Vec<(ApiKey, i16, i16)> = fake_broker::ADVERTISED
+        .iter()
+        .map(|&(api, min, max)| match api {
+            ApiKey::Produce => (api, 0, 2),
+            _ => (api, min, max),
+        })
+        .collect();
+    let standard = fake_broker::standard_handler(&[(TOPIC, PARTITIONS)]);
+    let fake = FakeBroker::start(move |ctx| match ctx.api() {
+        Some(ApiKey::ApiVersions) => vec![Action::Respond(
+            fake_broker::api_versions_response_with(ctx.api_version, &old),
+        )],
+        _ => standard(ctx),
+    });
+    let client = Client::start(&fake, &[("max.block.ms", "1000")]);
+    client.send([0]);
+    let answered = client.wait_for(1, Duration::from_secs(10)).await;
+    let run = client.finish().await;
+    assert!(answered, "the record answered");
+    run.assert_tags(1);
+    let e = run.failure(0, "a broker too old to speak to");
+    let ErrorKind::MetadataTimeout {
+        cause: Some(cause), ..
+    } = e.kind()
+    else {
+        panic!("not a metadata timeout naming its cause: {e}");
+    };
+    assert!(
+        cause.contains("no common version of Produce") && cause.contains("0..=2"),
+        "{cause}"
+    );
 }
