@@ -649,13 +649,19 @@ impl ProducerConfig {
         Self::from_pairs(parse_properties(text))
     }
 
-    /// Builds from a Java `.properties` file.
+    /// Builds from a Java `.properties` file: UTF-8, or, when it is not valid UTF-8,
+    /// ISO-8859-1, which is how Java's `Properties.load(InputStream)` (and so Kafka's tools)
+    /// reads every file: one that loads in Java loads here.
     pub fn from_properties_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError::Io {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => e.into_bytes().iter().map(|&b| char::from(b)).collect(),
+        };
         Self::from_properties_str(&text)
     }
 
@@ -2839,6 +2845,26 @@ metrics.recording.level=DEBUG
                 .map(|(_, v)| v),
             Some("k1:9092,k2:9092,k3:9092".to_string())
         );
+    }
+
+    /// Java reads a `.properties` file as ISO-8859-1: a Latin-1 `é` in a comment or a value
+    /// loads there, and here. UTF-8 is read as UTF-8.
+    #[test]
+    fn a_latin1_properties_file_loads_as_in_java() {
+        let dir = std::env::temp_dir().join(format!("herald-latin1-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let latin1 = dir.join("latin1.properties");
+        let mut bytes = b"# r\xe9seau\nbootstrap.servers=k:9092\nclient.id=caf".to_vec();
+        bytes.push(0xE9);
+        bytes.push(b'\n');
+        std::fs::write(&latin1, &bytes).unwrap();
+        let c = ProducerConfig::from_properties_file(&latin1).expect("loads");
+        assert_eq!(c.client_id, "caf\u{e9}");
+        let utf8 = dir.join("utf8.properties");
+        std::fs::write(&utf8, "bootstrap.servers=k:9092\nclient.id=caf\u{e9}\n").unwrap();
+        let c = ProducerConfig::from_properties_file(&utf8).expect("loads");
+        assert_eq!(c.client_id, "caf\u{e9}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
