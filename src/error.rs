@@ -278,7 +278,8 @@ pub enum ProtocolError {
 pub enum ErrorKind {
     /// The broker answered with an error that is not retried, or retries ran out.
     #[error(
-        "broker error {code} for {topic}-{partition}{}",
+        "broker error {code} for {}{}",
+        place(topic, *partition),
         message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
     )]
     Broker {
@@ -286,7 +287,8 @@ pub enum ErrorKind {
         code: KafkaCode,
         /// Topic of the batch.
         topic: Arc<str>,
-        /// Partition of the batch.
+        /// Partition of the batch; -1 for an error of the whole topic (a metadata error
+        /// such as TOPIC_AUTHORIZATION_FAILED).
         partition: i32,
         /// The broker's own words, when it gave any (e.g. "Compacted topic cannot accept
         /// message without key in topic partition t-0."): for a record it named as invalid
@@ -561,6 +563,15 @@ impl From<ErrorKind> for ProduceError {
 }
 
 /// The tail of a delivery timeout's message that names its batch's last failed attempt.
+/// `t-0` for a partition, `topic t` for an error of the whole topic (partition -1).
+fn place(topic: &str, partition: i32) -> String {
+    if partition < 0 {
+        format!("topic {topic}")
+    } else {
+        format!("{topic}-{partition}")
+    }
+}
+
 fn last_failure(last_error: &Option<Arc<str>>) -> String {
     match last_error {
         Some(e) => format!("; its last failed attempt: {e}"),
@@ -604,6 +615,24 @@ mod tests {
         assert_eq!(
             format!("{:?}", ProduceError::new(ErrorKind::Closed)),
             "ProduceError { kind: Closed, record: None }"
+        );
+    }
+
+    #[test]
+    fn a_topic_error_names_the_topic_not_partition_minus_one() {
+        let kind = |partition| ErrorKind::Broker {
+            code: KafkaCode::TOPIC_AUTHORIZATION_FAILED,
+            topic: Arc::from("orders"),
+            partition,
+            message: None,
+        };
+        assert_eq!(
+            kind(-1).to_string(),
+            "broker error TOPIC_AUTHORIZATION_FAILED (29) for topic orders"
+        );
+        assert_eq!(
+            kind(2).to_string(),
+            "broker error TOPIC_AUTHORIZATION_FAILED (29) for orders-2"
         );
     }
 
