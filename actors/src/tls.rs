@@ -229,17 +229,22 @@ fn read(key: &str, path: &str) -> Result<Vec<u8>, ConfigError> {
     std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {path}: {e}")))
 }
 
-/// The store's format: JKS if it starts as one (the JDK's keystore compatibility mode reads
-/// a JKS file whatever type is configured), else as configured, else read from its bytes.
+/// The store's format: JKS if it starts as one (the JDK's keystore compatibility mode,
+/// `keystore.type.compat`, on by default, reads a JKS file whatever type is configured), and
+/// PKCS12 when JKS is configured for a file that is not JKS (the same mode reads PKCS12 as
+/// type JKS: keytool has made PKCS12 by default since JDK 9, also for a file named
+/// `kafka.truststore.jks`, while configs copied along still say `JKS`); else as configured,
+/// else read from its bytes.
 fn store_type(configured: Option<StoreType>, bytes: &[u8]) -> StoreType {
     if jks::is_jks(bytes) {
         return StoreType::Jks;
     }
-    configured.unwrap_or(if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-        StoreType::Pem
-    } else {
-        StoreType::Pkcs12
-    })
+    match configured {
+        Some(StoreType::Jks) => StoreType::Pkcs12,
+        Some(t) => t,
+        None if bytes.windows(10).any(|w| w == b"-----BEGIN") => StoreType::Pem,
+        None => StoreType::Pkcs12,
+    }
 }
 
 /// Reads a JKS store, checking its integrity with `password` when there is one; errors name
@@ -878,6 +883,16 @@ mod tests {
         ];
         if let Err(e) = Tls::from_config(&config(&stores)) {
             panic!("{e}");
+        }
+        // Named JKS, as configs copied from before JDK 9 say: read as Java's keystore
+        // compatibility mode reads it, PKCS12.
+        let named_jks = [
+            stores.as_slice(),
+            &[("ssl.truststore.type", "JKS"), ("ssl.keystore.type", "JKS")],
+        ]
+        .concat();
+        if let Err(e) = Tls::from_config(&config(&named_jks)) {
+            panic!("a PKCS12 store configured as JKS: {e}");
         }
         for (at, password_key) in [(1, "ssl.truststore.password"), (3, "ssl.keystore.password")] {
             let mut wrong = stores.to_vec();
