@@ -1393,3 +1393,48 @@ async fn a_broker_too_old_is_named_in_the_metadata_timeout() {
         "{cause}"
     );
 }
+
+/// 14. The broker closes the connection on the first Produce request instead of answering,
+/// and every connection after that in its handshake, until the record's delivery timeout.
+/// Its one attempt was lost with its connection: without idempotence nothing can tell
+/// whether the broker wrote it, so the expiry must not say it never was ("queued for its
+/// connection, never sent" or "waiting to be sent", which an application may read as safe
+/// to send again). Before, it said one of those, depending on where the batch waited.
+#[actix_rt::test]
+async fn a_batch_lost_once_then_expired_is_not_reported_unwritten() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    init_tracing();
+    let produced = AtomicBool::new(false);
+    let standard = fake_broker::standard_handler(&[(TOPIC, PARTITIONS)]);
+    let fake = FakeBroker::start(move |ctx| match ctx.api() {
+        Some(ApiKey::Produce) if !produced.swap(true, Ordering::SeqCst) => vec![Action::Close],
+        Some(ApiKey::ApiVersions) if produced.load(Ordering::SeqCst) => vec![Action::Close],
+        _ => standard(ctx),
+    });
+    let client = Client::start(
+        &fake,
+        &[
+            ("request.timeout.ms", "1000"),
+            ("delivery.timeout.ms", "1500"),
+        ],
+    );
+    client.send([0]);
+    let answered = client.wait_for(1, Duration::from_secs(10)).await;
+    let run = client.finish().await;
+    assert!(answered, "the record answered");
+    run.assert_tags(1);
+    let e = run.failure(0, "a broker that never answered");
+    let ErrorKind::DeliveryTimeout { stage, .. } = e.kind() else {
+        panic!("not a delivery timeout: {e}");
+    };
+    assert!(
+        [
+            "in flight",
+            "waiting to be sent again, an earlier attempt may be in the log"
+        ]
+        .contains(stage),
+        "{e}"
+    );
+    assert!(run.metrics.record_resend_unknown_total > 0 || run.metrics.record_retry_total > 0);
+}

@@ -66,6 +66,9 @@ struct SealedBatch {
     /// Such a batch keeps its identity across an epoch change until resolved, so a
     /// deduplicating broker can recognise it.
     maybe_written: bool,
+    /// An attempt was lost with its connection without idempotence: nothing can tell
+    /// whether the broker wrote it, so the batch may be in the log whatever comes next.
+    lost_unresolvable: bool,
     /// Its bytes are still being compressed by the sealer (`bytes` is empty until then).
     sealing: bool,
     /// Ids `id .. id + span` belong to this batch: the pieces it is split into take them, so
@@ -105,6 +108,7 @@ impl SealedBatch {
             retry_at: None,
             ids,
             maybe_written: false,
+            lost_unresolvable: false,
             sealing: false,
             span: 1 << SPLIT_BITS,
             piece: false,
@@ -125,6 +129,17 @@ trait Reserves {
     fn reserved(&self) -> usize;
     /// Takes back what a connection still holds of it (see [`SealedBatch::cancel_attempt`]).
     fn abandon(&mut self) {}
+}
+
+/// The expiry stage of a batch waiting in `ready` (to be sent, or sent again).
+const WAITING: &str = "waiting to be sent";
+
+impl SealedBatch {
+    /// Whether an earlier attempt may be in the log: an expiry must not report the batch
+    /// as never written.
+    fn may_be_in_log(&self) -> bool {
+        self.maybe_written || self.lost_unresolvable
+    }
 }
 
 impl Reserves for SealedBatch {
@@ -854,7 +869,7 @@ impl Accumulator {
             tracing::warn!(topic = %self.topic, partition = self.partition, held_by = %self.held_by(now), attempts = b.attempts, last_error = b.last_error.as_deref().unwrap_or("none"), "unsent batch expired");
         }
         let mut gap: Option<ProducerIds> = None;
-        for (queue, stage) in [(true, "waiting to be sent"), (false, "in flight")] {
+        for (queue, stage) in [(true, WAITING), (false, "in flight")] {
             let list = if queue {
                 &mut self.ready
             } else {
@@ -868,9 +883,13 @@ impl Accumulator {
                 }
                 // Still in its connection's queue: taken back there, so it is not written
                 // after being reported failed. Unless an earlier attempt was lost with its
-                // connection, it is then surely not in the log.
-                let stage = if b.cancel_attempt() && !b.maybe_written {
+                // connection, it is then surely not in the log. Waiting to go again after
+                // such a loss, it may be: said, so that its records are not sent again as
+                // if surely unwritten.
+                let stage = if b.cancel_attempt() && !b.may_be_in_log() {
                     "queued for its connection, never sent"
+                } else if stage == WAITING && b.may_be_in_log() {
+                    "waiting to be sent again, an earlier attempt may be in the log"
                 } else {
                     stage
                 };
@@ -1320,6 +1339,7 @@ impl Accumulator {
                 Metrics::add(&self.shared.metrics.record_resend_unknown_total, records);
                 // Only a deduplicating (idempotent) send can be resolved later.
                 b.maybe_written = b.ids.base_sequence >= 0;
+                b.lost_unresolvable |= b.ids.base_sequence < 0;
             }
             Attempt::NotWritten => b.maybe_written = false,
         }

@@ -623,7 +623,10 @@ impl Outcomes {
                 ErrorKind::DeliveryTimeout { stage, .. } => match *stage {
                     "queued for its connection, never sent" => self.never_sent.push(i),
                     "in the accumulator" | "waiting to be sent" => self.unsent += 1,
-                    "in flight" => self.maybe_written += 1,
+                    "in flight"
+                    | "waiting to be sent again, an earlier attempt may be in the log" => {
+                        self.maybe_written += 1
+                    }
                     other => panic!("record {i}: unknown stage {other}"),
                 },
                 other => panic!("record {i}: {other}"),
