@@ -847,6 +847,12 @@ impl Connection {
         let Some(versions) = self.versions else {
             return;
         };
+        // A session that came due while the connection was idle is renewed before anything
+        // more is written (the work waits for it, as behind a timer's re-authentication).
+        if self.reauthentication_due() && self.has_work() {
+            self.begin_reauthentication(ctx);
+            return;
+        }
         if self.throttled(ctx) {
             return;
         }
@@ -1438,16 +1444,35 @@ impl Connection {
                 if act.generation != generation || act.state != State::Ready {
                     return;
                 }
-                let _span = act.span.clone().entered();
-                tracing::debug!(node = act.node_id, "re-authenticating");
-                act.reauth_at = None;
-                act.reauth_started = Some(Instant::now());
-                // The handshake requests queue behind those in flight, and time out as any
-                // request does (at the head of the queue).
-                act.begin_sasl_exchange(State::Reauthenticating, ctx);
+                // Nothing to send: re-authenticated only when something is (`pump`), as
+                // Java's client does. A re-authentication now would count as use and keep
+                // an idle connection open past connections.max.idle.ms for good.
+                if act.in_flight.is_empty() && !act.has_work() {
+                    tracing::debug!(
+                        node = act.node_id,
+                        "re-authentication due; waiting for work"
+                    );
+                    return;
+                }
+                act.begin_reauthentication(ctx);
                 act.pump(ctx);
             },
         );
+    }
+
+    /// Whether a re-authentication is due (its time passed while nothing was to be sent).
+    fn reauthentication_due(&self) -> bool {
+        self.reauth_at.is_some_and(|at| at <= Instant::now())
+    }
+
+    fn begin_reauthentication(&mut self, ctx: &mut Context<Self>) {
+        let _span = self.span.clone().entered();
+        tracing::debug!(node = self.node_id, "re-authenticating");
+        self.reauth_at = None;
+        self.reauth_started = Some(Instant::now());
+        // The handshake requests queue behind those in flight, and time out as any
+        // request does (at the head of the queue).
+        self.begin_sasl_exchange(State::Reauthenticating, ctx);
     }
 
     /// The broker refused this client (SASL, or the TLS handshake): what waits for this

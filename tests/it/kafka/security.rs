@@ -980,6 +980,44 @@ async fn reauthentication_keeps_records_flowing_and_a_disabled_mechanism_is_refu
     assert!(calls.load(Ordering::SeqCst) >= 2, "tokens were refreshed");
     assert_once_in_order(&kafka, &topic, 2, sent).await;
 
+    // Re-authentication does not keep an idle connection open (Java re-authenticates only
+    // with something to send): with connections.max.idle.ms 5 s and sessions of 3 s, the
+    // connections close once idle, where renewing every session kept them open for good.
+    // A record sent after its session lapsed while idle renews it first, then goes.
+    let topic = unique_topic("reauth-idle");
+    kafka.create_topic(&topic, 1, 1).await;
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", sasl.as_str()),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.jaas.config", &jaas),
+        ("connections.max.idle.ms", "5000"),
+        ("metadata.max.age.ms", "600000"),
+    ])
+    .expect("valid config");
+    let send = |i: u64| producer.send(Produce::new(topic.clone()).value(i.to_string()));
+    send(0).await.expect("delivered");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    send(1).await.expect("delivered after the session lapsed");
+    let before = producer.metrics().await;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    send(2).await.expect("delivered on a new connection");
+    let after = producer.metrics().await;
+    println!("idle re-authentication: {before:?} then {after:?}");
+    assert!(
+        after.connection_creation_total > before.connection_creation_total,
+        "the idle connection was closed: {after:?}"
+    );
+    assert!(
+        after.successful_reauthentication_total >= 1,
+        "the lapsed session was renewed: {after:?}"
+    );
+    assert_eq!(after.record_retry_total, 0, "{after:?}");
+    assert_eq!(after.record_requeue_unsent_total, 0, "{after:?}");
+    assert_eq!(after.failed_reauthentication_total, 0, "{after:?}");
+    assert!(producer.close(Duration::from_secs(10)).await);
+    assert_once_in_order(&kafka, &topic, 1, 3).await;
+
     for e in expect_authentication_failure(
         &[
             ("bootstrap.servers", &sasl),
