@@ -52,6 +52,10 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// The TLS configuration `config` asks for; `None` for PLAINTEXT and SASL_PLAINTEXT.
     pub(crate) fn from_config(config: &ProducerConfig) -> Result<Option<Tls>, ConfigError> {
+        Self::build(config).map_err(|e| naming_the_file(config, e))
+    }
+
+    fn build(config: &ProducerConfig) -> Result<Option<Tls>, ConfigError> {
         if !matches!(
             config.security_protocol,
             SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
@@ -218,6 +222,27 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
         key: key.to_string(),
         reason: reason.into(),
     }
+}
+
+/// `e`, naming the file of the key it is about when it does not already: with templated
+/// configs, which file is wrong is the question.
+fn naming_the_file(config: &ProducerConfig, e: ConfigError) -> ConfigError {
+    let ConfigError::Unusable { key, reason } = e else {
+        return e;
+    };
+    let path = match key.as_str() {
+        "ssl.truststore.location" => config.ssl_truststore_location.as_deref(),
+        "ssl.keystore.location" => config.ssl_keystore_location.as_deref(),
+        "ssl.ca.location" => config.ssl_ca_location.as_deref(),
+        "ssl.certificate.location" => config.ssl_certificate_location.as_deref(),
+        "ssl.key.location" => config.ssl_key_location.as_deref(),
+        _ => None,
+    };
+    let reason = match path {
+        Some(path) if !reason.contains(path) => format!("{path}: {reason}"),
+        _ => reason,
+    };
+    ConfigError::Unusable { key, reason }
 }
 
 /// `value`, or the error that `key` must be set.
@@ -806,6 +831,27 @@ mod tests {
         assert_eq!(e.key(), Some("ssl.truststore.certificates"));
         let e = error(&[("ssl.keystore.certificate.chain", "x")]);
         assert_eq!(e.key(), Some("ssl.keystore.key"));
+        // A file that opens but holds nothing usable: the error names the file too (the
+        // key alone does not say which file a templated config pointed at).
+        let dir = std::env::temp_dir().join(format!("herald-tls-empty-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, b"").unwrap();
+        let empty = empty.to_str().unwrap();
+        for key in ["ssl.truststore.location", "ssl.ca.location"] {
+            let e = error(&[(key, empty)]);
+            assert_eq!(e.key(), Some(key));
+            assert!(e.to_string().contains(empty), "{e}");
+        }
+        let p12 = dir.join("not.p12");
+        std::fs::write(&p12, b"\x30\x82\x01\x00 not really pkcs12").unwrap();
+        let p12 = p12.to_str().unwrap();
+        let e = error(&[
+            ("ssl.keystore.location", p12),
+            ("ssl.keystore.type", "PKCS12"),
+        ]);
+        assert!(e.to_string().contains(p12), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A private key whose line breaks were lost (all on one line, or spaces for newlines),
