@@ -738,6 +738,10 @@ pub struct ProducerConfigBuilder {
     explicit: BTreeSet<&'static str>,
     /// Parse errors of `set` calls, at most one per key; a later good value clears it.
     errors: Vec<ConfigError>,
+    /// The `ssl.*` and `sasl.*` keys whose error is that they were set blank: such a key
+    /// counts as unset when the security protocol (or SASL mechanism) does not use it, as
+    /// Java loads it then (a templated config leaves placeholders blank).
+    blank: BTreeSet<&'static str>,
 }
 
 impl Default for ProducerConfigBuilder {
@@ -746,6 +750,7 @@ impl Default for ProducerConfigBuilder {
             draft: ProducerConfig::java_defaults(),
             explicit: BTreeSet::new(),
             errors: Vec::new(),
+            blank: BTreeSet::new(),
         }
     }
 }
@@ -759,15 +764,57 @@ impl ProducerConfigBuilder {
             self.errors.retain(|old| old.key() != Some(key));
             self.errors.push(e);
         }
+        let security = KEYS
+            .iter()
+            .map(|k| k.name)
+            .find(|n| *n == key && (n.starts_with("ssl.") || n.starts_with("sasl.")));
+        match security {
+            Some(name) if value.as_ref().trim().is_empty() => self.blank.insert(name),
+            _ => self.blank.remove(key),
+        };
         self
     }
 
     /// Validates everything and applies the Java post-processing rules.
     pub fn build(&self) -> Result<ProducerConfig, ConfigError> {
-        if let Some(e) = self.errors.first() {
+        let unused = |key: &str| -> bool {
+            let protocol = self.draft.security_protocol;
+            let tls = matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
+            let sasl = matches!(
+                protocol,
+                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+            );
+            let mechanism = self
+                .draft
+                .sasl_mechanism
+                .as_deref()
+                .or(self.draft.sasl_mechanisms.as_deref());
+            let oauth = mechanism.is_some_and(|m| m.trim().eq_ignore_ascii_case("OAUTHBEARER"));
+            if key.starts_with("ssl.") {
+                !tls
+            } else if key.starts_with("sasl.oauthbearer.") {
+                !(sasl && oauth)
+            } else {
+                !sasl
+            }
+        };
+        // Only where a blank is refused: some keys take one (an empty
+        // `ssl.endpoint.identification.algorithm` turns host name checks off).
+        let refused = |name: &str| {
+            KEYS.iter().find(|k| k.name == name).is_some_and(|k| {
+                let mut c = ProducerConfig::java_defaults();
+                (k.set)(&mut c, "").is_err() || (k.check)(&mut c).is_err()
+            })
+        };
+        let ignored = |k: &str| self.blank.contains(k) && unused(k) && refused(k);
+        if let Some(e) = self.errors.iter().find(|e| !e.key().is_some_and(ignored)) {
             return Err(e.clone());
         }
-        finish(self.draft.clone(), &self.explicit)
+        let mut draft = self.draft.clone();
+        for k in KEYS.iter().filter(|k| ignored(k.name)) {
+            (k.reset)(&mut draft);
+        }
+        finish(draft, &self.explicit)
     }
 
     fn mark(&mut self, key: &'static str) {
@@ -828,6 +875,9 @@ struct Key {
     check: fn(&mut ProducerConfig) -> Result<(), ConfigError>,
     /// The field as `to_pairs` lists it; `None` leaves the key out.
     get: fn(&ProducerConfig) -> Option<String>,
+    /// Puts the field back to its default (a blank `ssl.*` or `sasl.*` key the protocol
+    /// does not use).
+    reset: fn(&mut ProducerConfig),
 }
 
 /// Declares the keys: `KEYS`, `ProducerConfig::java_defaults` and the typed setters of
@@ -857,6 +907,7 @@ macro_rules! keys {
                     Kind::check(&$kind, &mut config.$field).map_err(|r| r.naming($key))
                 },
                 get: |config| Kind::print(&$kind, &config.$field),
+                reset: |config| config.$field = $default,
             },
         )*];
 
@@ -3414,9 +3465,84 @@ metrics.recording.level=DEBUG
             assert!(shown.contains(&format!("Some({expected:?})")), "{shown}");
             assert_eq!(c.sasl_oauthbearer_token_endpoint_url.as_deref(), Some(url));
         }
-        let e = ProducerConfig::from_pairs([("bootstrap.servers", "a:1"), ("sasl.password", " ")])
-            .unwrap_err();
+        let e = ProducerConfig::from_pairs([
+            ("bootstrap.servers", "a:1"),
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.password", " "),
+        ])
+        .unwrap_err();
         assert_eq!(e.key(), Some("sasl.password"));
+    }
+
+    /// Java loads a blank `ssl.*` or `sasl.*` setting the security protocol does not use (a
+    /// templated config leaves its placeholders blank); one it uses fails where it is used.
+    /// Herald takes the unused ones as unset and refuses the used ones.
+    #[test]
+    fn blank_security_settings_count_only_where_the_protocol_uses_them() {
+        let blanks = [
+            ("ssl.truststore.location", ""),
+            ("ssl.truststore.password", " "),
+            ("ssl.truststore.type", ""),
+            ("ssl.keystore.key", ""),
+            ("ssl.enabled.protocols", ""),
+            ("sasl.mechanism", ""),
+            ("sasl.jaas.config", ""),
+            ("sasl.oauthbearer.token.endpoint.url", ""),
+            ("sasl.oauthbearer.assertion.algorithm", ""),
+        ];
+        let c = pairs_ok(&blanks);
+        assert_eq!(c.ssl_truststore_location, None);
+        assert!(c.ssl_truststore_password.is_none());
+        assert_eq!(c.ssl_truststore_type, None);
+        assert_eq!(
+            c.ssl_enabled_protocols,
+            vec![TlsVersion::V1_2, TlsVersion::V1_3]
+        );
+        assert!(c.sasl_jaas_config.is_none());
+        assert_eq!(c.sasl_mechanism, None);
+        // Used: refused, naming the key.
+        let with = |extra: &[(&'static str, &'static str)], blank: (&'static str, &'static str)| {
+            let mut pairs = extra.to_vec();
+            pairs.push(blank);
+            pairs_err(&pairs)
+        };
+        let e = with(
+            &[("security.protocol", "SSL")],
+            ("ssl.truststore.location", ""),
+        );
+        assert_eq!(e.key(), Some("ssl.truststore.location"), "{e}");
+        let e = with(
+            &[("security.protocol", "SASL_SSL")],
+            ("ssl.truststore.type", ""),
+        );
+        assert_eq!(e.key(), Some("ssl.truststore.type"), "{e}");
+        let sasl = [
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+        ];
+        let e = with(&sasl, ("sasl.oauthbearer.token.endpoint.url", ""));
+        assert_eq!(e.key(), Some("sasl.oauthbearer.token.endpoint.url"), "{e}");
+        // SASL with PLAIN leaves the OAUTHBEARER settings unused; TLS settings too.
+        let c = pairs_ok(&[
+            ("security.protocol", "SASL_PLAINTEXT"),
+            ("sasl.mechanism", "PLAIN"),
+            ("sasl.oauthbearer.scope", ""),
+            ("ssl.keystore.location", ""),
+        ]);
+        assert_eq!(c.sasl_oauthbearer_scope, None);
+        // The last value counts: a blank after a real one unsets it when unused, and a
+        // real one after a blank is taken.
+        let c = pairs_ok(&[
+            ("ssl.truststore.location", "/etc/ts.jks"),
+            ("ssl.truststore.location", ""),
+        ]);
+        assert_eq!(c.ssl_truststore_location, None);
+        let c = pairs_ok(&[
+            ("security.protocol", "SSL"),
+            ("ssl.truststore.location", ""),
+            ("ssl.truststore.location", "/etc/ts.jks"),
+        ]);
+        assert_eq!(c.ssl_truststore_location.as_deref(), Some("/etc/ts.jks"));
     }
 
     #[test]
