@@ -790,13 +790,35 @@ impl ProducerConfigBuilder {
                 .as_deref()
                 .or(self.draft.sasl_mechanisms.as_deref());
             let oauth = mechanism.is_some_and(|m| m.trim().eq_ignore_ascii_case("OAUTHBEARER"));
-            if key.starts_with("ssl.") {
-                !tls
-            } else if key.starts_with("sasl.oauthbearer.") {
-                !(sasl && oauth)
-            } else {
-                !sasl
+            let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+            // TLS also reaches an https token endpoint, with the same trust settings.
+            let endpoint = sasl && oauth && set(&self.draft.sasl_oauthbearer_token_endpoint_url);
+            match key {
+                // A store's type and password are read only with its file, as in Java.
+                "ssl.truststore.type" | "ssl.truststore.password" => {
+                    !((tls || endpoint) && set(&self.draft.ssl_truststore_location))
+                }
+                "ssl.keystore.type" | "ssl.keystore.password" => {
+                    !(tls && set(&self.draft.ssl_keystore_location))
+                }
+                _ if key.starts_with("ssl.") => !(tls || endpoint),
+                _ if key.starts_with("sasl.oauthbearer.") => !(sasl && oauth),
+                _ => !sasl,
             }
+        };
+        // Java parses every key's type when the config is built, used or not: a blank
+        // number or boolean fails there, so only text-like keys are taken as unset.
+        let text_like = |key: &str| {
+            ![
+                ".ms",
+                ".seconds",
+                ".factor",
+                ".jitter",
+                ".urlencode",
+                ".jti.include",
+            ]
+            .iter()
+            .any(|end| key.ends_with(end))
         };
         // Only where a blank is refused: some keys take one (an empty
         // `ssl.endpoint.identification.algorithm` turns host name checks off).
@@ -806,7 +828,7 @@ impl ProducerConfigBuilder {
                 (k.set)(&mut c, "").is_err() || (k.check)(&mut c).is_err()
             })
         };
-        let ignored = |k: &str| self.blank.contains(k) && unused(k) && refused(k);
+        let ignored = |k: &str| self.blank.contains(k) && text_like(k) && unused(k) && refused(k);
         if let Some(e) = self.errors.iter().find(|e| !e.key().is_some_and(ignored)) {
             return Err(e.clone());
         }
@@ -820,6 +842,8 @@ impl ProducerConfigBuilder {
     fn mark(&mut self, key: &'static str) {
         self.explicit.insert(key);
         self.errors.retain(|e| e.key() != Some(key));
+        // A typed setter's value is not a blank `set` any more (`set` notes blanks after).
+        self.blank.remove(key);
     }
 
     fn apply(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
@@ -3512,10 +3536,46 @@ metrics.recording.level=DEBUG
         );
         assert_eq!(e.key(), Some("ssl.truststore.location"), "{e}");
         let e = with(
-            &[("security.protocol", "SASL_SSL")],
+            &[
+                ("security.protocol", "SASL_SSL"),
+                ("ssl.truststore.location", "/etc/ts.p12"),
+            ],
             ("ssl.truststore.type", ""),
         );
         assert_eq!(e.key(), Some("ssl.truststore.type"), "{e}");
+        // A store's type without its file is not read (public CAs, as Java).
+        let c = pairs_ok(&[
+            ("security.protocol", "SASL_SSL"),
+            ("ssl.truststore.type", ""),
+            ("ssl.truststore.password", ""),
+        ]);
+        assert_eq!(c.ssl_truststore_type, None);
+        // Java refuses a blank number or boolean whether used or not.
+        let e = pairs_err(&[("sasl.login.retry.backoff.ms", "")]);
+        assert_eq!(e.key(), Some("sasl.login.retry.backoff.ms"), "{e}");
+        let e = pairs_err(&[("sasl.oauthbearer.header.urlencode", "")]);
+        assert_eq!(e.key(), Some("sasl.oauthbearer.header.urlencode"), "{e}");
+        // An https token endpoint uses the TLS trust settings under SASL_PLAINTEXT too.
+        let e = with(
+            &[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", "OAUTHBEARER"),
+                (
+                    "sasl.oauthbearer.token.endpoint.url",
+                    "https://idp.example/token",
+                ),
+            ],
+            ("ssl.truststore.location", ""),
+        );
+        assert_eq!(e.key(), Some("ssl.truststore.location"), "{e}");
+        // A typed setter after a blank `set` counts.
+        let c = ProducerConfig::builder()
+            .set("bootstrap.servers", "k:9092")
+            .set("ssl.truststore.location", "")
+            .ssl_truststore_location("/etc/ts.jks")
+            .build()
+            .expect("valid");
+        assert_eq!(c.ssl_truststore_location.as_deref(), Some("/etc/ts.jks"));
         let sasl = [
             ("security.protocol", "SASL_PLAINTEXT"),
             ("sasl.mechanism", "OAUTHBEARER"),
