@@ -339,12 +339,16 @@ impl Metadata {
                     }
                     // A broker Herald cannot speak to (too old, or not Kafka): named in the
                     // error of the records waiting for their topic, until a request succeeds.
-                    RequestError::Protocol(p) => {
+                    RequestError::Protocol(
+                        p @ (ProtocolError::NoCommonVersion { .. }
+                        | ProtocolError::MissingApi { .. }),
+                    ) => {
                         self.unreachable
                             .insert(String::new(), format!("a broker cannot be used: {p}"));
                         self.publish_causes();
                     }
-                    RequestError::Authentication(_) => {}
+                    // One undecodable response says nothing of the broker's versions.
+                    RequestError::Protocol(_) | RequestError::Authentication(_) => {}
                 }
                 self.next_node += 1;
                 let wait = self.backoff.next_delay();

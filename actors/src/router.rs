@@ -559,6 +559,12 @@ impl RouterCore {
 
     /// Routes a parked record whose turn it is.
     fn route_waiting(&mut self, mut w: Waiting, ctx: &mut Context<Router>) {
+        // The close gave up and stopped the accumulators: a record it held back (for
+        // metadata that came, or memory its aborts freed) would start a partition nobody
+        // stops, and outlive the close.
+        if self.shut {
+            return self.refuse(ErrorKind::Aborted, w.record, w.completion);
+        }
         let held = Held {
             record: &mut w.record,
             completion: &mut w.completion,
@@ -904,8 +910,9 @@ impl RouterCore {
                 // after a router restart (`started` stalls again on whatever is in front)
                 // it may be one that queued behind it, never routed: it goes as those
                 // behind it go (below), through the partitioner, not into a partition
-                // guessed here.
-                let Some((partition, ts)) = w.routed else {
+                // guessed here. After a close gave up, every record goes that way, to be
+                // refused (`route_waiting`).
+                let Some((partition, ts)) = w.routed.filter(|_| !self.shut) else {
                     self.shared.memory.release(bytes);
                     self.stalled.push_front(w);
                     return self.drain_stalled(ctx);
