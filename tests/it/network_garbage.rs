@@ -1375,7 +1375,7 @@ async fn a_broker_too_old_is_named_in_the_metadata_timeout() {
         )],
         _ => standard(ctx),
     });
-    let client = Client::start(&fake, &[("max.block.ms", "1000")]);
+    let client = Client::start(&fake, &[("max.block.ms", "2000")]);
     client.send([0]);
     let answered = client.wait_for(1, Duration::from_secs(10)).await;
     let run = client.finish().await;
@@ -1416,7 +1416,7 @@ async fn a_batch_lost_once_then_expired_is_not_reported_unwritten() {
         &fake,
         &[
             ("request.timeout.ms", "1000"),
-            ("delivery.timeout.ms", "1500"),
+            ("delivery.timeout.ms", "3000"),
         ],
     );
     client.send([0]);
