@@ -738,9 +738,7 @@ pub struct ProducerConfigBuilder {
     explicit: BTreeSet<&'static str>,
     /// Parse errors of `set` calls, at most one per key; a later good value clears it.
     errors: Vec<ConfigError>,
-    /// The `ssl.*` and `sasl.*` keys whose error is that they were set blank: such a key
-    /// counts as unset when the security protocol (or SASL mechanism) does not use it, as
-    /// Java loads it then (a templated config leaves placeholders blank).
+    /// The `ssl.*` and `sasl.*` keys whose last `set` was blank (see [`blank_is_unset`]).
     blank: BTreeSet<&'static str>,
 }
 
@@ -777,63 +775,16 @@ impl ProducerConfigBuilder {
 
     /// Validates everything and applies the Java post-processing rules.
     pub fn build(&self) -> Result<ProducerConfig, ConfigError> {
-        let unused = |key: &str| -> bool {
-            let protocol = self.draft.security_protocol;
-            let tls = matches!(protocol, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl);
-            let sasl = matches!(
-                protocol,
-                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
-            );
-            let mechanism = self
-                .draft
-                .sasl_mechanism
-                .as_deref()
-                .or(self.draft.sasl_mechanisms.as_deref());
-            let oauth = mechanism.is_some_and(|m| m.trim().eq_ignore_ascii_case("OAUTHBEARER"));
-            let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
-            // TLS also reaches an https token endpoint, with the same trust settings.
-            let endpoint = sasl && oauth && set(&self.draft.sasl_oauthbearer_token_endpoint_url);
-            match key {
-                // A store's type and password are read only with its file, as in Java.
-                "ssl.truststore.type" | "ssl.truststore.password" => {
-                    !((tls || endpoint) && set(&self.draft.ssl_truststore_location))
-                }
-                "ssl.keystore.type" | "ssl.keystore.password" => {
-                    !(tls && set(&self.draft.ssl_keystore_location))
-                }
-                _ if key.starts_with("ssl.") => !(tls || endpoint),
-                _ if key.starts_with("sasl.oauthbearer.") => !(sasl && oauth),
-                _ => !sasl,
-            }
-        };
-        // Java parses every key's type when the config is built, used or not: a blank
-        // number or boolean fails there, so only text-like keys are taken as unset.
-        let text_like = |key: &str| {
-            ![
-                ".ms",
-                ".seconds",
-                ".factor",
-                ".jitter",
-                ".urlencode",
-                ".jti.include",
-            ]
+        let unset: Vec<&Key> = KEYS
             .iter()
-            .any(|end| key.ends_with(end))
-        };
-        // Only where a blank is refused: some keys take one (an empty
-        // `ssl.endpoint.identification.algorithm` turns host name checks off).
-        let refused = |name: &str| {
-            KEYS.iter().find(|k| k.name == name).is_some_and(|k| {
-                let mut c = ProducerConfig::java_defaults();
-                (k.set)(&mut c, "").is_err() || (k.check)(&mut c).is_err()
-            })
-        };
-        let ignored = |k: &str| self.blank.contains(k) && text_like(k) && unused(k) && refused(k);
+            .filter(|k| self.blank.contains(k.name) && blank_is_unset(&self.draft, k))
+            .collect();
+        let ignored = |name: &str| unset.iter().any(|k| k.name == name);
         if let Some(e) = self.errors.iter().find(|e| !e.key().is_some_and(ignored)) {
             return Err(e.clone());
         }
         let mut draft = self.draft.clone();
-        for k in KEYS.iter().filter(|k| ignored(k.name)) {
+        for k in unset {
             (k.reset)(&mut draft);
         }
         finish(draft, &self.explicit)
@@ -882,6 +833,56 @@ impl ProducerConfigBuilder {
     }
 }
 
+/// Whether a blank `set` of `key` counts as unset in `c`, as Java loads it (a templated
+/// config leaves its placeholders blank): a text setting whose blank would be refused, that
+/// nothing in `c` reads. A blank that is a value (an empty
+/// `ssl.endpoint.identification.algorithm` turns host name checks off) stays; so does a blank
+/// number or boolean, which Java's parser refuses whether the key is used or not.
+fn blank_is_unset(c: &ProducerConfig, key: &Key) -> bool {
+    let text_like = ![
+        ".ms",
+        ".seconds",
+        ".factor",
+        ".jitter",
+        ".urlencode",
+        ".jti.include",
+    ]
+    .iter()
+    .any(|end| key.name.ends_with(end));
+    let refused = || {
+        let mut d = ProducerConfig::java_defaults();
+        (key.set)(&mut d, "").is_err() || (key.check)(&mut d).is_err()
+    };
+    text_like && !security_key_read(c, key.name) && refused()
+}
+
+/// Whether `c` reads the `ssl.*` or `sasl.*` setting `key`.
+fn security_key_read(c: &ProducerConfig, key: &str) -> bool {
+    let tls = matches!(
+        c.security_protocol,
+        SecurityProtocol::Ssl | SecurityProtocol::SaslSsl
+    );
+    let sasl = matches!(
+        c.security_protocol,
+        SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+    );
+    let mechanism = c.sasl_mechanism.as_deref().or(c.sasl_mechanisms.as_deref());
+    let oauth = mechanism.is_some_and(|m| m.trim().eq_ignore_ascii_case("OAUTHBEARER"));
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+    // TLS also reaches an https token endpoint, with the same trust settings.
+    let endpoint = sasl && oauth && set(&c.sasl_oauthbearer_token_endpoint_url);
+    match key {
+        // A store's type and password are read only with its file, as in Java.
+        "ssl.truststore.type" | "ssl.truststore.password" => {
+            (tls || endpoint) && set(&c.ssl_truststore_location)
+        }
+        "ssl.keystore.type" | "ssl.keystore.password" => tls && set(&c.ssl_keystore_location),
+        _ if key.starts_with("ssl.") => tls || endpoint,
+        _ if key.starts_with("sasl.oauthbearer.") => sasl && oauth,
+        _ => sasl,
+    }
+}
+
 /// One row of the key table, as `keys!` makes it from the row's field and kind. Errors get
 /// their key here, so a kind never needs to know which key it serves.
 struct Key {
@@ -899,8 +900,7 @@ struct Key {
     check: fn(&mut ProducerConfig) -> Result<(), ConfigError>,
     /// The field as `to_pairs` lists it; `None` leaves the key out.
     get: fn(&ProducerConfig) -> Option<String>,
-    /// Puts the field back to its default (a blank `ssl.*` or `sasl.*` key the protocol
-    /// does not use).
+    /// Puts the field back to its default (a blank nothing reads, see [`blank_is_unset`]).
     reset: fn(&mut ProducerConfig),
 }
 

@@ -562,7 +562,6 @@ impl From<ErrorKind> for ProduceError {
     }
 }
 
-/// The tail of a delivery timeout's message that names its batch's last failed attempt.
 /// `t-0` for a partition, `topic t` for an error of the whole topic (partition -1).
 fn place(topic: &str, partition: i32) -> String {
     if partition < 0 {
@@ -572,6 +571,7 @@ fn place(topic: &str, partition: i32) -> String {
     }
 }
 
+/// The tail of a delivery timeout's message that names its batch's last failed attempt.
 fn last_failure(last_error: &Option<Arc<str>>) -> String {
     match last_error {
         Some(e) => format!("; its last failed attempt: {e}"),

@@ -13,6 +13,7 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::support::consumer::read_back;
 use crate::support::mock::Mock;
+use crate::support::producer::until_batches_hold_all_memory;
 use crate::support::{init_tracing, unique_topic};
 
 fn start(mock: &Mock, extra: &[(&str, &str)]) -> Producer {
@@ -44,18 +45,6 @@ fn lingering_with(
     ];
     pairs.extend_from_slice(extra);
     start(mock, &pairs)
-}
-
-/// Waits until the producer's batches hold all of buffer.memory.
-async fn until_batches_hold_all_memory(producer: &Producer) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while producer.metrics().await.buffer_available_bytes != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the batches hold no memory after 10 s"
-        );
-        actix_rt::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 fn value(i: usize) -> String {

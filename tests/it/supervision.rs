@@ -14,6 +14,7 @@ use herald_actors::{Outcome, Produce, Producer, ProducerInterceptor};
 use crate::support::consumer::{read_back, read_indexes};
 use crate::support::kafka::{self, SharedLogsOnFailure};
 use crate::support::mock::Mock;
+use crate::support::producer::until_batches_hold_all_memory;
 use crate::support::{init_tracing, unique_topic};
 
 /// Which actors to crash, and after how many records.
@@ -1331,14 +1332,7 @@ async fn a_record_behind_a_stall_keeps_its_partitioner_across_a_router_panic() {
         router.send(Produce::new(topic.clone()).value("p0").partition(0)),
         router.send(Produce::new(topic.clone()).key("p1").value("p1")),
     ];
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while producer.metrics().await.buffer_available_bytes != 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "batches hold no memory"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_batches_hold_all_memory(&producer).await;
     armed.store(true, Ordering::SeqCst);
     // One call: `first` needs a batch of partition 2 and stalls the router, and `second`,
     // routed in the same call, queues behind it unrouted. While they wait the lingering

@@ -131,9 +131,6 @@ trait Reserves {
     fn abandon(&mut self) {}
 }
 
-/// The expiry stage of a batch waiting in `ready` (to be sent, or sent again).
-const WAITING: &str = "waiting to be sent";
-
 impl SealedBatch {
     /// Whether an earlier attempt may be in the log: an expiry must not report the batch
     /// as never written.
@@ -869,7 +866,7 @@ impl Accumulator {
             tracing::warn!(topic = %self.topic, partition = self.partition, held_by = %self.held_by(now), attempts = b.attempts, last_error = b.last_error.as_deref().unwrap_or("none"), "unsent batch expired");
         }
         let mut gap: Option<ProducerIds> = None;
-        for (queue, stage) in [(true, WAITING), (false, "in flight")] {
+        for (queue, stage) in [(true, "waiting to be sent"), (false, "in flight")] {
             let list = if queue {
                 &mut self.ready
             } else {
@@ -888,7 +885,7 @@ impl Accumulator {
                 // if surely unwritten.
                 let stage = if b.cancel_attempt() && !b.may_be_in_log() {
                     "queued for its connection, never sent"
-                } else if stage == WAITING && b.may_be_in_log() {
+                } else if queue && b.may_be_in_log() {
                     "waiting to be sent again, an earlier attempt may be in the log"
                 } else {
                     stage

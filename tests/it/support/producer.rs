@@ -19,3 +19,15 @@ pub fn start_producer<'a>(
     }
     Producer::from_pairs(pairs).expect("valid config")
 }
+
+/// Waits (up to 10 s) until the producer's batches hold all of buffer.memory.
+pub async fn until_batches_hold_all_memory(producer: &Producer) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while producer.metrics().await.buffer_available_bytes != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batches hold no memory after 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
