@@ -4,7 +4,7 @@
 //! the brokers it learns (and publishes a [`BrokerLink`] to each), and obtains the producer
 //! id for idempotence.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -322,8 +322,8 @@ impl Metadata {
                 tracing::error!(error = %why, "metadata request failed: authentication");
                 self.fail_lookups(ErrorKind::Authentication(why.clone()));
                 self.broadcast(ClusterChanged {
-                    errors: Arc::default(),
                     authentication: Some(why),
+                    ..ClusterChanged::default()
                 });
                 self.next_node += 1;
                 let wait = self.backoff.next_delay();
@@ -527,9 +527,12 @@ impl Metadata {
             // requestUpdateForNewTopics).
             self.last_sent = None;
         }
-        if new || !self.missing.is_empty() {
-            self.refresh(ctx);
-        }
+        // A topic already wanted is asked for again too (paced by retry.backoff.ms), as
+        // Java's `send` requests an update for a topic it waits for: its records wait for
+        // a response newer than they are (a route forgotten as idle, a topic whose last
+        // answer was an error an ACL change may since have fixed), and the next periodic
+        // refresh is metadata.max.age.ms away.
+        self.refresh(ctx);
     }
 
     /// Until when a refresh must wait: retry.backoff.ms after the last request was sent
@@ -612,6 +615,7 @@ impl Metadata {
         }
         let in_rack = cluster.in_rack();
         let mut errors = HashMap::new();
+        let mut listed = HashSet::new();
         let mut incomplete = false;
         self.missing.clear();
         self.unusable.clear();
@@ -711,6 +715,7 @@ impl Metadata {
                 .get(&*name)
                 .map(|old| **old != meta)
                 .unwrap_or(true);
+            listed.insert(name.clone());
             if changed {
                 tracing::info!(topic = %name, partitions = count, "topic metadata updated");
                 cluster.topics.insert(name, Arc::new(meta));
@@ -748,6 +753,7 @@ impl Metadata {
         self.broadcast(ClusterChanged {
             errors: Arc::new(errors),
             authentication: None,
+            listed: Arc::new(listed),
         });
         let retry = self.shared.config.retry_backoff;
         if incomplete || !self.missing.is_empty() {

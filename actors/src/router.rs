@@ -993,21 +993,27 @@ impl RouterCore {
         // Partition counts can grow; new partitions get accumulators on first use.
         for route in self.routes.iter_mut() {
             if let Some(meta) = self.shared.cluster.topics.get(route.meta.name.as_ref()) {
-                if !Arc::ptr_eq(&route.meta, meta.value()) {
+                let newer = !Arc::ptr_eq(&route.meta, meta.value());
+                if newer {
                     route.meta = meta.value().clone();
                     if route.meta.partitions.len() > route.partitions.len() {
                         // New partitions: a record beyond them asks again.
                         route.partition_asked = None;
                     }
-                    // Newer than what the route had: a forgotten topic's metadata is back
-                    // (its waiting records go below).
-                    if route.usage == Usage::Refreshing {
-                        route.usage = Usage::Used;
-                    }
                     let n = route.meta.partitions.len();
                     if n > route.partitions.len() {
                         route.partitions.resize_with(n, || None);
                     }
+                }
+                // A forgotten topic's metadata is back: newer than what the route had, or
+                // listed by a response that came after the record that asked for it (an
+                // unchanged topic keeps its entry, and the view may have taken that entry
+                // back while the route was forgotten, from a question about the topic or a
+                // response already on its way). Its waiting records go below.
+                if route.usage == Usage::Refreshing
+                    && (newer || note.listed.contains(&route.meta.name))
+                {
+                    route.usage = Usage::Used;
                 }
             }
         }

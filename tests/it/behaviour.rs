@@ -924,6 +924,56 @@ async fn unknown_topic_fails_after_max_block_naming_the_topic() {
     assert!(producer.close(Duration::from_secs(5)).await);
 }
 
+/// A topic the brokers refuse (TOPIC_AUTHORIZATION_FAILED in metadata) fails each record
+/// with the brokers' answer, the second as fast as the first: each record for a topic it
+/// waits for asks for it again, as Java's `send` does, rather than waiting for the periodic
+/// refresh (metadata.max.age.ms, minutes away) and failing at max.block.ms with no cause.
+/// Once the refusal is lifted (an ACL granted), the next record is delivered.
+#[actix_rt::test]
+async fn a_refused_topic_fails_every_record_with_the_refusal_and_recovers() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("refused");
+    mock.create_topic(&topic, 1, 1);
+    mock.cluster
+        .topic_error(
+            &topic,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let producer = start(&mock, &[("max.block.ms", "20000")]);
+    for i in 0..2 {
+        let started = Instant::now();
+        let err = producer
+            .send(Produce::new(topic.clone()).value("refused"))
+            .await
+            .expect_err("the topic is refused");
+        match err.kind() {
+            ErrorKind::Broker { code, topic: t, .. } => {
+                assert_eq!(code.code(), 29, "record {i}: {err}");
+                assert_eq!(&**t, topic);
+            }
+            other => panic!("record {i}: expected the brokers' refusal, got {other}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "record {i} waited {:?} for a refusal the brokers give at once",
+            started.elapsed()
+        );
+    }
+    mock.cluster
+        .topic_error(&topic, RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    producer
+        .send(Produce::new(topic.clone()).value("granted"))
+        .await
+        .expect("the refusal lifted");
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(10)).await;
+    let values: Vec<_> = back[&0].iter().map(|c| c.value.clone()).collect();
+    assert_eq!(values, vec![Some(b"granted".to_vec())]);
+}
+
 /// Nothing listens at the bootstrap address: the metadata wait fails naming the refused
 /// connections behind it, not only the missing topic.
 #[actix_rt::test]

@@ -149,3 +149,47 @@ async fn a_lookup_waiting_past_the_idle_limit_keeps_its_topic() {
     );
     assert!(producer.close(Duration::from_secs(5)).await);
 }
+
+/// A topic forgotten as idle (`metadata.max.idle.ms`) and then asked about is back in the
+/// view while its route is still forgotten; the next record for it waits for metadata newer
+/// than itself. By then the topic is wanted already and its metadata has not changed: the
+/// record is routed once a refresh lists the topic, not failed at max.block.ms for want of
+/// a changed entry.
+#[actix_rt::test]
+async fn a_forgotten_topic_asked_about_again_takes_records_again() {
+    use herald_actors::Produce;
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("forgotten-asked");
+    mock.create_topic(&topic, 3, 1);
+    let bootstrap = mock.bootstrap();
+    let producer = Producer::from_pairs([
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("metadata.max.idle.ms", "5000"),
+        ("max.block.ms", "4000"),
+    ])
+    .unwrap();
+    producer
+        .send(Produce::new(topic.clone()).value("before").partition(1))
+        .await
+        .expect("the first record");
+    // Past the 5 s limit and the router's idle check a second later: the topic is forgotten.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let infos = producer.partitions_for(&topic).await.unwrap();
+    assert_eq!(infos.len(), 3, "{infos:?}");
+    let md = producer
+        .send(Produce::new(topic.clone()).value("after").partition(1))
+        .await
+        .unwrap_or_else(|e| panic!("a record after the topic was asked about again: {e}"));
+    assert_eq!(md.partition, 1);
+    assert!(producer.close(Duration::from_secs(5)).await);
+    let back =
+        crate::support::consumer::read_back(&bootstrap, &topic, 3, 2, Duration::from_secs(10))
+            .await;
+    let values: Vec<_> = back[&1].iter().map(|c| c.value.clone()).collect();
+    assert_eq!(
+        values,
+        vec![Some(b"before".to_vec()), Some(b"after".to_vec())]
+    );
+}

@@ -1,6 +1,6 @@
 //! Metadata ↔ everyone: the published cluster view changed, and requests to refresh it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -18,6 +18,10 @@ pub(crate) struct ClusterChanged {
     /// this client: records waiting for metadata fail with it instead of waiting out
     /// max.block.ms.
     pub(crate) authentication: Option<Arc<str>>,
+    /// Topics this refresh's response listed with usable metadata, changed or not: a
+    /// route waiting for metadata newer than the record (a topic forgotten as idle) takes
+    /// the view's entry once a response after it listed the topic, even an identical one.
+    pub(crate) listed: Arc<HashSet<Arc<str>>>,
 }
 
 /// Producer (for the router) and router (for each accumulator) → metadata: send
