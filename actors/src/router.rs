@@ -1956,6 +1956,17 @@ impl Handler<CommitTransaction> for Router {
             Ok(t) => t.end.clone(),
             Err(e) => return Box::pin(async move { Err(e) }),
         };
+        if core.txn_ending == Some(false) {
+            // An abort under way has failed the transaction's unsent records; its end going
+            // out as a commit would commit what was written before them (Java's
+            // TransactionManager refuses the transition from aborting to committing).
+            return Box::pin(async move {
+                Err(TransactionError::Unfinished {
+                    operation: "commit_transaction",
+                    unfinished: "abort_transaction",
+                })
+            });
+        }
         core.in_txn = false;
         core.txn_ending = Some(true);
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -1989,6 +2000,19 @@ impl Handler<AbortTransaction> for Router {
             Ok(t) => t.end.clone(),
             Err(e) => return Box::pin(async move { Err(e) }),
         };
+        if core.txn_ending == Some(true) {
+            // A commit is still flushing (its caller may have stopped waiting for it): the
+            // coordinator may be told to commit whatever this abort does, so the abort is
+            // refused, as Java's producer refuses an abort after a commit timed out, and
+            // nothing of the transaction is failed or discarded. The application calls the
+            // commit again for its outcome.
+            return Box::pin(async move {
+                Err(TransactionError::Unfinished {
+                    operation: "abort_transaction",
+                    unfinished: "commit_transaction",
+                })
+            });
+        }
         core.in_txn = false;
         core.txn_ending = Some(false);
         core.fail_parked(ErrorKind::Transaction(TransactionError::Aborted));

@@ -67,6 +67,8 @@ struct Coordinator {
     /// Error codes to answer the next EndTxn requests with, one each, before the states above
     /// are looked at (as Kafka answers a coordinator that is loading or has moved).
     end_txn_errors: Mutex<VecDeque<i16>>,
+    /// While not 0, every partition of an AddPartitionsToTxn is answered with this code.
+    add_partitions_error: AtomicI16,
 }
 
 impl Coordinator {
@@ -76,9 +78,22 @@ impl Coordinator {
         self.start_with(APIS)
     }
 
+    /// [`start`](Self::start), with two partitions.
+    fn start_two_partitions(self: &Arc<Self>) -> FakeBroker {
+        self.start_serving(APIS, 2)
+    }
+
     /// [`start`](Self::start), advertising `apis`.
     fn start_with(self: &Arc<Self>, apis: &'static [(ApiKey, i16, i16)]) -> FakeBroker {
-        let standard = fake_broker::standard_handler(&[(TOPIC, 1)]);
+        self.start_serving(apis, 1)
+    }
+
+    fn start_serving(
+        self: &Arc<Self>,
+        apis: &'static [(ApiKey, i16, i16)],
+        partitions: i32,
+    ) -> FakeBroker {
+        let standard = fake_broker::standard_handler(&[(TOPIC, partitions)]);
         let txn = self.clone();
         FakeBroker::start(move |ctx| match ctx.api() {
             Some(ApiKey::ApiVersions) => vec![Action::Respond(
@@ -94,7 +109,10 @@ impl Coordinator {
                     epoch,
                 ))]
             }
-            Some(ApiKey::AddPartitionsToTxn) => vec![Action::Respond(add_partitions(ctx))],
+            Some(ApiKey::AddPartitionsToTxn) => vec![Action::Respond(add_partitions(
+                ctx,
+                txn.add_partitions_error.load(Ordering::SeqCst),
+            ))],
             Some(ApiKey::EndTxn) => {
                 let request: EndTxnRequest = ctx.decode();
                 let scripted = txn
@@ -135,7 +153,7 @@ fn find_coordinator(ctx: &RequestContext) -> bytes::Bytes {
     fake_broker::encode(&response, ctx.api_version)
 }
 
-fn add_partitions(ctx: &RequestContext) -> bytes::Bytes {
+fn add_partitions(ctx: &RequestContext, code: i16) -> bytes::Bytes {
     let request: AddPartitionsToTxnRequest = ctx.decode();
     let topics = request
         .v3_and_below_topics
@@ -147,7 +165,9 @@ fn add_partitions(ctx: &RequestContext) -> bytes::Bytes {
                     t.partitions
                         .iter()
                         .map(|&p| {
-                            AddPartitionsToTxnPartitionResult::default().with_partition_index(p)
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_partition_error_code(code)
                         })
                         .collect(),
                 )
@@ -292,6 +312,96 @@ async fn close_after_a_timed_out_commit_does_not_abort() {
             .expect("close returns")
     );
     assert_eq!(end_txns(&fake).len(), ends, "close sent no EndTxn");
+}
+
+/// A transaction with a record written to partition 0, and a record for partition 1 whose
+/// AddPartitionsToTxn the coordinator answers CONCURRENT_TRANSACTIONS until the test lets it
+/// through: that record waits, unsent. The standard handler serves two partitions.
+async fn a_partition_waiting_to_be_added() -> (
+    Arc<Coordinator>,
+    FakeBroker,
+    Producer,
+    impl std::future::Future<Output = herald_actors::Outcome>,
+) {
+    init_tracing();
+    let coordinator = Arc::new(Coordinator::default());
+    let fake = coordinator.start_two_partitions();
+    let p = producer(&fake);
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(TOPIC).partition(0).value("r0"))
+        .await
+        .expect("written");
+    coordinator.add_partitions_error.store(51, Ordering::SeqCst);
+    let waiting = p.send(Produce::new(TOPIC).partition(1).value("r1"));
+    (coordinator, fake, p, waiting)
+}
+
+/// An abort while a commit still flushes (its caller stopped waiting for it) is refused,
+/// naming the commit to call again, and fails or discards nothing: the commit goes on and
+/// commits the whole transaction. Taken, the abort failed the waiting record as aborted and
+/// both ends reached the transaction manager, which sent the later one, usually the commit:
+/// the record before it committed, the one after reported "not written", and the
+/// application told its abort failed.
+#[actix_rt::test]
+async fn an_abort_while_a_commit_flushes_is_refused() {
+    let (coordinator, fake, p, waiting) = a_partition_waiting_to_be_added().await;
+    let (waiting, ()) = futures_util::join!(waiting, async {
+        let commit = tokio::time::timeout(Duration::from_millis(500), p.commit_transaction());
+        assert!(commit.await.is_err(), "the commit waits for r1");
+        let abort = p.abort_transaction().await.unwrap_err();
+        assert_eq!(
+            abort,
+            TransactionError::Unfinished {
+                operation: "abort_transaction",
+                unfinished: "commit_transaction",
+            }
+        );
+        coordinator.add_partitions_error.store(0, Ordering::SeqCst);
+    });
+    waiting.expect("r1 is written once its partition is added");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while end_txns(&fake).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(end_txns(&fake), [true], "the commit's EndTxn, and no abort");
+    p.close(Duration::from_secs(5)).await;
+}
+
+/// A commit while an abort is under way is refused, naming the abort: the abort failed the
+/// transaction's unsent records, and its end sent as a commit would commit what was written
+/// before them. Taken, the commit's end replaced the abort's and r0 was committed.
+#[actix_rt::test]
+async fn a_commit_while_an_abort_waits_is_refused() {
+    let (coordinator, fake, p, waiting) = a_partition_waiting_to_be_added().await;
+    let abort = p.abort_transaction();
+    let (waiting, abort, ()) = futures_util::join!(waiting, abort, async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let commit = p.commit_transaction().await.unwrap_err();
+        assert_eq!(
+            commit,
+            TransactionError::Unfinished {
+                operation: "commit_transaction",
+                unfinished: "abort_transaction",
+            }
+        );
+        coordinator.add_partitions_error.store(0, Ordering::SeqCst);
+    });
+    let e = waiting.expect_err("r1 was discarded by the abort");
+    assert!(
+        matches!(
+            e.kind(),
+            herald::ErrorKind::Transaction(TransactionError::Aborted)
+        ),
+        "{e}"
+    );
+    abort.expect("the abort completes once the partition's add is answered");
+    assert_eq!(
+        end_txns(&fake),
+        [false],
+        "the abort's EndTxn, and no commit"
+    );
+    p.close(Duration::from_secs(5)).await;
 }
 
 /// What a Kafka 4.x broker with `transaction.version` 2 finalized advertises, as far as the
