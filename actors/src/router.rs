@@ -1724,10 +1724,14 @@ impl Handler<Close> for Router {
         // A transaction left open is aborted once its records are settled (as Java's
         // producer does at close), so read_committed consumers need not wait for
         // transaction.timeout.ms; close(0) leaves it to the coordinator.
-        let open_txn = first && std::mem::take(&mut core.in_txn) && !timeout.is_zero();
-        let abort_txn = open_txn
+        // The transaction manager decides whether one is still going on: one whose commit
+        // failed, or whose abort timed out, is aborted too; one whose commit timed out is
+        // left to the coordinator.
+        core.in_txn = false;
+        let abort_txn = (first && !timeout.is_zero())
             .then(|| core.shared.transaction.get().map(|t| t.end.clone()))
             .flatten();
+        let deadline = tokio::time::Instant::now() + timeout;
         let core_rc = self.core.clone();
         drop(core);
         if !first {
@@ -1762,10 +1766,25 @@ impl Handler<Close> for Router {
         });
         Box::pin(async move {
             let flushed = done_rx.await.unwrap_or(false);
+            // A commit or abort the application started is let finish before the transaction
+            // manager stops (Java's close runs the sender while the transaction manager is
+            // completing), within the close's time: stopped, it would drop an EndTxn in
+            // flight and leave the transaction's outcome to chance.
+            while core_rc.borrow().txn_ending.is_some() && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             if let Some(end) = abort_txn {
-                let abort = end.send(EndTransaction { commit: false });
-                match tokio::time::timeout(timeout, abort).await {
+                let abort = end.send(EndTransaction {
+                    commit: false,
+                    at_close: true,
+                });
+                // One deadline for the whole close, as Java's close(timeout).
+                match tokio::time::timeout_at(deadline, abort).await {
                     Ok(Ok(Ok(()))) => tracing::info!("open transaction aborted at close"),
+                    Ok(Ok(Err(TransactionError::InvalidState { state, .. }))) => {
+                        tracing::debug!(state, "no transaction to abort at close")
+                    }
                     Ok(Ok(Err(e))) => {
                         tracing::warn!(error = %e, "aborting the open transaction at close failed")
                     }
@@ -1975,7 +1994,10 @@ impl Handler<CommitTransaction> for Router {
         let core_rc = self.core.clone();
         Box::pin(async move {
             let _ = rx.await;
-            let result = answered(to.send(EndTransaction { commit: true }).await);
+            let result = answered(to.send(EndTransaction {
+                commit: true,
+                at_close: false,
+            }).await);
             let mut core = core_rc.borrow_mut();
             core.txn_ending = None;
             timed(&core.shared, Call::TxnCommit, started, result)
@@ -2024,7 +2046,10 @@ impl Handler<AbortTransaction> for Router {
         let core_rc = self.core.clone();
         Box::pin(async move {
             futures_util::future::join_all(discards).await;
-            let result = answered(to.send(EndTransaction { commit: false }).await);
+            let result = answered(to.send(EndTransaction {
+                commit: false,
+                at_close: false,
+            }).await);
             let mut core = core_rc.borrow_mut();
             core.txn_ending = None;
             timed(&core.shared, Call::TxnAbort, started, result)

@@ -916,7 +916,17 @@ impl Handler<EndTransaction> for TransactionManager {
 
     fn handle(&mut self, msg: EndTransaction, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Err(e) = self.not_busy() {
+        self.sync_failure();
+        let ongoing = matches!(
+            self.state,
+            TxnState::InTransaction | TxnState::AbortableError(_) | TxnState::Aborting
+        );
+        if msg.at_close && !ongoing {
+            let _ = tx.send(Err(TransactionError::InvalidState {
+                operation: "abort_transaction at close",
+                state: self.state.name(),
+            }));
+        } else if let Err(e) = self.not_busy() {
             let _ = tx.send(Err(e));
         } else if !self.adding.is_empty() {
             // Its answer decides whether the transaction can commit; the end follows it.

@@ -6,7 +6,7 @@
 //! only (`kafka::transactions` and `transactions_mock` cover the rest).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,6 +69,8 @@ struct Coordinator {
     end_txn_errors: Mutex<VecDeque<i16>>,
     /// While not 0, every partition of an AddPartitionsToTxn is answered with this code.
     add_partitions_error: AtomicI16,
+    /// Milliseconds to hold each EndTxn's answer back.
+    end_txn_delay_ms: AtomicU64,
 }
 
 impl Coordinator {
@@ -135,10 +137,11 @@ impl Coordinator {
                     0
                 };
                 let response = EndTxnResponse::default().with_error_code(code);
-                vec![Action::Respond(fake_broker::encode(
-                    &response,
-                    ctx.api_version,
-                ))]
+                let delay = txn.end_txn_delay_ms.load(Ordering::SeqCst);
+                vec![
+                    Action::Delay(Duration::from_millis(delay)),
+                    Action::Respond(fake_broker::encode(&response, ctx.api_version)),
+                ]
             }
             _ => standard(ctx),
         })
@@ -178,6 +181,11 @@ fn add_partitions(ctx: &RequestContext, code: i16) -> bytes::Bytes {
 }
 
 fn producer(fake: &FakeBroker) -> Producer {
+    producer_blocking(fake, "1000")
+}
+
+/// [`producer`] with `max.block.ms` at `max_block`.
+fn producer_blocking(fake: &FakeBroker, max_block: &str) -> Producer {
     start_producer(
         &fake.bootstrap(),
         &[
@@ -185,7 +193,7 @@ fn producer(fake: &FakeBroker) -> Producer {
             ("linger.ms", "0"),
             ("retry.backoff.ms", "20"),
             ("retry.backoff.max.ms", "50"),
-            ("max.block.ms", "1000"),
+            ("max.block.ms", max_block),
         ],
         &[],
     )
@@ -323,10 +331,23 @@ async fn a_partition_waiting_to_be_added() -> (
     Producer,
     impl std::future::Future<Output = herald_actors::Outcome>,
 ) {
+    a_partition_waiting_to_be_added_for("1000").await
+}
+
+/// [`a_partition_waiting_to_be_added`], with `max.block.ms` at `max_block`: how long the
+/// partition's add is retried before its record fails.
+async fn a_partition_waiting_to_be_added_for(
+    max_block: &str,
+) -> (
+    Arc<Coordinator>,
+    FakeBroker,
+    Producer,
+    impl std::future::Future<Output = herald_actors::Outcome>,
+) {
     init_tracing();
     let coordinator = Arc::new(Coordinator::default());
     let fake = coordinator.start_two_partitions();
-    let p = producer(&fake);
+    let p = producer_blocking(&fake, max_block);
     p.init_transactions().await.expect("init");
     p.begin_transaction().await.unwrap();
     p.send(Produce::new(TOPIC).partition(0).value("r0"))
@@ -402,6 +423,78 @@ async fn a_commit_while_an_abort_waits_is_refused() {
         "the abort's EndTxn, and no commit"
     );
     p.close(Duration::from_secs(5)).await;
+}
+
+/// A transaction whose commit failed (a record's partition refused by the coordinator:
+/// TOPIC_AUTHORIZATION_FAILED, abortable) and that the application did not abort is aborted
+/// by `close`, as Java's close aborts while the transaction manager has an ongoing
+/// transaction (ABORTABLE_ERROR included): read_committed consumers need not wait for
+/// transaction.timeout.ms. Before, only a transaction still open was.
+#[actix_rt::test]
+async fn close_aborts_a_transaction_whose_commit_failed() {
+    let (coordinator, fake, p, waiting) = a_partition_waiting_to_be_added().await;
+    coordinator.add_partitions_error.store(29, Ordering::SeqCst);
+    let e = waiting.await.expect_err("r1's partition refused");
+    assert!(e.to_string().contains("TOPIC_AUTHORIZATION_FAILED"), "{e}");
+    let commit = p.commit_transaction().await.unwrap_err();
+    assert_eq!(commit.class(), ErrorClass::Abortable, "{commit}");
+    assert!(end_txns(&fake).is_empty(), "{:?}", end_txns(&fake));
+    assert!(p.close(Duration::from_secs(5)).await);
+    assert_eq!(
+        end_txns(&fake),
+        [false],
+        "close aborted the failed transaction"
+    );
+}
+
+/// A commit under way when the application closes the producer (a shutdown hook while the
+/// commit runs, say) is let finish: its EndTxn is answered and the commit reports it,
+/// rather than the transaction manager stopping with the request in flight, the commit
+/// answered `Closed` and the transaction's outcome left to chance (as Java's close runs the
+/// sender while the transaction manager is completing).
+#[actix_rt::test]
+async fn close_lets_a_commit_under_way_finish() {
+    init_tracing();
+    let coordinator = Arc::new(Coordinator::default());
+    coordinator.end_txn_delay_ms.store(500, Ordering::SeqCst);
+    let fake = coordinator.start();
+    let p = producer(&fake);
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(TOPIC).partition(0).value("r"))
+        .await
+        .expect("written");
+    // Through the router's address: `close` takes the producer.
+    let commit = p.router().send(herald_actors::CommitTransaction);
+    let (commit, closed) = futures_util::join!(commit, async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        p.close(Duration::from_secs(5)).await
+    });
+    commit
+        .expect("the router answered")
+        .expect("the commit finished before the producer stopped");
+    assert!(closed);
+    assert_eq!(end_txns(&fake), [true], "the commit, and no abort at close");
+}
+
+/// `close(timeout)` is one deadline, as Java's: the flush's time (3 s: a record whose
+/// partition the coordinator answers CONCURRENT_TRANSACTIONS until max.block.ms fails it)
+/// comes out of the time left for the abort of the transaction (an EndTxn the coordinator
+/// holds for 10 s), which before had a whole `timeout` of its own after it (3 + 4 s, and the
+/// connection's graceful close after, at most a second, either way).
+#[actix_rt::test]
+async fn close_keeps_to_its_timeout_with_a_transaction_to_abort() {
+    let (coordinator, fake, p, waiting) = a_partition_waiting_to_be_added_for("3000").await;
+    coordinator.end_txn_delay_ms.store(10_000, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let (_, waiting) = futures_util::join!(p.close(Duration::from_secs(4)), waiting);
+    let took = started.elapsed();
+    waiting.expect_err("r1's partition was never added");
+    assert!(
+        took < Duration::from_millis(6500),
+        "close(4 s) took {took:?}: the abort had a timeout of its own"
+    );
+    assert_eq!(end_txns(&fake), [false], "the abort was sent");
 }
 
 /// What a Kafka 4.x broker with `transaction.version` 2 finalized advertises, as far as the

@@ -16,6 +16,11 @@ use super::application::TransactionResult;
 pub(crate) struct EndTransaction {
     /// Commit (true) or abort (false).
     pub(crate) commit: bool,
+    /// The producer's close asks: abort whatever transaction is still going on (open, failed
+    /// abortably, or an abort that timed out), and nothing else (not a commit that timed
+    /// out, which may have reached the coordinator), as Java's close does while
+    /// `hasOngoingTransaction`. Answered `InvalidState` when there is none.
+    pub(crate) at_close: bool,
 }
 
 /// Accumulator → transaction manager: this partition has a batch of the transaction
