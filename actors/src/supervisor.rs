@@ -7,6 +7,10 @@
 //! struct and mailbox kept), so the records in its state carry on; the records the handler
 //! held on its stack are dropped by the unwinding, and their [`Completion`]s come here
 //! ([`orphaned`]) to be answered with the panic's message ([`ErrorKind::Panicked`]).
+//! The restart runs the actor's code too (`restarting`), so it is guarded the same way: a
+//! panic there is one more panic, and the restart is tried again, as a systematic bug (a
+//! connection's `restarting` sends its next request, which panics again) must end at the
+//! restart limit below, not in a dead task with a live-looking address.
 //!
 //! A restart storm is bounded: an actor that panics more than [`MAX_PANICS`] times within
 //! [`PANIC_WINDOW`] (or the [`RestartLimit`] the application gave) is not restarted again.
@@ -354,6 +358,86 @@ fn storm(
     })
 }
 
+impl<A> Supervisor<A>
+where
+    A: Supervised + Actor<Context = Context<A>>,
+    ContextFut<A, Context<A>>: Unpin,
+{
+    /// Runs `f` on the actor under `catch_unwind`, answering the completions it drops with
+    /// the panic's message: a handler, `started` and the `restarting` hook all run the
+    /// actor's code, and a panic in any of them must not unwind out of the task.
+    fn guarded<R>(
+        &mut self,
+        f: impl FnOnce(&mut ContextFut<A, Context<A>>) -> R,
+    ) -> Option<std::thread::Result<R>> {
+        let fut = self.fut.as_mut()?;
+        let place = self.kind.name();
+        let state = &self.state;
+        Some(collecting(
+            || catch_unwind(AssertUnwindSafe(|| f(fut))),
+            |r| match r {
+                Err(payload) => ErrorKind::Panicked {
+                    place,
+                    message: panic_message(payload.as_ref()),
+                },
+                // Dropped without a panic: a bug; the record must still be answered.
+                Ok(_) => ErrorKind::Panicked {
+                    place,
+                    message: Arc::from("record dropped without an outcome"),
+                },
+            },
+            |seen| state.acknowledge(seen),
+        ))
+    }
+
+    /// Counts a panic against the restart limit. Past it the actor is dropped here, so that
+    /// the records it held are answered as broken, and `false` says the task is done.
+    fn survive(&mut self, payload: &(dyn std::any::Any + Send), restarting: bool) -> bool {
+        let message = panic_message(payload);
+        let place = self.kind.name();
+        if restarting {
+            tracing::error!(actor = place, panic = %message, "actor panicked while restarting; restarting it again");
+        } else {
+            tracing::error!(actor = place, panic = %message, "actor panicked; restarting it");
+        }
+        match self
+            .state
+            .panicked_within_limit(self.kind, &message, &self.recent)
+        {
+            Some(why) => {
+                let fut = self.fut.take();
+                self.state.answer_dropped(why, || drop(fut));
+                false
+            }
+            None => true,
+        }
+    }
+
+    /// Restarts the actor; `false` once nobody can reach it or the producer broke. A panic
+    /// in the restart (the actor's `restarting` hook) is one more panic, and the restart is
+    /// tried again: a hook that always panics then ends at the restart limit, rather than
+    /// unwinding out of the task and leaving an address whose messages are lost.
+    fn restart(&mut self) -> bool {
+        loop {
+            match self.guarded(|fut| fut.restart()) {
+                None | Some(Ok(false)) => return false,
+                Some(Ok(true)) => {
+                    self.state.restarted(self.kind);
+                    return true;
+                }
+                Some(Err(payload)) => {
+                    // It was a restart all the same (the actor's context was reset), so
+                    // that each panic within the limit stays one restart.
+                    self.state.restarted(self.kind);
+                    if !self.survive(payload.as_ref(), true) {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl<A> Future for Supervisor<A>
 where
     A: Supervised + Actor<Context = Context<A>>,
@@ -363,55 +447,212 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let place = this.kind.name();
         loop {
-            let Some(fut) = this.fut.as_mut() else {
-                return Poll::Ready(());
-            };
-            let state = &this.state;
-            let polled = collecting(
-                || catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *fut).poll(cx))),
-                |r| match r {
-                    Err(payload) => ErrorKind::Panicked {
-                        place,
-                        message: panic_message(payload.as_ref()),
-                    },
-                    // Dropped without a panic: a bug; the record must still be answered.
-                    Ok(_) => ErrorKind::Panicked {
-                        place,
-                        message: Arc::from("record dropped without an outcome"),
-                    },
-                },
-                |seen| state.acknowledge(seen),
-            );
-            match polled {
-                Ok(Poll::Pending) => return Poll::Pending,
-                Ok(Poll::Ready(())) => {
-                    // Stopped: restart unless nobody can reach the actor any more.
-                    if !fut.restart() {
+            match this.guarded(|fut| Pin::new(fut).poll(cx)) {
+                None => return Poll::Ready(()),
+                Some(Ok(Poll::Pending)) => return Poll::Pending,
+                // Stopped: restart unless nobody can reach the actor any more.
+                Some(Ok(Poll::Ready(()))) => {}
+                Some(Err(payload)) => {
+                    if !this.survive(payload.as_ref(), false) {
                         return Poll::Ready(());
                     }
-                    this.state.restarted(this.kind);
-                }
-                Err(payload) => {
-                    let message = panic_message(payload.as_ref());
-                    tracing::error!(actor = place, panic = %message, "actor panicked; restarting it");
-                    let kind = this.kind;
-                    if let Some(why) =
-                        this.state
-                            .panicked_within_limit(kind, &message, &this.recent)
-                    {
-                        // Drop the actor here, so the records it held are answered with why.
-                        let fut = this.fut.take();
-                        this.state.answer_dropped(why, || drop(fut));
-                        return Poll::Ready(());
-                    }
-                    if !fut.restart() {
-                        return Poll::Ready(());
-                    }
-                    this.state.restarted(this.kind);
                 }
             }
+            if !this.restart() {
+                return Poll::Ready(());
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::completion::{slot, Completion, SlotReceiver};
+    use futures_util::FutureExt;
+
+    /// An actor whose `restarting` hook panics the first `hook_panics` times it runs, each
+    /// time with a record on its stack (to be answered as orphaned).
+    struct Fragile {
+        hook_panics: u32,
+        /// Taken by the hook, one per run, so that its panic drops one unanswered.
+        on_restart: Vec<Completion>,
+        /// Held in the actor's state: answered only if the actor is dropped.
+        held: Vec<Completion>,
+    }
+
+    impl Actor for Fragile {
+        type Context = Context<Self>;
+    }
+
+    impl Supervised for Fragile {
+        fn restarting(&mut self, _: &mut Context<Self>) {
+            let _on_stack = self.on_restart.pop();
+            if self.hook_panics > 0 {
+                self.hook_panics -= 1;
+                panic!("restarting hook failed");
+            }
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Crash;
+
+    impl Handler<Crash> for Fragile {
+        type Result = ();
+        fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+            panic!("handler failed");
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "usize")]
+    struct Held;
+
+    impl Handler<Held> for Fragile {
+        type Result = usize;
+        fn handle(&mut self, _: Held, _: &mut Context<Self>) -> usize {
+            self.held.len()
+        }
+    }
+
+    fn records(n: usize) -> (Vec<Completion>, Vec<SlotReceiver>) {
+        (0..n)
+            .map(|_| {
+                let (tx, rx) = slot();
+                (Completion::slot(tx), rx)
+            })
+            .unzip()
+    }
+
+    fn start(
+        state: &Arc<Supervision>,
+        hook_panics: u32,
+        orphans: usize,
+    ) -> (Addr<Fragile>, Vec<SlotReceiver>, SlotReceiver) {
+        let (on_restart, orphaned) = records(orphans);
+        let (held, mut held_rx) = records(1);
+        let addr = Supervisor::start(ActorKind::Sealer, state.clone(), move |_| Fragile {
+            hook_panics,
+            on_restart,
+            held,
+        });
+        (addr, orphaned, held_rx.pop().unwrap())
+    }
+
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..500 {
+            if done() {
+                return;
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    /// A hook that panics on every restart is a storm like any other: each of its panics
+    /// counted, the producer broken past the limit, and the records the actor held and
+    /// those its panics dropped answered, instead of the task dying with the actor's address.
+    #[actix_rt::test]
+    async fn a_restarting_hook_that_always_panics_breaks_the_producer_past_the_limit() {
+        let limit = RestartLimit {
+            max_panics: 3,
+            window: Duration::from_secs(60),
+        };
+        let state = Arc::new(Supervision::with_limit(limit));
+        let (addr, orphaned, held) = start(&state, u32::MAX, 10);
+        addr.do_send(Crash);
+        until("the producer is broken", || state.broken().is_some()).await;
+
+        // The handler's panic, then one per restart until the fourth panic passed the limit.
+        assert_eq!(state.panics(ActorKind::Sealer), 4);
+        assert_eq!(state.restarts(ActorKind::Sealer), 3);
+        let Some(ErrorKind::Broken {
+            actor,
+            panics,
+            message,
+            ..
+        }) = state.broken()
+        else {
+            panic!("broken with {:?}", state.broken());
+        };
+        assert_eq!((*actor, *panics), ("sealer", 4));
+        assert_eq!(&**message, "restarting hook failed");
+
+        let held = held.now_or_never().expect("the held record is answered");
+        assert!(
+            matches!(held.unwrap_err().kind(), ErrorKind::Broken { .. }),
+            "a held record is answered as broken"
+        );
+        // The hook ran three times, each run dropping one record with its panic; the rest
+        // went with the actor.
+        for (i, rx) in orphaned.into_iter().rev().enumerate() {
+            let err = rx.now_or_never().expect("answered").unwrap_err();
+            if i < 3 {
+                assert!(
+                    matches!(err.kind(), ErrorKind::Panicked { place: "sealer", message }
+                        if &**message == "restarting hook failed"),
+                    "a record the hook dropped is answered with its panic, not {:?}",
+                    err.kind()
+                );
+            } else {
+                assert!(
+                    matches!(err.kind(), ErrorKind::Broken { .. }),
+                    "{:?}",
+                    err.kind()
+                );
+            }
+        }
+        // The supervisor's task ended with the actor.
+        let err = addr.send(Held).await.expect_err("the actor is gone");
+        assert!(matches!(err, MailboxError::Closed));
+        assert_eq!(state.panics(ActorKind::Sealer), 4, "and no more restarts");
+    }
+
+    /// A hook that panics once is restarted again, and the actor serves its mailbox after.
+    #[actix_rt::test]
+    async fn a_restarting_hook_that_panics_once_is_restarted_and_serves_messages() {
+        let state = Arc::new(Supervision::default());
+        let (addr, orphaned, mut held) = start(&state, 1, 2);
+        addr.do_send(Crash);
+        let served = actix_rt::time::timeout(Duration::from_secs(5), addr.send(Held))
+            .await
+            .expect("served in time")
+            .expect("the actor is alive");
+        assert_eq!(served, 1, "its state was kept");
+        // The handler's panic and the hook's, each followed by a restart.
+        assert_eq!(state.panics(ActorKind::Sealer), 2);
+        assert_eq!(state.restarts(ActorKind::Sealer), 2);
+        assert!(state.broken().is_none());
+        assert!(
+            (&mut held).now_or_never().is_none(),
+            "the held record waits"
+        );
+
+        let mut orphaned = orphaned.into_iter().rev();
+        let err = orphaned
+            .next()
+            .unwrap()
+            .now_or_never()
+            .expect("answered")
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Panicked { .. }),
+            "{:?}",
+            err.kind()
+        );
+        let err = orphaned
+            .next()
+            .unwrap()
+            .now_or_never()
+            .expect("answered")
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Panicked { .. }),
+            "the successful restart's drop is answered too: {:?}",
+            err.kind()
+        );
     }
 }
