@@ -191,6 +191,13 @@ pub(crate) struct TransactionManager {
     /// AddOffsetsToTxn succeeded in the open transaction (so it needs an EndTxn even without
     /// records).
     offsets_added: bool,
+    /// The last send_offsets_to_transaction of the open transaction timed out: its offsets
+    /// may be missing from it (a TxnOffsetCommit still refused), so a commit would commit
+    /// the transaction's records without them, and the input would be read again after a
+    /// restart. Java's commit waits for the offsets' requests, still retrying; here the
+    /// commit is refused until send_offsets_to_transaction is called again and succeeds (or
+    /// the transaction is aborted).
+    offsets_unfinished: bool,
     /// The init, send-offsets or end under way, with its reply. Kept here for the same
     /// reason: after a supervised restart `started` runs it again.
     underway: Option<Underway>,
@@ -241,6 +248,7 @@ impl TransactionManager {
             adding: Vec::new(),
             end_waiting: None,
             offsets_added: false,
+            offsets_unfinished: false,
             underway: None,
             terminated: false,
         }
@@ -450,6 +458,14 @@ impl TransactionManager {
             let _ = reply.send(Err(e));
             return;
         }
+        if commit && self.offsets_unfinished && self.state == TxnState::InTransaction {
+            let _ = reply.send(Err(TransactionError::Unfinished {
+                operation: Operation::Commit.name(),
+                unfinished: Operation::SendOffsets.name(),
+            }));
+            return;
+        }
+        self.offsets_unfinished = false;
         let Some((pid, epoch)) = self.producer else {
             let _ = reply.send(Err(TransactionError::InvalidState {
                 operation: operation.name(),
@@ -752,6 +768,7 @@ impl Handler<BeginTransaction> for TransactionManager {
         check(Operation::Begin, &self.state)?;
         self.added.clear();
         self.offsets_added = false;
+        self.offsets_unfinished = false;
         // Nothing of an earlier transaction is in flight: the protocol may change here.
         let v2 = self.status().v2_available();
         self.status().set_v2(v2);
@@ -902,6 +919,7 @@ impl TransactionManager {
                 }
                 Err(e) => Err(e),
             };
+            act.offsets_unfinished = matches!(res, Err(TransactionError::TimedOut { .. }));
             match &res {
                 Ok(()) | Err(TransactionError::TimedOut { .. }) => {}
                 Err(e) => act.enter_failure(e.clone()),

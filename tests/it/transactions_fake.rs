@@ -16,10 +16,14 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
 };
 use kafka_protocol::messages::api_versions_response::FinalizedFeatureKey;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsResponse, BrokerId,
-    EndTxnRequest, EndTxnResponse, FindCoordinatorResponse, InitProducerIdRequest, ProduceRequest,
-    ProducerId,
+    AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey,
+    ApiVersionsResponse, BrokerId, EndTxnRequest, EndTxnResponse, FindCoordinatorResponse,
+    InitProducerIdRequest, ProduceRequest, ProducerId, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -39,6 +43,8 @@ const APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
     (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::EndTxn, 0, 3),
 ];
 
@@ -71,6 +77,8 @@ struct Coordinator {
     add_partitions_error: AtomicI16,
     /// Milliseconds to hold each EndTxn's answer back.
     end_txn_delay_ms: AtomicU64,
+    /// While not 0, every partition of a TxnOffsetCommit is answered with this code.
+    offset_commit_error: AtomicI16,
 }
 
 impl Coordinator {
@@ -115,6 +123,14 @@ impl Coordinator {
                 ctx,
                 txn.add_partitions_error.load(Ordering::SeqCst),
             ))],
+            Some(ApiKey::AddOffsetsToTxn) => vec![Action::Respond(fake_broker::encode(
+                &AddOffsetsToTxnResponse::default(),
+                ctx.api_version,
+            ))],
+            Some(ApiKey::TxnOffsetCommit) => vec![Action::Respond(commit_offsets(
+                ctx,
+                txn.offset_commit_error.load(Ordering::SeqCst),
+            ))],
             Some(ApiKey::EndTxn) => {
                 let request: EndTxnRequest = ctx.decode();
                 let scripted = txn
@@ -153,6 +169,30 @@ fn find_coordinator(ctx: &RequestContext) -> bytes::Bytes {
         .with_node_id(BrokerId(1))
         .with_host(StrBytes::from_string(ctx.broker_addr.ip().to_string()))
         .with_port(ctx.broker_addr.port().into());
+    fake_broker::encode(&response, ctx.api_version)
+}
+
+fn commit_offsets(ctx: &RequestContext, code: i16) -> bytes::Bytes {
+    let request: TxnOffsetCommitRequest = ctx.decode();
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let response = TxnOffsetCommitResponse::default().with_topics(topics);
     fake_broker::encode(&response, ctx.api_version)
 }
 
@@ -495,6 +535,51 @@ async fn close_keeps_to_its_timeout_with_a_transaction_to_abort() {
         "close(4 s) took {took:?}: the abort had a timeout of its own"
     );
     assert_eq!(end_txns(&fake), [false], "the abort was sent");
+}
+
+/// A `send_offsets_to_transaction` that timed out (TxnOffsetCommit answered
+/// COORDINATOR_LOAD_IN_PROGRESS past max.block.ms) may have left the offsets out of the
+/// transaction: a commit then is refused, naming the call to repeat, rather than committing
+/// the records without the offsets (the input would be read again after a restart: not
+/// exactly once). Called again once the coordinator answers, the offsets go in and the
+/// commit goes out.
+#[actix_rt::test]
+async fn a_commit_after_offsets_timed_out_waits_for_them() {
+    use herald_actors::{ConsumerGroupMetadata, TopicPartitionOffset};
+
+    init_tracing();
+    let coordinator = Arc::new(Coordinator::default());
+    coordinator.offset_commit_error.store(14, Ordering::SeqCst);
+    let fake = coordinator.start();
+    let p = producer(&fake);
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(TOPIC).partition(0).value("r"))
+        .await
+        .expect("written");
+    let offsets = vec![TopicPartitionOffset::new("input", 0, 42)];
+    let group = ConsumerGroupMetadata::new("group");
+    let e = p
+        .send_offsets_to_transaction(offsets.clone(), group.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TransactionError::TimedOut { .. }), "{e}");
+    let commit = p.commit_transaction().await.unwrap_err();
+    assert_eq!(
+        commit,
+        TransactionError::Unfinished {
+            operation: "commit_transaction",
+            unfinished: "send_offsets_to_transaction",
+        }
+    );
+    assert!(end_txns(&fake).is_empty(), "{:?}", end_txns(&fake));
+    coordinator.offset_commit_error.store(0, Ordering::SeqCst);
+    p.send_offsets_to_transaction(offsets, group)
+        .await
+        .expect("the offsets, again");
+    p.commit_transaction().await.expect("the commit");
+    assert_eq!(end_txns(&fake), [true]);
+    p.close(Duration::from_secs(5)).await;
 }
 
 /// What a Kafka 4.x broker with `transaction.version` 2 finalized advertises, as far as the
