@@ -1379,8 +1379,11 @@ fn append(
 /// Dropped for good (its restarts spent: the producer is broken), the router answers the
 /// records waiting in the intake, which no router will take any more; they live in the
 /// producer's shared state, not in the actor, so dropping the actor does not reach them.
-/// Dropped for a restart, or after a close, it leaves them: the next router takes them, or
-/// the close answered them.
+/// It also aborts its accumulators, as `ProducerBroken` does when another actor broke: the
+/// supervisor sends that message to the router, whose mailbox goes with it here, and the
+/// accumulators would otherwise hold their records to their linger and deliver them for a
+/// producer that reports itself broken. Dropped for a restart, or after a close, it leaves
+/// them: the next router takes them, or the close answered them.
 impl Drop for Router {
     fn drop(&mut self) {
         let Ok(core) = self.core.try_borrow() else {
@@ -1396,6 +1399,9 @@ impl Drop for Router {
         for (record, completion) in waiting {
             shared.metrics.refused(false);
             completion.complete(Err(ProduceError::refused(why.clone(), record)));
+        }
+        for a in core.accumulators() {
+            a.do_send(Abort);
         }
     }
 }

@@ -1008,6 +1008,50 @@ async fn a_broken_router_acknowledges_the_records_it_held() {
     producer.close(Duration::from_secs(1)).await;
 }
 
+/// A router that breaks while records wait in an accumulator (lingering for a minute): they
+/// fail with `Broken` at once, as the records of any other broken actor. The router's own break cannot tell it to abort them (its mailbox goes with it), so
+/// its state aborts the accumulators as it is dropped; before, they waited for their linger
+/// and were delivered by a producer that called itself broken.
+#[actix_rt::test]
+async fn a_broken_router_aborts_the_records_its_accumulators_hold() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("storm-router-linger");
+    mock.create_topic(&topic, 1, 1);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "60000"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config)
+        .restart_limit(1, Duration::from_secs(60))
+        .start()
+        .unwrap();
+    let router = producer.router().clone();
+    // Metadata and the accumulator first, so that the records below wait in it.
+    producer.partitions_for(&topic).await.unwrap();
+    let waiting: Vec<_> = (0..3)
+        .map(|i| router.send(Produce::new(topic.clone()).value(format!("{i}"))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    router.do_send(Crash::Panic);
+    router.do_send(Crash::Panic);
+    let outcomes = tokio::time::timeout(
+        Duration::from_secs(10),
+        futures_util::future::join_all(waiting),
+    )
+    .await
+    .expect("answered at once, not after the linger");
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("answered")).collect();
+    assert!(producer.broken().is_some(), "two panics broke it");
+    assert_eq!(
+        classes(&outcomes),
+        BTreeMap::from([("broken by the router".to_string(), 3)]),
+        "the records the accumulator held"
+    );
+    producer.close(Duration::from_secs(1)).await;
+}
+
 /// A partitioner (application code run by the router) that panics fails only the record it
 /// was partitioning, with the record handed back; the producer goes on.
 #[actix_rt::test]
