@@ -543,7 +543,8 @@ impl RouterCore {
     /// Routes an accepted record now, or queues it behind the records that wait.
     fn take_in(&mut self, held: Held<'_>, ctx: &mut Context<Router>) {
         if !self.stalled.is_empty() {
-            self.stalled.push_back(held.park(None, &self.shared));
+            // Stamped: its own max.block.ms runs from here (see `stall`).
+            self.stalled.push_back(held.park(Some(Instant::now()), &self.shared));
             self.note_waiting();
             return;
         }
@@ -707,7 +708,7 @@ impl RouterCore {
                     .on_append(topic_name, partition, bytes, batch_full);
             }
             Appended::NeedMemory { need } => {
-                let mut w = held.park(since, &self.shared);
+                let mut w = held.park(Some(since.unwrap_or_else(Instant::now)), &self.shared);
                 w.routed = Some((partition, timestamp));
                 self.stalled.push_front(w);
                 self.stall(need, ctx);
@@ -857,7 +858,16 @@ impl RouterCore {
         self.stall_active = true;
         self.stall_since = Some(Instant::now());
         let shared = self.shared.clone();
-        let max_block = self.shared.config.max_block;
+        // max.block.ms from when the record in front began to wait (for metadata, or behind
+        // an earlier stall), as Java's `send` blocks at most that long from its call: a
+        // stall per record, each of a whole max.block.ms, would keep the n-th record waiting
+        // n times that.
+        let waited = self
+            .stalled
+            .front()
+            .and_then(|w| w.since)
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        let max_block = self.shared.config.max_block.saturating_sub(waited);
         tracing::debug!(need, "buffer.memory exhausted, blocking");
         self.expedite();
         let fut = async move {
@@ -893,10 +903,19 @@ impl RouterCore {
         };
         match why {
             Unstalled::TimedOut => {
+                let max_block = self.shared.config.max_block;
                 let kind = ErrorKind::BufferExhausted {
-                    waited_ms: self.shared.config.max_block.as_millis() as u64,
+                    waited_ms: max_block.as_millis() as u64,
                 };
-                self.refuse(kind, w.record, w.completion);
+                self.refuse(kind.clone(), w.record, w.completion);
+                // Those behind it that have waited as long fail with it, in order (they
+                // queued later, so they are the front of the queue).
+                while let Some(next) = self
+                    .stalled
+                    .pop_front_if(|n| n.since.is_some_and(|s| s.elapsed() >= max_block))
+                {
+                    self.refuse(kind.clone(), next.record, next.completion);
+                }
             }
             // Java's closed buffer pool fails the send blocked in it the same way.
             Unstalled::Closing => self.refuse(ErrorKind::Closed, w.record, w.completion),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald::{ErrorKind, ProducerRecord};
-use herald_actors::{GetMetrics, Outcome, Produce, Producer, ProducerInterceptor};
+use herald_actors::{GetMetrics, Outcome, Produce, ProduceBatch, Producer, ProducerInterceptor};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::support::consumer::read_back;
@@ -351,6 +351,55 @@ async fn full_buffer_memory_blocks_for_max_block_then_refuses_with_the_record() 
         "memory released"
     );
     assert!(producer.close(Duration::from_secs(5)).await);
+}
+
+/// Records of one `ProduceBatch` that each need a batch of their own, with no memory for
+/// any (two lingering batches hold all of buffer.memory): each waits max.block.ms from when
+/// it began to wait, as each blocked Java `send` does, so all fail within about max.block.ms
+/// of the call. Before, each record's stall began when the one in front of it failed, and
+/// the n-th failed after n times max.block.ms (the router's mailbox blocked all along).
+#[actix_rt::test]
+async fn records_waiting_for_memory_each_wait_max_block_not_one_after_another() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("buffer-queue");
+    mock.create_topic(&topic, 6, 1);
+    let producer = lingering(&mock, "32768", "800");
+    let router = producer.router().clone();
+    let a = router.send(Produce::new(topic.clone()).partition(0).value("a"));
+    let b = router.send(Produce::new(topic.clone()).partition(1).value("b"));
+    until_batches_hold_all_memory(&producer).await;
+    // The batches go when a record waits for memory: answered too late to free any.
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(4))
+        .unwrap();
+    let started = Instant::now();
+    let records = (2..6)
+        .map(|p| {
+            Produce::new(topic.clone())
+                .partition(p)
+                .value(format!("{p}"))
+        })
+        .collect();
+    let outcomes = router.send(ProduceBatch(records)).await.unwrap();
+    let took = started.elapsed();
+    for o in &outcomes {
+        let err = o.as_ref().expect_err("no memory for another batch");
+        assert!(
+            matches!(err.kind(), ErrorKind::BufferExhausted { waited_ms: 800 }),
+            "{err}"
+        );
+    }
+    assert!(
+        took < Duration::from_millis(2000),
+        "four records refused after {took:?}: they waited one after another (3.2 s)"
+    );
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_millis(0))
+        .unwrap();
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    assert!(producer.close(Duration::from_secs(15)).await);
 }
 
 /// `Producer::send_when_ready` waits for room for up to max.block.ms, then gives the record
