@@ -544,7 +544,8 @@ impl RouterCore {
     fn take_in(&mut self, held: Held<'_>, ctx: &mut Context<Router>) {
         if !self.stalled.is_empty() {
             // Stamped: its own max.block.ms runs from here (see `stall`).
-            self.stalled.push_back(held.park(Some(Instant::now()), &self.shared));
+            self.stalled
+                .push_back(held.park(Some(Instant::now()), &self.shared));
             self.note_waiting();
             return;
         }
@@ -910,10 +911,12 @@ impl RouterCore {
                 self.refuse(kind.clone(), w.record, w.completion);
                 // Those behind it that have waited as long fail with it, in order (they
                 // queued later, so they are the front of the queue).
-                while let Some(next) = self
+                while self
                     .stalled
-                    .pop_front_if(|n| n.since.is_some_and(|s| s.elapsed() >= max_block))
+                    .front()
+                    .is_some_and(|n| n.since.is_some_and(|s| s.elapsed() >= max_block))
                 {
+                    let next = self.stalled.pop_front().expect("looked at above");
                     self.refuse(kind.clone(), next.record, next.completion);
                 }
             }
@@ -1795,8 +1798,7 @@ impl Handler<Close> for Router {
             // manager stops (Java's close runs the sender while the transaction manager is
             // completing), within the close's time: stopped, it would drop an EndTxn in
             // flight and leave the transaction's outcome to chance.
-            while core_rc.borrow().txn_ending.is_some() && tokio::time::Instant::now() < deadline
-            {
+            while core_rc.borrow().txn_ending.is_some() && tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             if let Some(end) = abort_txn {
@@ -2019,10 +2021,13 @@ impl Handler<CommitTransaction> for Router {
         let core_rc = self.core.clone();
         Box::pin(async move {
             let _ = rx.await;
-            let result = answered(to.send(EndTransaction {
-                commit: true,
-                at_close: false,
-            }).await);
+            let result = answered(
+                to.send(EndTransaction {
+                    commit: true,
+                    at_close: false,
+                })
+                .await,
+            );
             let mut core = core_rc.borrow_mut();
             core.txn_ending = None;
             timed(&core.shared, Call::TxnCommit, started, result)
@@ -2071,10 +2076,13 @@ impl Handler<AbortTransaction> for Router {
         let core_rc = self.core.clone();
         Box::pin(async move {
             futures_util::future::join_all(discards).await;
-            let result = answered(to.send(EndTransaction {
-                commit: false,
-                at_close: false,
-            }).await);
+            let result = answered(
+                to.send(EndTransaction {
+                    commit: false,
+                    at_close: false,
+                })
+                .await,
+            );
             let mut core = core_rc.borrow_mut();
             core.txn_ending = None;
             timed(&core.shared, Call::TxnAbort, started, result)
