@@ -10,8 +10,11 @@
 //!
 //! `POST /topics/{topic}` produces the body as the value, with the optional `?key=` as the
 //! key, and answers once the broker acknowledged it (per `acks`): 200 with the record's
-//! topic, partition and offset; 400 when the record itself is at fault (bad topic name, too
-//! large); 500 for everything else (broker errors, timeouts).
+//! topic, partition and offset; 400 when the record itself is at fault (a bad topic name, or
+//! a body within max.request.size whose record, with its overhead, is still too large); 500
+//! for everything else (broker errors, timeouts). A body larger than max.request.size never
+//! reaches the handler: actix-web's `PayloadConfig` limit, set to it, refuses it with its own
+//! 413 Payload Too Large (a plain-text body, not the JSON error).
 //!
 //! `GET /metrics` answers in Prometheus' text format: Herald publishes through the `metrics`
 //! facade, and this service installs `metrics-exporter-prometheus` as the recorder (before

@@ -1,15 +1,20 @@
 //! The examples, run as users run them: the built binaries, with real arguments and stdin,
-//! against librdkafka's mock cluster; what they produced is read back with librdkafka.
+//! against librdkafka's mock cluster, or Apache Kafka where what a read_committed consumer
+//! sees matters (the mock writes no transaction markers); what they produced is read back
+//! with librdkafka.
 //!
 //! `cargo test` builds the examples before the integration tests; the binaries sit beside
 //! this test binary's directory, in `target/<profile>/examples/`.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use crate::support::consumer::read_back;
+use rdkafka::config::ClientConfig;
+
+use crate::support::consumer::{read_back, read_back_with};
+use crate::support::kafka::{shared, SharedLogsOnFailure};
 use crate::support::mock::Mock;
 use crate::support::{init_tracing, unique_topic};
 
@@ -62,10 +67,134 @@ pub(crate) fn console_producer(args: &[&str], stdin: Vec<u8>) -> Output {
 
 /// The summary line `{"records":..}` that console_producer prints last on stderr.
 pub(crate) fn summary(output: &Output) -> serde_json::Value {
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    summary_of(&String::from_utf8_lossy(&output.stderr))
+}
+
+/// The summary line, the last line of `stderr`.
+fn summary_of(stderr: &str) -> serde_json::Value {
     let last = stderr.lines().last().unwrap_or_default();
     serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("last stderr line is not JSON ({e}): {stderr}"))
+}
+
+/// A running console_producer whose stdin stays open as long as the test likes (as a
+/// terminal's or `tail -f`'s does), and whose stderr is read as it comes: what it reports
+/// before it exits, and when, is part of what the tests check.
+struct LiveConsole {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stderr: std::sync::mpsc::Receiver<String>,
+    /// The stderr lines taken from `stderr` so far.
+    seen: Vec<String>,
+}
+
+impl LiveConsole {
+    fn start(args: &[&str]) -> LiveConsole {
+        let mut child = spawn_console_producer(args);
+        let stdin = child.stdin.take();
+        let pipe = child.stderr.take().expect("stderr pipe");
+        let (tx, stderr) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LiveConsole {
+            child,
+            stdin,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// EOF on stdin.
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Sends signal `name` (`INT`, `TERM`) with the `kill` command: this crate forbids the
+    /// `unsafe` that libc's `kill` needs.
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    fn running(&mut self) -> bool {
+        self.child
+            .try_wait()
+            .expect("poll console_producer")
+            .is_none()
+    }
+
+    /// Whether a stderr line containing `text` came within `timeout`.
+    fn wait_for_stderr(&mut self, text: &str, timeout: Duration) -> bool {
+        if self.seen.iter().any(|l| l.contains(text)) {
+            return true;
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.stderr.recv_timeout(left) else {
+                return false;
+            };
+            let found = line.contains(text);
+            self.seen.push(line);
+            if found {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Waits up to `timeout` for the exit, with stdin as it is (open unless closed): the exit
+    /// status (`None`: still running then, and killed) and the whole of stderr.
+    fn exit(mut self, timeout: Duration) -> (Option<ExitStatus>, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("poll console_producer") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // stderr ends with the process.
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
+        drop(self.stdin);
+        (status, self.seen.join("\n"))
+    }
+}
+
+/// A read-back consumer's config with isolation `level`.
+fn isolation(bootstrap: &str, level: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("isolation.level", level);
+    c
+}
+
+/// `(records, delivered, failed)` of a summary.
+fn counts(s: &serde_json::Value) -> (Option<u64>, Option<u64>, Option<u64>) {
+    (
+        s["records"].as_u64(),
+        s["delivered"].as_u64(),
+        s["failed"].as_u64(),
+    )
 }
 
 #[actix_rt::test]
@@ -353,6 +482,343 @@ fn console_producer_bad_config_exits_2_naming_the_key() {
     assert!(
         stderr.contains("acks"),
         "the message names the key: {stderr}"
+    );
+}
+
+/// Ctrl-C stops the reading, as with kcat, but not the records read: those still in flight
+/// get their outcomes, the summary counts them and the exit status is 0, while stdin stays
+/// open (the reader thread, blocked on it, is not waited for).
+#[actix_rt::test]
+async fn console_producer_delivers_what_it_read_when_interrupted() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("console-sigint");
+    mock.create_topic(&topic, 1, 1);
+    let bootstrap = mock.bootstrap();
+    let mut console = LiveConsole::start(&["-b", &bootstrap, "-t", &topic]);
+    console.write(b"one\ntwo\nthree\n");
+    // Delivered: the signal handlers, installed before the first line is read, are too.
+    let consumed = read_back(&bootstrap, &topic, 1, 3, Duration::from_secs(20)).await;
+    assert_eq!(consumed.get(&0).map_or(0, Vec::len), 3, "the first lines");
+    // Acknowledgements now take 2 s: the next lines are in flight at the signal.
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(2))
+        .unwrap();
+    console.write(b"four\nfive\n");
+    std::thread::sleep(Duration::from_millis(500));
+    console.signal("INT");
+    let (status, stderr) = console.exit(Duration::from_secs(30));
+    mock.cluster
+        .broker_round_trip_time(1, Duration::ZERO)
+        .unwrap();
+    let status = status.unwrap_or_else(|| panic!("running 30 s after SIGINT: {stderr}"));
+    assert_eq!(status.code(), Some(0), "{status}; stderr: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        counts(&summary_of(&stderr)),
+        (Some(5), Some(5), Some(0)),
+        "{stderr}"
+    );
+    let consumed = read_back(&bootstrap, &topic, 1, 5, Duration::from_secs(20)).await;
+    let values: Vec<&[u8]> = consumed[&0]
+        .iter()
+        .map(|c| c.value.as_deref().unwrap())
+        .collect();
+    assert_eq!(
+        values,
+        [&b"one"[..], b"two", b"three", b"four", b"five"],
+        "each line once, in order"
+    );
+}
+
+/// A second signal stops the wait for outcomes: the producer closes at once, the records
+/// without an outcome count as failed, and the run still ends with its summary, exit 1.
+#[actix_rt::test]
+async fn console_producer_stops_waiting_at_a_second_signal() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("console-sigint-twice");
+    mock.create_topic(&topic, 1, 1);
+    let bootstrap = mock.bootstrap();
+    let mut console = LiveConsole::start(&["-b", &bootstrap, "-t", &topic]);
+    console.write(b"one\n");
+    let consumed = read_back(&bootstrap, &topic, 1, 1, Duration::from_secs(20)).await;
+    assert_eq!(consumed.get(&0).map_or(0, Vec::len), 1, "the first line");
+    // Acknowledgements now take a minute.
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(60))
+        .unwrap();
+    console.write(b"two\nthree\n");
+    std::thread::sleep(Duration::from_millis(500));
+    console.signal("INT");
+    let waiting = console.wait_for_stderr("interrupted", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(500));
+    let still_running = console.running();
+    console.signal("TERM");
+    let (status, stderr) = console.exit(Duration::from_secs(20));
+    mock.cluster
+        .broker_round_trip_time(1, Duration::ZERO)
+        .unwrap();
+    assert!(waiting, "the first signal is reported: {stderr}");
+    assert!(
+        still_running,
+        "the first signal waits for the outcomes: {stderr}"
+    );
+    let status = status.unwrap_or_else(|| panic!("running 20 s after the second signal: {stderr}"));
+    assert_eq!(status.code(), Some(1), "{status}; stderr: {stderr}");
+    assert_eq!(
+        counts(&summary_of(&stderr)),
+        (Some(3), Some(1), Some(2)),
+        "{stderr}"
+    );
+    for line in ["line 2 failed", "line 3 failed"] {
+        assert!(stderr.contains(line), "{line}: {stderr}");
+    }
+}
+
+/// A signal aborts the open transaction, as kcat's does: its records reached the log, but a
+/// read_committed consumer never sees them, and the run exits 1 saying so.
+#[actix_rt::test]
+async fn console_producer_aborts_the_open_transaction_when_interrupted() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("console-txn-sigterm");
+    kafka.create_topic(&topic, 1, 1).await;
+    let id = unique_topic("console-txn-sigterm-id");
+    let mut console = LiveConsole::start(&[
+        "-b",
+        &bootstrap,
+        "-t",
+        &topic,
+        "-X",
+        &format!("transactional.id={id}"),
+    ]);
+    console.write(b"a\nb\nc\n");
+    let config = isolation(&bootstrap, "read_uncommitted");
+    let back = read_back_with(config, &topic, 1, 3, Duration::from_secs(30)).await;
+    let in_log = back.get(&0).map_or(0, Vec::len);
+    if in_log != 3 {
+        let (_, stderr) = console.exit(Duration::ZERO);
+        panic!("{in_log} of 3 lines in the log, uncommitted, after 30 s; stderr: {stderr}");
+    }
+    console.signal("TERM");
+    let (status, stderr) = console.exit(Duration::from_secs(30));
+    let status = status.unwrap_or_else(|| panic!("running 30 s after SIGTERM: {stderr}"));
+    assert_eq!(status.code(), Some(1), "{status}; stderr: {stderr}");
+    assert!(stderr.contains("transaction aborted"), "{stderr}");
+    let s = summary_of(&stderr);
+    assert_eq!(
+        (s["committed"].as_u64(), s["transactions"].as_u64()),
+        (Some(0), Some(0)),
+        "{stderr}"
+    );
+    assert_committed_only_what_follows(&bootstrap, &topic).await;
+}
+
+/// Writes a record after the run and reads the topic (one partition) read_committed: the
+/// record is the only one there. Reading for nothing would only wait a grace period, too
+/// short to prove an absence; records visible before it would come first.
+async fn assert_committed_only_what_follows(bootstrap: &str, topic: &str) {
+    let output = console_producer(&["-b", bootstrap, "-t", topic], b"after\n".to_vec());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let config = isolation(bootstrap, "read_committed");
+    let back = read_back_with(config, topic, 1, 1, Duration::from_secs(30)).await;
+    let values: Vec<&[u8]> = back
+        .values()
+        .flatten()
+        .filter_map(|c| c.value.as_deref())
+        .collect();
+    assert_eq!(
+        values,
+        [&b"after"[..]],
+        "nothing of the aborted transaction"
+    );
+}
+
+/// `-K` reads escapes as kcat's delimiters do (`-K '\t'` is a tab), and a CRLF line keeps its
+/// `\r`, as in kcat.
+#[actix_rt::test]
+async fn console_producer_reads_escapes_in_the_key_delimiter() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("console-tab");
+    mock.create_topic(&topic, 1, 1);
+    let bootstrap = mock.bootstrap();
+    let output = console_producer(
+        &["-b", &bootstrap, "-t", &topic, "-K", "\\t"],
+        b"k1\tv1\nk2\tv2\r\n".to_vec(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    let consumed = read_back(&bootstrap, &topic, 1, 2, Duration::from_secs(20)).await;
+    let got: Vec<KeyValue<'_>> = consumed[&0]
+        .iter()
+        .map(|c| (c.key.as_deref(), c.value.as_deref()))
+        .collect();
+    let want: Vec<KeyValue<'_>> = vec![(Some(b"k1"), Some(b"v1")), (Some(b"k2"), Some(b"v2\r"))];
+    assert_eq!(got, want);
+}
+
+/// A line longer than max.request.size can never be sent: it is reported failed once that
+/// much of it came, while the rest is still coming (it is not carried to its end), and the
+/// lines around it go out, numbered as they are.
+#[actix_rt::test]
+async fn console_producer_gives_up_on_a_line_longer_than_max_request_size() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("console-long-line");
+    mock.create_topic(&topic, 1, 1);
+    let bootstrap = mock.bootstrap();
+    let mut console = LiveConsole::start(&[
+        "-b",
+        &bootstrap,
+        "-t",
+        &topic,
+        "-X",
+        "max.request.size=1048576",
+    ]);
+    console.write(b"before\n");
+    console.write(&vec![b'x'; 3 << 20]);
+    let reported_early = console.wait_for_stderr("line 2 failed", Duration::from_secs(30));
+    console.write(b"\nafter\n");
+    console.close_stdin();
+    let (status, stderr) = console.exit(Duration::from_secs(30));
+    assert!(reported_early, "reported before the line ended: {stderr}");
+    let status = status.unwrap_or_else(|| panic!("running 30 s after EOF: {stderr}"));
+    assert_eq!(status.code(), Some(1), "{status}; stderr: {stderr}");
+    assert_eq!(
+        counts(&summary_of(&stderr)),
+        (Some(3), Some(2), Some(1)),
+        "{stderr}"
+    );
+    let failures: Vec<&str> = stderr.lines().filter(|l| l.starts_with("line ")).collect();
+    assert_eq!(failures.len(), 1, "{stderr}");
+    assert!(
+        failures[0].starts_with("line 2 failed") && failures[0].contains("max.request.size"),
+        "{stderr}"
+    );
+    let consumed = read_back(&bootstrap, &topic, 1, 2, Duration::from_secs(20)).await;
+    let values: Vec<&[u8]> = consumed[&0]
+        .iter()
+        .map(|c| c.value.as_deref().unwrap())
+        .collect();
+    assert_eq!(values, [&b"before"[..], b"after"]);
+}
+
+/// A line too long for max.request.size, failed before it is sent, dooms the transaction it
+/// falls in as a record the broker refused would: the transaction is aborted, not
+/// committed with the line missing.
+#[actix_rt::test]
+async fn console_producer_aborts_a_transaction_whose_line_is_too_long() {
+    init_tracing();
+    let _logs = SharedLogsOnFailure;
+    let kafka = shared();
+    let bootstrap = kafka.bootstrap();
+    let topic = unique_topic("console-txn-long-line");
+    kafka.create_topic(&topic, 1, 1).await;
+    let id = unique_topic("console-txn-long-line-id");
+    let mut input = b"first\n".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 3 << 20));
+    input.extend_from_slice(b"\nthird\n");
+    let output = console_producer(
+        &[
+            "-b",
+            &bootstrap,
+            "-t",
+            &topic,
+            "-X",
+            &format!("transactional.id={id}"),
+            "-X",
+            "max.request.size=1048576",
+            "--txn-records",
+            "3",
+        ],
+        input,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    for text in [
+        "line 2 failed",
+        "1 record(s) of the transaction failed",
+        "transaction aborted",
+    ] {
+        assert!(stderr.contains(text), "{text}: {stderr}");
+    }
+    let s = summary(&output);
+    assert_eq!(
+        (s["committed"].as_u64(), s["transactions"].as_u64()),
+        (Some(0), Some(0)),
+        "{stderr}"
+    );
+    // The first line reached the log, in the aborted transaction.
+    let config = isolation(&bootstrap, "read_uncommitted");
+    let back = read_back_with(config, &topic, 1, 1, Duration::from_secs(30)).await;
+    let first = back.get(&0).and_then(|p| p.first());
+    assert_eq!(first.and_then(|c| c.value.as_deref()), Some(&b"first"[..]));
+    assert_committed_only_what_follows(&bootstrap, &topic).await;
+}
+
+/// `--txn-records` means nothing without transactions: refused rather than ignored.
+#[test]
+fn console_producer_refuses_txn_records_without_a_transactional_id() {
+    let output = console_producer(
+        &["-b", "127.0.0.1:9", "-t", "t", "--txn-records", "10"],
+        Vec::new(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("--txn-records") && stderr.contains("transactional.id"),
+        "{stderr}"
+    );
+}
+
+/// As in kcat: `-X bootstrap.servers` stands for `-b`, and `-H NAME` without `=` is a
+/// header with a null value. With no brokers at all the run is refused.
+#[actix_rt::test]
+async fn console_producer_takes_kcat_brokers_and_null_headers() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("console-kcat-args");
+    mock.create_topic(&topic, 1, 1);
+    let bootstrap = mock.bootstrap();
+    let output = console_producer(
+        &[
+            "-X",
+            &format!("bootstrap.servers={bootstrap}"),
+            "-t",
+            &topic,
+            "-H",
+            "flag",
+            "-H",
+            "a=b",
+        ],
+        b"v\n".to_vec(),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stderr: {stderr}");
+    let consumed = read_back(&bootstrap, &topic, 1, 1, Duration::from_secs(20)).await;
+    let record = &consumed[&0][0];
+    assert_eq!(
+        record.headers,
+        vec![
+            ("flag".to_string(), None),
+            ("a".to_string(), Some(b"b".to_vec()))
+        ]
+    );
+
+    let output = console_producer(&["-t", &topic], Vec::new());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.contains("-b") && stderr.contains("bootstrap.servers"),
+        "{stderr}"
     );
 }
 
