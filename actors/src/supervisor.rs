@@ -451,8 +451,14 @@ where
             match this.guarded(|fut| Pin::new(fut).poll(cx)) {
                 None => return Poll::Ready(()),
                 Some(Ok(Poll::Pending)) => return Poll::Pending,
-                // Stopped: restart unless nobody can reach the actor any more.
-                Some(Ok(Poll::Ready(()))) => {}
+                // Stopped: restart unless nobody can reach the actor any more (below), or
+                // the producer is broken: its actors then stop for good (an accumulator the
+                // router's drop aborted), and a restart would count as one.
+                Some(Ok(Poll::Ready(()))) => {
+                    if this.state.broken().is_some() {
+                        return Poll::Ready(());
+                    }
+                }
                 Some(Err(payload)) => {
                     if !this.survive(payload.as_ref(), false) {
                         return Poll::Ready(());
