@@ -1052,6 +1052,80 @@ async fn a_broken_router_aborts_the_records_its_accumulators_hold() {
     producer.close(Duration::from_secs(1)).await;
 }
 
+/// Accumulators broken past their restart limit while one's batch waits in its connection's
+/// queue (one request in flight per connection, the broker slow): that batch's records are
+/// answered `Broken`, and the connection must not write it afterwards. The batch is dropped
+/// with its accumulator; before, nothing took its attempt back and it was written once the
+/// request ahead of it was answered, records in the log that were reported failed.
+#[actix_rt::test]
+async fn a_broken_accumulators_queued_batch_is_not_written() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("storm-queued");
+    mock.create_topic(&topic, 2, 1);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("max.in.flight.requests.per.connection", "1"),
+        ("enable.idempotence", "false"),
+        ("linger.ms", "0"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config)
+        .restart_limit(1, Duration::from_secs(60))
+        .start()
+        .unwrap();
+    let router = producer.router().clone();
+    producer
+        .send(Produce::new(topic.clone()).partition(0).value("warm"))
+        .await
+        .expect("warm-up");
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(2))
+        .unwrap();
+    let ahead = router.send(Produce::new(topic.clone()).partition(0).value("ahead"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = router.send(Produce::new(topic.clone()).partition(1).value("queued"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fi = producer.fault_injection();
+    for _ in 0..2 {
+        for a in fi.accumulators().await {
+            a.do_send(Crash::Panic);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let queued = queued.await.expect("answered");
+    assert_eq!(class(&queued), "broken by the accumulator", "{queued:?}");
+    let _ = ahead.await;
+    assert!(producer.broken().is_some());
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_millis(0))
+        .unwrap();
+    // The request ahead is answered after 2 s; the queued batch would follow it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    producer.close(Duration::from_secs(1)).await;
+    let back = read_back(&mock.bootstrap(), &topic, 2, 3, Duration::from_secs(3)).await;
+    assert_eq!(
+        read_values(&back, 1),
+        Vec::<String>::new(),
+        "a batch answered Broken was written"
+    );
+}
+
+fn read_values(
+    back: &BTreeMap<i32, Vec<crate::support::consumer::Consumed>>,
+    p: i32,
+) -> Vec<String> {
+    back.get(&p)
+        .map(|v| {
+            v.iter()
+                .map(|c| {
+                    String::from_utf8_lossy(c.value.as_deref().unwrap_or_default()).into_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A partitioner (application code run by the router) that panics fails only the record it
 /// was partitioning, with the record handed back; the producer goes on.
 #[actix_rt::test]

@@ -80,7 +80,20 @@ struct SealedBatch {
     last_error: Option<Arc<str>>,
     /// The attempt handed to a connection and not answered yet: cancelled when the batch is
     /// answered first, so that a connection still holding it does not write it.
-    claim: Option<SendClaim>,
+    claim: Option<HeldAttempt>,
+}
+
+/// The batch's hold on its attempt, which takes the attempt back when dropped: a batch
+/// dropped with its accumulator (broken past its restart limit, its records answered
+/// `Broken`) or by a panic's unwinding (its records answered `Panicked`) is then not written
+/// by the connection that still queues it, after its records were told they failed.
+#[derive(Debug)]
+struct HeldAttempt(SendClaim);
+
+impl Drop for HeldAttempt {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
 }
 
 /// Bits of a sealed batch's id below the router's id of its open batch: room for the pieces
@@ -120,7 +133,7 @@ impl SealedBatch {
     /// Takes back the attempt its connection holds, if no request took it yet: true if this
     /// attempt will then never be written.
     fn cancel_attempt(&mut self) -> bool {
-        self.claim.take().is_some_and(|c| c.cancel())
+        self.claim.take().is_some_and(|c| c.0.cancel())
     }
 }
 
@@ -623,7 +636,7 @@ impl Accumulator {
             }
             let mut b = self.ready.pop_front().expect("front exists");
             let claim = SendClaim::default();
-            b.claim = Some(claim.clone());
+            b.claim = Some(HeldAttempt(claim.clone()));
             if b.attempts == 0 && !b.piece {
                 let queued = now.saturating_duration_since(b.created).as_secs_f64() * 1000.0;
                 metrics.sensors.record_queue_time.record(queued, now_ms);
