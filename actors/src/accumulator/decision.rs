@@ -278,9 +278,17 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
     let gave_up = attempt != Attempt::NotSent && batch.attempts >= state.retries;
     if expired || gave_up {
         let error = match answer {
+            // Says whether the batch may be in the log, as the expiry of a waiting batch
+            // does: "retrying" alone reads as never written, safe to send again.
             _ if expired => ErrorKind::DeliveryTimeout {
                 timeout_ms: state.delivery_timeout.as_millis() as u64,
-                stage: "retrying",
+                stage: match attempt {
+                    Attempt::Lost => "in flight",
+                    _ if batch.may_be_in_log() => {
+                        "waiting to be sent again, an earlier attempt may be in the log"
+                    }
+                    _ => "retrying",
+                },
                 last_error: Some(Arc::from(reason)),
             },
             BatchResult::Broker { code, message, .. } => {
@@ -651,6 +659,30 @@ mod tests {
                 bump_epoch: false,
                 cause: Cause::GaveUp,
             }
+        );
+    }
+
+    /// An attempt lost in flight, or an earlier one lost without idempotence, may be in the
+    /// log: the delivery timeout says so rather than "retrying".
+    #[test]
+    fn delivery_timeout_after_a_lost_attempt_says_it_may_be_in_the_log() {
+        let mut b = plain(1);
+        b.created = Instant::now() - TIMEOUT;
+        let stage = |b: &SealedBatch, answer| match decide(b, answer) {
+            Decision::Fail {
+                error: ErrorKind::DeliveryTimeout { stage, .. },
+                ..
+            } => stage,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(stage(&b, BatchResult::Lost("reset".into())), "in flight");
+        b.lost_unresolvable = true;
+        assert_eq!(
+            stage(
+                &b,
+                BatchResult::NotSent("connection closed by broker".into())
+            ),
+            "waiting to be sent again, an earlier attempt may be in the log"
         );
     }
 
