@@ -684,6 +684,69 @@ async fn buffer_memory_backpressure_still_delivers_everything() {
     assert_eq!(back.values().map(Vec::len).sum::<usize>(), 3000);
 }
 
+/// A partition's outcomes keep their order when its batches fail together, wherever each
+/// waits: in flight (the broker takes 2 s to answer), sealed behind it, full and open in the
+/// accumulator (`max.request.size` fits one record per batch). `close(0)` aborts them all;
+/// the oldest is answered first, as Java fails its in-flight batches before its queued ones.
+/// Before, the open and full batches were answered first and the one in flight last.
+#[actix_rt::test]
+async fn batches_failed_together_answer_their_records_in_order() {
+    use actix::prelude::*;
+    use herald_actors::Delivered;
+
+    struct Inbox(Arc<std::sync::Mutex<Vec<u64>>>);
+    impl Actor for Inbox {
+        type Context = Context<Self>;
+    }
+    impl Handler<Delivered> for Inbox {
+        type Result = ();
+        fn handle(&mut self, d: Delivered, _: &mut Context<Self>) {
+            assert!(d.outcome.is_err(), "{:?}", d.outcome);
+            self.0.lock().unwrap().push(d.tag);
+        }
+    }
+
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("fail-order");
+    mock.create_topic(&topic, 1, 1);
+    let producer = start(
+        &mock,
+        &[
+            ("linger.ms", "0"),
+            ("batch.size", "100"),
+            ("max.request.size", "400"),
+            ("delivery.timeout.ms", "900000"),
+        ],
+    );
+    let router = producer.router().clone();
+    producer
+        .send(Produce::new(topic.clone()).value("warm"))
+        .await
+        .expect("the warm-up record");
+    mock.cluster
+        .broker_round_trip_time(1, Duration::from_secs(2))
+        .unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let inbox = Inbox(seen.clone()).start();
+    for tag in 0..6u64 {
+        router.do_send(
+            Produce::new(topic.clone())
+                .value(vec![b'x'; 250])
+                .reply_to(inbox.clone().recipient())
+                .tag(tag),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    router.send(GetMetrics).await.expect("router running");
+    assert!(!producer.close(Duration::ZERO).await);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().len() < 6 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*seen.lock().unwrap(), (0..6).collect::<Vec<u64>>());
+}
+
 #[actix_rt::test]
 async fn close_zero_aborts_unacknowledged_and_later_records_are_refused() {
     init_tracing();

@@ -687,6 +687,12 @@ impl Accumulator {
     /// Fails every batch not handed to a connection (in the shared queue or `ready`) with
     /// `kind`; batches in flight are left to their answers.
     fn fail_unsent(&mut self, kind: ErrorKind) {
+        // Oldest first, so a partition's outcomes keep their order: the sealed batches, then
+        // the full ones, then the open one.
+        let unsent: Vec<SealedBatch> = self.ready.drain(..).collect();
+        for b in Taken::new(unsent, &self.shared) {
+            self.complete_batch(b, Err(kind.clone()));
+        }
         let open: Vec<OpenBatch> = {
             let mut q = self.part.lock();
             let mut out: Vec<OpenBatch> = q.full.drain(..).collect();
@@ -695,10 +701,6 @@ impl Accumulator {
         };
         for b in Taken::new(open, &self.shared) {
             self.fail_open(b, kind.clone());
-        }
-        let unsent: Vec<SealedBatch> = self.ready.drain(..).collect();
-        for b in Taken::new(unsent, &self.shared) {
-            self.complete_batch(b, Err(kind.clone()));
         }
         self.check_flush();
     }
@@ -852,34 +854,16 @@ impl Accumulator {
         let now = Instant::now();
         let expired = |created: Instant| now.duration_since(created) >= timeout;
         let timeout_ms = timeout.as_millis() as u64;
-        let open_expired: Vec<OpenBatch> = {
-            let mut q = self.part.lock();
-            let mut out = Vec::new();
-            while q.full.front().is_some_and(|b| expired(b.created)) {
-                out.extend(q.full.pop_front());
-            }
-            if q.open.as_ref().is_some_and(|b| expired(b.created)) {
-                out.extend(q.open.take());
-            }
-            out
-        };
-        for b in Taken::new(open_expired, &self.shared) {
-            self.fail_open(
-                b,
-                ErrorKind::DeliveryTimeout {
-                    timeout_ms,
-                    stage: "in the accumulator",
-                    last_error: None,
-                },
-            );
-        }
         if let Some(b) = self.ready.front().filter(|b| expired(b.created)) {
             // Says which wait outlived the delivery timeout: a broker that never came back and
             // a wake-up that never came look the same to the record's owner.
             tracing::warn!(topic = %self.topic, partition = self.partition, held_by = %self.held_by(now), attempts = b.attempts, last_error = b.last_error.as_deref().unwrap_or("none"), "unsent batch expired");
         }
         let mut gap: Option<ProducerIds> = None;
-        for (queue, stage) in [(true, "waiting to be sent"), (false, "in flight")] {
+        // Oldest first, so a partition's outcomes keep their order (as Java fails its expired
+        // in-flight batches before its queued ones): in flight, waiting, then the batches
+        // still open in the accumulator (below).
+        for (queue, stage) in [(false, "in flight"), (true, "waiting to be sent")] {
             let list = if queue {
                 &mut self.ready
             } else {
@@ -888,7 +872,7 @@ impl Accumulator {
             let (dead, live): (Vec<_>, Vec<_>) = list.drain(..).partition(|b| expired(b.created));
             *list = live.into();
             for mut b in Taken::new(dead, &self.shared) {
-                if b.ids.base_sequence >= 0 {
+                if b.ids.base_sequence >= 0 && (!queue || gap.is_none()) {
                     gap = Some(b.ids);
                 }
                 // Still in its connection's queue: taken back there, so it is not written
@@ -911,6 +895,27 @@ impl Accumulator {
                 };
                 self.complete_batch(b, Err(kind));
             }
+        }
+        let open_expired: Vec<OpenBatch> = {
+            let mut q = self.part.lock();
+            let mut out = Vec::new();
+            while q.full.front().is_some_and(|b| expired(b.created)) {
+                out.extend(q.full.pop_front());
+            }
+            if q.open.as_ref().is_some_and(|b| expired(b.created)) {
+                out.extend(q.open.take());
+            }
+            out
+        };
+        for b in Taken::new(open_expired, &self.shared) {
+            self.fail_open(
+                b,
+                ErrorKind::DeliveryTimeout {
+                    timeout_ms,
+                    stage: "in the accumulator",
+                    last_error: None,
+                },
+            );
         }
         if let Some(ids) = gap {
             // Expired batches leave a hole in this partition's sequence: a new epoch repairs it.
@@ -1124,13 +1129,13 @@ impl Accumulator {
 
     /// Fails every batch, those in flight too (their answers, if any come, are ignored).
     fn fail_all(&mut self, kind: ErrorKind) {
-        self.fail_unsent(kind.clone());
+        // The batches in flight are the oldest (Java fails them first too).
         let in_flight: Vec<SealedBatch> = self.in_flight.drain(..).collect();
         for mut b in Taken::new(in_flight, &self.shared) {
             b.cancel_attempt();
             self.complete_batch(b, Err(kind.clone()));
         }
-        self.check_flush();
+        self.fail_unsent(kind);
     }
 
     /// Resolves flush waiters whose batches are all complete.
