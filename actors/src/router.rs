@@ -194,6 +194,9 @@ impl Routes {
 struct Waiting {
     record: ProducerRecord,
     completion: Completion,
+    /// Its place in the order records were first parked in (kept when it is parked again):
+    /// a flush waits for the records parked before it, not for those that came after.
+    seq: u64,
     /// When the record started waiting; stamped only when it has to wait, so the common path
     /// reads no clock for it.
     since: Option<Instant>,
@@ -260,16 +263,40 @@ impl Held<'_> {
     /// Takes them out to park, waiting since `since` (`None`: not stamped yet; a record that
     /// waits for its topic is stamped in `wait_for_topic`, one that waits for memory is not
     /// timed on its own).
-    fn park(self, since: Option<Instant>, shared: &Arc<Shared>) -> Waiting {
+    /// `seq`: the record's place if it was parked before, else the next of `next`.
+    fn park(
+        self,
+        since: Option<Instant>,
+        seq: Option<u64>,
+        next: &mut u64,
+        shared: &Arc<Shared>,
+    ) -> Waiting {
+        let seq = seq.unwrap_or_else(|| {
+            *next += 1;
+            *next
+        });
         let (record, completion) = self.take();
         Waiting {
             _parked: Parked::new(shared, &record),
             record,
             completion,
+            seq,
             since,
             routed: None,
         }
     }
+}
+
+/// A flush waiting for the records accepted before it (see
+/// `RouterCore::maybe_run_deferred_flushes`).
+#[derive(Debug)]
+struct DeferredFlush {
+    tx: OneshotSender<()>,
+    /// `intercept_sent` when it was asked.
+    intercepted: u64,
+    /// Once the records it waits for are back from the interceptors: `park_seq` then. The
+    /// records parked up to there are waited for.
+    parked: Option<u64>,
 }
 
 /// Router state, behind `Rc<RefCell<_>>` so that [`Accept`] can reach it after the handler
@@ -290,7 +317,9 @@ struct RouterCore {
     stall_active: bool,
     /// When the current buffer.memory stall began (for `bufferpool-wait-time-ns-total`).
     stall_since: Option<Instant>,
-    deferred_flushes: Vec<OneshotSender<()>>,
+    deferred_flushes: Vec<DeferredFlush>,
+    /// The last `Waiting::seq` given out.
+    park_seq: u64,
     /// `close` was called: new records are refused. Records already in the interceptors
     /// were sent before it and are still taken, as the close flushes them.
     closed: bool,
@@ -308,9 +337,11 @@ struct RouterCore {
     /// transaction that come back from the interceptors still join it while it commits,
     /// and fail as aborted while it aborts.
     txn_ending: Option<bool>,
-    /// Records handed to the interceptor chain and not back yet; flushes (and so commits)
-    /// wait for them.
-    intercepting: usize,
+    /// Records handed to the interceptor chain so far, and those back from it (`Route`, or
+    /// `RouteLost` for one it lost). The chain answers in the order it was handed them, so a
+    /// flush asked when `intercept_sent` was n waits for `intercept_back` to reach n.
+    intercept_sent: u64,
+    intercept_back: u64,
     /// The wall clock, read once for the records of one `ProduceBatch` or intake drain that
     /// have no timestamp of their own: a clock read per record was 5% of the router's time
     /// in the ProduceBatch benchmark. Set only while such a message is routed.
@@ -366,13 +397,15 @@ impl Router {
                 stall_active: false,
                 stall_since: None,
                 deferred_flushes: Vec::new(),
+                park_seq: 0,
                 closed: false,
                 shut: false,
                 metadata_timer: None,
                 intake_spare: Vec::new(),
                 in_txn: false,
                 txn_ending: None,
-                intercepting: 0,
+                intercept_sent: 0,
+                intercept_back: 0,
                 stamp: None,
             })),
         }
@@ -507,7 +540,7 @@ impl RouterCore {
         };
         if intercepted.is_none() {
             if let Some(chain) = &self.interceptors {
-                self.intercepting += 1;
+                self.intercept_sent += 1;
                 let (record, completion) = held.take();
                 chain.do_send(OnSend {
                     record,
@@ -544,19 +577,24 @@ impl RouterCore {
     fn take_in(&mut self, held: Held<'_>, ctx: &mut Context<Router>) {
         if !self.stalled.is_empty() {
             // Stamped: its own max.block.ms runs from here (see `stall`).
-            self.stalled
-                .push_back(held.park(Some(Instant::now()), &self.shared));
+            let w = held.park(Some(Instant::now()), None, &mut self.park_seq, &self.shared);
+            self.stalled.push_back(w);
             self.note_waiting();
             return;
         }
         if !self.waiting.is_empty() {
             if let Some(q) = self.waiting.get_mut(held.record.topic.as_ref()) {
-                q.push_back(held.park(Some(Instant::now()), &self.shared));
+                q.push_back(held.park(
+                    Some(Instant::now()),
+                    None,
+                    &mut self.park_seq,
+                    &self.shared,
+                ));
                 self.note_waiting();
                 return;
             }
         }
-        self.route(held, None, ctx);
+        self.route(held, None, None, ctx);
     }
 
     /// Routes a parked record whose turn it is.
@@ -571,12 +609,18 @@ impl RouterCore {
             record: &mut w.record,
             completion: &mut w.completion,
         };
-        self.route(held, w.since, ctx);
+        self.route(held, w.since, Some(w.seq), ctx);
     }
 
     /// Routes one record whose turn it is (waiting `since` then, if it waited). Parks it if
     /// its topic or memory is not there yet.
-    fn route(&mut self, held: Held<'_>, since: Option<Instant>, ctx: &mut Context<Router>) {
+    fn route(
+        &mut self,
+        held: Held<'_>,
+        since: Option<Instant>,
+        seq: Option<u64>,
+        ctx: &mut Context<Router>,
+    ) {
         let topic_name = held.record.topic.as_ref();
         // One hash lookup per record on the common path.
         let route = match self.routes.get_mut(topic_name) {
@@ -599,7 +643,10 @@ impl RouterCore {
                     Some(meta) if !meta.partitions.is_empty() => {
                         self.routes.insert(TopicRoute::new(meta))
                     }
-                    _ => return self.wait_for_topic(held.park(since, &self.shared), ctx),
+                    _ => {
+                        let w = held.park(since, seq, &mut self.park_seq, &self.shared);
+                        return self.wait_for_topic(w, ctx);
+                    }
                 }
             }
         };
@@ -610,7 +657,10 @@ impl RouterCore {
                 // Metadata left the topic out as idle: wait for it (`wait_for_topic` asks
                 // for it) and route with the partitions it has then.
                 route.usage = Usage::Refreshing;
-                return self.wait_for_topic(held.park(since, &self.shared), ctx);
+                {
+                    let w = held.park(since, seq, &mut self.park_seq, &self.shared);
+                    return self.wait_for_topic(w, ctx);
+                };
             }
         }
         let count = route.meta.partitions.len() as i32;
@@ -630,7 +680,10 @@ impl RouterCore {
                     let asked = *route.partition_asked.get_or_insert(responses);
                     if responses <= asked {
                         self.shared.request_metadata_refresh();
-                        return self.wait_for_topic(held.park(since, &self.shared), ctx);
+                        {
+                            let w = held.park(since, seq, &mut self.park_seq, &self.shared);
+                            return self.wait_for_topic(w, ctx);
+                        };
                     }
                 }
                 let kind = out_of_range(&route.meta, p);
@@ -709,7 +762,8 @@ impl RouterCore {
                     .on_append(topic_name, partition, bytes, batch_full);
             }
             Appended::NeedMemory { need } => {
-                let mut w = held.park(Some(since.unwrap_or_else(Instant::now)), &self.shared);
+                let since = Some(since.unwrap_or_else(Instant::now));
+                let mut w = held.park(since, seq, &mut self.park_seq, &self.shared);
                 w.routed = Some((partition, timestamp));
                 self.stalled.push_front(w);
                 self.stall(need, ctx);
@@ -1082,19 +1136,57 @@ impl RouterCore {
         }
     }
 
+    /// A flush (or a commit's, or a close's) that waits for the records accepted before it to
+    /// leave the interceptors and the router's queues.
+    fn defer_flush(&mut self, tx: OneshotSender<()>) {
+        self.deferred_flushes.push(DeferredFlush {
+            tx,
+            intercepted: self.intercept_sent,
+            parked: None,
+        });
+        self.maybe_run_deferred_flushes();
+    }
+
+    /// Runs the deferred flushes whose records are all routed: those handed to the
+    /// interceptors before the flush are back (they come back in order), and those parked
+    /// (for metadata or memory) before them have left. Records sent after a flush do not
+    /// hold it, as Java's flush waits only for what was sent before it: with records
+    /// streaming to a topic that has no metadata yet, or through the interceptors, a flush
+    /// would otherwise wait as long as the stream lasts.
     fn maybe_run_deferred_flushes(&mut self) {
+        if self.deferred_flushes.is_empty() {
+            return;
+        }
         // Records with a chain that broke were dropped with its mailbox and answered by its
         // supervisor (`Broken`), not handed back: once the producer is broken none of them
         // can come, and waiting for them would hold every flush for ever.
-        let intercepting = self.intercepting > 0 && self.shared.supervision.broken().is_none();
-        if self.deferred_flushes.is_empty()
-            || !self.waiting.is_empty()
-            || !self.stalled.is_empty()
-            || intercepting
-        {
+        let broken = self.shared.supervision.broken().is_some();
+        let back = self.intercept_back;
+        let park_seq = self.park_seq;
+        // Parked records in each topic's queue are in `seq` order; the stalled ones need not
+        // be (a record that asked for memory goes to the front).
+        let oldest = self
+            .waiting
+            .values()
+            .filter_map(|q| q.front().map(|w| w.seq))
+            .chain(self.stalled.iter().map(|w| w.seq))
+            .min();
+        let mut due = Vec::new();
+        for mut f in std::mem::take(&mut self.deferred_flushes) {
+            if f.parked.is_none() && (broken || back >= f.intercepted) {
+                // Every record before the flush is parked or routed now; what is parked
+                // from here on came after it.
+                f.parked = Some(park_seq);
+            }
+            match f.parked {
+                Some(before) if oldest.is_none_or(|o| o > before) => due.push(f.tx),
+                _ => self.deferred_flushes.push(f),
+            }
+        }
+        if due.is_empty() {
             return;
         }
-        let waiters = std::mem::take(&mut self.deferred_flushes);
+        let waiters = due;
         let flush = self.flush_all();
         actix::spawn(async move {
             flush.await;
@@ -1660,7 +1752,6 @@ impl Handler<Route> for Router {
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
         let mut core = self.core.borrow_mut();
-        core.intercepting -= 1;
         let Route {
             mut record,
             mut completion,
@@ -1671,6 +1762,9 @@ impl Handler<Route> for Router {
             completion: &mut completion,
         };
         core.accept(held, Some(txn), ctx);
+        // Counted back once it is parked or routed: a flush that waits for it then waits
+        // for its queue too.
+        core.intercept_back += 1;
         // A flush (or a commit) may have waited for this record.
         core.maybe_run_deferred_flushes();
     }
@@ -1681,7 +1775,7 @@ impl Handler<RouteLost> for Router {
 
     fn handle(&mut self, _: RouteLost, _: &mut Context<Self>) {
         let mut core = self.core.borrow_mut();
-        core.intercepting -= 1;
+        core.intercept_back += 1;
         core.maybe_run_deferred_flushes();
     }
 }
@@ -1702,7 +1796,7 @@ impl Handler<Flush> for Router {
         self.route_intake(false, ctx);
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut core = self.core.borrow_mut();
-        core.deferred_flushes.push(tx);
+        core.defer_flush(tx);
         core.maybe_run_deferred_flushes();
         let shared = core.shared.clone();
         Box::pin(async move {
@@ -1745,7 +1839,7 @@ impl Handler<Close> for Router {
         // connections just before the abort fails their records, and the broker would write
         // records reported as aborted.
         if !timeout.is_zero() {
-            core.deferred_flushes.push(tx);
+            core.defer_flush(tx);
             core.maybe_run_deferred_flushes();
         }
         let shared = core.shared.clone();
@@ -2016,7 +2110,7 @@ impl Handler<CommitTransaction> for Router {
         core.in_txn = false;
         core.txn_ending = Some(true);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        core.deferred_flushes.push(tx);
+        core.defer_flush(tx);
         core.maybe_run_deferred_flushes();
         let core_rc = self.core.clone();
         Box::pin(async move {

@@ -1086,6 +1086,56 @@ async fn a_refused_topic_fails_every_record_with_the_refusal_and_recovers() {
     assert_eq!(values, vec![Some(b"granted".to_vec())]);
 }
 
+/// A flush waits for the records sent before it, not for those sent after. Records for a
+/// topic that has no metadata arrive every 300 ms, before and after the flush, each waiting
+/// max.block.ms (2 s), so one always waits while the stream lasts: the flush returns once
+/// those sent before it are done (the last within 2 s), and the lingering record it was
+/// called for is delivered. Before, it waited until no record waited at all, for as long
+/// as the stream went on (as it would with interceptors that always hold a record).
+#[actix_rt::test]
+async fn a_flush_is_not_held_by_records_sent_after_it() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("flush-stream");
+    mock.create_topic(&topic, 1, 1);
+    let missing = unique_topic("flush-stream-missing");
+    mock.cluster
+        .topic_error(
+            &missing,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART,
+        )
+        .unwrap();
+    let producer = start(
+        &mock,
+        &[
+            ("linger.ms", "600000"),
+            ("delivery.timeout.ms", "900000"),
+            ("max.block.ms", "2000"),
+        ],
+    );
+    let router = producer.router().clone();
+    let lingering = router.send(Produce::new(topic.clone()).value("before"));
+    let streaming = router.clone();
+    let stream = actix_rt::spawn(async move {
+        for i in 0..30 {
+            streaming.do_send(Produce::new(missing.clone()).value(format!("{i}")));
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(6), producer.flush())
+        .await
+        .expect("the flush returned while records were still sent after it");
+    println!("flush took {:?}", started.elapsed());
+    lingering
+        .await
+        .unwrap()
+        .expect("the record before the flush is delivered");
+    stream.abort();
+    producer.close(Duration::ZERO).await;
+}
+
 /// Nothing listens at the bootstrap address: the metadata wait fails naming the refused
 /// connections behind it, not only the missing topic.
 #[actix_rt::test]
