@@ -185,13 +185,22 @@ impl Metadata {
     /// three-node cluster (librdkafka's after 4 s). The bootstrap entries' connections, which
     /// carry no Produce requests, are candidates too with the default `rebootstrap` strategy,
     /// after any idle connected broker, as librdkafka's bootstrap brokers are; a node without
-    /// a socket comes after the idle connected ones (it may be the one that died).
+    /// a socket comes after the idle connected ones (it may be the one that died). Only the
+    /// brokers the last response listed are asked, as Java's `leastLoadedNode` takes the
+    /// nodes of the current metadata: a broker that left the cluster (its connection kept
+    /// in case it comes back) would otherwise be tried first, a socketless node scoring
+    /// below a busy live one, at the cost of a failed connect each time.
     fn pick_node(&self) -> Option<Addr<Connection>> {
         let now = Instant::now();
-        let brokers: Vec<(&str, &Addr<Connection>)> = self
+        let known: Vec<(i32, &Broker)> = self
             .brokers
-            .values()
-            .map(|b| (b.address.as_str(), &b.connection))
+            .iter()
+            .filter(|(id, _)| self.listed.is_empty() || self.listed.contains(*id))
+            .map(|(id, b)| (*id, b))
+            .collect();
+        let brokers: Vec<(&str, &Addr<Connection>)> = known
+            .iter()
+            .map(|(_, b)| (b.address.as_str(), &b.connection))
             .collect();
         let down_of = |list: &[(&str, &Addr<Connection>)]| -> Vec<Option<Instant>> {
             list.iter()
@@ -231,10 +240,10 @@ impl Metadata {
                 // With `metadata.recovery.strategy=none` the bootstrap entries are never
                 // asked again once brokers are known, as in Java.
                 let spares = recovery.strategy == MetadataRecoveryStrategy::Rebootstrap;
-                self.brokers
-                    .keys()
+                known
+                    .iter()
                     .zip(&brokers)
-                    .map(|(id, c)| (*c, load(*id, false)))
+                    .map(|((id, _), c)| (*c, load(*id, false)))
                     .chain(
                         bootstrap
                             .filter(|_| spares)

@@ -904,3 +904,83 @@ async fn a_leader_no_metadata_listed_is_reached_from_the_refusal_naming_it() {
         "each record once, in order"
     );
 }
+
+/// A broker that left the cluster (listed by the first metadata answer, by none after) is
+/// not asked for metadata again, as Java's `leastLoadedNode` takes only the nodes of the
+/// current metadata. Broker 1 stays busy (each Produce answered after 1 s) while metadata is
+/// refreshed every 300 ms; a node without a socket scored below a busy one, so before,
+/// refreshes went to the departed broker (a failed connect each, up to
+/// `socket.connection.setup.timeout.ms`, where the host is gone). Here the departed broker
+/// still answers, and counts what it is asked.
+#[actix_rt::test]
+async fn a_broker_that_left_the_cluster_is_not_asked_for_metadata() {
+    use crate::support::fake_broker::{
+        metadata_response_with_leaders, standard_handler, Action, FakeBroker,
+    };
+    use kafka_protocol::messages::ApiKey;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+
+    init_tracing();
+    // Broker 1's address, for the departed broker's answers (which list broker 1 only).
+    let main_addr: Arc<OnceLock<(String, u16)>> = Arc::default();
+    let for_departed = main_addr.clone();
+    let standard = standard_handler(&[("t", 1)]);
+    let departed = FakeBroker::start(move |ctx| match ctx.api() {
+        Some(ApiKey::Metadata) => {
+            let (host, port) = for_departed.get().expect("set before any request").clone();
+            vec![Action::Respond(metadata_response_with_leaders(
+                ctx.api_version,
+                &[(1, &host, port)],
+                &[("t", vec![1])],
+            ))]
+        }
+        _ => standard(ctx),
+    });
+    let departed_addr = departed.addr;
+    let answered = AtomicUsize::new(0);
+    let standard = standard_handler(&[("t", 1)]);
+    let main = FakeBroker::start(move |ctx| match ctx.api() {
+        Some(ApiKey::Metadata) => {
+            let own = (ctx.broker_addr.ip().to_string(), ctx.broker_addr.port());
+            let mut brokers = vec![(1, own.0.as_str(), own.1)];
+            let departed_host = departed_addr.ip().to_string();
+            if answered.fetch_add(1, Ordering::SeqCst) == 0 {
+                brokers.push((3, departed_host.as_str(), departed_addr.port()));
+            }
+            vec![Action::Respond(metadata_response_with_leaders(
+                ctx.api_version,
+                &brokers,
+                &[("t", vec![1])],
+            ))]
+        }
+        Some(ApiKey::Produce) => {
+            let mut actions = vec![Action::Delay(Duration::from_secs(1))];
+            actions.extend(standard(ctx));
+            actions
+        }
+        _ => standard(ctx),
+    });
+    let _ = main_addr.set((main.addr.ip().to_string(), main.addr.port()));
+    let producer = start_producer(
+        &main.bootstrap(),
+        &[
+            ("linger.ms", "0"),
+            ("metadata.max.age.ms", "300"),
+            ("enable.idempotence", "false"),
+        ],
+        &[("metadata.recovery.strategy", "none")],
+    );
+    for i in 0..5 {
+        producer
+            .send(Produce::new("t").value(format!("{i}")))
+            .await
+            .expect("delivered");
+    }
+    let asked = departed.requests_for(ApiKey::Metadata).len();
+    assert!(
+        asked <= 1,
+        "the departed broker was asked for metadata {asked} times after it left"
+    );
+    assert!(producer.close(Duration::from_secs(5)).await);
+}
