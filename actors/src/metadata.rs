@@ -280,6 +280,7 @@ impl Metadata {
         self.again = false;
         self.skip_pacing = false;
         self.last_sent = Some(now);
+        Metrics::add(&self.shared.metrics.metadata_requests_sent, 1);
         let topics = self
             .wanted
             .iter()

@@ -38,6 +38,10 @@ pub struct Metrics {
     pub(crate) response_count: AtomicU64,
     pub(crate) connection_creation_total: AtomicU64,
     pub(crate) metadata_refresh_total: AtomicU64,
+    /// Metadata requests sent (not a published metric): with `metadata_refresh_total`, the
+    /// router tells a response to a request sent after a record came from one already on
+    /// its way then.
+    pub(crate) metadata_requests_sent: AtomicU64,
     pub(crate) leader_hint_total: AtomicU64,
     /// Records the router holds until their topic's metadata arrives.
     pub(crate) records_waiting_metadata: AtomicUsize,
@@ -108,6 +112,7 @@ impl Metrics {
             response_count: AtomicU64::new(0),
             connection_creation_total: AtomicU64::new(0),
             metadata_refresh_total: AtomicU64::new(0),
+            metadata_requests_sent: AtomicU64::new(0),
             leader_hint_total: AtomicU64::new(0),
             records_waiting_metadata: AtomicUsize::new(0),
             records_waiting_memory: AtomicUsize::new(0),

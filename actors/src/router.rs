@@ -66,10 +66,11 @@ struct TopicRoute {
     usage: Usage,
     /// The idle check that last found it `Used`.
     last_used: Instant,
-    /// A record named a partition beyond `meta`'s count: how many metadata responses had
-    /// arrived then (`metadata_refresh_total`). Such records wait for one more, as Java's
-    /// `send` waits for metadata that lists the partition (partitions added to the topic);
-    /// past that, the partition is taken not to exist.
+    /// A record named a partition beyond `meta`'s count: how many metadata requests had been
+    /// sent then (`metadata_requests_sent`). Such records wait for a response to a later
+    /// one, as Java's `send` waits for metadata that lists the partition (partitions added
+    /// to the topic); past that, the partition is taken not to exist until the topic's
+    /// metadata shows more partitions.
     partition_asked: Option<u64>,
 }
 
@@ -657,10 +658,8 @@ impl RouterCore {
                 // Metadata left the topic out as idle: wait for it (`wait_for_topic` asks
                 // for it) and route with the partitions it has then.
                 route.usage = Usage::Refreshing;
-                {
-                    let w = held.park(since, seq, &mut self.park_seq, &self.shared);
-                    return self.wait_for_topic(w, ctx);
-                };
+                let w = held.park(since, seq, &mut self.park_seq, &self.shared);
+                return self.wait_for_topic(w, ctx);
             }
         }
         let count = route.meta.partitions.len() as i32;
@@ -676,15 +675,20 @@ impl RouterCore {
                 // as behind Java's blocked `send`). One response that still lacks it and the
                 // partition is taken not to exist.
                 if p >= 0 {
-                    let responses = self.shared.metrics.metadata_refresh_total.load(Relaxed);
-                    let asked = *route.partition_asked.get_or_insert(responses);
+                    let m = &self.shared.metrics;
+                    let responses = m.metadata_refresh_total.load(Relaxed);
+                    // Requests sent so far: the response that decides is one to a request
+                    // sent after this, not one already on its way when the record came.
+                    let sent = m.metadata_requests_sent.load(Relaxed);
+                    let asked = *route.partition_asked.get_or_insert(sent);
+                    self.shared.request_metadata_refresh();
                     if responses <= asked {
-                        self.shared.request_metadata_refresh();
-                        {
-                            let w = held.park(since, seq, &mut self.park_seq, &self.shared);
-                            return self.wait_for_topic(w, ctx);
-                        };
+                        let w = held.park(since, seq, &mut self.park_seq, &self.shared);
+                        return self.wait_for_topic(w, ctx);
                     }
+                    // Refused at once (see above), the refresh asked for all the same: a
+                    // partition added to the topic later is then found by the next record,
+                    // rather than after metadata.max.age.ms.
                 }
                 let kind = out_of_range(&route.meta, p);
                 return self.refuse_held(kind, held);

@@ -984,3 +984,62 @@ async fn a_broker_that_left_the_cluster_is_not_asked_for_metadata() {
     );
     assert!(producer.close(Duration::from_secs(5)).await);
 }
+
+/// A record naming a partition beyond the topic's count waits for a metadata response to a
+/// request sent after it, not for one already on its way: that one may have been answered
+/// before the partition was added. Here every Metadata answer is held back 1 s and the
+/// topic grows from 2 to 4 partitions while one is on its way; the record for partition 3
+/// is delivered (before, the answer on its way, still saying 2, refused it).
+#[actix_rt::test]
+async fn a_partition_beyond_the_count_waits_for_a_response_sent_after_it() {
+    use crate::support::fake_broker::{metadata_response, standard_handler, Action, FakeBroker};
+    use kafka_protocol::messages::ApiKey;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::Arc;
+
+    init_tracing();
+    let partitions = Arc::new(AtomicI32::new(2));
+    let counted = partitions.clone();
+    let standard = standard_handler(&[("t", 4)]);
+    let fake = FakeBroker::start(move |ctx| match ctx.api() {
+        Some(ApiKey::Metadata) => vec![
+            Action::Delay(Duration::from_secs(1)),
+            Action::Respond(metadata_response(
+                ctx.api_version,
+                1,
+                &ctx.broker_addr.ip().to_string(),
+                ctx.broker_addr.port(),
+                &[("t", counted.load(Ordering::SeqCst))],
+            )),
+        ],
+        _ => standard(ctx),
+    });
+    let producer = start_producer(
+        &fake.bootstrap(),
+        &[
+            ("linger.ms", "0"),
+            ("enable.idempotence", "false"),
+            ("max.block.ms", "10000"),
+            ("metadata.max.age.ms", "1500"),
+        ],
+        &[],
+    );
+    producer
+        .send(Produce::new("t").value("warm").partition(1))
+        .await
+        .expect("the warm-up record");
+    // Wait for the next periodic request; its answer (2 partitions) is then on its way.
+    let before = fake.requests_for(ApiKey::Metadata).len();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.requests_for(ApiKey::Metadata).len() == before {
+        assert!(Instant::now() < deadline, "no periodic metadata request");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    partitions.store(4, Ordering::SeqCst);
+    let md = producer
+        .send(Produce::new("t").value("three").partition(3))
+        .await
+        .unwrap_or_else(|e| panic!("partition 3, added while an answer was on its way: {e}"));
+    assert_eq!(md.partition, 3);
+    assert!(producer.close(Duration::from_secs(5)).await);
+}

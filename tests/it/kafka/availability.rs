@@ -283,7 +283,9 @@ async fn kafka_partitions_for_counts_as_use_of_a_topic() {
 /// of them waits for metadata that lists it, as Java's `send` does, instead of failing
 /// because the producer's view still has the old count (the periodic refresh is 10 minutes
 /// away). A partition the topic does not have either fails after one metadata response
-/// says so, not after `max.block.ms`.
+/// says so, not after `max.block.ms`; later records for it fail at once, but ask for
+/// metadata all the same, so once the partition is added a record for it is delivered
+/// (before, nothing asked until the periodic refresh).
 #[actix_rt::test]
 async fn kafka_a_record_for_a_partition_just_added_waits_for_metadata_that_lists_it() {
     init_tracing();
@@ -331,8 +333,29 @@ async fn kafka_a_record_for_a_partition_just_added_waits_for_metadata_that_lists
         "refused after a metadata response, not max.block.ms: {:?}",
         asked.elapsed()
     );
+    kafka.add_partitions(&topic, 10).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match producer
+            .send(Produce::new(topic.clone()).value("nine").partition(9))
+            .await
+        {
+            Ok(md) => {
+                assert_eq!(md.partition, 9);
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::PartitionOutOfRange { .. }) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "partition 9, added, still refused: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("a record for partition 9, added: {e}"),
+        }
+    }
     assert!(producer.close(Duration::from_secs(5)).await);
-    let back = read_back(&kafka.bootstrap(), &topic, 4, 2, Duration::from_secs(20)).await;
+    let back = read_back(&kafka.bootstrap(), &topic, 10, 3, Duration::from_secs(20)).await;
     let values = |p: i32| -> Vec<Option<Vec<u8>>> {
         back.get(&p)
             .map(|v| v.iter().map(|c| c.value.clone()).collect())
@@ -340,6 +363,7 @@ async fn kafka_a_record_for_a_partition_just_added_waits_for_metadata_that_lists
     };
     assert_eq!(values(1), vec![Some(b"before".to_vec())]);
     assert_eq!(values(3), vec![Some(b"new".to_vec())]);
+    assert_eq!(values(9), vec![Some(b"nine".to_vec())]);
 }
 
 /// A record for a topic forgotten as idle (`metadata.max.idle.ms`) waits for the topic's
