@@ -1190,11 +1190,10 @@ impl RouterCore {
         if due.is_empty() {
             return;
         }
-        let waiters = due;
         let flush = self.flush_all();
         actix::spawn(async move {
             flush.await;
-            for tx in waiters {
+            for tx in due {
                 let _ = tx.send(());
             }
         });
@@ -1801,7 +1800,6 @@ impl Handler<Flush> for Router {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mut core = self.core.borrow_mut();
         core.defer_flush(tx);
-        core.maybe_run_deferred_flushes();
         let shared = core.shared.clone();
         Box::pin(async move {
             let _ = rx.await;
@@ -1844,7 +1842,6 @@ impl Handler<Close> for Router {
         // records reported as aborted.
         if !timeout.is_zero() {
             core.defer_flush(tx);
-            core.maybe_run_deferred_flushes();
         }
         let shared = core.shared.clone();
         // A transaction left open is aborted once its records are settled (as Java's
@@ -2086,6 +2083,19 @@ impl Handler<SendOffsetsToTransaction> for Router {
     }
 }
 
+/// The answer to a commit or abort while the other is under way (see their handlers).
+fn unfinished(
+    operation: &'static str,
+    unfinished: &'static str,
+) -> ResponseFuture<TransactionResult> {
+    Box::pin(async move {
+        Err(TransactionError::Unfinished {
+            operation,
+            unfinished,
+        })
+    })
+}
+
 impl Handler<CommitTransaction> for Router {
     type Result = ResponseFuture<TransactionResult>;
 
@@ -2104,18 +2114,12 @@ impl Handler<CommitTransaction> for Router {
             // An abort under way has failed the transaction's unsent records; its end going
             // out as a commit would commit what was written before them (Java's
             // TransactionManager refuses the transition from aborting to committing).
-            return Box::pin(async move {
-                Err(TransactionError::Unfinished {
-                    operation: "commit_transaction",
-                    unfinished: "abort_transaction",
-                })
-            });
+            return unfinished("commit_transaction", "abort_transaction");
         }
         core.in_txn = false;
         core.txn_ending = Some(true);
         let (tx, rx) = tokio::sync::oneshot::channel();
         core.defer_flush(tx);
-        core.maybe_run_deferred_flushes();
         let core_rc = self.core.clone();
         Box::pin(async move {
             let _ = rx.await;
@@ -2156,12 +2160,7 @@ impl Handler<AbortTransaction> for Router {
             // refused, as Java's producer refuses an abort after a commit timed out, and
             // nothing of the transaction is failed or discarded. The application calls the
             // commit again for its outcome.
-            return Box::pin(async move {
-                Err(TransactionError::Unfinished {
-                    operation: "abort_transaction",
-                    unfinished: "commit_transaction",
-                })
-            });
+            return unfinished("abort_transaction", "commit_transaction");
         }
         core.in_txn = false;
         core.txn_ending = Some(false);

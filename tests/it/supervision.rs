@@ -640,14 +640,26 @@ async fn kafka_connection_socket_task_panics_lose_nothing() {
 /// A one-broker mock with a one-partition topic, and a producer (`linger.ms=0`) that
 /// breaks past `max_panics` panics of one actor a minute.
 fn with_restart_limit(prefix: &str, max_panics: u32) -> (Mock, String, Producer) {
+    with_restart_limit_and(prefix, max_panics, 1, &[("linger.ms", "0")])
+}
+
+/// [`with_restart_limit`] with `partitions` partitions and the settings `extra`.
+fn with_restart_limit_and(
+    prefix: &str,
+    max_panics: u32,
+    partitions: i32,
+    extra: &[(&str, &str)],
+) -> (Mock, String, Producer) {
     init_tracing();
     let mock = Mock::start(1);
     let topic = unique_topic(prefix);
-    mock.create_topic(&topic, 1, 1);
-    let config = herald::ProducerConfig::from_pairs([
-        ("bootstrap.servers", mock.bootstrap().as_str()),
-        ("linger.ms", "0"),
-    ])
+    mock.create_topic(&topic, partitions, 1);
+    let bootstrap = mock.bootstrap();
+    let config = herald::ProducerConfig::from_pairs(
+        [("bootstrap.servers", bootstrap.as_str())]
+            .into_iter()
+            .chain(extra.iter().copied()),
+    )
     .unwrap();
     let producer = Producer::builder(config)
         .restart_limit(max_panics, Duration::from_secs(60))
@@ -1009,24 +1021,14 @@ async fn a_broken_router_acknowledges_the_records_it_held() {
 }
 
 /// A router that breaks while records wait in an accumulator (lingering for a minute): they
-/// fail with `Broken` at once, as the records of any other broken actor. The router's own break cannot tell it to abort them (its mailbox goes with it), so
-/// its state aborts the accumulators as it is dropped; before, they waited for their linger
-/// and were delivered by a producer that called itself broken.
+/// fail with `Broken` at once, as the records of any other broken actor. The router's own
+/// break cannot tell it to abort them (its mailbox goes with it), so its state aborts the
+/// accumulators as it is dropped; before, they waited for their linger and were delivered
+/// by a producer that called itself broken.
 #[actix_rt::test]
 async fn a_broken_router_aborts_the_records_its_accumulators_hold() {
-    init_tracing();
-    let mock = Mock::start(1);
-    let topic = unique_topic("storm-router-linger");
-    mock.create_topic(&topic, 1, 1);
-    let config = herald::ProducerConfig::from_pairs([
-        ("bootstrap.servers", mock.bootstrap().as_str()),
-        ("linger.ms", "60000"),
-    ])
-    .unwrap();
-    let producer = Producer::builder(config)
-        .restart_limit(1, Duration::from_secs(60))
-        .start()
-        .unwrap();
+    let (_mock, topic, producer) =
+        with_restart_limit_and("storm-router-linger", 1, 1, &[("linger.ms", "60000")]);
     let router = producer.router().clone();
     // Metadata and the accumulator first, so that the records below wait in it.
     producer.partitions_for(&topic).await.unwrap();
@@ -1059,21 +1061,16 @@ async fn a_broken_router_aborts_the_records_its_accumulators_hold() {
 /// request ahead of it was answered, records in the log that were reported failed.
 #[actix_rt::test]
 async fn a_broken_accumulators_queued_batch_is_not_written() {
-    init_tracing();
-    let mock = Mock::start(1);
-    let topic = unique_topic("storm-queued");
-    mock.create_topic(&topic, 2, 1);
-    let config = herald::ProducerConfig::from_pairs([
-        ("bootstrap.servers", mock.bootstrap().as_str()),
-        ("max.in.flight.requests.per.connection", "1"),
-        ("enable.idempotence", "false"),
-        ("linger.ms", "0"),
-    ])
-    .unwrap();
-    let producer = Producer::builder(config)
-        .restart_limit(1, Duration::from_secs(60))
-        .start()
-        .unwrap();
+    let (mock, topic, producer) = with_restart_limit_and(
+        "storm-queued",
+        1,
+        2,
+        &[
+            ("max.in.flight.requests.per.connection", "1"),
+            ("enable.idempotence", "false"),
+            ("linger.ms", "0"),
+        ],
+    );
     let router = producer.router().clone();
     producer
         .send(Produce::new(topic.clone()).partition(0).value("warm"))
@@ -1105,25 +1102,10 @@ async fn a_broken_accumulators_queued_batch_is_not_written() {
     producer.close(Duration::from_secs(1)).await;
     let back = read_back(&mock.bootstrap(), &topic, 2, 3, Duration::from_secs(3)).await;
     assert_eq!(
-        read_values(&back, 1),
-        Vec::<String>::new(),
+        back.get(&1).map_or(0, Vec::len),
+        0,
         "a batch answered Broken was written"
     );
-}
-
-fn read_values(
-    back: &BTreeMap<i32, Vec<crate::support::consumer::Consumed>>,
-    p: i32,
-) -> Vec<String> {
-    back.get(&p)
-        .map(|v| {
-            v.iter()
-                .map(|c| {
-                    String::from_utf8_lossy(c.value.as_deref().unwrap_or_default()).into_owned()
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A partitioner (application code run by the router) that panics fails only the record it

@@ -239,6 +239,15 @@ fn producer_blocking(fake: &FakeBroker, max_block: &str) -> Producer {
     )
 }
 
+/// Initialises `p` and begins a transaction with one record written to partition 0.
+async fn begin_with_a_record(p: &Producer) {
+    p.init_transactions().await.expect("init");
+    p.begin_transaction().await.unwrap();
+    p.send(Produce::new(TOPIC).partition(0).value("r"))
+        .await
+        .expect("written");
+}
+
 /// The EndTxn requests the broker received: `true` for a commit.
 fn end_txns(fake: &FakeBroker) -> Vec<bool> {
     fake.requests_for(ApiKey::EndTxn)
@@ -263,11 +272,7 @@ async fn retriable_end_txn_errors_are_retried_until_the_commit() {
         .extend([51, 14, 16, 15]);
     let fake = coordinator.start();
     let p = producer(&fake);
-    p.init_transactions().await.expect("init");
-    p.begin_transaction().await.unwrap();
-    p.send(Produce::new(TOPIC).partition(0).value("r"))
-        .await
-        .expect("written");
+    begin_with_a_record(&p).await;
     let lookups = fake.requests_for(ApiKey::FindCoordinator).len();
     p.commit_transaction()
         .await
@@ -293,11 +298,7 @@ async fn commit_timed_out() -> (Arc<Coordinator>, FakeBroker, Producer) {
     coordinator.markers_pending.store(true, Ordering::SeqCst);
     let fake = coordinator.start();
     let p = producer(&fake);
-    p.init_transactions().await.expect("init");
-    p.begin_transaction().await.unwrap();
-    p.send(Produce::new(TOPIC).partition(0).value("v"))
-        .await
-        .expect("written");
+    begin_with_a_record(&p).await;
     let commit = p.commit_transaction().await.unwrap_err();
     assert!(
         matches!(commit, TransactionError::TimedOut { .. }),
@@ -388,11 +389,7 @@ async fn a_partition_waiting_to_be_added_for(
     let coordinator = Arc::new(Coordinator::default());
     let fake = coordinator.start_two_partitions();
     let p = producer_blocking(&fake, max_block);
-    p.init_transactions().await.expect("init");
-    p.begin_transaction().await.unwrap();
-    p.send(Produce::new(TOPIC).partition(0).value("r0"))
-        .await
-        .expect("written");
+    begin_with_a_record(&p).await;
     coordinator.add_partitions_error.store(51, Ordering::SeqCst);
     let waiting = p.send(Produce::new(TOPIC).partition(1).value("r1"));
     (coordinator, fake, p, waiting)
@@ -499,11 +496,7 @@ async fn close_lets_a_commit_under_way_finish() {
     coordinator.end_txn_delay_ms.store(500, Ordering::SeqCst);
     let fake = coordinator.start();
     let p = producer(&fake);
-    p.init_transactions().await.expect("init");
-    p.begin_transaction().await.unwrap();
-    p.send(Produce::new(TOPIC).partition(0).value("r"))
-        .await
-        .expect("written");
+    begin_with_a_record(&p).await;
     // Through the router's address: `close` takes the producer.
     let commit = p.router().send(herald_actors::CommitTransaction);
     let (commit, closed) = futures_util::join!(commit, async {
@@ -552,11 +545,7 @@ async fn a_commit_after_offsets_timed_out_waits_for_them() {
     coordinator.offset_commit_error.store(14, Ordering::SeqCst);
     let fake = coordinator.start();
     let p = producer(&fake);
-    p.init_transactions().await.expect("init");
-    p.begin_transaction().await.unwrap();
-    p.send(Produce::new(TOPIC).partition(0).value("r"))
-        .await
-        .expect("written");
+    begin_with_a_record(&p).await;
     let offsets = vec![TopicPartitionOffset::new("input", 0, 42)];
     let group = ConsumerGroupMetadata::new("group");
     let e = p
