@@ -11,6 +11,23 @@ use actix::dev::OneshotSender;
 use actix::prelude::*;
 use herald::{ErrorKind, ProduceError, RecordMetadata};
 
+use crate::otel::RecordTrace;
+
+/// Per-record bookkeeping kept beside the encoded bytes.
+#[derive(Debug)]
+pub(crate) struct RecordSlot {
+    /// Where the outcome goes.
+    pub(crate) completion: Completion,
+    /// CreateTime of the record.
+    pub(crate) timestamp: i64,
+    /// Serialized key size, `-1` for null.
+    pub(crate) key_size: i32,
+    /// Serialized value size, `-1` for null.
+    pub(crate) value_size: i32,
+    /// The trace context in its headers (feature `opentelemetry`; empty without it).
+    pub(crate) trace: RecordTrace,
+}
+
 /// The outcome of one record.
 pub type Outcome = Result<RecordMetadata, ProduceError>;
 

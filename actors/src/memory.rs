@@ -17,13 +17,13 @@
 //! handed only to a batch that will likely grow, which reserves those bytes in full.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use crate::partition::RecordSlot;
+use crate::completion::RecordSlot;
 
 /// The buffer and record slots of a completed batch, emptied, for a new batch.
 #[derive(Debug)]
@@ -55,6 +55,68 @@ impl Spares {
         }?;
         self.bytes -= s.bytes;
         Some(s)
+    }
+}
+
+/// Bytes of `buffer.memory` that one batch (or one record waiting to start or grow a batch)
+/// holds, given back to the pool when dropped. A batch is off every queue while it is
+/// answered, sealed, split or handed to a connection: a panic there drops it while the stack
+/// unwinds, where no explicit release runs, and each such panic shrank the buffer for good.
+pub(crate) struct Reservation {
+    bytes: usize,
+    pool: Arc<MemoryPool>,
+}
+
+impl Reservation {
+    /// Takes charge of `bytes` already reserved from `pool`.
+    pub(crate) fn new(pool: &Arc<MemoryPool>, bytes: usize) -> Self {
+        Reservation {
+            bytes,
+            pool: pool.clone(),
+        }
+    }
+
+    /// The bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Takes charge of `extra` more bytes, already reserved from the pool.
+    pub(crate) fn add(&mut self, extra: usize) {
+        self.bytes += extra;
+    }
+
+    /// Takes charge of what `other` holds (of the same pool).
+    pub(crate) fn absorb(&mut self, mut other: Reservation) {
+        debug_assert!(Arc::ptr_eq(&self.pool, &other.pool), "one pool");
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+
+    /// Hands `bytes` of these (at most all of them) to a reservation of their own.
+    pub(crate) fn split_off(&mut self, bytes: usize) -> Reservation {
+        let bytes = bytes.min(self.bytes);
+        self.bytes -= bytes;
+        Reservation::new(&self.pool, bytes)
+    }
+
+    /// Gives the bytes back now, and says how many they were; nothing is left to give back
+    /// when dropped.
+    pub(crate) fn give_back(&mut self) -> usize {
+        let bytes = std::mem::take(&mut self.bytes);
+        self.pool.release(bytes);
+        bytes
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.give_back();
+    }
+}
+
+impl std::fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Reservation").field(&self.bytes).finish()
     }
 }
 
@@ -365,6 +427,29 @@ mod tests {
         // And a grown buffer is not kept when it would pass the limit.
         pool.offer_spare(300, BytesMut::with_capacity(300), Vec::new());
         assert_eq!(spare_count(&pool), 0);
+    }
+
+    /// A reservation gives its bytes back when dropped, once, whatever it was split into or
+    /// merged with on the way.
+    #[test]
+    fn a_reservation_gives_back_what_it_holds_when_dropped() {
+        let pool = Arc::new(MemoryPool::new(1000, 100));
+        assert!(pool.try_reserve(300));
+        let mut a = Reservation::new(&pool, 300);
+        let b = a.split_off(100);
+        assert_eq!((a.bytes(), b.bytes()), (200, 100));
+        drop(b);
+        assert_eq!(pool.available(), 800);
+        assert!(pool.try_reserve(50));
+        let mut c = Reservation::new(&pool, 50);
+        c.absorb(a);
+        assert_eq!(pool.available(), 750, "merging gives nothing back");
+        assert!(pool.try_reserve(25));
+        c.add(25);
+        assert_eq!(c.give_back(), 275);
+        assert_eq!(pool.available(), 1000);
+        drop(c);
+        assert_eq!(pool.available(), 1000, "given back once");
     }
 
     /// A grown buffer is kept only once a batch of the pooled size has asked for a spare:

@@ -9,23 +9,8 @@ use std::time::{Duration, Instant};
 use herald::batch::BatchBuilder;
 use herald::partitioner::QueueLoad;
 
-use crate::completion::Completion;
-use crate::otel::RecordTrace;
-
-/// Per-record bookkeeping kept beside the encoded bytes.
-#[derive(Debug)]
-pub(crate) struct RecordSlot {
-    /// Where the outcome goes.
-    pub(crate) completion: Completion,
-    /// CreateTime of the record.
-    pub(crate) timestamp: i64,
-    /// Serialized key size, `-1` for null.
-    pub(crate) key_size: i32,
-    /// Serialized value size, `-1` for null.
-    pub(crate) value_size: i32,
-    /// The trace context in its headers (feature `opentelemetry`; empty without it).
-    pub(crate) trace: RecordTrace,
-}
+use crate::completion::RecordSlot;
+use crate::memory::Reservation;
 
 /// A batch still accepting records (or full, waiting to be sealed).
 #[derive(Debug)]
@@ -39,7 +24,7 @@ pub(crate) struct OpenBatch {
     /// When the first record arrived (linger and delivery timeout count from here).
     pub(crate) created: Instant,
     /// Bytes reserved from buffer.memory.
-    pub(crate) reserved: usize,
+    pub(crate) reserved: Reservation,
 }
 
 /// The part of a partition the router writes into directly (under a lock, no message).
@@ -148,7 +133,9 @@ impl PartitionShared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::memory::MemoryPool;
     use herald::compression::Compression;
+    use std::sync::Arc;
 
     fn open_batch(created: Instant, value_bytes: usize, records: usize) -> OpenBatch {
         let mut builder = BatchBuilder::new(1 << 20, Compression::None, None);
@@ -161,7 +148,7 @@ mod tests {
             builder,
             records: Vec::new(),
             created,
-            reserved: 0,
+            reserved: Reservation::new(&Arc::new(MemoryPool::new(0, 0)), 0),
         }
     }
 

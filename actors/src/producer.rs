@@ -717,6 +717,18 @@ impl FaultInjection<'_> {
         (status.generation() > 0).then(|| if status.v2() { 2 } else { 1 })
     }
 
+    /// Arms [`Crash::PanicWhileHolding`] for the actors of one kind (named as for
+    /// [`restarts_of`](Self::restarts_of)) at once, not through their mailboxes: a router
+    /// waiting for `buffer.memory` reads none until the wait ends. `false` for another name.
+    pub fn arm_panic_while_holding(&self, kind: &str) -> bool {
+        let Some(kind) = ActorKind::ALL.into_iter().find(|k| k.name() == kind) else {
+            return false;
+        };
+        let victims = &self.producer.shared.victims;
+        victims.armed[kind as usize].store(true, std::sync::atomic::Ordering::Relaxed);
+        true
+    }
+
     /// Makes the linger clock's thread panic (it runs again, counted as kind `clock`).
     pub fn crash_clock(&self) {
         self.producer.shared.clock.crash();

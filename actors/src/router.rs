@@ -30,11 +30,14 @@ use herald::{ErrorKind, PartitionInfo, ProduceError, ProducerRecord, Transaction
 
 use crate::accumulator::Accumulator;
 use crate::cluster::TopicMeta;
-use crate::completion::{BatchCollector, BatchTally, Completion, Outcome, TallyCollector};
+use crate::completion::{
+    BatchCollector, BatchTally, Completion, Outcome, RecordSlot, TallyCollector,
+};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators};
 use crate::intake::{held_size, too_large, Entry as IntakeEntry};
 use crate::interceptor::{InterceptorChain, ProducerInterceptor};
+use crate::memory::Reservation;
 use crate::messages::application::{
     AbortTransaction, BeginTransaction, Close, CommitTransaction, DrainIntake, Expedite, Flush,
     GetMetrics, GetPartitions, InitTransactions, Produce, ProduceBatch, ProduceBatchTally, ReplyTo,
@@ -47,7 +50,7 @@ use crate::messages::transaction::EndTransaction;
 use crate::messages::{ProducerBroken, Shutdown};
 use crate::metrics::Call;
 use crate::otel::RecordTrace;
-use crate::partition::{OpenBatch, PartitionShared, RecordSlot};
+use crate::partition::{OpenBatch, PartitionShared};
 use crate::shared::Shared;
 use crate::supervisor::{self, ActorKind, Supervisor};
 
@@ -421,10 +424,10 @@ fn now_millis() -> i64 {
 }
 
 /// Why a wait for buffer.memory ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Unstalled {
     /// The bytes the record waited for are reserved for it.
-    Reserved(usize),
+    Reserved(Reservation),
     /// max.block.ms passed.
     TimedOut,
     /// The time `Producer::close` gave is up.
@@ -933,7 +936,11 @@ impl RouterCore {
             tokio::select! {
                 biased;
                 ok = shared.memory.reserve(need, max_block) => {
-                    if ok { Unstalled::Reserved(need) } else { Unstalled::TimedOut }
+                    if ok {
+                        Unstalled::Reserved(Reservation::new(&shared.memory, need))
+                    } else {
+                        Unstalled::TimedOut
+                    }
                 }
                 () = shared.close.passed() => Unstalled::Closing,
                 () = shared.abort.requested() => Unstalled::Aborting,
@@ -954,10 +961,8 @@ impl RouterCore {
             let waited = since.elapsed().as_nanos() as f64;
             m.sensors.bufferpool_wait.record(waited, m.now_ms());
         }
+        // Memory reserved for nobody goes back as `why` is dropped.
         let Some(mut w) = self.stalled.pop_front() else {
-            if let Unstalled::Reserved(bytes) = why {
-                self.shared.memory.release(bytes);
-            }
             return;
         };
         match why {
@@ -984,7 +989,7 @@ impl RouterCore {
                 let kind = ErrorKind::Transaction(TransactionError::Aborted);
                 self.refuse(kind, w.record, w.completion);
             }
-            Unstalled::Reserved(bytes) => {
+            Unstalled::Reserved(reserved) => {
                 let topic_name = w.record.topic.as_ref();
                 // The stall's front record is the one that asked for the memory, routed;
                 // after a router restart (`started` stalls again on whatever is in front)
@@ -993,7 +998,7 @@ impl RouterCore {
                 // guessed here. After a close gave up, every record goes that way, to be
                 // refused (`route_waiting`).
                 let Some((partition, ts)) = w.routed.filter(|_| !self.shut) else {
-                    self.shared.memory.release(bytes);
+                    drop(reserved);
                     self.stalled.push_front(w);
                     return self.drain_stalled(ctx);
                 };
@@ -1004,13 +1009,16 @@ impl RouterCore {
                     .and_then(|p| p.as_ref());
                 match handle {
                     Some(h) => {
+                        // The record and the memory it waited for are on the stack here.
+                        #[cfg(feature = "fault-injection")]
+                        self.shared.victims.trip(ActorKind::Router);
                         let appended = append(
                             &self.shared,
                             h,
                             &w.record,
                             ts,
                             &mut w.completion,
-                            Some(bytes),
+                            Some(reserved),
                         );
                         // With memory reserved, a record is always taken.
                         if let Appended::Added { bytes, batch_full } = appended {
@@ -1019,7 +1027,7 @@ impl RouterCore {
                         }
                     }
                     None => {
-                        self.shared.memory.release(bytes);
+                        drop(reserved);
                         self.route_waiting(w, ctx);
                     }
                 }
@@ -1323,7 +1331,7 @@ fn grow(
         // max.request.size, which a reallocation extends in place).
         let worth_moving = 2 * batch_size <= grow_to;
         if let Some(mut spare) = worth_moving
-            .then(|| shared.memory.take_grown(open.reserved))
+            .then(|| shared.memory.take_grown(open.reserved.bytes()))
             .flatten()
         {
             let old = open.builder.move_to(spare.buf);
@@ -1332,8 +1340,8 @@ fn grow(
             // The old buffer's bytes are in the spare's now held by the batch: it is kept
             // as a spare of its own (within the limit, as the bytes moved from spare to
             // reserved).
-            let held = open.reserved;
-            open.reserved = held.max(spare.bytes);
+            let held = open.reserved.bytes();
+            open.reserved.add(spare.bytes.saturating_sub(held));
             shared.memory.offer_spare(held, old, old_slots);
         }
         room_to_grow(&mut open.builder, &mut open.records, grow_to, record_size);
@@ -1341,7 +1349,7 @@ fn grow(
     let extra = match reserved {
         Some(r) => r,
         // A batch in a grown batch's buffer holds that batch's reservation already.
-        None if open.reserved >= new_limit => 0,
+        None if open.reserved.bytes() >= new_limit => 0,
         None if shared.memory.try_reserve(step) => step,
         None => return None,
     };
@@ -1358,7 +1366,7 @@ fn append(
     record: &ProducerRecord,
     timestamp: i64,
     completion: &mut Completion,
-    reserved: Option<usize>,
+    mut reserved: Option<Reservation>,
 ) -> Appended {
     let config = &shared.config;
     let key = record.key.as_deref();
@@ -1377,11 +1385,13 @@ fn append(
         let mut appended = open
             .builder
             .try_append(timestamp, key, value, &record.headers);
-        let mut grown = false;
         if let Err(BatchFull { record_size }) = appended {
-            if let Some(extra) = grow(shared, open, grow_to, record_size, reserved) {
-                open.reserved += extra;
-                grown = true;
+            let held = reserved.as_ref().map(Reservation::bytes);
+            if let Some(extra) = grow(shared, open, grow_to, record_size, held) {
+                match reserved.take() {
+                    Some(r) => open.reserved.absorb(r),
+                    None => open.reserved.add(extra),
+                }
                 appended = open
                     .builder
                     .try_append(timestamp, key, value, &record.headers);
@@ -1397,9 +1407,8 @@ fn append(
                     q.full.push_back(b);
                 }
                 drop(q);
-                if let (Some(r), false) = (reserved, grown) {
-                    shared.memory.release(r);
-                }
+                // Memory reserved for a new batch the record did not need.
+                drop(reserved);
                 if full {
                     handle.addr.do_send(BatchFilled);
                 }
@@ -1420,9 +1429,9 @@ fn append(
     }
     let size = RECORD_BATCH_OVERHEAD + record_size(0, 0, key, value, &record.headers);
     let need = config.batch_size.max(size);
-    let reserved_now = match reserved {
+    let mut reserved = match reserved {
         Some(r) => r,
-        None if shared.memory.try_reserve(need) => need,
+        None if shared.memory.try_reserve(need) => Reservation::new(&shared.memory, need),
         None => {
             drop(q);
             if filled {
@@ -1431,13 +1440,16 @@ fn append(
             return Appended::NeedMemory { need };
         }
     };
+    let reserved_now = reserved.bytes();
     // Sized for a batch of records like this one, so the slots are not regrown.
     let slots_wanted = (reserved_now / size.max(1)).clamp(1, 4096);
     // Its partition waits: this batch will likely grow to `grow_to` (see `grow`).
     let growing = grow_to > reserved_now;
-    let (mut builder, mut records, reserved_now) =
-        match shared.memory.take_spare(reserved_now, growing) {
-            Some(spare) => (
+    let (mut builder, mut records) = match shared.memory.take_spare(reserved_now, growing) {
+        Some(spare) => {
+            // A grown batch's buffer comes with its reservation (see `MemoryPool`).
+            reserved.add(spare.bytes.saturating_sub(reserved_now));
+            (
                 BatchBuilder::with_buffer(
                     spare.buf,
                     reserved_now,
@@ -1445,15 +1457,13 @@ fn append(
                     config.compression_level(),
                 ),
                 spare.slots,
-                // A grown batch's buffer comes with its reservation (see `MemoryPool`).
-                spare.bytes.max(reserved_now),
-            ),
-            None => (
-                BatchBuilder::new(reserved_now, config.compression, config.compression_level()),
-                Vec::with_capacity(slots_wanted),
-                reserved_now,
-            ),
-        };
+            )
+        }
+        None => (
+            BatchBuilder::new(reserved_now, config.compression, config.compression_level()),
+            Vec::with_capacity(slots_wanted),
+        ),
+    };
     records.reserve(slots_wanted);
     if growing {
         room_to_grow(&mut builder, &mut records, grow_to, size);
@@ -1469,7 +1479,7 @@ fn append(
         builder,
         records,
         created: Instant::now(),
-        reserved: reserved_now,
+        reserved,
     };
     q.next_id += 1;
     if full {

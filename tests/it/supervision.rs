@@ -1173,31 +1173,10 @@ async fn a_panicking_partitioner_fails_only_its_record() {
 async fn an_accumulator_panicking_while_failing_batches_gives_their_memory_back() {
     use herald_actors::ProduceBatch;
 
-    init_tracing();
-    let mock = Mock::start(1);
-    let topic = unique_topic("panic-memory");
-    mock.create_topic(&topic, 1, 1);
     let memory: u64 = 1 << 20;
-    let config = herald::ProducerConfig::from_pairs([
-        ("bootstrap.servers", mock.bootstrap().as_str()),
-        ("linger.ms", "0"),
-        // Batches do not grow while they wait: several of them.
-        ("batch.size", "1024"),
-        ("max.request.size", "1024"),
-        ("buffer.memory", &memory.to_string()),
-        ("request.timeout.ms", "1000"),
-        ("delivery.timeout.ms", "2000"),
-        ("retry.backoff.ms", "50"),
-    ])
-    .unwrap();
-    let producer = Producer::builder(config).start().unwrap();
+    let (_mock, topic, producer) =
+        batches_of_1024_then_broker_down("panic-memory", memory, "2000").await;
     let router = producer.router().clone();
-    // The topic's metadata and the partition's accumulator first.
-    producer
-        .send(Produce::new(topic.clone()).value("first"))
-        .await
-        .expect("delivered");
-    mock.cluster.broker_down(1).unwrap();
     // Several batches, made in one call, wait for the broker together and expire together.
     // A record of 963 bytes (954 of value) fills a batch of 1024 to the byte, so none is
     // left open: they expire from the queue of sealed batches, the failing of which the
@@ -1234,6 +1213,148 @@ async fn an_accumulator_panicking_while_failing_batches_gives_their_memory_back(
         m.buffer_available_bytes, memory,
         "every batch's buffer.memory is back ({timed_out} records timed out, {panicked} panicked)"
     );
+    producer.close(Duration::from_secs(1)).await;
+}
+
+/// A producer on a one-broker mock whose batches hold 1024 bytes at most (they do not grow
+/// while they wait, so each stays one batch), with `buffer.memory` bytes and the delivery
+/// timeout given (request.timeout.ms 1000, max.block.ms 10 s). It has delivered one record
+/// (the topic's metadata and the partition's accumulator are there), and the broker is down.
+async fn batches_of_1024_then_broker_down(
+    name: &str,
+    memory: u64,
+    delivery_timeout_ms: &str,
+) -> (Mock, String, Producer) {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic(name);
+    mock.create_topic(&topic, 1, 1);
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "0"),
+        ("batch.size", "1024"),
+        ("max.request.size", "1024"),
+        ("buffer.memory", &memory.to_string()),
+        ("request.timeout.ms", "1000"),
+        ("delivery.timeout.ms", delivery_timeout_ms),
+        ("retry.backoff.ms", "50"),
+        ("max.block.ms", "10000"),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config).start().unwrap();
+    producer
+        .send(Produce::new(topic.clone()).value("first"))
+        .await
+        .expect("delivered");
+    mock.cluster.broker_down(1).unwrap();
+    (mock, topic, producer)
+}
+
+/// Waits (up to 5 s) until none of `memory` is reserved, then says whether it came to that.
+async fn until_all_memory_is_free(producer: &Producer, memory: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let available = producer.metrics().await.buffer_available_bytes;
+        if available == memory || std::time::Instant::now() > deadline {
+            return available;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An accumulator that panics while it completes an answered batch, the batch off every
+/// queue and still holding its memory, gives that `buffer.memory` back. Before, the memory
+/// went back only where the batch was answered, and each such panic shrank the buffer for
+/// good.
+#[actix_rt::test]
+async fn an_accumulator_panicking_while_completing_a_batch_gives_its_memory_back() {
+    init_tracing();
+    let mock = Mock::start(1);
+    let topic = unique_topic("panic-complete-memory");
+    mock.create_topic(&topic, 1, 1);
+    let memory: u64 = 1 << 20;
+    let config = herald::ProducerConfig::from_pairs([
+        ("bootstrap.servers", mock.bootstrap().as_str()),
+        ("linger.ms", "0"),
+        ("buffer.memory", &memory.to_string()),
+    ])
+    .unwrap();
+    let producer = Producer::builder(config).start().unwrap();
+    // The topic's metadata and the partition's accumulator first.
+    producer
+        .send(Produce::new(topic.clone()).value("first"))
+        .await
+        .expect("delivered");
+    let fi = producer.fault_injection();
+    for a in fi.accumulators().await {
+        a.send(Crash::PanicWhileHolding).await.unwrap();
+    }
+    let e = producer
+        .send(Produce::new(topic.clone()).value("second"))
+        .await
+        .expect_err("the panic came as its batch was completed");
+    assert!(
+        matches!(e.kind(), herald::ErrorKind::Panicked { .. }),
+        "{e:?}"
+    );
+    until_panics(&producer, 1).await;
+    assert_eq!(
+        until_all_memory_is_free(&producer, memory).await,
+        memory,
+        "the batch's buffer.memory is back"
+    );
+    assert_eq!(fi.panics(), 1, "one panic");
+    producer
+        .send(Produce::new(topic.clone()).value("third"))
+        .await
+        .expect("the restarted accumulator delivers");
+    producer.close(Duration::from_secs(1)).await;
+}
+
+/// A record that waited for `buffer.memory` holds what it waited for until it is in a batch:
+/// a router that panics as it appends the record gives that memory back (the record is
+/// answered `Panicked`). Before, the router gave it back only where the record did not need
+/// it, and the panic kept a batch's worth for good.
+#[actix_rt::test]
+async fn a_router_panicking_with_a_record_that_waited_for_memory_gives_the_memory_back() {
+    // Two batches, of a record each, hold all of buffer.memory.
+    let memory: u64 = 2048;
+    let (_mock, topic, producer) =
+        batches_of_1024_then_broker_down("panic-stall-memory", memory, "1500").await;
+    let router = producer.router().clone();
+    // 954 bytes of value fill a batch of 1024 to the byte.
+    let held = [
+        router.send(Produce::new(topic.clone()).value(vec![1u8; 954])),
+        router.send(Produce::new(topic.clone()).value(vec![2u8; 954])),
+    ];
+    until_batches_hold_all_memory(&producer).await;
+    // This one waits for memory, which the two batches give back when they expire.
+    let waiting = router.send(Produce::new(topic.clone()).value(vec![3u8; 954]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fi = producer.fault_injection();
+    assert!(fi.arm_panic_while_holding("router"));
+    for h in held {
+        let e = h.await.expect("answered").expect_err("the broker is down");
+        assert!(
+            matches!(e.kind(), herald::ErrorKind::DeliveryTimeout { .. }),
+            "{e:?}"
+        );
+    }
+    let e = waiting
+        .await
+        .expect("answered")
+        .expect_err("the panic came as it was appended");
+    assert!(
+        matches!(e.kind(), herald::ErrorKind::Panicked { .. }),
+        "{e:?}"
+    );
+    until_panics(&producer, 1).await;
+    assert_eq!(
+        until_all_memory_is_free(&producer, memory).await,
+        memory,
+        "the memory the record waited for is back"
+    );
+    assert_eq!(fi.panics(), 1, "one panic");
     producer.close(Duration::from_secs(1)).await;
 }
 

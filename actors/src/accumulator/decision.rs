@@ -326,7 +326,13 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(120);
 
     fn batch(id: u64, ids: ProducerIds) -> SealedBatch {
-        SealedBatch::new((id, Vec::new(), Instant::now(), 0), Bytes::new(), ids)
+        let pool = std::sync::Arc::new(crate::memory::MemoryPool::new(0, 0));
+        let reserved = crate::memory::Reservation::new(&pool, 0);
+        SealedBatch::new(
+            (id, Vec::new(), Instant::now(), reserved),
+            Bytes::new(),
+            ids,
+        )
     }
 
     fn idempotent(id: u64) -> SealedBatch {
@@ -341,9 +347,9 @@ mod tests {
     }
 
     /// A record slot whose outcome nobody awaits.
-    fn slot() -> crate::partition::RecordSlot {
+    fn slot() -> crate::completion::RecordSlot {
         let (tx, _) = tokio::sync::oneshot::channel();
-        crate::partition::RecordSlot {
+        crate::completion::RecordSlot {
             completion: crate::completion::Completion::reply(tx),
             timestamp: 0,
             key_size: -1,

@@ -31,9 +31,10 @@ use tokio::sync::oneshot;
 
 use crate::clock::{Alarm, LingerDue};
 use crate::cluster::ProducerIdState;
-use crate::completion::{Completer, Completion, Outcome};
+use crate::completion::{Completer, Completion, Outcome, RecordSlot};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::Crash;
+use crate::memory::Reservation;
 use crate::messages::batching::{Abort, BatchFilled, BatchStarted, DiscardUnsent, FlushPartition};
 use crate::messages::cluster::{BrokerNamed, BumpEpoch, ClusterChanged};
 use crate::messages::delivery::{
@@ -45,20 +46,30 @@ use crate::messages::transaction::{AddPartition, PartitionAdded};
 use crate::messages::Shutdown;
 use crate::metrics::{Metrics, TopicSensors};
 use crate::otel::BatchLinks;
-use crate::partition::{OpenBatch, PartitionShared, RecordSlot, Unsent};
+use crate::partition::{OpenBatch, PartitionShared, Unsent};
 use crate::shared::Shared;
 #[cfg(feature = "fault-injection")]
 use crate::supervisor::ActorKind;
 use decision::{classify, Attempt, Cause, Decision, State};
 
 /// A closed batch: its bytes are final (until an epoch bump restamps them).
+///
+/// Batches are taken off the queues to be answered one after the other (expiry, failing
+/// everything, an answer, a split). Should a panic come meanwhile, those on the stack are
+/// dropped as it unwinds, and dropping one does what answering it would have: the connection
+/// that still queues its attempt is told not to write it (`claim`, declared first so that
+/// this happens before its records are told they failed), its completions answer its
+/// records (`Panicked`), and its reservation gives back its `buffer.memory`.
 #[derive(Debug)]
 struct SealedBatch {
+    /// The attempt handed to a connection and not answered yet: cancelled when the batch is
+    /// answered first, so that a connection still holding it does not write it.
+    claim: Option<HeldAttempt>,
     id: u64,
     bytes: Bytes,
     records: Vec<RecordSlot>,
     created: Instant,
-    reserved: usize,
+    reserved: Reservation,
     attempts: u32,
     retry_at: Option<Instant>,
     ids: ProducerIds,
@@ -78,9 +89,6 @@ struct SealedBatch {
     piece: bool,
     /// Why its last attempt failed, for the delivery timeout's error.
     last_error: Option<Arc<str>>,
-    /// The attempt handed to a connection and not answered yet: cancelled when the batch is
-    /// answered first, so that a connection still holding it does not write it.
-    claim: Option<HeldAttempt>,
 }
 
 /// The batch's hold on its attempt, which takes the attempt back when dropped: a batch
@@ -137,71 +145,11 @@ impl SealedBatch {
     }
 }
 
-/// A batch that holds `buffer.memory` until it is answered.
-trait Reserves {
-    fn reserved(&self) -> usize;
-    /// Takes back what a connection still holds of it (see [`SealedBatch::cancel_attempt`]).
-    fn abandon(&mut self) {}
-}
-
 impl SealedBatch {
     /// Whether an earlier attempt may be in the log: an expiry must not report the batch
     /// as never written.
     fn may_be_in_log(&self) -> bool {
         self.maybe_written || self.lost_unresolvable
-    }
-}
-
-impl Reserves for SealedBatch {
-    fn reserved(&self) -> usize {
-        self.reserved
-    }
-    fn abandon(&mut self) {
-        self.cancel_attempt();
-    }
-}
-
-impl Reserves for OpenBatch {
-    fn reserved(&self) -> usize {
-        self.reserved
-    }
-}
-
-/// Batches taken out of the queues to be answered one after the other (expiry, failing
-/// everything). Should answering one panic, the rest are dropped while the stack unwinds:
-/// their completions answer their records (`Panicked`), and this takes back what their
-/// connections still hold unwritten and gives back the `buffer.memory` they held, which
-/// [`Accumulator::complete_batch`] would have. Without it the producer lost that memory for
-/// good, and in time every record waited for it.
-struct Taken<B: Reserves> {
-    batches: std::vec::IntoIter<B>,
-    shared: Arc<Shared>,
-}
-
-impl<B: Reserves> Taken<B> {
-    fn new(batches: Vec<B>, shared: &Arc<Shared>) -> Self {
-        Taken {
-            batches: batches.into_iter(),
-            shared: shared.clone(),
-        }
-    }
-}
-
-impl<B: Reserves> Iterator for Taken<B> {
-    type Item = B;
-
-    fn next(&mut self) -> Option<B> {
-        self.batches.next()
-    }
-}
-
-impl<B: Reserves> Drop for Taken<B> {
-    fn drop(&mut self) {
-        for mut b in self.batches.by_ref() {
-            // Its records are answered `Panicked`: none may be written afterwards.
-            b.abandon();
-            self.shared.memory.release(b.reserved());
-        }
     }
 }
 
@@ -220,7 +168,7 @@ enum Identity {
 
 /// What an open batch keeps besides its builder: id, record slots, creation time, reserved
 /// memory.
-type OpenBatchParts = (u64, Vec<RecordSlot>, Instant, usize);
+type OpenBatchParts = (u64, Vec<RecordSlot>, Instant, Reservation);
 
 /// How long before a linger deadline the accumulator hands the wait from tokio's timer (which
 /// fires up to about 2 ms late) to the clock thread.
@@ -402,7 +350,7 @@ impl Accumulator {
             self.next_sequence = 0;
             self.acked = false;
             let batches: Vec<SealedBatch> = self.ready.drain(..).collect();
-            for mut b in Taken::new(batches, &self.shared) {
+            for mut b in batches {
                 let stamp = self.stamp_for(b.records.len());
                 match herald::batch::restamp(&b.bytes, stamp) {
                     Ok(bytes) => {
@@ -415,7 +363,7 @@ impl Accumulator {
             }
         }
         let full: Vec<OpenBatch> = self.part.lock().full.drain(..).collect();
-        for batch in Taken::new(full, &self.shared) {
+        for batch in full {
             self.seal(batch, ctx);
         }
         self.send_ready(ctx, None);
@@ -457,7 +405,7 @@ impl Accumulator {
         let sealed = Unsent::of(
             self.ready.iter().map(|b| {
                 let held = if b.bytes.is_empty() {
-                    b.reserved
+                    b.reserved.bytes()
                 } else {
                     b.bytes.len()
                 };
@@ -690,7 +638,7 @@ impl Accumulator {
         // Oldest first, so a partition's outcomes keep their order: the sealed batches, then
         // the full ones, then the open one.
         let unsent: Vec<SealedBatch> = self.ready.drain(..).collect();
-        for b in Taken::new(unsent, &self.shared) {
+        for b in unsent {
             self.complete_batch(b, Err(kind.clone()));
         }
         let open: Vec<OpenBatch> = {
@@ -699,7 +647,7 @@ impl Accumulator {
             out.extend(q.open.take());
             out
         };
-        for b in Taken::new(open, &self.shared) {
+        for b in open {
             self.fail_open(b, kind.clone());
         }
         self.check_flush();
@@ -871,7 +819,7 @@ impl Accumulator {
             };
             let (dead, live): (Vec<_>, Vec<_>) = list.drain(..).partition(|b| expired(b.created));
             *list = live.into();
-            for mut b in Taken::new(dead, &self.shared) {
+            for mut b in dead {
                 if b.ids.base_sequence >= 0 && (!queue || gap.is_none()) {
                     gap = Some(b.ids);
                 }
@@ -907,7 +855,7 @@ impl Accumulator {
             }
             out
         };
-        for b in Taken::new(open_expired, &self.shared) {
+        for b in open_expired {
             self.fail_open(
                 b,
                 ErrorKind::DeliveryTimeout {
@@ -982,16 +930,18 @@ impl Accumulator {
     /// batch, as Java's `Sender` fails them (KIP-467).
     fn complete_batch_naming(
         &mut self,
-        b: SealedBatch,
+        mut b: SealedBatch,
         result: Result<(i64, i64), ErrorKind>,
         invalid: &[InvalidRecord],
     ) {
         if b.piece {
             self.pieces -= 1;
         }
-        self.shared.memory.release(b.reserved);
+        // Off every queue, holding its memory: a panic here gives it back as the batch is
+        // dropped.
         #[cfg(feature = "fault-injection")]
         self.shared.victims.trip(ActorKind::Accumulator);
+        let reserved = b.reserved.give_back();
         let m = &self.shared.metrics;
         let n = b.records.len() as u64;
         // Declared before the completer, so that it goes after it, on a panic too: the
@@ -1005,10 +955,7 @@ impl Accumulator {
             self.acked = true;
         }
         let SealedBatch {
-            bytes,
-            mut records,
-            reserved,
-            ..
+            bytes, mut records, ..
         } = b;
         match result {
             Ok((base_offset, log_append_time)) => {
@@ -1131,7 +1078,7 @@ impl Accumulator {
     fn fail_all(&mut self, kind: ErrorKind) {
         // The batches in flight are the oldest (Java fails them first too).
         let in_flight: Vec<SealedBatch> = self.in_flight.drain(..).collect();
-        for mut b in Taken::new(in_flight, &self.shared) {
+        for mut b in in_flight {
             b.cancel_attempt();
             self.complete_batch(b, Err(kind.clone()));
         }
@@ -1258,15 +1205,15 @@ impl Accumulator {
         self.pieces += pieces.len();
         let step = b.span / pieces.len() as u64;
         let mut records = b.records.into_iter();
+        let total = b.reserved.bytes();
         let mut reserved_left = b.reserved;
         let count = pieces.len();
         for (i, piece) in pieces.into_iter().enumerate() {
             let reserved = if i + 1 == count {
-                reserved_left
+                reserved_left.split_off(total)
             } else {
-                b.reserved * piece.records / n
+                reserved_left.split_off(total * piece.records / n)
             };
-            reserved_left -= reserved;
             let parts = (
                 b.id + i as u64 * step,
                 records.by_ref().take(piece.records).collect(),
