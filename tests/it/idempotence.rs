@@ -721,13 +721,42 @@ async fn one_batch_in_flight_per_partition_never_needs_a_repair() {
 /// batch to the broker and is written twice.
 #[actix_rt::test]
 async fn epoch_bump_keeps_sequences_of_batches_that_may_be_written() {
-    let broker = Broker::start_cluster(2, false, |b| {
+    let m = bump_while_partition_1_gets(Inject::WriteThenClose).await;
+    assert_eq!(m.answer, 0, "M's answer was lost: {m:?}");
+}
+
+/// As above, with M written and then refused: Kafka appends a batch before it waits for
+/// its followers, and answers REQUEST_TIMED_OUT when they do not catch up within the
+/// request's timeout, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the in-sync replicas shrank, and
+/// NOT_LEADER_OR_FOLLOWER when leadership moved meanwhile: the batch may be in the log (on
+/// the new leader too), and must keep its identity across the epoch bump. Before, only an
+/// attempt lost with its connection counted as maybe written, and M was restamped under
+/// the new epoch at sequence 0: written twice.
+#[actix_rt::test]
+async fn epoch_bump_keeps_sequences_of_batches_refused_after_they_were_written() {
+    for code in [
+        REQUEST_TIMED_OUT,
+        NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+        NOT_LEADER_OR_FOLLOWER,
+    ] {
+        let m = bump_while_partition_1_gets(Inject::WriteThenRefuse(code)).await;
+        assert_eq!(m.answer, code, "M was refused: {m:?}");
+    }
+}
+
+/// Two brokers: partition 0 on node 1, partition 1 on node 2. Partition 1's second batch, M,
+/// is written and meets `inject`; partition 0's is refused with OUT_OF_ORDER_SEQUENCE_NUMBER
+/// and bumps the epoch well before M goes again (retry.backoff.ms 600). Asserts M went again
+/// under its first identity and sequence, and every record is in the log once, in order.
+/// Returns M as the broker first saw it.
+async fn bump_while_partition_1_gets(inject: Inject) -> BatchSeen {
+    let broker = Broker::start_cluster(2, false, move |b| {
         if b.nth != 1 || b.attempt != 0 || (b.producer_id, b.epoch) != (FIRST_PID, FIRST_EPOCH) {
             return None;
         }
         match b.partition {
             0 => Some(Inject::Refuse(OUT_OF_ORDER_SEQUENCE_NUMBER)),
-            _ => Some(Inject::WriteThenClose),
+            _ => Some(inject),
         }
     });
     let mut client = Client::start(
@@ -748,20 +777,23 @@ async fn epoch_bump_keeps_sequences_of_batches_that_may_be_written() {
     assert_eq!(
         bumped,
         init_then_bump((0, FIRST_PID, FIRST_EPOCH + 1)),
-        "partition 0's fault bumped the epoch"
+        "partition 0's fault bumped the epoch ({inject:?})"
     );
     let p1 = broker.partition_batches(1);
     let m = p1[1].clone();
     assert!(m.written, "M was written the first time: {m:?}");
     let again: Vec<&BatchSeen> = p1[2..].iter().filter(|b| b.tags == m.tags).collect();
     assert!(
-        again
-            .iter()
-            .all(|b| (b.producer_id, b.epoch, b.base_sequence)
-                == (m.producer_id, m.epoch, m.base_sequence)),
-        "M sent again under its original identity and sequence: first {m:?}, again {again:?}"
+        !again.is_empty()
+            && again
+                .iter()
+                .all(|b| (b.producer_id, b.epoch, b.base_sequence)
+                    == (m.producer_id, m.epoch, m.base_sequence)),
+        "M sent again under its original identity and sequence ({inject:?}): first {m:?}, \
+         again {again:?}"
     );
     run.assert_exactly_once_in_order(&broker);
+    m
 }
 
 /// A failure reported for a batch sent under a producer id the producer has already replaced

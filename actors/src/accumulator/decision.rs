@@ -130,6 +130,9 @@ pub(super) enum Attempt {
     Unchanged,
     /// Lost with its connection: the broker may have written it.
     Lost,
+    /// Refused with an error Kafka also answers after appending the batch (see
+    /// [`refused_after_append`]): the broker may have written it.
+    Refused,
     /// The broker's sequence is below the batch's: an earlier lost attempt was not written,
     /// so the batch may take a new identity.
     NotWritten,
@@ -149,6 +152,23 @@ pub(super) enum Cause {
     /// An attempt was lost and the identity it went under is gone: whether it was written
     /// cannot be learnt.
     OutcomeUnknown,
+}
+
+/// Whether Kafka may answer `code` for a batch it has appended: the leader appends before
+/// it waits for its followers (acks=all), then answers REQUEST_TIMED_OUT when they did not
+/// catch up within the request's timeout, NOT_ENOUGH_REPLICAS_AFTER_APPEND when the in-sync
+/// replicas shrank meanwhile, and NOT_LEADER_OR_FOLLOWER when it lost the leadership
+/// meanwhile (the new leader may have the batch). Such a batch keeps its identity and
+/// sequence until resolved, as one lost with its connection does: restamped under a new
+/// epoch, a batch already in the log is written again. (Java keeps every batch's sequence
+/// once it has one, except on the partition whose failure bumped the epoch.)
+fn refused_after_append(code: KafkaCode) -> bool {
+    matches!(
+        code,
+        KafkaCode::REQUEST_TIMED_OUT
+            | KafkaCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND
+            | KafkaCode::NOT_LEADER_OR_FOLLOWER
+    )
 }
 
 /// Decides what `answer` means for `batch`.
@@ -188,7 +208,11 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
             code.to_string(),
             code.needs_metadata_refresh(),
             false,
-            Attempt::Unchanged,
+            if refused_after_append(*code) {
+                Attempt::Refused
+            } else {
+                Attempt::Unchanged
+            },
         ),
         BatchResult::Broker { code, .. }
             if idempotent
@@ -284,6 +308,7 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
                 timeout_ms: state.delivery_timeout.as_millis() as u64,
                 stage: match attempt {
                     Attempt::Lost => "in flight",
+                    Attempt::Refused => "refused after it may have been written",
                     _ if batch.may_be_in_log() => {
                         "waiting to be sent again, an earlier attempt may be in the log"
                     }
@@ -543,13 +568,35 @@ mod tests {
         let code = KafkaCode::NOT_LEADER_OR_FOLLOWER;
         assert_eq!(
             decide(&idempotent(1), broker(code)),
-            retry(code.to_string(), true, false, Attempt::Unchanged)
+            retry(code.to_string(), true, false, Attempt::Refused)
         );
         let code = KafkaCode::REQUEST_TIMED_OUT;
         assert_eq!(
             decide(&plain(1), broker(code)),
-            retry(code.to_string(), false, false, Attempt::Unchanged)
+            retry(code.to_string(), false, false, Attempt::Refused)
         );
+    }
+
+    /// Errors Kafka answers only before appending leave the batch as it was; those it also
+    /// answers after appending say it may be in the log.
+    #[test]
+    fn errors_kafka_answers_after_appending_say_the_batch_may_be_written() {
+        for (code, attempt) in [
+            (KafkaCode::NOT_ENOUGH_REPLICAS, Attempt::Unchanged),
+            (
+                KafkaCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+                Attempt::Refused,
+            ),
+            (KafkaCode::REQUEST_TIMED_OUT, Attempt::Refused),
+            (KafkaCode::NOT_LEADER_OR_FOLLOWER, Attempt::Refused),
+            (KafkaCode::LEADER_NOT_AVAILABLE, Attempt::Unchanged),
+            (KafkaCode::UNKNOWN_TOPIC_OR_PARTITION, Attempt::Unchanged),
+        ] {
+            match decide(&idempotent(1), broker(code)) {
+                Decision::Retry { attempt: a, .. } => assert_eq!(a, attempt, "{code}"),
+                other => panic!("{code}: {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -576,7 +623,11 @@ mod tests {
                     reason: code.to_string(),
                     refresh_metadata: true,
                     bump_epoch: false,
-                    attempt: Attempt::Unchanged,
+                    attempt: if code == KafkaCode::NOT_LEADER_OR_FOLLOWER {
+                        Attempt::Refused
+                    } else {
+                        Attempt::Unchanged
+                    },
                     new_leader: Some(hint.clone()),
                 },
                 "{code}"
@@ -598,7 +649,7 @@ mod tests {
                 KafkaCode::NOT_LEADER_OR_FOLLOWER.to_string(),
                 true,
                 false,
-                Attempt::Unchanged
+                Attempt::Refused
             )
         );
         // Out of retries, a hint does not keep the batch alive.

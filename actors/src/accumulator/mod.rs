@@ -1297,8 +1297,10 @@ impl Accumulator {
             Attempt::NotSent => {
                 Metrics::add(&self.shared.metrics.record_requeue_unsent_total, records)
             }
-            Attempt::Lost => {
-                Metrics::add(&self.shared.metrics.record_resend_unknown_total, records);
+            Attempt::Lost | Attempt::Refused => {
+                if attempt == Attempt::Lost {
+                    Metrics::add(&self.shared.metrics.record_resend_unknown_total, records);
+                }
                 // Only a deduplicating (idempotent) send can be resolved later.
                 b.maybe_written = b.ids.base_sequence >= 0;
                 b.lost_unresolvable |= b.ids.base_sequence < 0;

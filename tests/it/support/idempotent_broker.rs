@@ -29,6 +29,10 @@ pub(crate) const INVALID_PRODUCER_EPOCH: i16 = KafkaCode::INVALID_PRODUCER_EPOCH
 pub(crate) const INVALID_PRODUCER_ID_MAPPING: i16 = KafkaCode::INVALID_PRODUCER_ID_MAPPING.code();
 pub(crate) const UNKNOWN_PRODUCER_ID: i16 = KafkaCode::UNKNOWN_PRODUCER_ID.code();
 pub(crate) const NOT_ENOUGH_REPLICAS: i16 = KafkaCode::NOT_ENOUGH_REPLICAS.code();
+pub(crate) const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 =
+    KafkaCode::NOT_ENOUGH_REPLICAS_AFTER_APPEND.code();
+pub(crate) const REQUEST_TIMED_OUT: i16 = KafkaCode::REQUEST_TIMED_OUT.code();
+pub(crate) const NOT_LEADER_OR_FOLLOWER: i16 = KafkaCode::NOT_LEADER_OR_FOLLOWER.code();
 pub(crate) const INVALID_RECORD: i16 = KafkaCode::INVALID_RECORD.code();
 
 /// What a fault hook sees of a batch before the broker handles it.
@@ -59,6 +63,10 @@ pub(crate) enum Inject {
     WriteThenClose,
     /// As `Refuse`, but hold the answer three times longer.
     RefuseLate(i16),
+    /// Write the batch, then answer this error code (as Kafka's REQUEST_TIMED_OUT when
+    /// followers did not catch up within the request's timeout, or
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND: the leader has the batch all the same).
+    WriteThenRefuse(i16),
 }
 
 pub(crate) type Hook = Box<dyn FnMut(&BatchView) -> Option<Inject> + Send>;
@@ -270,6 +278,10 @@ impl BrokerState {
                 Some(Inject::WriteAnswerDuplicate) => {
                     self.append(p, &view, last, &tags);
                     (DUPLICATE_SEQUENCE_NUMBER, true, -1)
+                }
+                Some(Inject::WriteThenRefuse(code)) => {
+                    self.append(p, &view, last, &tags);
+                    (code, true, -1)
                 }
                 Some(Inject::WriteThenClose) => {
                     close = true;
