@@ -327,6 +327,8 @@ struct RouterCore {
     /// `close` was called: new records are refused. Records already in the interceptors
     /// were sent before it and are still taken, as the close flushes them.
     closed: bool,
+    /// The first close's outcome, once known, for later ones.
+    close_outcome: Option<tokio::sync::watch::Receiver<Option<bool>>>,
     /// The close has flushed what it could (or gave up): nothing is taken any more, not even
     /// a record coming back from the interceptors late, since the accumulators are shut.
     shut: bool,
@@ -403,6 +405,7 @@ impl Router {
                 deferred_flushes: Vec::new(),
                 park_seq: 0,
                 closed: false,
+                close_outcome: None,
                 shut: false,
                 metadata_timer: None,
                 intake_spare: Vec::new(),
@@ -1840,11 +1843,31 @@ impl Handler<Close> for Router {
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) -> Self::Result {
         self.route_intake(false, ctx);
         let mut core = self.core.borrow_mut();
-        // From `Producer::close`, the time left: a wait for buffer.memory may have held
-        // this message back, and the close's timeout began when it was called.
-        let timeout = core.shared.close.remaining(msg.timeout);
-        let first = !core.closed;
+        if core.closed {
+            // A later close (only `Close` sent to the router directly can be one) resolves
+            // with the first one's outcome once it is known: `true` at once told a caller
+            // that records the first close was still flushing, or had aborted, were
+            // delivered. The first close's time counts (Java's later `close` with a shorter
+            // timeout forces the close sooner).
+            let outcome = core.close_outcome.clone();
+            return Box::pin(async move {
+                let Some(mut outcome) = outcome else {
+                    return false;
+                };
+                outcome
+                    .wait_for(Option::is_some)
+                    .await
+                    .is_ok_and(|o| *o == Some(true))
+            });
+        }
         core.closed = true;
+        // From `Producer::close`, the deadline it recorded when it was called: a wait for
+        // buffer.memory may have held this message back. A `Close` sent directly records
+        // its own, so that records waiting for memory keep to it too.
+        let deadline = core.shared.close.request(msg.timeout);
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let (outcome_tx, outcome_rx) = tokio::sync::watch::channel(None);
+        core.close_outcome = Some(outcome_rx);
         let (tx, rx) = tokio::sync::oneshot::channel();
         // close(0) sends nothing more (Java's forced close aborts the batches it holds
         // without draining them): a flush here would hand the lingering batches to their
@@ -1861,15 +1884,11 @@ impl Handler<Close> for Router {
         // failed, or whose abort timed out, is aborted too; one whose commit timed out is
         // left to the coordinator.
         core.in_txn = false;
-        let abort_txn = (first && !timeout.is_zero())
+        let abort_txn = (!timeout.is_zero())
             .then(|| core.shared.transaction.get().map(|t| t.end.clone()))
             .flatten();
-        let deadline = tokio::time::Instant::now() + timeout;
         let core_rc = self.core.clone();
         drop(core);
-        if !first {
-            return Box::pin(async { true });
-        }
         tracing::info!(timeout_ms = timeout.as_millis() as u64, "closing producer");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let core_shut = self.core.clone();
@@ -1944,6 +1963,7 @@ impl Handler<Close> for Router {
             if let Some(m) = metadata {
                 let _ = m.send(Shutdown).await;
             }
+            let _ = outcome_tx.send(Some(flushed));
             flushed
         })
     }

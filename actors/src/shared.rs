@@ -145,16 +145,18 @@ pub(crate) struct CloseSignal {
 }
 
 impl CloseSignal {
-    /// Records the close's deadline; the first close counts. A timeout past what the clock
-    /// holds (`Duration::MAX`, for Java's `close()` without one) is a deadline 30 years out,
-    /// as `tokio::time::timeout` makes of it, rather than an overflow panic.
-    pub(crate) fn request(&self, timeout: Duration) {
+    /// Records the close's deadline and returns the one in force: the first close counts. A
+    /// timeout past what the clock holds (`Duration::MAX`, for Java's `close()` without one)
+    /// is a deadline 30 years out, as `tokio::time::timeout` makes of it, rather than an
+    /// overflow panic.
+    pub(crate) fn request(&self, timeout: Duration) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
         let far = || now + Duration::from_secs(86_400 * 365 * 30);
-        let _ = self
+        let deadline = *self
             .deadline
-            .set(now.checked_add(timeout).unwrap_or_else(far));
+            .get_or_init(|| now.checked_add(timeout).unwrap_or_else(far));
         self.requested.cancel();
+        deadline
     }
 
     /// Resolves once a close was requested and its time is up.
@@ -163,14 +165,6 @@ impl CloseSignal {
         if let Some(deadline) = self.deadline.get() {
             tokio::time::sleep_until(*deadline).await;
         }
-    }
-
-    /// The time left of a requested close; `timeout` when none was requested (a `Close`
-    /// sent to the router directly).
-    pub(crate) fn remaining(&self, timeout: Duration) -> Duration {
-        self.deadline.get().map_or(timeout, |deadline| {
-            deadline.saturating_duration_since(tokio::time::Instant::now())
-        })
     }
 }
 

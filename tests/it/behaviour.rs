@@ -799,24 +799,72 @@ async fn close_zero_aborts_unacknowledged_and_later_records_are_refused() {
     );
 }
 
-/// `close(Duration::MAX)`, the Rust spelling of Java's `close()` (which waits for
-/// `Long.MAX_VALUE` ms), flushes like any other close. Before the fix the close's deadline
-/// was `now + timeout`, which overflows: the call panicked in the application's task.
-#[actix_rt::test]
-async fn close_without_a_time_limit_flushes() {
+/// A producer whose batches linger (for 10 minutes) on a one-broker mock, and a topic of one
+/// partition there.
+fn lingering_on_one_partition(name: &str) -> (Mock, String, Producer) {
     init_tracing();
     let mock = Mock::start(1);
-    let topic = unique_topic("close-max");
+    let topic = unique_topic(name);
     mock.create_topic(&topic, 1, 1);
     let producer = start(
         &mock,
         &[("linger.ms", "600000"), ("delivery.timeout.ms", "900000")],
     );
+    (mock, topic, producer)
+}
+
+/// `close(Duration::MAX)`, the Rust spelling of Java's `close()` (which waits for
+/// `Long.MAX_VALUE` ms), flushes like any other close. Before the fix the close's deadline
+/// was `now + timeout`, which overflows: the call panicked in the application's task.
+#[actix_rt::test]
+async fn close_without_a_time_limit_flushes() {
+    let (mock, topic, producer) = lingering_on_one_partition("close-max");
     let sent = producer.send(Produce::new(topic.clone()).value("v"));
     assert!(producer.close(Duration::MAX).await, "flushed");
     sent.await.expect("delivered by the close");
     let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(20)).await;
     assert_eq!(back.values().map(Vec::len).sum::<usize>(), 1);
+}
+
+/// The same through a `Close` sent to the router directly: its deadline was `now + timeout`,
+/// which overflowed and panicked the router's handler (the caller got a mailbox error, and
+/// the router, restarted, stayed closed without ever shutting).
+#[actix_rt::test]
+async fn a_close_sent_to_the_router_without_a_time_limit_flushes() {
+    let (mock, topic, producer) = lingering_on_one_partition("close-router-max");
+    let router = producer.router().clone();
+    let sent = router.send(Produce::new(topic.clone()).value("v"));
+    let closed = router.send(herald_actors::Close {
+        timeout: Duration::MAX,
+    });
+    assert_eq!(closed.await.ok(), Some(true), "flushed");
+    sent.await
+        .expect("answered")
+        .expect("delivered by the close");
+    assert_eq!(producer.fault_injection().panics(), 0);
+    let back = read_back(&mock.bootstrap(), &topic, 1, 1, Duration::from_secs(20)).await;
+    assert_eq!(back.values().map(Vec::len).sum::<usize>(), 1);
+}
+
+/// A close after another resolves with the first one's outcome: after `Close` with no time
+/// (which aborts what it holds), `Producer::close` says nothing was flushed. Before, every
+/// close after the first resolved to `true` at once, whatever became of the records.
+#[actix_rt::test]
+async fn a_close_after_another_reports_the_first_ones_outcome() {
+    let (_mock, topic, producer) = lingering_on_one_partition("close-twice");
+    let router = producer.router().clone();
+    let sent = router.send(Produce::new(topic.clone()).value("v"));
+    let first = router.send(herald_actors::Close {
+        timeout: Duration::ZERO,
+    });
+    let again = router.send(herald_actors::Close {
+        timeout: Duration::from_secs(5),
+    });
+    assert_eq!(first.await.ok(), Some(false), "close(0) flushes nothing");
+    let err = sent.await.expect("answered").expect_err("aborted");
+    assert_eq!(err.kind(), &ErrorKind::Aborted);
+    assert_eq!(again.await.ok(), Some(false), "the first close's outcome");
+    assert!(!producer.close(Duration::from_secs(5)).await);
 }
 
 #[actix_rt::test]

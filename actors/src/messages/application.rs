@@ -260,7 +260,8 @@ pub struct Flush;
 
 /// Application → router: refuse new records, flush for at most `timeout`, then fail whatever
 /// is still unacknowledged with `Aborted` and stop the producer's actors. `Duration::ZERO`
-/// aborts at once. Resolves to `true` when everything was flushed.
+/// aborts at once. Resolves to `true` when everything was flushed; a later `Close` resolves
+/// with the first one's outcome, once it is known (the first one's time counts).
 #[derive(Debug, Message)]
 #[rtype(result = "bool")]
 pub struct Close {
