@@ -85,6 +85,11 @@ struct State {
     spent: Vec<Entry>,
     /// `spent`'s buffer once a caller emptied it, for the router's next take.
     emptied: Vec<Entry>,
+    /// The router is gone for good (the producer broke), and why: it took what waited as
+    /// it went ([`Intake::shut`]), and a record appended later is refused with this. A
+    /// caller that found the producer whole a moment before would otherwise leave its
+    /// record here, its outcome never given.
+    gone: Option<ErrorKind>,
 }
 
 /// What a record held outside a batch is counted as: its buffers, and the entry that holds
@@ -269,17 +274,22 @@ impl Intake {
         alive: impl FnOnce() -> bool,
         on_full: impl FnOnce(ProducerRecord, Completion, usize),
     ) {
-        let mut size = held_size(&record);
+        let size = held_size(&record);
         let mut s = self.lock();
         if let Some(held) = self.full(s.bytes, size) {
-            if !self.never_fits(&record) {
-                drop(s);
-                on_full(record, completion, held);
-                return;
+            drop(s);
+            // One no batch could hold is refused as that, not as full: no room would help.
+            match self.never_fits(&record) {
+                Some(kind) => completion.complete(Err(ProduceError::refused(kind, record))),
+                None => on_full(record, completion, held),
             }
-            // The router refuses it at once; counted as its entry meanwhile, so that no
-            // caller is refused for room it will never take.
-            size = std::mem::size_of::<Entry>();
+            return;
+        }
+        if let Some(why) = &s.gone {
+            let why = why.clone();
+            drop(s);
+            completion.complete(Err(ProduceError::refused(why, record)));
+            return;
         }
         let reachable = if s.router_coming {
             alive()
@@ -303,11 +313,11 @@ impl Intake {
         self.free(spent);
     }
 
-    /// Whether `record` could not go even as a batch of its own (see [`too_large`]).
+    /// Why `record` could not go even as a batch of its own (see [`too_large`]).
     #[cold]
     #[inline(never)]
-    fn never_fits(&self, record: &ProducerRecord) -> bool {
-        too_large(record, self.max_request_size, self.limit).is_some()
+    fn never_fits(&self, record: &ProducerRecord) -> Option<ErrorKind> {
+        too_large(record, self.max_request_size, self.limit)
     }
 
     /// Drops spent records no caller came to drop: the router calls it when a look finds
@@ -364,6 +374,15 @@ impl Intake {
         completion.complete(Err(ProduceError::refused(kind, record)));
     }
 
+    /// Takes every waiting record for a router that is gone for good, `why`, and refuses
+    /// every later one with that, in one step under the lock: no append falls between.
+    pub(crate) fn shut(&self, taken: &mut Vec<Entry>, why: ErrorKind) {
+        let mut s = self.lock();
+        std::mem::swap(&mut s.records, taken);
+        s.bytes = 0;
+        s.gone = Some(why);
+    }
+
     /// Records waiting for the router now.
     pub(crate) fn len(&self) -> usize {
         self.lock().records.len()
@@ -399,6 +418,7 @@ fn refuse(record: ProducerRecord, completion: Completion) {
 mod tests {
     use super::*;
     use crate::completion::slot;
+    use futures_util::FutureExt;
     use std::cell::Cell;
 
     fn record(i: u8) -> ProducerRecord {
@@ -449,11 +469,13 @@ mod tests {
         );
     }
 
-    /// A record past `max.request.size` or `buffer.memory` is taken though others wait and
-    /// the limit is reached: the router refuses it as too large, and it counts as its entry
-    /// alone meanwhile; one that merely does not fit now is refused as full.
+    /// A record past `max.request.size` or `buffer.memory` that finds the limit reached is
+    /// refused at once as too large (no room would help it), not as full, and holds
+    /// nothing; one that merely does not fit now is refused as full. Before, such records
+    /// were all taken, counted as their entry alone: while the router was held up (a wait
+    /// for memory), a caller sending them without end kept every one in memory.
     #[test]
-    fn a_record_no_batch_could_hold_is_taken_for_the_router_to_refuse() {
+    fn a_record_no_batch_could_hold_is_refused_as_too_large_when_the_intake_is_full() {
         let entry = std::mem::size_of::<Entry>();
         let intake = Intake::new(Arc::new(MemoryPool::new(2 * entry + 250, 16)), 400);
         let _first = append_to(&intake, 1);
@@ -463,20 +485,26 @@ mod tests {
             r
         };
         let full = Cell::new(false);
-        let on_full = |_, _, _| full.set(true);
-        intake.append(
-            with_value(600),
-            Completion::discard(),
-            || true,
-            || true,
-            on_full,
-        );
-        assert!(
-            !full.get(),
-            "past max.request.size: taken, for the router to refuse"
-        );
-        assert_eq!(intake.len(), 2);
-        assert_eq!(intake.lock().bytes, 2 * entry + 1);
+        for _ in 0..1000 {
+            let (tx, rx) = slot();
+            let on_full = |_, _, _| full.set(true);
+            intake.append(
+                with_value(600),
+                Completion::slot(tx),
+                || true,
+                || true,
+                on_full,
+            );
+            let outcome = rx.now_or_never().expect("answered at once");
+            let e = outcome.expect_err("refused");
+            assert!(
+                matches!(e.kind(), ErrorKind::RecordTooLarge { .. }),
+                "{e:?}"
+            );
+        }
+        assert!(!full.get(), "past max.request.size: too large, not full");
+        assert_eq!(intake.len(), 1, "nothing held but the first record");
+        assert_eq!(intake.lock().bytes, held_size(&record(1)));
         let on_full = |_, _, _| full.set(true);
         intake.append(
             with_value(300),
@@ -486,7 +514,27 @@ mod tests {
             on_full,
         );
         assert!(full.get(), "within the limits but not now: refused as full");
-        assert_eq!(intake.len(), 2);
+        assert_eq!(intake.len(), 1);
+    }
+
+    /// A router gone for good takes what waits and leaves the intake refusing: a record
+    /// appended after it, by a caller that found the producer whole a moment before (the
+    /// router still counted as coming), is refused with the reason at once. Before, it
+    /// stayed in the intake with nobody to take it, its outcome never given.
+    #[test]
+    fn a_record_appended_after_the_router_went_is_refused_with_the_reason() {
+        let intake = intake_of(1 << 20);
+        let _first = append_to(&intake, 1);
+        let mut taken = Vec::new();
+        let why = ErrorKind::Closed;
+        intake.shut(&mut taken, why.clone());
+        assert_eq!(taken.len(), 1);
+        let e = append_to(&intake, 2)
+            .now_or_never()
+            .expect("answered at once")
+            .expect_err("refused");
+        assert_eq!(e.kind(), &why);
+        assert_eq!(intake.len(), 0, "nothing left behind");
     }
 
     #[test]
@@ -772,9 +820,8 @@ mod tests {
             futures_util::FutureExt::now_or_never(&mut rx).is_none(),
             "taken"
         );
-        // Past buffer.memory (1 byte) as any record is: taken too, for the router to refuse
-        // as too large, not refused as full.
-        let (tx, mut rx) = slot();
+        // Past buffer.memory (1 byte) as any record is: refused as too large, not as full.
+        let (tx, rx) = slot();
         small.append(
             record(8),
             Completion::slot(tx),
@@ -782,9 +829,13 @@ mod tests {
             || true,
             refusing(&small),
         );
+        let e = rx
+            .now_or_never()
+            .expect("answered at once")
+            .expect_err("refused");
         assert!(
-            futures_util::FutureExt::now_or_never(&mut rx).is_none(),
-            "taken"
+            matches!(e.kind(), ErrorKind::RecordTooLarge { .. }),
+            "{e:?}"
         );
         // Room for one record: a second one that would fit alone is refused as full.
         let tight = intake_of(held_size(&record(0)));

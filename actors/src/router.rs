@@ -1524,7 +1524,7 @@ impl Drop for Router {
             return;
         };
         let mut waiting = Vec::new();
-        shared.intake.take(&mut waiting, false);
+        shared.intake.shut(&mut waiting, why.clone());
         shared.intake.routed();
         for (record, completion) in waiting {
             shared.metrics.refused(false);
