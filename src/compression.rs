@@ -78,6 +78,21 @@ impl Compression {
         }
     }
 
+    /// The most uncompressed bytes whose compressed form surely fits in `limit` bytes.
+    /// Data that does not compress (encrypted, already compressed) comes out a little larger
+    /// than it went in: each codec frames it (gzip's stored blocks, lz4's and zstd's block
+    /// headers, snappy's literal runs; a few bytes per 64 KiB or more, and a header). A batch
+    /// grown to `max.request.size` (1 MiB by default) uncompressed then passes the broker's
+    /// `message.max.bytes` (1 MiB + 12 by default), which refuses it as too large. Allowed
+    /// for here: 8 bytes per 4 KiB and 64 besides, above each codec's framing with room to
+    /// spare (2,112 bytes of 1 MiB).
+    pub fn fit_within(self, limit: usize) -> usize {
+        if self == Compression::None {
+            return limit;
+        }
+        limit.saturating_sub(limit.div_ceil(4096) * 8 + 64)
+    }
+
     /// Parses a `compression.type` value.
     pub fn from_name(name: &str) -> Option<Self> {
         Some(match name {
@@ -262,6 +277,35 @@ mod tests {
         Compression::Lz4,
         Compression::Zstd,
     ];
+
+    /// Incompressible data of `fit_within(limit)` bytes compresses to at most `limit` bytes
+    /// at every level, for limits about a default batch and a default request.
+    #[test]
+    fn incompressible_data_of_fit_within_fits_compressed() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for limit in [16_384usize, 1_048_576] {
+            for codec in ALL {
+                let n = codec.fit_within(limit);
+                assert!(n <= limit && n + 2200 >= limit, "{codec:?}: {n}");
+                let input: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
+                let levels: &[Option<i32>] = match codec {
+                    Compression::Gzip => &[None, Some(1), Some(9)],
+                    Compression::Lz4 => &[None, Some(9), Some(17)],
+                    Compression::Zstd => &[None, Some(1), Some(19)],
+                    _ => &[None],
+                };
+                for &level in levels {
+                    let mut out = BytesMut::new();
+                    compress(codec, level, &input, &mut out).unwrap();
+                    assert!(
+                        out.len() <= limit,
+                        "{codec:?} at {level:?}: {n} bytes came out as {} > {limit}",
+                        out.len()
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn round_trip_every_codec() {

@@ -26,7 +26,9 @@ use actix::dev::{MessageResponse, OneshotSender};
 use actix::prelude::*;
 use herald::batch::{record_size, BatchBuilder, BatchFull, RECORD_BATCH_OVERHEAD};
 use herald::partitioner::{PartitionLoad, Partitioner, QueueLoad, TopicPartitions};
-use herald::{ErrorKind, PartitionInfo, ProduceError, ProducerRecord, TransactionError};
+use herald::{
+    ErrorKind, PartitionInfo, ProduceError, ProducerConfig, ProducerRecord, TransactionError,
+};
 
 use crate::accumulator::Accumulator;
 use crate::cluster::TopicMeta;
@@ -1263,21 +1265,27 @@ fn malformed(record: &ProducerRecord) -> Option<ErrorKind> {
     Some(ErrorKind::InvalidPartition { partition })
 }
 
+/// What a partition's batch may grow to while the partition waits. Batches grow only with
+/// one batch per partition in flight; with more, Java's pipelining carries a slow link's
+/// load, in batches of batch.size. Grown, a batch that does not compress must still fit
+/// max.request.size compressed (see `Compression::fit_within`), or the broker refuses it
+/// and it is split.
+fn growth_cap(config: &ProducerConfig) -> usize {
+    if config.partition_in_flight() > 1 {
+        config.batch_size
+    } else {
+        let cap = config.compression.fit_within(config.max_request_size);
+        cap.max(config.batch_size)
+    }
+}
+
 fn start_accumulator(
     shared: &Arc<Shared>,
     interceptors: Option<&Addr<InterceptorChain<Router>>>,
     topic: Arc<str>,
     partition: i32,
 ) -> PartitionHandle {
-    // Batches grow while their partition waits only with one batch per partition in flight;
-    // with more, Java's pipelining carries a slow link's load, in batches of batch.size.
-    let config = &shared.config;
-    let growth_cap = if config.partition_in_flight() > 1 {
-        config.batch_size
-    } else {
-        config.max_request_size.max(config.batch_size)
-    };
-    let part = Arc::new(PartitionShared::new(growth_cap));
+    let part = Arc::new(PartitionShared::new(growth_cap(&shared.config)));
     let shared_for_actor = shared.clone();
     let p = part.clone();
     let acknowledged = interceptors.map(|c| c.clone().recipient::<Acknowledged>());
@@ -2243,6 +2251,30 @@ mod tests {
     use crate::cluster::PartitionMeta;
     use crate::intake::fits_surely;
     use bytes::Bytes;
+
+    /// A batch grows to max.request.size uncompressed, and with compression to what
+    /// surely fits it compressed; never below batch.size, and not at all with more than one
+    /// batch per partition in flight.
+    #[test]
+    fn batches_grow_to_what_fits_a_request_once_compressed() {
+        let cap = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("bootstrap.servers", "b:9092")];
+            all.extend_from_slice(pairs);
+            growth_cap(&ProducerConfig::from_pairs(all).unwrap())
+        };
+        assert_eq!(cap(&[]), 1_048_576);
+        let gzip = cap(&[("compression.type", "gzip")]);
+        assert_eq!(
+            gzip,
+            herald::compression::Compression::Gzip.fit_within(1_048_576)
+        );
+        assert!(gzip < 1_048_576);
+        assert_eq!(
+            cap(&[("compression.type", "lz4"), ("batch.size", "2000000")]),
+            2_000_000
+        );
+        assert_eq!(cap(&[("max.in.flight.batches.per.partition", "2")]), 16_384);
+    }
 
     /// The route found last is tried first; any other topic still finds its own.
     #[test]
