@@ -1368,11 +1368,24 @@ async fn a_broker_too_old_is_named_in_the_metadata_timeout() {
             _ => (api, min, max),
         })
         .collect();
+    let cause = metadata_timeout_cause(move |version| {
+        fake_broker::api_versions_response_with(version, &old)
+    })
+    .await;
+    assert!(
+        cause.contains("no common version of Produce") && cause.contains("0..=2"),
+        "{cause}"
+    );
+}
+
+/// The cause the metadata timeout of one record names (max.block.ms 2 s) when the broker
+/// answers ApiVersions (asked at the version given) with `api_versions`.
+async fn metadata_timeout_cause(
+    api_versions: impl Fn(i16) -> Bytes + Send + Sync + 'static,
+) -> String {
     let standard = fake_broker::standard_handler(&[(TOPIC, PARTITIONS)]);
     let fake = FakeBroker::start(move |ctx| match ctx.api() {
-        Some(ApiKey::ApiVersions) => vec![Action::Respond(
-            fake_broker::api_versions_response_with(ctx.api_version, &old),
-        )],
+        Some(ApiKey::ApiVersions) => vec![Action::Respond(api_versions(ctx.api_version))],
         _ => standard(ctx),
     });
     let client = Client::start(&fake, &[("max.block.ms", "2000")]);
@@ -1381,17 +1394,70 @@ async fn a_broker_too_old_is_named_in_the_metadata_timeout() {
     let run = client.finish().await;
     assert!(answered, "the record answered");
     run.assert_tags(1);
-    let e = run.failure(0, "a broker too old to speak to");
+    let e = run.failure(0, "a broker Herald cannot use");
     let ErrorKind::MetadataTimeout {
         cause: Some(cause), ..
     } = e.kind()
     else {
         panic!("not a metadata timeout naming its cause: {e}");
     };
+    cause.to_string()
+}
+
+/// 13b. A broker that refuses ApiVersions (Kafka answers INVALID_REQUEST, listing no API,
+/// when it does not take the client's software name or version) is not used, and the
+/// metadata timeout names its refusal. Before, Herald went on as if the response were an
+/// answer, and reported "broker does not support Metadata".
+#[actix_rt::test]
+async fn a_refused_api_versions_is_named_in_the_metadata_timeout() {
+    use kafka_protocol::messages::ApiVersionsResponse;
+
+    init_tracing();
+    let cause = metadata_timeout_cause(|version| {
+        let refused = ApiVersionsResponse::default().with_error_code(42);
+        fake_broker::encode(&refused, version)
+    })
+    .await;
     assert!(
-        cause.contains("no common version of Produce") && cause.contains("0..=2"),
+        cause.contains("refused ApiVersions") && cause.contains("INVALID_REQUEST"),
         "{cause}"
     );
+}
+
+/// 13c. A broker that answers ApiVersions with UNSUPPORTED_VERSION in the version asked,
+/// naming a garbage maximum for ApiVersions (-1): the client asks again at v0. Before, it
+/// asked at v-1, which could not be encoded, and the connection waited for an answer to a
+/// request never sent until request.timeout.ms (30 s) dropped it.
+#[actix_rt::test]
+async fn an_api_versions_fallback_to_a_garbage_version_asks_at_v0() {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::ApiVersionsResponse;
+
+    init_tracing();
+    let standard = fake_broker::standard_handler(&[(TOPIC, PARTITIONS)]);
+    let fake = FakeBroker::start(move |ctx| match ctx.api() {
+        Some(ApiKey::ApiVersions) if ctx.api_version > 0 => {
+            let garbage = ApiVersion::default()
+                .with_api_key(ApiKey::ApiVersions as i16)
+                .with_min_version(0)
+                .with_max_version(-1);
+            let response = ApiVersionsResponse::default()
+                .with_error_code(35)
+                .with_api_keys(vec![garbage]);
+            vec![Action::Respond(fake_broker::encode(
+                &response,
+                ctx.api_version,
+            ))]
+        }
+        _ => standard(ctx),
+    });
+    let client = Client::start(&fake, &[("max.block.ms", "3000")]);
+    client.send([0]);
+    let answered = client.wait_for(1, Duration::from_secs(10)).await;
+    let run = client.finish().await;
+    assert!(answered, "the record answered");
+    run.assert_tags(1);
+    assert!(run.one(0).is_ok(), "delivered: {:?}", run.one(0));
 }
 
 /// 14. The broker closes the connection on the first Produce request instead of answering,

@@ -1189,8 +1189,18 @@ impl Connection {
                 .iter()
                 .find(|k| k.api_key == ApiKey::ApiVersions as i16)
                 .map(|k| k.max_version.min(protocol::API_VERSIONS.max))
-                .unwrap_or(0);
+                .unwrap_or(0)
+                // A garbage maximum could not be encoded, and the connection would wait for
+                // an answer to a request never sent.
+                .max(0);
             return self.send_api_versions(if v < version { v } else { 0 });
+        }
+        if let Some(code) = KafkaCode::from_code(resp.error_code) {
+            // Any other refusal ends the connection, as Java's NetworkClient ends it: Kafka
+            // answers INVALID_REQUEST with no APIs listed when it does not take the client's
+            // software name or version. Going on, Herald reported "broker does not support
+            // Metadata", or used a broker that had refused it.
+            return self.disconnect(format!("the broker refused ApiVersions v{version}: {code}"));
         }
         match protocol::negotiate(&resp) {
             Ok(v) => {
