@@ -260,11 +260,12 @@ impl Intake {
 
     /// Appends a record. When the router is not coming, `queue_drain` is called under the
     /// intake's lock to send it `DrainIntake`; when it is, `alive` tells whether the router
-    /// still runs. Either answering `false` (the router is gone) refuses the record with
-    /// `Closed` at once. A record past the limit goes to `on_full` with the bytes held, which
-    /// refuses it ([`Intake::refuse_full`]) or keeps it to try again. Inlined into its
-    /// callers, so that the record is moved once, from the caller's frame into the intake
-    /// (callgrind: one `memcpy` per record less).
+    /// still runs. A record not taken goes to `on_refused` with why ([`Refusal`]): past the
+    /// limit, the caller refuses it ([`Intake::refuse_full`]) or keeps it to try again;
+    /// otherwise (the router gone, a record no batch could hold) it answers it with the
+    /// error, counted where the caller counts refusals. Inlined into its callers, so that
+    /// the record is moved once, from the caller's frame into the intake (callgrind: one
+    /// `memcpy` per record less).
     #[inline(always)]
     pub(crate) fn append(
         &self,
@@ -272,24 +273,23 @@ impl Intake {
         completion: Completion,
         queue_drain: impl FnOnce() -> bool,
         alive: impl FnOnce() -> bool,
-        on_full: impl FnOnce(ProducerRecord, Completion, usize),
+        on_refused: impl FnOnce(ProducerRecord, Completion, Refusal),
     ) {
         let size = held_size(&record);
         let mut s = self.lock();
         if let Some(held) = self.full(s.bytes, size) {
             drop(s);
             // One no batch could hold is refused as that, not as full: no room would help.
-            match self.never_fits(&record) {
-                Some(kind) => completion.complete(Err(ProduceError::refused(kind, record))),
-                None => on_full(record, completion, held),
-            }
-            return;
+            let refusal = match self.never_fits(&record) {
+                Some(kind) => Refusal::Final(kind),
+                None => Refusal::Full { held },
+            };
+            return on_refused(record, completion, refusal);
         }
         if let Some(why) = &s.gone {
             let why = why.clone();
             drop(s);
-            completion.complete(Err(ProduceError::refused(why, record)));
-            return;
+            return on_refused(record, completion, Refusal::Final(why));
         }
         let reachable = if s.router_coming {
             alive()
@@ -300,8 +300,7 @@ impl Intake {
         };
         if !reachable {
             drop(s);
-            refuse(record, completion);
-            return;
+            return on_refused(record, completion, Refusal::Final(ErrorKind::Closed));
         }
         s.records.push((record, completion));
         s.bytes += size;
@@ -320,13 +319,17 @@ impl Intake {
         too_large(record, self.max_request_size, self.limit)
     }
 
-    /// Drops spent records no caller came to drop: the router calls it when a look finds
-    /// nothing, so an idle producer does not keep them.
+    /// Drops spent records no caller came to drop, and shrinks the buffers a burst grew
+    /// (see [`shrink_idle`]): the router calls it when a look finds nothing, so an idle
+    /// producer keeps neither.
     pub(crate) fn drop_spent(&self) {
         let spent = std::mem::take(&mut self.lock().spent);
         if !spent.is_empty() {
             self.free(spent);
         }
+        let mut s = self.lock();
+        shrink_idle(&mut s.records);
+        shrink_idle(&mut s.emptied);
     }
 
     /// Drops `spent`'s records outside the lock and keeps its buffer for the router's next
@@ -408,10 +411,42 @@ impl Intake {
     }
 }
 
-/// A record the router will not take: `Closed` at once.
-#[cold]
-fn refuse(record: ProducerRecord, completion: Completion) {
-    completion.complete(Err(ProduceError::refused(ErrorKind::Closed, record)));
+/// Entries a buffer of the intake keeps once the router finds nothing to take (see
+/// [`shrink_idle`]).
+pub(crate) const KEEP_IDLE: usize = 16_384;
+
+/// Shrinks a buffer of entries that holds room for more than four times [`KEEP_IDLE`] to
+/// that. The intake's three buffers (its own, the router's spare and the one emptied of
+/// spent records) grow to what the router takes at once, up to `buffer.memory`'s worth of
+/// entries after a burst (an entry is 168 bytes however small its record: 200,000 of
+/// them, 34 MB each, for 32 MiB of empty records), and kept that room for the producer's
+/// lifetime, beside `buffer.memory`. Below the bound the room is kept: fresh pages cost
+/// more than the reuse saves (see [`Intake::spent`]).
+pub(crate) fn shrink_idle(buffer: &mut Vec<Entry>) {
+    if buffer.capacity() > 4 * KEEP_IDLE {
+        buffer.shrink_to(KEEP_IDLE);
+    }
+}
+
+/// Why [`Intake::append`] did not take a record.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// No room now, `held` bytes being held (outside batches and by them).
+    Full { held: usize },
+    /// Refused for good with this: no router will take it (`Closed`, or why the producer
+    /// broke), or no batch could hold it (`RecordTooLarge`).
+    Final(ErrorKind),
+}
+
+impl Refusal {
+    /// Answers a record refused for good; a record past the limit is refused as full.
+    #[cold]
+    pub(crate) fn answer(self, intake: &Intake, record: ProducerRecord, completion: Completion) {
+        match self {
+            Refusal::Full { held } => intake.refuse_full(record, completion, held),
+            Refusal::Final(kind) => completion.complete(Err(ProduceError::refused(kind, record))),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -428,8 +463,19 @@ mod tests {
     }
 
     /// Refuses a record past the limit, as `Producer::send` does.
-    fn refusing(intake: &Intake) -> impl FnOnce(ProducerRecord, Completion, usize) + '_ {
-        move |r, c, h| intake.refuse_full(r, c, h)
+    fn refusing(intake: &Intake) -> impl FnOnce(ProducerRecord, Completion, Refusal) + '_ {
+        move |r, c, why| why.answer(intake, r, c)
+    }
+
+    /// Notes a refusal as full in `full`; answers one for good.
+    fn noting_full<'a>(
+        intake: &'a Intake,
+        full: &'a Cell<bool>,
+    ) -> impl FnOnce(ProducerRecord, Completion, Refusal) + 'a {
+        move |r, c, why| match why {
+            Refusal::Full { .. } => full.set(true),
+            other => other.answer(intake, r, c),
+        }
     }
 
     /// Appends record `i` to a router that is coming; its outcome, if any.
@@ -487,7 +533,7 @@ mod tests {
         let full = Cell::new(false);
         for _ in 0..1000 {
             let (tx, rx) = slot();
-            let on_full = |_, _, _| full.set(true);
+            let on_full = noting_full(&intake, &full);
             intake.append(
                 with_value(600),
                 Completion::slot(tx),
@@ -505,7 +551,7 @@ mod tests {
         assert!(!full.get(), "past max.request.size: too large, not full");
         assert_eq!(intake.len(), 1, "nothing held but the first record");
         assert_eq!(intake.lock().bytes, held_size(&record(1)));
-        let on_full = |_, _, _| full.set(true);
+        let on_full = noting_full(&intake, &full);
         intake.append(
             with_value(300),
             Completion::discard(),
@@ -537,6 +583,54 @@ mod tests {
         assert_eq!(intake.len(), 0, "nothing left behind");
     }
 
+    /// After a burst the buffers the router and the intake pass between them shrink once
+    /// a look finds nothing: before, each kept room for the whole burst for good.
+    #[test]
+    fn buffers_a_burst_grew_shrink_once_the_router_finds_nothing() {
+        let intake = intake_of(1 << 30);
+        let burst = 10 * KEEP_IDLE;
+        let mut spare = Vec::new();
+        for _ in 0..3 {
+            for i in 0..burst {
+                let r = record(i as u8);
+                intake.append(
+                    r,
+                    Completion::discard(),
+                    || true,
+                    || true,
+                    refusing(&intake),
+                );
+            }
+            assert!(intake.take(&mut spare, true));
+            assert_eq!(spare.len(), burst);
+            intake.routed();
+            spare = intake.spent(spare);
+        }
+        let capacities = |spare: &Vec<Entry>| {
+            let s = intake.lock();
+            [
+                s.records.capacity(),
+                s.emptied.capacity(),
+                s.spent.capacity(),
+                spare.capacity(),
+            ]
+        };
+        assert!(
+            capacities(&spare).iter().filter(|&&c| c >= burst).count() >= 2,
+            "the burst grew the buffers: {:?}",
+            capacities(&spare)
+        );
+        // The router's next look finds nothing.
+        assert!(!intake.take(&mut spare, true));
+        intake.drop_spent();
+        shrink_idle(&mut spare);
+        let after = capacities(&spare);
+        assert!(
+            after.iter().all(|&c| c <= 4 * KEEP_IDLE),
+            "kept after the burst: {after:?}"
+        );
+    }
+
     #[test]
     fn the_router_is_asked_once_and_looks_again_while_records_come() {
         let intake = intake_of(1 << 20);
@@ -550,9 +644,13 @@ mod tests {
         let mut append = |i: u8| {
             let (tx, rx) = slot();
             receivers.push(rx);
-            intake.append(record(i), Completion::slot(tx), queue, alive, |r, c, h| {
-                intake.refuse_full(r, c, h)
-            });
+            intake.append(
+                record(i),
+                Completion::slot(tx),
+                queue,
+                alive,
+                refusing(&intake),
+            );
         };
         for i in 0..3 {
             append(i);

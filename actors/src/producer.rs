@@ -20,7 +20,7 @@ use crate::cluster::ClusterView;
 use crate::completion::{slot, Completion, Outcome};
 #[cfg(feature = "fault-injection")]
 use crate::fault_injection::{Crash, GetAccumulators, Stall};
-use crate::intake::Intake;
+use crate::intake::{Intake, Refusal};
 use crate::interceptor::ProducerInterceptor;
 use crate::memory::MemoryPool;
 use crate::messages::application::{
@@ -393,7 +393,11 @@ impl Producer {
     ) -> impl Future<Output = Outcome> + Send + 'static {
         let (tx, rx) = slot();
         let mut back = None;
-        self.hand_over(produce, Completion::slot(tx), |r, c, _| back = Some((r, c)));
+        let keep = |r, c, why| match why {
+            Refusal::Full { .. } => back = Some((r, c)),
+            other => self.refuse(other, r, c),
+        };
+        self.hand_over(produce, Completion::slot(tx), keep);
         if back.is_none() {
             return rx;
         }
@@ -423,10 +427,13 @@ impl Producer {
                 break;
             }
             let alive = || self.router.connected();
-            let on_full = |r, c, _| back = Some((r, c));
+            let keep = |r, c, why| match why {
+                Refusal::Full { .. } => back = Some((r, c)),
+                other => self.refuse(other, r, c),
+            };
             self.shared
                 .intake
-                .append(record, completion, self.drain_request(), alive, on_full);
+                .append(record, completion, self.drain_request(), alive, keep);
             if back.is_some() {
                 // Refused again: `ready` returns at once while half the limit is free, and a
                 // record larger than that fits only once the router has taken what waits.
@@ -473,7 +480,7 @@ impl Producer {
         &self,
         produce: Produce,
         reply: Completion,
-        on_full: impl FnOnce(ProducerRecord, Completion, usize),
+        on_refused: impl FnOnce(ProducerRecord, Completion, Refusal),
     ) {
         let Produce {
             mut record,
@@ -488,13 +495,12 @@ impl Producer {
             ReplyTo::Notifier(to) => Completion::notify_batched(to, tag),
         };
         if let Some(why) = self.shared.supervision.broken() {
-            completion.complete(Err(ProduceError::refused(why.clone(), record)));
-            return;
+            return self.refuse(Refusal::Final(why.clone()), record, completion);
         }
         let alive = || self.router.connected();
         self.shared
             .intake
-            .append(record, completion, self.drain_request(), alive, on_full);
+            .append(record, completion, self.drain_request(), alive, on_refused);
     }
 
     /// Queues `DrainIntake` for the router; `false` if it is gone.
@@ -512,12 +518,19 @@ impl Producer {
         }
     }
 
-    /// Refuses a record the intake has no room for with `QueueFull`, counted as refused.
-    fn queue_full(&self) -> impl FnOnce(ProducerRecord, Completion, usize) + '_ {
-        move |record, completion, held| {
-            self.shared.metrics.refused(true);
-            self.shared.intake.refuse_full(record, completion, held);
-        }
+    /// Refuses a record the intake did not take (with `QueueFull` when it had no room),
+    /// counted as refused.
+    fn queue_full(&self) -> impl FnOnce(ProducerRecord, Completion, Refusal) + '_ {
+        move |record, completion, why| self.refuse(why, record, completion)
+    }
+
+    /// Answers a record the producer did not take, counted in `record-error-total` (and, when
+    /// it found no room, `buffer-exhausted-total`) as the router counts those it refuses.
+    #[cold]
+    fn refuse(&self, why: Refusal, record: ProducerRecord, completion: Completion) {
+        let full = matches!(why, Refusal::Full { .. });
+        self.shared.metrics.refused(full);
+        why.answer(&self.shared.intake, record, completion);
     }
 
     /// Why the producer is broken, if one of its actors panicked past the restart limit

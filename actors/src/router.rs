@@ -1742,6 +1742,7 @@ impl Router {
             records = core.shared.intake.spent(records);
         } else {
             core.shared.intake.drop_spent();
+            crate::intake::shrink_idle(&mut records);
         }
         core.intake_spare = records;
         again

@@ -720,11 +720,14 @@ async fn the_restart_limit_is_the_applications_to_set() {
         3,
         "the third panic breaks the producer",
     );
+    let errors = producer.metrics().await.record_error_total;
     let refused = send("after three").await.expect_err("refused");
     assert!(
         matches!(refused.kind(), herald::ErrorKind::Broken { .. }),
         "{refused}"
     );
+    // Refused before it reached the router, and counted all the same.
+    assert_eq!(producer.metrics().await.record_error_total, errors + 1);
     producer.close(Duration::from_secs(5)).await;
 }
 
