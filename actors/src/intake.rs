@@ -323,13 +323,16 @@ impl Intake {
     /// (see [`shrink_idle`]): the router calls it when a look finds nothing, so an idle
     /// producer keeps neither.
     pub(crate) fn drop_spent(&self) {
-        let spent = std::mem::take(&mut self.lock().spent);
-        if !spent.is_empty() {
-            self.free(spent);
-        }
         let mut s = self.lock();
+        let mut spent = std::mem::take(&mut s.spent);
         shrink_idle(&mut s.records);
         shrink_idle(&mut s.emptied);
+        drop(s);
+        if !spent.is_empty() {
+            spent.clear();
+            shrink_idle(&mut spent);
+            self.free(spent);
+        }
     }
 
     /// Drops `spent`'s records outside the lock and keeps its buffer for the router's next
