@@ -28,9 +28,9 @@
 //!   records parked for memory wait for batches, so counting them against the batches'
 //!   reservations would leave both waiting for each other. One record is always taken when
 //!   nothing waits outside batches, and a record that no batch could ever hold (past
-//!   `max.request.size` or `buffer.memory`, [`too_large`]) is taken whatever waits, so it
-//!   reaches the router and fails with its own reason (`RecordTooLarge`, as Java's `send`
-//!   checks the size first), not with `QueueFull`, which says to try again; one that finds
+//!   `max.request.size` or `buffer.memory`, [`too_large`]) is taken whatever waits (one at
+//!   a time), so it reaches the router and fails with its own reason (`RecordTooLarge`, as
+//!   Java's `send` checks the size first), not with `QueueFull`, which says to try again; one that finds
 //!   the batches full waits there for memory up to `max.block.ms`, as a record sent to the
 //!   router does.
 //! - **Exactly one outcome.** A record's `Completion` moves with it into the router, which
@@ -72,6 +72,8 @@ pub(crate) struct Intake {
     /// A caller waits in [`Intake::ready`]; whoever makes room wakes it.
     wanted: AtomicBool,
     room: Notify,
+    /// Why the router went for good (see `State::gone`).
+    gone_why: std::sync::OnceLock<ErrorKind>,
 }
 
 #[derive(Debug, Default)]
@@ -85,11 +87,19 @@ struct State {
     spent: Vec<Entry>,
     /// `spent`'s buffer once a caller emptied it, for the router's next take.
     emptied: Vec<Entry>,
-    /// The router is gone for good (the producer broke), and why: it took what waited as
-    /// it went ([`Intake::shut`]), and a record appended later is refused with this. A
-    /// caller that found the producer whole a moment before would otherwise leave its
-    /// record here, its outcome never given.
-    gone: Option<ErrorKind>,
+    /// The router is gone for good (the producer broke): it took what waited as it went
+    /// ([`Intake::shut`]), and a record appended later is refused with `Intake::gone_why`.
+    /// A caller that found the producer whole a moment before would otherwise leave its
+    /// record here, its outcome never given. Read only when the router is not coming
+    /// (`shut` clears that), off the path of every record.
+    gone: bool,
+    /// A record no batch could hold (see [`too_large`]) waits, taken past the limit: one
+    /// such record at a time, so that a caller sending them while the router is held up
+    /// cannot pile them up beyond the limit.
+    oversized: bool,
+    /// The most records one take took since the router last asked (see
+    /// [`Intake::shrink_if_quiet`]).
+    largest_take: usize,
 }
 
 /// What a record held outside a batch is counted as: its buffers, and the entry that holds
@@ -169,6 +179,7 @@ impl Intake {
             routing: AtomicUsize::new(0),
             wanted: AtomicBool::new(false),
             room: Notify::new(),
+            gone_why: std::sync::OnceLock::new(),
         }
     }
 
@@ -275,24 +286,27 @@ impl Intake {
         alive: impl FnOnce() -> bool,
         on_refused: impl FnOnce(ProducerRecord, Completion, Refusal),
     ) {
-        let size = held_size(&record);
+        let mut size = held_size(&record);
         let mut s = self.lock();
         if let Some(held) = self.full(s.bytes, size) {
-            drop(s);
-            // One no batch could hold is refused as that, not as full: no room would help.
-            let refusal = match self.never_fits(&record) {
-                Some(kind) => Refusal::Final(kind),
-                None => Refusal::Full { held },
-            };
-            return on_refused(record, completion, refusal);
-        }
-        if let Some(why) = &s.gone {
-            let why = why.clone();
-            drop(s);
-            return on_refused(record, completion, Refusal::Final(why));
+            if s.oversized || self.never_fits(&record).is_none() {
+                drop(s);
+                return on_refused(record, completion, Refusal::Full { held });
+            }
+            // No room would help it: taken past the limit (one such record at a time), so
+            // that the router refuses it as too large, as any other (the interceptors and
+            // an open transaction hear of it), not as full, which says to try again.
+            // Counted as its entry meanwhile, so that no caller is refused for room it will
+            // never take.
+            s.oversized = true;
+            size = std::mem::size_of::<Entry>();
         }
         let reachable = if s.router_coming {
             alive()
+        } else if s.gone {
+            drop(s);
+            let why = self.gone_why.get().cloned().unwrap_or(ErrorKind::Closed);
+            return on_refused(record, completion, Refusal::Final(why));
         } else {
             let queued = queue_drain();
             s.router_coming = queued;
@@ -319,20 +333,29 @@ impl Intake {
         too_large(record, self.max_request_size, self.limit)
     }
 
-    /// Drops spent records no caller came to drop, and shrinks the buffers a burst grew
-    /// (see [`shrink_idle`]): the router calls it when a look finds nothing, so an idle
-    /// producer keeps neither.
+    /// Drops spent records no caller came to drop: the router calls it when a look finds
+    /// nothing, so an idle producer does not keep them.
     pub(crate) fn drop_spent(&self) {
-        let mut s = self.lock();
-        let mut spent = std::mem::take(&mut s.spent);
-        shrink_idle(&mut s.records);
-        shrink_idle(&mut s.emptied);
-        drop(s);
+        let spent = std::mem::take(&mut self.lock().spent);
         if !spent.is_empty() {
-            spent.clear();
-            shrink_idle(&mut spent);
             self.free(spent);
         }
+    }
+
+    /// Shrinks the buffers a burst grew (see [`shrink_idle`]) if no take since the last call
+    /// took more than [`KEEP_IDLE`] records, and says whether it was so: the router calls it
+    /// once a second, and shrinks its own spare buffer likewise. Under repeated bursts the
+    /// room stays, rather than be grown again under the lock at each.
+    pub(crate) fn shrink_if_quiet(&self) -> bool {
+        let mut s = self.lock();
+        let quiet = s.largest_take <= KEEP_IDLE;
+        s.largest_take = 0;
+        if quiet {
+            shrink_idle(&mut s.records);
+            shrink_idle(&mut s.emptied);
+            shrink_idle(&mut s.spent);
+        }
+        quiet
     }
 
     /// Drops `spent`'s records outside the lock and keeps its buffer for the router's next
@@ -383,10 +406,13 @@ impl Intake {
     /// Takes every waiting record for a router that is gone for good, `why`, and refuses
     /// every later one with that, in one step under the lock: no append falls between.
     pub(crate) fn shut(&self, taken: &mut Vec<Entry>, why: ErrorKind) {
+        let _ = self.gone_why.set(why);
         let mut s = self.lock();
         std::mem::swap(&mut s.records, taken);
         s.bytes = 0;
-        s.gone = Some(why);
+        s.oversized = false;
+        s.router_coming = false;
+        s.gone = true;
     }
 
     /// Records waiting for the router now.
@@ -405,6 +431,8 @@ impl Intake {
         spare.clear();
         let mut s = self.lock();
         std::mem::swap(&mut s.records, spare);
+        s.oversized = false;
+        s.largest_take = s.largest_take.max(spare.len());
         // Under the lock, so that an append never sees the taken records counted nowhere.
         self.routing.store(std::mem::take(&mut s.bytes), Relaxed);
         if answering {
@@ -414,8 +442,7 @@ impl Intake {
     }
 }
 
-/// Entries a buffer of the intake keeps once the router finds nothing to take (see
-/// [`shrink_idle`]).
+/// Entries a buffer of the intake keeps once takes are small (see [`shrink_idle`]).
 pub(crate) const KEEP_IDLE: usize = 16_384;
 
 /// Shrinks a buffer of entries that holds room for more than four times [`KEEP_IDLE`] to
@@ -424,7 +451,8 @@ pub(crate) const KEEP_IDLE: usize = 16_384;
 /// entries after a burst (an entry is 168 bytes however small its record: 200,000 of
 /// them, 34 MB each, for 32 MiB of empty records), and kept that room for the producer's
 /// lifetime, beside `buffer.memory`. Below the bound the room is kept: fresh pages cost
-/// more than the reuse saves (see [`Intake::spent`]).
+/// more than the reuse saves (see [`Intake::spent`]); and it shrinks only after a second of
+/// small takes ([`Intake::shrink_if_quiet`]).
 pub(crate) fn shrink_idle(buffer: &mut Vec<Entry>) {
     if buffer.capacity() > 4 * KEEP_IDLE {
         buffer.shrink_to(KEEP_IDLE);
@@ -518,13 +546,13 @@ mod tests {
         );
     }
 
-    /// A record past `max.request.size` or `buffer.memory` that finds the limit reached is
-    /// refused at once as too large (no room would help it), not as full, and holds
-    /// nothing; one that merely does not fit now is refused as full. Before, such records
-    /// were all taken, counted as their entry alone: while the router was held up (a wait
-    /// for memory), a caller sending them without end kept every one in memory.
+    /// A record past `max.request.size` or `buffer.memory` is taken though others wait and
+    /// the limit is reached, so that the router refuses it as too large (not as full), and it
+    /// counts as its entry alone meanwhile; but one at a time: before, every such record was
+    /// taken, and a caller sending them while the router was held up kept them all in
+    /// memory. One that merely does not fit now is refused as full.
     #[test]
-    fn a_record_no_batch_could_hold_is_refused_as_too_large_when_the_intake_is_full() {
+    fn a_record_no_batch_could_hold_is_taken_for_the_router_to_refuse_one_at_a_time() {
         let entry = std::mem::size_of::<Entry>();
         let intake = Intake::new(Arc::new(MemoryPool::new(2 * entry + 250, 16)), 400);
         let _first = append_to(&intake, 1);
@@ -534,26 +562,34 @@ mod tests {
             r
         };
         let full = Cell::new(false);
+        let on_full = noting_full(&intake, &full);
+        intake.append(
+            with_value(600),
+            Completion::discard(),
+            || true,
+            || true,
+            on_full,
+        );
+        assert!(
+            !full.get(),
+            "past max.request.size: taken, for the router to refuse"
+        );
+        assert_eq!(intake.len(), 2);
+        assert_eq!(intake.lock().bytes, held_size(&record(1)) + entry);
         for _ in 0..1000 {
-            let (tx, rx) = slot();
+            full.set(false);
             let on_full = noting_full(&intake, &full);
             intake.append(
                 with_value(600),
-                Completion::slot(tx),
+                Completion::discard(),
                 || true,
                 || true,
                 on_full,
             );
-            let outcome = rx.now_or_never().expect("answered at once");
-            let e = outcome.expect_err("refused");
-            assert!(
-                matches!(e.kind(), ErrorKind::RecordTooLarge { .. }),
-                "{e:?}"
-            );
+            assert!(full.get(), "one such record waits already: refused as full");
         }
-        assert!(!full.get(), "past max.request.size: too large, not full");
-        assert_eq!(intake.len(), 1, "nothing held but the first record");
-        assert_eq!(intake.lock().bytes, held_size(&record(1)));
+        assert_eq!(intake.len(), 2, "one oversized record held, not a thousand");
+        full.set(false);
         let on_full = noting_full(&intake, &full);
         intake.append(
             with_value(300),
@@ -563,7 +599,28 @@ mod tests {
             on_full,
         );
         assert!(full.get(), "within the limits but not now: refused as full");
-        assert_eq!(intake.len(), 1);
+        // Once the router took them, the next one is taken again.
+        let mut taken = Vec::new();
+        intake.take(&mut taken, true);
+        intake.routed();
+        intake.append(
+            with_value(100),
+            Completion::discard(),
+            || true,
+            || true,
+            refusing(&intake),
+        );
+        full.set(false);
+        let on_full = noting_full(&intake, &full);
+        intake.append(
+            with_value(600),
+            Completion::discard(),
+            || true,
+            || true,
+            on_full,
+        );
+        assert!(!full.get(), "the next oversized record is taken");
+        assert_eq!(intake.len(), 2);
     }
 
     /// A router gone for good takes what waits and leaves the intake refusing: a record
@@ -623,9 +680,13 @@ mod tests {
             "the burst grew the buffers: {:?}",
             capacities(&spare)
         );
-        // The router's next look finds nothing.
+        // The router's next look finds nothing; its check within the second of the burst
+        // keeps the room, the next one, after a second of small takes, shrinks it.
         assert!(!intake.take(&mut spare, true));
         intake.drop_spent();
+        assert!(!intake.shrink_if_quiet(), "a large take in this second");
+        assert!(capacities(&spare).iter().filter(|&&c| c >= burst).count() >= 2);
+        assert!(intake.shrink_if_quiet(), "only small takes since");
         shrink_idle(&mut spare);
         let after = capacities(&spare);
         assert!(
@@ -921,8 +982,9 @@ mod tests {
             futures_util::FutureExt::now_or_never(&mut rx).is_none(),
             "taken"
         );
-        // Past buffer.memory (1 byte) as any record is: refused as too large, not as full.
-        let (tx, rx) = slot();
+        // Past buffer.memory (1 byte) as any record is: taken too, for the router to refuse
+        // as too large, not refused as full.
+        let (tx, mut rx) = slot();
         small.append(
             record(8),
             Completion::slot(tx),
@@ -930,13 +992,9 @@ mod tests {
             || true,
             refusing(&small),
         );
-        let e = rx
-            .now_or_never()
-            .expect("answered at once")
-            .expect_err("refused");
         assert!(
-            matches!(e.kind(), ErrorKind::RecordTooLarge { .. }),
-            "{e:?}"
+            futures_util::FutureExt::now_or_never(&mut rx).is_none(),
+            "taken"
         );
         // Room for one record: a second one that would fit alone is refused as full.
         let tight = intake_of(held_size(&record(0)));

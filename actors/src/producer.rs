@@ -423,7 +423,7 @@ impl Producer {
             let broken = self.shared.supervision.broken().cloned();
             let closed = || (!self.router.connected()).then_some(ErrorKind::Closed);
             if let Some(why) = broken.or_else(closed) {
-                completion.complete(Err(ProduceError::refused(why, record)));
+                self.refuse(Refusal::Final(why), record, completion);
                 break;
             }
             let alive = || self.router.connected();
@@ -471,9 +471,9 @@ impl Producer {
     }
 
     /// Appends a record to the intake; its outcome goes to `reply` unless the record names a
-    /// mailbox of its own, and `on_full` takes it if there is no room. Inlined into `send`
-    /// and `do_send`, as `Intake::append` is into it, so the record is not copied once more
-    /// on the way (callgrind: one `memcpy` of the record per call less; so is a call between
+    /// mailbox of its own, and `on_refused` takes it if the intake does not (see `Refusal`).
+    /// Inlined into `send` and `do_send`, as `Intake::append` is into it, so the record is
+    /// not copied once more on the way (callgrind: one `memcpy` of the record per call less; so is a call between
     /// this and `Intake::append` that takes the record, even inlined).
     #[inline(always)]
     fn hand_over(

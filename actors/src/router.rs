@@ -1557,7 +1557,11 @@ impl Actor for Router {
         core.metadata_timer = None;
         core.arm_metadata_timer(ctx);
         ctx.run_interval(IDLE_CHECK, |act, _| {
-            act.core.borrow_mut().forget_idle_topics();
+            let mut core = act.core.borrow_mut();
+            core.forget_idle_topics();
+            if core.shared.intake.shrink_if_quiet() {
+                crate::intake::shrink_idle(&mut core.intake_spare);
+            }
         });
         // A restart dropped the look-again the intake may be counting on.
         ctx.notify(DrainIntake);
@@ -1742,7 +1746,6 @@ impl Router {
             records = core.shared.intake.spent(records);
         } else {
             core.shared.intake.drop_spent();
-            crate::intake::shrink_idle(&mut records);
         }
         core.intake_spare = records;
         again
@@ -1856,17 +1859,18 @@ impl Handler<Close> for Router {
             // A later close (only `Close` sent to the router directly can be one) resolves
             // with the first one's outcome once it is known: `true` at once told a caller
             // that records the first close was still flushing, or had aborted, were
-            // delivered. The first close's time counts (Java's later `close` with a shorter
-            // timeout forces the close sooner).
+            // delivered. It waits no longer than its own timeout (`false` then); it does not
+            // shorten the first close's time (Java's later `close` with a shorter timeout
+            // forces the close sooner).
             let outcome = core.close_outcome.clone();
+            let timeout = msg.timeout;
             return Box::pin(async move {
                 let Some(mut outcome) = outcome else {
                     return false;
                 };
-                outcome
-                    .wait_for(Option::is_some)
-                    .await
-                    .is_ok_and(|o| *o == Some(true))
+                let first = async { outcome.wait_for(Option::is_some).await.map(|o| *o) };
+                let known = tokio::time::timeout(timeout, first).await;
+                matches!(known, Ok(Ok(Some(true))))
             });
         }
         core.closed = true;

@@ -867,6 +867,46 @@ async fn a_close_after_another_reports_the_first_ones_outcome() {
     assert!(!producer.close(Duration::from_secs(5)).await);
 }
 
+/// A later close waits for the first one's outcome no longer than its own timeout: the
+/// broker down, a close with no time limit cannot end, and a close of one second after it
+/// says `false` after about a second.
+#[actix_rt::test]
+async fn a_later_close_keeps_to_its_own_timeout() {
+    let (mock, topic, producer) = lingering_on_one_partition("close-later-timeout");
+    let router = producer.router().clone();
+    // Metadata and a connection first (a flush sends without waiting for linger.ms).
+    let warm = router.send(Produce::new(topic.clone()).value("first"));
+    producer.flush().await;
+    warm.await.expect("answered").expect("delivered");
+    mock.cluster.broker_down(1).unwrap();
+    let sent = router.send(Produce::new(topic.clone()).value("v"));
+    let first = router.send(herald_actors::Close {
+        timeout: Duration::MAX,
+    });
+    let started = Instant::now();
+    let later = router.send(herald_actors::Close {
+        timeout: Duration::from_secs(1),
+    });
+    let later = tokio::time::timeout(Duration::from_secs(10), later)
+        .await
+        .expect("the later close keeps to its timeout");
+    assert_eq!(later.ok(), Some(false));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The first close goes on, and ends once the broker is back.
+    mock.cluster.broker_up(1).unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), first)
+        .await
+        .expect("the first close ends once the broker is back");
+    assert_eq!(first.ok(), Some(true));
+    sent.await
+        .expect("answered")
+        .expect("delivered by the close");
+}
+
 #[actix_rt::test]
 async fn close_with_timeout_flushes_everything() {
     init_tracing();

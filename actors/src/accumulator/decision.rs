@@ -248,8 +248,9 @@ pub(super) fn classify(batch: &SealedBatch, answer: &BatchResult, state: &State<
                     // The old identity is gone (fenced or forgotten): whether the lost attempt
                     // was written cannot be learnt. Say so rather than risk writing it twice.
                     let error = ErrorKind::Idempotence(Arc::from(format!(
-                        "outcome unknown: an attempt was lost with its connection and the \
-                         producer identity changed before it could be resolved ({code})"
+                        "outcome unknown: an attempt may have been written (lost with its \
+                         connection, or refused after the broker may have appended it) and \
+                         the producer identity changed before it could be resolved ({code})"
                     )));
                     return Decision::Fail {
                         error,

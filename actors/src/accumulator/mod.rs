@@ -73,12 +73,13 @@ struct SealedBatch {
     attempts: u32,
     retry_at: Option<Instant>,
     ids: ProducerIds,
-    /// An attempt was lost with its connection: the broker may hold this batch under `ids`.
-    /// Such a batch keeps its identity across an epoch change until resolved, so a
-    /// deduplicating broker can recognise it.
+    /// An attempt was lost with its connection, or refused with an error Kafka also answers
+    /// after appending (see `decision::refused_after_append`): the broker may hold this
+    /// batch under `ids`. Such a batch keeps its identity across an epoch change until
+    /// resolved, so a deduplicating broker can recognise it.
     maybe_written: bool,
-    /// An attempt was lost with its connection without idempotence: nothing can tell
-    /// whether the broker wrote it, so the batch may be in the log whatever comes next.
+    /// As `maybe_written`, without idempotence: nothing can tell whether the broker wrote
+    /// it, so the batch may be in the log whatever comes next.
     lost_unresolvable: bool,
     /// Its bytes are still being compressed by the sealer (`bytes` is empty until then).
     sealing: bool,
