@@ -561,65 +561,42 @@ mod tests {
             r.value = Some(bytes::Bytes::from(vec![0u8; n]));
             r
         };
-        let full = Cell::new(false);
-        let on_full = noting_full(&intake, &full);
-        intake.append(
-            with_value(600),
-            Completion::discard(),
-            || true,
-            || true,
-            on_full,
-        );
-        assert!(
-            !full.get(),
-            "past max.request.size: taken, for the router to refuse"
-        );
-        assert_eq!(intake.len(), 2);
-        assert_eq!(intake.lock().bytes, held_size(&record(1)) + entry);
-        for _ in 0..1000 {
-            full.set(false);
+        // Offers a record of `n` bytes of value; whether it was refused as full.
+        let refused_as_full = |n: usize| {
+            let full = Cell::new(false);
             let on_full = noting_full(&intake, &full);
             intake.append(
-                with_value(600),
+                with_value(n),
                 Completion::discard(),
                 || true,
                 || true,
                 on_full,
             );
-            assert!(full.get(), "one such record waits already: refused as full");
+            full.get()
+        };
+        assert!(
+            !refused_as_full(600),
+            "past max.request.size: taken, for the router to refuse"
+        );
+        assert_eq!(intake.len(), 2);
+        assert_eq!(intake.lock().bytes, held_size(&record(1)) + entry);
+        for _ in 0..1000 {
+            assert!(
+                refused_as_full(600),
+                "one such record waits already: refused as full"
+            );
         }
         assert_eq!(intake.len(), 2, "one oversized record held, not a thousand");
-        full.set(false);
-        let on_full = noting_full(&intake, &full);
-        intake.append(
-            with_value(300),
-            Completion::discard(),
-            || true,
-            || true,
-            on_full,
+        assert!(
+            refused_as_full(300),
+            "within the limits but not now: refused as full"
         );
-        assert!(full.get(), "within the limits but not now: refused as full");
         // Once the router took them, the next one is taken again.
         let mut taken = Vec::new();
         intake.take(&mut taken, true);
         intake.routed();
-        intake.append(
-            with_value(100),
-            Completion::discard(),
-            || true,
-            || true,
-            refusing(&intake),
-        );
-        full.set(false);
-        let on_full = noting_full(&intake, &full);
-        intake.append(
-            with_value(600),
-            Completion::discard(),
-            || true,
-            || true,
-            on_full,
-        );
-        assert!(!full.get(), "the next oversized record is taken");
+        assert!(!refused_as_full(100));
+        assert!(!refused_as_full(600), "the next oversized record is taken");
         assert_eq!(intake.len(), 2);
     }
 
