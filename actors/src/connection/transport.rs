@@ -241,8 +241,8 @@ mod tests {
 
     use super::*;
 
-    #[tokio::test]
-    async fn plain_halves_carry_bytes_both_ways() {
+    /// A plain transport connected to a listener on loopback, and the broker's end.
+    async fn plain_pair() -> (Transport, tokio::net::TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let (transport, accepted) = tokio::join!(
@@ -255,8 +255,13 @@ mod tests {
             ),
             listener.accept()
         );
-        let (mut broker, _) = accepted.unwrap();
-        let (mut read, mut write) = transport.unwrap().into_split();
+        (transport.unwrap(), accepted.unwrap().0)
+    }
+
+    #[tokio::test]
+    async fn plain_halves_carry_bytes_both_ways() {
+        let (transport, mut broker) = plain_pair().await;
+        let (mut read, mut write) = transport.into_split();
         write.write_all(b"request").await.unwrap();
         let mut got = [0u8; 7];
         broker.read_exact(&mut got).await.unwrap();
@@ -278,20 +283,8 @@ mod tests {
 
         use crate::connection::frame::Frame;
 
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let (transport, accepted) = tokio::join!(
-            Transport::connect(
-                &address,
-                Duration::from_secs(5),
-                None,
-                SocketOptions::default(),
-                0
-            ),
-            listener.accept()
-        );
-        let (mut broker, _) = accepted.unwrap();
-        let (_read, mut write) = transport.unwrap().into_split();
+        let (transport, mut broker) = plain_pair().await;
+        let (_read, mut write) = transport.into_split();
         assert!(write.is_write_vectored());
         let pieces = ["size", "header", "batch one", "", "batch two", "tail"];
         let mut frame = Frame::new(pieces.iter().map(|p| Bytes::from_static(p.as_bytes())));
